@@ -1,0 +1,46 @@
+package plinth
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Errors a Store returns, wrapped with detail. The HTTP layer maps each to a
+// status code; callers test them with errors.Is.
+var (
+	ErrNotFound        = errors.New("not found")                            // 404
+	ErrVersionConflict = errors.New("version does not match")               // 412
+	ErrConflict        = errors.New("a record with this key already exists") // 409
+	ErrUnavailable     = errors.New("storage unavailable")                   // 503
+)
+
+// FieldError is one problem with one field of a body or one query parameter.
+type FieldError struct {
+	Field     string `json:"field,omitempty"`     // JSON path in the body: "addresses[0].postCode"
+	Parameter string `json:"parameter,omitempty"` // query parameter: "limit"
+	Detail    string `json:"detail"`
+}
+
+// ValidationError lists every problem found with a request; nothing is
+// written when one is returned.
+type ValidationError struct {
+	Errors []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Errors))
+	for i, fe := range e.Errors {
+		name := fe.Field
+		if name == "" {
+			name = fe.Parameter
+		}
+		parts[i] = fmt.Sprintf("%s: %s", name, fe.Detail)
+	}
+	return "invalid input: " + strings.Join(parts, "; ")
+}
+
+// paramError returns a ValidationError for one query parameter.
+func paramError(param, format string, args ...any) *ValidationError {
+	return &ValidationError{Errors: []FieldError{{Parameter: param, Detail: fmt.Sprintf(format, args...)}}}
+}

@@ -1,0 +1,201 @@
+package plinth
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// List limits.
+const (
+	DefaultLimit = 20
+	MaxLimit     = 100
+)
+
+// Op is a comparison in a Condition.
+type Op string
+
+const (
+	OpEqual    Op = "eq"
+	OpPrefix   Op = "prefix"   // Value is folded text
+	OpContains Op = "contains" // Value is folded text
+	OpGTE      Op = "gte"
+	OpLTE      Op = "lte"
+)
+
+// Condition is one parsed filter of a list query.
+type Condition struct {
+	Filter *Filter
+	Op     Op
+	// Value is canonical for the filtered field (see Field.Canonical), and
+	// folded (see Fold) for OpPrefix and OpContains.
+	Value any
+}
+
+// Query is a parsed list request. Records come in ascending key order.
+type Query struct {
+	Conditions []Condition
+	Limit      int
+	After      any // key of the last record of the previous page; nil for the first
+}
+
+// Page is one page of a list.
+type Page struct {
+	Records []Record
+	More    bool // more records follow the last one
+}
+
+// cursor is what the opaque cursor string encodes: where the previous page
+// ended, and a digest of the filters, so a cursor is not reused with others.
+type cursor struct {
+	After   string `json:"a"`
+	Filters string `json:"f"`
+}
+
+// ParseQuery turns list query parameters into a Query. Unknown parameters,
+// bad values, a bad limit or a bad cursor are reported by name.
+func (e *Entity) ParseQuery(values url.Values) (Query, error) {
+	q := Query{Limit: DefaultLimit}
+	var errs []FieldError
+	bad := func(param, format string, args ...any) {
+		errs = append(errs, FieldError{Parameter: param, Detail: fmt.Sprintf(format, args...)})
+	}
+	names := make([]string, 0, len(values))
+	for name := range values {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		vals := values[name]
+		if len(vals) != 1 {
+			bad(name, "must be given once")
+			continue
+		}
+		raw := vals[0]
+		switch name {
+		case "limit":
+			n, err := strconv.Atoi(raw)
+			if err != nil || n < 1 || n > MaxLimit {
+				bad(name, "must be an integer from 1 to %d", MaxLimit)
+				continue
+			}
+			q.Limit = n
+			continue
+		case "cursor":
+			continue // decoded below, once the filters are known
+		}
+		f, op := e.filterForParam(name)
+		if f == nil {
+			bad(name, "unknown query parameter; this list accepts %s", strings.Join(e.listParams(), ", "))
+			continue
+		}
+		if raw == "" {
+			bad(name, "must not be empty")
+			continue
+		}
+		c := Condition{Filter: f, Op: op}
+		switch op {
+		case OpPrefix, OpContains:
+			c.Value = Fold(raw)
+		default:
+			v, err := f.Field.parseParam(raw)
+			if err != nil {
+				bad(name, "%s", err)
+				continue
+			}
+			c.Value = v
+		}
+		q.Conditions = append(q.Conditions, c)
+	}
+	if raw, ok := values["cursor"]; ok && len(raw) == 1 {
+		after, err := e.decodeCursor(raw[0], q.Conditions)
+		if err != nil {
+			bad("cursor", "%s", err)
+		}
+		q.After = after
+	}
+	if len(errs) > 0 {
+		return Query{}, &ValidationError{Errors: errs}
+	}
+	return q, nil
+}
+
+// filterForParam finds the filter a query parameter belongs to, with the
+// comparison it asks for.
+func (e *Entity) filterForParam(name string) (*Filter, Op) {
+	if f := e.Filter(name); f != nil {
+		switch f.Match {
+		case MatchPrefix:
+			return f, OpPrefix
+		case MatchContains:
+			return f, OpContains
+		default:
+			return f, OpEqual
+		}
+	}
+	for _, suffix := range []struct {
+		s  string
+		op Op
+	}{{"_from", OpGTE}, {"_to", OpLTE}} {
+		if base, ok := strings.CutSuffix(name, suffix.s); ok {
+			if f := e.Filter(base); f != nil && f.Match == MatchRange {
+				return f, suffix.op
+			}
+		}
+	}
+	return nil, ""
+}
+
+// ListParams returns every query parameter the entity's list accepts.
+func (e *Entity) listParams() []string {
+	var ps []string
+	for _, f := range e.Filters {
+		ps = append(ps, f.Param)
+		if f.Match == MatchRange {
+			ps = append(ps, f.Param+"_from", f.Param+"_to")
+		}
+	}
+	return append(ps, "limit", "cursor")
+}
+
+// filterDigest is a short digest of the conditions, stored in cursors.
+func filterDigest(conds []Condition) string {
+	parts := make([]string, len(conds))
+	for i, c := range conds {
+		parts[i] = fmt.Sprintf("%s|%s|%v", c.Filter.Param, c.Op, c.Value)
+	}
+	sort.Strings(parts)
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return base64.RawURLEncoding.EncodeToString(sum[:6])
+}
+
+// Cursor returns the opaque cursor for the page after the record with key
+// after, under the same conditions.
+func (e *Entity) Cursor(after any, q Query) string {
+	b, _ := json.Marshal(cursor{After: KeyString(after), Filters: filterDigest(q.Conditions)})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (e *Entity) decodeCursor(s string, conds []Condition) (any, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	var c cursor
+	if err == nil {
+		err = json.Unmarshal(b, &c)
+	}
+	if err != nil || c.After == "" {
+		return nil, fmt.Errorf("is not a cursor returned by this API")
+	}
+	if c.Filters != filterDigest(conds) {
+		return nil, fmt.Errorf("belongs to a list with other filters; repeat the filters of the request that returned it")
+	}
+	key, err := e.ParseKey(c.After)
+	if err != nil {
+		return nil, fmt.Errorf("is not a cursor returned by this API")
+	}
+	return key, nil
+}

@@ -1,0 +1,575 @@
+// Package spec loads domain specs from YAML into plinth.Domain, checking
+// everything and reporting every problem with its file and line, and derives
+// the OpenAPI document from the loaded domains.
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"path"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/plinth-data/plinth"
+)
+
+// Error lists every problem found in one or more spec files, one per line,
+// each as "file:line: message".
+type Error struct {
+	Problems []string
+}
+
+func (e *Error) Error() string { return strings.Join(e.Problems, "\n") }
+
+var (
+	kebabRE = regexp.MustCompile(`^[a-z][a-z0-9]*(-[a-z0-9]+)*$`)
+	camelRE = regexp.MustCompile(`^[a-z][a-zA-Z0-9]*$`)
+	snakeRE = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
+	upperRE = regexp.MustCompile(`[A-Z]{2}`)
+)
+
+// reservedParams are list parameters every entity has.
+var reservedParams = []string{"limit", "cursor"}
+
+// LoadFS loads every *.yaml and *.yml file in the root of fsys. Entity paths
+// must be unique across all the domains.
+func LoadFS(fsys fs.FS, dir string) ([]*plinth.Domain, error) {
+	entries, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading domain specs: %w", err)
+	}
+	var domains []*plinth.Domain
+	var problems []string
+	for _, entry := range entries {
+		name := entry.Name()
+		if entry.IsDir() || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
+			continue
+		}
+		file := path.Join(dir, name)
+		data, err := fs.ReadFile(fsys, file)
+		if err != nil {
+			return nil, fmt.Errorf("reading domain spec: %w", err)
+		}
+		d, err := Parse(file, data)
+		var se *Error
+		if errors.As(err, &se) {
+			problems = append(problems, se.Problems...)
+			continue
+		}
+		domains = append(domains, d)
+	}
+	if len(problems) == 0 && len(domains) == 0 {
+		return nil, fmt.Errorf("no domain specs (*.yaml) found in %s", dir)
+	}
+	problems = append(problems, checkUnique(domains)...)
+	if len(problems) > 0 {
+		return nil, &Error{Problems: problems}
+	}
+	return domains, nil
+}
+
+// checkUnique reports domain names and entity paths used twice.
+func checkUnique(domains []*plinth.Domain) []string {
+	var problems []string
+	domainFile := map[string]string{}
+	pluralFile := map[string]string{}
+	for _, d := range domains {
+		if prev, ok := domainFile[d.Name]; ok {
+			problems = append(problems, fmt.Sprintf("%s: domain %q is also defined in %s", d.File, d.Name, prev))
+		}
+		domainFile[d.Name] = d.File
+		for _, e := range d.Entities {
+			if prev, ok := pluralFile[e.Plural]; ok {
+				problems = append(problems, fmt.Sprintf("%s: entity %q: path /api/v1/%s is also used in %s", d.File, e.Name, e.Plural, prev))
+			}
+			pluralFile[e.Plural] = d.File
+		}
+	}
+	return problems
+}
+
+// Parse loads one domain spec. file names it in messages.
+func Parse(file string, data []byte) (*plinth.Domain, error) {
+	l := &loader{file: file}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, &Error{Problems: []string{fmt.Sprintf("%s: %s", file, strings.TrimPrefix(err.Error(), "yaml: "))}}
+	}
+	if len(doc.Content) == 0 {
+		return nil, &Error{Problems: []string{fmt.Sprintf("%s:1: the spec is empty", file)}}
+	}
+	d := l.domain(doc.Content[0])
+	if len(l.problems) > 0 {
+		return nil, &Error{Problems: l.problems}
+	}
+	return d, nil
+}
+
+type loader struct {
+	file     string
+	problems []string
+}
+
+func (l *loader) errorf(n *yaml.Node, format string, args ...any) {
+	l.problems = append(l.problems, fmt.Sprintf("%s:%d: %s", l.file, n.Line, fmt.Sprintf(format, args...)))
+}
+
+// mapping returns the keys of a mapping node, reporting unknown and
+// repeated keys, and required keys that are missing.
+func (l *loader) mapping(n *yaml.Node, what string, required []string, optional ...string) map[string]*yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		l.errorf(n, "%s must be a mapping", what)
+		return nil
+	}
+	m := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch {
+		case !slices.Contains(required, k.Value) && !slices.Contains(optional, k.Value):
+			allowed := append(slices.Clone(required), optional...)
+			sort.Strings(allowed)
+			l.errorf(k, "%s: unknown key %q (known keys: %s)", what, k.Value, strings.Join(allowed, ", "))
+		case m[k.Value] != nil:
+			l.errorf(k, "%s: key %q is repeated", what, k.Value)
+		default:
+			m[k.Value] = v
+		}
+	}
+	for _, k := range required {
+		if m[k] == nil {
+			l.errorf(n, "%s: %q is required", what, k)
+		}
+	}
+	return m
+}
+
+func (l *loader) str(n *yaml.Node, what string) string {
+	if n == nil {
+		return ""
+	}
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		l.errorf(n, "%s must be a string", what)
+		return ""
+	}
+	return n.Value
+}
+
+func (l *loader) boolean(n *yaml.Node, what string) bool {
+	if n == nil {
+		return false
+	}
+	var b bool
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b) != nil {
+		l.errorf(n, "%s must be true or false", what)
+	}
+	return b
+}
+
+func (l *loader) number(n *yaml.Node, what string) *float64 {
+	if n == nil {
+		return nil
+	}
+	var x float64
+	if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") || n.Decode(&x) != nil || math.IsInf(x, 0) || math.IsNaN(x) {
+		l.errorf(n, "%s must be a number", what)
+		return nil
+	}
+	return &x
+}
+
+func (l *loader) seq(n *yaml.Node, what string) []*yaml.Node {
+	if n == nil {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		l.errorf(n, "%s must be a list", what)
+		return nil
+	}
+	return n.Content
+}
+
+func (l *loader) domain(n *yaml.Node) *plinth.Domain {
+	m := l.mapping(n, "domain", []string{"domain", "description", "owner", "entities"}, "sourceSystem")
+	if m == nil {
+		return nil
+	}
+	d := &plinth.Domain{
+		Name:         l.str(m["domain"], "domain"),
+		Description:  l.str(m["description"], "description"),
+		SourceSystem: l.str(m["sourceSystem"], "sourceSystem"),
+		File:         l.file,
+	}
+	if m["domain"] != nil && d.Name != "" && !kebabRE.MatchString(d.Name) {
+		l.errorf(m["domain"], "domain %q must be lower-case kebab-case, such as benefit-claims", d.Name)
+	}
+	if o := m["owner"]; o != nil {
+		om := l.mapping(o, "owner", []string{"serviceArea", "productOwner"}, "cloudAccount")
+		d.Owner = plinth.Owner{
+			ServiceArea:  l.str(om["serviceArea"], "owner.serviceArea"),
+			ProductOwner: l.str(om["productOwner"], "owner.productOwner"),
+			CloudAccount: l.str(om["cloudAccount"], "owner.cloudAccount"),
+		}
+	}
+	entities := l.seq(m["entities"], "entities")
+	if m["entities"] != nil && len(entities) == 0 {
+		l.errorf(m["entities"], "entities: a domain needs at least one entity")
+	}
+	seen := map[string]bool{}
+	for _, en := range entities {
+		e := l.entity(en)
+		if e == nil {
+			continue
+		}
+		if seen[e.Plural] {
+			l.errorf(en, "entity %q: plural %q is used by another entity", e.Name, e.Plural)
+		}
+		seen[e.Plural] = true
+		e.Domain = d
+		d.Entities = append(d.Entities, e)
+	}
+	return d
+}
+
+func (l *loader) entity(n *yaml.Node) *plinth.Entity {
+	m := l.mapping(n, "entity", []string{"name", "plural", "key", "fields"}, "description", "filters")
+	if m == nil {
+		return nil
+	}
+	e := &plinth.Entity{
+		Name:        l.str(m["name"], "entity name"),
+		Plural:      l.str(m["plural"], "entity plural"),
+		Description: l.str(m["description"], "entity description"),
+	}
+	what := fmt.Sprintf("entity %q", e.Name)
+	if m["name"] != nil && !validCamel(e.Name) {
+		l.errorf(m["name"], "%s: name must be camelCase without acronyms, such as benefitClaim", what)
+	}
+	if m["plural"] != nil && !kebabRE.MatchString(e.Plural) {
+		l.errorf(m["plural"], "%s: plural %q must be lower-case kebab-case, such as benefit-claims", what, e.Plural)
+	}
+	if slices.Contains([]string{"healthcheck", "openapi.json", "reports"}, e.Plural) {
+		l.errorf(m["plural"], "%s: plural %q is reserved by Plinth", what, e.Plural)
+	}
+	key := l.key(m["key"], what)
+	if key == nil {
+		return nil
+	}
+	e.Key = plinth.Key{Name: key.Name, Type: plinth.KeyType(key.Type), Generated: key.Required}
+	key.Required = false
+	e.Fields = append(e.Fields, key)
+	seen := map[string]bool{key.Name: true}
+	fields := l.seq(m["fields"], what+": fields")
+	if m["fields"] != nil && len(fields) == 0 {
+		l.errorf(m["fields"], "%s: fields: an entity needs at least one field besides its key", what)
+	}
+	for _, fn := range fields {
+		f := l.field(fn, "", plinth.PII(""), true)
+		if f == nil {
+			continue
+		}
+		if seen[f.Name] {
+			l.errorf(fn, "field %q: the name is used twice", f.Name)
+			continue
+		}
+		seen[f.Name] = true
+		e.Fields = append(e.Fields, f)
+	}
+	params := map[string]bool{}
+	for _, fn := range l.seq(m["filters"], what+": filters") {
+		f := l.filter(fn, e)
+		if f == nil {
+			continue
+		}
+		for _, p := range paramsOf(f) {
+			if params[p] {
+				l.errorf(fn, "filter %q: query parameter %q is used twice", f.Param, p)
+			}
+			params[p] = true
+		}
+		e.Filters = append(e.Filters, f)
+	}
+	return e
+}
+
+func paramsOf(f *plinth.Filter) []string {
+	if f.Match == plinth.MatchRange {
+		return []string{f.Param, f.Param + "_from", f.Param + "_to"}
+	}
+	return []string{f.Param}
+}
+
+// key reads the key block into its field. The Required flag of the result
+// carries "generated" back to the caller.
+func (l *loader) key(n *yaml.Node, what string) *plinth.Field {
+	if n == nil {
+		return nil
+	}
+	m := l.mapping(n, what+": key", []string{"name", "type", "pii"}, "generated", "description")
+	if m == nil || m["name"] == nil || m["type"] == nil || m["pii"] == nil {
+		return nil
+	}
+	f := &plinth.Field{
+		Name:        l.str(m["name"], "key name"),
+		Description: l.str(m["description"], "key description"),
+		PII:         plinth.PII(l.str(m["pii"], "key pii")),
+		Required:    l.boolean(m["generated"], "key generated"),
+	}
+	if !validCamel(f.Name) {
+		l.errorf(m["name"], "key %q: name must be camelCase without acronyms, such as mosaicId", f.Name)
+	}
+	l.checkPII(m["pii"], f)
+	switch kt := l.str(m["type"], "key type"); plinth.KeyType(kt) {
+	case plinth.KeyInteger:
+		f.Type = plinth.TypeInteger
+	case plinth.KeyUUID:
+		f.Type = plinth.TypeUUID
+	case plinth.KeyText:
+		f.Type = plinth.TypeString
+		if f.Required {
+			l.errorf(m["generated"], "key %q: a string key cannot be generated; use uuid or integer, or set generated: false", f.Name)
+		}
+	default:
+		l.errorf(m["type"], "key %q: unknown key type %q (use uuid, integer or string)", f.Name, kt)
+	}
+	return f
+}
+
+var fieldKeys = []string{"description", "required", "maxLength", "enum", "pattern", "min", "max", "format", "pii", "fields", "items"}
+
+// field reads one field. prefix is the dotted path of the enclosing field;
+// inherited is the PII class nested fields take when they set none.
+func (l *loader) field(n *yaml.Node, prefix string, inherited plinth.PII, named bool) *plinth.Field {
+	required := []string{"type"}
+	if named {
+		required = []string{"name", "type"}
+	}
+	what := "field"
+	if named && n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == "name" {
+				what = fmt.Sprintf("field %q", prefix+n.Content[i+1].Value)
+			}
+		}
+	} else if !named {
+		what = fmt.Sprintf("field %q", strings.TrimSuffix(prefix, "."))
+	}
+	optional := fieldKeys
+	if !named {
+		what += ": items"
+	}
+	m := l.mapping(n, what, required, optional...)
+	if m == nil || m["type"] == nil || (named && m["name"] == nil) {
+		return nil
+	}
+	f := &plinth.Field{
+		Type:        plinth.Type(l.str(m["type"], what+": type")),
+		Description: l.str(m["description"], what+": description"),
+		Required:    l.boolean(m["required"], what+": required"),
+		Format:      plinth.Format(l.str(m["format"], what+": format")),
+		PII:         inherited,
+	}
+	if named {
+		f.Name = l.str(m["name"], "field name")
+		if !validCamel(f.Name) {
+			l.errorf(m["name"], "%s: name must be camelCase without acronyms, such as dateOfBirth", what)
+		} else if prefix == "" && slices.Contains(plinth.SystemFields, f.Name) {
+			l.errorf(m["name"], "%s: the name is reserved for a system field (%s)", what, strings.Join(plinth.SystemFields, ", "))
+		}
+	}
+	if !slices.Contains(plinth.Types, f.Type) {
+		l.errorf(m["type"], "%s: unknown type %q (use %s)", what, f.Type, joinTypes())
+		return nil
+	}
+	if p := m["pii"]; p != nil {
+		f.PII = plinth.PII(l.str(p, what+": pii"))
+		l.checkPII(p, f)
+	} else if prefix == "" && named {
+		l.errorf(n, "%s: pii is required (none, personal or special)", what)
+	}
+	l.constraints(m, f, what)
+	switch f.Type {
+	case plinth.TypeObject:
+		if m["items"] != nil {
+			l.errorf(m["items"], "%s: items is only for arrays", what)
+		}
+		fields := l.seq(m["fields"], what+": fields")
+		if len(fields) == 0 {
+			l.errorf(n, "%s: an object needs fields", what)
+		}
+		seen := map[string]bool{}
+		for _, fn := range fields {
+			nf := l.field(fn, prefix+f.Name+".", f.PII, true)
+			if nf == nil {
+				continue
+			}
+			if seen[nf.Name] {
+				l.errorf(fn, "field %q: the name is used twice", prefix+f.Name+"."+nf.Name)
+			}
+			seen[nf.Name] = true
+			f.Fields = append(f.Fields, nf)
+		}
+	case plinth.TypeArray:
+		if m["fields"] != nil {
+			l.errorf(m["fields"], "%s: fields is only for objects; give arrays items", what)
+		}
+		if m["items"] == nil {
+			l.errorf(n, "%s: an array needs items", what)
+			return f
+		}
+		f.Items = l.field(m["items"], prefix+f.Name+".", f.PII, false)
+		if f.Items != nil && f.Items.Type == plinth.TypeArray {
+			l.errorf(m["items"], "%s: arrays of arrays are not supported; use an array of objects", what)
+		}
+	default:
+		for _, k := range []string{"fields", "items"} {
+			if m[k] != nil {
+				l.errorf(m[k], "%s: %s is only for %s", what, k, map[string]string{"fields": "objects", "items": "arrays"}[k])
+			}
+		}
+	}
+	return f
+}
+
+func (l *loader) checkPII(n *yaml.Node, f *plinth.Field) {
+	switch f.PII {
+	case plinth.PIINone, plinth.PIIPersonal, plinth.PIISpecial:
+	default:
+		l.errorf(n, "field %q: unknown pii class %q (use none, personal or special)", f.Name, f.PII)
+	}
+}
+
+// constraints reads maxLength, enum, pattern, min, max and format, and
+// checks each suits the field's type.
+func (l *loader) constraints(m map[string]*yaml.Node, f *plinth.Field, what string) {
+	isString := f.Type == plinth.TypeString
+	isNumber := f.Type == plinth.TypeInteger || f.Type == plinth.TypeNumber
+	onlyFor := func(key, types string, ok bool) bool {
+		if m[key] != nil && !ok {
+			l.errorf(m[key], "%s: %s applies only to %s fields", what, key, types)
+			return false
+		}
+		return m[key] != nil
+	}
+	if onlyFor("maxLength", "string", isString) {
+		var n int
+		if m["maxLength"].Tag != "!!int" || m["maxLength"].Decode(&n) != nil || n < 1 {
+			l.errorf(m["maxLength"], "%s: maxLength must be a positive integer", what)
+		} else {
+			f.MaxLength = &n
+		}
+	}
+	if onlyFor("enum", "string", isString) {
+		for _, v := range l.seq(m["enum"], what+": enum") {
+			f.Enum = append(f.Enum, l.str(v, what+": enum value"))
+		}
+		if len(f.Enum) == 0 {
+			l.errorf(m["enum"], "%s: enum needs at least one value", what)
+		}
+	}
+	if onlyFor("pattern", "string", isString) {
+		re, err := regexp.Compile(l.str(m["pattern"], what+": pattern"))
+		if err != nil {
+			l.errorf(m["pattern"], "%s: pattern does not compile: %s", what, strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+		} else {
+			f.Pattern = re
+		}
+	}
+	if onlyFor("min", "integer or number", isNumber) {
+		f.Min = l.number(m["min"], what+": min")
+	}
+	if onlyFor("max", "integer or number", isNumber) {
+		f.Max = l.number(m["max"], what+": max")
+	}
+	if f.Min != nil && f.Max != nil && *f.Min > *f.Max {
+		l.errorf(m["min"], "%s: min is greater than max", what)
+	}
+	if m["format"] != nil {
+		switch {
+		case !slices.Contains(plinth.Formats, f.Format):
+			l.errorf(m["format"], "%s: unknown format %q (use %s)", what, f.Format, joinFormats())
+		case f.Format == plinth.FormatUPRN && !isString && f.Type != plinth.TypeInteger:
+			l.errorf(m["format"], "%s: format uprn applies only to string or integer fields", what)
+		case f.Format != plinth.FormatUPRN && !isString:
+			l.errorf(m["format"], "%s: format %s applies only to string fields", what, f.Format)
+		}
+	}
+}
+
+func (l *loader) filter(n *yaml.Node, e *plinth.Entity) *plinth.Filter {
+	m := l.mapping(n, "filter", []string{"param", "field", "match"})
+	if m == nil || m["param"] == nil || m["field"] == nil || m["match"] == nil {
+		return nil
+	}
+	f := &plinth.Filter{
+		Param: l.str(m["param"], "filter param"),
+		Match: plinth.Match(l.str(m["match"], "filter match")),
+	}
+	what := fmt.Sprintf("filter %q", f.Param)
+	if !snakeRE.MatchString(f.Param) {
+		l.errorf(m["param"], "%s: param must be snake_case, such as last_name", what)
+	}
+	if slices.Contains(reservedParams, f.Param) {
+		l.errorf(m["param"], "%s: param %q is reserved for pagination", what, f.Param)
+	}
+	switch f.Match {
+	case plinth.MatchExact, plinth.MatchPrefix, plinth.MatchContains, plinth.MatchRange:
+	default:
+		l.errorf(m["match"], "%s: unknown match %q (use exact, prefix, contains or range)", what, f.Match)
+		return nil
+	}
+	fieldPath := l.str(m["field"], what+": field")
+	f.Path = strings.Split(fieldPath, ".")
+	top := e.Field(f.Path[0])
+	switch {
+	case top == nil:
+		l.errorf(m["field"], "%s: field %q is not a field of %s", what, fieldPath, e.Name)
+		return nil
+	case len(f.Path) == 1:
+		f.Field = top
+	case len(f.Path) == 2 && top.Type == plinth.TypeArray && top.Items != nil && top.Items.Type == plinth.TypeObject:
+		f.Array = top
+		f.Field = plinth.FieldByName(top.Items.Fields, f.Path[1])
+		if f.Field == nil {
+			l.errorf(m["field"], "%s: field %q is not a field of the items of %s", what, fieldPath, top.Name)
+			return nil
+		}
+	default:
+		l.errorf(m["field"], "%s: field %q: filters reach a top-level field or a field of an array of objects (such as addresses.postCode)", what, fieldPath)
+		return nil
+	}
+	t := f.Field.Type
+	switch {
+	case t == plinth.TypeObject || t == plinth.TypeArray:
+		l.errorf(m["field"], "%s: field %q is an %s; filters compare single values", what, fieldPath, t)
+	case (f.Match == plinth.MatchPrefix || f.Match == plinth.MatchContains) && t != plinth.TypeString:
+		l.errorf(m["match"], "%s: match %s applies only to string fields, and %q is %s", what, f.Match, fieldPath, t)
+	case f.Match == plinth.MatchRange && t != plinth.TypeInteger && t != plinth.TypeNumber && t != plinth.TypeDate && t != plinth.TypeDateTime:
+		l.errorf(m["match"], "%s: match range applies only to integer, number, date and datetime fields, and %q is %s", what, fieldPath, t)
+	}
+	return f
+}
+
+// validCamel reports whether s is camelCase with no run of capitals.
+func validCamel(s string) bool { return camelRE.MatchString(s) && !upperRE.MatchString(s) }
+
+func joinTypes() string {
+	s := make([]string, len(plinth.Types))
+	for i, t := range plinth.Types {
+		s[i] = string(t)
+	}
+	return strings.Join(s, ", ")
+}
+
+func joinFormats() string {
+	s := make([]string, len(plinth.Formats))
+	for i, f := range plinth.Formats {
+		s[i] = string(f)
+	}
+	return strings.Join(s, ", ")
+}
