@@ -9,8 +9,8 @@ import (
 // Errors a Store returns, wrapped with detail. The HTTP layer maps each to a
 // status code; callers test them with errors.Is.
 var (
-	ErrNotFound        = errors.New("not found")                            // 404
-	ErrVersionConflict = errors.New("version does not match")               // 412
+	ErrNotFound        = errors.New("not found")                             // 404
+	ErrVersionConflict = errors.New("version does not match")                // 412
 	ErrConflict        = errors.New("a record with this key already exists") // 409
 	ErrUnavailable     = errors.New("storage unavailable")                   // 503
 )
