@@ -17,7 +17,7 @@ import (
 // Canonical values, as held in Record.Data and Condition.Value:
 //
 //	string, uuid (lower case), date ("2006-01-02")   string
-//	datetime                                        string, RFC 3339 in UTC
+//	datetime                                        string, RFC 3339 in UTC, to the microsecond
 //	integer                                         int64
 //	number                                          float64
 //	boolean                                         bool
@@ -100,8 +100,7 @@ func validateValue(f *Field, v any, path string, errs *[]FieldError) any {
 		if !ok {
 			if f.Format == FormatUPRN {
 				if n, ok := toInt(v); ok && n >= 0 {
-					s = strconv.FormatInt(n, 10)
-					break
+					return checkString(f, strconv.FormatInt(n, 10), bad)
 				}
 			}
 			return bad("must be a %s", typeNoun(f.Type))
@@ -173,7 +172,8 @@ func checkString(f *Field, s string, bad func(string, ...any) any) any {
 		if err != nil {
 			return bad("must be a date and time in RFC 3339 format such as 2024-05-01T09:30:00Z")
 		}
-		return FormatTime(t)
+		// Microseconds are the finest precision every engine holds.
+		return FormatTime(t.Truncate(time.Microsecond))
 	case TypeUUID:
 		u, err := uuid.Parse(s)
 		if err != nil || len(s) != 36 {
@@ -183,6 +183,10 @@ func checkString(f *Field, s string, bad func(string, ...any) any) any {
 	}
 	if !utf8.ValidString(s) {
 		return bad("must be valid UTF-8 text")
+	}
+	if strings.ContainsRune(s, 0) {
+		// PostgreSQL cannot store U+0000; refuse it everywhere alike.
+		return bad("must not contain the NUL character (U+0000)")
 	}
 	if f.Format != "" {
 		c, err := checkFormat(f.Format, s)

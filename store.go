@@ -16,13 +16,21 @@ type Record struct {
 }
 
 // Store keeps the records of one or more domains. Implementations: sqlite,
-// postgres. Every implementation passes the storetest contract suite.
+// postgres. Every implementation passes the storetest contract suite, which
+// also pins rules this interface cannot say: keys sort in byte order (string
+// and uuid keys) or numerically (integer keys); each condition on a field of
+// an array of objects may be met by a different item, but the _from and _to
+// ends of one range condition must be met by the same item; Insert and
+// BulkInsert keep a key the data already has, even for generated keys (for
+// migrations), and later generated keys are higher.
 type Store interface {
 	// Prepare creates (or additively evolves) the storage for the domains.
 	Prepare(ctx context.Context, domains []*Domain) error
 	// Get returns one record; ErrNotFound when there is none.
 	Get(ctx context.Context, e *Entity, id any) (Record, error)
-	// List returns up to q.Limit records in key order after q.After.
+	// List returns up to q.Limit records in key order after q.After;
+	// q.Limit <= 0 means DefaultLimit. Stores do not cap the limit: the
+	// API's parameter checks do.
 	List(ctx context.Context, e *Entity, q Query) (Page, error)
 	// Count returns how many records the entity has.
 	Count(ctx context.Context, e *Entity) (int64, error)

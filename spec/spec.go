@@ -4,14 +4,17 @@
 package spec
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"path"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -97,18 +100,89 @@ func checkUnique(domains []*plinth.Domain) []string {
 // Parse loads one domain spec. file names it in messages.
 func Parse(file string, data []byte) (*plinth.Domain, error) {
 	l := &loader{file: file}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, &Error{Problems: []string{fmt.Sprintf("%s: %s", file, strings.TrimPrefix(err.Error(), "yaml: "))}}
+	err := dec.Decode(&doc)
+	if err != nil && err != io.EOF {
+		return nil, &Error{Problems: []string{syntaxProblem(file, data, err)}}
 	}
-	if len(doc.Content) == 0 {
+	if err == io.EOF || len(doc.Content) == 0 || doc.Content[0].Tag == "!!null" {
 		return nil, &Error{Problems: []string{fmt.Sprintf("%s:1: the spec is empty", file)}}
+	}
+	// One domain per file: a second YAML document would otherwise be
+	// silently ignored.
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case err == io.EOF:
+	case err != nil:
+		return nil, &Error{Problems: []string{syntaxProblem(file, data, err)}}
+	default:
+		l.errorf(&next, "the file holds more than one YAML document; put each domain in a file of its own")
+		return nil, &Error{Problems: l.problems}
 	}
 	d := l.domain(doc.Content[0])
 	if len(l.problems) > 0 {
 		return nil, &Error{Problems: l.problems}
 	}
 	return d, nil
+}
+
+var yamlLineRE = regexp.MustCompile(`^line (\d+): `)
+
+// yamlParserProblems are the problems the YAML parser (as opposed to its
+// scanner) reports. For these, go.yaml.in/yaml/v3 gives a zero-based line
+// number, and none at all on the first line.
+var yamlParserProblems = []string{
+	"did not find expected ',' or ']'",
+	"did not find expected ',' or '}'",
+	"did not find expected '-' indicator",
+	"did not find expected <document start>",
+	"did not find expected <stream-start>",
+	"did not find expected key",
+	"did not find expected node content",
+	"found duplicate %TAG directive",
+	"found duplicate %YAML directive",
+	"found incompatible YAML document",
+	"found undefined tag handle",
+}
+
+// isScannerProblem reports whether msg is a problem the YAML scanner
+// reports at a position (rather than a decoding problem without one, such
+// as an unknown alias).
+func isScannerProblem(msg string) bool {
+	for _, p := range []string{"found ", "did not find ", "could not find ", "mapping keys are not allowed", "mapping values are not allowed", "block sequence entries are not allowed"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// syntaxProblem words a YAML syntax error like every other problem,
+// "file:line: message", with the line counted from 1 and no further than
+// the last line of data.
+func syntaxProblem(file string, data []byte, err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = msg[len(m[0]):]
+	}
+	switch {
+	case slices.Contains(yamlParserProblems, msg):
+		line++
+	case line == 0 && isScannerProblem(msg):
+		line = 1 // the scanner gives no line for the first
+	}
+	lines := bytes.Count(data, []byte("\n"))
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		lines++
+	}
+	line = min(line, max(lines, 1))
+	if line == 0 {
+		return fmt.Sprintf("%s: %s", file, msg)
+	}
+	return fmt.Sprintf("%s:%d: %s", file, line, msg)
 }
 
 type loader struct {
@@ -205,7 +279,7 @@ func (l *loader) domain(n *yaml.Node) *plinth.Domain {
 		SourceSystem: l.str(m["sourceSystem"], "sourceSystem"),
 		File:         l.file,
 	}
-	if m["domain"] != nil && d.Name != "" && !kebabRE.MatchString(d.Name) {
+	if stringNode(m["domain"]) && !kebabRE.MatchString(d.Name) {
 		l.errorf(m["domain"], "domain %q must be lower-case kebab-case, such as benefit-claims", d.Name)
 	}
 	if o := m["owner"]; o != nil {
@@ -217,7 +291,7 @@ func (l *loader) domain(n *yaml.Node) *plinth.Domain {
 		}
 	}
 	entities := l.seq(m["entities"], "entities")
-	if m["entities"] != nil && len(entities) == 0 {
+	if m["entities"] != nil && m["entities"].Kind == yaml.SequenceNode && len(entities) == 0 {
 		l.errorf(m["entities"], "entities: a domain needs at least one entity")
 	}
 	seen := map[string]bool{}
@@ -247,25 +321,28 @@ func (l *loader) entity(n *yaml.Node) *plinth.Entity {
 		Description: l.str(m["description"], "entity description"),
 	}
 	what := fmt.Sprintf("entity %q", e.Name)
-	if m["name"] != nil && !validCamel(e.Name) {
+	if stringNode(m["name"]) && !validCamel(e.Name) {
 		l.errorf(m["name"], "%s: name must be camelCase without acronyms, such as benefitClaim", what)
 	}
-	if m["plural"] != nil && !kebabRE.MatchString(e.Plural) {
+	if stringNode(m["plural"]) && !kebabRE.MatchString(e.Plural) {
 		l.errorf(m["plural"], "%s: plural %q must be lower-case kebab-case, such as benefit-claims", what, e.Plural)
 	}
 	if slices.Contains([]string{"healthcheck", "openapi.json", "reports"}, e.Plural) {
 		l.errorf(m["plural"], "%s: plural %q is reserved by Plinth", what, e.Plural)
 	}
+	// Without a usable key the fields are still checked, so that every
+	// problem is reported at once; the filters are not, as the key field
+	// they may name is missing.
 	key := l.key(m["key"], what)
-	if key == nil {
-		return nil
+	seen := map[string]bool{}
+	if key != nil {
+		e.Key = plinth.Key{Name: key.Name, Type: plinth.KeyType(key.Type), Generated: key.Required}
+		key.Required = false
+		e.Fields = append(e.Fields, key)
+		seen[key.Name] = true
 	}
-	e.Key = plinth.Key{Name: key.Name, Type: plinth.KeyType(key.Type), Generated: key.Required}
-	key.Required = false
-	e.Fields = append(e.Fields, key)
-	seen := map[string]bool{key.Name: true}
 	fields := l.seq(m["fields"], what+": fields")
-	if m["fields"] != nil && len(fields) == 0 {
+	if m["fields"] != nil && m["fields"].Kind == yaml.SequenceNode && len(fields) == 0 {
 		l.errorf(m["fields"], "%s: fields: an entity needs at least one field besides its key", what)
 	}
 	for _, fn := range fields {
@@ -279,6 +356,9 @@ func (l *loader) entity(n *yaml.Node) *plinth.Entity {
 		}
 		seen[f.Name] = true
 		e.Fields = append(e.Fields, f)
+	}
+	if key == nil {
+		return nil
 	}
 	params := map[string]bool{}
 	for _, fn := range l.seq(m["filters"], what+": filters") {
@@ -320,10 +400,14 @@ func (l *loader) key(n *yaml.Node, what string) *plinth.Field {
 		PII:         plinth.PII(l.str(m["pii"], "key pii")),
 		Required:    l.boolean(m["generated"], "key generated"),
 	}
-	if !validCamel(f.Name) {
+	if !stringNode(m["name"]) {
+		// str has reported it
+	} else if !validCamel(f.Name) {
 		l.errorf(m["name"], "key %q: name must be camelCase without acronyms, such as mosaicId", f.Name)
+	} else if slices.Contains(plinth.SystemFields, f.Name) {
+		l.errorf(m["name"], "key %q: the name is reserved for a system field (%s)", f.Name, strings.Join(plinth.SystemFields, ", "))
 	}
-	l.checkPII(m["pii"], f)
+	l.checkPII(m["pii"], f, fmt.Sprintf("key %q", f.Name))
 	switch kt := l.str(m["type"], "key type"); plinth.KeyType(kt) {
 	case plinth.KeyInteger:
 		f.Type = plinth.TypeInteger
@@ -335,7 +419,9 @@ func (l *loader) key(n *yaml.Node, what string) *plinth.Field {
 			l.errorf(m["generated"], "key %q: a string key cannot be generated; use uuid or integer, or set generated: false", f.Name)
 		}
 	default:
-		l.errorf(m["type"], "key %q: unknown key type %q (use uuid, integer or string)", f.Name, kt)
+		if stringNode(m["type"]) {
+			l.errorf(m["type"], "key %q: unknown key type %q (use uuid, integer or string)", f.Name, kt)
+		}
 	}
 	return f
 }
@@ -352,7 +438,7 @@ func (l *loader) field(n *yaml.Node, prefix string, inherited plinth.PII, named 
 	what := "field"
 	if named && n.Kind == yaml.MappingNode {
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == "name" {
+			if n.Content[i].Value == "name" && stringNode(n.Content[i+1]) {
 				what = fmt.Sprintf("field %q", prefix+n.Content[i+1].Value)
 			}
 		}
@@ -376,40 +462,50 @@ func (l *loader) field(n *yaml.Node, prefix string, inherited plinth.PII, named 
 	}
 	if named {
 		f.Name = l.str(m["name"], "field name")
-		if !validCamel(f.Name) {
+		if !stringNode(m["name"]) {
+			// str has reported it
+		} else if !validCamel(f.Name) {
 			l.errorf(m["name"], "%s: name must be camelCase without acronyms, such as dateOfBirth", what)
 		} else if prefix == "" && slices.Contains(plinth.SystemFields, f.Name) {
 			l.errorf(m["name"], "%s: the name is reserved for a system field (%s)", what, strings.Join(plinth.SystemFields, ", "))
 		}
 	}
 	if !slices.Contains(plinth.Types, f.Type) {
-		l.errorf(m["type"], "%s: unknown type %q (use %s)", what, f.Type, joinTypes())
+		if stringNode(m["type"]) {
+			l.errorf(m["type"], "%s: unknown type %q (use %s)", what, f.Type, joinTypes())
+		}
 		return nil
 	}
 	if p := m["pii"]; p != nil {
 		f.PII = plinth.PII(l.str(p, what+": pii"))
-		l.checkPII(p, f)
+		l.checkPII(p, f, what)
 	} else if prefix == "" && named {
 		l.errorf(n, "%s: pii is required (none, personal or special)", what)
 	}
 	l.constraints(m, f, what)
+	// inner is the dotted path prefix of nested fields; array items have
+	// no name of their own, so their fields sit under the array's name.
+	inner := prefix
+	if named {
+		inner = prefix + f.Name + "."
+	}
 	switch f.Type {
 	case plinth.TypeObject:
 		if m["items"] != nil {
 			l.errorf(m["items"], "%s: items is only for arrays", what)
 		}
 		fields := l.seq(m["fields"], what+": fields")
-		if len(fields) == 0 {
+		if m["fields"] == nil || (m["fields"].Kind == yaml.SequenceNode && len(fields) == 0) {
 			l.errorf(n, "%s: an object needs fields", what)
 		}
 		seen := map[string]bool{}
 		for _, fn := range fields {
-			nf := l.field(fn, prefix+f.Name+".", f.PII, true)
+			nf := l.field(fn, inner, f.PII, true)
 			if nf == nil {
 				continue
 			}
 			if seen[nf.Name] {
-				l.errorf(fn, "field %q: the name is used twice", prefix+f.Name+"."+nf.Name)
+				l.errorf(fn, "field %q: the name is used twice", inner+nf.Name)
 			}
 			seen[nf.Name] = true
 			f.Fields = append(f.Fields, nf)
@@ -422,7 +518,7 @@ func (l *loader) field(n *yaml.Node, prefix string, inherited plinth.PII, named 
 			l.errorf(n, "%s: an array needs items", what)
 			return f
 		}
-		f.Items = l.field(m["items"], prefix+f.Name+".", f.PII, false)
+		f.Items = l.field(m["items"], inner, f.PII, false)
 		if f.Items != nil && f.Items.Type == plinth.TypeArray {
 			l.errorf(m["items"], "%s: arrays of arrays are not supported; use an array of objects", what)
 		}
@@ -436,11 +532,11 @@ func (l *loader) field(n *yaml.Node, prefix string, inherited plinth.PII, named 
 	return f
 }
 
-func (l *loader) checkPII(n *yaml.Node, f *plinth.Field) {
+func (l *loader) checkPII(n *yaml.Node, f *plinth.Field, what string) {
 	switch f.PII {
 	case plinth.PIINone, plinth.PIIPersonal, plinth.PIISpecial:
 	default:
-		l.errorf(n, "field %q: unknown pii class %q (use none, personal or special)", f.Name, f.PII)
+		l.errorf(n, "%s: unknown pii class %q (use none, personal or special)", what, f.PII)
 	}
 }
 
@@ -468,7 +564,7 @@ func (l *loader) constraints(m map[string]*yaml.Node, f *plinth.Field, what stri
 		for _, v := range l.seq(m["enum"], what+": enum") {
 			f.Enum = append(f.Enum, l.str(v, what+": enum value"))
 		}
-		if len(f.Enum) == 0 {
+		if m["enum"].Kind == yaml.SequenceNode && len(f.Enum) == 0 {
 			l.errorf(m["enum"], "%s: enum needs at least one value", what)
 		}
 	}
@@ -489,7 +585,7 @@ func (l *loader) constraints(m map[string]*yaml.Node, f *plinth.Field, what stri
 	if f.Min != nil && f.Max != nil && *f.Min > *f.Max {
 		l.errorf(m["min"], "%s: min is greater than max", what)
 	}
-	if m["format"] != nil {
+	if stringNode(m["format"]) {
 		switch {
 		case !slices.Contains(plinth.Formats, f.Format):
 			l.errorf(m["format"], "%s: unknown format %q (use %s)", what, f.Format, joinFormats())
@@ -511,7 +607,7 @@ func (l *loader) filter(n *yaml.Node, e *plinth.Entity) *plinth.Filter {
 		Match: plinth.Match(l.str(m["match"], "filter match")),
 	}
 	what := fmt.Sprintf("filter %q", f.Param)
-	if !snakeRE.MatchString(f.Param) {
+	if stringNode(m["param"]) && !snakeRE.MatchString(f.Param) {
 		l.errorf(m["param"], "%s: param must be snake_case, such as last_name", what)
 	}
 	if slices.Contains(reservedParams, f.Param) {
@@ -520,10 +616,15 @@ func (l *loader) filter(n *yaml.Node, e *plinth.Entity) *plinth.Filter {
 	switch f.Match {
 	case plinth.MatchExact, plinth.MatchPrefix, plinth.MatchContains, plinth.MatchRange:
 	default:
-		l.errorf(m["match"], "%s: unknown match %q (use exact, prefix, contains or range)", what, f.Match)
+		if stringNode(m["match"]) {
+			l.errorf(m["match"], "%s: unknown match %q (use exact, prefix, contains or range)", what, f.Match)
+		}
 		return nil
 	}
 	fieldPath := l.str(m["field"], what+": field")
+	if !stringNode(m["field"]) {
+		return nil
+	}
 	f.Path = strings.Split(fieldPath, ".")
 	top := e.Field(f.Path[0])
 	switch {
@@ -553,6 +654,11 @@ func (l *loader) filter(n *yaml.Node, e *plinth.Entity) *plinth.Filter {
 		l.errorf(m["match"], "%s: match range applies only to integer, number, date and datetime fields, and %q is %s", what, fieldPath, t)
 	}
 	return f
+}
+
+// stringNode reports whether n is a value str reads without complaint.
+func stringNode(n *yaml.Node) bool {
+	return n != nil && n.Kind == yaml.ScalarNode && n.Tag != "!!null"
 }
 
 // validCamel reports whether s is camelCase with no run of capitals.

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is every setting of Plinth. Each can come from plinth.yaml, an
+// environment variable or a flag; a flag beats the environment, which beats
+// the file, which beats the default. README.md lists them all.
+type Config struct {
+	Environment   string `yaml:"environment" env:"PLINTH_ENV" flag:"env" usage:"environment: development, staging or production"`
+	Listen        string `yaml:"listen" env:"PLINTH_LISTEN" flag:"listen" usage:"address to serve on"`
+	DataDir       string `yaml:"dataDir" env:"PLINTH_DATA_DIR" flag:"data-dir" usage:"folder for embedded data (SQLite file)"`
+	Store         string `yaml:"store" env:"PLINTH_STORE" flag:"store" usage:"store URL: sqlite:///path/file.db or postgres://user@host:5432/db (default sqlite in the data dir)"`
+	Domains       string `yaml:"domains" env:"PLINTH_DOMAINS" flag:"domains" usage:"folder of domain specs (default: the shipped residents and contacts domains)"`
+	DemoData      bool   `yaml:"demoData" env:"PLINTH_DEMO_DATA" flag:"demo-data" usage:"in development, fill an empty store with dummy demo data"`
+	DemoResidents int    `yaml:"demoRecords" env:"PLINTH_DEMO_RECORDS" flag:"demo-records" usage:"how many dummy records of each entity to create as demo data"`
+	MaxBodyBytes  int64  `yaml:"maxBodyBytes" env:"PLINTH_MAX_BODY_BYTES" flag:"max-body-bytes" usage:"largest request body accepted, in bytes"`
+	LogLevel      string `yaml:"logLevel" env:"PLINTH_LOG_LEVEL" flag:"log-level" usage:"log level: debug, info, warn or error"`
+	PublicURL     string `yaml:"publicURL" env:"PLINTH_PUBLIC_URL" flag:"public-url" usage:"base URL clients use, for the OpenAPI servers list (default http://<listen>)"`
+}
+
+func defaultConfig() Config {
+	return Config{
+		Environment:   "development",
+		Listen:        "127.0.0.1:8080",
+		DataDir:       "plinth-data",
+		DemoData:      true,
+		DemoResidents: 3000,
+		MaxBodyBytes:  1 << 20,
+		LogLevel:      "info",
+	}
+}
+
+// configFlag is the flag (and PLINTH_CONFIG the variable) naming the file.
+const configFlag = "config"
+
+// addConfigFlags declares a flag for every Config field on cmd.
+func addConfigFlags(cmd *cobra.Command) {
+	def := defaultConfig()
+	v := reflect.ValueOf(def)
+	t := v.Type()
+	fl := cmd.Flags()
+	fl.String(configFlag, "plinth.yaml", "configuration file (PLINTH_CONFIG); a missing default file is fine")
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, usage := f.Tag.Get("flag"), f.Tag.Get("usage")+" ("+f.Tag.Get("env")+")"
+		switch val := v.Field(i).Interface().(type) {
+		case string:
+			fl.String(name, val, usage)
+		case bool:
+			fl.Bool(name, val, usage)
+		case int:
+			fl.Int(name, val, usage)
+		case int64:
+			fl.Int64(name, val, usage)
+		}
+	}
+}
+
+// loadConfig layers defaults, the config file, the environment and the
+// flags that were set.
+func loadConfig(cmd *cobra.Command) (Config, error) {
+	cfg := defaultConfig()
+	path, _ := cmd.Flags().GetString(configFlag)
+	explicit := cmd.Flags().Changed(configFlag)
+	if p := os.Getenv("PLINTH_CONFIG"); p != "" && !explicit {
+		path, explicit = p, true
+	}
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !explicit:
+	case err != nil:
+		return cfg, fmt.Errorf("reading configuration: %w", err)
+	default:
+		dec := yaml.NewDecoder(strings.NewReader(string(data)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return cfg, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+	}
+	v := reflect.ValueOf(&cfg).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		field := v.Field(i)
+		if raw, ok := os.LookupEnv(f.Tag.Get("env")); ok {
+			if err := setFromString(field, raw); err != nil {
+				return cfg, fmt.Errorf("environment variable %s: %w", f.Tag.Get("env"), err)
+			}
+		}
+		if name := f.Tag.Get("flag"); cmd.Flags().Changed(name) {
+			raw := cmd.Flags().Lookup(name).Value.String()
+			if err := setFromString(field, raw); err != nil {
+				return cfg, fmt.Errorf("flag --%s: %w", name, err)
+			}
+		}
+	}
+	return cfg, cfg.check()
+}
+
+func setFromString(field reflect.Value, raw string) error {
+	switch field.Kind() {
+	case reflect.String:
+		field.SetString(raw)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", raw)
+		}
+		field.SetBool(b)
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", raw)
+		}
+		field.SetInt(n)
+	}
+	return nil
+}
+
+func (c Config) check() error {
+	switch c.Environment {
+	case "development", "staging", "production":
+	default:
+		return fmt.Errorf("environment %q: use development, staging or production", c.Environment)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log level %q: use debug, info, warn or error", c.LogLevel)
+	}
+	if c.MaxBodyBytes < 1024 {
+		return fmt.Errorf("max body bytes %d: must be at least 1024", c.MaxBodyBytes)
+	}
+	if c.DemoResidents < 0 {
+		return fmt.Errorf("demo records %d: must not be negative", c.DemoResidents)
+	}
+	return nil
+}
+
+// StoreURL is the store to open: the configured one, or SQLite in the data
+// directory.
+func (c Config) StoreURL() string {
+	if c.Store != "" {
+		return c.Store
+	}
+	return "sqlite://" + filepath.Join(c.DataDir, "plinth.db")
+}

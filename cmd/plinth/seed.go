@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/datasafety"
+)
+
+// seedBatch is how many records are generated and loaded at a time.
+const seedBatch = 1000
+
+func seedCommand() *cobra.Command {
+	var n int
+	var seed uint64
+	var plural string
+	cmd := &cobra.Command{
+		Use:   "seed",
+		Short: "Load dummy records into the store (development only)",
+		Long: `Generate clearly dummy records from the domain specs and bulk-load them:
+names from a fake-data library, e-mail addresses at example.org, NHS numbers
+in the 999 test range, phone numbers from Ofcom's drama ranges and an address
+line that says "Dummy". Refused outside development.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			if cfg.Environment != "development" {
+				return fmt.Errorf("seed loads dummy data and runs only in development, not %s", cfg.Environment)
+			}
+			ds, err := loadDomains(cfg.Domains)
+			if err != nil {
+				return err
+			}
+			st, err := openStore(cmd.Context(), cfg.StoreURL(), ds)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			logger := newLogger(cfg.LogLevel)
+			for _, d := range ds {
+				for _, e := range d.Entities {
+					if plural != "" && e.Plural != plural {
+						continue
+					}
+					if err := seedEntity(cmd.Context(), st, e, n, seed, logger); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+	}
+	addConfigFlags(cmd)
+	cmd.Flags().IntVarP(&n, "count", "n", 10000, "records to create for each entity")
+	cmd.Flags().Uint64Var(&seed, "seed", uint64(time.Now().UnixNano()), "random seed, for repeatable data")
+	cmd.Flags().StringVar(&plural, "entity", "", "only this entity (its plural, e.g. residents)")
+	return cmd
+}
+
+// seedIfEmpty fills a store that has no records at all with n dummy records
+// of each entity. A store with any data is left alone.
+func seedIfEmpty(ctx context.Context, st plinth.Store, ds []*plinth.Domain, n int, logger *slog.Logger) error {
+	for _, d := range ds {
+		for _, e := range d.Entities {
+			c, err := st.Count(ctx, e)
+			if err != nil {
+				return err
+			}
+			if c > 0 {
+				return nil
+			}
+		}
+	}
+	logger.Info("the store is empty; loading dummy demo data", "recordsPerEntity", n)
+	for i, d := range ds {
+		for j, e := range d.Entities {
+			if err := seedEntity(ctx, st, e, n, uint64(1+i*100+j), logger); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// seedEntity generates and bulk-loads n dummy records of e, with a progress
+// bar on a terminal and progress log lines otherwise. Batches are generated
+// on every core while earlier ones load; each batch has its own generator,
+// seeded from seed and the batch number, so the data is repeatable. Natural
+// keys that count up need one generator, so those entities generate on one.
+func seedEntity(ctx context.Context, st plinth.Store, e *plinth.Entity, n int, seed uint64, logger *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := (n + seedBatch - 1) / seedBatch
+	workers := runtime.GOMAXPROCS(0)
+	shared := datasafety.NewGenerator(seed)
+	countingKey := !e.Key.Generated && e.Key.Type != plinth.KeyUUID
+	if countingKey {
+		workers = 1
+	}
+	results := make([]chan []map[string]any, batches)
+	for i := range results {
+		results[i] = make(chan []map[string]any, 1)
+	}
+	ahead := make(chan struct{}, 2*workers) // bounds batches generated but not loaded
+	next := make(chan int)
+	go func() {
+		defer close(next)
+		for i := 0; i < batches; i++ {
+			select {
+			case ahead <- struct{}{}:
+				next <- i
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for w := 0; w < workers; w++ {
+		go func() {
+			for i := range next {
+				g := shared
+				if !countingKey {
+					g = datasafety.NewGenerator(seed*1_000_003 + uint64(i))
+				}
+				results[i] <- g.Records(e, min(seedBatch, n-i*seedBatch))
+			}
+		}()
+	}
+	p := newProgress(int64(n), "seeding "+e.Plural, logger)
+	var loading time.Duration
+	for i := 0; i < batches; i++ {
+		var batch []map[string]any
+		select {
+		case batch = <-results[i]:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		start := time.Now()
+		if err := st.BulkInsert(ctx, e, batch); err != nil {
+			return fmt.Errorf("seeding %s: %w", e.Plural, err)
+		}
+		loading += time.Since(start)
+		<-ahead
+		p.Add(len(batch))
+	}
+	p.Finish("bulkInsertSeconds", loading.Seconds(), "bulkInsertPerSecond", int(float64(n)/max(loading.Seconds(), 1e-9)))
+	return nil
+}
+
+// progress reports long work: a bar on a terminal, log lines otherwise.
+type progress struct {
+	bar     *progressbar.ProgressBar
+	logger  *slog.Logger
+	what    string
+	total   int64
+	done    int64
+	started time.Time
+	logged  time.Time
+}
+
+func newProgress(total int64, what string, logger *slog.Logger) *progress {
+	p := &progress{logger: logger, what: what, total: total, started: time.Now(), logged: time.Now()}
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		p.bar = progressbar.NewOptions64(total, progressbar.OptionSetDescription(what),
+			progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
+			progressbar.OptionClearOnFinish())
+	}
+	return p
+}
+
+func (p *progress) Add(n int) {
+	p.done += int64(n)
+	if p.bar != nil {
+		_ = p.bar.Add(n)
+		return
+	}
+	if time.Since(p.logged) >= 2*time.Second {
+		p.logged = time.Now()
+		p.logger.Info(p.what, "done", p.done, "total", p.total)
+	}
+}
+
+// Finish reports the totals, with any extra key-value pairs.
+func (p *progress) Finish(extra ...any) {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+	}
+	elapsed := time.Since(p.started)
+	p.logger.Info(p.what+" finished", append([]any{"records", p.done, "seconds", elapsed.Seconds(),
+		"perSecond", int(float64(p.done) / max(elapsed.Seconds(), 1e-9))}, extra...)...)
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/plinth-data/plinth"
+	plinthhttp "github.com/plinth-data/plinth/http"
+)
+
+func serveCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the domains as Platform APIs",
+		Long: `Serve every loaded domain as a Platform API.
+
+With no configuration it uses an embedded SQLite file in ./plinth-data, loads
+the shipped residents and contacts domains and, in development, fills an
+empty store with dummy demo data.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), cfg, cmd.OutOrStdout())
+		},
+	}
+	addConfigFlags(cmd)
+	return cmd
+}
+
+func serve(ctx context.Context, cfg Config, out io.Writer) error {
+	logger := newLogger(cfg.LogLevel)
+	if cfg.Environment != "development" {
+		// DESIGN: staging and production refuse to start without token
+		// auth and a durable audit trail, which are not built yet.
+		return fmt.Errorf("environment %s needs authentication and auditing, which this version of Plinth does not provide yet; use --env development", cfg.Environment)
+	}
+	ds, err := loadDomains(cfg.Domains)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg.StoreURL(), ds)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	if cfg.DemoData && cfg.DemoResidents > 0 {
+		if err := seedIfEmpty(ctx, st, ds, cfg.DemoResidents, logger); err != nil {
+			return err
+		}
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w (choose another address with --listen)", cfg.Listen, err)
+	}
+	base := cfg.PublicURL
+	if base == "" {
+		base = "http://" + ln.Addr().String()
+	}
+	doc, err := openAPIDocument(ds, base, cfg.Environment)
+	if err != nil {
+		return err
+	}
+	api := plinthhttp.NewServer(plinthhttp.Config{
+		Store:        st,
+		Domains:      ds,
+		OpenAPI:      doc,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Logger:       logger,
+	})
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	printWelcome(out, base, cfg, ds)
+	logger.Info("serving", "address", ln.Addr().String(), "environment", cfg.Environment, "store", redactURL(cfg.StoreURL()))
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	// Graceful shutdown: stop accepting, let requests in flight finish.
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// printWelcome tells a new user what is running and what to try.
+func printWelcome(out io.Writer, base string, cfg Config, ds []*plinth.Domain) {
+	fmt.Fprintf(out, "\nPlinth is serving %d domain(s) in %s on %s\n", len(ds), cfg.Environment, redactURL(cfg.StoreURL()))
+	for _, d := range ds {
+		for _, e := range d.Entities {
+			fmt.Fprintf(out, "  %-12s %s/api/v1/%s\n", d.Name, base, e.Plural)
+		}
+	}
+	fmt.Fprintf(out, "\nTry:\n")
+	if e := findEntity(ds, "residents"); e != nil {
+		fmt.Fprintf(out, "  curl '%s/api/v1/residents?limit=3'\n", base)
+		fmt.Fprintf(out, "  curl '%s/api/v1/residents?last_name=son&limit=3'\n", base)
+		fmt.Fprintf(out, "  curl '%s/api/v1/residents/1'\n", base)
+	}
+	fmt.Fprintf(out, "  curl '%s/api/v1/healthcheck/ping'\n", base)
+	fmt.Fprintf(out, "\nOpenAPI: %s/api/v1/openapi.json   Metrics: %s/metrics   Stop: Ctrl+C\n\n", base, base)
+}
+
+func findEntity(ds []*plinth.Domain, plural string) *plinth.Entity {
+	for _, d := range ds {
+		for _, e := range d.Entities {
+			if e.Plural == plural {
+				return e
+			}
+		}
+	}
+	return nil
+}

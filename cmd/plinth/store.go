@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/postgres"
+	"github.com/plinth-data/plinth/sqlite"
+)
+
+// openStore opens the store a URL names and prepares it for the domains.
+func openStore(ctx context.Context, url string, ds []*plinth.Domain) (plinth.Store, error) {
+	var st plinth.Store
+	switch {
+	case strings.HasPrefix(url, "sqlite://"):
+		path := strings.TrimPrefix(url, "sqlite://")
+		if path == "" {
+			return nil, fmt.Errorf("store %q: give a file path, such as sqlite://plinth-data/plinth.db", url)
+		}
+		s, err := sqlite.Open(ctx, path)
+		if err != nil {
+			return nil, err
+		}
+		st = s
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		s, err := postgres.Open(ctx, url)
+		if err != nil {
+			return nil, err
+		}
+		st = s
+	default:
+		return nil, fmt.Errorf("store %q: use sqlite:///path/to/file.db or postgres://user@host:5432/database", redactURL(url))
+	}
+	if err := st.Prepare(ctx, ds); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("preparing the store: %w", err)
+	}
+	return st, nil
+}
+
+// redactURL hides the password of a store URL, for messages.
+func redactURL(url string) string {
+	scheme, rest, ok := strings.Cut(url, "://")
+	if !ok {
+		return url
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		userinfo := rest[:at]
+		if user, _, hasPass := strings.Cut(userinfo, ":"); hasPass {
+			rest = user + ":***" + rest[at:]
+		}
+	}
+	return scheme + "://" + rest
+}

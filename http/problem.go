@@ -1,0 +1,73 @@
+package http
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/plinth-data/plinth"
+)
+
+// Problem is an RFC 9457 problem details body.
+type Problem struct {
+	Type          string              `json:"type"`
+	Title         string              `json:"title"`
+	Status        int                 `json:"status"`
+	Detail        string              `json:"detail,omitempty"`
+	Instance      string              `json:"instance,omitempty"`
+	CorrelationID string              `json:"correlationId"`
+	Errors        []plinth.FieldError `json:"errors,omitempty"`
+}
+
+// writeProblem sends a problem+json response.
+func writeProblem(w http.ResponseWriter, r *http.Request, status int, detail string, errs ...plinth.FieldError) {
+	p := Problem{
+		Type:          "about:blank",
+		Title:         http.StatusText(status),
+		Status:        status,
+		Detail:        detail,
+		Instance:      r.URL.Path,
+		CorrelationID: CorrelationID(r.Context()),
+		Errors:        errs,
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+// writeError maps an error from the domain or a store to a problem. Only
+// the errors Plinth defines are shown to the client; anything else is logged
+// and answered with a plain 500.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var ve *plinth.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		status := http.StatusUnprocessableEntity
+		detail := "The request body is not a valid record; see errors."
+		if len(ve.Errors) > 0 && ve.Errors[0].Parameter != "" {
+			status = http.StatusBadRequest
+			detail = "The query parameters are not valid; see errors."
+		}
+		writeProblem(w, r, status, detail, ve.Errors...)
+	case errors.Is(err, plinth.ErrNotFound):
+		writeProblem(w, r, http.StatusNotFound, "No record has this id.")
+	case errors.Is(err, plinth.ErrVersionConflict):
+		writeProblem(w, r, http.StatusPreconditionFailed, "The record has changed since the version given in If-Match; fetch it again and retry with its new ETag.")
+	case errors.Is(err, plinth.ErrConflict):
+		writeProblem(w, r, http.StatusConflict, "A record with this key already exists.")
+	case errors.Is(err, plinth.ErrUnavailable):
+		s.log(r).Error("storage unavailable", "error", err)
+		w.Header().Set("Retry-After", "5")
+		writeProblem(w, r, http.StatusServiceUnavailable, "The data store is unavailable; try again shortly.")
+	default:
+		s.log(r).Error("request failed", "error", err)
+		writeProblem(w, r, http.StatusInternalServerError, fmt.Sprintf("An unexpected error occurred; quote correlation id %s when reporting it.", CorrelationID(r.Context())))
+	}
+}
+
+func (s *Server) log(r *http.Request) *slog.Logger {
+	return s.logger.With("correlationId", CorrelationID(r.Context()))
+}

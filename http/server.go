@@ -1,0 +1,158 @@
+// Package http serves the Platform API: one REST resource per entity of each
+// loaded domain, health checks, the OpenAPI document and Prometheus metrics,
+// with problem+json errors and correlation ids.
+package http
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/plinth-data/plinth"
+)
+
+// DefaultMaxBodyBytes bounds request bodies unless configured otherwise.
+const DefaultMaxBodyBytes = 1 << 20
+
+// Config is what a Server needs.
+type Config struct {
+	Store   plinth.Store
+	Domains []*plinth.Domain
+	// OpenAPI is the document served at /api/v1/openapi.json.
+	OpenAPI []byte
+	// MaxBodyBytes bounds request bodies; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	Logger       *slog.Logger
+	// Registry receives the HTTP metrics; nil means a new registry.
+	Registry *prometheus.Registry
+	// Checks are extra readiness checks by name; the store is always checked.
+	Checks map[string]func(context.Context) error
+}
+
+// Server is the Platform API.
+type Server struct {
+	store   plinth.Store
+	domains []*plinth.Domain
+	openAPI []byte
+	maxBody int64
+	logger  *slog.Logger
+	metrics *metrics
+	checks  map[string]func(context.Context) error
+	router  chi.Router
+
+	reg *prometheus.Registry
+}
+
+// NewServer builds the API for the configured domains.
+func NewServer(cfg Config) *Server {
+	s := &Server{
+		store:   cfg.Store,
+		domains: cfg.Domains,
+		openAPI: cfg.OpenAPI,
+		maxBody: cfg.MaxBodyBytes,
+		logger:  cfg.Logger,
+		reg:     cfg.Registry,
+		checks:  map[string]func(context.Context) error{"store": cfg.Store.Ping},
+	}
+	if s.maxBody <= 0 {
+		s.maxBody = DefaultMaxBodyBytes
+	}
+	if s.logger == nil {
+		s.logger = slog.Default()
+	}
+	if s.reg == nil {
+		s.reg = prometheus.NewRegistry()
+	}
+	for name, check := range cfg.Checks {
+		s.checks[name] = check
+	}
+	s.metrics = newMetrics(s.reg)
+
+	r := chi.NewRouter()
+	r.Use(withCorrelation, s.observe)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, http.StatusNotFound, "There is no route "+r.URL.Path+"; see /api/v1/openapi.json for the routes this API serves.")
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, http.StatusMethodNotAllowed, "Method "+r.Method+" is not allowed on "+r.URL.Path+".")
+	})
+	r.Get("/api/v1/healthcheck/ping", s.ping)
+	r.Get("/api/v1/healthcheck/ready", s.ready)
+	r.Get("/api/v1/openapi.json", s.serveOpenAPI)
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	for _, d := range cfg.Domains {
+		for _, e := range d.Entities {
+			h := &entityHandler{s: s, e: e}
+			base := "/api/v1/" + e.Plural
+			r.Get(base, h.list)
+			r.Post(base, h.create)
+			r.Get(base+"/{id}", h.get)
+			r.Patch(base+"/{id}", h.update)
+			r.Delete(base+"/{id}", h.delete)
+		}
+	}
+	s.router = r
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]bool{"success": true})
+}
+
+type checkResult struct {
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// ready runs every dependency check concurrently with a short deadline.
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	names := make([]string, 0, len(s.checks))
+	for name := range s.checks {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	results := make(map[string]checkResult, len(names))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := checkResult{OK: true}
+			if err := s.checks[name](ctx); err != nil {
+				res = checkResult{OK: false, Detail: err.Error()}
+				s.log(r).Warn("readiness check failed", "check", name, "error", err)
+			}
+			mu.Lock()
+			results[name] = res
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	ready := true
+	for _, res := range results {
+		ready = ready && res.OK
+	}
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{"ready": ready, "checks": results})
+}
+
+func (s *Server) serveOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(s.openAPI)
+}

@@ -1,0 +1,15 @@
+package postgres
+
+import (
+	"testing"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/storetest"
+)
+
+func TestContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) plinth.Store {
+		s, _ := openStore(t, storetest.Domains(t))
+		return s
+	})
+}

@@ -1,0 +1,599 @@
+// Package postgres is a plinth.Store on PostgreSQL, through pgx and its
+// connection pool.
+//
+// Each domain gets a schema and each entity a table with one typed column
+// per top-level field (see layout.go), so that the data is plain to SQL
+// users, BI tools and DBAs. Prefix and contains filters compare a folded
+// copy of the text (plinth.Fold, computed in Go on every write so that every
+// store folds alike) held in a shadow column with a btree or a trigram
+// index; array reach-in filters compare a text[] shadow column with a GIN
+// index. Prepare creates and additively evolves the schema (see Plan) and
+// refuses changes that would lose data.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/plinth-data/plinth"
+)
+
+// Store is a plinth.Store on PostgreSQL.
+type Store struct {
+	pool     *pgxpool.Pool
+	where    string // host:port, database and user, for messages
+	password string // to strip from error texts
+}
+
+var _ plinth.Store = (*Store)(nil)
+
+// defaultConnectTimeout bounds a connection attempt when the URL sets no
+// connect_timeout.
+const defaultConnectTimeout = 10 * time.Second
+
+// Open connects to the database at url (postgres://user:password@host:port/db
+// or a key=value connection string) and checks that it answers. Errors name
+// the host, port, database and user, never the password; a server that
+// cannot be reached gives an error wrapping plinth.ErrUnavailable.
+func Open(ctx context.Context, url string) (*Store, error) {
+	password := passwordOf(url)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// Not wrapped: what pgx wraps may quote the URL, password and all.
+		return nil, &redactedError{msg: "postgres: the connection URL is not valid (expected postgres://user:password@host:5432/database): " +
+			redact(err.Error(), password)}
+	}
+	if cfg.ConnConfig.Password != "" {
+		password = cfg.ConnConfig.Password
+	}
+	if !strings.Contains(url, "connect_timeout") {
+		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
+	s := &Store{where: describe(cfg), password: password}
+	s.pool, err = pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, &redactedError{msg: fmt.Sprintf("postgres: cannot connect to %s: %s", s.where, s.cause(err))}
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		s.pool.Close()
+		return nil, s.connectError(err)
+	}
+	return s, nil
+}
+
+// describe names the server and database of a configuration.
+func describe(cfg *pgxpool.Config) string {
+	c := cfg.ConnConfig
+	host := c.Host
+	if !strings.HasPrefix(host, "/") {
+		host += ":" + strconv.Itoa(int(c.Port))
+	} else {
+		host = "socket " + host
+	}
+	return fmt.Sprintf("PostgreSQL at %s, database %q, user %q", host, c.Database, c.User)
+}
+
+// connectError explains a failed connection without the password.
+func (s *Store) connectError(err error) error {
+	msg := fmt.Sprintf("postgres: cannot connect to %s: %s", s.where, s.cause(err))
+	if unavailable(err) || errors.Is(err, context.DeadlineExceeded) {
+		return &redactedError{msg: msg, err: plinth.ErrUnavailable}
+	}
+	return &redactedError{msg: msg}
+}
+
+// cause is the text of an error from pgx, short and without the password.
+func (s *Store) cause(err error) string {
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		if inner := ce.Unwrap(); inner != nil {
+			err = inner
+		}
+	}
+	// pgx reports each attempt (TLS, then plain text; each address) on a
+	// line of its own; say each distinct one once.
+	var lines []string
+	for _, line := range strings.Split(redact(err.Error(), s.password), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !slices.Contains(lines, line) {
+			lines = append(lines, line)
+		}
+	}
+	return strings.Join(lines, "; ")
+}
+
+// Pool returns the connection pool, for packages that keep more than
+// records in the same database.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.wrap("ping", s.pool.Ping(ctx))
+}
+
+// Close closes every connection.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// read runs fn, again once if the connection was lost before it answered:
+// the pool replaces broken connections, so a read after a database restart
+// succeeds instead of failing once per pooled connection.
+func (s *Store) read(ctx context.Context, what string, fn func() error) error {
+	err := fn()
+	if err != nil && unavailable(err) && ctx.Err() == nil {
+		err = fn()
+	}
+	return s.wrap(what, err)
+}
+
+// Get returns one record.
+func (s *Store) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Record, error) {
+	t := layout(e)
+	var r plinth.Record
+	err := s.read(ctx, "get "+t.label, func() (err error) {
+		r, err = t.get(ctx, s.pool, id, false)
+		return err
+	})
+	return r, err
+}
+
+// querier is what a pool, a connection and a transaction share.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func (t *table) get(ctx context.Context, q querier, id any, lock bool) (plinth.Record, error) {
+	k, ok := t.keyParam(id)
+	if !ok {
+		return plinth.Record{}, fmt.Errorf("%s %s: %w", t.e.Name, plinth.KeyString(id), plinth.ErrNotFound)
+	}
+	sql := "SELECT " + t.selectList + " FROM " + t.ident + " WHERE " + t.key.ident() + " = $1"
+	if lock {
+		sql += " FOR UPDATE"
+	}
+	r, err := t.scanner().record(q.QueryRow(ctx, sql, k))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return plinth.Record{}, fmt.Errorf("%s %s: %w", t.e.Name, plinth.KeyString(id), plinth.ErrNotFound)
+	}
+	return r, err
+}
+
+// List returns a page of records in key order.
+func (s *Store) List(ctx context.Context, e *plinth.Entity, q plinth.Query) (plinth.Page, error) {
+	t := layout(e)
+	limit := q.Limit
+	if limit <= 0 {
+		limit = plinth.DefaultLimit
+	}
+	var args []any
+	where, err := t.where(q.Conditions, &args)
+	if err != nil {
+		return plinth.Page{}, fmt.Errorf("postgres: list %s: %w", t.label, err)
+	}
+	if q.After != nil {
+		k, ok := t.keyParam(q.After)
+		if !ok {
+			return plinth.Page{}, fmt.Errorf("postgres: list %s: the cursor key %v is not a key of %s", t.label, q.After, e.Name)
+		}
+		args = append(args, k)
+		where = append(where, fmt.Sprintf("%s > $%d", t.key.ident(), len(args)))
+	}
+	sql := "SELECT " + t.selectList + " FROM " + t.ident
+	if len(where) > 0 {
+		sql += " WHERE " + strings.Join(where, " AND ")
+	}
+	args = append(args, limit+1)
+	sql += fmt.Sprintf(" ORDER BY %s LIMIT $%d", t.key.ident(), len(args))
+
+	var page plinth.Page
+	err = s.read(ctx, "list "+t.label, func() error {
+		page = plinth.Page{}
+		// The unnamed statement of QueryExecModeCacheDescribe is planned
+		// for its values each time: how selective a filter value is
+		// decides between its index and the key order, and a generic plan
+		// cached for one value can be slow for another.
+		rows, err := s.pool.Query(ctx, sql, append([]any{pgx.QueryExecModeCacheDescribe}, args...)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		sc := t.scanner()
+		for rows.Next() {
+			r, err := sc.record(rows)
+			if err != nil {
+				return err
+			}
+			page.Records = append(page.Records, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return plinth.Page{}, err
+	}
+	if len(page.Records) > limit {
+		page.Records = page.Records[:limit]
+		page.More = true
+	}
+	return page, nil
+}
+
+// where turns conditions into SQL, appending their parameters to args.
+// Conditions on the same array filter must hold for the same item.
+func (t *table) where(conds []plinth.Condition, args *[]any) ([]string, error) {
+	arg := func(v any) string {
+		*args = append(*args, v)
+		return "$" + strconv.Itoa(len(*args))
+	}
+	var out []string
+	ranges := map[*plinth.Filter][]string{} // array range conditions, by filter
+	var rangeOrder []*plinth.Filter
+	for _, c := range conds {
+		f := c.Filter
+		if f == nil || f.Field == nil {
+			return nil, fmt.Errorf("a condition has no filter")
+		}
+		if s, ok := c.Value.(string); ok && strings.IndexByte(s, 0) >= 0 {
+			return nil, &plinth.ValidationError{Errors: []plinth.FieldError{{Parameter: f.Param,
+				Detail: "must not contain the character U+0000 (NUL)"}}}
+		}
+		if f.Array == nil {
+			col := t.byField[f.Field.Name]
+			if col == nil {
+				return nil, fmt.Errorf("filter %q: field %q is not a field of %s", f.Param, f.Field.Name, t.e.Name)
+			}
+			switch c.Op {
+			case plinth.OpEqual, plinth.OpGTE, plinth.OpLTE:
+				v, err := encode(f.Field, c.Value)
+				if err != nil {
+					return nil, fmt.Errorf("filter %q: %w", f.Param, err)
+				}
+				op := map[plinth.Op]string{plinth.OpEqual: "=", plinth.OpGTE: ">=", plinth.OpLTE: "<="}[c.Op]
+				out = append(out, fmt.Sprintf("%s %s %s", col.ident(), op, arg(v)))
+			case plinth.OpPrefix, plinth.OpContains:
+				fold := t.foldOf[f.Field.Name]
+				s, _ := c.Value.(string)
+				if fold == nil {
+					return nil, fmt.Errorf("filter %q does not match by prefix or contains", f.Param)
+				}
+				if c.Op == plinth.OpPrefix {
+					cond := fmt.Sprintf("%s >= %s", fold.ident(), arg(s))
+					if next, ok := successor(s); ok {
+						cond += fmt.Sprintf(" AND %s < %s", fold.ident(), arg(next))
+					}
+					out = append(out, cond)
+				} else {
+					out = append(out, fmt.Sprintf("%s LIKE %s", fold.ident(), arg("%"+escapeLike(s)+"%")))
+				}
+			default:
+				return nil, fmt.Errorf("filter %q: unknown comparison %q", f.Param, c.Op)
+			}
+			continue
+		}
+		// Array reach-in.
+		if f.Match == plinth.MatchRange {
+			v, err := encode(f.Field, c.Value)
+			if err != nil {
+				return nil, fmt.Errorf("filter %q: %w", f.Param, err)
+			}
+			op := map[plinth.Op]string{plinth.OpEqual: "=", plinth.OpGTE: ">=", plinth.OpLTE: "<="}[c.Op]
+			if op == "" {
+				return nil, fmt.Errorf("filter %q: unknown comparison %q", f.Param, c.Op)
+			}
+			if ranges[f] == nil {
+				rangeOrder = append(rangeOrder, f)
+			}
+			ranges[f] = append(ranges[f], fmt.Sprintf("(e->>%s)::%s %s %s", literal(f.Field.Name), sqlType(f.Field), op, arg(v)))
+			continue
+		}
+		vals := t.valuesOf[f.Param]
+		if vals == nil {
+			return nil, fmt.Errorf("filter %q is not a filter of %s", f.Param, t.e.Name)
+		}
+		s, ok := text(c.Value)
+		if !ok {
+			return nil, fmt.Errorf("filter %q: cannot compare %T", f.Param, c.Value)
+		}
+		switch c.Op {
+		case plinth.OpEqual:
+			out = append(out, fmt.Sprintf("%s @> ARRAY[%s::text]", vals.ident(), arg(s)))
+		case plinth.OpPrefix:
+			out = append(out, fmt.Sprintf("EXISTS (SELECT 1 FROM unnest(%s) AS v WHERE starts_with(v, %s))", vals.ident(), arg(s)))
+		case plinth.OpContains:
+			out = append(out, fmt.Sprintf("EXISTS (SELECT 1 FROM unnest(%s) AS v WHERE strpos(v, %s) > 0)", vals.ident(), arg(s)))
+		default:
+			return nil, fmt.Errorf("filter %q: unknown comparison %q", f.Param, c.Op)
+		}
+	}
+	for _, f := range rangeOrder {
+		arr := t.byField[f.Array.Name]
+		out = append(out, fmt.Sprintf("EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(%s) = 'array' THEN %s END) AS e WHERE jsonb_typeof(e) = 'object' AND %s)",
+			arr.ident(), arr.ident(), strings.Join(ranges[f], " AND ")))
+	}
+	return out, nil
+}
+
+// successor returns the least string greater than every string with the
+// prefix p, in byte (and so code point) order; false when there is none.
+func successor(p string) (string, bool) {
+	r := []rune(p)
+	for i := len(r) - 1; i >= 0; i-- {
+		next := r[i] + 1
+		if next >= 0xD800 && next <= 0xDFFF {
+			next = 0xE000
+		}
+		if next <= 0x10FFFF {
+			return string(r[:i]) + string(next), true
+		}
+	}
+	return "", false
+}
+
+// escapeLike escapes the LIKE wildcards (with the default escape, \).
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// Count returns how many records the entity has.
+func (s *Store) Count(ctx context.Context, e *plinth.Entity) (int64, error) {
+	t := layout(e)
+	var n int64
+	err := s.read(ctx, "count "+t.label, func() error {
+		return s.pool.QueryRow(ctx, "SELECT count(*) FROM "+t.ident).Scan(&n)
+	})
+	return n, err
+}
+
+// Write runs fn in one transaction.
+func (s *Store) Write(ctx context.Context, fn func(plinth.Tx) error) error {
+	ptx, err := s.pool.Begin(ctx)
+	if err != nil && unavailable(err) && ctx.Err() == nil {
+		ptx, err = s.pool.Begin(ctx) // nothing was done yet: safe to try again
+	}
+	if err != nil {
+		return s.wrap("write: begin a transaction", err)
+	}
+	defer ptx.Rollback(context.WithoutCancel(ctx))
+	if err := fn(&tx{s: s, tx: ptx}); err != nil {
+		return err
+	}
+	return s.wrap("commit", ptx.Commit(ctx))
+}
+
+type tx struct {
+	s  *Store
+	tx pgx.Tx
+}
+
+func (x *tx) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Record, error) {
+	t := layout(e)
+	r, err := t.get(ctx, x.tx, id, true)
+	return r, x.s.wrap("get "+t.label, err)
+}
+
+func (x *tx) Insert(ctx context.Context, e *plinth.Entity, data map[string]any) (plinth.Record, error) {
+	t := layout(e)
+	r, err := t.insert(ctx, x.tx, data)
+	return r, x.s.wrap("insert into "+t.label, err)
+}
+
+func (t *table) insert(ctx context.Context, q pgx.Tx, data map[string]any) (plinth.Record, error) {
+	e := t.e
+	out := make(map[string]any, len(data)+1)
+	for k, v := range data {
+		if v != nil {
+			out[k] = v
+		}
+	}
+	key, hasKey := out[e.Key.Name]
+	if hasKey {
+		key = t.canonicalKey(key)
+		out[e.Key.Name] = key
+	}
+	switch {
+	case !hasKey && e.Key.Generated && e.Key.Type == plinth.KeyUUID:
+		key = uuid.NewString()
+		out[e.Key.Name] = key
+		hasKey = true
+	case !hasKey && !e.Key.Generated:
+		return plinth.Record{}, fmt.Errorf("%s: the key %q is missing", e.Name, e.Key.Name)
+	}
+	row, err := t.row(out)
+	if err != nil {
+		return plinth.Record{}, err
+	}
+	now := plinth.Now()
+	sql := t.insertKey
+	if !hasKey {
+		sql, row = t.insertNoKey, row[1:]
+	}
+	row = append(row, int64(1), now, now)
+	var k any
+	switch e.Key.Type {
+	case plinth.KeyInteger:
+		var n int64
+		err = q.QueryRow(ctx, sql, row...).Scan(&n)
+		k = n
+	default:
+		var s string
+		err = q.QueryRow(ctx, sql+"::text", row...).Scan(&s)
+		k = s
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return plinth.Record{}, fmt.Errorf("%s %s: %w", e.Name, plinth.KeyString(key), plinth.ErrConflict)
+	}
+	if err != nil {
+		return plinth.Record{}, err
+	}
+	if hasKey && e.Key.Generated && e.Key.Type == plinth.KeyInteger {
+		// An explicit key for an identity column (a migration keeping
+		// legacy ids): move the identity past it.
+		if _, err := q.Exec(ctx, t.bumpSequence, k); err != nil {
+			return plinth.Record{}, err
+		}
+	}
+	out[e.Key.Name] = k
+	return plinth.Record{Data: out, Version: 1, CreatedAt: now, UpdatedAt: now}, nil
+}
+
+func (x *tx) Update(ctx context.Context, e *plinth.Entity, id any, version int64, data map[string]any) (plinth.Record, error) {
+	t := layout(e)
+	r, err := t.updateRecord(ctx, x.tx, id, version, data)
+	return r, x.s.wrap("update "+t.label, err)
+}
+
+func (t *table) updateRecord(ctx context.Context, q pgx.Tx, id any, version int64, data map[string]any) (plinth.Record, error) {
+	e := t.e
+	k, ok := t.keyParam(id)
+	if !ok {
+		return plinth.Record{}, fmt.Errorf("%s %s: %w", e.Name, plinth.KeyString(id), plinth.ErrNotFound)
+	}
+	out := make(map[string]any, len(data)+1)
+	for name, v := range data {
+		if v != nil {
+			out[name] = v
+		}
+	}
+	out[e.Key.Name] = t.canonicalKey(id)
+	row, err := t.row(out)
+	if err != nil {
+		return plinth.Record{}, err
+	}
+	now := plinth.Now()
+	row[0] = k
+	row = append(row, now, version)
+	r := plinth.Record{Data: out, UpdatedAt: now}
+	err = q.QueryRow(ctx, t.update, row...).Scan(&r.Version, &r.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return plinth.Record{}, t.missing(ctx, q, id, k, version)
+	}
+	if err != nil {
+		return plinth.Record{}, err
+	}
+	r.CreatedAt = r.CreatedAt.UTC()
+	return r, nil
+}
+
+// missing explains why no row had the key and version: ErrNotFound or
+// ErrVersionConflict.
+func (t *table) missing(ctx context.Context, q pgx.Tx, id, k any, version int64) error {
+	var current int64
+	err := q.QueryRow(ctx, "SELECT version FROM "+t.ident+" WHERE "+t.key.ident()+" = $1", k).Scan(&current)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("%s %s: %w", t.e.Name, plinth.KeyString(id), plinth.ErrNotFound)
+	case err != nil:
+		return err
+	}
+	return fmt.Errorf("%s %s is at version %d, not %d: %w", t.e.Name, plinth.KeyString(id), current, version, plinth.ErrVersionConflict)
+}
+
+func (x *tx) Delete(ctx context.Context, e *plinth.Entity, id any, version int64) error {
+	t := layout(e)
+	k, ok := t.keyParam(id)
+	if !ok {
+		return fmt.Errorf("%s %s: %w", e.Name, plinth.KeyString(id), plinth.ErrNotFound)
+	}
+	tag, err := x.tx.Exec(ctx, "DELETE FROM "+t.ident+" WHERE "+t.key.ident()+" = $1 AND version = $2", k, version)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = t.missing(ctx, x.tx, id, k, version)
+	}
+	return x.s.wrap("delete from "+t.label, err)
+}
+
+// BulkInsert adds records with COPY, in one transaction: all of them or,
+// on error, none. Generated uuid keys are assigned in Go, generated integer
+// keys by the identity column; explicit keys are kept (and the identity
+// moved past them).
+func (s *Store) BulkInsert(ctx context.Context, e *plinth.Entity, data []map[string]any) error {
+	t := layout(e)
+	if len(data) == 0 {
+		return nil
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(ptx pgx.Tx) error {
+		return t.bulkInsert(ctx, ptx, data)
+	})
+	return s.wrap(fmt.Sprintf("bulk insert %d records into %s", len(data), t.label), err)
+}
+
+func (t *table) bulkInsert(ctx context.Context, q pgx.Tx, data []map[string]any) error {
+	e := t.e
+	now := plinth.Now()
+	identity := e.Key.Generated && e.Key.Type == plinth.KeyInteger
+	// With an identity key, records without a key go in one COPY that
+	// leaves the key out, and records with one in another.
+	var withKey, withoutKey []map[string]any
+	for _, d := range data {
+		if d[e.Key.Name] == nil && identity {
+			withoutKey = append(withoutKey, d)
+		} else {
+			withKey = append(withKey, d)
+		}
+	}
+	var maxKey int64
+	copyRows := func(rows []map[string]any, skipKey bool) error {
+		if len(rows) == 0 {
+			return nil
+		}
+		i := 0
+		src := pgx.CopyFromFunc(func() ([]any, error) {
+			if i == len(rows) {
+				return nil, nil
+			}
+			d := rows[i]
+			i++
+			if d[e.Key.Name] == nil && !skipKey {
+				if e.Key.Generated && e.Key.Type == plinth.KeyUUID {
+					d = withValue(d, e.Key.Name, uuid.NewString())
+				} else {
+					return nil, fmt.Errorf("record %d: the key %q is missing", i, e.Key.Name)
+				}
+			}
+			row, err := t.row(d)
+			if err != nil {
+				return nil, fmt.Errorf("record %d: %w", i, err)
+			}
+			if skipKey {
+				row = row[1:]
+			} else if n, ok := row[0].(int64); ok && n > maxKey {
+				maxKey = n
+			}
+			return append(row, int64(1), now, now), nil
+		})
+		cols := t.copyCols
+		if skipKey {
+			cols = cols[1:]
+		}
+		_, err := q.CopyFrom(ctx, pgx.Identifier{t.schema, t.name}, cols, src)
+		return err
+	}
+	if err := copyRows(withKey, false); err != nil {
+		return err
+	}
+	if identity && maxKey > 0 {
+		if _, err := q.Exec(ctx, t.bumpSequence, maxKey); err != nil {
+			return err
+		}
+	}
+	return copyRows(withoutKey, true)
+}
+
+func withValue(d map[string]any, k string, v any) map[string]any {
+	out := make(map[string]any, len(d)+1)
+	for name, x := range d {
+		out[name] = x
+	}
+	out[k] = v
+	return out
+}

@@ -1,0 +1,210 @@
+package sqlite_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/domains"
+	"github.com/plinth-data/plinth/spec"
+	"github.com/plinth-data/plinth/sqlite"
+)
+
+// benchResidents is how many residents the benchmark database holds.
+const benchResidents = 100_000
+
+// fixture is the benchmark database, built once per test binary run (it
+// takes a few seconds) and removed by TestMain.
+var fixture struct {
+	once     sync.Once
+	dir      string
+	path     string
+	postcode string // the postcode of one resident's address
+	err      error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if fixture.dir != "" {
+		os.RemoveAll(fixture.dir)
+	}
+	os.Exit(code)
+}
+
+var (
+	benchFirst = []string{"Olivia", "Amelia", "Isla", "Ava", "Mia", "Ivy", "Lily", "Isabella", "Rosie", "Sophia",
+		"Grace", "Freya", "Zoë", "Seán", "Noah", "Oliver", "George", "Arthur", "Muhammad", "Leo", "Harry", "Oscar",
+		"Archie", "Henry", "Theodore", "Jack", "Charlie", "Łukasz", "Aleksandra", "Chidi", "Adaeze", "Mehmet", "Ayşe",
+		"Priya", "Arjun", "Wei", "Mei", "Kofi", "Ama", "Fatima"}
+	benchLast = []string{"Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Patel",
+		"Robinson", "Wright", "Thompson", "Evans", "Walker", "White", "Roberts", "Green", "Hall", "Thomas", "Clarke",
+		"Jackson", "Wood", "Harris", "Edwards", "Turner", "Martin", "Cooper", "Hill", "Ward", "Hughes", "Moore",
+		"Clark", "King", "Harrison", "Lewis", "Baker", "Lee", "Allen", "Morris", "Khan", "Scott", "Watson", "Davis",
+		"Parker", "James", "Bennett", "Young", "Phillips", "Richardson", "Mitchell", "Bailey", "Carter", "Cook",
+		"Singh", "Shaw", "Bell", "Collins", "Morgan", "Kelly", "Begum", "O'Brien", "Nowak", "Okafor", "Yılmaz"}
+	benchAreas   = []string{"E", "N", "SE", "SW", "NW", "W", "EC", "WC", "IG", "RM"}
+	benchLetters = "ABDEFGHJLNPQRSTUWXYZ"
+)
+
+// benchResident makes the i-th resident, the same on every run.
+func benchResident(r *rand.Rand, i int) map[string]any {
+	postcode := func() string {
+		return fmt.Sprintf("%s%d %d%c%c", benchAreas[r.IntN(len(benchAreas))], 1+r.IntN(20), r.IntN(10),
+			benchLetters[r.IntN(len(benchLetters))], benchLetters[r.IntN(len(benchLetters))])
+	}
+	last := benchLast[r.IntN(len(benchLast))]
+	if i%1000 == 0 {
+		last = "Quartermaine" // rare: one in a thousand
+	}
+	addresses := []any{map[string]any{
+		"addressLine1": fmt.Sprintf("%d %s Road", 1+r.IntN(200), benchLast[r.IntN(len(benchLast))]),
+		"postCode":     postcode(),
+		"startDate":    time.Date(2000+r.IntN(24), time.Month(1+r.IntN(12)), 1+r.IntN(28), 0, 0, 0, 0, time.UTC).Format(time.DateOnly),
+	}}
+	if r.IntN(3) == 0 {
+		addresses = append(addresses, map[string]any{"addressLine1": "Flat " + fmt.Sprint(1+r.IntN(40)), "postCode": postcode()})
+	}
+	return map[string]any{
+		"title":       []string{"Mr", "Ms", "Mrs", "Mx", "Dr"}[r.IntN(5)],
+		"firstName":   benchFirst[r.IntN(len(benchFirst))],
+		"lastName":    last,
+		"dateOfBirth": time.Date(1930+r.IntN(90), time.Month(1+r.IntN(12)), 1+r.IntN(28), 0, 0, 0, 0, time.UTC).Format(time.DateOnly),
+		"gender":      []string{"F", "M", "I", "U"}[r.IntN(4)],
+		"restricted":  r.IntN(50) == 0,
+		"ageContext":  []string{"A", "C", "B"}[r.IntN(3)],
+		"uprn":        fmt.Sprint(100000000 + r.IntN(900000000)),
+		"phoneNumbers": []any{map[string]any{
+			"number": fmt.Sprintf("020 7946 %04d", r.IntN(10000)),
+			"type":   "home",
+		}},
+		"addresses": addresses,
+	}
+}
+
+func residentsEntity(b testing.TB) ([]*plinth.Domain, *plinth.Entity) {
+	ds, err := spec.LoadFS(domains.FS, ".")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ds, entity(b, ds, "residents")
+}
+
+// benchStore opens the benchmark database, building it on first use.
+func benchStore(b *testing.B) (*sqlite.Store, *plinth.Entity) {
+	ds, e := residentsEntity(b)
+	fixture.once.Do(func() {
+		fixture.dir, fixture.err = os.MkdirTemp("", "plinth-sqlite-bench-")
+		if fixture.err != nil {
+			return
+		}
+		fixture.path = filepath.Join(fixture.dir, "residents.db")
+		fixture.err = buildFixture(b, ds, e)
+	})
+	if fixture.err != nil {
+		b.Fatal(fixture.err)
+	}
+	s, err := sqlite.Open(context.Background(), fixture.path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	if err := s.Prepare(context.Background(), ds); err != nil {
+		b.Fatal(err)
+	}
+	return s, e
+}
+
+func buildFixture(b *testing.B, ds []*plinth.Domain, e *plinth.Entity) error {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, fixture.path)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.Prepare(ctx, ds); err != nil {
+		return err
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	data := make([]map[string]any, benchResidents)
+	for i := range data {
+		d, err := e.Validate(benchResident(r, i), true)
+		if err != nil {
+			return fmt.Errorf("resident %d: %w", i, err)
+		}
+		data[i] = d
+	}
+	fixture.postcode = data[benchResidents/2]["addresses"].([]any)[0].(map[string]any)["postCode"].(string)
+	start := time.Now()
+	if err := s.BulkInsert(ctx, e, data); err != nil {
+		return err
+	}
+	b.Logf("bulk-inserted %d residents in %s", benchResidents, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func BenchmarkGet(b *testing.B) {
+	s, e := benchStore(b)
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(3, 4))
+	for b.Loop() {
+		id := int64(1 + r.IntN(benchResidents))
+		if _, err := s.Get(ctx, e, id); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkGetParallel(b *testing.B) {
+	s, e := benchStore(b)
+	ctx := context.Background()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(rand.Uint64(), 5))
+		for pb.Next() {
+			if _, err := s.Get(ctx, e, int64(1+r.IntN(benchResidents))); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkList(b *testing.B) {
+	s, e := benchStore(b)
+	ctx := context.Background()
+	for _, bc := range []struct{ name, query string }{
+		{"FirstPage", ""},
+		{"LastNameContains", "last_name=son"},
+		{"LastNameContainsRare", "last_name=quarterm"},
+		{"FirstNamePrefix", "first_name=ol"},
+		{"DateOfBirthRange", "date_of_birth_from=1990-01-01&date_of_birth_to=1990-12-31"},
+		{"Postcode", "postcode=" + url.QueryEscape(fixture.postcode)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			v, err := url.ParseQuery(bc.query)
+			if err != nil {
+				b.Fatal(err)
+			}
+			q, err := e.ParseQuery(v)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var n int
+			for b.Loop() {
+				p, err := s.List(ctx, e, q)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n = len(p.Records)
+			}
+			b.ReportMetric(float64(n), "records/op")
+		})
+	}
+}

@@ -1,0 +1,534 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/plinth-data/plinth"
+)
+
+// timeLayout is how datetimes are stored: UTC with a fixed number of
+// fractional digits, so that text order is time order (RFC 3339 as
+// written by FormatTime drops trailing zeros, and "10:00:00.5Z" would sort
+// before "10:00:00Z").
+const timeLayout = "2006-01-02T15:04:05.000000000Z"
+
+func formatStoredTime(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+func parseStoredTime(s string) (time.Time, error) {
+	t, err := time.Parse(timeLayout, s)
+	if err != nil {
+		t, err = time.Parse(time.RFC3339Nano, s) // written by another tool
+	}
+	return t.UTC(), err
+}
+
+// encodeValue turns a canonical value into what its column holds.
+func encodeValue(f *plinth.Field, v any) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	switch f.Type {
+	case plinth.TypeString, plinth.TypeDate, plinth.TypeUUID:
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+	case plinth.TypeDateTime:
+		if s, ok := v.(string); ok {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", f.Name, err)
+			}
+			return formatStoredTime(t), nil
+		}
+	case plinth.TypeInteger:
+		switch n := v.(type) {
+		case int64:
+			return n, nil
+		case int:
+			return int64(n), nil
+		case json.Number:
+			return n.Int64()
+		}
+	case plinth.TypeNumber:
+		switch n := v.(type) {
+		case float64:
+			return n, nil
+		case int64:
+			return float64(n), nil
+		case int:
+			return float64(n), nil
+		case json.Number:
+			return n.Float64()
+		}
+	case plinth.TypeBoolean:
+		if b, ok := v.(bool); ok {
+			if b {
+				return int64(1), nil
+			}
+			return int64(0), nil
+		}
+	case plinth.TypeObject, plinth.TypeArray:
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(v); err != nil {
+			return nil, fmt.Errorf("%s: %w", f.Name, err)
+		}
+		return string(bytes.TrimSuffix(b.Bytes(), []byte("\n"))), nil
+	}
+	return nil, fmt.Errorf("%s: a %s field cannot hold %T", f.Name, f.Type, v)
+}
+
+// decodeValue turns what a column holds back into the canonical value.
+func decodeValue(f *plinth.Field, v any) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	switch f.Type {
+	case plinth.TypeInteger:
+		switch n := v.(type) {
+		case int64:
+			return n, nil
+		case float64:
+			return int64(n), nil
+		}
+	case plinth.TypeNumber:
+		switch n := v.(type) {
+		case float64:
+			return n, nil
+		case int64:
+			return float64(n), nil
+		}
+	case plinth.TypeBoolean:
+		if n, ok := v.(int64); ok {
+			return n != 0, nil
+		}
+	case plinth.TypeDateTime:
+		if s, ok := v.(string); ok {
+			t, err := parseStoredTime(s)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", f.Name, err)
+			}
+			return plinth.FormatTime(t), nil
+		}
+	case plinth.TypeObject, plinth.TypeArray:
+		s, ok := v.(string)
+		if !ok {
+			break
+		}
+		dec := json.NewDecoder(bytes.NewReader([]byte(s)))
+		dec.UseNumber()
+		var x any
+		if err := dec.Decode(&x); err != nil {
+			return nil, fmt.Errorf("%s: %w", f.Name, err)
+		}
+		return canonJSON(f, x), nil
+	default:
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: a %s field holds %T", f.Name, f.Type, v)
+}
+
+// canonJSON makes a decoded JSON value (numbers as json.Number) canonical
+// for field f: integers int64, numbers float64. It trusts the stored data,
+// which was validated on the way in, rather than validating again, so a
+// spec that later tightens a constraint does not make old records
+// unreadable. Like top-level columns, fields no longer in the spec are
+// left out.
+func canonJSON(f *plinth.Field, v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if f.Type == plinth.TypeInteger {
+			if n, err := x.Int64(); err == nil {
+				return n
+			}
+		}
+		n, _ := x.Float64()
+		return n
+	case map[string]any:
+		for k, item := range x {
+			sub := plinth.FieldByName(f.Fields, k)
+			if sub == nil || item == nil {
+				delete(x, k)
+				continue
+			}
+			x[k] = canonJSON(sub, item)
+		}
+	case []any:
+		if f.Items == nil {
+			return x
+		}
+		for i, item := range x {
+			x[i] = canonJSON(f.Items, item)
+		}
+	}
+	return v
+}
+
+// keyArg turns a key as callers pass it into the key column's value.
+func (t *table) keyArg(id any) (any, error) {
+	switch t.e.Key.Type {
+	case plinth.KeyInteger:
+		switch k := id.(type) {
+		case int64:
+			return k, nil
+		case int:
+			return int64(k), nil
+		case float64:
+			if k == math.Trunc(k) {
+				return int64(k), nil
+			}
+		case json.Number:
+			return k.Int64()
+		case string:
+			return strconv.ParseInt(k, 10, 64)
+		}
+	case plinth.KeyUUID:
+		if s, ok := id.(string); ok {
+			u, err := uuid.Parse(s)
+			if err != nil {
+				return nil, err
+			}
+			return u.String(), nil
+		}
+	default:
+		if s, ok := id.(string); ok && s != "" {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("%v is not a %s key", id, t.e.Key.Type)
+}
+
+// fieldArgs returns the values of the write columns (see writeCols).
+func (t *table) fieldArgs(data map[string]any) ([]any, error) {
+	for name := range data {
+		if t.byName[name] == nil {
+			return nil, fmt.Errorf("%q is not a field of %s", name, t.e.Name)
+		}
+	}
+	args := make([]any, 0, len(t.fields)+4)
+	for _, c := range t.fields {
+		v, err := encodeValue(c.field, data[c.field.Name])
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, v)
+		if c.fold {
+			args = append(args, foldOf(v))
+		}
+	}
+	return args, nil
+}
+
+func foldOf(v any) any {
+	if s, ok := v.(string); ok {
+		return plinth.Fold(s)
+	}
+	return nil
+}
+
+// scanRecord reads one row selected with selectCols.
+func (t *table) scanRecord(scan func(...any) error) (plinth.Record, error) {
+	n := len(t.fields) + 1
+	vals := make([]any, n+3)
+	ptrs := make([]any, len(vals))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := scan(ptrs...); err != nil {
+		return plinth.Record{}, err
+	}
+	r := plinth.Record{Data: make(map[string]any, n)}
+	for i := 0; i < n; i++ {
+		c := t.key
+		if i > 0 {
+			c = t.fields[i-1]
+		}
+		v, err := decodeValue(c.field, vals[i])
+		if err != nil {
+			return plinth.Record{}, err
+		}
+		if v != nil {
+			r.Data[c.field.Name] = v
+		}
+	}
+	r.Version, _ = vals[n].(int64)
+	var err error
+	if r.CreatedAt, err = scanTime(vals[n+1]); err != nil {
+		return plinth.Record{}, err
+	}
+	if r.UpdatedAt, err = scanTime(vals[n+2]); err != nil {
+		return plinth.Record{}, err
+	}
+	return r, nil
+}
+
+func scanTime(v any) (time.Time, error) {
+	s, ok := v.(string)
+	if !ok {
+		return time.Time{}, fmt.Errorf("a system time column holds %T", v)
+	}
+	return parseStoredTime(s)
+}
+
+// Get returns one record; plinth.ErrNotFound when there is none.
+func (s *Store) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Record, error) {
+	t, err := s.table(e)
+	if err != nil {
+		return plinth.Record{}, err
+	}
+	key, err := t.keyArg(id)
+	if err != nil {
+		return plinth.Record{}, fmt.Errorf("sqlite: %s %v: %w", e.Name, id, plinth.ErrNotFound)
+	}
+	rows, err := s.query(ctx, t.getSQL, key)
+	if err != nil {
+		return plinth.Record{}, fail("get "+e.Name, err)
+	}
+	return t.one(rows, key)
+}
+
+// one reads the single record rows may hold.
+func (t *table) one(rows *sql.Rows, key any) (plinth.Record, error) {
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return plinth.Record{}, fail("get "+t.e.Name, err)
+		}
+		return plinth.Record{}, fmt.Errorf("sqlite: %s %v: %w", t.e.Name, key, plinth.ErrNotFound)
+	}
+	r, err := t.scanRecord(rows.Scan)
+	if err != nil {
+		return plinth.Record{}, fail("get "+t.e.Name, err)
+	}
+	return r, rows.Close()
+}
+
+// Get returns the current record. The write lock, taken when the
+// transaction began, keeps other writers out until it ends.
+func (x *tx) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Record, error) {
+	t, err := x.s.table(e)
+	if err != nil {
+		return plinth.Record{}, err
+	}
+	key, err := t.keyArg(id)
+	if err != nil {
+		return plinth.Record{}, fmt.Errorf("sqlite: %s %v: %w", e.Name, id, plinth.ErrNotFound)
+	}
+	st, err := x.stmt(ctx, t.getSQL)
+	if err != nil {
+		return plinth.Record{}, fail("get "+e.Name, err)
+	}
+	rows, err := st.QueryContext(ctx, key)
+	if err != nil {
+		return plinth.Record{}, fail("get "+e.Name, err)
+	}
+	return t.one(rows, key)
+}
+
+// Insert stores a new record with version 1. A generated key is assigned
+// when data has none; a key that data carries is kept (migrations keep
+// legacy ids).
+func (x *tx) Insert(ctx context.Context, e *plinth.Entity, data map[string]any) (plinth.Record, error) {
+	t, err := x.s.table(e)
+	if err != nil {
+		return plinth.Record{}, err
+	}
+	var key any
+	if id, ok := data[e.Key.Name]; ok && id != nil {
+		if key, err = t.keyArg(id); err != nil {
+			return plinth.Record{}, fmt.Errorf("sqlite: insert %s: %w", e.Name, err)
+		}
+	} else {
+		switch {
+		case !e.Key.Generated:
+			return plinth.Record{}, fmt.Errorf("sqlite: insert %s: the key %s is required", e.Name, e.Key.Name)
+		case e.Key.Type == plinth.KeyUUID:
+			// Version 7 UUIDs grow with time, so new rows go to the end
+			// of the key index.
+			u, err := uuid.NewV7()
+			if err != nil {
+				return plinth.Record{}, fmt.Errorf("sqlite: insert %s: %w", e.Name, err)
+			}
+			key = u.String()
+		}
+		// A generated integer key stays nil: SQLite assigns it.
+	}
+	fields, err := t.fieldArgs(data)
+	if err != nil {
+		return plinth.Record{}, fmt.Errorf("sqlite: insert %s: %w", e.Name, err)
+	}
+	now := plinth.Now()
+	stamp := formatStoredTime(now)
+	args := make([]any, 0, len(fields)+5)
+	args = append(args, key)
+	if t.key.fold {
+		args = append(args, foldOf(key))
+	}
+	args = append(args, fields...)
+	args = append(args, int64(1), stamp, stamp)
+	st, err := x.stmt(ctx, t.insertSQL)
+	if err != nil {
+		return plinth.Record{}, fail("insert "+e.Name, err)
+	}
+	res, err := st.ExecContext(ctx, args...)
+	if err != nil {
+		if isKeyConflict(err) {
+			return plinth.Record{}, fmt.Errorf("sqlite: insert %s %v: %w", e.Name, key, plinth.ErrConflict)
+		}
+		return plinth.Record{}, fail("insert "+e.Name, err)
+	}
+	if key == nil {
+		id, err := res.LastInsertId()
+		if err != nil {
+			return plinth.Record{}, fail("insert "+e.Name, err)
+		}
+		key = id
+	}
+	if err := x.writeSides(ctx, t, key, data, false); err != nil {
+		return plinth.Record{}, err
+	}
+	out := maps.Clone(data)
+	if out == nil {
+		out = map[string]any{}
+	}
+	out[e.Key.Name] = key
+	return plinth.Record{Data: out, Version: 1, CreatedAt: now, UpdatedAt: now}, nil
+}
+
+// writeSides brings the record's side table rows up to date.
+func (x *tx) writeSides(ctx context.Context, t *table, key any, data map[string]any, replace bool) error {
+	for _, sd := range t.sides {
+		if replace {
+			st, err := x.stmt(ctx, sd.deleteSQL)
+			if err != nil {
+				return fail("update "+sd.name, err)
+			}
+			if _, err := st.ExecContext(ctx, key); err != nil {
+				return fail("update "+sd.name, err)
+			}
+		}
+		vals, err := sd.values(data)
+		if err != nil {
+			return fmt.Errorf("sqlite: %s: %w", t.e.Name, err)
+		}
+		if len(vals) == 0 {
+			continue
+		}
+		st, err := x.stmt(ctx, sd.insertSQL)
+		if err != nil {
+			return fail("update "+sd.name, err)
+		}
+		for _, v := range vals {
+			if _, err := st.ExecContext(ctx, key, v.value, v.fold); err != nil {
+				return fail("update "+sd.name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Update replaces the data of the record whose version is version and
+// increments the version.
+func (x *tx) Update(ctx context.Context, e *plinth.Entity, id any, version int64, data map[string]any) (plinth.Record, error) {
+	t, err := x.s.table(e)
+	if err != nil {
+		return plinth.Record{}, err
+	}
+	key, err := t.keyArg(id)
+	if err != nil {
+		return plinth.Record{}, fmt.Errorf("sqlite: update %s %v: %w", e.Name, id, plinth.ErrNotFound)
+	}
+	fields, err := t.fieldArgs(data)
+	if err != nil {
+		return plinth.Record{}, fmt.Errorf("sqlite: update %s %v: %w", e.Name, key, err)
+	}
+	now := plinth.Now()
+	args := append(fields, formatStoredTime(now), key, version)
+	st, err := x.stmt(ctx, t.updateSQL)
+	if err != nil {
+		return plinth.Record{}, fail("update "+e.Name, err)
+	}
+	var newVersion int64
+	var created string
+	err = st.QueryRowContext(ctx, args...).Scan(&newVersion, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return plinth.Record{}, x.missing(ctx, t, "update", key, version)
+	}
+	if err != nil {
+		return plinth.Record{}, fail("update "+e.Name, err)
+	}
+	if err := x.writeSides(ctx, t, key, data, true); err != nil {
+		return plinth.Record{}, err
+	}
+	createdAt, err := parseStoredTime(created)
+	if err != nil {
+		return plinth.Record{}, fail("update "+e.Name, err)
+	}
+	out := maps.Clone(data)
+	if out == nil {
+		out = map[string]any{}
+	}
+	out[e.Key.Name] = key
+	return plinth.Record{Data: out, Version: newVersion, CreatedAt: createdAt, UpdatedAt: now}, nil
+}
+
+// Delete removes the record whose version is version; its side table rows
+// go with it (ON DELETE CASCADE).
+func (x *tx) Delete(ctx context.Context, e *plinth.Entity, id any, version int64) error {
+	t, err := x.s.table(e)
+	if err != nil {
+		return err
+	}
+	key, err := t.keyArg(id)
+	if err != nil {
+		return fmt.Errorf("sqlite: delete %s %v: %w", e.Name, id, plinth.ErrNotFound)
+	}
+	st, err := x.stmt(ctx, t.deleteSQL)
+	if err != nil {
+		return fail("delete "+e.Name, err)
+	}
+	res, err := st.ExecContext(ctx, key, version)
+	if err != nil {
+		return fail("delete "+e.Name, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fail("delete "+e.Name, err)
+	}
+	if n == 0 {
+		return x.missing(ctx, t, "delete", key, version)
+	}
+	return nil
+}
+
+// missing explains why no row matched a key and version: there is no such
+// record, or it has another version.
+func (x *tx) missing(ctx context.Context, t *table, op string, key any, version int64) error {
+	st, err := x.stmt(ctx, t.existsSQL)
+	if err != nil {
+		return fail(op+" "+t.e.Name, err)
+	}
+	var current int64
+	err = st.QueryRowContext(ctx, key).Scan(&current)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("sqlite: %s %s %v: %w", op, t.e.Name, key, plinth.ErrNotFound)
+	case err != nil:
+		return fail(op+" "+t.e.Name, err)
+	}
+	return fmt.Errorf("sqlite: %s %s %v: version %d, not %d: %w", op, t.e.Name, key, current, version, plinth.ErrVersionConflict)
+}

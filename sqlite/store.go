@@ -1,0 +1,249 @@
+// Package sqlite is a plinth.Store on an SQLite database file (through the
+// pure-Go modernc.org/sqlite driver), for development, tests and small
+// single-machine deployments.
+//
+// Each entity is a table named {domain}__{plural}, with one column per
+// top-level scalar field, object and array fields as JSON text, and the
+// system columns version, created_at and updated_at. Filters are served by
+// indexes, by folded shadow columns ({column}__fold) for prefix and
+// contains filters, and by side tables ({table}__{param}) for filters that
+// reach into arrays of objects. All of them are maintained in the same
+// transaction as the record.
+//
+// SQLite allows one writer at a time, so the store writes through a single
+// connection whose transactions start with BEGIN IMMEDIATE, and reads
+// through a pool of read-only connections; in WAL mode readers never wait
+// for the writer.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/plinth-data/plinth"
+)
+
+// busyTimeoutMS is how long a connection waits for a lock held by another
+// process before reporting the database busy.
+const busyTimeoutMS = 5000
+
+// Store is a plinth.Store on one SQLite database file. It is safe for
+// concurrent use.
+type Store struct {
+	path   string
+	write  *sql.DB    // exactly one connection: SQLite has a single writer
+	read   *sql.DB    // several read-only connections
+	rstmts *stmtCache // prepared reads
+	tables sync.Map   // *plinth.Entity → *table
+}
+
+var _ plinth.Store = (*Store)(nil)
+
+// Open opens (creating it and its directory when needed) the database file
+// at path.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("sqlite: open: the database path is empty")
+	}
+	if strings.ContainsRune(path, '?') {
+		return nil, fmt.Errorf("sqlite: open %s: the path must not contain '?'", path)
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+		}
+	}
+	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", busyTimeoutMS)
+	// The writer opens first so that the file exists in WAL mode before any
+	// reader connects. BEGIN IMMEDIATE takes the write lock at the start of
+	// every transaction, so a Tx.Get followed by Tx.Update cannot interleave
+	// with another writer.
+	write, err := sql.Open("sqlite", path+"?"+common+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxIdleTime(0)
+	write.SetConnMaxLifetime(0)
+	if err := write.PingContext(ctx); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	read, err := sql.Open("sqlite", path+"?"+common+"&_pragma=query_only(1)")
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	read.SetMaxOpenConns(n)
+	read.SetMaxIdleConns(n)
+	s := &Store{path: path, write: write, read: read, rstmts: newStmtCache(read)}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Ping checks that the database answers reads.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.read.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fail("ping", err)
+	}
+	return nil
+}
+
+// Close closes the database. It first lets SQLite refresh the statistics
+// its query planner uses, which is cheap when nothing changed.
+func (s *Store) Close() error {
+	s.rstmts.close()
+	_, _ = s.write.Exec("PRAGMA optimize")
+	return errors.Join(s.read.Close(), s.write.Close())
+}
+
+// Write runs fn in one write transaction. Writes are serialised: fn must
+// not call Write again (it would wait for itself). Reads through the Store
+// (not the Tx) inside fn do not see fn's uncommitted changes.
+func (s *Store) Write(ctx context.Context, fn func(plinth.Tx) error) error {
+	x, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = x.tx.Rollback()
+			panic(p)
+		}
+	}()
+	if err := fn(x); err != nil {
+		_ = x.tx.Rollback()
+		return err // unchanged, so callers can compare it
+	}
+	if err := x.tx.Commit(); err != nil {
+		return fail("commit", err)
+	}
+	return nil
+}
+
+func (s *Store) begin(ctx context.Context) (*tx, error) {
+	t, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fail("begin transaction", err)
+	}
+	return &tx{s: s, tx: t, stmts: map[string]*sql.Stmt{}}, nil
+}
+
+// tx is a write transaction; it implements plinth.Tx.
+type tx struct {
+	s     *Store
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt // statements bound to this transaction
+}
+
+// stmt returns the prepared statement for query, prepared once per
+// transaction. (Statements cannot be kept across transactions: preparing
+// one on the database needs a connection, and the writer's only
+// connection is busy with the transaction.)
+func (x *tx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := x.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := x.tx.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	x.stmts[query] = st
+	return st, nil
+}
+
+// stmtCache keeps prepared statements by their SQL. Lists with many
+// different filter combinations could make many statements, so the cache
+// is bounded; beyond the bound statements are prepared per use.
+type stmtCache struct {
+	db *sql.DB
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+}
+
+const maxCachedStmts = 512
+
+func newStmtCache(db *sql.DB) *stmtCache { return &stmtCache{db: db, m: map[string]*sql.Stmt{}} }
+
+// get returns the cached statement for query, or nil when the cache is
+// full.
+func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.m[query]; ok {
+		return st, nil
+	}
+	if len(c.m) >= maxCachedStmts {
+		return nil, nil
+	}
+	st, err := c.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	c.m[query] = st
+	return st, nil
+}
+
+// close closes every cached statement.
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for q, st := range c.m {
+		st.Close()
+		delete(c.m, q)
+	}
+}
+
+// query runs a read on the read pool through a cached statement.
+func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := s.rstmts.get(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return s.read.QueryContext(ctx, query, args...)
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// fail wraps a driver error with what was being done, marking lock
+// timeouts as plinth.ErrUnavailable.
+func fail(op string, err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return fmt.Errorf("sqlite: %s: %w: %w", op, plinth.ErrUnavailable, err)
+		}
+	}
+	return fmt.Errorf("sqlite: %s: %w", op, err)
+}
+
+// isKeyConflict reports whether err is a primary key violation.
+func isKeyConflict(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	c := se.Code()
+	return c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || c == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+}
+
+// quote quotes an SQL identifier.
+func quote(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
