@@ -78,11 +78,11 @@ type AccessPolicy struct {
 	UpdatedAt time.Time               `json:"updatedAt" yaml:"-"`
 }
 
-// EntityPolicy overrides a domain policy for one entity. A nil list keeps
-// the domain's groups.
+// EntityPolicy overrides a domain policy for one entity. A nil list (JSON
+// null or absent) keeps the domain's groups; an empty list lets nobody in.
 type EntityPolicy struct {
-	ReadGroups  []string `json:"readGroups,omitempty" yaml:"readGroups"`
-	WriteGroups []string `json:"writeGroups,omitempty" yaml:"writeGroups"`
+	ReadGroups  []string `json:"readGroups" yaml:"readGroups"`
+	WriteGroups []string `json:"writeGroups" yaml:"writeGroups"`
 }
 
 // AccessStore keeps service-token grants and access policies. The sqlite and

@@ -34,6 +34,14 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Checks are extra readiness checks by name; the store is always checked.
 	Checks map[string]func(context.Context) error
+	// Authorizer decides every request. nil serves without authentication,
+	// which only tests do: plinth serve always sets one.
+	Authorizer Authorizer
+	// Access keeps service-token grants and access policies, for the admin
+	// API (served only when both Access and Authorizer are set).
+	Access plinth.AccessStore
+	// Environment is the environment the server runs in.
+	Environment string
 }
 
 // Server is the Platform API.
@@ -46,6 +54,10 @@ type Server struct {
 	metrics *metrics
 	checks  map[string]func(context.Context) error
 	router  chi.Router
+
+	authz       Authorizer
+	access      plinth.AccessStore
+	environment string
 
 	reg *prometheus.Registry
 }
@@ -60,6 +72,10 @@ func NewServer(cfg Config) *Server {
 		logger:  cfg.Logger,
 		reg:     cfg.Registry,
 		checks:  map[string]func(context.Context) error{"store": cfg.Store.Ping},
+
+		authz:       cfg.Authorizer,
+		access:      cfg.Access,
+		environment: cfg.Environment,
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = DefaultMaxBodyBytes
@@ -77,6 +93,9 @@ func NewServer(cfg Config) *Server {
 
 	r := chi.NewRouter()
 	r.Use(withCorrelation, s.observe)
+	if s.authz != nil {
+		r.Use(s.authenticate)
+	}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusNotFound, "There is no route "+r.URL.Path+"; see /api/v1/openapi.json for the routes this API serves.")
 	})
@@ -87,6 +106,15 @@ func NewServer(cfg Config) *Server {
 	r.Get("/api/v1/healthcheck/ready", s.ready)
 	r.Get("/api/v1/openapi.json", s.serveOpenAPI)
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	if s.authz != nil && s.access != nil {
+		r.Post("/admin/v1/tokens", s.issueToken)
+		r.Get("/admin/v1/tokens", s.listTokens)
+		r.Get("/admin/v1/tokens/{id}", s.getToken)
+		r.Patch("/admin/v1/tokens/{id}", s.updateToken)
+		r.Get("/admin/v1/access", s.listPolicies)
+		r.Put("/admin/v1/access/{domain}/{environment}", s.putPolicy)
+		r.Delete("/admin/v1/access/{domain}/{environment}", s.deletePolicy)
+	}
 	for _, d := range cfg.Domains {
 		for _, e := range d.Entities {
 			h := &entityHandler{s: s, e: e}

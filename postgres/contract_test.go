@@ -13,3 +13,10 @@ func TestContract(t *testing.T) {
 		return s
 	})
 }
+
+func TestAccessContract(t *testing.T) {
+	storetest.RunAccess(t, func(t *testing.T) plinth.AccessStore {
+		s, _ := openStore(t, storetest.Domains(t))
+		return s
+	})
+}

@@ -21,7 +21,8 @@ import (
 // Plan compares the live schema (pg_catalog) with the layout the spec asks
 // for. What it can do without losing or rewriting data it does:
 //
-//   - create a missing schema or table, with its indexes;
+//   - create a missing schema or table, with its indexes, including the
+//     schema "plinth" with the tables of the AccessStore (see access.go);
 //   - add a column for a new field. Every field column is nullable, also for
 //     a new required field on a table that already has rows: the spec is
 //     enforced in Go when records are written, and records stored before
@@ -424,6 +425,10 @@ func plan(ctx context.Context, q querier, domains []*plinth.Domain) (Plan, error
 			continue
 		}
 		t.diff(lt, &p)
+	}
+	exists, seen := schemas[systemSchema]
+	if err := planAccess(ctx, q, &p, tables, seen && !exists); err != nil {
+		return Plan{}, err
 	}
 	return p, nil
 }

@@ -98,12 +98,13 @@ func encodeJSON(v any) ([]byte, error) {
 // The objects of the document whose shape is fixed.
 type (
 	openAPIDoc struct {
-		OpenAPI    string            `json:"openapi"`
-		Info       openAPIInfoObject `json:"info"`
-		Servers    []server          `json:"servers"`
-		Tags       []tag             `json:"tags"`
-		Paths      obj               `json:"paths"`
-		Components components        `json:"components"`
+		OpenAPI    string                `json:"openapi"`
+		Info       openAPIInfoObject     `json:"info"`
+		Servers    []server              `json:"servers"`
+		Tags       []tag                 `json:"tags"`
+		Security   []securityRequirement `json:"security"`
+		Paths      obj                   `json:"paths"`
+		Components components            `json:"components"`
 	}
 	openAPIInfoObject struct {
 		Title       string   `json:"title"`
@@ -130,10 +131,20 @@ type (
 		Description string `json:"description"`
 	}
 	components struct {
-		Schemas    obj `json:"schemas"`
-		Parameters obj `json:"parameters"`
-		Headers    obj `json:"headers"`
-		Responses  obj `json:"responses"`
+		Schemas         obj `json:"schemas"`
+		Parameters      obj `json:"parameters"`
+		Headers         obj `json:"headers"`
+		Responses       obj `json:"responses"`
+		SecuritySchemes obj `json:"securitySchemes"`
+	}
+	// securityRequirement names the schemes a request must satisfy, each
+	// with its scopes.
+	securityRequirement map[string][]string
+	securityScheme      struct {
+		Type         string `json:"type"`
+		Scheme       string `json:"scheme"`
+		BearerFormat string `json:"bearerFormat"`
+		Description  string `json:"description"`
 	}
 	operation struct {
 		Tags        []string     `json:"tags"`
@@ -143,6 +154,9 @@ type (
 		Parameters  []any        `json:"parameters,omitempty"`
 		RequestBody *requestBody `json:"requestBody,omitempty"`
 		Responses   obj          `json:"responses"`
+		// Security overrides the document's: public operations set it to
+		// an empty list. Nil inherits the bearer token requirement.
+		Security *[]securityRequirement `json:"security,omitempty"`
 	}
 	parameter struct {
 		Name        string `json:"name"`
@@ -192,11 +206,22 @@ const (
 	mediaMergePatch = "application/merge-patch+json"
 )
 
-// Tag of the operations that are not about a domain.
-const platformTag = "platform"
+// Tags of the operations that are not about a domain.
+const (
+	platformTag = "platform"
+	adminTag    = "admin"
+)
+
+// bearerAuth names the security scheme of every protected operation.
+const bearerAuth = "bearerAuth"
+
+// public is the security of the operations anyone may call.
+var public = &[]securityRequirement{}
 
 type openAPIGen struct {
 	paths, schemas, parameters, headers, responses obj
+	// adminPaths follow the domains' paths in the document.
+	adminPaths obj
 	// seen maps each component name and operationId to what claimed it,
 	// so two entities that would share one are reported.
 	seen map[string]string
@@ -208,6 +233,28 @@ type openAPIGen struct {
 func (g *openAPIGen) responseRef(name string) ref {
 	g.used[name] = true
 	return responseRef(name)
+}
+
+// errorResponses names the shared response of each error status.
+var errorResponses = map[string]string{
+	"400": "BadRequest", "401": "Unauthorized", "403": "Forbidden", "404": "NotFound", "409": "Conflict",
+	"412": "PreconditionFailed", "413": "ContentTooLarge", "415": "UnsupportedMediaType",
+	"422": "UnprocessableContent", "428": "PreconditionRequired", "500": "InternalServerError",
+	"503": "ServiceUnavailable",
+}
+
+// errs refers to the shared responses of the codes, in order. A code given
+// as "404=TokenNotFound" refers to the named response instead.
+func (g *openAPIGen) errs(codes ...string) obj {
+	var o obj
+	for _, c := range codes {
+		code, name, ok := strings.Cut(c, "=")
+		if !ok {
+			name = errorResponses[code]
+		}
+		o.set(code, g.responseRef(name))
+	}
+	return o
 }
 
 // usedResponses returns the response components that operations refer to.
@@ -250,6 +297,9 @@ func (g *openAPIGen) document(domains []*plinth.Domain, info OpenAPIInfo) (*open
 	if err := g.platform(); err != nil {
 		return nil, err
 	}
+	if err := g.admin(domains); err != nil {
+		return nil, err
+	}
 	var tags []tag
 	for _, d := range domains {
 		if d == nil {
@@ -268,7 +318,12 @@ func (g *openAPIGen) document(domains []*plinth.Domain, info OpenAPIInfo) (*open
 	if err := g.claim("tag", platformTag, "the platform routes"); err != nil {
 		return nil, fmt.Errorf("openapi: the domain name %q is reserved for the platform routes", platformTag)
 	}
-	tags = append(tags, tag{Name: platformTag, Description: "Health checks for load balancers and orchestrators, and this API description."})
+	tags = append(tags, tag{Name: platformTag, Description: "Health checks for load balancers and orchestrators, and this API description. These need no token."})
+	if err := g.claim("tag", adminTag, "the admin API"); err != nil {
+		return nil, fmt.Errorf("openapi: the domain name %q is reserved for the admin API", adminTag)
+	}
+	tags = append(tags, tag{Name: adminTag, Description: "Service tokens and access policies: who may call which API. " + adminNote})
+	g.paths = append(g.paths, g.adminPaths...)
 
 	return &openAPIDoc{
 		OpenAPI: "3.1.0",
@@ -283,14 +338,19 @@ func (g *openAPIGen) document(domains []*plinth.Domain, info OpenAPIInfo) (*open
 				URL:  "https://www.nationalarchives.gov.uk/doc/open-government-licence/version/3/",
 			},
 		},
-		Servers: []server{{URL: serverURL, Description: serverDesc}},
-		Tags:    tags,
-		Paths:   g.paths,
+		Servers:  []server{{URL: serverURL, Description: serverDesc}},
+		Tags:     tags,
+		Security: []securityRequirement{{bearerAuth: {}}},
+		Paths:    g.paths,
 		Components: components{
 			Schemas:    g.schemas,
 			Parameters: g.parameters,
 			Headers:    g.headers,
 			Responses:  g.usedResponses(),
+			SecuritySchemes: obj{{bearerAuth, securityScheme{
+				Type: "http", Scheme: "bearer", BearerFormat: "JWT",
+				Description: bearerDescription,
+			}}},
 		},
 	}, nil
 }
@@ -335,6 +395,7 @@ func infoDescription(domains []*plinth.Domain, env string) string {
 	b.WriteString(`
 ## Conventions
 
+- **Authentication**: every operation except the health checks and this document needs ` + "`Authorization: Bearer <token>`" + `, with a user token from the organisation's single sign-on or a Plinth service token (see the ` + "`bearerAuth`" + ` security scheme). 401 means the token is missing or not valid, 403 that it is valid but does not allow the request; the problem details say which. The admin API needs an admin group.
 - **Lists** are keyset-paginated in ascending key order: ` + "`limit`" + ` (1 to 100, default 20) and the opaque ` + "`cursor`" + ` from the previous page's ` + "`nextCursor`" + `, which is null on the last page. Filters combine with AND. Unknown, repeated or empty query parameters are refused with 400.
 - **Records** carry every field of the entity, null when it has no value, and the system fields ` + "`version`, `createdAt` and `updatedAt`" + `.
 - **Concurrency**: responses that return a record carry ` + "`ETag: \"<version>\"`" + `. PATCH and DELETE require ` + "`If-Match`" + ` with that ETag: 428 when it is missing, 412 when the record has changed since.
@@ -345,6 +406,20 @@ func infoDescription(domains []*plinth.Domain, env string) string {
 `)
 	return b.String()
 }
+
+// bearerDescription explains the bearerAuth security scheme.
+const bearerDescription = "Send `Authorization: Bearer <token>` with one of two kinds of JWT.\n\n" +
+	"- **User tokens** from the organisation's single sign-on, carrying the claims `sub`, `email`, `name` and `groups`. " +
+	"They are signed with HS256 and a shared secret, or with RS256 or ES256 and a key from the configured JWKS, chosen by `kid`. " +
+	"`exp`, `nbf` and `iat` are checked with a small clock skew, and `iss` and `aud` when configured; `alg: none` is refused. " +
+	"The groups decide what the user may do, through the access policy of each domain and environment.\n" +
+	"- **Plinth service tokens** for other services, listeners and front ends, issued by `POST /admin/v1/tokens` (or `plinth token issue`). " +
+	"Each is scoped to one API, one endpoint template (matched exactly), some methods and one environment. " +
+	"The token carries only its id and consumer; its grant is checked on every call, so disabling the grant revokes the token within 5 seconds.\n\n" +
+	"A missing or invalid token gets 401 with `WWW-Authenticate`; a valid token without permission gets 403."
+
+// adminNote ends the description of every admin operation.
+const adminNote = "Requires a user token in one of the configured admin groups; any other valid token gets 403."
 
 // sentence returns s with a full stop at the end.
 func sentence(s string) string {
@@ -449,6 +524,19 @@ func (g *openAPIGen) platform() error {
 		Required:    true,
 		Schema:      obj{{"type", "string"}, {"format", "uri-reference"}},
 	})
+	g.headers.set("WWWAuthenticate", header{
+		Description: "The authentication scheme to use: `Bearer realm=\"plinth\"` when no token was sent; " +
+			"followed by `error=\"invalid_token\"` and a short `error_description` when a token was sent but is not valid " +
+			"(malformed, badly signed, expired, not yet valid, or for another issuer or audience).",
+		Required: true,
+		Schema:   obj{{"type", "string"}, {"pattern", `^Bearer realm="plinth"`}},
+		Example:  `Bearer realm="plinth", error="invalid_token", error_description="token expired"`,
+	})
+	g.headers.set("CacheControlNoStore", header{
+		Description: "`no-store`: the response holds a secret, so it must not be cached.",
+		Required:    true,
+		Schema:      obj{{"type", "string"}, {"const", "no-store"}},
+	})
 	g.headers.set("RetryAfter", header{
 		Description: "Seconds to wait before trying again.",
 		Schema:      obj{{"type", "integer"}, {"minimum", 0}},
@@ -506,22 +594,26 @@ func (g *openAPIGen) platform() error {
 	})
 
 	problem := func(status int, detail string, errs ...plinth.FieldError) obj {
-		p := obj{{"type", "about:blank"}, {"title", statusText[status]}, {"status", status}, {"detail", detail},
-			{"instance", apiPrefix + "/residents/42"}, {"correlationId", "3f2b8c1e-7d4a-4f0e-9b1a-2c6d8e0f1a2b"}}
-		if len(errs) > 0 {
-			p.set("errors", errs)
-		}
-		return p
+		return problemExample(status, apiPrefix+"/residents/42", detail, errs...)
 	}
-	errResponse := func(name, description string, example obj, extra ...member) {
-		headers := obj{{"x-correlation-id", headerRef("CorrelationId")}}
-		headers = append(headers, extra...)
-		g.responses.set(name, response{Description: description, Headers: headers, Content: problemContent(example)})
-	}
+	errResponse := g.errResponse
 	errResponse("BadRequest",
 		"The request is malformed: the body is not a JSON object, or a query parameter, the limit, the cursor, the id or If-Match is not valid. `errors` names each parameter.",
 		problem(400, "The query parameters are not valid; see errors.",
 			plinth.FieldError{Parameter: "limit", Detail: fmt.Sprintf("must be an integer from 1 to %d", plinth.MaxLimit)}))
+	errResponse("Unauthorized",
+		"The request has no bearer token, or its token is not valid: malformed, badly signed, expired or not yet valid, "+
+			"for another issuer or audience, signed with an unknown key or algorithm, or a service token whose grant does not exist. "+
+			"`WWW-Authenticate` names the scheme, with `error=\"invalid_token\"` when a token was sent. "+
+			"The detail says whether the token was missing or invalid, never more about a failed signature than that it is not valid.",
+		problem(401, "Authentication required: token expired."),
+		member{"WWW-Authenticate", headerRef("WWWAuthenticate")})
+	errResponse("Forbidden",
+		"The token is valid but does not allow this request: the user is in none of the groups the access policy of the domain "+
+			"and environment gives this operation (reading and writing are granted separately), or the domain has no access policy in this environment; "+
+			"the service token has been revoked, its grant has expired, or it is for another API, endpoint, method or environment; "+
+			"or the route is an admin route and the token is not a user token in an admin group.",
+		problem(403, "Permission denied: the token's groups may not read residents."))
 	errResponse("NotFound", "No record has this id.", problem(404, "No record has this id."))
 	errResponse("Conflict", "A record with this key already exists.", problem(409, "A record with this key already exists."))
 	errResponse("PreconditionFailed",
@@ -542,7 +634,9 @@ func (g *openAPIGen) platform() error {
 			plinth.FieldError{Parameter: "If-Match", Detail: "is required"}))
 	errResponse("InternalServerError", "An unexpected error; quote the correlation id when reporting it.",
 		problem(500, "An unexpected error occurred; quote correlation id 3f2b8c1e-7d4a-4f0e-9b1a-2c6d8e0f1a2b when reporting it."))
-	errResponse("ServiceUnavailable", "The data store is unavailable; try again after the time in Retry-After.",
+	errResponse("ServiceUnavailable",
+		"The data store, or something the authorizer needs to decide (such as the JWKS or the grants), is unavailable. "+
+			"The authorizer fails closed: the request is refused, never let through. Try again after the time in Retry-After.",
 		problem(503, "The data store is unavailable; try again shortly."),
 		member{"Retry-After", headerRef("RetryAfter")})
 	g.responses.set("ClientError", response{
@@ -557,9 +651,10 @@ func (g *openAPIGen) platform() error {
 		responses.set("4XX", g.responseRef("ClientError"))
 		responses.set("500", g.responseRef("InternalServerError"))
 		return obj{{"get", operation{
-			Tags: []string{platformTag}, Summary: summary, Description: description, OperationID: id,
+			Tags: []string{platformTag}, Summary: summary, Description: description + " No token is needed.", OperationID: id,
 			Parameters: []any{paramRef("CorrelationId")},
 			Responses:  responses,
+			Security:   public,
 		}}}
 	}
 	g.paths.set(apiPrefix+"/healthcheck/ping", platformOp("ping", "Check the API is running",
@@ -583,10 +678,381 @@ func (g *openAPIGen) platform() error {
 	return nil
 }
 
+// problemExample is an example of a problem details object.
+func problemExample(status int, instance, detail string, errs ...plinth.FieldError) obj {
+	p := obj{{"type", "about:blank"}, {"title", statusText[status]}, {"status", status}, {"detail", detail},
+		{"instance", instance}, {"correlationId", "3f2b8c1e-7d4a-4f0e-9b1a-2c6d8e0f1a2b"}}
+	if len(errs) > 0 {
+		p.set("errors", errs)
+	}
+	return p
+}
+
+// errResponse adds a shared problem+json response that echoes the
+// correlation id.
+func (g *openAPIGen) errResponse(name, description string, example obj, extra ...member) {
+	headers := obj{{"x-correlation-id", headerRef("CorrelationId")}}
+	headers = append(headers, extra...)
+	g.responses.set(name, response{Description: description, Headers: headers, Content: problemContent(example)})
+}
+
 var statusText = map[int]string{
-	400: "Bad Request", 404: "Not Found", 409: "Conflict", 412: "Precondition Failed",
+	400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 412: "Precondition Failed",
 	413: "Request Entity Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity",
 	428: "Precondition Required", 500: "Internal Server Error", 503: "Service Unavailable",
+}
+
+// adminPrefix starts every path of the admin API.
+const adminPrefix = "/admin/v1"
+
+// Methods a service token may be granted.
+var grantMethods = []string{"GET", "POST", "PATCH", "DELETE"}
+
+var environments = []string{plinth.EnvDevelopment, plinth.EnvStaging, plinth.EnvProduction}
+
+// kebabPattern is the form of domain names and entity plurals.
+const kebabPattern = `^[a-z][a-z0-9]*(-[a-z0-9]+)*$`
+
+// admin adds the admin API: service tokens and access policies. Its paths
+// go to g.adminPaths, to follow the domains' paths.
+func (g *openAPIGen) admin(domains []*plinth.Domain) error {
+	schemas := []string{"Grant", "TokenRequest", "IssuedToken", "TokenList", "TokenUpdate",
+		"AccessPolicy", "AccessPolicyInput", "EntityPolicy", "EntityPolicyInput", "AccessPolicyList"}
+	for _, s := range schemas {
+		if err := g.claim("schema", s, "the admin API"); err != nil {
+			return err
+		}
+	}
+	for _, id := range []string{"issueToken", "listTokens", "getToken", "updateToken",
+		"listAccessPolicies", "putAccessPolicy", "deleteAccessPolicy"} {
+		if err := g.claim("operationId", id, "the admin API"); err != nil {
+			return err
+		}
+	}
+
+	// Examples name a domain and an entity this API serves, when it has any.
+	exampleAPI, exampleEndpoint, examplePlural := "residents", apiPrefix+"/residents/{id}", "residents"
+	var domainNames []string
+	for _, d := range domains {
+		if d == nil {
+			continue
+		}
+		domainNames = append(domainNames, d.Name)
+	}
+	if len(domains) > 0 && domains[0] != nil && len(domains[0].Entities) > 0 && domains[0].Entities[0] != nil {
+		d, e := domains[0], domains[0].Entities[0]
+		exampleAPI, exampleEndpoint, examplePlural = d.Name, apiPrefix+"/"+e.Plural+"/{id}", e.Plural
+	}
+	served := ", such as `" + exampleAPI + "`."
+	switch n := len(domainNames); {
+	case n == 1:
+		served = ": `" + domainNames[0] + "`, the one this API serves."
+	case n > 1:
+		served += " This API serves `" + strings.Join(domainNames[:n-1], "`, `") + "` and `" + domainNames[n-1] + "`."
+	}
+
+	str := func(desc string, extra ...member) obj {
+		return append(obj{{"type", "string"}, {"description", desc}, {"minLength", 1}}, extra...)
+	}
+	dateTime := func(desc string) obj {
+		return obj{{"type", "string"}, {"format", "date-time"}, {"description", desc}}
+	}
+	environment := func(desc string) obj {
+		return obj{{"type", "string"}, {"enum", environments}, {"description", desc}}
+	}
+	methods := obj{{"type", "array"}, {"minItems", 1}, {"uniqueItems", true},
+		{"description", "The HTTP methods the token may use on the endpoint."},
+		{"items", obj{{"type", "string"}, {"enum", grantMethods}}}}
+	groups := func(desc string) obj {
+		return obj{{"type", "array"}, {"description", desc}, {"items", obj{{"type", "string"}, {"minLength", 1}}}}
+	}
+	grantProps := obj{
+		{"id", obj{{"type", "string"}, {"format", "uuid"}, {"description", "The grant's id, which its token carries."}}},
+		{"consumer", str("Who holds the token, such as `housing-benefits-listener`.")},
+		{"consumerType", str("What kind of consumer holds it, such as `service`, `listener` or `frontend`.")},
+		{"api", str("The domain whose API the token may call"+served, member{"pattern", kebabPattern})},
+		{"endpoint", str("The route template the token may call, exactly as the API serves it, such as `"+exampleEndpoint+"`. "+
+			"It is matched exactly, not as a prefix: a token for one record's route cannot list the collection.",
+			member{"pattern", `^/[^?#\s]*$`})},
+		{"methods", methods},
+		{"environment", environment("The environment the token may be used in.")},
+		{"expiresAt", dateTime("When the grant expires (RFC 3339, UTC). The token is refused after it, whatever the `exp` of the JWT says.")},
+		{"requestedBy", str("Who asked for the token, such as their e-mail address.")},
+		{"authorisedBy", str("Who authorised the token, such as the e-mail address of the domain's product owner.")},
+	}
+	exampleGrant := obj{
+		{"id", "0b6f3e2a-3c4d-4e5f-8a9b-0c1d2e3f4a5b"}, {"consumer", "housing-benefits-listener"},
+		{"consumerType", "listener"}, {"api", exampleAPI}, {"endpoint", exampleEndpoint},
+		{"methods", []string{"GET"}}, {"environment", plinth.EnvProduction},
+		{"expiresAt", "2026-12-31T23:59:59Z"},
+		{"requestedBy", "ann.lee@example.gov.uk"}, {"authorisedBy", "data-owner@example.gov.uk"},
+	}
+	exampleRequest := append(obj{}, exampleGrant[1:]...)
+	exampleGrant = append(exampleGrant, obj{
+		{"enabled", true}, {"createdAt", "2025-06-02T09:30:00Z"}, {"updatedAt", "2025-06-02T09:30:00Z"},
+	}...)
+
+	g.schemas.set("Grant", obj{
+		{"type", "object"},
+		{"description", "The grant behind a service token: what one consumer may call. " +
+			"The grant is checked on every call the token makes; the token itself is never stored."},
+		{"properties", append(append(obj{}, grantProps...), obj{
+			{"enabled", obj{{"type", "boolean"}, {"description", "False once revoked: the token is then refused within 5 seconds."}}},
+			{"createdAt", dateTime("When the grant was issued (RFC 3339, UTC).")},
+			{"updatedAt", dateTime("When the grant was last changed (RFC 3339, UTC).")},
+		}...)},
+		{"required", []string{"id", "consumer", "consumerType", "api", "endpoint", "methods", "environment",
+			"expiresAt", "requestedBy", "authorisedBy", "enabled", "createdAt", "updatedAt"}},
+		{"additionalProperties", false},
+	})
+	requestProps := append(obj{}, grantProps[1:]...)
+	for i, m := range requestProps {
+		if m.key == "expiresAt" {
+			requestProps[i].value = dateTime("When the token expires (RFC 3339). Required: it must be in the future " +
+				"and at most the configured maximum token lifetime ahead.")
+		}
+	}
+	g.schemas.set("TokenRequest", obj{
+		{"type", "object"},
+		{"description", "What a new service token may call, and who asked for and authorised it. Every field is required; unknown fields are refused."},
+		{"properties", requestProps},
+		{"required", []string{"consumer", "consumerType", "api", "endpoint", "methods", "environment",
+			"expiresAt", "requestedBy", "authorisedBy"}},
+		{"additionalProperties", false},
+	})
+	g.schemas.set("IssuedToken", obj{
+		{"type", "object"},
+		{"description", "A new service token and its grant."},
+		{"properties", obj{
+			{"token", obj{{"type", "string"}, {"pattern", `^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$`},
+				{"description", "The signed JWT to send as `Authorization: Bearer <token>`. " +
+					"It is shown only in this response and never stored: keep it secret, and issue a new one if it is lost."}}},
+			{"grant", schemaRef("Grant")},
+		}},
+		{"required", []string{"token", "grant"}},
+		{"additionalProperties", false},
+	})
+	g.schemas.set("TokenList", obj{
+		{"type", "object"},
+		{"description", "One page of grants, in order of id. Tokens are never listed: they are not stored."},
+		{"properties", obj{
+			{"tokens", obj{{"type", "array"}, {"items", schemaRef("Grant")}}},
+			{"nextCursor", obj{{"type", []string{"string", "null"}},
+				{"description", "Send as `cursor` for the next page; null on the last page."}}},
+		}},
+		{"required", []string{"tokens", "nextCursor"}},
+	})
+	g.schemas.set("TokenUpdate", obj{
+		{"type", "object"},
+		{"description", "A change to a grant: `false` revokes its token, `true` restores it."},
+		{"properties", obj{{"enabled", obj{{"type", "boolean"}, {"description", "Whether the token may be used."}}}}},
+		{"required", []string{"enabled"}},
+		{"additionalProperties", false},
+	})
+
+	policyProps := func(entityPolicy string) obj {
+		return obj{
+			{"readGroups", groups("User groups that may list and view every entity of the domain.")},
+			{"writeGroups", groups("User groups that may create, update and delete. Writing does not imply reading unless `writeImpliesRead` is true.")},
+			{"writeImpliesRead", obj{{"type", "boolean"}, {"description", "Whether the write groups may read too."}}},
+			{"reportingGroups", groups("User groups that may use the Reporting API of the domain.")},
+			{"entities", obj{{"type", "object"},
+				{"description", "Overrides of the read and write groups for single entities, by plural, such as `" + examplePlural + "`. " +
+					"Each must be an entity of the domain."},
+				{"propertyNames", obj{{"pattern", kebabPattern}}},
+				{"additionalProperties", schemaRef(entityPolicy)}}},
+		}
+	}
+	entityGroups := func(what string) obj {
+		return obj{{"type", []string{"array", "null"}},
+			{"description", "User groups that may " + what + " this entity. Null keeps the domain's groups; an empty list lets no group in."},
+			{"items", obj{{"type", "string"}, {"minLength", 1}}}}
+	}
+	g.schemas.set("EntityPolicy", obj{
+		{"type", "object"},
+		{"description", "The groups of one entity, overriding the domain's where a list is not null."},
+		{"properties", obj{
+			{"readGroups", entityGroups("list and view")},
+			{"writeGroups", entityGroups("create, update and delete")},
+		}},
+		{"required", []string{"readGroups", "writeGroups"}},
+		{"additionalProperties", false},
+	})
+	g.schemas.set("EntityPolicyInput", obj{
+		{"type", "object"},
+		{"description", "The groups of one entity, overriding the domain's. A list left out or null keeps the domain's groups; an empty list lets no group in."},
+		{"properties", obj{
+			{"readGroups", entityGroups("list and view")},
+			{"writeGroups", entityGroups("create, update and delete")},
+		}},
+		{"additionalProperties", false},
+	})
+	g.schemas.set("AccessPolicy", obj{
+		{"type", "object"},
+		{"description", "Which user groups may use one domain's API in one environment. Service tokens are governed by their grants instead."},
+		{"properties", append(append(obj{
+			{"domain", str("The domain"+served, member{"pattern", kebabPattern})},
+			{"environment", environment("The environment the policy applies in.")},
+		}, policyProps("EntityPolicy")...), member{"updatedAt", dateTime("When the policy was last put (RFC 3339, UTC).")})},
+		{"required", []string{"domain", "environment", "readGroups", "writeGroups", "writeImpliesRead", "reportingGroups", "updatedAt"}},
+		{"additionalProperties", false},
+	})
+	g.schemas.set("AccessPolicyInput", obj{
+		{"type", "object"},
+		{"description", "The access policy of a domain in an environment, which the path names. It replaces the policy there whole; unknown fields are refused."},
+		{"properties", append(obj{
+			{"domain", str("Optional: the domain, which must equal the one in the path.", member{"pattern", kebabPattern})},
+			{"environment", environment("Optional: the environment, which must equal the one in the path.")},
+		}, policyProps("EntityPolicyInput")...)},
+		{"required", []string{"readGroups", "writeGroups", "writeImpliesRead", "reportingGroups"}},
+		{"additionalProperties", false},
+	})
+	g.schemas.set("AccessPolicyList", obj{
+		{"type", "object"},
+		{"description", "The access policies of an environment, in order of domain."},
+		{"properties", obj{{"policies", obj{{"type", "array"}, {"items", schemaRef("AccessPolicy")}}}}},
+		{"required", []string{"policies"}},
+	})
+
+	// The admin API's own errors.
+	problem := func(instance string, status int, detail string, errs ...plinth.FieldError) obj {
+		return problemExample(status, adminPrefix+instance, detail, errs...)
+	}
+	tokenPath := "/tokens/0b6f3e2a-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
+	policyPath := "/access/" + exampleAPI + "/production"
+	g.errResponse("TokenNotFound", "No grant has this id.", problem(tokenPath, 404, "No record has this id."))
+	g.errResponse("InvalidTokenRequest",
+		"The token request is not valid: no token was issued. `errors` lists every problem, each with the path of its field.",
+		problem("/tokens", 422, "The token request is not valid; see errors.",
+			plinth.FieldError{Field: "endpoint", Detail: "is not a route of the " + exampleAPI + " API"},
+			plinth.FieldError{Field: "expiresAt", Detail: "must be at most the maximum token lifetime ahead"}))
+	g.errResponse("InvalidTokenUpdate", "The body is not a valid change to a grant: `enabled` is missing or not a boolean, or another field is given.",
+		problem(tokenPath, 422, "The request body is not valid; see errors.",
+			plinth.FieldError{Field: "enabled", Detail: "is required"}))
+	g.errResponse("UnknownDomain", "This API serves no domain of that name, or the environment is not development, staging or production.",
+		problem("/access/unknown/production", 404, "No domain is called unknown.",
+			plinth.FieldError{Parameter: "domain", Detail: "is not a loaded domain"}))
+	g.errResponse("AccessPolicyNotFound", "The domain has no access policy in that environment, this API serves no domain of that name, "+
+		"or the environment is not development, staging or production.",
+		problem(policyPath, 404, "No record has this id."))
+	g.errResponse("InvalidAccessPolicy",
+		"The access policy is not valid: nothing was changed. `errors` lists every problem, each with the path of its field.",
+		problem(policyPath, 422, "The access policy is not valid; see errors.",
+			plinth.FieldError{Field: "entities.unknown", Detail: "is not an entity of the domain"}))
+
+	tags := []string{adminTag}
+	correlation := paramRef("CorrelationId")
+	echo := obj{{"x-correlation-id", headerRef("CorrelationId")}}
+	tokenID := parameter{Name: "id", In: "path", Required: true,
+		Description: "The id of the grant, as returned when its token was issued.",
+		Schema:      obj{{"type", "string"}, {"format", "uuid"}}}
+	domainParam := parameter{Name: "domain", In: "path", Required: true,
+		Description: "The domain" + served, Schema: obj{{"type", "string"}, {"pattern", kebabPattern}}, Example: exampleAPI}
+	environmentParam := parameter{Name: "environment", In: "path", Required: true,
+		Description: "The environment the policy applies in.", Schema: obj{{"type", "string"}, {"enum", environments}}}
+	ok := func(code, desc string, schema any, example any, extra ...member) obj {
+		r := response{Description: desc, Headers: append(append(obj{}, echo...), extra...)}
+		if schema != nil {
+			r.Content = obj{{mediaJSON, mediaType{Schema: schema, Example: example}}}
+		}
+		return obj{{code, r}}
+	}
+	grantBody := func(schema string) obj {
+		s := schemaRef(schema)
+		return obj{{mediaMergePatch, mediaType{Schema: s}}, {mediaJSON, mediaType{Schema: s}}}
+	}
+
+	g.adminPaths.set(adminPrefix+"/tokens", obj{
+		{"get", operation{
+			Tags: tags, OperationID: "listTokens", Summary: "List service tokens",
+			Description: "Lists the grants of the service tokens issued, in order of id, a page at a time: follow `nextCursor` until it is null. " +
+				"The tokens themselves are never stored, so never listed. " + adminNote,
+			Parameters: []any{correlation, paramRef("Limit"), paramRef("Cursor")},
+			Responses: append(ok("200", "A page of grants.", schemaRef("TokenList"), nil),
+				g.errs("400", "401", "403", "500", "503")...),
+		}},
+		{"post", operation{
+			Tags: tags, OperationID: "issueToken", Summary: "Issue a service token",
+			Description: "Issues a service token for one consumer, scoped to one API, one endpoint template (matched exactly), " +
+				"the methods given and one environment, until `expiresAt`, which is required and at most the configured maximum lifetime ahead. " +
+				"Returns the signed token with its grant. The token is shown only in this response and never stored; " +
+				"the grant is checked on every call the token makes. " + adminNote,
+			Parameters: []any{correlation},
+			RequestBody: &requestBody{
+				Description: "What the token may call, and who asked for and authorised it.",
+				Required:    true,
+				Content:     obj{{mediaJSON, mediaType{Schema: schemaRef("TokenRequest"), Example: exampleRequest}}},
+			},
+			Responses: append(ok("201", "The token was issued. Keep it secret: it is not shown again.", schemaRef("IssuedToken"),
+				obj{{"token", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJqdGkiOiIwYjZmM2UyYSJ9.c2lnbmF0dXJl"}, {"grant", exampleGrant}},
+				member{"Location", headerRef("Location")}, member{"Cache-Control", headerRef("CacheControlNoStore")}),
+				g.errs("400", "401", "403", "413", "415", "422=InvalidTokenRequest", "500", "503")...),
+		}},
+	})
+	g.adminPaths.set(adminPrefix+"/tokens/{id}", obj{
+		{"get", operation{
+			Tags: tags, OperationID: "getToken", Summary: "Get a service token's grant",
+			Description: "Returns the grant of one service token: what it may call, until when, and whether it is enabled. " +
+				"The token itself is not stored, so not returned. " + adminNote,
+			Parameters: []any{tokenID, correlation},
+			Responses: append(ok("200", "The grant.", schemaRef("Grant"), nil),
+				g.errs("401", "403", "404=TokenNotFound", "500", "503")...),
+		}},
+		{"patch", operation{
+			Tags: tags, OperationID: "updateToken", Summary: "Revoke or restore a service token",
+			Description: "Enables or disables the grant of a service token. Disabling it revokes the token: " +
+				"every server refuses the token within 5 seconds. Enabling it again restores the token, unless its grant has expired. " +
+				adminNote,
+			Parameters: []any{tokenID, correlation},
+			RequestBody: &requestBody{
+				Description: "The change, such as `{\"enabled\": false}`, as a JSON Merge Patch. `application/json` is accepted too.",
+				Required:    true,
+				Content:     grantBody("TokenUpdate"),
+			},
+			Responses: append(ok("200", "The grant after the change.", schemaRef("Grant"), nil),
+				g.errs("400", "401", "403", "404=TokenNotFound", "413", "415", "422=InvalidTokenUpdate", "500", "503")...),
+		}},
+	})
+	g.adminPaths.set(adminPrefix+"/access", obj{
+		{"get", operation{
+			Tags: tags, OperationID: "listAccessPolicies", Summary: "List access policies",
+			Description: "Lists the access policies of one environment, in order of domain: which user groups may read, write and report on each domain. " +
+				adminNote,
+			Parameters: []any{correlation, parameter{Name: "environment", In: "query",
+				Description: "The environment whose policies to list; the server's own environment when left out.",
+				Schema:      obj{{"type", "string"}, {"enum", environments}}}},
+			Responses: append(ok("200", "The access policies of the environment.", schemaRef("AccessPolicyList"), nil),
+				g.errs("400", "401", "403", "500", "503")...),
+		}},
+	})
+	g.adminPaths.set(adminPrefix+"/access/{domain}/{environment}", obj{
+		{"put", operation{
+			Tags: tags, OperationID: "putAccessPolicy", Summary: "Put an access policy",
+			Description: "Creates or replaces the access policy of a domain in an environment: the user groups that may read, write " +
+				"(which does not imply reading unless `writeImpliesRead` is true) and use the Reporting API, with optional overrides per entity. " +
+				"Every server applies the change within 5 seconds. " + adminNote,
+			Parameters: []any{domainParam, environmentParam, correlation},
+			RequestBody: &requestBody{
+				Description: "The policy, which replaces any there is.",
+				Required:    true,
+				Content: obj{{mediaJSON, mediaType{Schema: schemaRef("AccessPolicyInput"), Example: obj{
+					{"readGroups", []string{exampleAPI + "-readers"}}, {"writeGroups", []string{exampleAPI + "-writers"}},
+					{"writeImpliesRead", true}, {"reportingGroups", []string{"data-and-insight"}},
+				}}}},
+			},
+			Responses: append(ok("200", "The policy as stored.", schemaRef("AccessPolicy"), nil),
+				g.errs("400", "401", "403", "404=UnknownDomain", "413", "415", "422=InvalidAccessPolicy", "500", "503")...),
+		}},
+		{"delete", operation{
+			Tags: tags, OperationID: "deleteAccessPolicy", Summary: "Delete an access policy",
+			Description: "Removes the access policy of a domain in an environment; within 5 seconds users get 403 from its API there, until a policy is put again. " +
+				"Service tokens are governed by their grants and are not affected. " + adminNote,
+			Parameters: []any{domainParam, environmentParam, correlation},
+			Responses: append(ok("204", "The policy was deleted.", nil, nil),
+				g.errs("401", "403", "404=AccessPolicyNotFound", "500", "503")...),
+		}},
+	})
+	return nil
 }
 
 // entity adds the schemas and the five operations of one entity.
@@ -638,18 +1104,7 @@ func (g *openAPIGen) entity(d *plinth.Domain, e *plinth.Entity) error {
 		h := obj{{"x-correlation-id", headerRef("CorrelationId")}, {"ETag", headerRef("ETag")}}
 		return append(h, extra...)
 	}
-	errs := func(codes ...string) obj {
-		names := map[string]string{
-			"400": "BadRequest", "404": "NotFound", "409": "Conflict", "412": "PreconditionFailed",
-			"413": "ContentTooLarge", "415": "UnsupportedMediaType", "422": "UnprocessableContent",
-			"428": "PreconditionRequired", "500": "InternalServerError", "503": "ServiceUnavailable",
-		}
-		var o obj
-		for _, c := range codes {
-			o.set(c, g.responseRef(names[c]))
-		}
-		return o
-	}
+	errs := g.errs
 
 	// The collection: list and create.
 	listParams := []any{correlation}
@@ -662,15 +1117,15 @@ func (g *openAPIGen) entity(d *plinth.Domain, e *plinth.Entity) error {
 		Headers:     obj{{"x-correlation-id", headerRef("CorrelationId")}},
 		Content:     jsonContent(schemaRef(name + "List")),
 	}}}
-	listResponses = append(listResponses, errs("400", "500", "503")...)
+	listResponses = append(listResponses, errs("400", "401", "403", "500", "503")...)
 
 	createDesc := fmt.Sprintf("Creates a %s from the fields in the body, validated against the domain spec; nothing is written when any field is invalid (422). ", noun)
-	createErrs := []string{"400", "413", "415", "422", "500", "503"}
+	createErrs := []string{"400", "401", "403", "413", "415", "422", "500", "503"}
 	if e.Key.Generated {
 		createDesc += fmt.Sprintf("The key `%s` is assigned by the server: leave it out. ", key.Name)
 	} else {
 		createDesc += fmt.Sprintf("The key `%s` is required and must be unique (409 when a %s with it exists). ", key.Name, noun)
-		createErrs = []string{"400", "409", "413", "415", "422", "500", "503"}
+		createErrs = []string{"400", "401", "403", "409", "413", "415", "422", "500", "503"}
 	}
 	createDesc += "Returns the stored record, its Location and its ETag."
 	createResponses := obj{{"201", response{
@@ -708,18 +1163,18 @@ func (g *openAPIGen) entity(d *plinth.Domain, e *plinth.Entity) error {
 		Headers:     recordHeaders(),
 		Content:     jsonContent(schemaRef(name)),
 	}}}
-	getResponses = append(getResponses, errs("400", "404", "500", "503")...)
+	getResponses = append(getResponses, errs("400", "401", "403", "404", "500", "503")...)
 	updateResponses := obj{{"200", response{
 		Description: fmt.Sprintf("The %s after the update, with its new ETag.", noun),
 		Headers:     recordHeaders(),
 		Content:     jsonContent(schemaRef(name)),
 	}}}
-	updateResponses = append(updateResponses, errs("400", "404", "412", "413", "415", "422", "428", "500", "503")...)
+	updateResponses = append(updateResponses, errs("400", "401", "403", "404", "412", "413", "415", "422", "428", "500", "503")...)
 	deleteResponses := obj{{"204", response{
 		Description: fmt.Sprintf("The %s was deleted.", noun),
 		Headers:     obj{{"x-correlation-id", headerRef("CorrelationId")}},
 	}}}
-	deleteResponses = append(deleteResponses, errs("400", "404", "412", "428", "500", "503")...)
+	deleteResponses = append(deleteResponses, errs("400", "401", "403", "404", "412", "428", "500", "503")...)
 	patchSchema := schemaRef(name + "Patch")
 
 	g.paths.set(apiPrefix+"/"+e.Plural+"/{id}", obj{

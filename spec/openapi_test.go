@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -244,7 +246,7 @@ func TestOpenAPIInfo(t *testing.T) {
 			t.Errorf("tag %v has no description", tg)
 		}
 	}
-	if !slices.Equal(tags, []string{"contacts", "residents", "platform"}) {
+	if !slices.Equal(tags, []string{"contacts", "residents", "platform", "admin"}) {
 		t.Errorf("tags %v", tags)
 	}
 	for _, p := range []string{"/api/v1/healthcheck/ping", "/api/v1/healthcheck/ready", "/api/v1/openapi.json"} {
@@ -349,19 +351,19 @@ func TestOpenAPIOperations(t *testing.T) {
 					slices.Sort(cs)
 					return cs
 				}
-				createCodes := []string{"201", "400", "413", "415", "422", "500", "503"}
+				createCodes := []string{"201", "400", "401", "403", "413", "415", "422", "500", "503"}
 				if !e.Key.Generated {
-					createCodes = []string{"201", "400", "409", "413", "415", "422", "500", "503"}
+					createCodes = []string{"201", "400", "401", "403", "409", "413", "415", "422", "500", "503"}
 				}
 				for _, c := range []struct {
 					method, path string
 					want         []string
 				}{
-					{"get", coll, []string{"200", "400", "500", "503"}},
+					{"get", coll, []string{"200", "400", "401", "403", "500", "503"}},
 					{"post", coll, createCodes},
-					{"get", one, []string{"200", "400", "404", "500", "503"}},
-					{"patch", one, []string{"200", "400", "404", "412", "413", "415", "422", "428", "500", "503"}},
-					{"delete", one, []string{"204", "400", "404", "412", "428", "500", "503"}},
+					{"get", one, []string{"200", "400", "401", "403", "404", "500", "503"}},
+					{"patch", one, []string{"200", "400", "401", "403", "404", "412", "413", "415", "422", "428", "500", "503"}},
+					{"delete", one, []string{"204", "400", "401", "403", "404", "412", "428", "500", "503"}},
 				} {
 					if got := codes(c.path, c.method); !slices.Equal(got, c.want) {
 						t.Errorf("%s %s: responses %v, want %v", c.method, c.path, got, c.want)
@@ -705,6 +707,11 @@ func conform(doc map[string]any, schema map[string]any, v any, path string) []st
 			}
 		}
 	case []any:
+		if n, ok := s["minItems"].(json.Number); ok {
+			if min, _ := n.Int64(); int64(len(x)) < min {
+				bad("fewer than %d items", min)
+			}
+		}
 		if items, ok := s["items"].(map[string]any); ok {
 			for i, item := range x {
 				errs = append(errs, conform(doc, items, item, fmt.Sprintf("%s[%d]", path, i))...)
@@ -751,6 +758,405 @@ func TestOpenAPINameClash(t *testing.T) {
 	}
 }
 
+// publicOperations may be called without a token.
+var publicOperations = map[string]bool{
+	"get /api/v1/healthcheck/ping":  true,
+	"get /api/v1/healthcheck/ready": true,
+	"get /api/v1/openapi.json":      true,
+}
+
+func TestOpenAPISecurity(t *testing.T) {
+	_, doc := openAPIDoc(t, openAPIAll(t))
+
+	scheme := digMap(doc, "components", "securitySchemes", "bearerAuth")
+	if scheme["type"] != "http" || scheme["scheme"] != "bearer" || scheme["bearerFormat"] != "JWT" {
+		t.Errorf("bearerAuth %v", scheme)
+	}
+	desc, _ := scheme["description"].(string)
+	for _, want := range []string{"`sub`", "`email`", "`name`", "`groups`", "HS256", "RS256", "ES256", "JWKS",
+		"POST /admin/v1/tokens", "endpoint template", "methods", "environment"} {
+		if !strings.Contains(desc, want) {
+			t.Errorf("bearerAuth description does not mention %s", want)
+		}
+	}
+	if got := fmt.Sprint(doc["security"]); got != "[map[bearerAuth:[]]]" {
+		t.Errorf("document security %s, want [{bearerAuth: []}]", got)
+	}
+	if got := len(digMap(doc, "components", "securitySchemes")); got != 1 {
+		t.Errorf("%d security schemes, want 1", got)
+	}
+
+	wwwAuth := resolve(doc, dig(doc, "components", "responses", "Unauthorized", "headers", "WWW-Authenticate"))
+	if ex, _ := wwwAuth["example"].(string); !strings.HasPrefix(ex, `Bearer realm="plinth"`) || !strings.Contains(ex, `error="invalid_token"`) {
+		t.Errorf("WWW-Authenticate example %q", ex)
+	}
+	if d, _ := wwwAuth["description"].(string); !strings.Contains(d, `Bearer realm=\"plinth\"`) && !strings.Contains(d, `Bearer realm="plinth"`) {
+		t.Errorf("WWW-Authenticate description %q", d)
+	}
+	if wwwAuth["required"] != true {
+		t.Error("WWW-Authenticate is not required on 401")
+	}
+
+	public, protected := 0, 0
+	for path, item := range digMap(doc, "paths") {
+		for method, v := range item.(map[string]any) {
+			op := v.(map[string]any)
+			where := method + " " + path
+			responses := digMap(op, "responses")
+			if publicOperations[where] {
+				public++
+				sec, ok := op["security"].([]any)
+				if !ok || len(sec) != 0 {
+					t.Errorf("%s: security %v, want []", where, op["security"])
+				}
+				for _, c := range []string{"401", "403"} {
+					if responses[c] != nil {
+						t.Errorf("%s: public, yet documents %s", where, c)
+					}
+				}
+				continue
+			}
+			protected++
+			if _, ok := op["security"]; ok {
+				t.Errorf("%s: overrides security with %v; it should inherit bearerAuth", where, op["security"])
+			}
+			for code, name := range map[string]string{"401": "Unauthorized", "403": "Forbidden", "503": "ServiceUnavailable"} {
+				if dig(responses, code, "$ref") != "#/components/responses/"+name {
+					t.Errorf("%s: %s is %v, want the %s response", where, code, responses[code], name)
+				}
+			}
+		}
+	}
+	if public != len(publicOperations) || protected != 4*5+7 {
+		t.Errorf("%d public and %d protected operations", public, protected)
+	}
+
+	for code, name := range map[string]string{"401": "Unauthorized", "403": "Forbidden", "503": "ServiceUnavailable"} {
+		r := digMap(doc, "components", "responses", name)
+		if dig(r, "content", "application/problem+json", "schema", "$ref") != "#/components/schemas/Problem" {
+			t.Errorf("%s is not problem+json: %v", name, r["content"])
+		}
+		if got := fmt.Sprint(dig(r, "content", "application/problem+json", "example", "status")); got != code {
+			t.Errorf("%s example has status %s", name, got)
+		}
+		if dig(r, "headers", "x-correlation-id") == nil {
+			t.Errorf("%s does not echo x-correlation-id", name)
+		}
+	}
+	if d, _ := dig(doc, "components", "responses", "ServiceUnavailable", "description").(string); !strings.Contains(d, "fails closed") {
+		t.Errorf("503 does not say the authorizer fails closed: %q", d)
+	}
+	if d, _ := dig(doc, "info", "description").(string); !strings.Contains(d, "**Authentication**") {
+		t.Error("info.description does not explain authentication")
+	}
+}
+
+// jsonProperties returns the JSON property names of a struct type and
+// those that are always present (no omitempty).
+func jsonProperties(v any) (all, always []string) {
+	typ := reflect.TypeOf(v)
+	for i := 0; i < typ.NumField(); i++ {
+		name, opts, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		all = append(all, name)
+		if !strings.Contains(opts, "omitempty") {
+			always = append(always, name)
+		}
+	}
+	return all, always
+}
+
+func keysOf(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) }
+
+func stringsOf(v any) []string {
+	var out []string
+	list, _ := v.([]any)
+	for _, x := range list {
+		s, _ := x.(string)
+		out = append(out, s)
+	}
+	return out
+}
+
+func TestOpenAPIAdmin(t *testing.T) {
+	_, doc := openAPIDoc(t, openAPIAll(t))
+	paths := digMap(doc, "paths")
+
+	for _, w := range []struct {
+		path, method, id, success, schema, body string
+		codes                                   []string
+		params                                  []string
+	}{
+		{"/admin/v1/tokens", "post", "issueToken", "201", "IssuedToken", "TokenRequest",
+			[]string{"201", "400", "401", "403", "413", "415", "422", "500", "503"}, []string{"x-correlation-id"}},
+		{"/admin/v1/tokens", "get", "listTokens", "200", "TokenList", "",
+			[]string{"200", "400", "401", "403", "500", "503"}, []string{"x-correlation-id", "limit", "cursor"}},
+		{"/admin/v1/tokens/{id}", "get", "getToken", "200", "Grant", "",
+			[]string{"200", "401", "403", "404", "500", "503"}, []string{"id", "x-correlation-id"}},
+		{"/admin/v1/tokens/{id}", "patch", "updateToken", "200", "Grant", "TokenUpdate",
+			[]string{"200", "400", "401", "403", "404", "413", "415", "422", "500", "503"}, []string{"id", "x-correlation-id"}},
+		{"/admin/v1/access", "get", "listAccessPolicies", "200", "AccessPolicyList", "",
+			[]string{"200", "400", "401", "403", "500", "503"}, []string{"x-correlation-id", "environment"}},
+		{"/admin/v1/access/{domain}/{environment}", "put", "putAccessPolicy", "200", "AccessPolicy", "AccessPolicyInput",
+			[]string{"200", "400", "401", "403", "404", "413", "415", "422", "500", "503"}, []string{"domain", "environment", "x-correlation-id"}},
+		{"/admin/v1/access/{domain}/{environment}", "delete", "deleteAccessPolicy", "204", "", "",
+			[]string{"204", "401", "403", "404", "500", "503"}, []string{"domain", "environment", "x-correlation-id"}},
+	} {
+		where := w.method + " " + w.path
+		op := digMap(paths, w.path, w.method)
+		if op == nil {
+			t.Errorf("no %s", where)
+			continue
+		}
+		if op["operationId"] != w.id {
+			t.Errorf("%s: operationId %v, want %s", where, op["operationId"], w.id)
+		}
+		if got := fmt.Sprint(op["tags"]); got != "[admin]" {
+			t.Errorf("%s: tags %s", where, got)
+		}
+		if d, _ := op["description"].(string); !strings.Contains(d, "admin group") {
+			t.Errorf("%s: the description does not say an admin group is required", where)
+		}
+		codes := keysOf(digMap(op, "responses"))
+		if !slices.Equal(codes, w.codes) {
+			t.Errorf("%s: responses %v, want %v", where, codes, w.codes)
+		}
+		for _, c := range codes {
+			r := resolve(doc, dig(op, "responses", c))
+			if c[0] == '4' || c[0] == '5' {
+				if dig(r, "content", "application/problem+json", "schema", "$ref") != "#/components/schemas/Problem" {
+					t.Errorf("%s %s: not problem+json", where, c)
+				}
+			}
+		}
+		success := digMap(op, "responses", w.success)
+		if w.schema == "" {
+			if success["content"] != nil {
+				t.Errorf("%s %s: has a body", where, w.success)
+			}
+		} else if got := dig(success, "content", "application/json", "schema", "$ref"); got != "#/components/schemas/"+w.schema {
+			t.Errorf("%s %s: body %v, want %s", where, w.success, got, w.schema)
+		}
+		if w.body != "" {
+			if op["requestBody"] == nil || dig(op, "requestBody", "required") != true {
+				t.Errorf("%s: request body %v", where, op["requestBody"])
+			}
+			types := []string{"application/json"}
+			if w.method == "patch" {
+				types = []string{"application/json", "application/merge-patch+json"}
+			}
+			content := digMap(op, "requestBody", "content")
+			if got := keysOf(content); !slices.Equal(got, types) {
+				t.Errorf("%s: request content types %v, want %v", where, got, types)
+			}
+			for _, ct := range types {
+				if dig(content, ct, "schema", "$ref") != "#/components/schemas/"+w.body {
+					t.Errorf("%s: %s body %v, want %s", where, ct, content[ct], w.body)
+				}
+				if ex := dig(content, ct, "example"); ex != nil {
+					if errs := conform(doc, schemaRefTo(w.body), ex, ""); len(errs) > 0 {
+						t.Errorf("%s: the example does not match %s:\n%s", where, w.body, strings.Join(errs, "\n"))
+					}
+				}
+			}
+		} else if op["requestBody"] != nil {
+			t.Errorf("%s: has a request body", where)
+		}
+		params := opParams(t, doc, op)
+		if got := slices.Sorted(maps.Keys(params)); !slices.Equal(got, slices.Sorted(slices.Values(w.params))) {
+			t.Errorf("%s: parameters %v, want %v", where, got, w.params)
+		}
+		for name, p := range params {
+			if strings.Contains(w.path, "{"+name+"}") && (p["in"] != "path" || p["required"] != true) {
+				t.Errorf("%s: path parameter %s: %v", where, name, p)
+			}
+		}
+	}
+
+	// The 201 of issueToken says where the grant is; its example conforms.
+	issued := digMap(paths, "/admin/v1/tokens", "post", "responses", "201")
+	if dig(issued, "headers", "Location") == nil {
+		t.Error("issueToken: no Location header")
+	}
+	if dig(resolve(doc, dig(issued, "headers", "Cache-Control")), "schema", "const") != "no-store" {
+		t.Errorf("issueToken: Cache-Control %v", dig(issued, "headers", "Cache-Control"))
+	}
+	if errs := conform(doc, schemaRefTo("IssuedToken"), dig(issued, "content", "application/json", "example"), ""); len(errs) > 0 {
+		t.Errorf("the issued token example does not match IssuedToken:\n%s", strings.Join(errs, "\n"))
+	}
+	if d, _ := dig(paths, "/admin/v1/tokens/{id}", "patch", "description").(string); !strings.Contains(d, "within 5 seconds") {
+		t.Errorf("updateToken does not state the revocation bound: %q", d)
+	}
+	if got := dig(paths, "/admin/v1/tokens/{id}", "get", "parameters"); !strings.Contains(fmt.Sprint(got), "format:uuid") {
+		t.Errorf("getToken id parameter %v", got)
+	}
+	env := opParams(t, doc, digMap(paths, "/admin/v1/access", "get"))["environment"]
+	if env["in"] != "query" || env["required"] == true || fmt.Sprint(dig(env, "schema", "enum")) != "[development staging production]" {
+		t.Errorf("listAccessPolicies environment %v", env)
+	}
+	limit := opParams(t, doc, digMap(paths, "/admin/v1/tokens", "get"))["limit"]
+	if dig(limit, "schema", "minimum") != json.Number("1") || dig(limit, "schema", "maximum") != json.Number("100") ||
+		dig(limit, "schema", "default") != json.Number("20") {
+		t.Errorf("listTokens limit %v", limit)
+	}
+
+	// The schemas carry exactly the JSON properties of the Go types.
+	for _, c := range []struct {
+		schema   string
+		v        any
+		required []string // nil: those without omitempty
+	}{
+		{"Grant", plinth.Grant{}, nil},
+		{"AccessPolicy", plinth.AccessPolicy{}, nil},
+		{"EntityPolicy", plinth.EntityPolicy{}, nil},
+	} {
+		s := digMap(doc, "components", "schemas", c.schema)
+		all, always := jsonProperties(c.v)
+		if got := keysOf(digMap(s, "properties")); !slices.Equal(got, slices.Sorted(slices.Values(all))) {
+			t.Errorf("%s properties %v, want %v", c.schema, got, all)
+		}
+		if got := stringsOf(s["required"]); !slices.Equal(got, always) {
+			t.Errorf("%s requires %v, want %v", c.schema, got, always)
+		}
+		if s["additionalProperties"] != false {
+			t.Errorf("%s allows additional properties", c.schema)
+		}
+	}
+	request := digMap(doc, "components", "schemas", "TokenRequest")
+	wantRequest := []string{"consumer", "consumerType", "api", "endpoint", "methods", "environment",
+		"expiresAt", "requestedBy", "authorisedBy"}
+	if got := stringsOf(request["required"]); !slices.Equal(got, wantRequest) {
+		t.Errorf("TokenRequest requires %v", got)
+	}
+	if got := keysOf(digMap(request, "properties")); !slices.Equal(got, slices.Sorted(slices.Values(wantRequest))) {
+		t.Errorf("TokenRequest properties %v", got)
+	}
+	methods := digMap(request, "properties", "methods")
+	if methods["minItems"] != json.Number("1") || fmt.Sprint(dig(methods, "items", "enum")) != "[GET POST PATCH DELETE]" {
+		t.Errorf("TokenRequest methods %v", methods)
+	}
+	if dig(request, "properties", "expiresAt", "format") != "date-time" {
+		t.Error("TokenRequest expiresAt is not a date-time")
+	}
+	input := digMap(doc, "components", "schemas", "AccessPolicyInput")
+	if got := keysOf(digMap(input, "properties")); !slices.Equal(got,
+		[]string{"domain", "entities", "environment", "readGroups", "reportingGroups", "writeGroups", "writeImpliesRead"}) {
+		t.Errorf("AccessPolicyInput properties %v", got)
+	}
+	if got := stringsOf(input["required"]); !slices.Equal(got, []string{"readGroups", "writeGroups", "writeImpliesRead", "reportingGroups"}) {
+		t.Errorf("AccessPolicyInput requires %v", got)
+	}
+	if dig(input, "properties", "entities", "additionalProperties", "$ref") != "#/components/schemas/EntityPolicyInput" {
+		t.Errorf("AccessPolicyInput entities %v", dig(input, "properties", "entities"))
+	}
+
+	// What the Go types encode conforms.
+	at := time.Date(2025, 6, 2, 9, 30, 0, 123000000, time.UTC)
+	grant := plinth.Grant{ID: "0b6f3e2a-3c4d-4e5f-8a9b-0c1d2e3f4a5b", Consumer: "housing-benefits-listener",
+		ConsumerType: "listener", API: "residents", Endpoint: "/api/v1/residents/{id}", Methods: []string{"GET", "PATCH"},
+		Environment: plinth.EnvStaging, ExpiresAt: at.Add(90 * 24 * time.Hour), RequestedBy: "ann@example.gov.uk",
+		AuthorisedBy: "owner@example.gov.uk", Enabled: true, CreatedAt: at, UpdatedAt: at}
+	policy := plinth.AccessPolicy{Domain: "residents", Environment: plinth.EnvProduction,
+		ReadGroups: []string{"residents-readers"}, WriteGroups: []string{"residents-writers"}, ReportingGroups: []string{},
+		Entities: map[string]plinth.EntityPolicy{"residents": {ReadGroups: []string{"safeguarding"}}}, UpdatedAt: at}
+	encode := func(v any) any {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return decodeNumbers(t, string(b))
+	}
+	for _, c := range []struct {
+		schema string
+		v      any
+	}{
+		{"Grant", grant},
+		{"AccessPolicy", policy},
+		{"IssuedToken", map[string]any{"token": "aaa.bbb.ccc", "grant": grant}},
+		{"TokenList", map[string]any{"tokens": []plinth.Grant{grant}, "nextCursor": nil}},
+		{"TokenList", map[string]any{"tokens": []plinth.Grant{grant}, "nextCursor": "abc"}},
+		{"AccessPolicyList", map[string]any{"policies": []plinth.AccessPolicy{policy}}},
+		{"TokenUpdate", map[string]any{"enabled": false}},
+	} {
+		if errs := conform(doc, schemaRefTo(c.schema), encode(c.v), ""); len(errs) > 0 {
+			t.Errorf("%s does not match:\n%s", c.schema, strings.Join(errs, "\n"))
+		}
+	}
+
+	// The input schemas refuse what is not valid.
+	validRequest := `"consumer":"c","consumerType":"service","api":"residents","endpoint":"/api/v1/residents",` +
+		`"methods":["GET"],"environment":"staging","expiresAt":"2026-01-01T00:00:00Z","requestedBy":"a","authorisedBy":"b"`
+	if errs := conform(doc, schemaRefTo("TokenRequest"), decodeNumbers(t, "{"+validRequest+"}"), ""); len(errs) > 0 {
+		t.Errorf("TokenRequest refuses a valid request:\n%s", strings.Join(errs, "\n"))
+	}
+	for _, c := range []struct{ schema, body string }{
+		{"TokenRequest", `{"consumer":"c"}`},
+		{"TokenRequest", "{" + validRequest + `,"id":"x"}`},
+		{"TokenRequest", "{" + strings.Replace(validRequest, `"GET"`, `"PUT"`, 1) + "}"},
+		{"TokenRequest", "{" + strings.Replace(validRequest, `["GET"]`, `[]`, 1) + "}"},
+		{"TokenRequest", "{" + strings.Replace(validRequest, `"staging"`, `"test"`, 1) + "}"},
+		{"TokenRequest", "{" + strings.Replace(validRequest, `"2026-01-01T00:00:00Z"`, `"next year"`, 1) + "}"},
+		{"TokenUpdate", `{}`},
+		{"TokenUpdate", `{"enabled":"no"}`},
+		{"TokenUpdate", `{"enabled":false,"consumer":"c"}`},
+		{"AccessPolicyInput", `{"readGroups":["a"]}`},
+		{"AccessPolicyInput", `{"readGroups":[],"writeGroups":[],"writeImpliesRead":false,"reportingGroups":[],"updatedAt":"2025-01-01T00:00:00Z"}`},
+		{"AccessPolicyInput", `{"readGroups":[],"writeGroups":[],"writeImpliesRead":false,"reportingGroups":[],"environment":"test"}`},
+		{"EntityPolicy", `{"readGroups":["a"]}`},
+		{"AccessPolicyInput", `{"readGroups":[],"writeGroups":[],"writeImpliesRead":false,"reportingGroups":[],"entities":{"residents":{"groups":["a"]}}}`},
+	} {
+		if errs := conform(doc, schemaRefTo(c.schema), decodeNumbers(t, c.body), ""); len(errs) == 0 {
+			t.Errorf("%s accepts %s", c.schema, c.body)
+		}
+	}
+
+	for _, c := range []struct{ schema, body string }{
+		{"AccessPolicyInput", `{"readGroups":["a"],"writeGroups":[],"writeImpliesRead":true,"reportingGroups":["r"],` +
+			`"domain":"residents","environment":"staging","entities":{"residents":{"readGroups":null},"contacts":{"writeGroups":[]},"other":{}}}`},
+		{"EntityPolicy", `{"readGroups":null,"writeGroups":[]}`},
+	} {
+		if errs := conform(doc, schemaRefTo(c.schema), decodeNumbers(t, c.body), ""); len(errs) > 0 {
+			t.Errorf("%s refuses %s:\n%s", c.schema, c.body, strings.Join(errs, "\n"))
+		}
+	}
+
+	// Admin errors are specific; 401 carries WWW-Authenticate.
+	for _, c := range []struct{ path, method, code, name string }{
+		{"/admin/v1/tokens", "post", "422", "InvalidTokenRequest"},
+		{"/admin/v1/tokens/{id}", "get", "404", "TokenNotFound"},
+		{"/admin/v1/tokens/{id}", "patch", "404", "TokenNotFound"},
+		{"/admin/v1/tokens/{id}", "patch", "422", "InvalidTokenUpdate"},
+		{"/admin/v1/access/{domain}/{environment}", "put", "404", "UnknownDomain"},
+		{"/admin/v1/access/{domain}/{environment}", "put", "422", "InvalidAccessPolicy"},
+		{"/admin/v1/access/{domain}/{environment}", "delete", "404", "AccessPolicyNotFound"},
+		{"/admin/v1/tokens", "get", "401", "Unauthorized"},
+	} {
+		if got := dig(paths, c.path, c.method, "responses", c.code, "$ref"); got != "#/components/responses/"+c.name {
+			t.Errorf("%s %s %s: %v, want %s", c.method, c.path, c.code, got, c.name)
+		}
+	}
+}
+
+func TestOpenAPIAdminNames(t *testing.T) {
+	for _, c := range []struct{ name, from, to, want string }{
+		{"domain named admin", "domain: benefits", "domain: admin", `"admin" is reserved for the admin API`},
+		{"entity named grant", "name: payment\n    plural: payments", "name: grant\n    plural: grants", `"Grant"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d, err := spec.Parse("clash.yaml", []byte(strings.Replace(openAPIExtraSpec, c.from, c.to, 1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = spec.OpenAPI(append(openAPIShipped(t), d), openAPITestInfo)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error with %s", err, c.want)
+			}
+		})
+	}
+}
+
 // redoclyReport is the part of `redocly lint --format=json` the test reads.
 type redoclyReport struct {
 	Totals struct {
@@ -770,10 +1176,17 @@ type redoclyReport struct {
 // TestOpenAPILint lints the document with Redocly CLI (tools/package.json),
 // which must find no error and no warning.
 func TestOpenAPILint(t *testing.T) {
+	root := repoRoot(t)
+	config, err := os.ReadFile(filepath.Join(root, "tools", "redocly.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if regexp.MustCompile(`(?m)^\s*[a-z0-9/-]+:\s*off\b`).Match(config) {
+		t.Errorf("tools/redocly.yaml turns a rule off:\n%s", config)
+	}
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("node is not on PATH; the OpenAPI lint needs Node.js and `npm ci --prefix tools`")
 	}
-	root := repoRoot(t)
 	redocly := filepath.Join(root, "tools", "node_modules", ".bin", "redocly")
 	if _, err := os.Stat(redocly); err != nil {
 		if os.Getenv("CI") == "true" {

@@ -209,6 +209,9 @@ func (s *Store) Prepare(ctx context.Context, domains []*plinth.Domain) error {
 	)`); err != nil {
 		return fail("prepare", err)
 	}
+	if err := x.prepareAccess(ctx); err != nil {
+		return fail("prepare access tables", err)
+	}
 	for _, d := range domains {
 		for _, e := range d.Entities {
 			t, err := s.table(e)

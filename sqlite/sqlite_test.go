@@ -40,6 +40,14 @@ func TestContract(t *testing.T) {
 	})
 }
 
+func TestAccessContract(t *testing.T) {
+	storetest.RunAccess(t, func(t *testing.T) plinth.AccessStore {
+		s := openAt(t, filepath.Join(t.TempDir(), "plinth.db"))
+		prepare(t, s, storetest.Domains(t))
+		return s
+	})
+}
+
 func entity(t testing.TB, ds []*plinth.Domain, plural string) *plinth.Entity {
 	t.Helper()
 	for _, d := range ds {

@@ -8,11 +8,15 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/plinth-data/plinth"
 )
 
 // Config is every setting of Plinth. Each can come from plinth.yaml, an
@@ -29,6 +33,20 @@ type Config struct {
 	MaxBodyBytes  int64  `yaml:"maxBodyBytes" env:"PLINTH_MAX_BODY_BYTES" flag:"max-body-bytes" usage:"largest request body accepted, in bytes"`
 	LogLevel      string `yaml:"logLevel" env:"PLINTH_LOG_LEVEL" flag:"log-level" usage:"log level: debug, info, warn or error"`
 	PublicURL     string `yaml:"publicURL" env:"PLINTH_PUBLIC_URL" flag:"public-url" usage:"base URL clients use, for the OpenAPI servers list (default http://<listen>)"`
+
+	AuthSecret       string        `yaml:"authSecret" env:"PLINTH_AUTH_SECRET" flag:"auth-secret" usage:"HS256 shared secret of user tokens from the organisation's single sign-on"`
+	AuthJWKSURL      string        `yaml:"authJWKSURL" env:"PLINTH_AUTH_JWKS_URL" flag:"auth-jwks-url" usage:"URL of a JWKS for RS256/ES256 user tokens"`
+	AuthJWKSFile     string        `yaml:"authJWKSFile" env:"PLINTH_AUTH_JWKS_FILE" flag:"auth-jwks-file" usage:"file holding a JWKS for RS256/ES256 user tokens"`
+	AuthIssuer       string        `yaml:"authIssuer" env:"PLINTH_AUTH_ISSUER" flag:"auth-issuer" usage:"required iss of user tokens (unchecked when empty)"`
+	AuthAudience     string        `yaml:"authAudience" env:"PLINTH_AUTH_AUDIENCE" flag:"auth-audience" usage:"required aud of user tokens (unchecked when empty)"`
+	AuthClockSkew    time.Duration `yaml:"authClockSkew" env:"PLINTH_AUTH_CLOCK_SKEW" flag:"auth-clock-skew" usage:"leeway when checking token times"`
+	TokenSecret      string        `yaml:"tokenSecret" env:"PLINTH_TOKEN_SECRET" flag:"token-secret" usage:"HS256 key Plinth signs service tokens with (at least 32 bytes)"`
+	MaxTokenLifetime time.Duration `yaml:"maxTokenLifetime" env:"PLINTH_MAX_TOKEN_LIFETIME" flag:"max-token-lifetime" usage:"longest lifetime of a service token"`
+	AdminGroups      string        `yaml:"adminGroups" env:"PLINTH_ADMIN_GROUPS" flag:"admin-groups" usage:"comma-separated groups allowed on the admin API"`
+
+	// Policies are access policies loaded into the store on start; set
+	// only in plinth.yaml.
+	Policies []plinth.AccessPolicy `yaml:"accessPolicies"`
 }
 
 func defaultConfig() Config {
@@ -40,6 +58,10 @@ func defaultConfig() Config {
 		DemoResidents: 3000,
 		MaxBodyBytes:  1 << 20,
 		LogLevel:      "info",
+
+		AuthClockSkew:    30 * time.Second,
+		MaxTokenLifetime: 365 * 24 * time.Hour,
+		AdminGroups:      "plinth-admins",
 	}
 }
 
@@ -56,7 +78,12 @@ func addConfigFlags(cmd *cobra.Command) {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		name, usage := f.Tag.Get("flag"), f.Tag.Get("usage")+" ("+f.Tag.Get("env")+")"
+		if name == "" {
+			continue
+		}
 		switch val := v.Field(i).Interface().(type) {
+		case time.Duration:
+			fl.Duration(name, val, usage)
 		case string:
 			fl.String(name, val, usage)
 		case bool:
@@ -95,6 +122,9 @@ func loadConfig(cmd *cobra.Command) (Config, error) {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		field := v.Field(i)
+		if f.Tag.Get("flag") == "" {
+			continue
+		}
 		if raw, ok := os.LookupEnv(f.Tag.Get("env")); ok {
 			if err := setFromString(field, raw); err != nil {
 				return cfg, fmt.Errorf("environment variable %s: %w", f.Tag.Get("env"), err)
@@ -111,6 +141,14 @@ func loadConfig(cmd *cobra.Command) (Config, error) {
 }
 
 func setFromString(field reflect.Value, raw string) error {
+	if field.Type() == reflect.TypeOf(time.Duration(0)) {
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration such as 30s or 720h", raw)
+		}
+		field.SetInt(int64(d))
+		return nil
+	}
 	switch field.Kind() {
 	case reflect.String:
 		field.SetString(raw)
@@ -144,6 +182,20 @@ func (c Config) check() error {
 	if c.MaxBodyBytes < 1024 {
 		return fmt.Errorf("max body bytes %d: must be at least 1024", c.MaxBodyBytes)
 	}
+	if c.TokenSecret != "" && len(c.TokenSecret) < 32 {
+		return fmt.Errorf("token secret: must be at least 32 bytes long")
+	}
+	if c.AuthSecret != "" && len(c.AuthSecret) < 32 {
+		return fmt.Errorf("auth secret: must be at least 32 bytes long")
+	}
+	if c.MaxTokenLifetime <= 0 {
+		return fmt.Errorf("max token lifetime %s: must be positive", c.MaxTokenLifetime)
+	}
+	for _, p := range c.Policies {
+		if p.Domain == "" || !slices.Contains([]string{plinth.EnvDevelopment, plinth.EnvStaging, plinth.EnvProduction}, p.Environment) {
+			return fmt.Errorf("accessPolicies: every policy needs a domain and an environment (development, staging or production)")
+		}
+	}
 	if c.DemoResidents < 0 {
 		return fmt.Errorf("demo records %d: must not be negative", c.DemoResidents)
 	}
@@ -157,4 +209,24 @@ func (c Config) StoreURL() string {
 		return c.Store
 	}
 	return "sqlite://" + filepath.Join(c.DataDir, "plinth.db")
+}
+
+// AuthConfigured reports whether user tokens can be verified: a shared
+// secret or a JWKS is set.
+func (c Config) AuthConfigured() bool {
+	return c.AuthSecret != "" || c.AuthJWKSURL != "" || c.AuthJWKSFile != ""
+}
+
+// AdminGroupList returns the admin groups.
+func (c Config) AdminGroupList() []string { return splitList(c.AdminGroups) }
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
 }

@@ -39,10 +39,10 @@ empty store with dummy demo data.`,
 
 func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	logger := newLogger(cfg.LogLevel)
-	if cfg.Environment != "development" {
-		// DESIGN: staging and production refuse to start without token
-		// auth and a durable audit trail, which are not built yet.
-		return fmt.Errorf("environment %s needs authentication and auditing, which this version of Plinth does not provide yet; use --env development", cfg.Environment)
+	if cfg.Environment == plinth.EnvProduction {
+		// DESIGN: production refuses to start without auth and a durable
+		// audit trail; the audit trail is not built yet.
+		return fmt.Errorf("environment production needs auditing, which this version of Plinth does not provide yet; use staging or development")
 	}
 	ds, err := loadDomains(cfg.Domains)
 	if err != nil {
@@ -53,8 +53,20 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	access, err := accessStore(st)
+	if err != nil {
+		return err
+	}
+	authz, devMode, err := newAuthorizer(ctx, cfg, access, ds)
+	if err != nil {
+		return err
+	}
+	defer authz.Close()
+	if err := loadPolicies(ctx, cfg, access, ds, devMode, logger); err != nil {
+		return err
+	}
 
-	if cfg.DemoData && cfg.DemoResidents > 0 {
+	if cfg.Environment == plinth.EnvDevelopment && cfg.DemoData && cfg.DemoResidents > 0 {
 		if err := seedIfEmpty(ctx, st, ds, cfg.DemoResidents, logger); err != nil {
 			return err
 		}
@@ -78,6 +90,9 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 		OpenAPI:      doc,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Logger:       logger,
+		Authorizer:   authz,
+		Access:       access,
+		Environment:  cfg.Environment,
 	})
 	srv := &http.Server{
 		Handler:           api,
@@ -86,7 +101,13 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	printWelcome(out, base, cfg, ds)
+	devToken := ""
+	if devMode {
+		if devToken, _, err = developerToken(authz, cfg); err != nil {
+			return err
+		}
+	}
+	printWelcome(out, base, cfg, ds, devToken)
 	logger.Info("serving", "address", ln.Addr().String(), "environment", cfg.Environment, "store", redactURL(cfg.StoreURL()))
 
 	errc := make(chan error, 1)
@@ -108,18 +129,25 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 }
 
 // printWelcome tells a new user what is running and what to try.
-func printWelcome(out io.Writer, base string, cfg Config, ds []*plinth.Domain) {
+func printWelcome(out io.Writer, base string, cfg Config, ds []*plinth.Domain, devToken string) {
 	fmt.Fprintf(out, "\nPlinth is serving %d domain(s) in %s on %s\n", len(ds), cfg.Environment, redactURL(cfg.StoreURL()))
 	for _, d := range ds {
 		for _, e := range d.Entities {
 			fmt.Fprintf(out, "  %-12s %s/api/v1/%s\n", d.Name, base, e.Plural)
 		}
 	}
+	auth := ""
+	if devToken != "" {
+		fmt.Fprintf(out, "\nNo authentication is configured, so this run made up its own secret. Development\n")
+		fmt.Fprintf(out, "token (valid %s, groups %s, %s):\n\n", devTokenLifetime, developerGroup, cfg.AdminGroups)
+		fmt.Fprintf(out, "  export PLINTH_TOKEN=%s\n", devToken)
+		auth = `-H "Authorization: Bearer $PLINTH_TOKEN" `
+	}
 	fmt.Fprintf(out, "\nTry:\n")
-	if e := findEntity(ds, "residents"); e != nil {
-		fmt.Fprintf(out, "  curl '%s/api/v1/residents?limit=3'\n", base)
-		fmt.Fprintf(out, "  curl '%s/api/v1/residents?last_name=son&limit=3'\n", base)
-		fmt.Fprintf(out, "  curl '%s/api/v1/residents/1'\n", base)
+	if findEntity(ds, "residents") != nil {
+		fmt.Fprintf(out, "  curl %s'%s/api/v1/residents?limit=3'\n", auth, base)
+		fmt.Fprintf(out, "  curl %s'%s/api/v1/residents?last_name=son&limit=3'\n", auth, base)
+		fmt.Fprintf(out, "  curl %s'%s/api/v1/residents/1'\n", auth, base)
 	}
 	fmt.Fprintf(out, "  curl '%s/api/v1/healthcheck/ping'\n", base)
 	fmt.Fprintf(out, "\nOpenAPI: %s/api/v1/openapi.json   Metrics: %s/metrics   Stop: Ctrl+C\n\n", base, base)

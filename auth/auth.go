@@ -1,0 +1,406 @@
+// Package auth is Plinth's authorizer: it verifies user tokens (HS256 with a
+// shared secret, or RS256/ES256 through a JWKS) and Plinth's own service
+// tokens, and decides with the access policies and service-token grants of
+// an AccessStore whether a request may go ahead. The HTTP middleware and the
+// Lambda authorizer both call Decide, so the same rules hold on a server and
+// behind API Gateway.
+//
+// Revocation bound: grants and access policies are cached for at most
+// CacheTTL (never more than MaxCacheTTL, 5 s), and a verified token is
+// remembered for at most CacheTTL too, so disabling a grant or changing a
+// policy takes effect within 5 s, and a key removed from a JWKS stops
+// verifying within 5 s of Plinth reading the new JWKS (a JWKS URL is
+// re-fetched every 5 min to 1 h, following its Cache-Control, and when a
+// token names an unknown kid, at most every 10 s; a JWKS file is re-read
+// when it changes).
+package auth
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/plinth-data/plinth"
+)
+
+// Defaults and bounds of Config.
+const (
+	DefaultClockSkew               = 30 * time.Second
+	DefaultMaxServiceTokenLifetime = 365 * 24 * time.Hour
+	// MaxCacheTTL bounds how long a grant, a policy or a verified token is
+	// used without asking the store (or the key source) again: the
+	// documented revocation bound.
+	MaxCacheTTL = 5 * time.Second
+	// ServiceIssuer is the iss claim of the service tokens Plinth signs.
+	ServiceIssuer = "plinth"
+)
+
+// Config says which tokens the authorizer accepts and how it caches.
+type Config struct {
+	Environment string // development | staging | production
+	// UserSecret is the HS256 shared secret of user tokens (the
+	// organisation's SSO); nil: HS256 user tokens are not accepted.
+	UserSecret []byte
+	// JWKSURL is the http(s) URL of a JWKS for RS256/ES256 user tokens. It is
+	// fetched at start, cached, refreshed periodically and, rate-limited,
+	// when a token names an unknown kid.
+	JWKSURL string
+	// JWKSFile is a JWKS file instead of a URL, re-read when it changes or,
+	// rate-limited, when a token names an unknown kid.
+	JWKSFile string
+	// Issuer and Audience, when set, must be the iss and (one of the) aud of
+	// user tokens.
+	Issuer   string
+	Audience string
+	// ClockSkew is the leeway for exp, nbf and iat; 0 means DefaultClockSkew.
+	ClockSkew time.Duration
+	// ServiceSecret is the HS256 key Plinth signs and verifies its service
+	// tokens with; nil: service tokens are disabled.
+	ServiceSecret []byte
+	// MaxServiceTokenLifetime bounds a grant's expiry from its issue; 0
+	// means DefaultMaxServiceTokenLifetime.
+	MaxServiceTokenLifetime time.Duration
+	// AdminGroups may use /admin/v1/...
+	AdminGroups []string
+	// CacheTTL is how long grants, policies and verified tokens are cached;
+	// 0 means, and values above are capped to, MaxCacheTTL.
+	CacheTTL time.Duration
+}
+
+// Operation is what a route does, for the policy check.
+type Operation string
+
+// Operations.
+const (
+	OpPublic Operation = "public"
+	OpRead   Operation = "read"
+	OpWrite  Operation = "write"
+	OpReport Operation = "report"
+	OpAdmin  Operation = "admin"
+)
+
+// Route is a classified request route.
+type Route struct {
+	// Template is the route pattern, as grants name it:
+	// "/api/v1/residents/{id}". Empty for an admin path that is not a
+	// known admin route.
+	Template string
+	// Domain is the domain name and Entity the entity plural, for API and
+	// Reporting API routes.
+	Domain    string
+	Entity    string
+	Operation Operation
+}
+
+// Request is what Decide needs of an HTTP request.
+type Request struct {
+	// Authorization is the raw header value: "Bearer <jwt>".
+	Authorization string
+	// Method is the HTTP method; Path the path the router routes on
+	// (for chi: r.URL.RawPath when set, else r.URL.Path), not cleaned.
+	Method, Path string
+}
+
+// Decision is the answer to a Request.
+type Decision struct {
+	Allow bool
+	// Status is 200 when allowed; 401 for a missing or invalid token; 403
+	// for a valid token without permission; 503 when the store could not be
+	// asked (the authorizer fails closed).
+	Status int
+	// Reason is safe to show to the caller; it never details why a
+	// signature failed.
+	Reason    string
+	Principal plinth.Principal
+	Route     Route
+}
+
+// Reasons with a fixed text that callers may compare with.
+const (
+	ReasonMissingToken = "no bearer token was sent"
+	ReasonUnavailable  = "access could not be checked just now; try again shortly"
+)
+
+// ErrServiceTokensDisabled is returned by IssueServiceToken when no
+// ServiceSecret is configured, and ErrUserTokensDisabled by IssueUserToken
+// when no UserSecret is.
+var (
+	ErrServiceTokensDisabled = errors.New("auth: service tokens are disabled: no service secret is configured")
+	ErrUserTokensDisabled    = errors.New("auth: HS256 user tokens are disabled: no user secret is configured")
+)
+
+// Authorizer decides requests. It is safe for concurrent use.
+type Authorizer struct {
+	cfg      Config
+	store    plinth.AccessStore
+	routes   *routeTable
+	keys     keySource // nil when neither JWKSURL nor JWKSFile is set
+	tokens   *tokenCache
+	policies *policyCache
+	grants   *grantCache
+	now      func() time.Time
+
+	userMethods []string // the algs accepted for user tokens
+
+	closeOnce sync.Once
+}
+
+// New builds an authorizer for the domains. With a JWKSURL it fetches the
+// JWKS before it returns, failing when it cannot (ctx bounds that fetch),
+// and keeps refreshing it in the background until Close.
+func New(ctx context.Context, cfg Config, store plinth.AccessStore, domains []*plinth.Domain) (*Authorizer, error) {
+	switch cfg.Environment {
+	case plinth.EnvDevelopment, plinth.EnvStaging, plinth.EnvProduction:
+	default:
+		return nil, fmt.Errorf("auth: environment %q is not one of development, staging, production", cfg.Environment)
+	}
+	if store == nil {
+		return nil, errors.New("auth: no access store")
+	}
+	if cfg.JWKSURL != "" && cfg.JWKSFile != "" {
+		return nil, errors.New("auth: configure a JWKS URL or a JWKS file, not both")
+	}
+	if cfg.UserSecret != nil && len(cfg.UserSecret) == 0 {
+		return nil, errors.New("auth: the user secret is empty; leave it nil to refuse HS256 user tokens")
+	}
+	if cfg.ServiceSecret != nil && len(cfg.ServiceSecret) == 0 {
+		return nil, errors.New("auth: the service secret is empty; leave it nil to disable service tokens")
+	}
+	if cfg.UserSecret != nil && bytes.Equal(cfg.UserSecret, cfg.ServiceSecret) {
+		return nil, errors.New("auth: the user secret and the service secret must differ, or user tokens could pass as service tokens")
+	}
+	if cfg.ClockSkew <= 0 {
+		cfg.ClockSkew = DefaultClockSkew
+	}
+	if cfg.MaxServiceTokenLifetime <= 0 {
+		cfg.MaxServiceTokenLifetime = DefaultMaxServiceTokenLifetime
+	}
+	if cfg.CacheTTL <= 0 || cfg.CacheTTL > MaxCacheTTL {
+		cfg.CacheTTL = MaxCacheTTL
+	}
+	cfg.AdminGroups = append([]string(nil), cfg.AdminGroups...)
+	routes, err := newRouteTable(domains)
+	if err != nil {
+		return nil, err
+	}
+	a := &Authorizer{
+		cfg:      cfg,
+		store:    store,
+		routes:   routes,
+		tokens:   newTokenCache(defaultTokenCacheSize),
+		policies: &policyCache{},
+		grants:   newGrantCache(defaultGrantCacheSize),
+		now:      time.Now,
+	}
+	if cfg.UserSecret != nil {
+		a.userMethods = append(a.userMethods, "HS256")
+	}
+	switch {
+	case cfg.JWKSURL != "":
+		a.keys, err = newURLKeys(ctx, cfg.JWKSURL)
+	case cfg.JWKSFile != "":
+		a.keys, err = newFileKeys(cfg.JWKSFile)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if a.keys != nil {
+		a.userMethods = append(a.userMethods, asymmetricAlgs...)
+	}
+	return a, nil
+}
+
+// Close stops the JWKS refresher. Decide still works after Close, with the
+// keys it has and without refreshing them.
+func (a *Authorizer) Close() {
+	a.closeOnce.Do(func() {
+		if a.keys != nil {
+			a.keys.close()
+		}
+	})
+}
+
+// Route classifies a request: ok is false for a path (or method) that is
+// not a route Plinth knows, which needs a valid token and is then left to
+// the router (404 or 405).
+func (a *Authorizer) Route(method, path string) (Route, bool) {
+	return a.routes.match(method, path)
+}
+
+// Decide says whether the request may go ahead, and as whom.
+func (a *Authorizer) Decide(ctx context.Context, r Request) Decision {
+	route, known := a.routes.match(r.Method, r.Path)
+	d := Decision{Route: route}
+	if known && route.Operation == OpPublic {
+		d.Allow, d.Status = true, http.StatusOK
+		return d
+	}
+	raw, ok := bearer(r.Authorization)
+	if !ok {
+		return deny(d, http.StatusUnauthorized, ReasonMissingToken)
+	}
+	now := a.now()
+	tok, reason := a.verify(ctx, raw, now)
+	if tok == nil {
+		return deny(d, http.StatusUnauthorized, reason)
+	}
+	d.Principal = tok.principal
+	if tok.service {
+		return a.decideService(ctx, d, known, r.Method, tok, now)
+	}
+	if !known {
+		d.Allow, d.Status = true, http.StatusOK
+		return d
+	}
+	return a.decideUser(ctx, d, tok.principal.Groups)
+}
+
+func deny(d Decision, status int, reason string) Decision {
+	d.Allow, d.Status, d.Reason = false, status, reason
+	return d
+}
+
+func (a *Authorizer) decideUser(ctx context.Context, d Decision, groups []string) Decision {
+	route := d.Route
+	if route.Operation == OpAdmin {
+		if !intersects(groups, a.cfg.AdminGroups) {
+			return deny(d, http.StatusForbidden, "the token's groups may not use the admin API")
+		}
+		d.Allow, d.Status = true, http.StatusOK
+		return d
+	}
+	pols, err := a.policies.get(ctx, a.store, a.cfg.Environment, a.cfg.CacheTTL, a.now)
+	if err != nil {
+		return deny(d, http.StatusServiceUnavailable, ReasonUnavailable)
+	}
+	p := pols[route.Domain]
+	if p == nil {
+		return deny(d, http.StatusForbidden, "no access policy for domain "+route.Domain+" in environment "+a.cfg.Environment)
+	}
+	var allowed bool
+	switch route.Operation {
+	case OpRead:
+		read, write := p.ReadGroups, p.WriteGroups
+		if ep, ok := p.Entities[route.Entity]; ok {
+			if ep.ReadGroups != nil {
+				read = ep.ReadGroups
+			}
+			if ep.WriteGroups != nil {
+				write = ep.WriteGroups
+			}
+		}
+		allowed = intersects(groups, read) || (p.WriteImpliesRead && intersects(groups, write))
+	case OpWrite:
+		write := p.WriteGroups
+		if ep, ok := p.Entities[route.Entity]; ok && ep.WriteGroups != nil {
+			write = ep.WriteGroups
+		}
+		allowed = intersects(groups, write)
+	case OpReport:
+		allowed = intersects(groups, p.ReportingGroups)
+	}
+	if !allowed {
+		return deny(d, http.StatusForbidden, "the token's groups may not "+string(route.Operation)+" "+route.Entity)
+	}
+	d.Allow, d.Status = true, http.StatusOK
+	return d
+}
+
+func (a *Authorizer) decideService(ctx context.Context, d Decision, known bool, method string, tok *verified, now time.Time) Decision {
+	g, found, err := a.grants.get(ctx, a.store, tok.principal.TokenID, a.cfg.CacheTTL, now)
+	switch {
+	case err != nil:
+		return deny(d, http.StatusServiceUnavailable, ReasonUnavailable)
+	case !found:
+		return deny(d, http.StatusUnauthorized, "the service token's grant does not exist")
+	case g.Consumer != tok.principal.Consumer:
+		return deny(d, http.StatusUnauthorized, "the service token does not match its grant")
+	case !g.Enabled:
+		return deny(d, http.StatusForbidden, "the service token has been revoked")
+	case !g.ExpiresAt.IsZero() && !now.Before(g.ExpiresAt):
+		return deny(d, http.StatusForbidden, "the service token's grant has expired")
+	case g.Environment != a.cfg.Environment:
+		return deny(d, http.StatusForbidden, "the service token is for the "+g.Environment+" environment, not "+a.cfg.Environment)
+	}
+	if !known {
+		d.Allow, d.Status = true, http.StatusOK
+		return d
+	}
+	route := d.Route
+	switch {
+	case route.Operation == OpAdmin:
+		return deny(d, http.StatusForbidden, "service tokens may not use the admin API")
+	case g.API != route.Domain:
+		return deny(d, http.StatusForbidden, "the service token is for the "+g.API+" API, not "+route.Domain)
+	case g.Endpoint != route.Template:
+		return deny(d, http.StatusForbidden, "the service token does not grant "+route.Template)
+	case !methodGranted(g.Methods, method):
+		return deny(d, http.StatusForbidden, "the service token does not grant "+method+" on "+route.Template)
+	}
+	d.Allow, d.Status = true, http.StatusOK
+	return d
+}
+
+// methodGranted reports whether method is among the granted ones; HEAD is
+// granted with GET.
+func methodGranted(methods []string, method string) bool {
+	for _, m := range methods {
+		if m == method || (method == http.MethodHead && m == http.MethodGet) {
+			return true
+		}
+	}
+	return false
+}
+
+// intersects reports whether a and b share an element. Both are short, so
+// the nested loop beats building a set.
+func intersects(a, b []string) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x == y {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// bearer extracts the token of an Authorization header value.
+func bearer(h string) (string, bool) {
+	const scheme = "Bearer "
+	if len(h) < len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
+		return "", false
+	}
+	tok := strings.TrimSpace(h[len(scheme):])
+	return tok, tok != ""
+}
+
+// WWWAuthenticate is the WWW-Authenticate header value for a 401 decision
+// (RFC 6750): `Bearer realm="plinth"` when no token was sent, otherwise
+// with error="invalid_token" and the reason. It is empty for decisions
+// that are not 401.
+func WWWAuthenticate(d Decision) string {
+	if d.Status != http.StatusUnauthorized {
+		return ""
+	}
+	if d.Reason == ReasonMissingToken || d.Reason == "" {
+		return `Bearer realm="plinth"`
+	}
+	return `Bearer realm="plinth", error="invalid_token", error_description="` + quoteSafe(d.Reason) + `"`
+}
+
+// quoteSafe keeps the printable ASCII of s that may stand in a quoted
+// string, without quotes and backslashes.
+func quoteSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return -1
+		}
+		return r
+	}, s)
+}

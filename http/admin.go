@@ -1,0 +1,281 @@
+package http
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/plinth-data/plinth"
+)
+
+// The admin API: service tokens and access policies. The authorizer admits
+// only admin groups to /admin/v1/.
+
+// tokenRequest is the body of POST /admin/v1/tokens.
+type tokenRequest struct {
+	Consumer     string    `json:"consumer"`
+	ConsumerType string    `json:"consumerType"`
+	API          string    `json:"api"`
+	Endpoint     string    `json:"endpoint"`
+	Methods      []string  `json:"methods"`
+	Environment  string    `json:"environment"`
+	ExpiresAt    time.Time `json:"expiresAt"`
+	RequestedBy  string    `json:"requestedBy"`
+	AuthorisedBy string    `json:"authorisedBy"`
+}
+
+func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
+	var req tokenRequest
+	if !s.readStrict(w, r, &req, "application/json") {
+		return
+	}
+	token, g, err := s.authz.IssueServiceToken(r.Context(), plinth.Grant{
+		Consumer: req.Consumer, ConsumerType: req.ConsumerType, API: req.API, Endpoint: req.Endpoint,
+		Methods: req.Methods, Environment: req.Environment, ExpiresAt: req.ExpiresAt,
+		RequestedBy: req.RequestedBy, AuthorisedBy: req.AuthorisedBy,
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log(r).Info("service token issued", "tokenId", g.ID, "consumer", g.Consumer, "api", g.API, "endpoint", g.Endpoint)
+	w.Header().Set("Location", "/admin/v1/tokens/"+g.ID)
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, map[string]any{"token": token, "grant": g})
+}
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
+	limit, after, ok := s.pageParams(w, r)
+	if !ok {
+		return
+	}
+	grants, more, err := s.access.Grants(r.Context(), after, limit)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var next any
+	if more && len(grants) > 0 {
+		next = base64.RawURLEncoding.EncodeToString([]byte(grants[len(grants)-1].ID))
+	}
+	if grants == nil {
+		grants = []plinth.Grant{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tokens": grants, "nextCursor": next})
+}
+
+// pageParams reads limit and cursor, the only parameters of admin lists.
+func (s *Server) pageParams(w http.ResponseWriter, r *http.Request) (int, string, bool) {
+	limit, after := plinth.DefaultLimit, ""
+	var errs []plinth.FieldError
+	for name, vals := range r.URL.Query() {
+		switch name {
+		case "limit":
+			n, err := strconv.Atoi(vals[0])
+			if err != nil || n < 1 || n > plinth.MaxLimit || len(vals) > 1 {
+				errs = append(errs, plinth.FieldError{Parameter: name, Detail: fmt.Sprintf("must be an integer from 1 to %d", plinth.MaxLimit)})
+			}
+			limit = n
+		case "cursor":
+			b, err := base64.RawURLEncoding.DecodeString(vals[0])
+			if err != nil || len(b) == 0 || len(vals) > 1 {
+				errs = append(errs, plinth.FieldError{Parameter: name, Detail: "is not a cursor returned by this API"})
+			}
+			after = string(b)
+		default:
+			errs = append(errs, plinth.FieldError{Parameter: name, Detail: "unknown query parameter; this list accepts limit, cursor"})
+		}
+	}
+	if len(errs) > 0 {
+		s.writeError(w, r, &plinth.ValidationError{Errors: errs})
+		return 0, "", false
+	}
+	return limit, after, true
+}
+
+func (s *Server) getToken(w http.ResponseWriter, r *http.Request) {
+	g, err := s.access.Grant(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, g)
+}
+
+func (s *Server) updateToken(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Enabled *bool `json:"enabled"`
+	}
+	if !s.readStrict(w, r, &req, "application/merge-patch+json", "application/json") {
+		return
+	}
+	if req.Enabled == nil {
+		s.writeError(w, r, &plinth.ValidationError{Errors: []plinth.FieldError{{Field: "enabled", Detail: "is required"}}})
+		return
+	}
+	g, err := s.access.SetGrantEnabled(r.Context(), chi.URLParam(r, "id"), *req.Enabled)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log(r).Info("service token updated", "tokenId", g.ID, "enabled", g.Enabled)
+	writeJSON(w, http.StatusOK, g)
+}
+
+func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request) {
+	env := s.environment
+	for name, vals := range r.URL.Query() {
+		if name != "environment" || !validEnvironment(vals[0]) {
+			s.writeError(w, r, &plinth.ValidationError{Errors: []plinth.FieldError{{Parameter: name,
+				Detail: "the only parameter is environment: development, staging or production"}}})
+			return
+		}
+		env = vals[0]
+	}
+	ps, err := s.access.Policies(r.Context(), env)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if ps == nil {
+		ps = []plinth.AccessPolicy{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"policies": ps})
+}
+
+// policyTarget checks the {domain} and {environment} of a policy route.
+func (s *Server) policyTarget(w http.ResponseWriter, r *http.Request) (*plinth.Domain, string, bool) {
+	name, env := chi.URLParam(r, "domain"), chi.URLParam(r, "environment")
+	var d *plinth.Domain
+	for _, cand := range s.domains {
+		if cand.Name == name {
+			d = cand
+		}
+	}
+	if d == nil {
+		writeProblem(w, r, http.StatusNotFound, "No domain is called "+name+".",
+			plinth.FieldError{Parameter: "domain", Detail: "is not a loaded domain"})
+		return nil, "", false
+	}
+	if !validEnvironment(env) {
+		writeProblem(w, r, http.StatusNotFound, "No environment is called "+env+".",
+			plinth.FieldError{Parameter: "environment", Detail: "must be development, staging or production"})
+		return nil, "", false
+	}
+	return d, env, true
+}
+
+func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
+	d, env, ok := s.policyTarget(w, r)
+	if !ok {
+		return
+	}
+	var p plinth.AccessPolicy
+	if !s.readStrict(w, r, &p, "application/json") {
+		return
+	}
+	var errs []plinth.FieldError
+	if p.Domain != "" && p.Domain != d.Name {
+		errs = append(errs, plinth.FieldError{Field: "domain", Detail: "must match the path, or be left out"})
+	}
+	if p.Environment != "" && p.Environment != env {
+		errs = append(errs, plinth.FieldError{Field: "environment", Detail: "must match the path, or be left out"})
+	}
+	for plural := range p.Entities {
+		if !slices.ContainsFunc(d.Entities, func(e *plinth.Entity) bool { return e.Plural == plural }) {
+			errs = append(errs, plinth.FieldError{Field: "entities." + plural, Detail: "is not an entity of domain " + d.Name})
+		}
+	}
+	if len(errs) > 0 {
+		s.writeError(w, r, &plinth.ValidationError{Errors: errs})
+		return
+	}
+	p.Domain, p.Environment = d.Name, env
+	if err := s.access.PutPolicy(r.Context(), p); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log(r).Info("access policy set", "domain", p.Domain, "environment", p.Environment)
+	ps, err := s.access.Policies(r.Context(), env)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	for _, stored := range ps {
+		if stored.Domain == d.Name {
+			writeJSON(w, http.StatusOK, stored)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) deletePolicy(w http.ResponseWriter, r *http.Request) {
+	d, env, ok := s.policyTarget(w, r)
+	if !ok {
+		return
+	}
+	if err := s.access.DeletePolicy(r.Context(), d.Name, env); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log(r).Info("access policy removed", "domain", d.Name, "environment", env)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func validEnvironment(env string) bool {
+	return env == plinth.EnvDevelopment || env == plinth.EnvStaging || env == plinth.EnvProduction
+}
+
+// readStrict decodes a JSON body into v, rejecting unknown fields and wrong
+// types with a problem that names the field.
+func (s *Server) readStrict(w http.ResponseWriter, r *http.Request, v any, types ...string) bool {
+	doc, ok := s.readBody(w, r, types...)
+	if !ok {
+		return false
+	}
+	raw, _ := json.Marshal(doc)
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		return true
+	}
+	var typeErr *json.UnmarshalTypeError
+	var timeErr *time.ParseError
+	switch {
+	case errors.As(err, &typeErr):
+		s.writeError(w, r, &plinth.ValidationError{Errors: []plinth.FieldError{{Field: typeErr.Field, Detail: "must be a " + jsonKind(typeErr.Type.Kind().String())}}})
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		s.writeError(w, r, &plinth.ValidationError{Errors: []plinth.FieldError{{Field: field, Detail: "is not a field of this request"}}})
+	case errors.As(err, &timeErr):
+		s.writeError(w, r, &plinth.ValidationError{Errors: []plinth.FieldError{{Field: "expiresAt", Detail: "must be a date and time in RFC 3339 format such as 2027-01-31T00:00:00Z"}}})
+	default:
+		s.writeError(w, r, &plinth.ValidationError{Errors: []plinth.FieldError{{Detail: err.Error()}}})
+	}
+	return false
+}
+
+func jsonKind(kind string) string {
+	switch kind {
+	case "slice":
+		return "list"
+	case "struct", "map":
+		return "object"
+	case "bool":
+		return "boolean (true or false)"
+	case "int", "int64":
+		return "integer"
+	}
+	return kind
+}

@@ -1,0 +1,53 @@
+package http
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/auth"
+)
+
+// Authorizer decides whether a request may proceed and issues service
+// tokens; *auth.Authorizer implements it.
+type Authorizer interface {
+	Decide(ctx context.Context, r auth.Request) auth.Decision
+	IssueServiceToken(ctx context.Context, g plinth.Grant) (string, plinth.Grant, error)
+}
+
+// authenticate runs the authorizer's decision for every request and puts
+// the principal in the request context. The same decision function runs in
+// the Lambda authorizer, so the rules hold on a server and behind API
+// Gateway alike.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Decide on the path the router will route: chi uses the raw
+		// (still escaped) path when there is one, so "a%2Fb" stays one id.
+		path := r.URL.RawPath
+		if path == "" {
+			path = r.URL.Path
+		}
+		d := s.authz.Decide(r.Context(), auth.Request{
+			Authorization: r.Header.Get("Authorization"),
+			Method:        r.Method,
+			Path:          path,
+		})
+		if !d.Allow {
+			switch d.Status {
+			case http.StatusUnauthorized:
+				w.Header().Set("WWW-Authenticate", auth.WWWAuthenticate(d))
+				writeProblem(w, r, http.StatusUnauthorized, "Authentication required: "+d.Reason+".")
+			case http.StatusServiceUnavailable:
+				w.Header().Set("Retry-After", "5")
+				writeProblem(w, r, http.StatusServiceUnavailable, "Access could not be checked; try again shortly.")
+			default:
+				writeProblem(w, r, http.StatusForbidden, "Permission denied: "+d.Reason+".")
+			}
+			return
+		}
+		if d.Route.Operation != auth.OpPublic {
+			r = r.WithContext(plinth.WithPrincipal(r.Context(), d.Principal))
+		}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,160 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/spec"
+)
+
+func TestPlanCreatesAccessTables(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openStore(t, nil)
+	// Even without domains, a fresh database needs the access tables.
+	for _, ds := range [][]*plinth.Domain{nil, loadDomains(t)} {
+		p, err := s.Plan(ctx, ds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := p.String()
+		for _, want := range []string{
+			`CREATE SCHEMA IF NOT EXISTS "plinth"`,
+			`CREATE TABLE IF NOT EXISTS "plinth"."grants"`,
+			`"id" text COLLATE "C" PRIMARY KEY`,
+			`"methods" text[] NOT NULL`,
+			`CREATE TABLE IF NOT EXISTS "plinth"."access_policies"`,
+			`"entities" jsonb NOT NULL`,
+			`PRIMARY KEY ("domain", "environment")`,
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("plan for %d domains lacks %s:\n%s", len(ds), want, out)
+			}
+		}
+		if len(p.Refusals) > 0 {
+			t.Errorf("refusals on a fresh database: %v", p.Refusals)
+		}
+	}
+	// Prepare without domains creates them; then nothing is left to do,
+	// with or without domains already prepared.
+	if err := s.Prepare(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := s.Plan(ctx, nil); err != nil || !p.Empty() {
+		t.Fatalf("plan after preparing no domains: %v\n%s", err, p)
+	}
+	ds := loadDomains(t)
+	if err := s.Prepare(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := s.Plan(ctx, ds); err != nil || !p.Empty() {
+		t.Fatalf("plan after preparing: %v\n%s", err, p)
+	}
+	if err := s.Prepare(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateGrant(ctx, plinth.Grant{ID: "g1", Methods: []string{"GET"}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestForeignAccessTableRefused(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openStore(t, nil)
+	if _, err := s.pool.Exec(ctx, `CREATE SCHEMA plinth; CREATE TABLE plinth.grants (id text PRIMARY KEY, note text)`); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Plan(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Refusals) != 1 || !strings.Contains(p.Refusals[0], "plinth.grants: the table exists but has no column consumer") {
+		t.Errorf("refusals %q", p.Refusals)
+	}
+	if strings.Contains(p.String(), `CREATE SCHEMA IF NOT EXISTS "plinth"`) {
+		t.Errorf("the plan creates an existing schema:\n%s", p)
+	}
+	var re *RefusedError
+	if err := s.Prepare(ctx, nil); !errors.As(err, &re) {
+		t.Errorf("Prepare: %v, want a RefusedError", err)
+	}
+}
+
+func TestDomainClashingWithAccessTablesRefused(t *testing.T) {
+	d, err := spec.Parse("plinth.yaml", []byte(`
+domain: plinth
+description: A domain whose name is the system schema.
+owner: {serviceArea: Test, productOwner: test@example.org}
+entities:
+  - name: grant
+    plural: grants
+    key: {name: id, type: string, pii: none}
+    fields:
+      - {name: note, type: string, pii: none}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := openStore(t, nil)
+	p, err := s.Plan(context.Background(), []*plinth.Domain{d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Refusals) != 1 || !strings.Contains(p.Refusals[0], `entity "grant" of domain "plinth" would be stored in the table plinth keeps its service-token grants in`) {
+		t.Errorf("refusals %q", p.Refusals)
+	}
+	if n := strings.Count(p.String(), `CREATE SCHEMA IF NOT EXISTS "plinth"`); n != 1 {
+		t.Errorf("the plan creates the schema %d times:\n%s", n, p)
+	}
+}
+
+func TestAccessUnavailableDuringOutage(t *testing.T) {
+	dbURL := TestDatabase(t)
+	u, _ := url.Parse(dbURL)
+	p := newProxy(t, u.Host)
+	u.Host = p.addr
+	ctx := context.Background()
+	s, err := Open(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Prepare(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateGrant(ctx, plinth.Grant{ID: "g1"}); err != nil {
+		t.Fatal(err)
+	}
+
+	p.stop()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	calls := map[string]func() error{
+		"CreateGrant":     func() error { return s.CreateGrant(cctx, plinth.Grant{ID: "g2"}) },
+		"Grant":           func() error { _, err := s.Grant(cctx, "g1"); return err },
+		"SetGrantEnabled": func() error { _, err := s.SetGrantEnabled(cctx, "g1", false); return err },
+		"Grants":          func() error { _, _, err := s.Grants(cctx, "", 10); return err },
+		"PutPolicy": func() error {
+			return s.PutPolicy(cctx, plinth.AccessPolicy{Domain: "d", Environment: plinth.EnvProduction})
+		},
+		"DeletePolicy": func() error { return s.DeletePolicy(cctx, "d", plinth.EnvProduction) },
+		"Policies":     func() error { _, err := s.Policies(cctx, plinth.EnvProduction); return err },
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, plinth.ErrUnavailable) {
+			t.Errorf("%s during outage: %v, want ErrUnavailable", name, err)
+		}
+	}
+}
+
+func TestAccessNotPrepared(t *testing.T) {
+	s, _ := openStore(t, nil)
+	_, err := s.Grant(context.Background(), "g1")
+	if err == nil || errors.Is(err, plinth.ErrNotFound) || !strings.Contains(err.Error(), "prepare the store") {
+		t.Errorf("Grant before Prepare: %v; want an error saying to prepare", err)
+	}
+}
