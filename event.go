@@ -1,0 +1,67 @@
+package plinth
+
+import (
+	"context"
+	"time"
+)
+
+// Event is a change event, in the envelope consumers of the widely used
+// EntityEventSns shape already read, plus Plinth's entityVersion and state.
+type Event struct {
+	ID            string    `json:"id"`
+	EventType     string    `json:"eventType"` // ResidentCreatedEvent, ResidentUpdatedEvent, ResidentDeletedEvent
+	SourceDomain  string    `json:"sourceDomain"`
+	SourceSystem  string    `json:"sourceSystem"`
+	Version       string    `json:"version"` // envelope version: "v1"
+	CorrelationID string    `json:"correlationId"`
+	DateTime      time.Time `json:"dateTime"`
+	User          EventUser `json:"user"`
+	EntityID      string    `json:"entityId"`
+	EventData     EventData `json:"eventData"`
+	EntityVersion int64     `json:"entityVersion"`
+	// State is the full record after the change; nil on delete.
+	State map[string]any `json:"state"`
+}
+
+// EventUser is who made the change.
+type EventUser struct {
+	Name  string `json:"name"`
+	Email string `json:"email"`
+}
+
+// EventData holds the change: on update only the changed fields, old and
+// new; on create NewData is the record; on delete OldData is.
+type EventData struct {
+	OldData map[string]any `json:"oldData"`
+	NewData map[string]any `json:"newData"`
+}
+
+// OutboxEntry is one event waiting in, or read from, the outbox.
+type OutboxEntry struct {
+	Sequence int64  // assigned by the store, increasing in commit order per domain
+	Domain   string // the event's domain; relays publish in order per domain
+	Subject  string // plinth.<env>.<domain>.<entity>.<created|updated|deleted>
+	EventID  string
+	Payload  []byte // the Event as JSON, exactly as it will be published
+}
+
+// EventTx is implemented by a store's Tx when writes can carry their events
+// in the same transaction (the transactional outbox).
+type EventTx interface {
+	AppendEvent(ctx context.Context, e OutboxEntry) error
+}
+
+// OutboxStore is what a relay needs from a store.
+type OutboxStore interface {
+	// PendingEvents returns up to limit unsent entries in sequence order. It
+	// never returns an entry while an entry with a lower sequence might
+	// still commit, so a relay that publishes them in order skips nothing.
+	PendingEvents(ctx context.Context, limit int) ([]OutboxEntry, error)
+	// MarkEventsSent records that the entries were published.
+	MarkEventsSent(ctx context.Context, sequences []int64) error
+	// AcquireRelayLease makes holder the active relay for ttl, or renews
+	// its lease; false when another holder's lease has not expired. Only
+	// the lease holder publishes, so several relays can run against one
+	// store and one takes over when the active one dies.
+	AcquireRelayLease(ctx context.Context, holder string, ttl time.Duration) (bool, error)
+}
