@@ -1,7 +1,6 @@
 package plinth
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -357,51 +356,131 @@ func MergePatch(doc map[string]any, patch map[string]any) map[string]any {
 }
 
 // MarshalRecord encodes a record as the API returns it: every field in spec
-// order (null when absent), then version, createdAt and updatedAt.
+// order (null when absent), then version, createdAt and updatedAt. It is on
+// the path of every read, so it appends bytes directly rather than going
+// through encoding/json.
 func (e *Entity) MarshalRecord(r Record) []byte {
-	var b bytes.Buffer
-	b.WriteByte('{')
-	writeObjectFields(&b, e.Fields, r.Data)
-	fmt.Fprintf(&b, `,"version":%d,"createdAt":%q,"updatedAt":%q}`, r.Version, FormatTime(r.CreatedAt), FormatTime(r.UpdatedAt))
-	return b.Bytes()
+	b := make([]byte, 0, 1024)
+	b = append(b, '{')
+	b = appendObjectFields(b, e.Fields, r.Data)
+	b = append(b, `,"version":`...)
+	b = strconv.AppendInt(b, r.Version, 10)
+	b = append(b, `,"createdAt":"`...)
+	b = r.CreatedAt.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","updatedAt":"`...)
+	b = r.UpdatedAt.UTC().AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"', '}')
 }
 
-func writeObjectFields(b *bytes.Buffer, fields []*Field, data map[string]any) {
+func appendObjectFields(b []byte, fields []*Field, data map[string]any) []byte {
 	for i, f := range fields {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		name, _ := json.Marshal(f.Name)
-		b.Write(name)
-		b.WriteByte(':')
-		writeValue(b, f, data[f.Name])
+		b = appendString(b, f.Name)
+		b = append(b, ':')
+		b = appendValue(b, f, data[f.Name])
 	}
+	return b
 }
 
-func writeValue(b *bytes.Buffer, f *Field, v any) {
-	switch {
-	case v == nil:
-		b.WriteString("null")
-	case f.Type == TypeObject:
-		m, _ := v.(map[string]any)
-		b.WriteByte('{')
-		writeObjectFields(b, f.Fields, m)
-		b.WriteByte('}')
-	case f.Type == TypeArray:
-		items, _ := v.([]any)
-		b.WriteByte('[')
-		for i, item := range items {
+func appendValue(b []byte, f *Field, v any) []byte {
+	switch v := v.(type) {
+	case nil:
+		return append(b, "null"...)
+	case string:
+		return appendString(b, v)
+	case int64:
+		return strconv.AppendInt(b, v, 10)
+	case float64:
+		return appendFloat(b, v)
+	case bool:
+		return strconv.AppendBool(b, v)
+	case map[string]any:
+		if f.Type != TypeObject {
+			break
+		}
+		b = append(b, '{')
+		b = appendObjectFields(b, f.Fields, v)
+		return append(b, '}')
+	case []any:
+		if f.Type != TypeArray {
+			break
+		}
+		b = append(b, '[')
+		for i, item := range v {
 			if i > 0 {
-				b.WriteByte(',')
+				b = append(b, ',')
 			}
-			writeValue(b, f.Items, item)
+			b = appendValue(b, f.Items, item)
 		}
-		b.WriteByte(']')
-	default:
-		enc, err := json.Marshal(v)
-		if err != nil {
-			enc = []byte("null")
-		}
-		b.Write(enc)
+		return append(b, ']')
 	}
+	// Anything else (json.Number from a store, say) goes the slow way.
+	enc, err := json.Marshal(v)
+	if err != nil {
+		return append(b, "null"...)
+	}
+	return append(b, enc...)
+}
+
+// appendFloat formats a number as encoding/json does.
+func appendFloat(b []byte, x float64) []byte {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return append(b, "null"...)
+	}
+	format := byte('f')
+	if abs := math.Abs(x); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	return strconv.AppendFloat(b, x, format, -1, 64)
+}
+
+// appendString appends s as a JSON string. Stored text is valid UTF-8 (it
+// was validated on the way in); quotes, backslashes, control characters and
+// the JavaScript line separators are escaped.
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < 0x80 {
+			i++
+			continue
+		}
+		if c < 0x80 {
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == '\u2028' || r == '\u2029' || r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			if r == utf8.RuneError {
+				b = append(b, `\ufffd`...)
+			} else {
+				b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			}
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }

@@ -11,7 +11,9 @@ import (
 	"github.com/plinth-data/plinth/spec"
 )
 
-func resident(t *testing.T) *plinth.Entity {
+func resident(t *testing.T) *plinth.Entity { return residentB(t) }
+
+func residentB(t testing.TB) *plinth.Entity {
 	t.Helper()
 	ds, err := spec.LoadFS(domains.FS, ".")
 	if err != nil {
@@ -105,5 +107,41 @@ func TestFold(t *testing.T) {
 		if got := plinth.Fold(in); got != want {
 			t.Errorf("Fold(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestMarshalRecordIsJSON checks the hand-written encoder against
+// encoding/json on awkward text and on generated records.
+func TestMarshalRecordIsJSON(t *testing.T) {
+	e := resident(t)
+	awkward := []string{"plain", `quo"te`, `back\slash`, "tab\tnew\nline\r", "\x01\x1f", "Zoë Łukasz 東京 🎉", "line\u2028sep\u2029", "</script>&"}
+	for _, s := range awkward {
+		rec := plinth.Record{Data: map[string]any{"mosaicId": int64(1), "firstName": s, "lastName": "x"}, Version: 3}
+		out := e.MarshalRecord(rec)
+		var m map[string]any
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatalf("%q: invalid JSON %s: %v", s, out, err)
+		}
+		if m["firstName"] != s {
+			t.Fatalf("%q came back as %q", s, m["firstName"])
+		}
+	}
+	rec := plinth.Record{Data: map[string]any{"mosaicId": int64(1 << 60), "firstName": "a", "lastName": "b",
+		"restricted": true, "phoneNumbers": []any{map[string]any{"number": "020 7946 0000"}}}, Version: 1}
+	dec := json.NewDecoder(strings.NewReader(string(e.MarshalRecord(rec))))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	if m["mosaicId"].(json.Number).String() != "1152921504606846976" || m["restricted"] != true {
+		t.Fatalf("scalars: %v", m)
+	}
+	phone := m["phoneNumbers"].([]any)[0].(map[string]any)
+	if phone["number"] != "020 7946 0000" || phone["type"] != nil {
+		t.Fatalf("nested: %v", phone)
+	}
+	if _, ok := phone["type"]; !ok {
+		t.Fatal("absent nested field not written as null")
 	}
 }

@@ -67,6 +67,9 @@ type Config struct {
 	MaxServiceTokenLifetime time.Duration
 	// AdminGroups may use /admin/v1/...
 	AdminGroups []string
+	// AuditorGroups may search the audit trail (GET /admin/v1/audit) and
+	// nothing else of the admin API.
+	AuditorGroups []string
 	// CacheTTL is how long grants, policies and verified tokens are cached;
 	// 0 means, and values above are capped to, MaxCacheTTL.
 	CacheTTL time.Duration
@@ -184,6 +187,7 @@ func New(ctx context.Context, cfg Config, store plinth.AccessStore, domains []*p
 		cfg.CacheTTL = MaxCacheTTL
 	}
 	cfg.AdminGroups = append([]string(nil), cfg.AdminGroups...)
+	cfg.AuditorGroups = append([]string(nil), cfg.AuditorGroups...)
 	routes, err := newRouteTable(domains)
 	if err != nil {
 		return nil, err
@@ -257,7 +261,7 @@ func (a *Authorizer) Decide(ctx context.Context, r Request) Decision {
 		d.Allow, d.Status = true, http.StatusOK
 		return d
 	}
-	return a.decideUser(ctx, d, tok.principal.Groups)
+	return a.decideUser(ctx, d, r.Method, tok.principal.Groups)
 }
 
 func deny(d Decision, status int, reason string) Decision {
@@ -265,10 +269,11 @@ func deny(d Decision, status int, reason string) Decision {
 	return d
 }
 
-func (a *Authorizer) decideUser(ctx context.Context, d Decision, groups []string) Decision {
+func (a *Authorizer) decideUser(ctx context.Context, d Decision, method string, groups []string) Decision {
 	route := d.Route
 	if route.Operation == OpAdmin {
-		if !intersects(groups, a.cfg.AdminGroups) {
+		auditor := route.Template == "/admin/v1/audit" && method == http.MethodGet && intersects(groups, a.cfg.AuditorGroups)
+		if !auditor && !intersects(groups, a.cfg.AdminGroups) {
 			return deny(d, http.StatusForbidden, "the token's groups may not use the admin API")
 		}
 		d.Allow, d.Status = true, http.StatusOK
