@@ -48,6 +48,7 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log(r).Info("service token issued", "tokenId", g.ID, "consumer", g.Consumer, "api", g.API, "endpoint", g.Endpoint)
+	returned(r.Context(), g.ID)
 	w.Header().Set("Location", "/admin/v1/tokens/"+g.ID)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusCreated, map[string]any{"token": token, "grant": g})
@@ -103,6 +104,7 @@ func (s *Server) pageParams(w http.ResponseWriter, r *http.Request) (int, string
 }
 
 func (s *Server) getToken(w http.ResponseWriter, r *http.Request) {
+	returned(r.Context(), chi.URLParam(r, "id"))
 	g, err := s.access.Grant(r.Context(), chi.URLParam(r, "id"))
 	if err != nil {
 		s.writeError(w, r, err)
@@ -128,6 +130,7 @@ func (s *Server) updateToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log(r).Info("service token updated", "tokenId", g.ID, "enabled", g.Enabled)
+	returned(r.Context(), g.ID)
 	writeJSON(w, http.StatusOK, g)
 }
 
@@ -205,6 +208,7 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log(r).Info("access policy set", "domain", p.Domain, "environment", p.Environment)
+	returned(r.Context(), p.Domain+"/"+p.Environment)
 	ps, err := s.access.Policies(r.Context(), env)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -229,6 +233,7 @@ func (s *Server) deletePolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log(r).Info("access policy removed", "domain", d.Name, "environment", env)
+	returned(r.Context(), d.Name+"/"+env)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -278,4 +283,75 @@ func jsonKind(kind string) string {
 		return "integer"
 	}
 	return kind
+}
+
+// searchAudit answers GET /admin/v1/audit: "who looked at resident 12345
+// this month" is ?entity_id=12345&since=2026-11-01T00:00:00Z.
+func (s *Server) searchAudit(w http.ResponseWriter, r *http.Request) {
+	q := plinth.AuditQuery{Limit: plinth.DefaultLimit}
+	var errs []plinth.FieldError
+	bad := func(name, detail string) { errs = append(errs, plinth.FieldError{Parameter: name, Detail: detail}) }
+	for name, vals := range r.URL.Query() {
+		if len(vals) != 1 {
+			bad(name, "must be given once")
+			continue
+		}
+		v := vals[0]
+		switch name {
+		case "user":
+			q.User = v
+		case "entity_id":
+			q.EntityID = v
+		case "domain":
+			q.Domain = v
+		case "since", "until":
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				bad(name, "must be a date and time in RFC 3339 format such as 2026-11-01T00:00:00Z")
+			}
+			if name == "since" {
+				q.Since = t
+			} else {
+				q.Until = t
+			}
+		case "limit":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > plinth.MaxLimit {
+				bad(name, fmt.Sprintf("must be an integer from 1 to %d", plinth.MaxLimit))
+			}
+			q.Limit = n
+		case "cursor":
+			b, err := base64.RawURLEncoding.DecodeString(v)
+			n, err2 := strconv.ParseInt(string(b), 10, 64)
+			if err != nil || err2 != nil || n < 1 {
+				bad(name, "is not a cursor returned by this API")
+			}
+			q.After = n
+		default:
+			bad(name, "unknown query parameter; this list accepts user, entity_id, domain, since, until, limit, cursor")
+		}
+	}
+	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Until.After(q.Since) {
+		bad("until", "must be later than since")
+	}
+	if len(errs) > 0 {
+		s.writeError(w, r, &plinth.ValidationError{Errors: errs})
+		return
+	}
+	recs, more, err := s.auditStore.AuditRecords(r.Context(), q)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var next any
+	if more && len(recs) > 0 {
+		next = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(recs[len(recs)-1].Sequence, 10)))
+	}
+	if recs == nil {
+		recs = []plinth.AuditRecord{}
+	}
+	if e := entryFrom(r.Context()); e != nil {
+		e.rec.Count = len(recs)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"auditRecords": recs, "nextCursor": next})
 }

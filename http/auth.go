@@ -33,6 +33,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			Path:          path,
 		})
 		if !d.Allow {
+			if err := s.auditDenied(r, d); err != nil {
+				s.log(r).Error("audit record of a denied request could not be written", "error", err)
+			}
 			switch d.Status {
 			case http.StatusUnauthorized:
 				w.Header().Set("WWW-Authenticate", auth.WWWAuthenticate(d))
@@ -48,6 +51,8 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		if d.Route.Operation != auth.OpPublic {
 			r = r.WithContext(plinth.WithPrincipal(r.Context(), d.Principal))
 		}
+		r, w, done := s.audited(r, w, d)
+		defer done()
 		next.ServeHTTP(w, r)
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/audit"
 	"github.com/plinth-data/plinth/auth"
 	"github.com/plinth-data/plinth/domains"
 	plinthhttp "github.com/plinth-data/plinth/http"
@@ -22,17 +23,25 @@ import (
 // have no policy.
 type securedAPI struct {
 	*api
-	authz *auth.Authorizer
+	authz   *auth.Authorizer
+	sqlite  *sqlite.Store
+	dbPath  string
+	auditor *audit.Auditor
 }
 
-func newSecuredAPI(t *testing.T) *securedAPI {
+func newSecuredAPI(t *testing.T) *securedAPI { return newAuditedAPI(t, false) }
+
+// newAuditedAPI serves with auditing (failing closed when asked, as in
+// production) and change events.
+func newAuditedAPI(t *testing.T, failClosed bool) *securedAPI {
 	t.Helper()
 	ctx := context.Background()
 	ds, err := spec.LoadFS(domains.FS, ".")
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sqlite.Open(ctx, t.TempDir()+"/plinth.db")
+	dbPath := t.TempDir() + "/plinth.db"
+	st, err := sqlite.Open(ctx, dbPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,21 +57,25 @@ func newSecuredAPI(t *testing.T) *securedAPI {
 		UserSecret:    []byte("user-secret-user-secret-user-secret!"),
 		ServiceSecret: []byte("service-secret-service-secret-service!"),
 		AdminGroups:   []string{"admins"},
+		AuditorGroups: []string{"auditors"},
 		CacheTTL:      50 * time.Millisecond,
 	}, st, ds)
 	if err != nil {
 		t.Fatal(err)
 	}
+	auditor := audit.New(st, audit.Config{Environment: "development", FailClosed: failClosed, Logger: discardLogger()})
 	srv := httptest.NewServer(plinthhttp.NewServer(plinthhttp.Config{
 		Store: st, Domains: ds, OpenAPI: []byte(`{"openapi":"3.1.0"}`), Logger: discardLogger(),
 		Authorizer: authz, Access: st, Environment: "development",
+		Auditor: auditor, Audit: st, Events: true,
 	}))
 	t.Cleanup(func() {
 		srv.Close()
+		auditor.Close()
 		authz.Close()
 		st.Close()
 	})
-	return &securedAPI{api: &api{t: t, url: srv.URL, store: st, domains: ds}, authz: authz}
+	return &securedAPI{api: &api{t: t, url: srv.URL, store: st, domains: ds}, authz: authz, sqlite: st, dbPath: dbPath, auditor: auditor}
 }
 
 func (s *securedAPI) token(groups ...string) string {

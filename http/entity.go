@@ -2,6 +2,7 @@ package http
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,10 +13,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/events"
 )
 
 // entityHandler serves the five routes of one entity.
@@ -35,6 +38,11 @@ func (h *entityHandler) list(w http.ResponseWriter, r *http.Request) {
 		h.s.writeError(w, r, err)
 		return
 	}
+	ids := make([]string, len(page.Records))
+	for i, rec := range page.Records {
+		ids[i] = plinth.KeyString(h.e.KeyOf(rec))
+	}
+	returned(r.Context(), ids...)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `{%q:[`, h.e.Plural)
 	for i, rec := range page.Records {
@@ -60,6 +68,7 @@ func (h *entityHandler) get(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	returned(r.Context(), plinth.KeyString(id))
 	rec, err := h.s.store.Get(r.Context(), h.e, id)
 	if err != nil {
 		h.s.writeError(w, r, err)
@@ -79,14 +88,23 @@ func (h *entityHandler) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var rec plinth.Record
+	var audited plinth.AuditRecord
+	var evented bool
 	err = h.s.store.Write(r.Context(), func(tx plinth.Tx) error {
-		rec, err = tx.Insert(r.Context(), h.e, data)
+		if rec, err = tx.Insert(r.Context(), h.e, data); err != nil {
+			return err
+		}
+		if evented, err = h.appendEvent(r.Context(), tx, events.Created, nil, &rec); err != nil {
+			return err
+		}
+		audited, err = h.s.appendInTx(r.Context(), tx, http.StatusCreated, plinth.KeyString(h.e.KeyOf(rec)))
 		return err
 	})
 	if err != nil {
 		h.s.writeError(w, r, err)
 		return
 	}
+	h.s.afterCommit(r.Context(), audited, evented)
 	w.Header().Set("Location", "/api/v1/"+h.e.Plural+"/"+plinth.KeyString(h.e.KeyOf(rec)))
 	h.writeRecord(w, http.StatusCreated, rec)
 }
@@ -102,12 +120,15 @@ func (h *entityHandler) update(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	returned(r.Context(), plinth.KeyString(id))
 	patch, ok := h.s.readBody(w, r, "application/merge-patch+json", "application/json")
 	if !ok {
 		return
 	}
 	keyName := h.e.Key.Name
 	var rec plinth.Record
+	var audited plinth.AuditRecord
+	var evented bool
 	err := h.s.store.Write(r.Context(), func(tx plinth.Tx) error {
 		cur, err := tx.Get(r.Context(), h.e, id)
 		if err != nil {
@@ -125,17 +146,23 @@ func (h *entityHandler) update(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		if reflect.DeepEqual(data, cur.Data) {
-			rec = cur
-			return nil
+		rec = cur
+		if !reflect.DeepEqual(data, cur.Data) {
+			if rec, err = tx.Update(r.Context(), h.e, id, version, data); err != nil {
+				return err
+			}
+			if evented, err = h.appendEvent(r.Context(), tx, events.Updated, &cur, &rec); err != nil {
+				return err
+			}
 		}
-		rec, err = tx.Update(r.Context(), h.e, id, version, data)
+		audited, err = h.s.appendInTx(r.Context(), tx, http.StatusOK, plinth.KeyString(id))
 		return err
 	})
 	if err != nil {
 		h.s.writeError(w, r, err)
 		return
 	}
+	h.s.afterCommit(r.Context(), audited, evented)
 	h.writeRecord(w, http.StatusOK, rec)
 }
 
@@ -148,14 +175,65 @@ func (h *entityHandler) delete(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	returned(r.Context(), plinth.KeyString(id))
+	var audited plinth.AuditRecord
+	var evented bool
 	err := h.s.store.Write(r.Context(), func(tx plinth.Tx) error {
-		return tx.Delete(r.Context(), h.e, id, version)
+		cur, err := tx.Get(r.Context(), h.e, id)
+		if err != nil {
+			return err
+		}
+		if cur.Version != version {
+			return plinth.ErrVersionConflict
+		}
+		if err := tx.Delete(r.Context(), h.e, id, version); err != nil {
+			return err
+		}
+		if evented, err = h.appendEvent(r.Context(), tx, events.Deleted, &cur, nil); err != nil {
+			return err
+		}
+		audited, err = h.s.appendInTx(r.Context(), tx, http.StatusNoContent, plinth.KeyString(id))
+		return err
 	})
 	if err != nil {
 		h.s.writeError(w, r, err)
 		return
 	}
+	h.s.afterCommit(r.Context(), audited, evented)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// appendEvent adds the change event to the transaction's outbox; false when
+// there is nothing to publish (events off, or nothing changed).
+func (h *entityHandler) appendEvent(ctx context.Context, tx plinth.Tx, kind events.Kind, before, after *plinth.Record) (bool, error) {
+	if !h.s.events {
+		return false, nil
+	}
+	etx, ok := tx.(plinth.EventTx)
+	if !ok {
+		return false, nil
+	}
+	p, _ := plinth.PrincipalFrom(ctx)
+	entry, _, changed := events.Build(h.e, kind, before, after, events.Context{
+		Environment:   h.s.environment,
+		SourceSystem:  h.e.Domain.Name + " Platform API",
+		CorrelationID: CorrelationID(ctx),
+		Principal:     p,
+		Now:           time.Now(),
+	})
+	if !changed {
+		return false, nil
+	}
+	return true, etx.AppendEvent(ctx, entry)
+}
+
+// afterCommit marks the request audited by its transaction and wakes the
+// relay for the events it wrote.
+func (s *Server) afterCommit(ctx context.Context, audited plinth.AuditRecord, evented bool) {
+	s.committed(ctx, audited)
+	if evented {
+		s.notify()
+	}
 }
 
 // id parses the {id} path parameter by the entity's key type.

@@ -42,6 +42,17 @@ type Config struct {
 	Access plinth.AccessStore
 	// Environment is the environment the server runs in.
 	Environment string
+	// Auditor records every request that touches data or access; nil
+	// audits nothing (tests only: plinth serve always sets one).
+	Auditor Auditor
+	// Events turns every committed change into an event in the outbox,
+	// when the store's transactions support it (plinth.EventTx).
+	Events bool
+	// Audit is searched by GET /admin/v1/audit when set.
+	Audit plinth.AuditStore
+	// EventsCommitted is called after a transaction that wrote events
+	// commits, to wake the relay.
+	EventsCommitted func()
 }
 
 // Server is the Platform API.
@@ -58,6 +69,10 @@ type Server struct {
 	authz       Authorizer
 	access      plinth.AccessStore
 	environment string
+	auditor     Auditor
+	events      bool
+	notify      func()
+	auditStore  plinth.AuditStore
 
 	reg *prometheus.Registry
 }
@@ -76,6 +91,13 @@ func NewServer(cfg Config) *Server {
 		authz:       cfg.Authorizer,
 		access:      cfg.Access,
 		environment: cfg.Environment,
+		auditor:     cfg.Auditor,
+		events:      cfg.Events,
+		notify:      cfg.EventsCommitted,
+		auditStore:  cfg.Audit,
+	}
+	if s.notify == nil {
+		s.notify = func() {}
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = DefaultMaxBodyBytes
@@ -114,6 +136,9 @@ func NewServer(cfg Config) *Server {
 		r.Get("/admin/v1/access", s.listPolicies)
 		r.Put("/admin/v1/access/{domain}/{environment}", s.putPolicy)
 		r.Delete("/admin/v1/access/{domain}/{environment}", s.deletePolicy)
+	}
+	if s.authz != nil && s.auditStore != nil {
+		r.Get("/admin/v1/audit", s.searchAudit)
 	}
 	for _, d := range cfg.Domains {
 		for _, e := range d.Entities {

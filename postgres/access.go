@@ -96,7 +96,7 @@ var accessTables = []accessTable{
 // system schema (for a domain of that name).
 func planAccess(ctx context.Context, q querier, p *Plan, tables []*table, schemaPlanned bool) error {
 	for _, t := range tables {
-		for _, at := range accessTables {
+		for _, at := range systemTables() {
 			if t.schema == systemSchema && t.name == at.name {
 				p.Refusals = append(p.Refusals, fmt.Sprintf("%s: entity %q of domain %q would be stored in the table plinth keeps its %s in; give the entity another plural or the domain another name",
 					t.label, t.e.Name, t.e.Domain.Name, at.what))
@@ -111,7 +111,7 @@ func planAccess(ctx context.Context, q querier, p *Plan, tables []*table, schema
 		p.Steps = append(p.Steps, Step{Comment: "create the schema plinth keeps its own tables in",
 			SQL: []string{"CREATE SCHEMA IF NOT EXISTS " + quote(systemSchema)}})
 	}
-	for _, at := range accessTables {
+	for _, at := range systemTables() {
 		label := systemSchema + "." + at.name
 		var have []string
 		if n > 0 {
@@ -141,6 +141,12 @@ WHERE ns.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
 		}
 	}
 	return nil
+}
+
+// systemTables are the fixed tables of the system schema, in the order
+// they are created.
+func systemTables() []accessTable {
+	return slices.Concat(accessTables, auditTables, outboxTables)
 }
 
 const grantCols = `id, consumer, consumer_type, api, endpoint, methods, environment, expires_at,

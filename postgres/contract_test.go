@@ -20,3 +20,17 @@ func TestAccessContract(t *testing.T) {
 		return s
 	})
 }
+
+func TestAuditContract(t *testing.T) {
+	storetest.RunAudit(t, func(t *testing.T) plinth.Store {
+		s, _ := openStore(t, storetest.Domains(t))
+		return s
+	})
+}
+
+func TestOutboxContract(t *testing.T) {
+	storetest.RunOutbox(t, func(t *testing.T) plinth.Store {
+		s, _ := openStore(t, storetest.Domains(t))
+		return s
+	})
+}

@@ -30,9 +30,13 @@ import (
 
 // Store is a plinth.Store on PostgreSQL.
 type Store struct {
-	pool     *pgxpool.Pool
-	where    string // host:port, database and user, for messages
-	password string // to strip from error texts
+	// auditTurn queues this process's AppendAudit calls in Go (a
+	// semaphore of one), so that at most one of them at a time holds a
+	// connection and waits for the lock on the audit head.
+	auditTurn chan struct{}
+	pool      *pgxpool.Pool
+	where     string // host:port, database and user, for messages
+	password  string // to strip from error texts
 }
 
 var _ plinth.Store = (*Store)(nil)
@@ -59,7 +63,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if !strings.Contains(url, "connect_timeout") {
 		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
-	s := &Store{where: describe(cfg), password: password}
+	s := &Store{where: describe(cfg), password: password, auditTurn: make(chan struct{}, 1)}
 	s.pool, err = pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, &redactedError{msg: fmt.Sprintf("postgres: cannot connect to %s: %s", s.where, s.cause(err))}
@@ -364,8 +368,10 @@ func (s *Store) Write(ctx context.Context, fn func(plinth.Tx) error) error {
 	if err != nil {
 		return s.wrap("write: begin a transaction", err)
 	}
+	x := &tx{s: s, tx: ptx}
+	defer x.endAudit() // after the rollback below: deferred calls run last first
 	defer ptx.Rollback(context.WithoutCancel(ctx))
-	if err := fn(&tx{s: s, tx: ptx}); err != nil {
+	if err := fn(x); err != nil {
 		return err
 	}
 	return s.wrap("commit", ptx.Commit(ctx))
@@ -374,6 +380,16 @@ func (s *Store) Write(ctx context.Context, fn func(plinth.Tx) error) error {
 type tx struct {
 	s  *Store
 	tx pgx.Tx
+
+	// The head of the audit chain, once AppendAudit has locked it, and
+	// whether the transaction holds the store's audit turn.
+	auditTurn   bool
+	auditLocked bool
+	auditSeq    int64
+	auditHash   string
+
+	// Whether AppendEvent has announced this transaction (see outbox.go).
+	announced bool
 }
 
 func (x *tx) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Record, error) {

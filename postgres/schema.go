@@ -22,7 +22,8 @@ import (
 // for. What it can do without losing or rewriting data it does:
 //
 //   - create a missing schema or table, with its indexes, including the
-//     schema "plinth" with the tables of the AccessStore (see access.go);
+//     schema "plinth" with the tables of the AccessStore (see access.go),
+//     the audit trail (audit.go) and the outbox (outbox.go);
 //   - add a column for a new field. Every field column is nullable, also for
 //     a new required field on a table that already has rows: the spec is
 //     enforced in Go when records are written, and records stored before

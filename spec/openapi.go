@@ -322,7 +322,8 @@ func (g *openAPIGen) document(domains []*plinth.Domain, info OpenAPIInfo) (*open
 	if err := g.claim("tag", adminTag, "the admin API"); err != nil {
 		return nil, fmt.Errorf("openapi: the domain name %q is reserved for the admin API", adminTag)
 	}
-	tags = append(tags, tag{Name: adminTag, Description: "Service tokens and access policies: who may call which API. " + adminNote})
+	tags = append(tags, tag{Name: adminTag, Description: "Service tokens and access policies: who may call which API; " +
+		"and the audit trail of every request. " + adminNote + " Searching the audit trail is also open to the auditor groups."})
 	g.paths = append(g.paths, g.adminPaths...)
 
 	return &openAPIDoc{
@@ -395,12 +396,13 @@ func infoDescription(domains []*plinth.Domain, env string) string {
 	b.WriteString(`
 ## Conventions
 
-- **Authentication**: every operation except the health checks and this document needs ` + "`Authorization: Bearer <token>`" + `, with a user token from the organisation's single sign-on or a Plinth service token (see the ` + "`bearerAuth`" + ` security scheme). 401 means the token is missing or not valid, 403 that it is valid but does not allow the request; the problem details say which. The admin API needs an admin group.
+- **Authentication**: every operation except the health checks and this document needs ` + "`Authorization: Bearer <token>`" + `, with a user token from the organisation's single sign-on or a Plinth service token (see the ` + "`bearerAuth`" + ` security scheme). 401 means the token is missing or not valid, 403 that it is valid but does not allow the request; the problem details say which. The admin API needs an admin group; searching the audit trail, an admin or auditor group.
 - **Lists** are keyset-paginated in ascending key order: ` + "`limit`" + ` (1 to 100, default 20) and the opaque ` + "`cursor`" + ` from the previous page's ` + "`nextCursor`" + `, which is null on the last page. Filters combine with AND. Unknown, repeated or empty query parameters are refused with 400.
 - **Records** carry every field of the entity, null when it has no value, and the system fields ` + "`version`, `createdAt` and `updatedAt`" + `.
 - **Concurrency**: responses that return a record carry ` + "`ETag: \"<version>\"`" + `. PATCH and DELETE require ` + "`If-Match`" + ` with that ETag: 428 when it is missing, 412 when the record has changed since.
 - **Updates** are JSON Merge Patch (RFC 7396): fields given replace the stored ones, null removes a field, nested objects merge and arrays are replaced whole.
 - **Errors** are RFC 9457 problem details (` + "`application/problem+json`" + `) with ` + "`correlationId`" + ` and, for invalid input, an ` + "`errors`" + ` list naming each field or parameter.
+- **Audit**: every request that touches data or access, allowed or denied, leaves one record in a tamper-evident audit trail: who (the user or service token), what (operation, route, filter values, the ids of the records returned or changed), when, and the decision and status. Reads are recorded before the response is sent, writes in the same transaction as the change.
 - **Correlation**: send ` + "`x-correlation-id`" + ` to tie a request to its logs, audit records and change events; one is generated when it is absent or not valid, and every response echoes it.
 - **Personal data**: every field is marked with ` + "`x-plinth-pii`" + ` (none, personal or special category).
 `)
@@ -717,14 +719,15 @@ const kebabPattern = `^[a-z][a-z0-9]*(-[a-z0-9]+)*$`
 // go to g.adminPaths, to follow the domains' paths.
 func (g *openAPIGen) admin(domains []*plinth.Domain) error {
 	schemas := []string{"Grant", "TokenRequest", "IssuedToken", "TokenList", "TokenUpdate",
-		"AccessPolicy", "AccessPolicyInput", "EntityPolicy", "EntityPolicyInput", "AccessPolicyList"}
+		"AccessPolicy", "AccessPolicyInput", "EntityPolicy", "EntityPolicyInput", "AccessPolicyList",
+		"AuditRecord", "AuditPrincipal", "AuditRecordList"}
 	for _, s := range schemas {
 		if err := g.claim("schema", s, "the admin API"); err != nil {
 			return err
 		}
 	}
 	for _, id := range []string{"issueToken", "listTokens", "getToken", "updateToken",
-		"listAccessPolicies", "putAccessPolicy", "deleteAccessPolicy"} {
+		"listAccessPolicies", "putAccessPolicy", "deleteAccessPolicy", "searchAudit"} {
 		if err := g.claim("operationId", id, "the admin API"); err != nil {
 			return err
 		}
@@ -1052,7 +1055,131 @@ func (g *openAPIGen) admin(domains []*plinth.Domain) error {
 				g.errs("401", "403", "404=AccessPolicyNotFound", "500", "503")...),
 		}},
 	})
+	g.auditSearch(exampleAPI, examplePlural, served)
 	return nil
+}
+
+// auditorNote ends the description of the audit search.
+const auditorNote = "Requires a user token in one of the configured admin groups or auditor groups; any other valid token gets 403."
+
+// hexHash is the form of an audit record's hash: lowercase hex SHA-256.
+const hexHash = `^[0-9a-f]{64}$`
+
+// auditSearch adds GET /admin/v1/audit and the schemas of audit records.
+func (g *openAPIGen) auditSearch(exampleAPI, examplePlural, served string) {
+	str := func(desc string) obj { return obj{{"type", "string"}, {"description", desc}} }
+	g.schemas.set("AuditPrincipal", obj{
+		{"type", "object"},
+		{"description", "Who a request acted for: an end user from the organisation's single sign-on, or a service holding a Plinth service token. " +
+			"The subject is empty when the request had no valid token."},
+		{"properties", obj{
+			{"subject", str("The `sub` of the user token, or the service token's subject; empty when no valid token was sent.")},
+			{"email", str("The user's e-mail address.")},
+			{"name", str("The user's name.")},
+			{"groups", obj{{"type", "array"}, {"description", "The user's groups, from the token."}, {"items", obj{{"type", "string"}}}}},
+			{"tokenId", str("For a service token: the id of its grant.")},
+			{"consumer", str("For a service token: the consumer that holds it.")},
+		}},
+		{"required", []string{"subject"}},
+		{"additionalProperties", false},
+	})
+	g.schemas.set("AuditRecord", obj{
+		{"type", "object"},
+		{"description", "One entry of the audit trail: one request that touched data or access, allowed or denied. " +
+			"Records form a hash chain: each carries the hash of the one before, so an edited, deleted, inserted or reordered record " +
+			"is detected by `plinth audit verify`. Filter values may hold personal data."},
+		{"properties", obj{
+			{"sequence", obj{{"type", "integer"}, {"minimum", 1}, {"description", "Position in the chain: 1, 2, 3 … with no gaps."}}},
+			{"time", obj{{"type", "string"}, {"format", "date-time"}, {"description", "When the request was served (RFC 3339, UTC)."}}},
+			{"correlationId", str("The request's correlation id, which its logs and change events carry too.")},
+			{"environment", obj{{"type", "string"}, {"enum", environments}, {"description", "The environment that served the request."}}},
+			{"domain", str("The domain the request was for" + served)},
+			{"entity", str("The entity, by plural, such as `" + examplePlural + "`.")},
+			{"operation", str("What the request did: `list`, `view`, `create`, `update`, `delete`, `report`, `admin` or `support`.")},
+			{"method", str("The HTTP method.")},
+			{"route", str("The route template, such as `" + apiPrefix + "/" + examplePlural + "/{id}`.")},
+			{"filters", obj{{"type", "object"}, {"description", "The query parameters of the request, by name. They may hold personal data."},
+				{"additionalProperties", obj{{"type", "string"}}}}},
+			{"principal", schemaRef("AuditPrincipal")},
+			{"decision", obj{{"type", "string"}, {"enum", []string{plinth.DecisionAllow, plinth.DecisionDeny}},
+				{"description", "Whether the request was allowed."}}},
+			{"reason", str("Why it was denied, or what an admin action did.")},
+			{"status", obj{{"type", "integer"}, {"minimum", 100}, {"maximum", 599}, {"description", "The HTTP status of the response."}}},
+			{"recordIds", obj{{"type", "array"}, {"description", "The ids of the records the request returned or changed."},
+				{"items", obj{{"type", "string"}}}}},
+			{"count", obj{{"type", "integer"}, {"minimum", 0},
+				{"description", "How many records the request returned or changed; for reports, the only measure."}}},
+			{"durationMs", obj{{"type", "number"}, {"minimum", 0}, {"description", "How long the request took, in milliseconds."}}},
+			{"clientAddress", str("The address of the client.")},
+			{"userAgent", str("The client's User-Agent.")},
+			{"prevHash", obj{{"type", "string"}, {"pattern", `^([0-9a-f]{64})?$`},
+				{"description", "The hash of the previous record (hex SHA-256); empty for the first."}}},
+			{"hash", obj{{"type", "string"}, {"pattern", hexHash},
+				{"description", "The hash of this record (hex SHA-256 over its canonical encoding, `prevHash` included)."}}},
+		}},
+		{"required", []string{"sequence", "time", "correlationId", "environment", "operation", "principal", "decision",
+			"status", "count", "durationMs", "prevHash", "hash"}},
+		{"additionalProperties", false},
+	})
+	g.schemas.set("AuditRecordList", obj{
+		{"type", "object"},
+		{"description", "One page of audit records, oldest first."},
+		{"properties", obj{
+			{"auditRecords", obj{{"type", "array"}, {"items", schemaRef("AuditRecord")}}},
+			{"nextCursor", obj{{"type", []string{"string", "null"}},
+				{"description", "Send as `cursor`, with the same filters, for the next page; null on the last page."}}},
+		}},
+		{"required", []string{"auditRecords", "nextCursor"}},
+	})
+	g.errResponse("InvalidAuditQuery",
+		"A query parameter is not valid: an unknown parameter, a time that is not RFC 3339, `until` not after `since`, "+
+			"a limit out of range or a cursor this API did not return. `errors` names each parameter.",
+		problemExample(400, adminPrefix+"/audit", "The query parameters are not valid; see errors.",
+			plinth.FieldError{Parameter: "since", Detail: "must be a date and time in RFC 3339 format such as 2026-11-01T00:00:00Z"}))
+
+	example := obj{
+		{"sequence", 1042}, {"time", "2026-11-03T10:15:02.123456Z"}, {"correlationId", "3f2b8c1e-7d4a-4f0e-9b1a-2c6d8e0f1a2b"},
+		{"environment", plinth.EnvProduction}, {"domain", exampleAPI}, {"entity", examplePlural}, {"operation", "view"},
+		{"method", "GET"}, {"route", apiPrefix + "/" + examplePlural + "/{id}"},
+		{"principal", obj{{"subject", "8d0c6a52-54f5-4a4e-9d0b-6c1f3e2a7b90"}, {"email", "ann.lee@example.gov.uk"},
+			{"name", "Ann Lee"}, {"groups", []string{exampleAPI + "-readers"}}}},
+		{"decision", plinth.DecisionAllow}, {"status", 200}, {"recordIds", []string{"12345"}}, {"count", 1},
+		{"durationMs", 3.2}, {"clientAddress", "10.0.4.17"}, {"userAgent", "case-management/2.3"},
+		{"prevHash", "9b1d5e0c1f3a8e4d7c2b6a5f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d"},
+		{"hash", "4e07408562bedb8b60ce05c1decfe3ad16b72230967de01f640b7e4729b49fce"},
+	}
+	query := func(name, desc string, schema obj, ex any) parameter {
+		return parameter{Name: name, In: "query", Description: desc, Schema: schema, Example: ex}
+	}
+	g.adminPaths.set(adminPrefix+"/audit", obj{
+		{"get", operation{
+			Tags: []string{adminTag}, OperationID: "searchAudit", Summary: "Search the audit trail",
+			Description: "Returns the audit records that match every filter given, oldest first, a page at a time: follow `nextCursor` until it is null. " +
+				"Answers questions such as who looked at one record this month: `?entity_id=12345&since=2026-11-01T00:00:00Z`. " +
+				"The records hold the filter values of each request, which may be personal data. " +
+				"The search is itself recorded in the audit trail. " + auditorNote,
+			Parameters: []any{paramRef("CorrelationId"),
+				query("user", "Only requests by this user or service: the subject or e-mail address of a user token, or the consumer of a service token.",
+					obj{{"type", "string"}, {"minLength", 1}}, "ann.lee@example.gov.uk"),
+				query("entity_id", "Only requests that returned or changed the record with this id.",
+					obj{{"type", "string"}, {"minLength", 1}}, "12345"),
+				query("domain", "Only requests for this domain"+served, obj{{"type", "string"}, {"pattern", kebabPattern}}, exampleAPI),
+				query("since", "Only requests served at or after this time (RFC 3339).",
+					obj{{"type", "string"}, {"format", "date-time"}}, "2026-11-01T00:00:00Z"),
+				query("until", "Only requests served before this time (RFC 3339); it must be after `since`.",
+					obj{{"type", "string"}, {"format", "date-time"}}, "2026-12-01T00:00:00Z"),
+				paramRef("Limit"),
+				query("cursor", "Where the page starts: the opaque `nextCursor` of the previous page, sent with the same filters.",
+					obj{{"type", "string"}, {"minLength", 1}}, nil),
+			},
+			Responses: append(obj{{"200", response{
+				Description: "A page of matching audit records.",
+				Headers:     obj{{"x-correlation-id", headerRef("CorrelationId")}},
+				Content: obj{{mediaJSON, mediaType{Schema: schemaRef("AuditRecordList"),
+					Example: obj{{"auditRecords", []any{example}}, {"nextCursor", nil}}}}},
+			}}}, g.errs("400=InvalidAuditQuery", "401", "403", "500", "503")...),
+		}},
+	})
 }
 
 // entity adds the schemas and the five operations of one entity.

@@ -827,7 +827,7 @@ func TestOpenAPISecurity(t *testing.T) {
 			}
 		}
 	}
-	if public != len(publicOperations) || protected != 4*5+7 {
+	if public != len(publicOperations) || protected != 4*5+8 {
 		t.Errorf("%d public and %d protected operations", public, protected)
 	}
 
@@ -903,6 +903,9 @@ func TestOpenAPIAdmin(t *testing.T) {
 			[]string{"200", "400", "401", "403", "404", "413", "415", "422", "500", "503"}, []string{"domain", "environment", "x-correlation-id"}},
 		{"/admin/v1/access/{domain}/{environment}", "delete", "deleteAccessPolicy", "204", "", "",
 			[]string{"204", "401", "403", "404", "500", "503"}, []string{"domain", "environment", "x-correlation-id"}},
+		{"/admin/v1/audit", "get", "searchAudit", "200", "AuditRecordList", "",
+			[]string{"200", "400", "401", "403", "500", "503"},
+			[]string{"x-correlation-id", "user", "entity_id", "domain", "since", "until", "limit", "cursor"}},
 	} {
 		where := w.method + " " + w.path
 		op := digMap(paths, w.path, w.method)
@@ -1011,6 +1014,8 @@ func TestOpenAPIAdmin(t *testing.T) {
 		{"Grant", plinth.Grant{}, nil},
 		{"AccessPolicy", plinth.AccessPolicy{}, nil},
 		{"EntityPolicy", plinth.EntityPolicy{}, nil},
+		{"AuditRecord", plinth.AuditRecord{}, nil},
+		{"AuditPrincipal", plinth.Principal{}, nil},
 	} {
 		s := digMap(doc, "components", "schemas", c.schema)
 		all, always := jsonProperties(c.v)
@@ -1061,6 +1066,17 @@ func TestOpenAPIAdmin(t *testing.T) {
 	policy := plinth.AccessPolicy{Domain: "residents", Environment: plinth.EnvProduction,
 		ReadGroups: []string{"residents-readers"}, WriteGroups: []string{"residents-writers"}, ReportingGroups: []string{},
 		Entities: map[string]plinth.EntityPolicy{"residents": {ReadGroups: []string{"safeguarding"}}}, UpdatedAt: at}
+	auditRec := plinth.AuditRecord{Sequence: 1, Time: at, CorrelationID: "c-1", Environment: plinth.EnvProduction,
+		Domain: "residents", Entity: "residents", Operation: "list", Method: "GET", Route: "/api/v1/residents",
+		Filters:   map[string]string{"last_name": "Smith", "postcode": "E8 1DY"},
+		Principal: plinth.Principal{Subject: "u-1", Email: "ann@example.gov.uk", Name: "Ann", Groups: []string{"readers"}},
+		Decision:  plinth.DecisionAllow, Status: 200, RecordIDs: []string{"1", "2"}, Count: 2, DurationMs: 1.5,
+		ClientAddress: "10.0.0.1", UserAgent: "curl/8"}
+	auditRec.Hash = auditRec.ComputeHash()
+	deniedRec := plinth.AuditRecord{Sequence: 2, Time: at, CorrelationID: "c-2", Environment: plinth.EnvProduction,
+		Operation: "view", Principal: plinth.Principal{Subject: "svc", TokenID: "t-1", Consumer: "listener"},
+		Decision: plinth.DecisionDeny, Reason: "revoked", Status: 403, PrevHash: auditRec.Hash}
+	deniedRec.Hash = deniedRec.ComputeHash()
 	encode := func(v any) any {
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -1078,6 +1094,10 @@ func TestOpenAPIAdmin(t *testing.T) {
 		{"TokenList", map[string]any{"tokens": []plinth.Grant{grant}, "nextCursor": nil}},
 		{"TokenList", map[string]any{"tokens": []plinth.Grant{grant}, "nextCursor": "abc"}},
 		{"AccessPolicyList", map[string]any{"policies": []plinth.AccessPolicy{policy}}},
+		{"AuditRecord", auditRec},
+		{"AuditRecord", deniedRec},
+		{"AuditRecordList", map[string]any{"auditRecords": []plinth.AuditRecord{auditRec, deniedRec}, "nextCursor": "MTA0Mg"}},
+		{"AuditRecordList", map[string]any{"auditRecords": []plinth.AuditRecord{}, "nextCursor": nil}},
 		{"TokenUpdate", map[string]any{"enabled": false}},
 	} {
 		if errs := conform(doc, schemaRefTo(c.schema), encode(c.v), ""); len(errs) > 0 {
@@ -1105,6 +1125,12 @@ func TestOpenAPIAdmin(t *testing.T) {
 		{"AccessPolicyInput", `{"readGroups":[],"writeGroups":[],"writeImpliesRead":false,"reportingGroups":[],"updatedAt":"2025-01-01T00:00:00Z"}`},
 		{"AccessPolicyInput", `{"readGroups":[],"writeGroups":[],"writeImpliesRead":false,"reportingGroups":[],"environment":"test"}`},
 		{"EntityPolicy", `{"readGroups":["a"]}`},
+		{"AuditRecord", `{"sequence":1}`},
+		{"AuditRecord", strings.Replace(string(mustJSON(t, auditRec)), `"allow"`, `"maybe"`, 1)},
+		{"AuditRecord", strings.Replace(string(mustJSON(t, auditRec)), auditRec.Hash, "not-a-hash", 1)},
+		{"AuditRecord", strings.Replace(string(mustJSON(t, auditRec)), `"sequence":1`, `"sequence":0`, 1)},
+		{"AuditRecord", strings.Replace(string(mustJSON(t, auditRec)), `"hash"`, `"secret":"x","hash"`, 1)},
+		{"AuditPrincipal", `{"email":"ann@example.gov.uk"}`},
 		{"AccessPolicyInput", `{"readGroups":[],"writeGroups":[],"writeImpliesRead":false,"reportingGroups":[],"entities":{"residents":{"groups":["a"]}}}`},
 	} {
 		if errs := conform(doc, schemaRefTo(c.schema), decodeNumbers(t, c.body), ""); len(errs) == 0 {
@@ -1132,10 +1158,82 @@ func TestOpenAPIAdmin(t *testing.T) {
 		{"/admin/v1/access/{domain}/{environment}", "put", "422", "InvalidAccessPolicy"},
 		{"/admin/v1/access/{domain}/{environment}", "delete", "404", "AccessPolicyNotFound"},
 		{"/admin/v1/tokens", "get", "401", "Unauthorized"},
+		{"/admin/v1/audit", "get", "400", "InvalidAuditQuery"},
+		{"/admin/v1/audit", "get", "401", "Unauthorized"},
+		{"/admin/v1/audit", "get", "403", "Forbidden"},
 	} {
 		if got := dig(paths, c.path, c.method, "responses", c.code, "$ref"); got != "#/components/responses/"+c.name {
 			t.Errorf("%s %s %s: %v, want %s", c.method, c.path, c.code, got, c.name)
 		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestOpenAPIAuditSearch(t *testing.T) {
+	_, doc := openAPIDoc(t, openAPIAll(t))
+	op := digMap(doc, "paths", "/admin/v1/audit", "get")
+	if op == nil {
+		t.Fatal("no GET /admin/v1/audit")
+	}
+	d, _ := op["description"].(string)
+	for _, want := range []string{"auditor group", "admin group", "nextCursor", "entity_id=12345", "personal data"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("searchAudit description does not mention %q: %s", want, d)
+		}
+	}
+	params := opParams(t, doc, op)
+	for _, name := range []string{"since", "until"} {
+		if p := params[name]; p["in"] != "query" || p["required"] == true || dig(p, "schema", "format") != "date-time" {
+			t.Errorf("%s: %v", name, p)
+		}
+	}
+	for _, name := range []string{"user", "entity_id", "domain", "cursor"} {
+		if p := params[name]; p["in"] != "query" || p["required"] == true || dig(p, "schema", "type") != "string" {
+			t.Errorf("%s: %v", name, p)
+		}
+	}
+	if dig(params["domain"], "schema", "pattern") == nil {
+		t.Error("domain has no pattern")
+	}
+	limit := params["limit"]
+	if dig(limit, "schema", "minimum") != json.Number("1") || dig(limit, "schema", "maximum") != json.Number("100") ||
+		dig(limit, "schema", "default") != json.Number("20") {
+		t.Errorf("limit %v", limit)
+	}
+	example := dig(op, "responses", "200", "content", "application/json", "example")
+	if example == nil {
+		t.Fatal("the 200 response has no example")
+	}
+	if errs := conform(doc, schemaRefTo("AuditRecordList"), example, ""); len(errs) > 0 {
+		t.Errorf("the example does not match AuditRecordList:\n%s", strings.Join(errs, "\n"))
+	}
+	rec := digMap(doc, "components", "schemas", "AuditRecord")
+	if dig(rec, "properties", "principal", "$ref") != "#/components/schemas/AuditPrincipal" {
+		t.Errorf("principal %v", dig(rec, "properties", "principal"))
+	}
+	if fmt.Sprint(dig(rec, "properties", "decision", "enum")) != "[allow deny]" {
+		t.Errorf("decision %v", dig(rec, "properties", "decision"))
+	}
+	if dig(rec, "properties", "filters", "additionalProperties", "type") != "string" {
+		t.Errorf("filters %v", dig(rec, "properties", "filters"))
+	}
+	list := digMap(doc, "components", "schemas", "AuditRecordList")
+	if got := stringsOf(list["required"]); !slices.Equal(got, []string{"auditRecords", "nextCursor"}) {
+		t.Errorf("AuditRecordList requires %v", got)
+	}
+	if tagDesc := fmt.Sprint(doc["tags"]); !strings.Contains(tagDesc, "audit trail") {
+		t.Errorf("the admin tag does not mention the audit trail: %s", tagDesc)
+	}
+	if info, _ := dig(doc, "info", "description").(string); !strings.Contains(info, "**Audit**") {
+		t.Error("info.description does not describe auditing")
 	}
 }
 

@@ -212,6 +212,12 @@ func (s *Store) Prepare(ctx context.Context, domains []*plinth.Domain) error {
 	if err := x.prepareAccess(ctx); err != nil {
 		return fail("prepare access tables", err)
 	}
+	if err := x.prepareAudit(ctx); err != nil {
+		return fail("prepare audit tables", err)
+	}
+	if err := x.prepareOutbox(ctx); err != nil {
+		return fail("prepare outbox tables", err)
+	}
 	for _, d := range domains {
 		for _, e := range d.Entities {
 			t, err := s.table(e)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/spec"
@@ -42,6 +43,22 @@ func TestContract(t *testing.T) {
 
 func TestAccessContract(t *testing.T) {
 	storetest.RunAccess(t, func(t *testing.T) plinth.AccessStore {
+		s := openAt(t, filepath.Join(t.TempDir(), "plinth.db"))
+		prepare(t, s, storetest.Domains(t))
+		return s
+	})
+}
+
+func TestAuditContract(t *testing.T) {
+	storetest.RunAudit(t, func(t *testing.T) plinth.Store {
+		s := openAt(t, filepath.Join(t.TempDir(), "plinth.db"))
+		prepare(t, s, storetest.Domains(t))
+		return s
+	})
+}
+
+func TestOutboxContract(t *testing.T) {
+	storetest.RunOutbox(t, func(t *testing.T) plinth.Store {
 		s := openAt(t, filepath.Join(t.TempDir(), "plinth.db"))
 		prepare(t, s, storetest.Domains(t))
 		return s
@@ -289,5 +306,35 @@ func TestNotPreparedIsAnError(t *testing.T) {
 	_, err := s.Get(context.Background(), e, int64(1))
 	if err == nil || errors.Is(err, plinth.ErrNotFound) {
 		t.Errorf("get from an unprepared table: %v; want an error other than not found", err)
+	}
+}
+
+func TestPurgeSentEvents(t *testing.T) {
+	ctx := context.Background()
+	s := openAt(t, filepath.Join(t.TempDir(), "plinth.db"))
+	prepare(t, s, nil)
+	for _, id := range []string{"e1", "e2", "e3"} {
+		if err := s.Write(ctx, func(tx plinth.Tx) error {
+			return tx.(plinth.EventTx).AppendEvent(ctx, plinth.OutboxEntry{EventID: id, Payload: []byte("{}")})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	es, err := s.PendingEvents(ctx, 10)
+	if err != nil || len(es) != 3 {
+		t.Fatalf("pending: %v, %v", es, err)
+	}
+	if err := s.MarkEventsSent(ctx, []int64{es[0].Sequence, es[1].Sequence}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PurgeSentEvents(ctx, time.Hour); err != nil || n != 0 {
+		t.Errorf("purge of events sent over an hour ago: %d, %v; want 0", n, err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if n, err := s.PurgeSentEvents(ctx, 0); err != nil || n != 2 {
+		t.Errorf("purge of every sent event: %d, %v; want 2", n, err)
+	}
+	if es, err := s.PendingEvents(ctx, 10); err != nil || len(es) != 1 || es[0].EventID != "e3" {
+		t.Errorf("pending after the purge: %v, %v", es, err)
 	}
 }

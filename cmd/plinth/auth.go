@@ -40,6 +40,7 @@ func newAuthorizer(ctx context.Context, cfg Config, access plinth.AccessStore, d
 		ClockSkew:               cfg.AuthClockSkew,
 		MaxServiceTokenLifetime: cfg.MaxTokenLifetime,
 		AdminGroups:             cfg.AdminGroupList(),
+		AuditorGroups:           splitList(cfg.AuditorGroups),
 	}
 	if cfg.AuthSecret != "" {
 		ac.UserSecret = []byte(cfg.AuthSecret)

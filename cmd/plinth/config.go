@@ -43,6 +43,11 @@ type Config struct {
 	TokenSecret      string        `yaml:"tokenSecret" env:"PLINTH_TOKEN_SECRET" flag:"token-secret" usage:"HS256 key Plinth signs service tokens with (at least 32 bytes)"`
 	MaxTokenLifetime time.Duration `yaml:"maxTokenLifetime" env:"PLINTH_MAX_TOKEN_LIFETIME" flag:"max-token-lifetime" usage:"longest lifetime of a service token"`
 	AdminGroups      string        `yaml:"adminGroups" env:"PLINTH_ADMIN_GROUPS" flag:"admin-groups" usage:"comma-separated groups allowed on the admin API"`
+	AuditorGroups    string        `yaml:"auditorGroups" env:"PLINTH_AUDITOR_GROUPS" flag:"auditor-groups" usage:"comma-separated groups allowed to search the audit trail"`
+	AuditMirror      string        `yaml:"auditMirror" env:"PLINTH_AUDIT_MIRROR" flag:"audit-mirror" usage:"also write every audit record as a JSON line to this file, or to stdout with \"stdout\""`
+
+	NATSURL string `yaml:"natsURL" env:"PLINTH_NATS_URL" flag:"nats-url" usage:"external NATS server or cluster for events (default: an embedded server, data in the data dir)"`
+	Relay   bool   `yaml:"relay" env:"PLINTH_RELAY" flag:"relay" usage:"run the outbox relay inside serve (turn off when plinth relay runs on its own)"`
 
 	// Policies are access policies loaded into the store on start; set
 	// only in plinth.yaml.
@@ -62,6 +67,8 @@ func defaultConfig() Config {
 		AuthClockSkew:    30 * time.Second,
 		MaxTokenLifetime: 365 * 24 * time.Hour,
 		AdminGroups:      "plinth-admins",
+		AuditorGroups:    "plinth-auditors",
+		Relay:            true,
 	}
 }
 

@@ -42,7 +42,7 @@ func rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCommand(), validateCommand(), openAPICommand(), seedCommand(), schemaCommand(), tokenCommand(), accessCommand())
+	root.AddCommand(serveCommand(), validateCommand(), openAPICommand(), seedCommand(), schemaCommand(), tokenCommand(), accessCommand(), auditCommand(), supportCommand(), relayCommand(), eventsCommand())
 	return root
 }
 

@@ -5,14 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/audit"
+	"github.com/plinth-data/plinth/events"
 	plinthhttp "github.com/plinth-data/plinth/http"
+	"github.com/plinth-data/plinth/postgres"
 )
 
 func serveCommand() *cobra.Command {
@@ -39,11 +44,6 @@ empty store with dummy demo data.`,
 
 func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	logger := newLogger(cfg.LogLevel)
-	if cfg.Environment == plinth.EnvProduction {
-		// DESIGN: production refuses to start without auth and a durable
-		// audit trail; the audit trail is not built yet.
-		return fmt.Errorf("environment production needs auditing, which this version of Plinth does not provide yet; use staging or development")
-	}
 	ds, err := loadDomains(cfg.Domains)
 	if err != nil {
 		return err
@@ -72,6 +72,61 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 		}
 	}
 
+	// Every request that touches data or access is audited; production
+	// fails closed when the audit trail cannot be written.
+	auditStore, ok := st.(plinth.AuditStore)
+	if !ok {
+		return fmt.Errorf("the store cannot keep an audit trail")
+	}
+	mirror, err := audit.OpenMirror(cfg.AuditMirror)
+	if err != nil {
+		return err
+	}
+	auditor := audit.New(auditStore, audit.Config{Environment: cfg.Environment,
+		FailClosed: cfg.Environment == plinth.EnvProduction, Mirror: mirror, Logger: logger})
+
+	// Change events: the transactional outbox, relayed to NATS JetStream.
+	outbox, ok := st.(plinth.OutboxStore)
+	if !ok {
+		return fmt.Errorf("the store cannot keep an outbox of events")
+	}
+	pub, stopBus, err := startBus(ctx, cfg, ds, logger)
+	if err != nil {
+		return err
+	}
+	relay := events.NewRelay(outbox, pub, events.RelayConfig{Logger: logger})
+	background, stopBackground := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	if cfg.Relay {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := relay.Run(background); err != nil && background.Err() == nil {
+				logger.Error("the event relay stopped", "error", err)
+			}
+		}()
+	}
+	if pg, ok := st.(*postgres.Store); ok {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sweepSupport(background, pg, logger)
+		}()
+	}
+	// Shut down in order: background work, then the audit writer (which
+	// drains), then the bus; the store closes last (deferred above).
+	defer func() {
+		stopBackground()
+		wg.Wait()
+		if err := auditor.Close(); err != nil {
+			logger.Error("closing the audit writer", "error", err)
+		}
+		if mirror != nil {
+			mirror.Close()
+		}
+		stopBus()
+	}()
+
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w (choose another address with --listen)", cfg.Listen, err)
@@ -85,14 +140,19 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 		return err
 	}
 	api := plinthhttp.NewServer(plinthhttp.Config{
-		Store:        st,
-		Domains:      ds,
-		OpenAPI:      doc,
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		Logger:       logger,
-		Authorizer:   authz,
-		Access:       access,
-		Environment:  cfg.Environment,
+		Store:           st,
+		Domains:         ds,
+		OpenAPI:         doc,
+		MaxBodyBytes:    cfg.MaxBodyBytes,
+		Logger:          logger,
+		Authorizer:      authz,
+		Access:          access,
+		Environment:     cfg.Environment,
+		Auditor:         auditor,
+		Audit:           auditStore,
+		Events:          true,
+		EventsCommitted: relay.Notify,
+		Checks:          map[string]func(context.Context) error{"bus": pub.Check},
 	})
 	srv := &http.Server{
 		Handler:           api,
@@ -162,4 +222,24 @@ func findEntity(ds []*plinth.Domain, plural string) *plinth.Entity {
 		}
 	}
 	return nil
+}
+
+// sweepSupport removes expired break-glass support roles every minute.
+func sweepSupport(ctx context.Context, pg *postgres.Store, logger *slog.Logger) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		revoked, err := pg.SweepSupport(ctx)
+		if err != nil && ctx.Err() == nil {
+			logger.Error("sweeping expired support roles", "error", err)
+		}
+		for _, role := range revoked {
+			logger.Info("expired support role removed", "role", role)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

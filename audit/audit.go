@@ -1,0 +1,361 @@
+// Package audit writes, verifies and searches Plinth's audit trail.
+//
+// Every request that touches data or access, allowed or denied, produces one
+// plinth.AuditRecord. Writes append their record inside the write's own
+// transaction (plinth.AuditTx) and hand it to Auditor.Committed once the
+// transaction has committed; reads and admin calls go through
+// Auditor.Record, which makes the record durable before the response is
+// sent. Record uses group commit: while one batch is being committed, the
+// records of concurrent requests gather in a queue, and the next batch takes
+// them all in one store transaction, so auditing costs one commit per batch
+// rather than one per request. There is no timer: a lone request commits
+// at once.
+//
+// # The hash chain: what it proves
+//
+// The store gives every record a sequence number (1, 2, 3 … with no gaps),
+// the hash of the record before it (PrevHash) and its own hash: SHA-256 over
+// a canonical encoding of every field, sequence and PrevHash included (see
+// plinth.AuditRecord.ComputeHash). Verify walks the chain from the start and
+// reports the first place where it does not hold:
+//
+//   - a record edited after it was written: its hash no longer matches its
+//     content ("record N was changed after it was written");
+//   - a record deleted: a sequence number is missing ("record N is missing"),
+//     or, if the later records were renumbered to close the gap, the first
+//     renumbered one no longer matches its hash;
+//   - a record inserted: the forged record or the one after it fails its hash
+//     or its link, or a sequence number appears twice;
+//   - records reordered: a record's sequence number or link to its
+//     predecessor no longer matches its hash.
+//
+// So any edit, deletion, insertion or reordering of records before the head
+// (the newest record) is detected, unless every record after the change was
+// rewritten with it, which anchoring (below) catches.
+//
+// # What it does not prove
+//
+// The hash is not keyed: anyone who can write to the audit table can compute
+// it. Two changes are therefore not detectable from the table alone:
+//
+//   - truncation: deleting the newest records leaves a shorter chain that is
+//     still perfectly linked;
+//   - a rewrite: someone with write access can change a record and recompute
+//     the hashes of it and of every record after it.
+//
+// Both are caught by anchoring: copying the head ("SEQ:HASH", printed by
+// `plinth audit head`) regularly into a system the database's administrators
+// cannot change — the event bus, a central log, a ticket, an e-mail — and
+// checking later that the anchored record is still in the chain with the same
+// hash (`plinth audit verify --expect-head SEQ:HASH`, or an Anchor passed to
+// Verify). A chain that still contains the anchored head unchanged has not
+// been rewritten or truncated up to that point; only records after the
+// latest anchor remain open to truncation or rewrite. The chain also says
+// nothing about requests that were never recorded: it proves the trail was
+// not changed, not that every request reached it (that is what failing
+// closed, with Config.FailClosed, is for).
+//
+// # Personal data
+//
+// Filter values may hold personal data (a name, a date of birth). They are
+// kept in the audit record, because an auditor needs them, and written to the
+// optional mirror, which is part of the audit trail, but never to the
+// application log: the warnings this package logs name the correlation id,
+// operation and route, never filters or record ids.
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/plinth-data/plinth"
+)
+
+// DefaultMaxBatch is how many records one commit holds at most unless
+// configured.
+const DefaultMaxBatch = 256
+
+// DefaultTimeout bounds one batch commit unless configured.
+const DefaultTimeout = 10 * time.Second
+
+// Config configures an Auditor.
+type Config struct {
+	// Environment is filled into records that do not name one.
+	Environment string
+	// FailClosed makes Record return an error wrapping
+	// plinth.ErrUnavailable when the record cannot be written, so the
+	// request is refused (503). Otherwise a warning is logged and Record
+	// returns no error. Production fails closed.
+	FailClosed bool
+	// Mirror, when set, receives every committed record as one line of
+	// JSON, for central log collection. Write errors are logged, never
+	// returned: the store is the trail of record.
+	Mirror io.Writer
+	// Logger receives warnings; slog.Default() when nil.
+	Logger *slog.Logger
+	// MaxBatch is how many records one commit holds at most; default 256.
+	MaxBatch int
+	// Timeout bounds one batch commit; default 10s.
+	Timeout time.Duration
+}
+
+// Auditor makes audit records durable, gathering the records of concurrent
+// requests into one commit. It is safe for concurrent use.
+type Auditor struct {
+	store  plinth.AuditStore
+	cfg    Config
+	logger *slog.Logger
+
+	mu     sync.RWMutex // guards closed and sends on queue
+	closed bool
+	queue  chan *pending
+	done   chan struct{} // closed when the writer has stopped
+
+	mirrorMu sync.Mutex
+}
+
+// pending is one record waiting for its batch to commit.
+type pending struct {
+	rec    plinth.AuditRecord
+	stored plinth.AuditRecord
+	err    error
+	done   chan struct{}
+	// waiting is false once the caller stopped waiting (its context
+	// ended), so the writer logs a failure no one else will see.
+	waitMu  sync.Mutex
+	waiting bool
+}
+
+// ErrClosed is returned (wrapped with plinth.ErrUnavailable) by Record after
+// Close.
+var ErrClosed = errors.New("the auditor is closed")
+
+// New starts an Auditor writing to store.
+func New(store plinth.AuditStore, cfg Config) *Auditor {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	a := &Auditor{
+		store:  store,
+		cfg:    cfg,
+		logger: logger,
+		queue:  make(chan *pending, cfg.MaxBatch),
+		done:   make(chan struct{}),
+	}
+	go a.write()
+	return a
+}
+
+// Record makes rec durable (and mirrored) and returns it as stored, with its
+// Sequence, PrevHash and Hash. A zero Time is set to now and an empty Environment to
+// the configured one.
+//
+// Once Record is called the record is committed exactly once, whatever
+// happens to ctx: if ctx ends while the record waits for its batch, Record
+// returns ctx's error at once, and the record is still committed (and
+// mirrored) with its batch. It is never retried after a failed commit, since
+// a commit that reported an error may still have succeeded; a retry could
+// record the request twice.
+//
+// When the record cannot be written, Record returns an error wrapping
+// plinth.ErrUnavailable if the Auditor fails closed; otherwise it logs a
+// warning and returns rec unchanged with no error.
+func (a *Auditor) Record(ctx context.Context, rec plinth.AuditRecord) (plinth.AuditRecord, error) {
+	if rec.Time.IsZero() {
+		rec.Time = plinth.Now()
+	}
+	if rec.Environment == "" {
+		rec.Environment = a.cfg.Environment
+	}
+	p := &pending{rec: rec, done: make(chan struct{}), waiting: true}
+	a.mu.RLock()
+	if a.closed {
+		a.mu.RUnlock()
+		return rec, a.failed([]*pending{p}, ErrClosed)
+	}
+	a.queue <- p // the writer drains the queue until Close, so this never blocks for long
+	a.mu.RUnlock()
+
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		p.waitMu.Lock()
+		select {
+		case <-p.done: // finished meanwhile: report the outcome
+			p.waitMu.Unlock()
+		default:
+			p.waiting = false
+			p.waitMu.Unlock()
+			return rec, fmt.Errorf("audit: stopped waiting for the record to commit (it will still be written): %w", ctx.Err())
+		}
+	}
+	if p.err != nil {
+		return rec, p.err
+	}
+	return p.stored, nil
+}
+
+// write is the single writer: it takes what has queued up, up to MaxBatch
+// records, commits it in one call, and repeats until the queue is closed
+// and empty.
+func (a *Auditor) write() {
+	defer close(a.done)
+	batch := make([]*pending, 0, a.cfg.MaxBatch)
+	for first := range a.queue {
+		batch = append(batch[:0], first)
+	gather:
+		for len(batch) < a.cfg.MaxBatch {
+			select {
+			case p, ok := <-a.queue:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, p)
+			default:
+				break gather
+			}
+		}
+		a.commit(batch)
+	}
+}
+
+// commit appends one batch and tells its callers.
+func (a *Auditor) commit(batch []*pending) {
+	recs := make([]plinth.AuditRecord, len(batch))
+	for i, p := range batch {
+		recs[i] = p.rec
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Timeout)
+	stored, err := a.store.AppendAudit(ctx, recs)
+	cancel()
+	if err == nil && len(stored) != len(recs) {
+		err = fmt.Errorf("the store returned %d records for %d", len(stored), len(recs))
+	}
+	if err != nil {
+		failure := a.failed(batch, err)
+		for _, p := range batch {
+			p.stored, p.err = p.rec, failure
+			a.finish(p)
+		}
+		return
+	}
+	// Mirror first, so a record is in the mirror when its caller returns.
+	a.mirror(stored)
+	for i, p := range batch {
+		p.stored = stored[i]
+		a.finish(p)
+	}
+}
+
+// finish wakes the caller of p.
+func (a *Auditor) finish(p *pending) {
+	p.waitMu.Lock()
+	close(p.done)
+	p.waitMu.Unlock()
+}
+
+// failed logs a failure to write records and returns the error their
+// callers get: one wrapping plinth.ErrUnavailable when failing closed, nil
+// otherwise. Callers that stopped waiting are always logged, as an error:
+// nobody else will hear of it.
+func (a *Auditor) failed(batch []*pending, cause error) error {
+	for _, p := range batch {
+		p.waitMu.Lock()
+		abandoned := !p.waiting
+		p.waitMu.Unlock()
+		level, msg := slog.LevelWarn, "audit record not written; the request was served without it"
+		switch {
+		case abandoned:
+			level, msg = slog.LevelError, "audit record not written; its request had already ended"
+		case a.cfg.FailClosed:
+			msg = "audit record not written; the request is refused"
+		}
+		// Never the filters or record ids: they may hold personal data.
+		a.logger.Log(context.Background(), level, msg, "error", cause.Error(),
+			"correlationId", p.rec.CorrelationID, "operation", p.rec.Operation, "method", p.rec.Method,
+			"route", p.rec.Route, "status", p.rec.Status, "decision", p.rec.Decision)
+	}
+	if !a.cfg.FailClosed {
+		return nil
+	}
+	return fmt.Errorf("audit: the audit record could not be written: %w: %w", plinth.ErrUnavailable, cause)
+}
+
+// Committed mirrors records that were appended inside a write transaction
+// (plinth.AuditTx), once that transaction has committed.
+func (a *Auditor) Committed(recs ...plinth.AuditRecord) {
+	a.mirror(recs)
+}
+
+// mirror writes records to the mirror as JSON lines, in one write.
+func (a *Auditor) mirror(recs []plinth.AuditRecord) {
+	if a.cfg.Mirror == nil || len(recs) == 0 {
+		return
+	}
+	var buf []byte
+	for _, r := range recs {
+		b, err := json.Marshal(r)
+		if err != nil {
+			a.logger.Warn("audit mirror: encoding a record failed", "sequence", r.Sequence, "error", err.Error())
+			continue
+		}
+		buf = append(append(buf, b...), '\n')
+	}
+	a.mirrorMu.Lock()
+	defer a.mirrorMu.Unlock()
+	if _, err := a.cfg.Mirror.Write(buf); err != nil {
+		a.logger.Warn("audit mirror: writing records failed; they are in the store", "error", err.Error(),
+			"firstSequence", recs[0].Sequence, "lastSequence", recs[len(recs)-1].Sequence)
+	}
+}
+
+// Close stops taking records, commits those already queued, and returns
+// once the writer has stopped. Record fails after Close.
+func (a *Auditor) Close() error {
+	a.mu.Lock()
+	if !a.closed {
+		a.closed = true
+		close(a.queue)
+	}
+	a.mu.Unlock()
+	<-a.done
+	return nil
+}
+
+// OpenMirror opens the mirror a setting names: "" for none, "-" or "stdout"
+// for standard output, "stderr", or a file path, which is created if needed
+// (mode 0600: the records hold personal data) and appended to. Close the
+// result when done; closing standard output or error does nothing.
+func OpenMirror(name string) (io.WriteCloser, error) {
+	switch name {
+	case "":
+		return nil, nil
+	case "-", "stdout":
+		return nopCloser{os.Stdout}, nil
+	case "stderr":
+		return nopCloser{os.Stderr}, nil
+	}
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit mirror: %w", err)
+	}
+	return f, nil
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }

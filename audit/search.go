@@ -1,0 +1,66 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/plinth-data/plinth"
+)
+
+// Search returns one page of the records q selects, in sequence order after
+// q.After, and whether more follow. q.Limit <= 0 means plinth.DefaultLimit.
+func Search(ctx context.Context, store plinth.AuditStore, q plinth.AuditQuery) ([]plinth.AuditRecord, bool, error) {
+	if q.Limit <= 0 {
+		q.Limit = plinth.DefaultLimit
+	}
+	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Until.After(q.Since) {
+		return nil, false, &plinth.ValidationError{Errors: []plinth.FieldError{{Parameter: "until", Detail: "must be later than since"}}}
+	}
+	recs, more, err := store.AuditRecords(ctx, q)
+	if err != nil {
+		return nil, false, fmt.Errorf("audit: searching: %w", err)
+	}
+	return recs, more, nil
+}
+
+// SearchAll calls fn for every record q selects, in sequence order, a page
+// of q.Limit at a time (plinth.MaxLimit when q.Limit <= 0).
+func SearchAll(ctx context.Context, store plinth.AuditStore, q plinth.AuditQuery, fn func(plinth.AuditRecord) error) error {
+	if q.Limit <= 0 {
+		q.Limit = plinth.MaxLimit
+	}
+	for {
+		recs, more, err := Search(ctx, store, q)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if !more || len(recs) == 0 {
+			return nil
+		}
+		q.After = recs[len(recs)-1].Sequence
+	}
+}
+
+// ParseTime reads a point in time as an RFC 3339 time
+// (2026-11-01T09:00:00Z), a date (2026-11-01, midnight UTC) or a duration
+// back from now (720h, 90m). It returns the time in UTC.
+func ParseTime(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t.UTC(), nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d).UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not a time: give an RFC 3339 time (2026-11-01T09:00:00Z), a date (2026-11-01) or a duration back from now (720h)", s)
+}

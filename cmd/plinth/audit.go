@@ -1,0 +1,309 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/audit"
+)
+
+// openAudit opens the configured store for the audit commands.
+func openAudit(cmd *cobra.Command) (Config, plinth.Store, plinth.AuditStore, error) {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	ds, err := loadDomains(cfg.Domains)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	st, err := openStore(cmd.Context(), cfg.StoreURL(), ds)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	as, ok := st.(plinth.AuditStore)
+	if !ok {
+		st.Close()
+		return cfg, nil, nil, fmt.Errorf("the store does not keep an audit trail")
+	}
+	return cfg, st, as, nil
+}
+
+func auditCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Verify, search and anchor the audit trail",
+		Long: `Every request that touches data or access, allowed or denied, leaves one
+audit record in the store. The records form a hash chain: each carries the
+SHA-256 hash of the one before, so an edited, deleted, inserted or reordered
+record is detected by "plinth audit verify".
+
+The chain cannot show on its own that the newest records were removed, or
+that someone with write access to the store rewrote it from some record on:
+the hash has no secret. Anchor the head to catch both: run "plinth audit head"
+regularly and keep its output somewhere the store's administrators cannot
+change (the event bus, a central log); later, "plinth audit verify
+--expect-head SEQ:HASH" checks that record is still in the chain unchanged.`,
+	}
+	cmd.AddCommand(auditVerifyCommand(), auditSearchCommand(), auditHeadCommand())
+	return cmd
+}
+
+func auditVerifyCommand() *cobra.Command {
+	var heads []string
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Walk the audit chain and report the first broken link",
+		Long: `Walk the audit chain from the first record to the newest and check every
+link: each record's hash matches its content, sequence numbers follow on
+with no gaps, and each record carries the hash of the one before. Prints
+"audit chain intact" with the head, or the first broken link.
+
+--expect-head SEQ:HASH (repeatable) checks that a head anchored earlier with
+"plinth audit head" is still in the chain with that hash, which catches
+truncation and a rewrite of the chain up to that record.
+
+Exit status 0: the chain is intact; 2: it is broken; 1: it could not be read.`,
+		Example: `  plinth audit verify
+  plinth audit verify --expect-head 1042:5f1c…`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var anchors []audit.Anchor
+			for _, h := range heads {
+				a, err := audit.ParseAnchor(h)
+				if err != nil {
+					return fmt.Errorf("--expect-head: %w", err)
+				}
+				anchors = append(anchors, a)
+			}
+			cfg, st, as, err := openAudit(cmd)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			logger := newLogger(cfg.LogLevel)
+			// The head's sequence is the number of records to expect.
+			head, nonEmpty, err := audit.Head(cmd.Context(), as)
+			if err != nil {
+				return err
+			}
+			var p *progress
+			var onProgress func(int64)
+			if nonEmpty {
+				p = newProgress(head.Sequence, "verifying the audit chain", logger)
+				var reported int64
+				onProgress = func(done int64) {
+					p.Add(int(done - reported))
+					reported = done
+				}
+			}
+			rep, err := audit.Verify(cmd.Context(), as, onProgress, anchors...)
+			if err != nil {
+				return err
+			}
+			if p != nil {
+				p.Finish("intact", rep.Broken == nil)
+			}
+			out := cmd.OutOrStdout()
+			if rep.Broken != nil {
+				fmt.Fprintf(out, "audit chain BROKEN at record %d: %s\n", rep.Broken.Sequence, rep.Broken.Problem)
+				if rep.Records > 0 {
+					fmt.Fprintf(out, "(%d records, head %s)\n", rep.Records, rep.Head())
+				}
+				return exitCode(2)
+			}
+			if rep.Records == 0 {
+				fmt.Fprintln(out, "audit chain intact: it is empty")
+				return nil
+			}
+			fmt.Fprintf(out, "audit chain intact: %d records, head %s\n", rep.Records, rep.Head())
+			for _, a := range anchors {
+				fmt.Fprintf(out, "anchored record %d found with its hash\n", a.Sequence)
+			}
+			return nil
+		},
+	}
+	addConfigFlags(cmd)
+	cmd.Flags().StringArrayVar(&heads, "expect-head", nil, "SEQ:HASH of an anchored head that must still be in the chain (repeatable)")
+	return cmd
+}
+
+func auditSearchCommand() *cobra.Command {
+	var q plinth.AuditQuery
+	var since, until string
+	var limit int
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "search",
+		Short: "Find audit records by user, record id, domain and time",
+		Long: `Print the audit records that match every filter given, oldest first: who
+did what, to which records, when, and whether it was allowed.
+
+--user matches the subject, e-mail address or service-token consumer;
+--entity-id matches a record among those a request returned or changed.
+--since (inclusive) and --until (exclusive) take an RFC 3339 time, a date
+(2026-11-01, midnight UTC) or a duration back from now (720h).
+
+Records hold the filter values of each request, which may be personal data:
+treat the output as you would the data itself.`,
+		Example: `  # Who looked at resident 12345 this month?
+  plinth audit search --entity-id 12345 --since 2026-11-01
+
+  plinth audit search --user ann.lee@example.gov.uk --since 720h --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			now := time.Now()
+			var err error
+			if since != "" {
+				if q.Since, err = audit.ParseTime(since, now); err != nil {
+					return fmt.Errorf("--since: %w", err)
+				}
+			}
+			if until != "" {
+				if q.Until, err = audit.ParseTime(until, now); err != nil {
+					return fmt.Errorf("--until: %w", err)
+				}
+			}
+			if !q.Since.IsZero() && !q.Until.IsZero() && !q.Until.After(q.Since) {
+				return fmt.Errorf("--until %s is not after --since %s", q.Until.Format(time.RFC3339), q.Since.Format(time.RFC3339))
+			}
+			if limit < 0 {
+				return fmt.Errorf("--limit %d: must be 0 (no limit) or more", limit)
+			}
+			_, st, as, err := openAudit(cmd)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+
+			out := cmd.OutOrStdout()
+			enc := json.NewEncoder(out)
+			enc.SetEscapeHTML(false)
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			if !asJSON {
+				fmt.Fprintln(tw, "SEQ\tTIME\tUSER\tOPERATION\tROUTE\tDECISION\tSTATUS\tRECORDS")
+			}
+			q.Limit = plinth.MaxLimit
+			if limit > 0 && limit < q.Limit {
+				q.Limit = limit
+			}
+			n := 0
+			err = audit.SearchAll(cmd.Context(), as, q, func(r plinth.AuditRecord) error {
+				if limit > 0 && n >= limit {
+					return errEnough
+				}
+				n++
+				if asJSON {
+					return enc.Encode(r)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.Sequence, r.Time.UTC().Format(time.RFC3339),
+					auditUser(r.Principal), r.Operation, auditRoute(r), r.Decision, r.Status, auditRecords(r))
+				return nil
+			})
+			if err != nil && !errors.Is(err, errEnough) {
+				return err
+			}
+			if !asJSON {
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d %s\n", n, map[bool]string{true: "record", false: "records"}[n == 1])
+			}
+			return nil
+		},
+	}
+	addConfigFlags(cmd)
+	f := cmd.Flags()
+	f.StringVar(&q.User, "user", "", "subject, e-mail address or service-token consumer")
+	f.StringVar(&q.EntityID, "entity-id", "", "id of a record the requests returned or changed")
+	f.StringVar(&q.Domain, "domain", "", "domain, such as residents")
+	f.StringVar(&since, "since", "", "from this time on (inclusive): RFC 3339, a date such as 2026-11-01, or a duration back from now such as 720h")
+	f.StringVar(&until, "until", "", "before this time (exclusive): RFC 3339, a date, or a duration back from now")
+	f.IntVar(&limit, "limit", 0, "print at most this many records (0: all)")
+	f.BoolVar(&asJSON, "json", false, "print each record as a line of JSON, with every field")
+	return cmd
+}
+
+// errEnough ends a search once --limit records are printed.
+var errEnough = errors.New("enough records")
+
+// auditUser names who a record is about: the e-mail address or subject of a
+// user, "service:<consumer>" for a service token, "-" when there was no
+// valid token.
+func auditUser(p plinth.Principal) string {
+	switch {
+	case p.IsService():
+		return "service:" + p.Consumer
+	case p.Email != "":
+		return p.Email
+	case p.Subject != "":
+		return p.Subject
+	}
+	return "-"
+}
+
+// auditRoute is the method and route template of a record.
+func auditRoute(r plinth.AuditRecord) string {
+	s := strings.TrimSpace(r.Method + " " + r.Route)
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// maxShownIDs is how many record ids a table row shows.
+const maxShownIDs = 5
+
+// auditRecords is the count of records a request touched with their ids,
+// the first few of them.
+func auditRecords(r plinth.AuditRecord) string {
+	if len(r.RecordIDs) == 0 {
+		return strconv.Itoa(r.Count)
+	}
+	ids := r.RecordIDs
+	more := ""
+	if len(ids) > maxShownIDs {
+		ids, more = ids[:maxShownIDs], ",…"
+	}
+	return fmt.Sprintf("%d: %s%s", max(r.Count, len(r.RecordIDs)), strings.Join(ids, ","), more)
+}
+
+func auditHeadCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "head",
+		Short: "Print the newest record of the audit chain as SEQ:HASH, for anchoring",
+		Long: `Print the sequence number and hash of the newest audit record as SEQ:HASH.
+Run it regularly (from cron, or after deploys) and keep the output somewhere
+the store's administrators cannot change, such as the event bus or a central
+log. "plinth audit verify --expect-head SEQ:HASH" later proves the chain
+still holds that record unchanged: nothing up to it was rewritten or cut off.`,
+		Example: `  plinth audit head | logger -t plinth-audit-head`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, st, as, err := openAudit(cmd)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			head, ok, err := audit.Head(cmd.Context(), as)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("the audit chain is empty: there is no head to anchor yet")
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), head.String())
+			return nil
+		},
+	}
+	addConfigFlags(cmd)
+	return cmd
+}

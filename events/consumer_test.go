@@ -1,0 +1,345 @@
+package events_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/events"
+)
+
+// publishResidents publishes n resident events straight to the bus: a
+// create of residents 1…n, and for each an update.
+func publishResidents(t testing.TB, b *bus, e *plinth.Entity, n int) []plinth.OutboxEntry {
+	t.Helper()
+	var entries []plinth.OutboxEntry
+	for i := 1; i <= n; i++ {
+		rec := plinth.Record{Data: map[string]any{"mosaicId": int64(i), "firstName": "Ada", "lastName": "Lovelace"}, Version: 1}
+		entry, _, _ := events.Build(e, events.Created, nil, &rec, events.Context{})
+		after := rec
+		after.Data = map[string]any{"mosaicId": int64(i), "firstName": "Ada", "lastName": "King"}
+		after.Version = 2
+		upd, _, _ := events.Build(e, events.Updated, &rec, &after, events.Context{})
+		entries = append(entries, entry, upd)
+	}
+	if err := b.pub.Publish(context.Background(), entries); err != nil {
+		t.Fatal(err)
+	}
+	return entries
+}
+
+// consume runs Consume until the test ends or stop is called.
+func consume(t testing.TB, b *bus, cfg events.ConsumerConfig) (stop func()) {
+	t.Helper()
+	if cfg.Stream == "" {
+		cfg.Stream = residentsStream
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- events.Consume(ctx, b.js, cfg) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Consume: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("Consume did not return after its context was cancelled")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// handled collects what handlers saw.
+type handled struct {
+	mu    sync.Mutex
+	ids   []string
+	tries map[string]int
+}
+
+func (h *handled) add(id string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.tries == nil {
+		h.tries = map[string]int{}
+	}
+	h.tries[id]++
+	return h.tries[id]
+}
+
+func (h *handled) done(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ids = append(h.ids, id)
+}
+
+func (h *handled) snapshot() ([]string, map[string]int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	tries := map[string]int{}
+	for k, v := range h.tries {
+		tries[k] = v
+	}
+	return append([]string(nil), h.ids...), tries
+}
+
+func (h *handled) waitFor(t testing.TB, n int, within time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ids, _ := h.snapshot()
+		if len(ids) >= n {
+			return ids
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("handled %d of %d events within %s", len(ids), n, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// settled waits until the durable has no pending or unacknowledged
+// messages.
+func settled(t testing.TB, b *bus, durable string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := b.js.Consumer(context.Background(), residentsStream, durable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer %s: %d pending, %d unacknowledged", durable, info.NumPending, info.NumAckPending)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestConsumeHandlesEveryEventInOrder(t *testing.T) {
+	ds := shipped(t)
+	b := newBus(t, ds)
+	entries := publishResidents(t, b, entity(t, ds, "residents"), 50)
+	var h handled
+	var types sync.Map
+	consume(t, b, events.ConsumerConfig{
+		Durable: "in-order",
+		Handler: func(_ context.Context, ev plinth.Event) error {
+			h.add(ev.ID)
+			h.done(ev.ID)
+			types.Store(ev.EventType, true)
+			return nil
+		},
+	})
+	ids := h.waitFor(t, len(entries), 10*time.Second)
+	for i, e := range entries {
+		if ids[i] != e.EventID {
+			t.Fatalf("event %d: handled %s, want %s", i, ids[i], e.EventID)
+		}
+	}
+	settled(t, b, "in-order")
+	if _, ok := types.Load("ResidentUpdatedEvent"); !ok {
+		t.Fatal("no update events")
+	}
+}
+
+func TestConsumeRetriesThenSucceeds(t *testing.T) {
+	ds := shipped(t)
+	b := newBus(t, ds)
+	entries := publishResidents(t, b, entity(t, ds, "residents"), 5)
+	flaky := entries[3].EventID
+	var h handled
+	consume(t, b, events.ConsumerConfig{
+		Durable:    "retry",
+		MaxDeliver: 5,
+		Backoff:    []time.Duration{20 * time.Millisecond, 40 * time.Millisecond},
+		Handler: func(_ context.Context, ev plinth.Event) error {
+			if n := h.add(ev.ID); ev.ID == flaky && n < 3 {
+				return fmt.Errorf("attempt %d fails", n)
+			}
+			h.done(ev.ID)
+			return nil
+		},
+	})
+	h.waitFor(t, len(entries), 10*time.Second)
+	settled(t, b, "retry")
+	ids, tries := h.snapshot()
+	if tries[flaky] != 3 || len(ids) != len(entries) {
+		t.Fatalf("flaky event tried %d times; %d handled", tries[flaky], len(ids))
+	}
+	for _, e := range entries {
+		if e.EventID != flaky && tries[e.EventID] != 1 {
+			t.Fatalf("event %s tried %d times", e.EventID, tries[e.EventID])
+		}
+	}
+}
+
+func TestConsumeDeadLettersAfterMaxDeliver(t *testing.T) {
+	ds := shipped(t)
+	b := newBus(t, ds)
+	ctx := context.Background()
+	if _, err := b.js.CreateStream(ctx, jetstream.StreamConfig{Name: "DEAD_LETTERS", Subjects: []string{"dead.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	entries := publishResidents(t, b, entity(t, ds, "residents"), 4)
+	poison := entries[2].EventID
+	var h handled
+	consume(t, b, events.ConsumerConfig{
+		Durable:           "dlq",
+		MaxDeliver:        3,
+		Backoff:           []time.Duration{10 * time.Millisecond},
+		DeadLetterSubject: "dead.residents-listener",
+		Handler: func(_ context.Context, ev plinth.Event) error {
+			h.add(ev.ID)
+			if ev.ID == poison {
+				return errors.New("cannot handle\nthis one")
+			}
+			h.done(ev.ID)
+			return nil
+		},
+	})
+	h.waitFor(t, len(entries)-1, 10*time.Second)
+	settled(t, b, "dlq")
+	_, tries := h.snapshot()
+	if tries[poison] != 3 {
+		t.Fatalf("poison event tried %d times, want 3", tries[poison])
+	}
+	msgs := readStream(t, b.js, "DEAD_LETTERS")
+	if len(msgs) != 1 {
+		t.Fatalf("%d dead letters", len(msgs))
+	}
+	m := msgs[0]
+	hd := m.Headers()
+	if m.Subject() != "dead.residents-listener" || string(m.Data()) != string(entries[2].Payload) ||
+		hd.Get(events.HeaderDeadLetterReason) != "cannot handle this one" || hd.Get(events.HeaderDeadLetterDeliveries) != "3" ||
+		hd.Get(events.HeaderDeadLetterStream) != residentsStream || hd.Get(events.HeaderDeadLetterSequence) != "3" ||
+		hd.Get(events.HeaderDeadLetterConsumer) != "dlq" || hd.Get(events.HeaderEventID) != poison ||
+		hd.Get(events.HeaderDeadLetterSubject) != entries[2].Subject {
+		t.Fatalf("dead letter %s %v", m.Subject(), hd)
+	}
+
+	// Without a stream for the dead-letter subject, Consume refuses to
+	// start rather than lose dead letters.
+	err := events.Consume(ctx, b.js, events.ConsumerConfig{
+		Stream: residentsStream, Durable: "nowhere", DeadLetterSubject: "nobody.keeps.this",
+		Handler: func(context.Context, plinth.Event) error { return nil },
+	})
+	if err == nil || !strings.Contains(err.Error(), "nobody.keeps.this") {
+		t.Fatalf("Consume with an unkept dead-letter subject: %v", err)
+	}
+}
+
+func TestConsumeSkipsUnknownEventTypes(t *testing.T) {
+	ds := shipped(t)
+	b := newBus(t, ds)
+	entries := publishResidents(t, b, entity(t, ds, "residents"), 10)
+	var h handled
+	consume(t, b, events.ConsumerConfig{
+		Durable: "created-only",
+		Handlers: map[string]events.HandlerFunc{
+			"ResidentCreatedEvent": func(_ context.Context, ev plinth.Event) error {
+				h.add(ev.ID)
+				h.done(ev.ID)
+				return nil
+			},
+		},
+	})
+	h.waitFor(t, len(entries)/2, 10*time.Second)
+	settled(t, b, "created-only")
+	ids, _ := h.snapshot()
+	if len(ids) != len(entries)/2 {
+		t.Fatalf("handled %d events, want the %d creates", len(ids), len(entries)/2)
+	}
+	for i, id := range ids {
+		if id != entries[2*i].EventID {
+			t.Fatalf("handled %s, want the create %s", id, entries[2*i].EventID)
+		}
+	}
+}
+
+func TestConsumeHandlesADuplicateOnce(t *testing.T) {
+	ds := shipped(t)
+	b := newBus(t, ds)
+	entries := publishResidents(t, b, entity(t, ds, "residents"), 3)
+	// The same event again, past JetStream's dedupe (another message ID,
+	// as after the duplicate window): the listener's idempotency catches
+	// it.
+	if _, err := b.js.Publish(context.Background(), entries[1].Subject, entries[1].Payload, jetstream.WithMsgID("again")); err != nil {
+		t.Fatal(err)
+	}
+	var h handled
+	consume(t, b, events.ConsumerConfig{
+		Durable: "dupes",
+		Handler: func(_ context.Context, ev plinth.Event) error {
+			h.add(ev.ID)
+			h.done(ev.ID)
+			return nil
+		},
+	})
+	h.waitFor(t, len(entries), 10*time.Second)
+	settled(t, b, "dupes")
+	ids, tries := h.snapshot()
+	if len(ids) != len(entries) || tries[entries[1].EventID] != 1 {
+		t.Fatalf("handled %v", tries)
+	}
+}
+
+// A listener that restarts carries on where its durable stopped.
+func TestConsumeResumesAfterRestart(t *testing.T) {
+	ds := shipped(t)
+	b := newBus(t, ds)
+	e := entity(t, ds, "residents")
+	first := publishResidents(t, b, e, 5)
+	var h handled
+	handler := func(_ context.Context, ev plinth.Event) error {
+		h.add(ev.ID)
+		h.done(ev.ID)
+		return nil
+	}
+	stop := consume(t, b, events.ConsumerConfig{Durable: "resume", Handler: handler})
+	h.waitFor(t, len(first), 10*time.Second)
+	settled(t, b, "resume")
+	stop()
+	var more []plinth.OutboxEntry
+	for i := 6; i <= 8; i++ {
+		rec := plinth.Record{Data: map[string]any{"mosaicId": int64(i), "firstName": "B", "lastName": "C"}, Version: 1}
+		entry, _, _ := events.Build(e, events.Created, nil, &rec, events.Context{})
+		more = append(more, entry)
+	}
+	if err := b.pub.Publish(context.Background(), more); err != nil {
+		t.Fatal(err)
+	}
+	consume(t, b, events.ConsumerConfig{Durable: "resume", Handler: handler})
+	ids := h.waitFor(t, len(first)+len(more), 10*time.Second)
+	settled(t, b, "resume")
+	_, tries := h.snapshot()
+	for id, n := range tries {
+		if n != 1 {
+			t.Fatalf("event %s handled %d times", id, n)
+		}
+	}
+	if ids[len(ids)-1] != more[len(more)-1].EventID {
+		t.Fatalf("last handled %s", ids[len(ids)-1])
+	}
+}

@@ -1,0 +1,329 @@
+package events_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/events"
+	plinthnats "github.com/plinth-data/plinth/nats"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+var residentsStream = plinthnats.StreamName("development", "residents")
+
+// writeLoad runs writers that create and update residents, with every
+// fifth transaction rolled back after its event was appended.
+func writeLoad(t testing.TB, w *writer, writers, perWriter int) {
+	t.Helper()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var ids []any
+			for j := range perWriter {
+				rollback := j%5 == 4
+				if len(ids) < 3 || j%4 == 0 {
+					id, err := w.create(ctx, map[string]any{"firstName": fmt.Sprintf("W%d", i), "lastName": fmt.Sprintf("R%d", j)}, rollback)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if id != nil {
+						ids = append(ids, id)
+					}
+					continue
+				}
+				id := ids[j%len(ids)]
+				if err := w.update(ctx, id, map[string]any{"lastName": fmt.Sprintf("U%d-%d", i, j)}, rollback); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func TestRelayPublishesEveryCommittedEventOnceInOrder(t *testing.T) {
+	for _, sc := range stores {
+		t.Run(sc.name, func(t *testing.T) {
+			ds := shipped(t)
+			st := sc.open(t, ds)
+			b := newBus(t, ds)
+			w := newWriter(st, entity(t, ds, "residents"))
+			r, _ := startRelay(t, st, b.pub, events.RelayConfig{Holder: "only", Poll: 20 * time.Millisecond, Batch: 37, Logger: quiet})
+
+			writeLoad(t, w, 8, 40)
+			waitForCount(t, b.js, residentsStream, w.total(), 30*time.Second)
+			w.checkExactlyOnce(t, b.js, residentsStream)
+			if pending, err := st.PendingEvents(context.Background(), 10); err != nil || len(pending) != 0 {
+				t.Fatalf("pending after the relay caught up: %d, %v", len(pending), err)
+			}
+			if s := r.Status(); !s.Active || s.Published != int64(w.total()) || s.LastError != nil {
+				t.Fatalf("status %+v, %d committed", s, w.total())
+			}
+		})
+	}
+}
+
+// watchedPublisher records which relay publishes and whether two publish at
+// once.
+type watchedPublisher struct {
+	inner    events.Publisher
+	inflight *atomic.Int32
+	overlap  *atomic.Bool
+	calls    atomic.Int64
+}
+
+func (p *watchedPublisher) Publish(ctx context.Context, entries []plinth.OutboxEntry) error {
+	if p.inflight.Add(1) > 1 {
+		p.overlap.Store(true)
+	}
+	defer p.inflight.Add(-1)
+	p.calls.Add(1)
+	time.Sleep(2 * time.Millisecond) // widen the window for overlaps
+	return p.inner.Publish(ctx, entries)
+}
+
+// killableStore fails every call once killed, as a relay whose process died
+// would: it neither publishes nor renews nor releases its lease.
+type killableStore struct {
+	plinth.OutboxStore
+	dead atomic.Bool
+}
+
+var errKilled = errors.New("killed")
+
+func (s *killableStore) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEntry, error) {
+	if s.dead.Load() {
+		return nil, errKilled
+	}
+	return s.OutboxStore.PendingEvents(ctx, limit)
+}
+
+func (s *killableStore) MarkEventsSent(ctx context.Context, seqs []int64) error {
+	if s.dead.Load() {
+		return errKilled
+	}
+	return s.OutboxStore.MarkEventsSent(ctx, seqs)
+}
+
+func (s *killableStore) AcquireRelayLease(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	if s.dead.Load() {
+		return false, errKilled
+	}
+	return s.OutboxStore.AcquireRelayLease(ctx, holder, ttl)
+}
+
+func TestOneRelayPublishesAndAnotherTakesOver(t *testing.T) {
+	for _, sc := range stores {
+		t.Run(sc.name, func(t *testing.T) {
+			const ttl = time.Second
+			ds := shipped(t)
+			st := sc.open(t, ds)
+			b := newBus(t, ds)
+			w := newWriter(st, entity(t, ds, "residents"))
+			var inflight atomic.Int32
+			var overlap atomic.Bool
+			type relay struct {
+				name  string
+				store *killableStore
+				pub   *watchedPublisher
+				r     *events.Relay
+				stop  func()
+			}
+			start := func(name string) *relay {
+				rl := &relay{name: name, store: &killableStore{OutboxStore: st}, pub: &watchedPublisher{inner: b.pub, inflight: &inflight, overlap: &overlap}}
+				rl.r, rl.stop = startRelay(t, rl.store, rl.pub, events.RelayConfig{Holder: name, LeaseTTL: ttl, Poll: 10 * time.Millisecond, Logger: quiet})
+				return rl
+			}
+			relays := []*relay{start("a"), start("b")}
+
+			// A steady trickle of writes.
+			ctx, stopWriting := context.WithCancel(context.Background())
+			writing := make(chan error, 1)
+			go func() {
+				var err error
+				for i := 0; ctx.Err() == nil && err == nil; i++ {
+					_, err = w.create(context.Background(), map[string]any{"firstName": "T", "lastName": fmt.Sprint(i)}, false)
+					time.Sleep(3 * time.Millisecond)
+				}
+				writing <- err
+			}()
+
+			active := func(rs []*relay) []*relay {
+				var out []*relay
+				for _, rl := range rs {
+					if rl.r.Status().Active {
+						out = append(out, rl)
+					}
+				}
+				return out
+			}
+			waitActive := func(rs []*relay, within time.Duration) (*relay, time.Duration) {
+				t.Helper()
+				start := time.Now()
+				for time.Since(start) < within {
+					if a := active(rs); len(a) == 1 {
+						return a[0], time.Since(start)
+					} else if len(a) > 1 {
+						t.Fatalf("%d relays active at once", len(a))
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				t.Fatalf("no relay became active within %s", within)
+				return nil, 0
+			}
+			// publishes waits until rl publishes something new.
+			publishes := func(rl *relay, within time.Duration) time.Duration {
+				t.Helper()
+				start, before := time.Now(), rl.pub.calls.Load()
+				for time.Since(start) < within {
+					if rl.pub.calls.Load() > before {
+						return time.Since(start)
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+				t.Fatalf("relay %s did not publish within %s", rl.name, within)
+				return 0
+			}
+
+			first, _ := waitActive(relays, 2*time.Second)
+			publishes(first, 2*time.Second)
+			time.Sleep(300 * time.Millisecond)
+			for _, rl := range relays {
+				if rl != first && rl.pub.calls.Load() != 0 {
+					t.Fatalf("standby relay %s published while %s was active", rl.name, first.name)
+				}
+			}
+
+			// The active relay dies: the standby takes over once its lease
+			// has expired, within about the TTL.
+			first.store.dead.Store(true)
+			killedAt := time.Now()
+			var standby *relay
+			for _, rl := range relays {
+				if rl != first {
+					standby = rl
+				}
+			}
+			publishes(standby, ttl+time.Second)
+			took := time.Since(killedAt)
+			t.Logf("%s took over %s after %s died (lease TTL %s)", standby.name, took.Round(time.Millisecond), first.name, ttl)
+			if took > ttl+500*time.Millisecond {
+				t.Fatalf("takeover took %s, lease TTL %s", took, ttl)
+			}
+			first.stop()
+
+			// A third relay stands by; the active one stops cleanly and
+			// hands over at once, without waiting for the lease to expire.
+			third := start("c")
+			time.Sleep(200 * time.Millisecond)
+			if third.pub.calls.Load() != 0 {
+				t.Fatal("a new relay published while another held the lease")
+			}
+			stoppedAt := time.Now()
+			standby.stop()
+			publishes(third, ttl)
+			handover := time.Since(stoppedAt)
+			t.Logf("%s took over %s after %s stopped cleanly", third.name, handover.Round(time.Millisecond), standby.name)
+			if handover > ttl/2 {
+				t.Fatalf("clean handover took %s", handover)
+			}
+
+			stopWriting()
+			if err := <-writing; err != nil {
+				t.Fatal(err)
+			}
+			waitForCount(t, b.js, residentsStream, w.total(), 30*time.Second)
+			w.checkExactlyOnce(t, b.js, residentsStream)
+			if overlap.Load() {
+				t.Fatal("two relays published at the same time")
+			}
+		})
+	}
+}
+
+// flakyPublisher fails some batches: some before publishing anything, some
+// after publishing a prefix (as a connection lost mid-batch does).
+type flakyPublisher struct {
+	inner events.Publisher
+	calls atomic.Int64
+	fails atomic.Int64
+}
+
+func (p *flakyPublisher) Publish(ctx context.Context, entries []plinth.OutboxEntry) error {
+	n := p.calls.Add(1)
+	switch {
+	case n <= 3 || n%3 == 0:
+		p.fails.Add(1)
+		return errors.New("bus unavailable")
+	case n%3 == 1 && len(entries) > 1:
+		if err := p.inner.Publish(ctx, entries[:len(entries)/2]); err != nil {
+			return err
+		}
+		p.fails.Add(1)
+		return errors.New("connection lost mid-batch")
+	}
+	return p.inner.Publish(ctx, entries)
+}
+
+func TestRelayRetriesFailedPublishesWithoutLoss(t *testing.T) {
+	for _, sc := range stores {
+		t.Run(sc.name, func(t *testing.T) {
+			ds := shipped(t)
+			st := sc.open(t, ds)
+			b := newBus(t, ds)
+			w := newWriter(st, entity(t, ds, "residents"))
+			pub := &flakyPublisher{inner: b.pub}
+			r, _ := startRelay(t, st, pub, events.RelayConfig{Holder: "flaky", Poll: 10 * time.Millisecond, Batch: 20, Logger: quiet})
+			writeLoad(t, w, 4, 30)
+			waitForCount(t, b.js, residentsStream, w.total(), 60*time.Second)
+			w.checkExactlyOnce(t, b.js, residentsStream)
+			if pub.fails.Load() < 5 {
+				t.Fatalf("only %d publishes failed", pub.fails.Load())
+			}
+			if s := r.Status(); s.Published != int64(w.total()) {
+				t.Fatalf("status %+v, %d committed", s, w.total())
+			}
+		})
+	}
+}
+
+// Notify wakes the relay at once: with a long poll interval, an event is
+// still published promptly after its commit.
+func TestNotifyWakesTheRelay(t *testing.T) {
+	ds := shipped(t)
+	st := openSQLite(t, ds)
+	b := newBus(t, ds)
+	w := newWriter(st, entity(t, ds, "residents"))
+	r, _ := startRelay(t, st, b.pub, events.RelayConfig{Holder: "n", Poll: time.Minute, Logger: quiet})
+	time.Sleep(100 * time.Millisecond) // let it settle into its wait
+	for i := range 5 {
+		if _, err := w.create(context.Background(), map[string]any{"firstName": "N", "lastName": fmt.Sprint(i)}, false); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		r.Notify()
+		waitForCount(t, b.js, residentsStream, i+1, 2*time.Second)
+		if d := time.Since(start); d > 1500*time.Millisecond {
+			t.Fatalf("event published %s after Notify", d)
+		}
+	}
+}

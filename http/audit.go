@@ -1,0 +1,212 @@
+package http
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/auth"
+)
+
+// Auditor makes audit records durable; *audit.Auditor implements it.
+type Auditor interface {
+	// Record appends one record and returns when it is durable. An error
+	// means the request must fail closed.
+	Record(ctx context.Context, rec plinth.AuditRecord) (plinth.AuditRecord, error)
+	// Committed reports records appended inside a write transaction,
+	// after it committed (for mirroring).
+	Committed(recs ...plinth.AuditRecord)
+}
+
+// auditEntry is the audit record of one request, filled in as it is served.
+// Exactly one record is written per request that touches data or access:
+// inside the write transaction for successful writes, otherwise when the
+// response status is decided, before any of the body is sent.
+type auditEntry struct {
+	rec      plinth.AuditRecord
+	start    time.Time
+	recorded bool
+}
+
+type auditKey struct{}
+
+func entryFrom(ctx context.Context) *auditEntry {
+	e, _ := ctx.Value(auditKey{}).(*auditEntry)
+	return e
+}
+
+// newAuditEntry starts the record of a request the authorizer routed.
+func (s *Server) newAuditEntry(r *http.Request, route auth.Route, p plinth.Principal) *auditEntry {
+	rec := plinth.AuditRecord{
+		Time:          time.Now().UTC(),
+		CorrelationID: CorrelationID(r.Context()),
+		Environment:   s.environment,
+		Domain:        route.Domain,
+		Entity:        route.Entity,
+		Operation:     operation(r.Method, route),
+		Method:        r.Method,
+		Route:         route.Template,
+		Principal:     p,
+		Decision:      plinth.DecisionAllow,
+		ClientAddress: clientAddress(r),
+		UserAgent:     r.UserAgent(),
+	}
+	if q := r.URL.Query(); len(q) > 0 {
+		rec.Filters = make(map[string]string, len(q))
+		for k, v := range q {
+			rec.Filters[k] = strings.Join(v, ",")
+		}
+	}
+	return &auditEntry{rec: rec, start: time.Now()}
+}
+
+// operation names what a request does, for the audit trail.
+func operation(method string, route auth.Route) string {
+	switch route.Operation {
+	case auth.OpAdmin:
+		return "admin"
+	case auth.OpReport:
+		return "report"
+	}
+	item := strings.HasSuffix(route.Template, "}")
+	switch {
+	case method == http.MethodGet && item:
+		return "view"
+	case method == http.MethodGet:
+		return "list"
+	case method == http.MethodPost:
+		return "create"
+	case method == http.MethodPatch:
+		return "update"
+	case method == http.MethodDelete:
+		return "delete"
+	}
+	return strings.ToLower(method)
+}
+
+func clientAddress(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// finish completes the record with the outcome.
+func (e *auditEntry) finish(status int) plinth.AuditRecord {
+	e.rec.Status = status
+	e.rec.DurationMs = float64(time.Since(e.start).Microseconds()) / 1000
+	if e.rec.Count == 0 {
+		e.rec.Count = len(e.rec.RecordIDs)
+	}
+	return e.rec
+}
+
+// appendInTx adds the request's audit record to a write transaction, so the
+// change and its record commit together. The caller calls committed once
+// the transaction has committed.
+func (s *Server) appendInTx(ctx context.Context, tx plinth.Tx, status int, ids ...string) (plinth.AuditRecord, error) {
+	e := entryFrom(ctx)
+	if e == nil || s.auditor == nil {
+		return plinth.AuditRecord{}, nil
+	}
+	atx, ok := tx.(plinth.AuditTx)
+	if !ok {
+		return plinth.AuditRecord{}, nil
+	}
+	e.rec.RecordIDs = ids
+	return atx.AppendAudit(ctx, e.finish(status))
+}
+
+// committed marks the request's record as written by its transaction.
+func (s *Server) committed(ctx context.Context, rec plinth.AuditRecord) {
+	if e := entryFrom(ctx); e != nil && rec.Sequence > 0 {
+		e.recorded = true
+		s.auditor.Committed(rec)
+	}
+}
+
+// returned notes the ids of the records a read returns.
+func returned(ctx context.Context, ids ...string) {
+	if e := entryFrom(ctx); e != nil {
+		e.rec.RecordIDs = append(e.rec.RecordIDs, ids...)
+	}
+}
+
+// auditWriter records the audit entry when the handler decides the status,
+// before any of the body goes out. If the record cannot be made durable and
+// the auditor fails closed, the response becomes a 503 instead.
+type auditWriter struct {
+	http.ResponseWriter
+	s       *Server
+	r       *http.Request
+	e       *auditEntry
+	failed  bool
+	written bool
+}
+
+func (w *auditWriter) WriteHeader(status int) {
+	if w.written {
+		return
+	}
+	w.written = true
+	if !w.e.recorded {
+		w.e.recorded = true
+		if _, err := w.s.auditor.Record(w.r.Context(), w.e.finish(status)); err != nil {
+			w.failed = true
+			w.s.log(w.r).Error("audit record could not be written; refusing the request", "error", err)
+			h := w.ResponseWriter.Header()
+			for _, k := range []string{"ETag", "Location", "Content-Type"} {
+				h.Del(k)
+			}
+			h.Set("Retry-After", "5")
+			writeProblem(w.ResponseWriter, w.r, http.StatusServiceUnavailable, "The request could not be audited, so it was refused; try again shortly.")
+			return
+		}
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *auditWriter) Write(b []byte) (int, error) {
+	if !w.written {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.failed {
+		return len(b), nil // the body belongs to the refused response
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// audited wraps a handler of a data or admin route with its audit record.
+func (s *Server) audited(r *http.Request, w http.ResponseWriter, d auth.Decision) (*http.Request, http.ResponseWriter, func()) {
+	if s.auditor == nil || d.Route.Operation == auth.OpPublic || d.Route.Template == "" {
+		return r, w, func() {}
+	}
+	e := s.newAuditEntry(r, d.Route, d.Principal)
+	aw := &auditWriter{ResponseWriter: w, s: s, r: r, e: e}
+	r = r.WithContext(context.WithValue(r.Context(), auditKey{}, e))
+	aw.r = r
+	return r, aw, func() {
+		if !aw.written && !e.recorded { // a handler that wrote nothing
+			aw.WriteHeader(http.StatusOK)
+		}
+	}
+}
+
+// auditDenied records a request the authorizer refused.
+func (s *Server) auditDenied(r *http.Request, d auth.Decision) error {
+	if s.auditor == nil || d.Route.Operation == auth.OpPublic {
+		return nil
+	}
+	e := s.newAuditEntry(r, d.Route, d.Principal)
+	e.rec.Decision = plinth.DecisionDeny
+	e.rec.Reason = d.Reason
+	if e.rec.Route == "" {
+		e.rec.Route = "unmatched"
+	}
+	_, err := s.auditor.Record(r.Context(), e.finish(d.Status))
+	return err
+}

@@ -1,0 +1,200 @@
+package http_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/audit"
+)
+
+// auditTrail returns every audit record, in order.
+func (s *securedAPI) auditTrail() []plinth.AuditRecord {
+	s.t.Helper()
+	var recs []plinth.AuditRecord
+	if err := s.sqlite.ScanAudit(context.Background(), 0, func(r plinth.AuditRecord) error {
+		recs = append(recs, r)
+		return nil
+	}); err != nil {
+		s.t.Fatal(err)
+	}
+	return recs
+}
+
+func TestEveryRequestIsAuditedOnce(t *testing.T) {
+	s := newAuditedAPI(t, true)
+	reader, writer, admin := s.token("readers"), s.token("writers"), s.token("admins")
+	steps := []struct {
+		method, path, body string
+		headers            []string
+		status             int
+		operation, route   string
+		decision           string
+		ids                string
+	}{
+		{"POST", "/api/v1/residents", alice, []string{"Authorization", writer}, 201, "create", "/api/v1/residents", "allow", "1"},
+		{"GET", "/api/v1/residents/1", "", []string{"Authorization", reader}, 200, "view", "/api/v1/residents/{id}", "allow", "1"},
+		{"GET", "/api/v1/residents?last_name=smi", "", []string{"Authorization", reader}, 200, "list", "/api/v1/residents", "allow", "1"},
+		{"PATCH", "/api/v1/residents/1", `{"firstName":"Al"}`, []string{"Authorization", writer, "If-Match", `"1"`}, 200, "update", "/api/v1/residents/{id}", "allow", "1"},
+		{"PATCH", "/api/v1/residents/1", `{"firstName":"Al"}`, []string{"Authorization", writer, "If-Match", `"1"`}, 412, "update", "/api/v1/residents/{id}", "allow", "1"},
+		{"GET", "/api/v1/residents/1", "", []string{"Authorization", writer}, 403, "view", "/api/v1/residents/{id}", "deny", ""},
+		{"GET", "/api/v1/residents/1", "", nil, 401, "view", "/api/v1/residents/{id}", "deny", ""},
+		{"GET", "/api/v1/residents/77", "", []string{"Authorization", reader}, 404, "view", "/api/v1/residents/{id}", "allow", "77"},
+		{"DELETE", "/api/v1/residents/1", "", []string{"Authorization", writer, "If-Match", `"2"`}, 204, "delete", "/api/v1/residents/{id}", "allow", "1"},
+		{"GET", "/admin/v1/tokens", "", []string{"Authorization", admin}, 200, "admin", "/admin/v1/tokens", "allow", ""},
+	}
+	for i, st := range steps {
+		res := s.do(st.method, st.path, st.body, st.headers...)
+		if res.status != st.status {
+			t.Fatalf("step %d %s %s: %d %s", i, st.method, st.path, res.status, res.body)
+		}
+		trail := s.auditTrail()
+		if len(trail) != i+1 {
+			t.Fatalf("step %d %s %s: %d audit records, want %d", i, st.method, st.path, len(trail), i+1)
+		}
+		rec := trail[i]
+		if rec.Operation != st.operation || rec.Route != st.route || rec.Decision != st.decision ||
+			rec.Status != st.status || strings.Join(rec.RecordIDs, ",") != st.ids || rec.Method != st.method ||
+			rec.CorrelationID != res.header.Get("x-correlation-id") || rec.Environment != "development" {
+			t.Fatalf("step %d %s %s: audit record %+v", i, st.method, st.path, rec)
+		}
+		if rec.Domain == "" && st.operation != "admin" {
+			t.Fatalf("step %d: no domain in %+v", i, rec)
+		}
+		if st.decision == "allow" && rec.Principal.Subject == "" {
+			t.Fatalf("step %d: no principal in %+v", i, rec)
+		}
+		if st.status == 401 && rec.Principal.Subject != "" {
+			t.Fatalf("step %d: a principal for a request without a token: %+v", i, rec)
+		}
+	}
+	trail := s.auditTrail()
+	if trail[2].Filters["last_name"] != "smi" {
+		t.Fatalf("filters not audited: %+v", trail[2].Filters)
+	}
+	if trail[0].Principal.Groups[0] != "writers" || trail[5].Reason == "" {
+		t.Fatalf("principal or reason missing: %+v / %+v", trail[0], trail[5])
+	}
+	report, err := audit.Verify(context.Background(), s.sqlite, nil)
+	if err != nil || report.Broken != nil || report.Records != int64(len(steps)) {
+		t.Fatalf("chain: %+v %v", report, err)
+	}
+}
+
+func TestAuditSearchAPI(t *testing.T) {
+	s := newAuditedAPI(t, true)
+	reader, writer := s.token("readers"), s.token("writers")
+	for i := 0; i < 3; i++ {
+		s.do("POST", "/api/v1/residents", alice, "Authorization", writer)
+	}
+	s.do("GET", "/api/v1/residents/2", "", "Authorization", reader)
+	s.do("GET", "/api/v1/residents/3", "", "Authorization", reader)
+	auditor := s.token("auditors")
+	res := s.do("GET", "/admin/v1/audit?entity_id=2&limit=1", "", "Authorization", auditor)
+	if res.status != 200 {
+		t.Fatalf("search: %d %s", res.status, res.body)
+	}
+	var page struct {
+		AuditRecords []plinth.AuditRecord `json:"auditRecords"`
+		NextCursor   *string              `json:"nextCursor"`
+	}
+	json.Unmarshal(res.body, &page)
+	if len(page.AuditRecords) != 1 || page.AuditRecords[0].Operation != "create" || page.NextCursor == nil {
+		t.Fatalf("first page: %s", res.body)
+	}
+	res = s.do("GET", "/admin/v1/audit?entity_id=2&limit=1&cursor="+url.QueryEscape(*page.NextCursor), "", "Authorization", auditor)
+	page.AuditRecords, page.NextCursor = nil, nil
+	json.Unmarshal(res.body, &page)
+	if len(page.AuditRecords) != 1 || page.AuditRecords[0].Operation != "view" || page.AuditRecords[0].Principal.Groups[0] != "readers" {
+		t.Fatalf("second page: %s", res.body)
+	}
+	problemOf(t, s.do("GET", "/admin/v1/audit?since=yesterday", "", "Authorization", auditor), 400)
+	problemOf(t, s.do("GET", "/admin/v1/tokens", "", "Authorization", auditor), 403)
+	problemOf(t, s.do("GET", "/admin/v1/audit", "", "Authorization", reader), 403)
+}
+
+// breakAuditTable makes every insert into the audit table fail, as a full
+// or read-only audit table would.
+func (s *securedAPI) breakAuditTable() {
+	s.t.Helper()
+	db, err := sql.Open("sqlite", s.dbPath)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TRIGGER no_audit BEFORE INSERT ON plinth_audit BEGIN SELECT RAISE(ABORT, 'audit table is read-only'); END`); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func TestAuditFailsClosed(t *testing.T) {
+	s := newAuditedAPI(t, true)
+	reader, writer := s.token("readers"), s.token("writers")
+	if res := s.do("POST", "/api/v1/residents", alice, "Authorization", writer); res.status != 201 {
+		t.Fatalf("create: %d", res.status)
+	}
+	s.breakAuditTable()
+	res := s.do("GET", "/api/v1/residents/1", "", "Authorization", reader)
+	problemOf(t, res, 503)
+	if strings.Contains(string(res.body), "Smith") || res.header.Get("ETag") != "" {
+		t.Fatalf("data sent without an audit record: %v %s", res.header, res.body)
+	}
+	problemOf(t, s.do("POST", "/api/v1/residents", alice, "Authorization", writer), 503)
+	if n := s.count("residents"); n != 1 {
+		t.Fatalf("a write without its audit record was kept: %d residents", n)
+	}
+}
+
+func TestAuditWarnsInDevelopment(t *testing.T) {
+	s := newAuditedAPI(t, false)
+	reader, writer := s.token("readers"), s.token("writers")
+	s.do("POST", "/api/v1/residents", alice, "Authorization", writer)
+	s.breakAuditTable()
+	if res := s.do("GET", "/api/v1/residents/1", "", "Authorization", reader); res.status != 200 {
+		t.Fatalf("development read with a broken audit table: %d %s", res.status, res.body)
+	}
+}
+
+func TestWritesProduceEvents(t *testing.T) {
+	s := newAuditedAPI(t, true)
+	writer := s.token("writers")
+	s.do("POST", "/api/v1/residents", alice, "Authorization", writer)
+	s.do("PATCH", "/api/v1/residents/1", `{"firstName":"Alicia"}`, "Authorization", writer, "If-Match", `"1"`)
+	s.do("PATCH", "/api/v1/residents/1", `{"firstName":"Alicia"}`, "Authorization", writer, "If-Match", `"2"`) // no change
+	s.do("PATCH", "/api/v1/residents/1", `{"firstName":"Bad","gender":"Q"}`, "Authorization", writer, "If-Match", `"2"`)
+	s.do("DELETE", "/api/v1/residents/1", "", "Authorization", writer, "If-Match", `"2"`)
+	entries, err := s.sqlite.PendingEvents(context.Background(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, en := range entries {
+		var ev plinth.Event
+		if err := json.Unmarshal(en.Payload, &ev); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%s v%d %s", ev.EventType, ev.EntityVersion, en.Subject))
+		if ev.EventType == "ResidentUpdatedEvent" {
+			if fmt.Sprint(ev.EventData.OldData) != "map[firstName:Alice]" || fmt.Sprint(ev.EventData.NewData) != "map[firstName:Alicia]" {
+				t.Fatalf("update carries more than the change: %+v", ev.EventData)
+			}
+			if ev.User.Email != "u@example.org" || ev.CorrelationID == "" || ev.State["lastName"] != "Smith" {
+				t.Fatalf("envelope: %+v", ev)
+			}
+		}
+		if ev.EventType == "ResidentDeletedEvent" && ev.State != nil {
+			t.Fatalf("delete event with state: %+v", ev)
+		}
+	}
+	want := "[ResidentCreatedEvent v1 plinth.development.residents.residents.created ResidentUpdatedEvent v2 plinth.development.residents.residents.updated ResidentDeletedEvent v3 plinth.development.residents.residents.deleted]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("events:\n%v\nwant\n%s", got, want)
+	}
+}

@@ -1,0 +1,282 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/events"
+)
+
+// DuplicateWindow is the duplicate window of the streams Publisher creates:
+// how long JetStream remembers a Nats-Msg-Id and drops a message that
+// repeats it. JetStream's default is two minutes; a relay that crashed
+// between publishing and marking sent re-publishes as soon as another takes
+// the lease (about 10s), well inside ten minutes.
+const DuplicateWindow = 10 * time.Minute
+
+// Connect connects to an external NATS server or cluster ("nats://host:4222",
+// several URLs separated by commas), reconnecting for ever after.
+func Connect(serverURL string) (*natsgo.Conn, error) {
+	nc, err := natsgo.Connect(serverURL,
+		natsgo.Name("plinth"),
+		natsgo.MaxReconnects(-1),
+		natsgo.Timeout(5*time.Second),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to NATS at %s: %w (check --nats-url and that the server is running)", RedactURL(serverURL), err)
+	}
+	return nc, nil
+}
+
+// RedactURL hides passwords and tokens in a NATS URL list, for messages.
+func RedactURL(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil || u.User == nil {
+			continue
+		}
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "***")
+		} else {
+			u.User = url.User("***")
+		}
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+// StreamName is the stream of a domain's events in an environment:
+// PLINTH_<ENV>_<DOMAIN>, upper case, hyphens as underscores
+// (PLINTH_PRODUCTION_BENEFIT_CLAIMS).
+func StreamName(env, domain string) string {
+	return strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace("PLINTH_" + env + "_" + domain))
+}
+
+// Publisher publishes outbox entries to JetStream; it implements
+// events.Publisher.
+//
+// Entries are published asynchronously (pipelined) and Publish waits for
+// every acknowledgement, so a batch costs about one round trip. Order is
+// kept even when a message in the middle of a batch fails: each message
+// after the first of its stream carries Nats-Expected-Last-Msg-Id, the
+// previous entry's event ID, so the stream refuses it unless its
+// predecessor was stored, and what a failed batch leaves in the stream is
+// always a prefix of it. The relay then publishes the whole batch again;
+// the stored prefix is dropped as duplicates. After a failure the next
+// batch is published one message at a time.
+type Publisher struct {
+	js  jetstream.JetStream
+	env string
+
+	mu      sync.Mutex
+	streams map[string]bool // domains whose stream is known to exist
+	careful bool            // publish one at a time until a batch succeeds
+}
+
+// NewPublisher returns a publisher for the environment's events and makes
+// sure each domain has its stream: created when missing, with file storage
+// and the duplicate window; an existing stream keeps its settings (limits,
+// replicas) except that it gains the domain's subjects and at least the
+// duplicate window.
+func NewPublisher(ctx context.Context, nc *natsgo.Conn, env string, domains []*plinth.Domain) (*Publisher, error) {
+	if env == "" || strings.ContainsAny(env, ". *>") {
+		return nil, fmt.Errorf("nats: environment %q cannot be a subject token", env)
+	}
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(8192),
+		jetstream.WithPublishAsyncTimeout(30*time.Second),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	p := &Publisher{js: js, env: env, streams: map[string]bool{}}
+	if err := p.Check(ctx); err != nil {
+		return nil, err
+	}
+	for _, d := range domains {
+		if err := p.EnsureStream(ctx, d.Name); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// JetStream is the publisher's JetStream context.
+func (p *Publisher) JetStream() jetstream.JetStream { return p.js }
+
+// Environment is the environment the publisher publishes for.
+func (p *Publisher) Environment() string { return p.env }
+
+// Check reports whether JetStream answers, for readiness checks.
+func (p *Publisher) Check(ctx context.Context) error {
+	nc := p.js.Conn()
+	if !nc.IsConnected() {
+		return fmt.Errorf("nats: not connected (%s)", nc.Status())
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := p.js.AccountInfo(ctx); err != nil {
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			return fmt.Errorf("nats: JetStream is not enabled on the NATS server at %s (start it with -js)", RedactURL(nc.ConnectedUrlRedacted()))
+		}
+		return fmt.Errorf("nats: JetStream does not answer: %w", err)
+	}
+	return nil
+}
+
+// Ping is Check.
+func (p *Publisher) Ping(ctx context.Context) error { return p.Check(ctx) }
+
+// EnsureStream makes sure the domain's stream exists and captures its
+// subjects.
+func (p *Publisher) EnsureStream(ctx context.Context, domain string) error {
+	p.mu.Lock()
+	known := p.streams[domain]
+	p.mu.Unlock()
+	if known {
+		return nil
+	}
+	name := StreamName(p.env, domain)
+	subject := events.DomainSubjects(p.env, domain)
+	want := jetstream.StreamConfig{
+		Name:        name,
+		Description: fmt.Sprintf("Plinth change events of the %s domain in %s", domain, p.env),
+		Subjects:    []string{subject},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		Storage:     jetstream.FileStorage,
+		Duplicates:  DuplicateWindow,
+		Replicas:    1,
+	}
+	for attempt := 0; ; attempt++ {
+		s, err := p.js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			_, err = p.js.CreateStream(ctx, want)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) && attempt == 0 {
+				continue // created meanwhile by another process
+			}
+			if err != nil {
+				return fmt.Errorf("nats: creating stream %s for %s: %w", name, subject, err)
+			}
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("nats: looking up stream %s: %w", name, err)
+		}
+		cur := s.CachedInfo().Config
+		update := false
+		if !slices.Contains(cur.Subjects, subject) {
+			cur.Subjects = append(cur.Subjects, subject)
+			update = true
+		}
+		if cur.Duplicates < DuplicateWindow && (cur.MaxAge == 0 || cur.Duplicates < cur.MaxAge) {
+			cur.Duplicates = DuplicateWindow
+			if cur.MaxAge > 0 && cur.MaxAge < DuplicateWindow {
+				cur.Duplicates = cur.MaxAge
+			}
+			update = true
+		}
+		if update {
+			if _, err := p.js.UpdateStream(ctx, cur); err != nil {
+				return fmt.Errorf("nats: updating stream %s: %w", name, err)
+			}
+		}
+		break
+	}
+	p.mu.Lock()
+	p.streams[domain] = true
+	p.mu.Unlock()
+	return nil
+}
+
+// Publish publishes the entries in order and waits until JetStream has
+// stored all of them. See the type's documentation for how order survives
+// a failure.
+func (p *Publisher) Publish(ctx context.Context, entries []plinth.OutboxEntry) error {
+	prefix := events.SubjectPrefix(p.env)
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Subject, prefix+e.Domain+".") {
+			return fmt.Errorf("nats: event %s has subject %q, outside plinth.%s.%s.>", e.EventID, e.Subject, p.env, e.Domain)
+		}
+		if err := p.EnsureStream(ctx, e.Domain); err != nil {
+			return err
+		}
+	}
+	p.mu.Lock()
+	careful := p.careful
+	p.mu.Unlock()
+	var err error
+	if careful {
+		err = p.publishOneByOne(ctx, entries)
+	} else {
+		err = p.publishPipelined(ctx, entries)
+	}
+	p.mu.Lock()
+	p.careful = err != nil
+	p.mu.Unlock()
+	return err
+}
+
+func message(e plinth.OutboxEntry) *natsgo.Msg {
+	return &natsgo.Msg{Subject: e.Subject, Data: e.Payload, Header: natsgo.Header{}}
+}
+
+func (p *Publisher) publishPipelined(ctx context.Context, entries []plinth.OutboxEntry) error {
+	last := map[string]string{} // domain → event ID of its previous entry
+	futures := make([]jetstream.PubAckFuture, 0, len(entries))
+	var sendErr error
+	for _, e := range entries {
+		opts := []jetstream.PublishOpt{jetstream.WithMsgID(e.EventID)}
+		if prev, ok := last[e.Domain]; ok {
+			opts = append(opts, jetstream.WithExpectLastMsgID(prev))
+		}
+		last[e.Domain] = e.EventID
+		f, err := p.js.PublishMsgAsync(message(e), opts...)
+		if err != nil {
+			sendErr = fmt.Errorf("publishing event %s: %w", e.EventID, err)
+			break
+		}
+		futures = append(futures, f)
+	}
+	// Wait for what was sent, even after a send error, so that nothing of
+	// this batch is still in flight when the caller retries.
+	var firstErr error
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			if firstErr == nil {
+				firstErr = fmt.Errorf("publishing event %s: %w", entries[i].EventID, err)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	return sendErr
+}
+
+func (p *Publisher) publishOneByOne(ctx context.Context, entries []plinth.OutboxEntry) error {
+	for _, e := range entries {
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := p.js.PublishMsg(pctx, message(e), jetstream.WithMsgID(e.EventID))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("publishing event %s: %w", e.EventID, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,233 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/storetest"
+)
+
+func TestPlanCreatesAuditAndOutboxTables(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openStore(t, nil)
+	p, err := s.Plan(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := p.String()
+	for _, want := range []string{
+		`CREATE TABLE IF NOT EXISTS "plinth"."audit"`,
+		`"principal" jsonb NOT NULL`,
+		`"record_ids" text[] NOT NULL`,
+		`USING gin ("record_ids")`,
+		`(("principal"->>'subject'), "sequence")`,
+		`("domain", "time")`,
+		`REVOKE UPDATE, DELETE`,
+		`CREATE TABLE IF NOT EXISTS "plinth"."audit_head"`,
+		`CREATE TABLE IF NOT EXISTS "plinth"."outbox"`,
+		`"txid" xid8 NOT NULL DEFAULT pg_current_xact_id()`,
+		`"payload" bytea NOT NULL`,
+		`WHERE "sent_at" IS NULL`,
+		`CREATE TABLE IF NOT EXISTS "plinth"."relay_lease"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the plan lacks %s:\n%s", want, out)
+		}
+	}
+	if err := s.Prepare(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := s.Plan(ctx, nil); err != nil || !p.Empty() {
+		t.Fatalf("plan after preparing: %v\n%s", err, p)
+	}
+}
+
+// The head row, if lost and recreated by Prepare, continues the chain
+// from the newest record.
+func TestAuditHeadRecreatedFromTrail(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openStore(t, nil)
+	if err := s.Prepare(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := s.AppendAudit(ctx, []plinth.AuditRecord{{Operation: "view"}, {Operation: "list"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM plinth.audit_head`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.AppendAudit(ctx, []plinth.AuditRecord{{Operation: "view"}})
+	if err == nil || !strings.Contains(err.Error(), "audit_head") {
+		t.Errorf("append without a head: %v; want an error naming plinth.audit_head", err)
+	}
+	if _, err := s.pool.Exec(ctx, `DROP TABLE plinth.audit_head`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Prepare(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	next, err := s.AppendAudit(ctx, []plinth.AuditRecord{{Operation: "view"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next[0].Sequence != 3 || next[0].PrevHash != recs[1].Hash {
+		t.Errorf("after recreating the head: sequence %d, prevHash %q; want 3, %q", next[0].Sequence, next[0].PrevHash, recs[1].Hash)
+	}
+}
+
+// A deleted tail is not silently papered over: the next record keeps the
+// head's numbering, so the verifier sees a gap.
+func TestAuditDeletedTailLeavesGap(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openStore(t, nil)
+	if err := s.Prepare(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendAudit(ctx, make([]plinth.AuditRecord, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM plinth.audit WHERE sequence = 3`); err != nil {
+		t.Fatal(err)
+	}
+	next, err := s.AppendAudit(ctx, make([]plinth.AuditRecord, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next[0].Sequence != 4 {
+		t.Errorf("sequence %d after deleting the tail; want 4 (a visible gap)", next[0].Sequence)
+	}
+}
+
+func TestAuditAndOutboxNotPrepared(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openStore(t, nil)
+	calls := map[string]func() error{
+		"AppendAudit": func() error { _, err := s.AppendAudit(ctx, make([]plinth.AuditRecord, 1)); return err },
+		"AuditRecords": func() error {
+			_, _, err := s.AuditRecords(ctx, plinth.AuditQuery{})
+			return err
+		},
+		"ScanAudit":     func() error { return s.ScanAudit(ctx, 0, func(plinth.AuditRecord) error { return nil }) },
+		"PendingEvents": func() error { _, err := s.PendingEvents(ctx, 10); return err },
+		"AcquireRelayLease": func() error {
+			_, err := s.AcquireRelayLease(ctx, "r", time.Second)
+			return err
+		},
+	}
+	for name, call := range calls {
+		if err := call(); err == nil || !strings.Contains(err.Error(), "prepare the store") {
+			t.Errorf("%s before Prepare: %v; want an error saying to prepare", name, err)
+		}
+	}
+}
+
+func TestAuditAndOutboxUnavailableDuringOutage(t *testing.T) {
+	dbURL := TestDatabase(t)
+	u, _ := url.Parse(dbURL)
+	p := newProxy(t, u.Host)
+	u.Host = p.addr
+	ctx := context.Background()
+	s, err := Open(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Prepare(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendAudit(ctx, make([]plinth.AuditRecord, 1)); err != nil {
+		t.Fatal(err)
+	}
+	p.stop()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	calls := map[string]func() error{
+		"AppendAudit": func() error { _, err := s.AppendAudit(cctx, make([]plinth.AuditRecord, 1)); return err },
+		"AuditRecords": func() error {
+			_, _, err := s.AuditRecords(cctx, plinth.AuditQuery{})
+			return err
+		},
+		"ScanAudit":      func() error { return s.ScanAudit(cctx, 0, func(plinth.AuditRecord) error { return nil }) },
+		"PendingEvents":  func() error { _, err := s.PendingEvents(cctx, 10); return err },
+		"MarkEventsSent": func() error { return s.MarkEventsSent(cctx, []int64{1}) },
+		"AcquireRelayLease": func() error {
+			_, err := s.AcquireRelayLease(cctx, "r", time.Second)
+			return err
+		},
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, plinth.ErrUnavailable) {
+			t.Errorf("%s during outage: %v, want ErrUnavailable", name, err)
+		}
+	}
+}
+
+// The outbox's ordering does not depend on the isolation level writers and
+// the relay run at.
+func TestOutboxContractRepeatableRead(t *testing.T) {
+	storetest.RunOutbox(t, func(t *testing.T) plinth.Store {
+		dbURL := TestDatabase(t)
+		u, _ := url.Parse(dbURL)
+		ctx := context.Background()
+		admin, err := Open(ctx, dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = admin.pool.Exec(ctx, `ALTER DATABASE `+quote(strings.TrimPrefix(u.Path, "/"))+` SET default_transaction_isolation = 'repeatable read'`)
+		admin.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(ctx, dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		var level string
+		if err := s.pool.QueryRow(ctx, "SHOW transaction_isolation").Scan(&level); err != nil || level != "repeatable read" {
+			t.Fatalf("isolation %q, %v", level, err)
+		}
+		if err := s.Prepare(ctx, storetest.Domains(t)); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+func TestPurgeSentEvents(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openStore(t, nil)
+	if err := s.Prepare(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"e1", "e2", "e3"} {
+		if err := s.Write(ctx, func(tx plinth.Tx) error {
+			return tx.(plinth.EventTx).AppendEvent(ctx, plinth.OutboxEntry{EventID: id, Payload: []byte("{}")})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	es, err := s.PendingEvents(ctx, 10)
+	if err != nil || len(es) != 3 {
+		t.Fatalf("pending: %v, %v", es, err)
+	}
+	if err := s.MarkEventsSent(ctx, []int64{es[0].Sequence, es[1].Sequence}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PurgeSentEvents(ctx, time.Hour); err != nil || n != 0 {
+		t.Errorf("purge of events sent over an hour ago: %d, %v; want 0", n, err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if n, err := s.PurgeSentEvents(ctx, 0); err != nil || n != 2 {
+		t.Errorf("purge of every sent event: %d, %v; want 2", n, err)
+	}
+	if es, err := s.PendingEvents(ctx, 10); err != nil || len(es) != 1 || es[0].EventID != "e3" {
+		t.Errorf("pending after the purge: %v, %v", es, err)
+	}
+}

@@ -1,0 +1,187 @@
+package sqlite
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/plinth-data/plinth"
+)
+
+// The transactional outbox is kept in two tables, created by Prepare:
+//
+//   - plinth_outbox: one row per event, written by Tx.AppendEvent in the
+//     transaction of the change; the payload is a BLOB, the event's bytes
+//     exactly as they will be published; sent_at is set by MarkEventsSent.
+//     A partial index holds the unsent rows only.
+//   - plinth_relay_lease: one row per lease (the relay uses "outbox"):
+//     which relay holds it and until when.
+//
+// SQLite has one writer at a time, also across processes (every write
+// transaction begins IMMEDIATE), and a transaction draws its sequence
+// number while it holds the write lock. So sequence order is commit order,
+// no row can commit behind a higher-numbered one (the sequence-gap trap of
+// polling outboxes cannot happen), and PendingEvents may return every
+// unsent row it sees. AUTOINCREMENT keeps numbers of rolled-back or
+// purged rows from being handed out again.
+
+var (
+	_ plinth.OutboxStore = (*Store)(nil)
+	_ plinth.EventTx     = (*tx)(nil)
+)
+
+// relayLeaseName is the lease the relay of OutboxStore holds.
+const relayLeaseName = "outbox"
+
+var outboxSchema = []string{
+	`CREATE TABLE IF NOT EXISTS "plinth_outbox" (
+	"sequence" INTEGER PRIMARY KEY AUTOINCREMENT,
+	"domain" TEXT NOT NULL,
+	"subject" TEXT NOT NULL,
+	"event_id" TEXT NOT NULL UNIQUE,
+	"payload" BLOB NOT NULL,
+	"created_at" TEXT NOT NULL,
+	"sent_at" TEXT
+)`,
+	`CREATE INDEX IF NOT EXISTS "plinth_outbox__unsent" ON "plinth_outbox" ("sequence") WHERE "sent_at" IS NULL`,
+	`CREATE INDEX IF NOT EXISTS "plinth_outbox__sent_at" ON "plinth_outbox" ("sent_at") WHERE "sent_at" IS NOT NULL`,
+	`CREATE TABLE IF NOT EXISTS "plinth_relay_lease" (
+	"name" TEXT PRIMARY KEY NOT NULL,
+	"holder" TEXT NOT NULL,
+	"expires_at" TEXT NOT NULL
+) WITHOUT ROWID`,
+}
+
+const (
+	insertEventSQL   = `INSERT INTO "plinth_outbox" ("domain", "subject", "event_id", "payload", "created_at") VALUES (?, ?, ?, ?, ?)`
+	pendingEventsSQL = `SELECT "sequence", "domain", "subject", "event_id", "payload" FROM "plinth_outbox"
+WHERE "sent_at" IS NULL ORDER BY "sequence" LIMIT ?`
+	markEventsSentSQL = `UPDATE "plinth_outbox" SET "sent_at" = ?
+WHERE "sequence" IN (SELECT "value" FROM json_each(?)) AND "sent_at" IS NULL`
+	acquireLeaseSQL = `INSERT INTO "plinth_relay_lease" ("name", "holder", "expires_at") VALUES (?, ?, ?)
+ON CONFLICT ("name") DO UPDATE SET "holder" = excluded."holder", "expires_at" = excluded."expires_at"
+WHERE "plinth_relay_lease"."holder" = excluded."holder" OR "plinth_relay_lease"."expires_at" <= ?
+RETURNING "holder"`
+	purgeSentEventsSQL = `DELETE FROM "plinth_outbox" WHERE "sent_at" < ?`
+)
+
+// prepareOutbox creates the outbox tables when they are missing.
+func (x *tx) prepareOutbox(ctx context.Context) error {
+	for _, q := range outboxSchema {
+		if _, err := x.tx.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AppendEvent adds the event to the outbox within the write transaction.
+// plinth.ErrConflict when its event ID is already there.
+func (x *tx) AppendEvent(ctx context.Context, e plinth.OutboxEntry) error {
+	what := fmt.Sprintf("append event %q to the outbox", e.EventID)
+	if e.EventID == "" {
+		return errors.New("sqlite: append an event to the outbox: the event has no ID")
+	}
+	payload := e.Payload
+	if payload == nil {
+		payload = []byte{}
+	}
+	st, err := x.stmt(ctx, insertEventSQL)
+	if err != nil {
+		return fail(what, err)
+	}
+	if _, err := st.ExecContext(ctx, e.Domain, e.Subject, e.EventID, payload, formatStoredTime(plinth.Now())); err != nil {
+		if isKeyConflict(err) {
+			return fmt.Errorf("sqlite: %s: %w", what, plinth.ErrConflict)
+		}
+		return fail(what, err)
+	}
+	return nil
+}
+
+// PendingEvents returns up to limit (plinth.DefaultLimit when <= 0)
+// unsent entries in sequence order.
+func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEntry, error) {
+	if limit <= 0 {
+		limit = plinth.DefaultLimit
+	}
+	rows, err := s.query(ctx, pendingEventsSQL, limit)
+	if err != nil {
+		return nil, fail("read pending events", err)
+	}
+	defer rows.Close()
+	out := []plinth.OutboxEntry{}
+	for rows.Next() {
+		var e plinth.OutboxEntry
+		if err := rows.Scan(&e.Sequence, &e.Domain, &e.Subject, &e.EventID, &e.Payload); err != nil {
+			return nil, fail("read pending events", err)
+		}
+		if e.Payload == nil {
+			e.Payload = []byte{}
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fail("read pending events", err)
+	}
+	return out, nil
+}
+
+// MarkEventsSent records that the entries were published. Entries already
+// marked keep their first time.
+func (s *Store) MarkEventsSent(ctx context.Context, sequences []int64) error {
+	if len(sequences) == 0 {
+		return nil
+	}
+	list, err := json.Marshal(sequences)
+	if err != nil {
+		return fmt.Errorf("sqlite: mark events sent: %w", err)
+	}
+	if _, err := s.write.ExecContext(ctx, markEventsSentSQL, formatStoredTime(plinth.Now()), string(list)); err != nil {
+		return fail(fmt.Sprintf("mark %d events sent", len(sequences)), err)
+	}
+	return nil
+}
+
+// AcquireRelayLease makes holder the active relay until ttl from now, or
+// renews its lease; false when another holder's lease has not expired.
+// The clock is this machine's, which every process sharing the database
+// file shares.
+func (s *Store) AcquireRelayLease(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	if holder == "" {
+		return false, errors.New("sqlite: acquire the relay lease: the holder has no name")
+	}
+	now := time.Now()
+	rows, err := s.write.QueryContext(ctx, acquireLeaseSQL, relayLeaseName, holder,
+		formatStoredTime(now.Add(ttl)), formatStoredTime(now))
+	if err != nil {
+		return false, fail("acquire the relay lease", err)
+	}
+	defer rows.Close()
+	got := rows.Next()
+	if err := rows.Close(); err != nil {
+		return false, fail("acquire the relay lease", err)
+	}
+	if err := rows.Err(); err != nil {
+		return false, fail("acquire the relay lease", err)
+	}
+	return got, nil
+}
+
+// PurgeSentEvents deletes the entries published more than olderThan ago
+// (7 days is a sensible retention: long enough to replay into a rebuilt
+// stream, short enough to keep the file small) and returns how many it
+// deleted. Unsent entries are never deleted.
+func (s *Store) PurgeSentEvents(ctx context.Context, olderThan time.Duration) (int64, error) {
+	res, err := s.write.ExecContext(ctx, purgeSentEventsSQL, formatStoredTime(time.Now().Add(-olderThan)))
+	if err != nil {
+		return 0, fail("purge sent events", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fail("purge sent events", err)
+	}
+	return n, nil
+}
