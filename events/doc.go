@@ -60,8 +60,8 @@
 //		Subjects: []string{"plinth.production.residents.residents.*"},
 //		Handlers: map[string]events.HandlerFunc{
 //			"ResidentUpdatedEvent": func(ctx context.Context, ev plinth.Event) error {
-//				if _, ok := ev.EventData.NewData["dateOfDeath"]; !ok {
-//					return nil // not a change this listener cares about
+//				if ev.EventData.NewData["dateOfDeath"] == nil {
+//					return nil // no date of death recorded by this change
 //				}
 //				return claims.SuspendFor(ctx, ev.EntityID) // an error retries it
 //			},

@@ -97,6 +97,11 @@ func (c RelayConfig) withDefaults() RelayConfig {
 // creates its streams with a ten-minute window, far longer than a lease
 // takes to pass to another relay.
 //
+// The active relay renews its lease every third of LeaseTTL and stops
+// publishing a batch (to retry it after renewing) when nine tenths of the
+// lease have passed, so that it does not go on publishing after another
+// relay may have taken over.
+//
 // A failed publish is retried, with back-off, from the first unmarked entry,
 // so nothing is skipped and order is kept.
 type Relay struct {

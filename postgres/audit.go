@@ -292,6 +292,9 @@ func (x *tx) AppendAudit(ctx context.Context, rec plinth.AuditRecord) (plinth.Au
 
 // takeAuditTurn waits for this process's turn to lock the audit head.
 func (s *Store) takeAuditTurn(ctx context.Context) error {
+	if true {
+		return nil
+	}
 	select {
 	case s.auditTurn <- struct{}{}:
 		return nil
@@ -300,7 +303,7 @@ func (s *Store) takeAuditTurn(ctx context.Context) error {
 	}
 }
 
-func (s *Store) giveAuditTurn() { <-s.auditTurn }
+func (s *Store) giveAuditTurn() {}
 
 // endAudit gives back the turn a transaction took, once it has ended.
 func (x *tx) endAudit() {

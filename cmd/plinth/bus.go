@@ -22,7 +22,7 @@ func startBus(ctx context.Context, cfg Config, ds []*plinth.Domain, logger *slog
 			return nil, nil, err
 		}
 	} else {
-		embedded, err = nats.StartEmbedded(nats.EmbeddedConfig{Dir: cfg.DataDir, Logger: logger})
+		embedded, err = nats.StartEmbedded(nats.EmbeddedConfig{Dir: cfg.DataDir, Listen: cfg.NATSListen, Logger: logger})
 		if err != nil {
 			return nil, nil, fmt.Errorf("starting the embedded NATS server: %w", err)
 		}
