@@ -145,3 +145,78 @@ func benchWriteToEvent(b *testing.B, writers int) {
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(float64(len(committed))/committed[len(committed)-1].Sub(start).Seconds(), "writes/s")
 }
+
+// BenchmarkRelayDrain measures the relay alone on PostgreSQL with the
+// embedded NATS server: b.N events wait in the outbox (written before the
+// timer starts); the relay publishes them and a JetStream consumer receives
+// them. It reports events/s, the relay's capacity apart from the write path.
+func BenchmarkRelayDrain(b *testing.B) {
+	ctx := context.Background()
+	ds := shipped(b)
+	url := postgres.TestDatabase(b)
+	st, err := postgres.Open(ctx, url+"?sslmode=disable&pool_max_conns=20")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	if err := st.Prepare(ctx, ds); err != nil {
+		b.Fatal(err)
+	}
+	bs := newBus(b, ds)
+	e := entity(b, ds, "residents")
+	data, err := e.Validate(map[string]any{"firstName": "Bench", "lastName": "Mark", "gender": "F", "dateOfBirth": "1990-04-23"}, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := b.N
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				err := st.Write(ctx, func(tx plinth.Tx) error {
+					rec, err := tx.Insert(ctx, e, data)
+					if err != nil {
+						return err
+					}
+					entry, _, _ := events.Build(e, events.Created, nil, &rec, events.Context{})
+					return tx.(plinth.EventTx).AppendEvent(ctx, entry)
+				})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+
+	var got atomic.Int64
+	all := make(chan struct{})
+	cons, err := bs.js.OrderedConsumer(ctx, residentsStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cc, err := cons.Consume(func(jetstream.Msg) {
+		if got.Add(1) == int64(n) {
+			close(all)
+		}
+	}, jetstream.PullMaxMessages(2000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Stop()
+
+	b.ResetTimer()
+	start := time.Now()
+	startRelay(b, st, bs.pub, events.RelayConfig{Holder: "drain", Logger: quiet})
+	select {
+	case <-all:
+	case <-time.After(5 * time.Minute):
+		b.Fatalf("received %d of %d events", got.Load(), n)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
+}

@@ -36,6 +36,11 @@ type RelayConfig struct {
 	Poll time.Duration
 	// Batch is the most entries published at a time; default 500.
 	Batch int
+	// Linger is the least time between two looks at the outbox when
+	// Notify wakes the relay; default 5ms, negative for none. Under a
+	// stream of commits it gathers them into fewer, larger batches (fewer
+	// queries on the store) at the cost of that much latency.
+	Linger time.Duration
 	// Retention is how long published entries stay in the outbox before
 	// the active relay deletes them, when the store can (sqlite and
 	// postgres can: PurgeSentEvents); default 7 days, negative keeps them.
@@ -69,6 +74,9 @@ func (c RelayConfig) withDefaults() RelayConfig {
 	}
 	if c.Batch <= 0 {
 		c.Batch = 500
+	}
+	if c.Linger == 0 {
+		c.Linger = 5 * time.Millisecond
 	}
 	if c.Retention == 0 {
 		c.Retention = 7 * 24 * time.Hour
@@ -225,6 +233,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		// Stop publishing before the lease may have run out: past that,
 		// another relay may be publishing too.
 		bctx, cancel := context.WithDeadline(ctx, leaseAt.Add(r.cfg.LeaseTTL*9/10))
+		lookedAt := time.Now()
 		n, err := r.relayOnce(bctx)
 		cancel()
 		switch {
@@ -246,7 +255,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		if n == r.cfg.Batch {
 			continue // more may be waiting
 		}
-		r.waitForWork(ctx, min(r.cfg.Poll, max(renewEvery-time.Since(leaseAt), 0)))
+		r.waitForWork(ctx, lookedAt, min(r.cfg.Poll, max(renewEvery-time.Since(leaseAt), 0)))
 	}
 	return nil
 }
@@ -309,13 +318,20 @@ func (r *Relay) relayOnce(ctx context.Context) (int, error) {
 	return len(entries), nil
 }
 
-func (r *Relay) waitForWork(ctx context.Context, d time.Duration) {
+// waitForWork waits up to d for Notify, and after a Notify until Linger
+// has passed since the last look at the outbox.
+func (r *Relay) waitForWork(ctx context.Context, lookedAt time.Time, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-	case <-r.wake:
+		return
 	case <-t.C:
+		return
+	case <-r.wake:
+	}
+	if wait := r.cfg.Linger - time.Since(lookedAt); wait > 0 {
+		sleep(ctx, wait)
 	}
 }
 

@@ -155,8 +155,9 @@ const scanBatch = 1000
 //
 // Appends within one process (this and Tx.AppendAudit) take turns in Go
 // before they lock the head, so that they do not all wait on the row lock
-// and wake together each time it is released; which more than doubles
-// what concurrent appenders get through. Each takes its turn while
+// and wake together each time it is released (with 16 concurrent callers
+// and a 32-connection pool, about 12% more records/s on a 2-core machine;
+// the pool's size bounds how many would wait). Each takes its turn while
 // holding its connection, so the holder of the turn can always finish.
 func (s *Store) AppendAudit(ctx context.Context, recs []plinth.AuditRecord) ([]plinth.AuditRecord, error) {
 	if len(recs) == 0 {
@@ -292,9 +293,6 @@ func (x *tx) AppendAudit(ctx context.Context, rec plinth.AuditRecord) (plinth.Au
 
 // takeAuditTurn waits for this process's turn to lock the audit head.
 func (s *Store) takeAuditTurn(ctx context.Context) error {
-	if true {
-		return nil
-	}
 	select {
 	case s.auditTurn <- struct{}{}:
 		return nil
@@ -303,7 +301,7 @@ func (s *Store) takeAuditTurn(ctx context.Context) error {
 	}
 }
 
-func (s *Store) giveAuditTurn() {}
+func (s *Store) giveAuditTurn() { <-s.auditTurn }
 
 // endAudit gives back the turn a transaction took, once it has ended.
 func (x *tx) endAudit() {
