@@ -630,64 +630,12 @@ func decode(f *plinth.Field, p any) (any, error) {
 		if *x == nil {
 			return nil, nil
 		}
-		dec := json.NewDecoder(bytes.NewReader(*x))
-		dec.UseNumber()
-		var v any
-		if err := dec.Decode(&v); err != nil {
-			return nil, fmt.Errorf("field %q holds JSON that does not decode: %w", f.Name, err)
-		}
-		// Stored data was canonical when written: converting numbers by
-		// the field's types is enough. (Field.Canonical would check every
-		// format again, at several times the cost, and fail on data
-		// written before the spec tightened a nested field.)
-		return loose(f, v), nil
+		// Stored data was canonical when written: DecodeStored converts
+		// numbers by the field's types without checking formats again, so
+		// data written before the spec tightened a nested field still reads.
+		return f.DecodeStored(*x)
 	}
 	return nil, nil
-}
-
-// loose converts JSON decoded with UseNumber to canonical Go types by the
-// field's shape, without checking constraints. Object members the spec no
-// longer has are left out.
-func loose(f *plinth.Field, v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if f != nil && f.Type == plinth.TypeInteger {
-			if n, err := x.Int64(); err == nil {
-				return n
-			}
-		}
-		if n, err := x.Float64(); err == nil {
-			return n
-		}
-		return x.String()
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, v := range x {
-			var sub *plinth.Field
-			if f != nil {
-				if sub = plinth.FieldByName(f.Fields, k); sub == nil && f.Type == plinth.TypeObject {
-					continue
-				}
-			}
-			if v != nil {
-				out[k] = loose(sub, v)
-			}
-		}
-		return out
-	case []any:
-		out := make([]any, 0, len(x))
-		var item *plinth.Field
-		if f != nil {
-			item = f.Items
-		}
-		for _, v := range x {
-			if v != nil {
-				out = append(out, loose(item, v))
-			}
-		}
-		return out
-	}
-	return v
 }
 
 // keyParam turns a key as callers give it into a parameter for the key

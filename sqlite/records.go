@@ -127,55 +127,13 @@ func decodeValue(f *plinth.Field, v any) (any, error) {
 		if !ok {
 			break
 		}
-		dec := json.NewDecoder(bytes.NewReader([]byte(s)))
-		dec.UseNumber()
-		var x any
-		if err := dec.Decode(&x); err != nil {
-			return nil, fmt.Errorf("%s: %w", f.Name, err)
-		}
-		return canonJSON(f, x), nil
+		return f.DecodeStored([]byte(s))
 	default:
 		if s, ok := v.(string); ok {
 			return s, nil
 		}
 	}
 	return nil, fmt.Errorf("%s: a %s field holds %T", f.Name, f.Type, v)
-}
-
-// canonJSON makes a decoded JSON value (numbers as json.Number) canonical
-// for field f: integers int64, numbers float64. It trusts the stored data,
-// which was validated on the way in, rather than validating again, so a
-// spec that later tightens a constraint does not make old records
-// unreadable. Like top-level columns, fields no longer in the spec are
-// left out.
-func canonJSON(f *plinth.Field, v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if f.Type == plinth.TypeInteger {
-			if n, err := x.Int64(); err == nil {
-				return n
-			}
-		}
-		n, _ := x.Float64()
-		return n
-	case map[string]any:
-		for k, item := range x {
-			sub := plinth.FieldByName(f.Fields, k)
-			if sub == nil || item == nil {
-				delete(x, k)
-				continue
-			}
-			x[k] = canonJSON(sub, item)
-		}
-	case []any:
-		if f.Items == nil {
-			return x
-		}
-		for i, item := range x {
-			x[i] = canonJSON(f.Items, item)
-		}
-	}
-	return v
 }
 
 // keyArg turns a key as callers pass it into the key column's value.
