@@ -59,13 +59,23 @@ func (o *onceTB) Cleanup(func())  {}
 func (o *onceTB) TempDir() string { return o.dir }
 
 func benchGet(b *testing.B, a *api, path func(r *rand.Rand) string) {
+	benchGetAuth(b, a, "", path)
+}
+
+// benchGetAuth sends GETs from parallel goroutines, with an Authorization
+// header when authorization is not empty.
+func benchGetAuth(b *testing.B, a *api, authorization string, path func(r *rand.Rand) string) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		r := rand.New(rand.NewPCG(rand.Uint64(), 1))
 		for pb.Next() {
-			res, err := client.Get(a.url + path(r))
+			req, _ := http.NewRequest("GET", a.url+path(r), nil)
+			if authorization != "" {
+				req.Header.Set("Authorization", authorization)
+			}
+			res, err := client.Do(req)
 			if err != nil {
 				b.Fatal(err)
 			}

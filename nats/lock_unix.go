@@ -22,7 +22,8 @@ func lockDir(dir string) (*os.File, error) {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("embedded NATS: another process (a running plinth serve or relay?) is using %s; "+
-				"stop it, or point this command at a NATS server with --nats-url", dir)
+				"stop it, or point this command at a NATS server with --nats-url "+
+				"(a plinth serve offers its embedded server to other processes with --nats-listen)", dir)
 		}
 		return nil, fmt.Errorf("embedded NATS: locking %s: %w", path, err)
 	}

@@ -161,10 +161,12 @@ short line with --short), until interrupted. --since starts further back: a
 duration (15m, 2h) or a time (2024-05-01T09:00:00Z, 2024-05-01).
 
 Without --nats-url this opens the embedded server's files in the data
-directory, which works only while no plinth serve or relay uses them; to tail a
-running server, point --nats-url at the NATS server it publishes to.`,
+directory, which works only while no plinth serve or relay uses them. To tail a
+running plinth serve, point --nats-url at the NATS server it publishes to; with
+its embedded server, start serve with --nats-listen 127.0.0.1:4222 and tail
+with --nats-url nats://127.0.0.1:4222.`,
 		Example: `  plinth events tail --nats-url nats://127.0.0.1:4222
-  plinth events tail --domain residents --since 1h --short`,
+  plinth events tail --nats-url nats://127.0.0.1:4222 --domain residents --since 1h --short`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cmd)

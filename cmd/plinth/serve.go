@@ -152,7 +152,15 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 		Audit:           auditStore,
 		Events:          true,
 		EventsCommitted: relay.Notify,
-		Checks:          map[string]func(context.Context) error{"bus": pub.Check},
+		Checks: map[string]func(context.Context) error{
+			"bus": pub.Check,
+			"relay": func(context.Context) error {
+				if st := relay.Status(); cfg.Relay && st.LastError != nil {
+					return fmt.Errorf("the event relay is failing: %w", st.LastError)
+				}
+				return nil
+			},
+		},
 	})
 	srv := &http.Server{
 		Handler:           api,
