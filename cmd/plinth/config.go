@@ -44,6 +44,7 @@ type Config struct {
 	MaxTokenLifetime time.Duration `yaml:"maxTokenLifetime" env:"PLINTH_MAX_TOKEN_LIFETIME" flag:"max-token-lifetime" usage:"longest lifetime of a service token"`
 	AdminGroups      string        `yaml:"adminGroups" env:"PLINTH_ADMIN_GROUPS" flag:"admin-groups" usage:"comma-separated groups allowed on the admin API"`
 	AuditorGroups    string        `yaml:"auditorGroups" env:"PLINTH_AUDITOR_GROUPS" flag:"auditor-groups" usage:"comma-separated groups allowed to search the audit trail"`
+	Audit            bool          `yaml:"audit" env:"PLINTH_AUDIT" flag:"audit" usage:"audit every request (can be turned off in development only, e.g. for benchmarks)"`
 	AuditMirror      string        `yaml:"auditMirror" env:"PLINTH_AUDIT_MIRROR" flag:"audit-mirror" usage:"also write every audit record as a JSON line to this file, or to stdout with \"stdout\""`
 
 	NATSURL    string `yaml:"natsURL" env:"PLINTH_NATS_URL" flag:"nats-url" usage:"external NATS server or cluster for events (default: an embedded server, data in the data dir)"`
@@ -69,6 +70,7 @@ func defaultConfig() Config {
 		MaxTokenLifetime: 365 * 24 * time.Hour,
 		AdminGroups:      "plinth-admins",
 		AuditorGroups:    "plinth-auditors",
+		Audit:            true,
 		Relay:            true,
 	}
 }
@@ -189,6 +191,9 @@ func (c Config) check() error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		return fmt.Errorf("max body bytes %d: must be at least 1024", c.MaxBodyBytes)
+	}
+	if !c.Audit && c.Environment != plinth.EnvDevelopment {
+		return fmt.Errorf("auditing can be turned off only in development, not %s", c.Environment)
 	}
 	if c.TokenSecret != "" && len(c.TokenSecret) < 32 {
 		return fmt.Errorf("token secret: must be at least 32 bytes long")

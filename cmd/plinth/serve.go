@@ -84,6 +84,11 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	auditor := audit.New(auditStore, audit.Config{Environment: cfg.Environment,
 		FailClosed: cfg.Environment == plinth.EnvProduction, Mirror: mirror, Logger: logger})
+	var requestAuditor plinthhttp.Auditor = auditor
+	if !cfg.Audit {
+		logger.Warn("auditing is off (development only)")
+		requestAuditor = nil
+	}
 
 	// Change events: the transactional outbox, relayed to NATS JetStream.
 	outbox, ok := st.(plinth.OutboxStore)
@@ -148,7 +153,7 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 		Authorizer:      authz,
 		Access:          access,
 		Environment:     cfg.Environment,
-		Auditor:         auditor,
+		Auditor:         requestAuditor,
 		Audit:           auditStore,
 		Events:          true,
 		EventsCommitted: relay.Notify,
