@@ -5,7 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"math"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // AuditRecord is one entry of the audit trail: every request that touches
@@ -83,4 +86,59 @@ type AuditStore interface {
 type AuditTx interface {
 	// AppendAudit adds a record to the chain within the transaction.
 	AppendAudit(ctx context.Context, rec AuditRecord) (AuditRecord, error)
+}
+
+// NormalizeAudit returns r as stores keep it: Time in UTC to the
+// microsecond (Now() when zero), text valid UTF-8 without U+0000,
+// and a DurationMs that JSON can carry (0 for NaN and infinities). The
+// hash is computed over this form, so a request with odd bytes in a header
+// or filter is still audited, and still verifies.
+func NormalizeAudit(r AuditRecord) AuditRecord {
+	if r.Time.IsZero() {
+		r.Time = Now()
+	}
+	r.Time = r.Time.UTC().Truncate(time.Microsecond)
+	for _, p := range []*string{&r.CorrelationID, &r.Environment, &r.Domain, &r.Entity, &r.Operation, &r.Method,
+		&r.Route, &r.Decision, &r.Reason, &r.ClientAddress, &r.UserAgent,
+		&r.Principal.Subject, &r.Principal.Email, &r.Principal.Name, &r.Principal.TokenID, &r.Principal.Consumer} {
+		*p = cleanText(*p)
+	}
+	if r.Filters != nil {
+		f := make(map[string]string, len(r.Filters))
+		for k, v := range r.Filters {
+			f[cleanText(k)] = cleanText(v)
+		}
+		r.Filters = f
+	}
+	r.Principal.Groups = cleanList(r.Principal.Groups)
+	r.RecordIDs = cleanList(r.RecordIDs)
+	if math.IsNaN(r.DurationMs) || math.IsInf(r.DurationMs, 0) {
+		r.DurationMs = 0
+	}
+	return r
+}
+
+// cleanText replaces invalid UTF-8 and U+0000 with U+FFFD.
+func cleanText(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// cleanList returns list with cleanText applied, copying it only when
+// something changes.
+func cleanList(list []string) []string {
+	for i, s := range list {
+		if c := cleanText(s); c != s {
+			out := make([]string, len(list))
+			copy(out, list)
+			out[i] = c
+			for j := i + 1; j < len(out); j++ {
+				out[j] = cleanText(out[j])
+			}
+			return out
+		}
+	}
+	return list
 }

@@ -112,15 +112,10 @@ func (h *entityHandler) create(w http.ResponseWriter, r *http.Request) {
 // update applies a JSON Merge Patch to the version named by If-Match. A
 // patch that changes nothing leaves the record, and its version, alone.
 func (h *entityHandler) update(w http.ResponseWriter, r *http.Request) {
-	id, ok := h.id(w, r)
+	id, version, ok := h.conditional(w, r)
 	if !ok {
 		return
 	}
-	version, ok := ifMatch(w, r)
-	if !ok {
-		return
-	}
-	returned(r.Context(), plinth.KeyString(id))
 	patch, ok := h.s.readBody(w, r, "application/merge-patch+json", "application/json")
 	if !ok {
 		return
@@ -130,12 +125,9 @@ func (h *entityHandler) update(w http.ResponseWriter, r *http.Request) {
 	var audited plinth.AuditRecord
 	var evented bool
 	err := h.s.store.Write(r.Context(), func(tx plinth.Tx) error {
-		cur, err := tx.Get(r.Context(), h.e, id)
+		cur, err := h.current(r.Context(), tx, id, version)
 		if err != nil {
 			return err
-		}
-		if cur.Version != version {
-			return plinth.ErrVersionConflict
 		}
 		if v, ok := patch[keyName]; ok {
 			if kv, err := h.e.KeyField().Canonical(v); err != nil || kv != cur.Data[keyName] {
@@ -167,24 +159,16 @@ func (h *entityHandler) update(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *entityHandler) delete(w http.ResponseWriter, r *http.Request) {
-	id, ok := h.id(w, r)
+	id, version, ok := h.conditional(w, r)
 	if !ok {
 		return
 	}
-	version, ok := ifMatch(w, r)
-	if !ok {
-		return
-	}
-	returned(r.Context(), plinth.KeyString(id))
 	var audited plinth.AuditRecord
 	var evented bool
 	err := h.s.store.Write(r.Context(), func(tx plinth.Tx) error {
-		cur, err := tx.Get(r.Context(), h.e, id)
+		cur, err := h.current(r.Context(), tx, id, version)
 		if err != nil {
 			return err
-		}
-		if cur.Version != version {
-			return plinth.ErrVersionConflict
 		}
 		if err := tx.Delete(r.Context(), h.e, id, version); err != nil {
 			return err
@@ -234,6 +218,29 @@ func (s *Server) afterCommit(ctx context.Context, audited plinth.AuditRecord, ev
 	if evented {
 		s.notify()
 	}
+}
+
+// conditional reads what an update or delete acts on: the id, and the
+// version If-Match names.
+func (h *entityHandler) conditional(w http.ResponseWriter, r *http.Request) (id any, version int64, ok bool) {
+	if id, ok = h.id(w, r); !ok {
+		return nil, 0, false
+	}
+	returned(r.Context(), plinth.KeyString(id))
+	if version, ok = ifMatch(w, r); !ok {
+		return nil, 0, false
+	}
+	return id, version, true
+}
+
+// current returns the record an update or delete starts from, locked,
+// when it is still at version.
+func (h *entityHandler) current(ctx context.Context, tx plinth.Tx, id any, version int64) (plinth.Record, error) {
+	cur, err := tx.Get(ctx, h.e, id)
+	if err == nil && cur.Version != version {
+		err = plinth.ErrVersionConflict
+	}
+	return cur, err
 }
 
 // id parses the {id} path parameter by the entity's key type.

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -166,7 +165,7 @@ func (s *Store) AppendAudit(ctx context.Context, recs []plinth.AuditRecord) ([]p
 	what := fmt.Sprintf("append %d audit records", len(recs))
 	out := make([]plinth.AuditRecord, len(recs))
 	for i, r := range recs {
-		out[i] = normalizeAudit(r)
+		out[i] = plinth.NormalizeAudit(r)
 	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -250,7 +249,7 @@ var errNoAuditHead = errors.New(`the head row of the audit trail (plinth.audit_h
 // append through the Tx: Store.AppendAudit would wait for the transaction
 // it is called from.
 func (x *tx) AppendAudit(ctx context.Context, rec plinth.AuditRecord) (plinth.AuditRecord, error) {
-	rec = normalizeAudit(rec)
+	rec = plinth.NormalizeAudit(rec)
 	if !x.auditLocked {
 		if !x.auditTurn {
 			if err := x.s.takeAuditTurn(ctx); err != nil {
@@ -506,56 +505,3 @@ func (s *Store) ScanAudit(ctx context.Context, after int64, fn func(plinth.Audit
 	}
 }
 
-// normalizeAudit returns rec as it will be stored: Time in UTC to the
-// microsecond (plinth.Now() when zero), text valid UTF-8 without U+0000,
-// and a DurationMs that JSON can carry (0 for NaN and infinities). The
-// hash is computed over this form.
-func normalizeAudit(r plinth.AuditRecord) plinth.AuditRecord {
-	if r.Time.IsZero() {
-		r.Time = plinth.Now()
-	}
-	r.Time = r.Time.UTC().Truncate(time.Microsecond)
-	for _, p := range []*string{&r.CorrelationID, &r.Environment, &r.Domain, &r.Entity, &r.Operation, &r.Method,
-		&r.Route, &r.Decision, &r.Reason, &r.ClientAddress, &r.UserAgent,
-		&r.Principal.Subject, &r.Principal.Email, &r.Principal.Name, &r.Principal.TokenID, &r.Principal.Consumer} {
-		*p = cleanText(*p)
-	}
-	if r.Filters != nil {
-		f := make(map[string]string, len(r.Filters))
-		for k, v := range r.Filters {
-			f[cleanText(k)] = cleanText(v)
-		}
-		r.Filters = f
-	}
-	r.Principal.Groups = cleanList(r.Principal.Groups)
-	r.RecordIDs = cleanList(r.RecordIDs)
-	if math.IsNaN(r.DurationMs) || math.IsInf(r.DurationMs, 0) {
-		r.DurationMs = 0
-	}
-	return r
-}
-
-// cleanText replaces invalid UTF-8 and U+0000 with U+FFFD.
-func cleanText(s string) string {
-	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
-		return s
-	}
-	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
-}
-
-// cleanList returns a copy of list with cleanText applied, or list itself
-// when nothing changes.
-func cleanList(list []string) []string {
-	for i, s := range list {
-		if c := cleanText(s); c != s {
-			out := make([]string, len(list))
-			copy(out, list)
-			out[i] = c
-			for j := i + 1; j < len(out); j++ {
-				out[j] = cleanText(out[j])
-			}
-			return out
-		}
-	}
-	return list
-}

@@ -6,10 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
-	"time"
-	"unicode/utf8"
 
 	"github.com/plinth-data/plinth"
 )
@@ -137,7 +134,7 @@ func (s *Store) AppendAudit(ctx context.Context, recs []plinth.AuditRecord) ([]p
 // returns it as it will be stored. Inside a Write, append through the Tx:
 // Store.AppendAudit would wait for the transaction it is called from.
 func (x *tx) AppendAudit(ctx context.Context, rec plinth.AuditRecord) (plinth.AuditRecord, error) {
-	r := normalizeAudit(rec)
+	r := plinth.NormalizeAudit(rec)
 	if !x.auditRead {
 		st, err := x.stmt(ctx, auditHeadSQL)
 		if err != nil {
@@ -322,56 +319,3 @@ func (s *Store) ScanAudit(ctx context.Context, after int64, fn func(plinth.Audit
 	}
 }
 
-// normalizeAudit returns rec as it will be stored: Time in UTC to the
-// microsecond (plinth.Now() when zero), text valid UTF-8 without U+0000,
-// and a DurationMs that JSON can carry (0 for NaN and infinities). The
-// hash is computed over this form.
-func normalizeAudit(r plinth.AuditRecord) plinth.AuditRecord {
-	if r.Time.IsZero() {
-		r.Time = plinth.Now()
-	}
-	r.Time = r.Time.UTC().Truncate(time.Microsecond)
-	for _, p := range []*string{&r.CorrelationID, &r.Environment, &r.Domain, &r.Entity, &r.Operation, &r.Method,
-		&r.Route, &r.Decision, &r.Reason, &r.ClientAddress, &r.UserAgent,
-		&r.Principal.Subject, &r.Principal.Email, &r.Principal.Name, &r.Principal.TokenID, &r.Principal.Consumer} {
-		*p = cleanText(*p)
-	}
-	if r.Filters != nil {
-		f := make(map[string]string, len(r.Filters))
-		for k, v := range r.Filters {
-			f[cleanText(k)] = cleanText(v)
-		}
-		r.Filters = f
-	}
-	r.Principal.Groups = cleanList(r.Principal.Groups)
-	r.RecordIDs = cleanList(r.RecordIDs)
-	if math.IsNaN(r.DurationMs) || math.IsInf(r.DurationMs, 0) {
-		r.DurationMs = 0
-	}
-	return r
-}
-
-// cleanText replaces invalid UTF-8 and U+0000 with U+FFFD.
-func cleanText(s string) string {
-	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
-		return s
-	}
-	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
-}
-
-// cleanList returns list with cleanText applied, copying it only when
-// something changes.
-func cleanList(list []string) []string {
-	for i, s := range list {
-		if c := cleanText(s); c != s {
-			out := make([]string, len(list))
-			copy(out, list)
-			out[i] = c
-			for j := i + 1; j < len(out); j++ {
-				out[j] = cleanText(out[j])
-			}
-			return out
-		}
-	}
-	return list
-}
