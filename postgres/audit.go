@@ -504,4 +504,3 @@ func (s *Store) ScanAudit(ctx context.Context, after int64, fn func(plinth.Audit
 		}
 	}
 }
-

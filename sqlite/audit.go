@@ -318,4 +318,3 @@ func (s *Store) ScanAudit(ctx context.Context, after int64, fn func(plinth.Audit
 		}
 	}
 }
-
