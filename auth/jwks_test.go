@@ -38,8 +38,18 @@ func TestJWKSRotationURL(t *testing.T) {
 	// ...and the unknown kid refresh is rate-limited: publishing kid 2 does
 	// not help until the gap has passed.
 	keys.minGap = time.Hour
+	// Let the cache's own first background fetch happen before kid 2 is
+	// published: wait until fetches have stopped for a while, so that the
+	// only fetch that could learn kid 2 is one Decide asks for.
+	for last, quiet := f.jwks.fetches.Load(), 0; quiet < 5; {
+		time.Sleep(50 * time.Millisecond)
+		if n := f.jwks.fetches.Load(); n != last {
+			last, quiet = n, 0
+		} else {
+			quiet++
+		}
+	}
 	f.jwks.set(t, publicJWK(t, rsaKey1(), "1", "RS256"), publicJWK(t, rsaKey2(), "2", "RS256"))
-	time.Sleep(100 * time.Millisecond) // let the cache's first background fetch settle
 	before := f.jwks.fetches.Load()
 	for range 5 {
 		expect(tok2, 401, "token signing key is not known")
