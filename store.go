@@ -46,6 +46,14 @@ type Store interface {
 	Close() error
 }
 
+// BulkLoader is implemented by stores that load faster when told a large
+// load into an empty entity is coming (PostgreSQL builds its filter indexes
+// once at the end instead of row by row). finish must be called after the
+// load, also when it failed.
+type BulkLoader interface {
+	BeginBulkLoad(ctx context.Context, e *Entity) (finish func(context.Context) error, err error)
+}
+
 // Tx is a write transaction of a Store.
 type Tx interface {
 	// Get returns the current record, locking it against concurrent writers
