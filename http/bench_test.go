@@ -122,3 +122,15 @@ func BenchmarkListPostcode(b *testing.B) {
 	pc := addrs[0].(map[string]any)["postCode"].(string)
 	benchGet(b, a, func(*rand.Rand) string { return "/api/v1/residents?postcode=" + url.QueryEscape(pc) })
 }
+
+// TestMain removes the benchmark fixture, which outlives single benchmarks.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if benchAPI != nil {
+		benchAPI.store.Close()
+	}
+	if benchDir != "" {
+		os.RemoveAll(benchDir)
+	}
+	os.Exit(code)
+}
