@@ -2,6 +2,7 @@ package http
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -118,7 +119,13 @@ func (s *Server) appendInTx(ctx context.Context, tx plinth.Tx, status int, ids .
 		return plinth.AuditRecord{}, nil
 	}
 	e.rec.RecordIDs = ids
-	return atx.AppendAudit(ctx, e.finish(status))
+	rec, err := atx.AppendAudit(ctx, e.finish(status))
+	if err != nil {
+		// A write cannot go ahead without its record, in any environment:
+		// they share the transaction.
+		return rec, fmt.Errorf("%w: the audit record could not be written: %v", plinth.ErrUnavailable, err)
+	}
+	return rec, nil
 }
 
 // committed marks the request's record as written by its transaction.
@@ -155,7 +162,9 @@ func (w *auditWriter) WriteHeader(status int) {
 	w.written = true
 	if !w.e.recorded {
 		w.e.recorded = true
-		if _, err := w.s.auditor.Record(w.r.Context(), w.e.finish(status)); err != nil {
+		// A client that went away cancels the wait, not the record (it is
+		// still committed), so that is no reason to refuse.
+		if _, err := w.s.auditor.Record(w.r.Context(), w.e.finish(status)); err != nil && w.r.Context().Err() == nil {
 			w.failed = true
 			w.s.log(w.r).Error("audit record could not be written; refusing the request", "error", err)
 			h := w.ResponseWriter.Header()
@@ -190,6 +199,17 @@ func (s *Server) audited(r *http.Request, w http.ResponseWriter, d auth.Decision
 	r = r.WithContext(context.WithValue(r.Context(), auditKey{}, e))
 	aw.r = r
 	return r, aw, func() {
+		if p := recover(); p != nil {
+			// The handler panicked: record a 500 and let the recovery in
+			// observe answer with a problem.
+			if !aw.written && !e.recorded {
+				e.recorded = true
+				if _, err := s.auditor.Record(aw.r.Context(), e.finish(http.StatusInternalServerError)); err != nil {
+					s.log(aw.r).Error("audit record of a failed request could not be written", "error", err)
+				}
+			}
+			panic(p)
+		}
 		if !aw.written && !e.recorded { // a handler that wrote nothing
 			aw.WriteHeader(http.StatusOK)
 		}

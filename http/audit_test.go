@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -13,6 +14,9 @@ import (
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/audit"
+	plinthhttp "github.com/plinth-data/plinth/http"
+	"github.com/plinth-data/plinth/spec"
+	"github.com/plinth-data/plinth/sqlite"
 )
 
 // auditTrail returns every audit record, in order.
@@ -196,5 +200,81 @@ func TestWritesProduceEvents(t *testing.T) {
 	want := "[ResidentCreatedEvent v1 plinth.development.residents.residents.created ResidentUpdatedEvent v2 plinth.development.residents.residents.updated ResidentDeletedEvent v3 plinth.development.residents.residents.deleted]"
 	if fmt.Sprint(got) != want {
 		t.Fatalf("events:\n%v\nwant\n%s", got, want)
+	}
+}
+
+func TestAuditEdgeCases(t *testing.T) {
+	// Development: a write cannot proceed without its audit record (they
+	// share a transaction), and says so with a 503.
+	dev := newAuditedAPI(t, false)
+	dev.breakAuditTable()
+	problemOf(t, dev.do("POST", "/api/v1/residents", alice, "Authorization", dev.token("writers")), 503)
+
+	// Production: a denial that cannot be audited is refused with a 503.
+	prod := newAuditedAPI(t, true)
+	prod.breakAuditTable()
+	problemOf(t, prod.do("GET", "/api/v1/residents/1", ""), 503)
+}
+
+// panicStore panics on every read, as a bug in a store would.
+type panicStore struct{ plinth.Store }
+
+func (panicStore) Get(context.Context, *plinth.Entity, any) (plinth.Record, error) {
+	panic("store bug")
+}
+
+func TestPanicIsAuditedAsA500(t *testing.T) {
+	s := newAuditedAPI(t, true)
+	srv := httptest.NewServer(plinthhttp.NewServer(plinthhttp.Config{
+		Store: panicStore{s.sqlite}, Domains: s.domains, Logger: discardLogger(),
+		Authorizer: s.authz, Access: s.sqlite, Environment: "development", Auditor: s.auditor,
+	}))
+	defer srv.Close()
+	p := &api{t: t, url: srv.URL}
+	problemOf(t, p.do("GET", "/api/v1/residents/1", "", "Authorization", s.token("readers")), 500)
+	trail := s.auditTrail()
+	if len(trail) != 1 || trail[0].Status != 500 {
+		t.Fatalf("audit trail after a panic: %+v", trail)
+	}
+}
+
+func TestStringKeysAreEscaped(t *testing.T) {
+	d, err := spec.Parse("things.yaml", []byte(`domain: things
+description: Things with natural string keys.
+owner: {serviceArea: Test, productOwner: test@example.org}
+entities:
+  - name: thing
+    plural: things
+    key: {name: code, type: string, pii: none}
+    fields:
+      - {name: label, type: string, pii: none}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(context.Background(), t.TempDir()+"/things.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Prepare(context.Background(), []*plinth.Domain{d}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(plinthhttp.NewServer(plinthhttp.Config{Store: st, Domains: []*plinth.Domain{d}, Logger: discardLogger()}))
+	defer srv.Close()
+	a := &api{t: t, url: srv.URL}
+	for _, key := range []string{"a/b", "x%y", "sp ace", "Zoë"} {
+		res := a.do("POST", "/api/v1/things", fmt.Sprintf(`{"code":%q,"label":"l"}`, key))
+		if res.status != 201 {
+			t.Fatalf("create %q: %d %s", key, res.status, res.body)
+		}
+		loc := res.header.Get("Location")
+		if _, err := url.Parse(loc); err != nil {
+			t.Fatalf("Location %q for %q: %v", loc, key, err)
+		}
+		got := a.do("GET", loc, "")
+		if got.status != 200 || got.json(t)["code"] != key {
+			t.Fatalf("GET %s: %d %s", loc, got.status, got.body)
+		}
 	}
 }

@@ -33,8 +33,13 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			Path:          path,
 		})
 		if !d.Allow {
-			if err := s.auditDenied(r, d); err != nil {
+			if err := s.auditDenied(r, d); err != nil && r.Context().Err() == nil {
+				// The auditor fails closed: without a record, answer as
+				// for any request that cannot be audited.
 				s.log(r).Error("audit record of a denied request could not be written", "error", err)
+				w.Header().Set("Retry-After", "5")
+				writeProblem(w, r, http.StatusServiceUnavailable, "The request could not be audited, so it was refused; try again shortly.")
+				return
 			}
 			switch d.Status {
 			case http.StatusUnauthorized:

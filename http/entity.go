@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"reflect"
 	"slices"
 	"strconv"
@@ -105,7 +106,7 @@ func (h *entityHandler) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.s.afterCommit(r.Context(), audited, evented)
-	w.Header().Set("Location", "/api/v1/"+h.e.Plural+"/"+plinth.KeyString(h.e.KeyOf(rec)))
+	w.Header().Set("Location", "/api/v1/"+h.e.Plural+"/"+url.PathEscape(plinth.KeyString(h.e.KeyOf(rec))))
 	h.writeRecord(w, http.StatusCreated, rec)
 }
 
@@ -245,7 +246,17 @@ func (h *entityHandler) current(ctx context.Context, tx plinth.Tx, id any, versi
 
 // id parses the {id} path parameter by the entity's key type.
 func (h *entityHandler) id(w http.ResponseWriter, r *http.Request) (any, bool) {
-	id, err := h.e.ParseKey(chi.URLParam(r, "id"))
+	// chi routes on the escaped path when the request has one (RawPath is
+	// set only when it differs from the plain escaping), so "a%2Fb" arrives
+	// as one segment, still escaped.
+	raw, err := chi.URLParam(r, "id"), error(nil)
+	if r.URL.RawPath != "" {
+		raw, err = url.PathUnescape(raw)
+	}
+	var id any
+	if err == nil {
+		id, err = h.e.ParseKey(raw)
+	}
 	if err != nil {
 		writeProblem(w, r, http.StatusBadRequest, "The id in the path is not valid.",
 			plinth.FieldError{Parameter: "id", Detail: err.Error()})

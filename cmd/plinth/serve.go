@@ -84,6 +84,16 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	auditor := audit.New(auditStore, audit.Config{Environment: cfg.Environment,
 		FailClosed: cfg.Environment == plinth.EnvProduction, Mirror: mirror, Logger: logger})
+	// Deferred before the background work below, so it runs after it: the
+	// audit writer drains last, then the mirror closes.
+	defer func() {
+		if err := auditor.Close(); err != nil {
+			logger.Error("closing the audit writer", "error", err)
+		}
+		if mirror != nil {
+			mirror.Close()
+		}
+	}()
 	var requestAuditor plinthhttp.Auditor = auditor
 	if !cfg.Audit {
 		logger.Warn("auditing is off (development only)")
@@ -118,17 +128,11 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 			sweepSupport(background, pg, logger)
 		}()
 	}
-	// Shut down in order: background work, then the audit writer (which
-	// drains), then the bus; the store closes last (deferred above).
+	// Shut down in order: background work, then the bus; the audit writer
+	// and the store close after (deferred above).
 	defer func() {
 		stopBackground()
 		wg.Wait()
-		if err := auditor.Close(); err != nil {
-			logger.Error("closing the audit writer", "error", err)
-		}
-		if mirror != nil {
-			mirror.Close()
-		}
 		stopBus()
 	}()
 
@@ -136,6 +140,7 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w (choose another address with --listen)", cfg.Listen, err)
 	}
+	defer ln.Close()
 	base := cfg.PublicURL
 	if base == "" {
 		base = "http://" + ln.Addr().String()
