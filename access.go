@@ -104,3 +104,12 @@ type AccessStore interface {
 	// Policies returns every policy of an environment, by domain.
 	Policies(ctx context.Context, environment string) ([]AccessPolicy, error)
 }
+
+// AccessTx is implemented by a store's Tx so that changes to grants and
+// policies commit together with their audit record.
+type AccessTx interface {
+	CreateGrant(ctx context.Context, g Grant) error
+	SetGrantEnabled(ctx context.Context, id string, enabled bool) (Grant, error)
+	PutPolicy(ctx context.Context, p AccessPolicy) error
+	DeletePolicy(ctx context.Context, domain, environment string) error
+}

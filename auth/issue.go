@@ -19,6 +19,17 @@ import (
 // The token is not stored anywhere: show it once. Problems with the grant
 // come back as a *plinth.ValidationError naming each field.
 func (a *Authorizer) IssueServiceToken(ctx context.Context, g plinth.Grant) (string, plinth.Grant, error) {
+	return a.IssueServiceTokenIn(ctx, a.store, g)
+}
+
+// GrantWriter stores a grant: an AccessStore, or a write transaction's
+// plinth.AccessTx so the grant commits with its audit record.
+type GrantWriter interface {
+	CreateGrant(ctx context.Context, g plinth.Grant) error
+}
+
+// IssueServiceTokenIn is IssueServiceToken storing the grant through w.
+func (a *Authorizer) IssueServiceTokenIn(ctx context.Context, w GrantWriter, g plinth.Grant) (string, plinth.Grant, error) {
 	if a.cfg.ServiceSecret == nil {
 		return "", plinth.Grant{}, ErrServiceTokensDisabled
 	}
@@ -31,9 +42,6 @@ func (a *Authorizer) IssueServiceToken(ctx context.Context, g plinth.Grant) (str
 	g.Enabled = true
 	g.CreatedAt = plinth.Now()
 	g.UpdatedAt = g.CreatedAt
-	if err := a.store.CreateGrant(ctx, g); err != nil {
-		return "", plinth.Grant{}, fmt.Errorf("auth: storing the grant: %w", err)
-	}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, tokenClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    ServiceIssuer,
@@ -46,6 +54,9 @@ func (a *Authorizer) IssueServiceToken(ctx context.Context, g plinth.Grant) (str
 	}).SignedString(a.cfg.ServiceSecret)
 	if err != nil {
 		return "", plinth.Grant{}, fmt.Errorf("auth: signing the service token: %w", err)
+	}
+	if err := w.CreateGrant(ctx, g); err != nil {
+		return "", plinth.Grant{}, fmt.Errorf("auth: storing the grant: %w", err)
 	}
 	return tok, g, nil
 }

@@ -38,17 +38,21 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
 	if !s.readStrict(w, r, &req, "application/json") {
 		return
 	}
-	token, g, err := s.authz.IssueServiceToken(r.Context(), plinth.Grant{
-		Consumer: req.Consumer, ConsumerType: req.ConsumerType, API: req.API, Endpoint: req.Endpoint,
-		Methods: req.Methods, Environment: req.Environment, ExpiresAt: req.ExpiresAt,
-		RequestedBy: req.RequestedBy, AuthorisedBy: req.AuthorisedBy,
+	var token string
+	var g plinth.Grant
+	err := s.accessWrite(r, http.StatusCreated, func(atx plinth.AccessTx) (ids []string, err error) {
+		token, g, err = s.authz.IssueServiceTokenIn(r.Context(), atx, plinth.Grant{
+			Consumer: req.Consumer, ConsumerType: req.ConsumerType, API: req.API, Endpoint: req.Endpoint,
+			Methods: req.Methods, Environment: req.Environment, ExpiresAt: req.ExpiresAt,
+			RequestedBy: req.RequestedBy, AuthorisedBy: req.AuthorisedBy,
+		})
+		return []string{g.ID}, err
 	})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	s.log(r).Info("service token issued", "tokenId", g.ID, "consumer", g.Consumer, "api", g.API, "endpoint", g.Endpoint)
-	returned(r.Context(), g.ID)
 	w.Header().Set("Location", "/admin/v1/tokens/"+g.ID)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusCreated, map[string]any{"token": token, "grant": g})
@@ -124,13 +128,18 @@ func (s *Server) updateToken(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &plinth.ValidationError{Errors: []plinth.FieldError{{Field: "enabled", Detail: "is required"}}})
 		return
 	}
-	g, err := s.access.SetGrantEnabled(r.Context(), chi.URLParam(r, "id"), *req.Enabled)
+	id := chi.URLParam(r, "id")
+	returned(r.Context(), id)
+	var g plinth.Grant
+	err := s.accessWrite(r, http.StatusOK, func(atx plinth.AccessTx) (ids []string, err error) {
+		g, err = atx.SetGrantEnabled(r.Context(), id, *req.Enabled)
+		return []string{id}, err
+	})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	s.log(r).Info("service token updated", "tokenId", g.ID, "enabled", g.Enabled)
-	returned(r.Context(), g.ID)
 	writeJSON(w, http.StatusOK, g)
 }
 
@@ -203,12 +212,14 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.Domain, p.Environment = d.Name, env
-	if err := s.access.PutPolicy(r.Context(), p); err != nil {
+	err := s.accessWrite(r, http.StatusOK, func(atx plinth.AccessTx) ([]string, error) {
+		return []string{p.Domain + "/" + p.Environment}, atx.PutPolicy(r.Context(), p)
+	})
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	s.log(r).Info("access policy set", "domain", p.Domain, "environment", p.Environment)
-	returned(r.Context(), p.Domain+"/"+p.Environment)
 	ps, err := s.access.Policies(r.Context(), env)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -228,13 +239,39 @@ func (s *Server) deletePolicy(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := s.access.DeletePolicy(r.Context(), d.Name, env); err != nil {
+	returned(r.Context(), d.Name+"/"+env)
+	err := s.accessWrite(r, http.StatusNoContent, func(atx plinth.AccessTx) ([]string, error) {
+		return []string{d.Name + "/" + env}, atx.DeletePolicy(r.Context(), d.Name, env)
+	})
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	s.log(r).Info("access policy removed", "domain", d.Name, "environment", env)
-	returned(r.Context(), d.Name+"/"+env)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// accessWrite runs an admin change in a write transaction together with
+// its audit record, as entity writes do, so a change is never kept without
+// its record.
+func (s *Server) accessWrite(r *http.Request, status int, change func(plinth.AccessTx) ([]string, error)) error {
+	var audited plinth.AuditRecord
+	err := s.store.Write(r.Context(), func(tx plinth.Tx) error {
+		atx, ok := tx.(plinth.AccessTx)
+		if !ok {
+			return errors.New("the store cannot change grants and policies in a transaction")
+		}
+		ids, err := change(atx)
+		if err != nil {
+			return err
+		}
+		audited, err = s.appendInTx(r.Context(), tx, status, ids...)
+		return err
+	})
+	if err == nil {
+		s.committed(r.Context(), audited)
+	}
+	return err
 }
 
 func validEnvironment(env string) bool {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	_ "modernc.org/sqlite"
 
@@ -276,5 +277,28 @@ entities:
 		if got.status != 200 || got.json(t)["code"] != key {
 			t.Fatalf("GET %s: %d %s", loc, got.status, got.body)
 		}
+	}
+}
+
+// TestAdminChangesCommitWithTheirAuditRecord: an admin change whose audit
+// record cannot be written is not kept.
+func TestAdminChangesCommitWithTheirAuditRecord(t *testing.T) {
+	s := newAuditedAPI(t, true)
+	admin := s.token("admins")
+	s.breakAuditTable()
+	problemOf(t, s.do("PUT", "/admin/v1/access/contacts/development", `{"readGroups":["a"]}`, "Authorization", admin), 503)
+	ps, err := s.sqlite.Policies(context.Background(), "development")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		if p.Domain == "contacts" {
+			t.Fatal("a policy change was kept without its audit record")
+		}
+	}
+	expires := time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)
+	problemOf(t, s.do("POST", "/admin/v1/tokens", `{"consumer":"c","consumerType":"service","api":"residents","endpoint":"/api/v1/residents","methods":["GET"],"environment":"development","expiresAt":"`+expires+`","requestedBy":"a","authorisedBy":"b"}`, "Authorization", admin), 503)
+	if grants, _, _ := s.sqlite.Grants(context.Background(), "", 10); len(grants) != 0 {
+		t.Fatalf("a grant was kept without its audit record: %+v", grants)
 	}
 }

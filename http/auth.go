@@ -12,7 +12,9 @@ import (
 // tokens; *auth.Authorizer implements it.
 type Authorizer interface {
 	Decide(ctx context.Context, r auth.Request) auth.Decision
-	IssueServiceToken(ctx context.Context, g plinth.Grant) (string, plinth.Grant, error)
+	// IssueServiceTokenIn validates and signs a grant and stores it
+	// through w (a write transaction, so it commits with its audit record).
+	IssueServiceTokenIn(ctx context.Context, w auth.GrantWriter, g plinth.Grant) (string, plinth.Grant, error)
 }
 
 // authenticate runs the authorizer's decision for every request and puts

@@ -30,7 +30,18 @@ import (
 // EntityPolicy a nil list ("keep the domain's groups") and an empty one
 // ("no group") are kept apart.
 
-var _ plinth.AccessStore = (*Store)(nil)
+var (
+	_ plinth.AccessStore = (*Store)(nil)
+	_ plinth.AccessTx    = (*tx)(nil)
+)
+
+// writer is what the pool and a write transaction share: the Store's
+// access writes run on the first, the Tx's on the second, through the same
+// code.
+type writer interface {
+	execer
+	querier
+}
 
 // systemSchema holds the tables plinth keeps for itself.
 const systemSchema = "plinth"
@@ -177,6 +188,15 @@ const (
 // A zero CreatedAt becomes plinth.Now() and a zero UpdatedAt the
 // CreatedAt; times are kept at microsecond precision.
 func (s *Store) CreateGrant(ctx context.Context, g plinth.Grant) error {
+	return s.createGrant(ctx, s.pool, g)
+}
+
+// CreateGrant is Store.CreateGrant within the write transaction.
+func (x *tx) CreateGrant(ctx context.Context, g plinth.Grant) error {
+	return x.s.createGrant(ctx, x.tx, g)
+}
+
+func (s *Store) createGrant(ctx context.Context, w writer, g plinth.Grant) error {
 	what := fmt.Sprintf("create grant %q", g.ID)
 	if g.ID == "" {
 		return errors.New("postgres: create grant: the grant has no ID")
@@ -191,7 +211,7 @@ func (s *Store) CreateGrant(ctx context.Context, g plinth.Grant) error {
 	if !g.ExpiresAt.IsZero() {
 		expires = micro(g.ExpiresAt)
 	}
-	tag, err := s.pool.Exec(ctx, insertGrantSQL, g.ID, g.Consumer, g.ConsumerType, g.API, g.Endpoint, nonNil(g.Methods),
+	tag, err := w.Exec(ctx, insertGrantSQL, g.ID, g.Consumer, g.ConsumerType, g.API, g.Endpoint, nonNil(g.Methods),
 		g.Environment, expires, g.RequestedBy, g.AuthorisedBy, g.Enabled, micro(g.CreatedAt), micro(g.UpdatedAt))
 	if err == nil && tag.RowsAffected() == 0 {
 		return fmt.Errorf("postgres: %s: %w", what, plinth.ErrConflict)
@@ -218,7 +238,16 @@ func (s *Store) Grant(ctx context.Context, id string) (plinth.Grant, error) {
 // SetGrantEnabled enables or disables a grant, setting its UpdatedAt to
 // plinth.Now(), and returns it; plinth.ErrNotFound when there is none.
 func (s *Store) SetGrantEnabled(ctx context.Context, id string, enabled bool) (plinth.Grant, error) {
-	g, err := scanGrant(s.pool.QueryRow(ctx, enableGrantSQL, id, enabled, plinth.Now()))
+	return s.setGrantEnabled(ctx, s.pool, id, enabled)
+}
+
+// SetGrantEnabled is Store.SetGrantEnabled within the write transaction.
+func (x *tx) SetGrantEnabled(ctx context.Context, id string, enabled bool) (plinth.Grant, error) {
+	return x.s.setGrantEnabled(ctx, x.tx, id, enabled)
+}
+
+func (s *Store) setGrantEnabled(ctx context.Context, w writer, id string, enabled bool) (plinth.Grant, error) {
+	g, err := scanGrant(w.QueryRow(ctx, enableGrantSQL, id, enabled, plinth.Now()))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return plinth.Grant{}, fmt.Errorf("postgres: grant %q: %w", id, plinth.ErrNotFound)
 	}
@@ -288,6 +317,15 @@ type storedEntityPolicy struct {
 // PutPolicy creates or replaces the policy of its domain and environment,
 // setting its UpdatedAt to plinth.Now().
 func (s *Store) PutPolicy(ctx context.Context, p plinth.AccessPolicy) error {
+	return s.putPolicy(ctx, s.pool, p)
+}
+
+// PutPolicy is Store.PutPolicy within the write transaction.
+func (x *tx) PutPolicy(ctx context.Context, p plinth.AccessPolicy) error {
+	return x.s.putPolicy(ctx, x.tx, p)
+}
+
+func (s *Store) putPolicy(ctx context.Context, w writer, p plinth.AccessPolicy) error {
 	what := fmt.Sprintf("put policy %s/%s", p.Domain, p.Environment)
 	if p.Domain == "" || p.Environment == "" {
 		return fmt.Errorf("postgres: %s: the policy needs a domain and an environment", what)
@@ -308,14 +346,23 @@ func (s *Store) PutPolicy(ctx context.Context, p plinth.AccessPolicy) error {
 	if err != nil {
 		return fmt.Errorf("postgres: %s: %w", what, err)
 	}
-	_, err = s.pool.Exec(ctx, putPolicySQL, p.Domain, p.Environment, lists[0], lists[1], lists[2], string(entities),
+	_, err = w.Exec(ctx, putPolicySQL, p.Domain, p.Environment, lists[0], lists[1], lists[2], string(entities),
 		p.WriteImpliesRead, plinth.Now())
 	return s.wrap(what, err)
 }
 
 // DeletePolicy removes a policy; plinth.ErrNotFound when there is none.
 func (s *Store) DeletePolicy(ctx context.Context, domain, environment string) error {
-	tag, err := s.pool.Exec(ctx, deletePolicySQL, domain, environment)
+	return s.deletePolicy(ctx, s.pool, domain, environment)
+}
+
+// DeletePolicy is Store.DeletePolicy within the write transaction.
+func (x *tx) DeletePolicy(ctx context.Context, domain, environment string) error {
+	return x.s.deletePolicy(ctx, x.tx, domain, environment)
+}
+
+func (s *Store) deletePolicy(ctx context.Context, w writer, domain, environment string) error {
+	tag, err := w.Exec(ctx, deletePolicySQL, domain, environment)
 	if err != nil {
 		return s.wrap(fmt.Sprintf("delete policy %s/%s", domain, environment), err)
 	}

@@ -27,7 +27,18 @@ import (
 // EntityPolicy a nil list ("keep the domain's groups") and an empty one
 // ("no group") are kept apart.
 
-var _ plinth.AccessStore = (*Store)(nil)
+var (
+	_ plinth.AccessStore = (*Store)(nil)
+	_ plinth.AccessTx    = (*tx)(nil)
+)
+
+// writer is what the writer connection (s.write) and a write transaction
+// share: the Store's access writes run on the first, the Tx's on the
+// second, through the same code.
+type writer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
 
 // accessSchema creates the access tables; Prepare runs it.
 var accessSchema = []string{
@@ -94,8 +105,20 @@ func (x *tx) prepareAccess(ctx context.Context) error {
 
 // CreateGrant stores a new grant; plinth.ErrConflict when its ID exists.
 // A zero CreatedAt becomes plinth.Now() and a zero UpdatedAt the
-// CreatedAt; times are kept at microsecond precision, in UTC.
+// CreatedAt; times are kept at microsecond precision, in UTC. Inside a
+// Write, use the Tx's CreateGrant (plinth.AccessTx): this one would wait
+// for the transaction it is called from. The same holds for the Store's
+// SetGrantEnabled, PutPolicy and DeletePolicy.
 func (s *Store) CreateGrant(ctx context.Context, g plinth.Grant) error {
+	return createGrant(ctx, s.write, g)
+}
+
+// CreateGrant is Store.CreateGrant within the write transaction.
+func (x *tx) CreateGrant(ctx context.Context, g plinth.Grant) error {
+	return createGrant(ctx, x.tx, g)
+}
+
+func createGrant(ctx context.Context, w writer, g plinth.Grant) error {
 	if g.ID == "" {
 		return errors.New("sqlite: create grant: the grant has no ID")
 	}
@@ -113,7 +136,7 @@ func (s *Store) CreateGrant(ctx context.Context, g plinth.Grant) error {
 	if !g.ExpiresAt.IsZero() {
 		expires = accessTime(g.ExpiresAt)
 	}
-	_, err = s.write.ExecContext(ctx, insertGrantSQL, g.ID, g.Consumer, g.ConsumerType, g.API, g.Endpoint,
+	_, err = w.ExecContext(ctx, insertGrantSQL, g.ID, g.Consumer, g.ConsumerType, g.API, g.Endpoint,
 		string(methods), g.Environment, expires, g.RequestedBy, g.AuthorisedBy, g.Enabled,
 		accessTime(g.CreatedAt), accessTime(g.UpdatedAt))
 	if err != nil {
@@ -137,7 +160,16 @@ func (s *Store) Grant(ctx context.Context, id string) (plinth.Grant, error) {
 // SetGrantEnabled enables or disables a grant, setting its UpdatedAt to
 // plinth.Now(), and returns it; plinth.ErrNotFound when there is none.
 func (s *Store) SetGrantEnabled(ctx context.Context, id string, enabled bool) (plinth.Grant, error) {
-	rows, err := s.write.QueryContext(ctx, enableGrantSQL, enabled, accessTime(plinth.Now()), id)
+	return setGrantEnabled(ctx, s.write, id, enabled)
+}
+
+// SetGrantEnabled is Store.SetGrantEnabled within the write transaction.
+func (x *tx) SetGrantEnabled(ctx context.Context, id string, enabled bool) (plinth.Grant, error) {
+	return setGrantEnabled(ctx, x.tx, id, enabled)
+}
+
+func setGrantEnabled(ctx context.Context, w writer, id string, enabled bool) (plinth.Grant, error) {
+	rows, err := w.QueryContext(ctx, enableGrantSQL, enabled, accessTime(plinth.Now()), id)
 	if err != nil {
 		return plinth.Grant{}, fail(fmt.Sprintf("update grant %q", id), err)
 	}
@@ -232,6 +264,15 @@ type storedEntityPolicy struct {
 // PutPolicy creates or replaces the policy of its domain and environment,
 // setting its UpdatedAt to plinth.Now().
 func (s *Store) PutPolicy(ctx context.Context, p plinth.AccessPolicy) error {
+	return putPolicy(ctx, s.write, p)
+}
+
+// PutPolicy is Store.PutPolicy within the write transaction.
+func (x *tx) PutPolicy(ctx context.Context, p plinth.AccessPolicy) error {
+	return putPolicy(ctx, x.tx, p)
+}
+
+func putPolicy(ctx context.Context, w writer, p plinth.AccessPolicy) error {
 	what := fmt.Sprintf("put policy %s/%s", p.Domain, p.Environment)
 	if p.Domain == "" || p.Environment == "" {
 		return fmt.Errorf("sqlite: %s: the policy needs a domain and an environment", what)
@@ -240,7 +281,7 @@ func (s *Store) PutPolicy(ctx context.Context, p plinth.AccessPolicy) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: %s: %w", what, err)
 	}
-	_, err = s.write.ExecContext(ctx, putPolicySQL, p.Domain, p.Environment, enc.read, enc.write, enc.reporting,
+	_, err = w.ExecContext(ctx, putPolicySQL, p.Domain, p.Environment, enc.read, enc.write, enc.reporting,
 		enc.entities, p.WriteImpliesRead, accessTime(plinth.Now()))
 	if err != nil {
 		return fail(what, err)
@@ -250,7 +291,16 @@ func (s *Store) PutPolicy(ctx context.Context, p plinth.AccessPolicy) error {
 
 // DeletePolicy removes a policy; plinth.ErrNotFound when there is none.
 func (s *Store) DeletePolicy(ctx context.Context, domain, environment string) error {
-	res, err := s.write.ExecContext(ctx, deletePolicySQL, domain, environment)
+	return deletePolicy(ctx, s.write, domain, environment)
+}
+
+// DeletePolicy is Store.DeletePolicy within the write transaction.
+func (x *tx) DeletePolicy(ctx context.Context, domain, environment string) error {
+	return deletePolicy(ctx, x.tx, domain, environment)
+}
+
+func deletePolicy(ctx context.Context, w writer, domain, environment string) error {
+	res, err := w.ExecContext(ctx, deletePolicySQL, domain, environment)
 	if err != nil {
 		return fail(fmt.Sprintf("delete policy %s/%s", domain, environment), err)
 	}

@@ -37,6 +37,10 @@ import (
 //   - SetGrantEnabled and PutPolicy set UpdatedAt to plinth.Now().
 //   - Of concurrent CreateGrant calls with one ID, one succeeds and the
 //     others return plinth.ErrConflict.
+//   - A store that is also a plinth.Store passes a Tx that implements
+//     plinth.AccessTx to Write's fn, with the semantics and errors of the
+//     Store's methods; what fn changed through it is kept when fn returns
+//     nil and is not when fn returns an error.
 func RunAccess(t *testing.T, open func(t *testing.T) plinth.AccessStore) {
 	tests := []struct {
 		name string
@@ -54,6 +58,7 @@ func RunAccess(t *testing.T, open func(t *testing.T) plinth.AccessStore) {
 		{"PoliciesByEnvironment", testPoliciesByEnvironment},
 		{"PolicyOverridesNilAndEmpty", testPolicyOverrides},
 		{"PolicyDelete", testPolicyDelete},
+		{"AccessTx", testAccessTx},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -687,4 +692,109 @@ func testPolicyDelete(t *testing.T, s plinth.AccessStore) {
 	// A deleted policy may be put again.
 	before, after := putPolicy(t, s, fullPolicy("residents", plinth.EnvProduction))
 	checkPolicy(t, "policy put again", policy(t, s, "residents", plinth.EnvProduction), fullPolicy("residents", plinth.EnvProduction), before, after)
+}
+
+// ---- within a write transaction ----
+
+// accessTx runs fn in a write transaction of s, on its Tx as a
+// plinth.AccessTx.
+func accessTx(t testing.TB, s plinth.Store, fn func(plinth.AccessTx) error) error {
+	t.Helper()
+	return s.Write(context.Background(), func(tx plinth.Tx) error {
+		atx, ok := tx.(plinth.AccessTx)
+		if !ok {
+			return fmt.Errorf("the Tx %T does not implement plinth.AccessTx", tx)
+		}
+		return fn(atx)
+	})
+}
+
+func testAccessTx(t *testing.T, as plinth.AccessStore) {
+	s, ok := as.(plinth.Store)
+	if !ok {
+		t.Skipf("%T is not a plinth.Store", as)
+	}
+	ctx := context.Background()
+	createGrant(t, as, fullGrant("kept"))
+	putPolicy(t, as, fullPolicy("residents", plinth.EnvProduction))
+	keptGrant := getGrant(t, as, "kept")
+	keptPolicies := policies(t, as, plinth.EnvProduction)
+
+	// Committed: the changes are kept, and the Tx's methods answer as the
+	// Store's do.
+	g := fullGrant("in-tx")
+	before := plinth.Now()
+	var enabled plinth.Grant
+	err := accessTx(t, s, func(tx plinth.AccessTx) error {
+		if err := tx.CreateGrant(ctx, g); err != nil {
+			return fmt.Errorf("CreateGrant: %w", err)
+		}
+		if err := tx.CreateGrant(ctx, fullGrant("kept")); !errors.Is(err, plinth.ErrConflict) {
+			return fmt.Errorf("CreateGrant of an existing ID: %v, want ErrConflict", err)
+		}
+		if _, err := tx.SetGrantEnabled(ctx, "missing", true); !errors.Is(err, plinth.ErrNotFound) {
+			return fmt.Errorf("SetGrantEnabled of a missing ID: %v, want ErrNotFound", err)
+		}
+		if err := tx.DeletePolicy(ctx, "missing", plinth.EnvProduction); !errors.Is(err, plinth.ErrNotFound) {
+			return fmt.Errorf("DeletePolicy of a missing policy: %v, want ErrNotFound", err)
+		}
+		var err error
+		if enabled, err = tx.SetGrantEnabled(ctx, g.ID, false); err != nil { // sees the grant created in the Tx
+			return fmt.Errorf("SetGrantEnabled: %w", err)
+		}
+		if err := tx.PutPolicy(ctx, fullPolicy("contacts", plinth.EnvProduction)); err != nil {
+			return fmt.Errorf("PutPolicy: %w", err)
+		}
+		return nil
+	})
+	after := plinth.Now()
+	if err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	want := normalGrant(g)
+	want.Enabled = false
+	want.UpdatedAt = enabled.UpdatedAt
+	if enabled.UpdatedAt.Before(before) || enabled.UpdatedAt.After(after) {
+		t.Errorf("Tx.SetGrantEnabled: UpdatedAt %s, want between %s and %s", enabled.UpdatedAt, before, after)
+	}
+	checkGrant(t, "Tx.SetGrantEnabled returned", enabled, want)
+	checkGrant(t, "grant created in a committed Tx", getGrant(t, as, g.ID), want)
+	checkPolicy(t, "policy put in a committed Tx", policy(t, as, "contacts", plinth.EnvProduction),
+		fullPolicy("contacts", plinth.EnvProduction), before, after)
+	keptPolicies = policies(t, as, plinth.EnvProduction)
+
+	// Rolled back: fn's error comes back unchanged and none of the
+	// changes is kept.
+	errRollback := errors.New("roll back")
+	err = accessTx(t, s, func(tx plinth.AccessTx) error {
+		if err := tx.CreateGrant(ctx, fullGrant("rolled-back")); err != nil {
+			return fmt.Errorf("CreateGrant: %w", err)
+		}
+		if _, err := tx.SetGrantEnabled(ctx, "kept", false); err != nil {
+			return fmt.Errorf("SetGrantEnabled: %w", err)
+		}
+		if err := tx.PutPolicy(ctx, fullPolicy("tenancies", plinth.EnvProduction)); err != nil {
+			return fmt.Errorf("PutPolicy: %w", err)
+		}
+		changed := fullPolicy("contacts", plinth.EnvProduction)
+		changed.ReadGroups = []string{"someone-else"}
+		if err := tx.PutPolicy(ctx, changed); err != nil {
+			return fmt.Errorf("PutPolicy over an existing policy: %w", err)
+		}
+		if err := tx.DeletePolicy(ctx, "residents", plinth.EnvProduction); err != nil {
+			return fmt.Errorf("DeletePolicy: %w", err)
+		}
+		return errRollback
+	})
+	if !errors.Is(err, errRollback) {
+		t.Fatalf("Write whose fn failed: %v, want fn's error", err)
+	}
+	if _, err := as.Grant(ctx, "rolled-back"); !errors.Is(err, plinth.ErrNotFound) {
+		t.Errorf("grant created in a rolled-back Tx: %v, want ErrNotFound", err)
+	}
+	checkGrant(t, "grant enabled in a rolled-back Tx", getGrant(t, as, "kept"), keptGrant)
+	checkGrant(t, "grant of the committed Tx after a rolled-back one", getGrant(t, as, g.ID), want)
+	if got := policies(t, as, plinth.EnvProduction); !reflect.DeepEqual(got, keptPolicies) {
+		t.Errorf("policies after a rolled-back Tx:\n got %v\nwant %v", got, keptPolicies)
+	}
 }
