@@ -178,6 +178,9 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		// net/http's own messages (TLS handshakes, bad requests) as JSON
+		// lines too.
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	devToken := ""
 	if devMode {
@@ -200,6 +203,9 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		// Requests still running after the grace period are cut off
+		// before the audit writer and the store close underneath them.
+		srv.Close()
 		return fmt.Errorf("shutting down: %w", err)
 	}
 	logger.Info("stopped")
