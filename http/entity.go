@@ -249,7 +249,8 @@ func (h *entityHandler) id(w http.ResponseWriter, r *http.Request) (any, bool) {
 	// chi routes on the escaped path when the request has one (RawPath is
 	// set only when it differs from the plain escaping), so "a%2Fb" arrives
 	// as one segment, still escaped.
-	raw, err := chi.URLParam(r, "id"), error(nil)
+	raw := chi.URLParam(r, "id")
+	var err error
 	if r.URL.RawPath != "" {
 		raw, err = url.PathUnescape(raw)
 	}
