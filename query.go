@@ -1,9 +1,6 @@
 package plinth
 
 import (
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"sort"
@@ -48,13 +45,6 @@ type Query struct {
 type Page struct {
 	Records []Record
 	More    bool // more records follow the last one
-}
-
-// cursor is what the opaque cursor string encodes: where the previous page
-// ended, and a digest of the filters, so a cursor is not reused with others.
-type cursor struct {
-	After   string `json:"a"`
-	Filters string `json:"f"`
 }
 
 // ParseQuery turns list query parameters into a Query. Unknown parameters,
@@ -169,33 +159,23 @@ func filterDigest(conds []Condition) string {
 	for i, c := range conds {
 		parts[i] = fmt.Sprintf("%s|%s|%v", c.Filter.Param, c.Op, c.Value)
 	}
-	sort.Strings(parts)
-	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
-	return base64.RawURLEncoding.EncodeToString(sum[:6])
+	return CursorScope(parts...)
 }
 
 // Cursor returns the opaque cursor for the page after the record with key
 // after, under the same conditions.
 func (e *Entity) Cursor(after any, q Query) string {
-	b, _ := json.Marshal(cursor{After: KeyString(after), Filters: filterDigest(q.Conditions)})
-	return base64.RawURLEncoding.EncodeToString(b)
+	return EncodeCursor(KeyString(after), filterDigest(q.Conditions))
 }
 
 func (e *Entity) decodeCursor(s string, conds []Condition) (any, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	var c cursor
-	if err == nil {
-		err = json.Unmarshal(b, &c)
-	}
-	if err != nil || c.After == "" {
-		return nil, fmt.Errorf("is not a cursor returned by this API")
-	}
-	if c.Filters != filterDigest(conds) {
-		return nil, fmt.Errorf("belongs to a list with other filters; repeat the filters of the request that returned it")
-	}
-	key, err := e.ParseKey(c.After)
+	after, err := DecodeCursor(s, filterDigest(conds))
 	if err != nil {
-		return nil, fmt.Errorf("is not a cursor returned by this API")
+		return nil, err
+	}
+	key, err := e.ParseKey(after)
+	if err != nil {
+		return nil, ErrBadCursor
 	}
 	return key, nil
 }

@@ -33,7 +33,12 @@ func (e *Entity) Validate(doc map[string]any, create bool) (map[string]any, erro
 	var errs []FieldError
 	out := validateObject(e.Fields, doc, "", &errs)
 	key := e.KeyField()
-	_, hasKey := out[key.Name]
+	kv, hasKey := out[key.Name]
+	if s, ok := kv.(string); ok && e.Key.Type == KeyText {
+		if err := checkStringKey(s); err != nil {
+			errs = append(errs, FieldError{Field: key.Name, Detail: err.Error()})
+		}
+	}
 	switch {
 	case create && e.Key.Generated && hasKey:
 		errs = append(errs, FieldError{Field: key.Name, Detail: "is assigned by the server; leave it out"})
@@ -314,10 +319,26 @@ func (e *Entity) ParseKey(s string) (any, error) {
 		}
 		return u.String(), nil
 	}
-	if s == "" {
-		return nil, fmt.Errorf("must not be empty")
+	if err := checkStringKey(s); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// checkStringKey is the one rule for string keys, applied where a key comes
+// in (a body, a path, a cursor) so that every stored key can be reached by
+// its URL on every store: not empty, not a dot segment, no control
+// characters.
+func checkStringKey(s string) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("must not be empty")
+	case s == "." || s == "..":
+		return fmt.Errorf("must not be %q, which URLs cannot carry as a path segment", s)
+	case strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return fmt.Errorf("must not contain control characters")
+	}
+	return nil
 }
 
 // KeyString formats a key for a URL or cursor.

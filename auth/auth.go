@@ -121,6 +121,10 @@ type Decision struct {
 	Reason    string
 	Principal plinth.Principal
 	Route     Route
+	// MayRead says, for an allowed request on an entity, whether the
+	// principal may also read the entity's records: the answer to a write
+	// carries the record only then.
+	MayRead bool
 }
 
 // Reasons with a fixed text that callers may compare with.
@@ -287,24 +291,13 @@ func (a *Authorizer) decideUser(ctx context.Context, d Decision, method string, 
 	if p == nil {
 		return deny(d, http.StatusForbidden, "no access policy for domain "+route.Domain+" in environment "+a.cfg.Environment)
 	}
+	read, write := entityGroups(p, route.Entity)
+	mayRead := intersects(groups, read) || (p.WriteImpliesRead && intersects(groups, write))
 	var allowed bool
 	switch route.Operation {
 	case OpRead:
-		read, write := p.ReadGroups, p.WriteGroups
-		if ep, ok := p.Entities[route.Entity]; ok {
-			if ep.ReadGroups != nil {
-				read = ep.ReadGroups
-			}
-			if ep.WriteGroups != nil {
-				write = ep.WriteGroups
-			}
-		}
-		allowed = intersects(groups, read) || (p.WriteImpliesRead && intersects(groups, write))
+		allowed = mayRead
 	case OpWrite:
-		write := p.WriteGroups
-		if ep, ok := p.Entities[route.Entity]; ok && ep.WriteGroups != nil {
-			write = ep.WriteGroups
-		}
 		allowed = intersects(groups, write)
 	case OpReport:
 		allowed = intersects(groups, p.ReportingGroups)
@@ -312,8 +305,23 @@ func (a *Authorizer) decideUser(ctx context.Context, d Decision, method string, 
 	if !allowed {
 		return deny(d, http.StatusForbidden, "the token's groups may not "+string(route.Operation)+" "+route.Entity)
 	}
-	d.Allow, d.Status = true, http.StatusOK
+	d.Allow, d.Status, d.MayRead = true, http.StatusOK, mayRead
 	return d
+}
+
+// entityGroups returns the groups that may read and write one entity: the
+// domain's, unless the entity overrides them.
+func entityGroups(p *plinth.AccessPolicy, entity string) (read, write []string) {
+	read, write = p.ReadGroups, p.WriteGroups
+	if ep, ok := p.Entities[entity]; ok {
+		if ep.ReadGroups != nil {
+			read = ep.ReadGroups
+		}
+		if ep.WriteGroups != nil {
+			write = ep.WriteGroups
+		}
+	}
+	return read, write
 }
 
 func (a *Authorizer) decideService(ctx context.Context, d Decision, known bool, method string, tok *verified, now time.Time) Decision {
@@ -347,7 +355,9 @@ func (a *Authorizer) decideService(ctx context.Context, d Decision, known bool, 
 	case !methodGranted(g.Methods, method):
 		return deny(d, http.StatusForbidden, "the service token does not grant "+method+" on "+route.Template)
 	}
-	d.Allow, d.Status = true, http.StatusOK
+	// A grant names one endpoint of the entity: with GET on it, its holder
+	// may read the entity's records.
+	d.Allow, d.Status, d.MayRead = true, http.StatusOK, methodGranted(g.Methods, http.MethodGet)
 	return d
 }
 

@@ -2,7 +2,6 @@ package http
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,7 +58,8 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
-	limit, after, ok := s.pageParams(w, r)
+	scope := plinth.CursorScope("tokens")
+	limit, after, ok := s.pageParams(w, r, scope)
 	if !ok {
 		return
 	}
@@ -70,7 +70,7 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 	}
 	var next any
 	if more && len(grants) > 0 {
-		next = base64.RawURLEncoding.EncodeToString([]byte(grants[len(grants)-1].ID))
+		next = plinth.EncodeCursor(grants[len(grants)-1].ID, scope)
 	}
 	if grants == nil {
 		grants = []plinth.Grant{}
@@ -79,7 +79,8 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 }
 
 // pageParams reads limit and cursor, the only parameters of admin lists.
-func (s *Server) pageParams(w http.ResponseWriter, r *http.Request) (int, string, bool) {
+// scope names the list, so its cursors are refused by other lists.
+func (s *Server) pageParams(w http.ResponseWriter, r *http.Request, scope string) (int, string, bool) {
 	limit, after := plinth.DefaultLimit, ""
 	var errs []plinth.FieldError
 	for name, vals := range r.URL.Query() {
@@ -91,11 +92,10 @@ func (s *Server) pageParams(w http.ResponseWriter, r *http.Request) (int, string
 			}
 			limit = n
 		case "cursor":
-			b, err := base64.RawURLEncoding.DecodeString(vals[0])
-			if err != nil || len(b) == 0 || len(vals) > 1 {
-				errs = append(errs, plinth.FieldError{Parameter: name, Detail: "is not a cursor returned by this API"})
+			var err error
+			if after, err = plinth.DecodeCursor(vals[0], scope); err != nil || len(vals) > 1 {
+				errs = append(errs, plinth.FieldError{Parameter: name, Detail: plinth.ErrBadCursor.Error()})
 			}
-			after = string(b)
 		default:
 			errs = append(errs, plinth.FieldError{Parameter: name, Detail: "unknown query parameter; this list accepts limit, cursor"})
 		}
@@ -326,6 +326,7 @@ func jsonKind(kind string) string {
 // this month" is ?entity_id=12345&since=2026-11-01T00:00:00Z.
 func (s *Server) searchAudit(w http.ResponseWriter, r *http.Request) {
 	q := plinth.AuditQuery{Limit: plinth.DefaultLimit}
+	var cursor string
 	var errs []plinth.FieldError
 	bad := func(name, detail string) { errs = append(errs, plinth.FieldError{Parameter: name, Detail: detail}) }
 	for name, vals := range r.URL.Query() {
@@ -358,18 +359,25 @@ func (s *Server) searchAudit(w http.ResponseWriter, r *http.Request) {
 			}
 			q.Limit = n
 		case "cursor":
-			b, err := base64.RawURLEncoding.DecodeString(v)
-			n, err2 := strconv.ParseInt(string(b), 10, 64)
-			if err != nil || err2 != nil || n < 1 {
-				bad(name, "is not a cursor returned by this API")
-			}
-			q.After = n
+			cursor = v
 		default:
 			bad(name, "unknown query parameter; this list accepts user, entity_id, domain, since, until, limit, cursor")
 		}
 	}
 	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Until.After(q.Since) {
 		bad("until", "must be later than since")
+	}
+	scope := auditScope(q)
+	if cursor != "" {
+		after, err := plinth.DecodeCursor(cursor, scope)
+		n, err2 := strconv.ParseInt(after, 10, 64)
+		switch {
+		case err != nil:
+			bad("cursor", err.Error())
+		case err2 != nil || n < 1:
+			bad("cursor", plinth.ErrBadCursor.Error())
+		}
+		q.After = n
 	}
 	if len(errs) > 0 {
 		s.writeError(w, r, &plinth.ValidationError{Errors: errs})
@@ -382,7 +390,7 @@ func (s *Server) searchAudit(w http.ResponseWriter, r *http.Request) {
 	}
 	var next any
 	if more && len(recs) > 0 {
-		next = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(recs[len(recs)-1].Sequence, 10)))
+		next = plinth.EncodeCursor(strconv.FormatInt(recs[len(recs)-1].Sequence, 10), scope)
 	}
 	if recs == nil {
 		recs = []plinth.AuditRecord{}
@@ -391,4 +399,10 @@ func (s *Server) searchAudit(w http.ResponseWriter, r *http.Request) {
 		e.rec.Count = len(recs)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"auditRecords": recs, "nextCursor": next})
+}
+
+// auditScope binds audit search cursors to the search's filters.
+func auditScope(q plinth.AuditQuery) string {
+	return plinth.CursorScope("audit", "user="+q.User, "entity_id="+q.EntityID, "domain="+q.Domain,
+		"since="+q.Since.String(), "until="+q.Until.String())
 }

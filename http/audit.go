@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -49,19 +50,34 @@ func (s *Server) newAuditEntry(r *http.Request, route auth.Route, p plinth.Princ
 		Entity:        route.Entity,
 		Operation:     operation(r.Method, route),
 		Method:        r.Method,
-		Route:         route.Template,
+		Route:         auditRoute(r, route),
 		Principal:     p,
 		Decision:      plinth.DecisionAllow,
 		ClientAddress: clientAddress(r),
 		UserAgent:     r.UserAgent(),
 	}
-	if q := r.URL.Query(); len(q) > 0 {
+	if q, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+		rec.Filters = map[string]string{"(unparsed query)": r.URL.RawQuery}
+	} else if len(q) > 0 {
 		rec.Filters = make(map[string]string, len(q))
 		for k, v := range q {
 			rec.Filters[k] = strings.Join(v, ",")
 		}
 	}
 	return &auditEntry{rec: rec, start: time.Now()}
+}
+
+// auditRoute is the route template an audit record names: the
+// authorizer's, else the router's (a method the route does not allow),
+// else "unmatched" (no such route).
+func auditRoute(r *http.Request, route auth.Route) string {
+	if route.Template != "" {
+		return route.Template
+	}
+	if t := infoFrom(r.Context()).route; t != "" {
+		return t
+	}
+	return "unmatched"
 }
 
 // operation names what a request does, for the audit trail.
@@ -72,11 +88,15 @@ func operation(method string, route auth.Route) string {
 	case auth.OpReport:
 		return "report"
 	}
+	if route.Template == "" {
+		return strings.ToLower(method)
+	}
 	item := strings.HasSuffix(route.Template, "}")
+	read := method == http.MethodGet || method == http.MethodHead
 	switch {
-	case method == http.MethodGet && item:
+	case read && item:
 		return "view"
-	case method == http.MethodGet:
+	case read:
 		return "list"
 	case method == http.MethodPost:
 		return "create"
@@ -103,7 +123,7 @@ func (e *auditEntry) finish(status int) plinth.AuditRecord {
 	if e.rec.Count == 0 {
 		e.rec.Count = len(e.rec.RecordIDs)
 	}
-	return e.rec
+	return plinth.BoundAudit(e.rec)
 }
 
 // appendInTx adds the request's audit record to a write transaction, so the
@@ -191,7 +211,7 @@ func (w *auditWriter) Write(b []byte) (int, error) {
 
 // audited wraps a handler of a data or admin route with its audit record.
 func (s *Server) audited(r *http.Request, w http.ResponseWriter, d auth.Decision) (*http.Request, http.ResponseWriter, func()) {
-	if s.auditor == nil || d.Route.Operation == auth.OpPublic || d.Route.Template == "" {
+	if s.auditor == nil || d.Route.Operation == auth.OpPublic {
 		return r, w, func() {}
 	}
 	e := s.newAuditEntry(r, d.Route, d.Principal)
@@ -224,9 +244,10 @@ func (s *Server) auditDenied(r *http.Request, d auth.Decision) error {
 	e := s.newAuditEntry(r, d.Route, d.Principal)
 	e.rec.Decision = plinth.DecisionDeny
 	e.rec.Reason = d.Reason
-	if e.rec.Route == "" {
-		e.rec.Route = "unmatched"
+	rec := e.finish(d.Status)
+	if !s.denials.admit(rec) {
+		return nil // counted into the minute's aggregated record
 	}
-	_, err := s.auditor.Record(r.Context(), e.finish(d.Status))
+	_, err := s.auditor.Record(r.Context(), rec)
 	return err
 }

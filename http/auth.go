@@ -23,17 +23,18 @@ type Authorizer interface {
 // Gateway alike.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Decide on the path the router will route: chi uses the raw
-		// (still escaped) path when there is one, so "a%2Fb" stays one id.
-		path := r.URL.RawPath
-		if path == "" {
-			path = r.URL.Path
-		}
+		// Decide on the path the router will route, so "a%2Fb" stays one id.
+		path := routePath(r)
 		d := s.authz.Decide(r.Context(), auth.Request{
 			Authorization: r.Header.Get("Authorization"),
 			Method:        r.Method,
 			Path:          path,
 		})
+		info := infoFrom(r.Context())
+		info.route, info.mayRead = d.Route.Template, d.MayRead
+		if info.route == "" {
+			info.route = s.routeTemplate(path)
+		}
 		if !d.Allow {
 			if err := s.auditDenied(r, d); err != nil && r.Context().Err() == nil {
 				// The auditor fails closed: without a record, answer as

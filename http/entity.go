@@ -107,7 +107,7 @@ func (h *entityHandler) create(w http.ResponseWriter, r *http.Request) {
 	}
 	h.s.afterCommit(r.Context(), audited, evented)
 	w.Header().Set("Location", "/api/v1/"+h.e.Plural+"/"+url.PathEscape(plinth.KeyString(h.e.KeyOf(rec))))
-	h.writeRecord(w, http.StatusCreated, rec)
+	h.writeWritten(w, r, http.StatusCreated, rec)
 }
 
 // update applies a JSON Merge Patch to the version named by If-Match. A
@@ -148,7 +148,7 @@ func (h *entityHandler) update(w http.ResponseWriter, r *http.Request) {
 				return err
 			}
 		}
-		audited, err = h.s.appendInTx(r.Context(), tx, http.StatusOK, plinth.KeyString(id))
+		audited, err = h.s.appendInTx(r.Context(), tx, updatedStatus(r), plinth.KeyString(id))
 		return err
 	})
 	if err != nil {
@@ -156,7 +156,7 @@ func (h *entityHandler) update(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.s.afterCommit(r.Context(), audited, evented)
-	h.writeRecord(w, http.StatusOK, rec)
+	h.writeWritten(w, r, updatedStatus(r), rec)
 }
 
 func (h *entityHandler) delete(w http.ResponseWriter, r *http.Request) {
@@ -273,6 +273,27 @@ func (h *entityHandler) writeRecord(w http.ResponseWriter, status int, rec plint
 	_, _ = w.Write(h.e.MarshalRecord(rec))
 }
 
+// writeWritten answers a create or update with the record, or without a
+// body (ETag and Location only) when the caller may write but not read the
+// entity: a write must not become a way to read.
+func (h *entityHandler) writeWritten(w http.ResponseWriter, r *http.Request, status int, rec plinth.Record) {
+	if infoFrom(r.Context()).mayRead {
+		h.writeRecord(w, status, rec)
+		return
+	}
+	w.Header().Set("ETag", etag(rec.Version))
+	w.WriteHeader(status)
+}
+
+// updatedStatus is the status of a successful update: 200 with the record,
+// or 204 for a caller who may not read it.
+func updatedStatus(r *http.Request) int {
+	if infoFrom(r.Context()).mayRead {
+		return http.StatusOK
+	}
+	return http.StatusNoContent
+}
+
 func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
 
 // ifMatch reads the version a write is conditional on: 428 when the header
@@ -284,8 +305,17 @@ func ifMatch(w http.ResponseWriter, r *http.Request) (int64, bool) {
 			plinth.FieldError{Parameter: "If-Match", Detail: "is required"})
 		return 0, false
 	}
-	v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(raw, "W/"), `"`), 10, 64)
-	if err != nil || v < 1 {
+	if strings.HasPrefix(raw, "W/") {
+		// If-Match compares strongly (RFC 9110 13.1.1): a weak tag never
+		// matches, so the record cannot be at the version it names.
+		writeProblem(w, r, http.StatusPreconditionFailed, "If-Match uses strong comparison, so a weak ETag (W/\"…\") never matches; send the ETag as returned, such as \"3\".",
+			plinth.FieldError{Parameter: "If-Match", Detail: "must be a strong ETag"})
+		return 0, false
+	}
+	unquoted, quoted := strings.CutPrefix(raw, `"`)
+	unquoted, closed := strings.CutSuffix(unquoted, `"`)
+	v, err := strconv.ParseInt(unquoted, 10, 64)
+	if err != nil || v < 1 || !quoted || !closed || strings.HasPrefix(unquoted, "+") {
 		writeProblem(w, r, http.StatusBadRequest, "If-Match must be the ETag of the record, such as \"3\".",
 			plinth.FieldError{Parameter: "If-Match", Detail: "must be an ETag returned by this API, such as \"3\""})
 		return 0, false
@@ -312,37 +342,18 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, types ...strin
 		writeProblem(w, r, http.StatusBadRequest, "The body could not be read.")
 		return nil, false
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		writeProblem(w, r, http.StatusBadRequest, "The body is not valid JSON: "+jsonErrorDetail(err, body))
-		return nil, false
-	}
-	if dec.More() {
-		writeProblem(w, r, http.StatusBadRequest, "The body is not valid JSON: unexpected data after the JSON object.")
-		return nil, false
-	}
-	doc, ok := v.(map[string]any)
-	if !ok {
-		writeProblem(w, r, http.StatusBadRequest, "The body must be a JSON object.")
+	doc, err := plinth.DecodeJSONObject(body)
+	if err != nil {
+		var je *plinth.JSONError
+		if errors.As(err, &je) && je.Field != "" {
+			writeProblem(w, r, http.StatusBadRequest, "The body is not valid JSON; see errors.",
+				plinth.FieldError{Field: je.Field, Detail: je.Detail})
+			return nil, false
+		}
+		writeProblem(w, r, http.StatusBadRequest, "The body is not valid JSON: "+err.Error()+".")
 		return nil, false
 	}
 	return doc, true
-}
-
-// jsonErrorDetail describes a JSON syntax error with its position, without
-// echoing the body (which may hold personal data).
-func jsonErrorDetail(err error, body []byte) string {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		line := 1 + bytes.Count(body[:se.Offset], []byte("\n"))
-		return fmt.Sprintf("%s (at byte %d, line %d).", se.Error(), se.Offset, line)
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return "the body is empty or ends early."
-	}
-	return err.Error() + "."
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

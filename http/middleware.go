@@ -42,6 +42,25 @@ func withCorrelation(next http.Handler) http.Handler {
 	})
 }
 
+// requestInfo is what the middleware learns about a request as it passes:
+// the route template the authorizer matched (so 401, 403 and 405 answers are
+// labelled by route too) and whether the caller may read the entity's
+// records.
+type requestInfo struct {
+	route   string
+	mayRead bool
+}
+
+type requestInfoKey struct{}
+
+func infoFrom(ctx context.Context) *requestInfo {
+	i, _ := ctx.Value(requestInfoKey{}).(*requestInfo)
+	if i == nil {
+		return &requestInfo{mayRead: true}
+	}
+	return i
+}
+
 // statusRecorder remembers the status and size of a response.
 type statusRecorder struct {
 	http.ResponseWriter
@@ -93,6 +112,8 @@ func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
+		info := &requestInfo{mayRead: s.authz == nil}
+		r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
 		defer func() {
 			if p := recover(); p != nil {
 				s.log(r).Error("panic while serving request", "panic", p, "stack", string(debug.Stack()))
@@ -100,9 +121,12 @@ func (s *Server) observe(next http.Handler) http.Handler {
 					writeProblem(rec, r, http.StatusInternalServerError, "An unexpected error occurred; quote correlation id "+CorrelationID(r.Context())+" when reporting it.")
 				}
 			}
-			route := "unmatched"
+			route := info.route
 			if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
 				route = rc.RoutePattern()
+			}
+			if route == "" {
+				route = "unmatched"
 			}
 			status := strconv.Itoa(rec.status)
 			elapsed := time.Since(start)

@@ -25,7 +25,7 @@ type Problem struct {
 func writeProblem(w http.ResponseWriter, r *http.Request, status int, detail string, errs ...plinth.FieldError) {
 	p := Problem{
 		Type:          "about:blank",
-		Title:         http.StatusText(status),
+		Title:         statusText(status),
 		Status:        status,
 		Detail:        detail,
 		Instance:      r.URL.Path,
@@ -42,6 +42,10 @@ func writeProblem(w http.ResponseWriter, r *http.Request, status int, detail str
 // the errors Plinth defines are shown to the client; anything else is logged
 // and answered with a plain 500.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		s.clientClosed(w, r, err)
+		return
+	}
 	var ve *plinth.ValidationError
 	switch {
 	case errors.As(err, &ve):
@@ -70,4 +74,21 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 
 func (s *Server) log(r *http.Request) *slog.Logger {
 	return s.logger.With("correlationId", CorrelationID(r.Context()))
+}
+
+// StatusClientClosedRequest is the status recorded (in metrics, logs and
+// the audit trail) for a request whose client went away before the answer:
+// nginx's 499. It is no server fault, so it is logged at info level.
+const StatusClientClosedRequest = 499
+
+func (s *Server) clientClosed(w http.ResponseWriter, r *http.Request, err error) {
+	s.log(r).Info("client closed the request before the answer", "error", err)
+	writeProblem(w, r, StatusClientClosedRequest, "The client closed the request.")
+}
+
+func statusText(status int) string {
+	if status == StatusClientClosedRequest {
+		return "Client Closed Request"
+	}
+	return http.StatusText(status)
 }

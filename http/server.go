@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -50,6 +52,10 @@ type Config struct {
 	Events bool
 	// Audit is searched by GET /admin/v1/audit when set.
 	Audit plinth.AuditStore
+	// DenialsPerMinute is how many denied requests per client address and
+	// minute are audited one by one; the rest of the minute are counted
+	// into one aggregated record. 0 means DefaultDenialsPerMinute.
+	DenialsPerMinute int
 	// EventsCommitted is called after a transaction that wrote events
 	// commits, to wake the relay.
 	EventsCommitted func()
@@ -64,7 +70,7 @@ type Server struct {
 	logger  *slog.Logger
 	metrics *metrics
 	checks  map[string]func(context.Context) error
-	router  chi.Router
+	router  *chi.Mux
 
 	authz       Authorizer
 	access      plinth.AccessStore
@@ -73,6 +79,7 @@ type Server struct {
 	events      bool
 	notify      func()
 	auditStore  plinth.AuditStore
+	denials     *denialLimiter
 
 	reg *prometheus.Registry
 }
@@ -112,17 +119,24 @@ func NewServer(cfg Config) *Server {
 		s.checks[name] = check
 	}
 	s.metrics = newMetrics(s.reg)
+	s.denials = newDenialLimiter(cfg.DenialsPerMinute, func(ctx context.Context, rec plinth.AuditRecord) error {
+		_, err := s.auditor.Record(ctx, rec)
+		return err
+	}, s.logger)
 
 	r := chi.NewRouter()
-	r.Use(withCorrelation, s.observe)
+	r.Use(withCorrelation, s.observe, s.answerOptions)
 	if s.authz != nil {
 		r.Use(s.authenticate)
 	}
+	r.Use(strictQuery, middleware.GetHead)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusNotFound, "There is no route "+r.URL.Path+"; see /api/v1/openapi.json for the routes this API serves.")
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, r, http.StatusMethodNotAllowed, "Method "+r.Method+" is not allowed on "+r.URL.Path+".")
+		allow := s.allowedMethods(routePath(r))
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeProblem(w, r, http.StatusMethodNotAllowed, "Method "+r.Method+" is not allowed on "+r.URL.Path+"; this route allows "+strings.Join(allow, ", ")+".")
 	})
 	r.Get("/api/v1/healthcheck/ping", s.ping)
 	r.Get("/api/v1/healthcheck/ready", s.ready)
@@ -153,6 +167,15 @@ func NewServer(cfg Config) *Server {
 	}
 	s.router = r
 	return s
+}
+
+// Close writes what the server holds back: the aggregated audit records
+// of denied requests in the current minute. Call it after the listener has
+// stopped and before the auditor closes.
+func (s *Server) Close() {
+	if s.auditor != nil {
+		s.denials.Flush()
+	}
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
