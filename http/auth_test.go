@@ -27,13 +27,19 @@ type securedAPI struct {
 	sqlite  *sqlite.Store
 	dbPath  string
 	auditor *audit.Auditor
+	server  *plinthhttp.Server
+}
+
+// newSecuredAPIWith is newSecuredAPI with changes to the server's config.
+func newSecuredAPIWith(t *testing.T, mods ...func(*plinthhttp.Config)) *securedAPI {
+	return newAuditedAPI(t, false, mods...)
 }
 
 func newSecuredAPI(t *testing.T) *securedAPI { return newAuditedAPI(t, false) }
 
 // newAuditedAPI serves with auditing (failing closed when asked, as in
 // production) and change events.
-func newAuditedAPI(t *testing.T, failClosed bool) *securedAPI {
+func newAuditedAPI(t *testing.T, failClosed bool, mods ...func(*plinthhttp.Config)) *securedAPI {
 	t.Helper()
 	ctx := context.Background()
 	ds, err := spec.LoadFS(domains.FS, ".")
@@ -64,18 +70,23 @@ func newAuditedAPI(t *testing.T, failClosed bool) *securedAPI {
 		t.Fatal(err)
 	}
 	auditor := audit.New(st, audit.Config{Environment: "development", FailClosed: failClosed, Logger: discardLogger()})
-	srv := httptest.NewServer(plinthhttp.NewServer(plinthhttp.Config{
+	cfg := plinthhttp.Config{
 		Store: st, Domains: ds, OpenAPI: []byte(`{"openapi":"3.1.0"}`), Logger: discardLogger(),
 		Authorizer: authz, Access: st, Environment: "development",
 		Auditor: auditor, Audit: st, Events: true,
-	}))
+	}
+	for _, mod := range mods {
+		mod(&cfg)
+	}
+	server := plinthhttp.NewServer(cfg)
+	srv := httptest.NewServer(server)
 	t.Cleanup(func() {
 		srv.Close()
 		auditor.Close()
 		authz.Close()
 		st.Close()
 	})
-	return &securedAPI{api: &api{t: t, url: srv.URL, store: st, domains: ds}, authz: authz, sqlite: st, dbPath: dbPath, auditor: auditor}
+	return &securedAPI{api: &api{t: t, url: srv.URL, store: st, domains: ds}, authz: authz, sqlite: st, dbPath: dbPath, auditor: auditor, server: server}
 }
 
 func (s *securedAPI) token(groups ...string) string {

@@ -37,6 +37,27 @@ func newAPI(t testing.TB, checks map[string]func(context.Context) error) *api {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newAPIOf(t, ds, checks)
+}
+
+// newAPIWith serves the given domains.
+func newAPIWith(t testing.TB, ds []*plinth.Domain) *api { return newAPIOf(t, ds, nil) }
+
+// loadSpec parses one domain spec.
+func loadSpec(t testing.TB, yaml string) []*plinth.Domain {
+	t.Helper()
+	d, err := spec.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []*plinth.Domain{d}
+}
+
+// jsonString formats a decoded JSON value as it appears in a path.
+func jsonString(v any) string { return fmt.Sprint(v) }
+
+func newAPIOf(t testing.TB, ds []*plinth.Domain, checks map[string]func(context.Context) error) *api {
+	t.Helper()
 	st, err := sqlite.Open(context.Background(), t.TempDir()+"/plinth.db")
 	if err != nil {
 		t.Fatal(err)
