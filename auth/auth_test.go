@@ -132,8 +132,6 @@ func TestUserTokens(t *testing.T) {
 		{"entity override: override writer writes", hs(t, claims("property-writers")), "DELETE", "/api/v1/properties/7", 200, ""},
 		{"entity override: override writer reads (write implies read)", hs(t, claims("property-writers")), "GET", "/api/v1/properties", 200, ""},
 		{"several groups, one fits", hs(t, claims("a", "b", "residents-readers")), "GET", "/api/v1/residents", 200, ""},
-		{"reporter reports", hs(t, claims("residents-reporters")), "GET", "/api/v1/reports/residents", 200, ""},
-		{"reader reports", valid, "GET", "/api/v1/reports/residents", 403, "may not report"},
 		{"reporter reads", hs(t, claims("residents-reporters")), "GET", "/api/v1/residents", 403, ""},
 		{"no policy for the domain", hs(t, claims("residents-readers", adminGroup)), "GET", "/api/v1/contacts", 403, "no access policy for domain contacts in environment development"},
 		{"other environment's group", hs(t, claims("production-readers")), "GET", "/api/v1/residents", 403, ""},

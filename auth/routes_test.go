@@ -38,8 +38,8 @@ func TestRoute(t *testing.T) {
 		{"GET", "/api/v1/residents/%7Bid%7D", res("/api/v1/residents/{id}", OpRead)},
 		{"GET", "/api/v1/residents/..", res("/api/v1/residents/{id}", OpRead)}, // ".." is the id, as the router sees it
 		{"GET", "/api/v1/tenancies/1", want{"/api/v1/tenancies/{id}", "housing", "tenancies", OpRead}},
-		{"GET", "/api/v1/reports/residents", res("/api/v1/reports/residents", OpReport)},
-		{"HEAD", "/api/v1/reports/residents", res("/api/v1/reports/residents", OpReport)},
+		{"GET", "/api/v1/reports/residents", none}, // not served until the Reporting API exists
+		{"HEAD", "/api/v1/reports/residents", none},
 		{"POST", "/api/v1/reports/residents", none},
 		{"GET", "/api/v1/reports/residents/1", none},
 		{"GET", "/api/v1/reports/residents/", none},

@@ -76,9 +76,9 @@ func TestServiceTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reports, _, err := f.a.IssueServiceToken(ctx, grantFor("/api/v1/reports/residents", "GET"))
-	if err != nil {
-		t.Fatal(err)
+	// The Reporting API is not served yet, so no grant may name it.
+	if _, _, err := f.a.IssueServiceToken(ctx, grantFor("/api/v1/reports/residents", "GET")); err == nil {
+		t.Fatal("a grant for the unserved reporting route was issued")
 	}
 
 	// A grant that has expired in the store while its JWT has not.
@@ -93,7 +93,6 @@ func TestServiceTokens(t *testing.T) {
 		{"granted endpoint and method", tok, "GET", "/api/v1/residents/42", 200, ""},
 		{"HEAD with GET granted", tok, "HEAD", "/api/v1/residents/42", 200, ""},
 		{"another endpoint of the API", tok, "GET", "/api/v1/residents", 403, "does not grant /api/v1/residents"},
-		{"the reporting endpoint", tok, "GET", "/api/v1/reports/residents", 403, ""},
 		{"another method", tok, "PATCH", "/api/v1/residents/42", 403, "does not grant PATCH"},
 		{"DELETE", tok, "DELETE", "/api/v1/residents/42", 403, ""},
 		{"another API", tok, "GET", "/api/v1/contacts/42", 403, "residents API, not contacts"},
@@ -107,8 +106,6 @@ func TestServiceTokens(t *testing.T) {
 		{"collection grant: create", writer, "POST", "/api/v1/residents", 200, ""},
 		{"collection grant: not the item (no substring match)", writer, "GET", "/api/v1/residents/1", 403, ""},
 		{"collection grant: lookalike path", writer, "GET", "/api/v1/residents-evil", 200, ""}, // unknown route: router 404s
-		{"reporting grant", reports, "GET", "/api/v1/reports/residents", 200, ""},
-		{"reporting grant on the list", reports, "GET", "/api/v1/residents", 403, ""},
 		{"expired in the store, not in the JWT", expiredInStore, "GET", "/api/v1/residents/42", 403, "expired"},
 		{"expired JWT", serviceJWT(t, serviceSecret, g.ID, g.Consumer, time.Now().Add(-time.Hour)), "GET", "/api/v1/residents/42", 401, "token expired"},
 		{"unknown grant", serviceJWT(t, serviceSecret, uuid.NewString(), g.Consumer, time.Now().Add(time.Hour)), "GET", "/api/v1/residents/42", 401, "grant does not exist"},
@@ -226,14 +223,14 @@ func TestIssueServiceTokenValidation(t *testing.T) {
 		{"missing api", func(g *plinth.Grant) { g.API = "" }, []string{"api"}, "required"},
 		{"unknown api", func(g *plinth.Grant) { g.API = "benefits" }, []string{"api"}, "contacts, residents, housing"},
 		{"missing endpoint", func(g *plinth.Grant) { g.Endpoint = "" }, []string{"endpoint"}, "required"},
-		{"endpoint of another api", func(g *plinth.Grant) { g.Endpoint = "/api/v1/contacts/{id}" }, []string{"endpoint"}, "/api/v1/residents, /api/v1/residents/{id}, /api/v1/reports/residents"},
+		{"endpoint of another api", func(g *plinth.Grant) { g.Endpoint = "/api/v1/contacts/{id}" }, []string{"endpoint"}, "/api/v1/residents, /api/v1/residents/{id}"},
 		{"endpoint substring", func(g *plinth.Grant) { g.Endpoint = "/api/v1/resid" }, []string{"endpoint"}, "not a route template"},
 		{"endpoint concrete path", func(g *plinth.Grant) { g.Endpoint = "/api/v1/residents/42" }, []string{"endpoint"}, ""},
 		{"endpoint with a trailing slash", func(g *plinth.Grant) { g.Endpoint = "/api/v1/residents/" }, []string{"endpoint"}, ""},
 		{"no methods", func(g *plinth.Grant) { g.Methods = nil }, []string{"methods"}, "at least one"},
 		{"POST on an item", func(g *plinth.Grant) { g.Methods = []string{"GET", "POST"} }, []string{"methods"}, `"POST" is not a method of /api/v1/residents/{id}; valid: GET, PATCH, DELETE`},
 		{"PATCH on the collection", func(g *plinth.Grant) { g.Endpoint = "/api/v1/residents"; g.Methods = []string{"PATCH"} }, []string{"methods"}, "valid: GET, POST"},
-		{"POST on reports", func(g *plinth.Grant) { g.Endpoint = "/api/v1/reports/residents"; g.Methods = []string{"POST"} }, []string{"methods"}, ""},
+		{"the unserved reporting route", func(g *plinth.Grant) { g.Endpoint = "/api/v1/reports/residents" }, []string{"endpoint"}, ""},
 		{"unknown method", func(g *plinth.Grant) { g.Methods = []string{"FETCH"} }, []string{"methods"}, ""},
 		{"bad environment", func(g *plinth.Grant) { g.Environment = "prod" }, []string{"environment"}, "development, staging, production"},
 		{"missing environment", func(g *plinth.Grant) { g.Environment = "" }, []string{"environment"}, "required"},
