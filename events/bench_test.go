@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/events"
 	"github.com/plinth-data/plinth/postgres"
 )
@@ -34,7 +35,7 @@ func BenchmarkWriteToEvent(b *testing.B) {
 
 func benchWriteToEvent(b *testing.B, writers int) {
 	ctx := context.Background()
-	ds := shipped(b)
+	ds := plinthtest.Domains(b)
 	url := postgres.TestDatabase(b)
 	sep := "?"
 	if strings.Contains(url, "?") {
@@ -49,7 +50,7 @@ func benchWriteToEvent(b *testing.B, writers int) {
 		b.Fatal(err)
 	}
 	bs := newBus(b, ds)
-	e := entity(b, ds, "residents")
+	e := plinthtest.Entity(b, ds, "residents")
 	relay, _ := startRelay(b, st, bs.pub, events.RelayConfig{Holder: "bench", Logger: quiet})
 
 	n := b.N
@@ -78,7 +79,7 @@ func benchWriteToEvent(b *testing.B, writers int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := events.Context{Environment: "development", SourceSystem: "plinth residents API", CorrelationID: "bench",
+	c := plinth.EventContext{Environment: "development", SourceSystem: "plinth residents API", CorrelationID: "bench",
 		Principal: plinth.Principal{Subject: "bench", Name: "Bench", Email: "bench@example.gov.uk"}}
 	var next atomic.Int64
 	var mu sync.Mutex
@@ -97,7 +98,7 @@ func benchWriteToEvent(b *testing.B, writers int) {
 					if err != nil {
 						return err
 					}
-					entry, _, _ := events.Build(e, events.Created, nil, &rec, c)
+					entry, _, _ := plinth.BuildEvent(e, plinth.EventCreated, nil, &rec, c)
 					id = entry.EventID
 					return tx.(plinth.EventTx).AppendEvent(ctx, entry)
 				})
@@ -152,7 +153,7 @@ func benchWriteToEvent(b *testing.B, writers int) {
 // them. It reports events/s, the relay's capacity apart from the write path.
 func BenchmarkRelayDrain(b *testing.B) {
 	ctx := context.Background()
-	ds := shipped(b)
+	ds := plinthtest.Domains(b)
 	url := postgres.TestDatabase(b)
 	st, err := postgres.Open(ctx, url+"?sslmode=disable&pool_max_conns=20")
 	if err != nil {
@@ -163,7 +164,7 @@ func BenchmarkRelayDrain(b *testing.B) {
 		b.Fatal(err)
 	}
 	bs := newBus(b, ds)
-	e := entity(b, ds, "residents")
+	e := plinthtest.Entity(b, ds, "residents")
 	data, err := e.Validate(map[string]any{"firstName": "Bench", "lastName": "Mark", "gender": "F", "dateOfBirth": "1990-04-23"}, true)
 	if err != nil {
 		b.Fatal(err)
@@ -181,7 +182,7 @@ func BenchmarkRelayDrain(b *testing.B) {
 					if err != nil {
 						return err
 					}
-					entry, _, _ := events.Build(e, events.Created, nil, &rec, events.Context{})
+					entry, _, _ := plinth.BuildEvent(e, plinth.EventCreated, nil, &rec, plinth.EventContext{})
 					return tx.(plinth.EventTx).AppendEvent(ctx, entry)
 				})
 				if err != nil {

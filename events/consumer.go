@@ -197,7 +197,7 @@ func (c *consumer) handle(ctx context.Context, msg jetstream.Msg) {
 	if md, err := msg.Metadata(); err == nil {
 		delivered = md.NumDelivered
 	}
-	ev, err := Decode(msg.Data())
+	ev, err := plinth.DecodeEvent(msg.Data())
 	if err != nil {
 		c.log.Error("not a Plinth event", "subject", msg.Subject(), "error", err)
 		c.deadLetter(ctx, msg, "", err, delivered)

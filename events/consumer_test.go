@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/events"
 )
 
@@ -22,11 +23,11 @@ func publishResidents(t testing.TB, b *bus, e *plinth.Entity, n int) []plinth.Ou
 	var entries []plinth.OutboxEntry
 	for i := 1; i <= n; i++ {
 		rec := plinth.Record{Data: map[string]any{"mosaicId": int64(i), "firstName": "Ada", "lastName": "Lovelace"}, Version: 1}
-		entry, _, _ := events.Build(e, events.Created, nil, &rec, events.Context{})
+		entry, _, _ := plinth.BuildEvent(e, plinth.EventCreated, nil, &rec, plinth.EventContext{})
 		after := rec
 		after.Data = map[string]any{"mosaicId": int64(i), "firstName": "Ada", "lastName": "King"}
 		after.Version = 2
-		upd, _, _ := events.Build(e, events.Updated, &rec, &after, events.Context{})
+		upd, _, _ := plinth.BuildEvent(e, plinth.EventUpdated, &rec, &after, plinth.EventContext{})
 		entries = append(entries, entry, upd)
 	}
 	if err := b.pub.Publish(context.Background(), entries); err != nil {
@@ -138,9 +139,9 @@ func settled(t testing.TB, b *bus, durable string) {
 }
 
 func TestConsumeHandlesEveryEventInOrder(t *testing.T) {
-	ds := shipped(t)
+	ds := plinthtest.Domains(t)
 	b := newBus(t, ds)
-	entries := publishResidents(t, b, entity(t, ds, "residents"), 50)
+	entries := publishResidents(t, b, plinthtest.Entity(t, ds, "residents"), 50)
 	var h handled
 	var types sync.Map
 	consume(t, b, events.ConsumerConfig{
@@ -165,9 +166,9 @@ func TestConsumeHandlesEveryEventInOrder(t *testing.T) {
 }
 
 func TestConsumeRetriesThenSucceeds(t *testing.T) {
-	ds := shipped(t)
+	ds := plinthtest.Domains(t)
 	b := newBus(t, ds)
-	entries := publishResidents(t, b, entity(t, ds, "residents"), 5)
+	entries := publishResidents(t, b, plinthtest.Entity(t, ds, "residents"), 5)
 	flaky := entries[3].EventID
 	var h handled
 	consume(t, b, events.ConsumerConfig{
@@ -196,13 +197,13 @@ func TestConsumeRetriesThenSucceeds(t *testing.T) {
 }
 
 func TestConsumeDeadLettersAfterMaxDeliver(t *testing.T) {
-	ds := shipped(t)
+	ds := plinthtest.Domains(t)
 	b := newBus(t, ds)
 	ctx := context.Background()
 	if _, err := b.js.CreateStream(ctx, jetstream.StreamConfig{Name: "DEAD_LETTERS", Subjects: []string{"dead.>"}}); err != nil {
 		t.Fatal(err)
 	}
-	entries := publishResidents(t, b, entity(t, ds, "residents"), 4)
+	entries := publishResidents(t, b, plinthtest.Entity(t, ds, "residents"), 4)
 	poison := entries[2].EventID
 	var h handled
 	consume(t, b, events.ConsumerConfig{
@@ -251,9 +252,9 @@ func TestConsumeDeadLettersAfterMaxDeliver(t *testing.T) {
 }
 
 func TestConsumeSkipsUnknownEventTypes(t *testing.T) {
-	ds := shipped(t)
+	ds := plinthtest.Domains(t)
 	b := newBus(t, ds)
-	entries := publishResidents(t, b, entity(t, ds, "residents"), 10)
+	entries := publishResidents(t, b, plinthtest.Entity(t, ds, "residents"), 10)
 	var h handled
 	consume(t, b, events.ConsumerConfig{
 		Durable: "created-only",
@@ -279,9 +280,9 @@ func TestConsumeSkipsUnknownEventTypes(t *testing.T) {
 }
 
 func TestConsumeHandlesADuplicateOnce(t *testing.T) {
-	ds := shipped(t)
+	ds := plinthtest.Domains(t)
 	b := newBus(t, ds)
-	entries := publishResidents(t, b, entity(t, ds, "residents"), 3)
+	entries := publishResidents(t, b, plinthtest.Entity(t, ds, "residents"), 3)
 	// The same event again, past JetStream's dedupe (another message ID,
 	// as after the duplicate window): the listener's idempotency catches
 	// it.
@@ -307,9 +308,9 @@ func TestConsumeHandlesADuplicateOnce(t *testing.T) {
 
 // A listener that restarts carries on where its durable stopped.
 func TestConsumeResumesAfterRestart(t *testing.T) {
-	ds := shipped(t)
+	ds := plinthtest.Domains(t)
 	b := newBus(t, ds)
-	e := entity(t, ds, "residents")
+	e := plinthtest.Entity(t, ds, "residents")
 	first := publishResidents(t, b, e, 5)
 	var h handled
 	handler := func(_ context.Context, ev plinth.Event) error {
@@ -324,7 +325,7 @@ func TestConsumeResumesAfterRestart(t *testing.T) {
 	var more []plinth.OutboxEntry
 	for i := 6; i <= 8; i++ {
 		rec := plinth.Record{Data: map[string]any{"mosaicId": int64(i), "firstName": "B", "lastName": "C"}, Version: 1}
-		entry, _, _ := events.Build(e, events.Created, nil, &rec, events.Context{})
+		entry, _, _ := plinth.BuildEvent(e, plinth.EventCreated, nil, &rec, plinth.EventContext{})
 		more = append(more, entry)
 	}
 	if err := b.pub.Publish(context.Background(), more); err != nil {
@@ -341,5 +342,20 @@ func TestConsumeResumesAfterRestart(t *testing.T) {
 	}
 	if ids[len(ids)-1] != more[len(more)-1].EventID {
 		t.Fatalf("last handled %s", ids[len(ids)-1])
+	}
+}
+
+func TestMemorySeenIsBounded(t *testing.T) {
+	ctx := t.Context()
+	m := events.NewMemorySeen(3)
+	for _, id := range []string{"a", "b", "c", "a", "d"} {
+		if err := m.Mark(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, want := range map[string]bool{"a": false, "b": true, "c": true, "d": true, "e": false} {
+		if got, _ := m.Seen(ctx, id); got != want {
+			t.Errorf("Seen(%s) = %v, want %v", id, got, want)
+		}
 	}
 }

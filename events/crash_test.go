@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/events"
 	plinthnats "github.com/plinth-data/plinth/nats"
 	"github.com/plinth-data/plinth/postgres"
@@ -74,7 +75,7 @@ func TestCrashAndRestart(t *testing.T) {
 
 			// Restart: a relay publishes what the dead ones left.
 			ctx := context.Background()
-			ds := shipped(t)
+			ds := plinthtest.Domains(t)
 			st, err := openURL(ctx, url)
 			if err != nil {
 				t.Fatal(err)
@@ -116,7 +117,7 @@ func TestCrashAndRestart(t *testing.T) {
 
 			// Every record's versions 1…current are in the stream once, in
 			// order; nothing else is.
-			e := entity(t, ds, "residents")
+			e := plinthtest.Entity(t, ds, "residents")
 			versions := map[string]int64{}
 			var total int64
 			q := plinth.Query{Limit: 1000}
@@ -142,7 +143,7 @@ func TestCrashAndRestart(t *testing.T) {
 			seen := map[string]bool{}
 			last := map[string]int64{}
 			for _, m := range msgs {
-				ev, err := events.Decode(m.Data())
+				ev, err := plinth.DecodeEvent(m.Data())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -178,7 +179,7 @@ func TestCrashChild(t *testing.T) {
 		t.Skip("run by TestCrashAndRestart only")
 	}
 	ctx := context.Background()
-	ds := shipped(t)
+	ds := plinthtest.Domains(t)
 	st, err := openURL(ctx, os.Getenv(crashStoreEnv))
 	if err != nil {
 		t.Fatal(err)
@@ -201,8 +202,8 @@ func TestCrashChild(t *testing.T) {
 	relay := events.NewRelay(st, pub, events.RelayConfig{Holder: fmt.Sprint("child-", os.Getpid()), LeaseTTL: time.Second, Poll: 10 * time.Millisecond, Logger: quiet})
 	go relay.Run(ctx)
 
-	e := entity(t, ds, "residents")
-	c := events.Context{Environment: "development", CorrelationID: "crash"}
+	e := plinthtest.Entity(t, ds, "residents")
+	c := plinth.EventContext{Environment: "development", CorrelationID: "crash"}
 	var wg sync.WaitGroup
 	for w := range 8 {
 		wg.Add(1)
@@ -227,7 +228,7 @@ func TestCrashChild(t *testing.T) {
 						if err != nil {
 							return err
 						}
-						entry, _, _ = events.Build(e, events.Created, nil, &rec, c)
+						entry, _, _ = plinth.BuildEvent(e, plinth.EventCreated, nil, &rec, c)
 						created = e.KeyOf(rec)
 					} else {
 						id := ids[rand.IntN(len(ids))]
@@ -240,7 +241,7 @@ func TestCrashChild(t *testing.T) {
 						if err != nil {
 							return err
 						}
-						entry, _, _ = events.Build(e, events.Updated, &cur, &rec, c)
+						entry, _, _ = plinth.BuildEvent(e, plinth.EventUpdated, &cur, &rec, c)
 					}
 					if err := tx.(plinth.EventTx).AppendEvent(ctx, entry); err != nil {
 						return err

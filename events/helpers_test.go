@@ -100,8 +100,8 @@ func newWriter(st eventStore, e *plinth.Entity) *writer {
 	return &writer{st: st, e: e, committed: map[string][]string{}, rolledBack: map[string]bool{}}
 }
 
-func (w *writer) context() events.Context {
-	return events.Context{
+func (w *writer) context() plinth.EventContext {
+	return plinth.EventContext{
 		Environment:   "development",
 		SourceSystem:  "plinth residents API",
 		CorrelationID: "test",
@@ -140,7 +140,7 @@ func (w *writer) create(ctx context.Context, doc map[string]any, rollback bool) 
 		if rec, err = tx.Insert(ctx, w.e, data); err != nil {
 			return err
 		}
-		entry, _, _ = events.Build(w.e, events.Created, nil, &rec, w.context())
+		entry, _, _ = plinth.BuildEvent(w.e, plinth.EventCreated, nil, &rec, w.context())
 		if err := tx.(plinth.EventTx).AppendEvent(ctx, entry); err != nil {
 			return err
 		}
@@ -175,7 +175,7 @@ func (w *writer) update(ctx context.Context, id any, patch map[string]any, rollb
 		if err != nil {
 			return err
 		}
-		entry, _, changed = events.Build(w.e, events.Updated, &cur, &rec, w.context())
+		entry, _, changed = plinth.BuildEvent(w.e, plinth.EventUpdated, &cur, &rec, w.context())
 		if !changed {
 			return nil
 		}
@@ -283,7 +283,7 @@ func (w *writer) checkExactlyOnce(t testing.TB, js jetstream.JetStream, stream s
 	perEntity := map[string][]string{}
 	lastVersion := map[string]int64{}
 	for _, m := range msgs {
-		ev, err := events.Decode(m.Data())
+		ev, err := plinth.DecodeEvent(m.Data())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/events"
 	plinthnats "github.com/plinth-data/plinth/nats"
 )
@@ -63,10 +64,10 @@ func writeLoad(t testing.TB, w *writer, writers, perWriter int) {
 func TestRelayPublishesEveryCommittedEventOnceInOrder(t *testing.T) {
 	for _, sc := range stores {
 		t.Run(sc.name, func(t *testing.T) {
-			ds := shipped(t)
+			ds := plinthtest.Domains(t)
 			st := sc.open(t, ds)
 			b := newBus(t, ds)
-			w := newWriter(st, entity(t, ds, "residents"))
+			w := newWriter(st, plinthtest.Entity(t, ds, "residents"))
 			r, _ := startRelay(t, st, b.pub, events.RelayConfig{Holder: "only", Poll: 20 * time.Millisecond, Batch: 37, Logger: quiet})
 
 			writeLoad(t, w, 8, 40)
@@ -135,10 +136,10 @@ func TestOneRelayPublishesAndAnotherTakesOver(t *testing.T) {
 	for _, sc := range stores {
 		t.Run(sc.name, func(t *testing.T) {
 			const ttl = time.Second
-			ds := shipped(t)
+			ds := plinthtest.Domains(t)
 			st := sc.open(t, ds)
 			b := newBus(t, ds)
-			w := newWriter(st, entity(t, ds, "residents"))
+			w := newWriter(st, plinthtest.Entity(t, ds, "residents"))
 			var inflight atomic.Int32
 			var overlap atomic.Bool
 			type relay struct {
@@ -287,10 +288,10 @@ func (p *flakyPublisher) Publish(ctx context.Context, entries []plinth.OutboxEnt
 func TestRelayRetriesFailedPublishesWithoutLoss(t *testing.T) {
 	for _, sc := range stores {
 		t.Run(sc.name, func(t *testing.T) {
-			ds := shipped(t)
+			ds := plinthtest.Domains(t)
 			st := sc.open(t, ds)
 			b := newBus(t, ds)
-			w := newWriter(st, entity(t, ds, "residents"))
+			w := newWriter(st, plinthtest.Entity(t, ds, "residents"))
 			pub := &flakyPublisher{inner: b.pub}
 			r, _ := startRelay(t, st, pub, events.RelayConfig{Holder: "flaky", Poll: 10 * time.Millisecond, Batch: 20, Logger: quiet})
 			writeLoad(t, w, 4, 30)
@@ -309,10 +310,10 @@ func TestRelayRetriesFailedPublishesWithoutLoss(t *testing.T) {
 // Notify wakes the relay at once: with a long poll interval, an event is
 // still published promptly after its commit.
 func TestNotifyWakesTheRelay(t *testing.T) {
-	ds := shipped(t)
+	ds := plinthtest.Domains(t)
 	st := openSQLite(t, ds)
 	b := newBus(t, ds)
-	w := newWriter(st, entity(t, ds, "residents"))
+	w := newWriter(st, plinthtest.Entity(t, ds, "residents"))
 	r, _ := startRelay(t, st, b.pub, events.RelayConfig{Holder: "n", Poll: time.Minute, Logger: quiet})
 	time.Sleep(100 * time.Millisecond) // let it settle into its wait
 	for i := range 5 {

@@ -19,7 +19,6 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/plinth-data/plinth"
-	"github.com/plinth-data/plinth/events"
 )
 
 // entityHandler serves the five routes of one entity.
@@ -95,7 +94,7 @@ func (h *entityHandler) create(w http.ResponseWriter, r *http.Request) {
 		if rec, err = tx.Insert(r.Context(), h.e, data); err != nil {
 			return err
 		}
-		if evented, err = h.appendEvent(r.Context(), tx, events.Created, nil, &rec); err != nil {
+		if evented, err = h.appendEvent(r.Context(), tx, plinth.EventCreated, nil, &rec); err != nil {
 			return err
 		}
 		audited, err = h.s.appendInTx(r.Context(), tx, http.StatusCreated, plinth.KeyString(h.e.KeyOf(rec)))
@@ -144,7 +143,7 @@ func (h *entityHandler) update(w http.ResponseWriter, r *http.Request) {
 			if rec, err = tx.Update(r.Context(), h.e, id, version, data); err != nil {
 				return err
 			}
-			if evented, err = h.appendEvent(r.Context(), tx, events.Updated, &cur, &rec); err != nil {
+			if evented, err = h.appendEvent(r.Context(), tx, plinth.EventUpdated, &cur, &rec); err != nil {
 				return err
 			}
 		}
@@ -174,7 +173,7 @@ func (h *entityHandler) delete(w http.ResponseWriter, r *http.Request) {
 		if err := tx.Delete(r.Context(), h.e, id, version); err != nil {
 			return err
 		}
-		if evented, err = h.appendEvent(r.Context(), tx, events.Deleted, &cur, nil); err != nil {
+		if evented, err = h.appendEvent(r.Context(), tx, plinth.EventDeleted, &cur, nil); err != nil {
 			return err
 		}
 		audited, err = h.s.appendInTx(r.Context(), tx, http.StatusNoContent, plinth.KeyString(id))
@@ -190,7 +189,7 @@ func (h *entityHandler) delete(w http.ResponseWriter, r *http.Request) {
 
 // appendEvent adds the change event to the transaction's outbox; false when
 // there is nothing to publish (events off, or nothing changed).
-func (h *entityHandler) appendEvent(ctx context.Context, tx plinth.Tx, kind events.Kind, before, after *plinth.Record) (bool, error) {
+func (h *entityHandler) appendEvent(ctx context.Context, tx plinth.Tx, kind plinth.EventKind, before, after *plinth.Record) (bool, error) {
 	if !h.s.events {
 		return false, nil
 	}
@@ -199,7 +198,7 @@ func (h *entityHandler) appendEvent(ctx context.Context, tx plinth.Tx, kind even
 		return false, nil
 	}
 	p, _ := plinth.PrincipalFrom(ctx)
-	entry, _, changed := events.Build(h.e, kind, before, after, events.Context{
+	entry, _, changed := plinth.BuildEvent(h.e, kind, before, after, plinth.EventContext{
 		Environment:   h.s.environment,
 		SourceSystem:  h.e.Domain.Name + " Platform API",
 		CorrelationID: CorrelationID(ctx),

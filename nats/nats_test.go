@@ -54,7 +54,7 @@ func makeEntries(t testing.TB, e *plinth.Entity, env string, first, n int) []pli
 			CreatedAt: plinth.Now(),
 			UpdatedAt: plinth.Now(),
 		}
-		entry, _, ok := events.Build(e, events.Created, nil, &rec, events.Context{Environment: env, CorrelationID: "c-1"})
+		entry, _, ok := plinth.BuildEvent(e, plinth.EventCreated, nil, &rec, plinth.EventContext{Environment: env, CorrelationID: "c-1"})
 		if !ok {
 			t.Fatal("no event")
 		}
@@ -154,7 +154,7 @@ func TestEmbeddedRoundTrip(t *testing.T) {
 		}
 	}
 	checkStream(t, pub.JetStream(), stream, entries)
-	ev, err := events.Decode(streamEvents(t, pub.JetStream(), stream)[0].Data())
+	ev, err := plinth.DecodeEvent(streamEvents(t, pub.JetStream(), stream)[0].Data())
 	if err != nil || ev.EventType != "ResidentCreatedEvent" || ev.EntityID != "1" {
 		t.Fatalf("decoded %+v, %v", ev, err)
 	}
@@ -230,7 +230,7 @@ func TestFailedBatchKeepsOrder(t *testing.T) {
 	e := residents(t, ds)
 	entries := makeEntries(t, e, "development", 1, 20)
 	big := plinth.Record{Data: map[string]any{"mosaicId": int64(100), "firstName": strings.Repeat("x", 3000), "lastName": "Record"}, Version: 1}
-	bigEntry, _, _ := events.Build(e, events.Created, nil, &big, events.Context{Environment: "development"})
+	bigEntry, _, _ := plinth.BuildEvent(e, plinth.EventCreated, nil, &big, plinth.EventContext{Environment: "development"})
 	batch := slices.Concat(entries[:5], []plinth.OutboxEntry{bigEntry}, entries[5:])
 	if err := pub.Publish(ctx, batch); err == nil {
 		t.Fatal("a message over the stream's limit was accepted")

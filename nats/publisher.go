@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plinth-data/plinth"
-	"github.com/plinth-data/plinth/events"
 )
 
 // DuplicateWindow is the duplicate window of the streams Publisher creates:
@@ -148,7 +147,7 @@ func (p *Publisher) EnsureStream(ctx context.Context, domain string) error {
 		return nil
 	}
 	name := StreamName(p.env, domain)
-	subject := events.DomainSubjects(p.env, domain)
+	subject := plinth.DomainSubjects(p.env, domain)
 	want := jetstream.StreamConfig{
 		Name:        name,
 		Description: fmt.Sprintf("Plinth change events of the %s domain in %s", domain, p.env),
@@ -204,7 +203,7 @@ func (p *Publisher) EnsureStream(ctx context.Context, domain string) error {
 // stored all of them. See the type's documentation for how order survives
 // a failure.
 func (p *Publisher) Publish(ctx context.Context, entries []plinth.OutboxEntry) error {
-	prefix := events.SubjectPrefix(p.env)
+	prefix := plinth.SubjectPrefix(p.env)
 	for _, e := range entries {
 		if !strings.HasPrefix(e.Subject, prefix+e.Domain+".") {
 			return fmt.Errorf("nats: event %s has subject %q, outside plinth.%s.%s.>", e.EventID, e.Subject, p.env, e.Domain)

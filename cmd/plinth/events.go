@@ -229,7 +229,7 @@ func tailEvents(ctx context.Context, nc *natsgo.Conn, env, domain string, from t
 		}
 		streams = []string{name}
 	} else {
-		lister := js.StreamNames(ctx, jetstream.WithStreamListSubject(events.SubjectPrefix(env)+">"))
+		lister := js.StreamNames(ctx, jetstream.WithStreamListSubject(plinth.SubjectPrefix(env)+">"))
 		for name := range lister.Name() {
 			streams = append(streams, name)
 		}
@@ -289,7 +289,7 @@ func tailLine(m jetstream.Msg, short bool) []byte {
 	if !short {
 		return append(append([]byte(nil), m.Data()...), '\n')
 	}
-	ev, err := events.Decode(m.Data())
+	ev, err := plinth.DecodeEvent(m.Data())
 	if err != nil {
 		return fmt.Appendf(nil, "%s (not a Plinth event: %v)\n", m.Subject(), err)
 	}

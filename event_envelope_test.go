@@ -1,4 +1,4 @@
-package events_test
+package plinth_test
 
 import (
 	"bytes"
@@ -11,33 +11,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/plinth-data/plinth"
-	"github.com/plinth-data/plinth/domains"
-	"github.com/plinth-data/plinth/events"
-	"github.com/plinth-data/plinth/spec"
+	"github.com/plinth-data/plinth/plinthtest"
 )
-
-// shipped returns the shipped domains, freshly parsed.
-func shipped(t testing.TB) []*plinth.Domain {
-	t.Helper()
-	ds, err := spec.LoadFS(domains.FS, ".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ds
-}
-
-func entity(t testing.TB, ds []*plinth.Domain, plural string) *plinth.Entity {
-	t.Helper()
-	for _, d := range ds {
-		for _, e := range d.Entities {
-			if e.Plural == plural {
-				return e
-			}
-		}
-	}
-	t.Fatalf("no entity %s", plural)
-	return nil
-}
 
 func canonical(t testing.TB, e *plinth.Entity, doc map[string]any) map[string]any {
 	t.Helper()
@@ -82,8 +57,8 @@ func decodeJSON(t testing.TB, b []byte) map[string]any {
 }
 
 func TestBuildCreated(t *testing.T) {
-	ds := shipped(t)
-	e := entity(t, ds, "residents")
+	ds := plinthtest.Domains(t)
+	e := plinthtest.Entity(t, ds, "residents")
 	rec := plinth.Record{
 		Data: canonical(t, e, map[string]any{
 			"mosaicId": int64(9007199254740993), "firstName": "Ada", "lastName": "Lovelace",
@@ -91,14 +66,14 @@ func TestBuildCreated(t *testing.T) {
 		}),
 		Version: 1, CreatedAt: created, UpdatedAt: created,
 	}
-	c := events.Context{
+	c := plinth.EventContext{
 		Environment:   "staging",
 		SourceSystem:  "plinth residents API",
 		CorrelationID: "3f2b8c1e-7d4a-4f0e-9b1a-2c6d8e0f1a2b",
 		Principal:     plinth.Principal{Subject: "u-1", Name: "Grace Hopper", Email: "grace@example.gov.uk", Groups: []string{"g"}},
 		Now:           created,
 	}
-	entry, ev, ok := events.Build(e, events.Created, nil, &rec, c)
+	entry, ev, ok := plinth.BuildEvent(e, plinth.EventCreated, nil, &rec, c)
 	if !ok {
 		t.Fatal("no event for a create")
 	}
@@ -141,15 +116,15 @@ func TestBuildCreated(t *testing.T) {
 		t.Errorf("state is not in spec order: %s", entry.Payload)
 	}
 	// Decode reads it back.
-	back, err := events.Decode(entry.Payload)
+	back, err := plinth.DecodeEvent(entry.Payload)
 	if err != nil || back.ID != ev.ID || !reflect.DeepEqual(any(back.State), viaJSON(t, ev.State)) || back.EntityVersion != 1 {
 		t.Fatalf("decode: %+v, %v", back, err)
 	}
 }
 
 func TestBuildUpdatedCarriesOnlyChangedFields(t *testing.T) {
-	ds := shipped(t)
-	e := entity(t, ds, "residents")
+	ds := plinthtest.Domains(t)
+	e := plinthtest.Entity(t, ds, "residents")
 	before := plinth.Record{
 		Data: canonical(t, e, map[string]any{
 			"mosaicId": int64(7), "title": "Dr", "firstName": "Ada", "lastName": "Lovelace",
@@ -166,7 +141,7 @@ func TestBuildUpdatedCarriesOnlyChangedFields(t *testing.T) {
 		Version: 4, CreatedAt: created, UpdatedAt: later,
 	}
 	svc := plinth.Principal{Subject: "svc", TokenID: "t-1", Consumer: "housing-benefits-listener"}
-	entry, ev, ok := events.Build(e, events.Updated, &before, &after, events.Context{Environment: "production", Principal: svc})
+	entry, ev, ok := plinth.BuildEvent(e, plinth.EventUpdated, &before, &after, plinth.EventContext{Environment: "production", Principal: svc})
 	if !ok {
 		t.Fatal("no event for an update")
 	}
@@ -197,20 +172,20 @@ func TestBuildUpdatedCarriesOnlyChangedFields(t *testing.T) {
 	// Nothing changed but the version and timestamps: no event.
 	same := before
 	same.Version, same.UpdatedAt = 4, later
-	if _, _, ok := events.Build(e, events.Updated, &before, &same, events.Context{}); ok {
+	if _, _, ok := plinth.BuildEvent(e, plinth.EventUpdated, &before, &same, plinth.EventContext{}); ok {
 		t.Fatal("an update that changes nothing has an event")
 	}
 }
 
 func TestBuildDeleted(t *testing.T) {
-	ds := shipped(t)
-	e := entity(t, ds, "contacts")
+	ds := plinthtest.Domains(t)
+	e := plinthtest.Entity(t, ds, "contacts")
 	id := "3f2b8c1e-7d4a-4f0e-9b1a-2c6d8e0f1a2b"
 	before := plinth.Record{
 		Data:    canonical(t, e, map[string]any{"id": id, "firstName": "Ada", "lastName": "Lovelace"}),
 		Version: 2, CreatedAt: created, UpdatedAt: later,
 	}
-	entry, ev, ok := events.Build(e, events.Deleted, &before, nil, events.Context{
+	entry, ev, ok := plinth.BuildEvent(e, plinth.EventDeleted, &before, nil, plinth.EventContext{
 		SourceSystem: "Mosaic", Principal: plinth.Principal{Subject: "u-9", Email: "u9@example.gov.uk"},
 	})
 	if !ok {
@@ -240,15 +215,15 @@ func TestBuildDeleted(t *testing.T) {
 }
 
 func TestBuildNeedsTheRecords(t *testing.T) {
-	e := entity(t, shipped(t), "residents")
+	e := plinthtest.Entity(t, plinthtest.Domains(t), "residents")
 	rec := plinth.Record{Data: map[string]any{"mosaicId": int64(1)}, Version: 1}
 	for _, tc := range []struct {
-		kind          events.Kind
+		kind          plinth.EventKind
 		before, after *plinth.Record
 	}{
-		{events.Created, &rec, nil},
-		{events.Updated, nil, &rec},
-		{events.Deleted, nil, &rec},
+		{plinth.EventCreated, &rec, nil},
+		{plinth.EventUpdated, nil, &rec},
+		{plinth.EventDeleted, nil, &rec},
 		{"renamed", &rec, &rec},
 	} {
 		func() {
@@ -257,22 +232,7 @@ func TestBuildNeedsTheRecords(t *testing.T) {
 					t.Errorf("%s without the records it needs did not panic", tc.kind)
 				}
 			}()
-			events.Build(e, tc.kind, tc.before, tc.after, events.Context{})
+			plinth.BuildEvent(e, tc.kind, tc.before, tc.after, plinth.EventContext{})
 		}()
-	}
-}
-
-func TestMemorySeenIsBounded(t *testing.T) {
-	ctx := t.Context()
-	m := events.NewMemorySeen(3)
-	for _, id := range []string{"a", "b", "c", "a", "d"} {
-		if err := m.Mark(ctx, id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for id, want := range map[string]bool{"a": false, "b": true, "c": true, "d": true, "e": false} {
-		if got, _ := m.Seen(ctx, id); got != want {
-			t.Errorf("Seen(%s) = %v, want %v", id, got, want)
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package events
+package plinth
 
 import (
 	"bytes"
@@ -10,26 +10,24 @@ import (
 	"unicode"
 
 	"github.com/google/uuid"
-
-	"github.com/plinth-data/plinth"
 )
 
-// Kind is the kind of change an event reports.
-type Kind string
+// EventKind is the kind of change an event reports.
+type EventKind string
 
 // The kinds of change. Each is the last token of the event's subject.
 const (
-	Created Kind = "created"
-	Updated Kind = "updated"
-	Deleted Kind = "deleted"
+	EventCreated EventKind = "created"
+	EventUpdated EventKind = "updated"
+	EventDeleted EventKind = "deleted"
 )
 
 // EnvelopeVersion is the version of the event envelope, Event.Version.
 const EnvelopeVersion = "v1"
 
-// Context is what Build needs to know about the change beyond the records:
+// EventContext is what BuildEvent needs to know about the change beyond the records:
 // where it happened, who made it and when.
-type Context struct {
+type EventContext struct {
 	// Environment is the deployment's environment: development, staging or
 	// production. It is the second token of the subject; empty means
 	// development.
@@ -43,7 +41,7 @@ type Context struct {
 	// Principal made the change. For a user token the event's user is the
 	// principal's name (its subject when it has none) and e-mail; for a
 	// service token it is the consumer.
-	Principal plinth.Principal
+	Principal Principal
 	// Now is the time of the change; zero means the current time.
 	Now time.Time
 }
@@ -57,22 +55,22 @@ func SubjectPrefix(env string) string { return "plinth." + env + "." }
 // stream that captures it.
 func DomainSubjects(env, domain string) string { return SubjectPrefix(env) + domain + ".>" }
 
-// Subject is the subject of a change to an entity:
+// EventSubject is the subject of a change to an entity:
 // "plinth.<env>.<domain>.<plural>.<created|updated|deleted>". Domain names
 // and plurals are kebab-case, so every token is a valid NATS token.
-func Subject(env string, e *plinth.Entity, kind Kind) string {
+func EventSubject(env string, e *Entity, kind EventKind) string {
 	return SubjectPrefix(env) + e.Domain.Name + "." + e.Plural + "." + string(kind)
 }
 
-// EventType is the eventType of a change to an entity: the entity name in
+// EventTypeName is the eventType of a change to an entity: the entity name in
 // PascalCase, then Created, Updated or Deleted, then Event:
 // "ResidentCreatedEvent".
-func EventType(e *plinth.Entity, kind Kind) string {
-	return pascal(e.Name) + pascal(string(kind)) + "Event"
+func EventTypeName(e *Entity, kind EventKind) string {
+	return pascalCase(e.Name) + pascalCase(string(kind)) + "Event"
 }
 
-// pascal turns camelCase or kebab-case into PascalCase.
-func pascal(s string) string {
+// pascalCase turns camelCase or kebab-case into PascalCase.
+func pascalCase(s string) string {
 	var b strings.Builder
 	upper := true
 	for _, r := range s {
@@ -89,10 +87,10 @@ func pascal(s string) string {
 	return b.String()
 }
 
-// Build makes the event of one change and its outbox entry. before is the
+// BuildEvent makes the event of one change and its outbox entry. before is the
 // record before the change (nil on create), after the record after it (nil
 // on delete), both as the store returned them. A write appends the entry
-// with the store's Tx.(plinth.EventTx).AppendEvent in the same transaction
+// with EventTx.AppendEvent in the same transaction
 // as the change.
 //
 // The event follows the EntityEventSns convention:
@@ -104,7 +102,7 @@ func pascal(s string) string {
 //     changed, before and after; a changed nested object or array appears
 //     whole; a field that became null appears as null in newData. An update
 //     that changes no field (version and timestamps aside) has no event:
-//     Build returns ok false.
+//     BuildEvent returns ok false.
 //   - delete: oldData is the record as it was and newData null.
 //
 // entityVersion is the record's version after the change; a delete reports
@@ -117,54 +115,54 @@ func pascal(s string) string {
 // canonical values (int64, float64, string …), where Decode of the payload
 // gives json.Number for numbers.
 //
-// Build panics when a record the kind needs is nil: that is a programming
+// BuildEvent panics when a record the kind needs is nil: that is a programming
 // error, and a panic rolls the transaction back rather than commit a change
 // without its event.
-func Build(e *plinth.Entity, kind Kind, before, after *plinth.Record, c Context) (plinth.OutboxEntry, plinth.Event, bool) {
+func BuildEvent(e *Entity, kind EventKind, before, after *Record, c EventContext) (OutboxEntry, Event, bool) {
 	var (
 		oldRaw, newRaw, stateRaw json.RawMessage
 		oldMap, newMap, stateMap map[string]any
-		rec                      *plinth.Record
+		rec                      *Record
 		version                  int64
 	)
 	switch kind {
-	case Created:
+	case EventCreated:
 		if after == nil {
-			panic("events.Build: a created event needs the record after the change")
+			panic("BuildEvent: a created event needs the record after the change")
 		}
 		rec, version = after, after.Version
 		stateRaw, stateMap = e.MarshalRecord(*after), apiRecord(e, *after)
 		newRaw, newMap = stateRaw, stateMap
-	case Updated:
+	case EventUpdated:
 		if before == nil || after == nil {
-			panic("events.Build: an updated event needs the records before and after the change")
+			panic("BuildEvent: an updated event needs the records before and after the change")
 		}
 		rec, version = after, after.Version
-		var changed []*plinth.Field
+		var changed []*Field
 		for _, f := range e.Fields {
 			if !reflect.DeepEqual(before.Data[f.Name], after.Data[f.Name]) {
 				changed = append(changed, f)
 			}
 		}
 		if len(changed) == 0 {
-			return plinth.OutboxEntry{}, plinth.Event{}, false
+			return OutboxEntry{}, Event{}, false
 		}
 		oldRaw, oldMap = fieldsJSON(changed, *before), apiFields(changed, *before)
 		newRaw, newMap = fieldsJSON(changed, *after), apiFields(changed, *after)
 		stateRaw, stateMap = e.MarshalRecord(*after), apiRecord(e, *after)
-	case Deleted:
+	case EventDeleted:
 		if before == nil {
-			panic("events.Build: a deleted event needs the record before the change")
+			panic("BuildEvent: a deleted event needs the record before the change")
 		}
 		rec, version = before, before.Version+1
 		oldRaw, oldMap = e.MarshalRecord(*before), apiRecord(e, *before)
 	default:
-		panic(fmt.Sprintf("events.Build: unknown kind %q", kind))
+		panic(fmt.Sprintf("BuildEvent: unknown kind %q", kind))
 	}
 
 	env := c.Environment
 	if env == "" {
-		env = plinth.EnvDevelopment
+		env = EnvDevelopment
 	}
 	source := c.SourceSystem
 	if source == "" {
@@ -178,14 +176,14 @@ func Build(e *plinth.Entity, kind Kind, before, after *plinth.Record, c Context)
 
 	w := wireEvent{
 		ID:            uuid.Must(uuid.NewV7()).String(),
-		EventType:     EventType(e, kind),
+		EventType:     EventTypeName(e, kind),
 		SourceDomain:  e.Domain.Name,
 		SourceSystem:  source,
 		Version:       EnvelopeVersion,
 		CorrelationID: c.CorrelationID,
 		DateTime:      now,
-		User:          userOf(c.Principal),
-		EntityID:      plinth.KeyString(e.KeyOf(*rec)),
+		User:          eventUser(c.Principal),
+		EntityID:      KeyString(e.KeyOf(*rec)),
 		EventData:     wireData{OldData: orNull(oldRaw), NewData: orNull(newRaw)},
 		EntityVersion: version,
 		State:         orNull(stateRaw),
@@ -193,9 +191,9 @@ func Build(e *plinth.Entity, kind Kind, before, after *plinth.Record, c Context)
 	payload, err := json.Marshal(w)
 	if err != nil {
 		// Every part is valid JSON already; this cannot happen.
-		panic(fmt.Sprintf("events.Build: encoding the event: %v", err))
+		panic(fmt.Sprintf("BuildEvent: encoding the event: %v", err))
 	}
-	ev := plinth.Event{
+	ev := Event{
 		ID:            w.ID,
 		EventType:     w.EventType,
 		SourceDomain:  w.SourceDomain,
@@ -205,35 +203,35 @@ func Build(e *plinth.Entity, kind Kind, before, after *plinth.Record, c Context)
 		DateTime:      w.DateTime,
 		User:          w.User,
 		EntityID:      w.EntityID,
-		EventData:     plinth.EventData{OldData: oldMap, NewData: newMap},
+		EventData:     EventData{OldData: oldMap, NewData: newMap},
 		EntityVersion: w.EntityVersion,
 		State:         stateMap,
 	}
-	entry := plinth.OutboxEntry{
+	entry := OutboxEntry{
 		Domain:  e.Domain.Name,
-		Subject: Subject(env, e, kind),
+		Subject: EventSubject(env, e, kind),
 		EventID: w.ID,
 		Payload: payload,
 	}
 	return entry, ev, true
 }
 
-// wireEvent is plinth.Event as it is published: the same fields, with the
+// wireEvent is Event as it is published: the same fields, with the
 // records kept as the API encodes them (fields in spec order, integers
 // exact) rather than passed through a map.
 type wireEvent struct {
-	ID            string           `json:"id"`
-	EventType     string           `json:"eventType"`
-	SourceDomain  string           `json:"sourceDomain"`
-	SourceSystem  string           `json:"sourceSystem"`
-	Version       string           `json:"version"`
-	CorrelationID string           `json:"correlationId"`
-	DateTime      time.Time        `json:"dateTime"`
-	User          plinth.EventUser `json:"user"`
-	EntityID      string           `json:"entityId"`
-	EventData     wireData         `json:"eventData"`
-	EntityVersion int64            `json:"entityVersion"`
-	State         json.RawMessage  `json:"state"`
+	ID            string          `json:"id"`
+	EventType     string          `json:"eventType"`
+	SourceDomain  string          `json:"sourceDomain"`
+	SourceSystem  string          `json:"sourceSystem"`
+	Version       string          `json:"version"`
+	CorrelationID string          `json:"correlationId"`
+	DateTime      time.Time       `json:"dateTime"`
+	User          EventUser       `json:"user"`
+	EntityID      string          `json:"entityId"`
+	EventData     wireData        `json:"eventData"`
+	EntityVersion int64           `json:"entityVersion"`
+	State         json.RawMessage `json:"state"`
 }
 
 type wireData struct {
@@ -241,44 +239,44 @@ type wireData struct {
 	NewData json.RawMessage `json:"newData"`
 }
 
-var null = json.RawMessage("null")
+var jsonNull = json.RawMessage("null")
 
 func orNull(raw json.RawMessage) json.RawMessage {
 	if raw == nil {
-		return null
+		return jsonNull
 	}
 	return raw
 }
 
-func userOf(p plinth.Principal) plinth.EventUser {
+func eventUser(p Principal) EventUser {
 	if p.IsService() {
 		name := p.Consumer
 		if name == "" {
 			name = p.Subject
 		}
-		return plinth.EventUser{Name: name, Email: p.Email}
+		return EventUser{Name: name, Email: p.Email}
 	}
 	name := p.Name
 	if name == "" {
 		name = p.Subject
 	}
-	return plinth.EventUser{Name: name, Email: p.Email}
+	return EventUser{Name: name, Email: p.Email}
 }
 
 // fieldsJSON encodes the named top-level fields of a record as the API
 // does, as one JSON object in spec order.
-func fieldsJSON(fields []*plinth.Field, r plinth.Record) json.RawMessage {
+func fieldsJSON(fields []*Field, r Record) json.RawMessage {
 	// MarshalRecord of an entity with just these fields, without the
 	// system fields it appends: they come last, so the last
 	// `,"version":` (which no string value can hold unescaped) starts them.
-	b := (&plinth.Entity{Fields: fields}).MarshalRecord(plinth.Record{Data: r.Data})
+	b := (&Entity{Fields: fields}).MarshalRecord(Record{Data: r.Data})
 	cut := bytes.LastIndex(b, []byte(`,"version":`))
 	return append(b[:cut:cut], '}')
 }
 
 // apiFields returns the named top-level fields of a record as the API
 // returns them: absent values, at every depth, as nil.
-func apiFields(fields []*plinth.Field, r plinth.Record) map[string]any {
+func apiFields(fields []*Field, r Record) map[string]any {
 	out := make(map[string]any, len(fields))
 	for _, f := range fields {
 		out[f.Name] = apiValue(f, r.Data[f.Name])
@@ -288,26 +286,26 @@ func apiFields(fields []*plinth.Field, r plinth.Record) map[string]any {
 
 // apiRecord returns a record as the API returns it, as a map: every field
 // (nil when absent), version, createdAt and updatedAt.
-func apiRecord(e *plinth.Entity, r plinth.Record) map[string]any {
+func apiRecord(e *Entity, r Record) map[string]any {
 	out := apiFields(e.Fields, r)
 	out["version"] = r.Version
-	out["createdAt"] = plinth.FormatTime(r.CreatedAt)
-	out["updatedAt"] = plinth.FormatTime(r.UpdatedAt)
+	out["createdAt"] = FormatTime(r.CreatedAt)
+	out["updatedAt"] = FormatTime(r.UpdatedAt)
 	return out
 }
 
-func apiValue(f *plinth.Field, v any) any {
+func apiValue(f *Field, v any) any {
 	switch {
 	case v == nil:
 		return nil
-	case f.Type == plinth.TypeObject:
+	case f.Type == TypeObject:
 		m, _ := v.(map[string]any)
 		out := make(map[string]any, len(f.Fields))
 		for _, sf := range f.Fields {
 			out[sf.Name] = apiValue(sf, m[sf.Name])
 		}
 		return out
-	case f.Type == plinth.TypeArray:
+	case f.Type == TypeArray:
 		items, _ := v.([]any)
 		out := make([]any, len(items))
 		for i, item := range items {
@@ -318,17 +316,17 @@ func apiValue(f *plinth.Field, v any) any {
 	return v
 }
 
-// Decode decodes a published event. Numbers in oldData, newData and state
+// DecodeEvent decodes a published event. Numbers in oldData, newData and state
 // are json.Number, so integers beyond 2^53 survive.
-func Decode(payload []byte) (plinth.Event, error) {
-	var ev plinth.Event
+func DecodeEvent(payload []byte) (Event, error) {
+	var ev Event
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
 	if err := dec.Decode(&ev); err != nil {
-		return plinth.Event{}, fmt.Errorf("not a Plinth event: %w", err)
+		return Event{}, fmt.Errorf("not a Plinth event: %w", err)
 	}
 	if ev.ID == "" || ev.EventType == "" {
-		return plinth.Event{}, fmt.Errorf("not a Plinth event: no id or eventType")
+		return Event{}, fmt.Errorf("not a Plinth event: no id or eventType")
 	}
 	return ev, nil
 }
