@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plinth-data/plinth"
-	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/events"
+	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/postgres"
 )
 

@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plinth-data/plinth"
-	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/events"
+	"github.com/plinth-data/plinth/plinthtest"
 )
 
 // publishResidents publishes n resident events straight to the bus: a

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/plinth-data/plinth"
-	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/events"
 	plinthnats "github.com/plinth-data/plinth/nats"
+	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/postgres"
 	"github.com/plinth-data/plinth/sqlite"
 )

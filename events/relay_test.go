@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/plinth-data/plinth"
-	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/events"
 	plinthnats "github.com/plinth-data/plinth/nats"
+	"github.com/plinth-data/plinth/plinthtest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

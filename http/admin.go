@@ -251,23 +251,10 @@ func (s *Server) deletePolicy(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// accessWrite runs an admin change in a write transaction together with
-// its audit record, as entity writes do, so a change is never kept without
-// its record.
+// accessWrite runs an admin change through the write path, which commits
+// it together with its audit record.
 func (s *Server) accessWrite(r *http.Request, status int, change func(plinth.AccessTx) ([]string, error)) error {
-	var audited plinth.AuditRecord
-	err := s.store.Write(r.Context(), func(tx plinth.Tx) error {
-		atx, ok := tx.(plinth.AccessTx)
-		if !ok {
-			return errors.New("the store cannot change grants and policies in a transaction")
-		}
-		ids, err := change(atx)
-		if err != nil {
-			return err
-		}
-		audited, err = s.appendInTx(r.Context(), tx, status, ids...)
-		return err
-	})
+	audited, err := s.writer.Access(r.Context(), s.change(r, status), change)
 	if err == nil {
 		s.committed(r.Context(), audited)
 	}

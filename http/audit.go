@@ -2,7 +2,6 @@ package http
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -126,33 +125,25 @@ func (e *auditEntry) finish(status int) plinth.AuditRecord {
 	return plinth.BoundAudit(e.rec)
 }
 
-// appendInTx adds the request's audit record to a write transaction, so the
-// change and its record commit together. The caller calls committed once
-// the transaction has committed.
-func (s *Server) appendInTx(ctx context.Context, tx plinth.Tx, status int, ids ...string) (plinth.AuditRecord, error) {
-	e := entryFrom(ctx)
-	if e == nil || s.auditor == nil {
-		return plinth.AuditRecord{}, nil
+// change describes a write of the request for the write path: who makes
+// it, and its audit record, completed with the status and the ids touched.
+func (s *Server) change(r *http.Request, status int) plinth.Change {
+	p, _ := plinth.PrincipalFrom(r.Context())
+	c := plinth.Change{Principal: p, CorrelationID: CorrelationID(r.Context())}
+	if e := entryFrom(r.Context()); e != nil {
+		c.Audit = func(ids []string) plinth.AuditRecord {
+			e.rec.RecordIDs = ids
+			return e.finish(status)
+		}
 	}
-	atx, ok := tx.(plinth.AuditTx)
-	if !ok {
-		return plinth.AuditRecord{}, nil
-	}
-	e.rec.RecordIDs = ids
-	rec, err := atx.AppendAudit(ctx, e.finish(status))
-	if err != nil {
-		// A write cannot go ahead without its record, in any environment:
-		// they share the transaction.
-		return rec, fmt.Errorf("%w: the audit record could not be written: %v", plinth.ErrUnavailable, err)
-	}
-	return rec, nil
+	return c
 }
 
-// committed marks the request's record as written by its transaction.
+// committed marks the request's record as written by its transaction
+// (the write path mirrors it).
 func (s *Server) committed(ctx context.Context, rec plinth.AuditRecord) {
-	if e := entryFrom(ctx); e != nil && rec.Sequence > 0 {
+	if e := entryFrom(ctx); e != nil && !rec.Time.IsZero() {
 		e.recorded = true
-		s.auditor.Committed(rec)
 	}
 }
 

@@ -232,7 +232,7 @@ func (panicStore) Get(context.Context, *plinth.Entity, any) (plinth.Record, erro
 
 func TestPanicIsAuditedAsA500(t *testing.T) {
 	s := newAuditedAPI(t, true)
-	srv := httptest.NewServer(plinthhttp.NewServer(plinthhttp.Config{
+	srv := httptest.NewServer(mustServer(t, plinthhttp.Config{
 		Store: panicStore{s.sqlite}, Domains: s.domains, Logger: discardLogger(),
 		Authorizer: s.authz, Access: s.sqlite, Environment: "development", Auditor: s.auditor,
 	}))
@@ -267,7 +267,7 @@ entities:
 	if err := st.Prepare(context.Background(), []*plinth.Domain{d}); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(plinthhttp.NewServer(plinthhttp.Config{Store: st, Domains: []*plinth.Domain{d}, Logger: discardLogger()}))
+	srv := httptest.NewServer(mustServer(t, plinthhttp.Config{Store: st, Domains: []*plinth.Domain{d}, Logger: discardLogger(), Unprotected: true}))
 	defer srv.Close()
 	a := &api{t: t, url: srv.URL}
 	for _, key := range []string{"a/b", "x%y", "sp ace", "Zoë"} {

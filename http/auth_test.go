@@ -78,7 +78,7 @@ func newAuditedAPI(t *testing.T, failClosed bool, mods ...func(*plinthhttp.Confi
 	for _, mod := range mods {
 		mod(&cfg)
 	}
-	server := plinthhttp.NewServer(cfg)
+	server := mustServer(t, cfg)
 	srv := httptest.NewServer(server)
 	t.Cleanup(func() {
 		srv.Close()

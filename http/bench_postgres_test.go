@@ -60,13 +60,13 @@ func BenchmarkViewPostgresAudit(b *testing.B) {
 	tok, _ := authz.IssueUserToken(plinth.Principal{Subject: "bench", Groups: []string{"readers"}}, time.Hour)
 	for _, audited := range []bool{false, true} {
 		b.Run(fmt.Sprintf("audit=%t", audited), func(b *testing.B) {
-			cfg := plinthhttp.Config{Store: st, Domains: ds, Logger: discardLogger(), Authorizer: authz, Access: st, Environment: "development"}
+			cfg := plinthhttp.Config{Store: st, Domains: ds, Logger: discardLogger(), Authorizer: authz, Access: st, Environment: "development", Unprotected: !audited}
 			if audited {
 				auditor := audit.New(st, audit.Config{Environment: "development", FailClosed: true, Logger: discardLogger()})
 				defer auditor.Close()
 				cfg.Auditor = auditor
 			}
-			srv := httptest.NewServer(plinthhttp.NewServer(cfg))
+			srv := httptest.NewServer(mustServer(b, cfg))
 			defer srv.Close()
 			a := &api{t: b, url: srv.URL}
 			b.SetParallelism(8) // 16 concurrent requests on 2 cores

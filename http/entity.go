@@ -2,7 +2,6 @@ package http
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,11 +9,9 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -87,26 +84,14 @@ func (h *entityHandler) create(w http.ResponseWriter, r *http.Request) {
 		h.s.writeError(w, r, err)
 		return
 	}
-	var rec plinth.Record
-	var audited plinth.AuditRecord
-	var evented bool
-	err = h.s.store.Write(r.Context(), func(tx plinth.Tx) error {
-		if rec, err = tx.Insert(r.Context(), h.e, data); err != nil {
-			return err
-		}
-		if evented, err = h.appendEvent(r.Context(), tx, plinth.EventCreated, nil, &rec); err != nil {
-			return err
-		}
-		audited, err = h.s.appendInTx(r.Context(), tx, http.StatusCreated, plinth.KeyString(h.e.KeyOf(rec)))
-		return err
-	})
+	res, err := h.s.writer.Create(r.Context(), h.e, data, h.s.change(r, http.StatusCreated))
 	if err != nil {
 		h.s.writeError(w, r, err)
 		return
 	}
-	h.s.afterCommit(r.Context(), audited, evented)
-	w.Header().Set("Location", "/api/v1/"+h.e.Plural+"/"+url.PathEscape(plinth.KeyString(h.e.KeyOf(rec))))
-	h.writeWritten(w, r, http.StatusCreated, rec)
+	h.s.committed(r.Context(), res.Audited)
+	w.Header().Set("Location", "/api/v1/"+h.e.Plural+"/"+url.PathEscape(plinth.KeyString(h.e.KeyOf(res.Record))))
+	h.writeWritten(w, r, http.StatusCreated, res.Record)
 }
 
 // update applies a JSON Merge Patch to the version named by If-Match. A
@@ -121,41 +106,20 @@ func (h *entityHandler) update(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	keyName := h.e.Key.Name
-	var rec plinth.Record
-	var audited plinth.AuditRecord
-	var evented bool
-	err := h.s.store.Write(r.Context(), func(tx plinth.Tx) error {
-		cur, err := h.current(r.Context(), tx, id, version)
-		if err != nil {
-			return err
-		}
+	res, err := h.s.writer.Update(r.Context(), h.e, id, version, func(cur plinth.Record) (map[string]any, error) {
 		if v, ok := patch[keyName]; ok {
 			if kv, err := h.e.KeyField().Canonical(v); err != nil || kv != cur.Data[keyName] {
-				return &plinth.ValidationError{Errors: []plinth.FieldError{{Field: keyName, Detail: "is the record's key and cannot be changed"}}}
+				return nil, &plinth.ValidationError{Errors: []plinth.FieldError{{Field: keyName, Detail: "is the record's key and cannot be changed"}}}
 			}
 		}
-		data, err := h.e.Validate(plinth.MergePatch(cur.Data, patch), false)
-		if err != nil {
-			return err
-		}
-		rec = cur
-		if !reflect.DeepEqual(data, cur.Data) {
-			if rec, err = tx.Update(r.Context(), h.e, id, version, data); err != nil {
-				return err
-			}
-			if evented, err = h.appendEvent(r.Context(), tx, plinth.EventUpdated, &cur, &rec); err != nil {
-				return err
-			}
-		}
-		audited, err = h.s.appendInTx(r.Context(), tx, updatedStatus(r), plinth.KeyString(id))
-		return err
-	})
+		return h.e.Validate(plinth.MergePatch(cur.Data, patch), false)
+	}, h.s.change(r, updatedStatus(r)))
 	if err != nil {
 		h.s.writeError(w, r, err)
 		return
 	}
-	h.s.afterCommit(r.Context(), audited, evented)
-	h.writeWritten(w, r, updatedStatus(r), rec)
+	h.s.committed(r.Context(), res.Audited)
+	h.writeWritten(w, r, updatedStatus(r), res.Record)
 }
 
 func (h *entityHandler) delete(w http.ResponseWriter, r *http.Request) {
@@ -163,61 +127,13 @@ func (h *entityHandler) delete(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var audited plinth.AuditRecord
-	var evented bool
-	err := h.s.store.Write(r.Context(), func(tx plinth.Tx) error {
-		cur, err := h.current(r.Context(), tx, id, version)
-		if err != nil {
-			return err
-		}
-		if err := tx.Delete(r.Context(), h.e, id, version); err != nil {
-			return err
-		}
-		if evented, err = h.appendEvent(r.Context(), tx, plinth.EventDeleted, &cur, nil); err != nil {
-			return err
-		}
-		audited, err = h.s.appendInTx(r.Context(), tx, http.StatusNoContent, plinth.KeyString(id))
-		return err
-	})
+	res, err := h.s.writer.Delete(r.Context(), h.e, id, version, h.s.change(r, http.StatusNoContent))
 	if err != nil {
 		h.s.writeError(w, r, err)
 		return
 	}
-	h.s.afterCommit(r.Context(), audited, evented)
+	h.s.committed(r.Context(), res.Audited)
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// appendEvent adds the change event to the transaction's outbox; false when
-// there is nothing to publish (events off, or nothing changed).
-func (h *entityHandler) appendEvent(ctx context.Context, tx plinth.Tx, kind plinth.EventKind, before, after *plinth.Record) (bool, error) {
-	if !h.s.events {
-		return false, nil
-	}
-	etx, ok := tx.(plinth.EventTx)
-	if !ok {
-		return false, nil
-	}
-	p, _ := plinth.PrincipalFrom(ctx)
-	entry, _, changed := plinth.BuildEvent(h.e, kind, before, after, plinth.EventContext{
-		Environment:   h.s.environment,
-		SourceSystem:  h.e.Domain.Name + " Platform API",
-		CorrelationID: CorrelationID(ctx),
-		Principal:     p,
-		Now:           time.Now(),
-	})
-	if !changed {
-		return false, nil
-	}
-	return true, etx.AppendEvent(ctx, entry)
-}
-
-// afterCommit marks the request audited by its transaction and wakes the
-// relay for the events it wrote.
-func (s *Server) afterCommit(ctx context.Context, audited plinth.AuditRecord, evented bool) {
-	s.committed(ctx, audited)
-	if evented {
-		s.notify()
-	}
 }
 
 // conditional reads what an update or delete acts on: the id, and the
@@ -231,16 +147,6 @@ func (h *entityHandler) conditional(w http.ResponseWriter, r *http.Request) (id 
 		return nil, 0, false
 	}
 	return id, version, true
-}
-
-// current returns the record an update or delete starts from, locked,
-// when it is still at version.
-func (h *entityHandler) current(ctx context.Context, tx plinth.Tx, id any, version int64) (plinth.Record, error) {
-	cur, err := tx.Get(ctx, h.e, id)
-	if err == nil && cur.Version != version {
-		err = plinth.ErrVersionConflict
-	}
-	return cur, err
 }
 
 // id parses the {id} path parameter by the entity's key type.

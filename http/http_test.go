@@ -40,6 +40,16 @@ func newAPI(t testing.TB, checks map[string]func(context.Context) error) *api {
 	return newAPIOf(t, ds, checks)
 }
 
+// mustServer builds a server or fails the test.
+func mustServer(t testing.TB, cfg plinthhttp.Config) *plinthhttp.Server {
+	t.Helper()
+	s, err := plinthhttp.NewServer(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // newAPIWith serves the given domains.
 func newAPIWith(t testing.TB, ds []*plinth.Domain) *api { return newAPIOf(t, ds, nil) }
 
@@ -69,9 +79,9 @@ func newAPIOf(t testing.TB, ds []*plinth.Domain, checks map[string]func(context.
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(plinthhttp.NewServer(plinthhttp.Config{
+	srv := httptest.NewServer(mustServer(t, plinthhttp.Config{
 		Store: st, Domains: ds, OpenAPI: doc, Checks: checks, MaxBodyBytes: 64 << 10,
-		Logger: discardLogger(),
+		Logger: discardLogger(), Unprotected: true,
 	}))
 	t.Cleanup(func() {
 		srv.Close()

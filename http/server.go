@@ -5,6 +5,8 @@ package http
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -36,19 +38,26 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Checks are extra readiness checks by name; the store is always checked.
 	Checks map[string]func(context.Context) error
-	// Authorizer decides every request. nil serves without authentication,
-	// which only tests do: plinth serve always sets one.
+	// Authorizer decides every request. It is required unless Unprotected
+	// is set.
 	Authorizer Authorizer
 	// Access keeps service-token grants and access policies, for the admin
 	// API (served only when both Access and Authorizer are set).
 	Access plinth.AccessStore
 	// Environment is the environment the server runs in.
 	Environment string
-	// Auditor records every request that touches data or access; nil
-	// audits nothing (tests only: plinth serve always sets one).
+	// Auditor records every request that touches data or access. It is
+	// required unless AuditOff or Unprotected is set.
 	Auditor Auditor
-	// Events turns every committed change into an event in the outbox,
-	// when the store's transactions support it (plinth.EventTx).
+	// AuditOff serves without auditing, as asked explicitly (plinth serve
+	// --audit=false, development only).
+	AuditOff bool
+	// Unprotected serves without an authorizer and without auditing. Only
+	// tests of the API's own behaviour set it: protection is never turned
+	// off by leaving a field empty.
+	Unprotected bool
+	// Events turns every committed change into an event in the outbox;
+	// the store's transactions must support it (plinth.EventTx).
 	Events bool
 	// Audit is searched by GET /admin/v1/audit when set.
 	Audit plinth.AuditStore
@@ -80,12 +89,22 @@ type Server struct {
 	notify      func()
 	auditStore  plinth.AuditStore
 	denials     *denialLimiter
+	writer      *plinth.Writer
 
 	reg *prometheus.Registry
 }
 
-// NewServer builds the API for the configured domains.
-func NewServer(cfg Config) *Server {
+// NewServer builds the API for the configured domains. It refuses a
+// configuration that would turn protection off by omission, or a store that
+// lacks what the configuration requires.
+func NewServer(ctx context.Context, cfg Config) (*Server, error) {
+	switch {
+	case cfg.Unprotected:
+	case cfg.Authorizer == nil:
+		return nil, errors.New("http: an authorizer is required (Unprotected is for tests only)")
+	case cfg.Auditor == nil && !cfg.AuditOff:
+		return nil, errors.New("http: an auditor is required unless auditing is turned off explicitly (AuditOff)")
+	}
 	s := &Server{
 		store:   cfg.Store,
 		domains: cfg.Domains,
@@ -119,6 +138,21 @@ func NewServer(cfg Config) *Server {
 		s.checks[name] = check
 	}
 	s.metrics = newMetrics(s.reg)
+	var err error
+	s.writer, err = plinth.NewWriter(ctx, plinth.WriterConfig{
+		Store: cfg.Store, Environment: cfg.Environment, Events: cfg.Events, Audit: cfg.Auditor != nil,
+		OnCommit: func(audited plinth.AuditRecord, evented bool) {
+			if s.auditor != nil && !audited.Time.IsZero() {
+				s.auditor.Committed(audited)
+			}
+			if evented {
+				s.notify()
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("http: %w", err)
+	}
 	s.denials = newDenialLimiter(cfg.DenialsPerMinute, func(ctx context.Context, rec plinth.AuditRecord) error {
 		_, err := s.auditor.Record(ctx, rec)
 		return err
@@ -166,7 +200,7 @@ func NewServer(cfg Config) *Server {
 		}
 	}
 	s.router = r
-	return s
+	return s, nil
 }
 
 // Close writes what the server holds back: the aggregated audit records

@@ -149,7 +149,7 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	api := plinthhttp.NewServer(plinthhttp.Config{
+	api, err := plinthhttp.NewServer(ctx, plinthhttp.Config{
 		Store:           st,
 		Domains:         ds,
 		OpenAPI:         doc,
@@ -159,6 +159,7 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 		Access:          access,
 		Environment:     cfg.Environment,
 		Auditor:         requestAuditor,
+		AuditOff:        !cfg.Audit,
 		Audit:           auditStore,
 		Events:          true,
 		EventsCommitted: relay.Notify,
@@ -172,6 +173,10 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 			},
 		},
 	})
+	if err != nil {
+		return err
+	}
+	defer api.Close() // before the auditor closes: writes the held-back denial records
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -1,0 +1,239 @@
+package plinth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+)
+
+// Writer is the one write path. Every change to records or access — from
+// the HTTP API, the API as a Lambda, migration sync and change capture, the
+// Developer Hub — goes through it, so that each commits in one transaction
+// together with its outbox event and its audit record: nothing is published
+// that was not committed, and nothing is committed without its record.
+type Writer struct {
+	store    Store
+	env      string
+	events   bool
+	audit    bool
+	onCommit func(audited AuditRecord, evented bool)
+}
+
+// WriterConfig configures a Writer.
+type WriterConfig struct {
+	Store       Store
+	Environment string
+	// Events writes a change event into the outbox with every change; the
+	// store's transactions must implement EventTx.
+	Events bool
+	// Audit writes an audit record with every change; the store's
+	// transactions must implement AuditTx.
+	Audit bool
+	// OnCommit runs after a change committed: to mirror its audit record
+	// and wake the outbox relay when it wrote an event.
+	OnCommit func(audited AuditRecord, evented bool)
+}
+
+// ErrMissingCapability is returned by NewWriter when the store cannot do
+// what the configuration requires.
+var ErrMissingCapability = errors.New("the store lacks a capability the configuration requires")
+
+// NewWriter checks that the store's transactions can carry what cfg asks
+// for (events, audit records) and returns the write path. It refuses rather
+// than skip: a store without an outbox cannot serve with events on.
+func NewWriter(ctx context.Context, cfg WriterConfig) (*Writer, error) {
+	if cfg.Store == nil {
+		return nil, fmt.Errorf("%w: no store", ErrMissingCapability)
+	}
+	if cfg.OnCommit == nil {
+		cfg.OnCommit = func(AuditRecord, bool) {}
+	}
+	probe := errors.New("probe")
+	var missing []string
+	err := cfg.Store.Write(ctx, func(tx Tx) error {
+		if _, ok := tx.(EventTx); cfg.Events && !ok {
+			missing = append(missing, "an outbox for change events in its transactions (plinth.EventTx)")
+		}
+		if _, ok := tx.(AuditTx); cfg.Audit && !ok {
+			missing = append(missing, "audit records in its transactions (plinth.AuditTx)")
+		}
+		if _, ok := tx.(AccessTx); !ok {
+			missing = append(missing, "grants and policies in its transactions (plinth.AccessTx)")
+		}
+		return probe
+	})
+	if err != nil && !errors.Is(err, probe) {
+		return nil, fmt.Errorf("checking the store: %w", err)
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w: it needs %v", ErrMissingCapability, missing)
+	}
+	return &Writer{store: cfg.Store, env: cfg.Environment, events: cfg.Events, audit: cfg.Audit, onCommit: cfg.OnCommit}, nil
+}
+
+// Change says who makes a change, for its event and its audit record.
+type Change struct {
+	Principal     Principal
+	CorrelationID string
+	// SourceSystem names where the change came from in its event; empty
+	// means the domain's Platform API.
+	SourceSystem string
+	// Audit returns the audit record of the change, given the ids of the
+	// records it touched; the HTTP API fills it from the request. nil
+	// means a record made from the fields above (for migration and other
+	// callers without a request).
+	Audit func(ids []string) AuditRecord
+}
+
+// Written is the outcome of a change.
+type Written struct {
+	Record  Record      // the record after the change (before it, for a delete)
+	Changed bool        // false for an update or upsert that changed nothing
+	Created bool        // an upsert that inserted
+	IDs     []string    // the ids of the records (or grants, policies) touched
+	Audited AuditRecord // the audit record committed with the change
+	Evented bool        // an event was written to the outbox
+}
+
+// Create inserts a new record.
+func (w *Writer) Create(ctx context.Context, e *Entity, data map[string]any, c Change) (Written, error) {
+	return w.run(ctx, e, "create", c, func(tx Tx) (Written, error) {
+		rec, err := tx.Insert(ctx, e, data)
+		if err != nil {
+			return Written{}, err
+		}
+		evented, err := w.event(ctx, tx, e, EventCreated, nil, &rec, c)
+		return Written{Record: rec, Changed: true, Created: true, Evented: evented}, err
+	})
+}
+
+// Update changes the record at the expected version: next gets the
+// current record and returns its new data. If nothing changes, the record
+// and its version stay as they are and no event is written; the request
+// is still audited.
+func (w *Writer) Update(ctx context.Context, e *Entity, id any, version int64, next func(cur Record) (map[string]any, error), c Change) (Written, error) {
+	return w.run(ctx, e, "update", c, func(tx Tx) (Written, error) {
+		cur, err := current(ctx, tx, e, id, version)
+		if err != nil {
+			return Written{}, err
+		}
+		data, err := next(cur)
+		if err != nil {
+			return Written{}, err
+		}
+		if reflect.DeepEqual(data, cur.Data) {
+			return Written{Record: cur}, nil
+		}
+		rec, err := tx.Update(ctx, e, id, version, data)
+		if err != nil {
+			return Written{}, err
+		}
+		evented, err := w.event(ctx, tx, e, EventUpdated, &cur, &rec, c)
+		return Written{Record: rec, Changed: true, Evented: evented}, err
+	})
+}
+
+// Delete removes the record at the expected version.
+func (w *Writer) Delete(ctx context.Context, e *Entity, id any, version int64, c Change) (Written, error) {
+	return w.run(ctx, e, "delete", c, func(tx Tx) (Written, error) {
+		cur, err := current(ctx, tx, e, id, version)
+		if err != nil {
+			return Written{}, err
+		}
+		if err := tx.Delete(ctx, e, id, version); err != nil {
+			return Written{}, err
+		}
+		evented, err := w.event(ctx, tx, e, EventDeleted, &cur, nil, c)
+		return Written{Record: cur, Changed: true, Evented: evented}, err
+	})
+}
+
+// Access changes grants or policies; change returns the ids it touched,
+// for the audit record.
+func (w *Writer) Access(ctx context.Context, c Change, change func(AccessTx) (ids []string, err error)) (AuditRecord, error) {
+	res, err := w.run(ctx, nil, "admin", c, func(tx Tx) (Written, error) {
+		atx, ok := tx.(AccessTx)
+		if !ok {
+			return Written{}, fmt.Errorf("%w: grants and policies in its transactions", ErrMissingCapability)
+		}
+		ids, err := change(atx)
+		return Written{IDs: ids}, err
+	})
+	return res.Audited, err
+}
+
+// current returns the locked record an update or delete starts from, when
+// it is still at version.
+func current(ctx context.Context, tx Tx, e *Entity, id any, version int64) (Record, error) {
+	cur, err := tx.Get(ctx, e, id)
+	if err == nil && cur.Version != version {
+		err = ErrVersionConflict
+	}
+	return cur, err
+}
+
+// run makes one transaction of the change and its audit record, then
+// reports the commit.
+func (w *Writer) run(ctx context.Context, e *Entity, op string, c Change, change func(Tx) (Written, error)) (Written, error) {
+	var res Written
+	err := w.store.Write(ctx, func(tx Tx) error {
+		var err error
+		res = Written{}
+		if res, err = change(tx); err != nil {
+			return err
+		}
+		if e != nil {
+			res.IDs = []string{KeyString(e.KeyOf(res.Record))}
+		}
+		if !w.audit {
+			return nil
+		}
+		rec := w.auditRecord(e, op, c, res.IDs)
+		if res.Audited, err = tx.(AuditTx).AppendAudit(ctx, rec); err != nil {
+			// A change cannot go ahead without its record: they share
+			// the transaction.
+			return fmt.Errorf("%w: the audit record could not be written: %v", ErrUnavailable, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Written{}, err
+	}
+	w.onCommit(res.Audited, res.Evented)
+	return res, nil
+}
+
+// auditRecord is the change's audit record: the caller's, or one made from
+// the change for callers without a request.
+func (w *Writer) auditRecord(e *Entity, op string, c Change, ids []string) AuditRecord {
+	if c.Audit != nil {
+		return c.Audit(ids)
+	}
+	rec := AuditRecord{Time: Now(), CorrelationID: c.CorrelationID, Environment: w.env, Operation: op,
+		Principal: c.Principal, Decision: DecisionAllow, RecordIDs: ids, Count: len(ids), Reason: c.SourceSystem}
+	if e != nil {
+		rec.Domain, rec.Entity = e.Domain.Name, e.Plural
+	}
+	return rec
+}
+
+// event writes the change's event into the transaction's outbox. An update
+// that changes only version and timestamps has none.
+func (w *Writer) event(ctx context.Context, tx Tx, e *Entity, kind EventKind, before, after *Record, c Change) (bool, error) {
+	if !w.events {
+		return false, nil
+	}
+	source := c.SourceSystem
+	if source == "" {
+		source = e.Domain.Name + " Platform API"
+	}
+	entry, _, changed := BuildEvent(e, kind, before, after, EventContext{
+		Environment: w.env, SourceSystem: source, CorrelationID: c.CorrelationID, Principal: c.Principal, Now: time.Now(),
+	})
+	if !changed {
+		return false, nil
+	}
+	return true, tx.(EventTx).AppendEvent(ctx, entry)
+}
