@@ -123,6 +123,7 @@ func Run(t *testing.T, open func(t *testing.T) plinth.Store) {
 		{"ScanReadsOneSnapshot", su.testScanSnapshot},
 		{"ScanFilters", su.testScanFilters},
 		{"ScanStops", su.testScanStops},
+		{"ScanMemoryIsFlat", su.testScanMemoryIsFlat},
 		{"Upsert", su.testUpsert},
 		{"GeneratedUUIDsAreVersion7", su.testGeneratedUUIDs},
 		{"BulkLoadIsAtomic", su.testBulkAtomic},
