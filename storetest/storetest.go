@@ -125,6 +125,7 @@ func Run(t *testing.T, open func(t *testing.T) plinth.Store) {
 		{"ScanStops", su.testScanStops},
 		{"ScanMemoryIsFlat", su.testScanMemoryIsFlat},
 		{"Upsert", su.testUpsert},
+		{"ConcurrentUpsertsOfANewKey", su.testConcurrentUpserts},
 		{"GeneratedUUIDsAreVersion7", su.testGeneratedUUIDs},
 		{"BulkLoadIsAtomic", su.testBulkAtomic},
 		{"BulkLoadConflictPolicies", su.testBulkConflictPolicies},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/uuid"
@@ -139,5 +140,55 @@ func (su *suite) testGeneratedUUIDs(t *testing.T) {
 			t.Fatalf("card %d in key order is %v: bulk keys must grow in the order given", i, r.Data["label"])
 		}
 		check(fmt.Sprintf("bulk record %d", i), e.KeyOf(r))
+	}
+}
+
+// testConcurrentUpserts: writers upserting the same new key at once all
+// succeed: one creates the record, each other one updates it or finds it
+// unchanged, and the version counts the updates.
+func (su *suite) testConcurrentUpserts(t *testing.T) {
+	s := su.open(t)
+	for round := range 5 { // the race is narrow: run it several times
+		su.raceUpserts(t, s, fmt.Sprintf("race-%d", round))
+	}
+}
+
+func (su *suite) raceUpserts(t *testing.T, s plinth.Store, code string) {
+	e := su.categories
+	const writers = 8
+	var wg sync.WaitGroup
+	results := make([]plinth.UpsertResult, writers)
+	errs := make([]error, writers)
+	start := make(chan struct{})
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			data := map[string]any{"code": code, "title": fmt.Sprintf("Writer %d", i%3)}
+			errs[i] = s.Write(t.Context(), func(tx plinth.Tx) error {
+				var err error
+				results[i], err = tx.Upsert(t.Context(), e, data)
+				return err
+			})
+		}()
+	}
+	close(start)
+	wg.Wait()
+	created, updated := 0, 0
+	for i, r := range results {
+		if errs[i] != nil {
+			t.Fatalf("writer %d of %s: %v", i, code, errs[i])
+		}
+		switch r.Change {
+		case plinth.Created:
+			created++
+		case plinth.Updated:
+			updated++
+		}
+	}
+	if got := get(t, s, e, code); created != 1 || got.Version != int64(1+updated) {
+		t.Errorf("%d concurrent upserts of %s: %d created, %d updated, final version %d; want 1 created and version %d",
+			writers, code, created, updated, got.Version, 1+updated)
 	}
 }
