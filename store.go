@@ -16,13 +16,20 @@ type Record struct {
 }
 
 // Store keeps the records of one or more domains. Implementations: sqlite,
-// postgres. Every implementation passes the storetest contract suite, which
-// also pins rules this interface cannot say: keys sort in byte order (string
-// and uuid keys) or numerically (integer keys); each condition on a field of
-// an array of objects may be met by a different item, but the _from and _to
+// postgres (and, planned, dynamodb; docs/store-contract.md maps every
+// method to each engine). It serves every consumer: point reads and keyset
+// pages for the API, a snapshot-consistent streaming Scan for reports, lake
+// snapshots and migration checks, upsert by key and a resumable BulkLoad
+// for migration and replication, and named checkpoints for their positions.
+//
+// Every implementation passes the storetest contract suite, which also pins
+// rules this interface cannot say: keys sort in byte order (string and uuid
+// keys) or numerically (integer keys); each condition on a field of an
+// array of objects may be met by a different item, but the _from and _to
 // ends of one range condition must be met by the same item; Insert and
-// BulkInsert keep a key the data already has, even for generated keys (for
-// migrations), and later generated keys are higher.
+// BulkLoad keep a key the data already has, even for generated keys (for
+// migrations), and later generated keys are higher; generated UUID keys are
+// version 7, so they grow with time on every store.
 type Store interface {
 	// Prepare creates (or additively evolves) the storage for the domains.
 	Prepare(ctx context.Context, domains []*Domain) error
@@ -37,10 +44,31 @@ type Store interface {
 	// Write runs fn in one transaction. If fn returns an error, nothing fn
 	// did is kept and the error is returned.
 	Write(ctx context.Context, fn func(Tx) error) error
-	// BulkInsert adds many new records (version 1) in as few round trips as
-	// the engine allows, for seeding and migration. Generated keys are
-	// assigned when absent.
+	// BulkInsert is BulkLoad with ConflictFail: it adds new records
+	// (version 1), all of them or, on error, none.
 	BulkInsert(ctx context.Context, e *Entity, data []map[string]any) error
+	// BulkLoad writes many records in as few round trips as the engine
+	// allows, for seeding and migration. Each call is atomic: all of its
+	// records (and opts.Checkpoint) are written, or on error none, on
+	// every store; callers that load more than they want to lose on a
+	// failure load in several calls and record progress in a checkpoint.
+	// Generated keys are assigned when absent. opts.OnConflict says what
+	// happens to a record whose key exists (see Conflict).
+	BulkLoad(ctx context.Context, e *Entity, data []map[string]any, opts BulkOptions) (BulkResult, error)
+	// Scan calls fn with every record of the entity that matches q, in
+	// key order, all read from one consistent snapshot: writes committed
+	// after the scan began are not seen, and every record is seen once.
+	// Records are streamed, so memory stays flat however many there are.
+	// Scan stops when ctx is done (returning ctx.Err()) or when fn returns
+	// an error (returning it unchanged). The snapshot does not block
+	// writers, so fn may write through the store.
+	Scan(ctx context.Context, e *Entity, q ScanQuery, fn func(Record) error) error
+	// Checkpoint returns the named checkpoint; found is false when none
+	// was set.
+	Checkpoint(ctx context.Context, name string) (c Checkpoint, found bool, err error)
+	// SetCheckpoint creates or replaces the named checkpoint. To write one
+	// with the data it describes, use Tx.SetCheckpoint.
+	SetCheckpoint(ctx context.Context, name string, value []byte) error
 	// Ping checks that the storage answers.
 	Ping(ctx context.Context) error
 	Close() error
@@ -67,6 +95,18 @@ type Tx interface {
 	Update(ctx context.Context, e *Entity, id any, version int64, data map[string]any) (Record, error)
 	// Delete removes the record whose version is version.
 	Delete(ctx context.Context, e *Entity, id any, version int64) error
+	// Upsert stores data under its key, for replication: it inserts the
+	// record (version 1) when the key is absent, replaces the data and
+	// increments the version when the stored data differs (see SameData),
+	// and changes nothing when it is the same, so applying a change twice
+	// is harmless. The result says which happened, so that the caller
+	// emits an event only for a change. data must carry the key.
+	Upsert(ctx context.Context, e *Entity, data map[string]any) (UpsertResult, error)
+	// Checkpoint reads the named checkpoint within the transaction.
+	Checkpoint(ctx context.Context, name string) (c Checkpoint, found bool, err error)
+	// SetCheckpoint creates or replaces the named checkpoint within the
+	// transaction, so that it commits (or not) with the data it describes.
+	SetCheckpoint(ctx context.Context, name string, value []byte) error
 }
 
 // Now is the clock stores use for createdAt and updatedAt: UTC, truncated to

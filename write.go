@@ -73,8 +73,9 @@ func NewWriter(ctx context.Context, cfg WriterConfig) (*Writer, error) {
 	return &Writer{store: cfg.Store, env: cfg.Environment, events: cfg.Events, audit: cfg.Audit, onCommit: cfg.OnCommit}, nil
 }
 
-// Change says who makes a change, for its event and its audit record.
-type Change struct {
+// Origin says who makes a change and where it comes from, for its event
+// and its audit record.
+type Origin struct {
 	Principal     Principal
 	CorrelationID string
 	// SourceSystem names where the change came from in its event; empty
@@ -98,13 +99,13 @@ type Written struct {
 }
 
 // Create inserts a new record.
-func (w *Writer) Create(ctx context.Context, e *Entity, data map[string]any, c Change) (Written, error) {
-	return w.run(ctx, e, "create", c, func(tx Tx) (Written, error) {
+func (w *Writer) Create(ctx context.Context, e *Entity, data map[string]any, o Origin) (Written, error) {
+	return w.run(ctx, e, "create", o, func(tx Tx) (Written, error) {
 		rec, err := tx.Insert(ctx, e, data)
 		if err != nil {
 			return Written{}, err
 		}
-		evented, err := w.event(ctx, tx, e, EventCreated, nil, &rec, c)
+		evented, err := w.event(ctx, tx, e, EventCreated, nil, &rec, o)
 		return Written{Record: rec, Changed: true, Created: true, Evented: evented}, err
 	})
 }
@@ -113,8 +114,8 @@ func (w *Writer) Create(ctx context.Context, e *Entity, data map[string]any, c C
 // current record and returns its new data. If nothing changes, the record
 // and its version stay as they are and no event is written; the request
 // is still audited.
-func (w *Writer) Update(ctx context.Context, e *Entity, id any, version int64, next func(cur Record) (map[string]any, error), c Change) (Written, error) {
-	return w.run(ctx, e, "update", c, func(tx Tx) (Written, error) {
+func (w *Writer) Update(ctx context.Context, e *Entity, id any, version int64, next func(cur Record) (map[string]any, error), o Origin) (Written, error) {
+	return w.run(ctx, e, "update", o, func(tx Tx) (Written, error) {
 		cur, err := current(ctx, tx, e, id, version)
 		if err != nil {
 			return Written{}, err
@@ -130,14 +131,14 @@ func (w *Writer) Update(ctx context.Context, e *Entity, id any, version int64, n
 		if err != nil {
 			return Written{}, err
 		}
-		evented, err := w.event(ctx, tx, e, EventUpdated, &cur, &rec, c)
+		evented, err := w.event(ctx, tx, e, EventUpdated, &cur, &rec, o)
 		return Written{Record: rec, Changed: true, Evented: evented}, err
 	})
 }
 
 // Delete removes the record at the expected version.
-func (w *Writer) Delete(ctx context.Context, e *Entity, id any, version int64, c Change) (Written, error) {
-	return w.run(ctx, e, "delete", c, func(tx Tx) (Written, error) {
+func (w *Writer) Delete(ctx context.Context, e *Entity, id any, version int64, o Origin) (Written, error) {
+	return w.run(ctx, e, "delete", o, func(tx Tx) (Written, error) {
 		cur, err := current(ctx, tx, e, id, version)
 		if err != nil {
 			return Written{}, err
@@ -145,15 +146,36 @@ func (w *Writer) Delete(ctx context.Context, e *Entity, id any, version int64, c
 		if err := tx.Delete(ctx, e, id, version); err != nil {
 			return Written{}, err
 		}
-		evented, err := w.event(ctx, tx, e, EventDeleted, &cur, nil, c)
+		evented, err := w.event(ctx, tx, e, EventDeleted, &cur, nil, o)
 		return Written{Record: cur, Changed: true, Evented: evented}, err
+	})
+}
+
+// Upsert stores data under its key, for replication and migration sync:
+// it inserts a record that is absent, replaces one whose data differs, and
+// leaves one with the same data alone (no new version, no event), so a
+// change applied twice is harmless. Each is audited.
+func (w *Writer) Upsert(ctx context.Context, e *Entity, data map[string]any, o Origin) (Written, error) {
+	return w.run(ctx, e, "upsert", o, func(tx Tx) (Written, error) {
+		up, err := tx.Upsert(ctx, e, data)
+		if err != nil {
+			return Written{}, err
+		}
+		res := Written{Record: up.Record, Changed: up.Change != Unchanged, Created: up.Change == Created}
+		switch up.Change {
+		case Created:
+			res.Evented, err = w.event(ctx, tx, e, EventCreated, nil, &up.Record, o)
+		case Updated:
+			res.Evented, err = w.event(ctx, tx, e, EventUpdated, up.Before, &up.Record, o)
+		}
+		return res, err
 	})
 }
 
 // Access changes grants or policies; change returns the ids it touched,
 // for the audit record.
-func (w *Writer) Access(ctx context.Context, c Change, change func(AccessTx) (ids []string, err error)) (AuditRecord, error) {
-	res, err := w.run(ctx, nil, "admin", c, func(tx Tx) (Written, error) {
+func (w *Writer) Access(ctx context.Context, o Origin, change func(AccessTx) (ids []string, err error)) (AuditRecord, error) {
+	res, err := w.run(ctx, nil, "admin", o, func(tx Tx) (Written, error) {
 		atx, ok := tx.(AccessTx)
 		if !ok {
 			return Written{}, fmt.Errorf("%w: grants and policies in its transactions", ErrMissingCapability)
@@ -176,7 +198,7 @@ func current(ctx context.Context, tx Tx, e *Entity, id any, version int64) (Reco
 
 // run makes one transaction of the change and its audit record, then
 // reports the commit.
-func (w *Writer) run(ctx context.Context, e *Entity, op string, c Change, change func(Tx) (Written, error)) (Written, error) {
+func (w *Writer) run(ctx context.Context, e *Entity, op string, o Origin, change func(Tx) (Written, error)) (Written, error) {
 	var res Written
 	err := w.store.Write(ctx, func(tx Tx) error {
 		var err error
@@ -190,7 +212,7 @@ func (w *Writer) run(ctx context.Context, e *Entity, op string, c Change, change
 		if !w.audit {
 			return nil
 		}
-		rec := w.auditRecord(e, op, c, res.IDs)
+		rec := w.auditRecord(e, op, o, res.IDs)
 		if res.Audited, err = tx.(AuditTx).AppendAudit(ctx, rec); err != nil {
 			// A change cannot go ahead without its record: they share
 			// the transaction.
@@ -207,12 +229,12 @@ func (w *Writer) run(ctx context.Context, e *Entity, op string, c Change, change
 
 // auditRecord is the change's audit record: the caller's, or one made from
 // the change for callers without a request.
-func (w *Writer) auditRecord(e *Entity, op string, c Change, ids []string) AuditRecord {
-	if c.Audit != nil {
-		return c.Audit(ids)
+func (w *Writer) auditRecord(e *Entity, op string, o Origin, ids []string) AuditRecord {
+	if o.Audit != nil {
+		return o.Audit(ids)
 	}
-	rec := AuditRecord{Time: Now(), CorrelationID: c.CorrelationID, Environment: w.env, Operation: op,
-		Principal: c.Principal, Decision: DecisionAllow, RecordIDs: ids, Count: len(ids), Reason: c.SourceSystem}
+	rec := AuditRecord{Time: Now(), CorrelationID: o.CorrelationID, Environment: w.env, Operation: op,
+		Principal: o.Principal, Decision: DecisionAllow, RecordIDs: ids, Count: len(ids), Reason: o.SourceSystem}
 	if e != nil {
 		rec.Domain, rec.Entity = e.Domain.Name, e.Plural
 	}
@@ -221,16 +243,16 @@ func (w *Writer) auditRecord(e *Entity, op string, c Change, ids []string) Audit
 
 // event writes the change's event into the transaction's outbox. An update
 // that changes only version and timestamps has none.
-func (w *Writer) event(ctx context.Context, tx Tx, e *Entity, kind EventKind, before, after *Record, c Change) (bool, error) {
+func (w *Writer) event(ctx context.Context, tx Tx, e *Entity, kind EventKind, before, after *Record, o Origin) (bool, error) {
 	if !w.events {
 		return false, nil
 	}
-	source := c.SourceSystem
+	source := o.SourceSystem
 	if source == "" {
 		source = e.Domain.Name + " Platform API"
 	}
 	entry, _, changed := BuildEvent(e, kind, before, after, EventContext{
-		Environment: w.env, SourceSystem: source, CorrelationID: c.CorrelationID, Principal: c.Principal, Now: time.Now(),
+		Environment: w.env, SourceSystem: source, CorrelationID: o.CorrelationID, Principal: o.Principal, Now: time.Now(),
 	})
 	if !changed {
 		return false, nil

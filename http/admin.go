@@ -254,7 +254,7 @@ func (s *Server) deletePolicy(w http.ResponseWriter, r *http.Request) {
 // accessWrite runs an admin change through the write path, which commits
 // it together with its audit record.
 func (s *Server) accessWrite(r *http.Request, status int, change func(plinth.AccessTx) ([]string, error)) error {
-	audited, err := s.writer.Access(r.Context(), s.change(r, status), change)
+	audited, err := s.writer.Access(r.Context(), s.origin(r, status), change)
 	if err == nil {
 		s.committed(r.Context(), audited)
 	}

@@ -125,11 +125,11 @@ func (e *auditEntry) finish(status int) plinth.AuditRecord {
 	return plinth.BoundAudit(e.rec)
 }
 
-// change describes a write of the request for the write path: who makes
+// origin describes a write of the request for the write path: who makes
 // it, and its audit record, completed with the status and the ids touched.
-func (s *Server) change(r *http.Request, status int) plinth.Change {
+func (s *Server) origin(r *http.Request, status int) plinth.Origin {
 	p, _ := plinth.PrincipalFrom(r.Context())
-	c := plinth.Change{Principal: p, CorrelationID: CorrelationID(r.Context())}
+	c := plinth.Origin{Principal: p, CorrelationID: CorrelationID(r.Context())}
 	if e := entryFrom(r.Context()); e != nil {
 		c.Audit = func(ids []string) plinth.AuditRecord {
 			e.rec.RecordIDs = ids

@@ -84,7 +84,7 @@ func (h *entityHandler) create(w http.ResponseWriter, r *http.Request) {
 		h.s.writeError(w, r, err)
 		return
 	}
-	res, err := h.s.writer.Create(r.Context(), h.e, data, h.s.change(r, http.StatusCreated))
+	res, err := h.s.writer.Create(r.Context(), h.e, data, h.s.origin(r, http.StatusCreated))
 	if err != nil {
 		h.s.writeError(w, r, err)
 		return
@@ -113,7 +113,7 @@ func (h *entityHandler) update(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		return h.e.Validate(plinth.MergePatch(cur.Data, patch), false)
-	}, h.s.change(r, updatedStatus(r)))
+	}, h.s.origin(r, updatedStatus(r)))
 	if err != nil {
 		h.s.writeError(w, r, err)
 		return
@@ -127,7 +127,7 @@ func (h *entityHandler) delete(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	res, err := h.s.writer.Delete(r.Context(), h.e, id, version, h.s.change(r, http.StatusNoContent))
+	res, err := h.s.writer.Delete(r.Context(), h.e, id, version, h.s.origin(r, http.StatusNoContent))
 	if err != nil {
 		h.s.writeError(w, r, err)
 		return

@@ -3,6 +3,10 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/plinth-data/plinth"
 )
@@ -15,7 +19,7 @@ import (
 // load fails, call finish anyway: the next Prepare would otherwise rebuild
 // the missing indexes (CONCURRENTLY) on its own.
 func (s *Store) BeginBulkLoad(ctx context.Context, e *plinth.Entity) (finish func(context.Context) error, err error) {
-	t := layout(e)
+	t := s.layout(e)
 	noop := func(context.Context) error { return nil }
 	var hasRows bool
 	if err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+t.ident+")").Scan(&hasRows); err != nil {
@@ -40,4 +44,214 @@ func (s *Store) BeginBulkLoad(ctx context.Context, e *plinth.Entity) (finish fun
 		_, err := s.pool.Exec(ctx, "ANALYZE "+t.ident)
 		return s.wrap("analyze "+t.label+" after a bulk load", err)
 	}, nil
+}
+
+// BulkInsert is BulkLoad with plinth.ConflictFail.
+func (s *Store) BulkInsert(ctx context.Context, e *plinth.Entity, data []map[string]any) error {
+	_, err := s.BulkLoad(ctx, e, data, plinth.BulkOptions{})
+	return err
+}
+
+// BulkLoad writes the records with COPY, and opts.Checkpoint when named, in
+// one transaction: all of them or, on error, none. Generated uuid keys are
+// assigned in Go, generated integer keys by the identity column; explicit
+// keys are kept (and the identity moved past them). Under ConflictSkip and
+// ConflictReplace, records with a key are copied into a temporary table
+// first and merged with one INSERT … ON CONFLICT.
+func (s *Store) BulkLoad(ctx context.Context, e *plinth.Entity, data []map[string]any, opts plinth.BulkOptions) (plinth.BulkResult, error) {
+	t := s.layout(e)
+	if len(data) == 0 && opts.Checkpoint.Name == "" {
+		return plinth.BulkResult{}, nil
+	}
+	use, dropped := plinth.DistinctKeys(e, data, opts.OnConflict)
+	if use != nil {
+		data = applied(data, use)
+	}
+	var res plinth.BulkResult
+	err := pgx.BeginFunc(ctx, s.pool, func(ptx pgx.Tx) error {
+		var err error
+		if res, err = t.bulkLoad(ctx, ptx, data, opts.OnConflict); err != nil {
+			return err
+		}
+		if opts.Checkpoint.Name != "" {
+			return setCheckpoint(ctx, ptx, opts.Checkpoint.Name, opts.Checkpoint.Value)
+		}
+		return nil
+	})
+	if err != nil {
+		return plinth.BulkResult{}, s.wrap(fmt.Sprintf("bulk load %d records into %s", len(data), t.label), err)
+	}
+	res.Skipped += dropped
+	return res, nil
+}
+
+func applied(data []map[string]any, use []bool) []map[string]any {
+	out := make([]map[string]any, 0, len(data))
+	for i, d := range data {
+		if use[i] {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func (t *table) bulkLoad(ctx context.Context, q pgx.Tx, data []map[string]any, policy plinth.Conflict) (plinth.BulkResult, error) {
+	e := t.e
+	identity := e.Key.Generated && e.Key.Type == plinth.KeyInteger
+	// With an identity key, records without a key go in one COPY that
+	// leaves the key out (they cannot conflict), and records with one in
+	// another.
+	var withKey, withoutKey []map[string]any
+	for _, d := range data {
+		if d[e.Key.Name] == nil && identity {
+			withoutKey = append(withoutKey, d)
+		} else {
+			withKey = append(withKey, d)
+		}
+	}
+	res := plinth.BulkResult{Inserted: len(data)}
+	var maxKey int64
+	var err error
+	if policy == plinth.ConflictFail {
+		maxKey, err = t.copyRows(ctx, q, pgx.Identifier{t.schema, t.name}, withKey, false)
+	} else {
+		maxKey, err = t.merge(ctx, q, withKey, policy, &res)
+	}
+	if err != nil {
+		return plinth.BulkResult{}, err
+	}
+	if identity && maxKey > 0 {
+		if _, err := q.Exec(ctx, t.bumpSequence, maxKey); err != nil {
+			return plinth.BulkResult{}, err
+		}
+	}
+	if _, err := t.copyRows(ctx, q, pgx.Identifier{t.schema, t.name}, withoutKey, true); err != nil {
+		return plinth.BulkResult{}, err
+	}
+	return res, nil
+}
+
+// copyRows copies records into a table with the entity's columns (leaving
+// the key out when skipKey) and returns the greatest integer key copied.
+func (t *table) copyRows(ctx context.Context, q pgx.Tx, into pgx.Identifier, rows []map[string]any, skipKey bool) (int64, error) {
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	e := t.e
+	now := plinth.Now()
+	var maxKey int64
+	i := 0
+	src := pgx.CopyFromFunc(func() ([]any, error) {
+		if i == len(rows) {
+			return nil, nil
+		}
+		d := rows[i]
+		i++
+		if d[e.Key.Name] == nil && !skipKey {
+			if !e.Key.Generated || e.Key.Type != plinth.KeyUUID {
+				return nil, fmt.Errorf("record %d: the key %q is missing", i, e.Key.Name)
+			}
+			u, err := uuid.NewV7() // as Insert does
+			if err != nil {
+				return nil, err
+			}
+			d = withValue(d, e.Key.Name, u.String())
+		}
+		row, err := t.row(d)
+		if err != nil {
+			return nil, fmt.Errorf("record %d: %w", i, err)
+		}
+		if skipKey {
+			row = row[1:]
+		} else if n, ok := row[0].(int64); ok && n > maxKey {
+			maxKey = n
+		}
+		return append(row, int64(1), now, now), nil
+	})
+	cols := t.copyCols
+	if skipKey {
+		cols = cols[1:]
+	}
+	_, err := q.CopyFrom(ctx, into, cols, src)
+	return maxKey, err
+}
+
+// stageTable is the temporary table a merging bulk load copies into; it
+// goes at the end of the transaction.
+const stageTable = "plinth_bulk_stage"
+
+// merge copies records with keys into a temporary table and moves them
+// into the entity's table, skipping or replacing the keys already there,
+// and counts what happened in res.
+func (t *table) merge(ctx context.Context, q pgx.Tx, rows []map[string]any, policy plinth.Conflict, res *plinth.BulkResult) (int64, error) {
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	if _, err := q.Exec(ctx, fmt.Sprintf("CREATE TEMPORARY TABLE %s (LIKE %s) ON COMMIT DROP", quote(stageTable), t.ident)); err != nil {
+		return 0, err
+	}
+	maxKey, err := t.copyRows(ctx, q, pgx.Identifier{stageTable}, rows, false)
+	if err != nil {
+		return 0, err
+	}
+	inserted, replaced := 0, 0
+	if policy == plinth.ConflictSkip {
+		tag, err := q.Exec(ctx, t.mergeSQL(false))
+		if err != nil {
+			return 0, err
+		}
+		inserted = int(tag.RowsAffected())
+	} else {
+		results, err := q.Query(ctx, t.mergeSQL(true))
+		if err != nil {
+			return 0, err
+		}
+		created, err := pgx.CollectRows(results, pgx.RowTo[bool])
+		if err != nil {
+			return 0, err
+		}
+		for _, c := range created {
+			if c {
+				inserted++
+			} else {
+				replaced++
+			}
+		}
+	}
+	res.Inserted -= len(rows) - inserted
+	res.Replaced += replaced
+	res.Skipped += len(rows) - inserted - replaced
+	return maxKey, nil
+}
+
+// mergeSQL moves the staged rows into the table. With replace, a stored
+// row whose fields differ takes the staged data, a new updated_at and the
+// next version, keeping its created_at; each inserted or replaced row
+// reports whether it was inserted (xmax is 0 for a row this statement
+// inserted).
+func (t *table) mergeSQL(replace bool) string {
+	names := make([]string, len(t.cols))
+	for i, c := range t.cols {
+		names[i] = c.ident()
+	}
+	list := strings.Join(names, ", ")
+	sql := fmt.Sprintf("INSERT INTO %s AS cur (%s) SELECT %s FROM %s ON CONFLICT (%s) DO ",
+		t.ident, list, list, quote(stageTable), t.key.ident())
+	if !replace {
+		return sql + "NOTHING"
+	}
+	var sets, stored, staged []string
+	for _, c := range t.cols[1 : len(t.cols)-3] {
+		sets = append(sets, fmt.Sprintf("%s = EXCLUDED.%s", c.ident(), c.ident()))
+	}
+	for _, c := range t.fields {
+		stored = append(stored, "cur."+c.ident())
+		staged = append(staged, "EXCLUDED."+c.ident())
+	}
+	differs := "false"
+	if len(t.fields) > 0 {
+		differs = fmt.Sprintf("ROW(%s) IS DISTINCT FROM ROW(%s)", strings.Join(stored, ", "), strings.Join(staged, ", "))
+	}
+	sets = append(sets, "version = cur.version + 1", "updated_at = EXCLUDED.updated_at")
+	return sql + fmt.Sprintf("UPDATE SET %s WHERE %s RETURNING (cur.xmax = 0)", strings.Join(sets, ", "), differs)
 }

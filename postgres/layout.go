@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 
@@ -125,14 +124,13 @@ type table struct {
 	copyCols     []string
 }
 
-var layouts sync.Map // *plinth.Entity → *table
-
-// layout returns the table layout of an entity.
-func layout(e *plinth.Entity) *table {
-	if t, ok := layouts.Load(e); ok {
+// layout returns the table layout of an entity, cached per store (as the
+// sqlite store does), so that the layouts of a closed store go with it.
+func (s *Store) layout(e *plinth.Entity) *table {
+	if t, ok := s.layouts.Load(e); ok {
 		return t.(*table)
 	}
-	t, _ := layouts.LoadOrStore(e, newTable(e))
+	t, _ := s.layouts.LoadOrStore(e, newTable(e))
 	return t.(*table)
 }
 

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -35,8 +36,9 @@ type Store struct {
 	// connection and waits for the lock on the audit head.
 	auditTurn chan struct{}
 	pool      *pgxpool.Pool
-	where     string // host:port, database and user, for messages
-	password  string // to strip from error texts
+	where     string   // host:port, database and user, for messages
+	password  string   // to strip from error texts
+	layouts   sync.Map // *plinth.Entity → *table
 }
 
 var _ plinth.Store = (*Store)(nil)
@@ -143,7 +145,7 @@ func (s *Store) read(ctx context.Context, what string, fn func() error) error {
 
 // Get returns one record.
 func (s *Store) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Record, error) {
-	t := layout(e)
+	t := s.layout(e)
 	var r plinth.Record
 	err := s.read(ctx, "get "+t.label, func() (err error) {
 		r, err = t.get(ctx, s.pool, id, false)
@@ -176,7 +178,7 @@ func (t *table) get(ctx context.Context, q querier, id any, lock bool) (plinth.R
 
 // List returns a page of records in key order.
 func (s *Store) List(ctx context.Context, e *plinth.Entity, q plinth.Query) (plinth.Page, error) {
-	t := layout(e)
+	t := s.layout(e)
 	limit := q.Limit
 	if limit <= 0 {
 		limit = plinth.DefaultLimit
@@ -351,7 +353,7 @@ func escapeLike(s string) string {
 
 // Count returns how many records the entity has.
 func (s *Store) Count(ctx context.Context, e *plinth.Entity) (int64, error) {
-	t := layout(e)
+	t := s.layout(e)
 	var n int64
 	err := s.read(ctx, "count "+t.label, func() error {
 		return s.pool.QueryRow(ctx, "SELECT count(*) FROM "+t.ident).Scan(&n)
@@ -393,13 +395,13 @@ type tx struct {
 }
 
 func (x *tx) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Record, error) {
-	t := layout(e)
+	t := x.s.layout(e)
 	r, err := t.get(ctx, x.tx, id, true)
 	return r, x.s.wrap("get "+t.label, err)
 }
 
 func (x *tx) Insert(ctx context.Context, e *plinth.Entity, data map[string]any) (plinth.Record, error) {
-	t := layout(e)
+	t := x.s.layout(e)
 	r, err := t.insert(ctx, x.tx, data)
 	return r, x.s.wrap("insert into "+t.label, err)
 }
@@ -419,7 +421,13 @@ func (t *table) insert(ctx context.Context, q pgx.Tx, data map[string]any) (plin
 	}
 	switch {
 	case !hasKey && e.Key.Generated && e.Key.Type == plinth.KeyUUID:
-		key = uuid.NewString()
+		// Version 7, as on every store: keys grow with time, so new rows
+		// go to the end of the key index.
+		u, err := uuid.NewV7()
+		if err != nil {
+			return plinth.Record{}, err
+		}
+		key = u.String()
 		out[e.Key.Name] = key
 		hasKey = true
 	case !hasKey && !e.Key.Generated:
@@ -464,7 +472,7 @@ func (t *table) insert(ctx context.Context, q pgx.Tx, data map[string]any) (plin
 }
 
 func (x *tx) Update(ctx context.Context, e *plinth.Entity, id any, version int64, data map[string]any) (plinth.Record, error) {
-	t := layout(e)
+	t := x.s.layout(e)
 	r, err := t.updateRecord(ctx, x.tx, id, version, data)
 	return r, x.s.wrap("update "+t.label, err)
 }
@@ -516,7 +524,7 @@ func (t *table) missing(ctx context.Context, q pgx.Tx, id, k any, version int64)
 }
 
 func (x *tx) Delete(ctx context.Context, e *plinth.Entity, id any, version int64) error {
-	t := layout(e)
+	t := x.s.layout(e)
 	k, ok := t.keyParam(id)
 	if !ok {
 		return fmt.Errorf("%s %s: %w", e.Name, plinth.KeyString(id), plinth.ErrNotFound)
@@ -526,83 +534,6 @@ func (x *tx) Delete(ctx context.Context, e *plinth.Entity, id any, version int64
 		err = t.missing(ctx, x.tx, id, k, version)
 	}
 	return x.s.wrap("delete from "+t.label, err)
-}
-
-// BulkInsert adds records with COPY, in one transaction: all of them or,
-// on error, none. Generated uuid keys are assigned in Go, generated integer
-// keys by the identity column; explicit keys are kept (and the identity
-// moved past them).
-func (s *Store) BulkInsert(ctx context.Context, e *plinth.Entity, data []map[string]any) error {
-	t := layout(e)
-	if len(data) == 0 {
-		return nil
-	}
-	err := pgx.BeginFunc(ctx, s.pool, func(ptx pgx.Tx) error {
-		return t.bulkInsert(ctx, ptx, data)
-	})
-	return s.wrap(fmt.Sprintf("bulk insert %d records into %s", len(data), t.label), err)
-}
-
-func (t *table) bulkInsert(ctx context.Context, q pgx.Tx, data []map[string]any) error {
-	e := t.e
-	now := plinth.Now()
-	identity := e.Key.Generated && e.Key.Type == plinth.KeyInteger
-	// With an identity key, records without a key go in one COPY that
-	// leaves the key out, and records with one in another.
-	var withKey, withoutKey []map[string]any
-	for _, d := range data {
-		if d[e.Key.Name] == nil && identity {
-			withoutKey = append(withoutKey, d)
-		} else {
-			withKey = append(withKey, d)
-		}
-	}
-	var maxKey int64
-	copyRows := func(rows []map[string]any, skipKey bool) error {
-		if len(rows) == 0 {
-			return nil
-		}
-		i := 0
-		src := pgx.CopyFromFunc(func() ([]any, error) {
-			if i == len(rows) {
-				return nil, nil
-			}
-			d := rows[i]
-			i++
-			if d[e.Key.Name] == nil && !skipKey {
-				if e.Key.Generated && e.Key.Type == plinth.KeyUUID {
-					d = withValue(d, e.Key.Name, uuid.NewString())
-				} else {
-					return nil, fmt.Errorf("record %d: the key %q is missing", i, e.Key.Name)
-				}
-			}
-			row, err := t.row(d)
-			if err != nil {
-				return nil, fmt.Errorf("record %d: %w", i, err)
-			}
-			if skipKey {
-				row = row[1:]
-			} else if n, ok := row[0].(int64); ok && n > maxKey {
-				maxKey = n
-			}
-			return append(row, int64(1), now, now), nil
-		})
-		cols := t.copyCols
-		if skipKey {
-			cols = cols[1:]
-		}
-		_, err := q.CopyFrom(ctx, pgx.Identifier{t.schema, t.name}, cols, src)
-		return err
-	}
-	if err := copyRows(withKey, false); err != nil {
-		return err
-	}
-	if identity && maxKey > 0 {
-		if _, err := q.Exec(ctx, t.bumpSequence, maxKey); err != nil {
-			return err
-		}
-	}
-	return copyRows(withoutKey, true)
 }
 
 func withValue(d map[string]any, k string, v any) map[string]any {

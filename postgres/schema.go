@@ -135,7 +135,7 @@ func (e *RefusedError) Error() string {
 // Plan computes what Prepare would do for the domains, without changing
 // anything.
 func (s *Store) Plan(ctx context.Context, domains []*plinth.Domain) (Plan, error) {
-	p, err := plan(ctx, s.pool, domains)
+	p, err := s.plan(ctx, s.pool, domains)
 	return p, s.wrap("plan the schema", err)
 }
 
@@ -152,7 +152,7 @@ func (s *Store) Prepare(ctx context.Context, domains []*plinth.Domain) error {
 		return s.wrap("prepare: wait for other instances preparing the schema", err)
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", prepareLock)
-	p, err := plan(ctx, conn, domains)
+	p, err := s.plan(ctx, conn, domains)
 	if err != nil {
 		return s.wrap("plan the schema", err)
 	}
@@ -384,12 +384,12 @@ WHERE i.indrelid = $1 AND NOT i.indisprimary`, *oid)
 	return lt, rows.Err()
 }
 
-func plan(ctx context.Context, q querier, domains []*plinth.Domain) (Plan, error) {
+func (s *Store) plan(ctx context.Context, q querier, domains []*plinth.Domain) (Plan, error) {
 	var p Plan
 	var tables []*table
 	for _, d := range domains {
 		for _, e := range d.Entities {
-			tables = append(tables, layout(e))
+			tables = append(tables, s.layout(e))
 		}
 	}
 	// pg_trgm, for contains filters.

@@ -195,30 +195,3 @@ func (s *Store) Count(ctx context.Context, e *plinth.Entity) (int64, error) {
 	}
 	return n, nil
 }
-
-// bulkBatch is how many records BulkInsert writes per transaction: large
-// enough that commits do not dominate, small enough that readers see
-// progress and a failure loses little.
-const bulkBatch = 1000
-
-// BulkInsert adds new records (version 1) in transactions of bulkBatch
-// records, through prepared statements. Generated keys are assigned when
-// absent. When a record fails (a duplicate key, say), the batches before
-// it stay written and the error says which record it was.
-func (s *Store) BulkInsert(ctx context.Context, e *plinth.Entity, data []map[string]any) error {
-	for start := 0; start < len(data); start += bulkBatch {
-		batch := data[start:min(start+bulkBatch, len(data))]
-		err := s.Write(ctx, func(ptx plinth.Tx) error {
-			for i, d := range batch {
-				if _, err := ptx.Insert(ctx, e, d); err != nil {
-					return fmt.Errorf("record %d: %w", start+i, err)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("sqlite: bulk insert %s: %w", e.Name, err)
-		}
-	}
-	return nil
-}

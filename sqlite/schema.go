@@ -218,6 +218,9 @@ func (s *Store) Prepare(ctx context.Context, domains []*plinth.Domain) error {
 	if err := x.prepareOutbox(ctx); err != nil {
 		return fail("prepare outbox tables", err)
 	}
+	if err := x.prepareCheckpoints(ctx); err != nil {
+		return fail("prepare the checkpoint table", err)
+	}
 	for _, d := range domains {
 		for _, e := range d.Entities {
 			t, err := s.table(e)

@@ -120,6 +120,16 @@ func Run(t *testing.T, open func(t *testing.T) plinth.Store) {
 		{"BulkInsert", su.testBulkInsert},
 		{"BulkInsertKeepsGivenKeys", su.testBulkInsertGivenKeys},
 		{"FilterDataFollowsUpdatesAndDeletes", su.testShadowsFollowChanges},
+		{"ScanReadsOneSnapshot", su.testScanSnapshot},
+		{"ScanFilters", su.testScanFilters},
+		{"ScanStops", su.testScanStops},
+		{"ScanMemoryIsFlat", su.testScanMemoryIsFlat},
+		{"Upsert", su.testUpsert},
+		{"ConcurrentUpsertsOfANewKey", su.testConcurrentUpserts},
+		{"GeneratedUUIDsAreVersion7", su.testGeneratedUUIDs},
+		{"BulkLoadIsAtomic", su.testBulkAtomic},
+		{"BulkLoadConflictPolicies", su.testBulkConflictPolicies},
+		{"Checkpoints", su.testCheckpoints},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/auth"
 )
 
 // openAccess opens the configured store for the access commands.
@@ -46,7 +47,9 @@ func tokenCommand() *cobra.Command {
 		Long: `Issue a service token. The token is printed once and never stored: the
 store keeps only the grant it stands for, which is checked on every call.
 The token is signed with tokenSecret (PLINTH_TOKEN_SECRET); the serving
-Plinth must use the same secret. The grant's environment is --env.`,
+Plinth must use the same secret. In development without tokenSecret, both
+use the development secret kept in the data directory (--data-dir). The
+grant's environment is --env.`,
 		Example: `  plinth token issue --consumer housing-listener --type listener --api residents \
     --endpoint '/api/v1/residents/{id}' --methods GET --expires 720h \
     --requested-by jo@example.gov.uk --authorised-by sam@example.gov.uk`,
@@ -57,18 +60,18 @@ Plinth must use the same secret. The grant's environment is --env.`,
 				return err
 			}
 			defer st.Close()
-			if cfg.TokenSecret == "" {
-				return fmt.Errorf("set tokenSecret (PLINTH_TOKEN_SECRET or --token-secret) to the secret the serving Plinth uses, so it can verify the token")
+			secret, err := serviceSecret(cfg)
+			if err != nil {
+				return err
 			}
 			g.Environment = cfg.Environment
 			g.Methods = splitList(strings.ToUpper(methods))
 			if g.ExpiresAt, err = parseExpiry(expires); err != nil {
 				return err
 			}
-			if !cfg.AuthConfigured() {
-				cfg.AuthSecret = string(randomSecret()) // user tokens are not needed to issue
-			}
-			a, _, err := newAuthorizer(cmd.Context(), cfg, access, ds)
+			// Issuing needs only the service secret, not user tokens.
+			a, err := auth.New(cmd.Context(), auth.Config{Environment: cfg.Environment, ServiceSecret: secret,
+				MaxServiceTokenLifetime: cfg.MaxTokenLifetime}, access, ds)
 			if err != nil {
 				return err
 			}
@@ -84,7 +87,7 @@ Plinth must use the same secret. The grant's environment is --env.`,
 			return nil
 		},
 	}
-	addConfigFlags(issue)
+	addConfigFlags(issue, with(storeFlags, "env", "token-secret", "max-token-lifetime")...)
 	f := issue.Flags()
 	f.StringVar(&g.Consumer, "consumer", "", "name of the consuming service (required)")
 	f.StringVar(&g.ConsumerType, "type", "service", "kind of consumer: service, listener, frontend …")
@@ -125,7 +128,7 @@ Plinth must use the same secret. The grant's environment is --env.`,
 			return tw.Flush()
 		},
 	}
-	addConfigFlags(list)
+	addConfigFlags(list, storeFlags...)
 	token.AddCommand(issue, list, setEnabledCommand("revoke", false), setEnabledCommand("enable", true))
 	return token
 }
@@ -153,7 +156,7 @@ func setEnabledCommand(name string, enabled bool) *cobra.Command {
 			return nil
 		},
 	}
-	addConfigFlags(cmd)
+	addConfigFlags(cmd, storeFlags...)
 	return cmd
 }
 
@@ -204,16 +207,23 @@ func accessCommand() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	addConfigFlags(list)
+	addConfigFlags(list, with(storeFlags, "env")...)
 
 	var read, write, reporting string
-	var writeReads bool
+	var writeReads, nobody bool
 	set := &cobra.Command{
-		Use:     "set DOMAIN",
-		Short:   "Create or replace the access policy of a domain in the configured environment (--env)",
-		Example: `  plinth access set residents --env staging --read-groups social-care-readers --write-groups social-care-editors`,
-		Args:    cobra.ExactArgs(1),
+		Use:   "set DOMAIN",
+		Short: "Create or replace the access policy of a domain in the configured environment (--env)",
+		Long: `Create or replace the access policy of a domain in the configured environment
+(--env). The policy replaces the previous one as a whole: groups not named
+lose their access. A policy that names no group at all locks everyone out of
+the domain, so it needs --nobody.`,
+		Example: `  plinth access set residents --env staging --read-groups social-care-readers --write-groups social-care-editors
+  plinth access set residents --env production --nobody     # lock the domain`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			p := plinth.AccessPolicy{Domain: args[0], ReadGroups: splitList(read),
+				WriteGroups: splitList(write), WriteImpliesRead: writeReads, ReportingGroups: splitList(reporting)}
 			cfg, ds, st, store, err := openAccess(cmd)
 			if err != nil {
 				return err
@@ -222,8 +232,14 @@ func accessCommand() *cobra.Command {
 			if !domainExists(ds, args[0]) {
 				return fmt.Errorf("no domain is called %s", args[0])
 			}
-			p := plinth.AccessPolicy{Domain: args[0], Environment: cfg.Environment, ReadGroups: splitList(read),
-				WriteGroups: splitList(write), WriteImpliesRead: writeReads, ReportingGroups: splitList(reporting)}
+			none := len(p.ReadGroups)+len(p.WriteGroups)+len(p.ReportingGroups) == 0
+			switch {
+			case none && !nobody:
+				return fmt.Errorf("this policy names no group, so nobody could use %s: give --read-groups, --write-groups or --reporting-groups, or --nobody to lock everyone out on purpose", args[0])
+			case !none && nobody:
+				return fmt.Errorf("--nobody locks everyone out and cannot be combined with groups")
+			}
+			p.Environment = cfg.Environment
 			if err := store.PutPolicy(cmd.Context(), p); err != nil {
 				return err
 			}
@@ -231,11 +247,12 @@ func accessCommand() *cobra.Command {
 			return nil
 		},
 	}
-	addConfigFlags(set)
+	addConfigFlags(set, with(storeFlags, "env")...)
 	set.Flags().StringVar(&read, "read-groups", "", "comma-separated groups that may list and view")
 	set.Flags().StringVar(&write, "write-groups", "", "comma-separated groups that may create, update and delete")
 	set.Flags().BoolVar(&writeReads, "write-implies-read", false, "let write groups read as well")
 	set.Flags().StringVar(&reporting, "reporting-groups", "", "comma-separated groups that may use the Reporting API")
+	set.Flags().BoolVar(&nobody, "nobody", false, "name no group: nobody may use the domain (required for a policy without groups)")
 
 	remove := &cobra.Command{
 		Use:   "remove DOMAIN",
@@ -254,7 +271,7 @@ func accessCommand() *cobra.Command {
 			return nil
 		},
 	}
-	addConfigFlags(remove)
+	addConfigFlags(remove, with(storeFlags, "env")...)
 	access.AddCommand(list, set, remove)
 	return access
 }

@@ -131,7 +131,7 @@ Exit status 0: the chain is intact; 2: it is broken; 1: it could not be read.`,
 			return nil
 		},
 	}
-	addConfigFlags(cmd)
+	addConfigFlags(cmd, with(storeFlags, "log-level")...)
 	cmd.Flags().StringArrayVar(&heads, "expect-head", nil, "SEQ:HASH of an anchored head that must still be in the chain (repeatable)")
 	return cmd
 }
@@ -220,7 +220,7 @@ treat the output as you would the data itself.`,
 			return nil
 		},
 	}
-	addConfigFlags(cmd)
+	addConfigFlags(cmd, storeFlags...)
 	f := cmd.Flags()
 	f.StringVar(&q.User, "user", "", "subject, e-mail address or service-token consumer")
 	f.StringVar(&q.EntityID, "entity-id", "", "id of a record the requests returned or changed")
@@ -304,6 +304,6 @@ still holds that record unchanged: nothing up to it was rewritten or cut off.`,
 			return nil
 		},
 	}
-	addConfigFlags(cmd)
+	addConfigFlags(cmd, storeFlags...)
 	return cmd
 }

@@ -25,7 +25,7 @@ import (
 type Config struct {
 	Environment   string `yaml:"environment" env:"PLINTH_ENV" flag:"env" usage:"environment: development, staging or production"`
 	Listen        string `yaml:"listen" env:"PLINTH_LISTEN" flag:"listen" usage:"address to serve on"`
-	DataDir       string `yaml:"dataDir" env:"PLINTH_DATA_DIR" flag:"data-dir" usage:"folder for embedded data (SQLite file)"`
+	DataDir       string `yaml:"dataDir" env:"PLINTH_DATA_DIR" flag:"data-dir" usage:"folder for embedded data (SQLite file, NATS files, development secrets)"`
 	Store         string `yaml:"store" env:"PLINTH_STORE" flag:"store" usage:"store URL: sqlite:///path/file.db or postgres://user@host:5432/db (default sqlite in the data dir)"`
 	Domains       string `yaml:"domains" env:"PLINTH_DOMAINS" flag:"domains" usage:"folder of domain specs (default: the shipped residents and contacts domains)"`
 	DemoData      bool   `yaml:"demoData" env:"PLINTH_DEMO_DATA" flag:"demo-data" usage:"in development, fill an empty store with dummy demo data"`
@@ -78,8 +78,18 @@ func defaultConfig() Config {
 // configFlag is the flag (and PLINTH_CONFIG the variable) naming the file.
 const configFlag = "config"
 
-// addConfigFlags declares a flag for every Config field on cmd.
-func addConfigFlags(cmd *cobra.Command) {
+// storeFlags are the flags of the commands that open the store.
+var storeFlags = []string{"data-dir", "store", "domains"}
+
+// with returns the flag names of base followed by more.
+func with(base []string, more ...string) []string {
+	return append(slices.Clip(base), more...)
+}
+
+// addConfigFlags declares on cmd the flags of the Config fields it reads:
+// those named in only, or every one (serve) when only is empty. Settings
+// without a flag on a command still come from the file and the environment.
+func addConfigFlags(cmd *cobra.Command, only ...string) {
 	def := defaultConfig()
 	v := reflect.ValueOf(def)
 	t := v.Type()
@@ -88,7 +98,7 @@ func addConfigFlags(cmd *cobra.Command) {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		name, usage := f.Tag.Get("flag"), f.Tag.Get("usage")+" ("+f.Tag.Get("env")+")"
-		if name == "" {
+		if name == "" || len(only) > 0 && !slices.Contains(only, name) {
 			continue
 		}
 		switch val := v.Field(i).Interface().(type) {
@@ -102,6 +112,11 @@ func addConfigFlags(cmd *cobra.Command) {
 			fl.Int(name, val, usage)
 		case int64:
 			fl.Int64(name, val, usage)
+		}
+	}
+	for _, name := range only {
+		if fl.Lookup(name) == nil {
+			panic("addConfigFlags: no setting has the flag --" + name)
 		}
 	}
 }

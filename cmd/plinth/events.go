@@ -104,7 +104,7 @@ server) runs on the same data directory.`,
 			return runRelay(cmd.Context(), cfg)
 		},
 	}
-	addConfigFlags(cmd)
+	addConfigFlags(cmd, with(storeFlags, "env", "log-level", "nats-url")...)
 	return cmd
 }
 
@@ -187,7 +187,7 @@ with --nats-url nats://127.0.0.1:4222.`,
 			return tailEvents(cmd.Context(), bus.nc, cfg.Environment, domain, from, short, cmd.OutOrStdout())
 		},
 	}
-	addConfigFlags(cmd)
+	addConfigFlags(cmd, "env", "data-dir", "nats-url")
 	cmd.Flags().StringVar(&domain, "domain", "", "only this domain's events (default: every domain)")
 	cmd.Flags().StringVar(&since, "since", "", "start this far back (15m, 2h) or at this time (RFC 3339 or a date); default: new events only")
 	cmd.Flags().BoolVar(&short, "short", false, "one short human-readable line per event instead of its JSON")

@@ -5,10 +5,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -53,7 +57,22 @@ func loadDomains(dir string) ([]*plinth.Domain, error) {
 	if dir == "" {
 		ds, err = spec.LoadFS(domains.FS, ".")
 	} else {
+		// Read the folder here, so that messages name it as the user did
+		// (spec.LoadFS knows it only as ".").
+		entries, rerr := os.ReadDir(dir)
+		if rerr != nil {
+			return nil, fmt.Errorf("reading domain specs: %w", rerr)
+		}
+		if !slices.ContainsFunc(entries, func(e os.DirEntry) bool {
+			return !e.IsDir() && (strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml"))
+		}) {
+			return nil, fmt.Errorf("no domain specs (*.yaml) found in %s", dir)
+		}
 		ds, err = spec.LoadFS(os.DirFS(dir), ".")
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			pe.Path = filepath.Join(dir, pe.Path)
+		}
 		if se, ok := err.(*spec.Error); ok {
 			// Name files as the user wrote the folder.
 			for i, p := range se.Problems {

@@ -56,7 +56,7 @@ the schema matches; 2: there are changes to apply; 3: there are refusals.`,
 			return nil
 		},
 	}
-	addConfigFlags(diff)
+	addConfigFlags(diff, "store", "domains")
 	schema.AddCommand(diff)
 	return schema
 }

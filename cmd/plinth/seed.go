@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -47,6 +49,11 @@ line that says "Dummy". Refused outside development.`,
 			if err != nil {
 				return err
 			}
+			if plural != "" {
+				if err := checkEntity(ds, plural); err != nil {
+					return err
+				}
+			}
 			st, err := openStore(cmd.Context(), cfg.StoreURL(), ds)
 			if err != nil {
 				return err
@@ -66,11 +73,30 @@ line that says "Dummy". Refused outside development.`,
 			return nil
 		},
 	}
-	addConfigFlags(cmd)
+	addConfigFlags(cmd, with(storeFlags, "env", "log-level")...)
 	cmd.Flags().IntVarP(&n, "count", "n", 10000, "records to create for each entity")
 	cmd.Flags().Uint64Var(&seed, "seed", uint64(time.Now().UnixNano()), "random seed, for repeatable data")
 	cmd.Flags().StringVar(&plural, "entity", "", "only this entity (its plural, e.g. residents)")
 	return cmd
+}
+
+// checkEntity reports whether --entity names an entity by its plural, and
+// lists the valid names when it does not.
+func checkEntity(ds []*plinth.Domain, plural string) error {
+	var names []string
+	hint := ""
+	for _, d := range ds {
+		for _, e := range d.Entities {
+			if e.Plural == plural {
+				return nil
+			}
+			if strings.EqualFold(e.Name, plural) || strings.EqualFold(e.Plural, plural) {
+				hint = fmt.Sprintf(" (did you mean %s?)", e.Plural)
+			}
+			names = append(names, e.Plural)
+		}
+	}
+	return fmt.Errorf("--entity %s: no entity has this plural%s; use one of %s", plural, hint, strings.Join(names, ", "))
 }
 
 // seedIfEmpty fills a store that has no records at all with n dummy records
@@ -142,6 +168,11 @@ func seedEntity(ctx context.Context, st plinth.Store, e *plinth.Entity, n int, s
 		}()
 	}
 	p := newProgress(int64(n), "seeding "+e.Plural, logger)
+	defer func() {
+		if err != nil {
+			p.Stop()
+		}
+	}()
 	var loading time.Duration
 	if bl, ok := st.(plinth.BulkLoader); ok && n >= bulkLoadThreshold {
 		start := time.Now()
@@ -188,6 +219,7 @@ func seedEntity(ctx context.Context, st plinth.Store, e *plinth.Entity, n int, s
 // progress reports long work: a bar on a terminal, log lines otherwise.
 type progress struct {
 	bar     *progressbar.ProgressBar
+	w       io.Writer // the bar's
 	logger  *slog.Logger
 	what    string
 	total   int64
@@ -197,11 +229,27 @@ type progress struct {
 }
 
 func newProgress(total int64, what string, logger *slog.Logger) *progress {
-	p := &progress{logger: logger, what: what, total: total, started: time.Now(), logged: time.Now()}
+	var w io.Writer
 	if term.IsTerminal(int(os.Stderr.Fd())) {
+		w = os.Stderr
+	}
+	return newProgressTo(w, total, what, logger)
+}
+
+// newProgressTo draws a bar on w, or logs when w is nil. The bar's clock
+// starts now, so its rate counts from the start of the work (not from the
+// first batch, which would make it absurd), and it stays on screen at
+// 100% when done.
+func newProgressTo(w io.Writer, total int64, what string, logger *slog.Logger) *progress {
+	p := &progress{logger: logger, what: what, total: total, started: time.Now(), logged: time.Now()}
+	if w != nil && total > 0 {
+		p.w = w
 		p.bar = progressbar.NewOptions64(total, progressbar.OptionSetDescription(what),
-			progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
-			progressbar.OptionClearOnFinish())
+			progressbar.OptionSetWriter(w), progressbar.OptionShowCount(), progressbar.OptionShowIts(),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }))
+		p.bar.StartWithoutRender()
+		_ = p.bar.RenderBlank()
 	}
 	return p
 }
@@ -215,6 +263,15 @@ func (p *progress) Add(n int) {
 	if time.Since(p.logged) >= 2*time.Second {
 		p.logged = time.Now()
 		p.logger.Info(p.what, "done", p.done, "total", p.total)
+	}
+}
+
+// Stop ends the bar's line when the work failed, so the error that follows
+// starts on a line of its own.
+func (p *progress) Stop() {
+	if p.bar != nil && !p.bar.IsFinished() {
+		_ = p.bar.Exit()
+		fmt.Fprintln(p.w)
 	}
 }
 

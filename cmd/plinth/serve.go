@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -177,16 +178,7 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 		return err
 	}
 	defer api.Close() // before the auditor closes: writes the held-back denial records
-	srv := &http.Server{
-		Handler:           api,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		// net/http's own messages (TLS handshakes, bad requests) as JSON
-		// lines too.
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	srv := newHTTPServer(api, logger)
 	devToken := ""
 	if devMode {
 		if devToken, _, err = developerToken(authz, cfg); err != nil {
@@ -217,6 +209,32 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	return nil
 }
 
+// Limits of the HTTP server, which README.md states (section Limits).
+const (
+	// maxHeaderBytes bounds the request line and headers; beyond it
+	// net/http answers 431 Request Header Fields Too Large.
+	maxHeaderBytes    = 64 << 10
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 60 * time.Second
+	idleTimeout       = 2 * time.Minute
+)
+
+// newHTTPServer is the HTTP server serve runs handler on.
+func newHTTPServer(handler http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		// net/http's own messages (TLS handshakes, bad requests) as JSON
+		// lines too.
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+}
+
 // printWelcome tells a new user what is running and what to try.
 func printWelcome(out io.Writer, base string, cfg Config, ds []*plinth.Domain, devToken string) {
 	fmt.Fprintf(out, "\nPlinth is serving %d domain(s) in %s on %s\n", len(ds), cfg.Environment, redactURL(cfg.StoreURL()))
@@ -227,8 +245,9 @@ func printWelcome(out io.Writer, base string, cfg Config, ds []*plinth.Domain, d
 	}
 	auth := ""
 	if devToken != "" {
-		fmt.Fprintf(out, "\nNo authentication is configured, so this run made up its own secret. Development\n")
-		fmt.Fprintf(out, "token (valid %s, groups %s, %s):\n\n", devTokenLifetime, developerGroup, cfg.AdminGroups)
+		fmt.Fprintf(out, "\nNo authentication is configured, so tokens are signed with the development\n")
+		fmt.Fprintf(out, "secrets in %s, kept across restarts.\n", filepath.Join(cfg.DataDir, devSecretsFile))
+		fmt.Fprintf(out, "Development token (valid %s, groups %s, %s):\n\n", devTokenLifetime, developerGroup, cfg.AdminGroups)
 		fmt.Fprintf(out, "  export PLINTH_TOKEN=%s\n", devToken)
 		auth = `-H "Authorization: Bearer $PLINTH_TOKEN" `
 	}

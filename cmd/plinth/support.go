@@ -98,7 +98,7 @@ plinth serve runs and that plinth support sweep runs once.`,
 			return nil
 		},
 	}
-	addConfigFlags(grant)
+	addConfigFlags(grant, "store", "domains", "env")
 	f := grant.Flags()
 	f.StringVar(&req.User, "user", "", "e-mail address of the person who needs access (required)")
 	f.StringVar(&req.Reason, "reason", "", "why: the incident or ticket and a sentence (required)")
@@ -128,7 +128,7 @@ plinth serve runs and that plinth support sweep runs once.`,
 			return nil
 		},
 	}
-	addConfigFlags(revoke)
+	addConfigFlags(revoke, "store")
 	revoke.Flags().StringVar(&by, "by", "", "your e-mail address, for the audit trail (default $USER)")
 
 	list := &cobra.Command{
@@ -162,7 +162,7 @@ plinth serve runs and that plinth support sweep runs once.`,
 			return tw.Flush()
 		},
 	}
-	addConfigFlags(list)
+	addConfigFlags(list, "store")
 
 	sweep := &cobra.Command{
 		Use:   "sweep",
@@ -187,7 +187,7 @@ plinth serve runs and that plinth support sweep runs once.`,
 			return nil
 		},
 	}
-	addConfigFlags(sweep)
+	addConfigFlags(sweep, "store")
 
 	support.AddCommand(grant, revoke, list, sweep)
 	return support

@@ -1,0 +1,105 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/plinth-data/plinth"
+)
+
+// scanFetch is how many rows each FETCH of a scan brings: enough that round
+// trips do not dominate, few enough that memory stays small.
+const scanFetch = 500
+
+// Scan calls fn with every matching record in key order. It reads in a
+// REPEATABLE READ, READ ONLY transaction, so every row comes from the
+// snapshot taken at its first statement, through a server-side cursor,
+// fetched scanFetch rows at a time, so memory stays flat. (A cursor is
+// planned for its first rows: PostgreSQL prefers walking the key index to
+// sorting the whole table before the first row.) The snapshot blocks no
+// writer, but holds back vacuum of the rows it can see until it ends.
+func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, fn func(plinth.Record) error) error {
+	t := s.layout(e)
+	query, args, err := t.scanSQL(q)
+	if err != nil {
+		return fmt.Errorf("postgres: scan %s: %w", t.label, err)
+	}
+	what := "scan " + t.label
+	ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return ctxErr(ctx, s.wrap(what, err))
+	}
+	defer ptx.Rollback(context.WithoutCancel(ctx))
+	args = append([]any{pgx.QueryExecModeCacheDescribe}, args...)
+	if _, err := ptx.Exec(ctx, "DECLARE plinth_scan NO SCROLL CURSOR FOR "+query, args...); err != nil {
+		return ctxErr(ctx, s.wrap(what, err))
+	}
+	sc := t.scanner()
+	for {
+		n, fnErr, err := fetchScan(ctx, ptx, sc, fn)
+		switch {
+		case fnErr != nil:
+			return fnErr // unchanged, so callers can compare it
+		case err != nil:
+			return ctxErr(ctx, s.wrap(what, err))
+		case n < scanFetch:
+			return ctx.Err()
+		}
+	}
+}
+
+// fetchScan passes the next batch of the scan's cursor to fn. It returns how
+// many rows came, and fn's error apart from the database's.
+func fetchScan(ctx context.Context, ptx pgx.Tx, sc *scanner, fn func(plinth.Record) error) (n int, fnErr, err error) {
+	// Described afresh each time: the text is the same for every
+	// entity, so a cached description would be another table's.
+	rows, err := ptx.Query(ctx, fmt.Sprintf("FETCH FORWARD %d FROM plinth_scan", scanFetch), pgx.QueryExecModeDescribeExec)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		n++
+		if err := ctx.Err(); err != nil {
+			return n, nil, err
+		}
+		r, err := sc.record(rows)
+		if err != nil {
+			return n, nil, err
+		}
+		if err := fn(r); err != nil {
+			return n, err, nil
+		}
+	}
+	return n, nil, rows.Err()
+}
+
+// scanSQL selects the records of a scan, in key order.
+func (t *table) scanSQL(q plinth.ScanQuery) (string, []any, error) {
+	var args []any
+	where, err := t.where(q.Conditions, &args)
+	if err != nil {
+		return "", nil, err
+	}
+	if !q.UpdatedSince.IsZero() {
+		args = append(args, q.UpdatedSince)
+		where = append(where, fmt.Sprintf("updated_at >= $%d", len(args)))
+	}
+	sql := "SELECT " + t.selectList + " FROM " + t.ident
+	if len(where) > 0 {
+		sql += " WHERE " + strings.Join(where, " AND ")
+	}
+	return sql + " ORDER BY " + t.key.ident(), args, nil
+}
+
+// ctxErr prefers the context's error: a scan stopped by its caller says so
+// plainly rather than as a lost connection.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}

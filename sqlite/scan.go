@@ -1,0 +1,77 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/plinth-data/plinth"
+)
+
+// Scan calls fn with every matching record in key order, from one read
+// transaction on a read connection: in WAL mode it sees the database as of
+// its first read while writers carry on. Rows are stepped one at a time,
+// so memory stays flat. (A long scan holds back WAL checkpoints until it
+// ends, so the WAL file may grow meanwhile.)
+func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, fn func(plinth.Record) error) error {
+	t, err := s.table(e)
+	if err != nil {
+		return err
+	}
+	query, args, err := t.scanSQL(q)
+	if err != nil {
+		return fmt.Errorf("sqlite: scan %s: %w", e.Name, err)
+	}
+	rtx, err := s.read.BeginTx(ctx, nil)
+	if err != nil {
+		return ctxErr(ctx, fail("scan "+e.Name, err))
+	}
+	defer rtx.Rollback()
+	rows, err := rtx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return ctxErr(ctx, fail("scan "+e.Name, err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r, err := t.scanRecord(rows.Scan)
+		if err != nil {
+			return fail("scan "+e.Name, err)
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return ctxErr(ctx, fail("scan "+e.Name, err))
+	}
+	return ctx.Err()
+}
+
+// scanSQL selects the records of a scan, in key order.
+func (t *table) scanSQL(q plinth.ScanQuery) (string, []any, error) {
+	where, args, err := t.where(plinth.Query{Conditions: q.Conditions})
+	if err != nil {
+		return "", nil, err
+	}
+	if !q.UpdatedSince.IsZero() {
+		where = append(where, `"updated_at" >= ?`)
+		args = append(args, formatStoredTime(q.UpdatedSince))
+	}
+	query := t.selectSQL
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	return query + " ORDER BY " + quote(t.key.name), args, nil
+}
+
+// ctxErr prefers the context's error: a scan stopped by its caller says so
+// plainly rather than as a driver error.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
