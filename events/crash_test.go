@@ -17,6 +17,7 @@ import (
 	"github.com/plinth-data/plinth/events"
 	plinthnats "github.com/plinth-data/plinth/nats"
 	"github.com/plinth-data/plinth/plinthtest"
+	"github.com/plinth-data/plinth/plinthtest/natstest"
 	"github.com/plinth-data/plinth/postgres"
 	"github.com/plinth-data/plinth/sqlite"
 )
@@ -135,7 +136,7 @@ func TestCrashAndRestart(t *testing.T) {
 				}
 				q.After = e.KeyOf(page.Records[len(page.Records)-1])
 			}
-			msgs := readStream(t, pub.JetStream(), residentsStream)
+			msgs := natstest.ReadStream(t, pub.JetStream(), residentsStream)
 			t.Logf("%d records, %d committed changes, %d events in the stream", len(versions), total, len(msgs))
 			if total < 50 {
 				t.Fatalf("only %d changes were committed before the kills", total)

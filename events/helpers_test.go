@@ -16,6 +16,7 @@ import (
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/events"
 	plinthnats "github.com/plinth-data/plinth/nats"
+	"github.com/plinth-data/plinth/plinthtest/natstest"
 	"github.com/plinth-data/plinth/postgres"
 	"github.com/plinth-data/plinth/sqlite"
 )
@@ -74,7 +75,7 @@ type bus struct {
 
 func newBus(t testing.TB, ds []*plinth.Domain) *bus {
 	t.Helper()
-	srv, nc := plinthnats.TestEmbedded(t)
+	srv, nc := natstest.Embedded(t)
 	pub, err := plinthnats.NewPublisher(context.Background(), nc, "development", ds)
 	if err != nil {
 		t.Fatal(err)
@@ -199,59 +200,13 @@ func (w *writer) total() int {
 	return w.count
 }
 
-// readStream reads every message of a stream, in order.
-func readStream(t testing.TB, js jetstream.JetStream, stream string) []jetstream.Msg {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n := streamCount(t, js, stream)
-	if n == 0 {
-		return nil
-	}
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []jetstream.Msg
-	for len(out) < n {
-		batch, err := cons.Fetch(min(n-len(out), 1000), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := 0
-		for m := range batch.Messages() {
-			out = append(out, m)
-			got++
-		}
-		if got == 0 {
-			t.Fatalf("read %d of %d messages of %s: %v", len(out), n, stream, batch.Error())
-		}
-	}
-	return out
-}
-
-func streamCount(t testing.TB, js jetstream.JetStream, stream string) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return int(info.State.Msgs)
-}
-
 // waitForCount waits until the stream holds n messages, then a moment
 // longer to catch any extra.
 func waitForCount(t testing.TB, js jetstream.JetStream, stream string, n int, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		got := streamCount(t, js, stream)
+		got := natstest.StreamCount(t, js, stream)
 		if got > n {
 			t.Fatalf("stream %s holds %d messages, more than the %d committed", stream, got, n)
 		}
@@ -264,7 +219,7 @@ func waitForCount(t testing.TB, js jetstream.JetStream, stream string, n int, ti
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if got := streamCount(t, js, stream); got != n {
+	if got := natstest.StreamCount(t, js, stream); got != n {
 		t.Fatalf("stream %s holds %d messages, want %d", stream, got, n)
 	}
 }
@@ -275,7 +230,7 @@ func (w *writer) checkExactlyOnce(t testing.TB, js jetstream.JetStream, stream s
 	t.Helper()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	msgs := readStream(t, js, stream)
+	msgs := natstest.ReadStream(t, js, stream)
 	if len(msgs) != w.count {
 		t.Fatalf("stream holds %d events, %d committed", len(msgs), w.count)
 	}

@@ -1,13 +1,3 @@
-// Package nats is Plinth's bus: NATS JetStream, either embedded in the
-// plinth process (the default: no separate service to run) or an external
-// server or cluster.
-//
-// StartEmbedded runs nats-server in process with JetStream file storage
-// under the data directory and, unless asked, no TCP port; Connect dials an
-// external server. Publisher implements events.Publisher over either: one
-// stream per domain, PLINTH_<ENV>_<DOMAIN>, capturing
-// plinth.<env>.<domain>.>, with a ten-minute duplicate window so that the
-// relay's re-publishes after a crash are dropped by their Nats-Msg-Id.
 package nats
 
 import (

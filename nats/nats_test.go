@@ -17,6 +17,7 @@ import (
 	"github.com/plinth-data/plinth/domains"
 	"github.com/plinth-data/plinth/events"
 	plinthnats "github.com/plinth-data/plinth/nats"
+	"github.com/plinth-data/plinth/plinthtest/natstest"
 	"github.com/plinth-data/plinth/spec"
 )
 
@@ -124,7 +125,7 @@ func checkStream(t testing.TB, js jetstream.JetStream, stream string, want []pli
 
 func TestEmbeddedRoundTrip(t *testing.T) {
 	ctx := t.Context()
-	_, nc := plinthnats.TestEmbedded(t)
+	_, nc := natstest.Embedded(t)
 	ds := shipped(t)
 	pub, err := plinthnats.NewPublisher(ctx, nc, "development", ds)
 	if err != nil {
@@ -162,7 +163,7 @@ func TestEmbeddedRoundTrip(t *testing.T) {
 
 func TestDuplicatesAreDropped(t *testing.T) {
 	ctx := t.Context()
-	srv, nc := plinthnats.TestEmbedded(t)
+	srv, nc := natstest.Embedded(t)
 	ds := shipped(t)
 	pub, err := plinthnats.NewPublisher(ctx, nc, "development", ds)
 	if err != nil {
@@ -212,7 +213,7 @@ func TestDuplicatesAreDropped(t *testing.T) {
 // ones behind it into the stream, or a retry would store them out of order.
 func TestFailedBatchKeepsOrder(t *testing.T) {
 	ctx := t.Context()
-	_, nc := plinthnats.TestEmbedded(t)
+	_, nc := natstest.Embedded(t)
 	ds := shipped(t)
 	js, _ := jetstream.New(nc)
 	stream := plinthnats.StreamName("development", "residents")
@@ -294,7 +295,7 @@ func TestConnectErrorNamesTheURL(t *testing.T) {
 }
 
 func TestExternalServer(t *testing.T) {
-	nc := plinthnats.TestExternal(t)
+	nc := natstest.External(t)
 	ctx := t.Context()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
@@ -327,7 +328,7 @@ func TestExternalServer(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- events.Consume(cctx, js, events.ConsumerConfig{
+		done <- plinthnats.Consume(cctx, js, plinthnats.ConsumerConfig{
 			Stream: stream, Durable: "external-test",
 			Subjects: []string{"plinth." + env + ".residents.residents.created"},
 			Handler: func(_ context.Context, ev plinth.Event) error {

@@ -1,4 +1,4 @@
-package events
+package nats
 
 import (
 	"context"
@@ -88,10 +88,10 @@ const (
 
 func (c ConsumerConfig) withDefaults() (ConsumerConfig, error) {
 	if c.Stream == "" || c.Durable == "" {
-		return c, errors.New("events.Consume: set Stream and Durable")
+		return c, errors.New("nats.Consume: set Stream and Durable")
 	}
 	if c.Handler == nil && len(c.Handlers) == 0 {
-		return c, errors.New("events.Consume: set Handler or Handlers")
+		return c, errors.New("nats.Consume: set Handler or Handlers")
 	}
 	if c.MaxDeliver <= 0 {
 		c.MaxDeliver = 5
@@ -135,7 +135,7 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig) er
 	}
 	if cfg.DeadLetterSubject != "" {
 		if _, err := js.StreamNameBySubject(ctx, cfg.DeadLetterSubject); err != nil {
-			return fmt.Errorf("events.Consume: no stream keeps the dead-letter subject %s (create one that captures it): %w", cfg.DeadLetterSubject, err)
+			return fmt.Errorf("nats.Consume: no stream keeps the dead-letter subject %s (create one that captures it): %w", cfg.DeadLetterSubject, err)
 		}
 	}
 	cc := jetstream.ConsumerConfig{
@@ -158,17 +158,17 @@ func Consume(ctx context.Context, js jetstream.JetStream, cfg ConsumerConfig) er
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, cfg.Stream, cc)
 	if err != nil {
-		return fmt.Errorf("events.Consume: creating the durable consumer %s on stream %s: %w", cfg.Durable, cfg.Stream, err)
+		return fmt.Errorf("nats.Consume: creating the durable consumer %s on stream %s: %w", cfg.Durable, cfg.Stream, err)
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(cfg.Prefetch))
 	if err != nil {
-		return fmt.Errorf("events.Consume: subscribing to %s: %w", cfg.Stream, err)
+		return fmt.Errorf("nats.Consume: subscribing to %s: %w", cfg.Stream, err)
 	}
 	stopped := context.AfterFunc(ctx, it.Stop)
 	defer stopped()
 	defer it.Stop()
 
-	c := &consumer{js: js, cfg: cfg, log: cfg.Logger.With("component", "events.Consume", "stream", cfg.Stream, "durable", cfg.Durable)}
+	c := &consumer{js: js, cfg: cfg, log: cfg.Logger.With("component", "nats.Consume", "stream", cfg.Stream, "durable", cfg.Durable)}
 	for {
 		msg, err := it.Next()
 		if ctx.Err() != nil {

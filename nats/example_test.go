@@ -1,4 +1,4 @@
-package events_test
+package nats_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plinth-data/plinth"
-	"github.com/plinth-data/plinth/events"
+	plinthnats "github.com/plinth-data/plinth/nats"
 )
 
 // A listener that suspends housing-benefit claims when a resident's date
@@ -28,11 +28,11 @@ func ExampleConsume() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	err = events.Consume(ctx, js, events.ConsumerConfig{
+	err = plinthnats.Consume(ctx, js, plinthnats.ConsumerConfig{
 		Stream:   "PLINTH_PRODUCTION_RESIDENTS",
 		Durable:  "housing-benefits-listener",
 		Subjects: []string{"plinth.production.residents.residents.updated"},
-		Handlers: map[string]events.HandlerFunc{
+		Handlers: map[string]plinthnats.HandlerFunc{
 			"ResidentUpdatedEvent": func(ctx context.Context, ev plinth.Event) error {
 				if ev.EventData.NewData["dateOfDeath"] == nil {
 					return nil // not a change this listener acts on

@@ -1,9 +1,11 @@
-package events_test
+package nats_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -12,9 +14,27 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plinth-data/plinth"
-	"github.com/plinth-data/plinth/events"
+	plinthnats "github.com/plinth-data/plinth/nats"
 	"github.com/plinth-data/plinth/plinthtest"
+	"github.com/plinth-data/plinth/plinthtest/natstest"
 )
+
+// bus is an embedded NATS server with a publisher for the environment
+// "development".
+type bus struct {
+	js  jetstream.JetStream
+	pub *plinthnats.Publisher
+}
+
+func newBus(t testing.TB, ds []*plinth.Domain) *bus {
+	t.Helper()
+	_, nc := natstest.Embedded(t)
+	pub, err := plinthnats.NewPublisher(context.Background(), nc, "development", ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &bus{js: pub.JetStream(), pub: pub}
+}
 
 // publishResidents publishes n resident events straight to the bus: a
 // create of residents 1…n, and for each an update.
@@ -37,17 +57,17 @@ func publishResidents(t testing.TB, b *bus, e *plinth.Entity, n int) []plinth.Ou
 }
 
 // consume runs Consume until the test ends or stop is called.
-func consume(t testing.TB, b *bus, cfg events.ConsumerConfig) (stop func()) {
+func consume(t testing.TB, b *bus, cfg plinthnats.ConsumerConfig) (stop func()) {
 	t.Helper()
 	if cfg.Stream == "" {
-		cfg.Stream = residentsStream
+		cfg.Stream = plinthnats.StreamName("development", "residents")
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = quiet
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- events.Consume(ctx, b.js, cfg) }()
+	go func() { done <- plinthnats.Consume(ctx, b.js, cfg) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
@@ -120,7 +140,7 @@ func settled(t testing.TB, b *bus, durable string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := b.js.Consumer(context.Background(), residentsStream, durable)
+		c, err := b.js.Consumer(context.Background(), plinthnats.StreamName("development", "residents"), durable)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +164,7 @@ func TestConsumeHandlesEveryEventInOrder(t *testing.T) {
 	entries := publishResidents(t, b, plinthtest.Entity(t, ds, "residents"), 50)
 	var h handled
 	var types sync.Map
-	consume(t, b, events.ConsumerConfig{
+	consume(t, b, plinthnats.ConsumerConfig{
 		Durable: "in-order",
 		Handler: func(_ context.Context, ev plinth.Event) error {
 			h.add(ev.ID)
@@ -171,7 +191,7 @@ func TestConsumeRetriesThenSucceeds(t *testing.T) {
 	entries := publishResidents(t, b, plinthtest.Entity(t, ds, "residents"), 5)
 	flaky := entries[3].EventID
 	var h handled
-	consume(t, b, events.ConsumerConfig{
+	consume(t, b, plinthnats.ConsumerConfig{
 		Durable:    "retry",
 		MaxDeliver: 5,
 		Backoff:    []time.Duration{20 * time.Millisecond, 40 * time.Millisecond},
@@ -206,7 +226,7 @@ func TestConsumeDeadLettersAfterMaxDeliver(t *testing.T) {
 	entries := publishResidents(t, b, plinthtest.Entity(t, ds, "residents"), 4)
 	poison := entries[2].EventID
 	var h handled
-	consume(t, b, events.ConsumerConfig{
+	consume(t, b, plinthnats.ConsumerConfig{
 		Durable:           "dlq",
 		MaxDeliver:        3,
 		Backoff:           []time.Duration{10 * time.Millisecond},
@@ -226,24 +246,24 @@ func TestConsumeDeadLettersAfterMaxDeliver(t *testing.T) {
 	if tries[poison] != 3 {
 		t.Fatalf("poison event tried %d times, want 3", tries[poison])
 	}
-	msgs := readStream(t, b.js, "DEAD_LETTERS")
+	msgs := natstest.ReadStream(t, b.js, "DEAD_LETTERS")
 	if len(msgs) != 1 {
 		t.Fatalf("%d dead letters", len(msgs))
 	}
 	m := msgs[0]
 	hd := m.Headers()
 	if m.Subject() != "dead.residents-listener" || string(m.Data()) != string(entries[2].Payload) ||
-		hd.Get(events.HeaderDeadLetterReason) != "cannot handle this one" || hd.Get(events.HeaderDeadLetterDeliveries) != "3" ||
-		hd.Get(events.HeaderDeadLetterStream) != residentsStream || hd.Get(events.HeaderDeadLetterSequence) != "3" ||
-		hd.Get(events.HeaderDeadLetterConsumer) != "dlq" || hd.Get(events.HeaderEventID) != poison ||
-		hd.Get(events.HeaderDeadLetterSubject) != entries[2].Subject {
+		hd.Get(plinthnats.HeaderDeadLetterReason) != "cannot handle this one" || hd.Get(plinthnats.HeaderDeadLetterDeliveries) != "3" ||
+		hd.Get(plinthnats.HeaderDeadLetterStream) != plinthnats.StreamName("development", "residents") || hd.Get(plinthnats.HeaderDeadLetterSequence) != "3" ||
+		hd.Get(plinthnats.HeaderDeadLetterConsumer) != "dlq" || hd.Get(plinthnats.HeaderEventID) != poison ||
+		hd.Get(plinthnats.HeaderDeadLetterSubject) != entries[2].Subject {
 		t.Fatalf("dead letter %s %v", m.Subject(), hd)
 	}
 
 	// Without a stream for the dead-letter subject, Consume refuses to
 	// start rather than lose dead letters.
-	err := events.Consume(ctx, b.js, events.ConsumerConfig{
-		Stream: residentsStream, Durable: "nowhere", DeadLetterSubject: "nobody.keeps.this",
+	err := plinthnats.Consume(ctx, b.js, plinthnats.ConsumerConfig{
+		Stream: plinthnats.StreamName("development", "residents"), Durable: "nowhere", DeadLetterSubject: "nobody.keeps.this",
 		Handler: func(context.Context, plinth.Event) error { return nil },
 	})
 	if err == nil || !strings.Contains(err.Error(), "nobody.keeps.this") {
@@ -256,9 +276,9 @@ func TestConsumeSkipsUnknownEventTypes(t *testing.T) {
 	b := newBus(t, ds)
 	entries := publishResidents(t, b, plinthtest.Entity(t, ds, "residents"), 10)
 	var h handled
-	consume(t, b, events.ConsumerConfig{
+	consume(t, b, plinthnats.ConsumerConfig{
 		Durable: "created-only",
-		Handlers: map[string]events.HandlerFunc{
+		Handlers: map[string]plinthnats.HandlerFunc{
 			"ResidentCreatedEvent": func(_ context.Context, ev plinth.Event) error {
 				h.add(ev.ID)
 				h.done(ev.ID)
@@ -290,7 +310,7 @@ func TestConsumeHandlesADuplicateOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	var h handled
-	consume(t, b, events.ConsumerConfig{
+	consume(t, b, plinthnats.ConsumerConfig{
 		Durable: "dupes",
 		Handler: func(_ context.Context, ev plinth.Event) error {
 			h.add(ev.ID)
@@ -318,7 +338,7 @@ func TestConsumeResumesAfterRestart(t *testing.T) {
 		h.done(ev.ID)
 		return nil
 	}
-	stop := consume(t, b, events.ConsumerConfig{Durable: "resume", Handler: handler})
+	stop := consume(t, b, plinthnats.ConsumerConfig{Durable: "resume", Handler: handler})
 	h.waitFor(t, len(first), 10*time.Second)
 	settled(t, b, "resume")
 	stop()
@@ -331,7 +351,7 @@ func TestConsumeResumesAfterRestart(t *testing.T) {
 	if err := b.pub.Publish(context.Background(), more); err != nil {
 		t.Fatal(err)
 	}
-	consume(t, b, events.ConsumerConfig{Durable: "resume", Handler: handler})
+	consume(t, b, plinthnats.ConsumerConfig{Durable: "resume", Handler: handler})
 	ids := h.waitFor(t, len(first)+len(more), 10*time.Second)
 	settled(t, b, "resume")
 	_, tries := h.snapshot()
@@ -347,7 +367,7 @@ func TestConsumeResumesAfterRestart(t *testing.T) {
 
 func TestMemorySeenIsBounded(t *testing.T) {
 	ctx := t.Context()
-	m := events.NewMemorySeen(3)
+	m := plinthnats.NewMemorySeen(3)
 	for _, id := range []string{"a", "b", "c", "a", "d"} {
 		if err := m.Mark(ctx, id); err != nil {
 			t.Fatal(err)
