@@ -8,6 +8,7 @@ import (
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/plinthtest"
+	"github.com/plinth-data/plinth/plinthtest/pgtest"
 	"github.com/plinth-data/plinth/postgres"
 	"github.com/plinth-data/plinth/sqlite"
 )
@@ -28,7 +29,7 @@ func writeStores(t *testing.T, ds []*plinth.Domain) map[string]fullStore {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lite.Close() })
-	pg, err := postgres.Open(ctx, postgres.TestDatabase(t))
+	pg, err := postgres.Open(ctx, pgtest.Database(t))
 	if err != nil {
 		t.Fatal(err)
 	}

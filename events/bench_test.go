@@ -15,6 +15,7 @@ import (
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/events"
 	"github.com/plinth-data/plinth/plinthtest"
+	"github.com/plinth-data/plinth/plinthtest/pgtest"
 	"github.com/plinth-data/plinth/postgres"
 )
 
@@ -36,7 +37,7 @@ func BenchmarkWriteToEvent(b *testing.B) {
 func benchWriteToEvent(b *testing.B, writers int) {
 	ctx := context.Background()
 	ds := plinthtest.Domains(b)
-	url := postgres.TestDatabase(b)
+	url := pgtest.Database(b)
 	sep := "?"
 	if strings.Contains(url, "?") {
 		sep = "&"
@@ -154,7 +155,7 @@ func benchWriteToEvent(b *testing.B, writers int) {
 func BenchmarkRelayDrain(b *testing.B) {
 	ctx := context.Background()
 	ds := plinthtest.Domains(b)
-	url := postgres.TestDatabase(b)
+	url := pgtest.Database(b)
 	st, err := postgres.Open(ctx, url+"?sslmode=disable&pool_max_conns=20")
 	if err != nil {
 		b.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	plinthnats "github.com/plinth-data/plinth/nats"
 	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/plinthtest/natstest"
+	"github.com/plinth-data/plinth/plinthtest/pgtest"
 	"github.com/plinth-data/plinth/postgres"
 	"github.com/plinth-data/plinth/sqlite"
 )
@@ -50,7 +51,7 @@ func TestCrashAndRestart(t *testing.T) {
 		url  func(t *testing.T, dir string) string
 	}{
 		{"SQLite", func(t *testing.T, dir string) string { return "sqlite://" + filepath.Join(dir, "plinth.db") }},
-		{"PostgreSQL", func(t *testing.T, dir string) string { return postgres.TestDatabase(t) }},
+		{"PostgreSQL", func(t *testing.T, dir string) string { return pgtest.Database(t) }},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -17,6 +17,7 @@ import (
 	"github.com/plinth-data/plinth/events"
 	plinthnats "github.com/plinth-data/plinth/nats"
 	"github.com/plinth-data/plinth/plinthtest/natstest"
+	"github.com/plinth-data/plinth/plinthtest/pgtest"
 	"github.com/plinth-data/plinth/postgres"
 	"github.com/plinth-data/plinth/sqlite"
 )
@@ -52,7 +53,7 @@ func openSQLite(t testing.TB, ds []*plinth.Domain) eventStore {
 
 func openPostgres(t testing.TB, ds []*plinth.Domain) eventStore {
 	t.Helper()
-	url := postgres.TestDatabase(t)
+	url := pgtest.Database(t)
 	s, err := postgres.Open(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)

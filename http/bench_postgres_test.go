@@ -14,6 +14,7 @@ import (
 	"github.com/plinth-data/plinth/datasafety"
 	"github.com/plinth-data/plinth/domains"
 	plinthhttp "github.com/plinth-data/plinth/http"
+	"github.com/plinth-data/plinth/plinthtest/pgtest"
 	"github.com/plinth-data/plinth/postgres"
 	"github.com/plinth-data/plinth/spec"
 )
@@ -27,7 +28,7 @@ func BenchmarkViewPostgresAudit(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	st, err := postgres.Open(ctx, postgres.TestDatabase(b))
+	st, err := postgres.Open(ctx, pgtest.Database(b))
 	if err != nil {
 		b.Fatal(err)
 	}

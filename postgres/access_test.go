@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/plinthtest/pgtest"
 	"github.com/plinth-data/plinth/spec"
 )
 
@@ -113,7 +114,7 @@ entities:
 }
 
 func TestAccessUnavailableDuringOutage(t *testing.T) {
-	dbURL := TestDatabase(t)
+	dbURL := pgtest.Database(t)
 	u, _ := url.Parse(dbURL)
 	p := newProxy(t, u.Host)
 	u.Host = p.addr

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/plinthtest/pgtest"
 	"github.com/plinth-data/plinth/storetest"
 )
 
@@ -128,7 +129,7 @@ func TestAuditAndOutboxNotPrepared(t *testing.T) {
 }
 
 func TestAuditAndOutboxUnavailableDuringOutage(t *testing.T) {
-	dbURL := TestDatabase(t)
+	dbURL := pgtest.Database(t)
 	u, _ := url.Parse(dbURL)
 	p := newProxy(t, u.Host)
 	u.Host = p.addr
@@ -172,7 +173,7 @@ func TestAuditAndOutboxUnavailableDuringOutage(t *testing.T) {
 // the relay run at.
 func TestOutboxContractRepeatableRead(t *testing.T) {
 	storetest.RunOutbox(t, func(t *testing.T) plinth.Store {
-		dbURL := TestDatabase(t)
+		dbURL := pgtest.Database(t)
 		u, _ := url.Parse(dbURL)
 		ctx := context.Background()
 		admin, err := Open(ctx, dbURL)

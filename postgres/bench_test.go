@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/plinthtest/pgtest"
 )
 
 func TestMain(m *testing.M) {
@@ -36,7 +37,7 @@ func benchStore(b *testing.B) (*Store, *plinth.Entity) {
 	b.Helper()
 	fixture.once.Do(func() {
 		ctx := context.Background()
-		dbURL, drop, err := CreateTestDatabase(ctx)
+		dbURL, drop, err := pgtest.CreateDatabase(ctx)
 		if err != nil {
 			fixture.err = err
 			return

@@ -17,6 +17,7 @@ import (
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/domains"
+	"github.com/plinth-data/plinth/plinthtest/pgtest"
 	"github.com/plinth-data/plinth/spec"
 )
 
@@ -45,7 +46,7 @@ func entity(t testing.TB, ds []*plinth.Domain, plural string) *plinth.Entity {
 // openStore opens a store on a fresh database, prepared for ds.
 func openStore(t testing.TB, ds []*plinth.Domain) (*Store, string) {
 	t.Helper()
-	dbURL := TestDatabase(t)
+	dbURL := pgtest.Database(t)
 	s, err := Open(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -195,9 +196,9 @@ func TestOpenErrorNamesHostNotPassword(t *testing.T) {
 }
 
 func testURL(t testing.TB) *url.URL {
-	base := os.Getenv(TestURLEnv)
+	base := os.Getenv(pgtest.URLEnv)
 	if base == "" {
-		base = DefaultTestURL
+		base = pgtest.DefaultURL
 	}
 	u, err := url.Parse(base)
 	if err != nil {
@@ -279,7 +280,7 @@ func (p *proxy) stop() {
 func TestUnavailableDuringOutage(t *testing.T) {
 	ds := loadDomains(t)
 	e := entity(t, ds, "residents")
-	dbURL := TestDatabase(t)
+	dbURL := pgtest.Database(t)
 	u, _ := url.Parse(dbURL)
 	p := newProxy(t, u.Host)
 	u.Host = p.addr

@@ -1,4 +1,6 @@
-package postgres
+// Package pgtest gives Plinth's tests PostgreSQL databases of their own on
+// the test server. Only tests import it.
+package pgtest
 
 import (
 	"context"
@@ -7,26 +9,27 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// TestURLEnv names the environment variable that points tests at a
+// URLEnv names the environment variable that points tests at a
 // PostgreSQL server where they may create and drop databases.
-const TestURLEnv = "PLINTH_TEST_POSTGRES"
+const URLEnv = "PLINTH_TEST_POSTGRES"
 
-// DefaultTestURL is the server tests use when TestURLEnv is not set.
-const DefaultTestURL = "postgres://postgres@127.0.0.1:5432/test"
+// DefaultURL is the server tests use when URLEnv is not set.
+const DefaultURL = "postgres://postgres@127.0.0.1:5432/test"
 
-// TestDatabase creates a database with a unique name for one test and
+// Database creates a database with a unique name for one test and
 // returns its URL; the database is dropped when the test ends. When the
 // server cannot be reached the test is skipped, or fails when the
 // environment variable CI is "true".
-func TestDatabase(t testing.TB) string {
+func Database(t testing.TB) string {
 	t.Helper()
-	dbURL, drop, err := CreateTestDatabase(context.Background())
+	dbURL, drop, err := CreateDatabase(context.Background())
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("%s", err)
@@ -37,18 +40,18 @@ func TestDatabase(t testing.TB) string {
 	return dbURL
 }
 
-// CreateTestDatabase creates a database with a unique name on the test
-// server (TestURLEnv, else DefaultTestURL) and returns its URL and a
+// CreateDatabase creates a database with a unique name on the test
+// server (URLEnv, else DefaultURL) and returns its URL and a
 // function that drops it. It is for fixtures that outlive one test, such as
 // a benchmark data set shared by a whole test binary (drop it in TestMain).
-func CreateTestDatabase(ctx context.Context) (dbURL string, drop func(), err error) {
-	base := os.Getenv(TestURLEnv)
+func CreateDatabase(ctx context.Context) (dbURL string, drop func(), err error) {
+	base := os.Getenv(URLEnv)
 	if base == "" {
-		base = DefaultTestURL
+		base = DefaultURL
 	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return "", nil, fmt.Errorf("%s must be a URL such as %s", TestURLEnv, DefaultTestURL)
+		return "", nil, fmt.Errorf("%s must be a URL such as %s", URLEnv, DefaultURL)
 	}
 	admin := func(ctx context.Context, sql string) error {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -73,8 +76,12 @@ func CreateTestDatabase(ctx context.Context) (dbURL string, drop func(), err err
 	name := "plinth_test_" + hex.EncodeToString(b[:])
 	if err := admin(ctx, "CREATE DATABASE "+name); err != nil {
 		password, _ := u.User.Password()
+		msg := err.Error()
+		if password != "" {
+			msg = strings.ReplaceAll(msg, password, "xxxxx")
+		}
 		return "", nil, fmt.Errorf("cannot create a test database on the PostgreSQL server at %s (set %s to the URL of a server where tests may create databases, such as %s): %s",
-			u.Host, TestURLEnv, DefaultTestURL, redact(err.Error(), password))
+			u.Host, URLEnv, DefaultURL, msg)
 	}
 	dbu := *u
 	dbu.Path = "/" + name
