@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/spec"
 	"github.com/plinth-data/plinth/sqlite"
 	"github.com/plinth-data/plinth/storetest"
@@ -336,5 +338,27 @@ func TestPurgeSentEvents(t *testing.T) {
 	}
 	if es, err := s.PendingEvents(ctx, 10); err != nil || len(es) != 1 || es[0].EventID != "e3" {
 		t.Errorf("pending after the purge: %v, %v", es, err)
+	}
+}
+
+// TestDatabaseFilesAreTheOwnersOnly: the files hold personal data.
+func TestDatabaseFilesAreTheOwnersOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data", "plinth.db")
+	st, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Prepare(context.Background(), plinthtest.Domains(t)); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v", f, fi.Mode().Perm())
+		}
 	}
 }

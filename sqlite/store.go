@@ -59,10 +59,17 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: the path must not contain '?'", path)
 	}
 	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 		}
 	}
+	// The database holds personal data: create it readable by its owner
+	// only. SQLite gives the -wal and -shm files the database's mode.
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	f.Close()
 	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", busyTimeoutMS)
 	// The writer opens first so that the file exists in WAL mode before any
 	// reader connects. BEGIN IMMEDIATE takes the write lock at the start of
