@@ -1,18 +1,28 @@
 // Command plinth-authorizer is the AWS Lambda entry point of Plinth's API
-// Gateway REQUEST authorizer (package lambda). It is configured by
-// environment variables:
+// Gateway REQUEST authorizer (package lambda). It reads its configuration
+// as plinth serve does (package config): plinth.yaml in the working
+// directory or the file PLINTH_CONFIG names, then the PLINTH_* variables,
+// with serve's names and defaults, so both decide alike. It uses:
 //
-//	PLINTH_ENV            development, staging or production (required)
-//	PLINTH_STORE          store holding grants and access policies (required):
-//	                      postgres://user:password@host:5432/db or sqlite:///path/file.db
-//	PLINTH_DOMAINS        folder of domain specs (default: the shipped domains)
-//	PLINTH_AUTH_SECRET    HS256 secret of user tokens
-//	PLINTH_AUTH_JWKS_URL  JWKS of user tokens (RS256/ES256), instead of or besides the secret
-//	PLINTH_AUTH_JWKS_FILE a JWKS file instead of the URL (e.g. shipped in the zip)
-//	PLINTH_AUTH_ISSUER    expected iss of user tokens (optional)
-//	PLINTH_AUTH_AUDIENCE  expected aud of user tokens (optional)
-//	PLINTH_TOKEN_SECRET   secret of service tokens
-//	PLINTH_ADMIN_GROUPS   comma-separated groups allowed on the admin API
+//	PLINTH_ENV                development, staging or production (required)
+//	PLINTH_STORE              store holding grants and access policies (required):
+//	                          postgres://user:password@host:5432/db or sqlite:///path/file.db
+//	PLINTH_DOMAINS            folder of domain specs (default: the shipped domains)
+//	PLINTH_AUTH_SECRET        HS256 secret of user tokens
+//	PLINTH_AUTH_JWKS_URL      JWKS of user tokens (RS256/ES256), instead of or besides the secret
+//	PLINTH_AUTH_JWKS_FILE     a JWKS file instead of the URL (e.g. shipped in the zip)
+//	PLINTH_AUTH_ISSUER        expected iss of user tokens (optional)
+//	PLINTH_AUTH_AUDIENCE      expected aud of user tokens (optional)
+//	PLINTH_AUTH_CLOCK_SKEW    leeway for token times (default 30s)
+//	PLINTH_TOKEN_SECRET       secret of service tokens
+//	PLINTH_MAX_TOKEN_LIFETIME longest service-token lifetime (default 8760h)
+//	PLINTH_ADMIN_GROUPS       groups allowed on the admin API (default plinth-admins)
+//	PLINTH_AUDITOR_GROUPS     groups allowed to search the audit trail (default plinth-auditors)
+//	PLINTH_DATA_DIR           in development without authentication, the folder
+//	                          holding serve's development-secrets.json (read, never made)
+//	PLINTH_LOG_LEVEL          debug, info, warn or error (default info)
+//
+// Staging and production need PLINTH_AUTH_SECRET or a JWKS, as serve does.
 //
 // Build: GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build -tags lambda.norpc
 // -o bootstrap ./cmd/plinth-authorizer, zip bootstrap, and deploy it on the
@@ -33,10 +43,9 @@ import (
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/auth"
-	"github.com/plinth-data/plinth/domains"
+	"github.com/plinth-data/plinth/config"
 	"github.com/plinth-data/plinth/lambda"
 	"github.com/plinth-data/plinth/postgres"
-	"github.com/plinth-data/plinth/spec"
 	"github.com/plinth-data/plinth/sqlite"
 )
 
@@ -50,44 +59,57 @@ func main() {
 	awslambda.Start(h.Handle)
 }
 
-// setup builds the handler from the environment.
+// setup builds the handler from the configuration.
 func setup(ctx context.Context) (*lambda.Authorizer, error) {
-	env := os.Getenv("PLINTH_ENV")
-	if env == "" {
-		return nil, fmt.Errorf("PLINTH_ENV is not set (development, staging or production)")
-	}
-	var ds []*plinth.Domain
-	var err error
-	if dir := os.Getenv("PLINTH_DOMAINS"); dir != "" {
-		ds, err = spec.LoadFS(os.DirFS(dir), ".")
-	} else {
-		ds, err = spec.LoadFS(domains.FS, ".")
-	}
+	cfg, err := loadConfig()
 	if err != nil {
 		return nil, err
 	}
-	store, err := openStore(ctx, os.Getenv("PLINTH_STORE"))
+	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(cfg.LogLevel)})))
+	ds, err := cfg.LoadDomains()
 	if err != nil {
 		return nil, err
 	}
-	cfg := auth.Config{
-		Environment:   env,
-		UserSecret:    secret("PLINTH_AUTH_SECRET"),
-		JWKSURL:       os.Getenv("PLINTH_AUTH_JWKS_URL"),
-		JWKSFile:      os.Getenv("PLINTH_AUTH_JWKS_FILE"),
-		Issuer:        os.Getenv("PLINTH_AUTH_ISSUER"),
-		Audience:      os.Getenv("PLINTH_AUTH_AUDIENCE"),
-		ServiceSecret: secret("PLINTH_TOKEN_SECRET"),
-		AdminGroups:   splitList(os.Getenv("PLINTH_ADMIN_GROUPS")),
+	ac, err := authConfig(cfg)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.UserSecret == nil && cfg.JWKSURL == "" && cfg.JWKSFile == "" && cfg.ServiceSecret == nil {
-		return nil, fmt.Errorf("no tokens could be verified: set PLINTH_AUTH_SECRET, PLINTH_AUTH_JWKS_URL or PLINTH_TOKEN_SECRET")
+	store, err := openStore(ctx, cfg.Store)
+	if err != nil {
+		return nil, err
 	}
-	a, err := auth.New(ctx, cfg, store, ds)
+	a, err := auth.New(ctx, ac, store, ds)
 	if err != nil {
 		return nil, err
 	}
 	return lambda.NewAuthorizer(a), nil
+}
+
+// loadConfig reads plinth.yaml and the PLINTH_* variables as serve does
+// (package config), and insists on an environment: a function deployed
+// without one must not fall back to development and its policies.
+func loadConfig() (config.Config, error) {
+	cfg, err := config.Load(nil)
+	if err != nil {
+		return cfg, err
+	}
+	if !cfg.IsSet("environment") {
+		return cfg, fmt.Errorf("PLINTH_ENV is not set (development, staging or production)")
+	}
+	return cfg, nil
+}
+
+// authConfig is the authorizer's configuration, built as serve builds it;
+// development secrets are read but never made (see Config.AuthReadOnly).
+func authConfig(cfg config.Config) (auth.Config, error) {
+	ac, _, err := cfg.AuthReadOnly()
+	return ac, err
+}
+
+func logLevel(name string) slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(name)) // Config.Check allowed only valid names
+	return l
 }
 
 // openStore opens the access store a URL names. The authorizer only reads
@@ -107,26 +129,8 @@ func openStore(ctx context.Context, url string) (plinth.AccessStore, error) {
 		}
 		return s, nil
 	default:
-		return nil, fmt.Errorf("PLINTH_STORE must be postgres://user:password@host:5432/db or sqlite:///path/file.db")
+		// No default: SQLite in the data folder of a Lambda package is
+		// never the store serve writes grants into.
+		return nil, fmt.Errorf("set the store (PLINTH_STORE, or store in plinth.yaml) to postgres://user:password@host:5432/db or sqlite:///path/file.db")
 	}
-}
-
-// secret is the value of an environment variable as a key; nil (the kind of
-// token is not accepted) when the variable is unset or empty.
-func secret(name string) []byte {
-	if v := os.Getenv(name); v != "" {
-		return []byte(v)
-	}
-	return nil
-}
-
-// splitList splits a comma-separated list, dropping blanks.
-func splitList(s string) []string {
-	var out []string
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
-	}
-	return out
 }

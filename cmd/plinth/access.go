@@ -60,7 +60,7 @@ grant's environment is --env.`,
 				return err
 			}
 			defer st.Close()
-			secret, err := serviceSecret(cfg)
+			secret, err := cfg.ServiceSecret()
 			if err != nil {
 				return err
 			}

@@ -5,21 +5,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"slices"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/plinth-data/plinth"
-	"github.com/plinth-data/plinth/domains"
 	"github.com/plinth-data/plinth/spec"
 )
 
@@ -50,56 +44,30 @@ func rootCommand() *cobra.Command {
 	return root
 }
 
-// loadDomains loads the specs in dir, or the shipped ones when dir is empty.
-func loadDomains(dir string) ([]*plinth.Domain, error) {
-	var ds []*plinth.Domain
-	var err error
-	if dir == "" {
-		ds, err = spec.LoadFS(domains.FS, ".")
-	} else {
-		// Read the folder here, so that messages name it as the user did
-		// (spec.LoadFS knows it only as ".").
-		entries, rerr := os.ReadDir(dir)
-		if rerr != nil {
-			return nil, fmt.Errorf("reading domain specs: %w", rerr)
-		}
-		if !slices.ContainsFunc(entries, func(e os.DirEntry) bool {
-			return !e.IsDir() && (strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml"))
-		}) {
-			return nil, fmt.Errorf("no domain specs (*.yaml) found in %s", dir)
-		}
-		ds, err = spec.LoadFS(os.DirFS(dir), ".")
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			pe.Path = filepath.Join(dir, pe.Path)
-		}
-		if se, ok := err.(*spec.Error); ok {
-			// Name files as the user wrote the folder.
-			for i, p := range se.Problems {
-				se.Problems[i] = strings.TrimPrefix(dir+"/"+p, "./")
-			}
-		}
-	}
-	if se, ok := err.(*spec.Error); ok {
-		return nil, fmt.Errorf("the domain specs have %d problem(s):\n%s", len(se.Problems), se)
-	}
-	return ds, err
-}
-
 func newLogger(level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }
 
+// configuredDomains loads the domains the configuration names (flag,
+// PLINTH_DOMAINS or plinth.yaml), so validate and openapi check the specs
+// serve would serve.
+func configuredDomains(cmd *cobra.Command) ([]*plinth.Domain, error) {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return loadDomains(cfg.Domains)
+}
+
 func validateCommand() *cobra.Command {
-	var dir string
 	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check domain specs and report every problem with file and line",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ds, err := loadDomains(dir)
+			ds, err := configuredDomains(cmd)
 			if err != nil {
 				return err
 			}
@@ -111,18 +79,18 @@ func validateCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dir, "domains", "", "folder of domain specs (default: the shipped domains)")
+	addConfigFlags(cmd, "domains")
 	return cmd
 }
 
 func openAPICommand() *cobra.Command {
-	var dir, server string
+	var server string
 	cmd := &cobra.Command{
 		Use:   "openapi",
 		Short: "Print the OpenAPI 3.1 document of the domains",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ds, err := loadDomains(dir)
+			ds, err := configuredDomains(cmd)
 			if err != nil {
 				return err
 			}
@@ -134,7 +102,7 @@ func openAPICommand() *cobra.Command {
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&dir, "domains", "", "folder of domain specs (default: the shipped domains)")
+	addConfigFlags(cmd, "domains")
 	cmd.Flags().StringVar(&server, "server", "http://127.0.0.1:8080", "server URL to put in the document")
 	return cmd
 }

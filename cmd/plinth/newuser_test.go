@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -58,76 +57,6 @@ func TestAccessSetWithoutGroupsNeedsNobody(t *testing.T) {
 	}
 	if out, err := run(t, dir, nil, "access", "set", "--help"); err != nil || !strings.Contains(out, "--nobody") {
 		t.Fatalf("access set --help does not document --nobody: %v\n%s", err, out)
-	}
-}
-
-// TestDevelopmentSecretsAreStable: two configurations built on one data
-// directory sign with the same secrets, kept in a file only its owner reads.
-func TestDevelopmentSecretsAreStable(t *testing.T) {
-	cfg := defaultConfig()
-	cfg.DataDir = filepath.Join(t.TempDir(), "plinth-data")
-	first, devMode, err := authConfig(cfg)
-	if err != nil || !devMode {
-		t.Fatalf("authConfig: devMode %t, %v", devMode, err)
-	}
-	second, _, err := authConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(first.UserSecret) < 32 || len(first.ServiceSecret) < 32 || bytes.Equal(first.UserSecret, first.ServiceSecret) {
-		t.Fatalf("weak or equal development secrets: %d and %d bytes", len(first.UserSecret), len(first.ServiceSecret))
-	}
-	if !bytes.Equal(first.UserSecret, second.UserSecret) || !bytes.Equal(first.ServiceSecret, second.ServiceSecret) {
-		t.Fatal("a second start made up new secrets")
-	}
-	fi, err := os.Stat(filepath.Join(cfg.DataDir, devSecretsFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Fatalf("secrets file mode %s, want 0600", fi.Mode().Perm())
-	}
-	// token issue signs service tokens with the secret serve verifies with.
-	issued, err := serviceSecret(cfg)
-	if err != nil || !bytes.Equal(issued, first.ServiceSecret) {
-		t.Fatalf("token issue's secret differs from serve's: %v", err)
-	}
-	// A configured secret wins; outside development nothing is made up.
-	cfg.TokenSecret = strings.Repeat("s", 32)
-	if ac, _, _ := authConfig(cfg); string(ac.ServiceSecret) != cfg.TokenSecret {
-		t.Fatal("tokenSecret was not used")
-	}
-	prod := defaultConfig()
-	prod.Environment, prod.DataDir, prod.AuthSecret = "production", t.TempDir(), strings.Repeat("u", 32)
-	if ac, _, err := authConfig(prod); err != nil || ac.ServiceSecret != nil {
-		t.Fatalf("production without tokenSecret: %v, service secret %q", err, ac.ServiceSecret)
-	}
-	if _, err := os.Stat(filepath.Join(prod.DataDir, devSecretsFile)); err == nil {
-		t.Fatal("production wrote development secrets")
-	}
-
-	// Processes starting together agree on one set.
-	dir := filepath.Join(t.TempDir(), "data")
-	var wg sync.WaitGroup
-	got := make([]secrets, 8)
-	errs := make([]error, 8)
-	for i := range got {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			got[i], errs[i] = devSecrets(dir)
-		}()
-	}
-	wg.Wait()
-	for i := range got {
-		if errs[i] != nil || !bytes.Equal(got[i].User, got[0].User) || !bytes.Equal(got[i].Service, got[0].Service) {
-			t.Fatalf("concurrent starts disagree: %v", errs[i])
-		}
-	}
-	// A file others can read is refused rather than trusted.
-	os.Chmod(filepath.Join(dir, devSecretsFile), 0o644)
-	if _, err := devSecrets(dir); err == nil || !strings.Contains(err.Error(), "chmod 600") {
-		t.Fatalf("a world-readable secrets file was used: %v", err)
 	}
 }
 

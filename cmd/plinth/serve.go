@@ -16,6 +16,7 @@ import (
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/audit"
+	"github.com/plinth-data/plinth/config"
 	"github.com/plinth-data/plinth/events"
 	plinthhttp "github.com/plinth-data/plinth/http"
 	"github.com/plinth-data/plinth/postgres"
@@ -246,7 +247,7 @@ func printWelcome(out io.Writer, base string, cfg Config, ds []*plinth.Domain, d
 	auth := ""
 	if devToken != "" {
 		fmt.Fprintf(out, "\nNo authentication is configured, so tokens are signed with the development\n")
-		fmt.Fprintf(out, "secrets in %s, kept across restarts.\n", filepath.Join(cfg.DataDir, devSecretsFile))
+		fmt.Fprintf(out, "secrets in %s, kept across restarts.\n", filepath.Join(cfg.DataDir, config.DevSecretsFile))
 		fmt.Fprintf(out, "Development token (valid %s, groups %s, %s):\n\n", devTokenLifetime, developerGroup, cfg.AdminGroups)
 		fmt.Fprintf(out, "  export PLINTH_TOKEN=%s\n", devToken)
 		auth = `-H "Authorization: Bearer $PLINTH_TOKEN" `

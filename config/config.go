@@ -1,0 +1,161 @@
+// Package config is Plinth's configuration: every setting, its default,
+// and how it is read from plinth.yaml, the environment (PLINTH_*) and
+// command-line flags. Every binary (plinth and plinth-authorizer) loads it
+// here, so the same file and variables mean the same thing everywhere, and
+// builds the authorizer's configuration with Config.Auth.
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/plinth-data/plinth"
+)
+
+// Config is every setting of Plinth. Each can come from plinth.yaml, an
+// environment variable or a flag; a flag beats the environment, which beats
+// the file, which beats the default. README.md lists them all.
+type Config struct {
+	Environment   string `yaml:"environment" env:"PLINTH_ENV" flag:"env" usage:"environment: development, staging or production"`
+	Listen        string `yaml:"listen" env:"PLINTH_LISTEN" flag:"listen" usage:"address to serve on"`
+	DataDir       string `yaml:"dataDir" env:"PLINTH_DATA_DIR" flag:"data-dir" usage:"folder for embedded data (SQLite file, NATS files, development secrets)"`
+	Store         string `yaml:"store" env:"PLINTH_STORE" flag:"store" usage:"store URL: sqlite:///path/file.db or postgres://user@host:5432/db (default sqlite in the data dir)"`
+	Domains       string `yaml:"domains" env:"PLINTH_DOMAINS" flag:"domains" usage:"folder of domain specs (default: the shipped residents and contacts domains)"`
+	DemoData      bool   `yaml:"demoData" env:"PLINTH_DEMO_DATA" flag:"demo-data" usage:"in development, fill an empty store with dummy demo data"`
+	DemoResidents int    `yaml:"demoRecords" env:"PLINTH_DEMO_RECORDS" flag:"demo-records" usage:"how many dummy records of each entity to create as demo data"`
+	MaxBodyBytes  int64  `yaml:"maxBodyBytes" env:"PLINTH_MAX_BODY_BYTES" flag:"max-body-bytes" usage:"largest request body accepted, in bytes"`
+	LogLevel      string `yaml:"logLevel" env:"PLINTH_LOG_LEVEL" flag:"log-level" usage:"log level: debug, info, warn or error"`
+	PublicURL     string `yaml:"publicURL" env:"PLINTH_PUBLIC_URL" flag:"public-url" usage:"base URL clients use, for the OpenAPI servers list (default http://<listen>)"`
+
+	AuthSecret       string        `yaml:"authSecret" env:"PLINTH_AUTH_SECRET" flag:"auth-secret" usage:"HS256 shared secret of user tokens from the organisation's single sign-on"`
+	AuthJWKSURL      string        `yaml:"authJWKSURL" env:"PLINTH_AUTH_JWKS_URL" flag:"auth-jwks-url" usage:"URL of a JWKS for RS256/ES256 user tokens"`
+	AuthJWKSFile     string        `yaml:"authJWKSFile" env:"PLINTH_AUTH_JWKS_FILE" flag:"auth-jwks-file" usage:"file holding a JWKS for RS256/ES256 user tokens"`
+	AuthIssuer       string        `yaml:"authIssuer" env:"PLINTH_AUTH_ISSUER" flag:"auth-issuer" usage:"required iss of user tokens (unchecked when empty)"`
+	AuthAudience     string        `yaml:"authAudience" env:"PLINTH_AUTH_AUDIENCE" flag:"auth-audience" usage:"required aud of user tokens (unchecked when empty)"`
+	AuthClockSkew    time.Duration `yaml:"authClockSkew" env:"PLINTH_AUTH_CLOCK_SKEW" flag:"auth-clock-skew" usage:"leeway when checking token times"`
+	TokenSecret      string        `yaml:"tokenSecret" env:"PLINTH_TOKEN_SECRET" flag:"token-secret" usage:"HS256 key Plinth signs service tokens with (at least 32 bytes)"`
+	MaxTokenLifetime time.Duration `yaml:"maxTokenLifetime" env:"PLINTH_MAX_TOKEN_LIFETIME" flag:"max-token-lifetime" usage:"longest lifetime of a service token"`
+	AdminGroups      string        `yaml:"adminGroups" env:"PLINTH_ADMIN_GROUPS" flag:"admin-groups" usage:"comma-separated groups allowed on the admin API"`
+	AuditorGroups    string        `yaml:"auditorGroups" env:"PLINTH_AUDITOR_GROUPS" flag:"auditor-groups" usage:"comma-separated groups allowed to search the audit trail"`
+	Audit            bool          `yaml:"audit" env:"PLINTH_AUDIT" flag:"audit" usage:"audit every request (can be turned off in development only, e.g. for benchmarks)"`
+	AuditMirror      string        `yaml:"auditMirror" env:"PLINTH_AUDIT_MIRROR" flag:"audit-mirror" usage:"also write every audit record as a JSON line to this file, or to stdout with \"stdout\""`
+
+	NATSURL    string `yaml:"natsURL" env:"PLINTH_NATS_URL" flag:"nats-url" usage:"external NATS server or cluster for events (default: an embedded server, data in the data dir)"`
+	NATSListen string `yaml:"natsListen" env:"PLINTH_NATS_LISTEN" flag:"nats-listen" usage:"let other processes (listeners, plinth events tail) reach the embedded NATS server on this address, e.g. 127.0.0.1:4222"`
+	Relay      bool   `yaml:"relay" env:"PLINTH_RELAY" flag:"relay" usage:"run the outbox relay inside serve (turn off when plinth relay runs on its own)"`
+
+	// Policies are access policies loaded into the store on start; set
+	// only in plinth.yaml.
+	Policies []plinth.AccessPolicy `yaml:"accessPolicies"`
+
+	// set holds the yaml names of the settings the file, the environment
+	// or a flag gave, for callers that must not fall back to a default
+	// (see IsSet).
+	set map[string]bool
+}
+
+// Default is the configuration before the file, the environment and the
+// flags are applied.
+func Default() Config {
+	return Config{
+		Environment:   plinth.EnvDevelopment,
+		Listen:        "127.0.0.1:8080",
+		DataDir:       "plinth-data",
+		DemoData:      true,
+		DemoResidents: 3000,
+		MaxBodyBytes:  1 << 20,
+		LogLevel:      "info",
+
+		AuthClockSkew:    30 * time.Second,
+		MaxTokenLifetime: 365 * 24 * time.Hour,
+		AdminGroups:      "plinth-admins",
+		AuditorGroups:    "plinth-auditors",
+		Audit:            true,
+		Relay:            true,
+	}
+}
+
+// IsSet reports whether the setting with this plinth.yaml name was given
+// by the file, the environment or a flag rather than left at its default.
+func (c Config) IsSet(name string) bool { return c.set[name] }
+
+// Check reports the first setting that is out of range.
+func (c Config) Check() error {
+	switch c.Environment {
+	case plinth.EnvDevelopment, plinth.EnvStaging, plinth.EnvProduction:
+	default:
+		return fmt.Errorf("environment %q: use development, staging or production", c.Environment)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log level %q: use debug, info, warn or error", c.LogLevel)
+	}
+	if c.MaxBodyBytes < 1024 {
+		return fmt.Errorf("max body bytes %d: must be at least 1024", c.MaxBodyBytes)
+	}
+	if !c.Audit && c.Environment != plinth.EnvDevelopment {
+		return fmt.Errorf("auditing can be turned off only in development, not %s", c.Environment)
+	}
+	if err := c.checkAuth(); err != nil {
+		return err
+	}
+	for _, p := range c.Policies {
+		if p.Domain == "" || !slices.Contains([]string{plinth.EnvDevelopment, plinth.EnvStaging, plinth.EnvProduction}, p.Environment) {
+			return fmt.Errorf("accessPolicies: every policy needs a domain and an environment (development, staging or production)")
+		}
+	}
+	if c.DemoResidents < 0 {
+		return fmt.Errorf("demo records %d: must not be negative", c.DemoResidents)
+	}
+	return nil
+}
+
+// checkAuth checks the settings of token verification.
+func (c Config) checkAuth() error {
+	if c.TokenSecret != "" && len(c.TokenSecret) < 32 {
+		return fmt.Errorf("token secret: must be at least 32 bytes long")
+	}
+	if c.AuthSecret != "" && len(c.AuthSecret) < 32 {
+		return fmt.Errorf("auth secret: must be at least 32 bytes long")
+	}
+	if c.MaxTokenLifetime <= 0 {
+		return fmt.Errorf("max token lifetime %s: must be positive", c.MaxTokenLifetime)
+	}
+	return nil
+}
+
+// StoreURL is the store to open: the configured one, or SQLite in the data
+// directory.
+func (c Config) StoreURL() string {
+	if c.Store != "" {
+		return c.Store
+	}
+	return "sqlite://" + filepath.Join(c.DataDir, "plinth.db")
+}
+
+// AuthConfigured reports whether user tokens can be verified: a shared
+// secret or a JWKS is set.
+func (c Config) AuthConfigured() bool {
+	return c.AuthSecret != "" || c.AuthJWKSURL != "" || c.AuthJWKSFile != ""
+}
+
+// AdminGroupList returns the admin groups.
+func (c Config) AdminGroupList() []string { return SplitList(c.AdminGroups) }
+
+// AuditorGroupList returns the auditor groups.
+func (c Config) AuditorGroupList() []string { return SplitList(c.AuditorGroups) }
+
+// SplitList splits a comma-separated list, dropping blanks.
+func SplitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
