@@ -248,7 +248,7 @@ func printWelcome(out io.Writer, base string, cfg Config, ds []*plinth.Domain, d
 	if devToken != "" {
 		fmt.Fprintf(out, "\nNo authentication is configured, so tokens are signed with the development\n")
 		fmt.Fprintf(out, "secrets in %s, kept across restarts.\n", filepath.Join(cfg.DataDir, config.DevSecretsFile))
-		fmt.Fprintf(out, "Development token (valid %s, groups %s, %s):\n\n", devTokenLifetime, developerGroup, cfg.AdminGroups)
+		fmt.Fprintf(out, "Development token (valid %d hours, groups %s, %s):\n\n", int(devTokenLifetime.Hours()), developerGroup, cfg.AdminGroups)
 		fmt.Fprintf(out, "  export PLINTH_TOKEN=%s\n", devToken)
 		auth = `-H "Authorization: Bearer $PLINTH_TOKEN" `
 	}
