@@ -327,7 +327,7 @@ func (l *loader) entity(n *yaml.Node) *plinth.Entity {
 	if stringNode(m["plural"]) && !kebabRE.MatchString(e.Plural) {
 		l.errorf(m["plural"], "%s: plural %q must be lower-case kebab-case, such as benefit-claims", what, e.Plural)
 	}
-	if slices.Contains([]string{"healthcheck", "openapi.json", "reports"}, e.Plural) {
+	if plinth.ReservedPlural(e.Plural) {
 		l.errorf(m["plural"], "%s: plural %q is reserved by Plinth", what, e.Plural)
 	}
 	// Without a usable key the fields are still checked, so that every
