@@ -99,6 +99,10 @@ type Authorizer struct {
 	closeOnce sync.Once
 }
 
+// The entry points (http, lambda) know the authorizer only by the domain
+// language's interface.
+var _ plinth.Authorizer = (*Authorizer)(nil)
+
 // New builds an authorizer for the domains. With a JWKSURL it fetches the
 // JWKS before it returns, failing when it cannot (ctx bounds that fetch),
 // and keeps refreshing it in the background until Close.
@@ -218,7 +222,7 @@ func deny(d plinth.Decision, status int, reason string) plinth.Decision {
 func (a *Authorizer) decideUser(ctx context.Context, d plinth.Decision, method string, groups []string) plinth.Decision {
 	route := d.Route
 	if route.Operation == plinth.OpAdmin {
-		auditor := route.Template == "/admin/v1/audit" && method == http.MethodGet && intersects(groups, a.cfg.AuditorGroups)
+		auditor := route.Template == plinth.RouteAudit && method == http.MethodGet && intersects(groups, a.cfg.AuditorGroups)
 		if !auditor && !intersects(groups, a.cfg.AdminGroups) {
 			return deny(d, http.StatusForbidden, "the token's groups may not use the admin API")
 		}

@@ -93,15 +93,15 @@ func operation(method string, route plinth.Route) string {
 	read := method == http.MethodGet || method == http.MethodHead
 	switch {
 	case read && item:
-		return "view"
+		return plinth.ActionView
 	case read:
-		return "list"
+		return plinth.ActionList
 	case method == http.MethodPost:
-		return "create"
+		return plinth.ActionCreate
 	case method == http.MethodPatch:
-		return "update"
+		return plinth.ActionUpdate
 	case method == http.MethodDelete:
-		return "delete"
+		return plinth.ActionDelete
 	}
 	return strings.ToLower(method)
 }

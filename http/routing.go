@@ -125,7 +125,7 @@ func (s *Server) answerOptions(next http.Handler) http.Handler {
 		}
 		allow := s.allowedMethods(routePath(r))
 		if allow == nil {
-			writeProblem(w, r, http.StatusNotFound, "There is no route "+r.URL.Path+"; see /api/v1/openapi.json for the routes this API serves.")
+			writeProblem(w, r, http.StatusNotFound, "There is no route "+r.URL.Path+"; see "+plinth.RouteOpenAPI+" for the routes this API serves.")
 			return
 		}
 		infoFrom(r.Context()).route = s.routeTemplate(routePath(r))

@@ -164,7 +164,7 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	r.Use(strictQuery, middleware.GetHead)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, r, http.StatusNotFound, "There is no route "+r.URL.Path+"; see /api/v1/openapi.json for the routes this API serves.")
+		writeProblem(w, r, http.StatusNotFound, "There is no route "+r.URL.Path+"; see "+plinth.RouteOpenAPI+" for the routes this API serves.")
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		allow := s.allowedMethods(routePath(r))

@@ -89,7 +89,7 @@ func checkUnique(domains []*plinth.Domain) []string {
 		domainFile[d.Name] = d.File
 		for _, e := range d.Entities {
 			if prev, ok := pluralFile[e.Plural]; ok {
-				problems = append(problems, fmt.Sprintf("%s: entity %q: path /api/v1/%s is also used in %s", d.File, e.Name, e.Plural, prev))
+				problems = append(problems, fmt.Sprintf("%s: entity %q: path %s is also used in %s", d.File, e.Name, plinth.EntityCollection(e.Plural), prev))
 			}
 			pluralFile[e.Plural] = d.File
 		}
