@@ -61,3 +61,20 @@ func TestEntryPointsWriteOnlyThroughTheWritePath(t *testing.T) {
 		}
 	}
 }
+
+// The entry points speak to the authorizer through the domain language
+// (plinth.Authorizer, plinth.Decision …), so they do not link package auth
+// and a Lambda adapter or a test can bring any authorizer.
+func TestEntryPointsUseTheAuthorizerThroughTheDomainLanguage(t *testing.T) {
+	for _, pkg := range []string{"http", "lambda"} {
+		out, err := exec.Command("go", "list", "-deps", "./"+pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if dep == "github.com/plinth-data/plinth/auth" {
+				t.Errorf("%s depends on %s", pkg, dep)
+			}
+		}
+	}
+}

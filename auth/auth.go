@@ -75,64 +75,6 @@ type Config struct {
 	CacheTTL time.Duration
 }
 
-// Operation is what a route does, for the policy check.
-type Operation string
-
-// Operations.
-const (
-	OpPublic Operation = "public"
-	OpRead   Operation = "read"
-	OpWrite  Operation = "write"
-	OpReport Operation = "report"
-	OpAdmin  Operation = "admin"
-)
-
-// Route is a classified request route.
-type Route struct {
-	// Template is the route pattern, as grants name it:
-	// "/api/v1/residents/{id}". Empty for an admin path that is not a
-	// known admin route.
-	Template string
-	// Domain is the domain name and Entity the entity plural, for API and
-	// Reporting API routes.
-	Domain    string
-	Entity    string
-	Operation Operation
-}
-
-// Request is what Decide needs of an HTTP request.
-type Request struct {
-	// Authorization is the raw header value: "Bearer <jwt>".
-	Authorization string
-	// Method is the HTTP method; Path the path the router routes on
-	// (for chi: r.URL.RawPath when set, else r.URL.Path), not cleaned.
-	Method, Path string
-}
-
-// Decision is the answer to a Request.
-type Decision struct {
-	Allow bool
-	// Status is 200 when allowed; 401 for a missing or invalid token; 403
-	// for a valid token without permission; 503 when the store could not be
-	// asked (the authorizer fails closed).
-	Status int
-	// Reason is safe to show to the caller; it never details why a
-	// signature failed.
-	Reason    string
-	Principal plinth.Principal
-	Route     Route
-	// MayRead says, for an allowed request on an entity, whether the
-	// principal may also read the entity's records: the answer to a write
-	// carries the record only then.
-	MayRead bool
-}
-
-// Reasons with a fixed text that callers may compare with.
-const (
-	ReasonMissingToken = "no bearer token was sent"
-	ReasonUnavailable  = "access could not be checked just now; try again shortly"
-)
-
 // ErrServiceTokensDisabled is returned by IssueServiceToken when no
 // ServiceSecret is configured, and ErrUserTokensDisabled by IssueUserToken
 // when no UserSecret is.
@@ -156,6 +98,10 @@ type Authorizer struct {
 
 	closeOnce sync.Once
 }
+
+// The entry points (http, lambda) know the authorizer only by the domain
+// language's interface.
+var _ plinth.Authorizer = (*Authorizer)(nil)
 
 // New builds an authorizer for the domains. With a JWKSURL it fetches the
 // JWKS before it returns, failing when it cannot (ctx bounds that fetch),
@@ -236,21 +182,21 @@ func (a *Authorizer) Close() {
 // Route classifies a request: ok is false for a path (or method) that is
 // not a route Plinth knows, which needs a valid token and is then left to
 // the router (404 or 405).
-func (a *Authorizer) Route(method, path string) (Route, bool) {
+func (a *Authorizer) Route(method, path string) (plinth.Route, bool) {
 	return a.routes.match(method, path)
 }
 
 // Decide says whether the request may go ahead, and as whom.
-func (a *Authorizer) Decide(ctx context.Context, r Request) Decision {
+func (a *Authorizer) Decide(ctx context.Context, r plinth.AuthRequest) plinth.Decision {
 	route, known := a.routes.match(r.Method, r.Path)
-	d := Decision{Route: route}
-	if known && route.Operation == OpPublic {
+	d := plinth.Decision{Route: route}
+	if known && route.Operation == plinth.OpPublic {
 		d.Allow, d.Status = true, http.StatusOK
 		return d
 	}
 	raw, ok := bearer(r.Authorization)
 	if !ok {
-		return deny(d, http.StatusUnauthorized, ReasonMissingToken)
+		return deny(d, http.StatusUnauthorized, plinth.ReasonMissingToken)
 	}
 	now := a.now()
 	tok, reason := a.verify(ctx, raw, now)
@@ -268,15 +214,15 @@ func (a *Authorizer) Decide(ctx context.Context, r Request) Decision {
 	return a.decideUser(ctx, d, r.Method, tok.principal.Groups)
 }
 
-func deny(d Decision, status int, reason string) Decision {
+func deny(d plinth.Decision, status int, reason string) plinth.Decision {
 	d.Allow, d.Status, d.Reason = false, status, reason
 	return d
 }
 
-func (a *Authorizer) decideUser(ctx context.Context, d Decision, method string, groups []string) Decision {
+func (a *Authorizer) decideUser(ctx context.Context, d plinth.Decision, method string, groups []string) plinth.Decision {
 	route := d.Route
-	if route.Operation == OpAdmin {
-		auditor := route.Template == "/admin/v1/audit" && method == http.MethodGet && intersects(groups, a.cfg.AuditorGroups)
+	if route.Operation == plinth.OpAdmin {
+		auditor := route.Template == plinth.RouteAudit && method == http.MethodGet && intersects(groups, a.cfg.AuditorGroups)
 		if !auditor && !intersects(groups, a.cfg.AdminGroups) {
 			return deny(d, http.StatusForbidden, "the token's groups may not use the admin API")
 		}
@@ -285,7 +231,7 @@ func (a *Authorizer) decideUser(ctx context.Context, d Decision, method string, 
 	}
 	pols, err := a.policies.get(ctx, a.store, a.cfg.Environment, a.cfg.CacheTTL, a.now)
 	if err != nil {
-		return deny(d, http.StatusServiceUnavailable, ReasonUnavailable)
+		return deny(d, http.StatusServiceUnavailable, plinth.ReasonUnavailable)
 	}
 	p := pols[route.Domain]
 	if p == nil {
@@ -295,11 +241,11 @@ func (a *Authorizer) decideUser(ctx context.Context, d Decision, method string, 
 	mayRead := intersects(groups, read) || (p.WriteImpliesRead && intersects(groups, write))
 	var allowed bool
 	switch route.Operation {
-	case OpRead:
+	case plinth.OpRead:
 		allowed = mayRead
-	case OpWrite:
+	case plinth.OpWrite:
 		allowed = intersects(groups, write)
-	case OpReport:
+	case plinth.OpReport:
 		allowed = intersects(groups, p.ReportingGroups)
 	}
 	if !allowed {
@@ -324,11 +270,11 @@ func entityGroups(p *plinth.AccessPolicy, entity string) (read, write []string) 
 	return read, write
 }
 
-func (a *Authorizer) decideService(ctx context.Context, d Decision, known bool, method string, tok *verified, now time.Time) Decision {
+func (a *Authorizer) decideService(ctx context.Context, d plinth.Decision, known bool, method string, tok *verified, now time.Time) plinth.Decision {
 	g, found, err := a.grants.get(ctx, a.store, tok.principal.TokenID, a.cfg.CacheTTL, now)
 	switch {
 	case err != nil:
-		return deny(d, http.StatusServiceUnavailable, ReasonUnavailable)
+		return deny(d, http.StatusServiceUnavailable, plinth.ReasonUnavailable)
 	case !found:
 		return deny(d, http.StatusUnauthorized, "the service token's grant does not exist")
 	case g.Consumer != tok.principal.Consumer:
@@ -346,7 +292,7 @@ func (a *Authorizer) decideService(ctx context.Context, d Decision, known bool, 
 	}
 	route := d.Route
 	switch {
-	case route.Operation == OpAdmin:
+	case route.Operation == plinth.OpAdmin:
 		return deny(d, http.StatusForbidden, "service tokens may not use the admin API")
 	case g.API != route.Domain:
 		return deny(d, http.StatusForbidden, "the service token is for the "+g.API+" API, not "+route.Domain)
@@ -393,29 +339,4 @@ func bearer(h string) (string, bool) {
 	}
 	tok := strings.TrimSpace(h[len(scheme):])
 	return tok, tok != ""
-}
-
-// WWWAuthenticate is the WWW-Authenticate header value for a 401 decision
-// (RFC 6750): `Bearer realm="plinth"` when no token was sent, otherwise
-// with error="invalid_token" and the reason. It is empty for decisions
-// that are not 401.
-func WWWAuthenticate(d Decision) string {
-	if d.Status != http.StatusUnauthorized {
-		return ""
-	}
-	if d.Reason == ReasonMissingToken || d.Reason == "" {
-		return `Bearer realm="plinth"`
-	}
-	return `Bearer realm="plinth", error="invalid_token", error_description="` + quoteSafe(d.Reason) + `"`
-}
-
-// quoteSafe keeps the printable ASCII of s that may stand in a quoted
-// string, without quotes and backslashes.
-func quoteSafe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
-			return -1
-		}
-		return r
-	}, s)
 }

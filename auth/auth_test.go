@@ -69,7 +69,7 @@ func TestUserTokens(t *testing.T) {
 	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
 
 	cases := []decideCase{
-		{"missing token", "", "GET", "/api/v1/residents", 401, ReasonMissingToken},
+		{"missing token", "", "GET", "/api/v1/residents", 401, plinth.ReasonMissingToken},
 		{"garbage", "not-a-jwt", "GET", "/api/v1/residents", 401, "malformed"},
 		{"three garbage segments", "a.b.c", "GET", "/api/v1/residents", 401, "malformed"},
 		{"empty segments", "..", "GET", "/api/v1/residents", 401, "malformed"},
@@ -167,15 +167,15 @@ func TestUserTokens(t *testing.T) {
 	runDecideCases(t, f, cases)
 
 	t.Run("basic auth is no bearer token", func(t *testing.T) {
-		d := f.a.Decide(context.Background(), Request{Authorization: "Basic dXNlcjpwYXNz", Method: "GET", Path: "/api/v1/residents"})
-		if d.Status != 401 || d.Reason != ReasonMissingToken {
+		d := f.a.Decide(context.Background(), plinth.AuthRequest{Authorization: "Basic dXNlcjpwYXNz", Method: "GET", Path: "/api/v1/residents"})
+		if d.Status != 401 || d.Reason != plinth.ReasonMissingToken {
 			t.Fatalf("got %d %q", d.Status, d.Reason)
 		}
-		d = f.a.Decide(context.Background(), Request{Authorization: "Bearer ", Method: "GET", Path: "/api/v1/residents"})
-		if d.Status != 401 || d.Reason != ReasonMissingToken {
+		d = f.a.Decide(context.Background(), plinth.AuthRequest{Authorization: "Bearer ", Method: "GET", Path: "/api/v1/residents"})
+		if d.Status != 401 || d.Reason != plinth.ReasonMissingToken {
 			t.Fatalf("empty bearer: got %d %q", d.Status, d.Reason)
 		}
-		d = f.a.Decide(context.Background(), Request{Authorization: "bearer " + valid, Method: "GET", Path: "/api/v1/residents"})
+		d = f.a.Decide(context.Background(), plinth.AuthRequest{Authorization: "bearer " + valid, Method: "GET", Path: "/api/v1/residents"})
 		if d.Status != 200 {
 			t.Fatalf("lower-case scheme: got %d %q", d.Status, d.Reason)
 		}
@@ -187,12 +187,12 @@ func TestUserTokens(t *testing.T) {
 		if !equalPrincipal(d.Principal, want) || d.Principal.IsService() {
 			t.Fatalf("principal %+v, want %+v", d.Principal, want)
 		}
-		if d.Route != (Route{Template: "/api/v1/residents/{id}", Domain: "residents", Entity: "residents", Operation: OpRead}) {
+		if d.Route != (plinth.Route{Template: "/api/v1/residents/{id}", Domain: "residents", Entity: "residents", Operation: plinth.OpRead}) {
 			t.Fatalf("route %+v", d.Route)
 		}
 		// A denied decision still names the principal and route, for audit.
 		d = f.decide(valid, "DELETE", "/api/v1/residents/42")
-		if d.Principal.Subject != "user-123" || d.Route.Operation != OpWrite {
+		if d.Principal.Subject != "user-123" || d.Route.Operation != plinth.OpWrite {
 			t.Fatalf("denied decision: %+v", d)
 		}
 		// A token without sub is known by its e-mail address.
@@ -318,8 +318,8 @@ func TestStoreFailureFailsClosed(t *testing.T) {
 	user := hs(t, claims("residents-readers"))
 	f.store.Close()
 	runDecideCases(t, f, []decideCase{
-		{"user token, policies unavailable", user, "GET", "/api/v1/residents", 503, ReasonUnavailable},
-		{"service token, grant unavailable", tok, "GET", "/api/v1/residents/1", 503, ReasonUnavailable},
+		{"user token, policies unavailable", user, "GET", "/api/v1/residents", 503, plinth.ReasonUnavailable},
+		{"service token, grant unavailable", tok, "GET", "/api/v1/residents/1", 503, plinth.ReasonUnavailable},
 		{"public route still answers", "", "GET", "/api/v1/healthcheck/ping", 200, ""},
 		{"invalid token is still 401", "garbage", "GET", "/api/v1/residents", 401, ""},
 		{"admin needs no store", hs(t, claims(adminGroup)), "GET", "/admin/v1/tokens", 200, ""},
@@ -338,12 +338,12 @@ func TestWWWAuthenticate(t *testing.T) {
 	}
 	for _, c := range cases {
 		d := f.decide(c.token, "GET", "/api/v1/residents")
-		if got := WWWAuthenticate(d); got != c.want {
+		if got := d.WWWAuthenticate(); got != c.want {
 			t.Errorf("status %d: got %q, want %q", d.Status, got, c.want)
 		}
 	}
-	d := Decision{Status: 401, Reason: `bad "quoted" \ reason` + "\n"}
-	if got := WWWAuthenticate(d); got != `Bearer realm="plinth", error="invalid_token", error_description="bad quoted  reason"` {
+	d := plinth.Decision{Status: 401, Reason: `bad "quoted" \ reason` + "\n"}
+	if got := d.WWWAuthenticate(); got != `Bearer realm="plinth", error="invalid_token", error_description="bad quoted  reason"` {
 		t.Errorf("quoting: %q", got)
 	}
 }

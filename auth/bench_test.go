@@ -3,6 +3,8 @@ package auth
 import (
 	"context"
 	"testing"
+
+	"github.com/plinth-data/plinth"
 )
 
 // BenchmarkDecide measures a decision with warm caches (verified token,
@@ -24,7 +26,7 @@ func BenchmarkDecide(b *testing.B) {
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			r := Request{Authorization: "Bearer " + c.token, Method: "GET", Path: "/api/v1/residents/42"}
+			r := plinth.AuthRequest{Authorization: "Bearer " + c.token, Method: "GET", Path: "/api/v1/residents/42"}
 			if d := f.a.Decide(ctx, r); !d.Allow {
 				b.Fatalf("not allowed: %d %s", d.Status, d.Reason)
 			}
@@ -38,7 +40,7 @@ func BenchmarkDecide(b *testing.B) {
 	}
 	// For comparison: the cost of a full verification (cold token cache).
 	b.Run("user RS256 JWKS uncached", func(b *testing.B) {
-		r := Request{Authorization: "Bearer " + rs1(b, readers), Method: "GET", Path: "/api/v1/residents/42"}
+		r := plinth.AuthRequest{Authorization: "Bearer " + rs1(b, readers), Method: "GET", Path: "/api/v1/residents/42"}
 		b.ReportAllocs()
 		for b.Loop() {
 			f.a.tokens.mu.Lock()

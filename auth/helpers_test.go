@@ -260,9 +260,9 @@ func testPolicies() []plinth.AccessPolicy {
 	}
 }
 
-func (f *fixture) decide(token, method, path string) Decision {
+func (f *fixture) decide(token, method, path string) plinth.Decision {
 	f.t.Helper()
-	r := Request{Method: method, Path: path}
+	r := plinth.AuthRequest{Method: method, Path: path}
 	if token != "" {
 		r.Authorization = "Bearer " + token
 	}

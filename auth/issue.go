@@ -22,14 +22,8 @@ func (a *Authorizer) IssueServiceToken(ctx context.Context, g plinth.Grant) (str
 	return a.IssueServiceTokenIn(ctx, a.store, g)
 }
 
-// GrantWriter stores a grant: an AccessStore, or a write transaction's
-// plinth.AccessTx so the grant commits with its audit record.
-type GrantWriter interface {
-	CreateGrant(ctx context.Context, g plinth.Grant) error
-}
-
 // IssueServiceTokenIn is IssueServiceToken storing the grant through w.
-func (a *Authorizer) IssueServiceTokenIn(ctx context.Context, w GrantWriter, g plinth.Grant) (string, plinth.Grant, error) {
+func (a *Authorizer) IssueServiceTokenIn(ctx context.Context, w plinth.GrantWriter, g plinth.Grant) (string, plinth.Grant, error) {
 	if a.cfg.ServiceSecret == nil {
 		return "", plinth.Grant{}, ErrServiceTokensDisabled
 	}

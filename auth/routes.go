@@ -8,34 +8,16 @@ import (
 	"github.com/plinth-data/plinth"
 )
 
-// Route templates outside the domains.
-const (
-	apiPrefix   = "/api/v1/"
-	adminPrefix = "/admin/v1"
+// templateRoutes are the precomputed routes of one route template, by
+// method, so that matching a request allocates nothing.
+type templateRoutes struct {
+	template string
+	routes   []methodRoute
+}
 
-	templatePing    = "/api/v1/healthcheck/ping"
-	templateReady   = "/api/v1/healthcheck/ready"
-	templateOpenAPI = "/api/v1/openapi.json"
-	templateMetrics = "/metrics"
-
-	templateTokens       = "/admin/v1/tokens"
-	templateToken        = "/admin/v1/tokens/{id}"
-	templateAccess       = "/admin/v1/access"
-	templateAccessPolicy = "/admin/v1/access/{domain}/{environment}"
-	templateAudit        = "/admin/v1/audit"
-)
-
-// reservedPlurals are path segments under /api/v1/ that are not entities
-// ("reports" is kept for the Reporting API, which is not served yet: until
-// its handler exists no reporting route is authorised or grantable).
-var reservedPlurals = []string{"healthcheck", "openapi.json", "reports"}
-
-// entityRoutes are the precomputed routes of one entity, so that matching
-// a request allocates nothing.
-type entityRoutes struct {
-	domain, plural string
-	collection     Route // /api/v1/{plural}
-	item           Route // /api/v1/{plural}/{id}
+type methodRoute struct {
+	method string
+	route  plinth.Route
 }
 
 // endpoint is one route template a grant may name, with its methods.
@@ -44,8 +26,16 @@ type endpoint struct {
 	methods  []string
 }
 
+// routeTable classifies requests by the route templates of package plinth,
+// the ones the router serves.
 type routeTable struct {
-	entities map[string]*entityRoutes // by plural
+	// public are the platform routes and the metrics route.
+	public []templateRoutes
+	// admin are the admin route templates; any method on any path under
+	// /admin/v1 is an admin request.
+	admin []string
+	// entities holds each entity's collection and item routes, by plural.
+	entities map[string][]templateRoutes
 	// endpoints lists each domain's route templates, by domain name, in
 	// spec order.
 	endpoints map[string][]endpoint
@@ -53,152 +43,140 @@ type routeTable struct {
 }
 
 func newRouteTable(domains []*plinth.Domain) (*routeTable, error) {
-	t := &routeTable{entities: map[string]*entityRoutes{}, endpoints: map[string][]endpoint{}}
+	t := &routeTable{entities: map[string][]templateRoutes{}, endpoints: map[string][]endpoint{}}
+	metrics := plinth.Endpoint{Method: http.MethodGet, Template: plinth.RouteMetrics, Operation: plinth.OpPublic}
+	t.public = group(append(plinth.PlatformEndpoints(), metrics), plinth.Route{})
+	for _, ep := range plinth.AdminEndpoints() {
+		if len(t.admin) == 0 || t.admin[len(t.admin)-1] != ep.Template {
+			t.admin = append(t.admin, ep.Template)
+		}
+	}
+	owner := map[string]string{} // domain name by entity plural
 	for _, d := range domains {
-		if d == nil || d.Name == "" {
-			return nil, fmt.Errorf("auth: a domain without a name")
+		if err := t.addDomain(d, owner); err != nil {
+			return nil, err
 		}
-		if _, dup := t.endpoints[d.Name]; dup {
-			return nil, fmt.Errorf("auth: domain %q is loaded twice", d.Name)
-		}
-		t.domains = append(t.domains, d.Name)
-		eps := []endpoint{}
-		for _, e := range d.Entities {
-			p := e.Plural
-			if p == "" || strings.ContainsRune(p, '/') {
-				return nil, fmt.Errorf("auth: domain %q: entity %q has an unusable plural %q", d.Name, e.Name, p)
-			}
-			for _, r := range reservedPlurals {
-				if p == r {
-					return nil, fmt.Errorf("auth: domain %q: entity plural %q is reserved", d.Name, p)
-				}
-			}
-			if prev, dup := t.entities[p]; dup {
-				return nil, fmt.Errorf("auth: entity plural %q is used by domains %q and %q", p, prev.domain, d.Name)
-			}
-			er := &entityRoutes{
-				domain:     d.Name,
-				plural:     p,
-				collection: Route{Template: apiPrefix + p, Domain: d.Name, Entity: p},
-				item:       Route{Template: apiPrefix + p + "/{id}", Domain: d.Name, Entity: p},
-			}
-			t.entities[p] = er
-			eps = append(eps,
-				endpoint{er.collection.Template, []string{http.MethodGet, http.MethodPost}},
-				endpoint{er.item.Template, []string{http.MethodGet, http.MethodPatch, http.MethodDelete}},
-			)
-		}
-		t.endpoints[d.Name] = eps
 	}
 	return t, nil
+}
+
+// addDomain adds the routes of a domain's entities.
+func (t *routeTable) addDomain(d *plinth.Domain, owner map[string]string) error {
+	if d == nil || d.Name == "" {
+		return fmt.Errorf("auth: a domain without a name")
+	}
+	if _, dup := t.endpoints[d.Name]; dup {
+		return fmt.Errorf("auth: domain %q is loaded twice", d.Name)
+	}
+	t.domains = append(t.domains, d.Name)
+	eps := []endpoint{}
+	for _, e := range d.Entities {
+		p := e.Plural
+		switch {
+		case p == "" || strings.ContainsRune(p, '/'):
+			return fmt.Errorf("auth: domain %q: entity %q has an unusable plural %q", d.Name, e.Name, p)
+		case plinth.ReservedPlural(p):
+			return fmt.Errorf("auth: domain %q: entity plural %q is reserved", d.Name, p)
+		case owner[p] != "":
+			return fmt.Errorf("auth: entity plural %q is used by domains %q and %q", p, owner[p], d.Name)
+		}
+		owner[p] = d.Name
+		routes := group(plinth.EntityEndpoints(p), plinth.Route{Domain: d.Name, Entity: p})
+		t.entities[p] = routes
+		for _, tr := range routes {
+			ep := endpoint{template: tr.template}
+			for _, mr := range tr.routes {
+				ep.methods = append(ep.methods, mr.method)
+			}
+			eps = append(eps, ep)
+		}
+	}
+	t.endpoints[d.Name] = eps
+	return nil
+}
+
+// group gathers endpoints by template, in order, each method with the
+// route base completed by the endpoint's template and operation.
+func group(eps []plinth.Endpoint, base plinth.Route) []templateRoutes {
+	var out []templateRoutes
+	for _, ep := range eps {
+		if len(out) == 0 || out[len(out)-1].template != ep.Template {
+			out = append(out, templateRoutes{template: ep.Template})
+		}
+		r := base
+		r.Template, r.Operation = ep.Template, ep.Operation
+		last := &out[len(out)-1]
+		last.routes = append(last.routes, methodRoute{ep.Method, r})
+	}
+	return out
 }
 
 // match classifies method and path by exact segment matching: nothing is
 // cleaned, so a trailing slash, an empty segment or a ".." segment makes a
 // path that matches no template (or, for {id}, is the id itself, as the
 // router sees it).
-func (t *routeTable) match(method, path string) (Route, bool) {
-	read := method == http.MethodGet || method == http.MethodHead
-	if path == templateMetrics {
-		return publicRoute(templateMetrics, read)
+func (t *routeTable) match(method, path string) (plinth.Route, bool) {
+	if method == http.MethodHead {
+		method = http.MethodGet // HEAD is served with GET
 	}
-	if rest, ok := strings.CutPrefix(path, apiPrefix); ok {
-		return t.matchAPI(method, read, rest)
-	}
-	if rest, ok := strings.CutPrefix(path, adminPrefix); ok && (rest == "" || rest[0] == '/') {
-		return Route{Template: adminTemplate(rest), Operation: OpAdmin}, true
-	}
-	return Route{}, false
-}
-
-func publicRoute(template string, read bool) (Route, bool) {
-	if !read {
-		return Route{}, false
-	}
-	return Route{Template: template, Operation: OpPublic}, true
-}
-
-// matchAPI matches the part of a path after "/api/v1/".
-func (t *routeTable) matchAPI(method string, read bool, rest string) (Route, bool) {
-	first, rest, more := strings.Cut(rest, "/")
-	switch first {
-	case "healthcheck":
-		switch {
-		case !more:
-		case rest == "ping":
-			return publicRoute(templatePing, read)
-		case rest == "ready":
-			return publicRoute(templateReady, read)
-		}
-		return Route{}, false
-	case "openapi.json":
-		if more {
-			return Route{}, false
-		}
-		return publicRoute(templateOpenAPI, read)
-	}
-	e := t.entities[first]
-	if e == nil {
-		return Route{}, false
-	}
-	var r Route
-	if !more {
-		r = e.collection
-		switch {
-		case read:
-			r.Operation = OpRead
-		case method == http.MethodPost:
-			r.Operation = OpWrite
-		default:
-			return Route{}, false
-		}
+	if r, ok := matchAny(t.public, method, path); ok {
 		return r, true
 	}
-	if rest == "" || strings.IndexByte(rest, '/') >= 0 {
-		return Route{}, false
+	if rest, ok := strings.CutPrefix(path, plinth.APIBase+"/"); ok {
+		plural, _, _ := strings.Cut(rest, "/")
+		return matchAny(t.entities[plural], method, path)
 	}
-	r = e.item
-	switch {
-	case read:
-		r.Operation = OpRead
-	case method == http.MethodPatch || method == http.MethodDelete:
-		r.Operation = OpWrite
-	default:
-		return Route{}, false
+	if rest, ok := strings.CutPrefix(path, plinth.AdminBase); ok && (rest == "" || rest[0] == '/') {
+		return plinth.Route{Template: t.adminTemplate(path), Operation: plinth.OpAdmin}, true
 	}
-	return r, true
+	return plinth.Route{}, false
 }
 
-// adminTemplate returns the known admin route template of the path after
-// "/admin/v1", or "".
-func adminTemplate(rest string) string {
-	rest, ok := strings.CutPrefix(rest, "/")
-	if !ok {
-		return ""
+// matchAny returns the route of the first template path fits, if it is
+// served with method.
+func matchAny(trs []templateRoutes, method, path string) (plinth.Route, bool) {
+	for i := range trs {
+		if !matchTemplate(trs[i].template, path) {
+			continue
+		}
+		for _, mr := range trs[i].routes {
+			if mr.method == method {
+				return mr.route, true
+			}
+		}
+		return plinth.Route{}, false
 	}
-	first, rest, more := strings.Cut(rest, "/")
-	switch first {
-	case "tokens":
-		if !more {
-			return templateTokens
-		}
-		if isSegment(rest) {
-			return templateToken
-		}
-	case "access":
-		if !more {
-			return templateAccess
-		}
-		if domain, env, ok := strings.Cut(rest, "/"); ok && isSegment(domain) && isSegment(env) {
-			return templateAccessPolicy
-		}
-	case "audit":
-		if !more {
-			return templateAudit
+	return plinth.Route{}, false
+}
+
+// adminTemplate returns the known admin route template path fits, or "".
+func (t *routeTable) adminTemplate(path string) string {
+	for _, tpl := range t.admin {
+		if matchTemplate(tpl, path) {
+			return tpl
 		}
 	}
 	return ""
 }
 
-// isSegment reports whether s is one non-empty path segment.
-func isSegment(s string) bool { return s != "" && strings.IndexByte(s, '/') < 0 }
+// matchTemplate reports whether path fits template segment by segment, as
+// the router matches it: a "{name}" segment stands for one non-empty
+// segment, any other must be equal.
+func matchTemplate(template, path string) bool {
+	for {
+		ts, trest, tmore := strings.Cut(template, "/")
+		ps, prest, pmore := strings.Cut(path, "/")
+		param := strings.HasPrefix(ts, "{") && strings.HasSuffix(ts, "}")
+		switch {
+		case tmore != pmore:
+			return false
+		case param && ps == "":
+			return false
+		case !param && ts != ps:
+			return false
+		case !tmore:
+			return true
+		}
+		template, path = trest, prest
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/plinth-data/plinth"
 )
 
 func TestRoute(t *testing.T) {
@@ -14,30 +16,30 @@ func TestRoute(t *testing.T) {
 	}
 	type want struct {
 		template, domain, entity string
-		op                       Operation
+		op                       plinth.Operation
 	}
 	none := want{}
-	res := func(tpl string, op Operation) want { return want{tpl, "residents", "residents", op} }
-	admin := func(tpl string) want { return want{tpl, "", "", OpAdmin} }
-	public := func(tpl string) want { return want{tpl, "", "", OpPublic} }
+	res := func(tpl string, op plinth.Operation) want { return want{tpl, "residents", "residents", op} }
+	admin := func(tpl string) want { return want{tpl, "", "", plinth.OpAdmin} }
+	public := func(tpl string) want { return want{tpl, "", "", plinth.OpPublic} }
 	cases := []struct {
 		method, path string
 		want         want
 	}{
-		{"GET", "/api/v1/residents", res("/api/v1/residents", OpRead)},
-		{"HEAD", "/api/v1/residents", res("/api/v1/residents", OpRead)},
-		{"POST", "/api/v1/residents", res("/api/v1/residents", OpWrite)},
+		{"GET", "/api/v1/residents", res("/api/v1/residents", plinth.OpRead)},
+		{"HEAD", "/api/v1/residents", res("/api/v1/residents", plinth.OpRead)},
+		{"POST", "/api/v1/residents", res("/api/v1/residents", plinth.OpWrite)},
 		{"PATCH", "/api/v1/residents", none},
 		{"DELETE", "/api/v1/residents", none},
 		{"PUT", "/api/v1/residents", none},
-		{"GET", "/api/v1/residents/42", res("/api/v1/residents/{id}", OpRead)},
-		{"PATCH", "/api/v1/residents/42", res("/api/v1/residents/{id}", OpWrite)},
-		{"DELETE", "/api/v1/residents/42", res("/api/v1/residents/{id}", OpWrite)},
+		{"GET", "/api/v1/residents/42", res("/api/v1/residents/{id}", plinth.OpRead)},
+		{"PATCH", "/api/v1/residents/42", res("/api/v1/residents/{id}", plinth.OpWrite)},
+		{"DELETE", "/api/v1/residents/42", res("/api/v1/residents/{id}", plinth.OpWrite)},
 		{"POST", "/api/v1/residents/42", none},
 		{"PUT", "/api/v1/residents/42", none},
-		{"GET", "/api/v1/residents/%7Bid%7D", res("/api/v1/residents/{id}", OpRead)},
-		{"GET", "/api/v1/residents/..", res("/api/v1/residents/{id}", OpRead)}, // ".." is the id, as the router sees it
-		{"GET", "/api/v1/tenancies/1", want{"/api/v1/tenancies/{id}", "housing", "tenancies", OpRead}},
+		{"GET", "/api/v1/residents/%7Bid%7D", res("/api/v1/residents/{id}", plinth.OpRead)},
+		{"GET", "/api/v1/residents/..", res("/api/v1/residents/{id}", plinth.OpRead)}, // ".." is the id, as the router sees it
+		{"GET", "/api/v1/tenancies/1", want{"/api/v1/tenancies/{id}", "housing", "tenancies", plinth.OpRead}},
 		{"GET", "/api/v1/reports/residents", none}, // not served until the Reporting API exists
 		{"HEAD", "/api/v1/reports/residents", none},
 		{"POST", "/api/v1/reports/residents", none},
@@ -136,19 +138,15 @@ func TestRouteAgreesWithChi(t *testing.T) {
 	}
 	mux := chi.NewRouter()
 	h := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
-	mux.Get("/api/v1/healthcheck/ping", h)
-	mux.Get("/api/v1/healthcheck/ready", h)
-	mux.Get("/api/v1/openapi.json", h)
-	mux.Get("/metrics", h)
+	eps := append(plinth.PlatformEndpoints(), plinth.Endpoint{Method: "GET", Template: plinth.RouteMetrics})
+	eps = append(eps, plinth.AdminEndpoints()...)
 	for _, d := range ds {
 		for _, e := range d.Entities {
-			base := "/api/v1/" + e.Plural
-			mux.Get(base, h)
-			mux.Post(base, h)
-			mux.Get(base+"/{id}", h)
-			mux.Patch(base+"/{id}", h)
-			mux.Delete(base+"/{id}", h)
+			eps = append(eps, plinth.EntityEndpoints(e.Plural)...)
 		}
+	}
+	for _, ep := range eps {
+		mux.Method(ep.Method, ep.Template, h)
 	}
 	paths := []string{
 		"/api/v1/residents", "/api/v1/residents/", "/api/v1/residents/1", "/api/v1/residents/1/",
@@ -157,6 +155,7 @@ func TestRouteAgreesWithChi(t *testing.T) {
 		"/api/v1/healthcheck/ping", "/api/v1/healthcheck/ping/", "/api/v1/healthcheck/ready",
 		"/api/v1/openapi.json", "/metrics", "/metrics/", "/api/v1/contacts/1", "/api/v1/properties/x",
 		"/api/v1/reports/residents", "/admin/v1/tokens", "/api/v1/tenancies",
+		"/admin/v1/tokens/x", "/admin/v1/tokens/", "/admin/v1/access/a/b", "/admin/v1/access/a/b/c", "/admin/v1/audit",
 	}
 	methods := []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 	for _, p := range paths {

@@ -52,7 +52,7 @@ func (s *Server) issueToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log(r).Info("service token issued", "tokenId", g.ID, "consumer", g.Consumer, "api", g.API, "endpoint", g.Endpoint)
-	w.Header().Set("Location", "/admin/v1/tokens/"+g.ID)
+	w.Header().Set("Location", plinth.RouteTokens+"/"+g.ID)
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusCreated, map[string]any{"token": token, "grant": g})
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/plinth-data/plinth"
-	"github.com/plinth-data/plinth/auth"
 )
 
 // Auditor makes audit records durable; *audit.Auditor implements it.
@@ -40,7 +39,7 @@ func entryFrom(ctx context.Context) *auditEntry {
 }
 
 // newAuditEntry starts the record of a request the authorizer routed.
-func (s *Server) newAuditEntry(r *http.Request, route auth.Route, p plinth.Principal) *auditEntry {
+func (s *Server) newAuditEntry(r *http.Request, route plinth.Route, p plinth.Principal) *auditEntry {
 	rec := plinth.AuditRecord{
 		Time:          time.Now().UTC(),
 		CorrelationID: CorrelationID(r.Context()),
@@ -69,7 +68,7 @@ func (s *Server) newAuditEntry(r *http.Request, route auth.Route, p plinth.Princ
 // auditRoute is the route template an audit record names: the
 // authorizer's, else the router's (a method the route does not allow),
 // else "unmatched" (no such route).
-func auditRoute(r *http.Request, route auth.Route) string {
+func auditRoute(r *http.Request, route plinth.Route) string {
 	if route.Template != "" {
 		return route.Template
 	}
@@ -80,11 +79,11 @@ func auditRoute(r *http.Request, route auth.Route) string {
 }
 
 // operation names what a request does, for the audit trail.
-func operation(method string, route auth.Route) string {
+func operation(method string, route plinth.Route) string {
 	switch route.Operation {
-	case auth.OpAdmin:
+	case plinth.OpAdmin:
 		return "admin"
-	case auth.OpReport:
+	case plinth.OpReport:
 		return "report"
 	}
 	if route.Template == "" {
@@ -94,15 +93,15 @@ func operation(method string, route auth.Route) string {
 	read := method == http.MethodGet || method == http.MethodHead
 	switch {
 	case read && item:
-		return "view"
+		return plinth.ActionView
 	case read:
-		return "list"
+		return plinth.ActionList
 	case method == http.MethodPost:
-		return "create"
+		return plinth.ActionCreate
 	case method == http.MethodPatch:
-		return "update"
+		return plinth.ActionUpdate
 	case method == http.MethodDelete:
-		return "delete"
+		return plinth.ActionDelete
 	}
 	return strings.ToLower(method)
 }
@@ -201,8 +200,8 @@ func (w *auditWriter) Write(b []byte) (int, error) {
 }
 
 // audited wraps a handler of a data or admin route with its audit record.
-func (s *Server) audited(r *http.Request, w http.ResponseWriter, d auth.Decision) (*http.Request, http.ResponseWriter, func()) {
-	if s.auditor == nil || d.Route.Operation == auth.OpPublic {
+func (s *Server) audited(r *http.Request, w http.ResponseWriter, d plinth.Decision) (*http.Request, http.ResponseWriter, func()) {
+	if s.auditor == nil || d.Route.Operation == plinth.OpPublic {
 		return r, w, func() {}
 	}
 	e := s.newAuditEntry(r, d.Route, d.Principal)
@@ -228,8 +227,8 @@ func (s *Server) audited(r *http.Request, w http.ResponseWriter, d auth.Decision
 }
 
 // auditDenied records a request the authorizer refused.
-func (s *Server) auditDenied(r *http.Request, d auth.Decision) error {
-	if s.auditor == nil || d.Route.Operation == auth.OpPublic {
+func (s *Server) auditDenied(r *http.Request, d plinth.Decision) error {
+	if s.auditor == nil || d.Route.Operation == plinth.OpPublic {
 		return nil
 	}
 	e := s.newAuditEntry(r, d.Route, d.Principal)

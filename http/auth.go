@@ -1,21 +1,10 @@
 package http
 
 import (
-	"context"
 	"net/http"
 
 	"github.com/plinth-data/plinth"
-	"github.com/plinth-data/plinth/auth"
 )
-
-// Authorizer decides whether a request may proceed and issues service
-// tokens; *auth.Authorizer implements it.
-type Authorizer interface {
-	Decide(ctx context.Context, r auth.Request) auth.Decision
-	// IssueServiceTokenIn validates and signs a grant and stores it
-	// through w (a write transaction, so it commits with its audit record).
-	IssueServiceTokenIn(ctx context.Context, w auth.GrantWriter, g plinth.Grant) (string, plinth.Grant, error)
-}
 
 // authenticate runs the authorizer's decision for every request and puts
 // the principal in the request context. The same decision function runs in
@@ -25,7 +14,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Decide on the path the router will route, so "a%2Fb" stays one id.
 		path := routePath(r)
-		d := s.authz.Decide(r.Context(), auth.Request{
+		d := s.authz.Decide(r.Context(), plinth.AuthRequest{
 			Authorization: r.Header.Get("Authorization"),
 			Method:        r.Method,
 			Path:          path,
@@ -46,7 +35,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			}
 			switch d.Status {
 			case http.StatusUnauthorized:
-				w.Header().Set("WWW-Authenticate", auth.WWWAuthenticate(d))
+				w.Header().Set("WWW-Authenticate", d.WWWAuthenticate())
 				writeProblem(w, r, http.StatusUnauthorized, "Authentication required: "+d.Reason+".")
 			case http.StatusServiceUnavailable:
 				w.Header().Set("Retry-After", "5")
@@ -56,7 +45,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			}
 			return
 		}
-		if d.Route.Operation != auth.OpPublic {
+		if d.Route.Operation != plinth.OpPublic {
 			r = r.WithContext(plinth.WithPrincipal(r.Context(), d.Principal))
 		}
 		r, w, done := s.audited(r, w, d)

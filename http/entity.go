@@ -90,7 +90,7 @@ func (h *entityHandler) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.s.committed(r.Context(), res.Audited)
-	w.Header().Set("Location", "/api/v1/"+h.e.Plural+"/"+url.PathEscape(plinth.KeyString(h.e.KeyOf(res.Record))))
+	w.Header().Set("Location", plinth.EntityCollection(h.e.Plural)+"/"+url.PathEscape(plinth.KeyString(h.e.KeyOf(res.Record))))
 	h.writeWritten(w, r, http.StatusCreated, res.Record)
 }
 

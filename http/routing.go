@@ -1,12 +1,14 @@
 package http
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/plinth-data/plinth"
 )
@@ -15,6 +17,65 @@ import (
 // answered for every route (RFC 9110: HEAD like GET without a body,
 // OPTIONS with the Allow header).
 var routedMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// mountRoutes registers the routes of package plinth's route source, the
+// one the authorizer and the OpenAPI document use too. The admin API is
+// served only when what it needs is configured.
+func (s *Server) mountRoutes(r chi.Router, domains []*plinth.Domain) error {
+	platform := map[string]http.HandlerFunc{"ping": s.ping, "getReadiness": s.ready, "getOpenApiDocument": s.serveOpenAPI}
+	if err := mount(r, plinth.PlatformEndpoints(), platform, nil); err != nil {
+		return err
+	}
+	r.Method(http.MethodGet, plinth.RouteMetrics, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	admin := map[string]http.HandlerFunc{
+		"listTokens": s.listTokens, "issueToken": s.issueToken, "getToken": s.getToken, "updateToken": s.updateToken,
+		"listAccessPolicies": s.listPolicies, "putAccessPolicy": s.putPolicy, "deleteAccessPolicy": s.deletePolicy,
+		"searchAudit": s.searchAudit,
+	}
+	if err := mount(r, plinth.AdminEndpoints(), admin, s.servesAdmin); err != nil {
+		return err
+	}
+	for _, d := range domains {
+		for _, e := range d.Entities {
+			h := &entityHandler{s: s, e: e}
+			handlers := map[string]http.HandlerFunc{plinth.ActionList: h.list, plinth.ActionCreate: h.create,
+				plinth.ActionView: h.get, plinth.ActionUpdate: h.update, plinth.ActionDelete: h.delete}
+			if err := mount(r, plinth.EntityEndpoints(e.Plural), handlers, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// servesAdmin says whether an admin endpoint is served: token and access
+// routes need the access store, the audit search the audit store, and all
+// of them an authorizer to keep them for admins.
+func (s *Server) servesAdmin(ep plinth.Endpoint) bool {
+	if s.authz == nil {
+		return false
+	}
+	if ep.Template == plinth.RouteAudit {
+		return s.auditStore != nil
+	}
+	return s.access != nil
+}
+
+// mount registers each endpoint that serve allows (all when serve is nil)
+// with the handler of its name. Every endpoint must have a handler, so the
+// route source cannot grow a route this package does not know.
+func mount(r chi.Router, eps []plinth.Endpoint, handlers map[string]http.HandlerFunc, serve func(plinth.Endpoint) bool) error {
+	for _, ep := range eps {
+		h, ok := handlers[ep.Name]
+		if !ok {
+			return fmt.Errorf("http: no handler for %s %s (%s)", ep.Method, ep.Template, ep.Name)
+		}
+		if serve == nil || serve(ep) {
+			r.Method(ep.Method, ep.Template, h)
+		}
+	}
+	return nil
+}
 
 // routePath is the path the router routes on: chi uses the raw (still
 // escaped) path when there is one, so "a%2Fb" stays one id.
@@ -64,7 +125,7 @@ func (s *Server) answerOptions(next http.Handler) http.Handler {
 		}
 		allow := s.allowedMethods(routePath(r))
 		if allow == nil {
-			writeProblem(w, r, http.StatusNotFound, "There is no route "+r.URL.Path+"; see /api/v1/openapi.json for the routes this API serves.")
+			writeProblem(w, r, http.StatusNotFound, "There is no route "+r.URL.Path+"; see "+plinth.RouteOpenAPI+" for the routes this API serves.")
 			return
 		}
 		infoFrom(r.Context()).route = s.routeTemplate(routePath(r))

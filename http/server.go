@@ -17,7 +17,6 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/plinth-data/plinth"
 )
@@ -40,7 +39,7 @@ type Config struct {
 	Checks map[string]func(context.Context) error
 	// Authorizer decides every request. It is required unless Unprotected
 	// is set.
-	Authorizer Authorizer
+	Authorizer plinth.Authorizer
 	// Access keeps service-token grants and access policies, for the admin
 	// API (served only when both Access and Authorizer are set).
 	Access plinth.AccessStore
@@ -81,7 +80,7 @@ type Server struct {
 	checks  map[string]func(context.Context) error
 	router  *chi.Mux
 
-	authz       Authorizer
+	authz       plinth.Authorizer
 	access      plinth.AccessStore
 	environment string
 	auditor     Auditor
@@ -165,39 +164,15 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	r.Use(strictQuery, middleware.GetHead)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, r, http.StatusNotFound, "There is no route "+r.URL.Path+"; see /api/v1/openapi.json for the routes this API serves.")
+		writeProblem(w, r, http.StatusNotFound, "There is no route "+r.URL.Path+"; see "+plinth.RouteOpenAPI+" for the routes this API serves.")
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		allow := s.allowedMethods(routePath(r))
 		w.Header().Set("Allow", strings.Join(allow, ", "))
 		writeProblem(w, r, http.StatusMethodNotAllowed, "Method "+r.Method+" is not allowed on "+r.URL.Path+"; this route allows "+strings.Join(allow, ", ")+".")
 	})
-	r.Get("/api/v1/healthcheck/ping", s.ping)
-	r.Get("/api/v1/healthcheck/ready", s.ready)
-	r.Get("/api/v1/openapi.json", s.serveOpenAPI)
-	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
-	if s.authz != nil && s.access != nil {
-		r.Post("/admin/v1/tokens", s.issueToken)
-		r.Get("/admin/v1/tokens", s.listTokens)
-		r.Get("/admin/v1/tokens/{id}", s.getToken)
-		r.Patch("/admin/v1/tokens/{id}", s.updateToken)
-		r.Get("/admin/v1/access", s.listPolicies)
-		r.Put("/admin/v1/access/{domain}/{environment}", s.putPolicy)
-		r.Delete("/admin/v1/access/{domain}/{environment}", s.deletePolicy)
-	}
-	if s.authz != nil && s.auditStore != nil {
-		r.Get("/admin/v1/audit", s.searchAudit)
-	}
-	for _, d := range cfg.Domains {
-		for _, e := range d.Entities {
-			h := &entityHandler{s: s, e: e}
-			base := "/api/v1/" + e.Plural
-			r.Get(base, h.list)
-			r.Post(base, h.create)
-			r.Get(base+"/{id}", h.get)
-			r.Patch(base+"/{id}", h.update)
-			r.Delete(base+"/{id}", h.delete)
-		}
+	if err := s.mountRoutes(r, cfg.Domains); err != nil {
+		return nil, err
 	}
 	s.router = r
 	return s, nil

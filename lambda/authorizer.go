@@ -56,14 +56,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/plinth-data/plinth"
-	"github.com/plinth-data/plinth/auth"
 )
-
-// Decider makes the access decision for one request. *auth.Authorizer is
-// one.
-type Decider interface {
-	Decide(ctx context.Context, r auth.Request) auth.Decision
-}
 
 // ErrUnauthorized is the error API Gateway turns into a 401 response. Its
 // message must be exactly "Unauthorized".
@@ -74,13 +67,13 @@ const anonymous = "anonymous"
 
 // Authorizer is an API Gateway (REST API) REQUEST authorizer.
 type Authorizer struct {
-	decider Decider
+	decider plinth.Decider
 	log     *slog.Logger
 }
 
 // NewAuthorizer returns an authorizer that asks a for every decision. It
 // logs through slog.Default.
-func NewAuthorizer(a Decider) *Authorizer {
+func NewAuthorizer(a plinth.Decider) *Authorizer {
 	return &Authorizer{decider: a, log: slog.Default()}
 }
 
@@ -105,34 +98,34 @@ func (h *Authorizer) Handle(ctx context.Context, ev events.APIGatewayCustomAutho
 // decide builds the request, asks the decider and logs the outcome. The
 // error is ErrUnauthorized or nil; a panic becomes a 500 decision, which
 // denies.
-func (h *Authorizer) decide(ctx context.Context, ev events.APIGatewayCustomAuthorizerRequestTypeRequest) (d auth.Decision, err error) {
+func (h *Authorizer) decide(ctx context.Context, ev events.APIGatewayCustomAuthorizerRequestTypeRequest) (d plinth.Decision, err error) {
 	method := ev.HTTPMethod
 	if method == "" {
 		method = ev.RequestContext.HTTPMethod
 	}
-	req := auth.Request{Method: strings.ToUpper(method), Path: requestPath(ev)}
+	req := plinth.AuthRequest{Method: strings.ToUpper(method), Path: requestPath(ev)}
 	log := h.log.With("requestId", ev.RequestContext.RequestID, "method", req.Method, "path", req.Path,
 		"sourceIp", ev.RequestContext.Identity.SourceIP)
 
 	defer func() {
 		if v := recover(); v != nil {
 			log.ErrorContext(ctx, "authorizer: the access decision panicked; denying", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			d, err = auth.Decision{Status: http.StatusInternalServerError, Reason: "internal error"}, nil
+			d, err = plinth.Decision{Status: http.StatusInternalServerError, Reason: "internal error"}, nil
 		}
 	}()
 
 	authz, ok := authorization(ev)
 	if !ok {
 		log.WarnContext(ctx, "authorizer: several different Authorization headers; answering 401", "status", http.StatusUnauthorized)
-		return auth.Decision{Status: http.StatusUnauthorized, Reason: "ambiguous Authorization header"}, ErrUnauthorized
+		return plinth.Decision{Status: http.StatusUnauthorized, Reason: "ambiguous Authorization header"}, ErrUnauthorized
 	}
 	req.Authorization = authz
 
 	switch {
 	case h.decider == nil:
-		d = auth.Decision{Status: http.StatusInternalServerError, Reason: "no decider configured"}
+		d = plinth.Decision{Status: http.StatusInternalServerError, Reason: "no decider configured"}
 	case req.Method == "" || req.Path == "":
-		d = auth.Decision{Status: http.StatusForbidden, Reason: "the event has no method or path"}
+		d = plinth.Decision{Status: http.StatusForbidden, Reason: "the event has no method or path"}
 	default:
 		d = h.decider.Decide(ctx, req)
 		if allowed(d) && d.Route.Operation == "" {
@@ -140,7 +133,7 @@ func (h *Authorizer) decide(ctx context.Context, ev events.APIGatewayCustomAutho
 			// (404) once the token is valid. Here there is no router
 			// after the decision, and the path seen may differ from the
 			// backend's (a stage prefix not removed), so deny instead.
-			d = auth.Decision{Status: http.StatusForbidden, Reason: "not a Plinth route", Principal: d.Principal}
+			d = plinth.Decision{Status: http.StatusForbidden, Reason: "not a Plinth route", Principal: d.Principal}
 		}
 	}
 
@@ -164,12 +157,12 @@ func (h *Authorizer) decide(ctx context.Context, ev events.APIGatewayCustomAutho
 
 // allowed reports whether a decision allows. A decision that says Allow with
 // an error status is inconsistent and denies.
-func allowed(d auth.Decision) bool {
+func allowed(d plinth.Decision) bool {
 	return d.Allow && (d.Status == http.StatusOK || d.Status == 0)
 }
 
 // response is the IAM policy and context of a decision.
-func response(methodARN string, d auth.Decision) events.APIGatewayCustomAuthorizerResponse {
+func response(methodARN string, d plinth.Decision) events.APIGatewayCustomAuthorizerResponse {
 	effect := "Deny"
 	if allowed(d) {
 		effect = "Allow"

@@ -428,7 +428,7 @@ func TestThroughLambdaRuntime(t *testing.T) {
 // panicker is a Decider that panics.
 type panicker struct{}
 
-func (panicker) Decide(context.Context, auth.Request) auth.Decision { panic("boom") }
+func (panicker) Decide(context.Context, plinth.AuthRequest) plinth.Decision { panic("boom") }
 
 func TestPanickingDeciderDenies(t *testing.T) {
 	h := NewAuthorizer(panicker{})

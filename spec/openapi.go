@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -19,9 +20,6 @@ type OpenAPIInfo struct {
 	ServerURL   string // base URL clients call, without /api/v1: "https://residents.example.gov.uk"
 	Environment string // development, staging or production; shown with the server
 }
-
-// apiPrefix starts every path of the Platform API.
-const apiPrefix = "/api/v1"
 
 // OpenAPI derives the OpenAPI 3.1 document of the Platform API that serves
 // the domains: five operations per entity, the health checks and the
@@ -83,6 +81,27 @@ func (o obj) MarshalJSON() ([]byte, error) {
 	}
 	b.WriteByte('}')
 	return b.Bytes(), nil
+}
+
+// UnmarshalJSON decodes an object keeping its members in order, each
+// value as raw JSON.
+func (o *obj) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return fmt.Errorf("want a JSON object, got %.20s", b)
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return fmt.Errorf("%s: %w", t, err)
+		}
+		o.set(t.(string), v)
+	}
+	return nil
 }
 
 func encodeJSON(v any) ([]byte, error) {
@@ -154,9 +173,6 @@ type (
 		Parameters  []any        `json:"parameters,omitempty"`
 		RequestBody *requestBody `json:"requestBody,omitempty"`
 		Responses   obj          `json:"responses"`
-		// Security overrides the document's: public operations set it to
-		// an empty list. Nil inherits the bearer token requirement.
-		Security *[]securityRequirement `json:"security,omitempty"`
 	}
 	parameter struct {
 		Name        string `json:"name"`
@@ -164,7 +180,6 @@ type (
 		Description string `json:"description"`
 		Required    bool   `json:"required,omitempty"`
 		Schema      obj    `json:"schema"`
-		Example     any    `json:"example,omitempty"`
 	}
 	requestBody struct {
 		Description string `json:"description"`
@@ -177,14 +192,7 @@ type (
 		Content     obj    `json:"content,omitempty"`
 	}
 	mediaType struct {
-		Schema  any `json:"schema"`
-		Example any `json:"example,omitempty"`
-	}
-	header struct {
-		Description string `json:"description"`
-		Required    bool   `json:"required,omitempty"`
-		Schema      obj    `json:"schema"`
-		Example     any    `json:"example,omitempty"`
+		Schema any `json:"schema"`
 	}
 	ref struct {
 		Ref string `json:"$ref"`
@@ -196,9 +204,6 @@ func paramRef(name string) ref    { return ref{"#/components/parameters/" + name
 func headerRef(name string) ref   { return ref{"#/components/headers/" + name} }
 func responseRef(name string) ref { return ref{"#/components/responses/" + name} }
 func jsonContent(schema any) obj  { return obj{{"application/json", mediaType{Schema: schema}}} }
-func problemContent(example any) obj {
-	return obj{{"application/problem+json", mediaType{Schema: schemaRef("Problem"), Example: example}}}
-}
 
 // Media types.
 const (
@@ -214,9 +219,6 @@ const (
 
 // bearerAuth names the security scheme of every protected operation.
 const bearerAuth = "bearerAuth"
-
-// public is the security of the operations anyone may call.
-var public = &[]securityRequirement{}
 
 type openAPIGen struct {
 	paths, schemas, parameters, headers, responses obj
@@ -294,10 +296,7 @@ func (g *openAPIGen) document(domains []*plinth.Domain, info OpenAPIInfo) (*open
 		serverDesc = fmt.Sprintf("The Platform API in the %s environment", info.Environment)
 	}
 
-	if err := g.platform(); err != nil {
-		return nil, err
-	}
-	if err := g.admin(domains); err != nil {
+	if err := g.static(examplesOf(domains)); err != nil {
 		return nil, err
 	}
 	var tags []tag
@@ -468,720 +467,6 @@ func domainTagDescription(d *plinth.Domain) string {
 	return strings.TrimSpace(s)
 }
 
-// platform adds the components every document has and the routes that are
-// not about a domain.
-func (g *openAPIGen) platform() error {
-	for _, s := range []string{"Problem", "ProblemError", "Ping", "Readiness", "ReadinessCheck"} {
-		if err := g.claim("schema", s, "the platform"); err != nil {
-			return err
-		}
-	}
-	for _, id := range []string{"ping", "getReadiness", "getOpenApiDocument"} {
-		if err := g.claim("operationId", id, "the platform"); err != nil {
-			return err
-		}
-	}
-	g.parameters.set("CorrelationId", parameter{
-		Name: "x-correlation-id", In: "header",
-		Description: "Ties the request to its logs, audit records and change events. " +
-			"Up to 128 letters, digits, dots, underscores, colons and hyphens; " +
-			"when it is absent or not of that form the API generates one. Every response echoes it.",
-		Schema:  obj{{"type", "string"}, {"pattern", `^[A-Za-z0-9._:-]{1,128}$`}},
-		Example: "3f2b8c1e-7d4a-4f0e-9b1a-2c6d8e0f1a2b",
-	})
-	g.parameters.set("Limit", parameter{
-		Name: "limit", In: "query",
-		Description: fmt.Sprintf("How many records a page holds at most, from 1 to %d.", plinth.MaxLimit),
-		Schema: obj{{"type", "integer"}, {"minimum", 1}, {"maximum", plinth.MaxLimit},
-			{"default", plinth.DefaultLimit}},
-	})
-	g.parameters.set("Cursor", parameter{
-		Name: "cursor", In: "query",
-		Description: "Where the page starts: the opaque `nextCursor` of the previous page. " +
-			"Send it with the same filters as the request that returned it; otherwise it is refused with 400.",
-		Schema: obj{{"type", "string"}, {"minLength", 1}},
-	})
-	g.parameters.set("IfMatch", parameter{
-		Name: "If-Match", In: "header", Required: true,
-		Description: "The ETag of the record as last read, such as `\"3\"`. " +
-			"The request is refused with 428 when it is missing and 412 when the record has changed since.",
-		Schema:  obj{{"type", "string"}},
-		Example: `"3"`,
-	})
-
-	g.headers.set("CorrelationId", header{
-		Description: "The request's correlation id: the one sent in `x-correlation-id`, or the one generated for it.",
-		Required:    true,
-		Schema:      obj{{"type", "string"}},
-		Example:     "3f2b8c1e-7d4a-4f0e-9b1a-2c6d8e0f1a2b",
-	})
-	g.headers.set("ETag", header{
-		Description: "The record's version as a strong entity tag, such as `\"3\"`. Send it in `If-Match` to update or delete the record.",
-		Required:    true,
-		Schema:      obj{{"type", "string"}, {"pattern", `^"[0-9]+"$`}},
-		Example:     `"3"`,
-	})
-	g.headers.set("Location", header{
-		Description: "The path of the created record.",
-		Required:    true,
-		Schema:      obj{{"type", "string"}, {"format", "uri-reference"}},
-	})
-	g.headers.set("WWWAuthenticate", header{
-		Description: "The authentication scheme to use: `Bearer realm=\"plinth\"` when no token was sent; " +
-			"followed by `error=\"invalid_token\"` and a short `error_description` when a token was sent but is not valid " +
-			"(malformed, badly signed, expired, not yet valid, or for another issuer or audience).",
-		Required: true,
-		Schema:   obj{{"type", "string"}, {"pattern", `^Bearer realm="plinth"`}},
-		Example:  `Bearer realm="plinth", error="invalid_token", error_description="token expired"`,
-	})
-	g.headers.set("CacheControlNoStore", header{
-		Description: "`no-store`: the response holds a secret, so it must not be cached.",
-		Required:    true,
-		Schema:      obj{{"type", "string"}, {"const", "no-store"}},
-	})
-	g.headers.set("RetryAfter", header{
-		Description: "Seconds to wait before trying again.",
-		Schema:      obj{{"type", "integer"}, {"minimum", 0}},
-		Example:     5,
-	})
-
-	g.schemas.set("Problem", obj{
-		{"type", "object"},
-		{"description", "An RFC 9457 problem details object. Never holds a stack trace."},
-		{"properties", obj{
-			{"type", obj{{"type", "string"}, {"format", "uri-reference"},
-				{"description", "Identifies the kind of problem; `about:blank` when the status code says it all."}}},
-			{"title", obj{{"type", "string"}, {"description", "The HTTP status text, such as Unprocessable Entity."}}},
-			{"status", obj{{"type", "integer"}, {"minimum", 400}, {"maximum", 599}, {"description", "The HTTP status code."}}},
-			{"detail", obj{{"type", "string"}, {"description", "What went wrong with this request, for people."}}},
-			{"instance", obj{{"type", "string"}, {"format", "uri-reference"}, {"description", "The path of the request."}}},
-			{"correlationId", obj{{"type", "string"}, {"description", "The request's correlation id; quote it when reporting a problem."}}},
-			{"errors", obj{{"type", "array"}, {"description", "Each problem with a field of the body or a parameter of the request."},
-				{"items", schemaRef("ProblemError")}}},
-		}},
-		{"required", []string{"type", "title", "status", "correlationId"}},
-	})
-	g.schemas.set("ProblemError", obj{
-		{"type", "object"},
-		{"description", "One problem with one field of the body or one parameter of the request."},
-		{"properties", obj{
-			{"field", obj{{"type", "string"}, {"description", "Path of the field in the body, such as `addresses[0].postCode`."}}},
-			{"parameter", obj{{"type", "string"}, {"description", "Name of the query parameter, path parameter or header, such as `limit`."}}},
-			{"detail", obj{{"type", "string"}, {"description", "What is wrong with it, such as `must be at most 100 characters long`."}}},
-		}},
-		{"required", []string{"detail"}},
-	})
-	g.schemas.set("Ping", obj{
-		{"type", "object"},
-		{"properties", obj{{"success", obj{{"type", "boolean"}, {"const", true}}}}},
-		{"required", []string{"success"}},
-	})
-	g.schemas.set("Readiness", obj{
-		{"type", "object"},
-		{"description", "Whether the API can serve requests, with the result of each dependency check."},
-		{"properties", obj{
-			{"ready", obj{{"type", "boolean"}, {"description", "True when every check passed."}}},
-			{"checks", obj{{"type", "object"}, {"description", "Each check by name, such as `store`."},
-				{"additionalProperties", schemaRef("ReadinessCheck")}}},
-		}},
-		{"required", []string{"ready", "checks"}},
-	})
-	g.schemas.set("ReadinessCheck", obj{
-		{"type", "object"},
-		{"properties", obj{
-			{"ok", obj{{"type", "boolean"}}},
-			{"detail", obj{{"type", "string"}, {"description", "Why the check failed."}}},
-		}},
-		{"required", []string{"ok"}},
-	})
-
-	problem := func(status int, detail string, errs ...plinth.FieldError) obj {
-		return problemExample(status, apiPrefix+"/residents/42", detail, errs...)
-	}
-	errResponse := g.errResponse
-	errResponse("BadRequest",
-		"The request is malformed: the body is not a JSON object, or a query parameter, the limit, the cursor, the id or If-Match is not valid. `errors` names each parameter.",
-		problem(400, "The query parameters are not valid; see errors.",
-			plinth.FieldError{Parameter: "limit", Detail: fmt.Sprintf("must be an integer from 1 to %d", plinth.MaxLimit)}))
-	errResponse("Unauthorized",
-		"The request has no bearer token, or its token is not valid: malformed, badly signed, expired or not yet valid, "+
-			"for another issuer or audience, signed with an unknown key or algorithm, or a service token whose grant does not exist. "+
-			"`WWW-Authenticate` names the scheme, with `error=\"invalid_token\"` when a token was sent. "+
-			"The detail says whether the token was missing or invalid, never more about a failed signature than that it is not valid.",
-		problem(401, "Authentication required: token expired."),
-		member{"WWW-Authenticate", headerRef("WWWAuthenticate")})
-	errResponse("Forbidden",
-		"The token is valid but does not allow this request: the user is in none of the groups the access policy of the domain "+
-			"and environment gives this operation (reading and writing are granted separately), or the domain has no access policy in this environment; "+
-			"the service token has been revoked, its grant has expired, or it is for another API, endpoint, method or environment; "+
-			"or the route is an admin route and the token is not a user token in an admin group.",
-		problem(403, "Permission denied: the token's groups may not read residents."))
-	errResponse("NotFound", "No record has this id.", problem(404, "No record has this id."))
-	errResponse("Conflict", "A record with this key already exists.", problem(409, "A record with this key already exists."))
-	errResponse("PreconditionFailed",
-		"The record has changed since the version given in If-Match; read it again and retry with its new ETag.",
-		problem(412, "The record has changed since the version given in If-Match; fetch it again and retry with its new ETag."))
-	errResponse("ContentTooLarge", "The body is larger than the server's limit (1 MiB unless configured otherwise).",
-		problem(413, "The body is larger than the limit of 1048576 bytes."))
-	errResponse("UnsupportedMediaType", "The body is not sent with a content type this operation accepts.",
-		problem(415, "Send the body as application/json.",
-			plinth.FieldError{Parameter: "Content-Type", Detail: "must be application/json"}))
-	errResponse("UnprocessableContent",
-		"The body is not a valid record: nothing was written. `errors` lists every problem, each with the path of its field.",
-		problem(422, "The request body is not a valid record; see errors.",
-			plinth.FieldError{Field: "lastName", Detail: "is required"},
-			plinth.FieldError{Field: "addresses[0].postCode", Detail: "must be a UK postcode such as E8 1DY"}))
-	errResponse("PreconditionRequired", "If-Match is missing; send the ETag of the record as last read.",
-		problem(428, "Send If-Match with the ETag of the record you read, such as If-Match: \"3\".",
-			plinth.FieldError{Parameter: "If-Match", Detail: "is required"}))
-	errResponse("InternalServerError", "An unexpected error; quote the correlation id when reporting it.",
-		problem(500, "An unexpected error occurred; quote correlation id 3f2b8c1e-7d4a-4f0e-9b1a-2c6d8e0f1a2b when reporting it."))
-	errResponse("ServiceUnavailable",
-		"The data store, or something the authorizer needs to decide (such as the JWKS or the grants), is unavailable. "+
-			"The authorizer fails closed: the request is refused, never let through. Try again after the time in Retry-After.",
-		problem(503, "The data store is unavailable; try again shortly."),
-		member{"Retry-After", headerRef("RetryAfter")})
-	g.responses.set("ClientError", response{
-		Description: "A client error. This operation takes no parameters or body and answers every request routed to it; " +
-			"requests for a route or method the API does not serve get 404 or 405.",
-		Headers: obj{{"x-correlation-id", headerRef("CorrelationId")}},
-		Content: problemContent(nil),
-	})
-
-	correlation := obj{{"x-correlation-id", headerRef("CorrelationId")}}
-	platformOp := func(id, summary, description string, responses obj) obj {
-		responses.set("4XX", g.responseRef("ClientError"))
-		responses.set("500", g.responseRef("InternalServerError"))
-		return obj{{"get", operation{
-			Tags: []string{platformTag}, Summary: summary, Description: description + " No token is needed.", OperationID: id,
-			Parameters: []any{paramRef("CorrelationId")},
-			Responses:  responses,
-			Security:   public,
-		}}}
-	}
-	g.paths.set(apiPrefix+"/healthcheck/ping", platformOp("ping", "Check the API is running",
-		"Answers as soon as the process serves HTTP, without touching any dependency. Use it for liveness probes.",
-		obj{{"200", response{Description: "The API is running.", Headers: correlation,
-			Content: obj{{mediaJSON, mediaType{Schema: schemaRef("Ping"), Example: obj{{"success", true}}}}}}}}))
-	readyExample := obj{{"ready", true}, {"checks", obj{{"store", obj{{"ok", true}}}}}}
-	notReadyExample := obj{{"ready", false}, {"checks", obj{{"store", obj{{"ok", false}, {"detail", "storage unavailable: connection refused"}}}}}}
-	g.paths.set(apiPrefix+"/healthcheck/ready", platformOp("getReadiness", "Check the API can serve requests",
-		"Runs every dependency check (the data store, and any others configured) with a short deadline and reports each. Use it for readiness probes.",
-		obj{
-			{"200", response{Description: "Every check passed.", Headers: correlation,
-				Content: obj{{mediaJSON, mediaType{Schema: schemaRef("Readiness"), Example: readyExample}}}}},
-			{"503", response{Description: "At least one check failed; `checks` says which.", Headers: correlation,
-				Content: obj{{mediaJSON, mediaType{Schema: schemaRef("Readiness"), Example: notReadyExample}}}}},
-		}))
-	g.paths.set(apiPrefix+"/openapi.json", platformOp("getOpenApiDocument", "Get this API description",
-		"Returns this OpenAPI 3.1 document, generated from the domain specs the API serves.",
-		obj{{"200", response{Description: "The OpenAPI document.", Headers: correlation,
-			Content: jsonContent(obj{{"type", "object"}, {"description", "An OpenAPI 3.1 document."}})}}}))
-	return nil
-}
-
-// problemExample is an example of a problem details object.
-func problemExample(status int, instance, detail string, errs ...plinth.FieldError) obj {
-	p := obj{{"type", "about:blank"}, {"title", statusText[status]}, {"status", status}, {"detail", detail},
-		{"instance", instance}, {"correlationId", "3f2b8c1e-7d4a-4f0e-9b1a-2c6d8e0f1a2b"}}
-	if len(errs) > 0 {
-		p.set("errors", errs)
-	}
-	return p
-}
-
-// errResponse adds a shared problem+json response that echoes the
-// correlation id.
-func (g *openAPIGen) errResponse(name, description string, example obj, extra ...member) {
-	headers := obj{{"x-correlation-id", headerRef("CorrelationId")}}
-	headers = append(headers, extra...)
-	g.responses.set(name, response{Description: description, Headers: headers, Content: problemContent(example)})
-}
-
-var statusText = map[int]string{
-	400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 412: "Precondition Failed",
-	413: "Request Entity Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity",
-	428: "Precondition Required", 500: "Internal Server Error", 503: "Service Unavailable",
-}
-
-// adminPrefix starts every path of the admin API.
-const adminPrefix = "/admin/v1"
-
-// Methods a service token may be granted.
-var grantMethods = []string{"GET", "POST", "PATCH", "DELETE"}
-
-var environments = []string{plinth.EnvDevelopment, plinth.EnvStaging, plinth.EnvProduction}
-
-// kebabPattern is the form of domain names and entity plurals.
-const kebabPattern = `^[a-z][a-z0-9]*(-[a-z0-9]+)*$`
-
-// admin adds the admin API: service tokens and access policies. Its paths
-// go to g.adminPaths, to follow the domains' paths.
-func (g *openAPIGen) admin(domains []*plinth.Domain) error {
-	schemas := []string{"Grant", "TokenRequest", "IssuedToken", "TokenList", "TokenUpdate",
-		"AccessPolicy", "AccessPolicyInput", "EntityPolicy", "EntityPolicyInput", "AccessPolicyList",
-		"AuditRecord", "AuditPrincipal", "AuditRecordList"}
-	for _, s := range schemas {
-		if err := g.claim("schema", s, "the admin API"); err != nil {
-			return err
-		}
-	}
-	for _, id := range []string{"issueToken", "listTokens", "getToken", "updateToken",
-		"listAccessPolicies", "putAccessPolicy", "deleteAccessPolicy", "searchAudit"} {
-		if err := g.claim("operationId", id, "the admin API"); err != nil {
-			return err
-		}
-	}
-
-	// Examples name a domain and an entity this API serves, when it has any.
-	exampleAPI, exampleEndpoint, examplePlural := "residents", apiPrefix+"/residents/{id}", "residents"
-	var domainNames []string
-	for _, d := range domains {
-		if d == nil {
-			continue
-		}
-		domainNames = append(domainNames, d.Name)
-	}
-	if len(domains) > 0 && domains[0] != nil && len(domains[0].Entities) > 0 && domains[0].Entities[0] != nil {
-		d, e := domains[0], domains[0].Entities[0]
-		exampleAPI, exampleEndpoint, examplePlural = d.Name, apiPrefix+"/"+e.Plural+"/{id}", e.Plural
-	}
-	served := ", such as `" + exampleAPI + "`."
-	switch n := len(domainNames); {
-	case n == 1:
-		served = ": `" + domainNames[0] + "`, the one this API serves."
-	case n > 1:
-		served += " This API serves `" + strings.Join(domainNames[:n-1], "`, `") + "` and `" + domainNames[n-1] + "`."
-	}
-
-	str := func(desc string, extra ...member) obj {
-		return append(obj{{"type", "string"}, {"description", desc}, {"minLength", 1}}, extra...)
-	}
-	dateTime := func(desc string) obj {
-		return obj{{"type", "string"}, {"format", "date-time"}, {"description", desc}}
-	}
-	environment := func(desc string) obj {
-		return obj{{"type", "string"}, {"enum", environments}, {"description", desc}}
-	}
-	methods := obj{{"type", "array"}, {"minItems", 1}, {"uniqueItems", true},
-		{"description", "The HTTP methods the token may use on the endpoint."},
-		{"items", obj{{"type", "string"}, {"enum", grantMethods}}}}
-	groups := func(desc string) obj {
-		return obj{{"type", "array"}, {"description", desc}, {"items", obj{{"type", "string"}, {"minLength", 1}}}}
-	}
-	grantProps := obj{
-		{"id", obj{{"type", "string"}, {"format", "uuid"}, {"description", "The grant's id, which its token carries."}}},
-		{"consumer", str("Who holds the token, such as `housing-benefits-listener`.")},
-		{"consumerType", str("What kind of consumer holds it, such as `service`, `listener` or `frontend`.")},
-		{"api", str("The domain whose API the token may call"+served, member{"pattern", kebabPattern})},
-		{"endpoint", str("The route template the token may call, exactly as the API serves it, such as `"+exampleEndpoint+"`. "+
-			"It is matched exactly, not as a prefix: a token for one record's route cannot list the collection.",
-			member{"pattern", `^/[^?#\s]*$`})},
-		{"methods", methods},
-		{"environment", environment("The environment the token may be used in.")},
-		{"expiresAt", dateTime("When the grant expires (RFC 3339, UTC). The token is refused after it, whatever the `exp` of the JWT says.")},
-		{"requestedBy", str("Who asked for the token, such as their e-mail address.")},
-		{"authorisedBy", str("Who authorised the token, such as the e-mail address of the domain's product owner.")},
-	}
-	exampleGrant := obj{
-		{"id", "0b6f3e2a-3c4d-4e5f-8a9b-0c1d2e3f4a5b"}, {"consumer", "housing-benefits-listener"},
-		{"consumerType", "listener"}, {"api", exampleAPI}, {"endpoint", exampleEndpoint},
-		{"methods", []string{"GET"}}, {"environment", plinth.EnvProduction},
-		{"expiresAt", "2026-12-31T23:59:59Z"},
-		{"requestedBy", "ann.lee@example.gov.uk"}, {"authorisedBy", "data-owner@example.gov.uk"},
-	}
-	exampleRequest := append(obj{}, exampleGrant[1:]...)
-	exampleGrant = append(exampleGrant, obj{
-		{"enabled", true}, {"createdAt", "2025-06-02T09:30:00Z"}, {"updatedAt", "2025-06-02T09:30:00Z"},
-	}...)
-
-	g.schemas.set("Grant", obj{
-		{"type", "object"},
-		{"description", "The grant behind a service token: what one consumer may call. " +
-			"The grant is checked on every call the token makes; the token itself is never stored."},
-		{"properties", append(append(obj{}, grantProps...), obj{
-			{"enabled", obj{{"type", "boolean"}, {"description", "False once revoked: the token is then refused within 5 seconds."}}},
-			{"createdAt", dateTime("When the grant was issued (RFC 3339, UTC).")},
-			{"updatedAt", dateTime("When the grant was last changed (RFC 3339, UTC).")},
-		}...)},
-		{"required", []string{"id", "consumer", "consumerType", "api", "endpoint", "methods", "environment",
-			"expiresAt", "requestedBy", "authorisedBy", "enabled", "createdAt", "updatedAt"}},
-		{"additionalProperties", false},
-	})
-	requestProps := append(obj{}, grantProps[1:]...)
-	for i, m := range requestProps {
-		if m.key == "expiresAt" {
-			requestProps[i].value = dateTime("When the token expires (RFC 3339). Required: it must be in the future " +
-				"and at most the configured maximum token lifetime ahead.")
-		}
-	}
-	g.schemas.set("TokenRequest", obj{
-		{"type", "object"},
-		{"description", "What a new service token may call, and who asked for and authorised it. Every field is required; unknown fields are refused."},
-		{"properties", requestProps},
-		{"required", []string{"consumer", "consumerType", "api", "endpoint", "methods", "environment",
-			"expiresAt", "requestedBy", "authorisedBy"}},
-		{"additionalProperties", false},
-	})
-	g.schemas.set("IssuedToken", obj{
-		{"type", "object"},
-		{"description", "A new service token and its grant."},
-		{"properties", obj{
-			{"token", obj{{"type", "string"}, {"pattern", `^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$`},
-				{"description", "The signed JWT to send as `Authorization: Bearer <token>`. " +
-					"It is shown only in this response and never stored: keep it secret, and issue a new one if it is lost."}}},
-			{"grant", schemaRef("Grant")},
-		}},
-		{"required", []string{"token", "grant"}},
-		{"additionalProperties", false},
-	})
-	g.schemas.set("TokenList", obj{
-		{"type", "object"},
-		{"description", "One page of grants, in order of id. Tokens are never listed: they are not stored."},
-		{"properties", obj{
-			{"tokens", obj{{"type", "array"}, {"items", schemaRef("Grant")}}},
-			{"nextCursor", obj{{"type", []string{"string", "null"}},
-				{"description", "Send as `cursor` for the next page; null on the last page."}}},
-		}},
-		{"required", []string{"tokens", "nextCursor"}},
-	})
-	g.schemas.set("TokenUpdate", obj{
-		{"type", "object"},
-		{"description", "A change to a grant: `false` revokes its token, `true` restores it."},
-		{"properties", obj{{"enabled", obj{{"type", "boolean"}, {"description", "Whether the token may be used."}}}}},
-		{"required", []string{"enabled"}},
-		{"additionalProperties", false},
-	})
-
-	policyProps := func(entityPolicy string) obj {
-		return obj{
-			{"readGroups", groups("User groups that may list and view every entity of the domain.")},
-			{"writeGroups", groups("User groups that may create, update and delete. Writing does not imply reading unless `writeImpliesRead` is true.")},
-			{"writeImpliesRead", obj{{"type", "boolean"}, {"description", "Whether the write groups may read too."}}},
-			{"reportingGroups", groups("User groups that may use the Reporting API of the domain.")},
-			{"entities", obj{{"type", "object"},
-				{"description", "Overrides of the read and write groups for single entities, by plural, such as `" + examplePlural + "`. " +
-					"Each must be an entity of the domain."},
-				{"propertyNames", obj{{"pattern", kebabPattern}}},
-				{"additionalProperties", schemaRef(entityPolicy)}}},
-		}
-	}
-	entityGroups := func(what string) obj {
-		return obj{{"type", []string{"array", "null"}},
-			{"description", "User groups that may " + what + " this entity. Null keeps the domain's groups; an empty list lets no group in."},
-			{"items", obj{{"type", "string"}, {"minLength", 1}}}}
-	}
-	g.schemas.set("EntityPolicy", obj{
-		{"type", "object"},
-		{"description", "The groups of one entity, overriding the domain's where a list is not null."},
-		{"properties", obj{
-			{"readGroups", entityGroups("list and view")},
-			{"writeGroups", entityGroups("create, update and delete")},
-		}},
-		{"required", []string{"readGroups", "writeGroups"}},
-		{"additionalProperties", false},
-	})
-	g.schemas.set("EntityPolicyInput", obj{
-		{"type", "object"},
-		{"description", "The groups of one entity, overriding the domain's. A list left out or null keeps the domain's groups; an empty list lets no group in."},
-		{"properties", obj{
-			{"readGroups", entityGroups("list and view")},
-			{"writeGroups", entityGroups("create, update and delete")},
-		}},
-		{"additionalProperties", false},
-	})
-	g.schemas.set("AccessPolicy", obj{
-		{"type", "object"},
-		{"description", "Which user groups may use one domain's API in one environment. Service tokens are governed by their grants instead."},
-		{"properties", append(append(obj{
-			{"domain", str("The domain"+served, member{"pattern", kebabPattern})},
-			{"environment", environment("The environment the policy applies in.")},
-		}, policyProps("EntityPolicy")...), member{"updatedAt", dateTime("When the policy was last put (RFC 3339, UTC).")})},
-		{"required", []string{"domain", "environment", "readGroups", "writeGroups", "writeImpliesRead", "reportingGroups", "updatedAt"}},
-		{"additionalProperties", false},
-	})
-	g.schemas.set("AccessPolicyInput", obj{
-		{"type", "object"},
-		{"description", "The access policy of a domain in an environment, which the path names. It replaces the policy there whole; unknown fields are refused."},
-		{"properties", append(obj{
-			{"domain", str("Optional: the domain, which must equal the one in the path.", member{"pattern", kebabPattern})},
-			{"environment", environment("Optional: the environment, which must equal the one in the path.")},
-		}, policyProps("EntityPolicyInput")...)},
-		{"required", []string{"readGroups", "writeGroups", "writeImpliesRead", "reportingGroups"}},
-		{"additionalProperties", false},
-	})
-	g.schemas.set("AccessPolicyList", obj{
-		{"type", "object"},
-		{"description", "The access policies of an environment, in order of domain."},
-		{"properties", obj{{"policies", obj{{"type", "array"}, {"items", schemaRef("AccessPolicy")}}}}},
-		{"required", []string{"policies"}},
-	})
-
-	// The admin API's own errors.
-	problem := func(instance string, status int, detail string, errs ...plinth.FieldError) obj {
-		return problemExample(status, adminPrefix+instance, detail, errs...)
-	}
-	tokenPath := "/tokens/0b6f3e2a-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
-	policyPath := "/access/" + exampleAPI + "/production"
-	g.errResponse("TokenNotFound", "No grant has this id.", problem(tokenPath, 404, "No record has this id."))
-	g.errResponse("InvalidTokenRequest",
-		"The token request is not valid: no token was issued. `errors` lists every problem, each with the path of its field.",
-		problem("/tokens", 422, "The token request is not valid; see errors.",
-			plinth.FieldError{Field: "endpoint", Detail: "is not a route of the " + exampleAPI + " API"},
-			plinth.FieldError{Field: "expiresAt", Detail: "must be at most the maximum token lifetime ahead"}))
-	g.errResponse("InvalidTokenUpdate", "The body is not a valid change to a grant: `enabled` is missing or not a boolean, or another field is given.",
-		problem(tokenPath, 422, "The request body is not valid; see errors.",
-			plinth.FieldError{Field: "enabled", Detail: "is required"}))
-	g.errResponse("UnknownDomain", "This API serves no domain of that name, or the environment is not development, staging or production.",
-		problem("/access/unknown/production", 404, "No domain is called unknown.",
-			plinth.FieldError{Parameter: "domain", Detail: "is not a loaded domain"}))
-	g.errResponse("AccessPolicyNotFound", "The domain has no access policy in that environment, this API serves no domain of that name, "+
-		"or the environment is not development, staging or production.",
-		problem(policyPath, 404, "No record has this id."))
-	g.errResponse("InvalidAccessPolicy",
-		"The access policy is not valid: nothing was changed. `errors` lists every problem, each with the path of its field.",
-		problem(policyPath, 422, "The access policy is not valid; see errors.",
-			plinth.FieldError{Field: "entities.unknown", Detail: "is not an entity of the domain"}))
-
-	tags := []string{adminTag}
-	correlation := paramRef("CorrelationId")
-	echo := obj{{"x-correlation-id", headerRef("CorrelationId")}}
-	tokenID := parameter{Name: "id", In: "path", Required: true,
-		Description: "The id of the grant, as returned when its token was issued.",
-		Schema:      obj{{"type", "string"}, {"format", "uuid"}}}
-	domainParam := parameter{Name: "domain", In: "path", Required: true,
-		Description: "The domain" + served, Schema: obj{{"type", "string"}, {"pattern", kebabPattern}}, Example: exampleAPI}
-	environmentParam := parameter{Name: "environment", In: "path", Required: true,
-		Description: "The environment the policy applies in.", Schema: obj{{"type", "string"}, {"enum", environments}}}
-	ok := func(code, desc string, schema any, example any, extra ...member) obj {
-		r := response{Description: desc, Headers: append(append(obj{}, echo...), extra...)}
-		if schema != nil {
-			r.Content = obj{{mediaJSON, mediaType{Schema: schema, Example: example}}}
-		}
-		return obj{{code, r}}
-	}
-	grantBody := func(schema string) obj {
-		s := schemaRef(schema)
-		return obj{{mediaMergePatch, mediaType{Schema: s}}, {mediaJSON, mediaType{Schema: s}}}
-	}
-
-	g.adminPaths.set(adminPrefix+"/tokens", obj{
-		{"get", operation{
-			Tags: tags, OperationID: "listTokens", Summary: "List service tokens",
-			Description: "Lists the grants of the service tokens issued, in order of id, a page at a time: follow `nextCursor` until it is null. " +
-				"The tokens themselves are never stored, so never listed. " + adminNote,
-			Parameters: []any{correlation, paramRef("Limit"), paramRef("Cursor")},
-			Responses: append(ok("200", "A page of grants.", schemaRef("TokenList"), nil),
-				g.errs("400", "401", "403", "500", "503")...),
-		}},
-		{"post", operation{
-			Tags: tags, OperationID: "issueToken", Summary: "Issue a service token",
-			Description: "Issues a service token for one consumer, scoped to one API, one endpoint template (matched exactly), " +
-				"the methods given and one environment, until `expiresAt`, which is required and at most the configured maximum lifetime ahead. " +
-				"Returns the signed token with its grant. The token is shown only in this response and never stored; " +
-				"the grant is checked on every call the token makes. " + adminNote,
-			Parameters: []any{correlation},
-			RequestBody: &requestBody{
-				Description: "What the token may call, and who asked for and authorised it.",
-				Required:    true,
-				Content:     obj{{mediaJSON, mediaType{Schema: schemaRef("TokenRequest"), Example: exampleRequest}}},
-			},
-			Responses: append(ok("201", "The token was issued. Keep it secret: it is not shown again.", schemaRef("IssuedToken"),
-				obj{{"token", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJqdGkiOiIwYjZmM2UyYSJ9.c2lnbmF0dXJl"}, {"grant", exampleGrant}},
-				member{"Location", headerRef("Location")}, member{"Cache-Control", headerRef("CacheControlNoStore")}),
-				g.errs("400", "401", "403", "413", "415", "422=InvalidTokenRequest", "500", "503")...),
-		}},
-	})
-	g.adminPaths.set(adminPrefix+"/tokens/{id}", obj{
-		{"get", operation{
-			Tags: tags, OperationID: "getToken", Summary: "Get a service token's grant",
-			Description: "Returns the grant of one service token: what it may call, until when, and whether it is enabled. " +
-				"The token itself is not stored, so not returned. " + adminNote,
-			Parameters: []any{tokenID, correlation},
-			Responses: append(ok("200", "The grant.", schemaRef("Grant"), nil),
-				g.errs("401", "403", "404=TokenNotFound", "500", "503")...),
-		}},
-		{"patch", operation{
-			Tags: tags, OperationID: "updateToken", Summary: "Revoke or restore a service token",
-			Description: "Enables or disables the grant of a service token. Disabling it revokes the token: " +
-				"every server refuses the token within 5 seconds. Enabling it again restores the token, unless its grant has expired. " +
-				adminNote,
-			Parameters: []any{tokenID, correlation},
-			RequestBody: &requestBody{
-				Description: "The change, such as `{\"enabled\": false}`, as a JSON Merge Patch. `application/json` is accepted too.",
-				Required:    true,
-				Content:     grantBody("TokenUpdate"),
-			},
-			Responses: append(ok("200", "The grant after the change.", schemaRef("Grant"), nil),
-				g.errs("400", "401", "403", "404=TokenNotFound", "413", "415", "422=InvalidTokenUpdate", "500", "503")...),
-		}},
-	})
-	g.adminPaths.set(adminPrefix+"/access", obj{
-		{"get", operation{
-			Tags: tags, OperationID: "listAccessPolicies", Summary: "List access policies",
-			Description: "Lists the access policies of one environment, in order of domain: which user groups may read, write and report on each domain. " +
-				adminNote,
-			Parameters: []any{correlation, parameter{Name: "environment", In: "query",
-				Description: "The environment whose policies to list; the server's own environment when left out.",
-				Schema:      obj{{"type", "string"}, {"enum", environments}}}},
-			Responses: append(ok("200", "The access policies of the environment.", schemaRef("AccessPolicyList"), nil),
-				g.errs("400", "401", "403", "500", "503")...),
-		}},
-	})
-	g.adminPaths.set(adminPrefix+"/access/{domain}/{environment}", obj{
-		{"put", operation{
-			Tags: tags, OperationID: "putAccessPolicy", Summary: "Put an access policy",
-			Description: "Creates or replaces the access policy of a domain in an environment: the user groups that may read, write " +
-				"(which does not imply reading unless `writeImpliesRead` is true) and use the Reporting API, with optional overrides per entity. " +
-				"Every server applies the change within 5 seconds. " + adminNote,
-			Parameters: []any{domainParam, environmentParam, correlation},
-			RequestBody: &requestBody{
-				Description: "The policy, which replaces any there is.",
-				Required:    true,
-				Content: obj{{mediaJSON, mediaType{Schema: schemaRef("AccessPolicyInput"), Example: obj{
-					{"readGroups", []string{exampleAPI + "-readers"}}, {"writeGroups", []string{exampleAPI + "-writers"}},
-					{"writeImpliesRead", true}, {"reportingGroups", []string{"data-and-insight"}},
-				}}}},
-			},
-			Responses: append(ok("200", "The policy as stored.", schemaRef("AccessPolicy"), nil),
-				g.errs("400", "401", "403", "404=UnknownDomain", "413", "415", "422=InvalidAccessPolicy", "500", "503")...),
-		}},
-		{"delete", operation{
-			Tags: tags, OperationID: "deleteAccessPolicy", Summary: "Delete an access policy",
-			Description: "Removes the access policy of a domain in an environment; within 5 seconds users get 403 from its API there, until a policy is put again. " +
-				"Service tokens are governed by their grants and are not affected. " + adminNote,
-			Parameters: []any{domainParam, environmentParam, correlation},
-			Responses: append(ok("204", "The policy was deleted.", nil, nil),
-				g.errs("401", "403", "404=AccessPolicyNotFound", "500", "503")...),
-		}},
-	})
-	g.auditSearch(exampleAPI, examplePlural, served)
-	return nil
-}
-
-// auditorNote ends the description of the audit search.
-const auditorNote = "Requires a user token in one of the configured admin groups or auditor groups; any other valid token gets 403."
-
-// hexHash is the form of an audit record's hash: lowercase hex SHA-256.
-const hexHash = `^[0-9a-f]{64}$`
-
-// auditSearch adds GET /admin/v1/audit and the schemas of audit records.
-func (g *openAPIGen) auditSearch(exampleAPI, examplePlural, served string) {
-	str := func(desc string) obj { return obj{{"type", "string"}, {"description", desc}} }
-	g.schemas.set("AuditPrincipal", obj{
-		{"type", "object"},
-		{"description", "Who a request acted for: an end user from the organisation's single sign-on, or a service holding a Plinth service token. " +
-			"The subject is empty when the request had no valid token."},
-		{"properties", obj{
-			{"subject", str("The `sub` of the user token, or the service token's subject; empty when no valid token was sent.")},
-			{"email", str("The user's e-mail address.")},
-			{"name", str("The user's name.")},
-			{"groups", obj{{"type", "array"}, {"description", "The user's groups, from the token."}, {"items", obj{{"type", "string"}}}}},
-			{"tokenId", str("For a service token: the id of its grant.")},
-			{"consumer", str("For a service token: the consumer that holds it.")},
-		}},
-		{"required", []string{"subject"}},
-		{"additionalProperties", false},
-	})
-	g.schemas.set("AuditRecord", obj{
-		{"type", "object"},
-		{"description", "One entry of the audit trail: one request that touched data or access, allowed or denied. " +
-			"Records form a hash chain: each carries the hash of the one before, so an edited, deleted, inserted or reordered record " +
-			"is detected by `plinth audit verify`. Filter values may hold personal data."},
-		{"properties", obj{
-			{"sequence", obj{{"type", "integer"}, {"minimum", 1}, {"description", "Position in the chain: 1, 2, 3 … with no gaps."}}},
-			{"time", obj{{"type", "string"}, {"format", "date-time"}, {"description", "When the request was served (RFC 3339, UTC)."}}},
-			{"correlationId", str("The request's correlation id, which its logs and change events carry too.")},
-			{"environment", obj{{"type", "string"}, {"enum", environments}, {"description", "The environment that served the request."}}},
-			{"domain", str("The domain the request was for" + served)},
-			{"entity", str("The entity, by plural, such as `" + examplePlural + "`.")},
-			{"operation", str("What the request did: `list`, `view`, `create`, `update`, `delete`, `report`, `admin` or `support`.")},
-			{"method", str("The HTTP method.")},
-			{"route", str("The route template, such as `" + apiPrefix + "/" + examplePlural + "/{id}`.")},
-			{"filters", obj{{"type", "object"}, {"description", "The query parameters of the request, by name. They may hold personal data."},
-				{"additionalProperties", obj{{"type", "string"}}}}},
-			{"principal", schemaRef("AuditPrincipal")},
-			{"decision", obj{{"type", "string"}, {"enum", []string{plinth.DecisionAllow, plinth.DecisionDeny}},
-				{"description", "Whether the request was allowed."}}},
-			{"reason", str("Why it was denied, or what an admin action did.")},
-			{"status", obj{{"type", "integer"}, {"minimum", 100}, {"maximum", 599}, {"description", "The HTTP status of the response."}}},
-			{"recordIds", obj{{"type", "array"}, {"description", "The ids of the records the request returned or changed."},
-				{"items", obj{{"type", "string"}}}}},
-			{"count", obj{{"type", "integer"}, {"minimum", 0},
-				{"description", "How many records the request returned or changed; for reports, the only measure."}}},
-			{"durationMs", obj{{"type", "number"}, {"minimum", 0}, {"description", "How long the request took, in milliseconds."}}},
-			{"clientAddress", str("The address of the client.")},
-			{"userAgent", str("The client's User-Agent.")},
-			{"prevHash", obj{{"type", "string"}, {"pattern", `^([0-9a-f]{64})?$`},
-				{"description", "The hash of the previous record (hex SHA-256); empty for the first."}}},
-			{"hash", obj{{"type", "string"}, {"pattern", hexHash},
-				{"description", "The hash of this record (hex SHA-256 over its canonical encoding, `prevHash` included)."}}},
-		}},
-		{"required", []string{"sequence", "time", "correlationId", "environment", "operation", "principal", "decision",
-			"status", "count", "durationMs", "prevHash", "hash"}},
-		{"additionalProperties", false},
-	})
-	g.schemas.set("AuditRecordList", obj{
-		{"type", "object"},
-		{"description", "One page of audit records, oldest first."},
-		{"properties", obj{
-			{"auditRecords", obj{{"type", "array"}, {"items", schemaRef("AuditRecord")}}},
-			{"nextCursor", obj{{"type", []string{"string", "null"}},
-				{"description", "Send as `cursor`, with the same filters, for the next page; null on the last page."}}},
-		}},
-		{"required", []string{"auditRecords", "nextCursor"}},
-	})
-	g.errResponse("InvalidAuditQuery",
-		"A query parameter is not valid: an unknown parameter, a time that is not RFC 3339, `until` not after `since`, "+
-			"a limit out of range or a cursor this API did not return. `errors` names each parameter.",
-		problemExample(400, adminPrefix+"/audit", "The query parameters are not valid; see errors.",
-			plinth.FieldError{Parameter: "since", Detail: "must be a date and time in RFC 3339 format such as 2026-11-01T00:00:00Z"}))
-
-	example := obj{
-		{"sequence", 1042}, {"time", "2026-11-03T10:15:02.123456Z"}, {"correlationId", "3f2b8c1e-7d4a-4f0e-9b1a-2c6d8e0f1a2b"},
-		{"environment", plinth.EnvProduction}, {"domain", exampleAPI}, {"entity", examplePlural}, {"operation", "view"},
-		{"method", "GET"}, {"route", apiPrefix + "/" + examplePlural + "/{id}"},
-		{"principal", obj{{"subject", "8d0c6a52-54f5-4a4e-9d0b-6c1f3e2a7b90"}, {"email", "ann.lee@example.gov.uk"},
-			{"name", "Ann Lee"}, {"groups", []string{exampleAPI + "-readers"}}}},
-		{"decision", plinth.DecisionAllow}, {"status", 200}, {"recordIds", []string{"12345"}}, {"count", 1},
-		{"durationMs", 3.2}, {"clientAddress", "10.0.4.17"}, {"userAgent", "case-management/2.3"},
-		{"prevHash", "9b1d5e0c1f3a8e4d7c2b6a5f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d"},
-		{"hash", "4e07408562bedb8b60ce05c1decfe3ad16b72230967de01f640b7e4729b49fce"},
-	}
-	query := func(name, desc string, schema obj, ex any) parameter {
-		return parameter{Name: name, In: "query", Description: desc, Schema: schema, Example: ex}
-	}
-	g.adminPaths.set(adminPrefix+"/audit", obj{
-		{"get", operation{
-			Tags: []string{adminTag}, OperationID: "searchAudit", Summary: "Search the audit trail",
-			Description: "Returns the audit records that match every filter given, oldest first, a page at a time: follow `nextCursor` until it is null. " +
-				"Answers questions such as who looked at one record this month: `?entity_id=12345&since=2026-11-01T00:00:00Z`. " +
-				"The records hold the filter values of each request, which may be personal data. " +
-				"The search is itself recorded in the audit trail. " + auditorNote,
-			Parameters: []any{paramRef("CorrelationId"),
-				query("user", "Only requests by this user or service: the subject or e-mail address of a user token, or the consumer of a service token.",
-					obj{{"type", "string"}, {"minLength", 1}}, "ann.lee@example.gov.uk"),
-				query("entity_id", "Only requests that returned or changed the record with this id.",
-					obj{{"type", "string"}, {"minLength", 1}}, "12345"),
-				query("domain", "Only requests for this domain"+served, obj{{"type", "string"}, {"pattern", kebabPattern}}, exampleAPI),
-				query("since", "Only requests served at or after this time (RFC 3339).",
-					obj{{"type", "string"}, {"format", "date-time"}}, "2026-11-01T00:00:00Z"),
-				query("until", "Only requests served before this time (RFC 3339); it must be after `since`.",
-					obj{{"type", "string"}, {"format", "date-time"}}, "2026-12-01T00:00:00Z"),
-				paramRef("Limit"),
-				query("cursor", "Where the page starts: the opaque `nextCursor` of the previous page, sent with the same filters.",
-					obj{{"type", "string"}, {"minLength", 1}}, nil),
-			},
-			Responses: append(obj{{"200", response{
-				Description: "A page of matching audit records.",
-				Headers:     obj{{"x-correlation-id", headerRef("CorrelationId")}},
-				Content: obj{{mediaJSON, mediaType{Schema: schemaRef("AuditRecordList"),
-					Example: obj{{"auditRecords", []any{example}}, {"nextCursor", nil}}}}},
-			}}}, g.errs("400=InvalidAuditQuery", "401", "403", "500", "503")...),
-		}},
-	})
-}
-
 // entity adds the schemas and the five operations of one entity.
 func (g *openAPIGen) entity(d *plinth.Domain, e *plinth.Entity) error {
 	if e == nil || len(e.Fields) == 0 {
@@ -1262,15 +547,15 @@ func (g *openAPIGen) entity(d *plinth.Domain, e *plinth.Entity) error {
 	}}}
 	createResponses = append(createResponses, errs(createErrs...)...)
 
-	g.paths.set(apiPrefix+"/"+e.Plural, obj{
-		{"get", operation{
+	ops := map[string]any{
+		plinth.ActionList: operation{
 			Tags: tags, OperationID: "list" + plural,
 			Summary:     fmt.Sprintf("List %s", humanName(e.Plural)),
 			Description: listDescription(e),
 			Parameters:  listParams,
 			Responses:   listResponses,
-		}},
-		{"post", operation{
+		},
+		plinth.ActionCreate: operation{
 			Tags: tags, OperationID: "create" + name,
 			Summary:     fmt.Sprintf("Create a %s", noun),
 			Description: createDesc,
@@ -1281,8 +566,8 @@ func (g *openAPIGen) entity(d *plinth.Domain, e *plinth.Entity) error {
 				Content:     jsonContent(schemaRef(name + "Create")),
 			},
 			Responses: createResponses,
-		}},
-	})
+		},
+	}
 
 	// One record: get, update, delete.
 	getResponses := obj{{"200", response{
@@ -1304,16 +589,16 @@ func (g *openAPIGen) entity(d *plinth.Domain, e *plinth.Entity) error {
 	deleteResponses = append(deleteResponses, errs("400", "401", "403", "404", "412", "428", "500", "503")...)
 	patchSchema := schemaRef(name + "Patch")
 
-	g.paths.set(apiPrefix+"/"+e.Plural+"/{id}", obj{
-		{"get", operation{
+	maps.Copy(ops, map[string]any{
+		plinth.ActionView: operation{
 			Tags: tags, OperationID: "get" + name,
 			Summary: fmt.Sprintf("Get a %s", noun),
 			Description: fmt.Sprintf("Returns the %s with every field, null where it has no value. "+
 				"The ETag header carries its version, for a later update or delete.", noun),
 			Parameters: []any{idParam, correlation},
 			Responses:  getResponses,
-		}},
-		{"patch", operation{
+		},
+		plinth.ActionUpdate: operation{
 			Tags: tags, OperationID: "update" + name,
 			Summary: fmt.Sprintf("Update a %s", noun),
 			Description: fmt.Sprintf("Changes a %s with a JSON Merge Patch (RFC 7396): fields in the body replace the stored ones, "+
@@ -1331,17 +616,17 @@ func (g *openAPIGen) entity(d *plinth.Domain, e *plinth.Entity) error {
 				},
 			},
 			Responses: updateResponses,
-		}},
-		{"delete", operation{
+		},
+		plinth.ActionDelete: operation{
 			Tags: tags, OperationID: "delete" + name,
 			Summary: fmt.Sprintf("Delete a %s", noun),
 			Description: fmt.Sprintf("Deletes a %s. Send the ETag from the last read in If-Match: "+
 				"428 when it is missing, 412 when the %s has changed since.", noun, noun),
 			Parameters: []any{idParam, paramRef("IfMatch"), correlation},
 			Responses:  deleteResponses,
-		}},
+		},
 	})
-	return nil
+	return endpointPaths(&g.paths, plinth.EntityEndpoints(e.Plural), ops, owner)
 }
 
 func listDescription(e *plinth.Entity) string {

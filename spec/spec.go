@@ -89,7 +89,7 @@ func checkUnique(domains []*plinth.Domain) []string {
 		domainFile[d.Name] = d.File
 		for _, e := range d.Entities {
 			if prev, ok := pluralFile[e.Plural]; ok {
-				problems = append(problems, fmt.Sprintf("%s: entity %q: path /api/v1/%s is also used in %s", d.File, e.Name, e.Plural, prev))
+				problems = append(problems, fmt.Sprintf("%s: entity %q: path %s is also used in %s", d.File, e.Name, plinth.EntityCollection(e.Plural), prev))
 			}
 			pluralFile[e.Plural] = d.File
 		}
@@ -327,7 +327,7 @@ func (l *loader) entity(n *yaml.Node) *plinth.Entity {
 	if stringNode(m["plural"]) && !kebabRE.MatchString(e.Plural) {
 		l.errorf(m["plural"], "%s: plural %q must be lower-case kebab-case, such as benefit-claims", what, e.Plural)
 	}
-	if slices.Contains([]string{"healthcheck", "openapi.json", "reports"}, e.Plural) {
+	if plinth.ReservedPlural(e.Plural) {
 		l.errorf(m["plural"], "%s: plural %q is reserved by Plinth", what, e.Plural)
 	}
 	// Without a usable key the fields are still checked, so that every
