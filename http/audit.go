@@ -130,7 +130,7 @@ func (s *Server) appendInTx(ctx context.Context, tx plinth.Tx, status int, ids .
 
 // committed marks the request's record as written by its transaction.
 func (s *Server) committed(ctx context.Context, rec plinth.AuditRecord) {
-	if e := entryFrom(ctx); e != nil && rec.Sequence > 0 {
+	if e := entryFrom(ctx); e != nil && rec.Stored() {
 		e.recorded = true
 		s.auditor.Committed(rec)
 	}
