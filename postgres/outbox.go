@@ -17,10 +17,9 @@ import (
 //     transaction of the change. sequence comes from the sequence
 //     plinth.outbox_sequence; txid is the writing transaction; horizon is
 //     explained below; payload is bytea, the event's bytes exactly as they
-//     will be published; sent_at is set by MarkEventsSent
-//     (by event_id). A partial
-//     index holds the unsent rows only, so the relay's poll stays cheap
-//     however long the table grows (PurgeSentEvents trims it).
+//     will be published; sent_at is set by MarkEventsSent (by event_id).
+//     A partial index holds the unsent rows only, so the relay's poll
+//     stays cheap however long the table grows (PurgeSentEvents trims it).
 //   - plinth.relay_lease: one row per lease (the relay uses "outbox", the
 //     audit chainer "audit-chain"): who holds it and until when, on the
 //     database's clock.
