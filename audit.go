@@ -15,8 +15,19 @@ import (
 // data or access, allowed or denied, produces exactly one. Records form a
 // hash chain: each carries the hash of the one before, so an edited,
 // deleted, inserted or reordered record breaks the chain.
+//
+// A record is written in two steps (see docs/audit-chain.md). Appending it
+// makes it durable in the store's audit log, unchained: it has a LogID and
+// no Sequence, PrevHash or Hash yet, and appending contends on nothing
+// every writer shares. Shortly after, the one chainer (audit.Chainer, which
+// holds a lease) gives it the next Sequence, PrevHash and Hash, in the
+// order the store's log numbered the records.
 type AuditRecord struct {
-	Sequence      int64             `json:"sequence"` // assigned by the store: 1, 2, 3 … with no gaps
+	Sequence int64 `json:"sequence"` // position in the chain, 1, 2, 3 … with no gaps; 0 while unchained
+	// LogID is the store's id of the record in its audit log while it is
+	// unchained (in order, for the chainer). It is not part of the hash and
+	// chained records do not carry it.
+	LogID         string            `json:"logId,omitempty"`
 	Time          time.Time         `json:"time"`
 	CorrelationID string            `json:"correlationId"`
 	Environment   string            `json:"environment"`
@@ -51,12 +62,21 @@ const (
 // Sequence and PrevHash are part of it, so a record cannot move in the
 // chain without its hash changing.
 func (r AuditRecord) ComputeHash() string {
-	r.Hash = ""
+	r.Hash, r.LogID = "", ""
 	r.Time = r.Time.UTC().Truncate(time.Microsecond)
 	b, _ := json.Marshal(r)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
+
+// Chained reports whether r has its place in the chain (a Sequence).
+func (r AuditRecord) Chained() bool { return r.Sequence > 0 }
+
+// Stored reports whether r was returned by a store that appended it:
+// chained, or durable in the audit log awaiting the chainer. A caller that
+// needs to know its record was written checks this, not Sequence, which
+// stays 0 until the chainer has run.
+func (r AuditRecord) Stored() bool { return r.Sequence > 0 || r.LogID != "" }
 
 // AuditQuery selects audit records. Zero fields do not filter.
 type AuditQuery struct {
@@ -69,22 +89,66 @@ type AuditQuery struct {
 	Limit    int       // <= 0 means DefaultLimit
 }
 
-// AuditStore keeps the audit trail. It never updates or deletes a record.
+// AuditStore keeps the audit trail: an append-only audit log of records
+// not yet chained, and the chain itself. It never updates or deletes a
+// chained record.
+//
+// Writers append to the log only (AppendAudit here, or AuditTx inside a
+// write), so appends contend on no row, item or lock that every append
+// shares. One chainer at a time (the holder of the chain lease) moves
+// records from the log into the chain: UnchainedAudit, then ChainAudit with
+// the sequence numbers and hashes it computed. AuditRecords and ScanAudit
+// read the chain only.
 type AuditStore interface {
-	// AppendAudit stores records in one transaction, in order, assigning
-	// each its Sequence, PrevHash and Hash; they are durable on return.
+	// AppendAudit makes records durable in the audit log, in one atomic
+	// write, in order, and returns them as stored: normalised
+	// (NormalizeAudit), with LogID set and Sequence, PrevHash and Hash
+	// empty until the chainer has run. len(recs) must not exceed
+	// MaxAtomicBatch.
 	AppendAudit(ctx context.Context, recs []AuditRecord) ([]AuditRecord, error)
-	// AuditRecords returns matching records in sequence order after q.After.
+	// AuditRecords returns matching chained records in sequence order after
+	// q.After. Records not yet chained are not returned.
 	AuditRecords(ctx context.Context, q AuditQuery) (recs []AuditRecord, more bool, err error)
-	// ScanAudit calls fn for every record after sequence after, in order,
-	// exactly as stored, for verification.
+	// ScanAudit calls fn for every chained record after sequence after, in
+	// order, exactly as stored, for verification.
 	ScanAudit(ctx context.Context, after int64, fn func(AuditRecord) error) error
+
+	// MaxAtomicBatch is the most records AppendAudit and ChainAudit take
+	// in one call: what the store can commit atomically (a DynamoDB
+	// TransactWriteItems holds 100 items, so a store on it declares 99:
+	// one item per record and the head).
+	MaxAtomicBatch() int
+	// UnchainedAudit returns up to limit records of the audit log, in log
+	// order (LogID set, Sequence 0). It never returns a record while one
+	// that precedes it in log order may still commit, so the chain is in
+	// log order; and since the chainer takes every record left in the log,
+	// a record that commits late is chained later, never skipped.
+	UnchainedAudit(ctx context.Context, limit int) ([]AuditRecord, error)
+	// CountUnchainedAudit returns how many records wait in the audit log.
+	CountUnchainedAudit(ctx context.Context) (int64, error)
+	// AuditHead returns the sequence and hash of the newest chained record
+	// as the store's head keeps it (0 and "" for an empty chain).
+	AuditHead(ctx context.Context) (sequence int64, hash string, err error)
+	// ChainAudit atomically moves records from the log into the chain,
+	// with the Sequence, PrevHash and Hash the chainer gave them: recs
+	// follow on from the head (recs[0].Sequence is the head's sequence + 1
+	// and recs[0].PrevHash its hash), each links to the one before, and
+	// each LogID is still in the log. Otherwise nothing is changed and the
+	// error wraps ErrConflict (another chainer moved the head). At most
+	// MaxAtomicBatch records.
+	ChainAudit(ctx context.Context, recs []AuditRecord) error
+	// AcquireChainLease makes holder the active chainer for ttl, or renews
+	// its lease; false while another holder's lease has not expired.
+	AcquireChainLease(ctx context.Context, holder string, ttl time.Duration) (bool, error)
 }
 
 // AuditTx is implemented by a store's Tx when writes can carry their audit
 // record in the same transaction.
 type AuditTx interface {
-	// AppendAudit adds a record to the chain within the transaction.
+	// AppendAudit adds a record to the audit log within the transaction
+	// and returns it as it will be stored: with its LogID, unchained
+	// (Stored() is true, Sequence is 0). It takes no lock that other
+	// writers wait for.
 	AppendAudit(ctx context.Context, rec AuditRecord) (AuditRecord, error)
 }
 

@@ -57,8 +57,11 @@ type OutboxStore interface {
 	// never returns an entry while an entry with a lower sequence might
 	// still commit, so a relay that publishes them in order skips nothing.
 	PendingEvents(ctx context.Context, limit int) ([]OutboxEntry, error)
-	// MarkEventsSent records that the entries were published.
-	MarkEventsSent(ctx context.Context, sequences []int64) error
+	// MarkEventsSent records that the entries with these event IDs were
+	// published. Entries already marked, and IDs not in the outbox, are
+	// left as they are. (By event ID rather than sequence: a store such as
+	// DynamoDB keys its outbox items by event ID and has no sequence.)
+	MarkEventsSent(ctx context.Context, eventIDs []string) error
 	// AcquireRelayLease makes holder the active relay for ttl, or renews
 	// its lease; false when another holder's lease has not expired. Only
 	// the lease holder publishes, so several relays can run against one

@@ -42,7 +42,16 @@ type Store interface {
 	// Count returns how many records the entity has.
 	Count(ctx context.Context, e *Entity) (int64, error)
 	// Write runs fn in one transaction. If fn returns an error, nothing fn
-	// did is kept and the error is returned.
+	// did is kept and the error is returned (fn is not run again).
+	//
+	// fn may be run more than once: after a conflict the engine reports as
+	// retryable and that left nothing committed (a PostgreSQL
+	// serialization failure or deadlock, a DynamoDB TransactionConflict),
+	// a store may roll back and run fn again in a new transaction. So fn
+	// must have no effect outside tx that cannot be repeated, and must
+	// reset what it gathers (returned records, audit records, events) when
+	// it starts. (The sqlite and postgres stores run fn once today and
+	// return such conflicts as errors.)
 	Write(ctx context.Context, fn func(Tx) error) error
 	// BulkInsert is BulkLoad with ConflictFail: it adds new records
 	// (version 1), all of them or, on error, none.

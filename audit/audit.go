@@ -7,17 +7,28 @@
 // Auditor.Record, which makes the record durable before the response is
 // sent. Record uses group commit: while one batch is being committed, the
 // records of concurrent requests gather in a queue, and the next batch takes
-// them all in one store transaction, so auditing costs one commit per batch
-// rather than one per request. There is no timer: a lone request commits
-// at once.
+// them all in one store transaction (at most the store's MaxAtomicBatch),
+// so auditing costs one commit per batch rather than one per request. There
+// is no timer: a lone request commits at once.
+//
+// # Appended, then chained
+//
+// Appending makes a record durable in the store's audit log, unchained, and
+// contends on nothing every writer shares: there is no chain head that
+// every write transaction must lock. The Chainer, one per store at a time
+// (it holds a lease, like the event relay), then gives the records their
+// sequence numbers and hashes in the log's order, within tens of
+// milliseconds, in atomic batches. Verify, Head and anchoring work on the
+// chain; Report.Unchained says how many records still wait for it. See
+// docs/audit-chain.md.
 //
 // # The hash chain: what it proves
 //
-// The store gives every record a sequence number (1, 2, 3 … with no gaps),
-// the hash of the record before it (PrevHash) and its own hash: SHA-256 over
-// a canonical encoding of every field, sequence and PrevHash included (see
-// plinth.AuditRecord.ComputeHash). Verify walks the chain from the start and
-// reports the first place where it does not hold:
+// The chainer gives every record a sequence number (1, 2, 3 … with no
+// gaps), the hash of the record before it (PrevHash) and its own hash:
+// SHA-256 over a canonical encoding of every field, sequence and PrevHash
+// included (see plinth.AuditRecord.ComputeHash). Verify walks the chain from
+// the start and reports the first place where it does not hold:
 //
 //   - a record edited after it was written: its hash no longer matches its
 //     content ("record N was changed after it was written");
@@ -100,8 +111,13 @@ type Config struct {
 	Mirror io.Writer
 	// Logger receives warnings; slog.Default() when nil.
 	Logger *slog.Logger
-	// MaxBatch is how many records one commit holds at most; default 256.
+	// MaxBatch is how many records one commit holds at most; default 256,
+	// and never more than the store's MaxAtomicBatch.
 	MaxBatch int
+	// Appended, when set, is called after records were appended: after
+	// each batch Record commits, and by Committed. plinth serve passes the
+	// Chainer's Notify, so records are chained at once.
+	Appended func()
 	// Timeout bounds one batch commit; default 10s.
 	Timeout time.Duration
 }
@@ -142,6 +158,9 @@ func New(store plinth.AuditStore, cfg Config) *Auditor {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
 	}
+	if m := store.MaxAtomicBatch(); m > 0 && cfg.MaxBatch > m {
+		cfg.MaxBatch = m
+	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
@@ -160,9 +179,10 @@ func New(store plinth.AuditStore, cfg Config) *Auditor {
 	return a
 }
 
-// Record makes rec durable (and mirrored) and returns it as stored, with its
-// Sequence, PrevHash and Hash. A zero Time is set to now and an empty Environment to
-// the configured one.
+// Record makes rec durable (and mirrored) and returns it as stored:
+// normalised, with its LogID, not yet chained (Sequence 0 and no hash; the
+// Chainer adds them shortly after). A zero Time is set to now and an empty
+// Environment to the configured one.
 //
 // Once Record is called the record is committed exactly once, whatever
 // happens to ctx: if ctx ends while the record waits for its batch, Record
@@ -255,6 +275,9 @@ func (a *Auditor) commit(batch []*pending) {
 	}
 	// Mirror first, so a record is in the mirror when its caller returns.
 	a.mirror(stored)
+	if a.cfg.Appended != nil {
+		a.cfg.Appended()
+	}
 	for i, p := range batch {
 		p.stored = stored[i]
 		a.finish(p)
@@ -296,12 +319,18 @@ func (a *Auditor) failed(batch []*pending, cause error) error {
 }
 
 // Committed mirrors records that were appended inside a write transaction
-// (plinth.AuditTx), once that transaction has committed.
+// (plinth.AuditTx), once that transaction has committed, and tells
+// Config.Appended.
 func (a *Auditor) Committed(recs ...plinth.AuditRecord) {
 	a.mirror(recs)
+	if a.cfg.Appended != nil && len(recs) > 0 {
+		a.cfg.Appended()
+	}
 }
 
-// mirror writes records to the mirror as JSON lines, in one write.
+// mirror writes records to the mirror as JSON lines, in one write. The
+// records are mirrored as appended: unchained, identified by correlationId
+// and logId, without sequence or hash (the chain in the store has those).
 func (a *Auditor) mirror(recs []plinth.AuditRecord) {
 	if a.cfg.Mirror == nil || len(recs) == 0 {
 		return
@@ -310,7 +339,7 @@ func (a *Auditor) mirror(recs []plinth.AuditRecord) {
 	for _, r := range recs {
 		b, err := json.Marshal(r)
 		if err != nil {
-			a.logger.Warn("audit mirror: encoding a record failed", "sequence", r.Sequence, "error", err.Error())
+			a.logger.Warn("audit mirror: encoding a record failed", "correlationId", r.CorrelationID, "error", err.Error())
 			continue
 		}
 		buf = append(append(buf, b...), '\n')
@@ -319,7 +348,7 @@ func (a *Auditor) mirror(recs []plinth.AuditRecord) {
 	defer a.mirrorMu.Unlock()
 	if _, err := a.cfg.Mirror.Write(buf); err != nil {
 		a.logger.Warn("audit mirror: writing records failed; they are in the store", "error", err.Error(),
-			"firstSequence", recs[0].Sequence, "lastSequence", recs[len(recs)-1].Sequence)
+			"records", len(recs), "firstCorrelationId", recs[0].CorrelationID)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -71,20 +72,59 @@ func sample(i int) plinth.AuditRecord {
 	}
 }
 
-// fill records n sample records through an Auditor, one after another.
+// fill records n sample records through an Auditor, one after another,
+// chains them and returns them as chained.
 func fill(t *testing.T, st plinth.AuditStore, n int) []plinth.AuditRecord {
 	t.Helper()
 	a := New(st, Config{Environment: plinth.EnvProduction, FailClosed: true})
-	defer a.Close()
-	var out []plinth.AuditRecord
 	for i := 1; i <= n; i++ {
 		r, err := a.Record(context.Background(), sample(i))
 		if err != nil {
 			t.Fatal(err)
 		}
+		if !r.Stored() || r.Chained() {
+			t.Fatalf("Record returned %+v; want it stored, unchained", r)
+		}
+	}
+	a.Close()
+	all := chainAll(t, st)
+	return all[len(all)-n:]
+}
+
+// chainAll chains whatever waits in the audit log and returns the chain.
+func chainAll(t testing.TB, st plinth.AuditStore) []plinth.AuditRecord {
+	t.Helper()
+	if _, err := ChainPending(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := st.CountUnchainedAudit(context.Background()); err != nil || n != 0 {
+		t.Fatalf("%d records left unchained, %v", n, err)
+	}
+	var out []plinth.AuditRecord
+	if err := st.ScanAudit(context.Background(), 0, func(r plinth.AuditRecord) error {
 		out = append(out, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	return out
+}
+
+// eventually polls cond every few milliseconds until it holds, failing
+// the test with what it says when it has not within timeout.
+func eventually(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %v", timeout, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func verify(t *testing.T, st plinth.AuditStore, anchors ...Anchor) Report {
@@ -138,12 +178,12 @@ func TestGroupCommit(t *testing.T) {
 	for i := 1; i < n; i++ {
 		start(i)
 	}
-	for deadline := time.Now().Add(5 * time.Second); len(a.queue) < n-1; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d records queued, want %d", len(a.queue), n-1)
+	eventually(t, 5*time.Second, func() error {
+		if len(a.queue) < n-1 {
+			return fmt.Errorf("%d records queued, want %d", len(a.queue), n-1)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 	close(gate.release)
 	wg.Wait()
 	if err := a.Close(); err != nil {
@@ -153,8 +193,8 @@ func TestGroupCommit(t *testing.T) {
 		t.Errorf("batches %v, want [1 %d]", gate.batches, n-1)
 	}
 
-	// Each caller got its own record as stored.
-	bySeq := map[int64]plinth.AuditRecord{}
+	// Each caller got its own record as stored, unchained.
+	byLogID := map[string]plinth.AuditRecord{}
 	for i, r := range results {
 		if errs[i] != nil {
 			t.Fatalf("record %d: %v", i, errs[i])
@@ -162,43 +202,58 @@ func TestGroupCommit(t *testing.T) {
 		if r.CorrelationID != fmt.Sprintf("corr-%d", i) || r.Environment != plinth.EnvProduction || r.Time.IsZero() {
 			t.Errorf("caller %d got %+v", i, r)
 		}
-		if r.Sequence < 1 || r.Sequence > n || r.Hash != r.ComputeHash() {
-			t.Errorf("caller %d: sequence %d, hash %s", i, r.Sequence, r.Hash)
+		if r.LogID == "" || r.Sequence != 0 || r.Hash != "" {
+			t.Errorf("caller %d: log id %q, sequence %d, hash %s; want a log id, unchained", i, r.LogID, r.Sequence, r.Hash)
 		}
-		bySeq[r.Sequence] = r
+		byLogID[r.LogID] = r
 	}
-	if len(bySeq) != n {
-		t.Fatalf("%d distinct sequences, want %d", len(bySeq), n)
+	if len(byLogID) != n {
+		t.Fatalf("%d distinct log ids, want %d", len(byLogID), n)
 	}
-	err := st.ScanAudit(context.Background(), 0, func(stored plinth.AuditRecord) error {
-		if got := bySeq[stored.Sequence]; got.Hash != stored.Hash {
-			t.Errorf("record %d: the caller got hash %s, the store holds %s", stored.Sequence, got.Hash, stored.Hash)
-		}
-		return nil
+	if rep := verify(t, st); rep.Broken != nil || rep.Records != 0 || rep.Unchained != n {
+		t.Fatalf("verify before chaining: %+v %v", rep, rep.Broken)
+	}
+	// Once chained, the chain holds what the callers got, in log order.
+	stored := chainAll(t, st)
+	if len(stored) != n {
+		t.Fatalf("%d records chained, want %d", len(stored), n)
+	}
+	inLogOrder := slices.Clone(results)
+	slices.SortFunc(inLogOrder, func(a, b plinth.AuditRecord) int {
+		x, _ := strconv.Atoi(a.LogID)
+		y, _ := strconv.Atoi(b.LogID)
+		return x - y
 	})
-	if err != nil {
-		t.Fatal(err)
+	for i, r := range stored {
+		if r.CorrelationID != inLogOrder[i].CorrelationID {
+			t.Errorf("record %d is %s, want %s (log order)", r.Sequence, r.CorrelationID, inLogOrder[i].CorrelationID)
+		}
+		got := inLogOrder[i]
+		got.Sequence, got.PrevHash, got.Hash, got.LogID = r.Sequence, r.PrevHash, r.Hash, ""
+		if got.ComputeHash() != r.Hash {
+			t.Errorf("record %d: what the caller got does not hash to what the chain holds", r.Sequence)
+		}
 	}
 	rep := verify(t, st)
-	if rep.Broken != nil || rep.Records != n || rep.HeadSequence != n {
+	if rep.Broken != nil || rep.Records != n || rep.HeadSequence != n || rep.Unchained != 0 {
 		t.Fatalf("verify: %+v %v", rep, rep.Broken)
 	}
 
-	// The mirror holds every record, in sequence order, as stored.
-	var seqs []int64
+	// The mirror holds every record, in commit order, as appended.
+	var ids []string
 	sc := bufio.NewScanner(&mirror)
 	for sc.Scan() {
 		var r plinth.AuditRecord
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("mirror line %q: %v", sc.Text(), err)
 		}
-		if r.Hash != bySeq[r.Sequence].Hash || r.Hash != r.ComputeHash() {
-			t.Errorf("mirrored record %d differs", r.Sequence)
+		if want, ok := byLogID[r.LogID]; !ok || want.CorrelationID != r.CorrelationID || r.Filters["last_name"] != "Smith" {
+			t.Errorf("mirrored record %s differs", r.LogID)
 		}
-		seqs = append(seqs, r.Sequence)
+		ids = append(ids, r.LogID)
 	}
-	if len(seqs) != n || !slices.IsSorted(seqs) {
-		t.Errorf("mirrored sequences %v", seqs)
+	if len(ids) != n || ids[0] != results[0].LogID {
+		t.Errorf("mirrored log ids %v", ids)
 	}
 }
 
@@ -207,7 +262,7 @@ func TestConcurrentRecordsWithoutGate(t *testing.T) {
 	a := New(st, Config{Environment: plinth.EnvDevelopment, FailClosed: true, MaxBatch: 8})
 	var wg sync.WaitGroup
 	const n = 200
-	seqs := make([]int64, n)
+	ids := make([]string, n)
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func() {
@@ -216,17 +271,16 @@ func TestConcurrentRecordsWithoutGate(t *testing.T) {
 			if err != nil {
 				t.Error(err)
 			}
-			seqs[i] = r.Sequence
+			ids[i] = r.LogID
 		}()
 	}
 	wg.Wait()
 	a.Close()
-	slices.Sort(seqs)
-	for i, s := range seqs {
-		if s != int64(i+1) {
-			t.Fatalf("sequences %v", seqs)
-		}
+	slices.Sort(ids)
+	if len(slices.Compact(ids)) != n || ids[0] == "" {
+		t.Fatalf("log ids %v", ids)
 	}
+	chainAll(t, st)
 	if rep := verify(t, st); rep.Broken != nil || rep.Records != n {
 		t.Fatalf("verify: %+v %v", rep, rep.Broken)
 	}
@@ -250,6 +304,7 @@ func TestCancelledCallerKeepsItsRecord(t *testing.T) {
 	}
 	close(gate.release)
 	a.Close()
+	chainAll(t, st)
 	var n int
 	if err := st.ScanAudit(context.Background(), 0, func(r plinth.AuditRecord) error {
 		n++
@@ -268,10 +323,11 @@ func TestCancelledCallerKeepsItsRecord(t *testing.T) {
 	a = New(st, Config{Environment: plinth.EnvProduction, FailClosed: true})
 	ended, cancel2 := context.WithCancel(context.Background())
 	cancel2()
-	if r, err := a.Record(ended, sample(2)); err == nil && r.Sequence != 2 {
+	if r, err := a.Record(ended, sample(2)); err == nil && !r.Stored() {
 		t.Fatalf("got %+v", r)
 	}
 	a.Close()
+	chainAll(t, st)
 	if rep := verify(t, st); rep.Records != 2 || rep.Broken != nil {
 		t.Fatalf("verify: %+v", rep)
 	}
@@ -284,7 +340,7 @@ func TestFailClosed(t *testing.T) {
 	}{
 		{"store closed", func(t *testing.T, st *sqlite.Store, _ string) { st.Close() }},
 		{"table read-only", func(t *testing.T, _ *sqlite.Store, path string) {
-			exec(t, rawDB(t, path), `CREATE TRIGGER audit_read_only BEFORE INSERT ON plinth_audit
+			exec(t, rawDB(t, path), `CREATE TRIGGER audit_read_only BEFORE INSERT ON plinth_audit_log
 				BEGIN SELECT RAISE(ABORT, 'the audit trail is read-only'); END`)
 		}},
 	} {
@@ -313,7 +369,7 @@ func TestFailClosed(t *testing.T) {
 
 func TestFailOpenLogsAWarning(t *testing.T) {
 	st, path := openStore(t)
-	exec(t, rawDB(t, path), `CREATE TRIGGER audit_read_only BEFORE INSERT ON plinth_audit
+	exec(t, rawDB(t, path), `CREATE TRIGGER audit_read_only BEFORE INSERT ON plinth_audit_log
 		BEGIN SELECT RAISE(ABORT, 'the audit trail is read-only'); END`)
 	var logs bytes.Buffer
 	a := New(st, Config{Environment: plinth.EnvDevelopment, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
@@ -321,7 +377,7 @@ func TestFailOpenLogsAWarning(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Record: %v, want no error when not failing closed", err)
 	}
-	if r.Sequence != 0 || r.CorrelationID != "corr-7" {
+	if r.Stored() || r.CorrelationID != "corr-7" {
 		t.Errorf("got %+v", r)
 	}
 	a.Close()
@@ -378,10 +434,11 @@ func TestCommittedMirrorsTransactionRecords(t *testing.T) {
 		if err := json.Unmarshal([]byte(lines[i]), &got); err != nil {
 			t.Fatal(err)
 		}
-		if got.Sequence != want.Sequence || got.Hash != want.Hash || got.Filters["last_name"] != "Smith" {
-			t.Errorf("line %d: %+v, want record %d", i, got, want.Sequence)
+		if got.LogID == "" || got.LogID != want.LogID || got.CorrelationID != want.CorrelationID || got.Filters["last_name"] != "Smith" {
+			t.Errorf("line %d: %+v, want record %s", i, got, want.LogID)
 		}
 	}
+	chainAll(t, st)
 	if rep := verify(t, st); rep.Broken != nil || rep.Records != 2 {
 		t.Fatalf("verify: %+v", rep)
 	}
@@ -569,6 +626,7 @@ func TestAnchors(t *testing.T) {
 		}
 	}
 	a.Close()
+	chainAll(t, st)
 	if rep := verify(t, st); rep.Broken != nil || rep.Records != 10 {
 		t.Fatalf("a rewritten chain without an anchor: %+v", rep)
 	}
@@ -606,13 +664,17 @@ func TestHead(t *testing.T) {
 		for i := range batch {
 			batch[i] = sample(total + i)
 		}
-		stored, err := st.AppendAudit(ctx, batch)
-		if err != nil {
-			t.Fatal(err)
+		for len(batch) > 0 {
+			k := min(len(batch), st.MaxAtomicBatch())
+			if _, err := st.AppendAudit(ctx, batch[:k]); err != nil {
+				t.Fatal(err)
+			}
+			batch = batch[k:]
 		}
 		total += n
+		chained := chainAll(t, st)
 		head, ok, err := Head(ctx, st)
-		last := stored[len(stored)-1]
+		last := chained[len(chained)-1]
 		if err != nil || !ok || head.Sequence != int64(total) || head.Hash != last.Hash {
 			t.Fatalf("after %d records: %+v %v %v", total, head, ok, err)
 		}

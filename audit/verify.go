@@ -16,6 +16,10 @@ type Report struct {
 	Records      int64  // how many records the chain holds
 	HeadSequence int64  // sequence of the newest record; 0 when there is none
 	HeadHash     string // its hash
+	// Unchained is how many records were durable in the audit log but
+	// not yet chained when the walk ended: they are not part of the
+	// chain yet, and not a break.
+	Unchained int64
 	// Broken names the first place where the chain does not hold; nil when
 	// it is intact (and every anchor was found in it).
 	Broken *Break
@@ -59,7 +63,8 @@ func ParseAnchor(s string) (Anchor, error) {
 const progressEvery = 1000
 
 // Verify walks the whole audit chain in sequence order and reports its
-// head and the first broken link, if any: a record whose hash does not match
+// head, how many records wait to be chained (Report.Unchained), and the
+// first broken link, if any: a record whose hash does not match
 // its content, a sequence number missing, repeated or out of order, or a
 // record whose PrevHash is not the hash of the record before. The walk goes
 // on to the end after a break, so Records and the head describe the whole
@@ -125,6 +130,9 @@ func Verify(ctx context.Context, store plinth.AuditStore, progress func(done int
 	}
 	if prev != nil {
 		rep.HeadSequence, rep.HeadHash = prev.Sequence, prev.Hash
+	}
+	if rep.Unchained, err = store.CountUnchainedAudit(ctx); err != nil {
+		return rep, fmt.Errorf("audit: counting unchained records: %w", err)
 	}
 	// Anchors not met during the walk: the earliest is the break.
 	var missing *Anchor

@@ -304,11 +304,11 @@ func (r *Relay) relayOnce(ctx context.Context) (int, error) {
 	if err := r.pub.Publish(ctx, entries); err != nil {
 		return 0, fmt.Errorf("publishing %d event(s) from sequence %d: %w", len(entries), entries[0].Sequence, err)
 	}
-	seqs := make([]int64, len(entries))
+	ids := make([]string, len(entries))
 	for i, e := range entries {
-		seqs[i] = e.Sequence
+		ids[i] = e.EventID
 	}
-	if err := r.store.MarkEventsSent(ctx, seqs); err != nil {
+	if err := r.store.MarkEventsSent(ctx, ids); err != nil {
 		// They are published; publishing them again is harmless.
 		return 0, fmt.Errorf("marking %d published event(s) sent: %w", len(entries), err)
 	}

@@ -118,11 +118,11 @@ func (s *killableStore) PendingEvents(ctx context.Context, limit int) ([]plinth.
 	return s.OutboxStore.PendingEvents(ctx, limit)
 }
 
-func (s *killableStore) MarkEventsSent(ctx context.Context, seqs []int64) error {
+func (s *killableStore) MarkEventsSent(ctx context.Context, ids []string) error {
 	if s.dead.Load() {
 		return errKilled
 	}
-	return s.OutboxStore.MarkEventsSent(ctx, seqs)
+	return s.OutboxStore.MarkEventsSent(ctx, ids)
 }
 
 func (s *killableStore) AcquireRelayLease(ctx context.Context, holder string, ttl time.Duration) (bool, error) {

@@ -141,7 +141,7 @@ func (s *Server) origin(r *http.Request, status int) plinth.Origin {
 // committed marks the request's record as written by its transaction
 // (the write path mirrors it).
 func (s *Server) committed(ctx context.Context, rec plinth.AuditRecord) {
-	if e := entryFrom(ctx); e != nil && !rec.Time.IsZero() {
+	if e := entryFrom(ctx); e != nil && rec.Stored() {
 		e.recorded = true
 	}
 }

@@ -141,7 +141,7 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 	s.writer, err = plinth.NewWriter(ctx, plinth.WriterConfig{
 		Store: cfg.Store, Environment: cfg.Environment, Events: cfg.Events, Audit: cfg.Auditor != nil,
 		OnCommit: func(audited plinth.AuditRecord, evented bool) {
-			if s.auditor != nil && !audited.Time.IsZero() {
+			if s.auditor != nil && audited.Stored() {
 				s.auditor.Committed(audited)
 			}
 			if evented {

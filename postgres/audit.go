@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,29 +16,55 @@ import (
 	"github.com/plinth-data/plinth"
 )
 
-// The audit trail lives in the system schema, next to the access tables:
+// The audit trail lives in the system schema:
 //
-//   - plinth.audit: one row per plinth.AuditRecord, keyed by its sequence.
-//     The principal and the filters are jsonb, the record ids a text[]
-//     (in order, duplicates kept); every other field has a column of its
-//     own. Indexes serve the searches of AuditRecords: by principal
-//     subject, e-mail and service-token consumer (expression indexes on
-//     the principal), by record id (GIN on record_ids), by domain and
-//     time, and by time.
+//   - plinth.audit_log: records appended and not yet chained, keyed by
+//     log_id, drawn from the sequence plinth.audit_log_sequence. Writers
+//     insert here only: Tx.AppendAudit inside the write transaction,
+//     Store.AppendAudit for the auditor's group commit. Nothing every
+//     writer shares is locked or updated, so concurrent writes do not wait
+//     for each other's audit records.
+//   - plinth.audit: the chain, one row per chained plinth.AuditRecord,
+//     keyed by its sequence. The principal and the filters are jsonb, the
+//     record ids a text[] (in order, duplicates kept); every other field
+//     has a column of its own. Indexes serve the searches of AuditRecords:
+//     by principal subject, e-mail and service-token consumer (expression
+//     indexes on the principal), by record id (GIN on record_ids), by
+//     domain and time, and by time.
 //   - plinth.audit_head: exactly one row, the sequence and hash of the
-//     newest record. Appending locks it (SELECT … FOR UPDATE), so appends
-//     from every instance of plinth take turns and sequences have no gaps;
-//     and because it outlives the rows, a deleted tail shows up as a gap
-//     when the next record is appended.
+//     newest chained record. Only the chainer (one lease holder at a time)
+//     moves it, conditionally, so two chainers cannot both extend the
+//     chain; and because it outlives the rows, a deleted tail shows up as a
+//     gap when the next record is chained.
 //
-// Plinth never updates or deletes an audit row. Operators can make that a
+// Log order. UnchainedAudit must not return a record while one with a
+// lower log_id may still commit, or the chain would not be in log order.
+// The log uses the outbox's remedy for the sequence-gap trap (see
+// outbox.go): a writer's first audit append takes a shared,
+// transaction-scoped advisory lock keyed auditLockBase plus the log
+// sequence's last_value before it draws its number, in the same round
+// trip; the chainer reads the lowest number not yet drawn and the least
+// announced key, and takes only rows below both. A transaction left open
+// after appending holds back the chaining of later records (never loses
+// or reorders them) until it ends. And since the chainer takes whatever is
+// left in the log rather than reading on from a position, a record cannot
+// be skipped whatever happens.
+//
+// ChainAudit moves rows into the chain in one transaction: it moves the
+// head (only if it is where the chainer thinks), inserts the chained rows
+// by copying each log row's columns (so what is stored is what the
+// chainer hashed), and deletes the log rows; a count that does not match
+// rolls it all back with plinth.ErrConflict.
+//
+// Plinth never updates or deletes a chained row. Operators can make that a
 // database guarantee by revoking the rights from the role plinth connects
 // as, once Prepare has run (as the owner, or a superuser):
 //
 //	REVOKE UPDATE, DELETE, TRUNCATE ON plinth.audit FROM plinth_app;
 //
-// (the head row must stay updatable). The hash chain makes any edit that
-// gets past that visible to plinth audit verify.
+// (the head row must stay updatable, and the chainer deletes from
+// plinth.audit_log). The hash chain makes any edit that gets past that
+// visible to plinth audit verify.
 //
 // Text is stored as PostgreSQL can hold it: the store turns invalid UTF-8
 // and the character U+0000, which text and jsonb refuse, into U+FFFD
@@ -109,239 +136,378 @@ SELECT true, coalesce(max("sequence"), 0),
 	coalesce((SELECT "hash" FROM "plinth"."audit" ORDER BY "sequence" DESC LIMIT 1), '')
 FROM "plinth"."audit"
 ON CONFLICT ("one") DO NOTHING`,
-			`COMMENT ON TABLE "plinth"."audit_head" IS 'The sequence and hash of the newest audit record; appending locks this row. Kept by plinth.'`,
+			`COMMENT ON TABLE "plinth"."audit_head" IS 'The sequence and hash of the newest chained audit record; only the chainer moves it. Kept by plinth.'`,
+		},
+	},
+	{
+		name: "audit_log",
+		what: "audit log (records not yet chained)",
+		cols: []string{"log_id", "time", "correlation_id", "environment", "domain", "entity", "operation", "method",
+			"route", "filters", "principal", "decision", "reason", "status", "record_ids", "count", "duration_ms",
+			"client_address", "user_agent"},
+		create: []string{
+			`CREATE SEQUENCE IF NOT EXISTS "plinth"."audit_log_sequence" AS bigint CACHE 1`,
+			`CREATE TABLE IF NOT EXISTS "plinth"."audit_log" (
+	"log_id" bigint PRIMARY KEY DEFAULT nextval('"plinth"."audit_log_sequence"'),
+	"time" timestamptz NOT NULL,
+	"correlation_id" text NOT NULL,
+	"environment" text NOT NULL,
+	"domain" text COLLATE "C" NOT NULL,
+	"entity" text NOT NULL,
+	"operation" text NOT NULL,
+	"method" text NOT NULL,
+	"route" text NOT NULL,
+	"filters" jsonb,
+	"principal" jsonb NOT NULL,
+	"decision" text NOT NULL,
+	"reason" text NOT NULL,
+	"status" integer NOT NULL,
+	"record_ids" text[] NOT NULL,
+	"count" integer NOT NULL,
+	"duration_ms" double precision NOT NULL,
+	"client_address" text NOT NULL,
+	"user_agent" text NOT NULL
+)`,
+			`ALTER SEQUENCE "plinth"."audit_log_sequence" OWNED BY "plinth"."audit_log"."log_id"`,
+			`COMMENT ON TABLE "plinth"."audit_log" IS 'Audit records appended and not yet chained; the chainer moves them into plinth.audit. Kept by plinth.'`,
+			`COMMENT ON SEQUENCE "plinth"."audit_log_sequence" IS 'Numbers the audit log. Keep CACHE 1: the chainer relies on last_value (see postgres/audit.go).'`,
 		},
 	},
 }
 
-const auditCols = `"sequence", "time", "correlation_id", "environment", "domain", "entity", "operation", "method", "route",
+// recordCols are the columns of a record's content, in the log and in the
+// chain.
+const recordCols = `"time", "correlation_id", "environment", "domain", "entity", "operation", "method", "route",
 	"filters", "principal", "decision", "reason", "status", "record_ids", "count", "duration_ms", "client_address",
-	"user_agent", "prev_hash", "hash"`
+	"user_agent"`
+
+const auditCols = `"sequence", ` + recordCols + `, "prev_hash", "hash"`
+
+// auditLockBase is added to a log number to make the key of a writer's
+// advisory lock: "pa" in the top 16 bits (the outbox uses "pl"), the
+// number in the low 48.
+const auditLockBase int64 = 0x7061 << 48
+
+// maxAtomicBatch is how many records one AppendAudit or ChainAudit takes:
+// PostgreSQL commits any number atomically; this bounds one statement's
+// arrays and how long a chaining transaction runs.
+const maxAtomicBatch = 1000
+
+// chainLeaseName is the lease the chainer holds (in plinth.relay_lease).
+const chainLeaseName = "audit-chain"
 
 const (
-	lockAuditHeadSQL   = `SELECT "sequence", "hash" FROM "plinth"."audit_head" FOR UPDATE`
-	updateAuditHeadSQL = `UPDATE "plinth"."audit_head" SET "sequence" = $1, "hash" = $2`
-	// insertAuditSQL inserts a batch in one statement, one array per
-	// column. Record ids come as a JSON array per record (arrays of
-	// arrays must be rectangular in PostgreSQL).
-	insertAuditSQL = `INSERT INTO "plinth"."audit" (` + auditCols + `)
-SELECT u.seq, u.t, u.cid, u.env, u.dom, u.ent, u.op, u.meth, u.route, u.filters::jsonb, u.principal::jsonb,
+	auditHeadSQL  = `SELECT "sequence", "hash" FROM "plinth"."audit_head"`
+	announceAudit = `SELECT pg_advisory_xact_lock_shared($1::bigint + last_value) FROM "plinth"."audit_log_sequence"`
+	// insertAuditLogSQL inserts a batch in one statement, one array per
+	// column, in order. Record ids come as a JSON array per record (arrays
+	// of arrays must be rectangular in PostgreSQL).
+	insertAuditLogSQL = `INSERT INTO "plinth"."audit_log" (` + recordCols + `)
+SELECT u.t, u.cid, u.env, u.dom, u.ent, u.op, u.meth, u.route, u.filters::jsonb, u.principal::jsonb,
 	u.decision, u.reason, u.status,
 	ARRAY(SELECT e.v FROM jsonb_array_elements_text(u.ids::jsonb) WITH ORDINALITY AS e(v, i) ORDER BY e.i),
-	u.cnt, u.dur, u.addr, u.ua, u.prev, u.hash
-FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-	$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::integer[], $15::text[], $16::integer[],
-	$17::double precision[], $18::text[], $19::text[], $20::text[], $21::text[])
-	AS u(seq, t, cid, env, dom, ent, op, meth, route, filters, principal, decision, reason, status, ids, cnt, dur,
-		addr, ua, prev, hash)`
-	selectAuditSQL = `SELECT ` + auditCols + ` FROM "plinth"."audit"`
+	u.cnt, u.dur, u.addr, u.ua
+FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+	$8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::integer[], $14::text[], $15::integer[],
+	$16::double precision[], $17::text[], $18::text[]) WITH ORDINALITY
+	AS u(t, cid, env, dom, ent, op, meth, route, filters, principal, decision, reason, status, ids, cnt, dur,
+		addr, ua, ord)
+ORDER BY u.ord
+RETURNING "log_id"`
+	moveAuditHeadSQL = `UPDATE "plinth"."audit_head" SET "sequence" = $1, "hash" = $2 WHERE "sequence" = $3 AND "hash" = $4`
+	chainAuditSQL    = `INSERT INTO "plinth"."audit" (` + auditCols + `)
+SELECT u.seq, l."time", l."correlation_id", l."environment", l."domain", l."entity", l."operation", l."method",
+	l."route", l."filters", l."principal", l."decision", l."reason", l."status", l."record_ids", l."count",
+	l."duration_ms", l."client_address", l."user_agent", u.prev, u.hash
+FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS u(log_id, seq, prev, hash)
+JOIN "plinth"."audit_log" l ON l."log_id" = u.log_id
+ORDER BY u.seq`
+	deleteAuditLogSQL  = `DELETE FROM "plinth"."audit_log" WHERE "log_id" = ANY($1)`
+	selectAuditSQL     = `SELECT ` + auditCols + ` FROM "plinth"."audit"`
+	unchainedAuditSQL  = `SELECT "log_id", ` + recordCols + `, '', '' FROM "plinth"."audit_log" ORDER BY "log_id" LIMIT $1`
+	countUnchainedSQL  = `SELECT count(*) FROM "plinth"."audit_log"`
+	nextAuditLogSQL    = `SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM "plinth"."audit_log_sequence"`
+	auditBatchTooLarge = "postgres: %s: %d records, more than the %d one call takes (MaxAtomicBatch)"
 )
 
 // scanBatch is how many records ScanAudit reads per query, so that a walk
 // over a long trail holds no snapshot for long.
 const scanBatch = 1000
 
-// AppendAudit stores records in one transaction, in order, assigning each
-// its Sequence, PrevHash and Hash, and returns them as stored. Time is kept
-// in UTC to the microsecond (a zero Time becomes plinth.Now()).
-//
-// It takes two round trips: BEGIN with the lock on the head row, then the
-// insert of the whole batch (one statement), the new head and COMMIT. The
-// head is locked for the second round trip only, which is as short as a
-// hash chain allows: every append has to see the committed head of the
-// one before. Batching concurrent requests' records into one call (group
-// commit) shares that cost among them.
-//
-// Appends within one process (this and Tx.AppendAudit) take turns in Go
-// before they lock the head, so that they do not all wait on the row lock
-// and wake together each time it is released (with 16 concurrent callers
-// and a 32-connection pool, about 12% more records/s on a 2-core machine;
-// the pool's size bounds how many would wait). Each takes its turn while
-// holding its connection, so the holder of the turn can always finish.
+// MaxAtomicBatch is the most records one AppendAudit or ChainAudit takes.
+func (s *Store) MaxAtomicBatch() int { return maxAtomicBatch }
+
+// AppendAudit makes records durable in the audit log in one transaction,
+// in order, and returns them as stored, unchained, with their LogID. Time
+// is kept in UTC to the microsecond (a zero Time becomes plinth.Now()).
+// It takes one round trip (BEGIN, announce, insert, COMMIT pipelined) and
+// waits for no other writer.
 func (s *Store) AppendAudit(ctx context.Context, recs []plinth.AuditRecord) ([]plinth.AuditRecord, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
 	what := fmt.Sprintf("append %d audit records", len(recs))
+	if len(recs) > maxAtomicBatch {
+		return nil, fmt.Errorf(auditBatchTooLarge, what, len(recs), maxAtomicBatch)
+	}
 	out := make([]plinth.AuditRecord, len(recs))
 	for i, r := range recs {
-		out[i] = plinth.NormalizeAudit(r)
+		out[i] = unchained(r)
+	}
+	args, err := auditArgs(out)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %s: %w", what, err)
 	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, s.wrap(what, err)
 	}
 	defer conn.Release()
-	// The connection first, then the turn: the holder of the turn then
-	// always has what it needs to finish.
-	if err := s.takeAuditTurn(ctx); err != nil {
-		return nil, s.wrap(what, err)
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(announceAudit, auditLockBase)
+	b.Queue(insertAuditLogSQL, args...)
+	b.Queue("COMMIT")
+	br := conn.SendBatch(ctx, b)
+	err = func() error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		if err := readLogIDs(br, out); err != nil {
+			return err
+		}
+		_, err := br.Exec()
+		return err
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
 	}
-	defer s.giveAuditTurn()
-	inTx := false
-	rollback := func() {
-		if inTx || conn.Conn().PgConn().TxStatus() != 'I' {
+	if err != nil {
+		if conn.Conn().PgConn().TxStatus() != 'I' {
 			// A connection left in a transaction is closed by the pool on
 			// release, so a failed ROLLBACK does no harm.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			_, _ = conn.Exec(rctx, "ROLLBACK")
 			cancel()
 		}
-	}
-	// Round trip 1: BEGIN and lock the head.
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(lockAuditHeadSQL)
-	br := conn.SendBatch(ctx, b)
-	_, err = br.Exec()
-	if err == nil {
-		inTx = true
-	}
-	var seq int64
-	var hash string
-	if err == nil {
-		err = br.QueryRow().Scan(&seq, &hash)
-		if errors.Is(err, pgx.ErrNoRows) {
-			err = errNoAuditHead
-		}
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		rollback()
-		return nil, s.wrap(what, err)
-	}
-	seq, hash = chain(out, seq, hash)
-	args, err := auditArgs(out)
-	if err != nil {
-		rollback()
-		return nil, fmt.Errorf("postgres: %s: %w", what, err)
-	}
-	// Round trip 2: insert, move the head, commit.
-	b = &pgx.Batch{}
-	b.Queue(insertAuditSQL, args...)
-	b.Queue(updateAuditHeadSQL, seq, hash)
-	b.Queue("COMMIT")
-	br = conn.SendBatch(ctx, b)
-	for range 3 {
-		if _, err = br.Exec(); err != nil {
-			break
-		}
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		rollback()
 		return nil, s.wrap(what, err)
 	}
 	return out, nil
 }
 
-// errNoAuditHead is returned when the head row was removed.
-var errNoAuditHead = errors.New(`the head row of the audit trail (plinth.audit_head) is missing; restore it with the sequence and hash of the newest record of plinth.audit`)
+// unchained returns r normalised, without chain fields.
+func unchained(r plinth.AuditRecord) plinth.AuditRecord {
+	r = plinth.NormalizeAudit(r)
+	r.Sequence, r.PrevHash, r.Hash, r.LogID = 0, "", "", ""
+	return r
+}
 
-// AppendAudit adds a record to the chain within the write transaction and
-// returns it as it will be stored. The head of the chain stays locked
-// until the transaction ends, so other appends wait for it: append the
-// audit record last, just before the transaction commits. Inside a Write,
-// append through the Tx: Store.AppendAudit would wait for the transaction
-// it is called from.
-func (x *tx) AppendAudit(ctx context.Context, rec plinth.AuditRecord) (plinth.AuditRecord, error) {
-	rec = plinth.NormalizeAudit(rec)
-	if !x.auditLocked {
-		if !x.auditTurn {
-			if err := x.s.takeAuditTurn(ctx); err != nil {
-				return plinth.AuditRecord{}, x.s.wrap("append an audit record", err)
-			}
-			x.auditTurn = true // given back by Write when the transaction ends
-		}
-		err := x.tx.QueryRow(ctx, lockAuditHeadSQL).Scan(&x.auditSeq, &x.auditHash)
-		if errors.Is(err, pgx.ErrNoRows) {
-			err = errNoAuditHead
-		}
-		if err != nil {
-			return plinth.AuditRecord{}, x.s.wrap("append an audit record", err)
-		}
-		x.auditLocked = true
+// readLogIDs reads the log ids insertAuditLogSQL returns into recs. They
+// are drawn in insertion order, which is the order of recs; sorting them
+// keeps that true whatever order RETURNING reports them in.
+func readLogIDs(br pgx.BatchResults, recs []plinth.AuditRecord) error {
+	rows, err := br.Query()
+	if err != nil {
+		return err
 	}
-	recs := []plinth.AuditRecord{rec}
-	seq, hash := chain(recs, x.auditSeq, x.auditHash)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return err
+	}
+	if len(ids) != len(recs) {
+		return fmt.Errorf("inserted %d audit records of %d", len(ids), len(recs))
+	}
+	slices.Sort(ids)
+	for i, id := range ids {
+		recs[i].LogID = strconv.FormatInt(id, 10)
+	}
+	return nil
+}
+
+// AppendAudit adds a record to the audit log within the write transaction
+// and returns it as it will be stored, unchained, with its LogID. It
+// locks nothing other writers wait for; the first append of a transaction
+// announces it to the chainer (see the top of this file) in the same
+// round trip. Inside a Write, append through the Tx: Store.AppendAudit
+// would commit separately.
+func (x *tx) AppendAudit(ctx context.Context, rec plinth.AuditRecord) (plinth.AuditRecord, error) {
+	const what = "append an audit record"
+	recs := []plinth.AuditRecord{unchained(rec)}
 	args, err := auditArgs(recs)
 	if err != nil {
-		return plinth.AuditRecord{}, fmt.Errorf("postgres: append an audit record: %w", err)
+		return plinth.AuditRecord{}, fmt.Errorf("postgres: %s: %w", what, err)
 	}
 	b := &pgx.Batch{}
-	b.Queue(insertAuditSQL, args...)
-	b.Queue(updateAuditHeadSQL, seq, hash)
-	br := x.tx.SendBatch(ctx, b)
-	_, err = br.Exec()
-	if err == nil {
-		_, err = br.Exec()
+	// auditLocked: this transaction holds its announcement lock.
+	if !x.auditLocked {
+		b.Queue(announceAudit, auditLockBase)
 	}
+	b.Queue(insertAuditLogSQL, args...)
+	br := x.tx.SendBatch(ctx, b)
+	err = func() error {
+		if !x.auditLocked {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+			x.auditLocked = true
+		}
+		return readLogIDs(br, recs)
+	}()
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return plinth.AuditRecord{}, x.s.wrap("append an audit record", err)
+		return plinth.AuditRecord{}, x.s.wrap(what, err)
 	}
-	x.auditSeq, x.auditHash = seq, hash
 	return recs[0], nil
 }
 
-// takeAuditTurn waits for this process's turn to lock the audit head.
-func (s *Store) takeAuditTurn(ctx context.Context) error {
-	select {
-	case s.auditTurn <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (s *Store) giveAuditTurn() { <-s.auditTurn }
-
-// endAudit gives back the turn a transaction took, once it has ended.
+// endAudit forgets the transaction's audit state once it has ended.
 func (x *tx) endAudit() {
-	if x.auditTurn {
-		x.auditTurn = false
-		x.s.giveAuditTurn()
-	}
+	x.auditLocked = false
 }
 
-// chain links recs after the head (seq, hash) and returns the new head.
-func chain(recs []plinth.AuditRecord, seq int64, hash string) (int64, string) {
-	for i := range recs {
-		seq++
-		recs[i].Sequence = seq
-		recs[i].PrevHash = hash
-		recs[i].Hash = recs[i].ComputeHash()
-		hash = recs[i].Hash
+// UnchainedAudit returns up to limit (plinth.DefaultLimit when <= 0)
+// records of the audit log in log order, leaving out every record that a
+// transaction still running might precede (see the top of this file). It
+// takes one round trip.
+func (s *Store) UnchainedAudit(ctx context.Context, limit int) ([]plinth.AuditRecord, error) {
+	if limit <= 0 {
+		limit = plinth.DefaultLimit
 	}
-	return seq, hash
+	var out []plinth.AuditRecord
+	err := s.readBelowCut(ctx, "read unchained audit records", nextAuditLogSQL, auditLockBase,
+		unchainedAuditSQL, []any{limit}, func(cut int64, rows pgx.Rows) error {
+			out = []plinth.AuditRecord{}
+			for rows.Next() {
+				r, err := scanAudit(rows)
+				if err != nil {
+					return err
+				}
+				if r.Sequence >= cut {
+					break
+				}
+				r.LogID, r.Sequence = strconv.FormatInt(r.Sequence, 10), 0
+				out = append(out, r)
+			}
+			return nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
-// auditArgs are the column arrays of insertAuditSQL.
+// CountUnchainedAudit returns how many records wait in the audit log.
+func (s *Store) CountUnchainedAudit(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.read(ctx, "count unchained audit records", func() error {
+		return s.pool.QueryRow(ctx, countUnchainedSQL).Scan(&n)
+	})
+	return n, err
+}
+
+// AuditHead returns the sequence and hash of the newest chained record.
+func (s *Store) AuditHead(ctx context.Context) (int64, string, error) {
+	var seq int64
+	var hash string
+	err := s.read(ctx, "read the audit head", func() error {
+		err := s.pool.QueryRow(ctx, auditHeadSQL).Scan(&seq, &hash)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errNoAuditHead
+		}
+		return err
+	})
+	return seq, hash, err
+}
+
+// errNoAuditHead is returned when the head row was removed.
+var errNoAuditHead = errors.New(`the head row of the audit trail (plinth.audit_head) is missing; restore it with the sequence and hash of the newest record of plinth.audit`)
+
+// ChainAudit moves records from the audit log into the chain in one
+// transaction (see the top of this file); plinth.ErrConflict when the head
+// is not where recs say or a record is no longer in the log.
+func (s *Store) ChainAudit(ctx context.Context, recs []plinth.AuditRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	what := fmt.Sprintf("chain %d audit records from %d", len(recs), recs[0].Sequence)
+	if len(recs) > maxAtomicBatch {
+		return fmt.Errorf(auditBatchTooLarge, what, len(recs), maxAtomicBatch)
+	}
+	n := len(recs)
+	logIDs, seqs, prevs, hashes := make([]int64, n), make([]int64, n), make([]string, n), make([]string, n)
+	for i, r := range recs {
+		id, err := strconv.ParseInt(r.LogID, 10, 64)
+		if err != nil || r.Hash == "" || r.Sequence < 1 ||
+			(i > 0 && (r.Sequence != recs[i-1].Sequence+1 || r.PrevHash != recs[i-1].Hash)) {
+			return fmt.Errorf("postgres: %s: record %d (log id %q) does not follow on from the one before, or has no hash", what, r.Sequence, r.LogID)
+		}
+		logIDs[i], seqs[i], prevs[i], hashes[i] = id, r.Sequence, r.PrevHash, r.Hash
+	}
+	last := recs[n-1]
+	ptx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return s.wrap(what, err)
+	}
+	defer ptx.Rollback(context.WithoutCancel(ctx))
+	b := &pgx.Batch{}
+	b.Queue(moveAuditHeadSQL, last.Sequence, last.Hash, recs[0].Sequence-1, recs[0].PrevHash)
+	b.Queue(chainAuditSQL, logIDs, seqs, prevs, hashes)
+	b.Queue(deleteAuditLogSQL, logIDs)
+	br := ptx.SendBatch(ctx, b)
+	err = func() error {
+		for i, want := range []int64{1, int64(n), int64(n)} {
+			tag, err := br.Exec()
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() != want {
+				if i == 0 {
+					return fmt.Errorf("the head is not record %d: %w", recs[0].Sequence-1, plinth.ErrConflict)
+				}
+				return fmt.Errorf("%d of the records are no longer in the audit log: %w", want-tag.RowsAffected(), plinth.ErrConflict)
+			}
+		}
+		return nil
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return s.wrap(what, err)
+	}
+	return s.wrap(what+": commit", ptx.Commit(ctx))
+}
+
+// AcquireChainLease makes holder the active chainer until ttl from now on
+// the database's clock, or renews its lease; false when another holder's
+// lease has not expired.
+func (s *Store) AcquireChainLease(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	return s.acquireLease(ctx, chainLeaseName, holder, ttl)
+}
+
+// auditArgs are the column arrays of insertAuditLogSQL.
 func auditArgs(recs []plinth.AuditRecord) ([]any, error) {
 	n := len(recs)
 	var (
-		seqs                                   = make([]int64, n)
 		times                                  = make([]time.Time, n)
 		cids, envs, doms, ents, ops, meths     = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		routes, decisions, reasons, addrs, uas = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		prevs, hashes, principals, ids         = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		principals, ids                        = make([]string, n), make([]string, n)
 		filters                                = make([]*string, n)
 		statuses, counts                       = make([]int32, n), make([]int32, n)
 		durs                                   = make([]float64, n)
 	)
 	for i, r := range recs {
-		seqs[i], times[i] = r.Sequence, r.Time
+		times[i] = r.Time
 		cids[i], envs[i], doms[i], ents[i], ops[i], meths[i] = r.CorrelationID, r.Environment, r.Domain, r.Entity, r.Operation, r.Method
 		routes[i], decisions[i], reasons[i], addrs[i], uas[i] = r.Route, r.Decision, r.Reason, r.ClientAddress, r.UserAgent
-		prevs[i], hashes[i] = r.PrevHash, r.Hash
 		if r.Status < math.MinInt32 || r.Status > math.MaxInt32 || r.Count < math.MinInt32 || r.Count > math.MaxInt32 {
-			return nil, fmt.Errorf("audit record %d: status %d or count %d out of range", r.Sequence, r.Status, r.Count)
+			return nil, fmt.Errorf("audit record %q: status %d or count %d out of range", r.CorrelationID, r.Status, r.Count)
 		}
 		statuses[i], counts[i], durs[i] = int32(r.Status), int32(r.Count), r.DurationMs
 		b, err := json.Marshal(r.Principal)
@@ -363,8 +529,8 @@ func auditArgs(recs []plinth.AuditRecord) ([]any, error) {
 		}
 		ids[i] = string(b)
 	}
-	return []any{seqs, times, cids, envs, doms, ents, ops, meths, routes, filters, principals, decisions, reasons,
-		statuses, ids, counts, durs, addrs, uas, prevs, hashes}, nil
+	return []any{times, cids, envs, doms, ents, ops, meths, routes, filters, principals, decisions, reasons,
+		statuses, ids, counts, durs, addrs, uas}, nil
 }
 
 // scanAudit reads one row of selectAuditSQL.

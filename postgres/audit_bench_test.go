@@ -3,11 +3,13 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/audit"
 )
 
 // benchAuditRecord is a typical audit record of a view.
@@ -123,5 +125,42 @@ func BenchmarkTxAppendAudit(b *testing.B) {
 			}
 		})
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "records/s")
+	}) // With the chainer running, as in plinth serve: the writes' records
+	// are also chained while they are written.
+	b.Run("parallel=16/chainer", func(b *testing.B) {
+		s := benchAuditStore(b)
+		ctx := context.Background()
+		rec := benchAuditRecord(0)
+		c := audit.NewChainer(s, audit.ChainerConfig{Logger: slog.New(slog.DiscardHandler)})
+		cctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { c.Run(cctx); close(done) }()
+		b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+		start := time.Now()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := write(ctx, s, rec); err != nil {
+					b.Error(err)
+					return
+				}
+				c.Notify()
+			}
+		})
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "records/s")
+		// How long the chainer takes to catch up once writing stops.
+		caughtUp := time.Now()
+		for {
+			n, err := s.CountUnchainedAudit(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		b.ReportMetric(float64(time.Since(caughtUp).Milliseconds()), "catchup-ms")
+		stop()
+		<-done
 	})
 }

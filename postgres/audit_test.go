@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/audit"
 	"github.com/plinth-data/plinth/plinthtest/pgtest"
 	"github.com/plinth-data/plinth/storetest"
 )
@@ -30,6 +31,7 @@ func TestPlanCreatesAuditAndOutboxTables(t *testing.T) {
 		`("domain", "time")`,
 		`REVOKE UPDATE, DELETE`,
 		`CREATE TABLE IF NOT EXISTS "plinth"."audit_head"`,
+		`CREATE TABLE IF NOT EXISTS "plinth"."audit_log"`,
 		`CREATE TABLE IF NOT EXISTS "plinth"."outbox"`,
 		`"txid" xid8 NOT NULL DEFAULT pg_current_xact_id()`,
 		`"payload" bytea NOT NULL`,
@@ -48,6 +50,17 @@ func TestPlanCreatesAuditAndOutboxTables(t *testing.T) {
 	}
 }
 
+// Writers append audit records without waiting for each other.
+func TestAuditConcurrentWriters(t *testing.T) {
+	storetest.RunAuditConcurrentWriters(t, func(t *testing.T) plinth.Store {
+		s, _ := openStore(t, nil)
+		if err := s.Prepare(context.Background(), storetest.Domains(t)); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
 // The head row, if lost and recreated by Prepare, continues the chain
 // from the newest record.
 func TestAuditHeadRecreatedFromTrail(t *testing.T) {
@@ -56,16 +69,25 @@ func TestAuditHeadRecreatedFromTrail(t *testing.T) {
 	if err := s.Prepare(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	recs, err := s.AppendAudit(ctx, []plinth.AuditRecord{{Operation: "view"}, {Operation: "list"}})
+	if _, err := s.AppendAudit(ctx, []plinth.AuditRecord{{Operation: "view"}, {Operation: "list"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.ChainPending(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	_, hash2, err := s.AuditHead(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.pool.Exec(ctx, `DELETE FROM plinth.audit_head`); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.AppendAudit(ctx, []plinth.AuditRecord{{Operation: "view"}})
-	if err == nil || !strings.Contains(err.Error(), "audit_head") {
-		t.Errorf("append without a head: %v; want an error naming plinth.audit_head", err)
+	// Appending does not need the head; chaining does.
+	if _, err = s.AppendAudit(ctx, []plinth.AuditRecord{{Operation: "view"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.ChainPending(ctx, s); err == nil || !strings.Contains(err.Error(), "audit_head") {
+		t.Errorf("chaining without a head: %v; want an error naming plinth.audit_head", err)
 	}
 	if _, err := s.pool.Exec(ctx, `DROP TABLE plinth.audit_head`); err != nil {
 		t.Fatal(err)
@@ -73,12 +95,16 @@ func TestAuditHeadRecreatedFromTrail(t *testing.T) {
 	if err := s.Prepare(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	next, err := s.AppendAudit(ctx, []plinth.AuditRecord{{Operation: "view"}})
-	if err != nil {
+	if _, err := audit.ChainPending(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	if next[0].Sequence != 3 || next[0].PrevHash != recs[1].Hash {
-		t.Errorf("after recreating the head: sequence %d, prevHash %q; want 3, %q", next[0].Sequence, next[0].PrevHash, recs[1].Hash)
+	var seq int64
+	var prev string
+	if err := s.pool.QueryRow(ctx, `SELECT sequence, prev_hash FROM plinth.audit ORDER BY sequence DESC LIMIT 1`).Scan(&seq, &prev); err != nil {
+		t.Fatal(err)
+	}
+	if seq != 3 || prev != hash2 {
+		t.Errorf("after recreating the head: sequence %d, prevHash %q; want 3, %q", seq, prev, hash2)
 	}
 }
 
@@ -93,15 +119,20 @@ func TestAuditDeletedTailLeavesGap(t *testing.T) {
 	if _, err := s.AppendAudit(ctx, make([]plinth.AuditRecord, 3)); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := audit.ChainPending(ctx, s); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.pool.Exec(ctx, `DELETE FROM plinth.audit WHERE sequence = 3`); err != nil {
 		t.Fatal(err)
 	}
-	next, err := s.AppendAudit(ctx, make([]plinth.AuditRecord, 1))
-	if err != nil {
+	if _, err := s.AppendAudit(ctx, make([]plinth.AuditRecord, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if next[0].Sequence != 4 {
-		t.Errorf("sequence %d after deleting the tail; want 4 (a visible gap)", next[0].Sequence)
+	if _, err := audit.ChainPending(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if seq, _, err := s.AuditHead(ctx); err != nil || seq != 4 {
+		t.Errorf("sequence %d after deleting the tail, %v; want 4 (a visible gap)", seq, err)
 	}
 }
 
@@ -118,6 +149,13 @@ func TestAuditAndOutboxNotPrepared(t *testing.T) {
 		"PendingEvents": func() error { _, err := s.PendingEvents(ctx, 10); return err },
 		"AcquireRelayLease": func() error {
 			_, err := s.AcquireRelayLease(ctx, "r", time.Second)
+			return err
+		},
+		"UnchainedAudit":      func() error { _, err := s.UnchainedAudit(ctx, 10); return err },
+		"CountUnchainedAudit": func() error { _, err := s.CountUnchainedAudit(ctx); return err },
+		"AuditHead":           func() error { _, _, err := s.AuditHead(ctx); return err },
+		"AcquireChainLease": func() error {
+			_, err := s.AcquireChainLease(ctx, "c", time.Second)
 			return err
 		},
 	}
@@ -156,11 +194,14 @@ func TestAuditAndOutboxUnavailableDuringOutage(t *testing.T) {
 		},
 		"ScanAudit":      func() error { return s.ScanAudit(cctx, 0, func(plinth.AuditRecord) error { return nil }) },
 		"PendingEvents":  func() error { _, err := s.PendingEvents(cctx, 10); return err },
-		"MarkEventsSent": func() error { return s.MarkEventsSent(cctx, []int64{1}) },
+		"MarkEventsSent": func() error { return s.MarkEventsSent(cctx, []string{"e1"}) },
 		"AcquireRelayLease": func() error {
 			_, err := s.AcquireRelayLease(cctx, "r", time.Second)
 			return err
 		},
+		"UnchainedAudit":      func() error { _, err := s.UnchainedAudit(cctx, 10); return err },
+		"CountUnchainedAudit": func() error { _, err := s.CountUnchainedAudit(cctx); return err },
+		"AuditHead":           func() error { _, _, err := s.AuditHead(cctx); return err },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, plinth.ErrUnavailable) {
@@ -218,7 +259,7 @@ func TestPurgeSentEvents(t *testing.T) {
 	if err != nil || len(es) != 3 {
 		t.Fatalf("pending: %v, %v", es, err)
 	}
-	if err := s.MarkEventsSent(ctx, []int64{es[0].Sequence, es[1].Sequence}); err != nil {
+	if err := s.MarkEventsSent(ctx, []string{es[0].EventID, es[1].EventID}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := s.PurgeSentEvents(ctx, time.Hour); err != nil || n != 0 {

@@ -17,11 +17,12 @@ import (
 //     transaction of the change. sequence comes from the sequence
 //     plinth.outbox_sequence; txid is the writing transaction; horizon is
 //     explained below; payload is bytea, the event's bytes exactly as they
-//     will be published; sent_at is set by MarkEventsSent. A partial
-//     index holds the unsent rows only, so the relay's poll stays cheap
-//     however long the table grows (PurgeSentEvents trims it).
-//   - plinth.relay_lease: one row per lease (the relay uses "outbox"):
-//     which relay holds it and until when, on the database's clock.
+//     will be published; sent_at is set by MarkEventsSent (by event_id).
+//     A partial index holds the unsent rows only, so the relay's poll
+//     stays cheap however long the table grows (PurgeSentEvents trims it).
+//   - plinth.relay_lease: one row per lease (the relay uses "outbox", the
+//     audit chainer "audit-chain"): who holds it and until when, on the
+//     database's clock.
 //
 // The sequence-gap trap. Sequence numbers are handed out when a row is
 // inserted, not when its transaction commits, so a row can commit after a
@@ -127,7 +128,7 @@ WHERE l.locktype = 'advisory' AND l.objsubid = 1
 	AND l.classid::bigint BETWEEN ($1::bigint >> 32) AND ($1::bigint >> 32) + 65535`
 	pendingEventsSQL = `SELECT "sequence", "domain", "subject", "event_id", "payload"
 FROM "plinth"."outbox" WHERE "sent_at" IS NULL ORDER BY "sequence" LIMIT $1`
-	markEventsSentSQL = `UPDATE "plinth"."outbox" SET "sent_at" = now() WHERE "sequence" = ANY($1) AND "sent_at" IS NULL`
+	markEventsSentSQL = `UPDATE "plinth"."outbox" SET "sent_at" = now() WHERE "event_id" = ANY($1) AND "sent_at" IS NULL`
 	acquireLeaseSQL   = `INSERT INTO "plinth"."relay_lease" AS l ("name", "holder", "expires_at")
 VALUES ($1, $2, clock_timestamp() + $3 * interval '1 microsecond')
 ON CONFLICT ("name") DO UPDATE SET "holder" = excluded."holder", "expires_at" = excluded."expires_at"
@@ -179,8 +180,36 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 		limit = plinth.DefaultLimit
 	}
 	var out []plinth.OutboxEntry
-	err := s.read(ctx, "read pending events", func() error {
-		out = []plinth.OutboxEntry{}
+	err := s.readBelowCut(ctx, "read pending events", nextSequenceSQL, outboxLockBase, pendingEventsSQL, []any{limit},
+		func(cut int64, rows pgx.Rows) error {
+			out = []plinth.OutboxEntry{}
+			for rows.Next() {
+				var e plinth.OutboxEntry
+				if err := rows.Scan(&e.Sequence, &e.Domain, &e.Subject, &e.EventID, &e.Payload); err != nil {
+					return err
+				}
+				if e.Sequence >= cut {
+					break
+				}
+				out = append(out, e)
+			}
+			return nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// readBelowCut is the poll of the outbox and of the audit log, in one
+// round trip: it reads the lowest number not yet drawn (nextSQL), the
+// least number announced by a running writer under lockBase, and then,
+// with a snapshot taken after both, the rows (rowsSQL, ordered by their
+// number); fn reads the rows and must stop at the first whose number is
+// at or above cut.
+func (s *Store) readBelowCut(ctx context.Context, what, nextSQL string, lockBase int64, rowsSQL string, args []any,
+	fn func(cut int64, rows pgx.Rows) error) error {
+	return s.read(ctx, what, func() error {
 		conn, err := s.pool.Acquire(ctx)
 		if err != nil {
 			return err
@@ -190,9 +219,9 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 		// bounds were read, whatever default_transaction_isolation says.
 		b := &pgx.Batch{}
 		b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY")
-		b.Queue(nextSequenceSQL)
-		b.Queue(leastAnnouncedSQL, outboxLockBase)
-		b.Queue(pendingEventsSQL, limit)
+		b.Queue(nextSQL)
+		b.Queue(leastAnnouncedSQL, lockBase)
+		b.Queue(rowsSQL, args...)
 		b.Queue("COMMIT")
 		br := conn.SendBatch(ctx, b)
 		err = func() error {
@@ -215,18 +244,11 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 			if err != nil {
 				return err
 			}
-			for rows.Next() {
-				var e plinth.OutboxEntry
-				if err := rows.Scan(&e.Sequence, &e.Domain, &e.Subject, &e.EventID, &e.Payload); err != nil {
-					rows.Close()
-					return err
-				}
-				if e.Sequence >= cut {
-					break
-				}
-				out = append(out, e)
-			}
+			err = fn(cut, rows)
 			rows.Close()
+			if err != nil {
+				return err
+			}
 			if err := rows.Err(); err != nil {
 				return err
 			}
@@ -243,36 +265,39 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 		}
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
-// MarkEventsSent records that the entries were published. Entries already
-// marked keep their first time.
-func (s *Store) MarkEventsSent(ctx context.Context, sequences []int64) error {
-	if len(sequences) == 0 {
+// MarkEventsSent records that the entries with these event IDs were
+// published. Entries already marked keep their first time.
+func (s *Store) MarkEventsSent(ctx context.Context, eventIDs []string) error {
+	if len(eventIDs) == 0 {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, markEventsSentSQL, sequences)
-	return s.wrap(fmt.Sprintf("mark %d events sent", len(sequences)), err)
+	_, err := s.pool.Exec(ctx, markEventsSentSQL, eventIDs)
+	return s.wrap(fmt.Sprintf("mark %d events sent", len(eventIDs)), err)
 }
 
 // AcquireRelayLease makes holder the active relay until ttl from now on
 // the database's clock, or renews its lease; false when another holder's
 // lease has not expired.
 func (s *Store) AcquireRelayLease(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	return s.acquireLease(ctx, relayLeaseName, holder, ttl)
+}
+
+// acquireLease takes or renews the named lease of plinth.relay_lease (the
+// relay's and the audit chainer's).
+func (s *Store) acquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	what := fmt.Sprintf("acquire the %s lease", name)
 	if holder == "" {
-		return false, errors.New("postgres: acquire the relay lease: the holder has no name")
+		return false, fmt.Errorf("postgres: %s: the holder has no name", what)
 	}
 	var got string
-	err := s.pool.QueryRow(ctx, acquireLeaseSQL, relayLeaseName, holder, ttl.Microseconds()).Scan(&got)
+	err := s.pool.QueryRow(ctx, acquireLeaseSQL, name, holder, ttl.Microseconds()).Scan(&got)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
 	if err != nil {
-		return false, s.wrap("acquire the relay lease", err)
+		return false, s.wrap(what, err)
 	}
 	return true, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/plinth-data/plinth"
+	auditpkg "github.com/plinth-data/plinth/audit"
 )
 
 // Support roles are cluster-wide: every test names its users uniquely
@@ -353,6 +354,9 @@ FROM pg_roles WHERE rolname = $1`, g.Role).Scan(&canLogin, &super, &createRole, 
 		t.Log("the store keeps no audit trail yet: audit records not checked")
 		return
 	}
+	if _, err := auditpkg.ChainPending(ctx, audit); err != nil {
+		t.Fatal(err)
+	}
 	var recs []plinth.AuditRecord
 	prev := ""
 	err = audit.ScanAudit(ctx, 0, func(r plinth.AuditRecord) error {
@@ -477,6 +481,9 @@ func TestSupportExpiry(t *testing.T) {
 	}
 
 	if audit, ok := any(s).(plinth.AuditStore); ok {
+		if _, err := auditpkg.ChainPending(ctx, audit); err != nil {
+			t.Fatal(err)
+		}
 		var swept []plinth.AuditRecord
 		err := audit.ScanAudit(ctx, 0, func(r plinth.AuditRecord) error {
 			if r.Operation == "support" && slices.Equal(r.RecordIDs, []string{g.Role}) {

@@ -6,26 +6,41 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/plinth-data/plinth"
 )
 
-// The audit trail is kept in three tables, created by Prepare:
+// The audit trail is kept in four tables, created by Prepare:
 //
-//   - plinth_audit: one row per plinth.AuditRecord, keyed by its sequence;
-//     the principal, the filters and the record ids as JSON; the time as
-//     UTC text at a fixed width (so text order is time order). Expression
-//     indexes on the principal's subject, e-mail and consumer, and indexes
-//     on (domain, time) and time, serve AuditRecords.
+//   - plinth_audit_log: records appended and not yet chained, keyed by
+//     log_id (INTEGER PRIMARY KEY AUTOINCREMENT: never reused). Writers
+//     insert here only, inside their write transaction (Tx.AppendAudit) or
+//     in a batch of their own (Store.AppendAudit).
+//   - plinth_audit: the chain, one row per chained plinth.AuditRecord,
+//     keyed by its sequence; the principal, the filters and the record ids
+//     as JSON; the time as UTC text at a fixed width (so text order is time
+//     order). Expression indexes on the principal's subject, e-mail and
+//     consumer, and indexes on (domain, time) and time, serve AuditRecords.
 //   - plinth_audit_record_ids: (record_id, sequence) for every record id of
-//     every record, so "who touched record 12345" is an index lookup.
+//     every chained record, so "who touched record 12345" is an index
+//     lookup.
 //   - plinth_audit_head: one row, the sequence and hash of the newest
-//     record. SQLite has one writer, so appends are serialised already;
-//     the head outlives the rows, so a deleted tail shows up as a gap when
-//     the next record is appended.
+//     chained record, written by the chainer only. It outlives the rows, so
+//     a deleted tail shows up as a gap when the next record is chained.
 //
-// Plinth never updates or deletes an audit row. Text is normalised before
+// SQLite has one writer at a time (every write transaction begins
+// IMMEDIATE), and log_id is drawn while the writer holds that lock, so log
+// order is commit order and UnchainedAudit may return every row it sees.
+// ChainAudit moves rows from the log into the chain in one transaction:
+// it copies each log row's columns verbatim (so the hash the chainer
+// computed over what UnchainedAudit returned matches what is stored),
+// deletes the log row and moves the head, conditional on the head being
+// where the chainer thinks it is.
+//
+// Plinth never updates or deletes a chained row. Text is normalised before
 // hashing as in the postgres store (invalid UTF-8 and U+0000 become
 // U+FFFD), so a trail moves between the stores unchanged.
 
@@ -33,6 +48,14 @@ var (
 	_ plinth.AuditStore = (*Store)(nil)
 	_ plinth.AuditTx    = (*tx)(nil)
 )
+
+// maxAtomicBatch is how many records one AppendAudit or ChainAudit takes:
+// SQLite commits any number atomically; this bounds how long one chaining
+// transaction holds the write lock.
+const maxAtomicBatch = 1000
+
+// chainLeaseName is the lease the chainer holds (in plinth_relay_lease).
+const chainLeaseName = "audit-chain"
 
 var auditSchema = []string{
 	`CREATE TABLE IF NOT EXISTS "plinth_audit" (
@@ -79,18 +102,49 @@ SELECT 1, coalesce(max("sequence"), 0),
 FROM "plinth_audit"
 WHERE true
 ON CONFLICT ("one") DO NOTHING`,
+	`CREATE TABLE IF NOT EXISTS "plinth_audit_log" (
+	"log_id" INTEGER PRIMARY KEY AUTOINCREMENT,
+	"time" TEXT NOT NULL,
+	"correlation_id" TEXT NOT NULL,
+	"environment" TEXT NOT NULL,
+	"domain" TEXT NOT NULL,
+	"entity" TEXT NOT NULL,
+	"operation" TEXT NOT NULL,
+	"method" TEXT NOT NULL,
+	"route" TEXT NOT NULL,
+	"filters" TEXT,
+	"principal" TEXT NOT NULL,
+	"decision" TEXT NOT NULL,
+	"reason" TEXT NOT NULL,
+	"status" INTEGER NOT NULL,
+	"record_ids" TEXT NOT NULL,
+	"count" INTEGER NOT NULL,
+	"duration_ms" REAL NOT NULL,
+	"client_address" TEXT NOT NULL,
+	"user_agent" TEXT NOT NULL
+)`,
 }
 
-const auditCols = `"sequence", "time", "correlation_id", "environment", "domain", "entity", "operation", "method", "route",
+// recordCols are the columns of a record's content, in the log and in the
+// chain.
+const recordCols = `"time", "correlation_id", "environment", "domain", "entity", "operation", "method", "route",
 	"filters", "principal", "decision", "reason", "status", "record_ids", "count", "duration_ms", "client_address",
-	"user_agent", "prev_hash", "hash"`
+	"user_agent"`
+
+const auditCols = `"sequence", ` + recordCols + `, "prev_hash", "hash"`
 
 const (
 	auditHeadSQL       = `SELECT "sequence", "hash" FROM "plinth_audit_head"`
-	updateAuditHeadSQL = `UPDATE "plinth_audit_head" SET "sequence" = ?, "hash" = ?`
-	insertAuditSQL     = `INSERT INTO "plinth_audit" (` + auditCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	insertAuditIDSQL   = `INSERT OR IGNORE INTO "plinth_audit_record_ids" ("record_id", "sequence") VALUES (?, ?)`
+	moveAuditHeadSQL   = `UPDATE "plinth_audit_head" SET "sequence" = ?, "hash" = ? WHERE "sequence" = ? AND "hash" = ?`
+	insertAuditLogSQL  = `INSERT INTO "plinth_audit_log" (` + recordCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	chainAuditSQL      = `INSERT INTO "plinth_audit" (` + auditCols + `) SELECT ?, ` + recordCols + `, ?, ? FROM "plinth_audit_log" WHERE "log_id" = ?`
+	chainAuditIDsSQL   = `INSERT OR IGNORE INTO "plinth_audit_record_ids" ("record_id", "sequence") SELECT j."value", ? FROM "plinth_audit_log" l, json_each(l."record_ids") j WHERE l."log_id" = ?`
+	deleteAuditLogSQL  = `DELETE FROM "plinth_audit_log" WHERE "log_id" = ?`
 	selectAuditSQL     = `SELECT ` + auditCols + ` FROM "plinth_audit"`
+	unchainedAuditSQL  = `SELECT "log_id", ` + recordCols + `, '', '' FROM "plinth_audit_log" ORDER BY "log_id" LIMIT ?`
+	countUnchainedSQL  = `SELECT count(*) FROM "plinth_audit_log"`
+	errNoAuditHeadText = "the head row of the audit trail (plinth_audit_head) is missing; restore it with the sequence and hash of the newest record of plinth_audit"
+	auditBatchTooLarge = "sqlite: %s: %d records, more than the %d one call takes (MaxAtomicBatch)"
 )
 
 // scanBatch is how many records ScanAudit reads per query.
@@ -106,12 +160,18 @@ func (x *tx) prepareAudit(ctx context.Context) error {
 	return nil
 }
 
-// AppendAudit stores records in one transaction, in order, assigning each
-// its Sequence, PrevHash and Hash, and returns them as stored. Time is kept
-// in UTC to the microsecond (a zero Time becomes plinth.Now()).
+// MaxAtomicBatch is the most records one AppendAudit or ChainAudit takes.
+func (s *Store) MaxAtomicBatch() int { return maxAtomicBatch }
+
+// AppendAudit makes records durable in the audit log in one transaction,
+// in order, and returns them as stored, unchained, with their LogID. Time
+// is kept in UTC to the microsecond (a zero Time becomes plinth.Now()).
 func (s *Store) AppendAudit(ctx context.Context, recs []plinth.AuditRecord) ([]plinth.AuditRecord, error) {
 	if len(recs) == 0 {
 		return nil, nil
+	}
+	if len(recs) > maxAtomicBatch {
+		return nil, fmt.Errorf(auditBatchTooLarge, "append audit records", len(recs), maxAtomicBatch)
 	}
 	x, err := s.begin(ctx)
 	if err != nil {
@@ -130,29 +190,14 @@ func (s *Store) AppendAudit(ctx context.Context, recs []plinth.AuditRecord) ([]p
 	return out, nil
 }
 
-// AppendAudit adds a record to the chain within the write transaction and
-// returns it as it will be stored. Inside a Write, append through the Tx:
-// Store.AppendAudit would wait for the transaction it is called from.
+// AppendAudit adds a record to the audit log within the write transaction
+// and returns it as it will be stored, unchained, with its LogID. Inside a
+// Write, append through the Tx: Store.AppendAudit would wait for the
+// transaction it is called from.
 func (x *tx) AppendAudit(ctx context.Context, rec plinth.AuditRecord) (plinth.AuditRecord, error) {
 	r := plinth.NormalizeAudit(rec)
-	if !x.auditRead {
-		st, err := x.stmt(ctx, auditHeadSQL)
-		if err != nil {
-			return plinth.AuditRecord{}, fail("append an audit record: read the head", err)
-		}
-		err = st.QueryRowContext(ctx).Scan(&x.auditSeq, &x.auditHash)
-		if errors.Is(err, sql.ErrNoRows) {
-			return plinth.AuditRecord{}, errors.New("sqlite: append an audit record: the head row of the audit trail (plinth_audit_head) is missing; restore it with the sequence and hash of the newest record of plinth_audit")
-		}
-		if err != nil {
-			return plinth.AuditRecord{}, fail("append an audit record: read the head", err)
-		}
-		x.auditRead = true
-	}
-	r.Sequence = x.auditSeq + 1
-	r.PrevHash = x.auditHash
-	r.Hash = r.ComputeHash()
-	what := fmt.Sprintf("append audit record %d", r.Sequence)
+	r.Sequence, r.PrevHash, r.Hash, r.LogID = 0, "", "", ""
+	const what = "append an audit record"
 	principal, err := json.Marshal(r.Principal)
 	if err != nil {
 		return plinth.AuditRecord{}, fmt.Errorf("sqlite: %s: %w", what, err)
@@ -169,35 +214,155 @@ func (x *tx) AppendAudit(ctx context.Context, rec plinth.AuditRecord) (plinth.Au
 	if err != nil {
 		return plinth.AuditRecord{}, fmt.Errorf("sqlite: %s: %w", what, err)
 	}
-	st, err := x.stmt(ctx, insertAuditSQL)
+	st, err := x.stmt(ctx, insertAuditLogSQL)
 	if err != nil {
 		return plinth.AuditRecord{}, fail(what, err)
 	}
-	if _, err := st.ExecContext(ctx, r.Sequence, formatStoredTime(r.Time), r.CorrelationID, r.Environment, r.Domain,
+	res, err := st.ExecContext(ctx, formatStoredTime(r.Time), r.CorrelationID, r.Environment, r.Domain,
 		r.Entity, r.Operation, r.Method, r.Route, filters, string(principal), r.Decision, r.Reason, r.Status,
-		string(ids), r.Count, r.DurationMs, r.ClientAddress, r.UserAgent, r.PrevHash, r.Hash); err != nil {
+		string(ids), r.Count, r.DurationMs, r.ClientAddress, r.UserAgent)
+	if err != nil {
 		return plinth.AuditRecord{}, fail(what, err)
 	}
-	if len(r.RecordIDs) > 0 {
-		st, err := x.stmt(ctx, insertAuditIDSQL)
+	id, err := res.LastInsertId()
+	if err != nil {
+		return plinth.AuditRecord{}, fail(what, err)
+	}
+	r.LogID = strconv.FormatInt(id, 10)
+	return r, nil
+}
+
+// UnchainedAudit returns up to limit (plinth.DefaultLimit when <= 0)
+// records of the audit log in log order, which is commit order.
+func (s *Store) UnchainedAudit(ctx context.Context, limit int) ([]plinth.AuditRecord, error) {
+	if limit <= 0 {
+		limit = plinth.DefaultLimit
+	}
+	recs, err := s.readAudit(ctx, "read unchained audit records", unchainedAuditSQL, limit)
+	if err != nil {
+		return nil, err
+	}
+	for i := range recs {
+		recs[i].LogID, recs[i].Sequence = strconv.FormatInt(recs[i].Sequence, 10), 0
+	}
+	return recs, nil
+}
+
+// CountUnchainedAudit returns how many records wait in the audit log.
+func (s *Store) CountUnchainedAudit(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.read.QueryRowContext(ctx, countUnchainedSQL).Scan(&n); err != nil {
+		return 0, fail("count unchained audit records", err)
+	}
+	return n, nil
+}
+
+// AuditHead returns the sequence and hash of the newest chained record.
+func (s *Store) AuditHead(ctx context.Context) (int64, string, error) {
+	var seq int64
+	var hash string
+	err := s.read.QueryRowContext(ctx, auditHeadSQL).Scan(&seq, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, "", errors.New("sqlite: read the audit head: " + errNoAuditHeadText)
+	}
+	if err != nil {
+		return 0, "", fail("read the audit head", err)
+	}
+	return seq, hash, nil
+}
+
+// ChainAudit moves records from the audit log into the chain in one
+// transaction (see the top of this file); plinth.ErrConflict when the head
+// is not where recs say or a record is no longer in the log.
+func (s *Store) ChainAudit(ctx context.Context, recs []plinth.AuditRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	what := fmt.Sprintf("chain %d audit records from %d", len(recs), recs[0].Sequence)
+	if len(recs) > maxAtomicBatch {
+		return fmt.Errorf(auditBatchTooLarge, what, len(recs), maxAtomicBatch)
+	}
+	if err := checkLinks(recs); err != nil {
+		return fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	x, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer x.tx.Rollback()
+	for _, r := range recs {
+		id, err := strconv.ParseInt(r.LogID, 10, 64)
 		if err != nil {
-			return plinth.AuditRecord{}, fail(what, err)
+			return fmt.Errorf("sqlite: %s: log id %q: %w", what, r.LogID, err)
 		}
-		for _, id := range r.RecordIDs {
-			if _, err := st.ExecContext(ctx, id, r.Sequence); err != nil {
-				return plinth.AuditRecord{}, fail(what, err)
+		for _, step := range []struct {
+			query string
+			args  []any
+			must  bool
+		}{
+			{chainAuditSQL, []any{r.Sequence, r.PrevHash, r.Hash, id}, true},
+			{chainAuditIDsSQL, []any{r.Sequence, id}, false},
+			{deleteAuditLogSQL, []any{id}, true},
+		} {
+			st, err := x.stmt(ctx, step.query)
+			if err != nil {
+				return fail(what, err)
+			}
+			res, err := st.ExecContext(ctx, step.args...)
+			if err != nil {
+				if isKeyConflict(err) {
+					return fmt.Errorf("sqlite: %s: sequence %d is taken: %w", what, r.Sequence, plinth.ErrConflict)
+				}
+				return fail(what, err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return fail(what, err)
+			} else if step.must && n != 1 {
+				return fmt.Errorf("sqlite: %s: record %s is no longer in the audit log: %w", what, r.LogID, plinth.ErrConflict)
 			}
 		}
 	}
-	st, err = x.stmt(ctx, updateAuditHeadSQL)
+	last := recs[len(recs)-1]
+	st, err := x.stmt(ctx, moveAuditHeadSQL)
 	if err != nil {
-		return plinth.AuditRecord{}, fail(what, err)
+		return fail(what, err)
 	}
-	if _, err := st.ExecContext(ctx, r.Sequence, r.Hash); err != nil {
-		return plinth.AuditRecord{}, fail(what, err)
+	res, err := st.ExecContext(ctx, last.Sequence, last.Hash, recs[0].Sequence-1, recs[0].PrevHash)
+	if err != nil {
+		return fail(what, err)
 	}
-	x.auditSeq, x.auditHash = r.Sequence, r.Hash
-	return r, nil
+	if n, err := res.RowsAffected(); err != nil {
+		return fail(what, err)
+	} else if n != 1 {
+		return fmt.Errorf("sqlite: %s: the head is not record %d: %w", what, recs[0].Sequence-1, plinth.ErrConflict)
+	}
+	if err := x.tx.Commit(); err != nil {
+		return fail(what+": commit", err)
+	}
+	return nil
+}
+
+// checkLinks checks that recs follow on from each other, as ChainAudit
+// requires.
+func checkLinks(recs []plinth.AuditRecord) error {
+	for i, r := range recs {
+		if r.LogID == "" || r.Hash == "" {
+			return fmt.Errorf("record %d has no log id or hash", r.Sequence)
+		}
+		if i > 0 && (r.Sequence != recs[i-1].Sequence+1 || r.PrevHash != recs[i-1].Hash) {
+			return fmt.Errorf("record %d does not follow on from record %d", r.Sequence, recs[i-1].Sequence)
+		}
+	}
+	if recs[0].Sequence < 1 {
+		return fmt.Errorf("sequence %d", recs[0].Sequence)
+	}
+	return nil
+}
+
+// AcquireChainLease makes holder the active chainer until ttl from now, or
+// renews its lease; false when another holder's lease has not expired.
+func (s *Store) AcquireChainLease(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	return s.acquireLease(ctx, chainLeaseName, holder, ttl)
 }
 
 // scanAudit reads one row of selectAuditSQL.

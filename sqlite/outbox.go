@@ -14,10 +14,10 @@ import (
 //
 //   - plinth_outbox: one row per event, written by Tx.AppendEvent in the
 //     transaction of the change; the payload is a BLOB, the event's bytes
-//     exactly as they will be published; sent_at is set by MarkEventsSent.
+//     exactly as they will be published; sent_at is set by MarkEventsSent (by event_id).
 //     A partial index holds the unsent rows only.
-//   - plinth_relay_lease: one row per lease (the relay uses "outbox"):
-//     which relay holds it and until when.
+//   - plinth_relay_lease: one row per lease (the relay uses "outbox", the
+//     audit chainer "audit-chain"): who holds it and until when.
 //
 // SQLite has one writer at a time, also across processes (every write
 // transaction begins IMMEDIATE), and a transaction draws its sequence
@@ -59,7 +59,7 @@ const (
 	pendingEventsSQL = `SELECT "sequence", "domain", "subject", "event_id", "payload" FROM "plinth_outbox"
 WHERE "sent_at" IS NULL ORDER BY "sequence" LIMIT ?`
 	markEventsSentSQL = `UPDATE "plinth_outbox" SET "sent_at" = ?
-WHERE "sequence" IN (SELECT "value" FROM json_each(?)) AND "sent_at" IS NULL`
+WHERE "event_id" IN (SELECT "value" FROM json_each(?)) AND "sent_at" IS NULL`
 	acquireLeaseSQL = `INSERT INTO "plinth_relay_lease" ("name", "holder", "expires_at") VALUES (?, ?, ?)
 ON CONFLICT ("name") DO UPDATE SET "holder" = excluded."holder", "expires_at" = excluded."expires_at"
 WHERE "plinth_relay_lease"."holder" = excluded."holder" OR "plinth_relay_lease"."expires_at" <= ?
@@ -129,18 +129,18 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 	return out, nil
 }
 
-// MarkEventsSent records that the entries were published. Entries already
-// marked keep their first time.
-func (s *Store) MarkEventsSent(ctx context.Context, sequences []int64) error {
-	if len(sequences) == 0 {
+// MarkEventsSent records that the entries with these event IDs were
+// published. Entries already marked keep their first time.
+func (s *Store) MarkEventsSent(ctx context.Context, eventIDs []string) error {
+	if len(eventIDs) == 0 {
 		return nil
 	}
-	list, err := json.Marshal(sequences)
+	list, err := json.Marshal(eventIDs)
 	if err != nil {
 		return fmt.Errorf("sqlite: mark events sent: %w", err)
 	}
 	if _, err := s.write.ExecContext(ctx, markEventsSentSQL, formatStoredTime(plinth.Now()), string(list)); err != nil {
-		return fail(fmt.Sprintf("mark %d events sent", len(sequences)), err)
+		return fail(fmt.Sprintf("mark %d events sent", len(eventIDs)), err)
 	}
 	return nil
 }
@@ -150,22 +150,29 @@ func (s *Store) MarkEventsSent(ctx context.Context, sequences []int64) error {
 // The clock is this machine's, which every process sharing the database
 // file shares.
 func (s *Store) AcquireRelayLease(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+	return s.acquireLease(ctx, relayLeaseName, holder, ttl)
+}
+
+// acquireLease takes or renews the named lease of plinth_relay_lease (the
+// relay's and the audit chainer's).
+func (s *Store) acquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	what := fmt.Sprintf("acquire the %s lease", name)
 	if holder == "" {
-		return false, errors.New("sqlite: acquire the relay lease: the holder has no name")
+		return false, fmt.Errorf("sqlite: %s: the holder has no name", what)
 	}
 	now := time.Now()
-	rows, err := s.write.QueryContext(ctx, acquireLeaseSQL, relayLeaseName, holder,
+	rows, err := s.write.QueryContext(ctx, acquireLeaseSQL, name, holder,
 		formatStoredTime(now.Add(ttl)), formatStoredTime(now))
 	if err != nil {
-		return false, fail("acquire the relay lease", err)
+		return false, fail(what, err)
 	}
 	defer rows.Close()
 	got := rows.Next()
 	if err := rows.Close(); err != nil {
-		return false, fail("acquire the relay lease", err)
+		return false, fail(what, err)
 	}
 	if err := rows.Err(); err != nil {
-		return false, fail("acquire the relay lease", err)
+		return false, fail(what, err)
 	}
 	return got, nil
 }

@@ -326,7 +326,7 @@ func TestPurgeSentEvents(t *testing.T) {
 	if err != nil || len(es) != 3 {
 		t.Fatalf("pending: %v, %v", es, err)
 	}
-	if err := s.MarkEventsSent(ctx, []int64{es[0].Sequence, es[1].Sequence}); err != nil {
+	if err := s.MarkEventsSent(ctx, []string{es[0].EventID, es[1].EventID}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := s.PurgeSentEvents(ctx, time.Hour); err != nil || n != 0 {

@@ -11,23 +11,35 @@ import (
 	"time"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/audit"
 )
 
 // RunAudit runs the contract suite of plinth.AuditStore. open must return
 // a fresh, empty store, prepared with Domains(t), that also implements
 // plinth.AuditStore and whose Tx implements plinth.AuditTx; and arrange for
-// it to be closed when the test ends.
+// it to be closed when the test ends. The suite chains with
+// audit.ChainPending, the one-shot form of audit.Chainer.
 //
 // What the suite holds a store to, beyond the AuditStore documentation:
 //
-//   - Sequences are 1, 2, 3 … with no gaps, also when appends come from
-//     many goroutines at once, some through AppendAudit and some through
-//     Tx.AppendAudit inside Write; every PrevHash is the Hash of the record
-//     before ("" for the first), and every Hash is ComputeHash().
-//   - A Write whose fn fails leaves no audit record and no gap.
+//   - Appends return records unchained (Stored, Sequence 0, a LogID), and
+//     they are not in ScanAudit or AuditRecords until chained.
+//   - Once chained, sequences are 1, 2, 3 … with no gaps, also when appends
+//     come from many goroutines at once, some through AppendAudit and some
+//     through Tx.AppendAudit inside Write; every PrevHash is the Hash of
+//     the record before ("" for the first), and every Hash is
+//     ComputeHash(). Every record is chained exactly once, and the records
+//     of one writer in the order it committed them.
+//   - A Write whose fn fails leaves no audit record, in the log or the
+//     chain, and no gap.
+//   - A record of a transaction that began before others and commits after
+//     them is chained once it commits, never skipped.
+//   - ChainAudit is conditional: a batch that does not follow on from the
+//     head, or names a record no longer in the log, changes nothing and
+//     fails with plinth.ErrConflict.
 //   - Appends return the records as stored: Time in UTC, truncated to
 //     microseconds (a zero Time becomes the time of the append); ScanAudit
-//     and AuditRecords return exactly that.
+//     and AuditRecords return exactly that, with the chain fields.
 //   - Text the database cannot hold (invalid UTF-8, U+0000) is stored
 //     replaced by U+FFFD, and the record still verifies.
 //   - AuditRecords: User matches the principal's subject, e-mail or
@@ -47,6 +59,9 @@ func RunAudit(t *testing.T, open func(t *testing.T) plinth.Store) {
 		{"Search", testAuditSearch},
 		{"SearchPagination", testAuditPagination},
 		{"Scan", testAuditScan},
+		{"LateCommitIsChainedNotSkipped", testAuditLateCommit},
+		{"ChainAuditIsConditional", testAuditChainConflict},
+		{"AtomicBatchLimit", testAuditBatchLimit},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -126,6 +141,42 @@ func appendAudit(t testing.TB, a plinth.AuditStore, recs ...plinth.AuditRecord) 
 	return out
 }
 
+// chainAll chains everything in the audit log that can be chained now and
+// returns the whole chain.
+func chainAll(t testing.TB, a plinth.AuditStore) []plinth.AuditRecord {
+	t.Helper()
+	if _, err := audit.ChainPending(context.Background(), a); err != nil {
+		t.Fatalf("chaining: %v", err)
+	}
+	return scanAll(t, a)
+}
+
+// unchainedCount returns how many records wait in the audit log.
+func unchainedCount(t testing.TB, a plinth.AuditStore) int64 {
+	t.Helper()
+	n, err := a.CountUnchainedAudit(context.Background())
+	if err != nil {
+		t.Fatalf("CountUnchainedAudit: %v", err)
+	}
+	return n
+}
+
+// asChained is a record as an append returned it, with the chain fields
+// of its chained copy: what the chain must hold.
+func asChained(returned, chained plinth.AuditRecord) plinth.AuditRecord {
+	returned.Sequence, returned.PrevHash, returned.Hash, returned.LogID = chained.Sequence, chained.PrevHash, chained.Hash, ""
+	return returned
+}
+
+// checkUnchained fails unless r is as an append must return it.
+func checkUnchained(t testing.TB, what string, r plinth.AuditRecord) {
+	t.Helper()
+	if !r.Stored() || r.Chained() || r.LogID == "" || r.PrevHash != "" || r.Hash != "" {
+		t.Fatalf("%s returned sequence %d, log id %q, prevHash %q, hash %q; want a log id and no chain fields",
+			what, r.Sequence, r.LogID, r.PrevHash, r.Hash)
+	}
+}
+
 // scanAll returns the whole trail.
 func scanAll(t testing.TB, a plinth.AuditStore) []plinth.AuditRecord {
 	t.Helper()
@@ -174,15 +225,36 @@ func sameAudit(t testing.TB, what string, got, want plinth.AuditRecord) {
 func testAuditRoundTrip(t *testing.T, s plinth.Store, a plinth.AuditStore) {
 	in := fullAudit(0)
 	got := appendAudit(t, a, in)[0]
-	if got.Sequence != 1 || got.PrevHash != "" || got.Hash == "" || got.Hash != got.ComputeHash() {
-		t.Fatalf("first record: sequence %d, prevHash %q, hash %q", got.Sequence, got.PrevHash, got.Hash)
-	}
+	checkUnchained(t, "AppendAudit", got)
 	want := in
 	want.Time = in.Time.UTC().Truncate(time.Microsecond)
-	want.Sequence, want.PrevHash, want.Hash = got.Sequence, got.PrevHash, got.Hash
+	want.LogID = got.LogID
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("AppendAudit returned\n%+v\nwant\n%+v", got, want)
 	}
+	if n := len(scanAll(t, a)); n != 0 {
+		t.Errorf("ScanAudit returns %d records before the chainer ran; want none", n)
+	}
+	if page, _, err := a.AuditRecords(t.Context(), plinth.AuditQuery{}); err != nil || len(page) != 0 {
+		t.Errorf("AuditRecords before the chainer ran: %d records, %v; want none", len(page), err)
+	}
+	if n := unchainedCount(t, a); n != 1 {
+		t.Errorf("CountUnchainedAudit %d, want 1", n)
+	}
+	if seq, hash, err := a.AuditHead(t.Context()); err != nil || seq != 0 || hash != "" {
+		t.Errorf("AuditHead of an empty chain: %d %q %v", seq, hash, err)
+	}
+	first := chainAll(t, a)
+	if len(first) != 1 || first[0].Sequence != 1 || first[0].PrevHash != "" || first[0].Hash != first[0].ComputeHash() {
+		t.Fatalf("first record chained: %+v", first)
+	}
+	if unchainedCount(t, a) != 0 {
+		t.Errorf("records left in the log after chaining")
+	}
+	if seq, hash, err := a.AuditHead(t.Context()); err != nil || seq != 1 || hash != first[0].Hash {
+		t.Errorf("AuditHead: %d %q %v; want 1 and the first record's hash", seq, hash, err)
+	}
+	got = asChained(got, first[0])
 	// A service principal, a denial, no filters and no record ids.
 	svc := plinth.AuditRecord{
 		Time: time.Date(2026, 7, 14, 11, 0, 0, 999, time.UTC), CorrelationID: "c2", Environment: plinth.EnvStaging,
@@ -190,17 +262,19 @@ func testAuditRoundTrip(t *testing.T, s plinth.Store, a plinth.AuditStore) {
 		Decision: plinth.DecisionDeny, Reason: "no grant for GET /api/v1/residents/{id}", Status: 403, DurationMs: 0.25,
 	}
 	got2 := appendTx(t, s, svc)[0]
-	if got2.Sequence != 2 || got2.PrevHash != got.Hash {
-		t.Fatalf("second record: sequence %d, prevHash %q; want 2, %q", got2.Sequence, got2.PrevHash, got.Hash)
+	checkUnchained(t, "Tx.AppendAudit", got2)
+	if got2.LogID == got.LogID {
+		t.Errorf("two records with log id %q", got2.LogID)
 	}
 	if want := svc.Time.Truncate(time.Microsecond); !got2.Time.Equal(want) {
 		t.Errorf("time %v, want %v", got2.Time, want)
 	}
-	stored := scanAll(t, a)
+	stored := chainAll(t, a)
 	if len(stored) != 2 {
 		t.Fatalf("ScanAudit: %d records, want 2", len(stored))
 	}
 	verifyChain(t, stored)
+	got2 = asChained(got2, stored[1])
 	sameAudit(t, "ScanAudit record 1", stored[0], got)
 	sameAudit(t, "ScanAudit record 2", stored[1], got2)
 	if !reflect.DeepEqual(stored[0].RecordIDs, in.RecordIDs) {
@@ -219,8 +293,12 @@ func testAuditRoundTrip(t *testing.T, s plinth.Store, a plinth.AuditStore) {
 	if out, err := a.AppendAudit(t.Context(), nil); err != nil || len(out) != 0 {
 		t.Errorf("AppendAudit(nil) = %v, %v", out, err)
 	}
-	if n := len(scanAll(t, a)); n != 3 {
+	if n := len(chainAll(t, a)); n != 3 {
 		t.Errorf("%d records after an empty append, want 3", n)
+	}
+	// Chaining nothing changes nothing.
+	if err := a.ChainAudit(t.Context(), nil); err != nil {
+		t.Errorf("ChainAudit(nil): %v", err)
 	}
 }
 
@@ -228,7 +306,8 @@ func testAuditConcurrentChain(t *testing.T, s plinth.Store, a plinth.AuditStore)
 	const writers, total = 8, 50
 	var (
 		mu       sync.Mutex
-		returned = map[int64]plinth.AuditRecord{}
+		returned = map[string]plinth.AuditRecord{} // by correlation id
+		byWriter = make([][]string, writers)       // correlation ids in commit order
 		next     int
 		wg       sync.WaitGroup
 	)
@@ -284,7 +363,11 @@ func testAuditConcurrentChain(t *testing.T, s plinth.Store, a plinth.AuditStore)
 					if r.CorrelationID != recs[j].CorrelationID {
 						errs <- fmt.Errorf("append returned record %q at position %d, want %q", r.CorrelationID, j, recs[j].CorrelationID)
 					}
-					returned[r.Sequence] = r
+					if !r.Stored() || r.Chained() {
+						errs <- fmt.Errorf("append returned record %q with sequence %d, log id %q; want it unchained", r.CorrelationID, r.Sequence, r.LogID)
+					}
+					returned[r.CorrelationID] = r
+					byWriter[w] = append(byWriter[w], r.CorrelationID)
 				}
 				mu.Unlock()
 			}
@@ -295,21 +378,35 @@ func testAuditConcurrentChain(t *testing.T, s plinth.Store, a plinth.AuditStore)
 	for err := range errs {
 		t.Fatal(err)
 	}
-	stored := scanAll(t, a)
+	if len(returned) != total {
+		t.Fatalf("appends returned %d distinct records, want %d", len(returned), total)
+	}
+	stored := chainAll(t, a)
 	if len(stored) != total {
-		t.Fatalf("%d records stored, want %d", len(stored), total)
+		t.Fatalf("%d records chained, want %d", len(stored), total)
 	}
 	verifyChain(t, stored)
-	if len(returned) != total {
-		t.Fatalf("appends returned %d distinct sequences, want %d", len(returned), total)
-	}
+	seqOf := map[string]int64{}
 	for _, r := range stored {
-		sameAudit(t, fmt.Sprintf("record %d as stored and as returned", r.Sequence), r, returned[r.Sequence])
+		if _, dup := seqOf[r.CorrelationID]; dup {
+			t.Fatalf("record %s chained twice", r.CorrelationID)
+		}
+		seqOf[r.CorrelationID] = r.Sequence
+		sameAudit(t, fmt.Sprintf("record %d as stored and as returned", r.Sequence), r, asChained(returned[r.CorrelationID], r))
+	}
+	// Each writer's records are chained in the order it committed them.
+	for w, ids := range byWriter {
+		for i := 1; i < len(ids); i++ {
+			if seqOf[ids[i]] <= seqOf[ids[i-1]] {
+				t.Errorf("writer %d committed %s before %s, but they are records %d and %d", w, ids[i-1], ids[i], seqOf[ids[i-1]], seqOf[ids[i]])
+			}
+		}
 	}
 }
 
 func testAuditFailedWrite(t *testing.T, s plinth.Store, a plinth.AuditStore) {
-	first := appendAudit(t, a, fullAudit(0))[0]
+	appendAudit(t, a, fullAudit(0))
+	first := chainAll(t, a)[0]
 	cats := categoriesEntity(t)
 	boom := errors.New("boom")
 	err := s.Write(t.Context(), func(tx plinth.Tx) error {
@@ -327,32 +424,31 @@ func testAuditFailedWrite(t *testing.T, s plinth.Store, a plinth.AuditStore) {
 	if n := count(t, s, cats); n != 0 {
 		t.Errorf("%d categories after the failed write", n)
 	}
-	if got := scanAll(t, a); len(got) != 1 {
+	if n := unchainedCount(t, a); n != 0 {
+		t.Fatalf("%d records in the audit log after the failed write, want none", n)
+	}
+	if got := chainAll(t, a); len(got) != 1 {
 		t.Fatalf("%d audit records after the failed write, want 1", len(got))
 	}
-	next := appendTx(t, s, fullAudit(2))[0]
-	if next.Sequence != 2 || next.PrevHash != first.Hash {
-		t.Errorf("the record after a failed write has sequence %d and prevHash %q; want 2 and %q", next.Sequence, next.PrevHash, first.Hash)
+	appendTx(t, s, fullAudit(2))
+	appendAudit(t, a, fullAudit(3))
+	all := chainAll(t, a)
+	if len(all) != 3 || all[1].CorrelationID != "corr-2" || all[1].PrevHash != first.Hash || all[2].CorrelationID != "corr-3" {
+		t.Errorf("the records after a failed write: %+v", all)
 	}
-	third := appendAudit(t, a, fullAudit(3))[0]
-	if third.Sequence != 3 {
-		t.Errorf("sequence %d, want 3", third.Sequence)
-	}
-	verifyChain(t, scanAll(t, a))
+	verifyChain(t, all)
 }
 
 func testAuditSeveralInOneWrite(t *testing.T, s plinth.Store, a plinth.AuditStore) {
-	out := appendTx(t, s, fullAudit(0), fullAudit(1), fullAudit(2))
-	for i, r := range out {
-		if r.Sequence != int64(i+1) {
-			t.Errorf("record %d of one write has sequence %d", i, r.Sequence)
+	appendTx(t, s, fullAudit(0), fullAudit(1), fullAudit(2))
+	appendAudit(t, a, fullAudit(3), fullAudit(4))
+	all := chainAll(t, a)
+	verifyChain(t, all)
+	for i, r := range all {
+		if want := fmt.Sprintf("corr-%d", i); r.CorrelationID != want {
+			t.Errorf("record %d is %s, want %s", r.Sequence, r.CorrelationID, want)
 		}
 	}
-	out = appendAudit(t, a, fullAudit(3), fullAudit(4))
-	if out[0].Sequence != 4 || out[1].Sequence != 5 || out[1].PrevHash != out[0].Hash {
-		t.Errorf("batch after a write: %d, %d", out[0].Sequence, out[1].Sequence)
-	}
-	verifyChain(t, scanAll(t, a))
 }
 
 func testAuditUnstorableText(t *testing.T, s plinth.Store, a plinth.AuditStore) {
@@ -362,12 +458,12 @@ func testAuditUnstorableText(t *testing.T, s plinth.Store, a plinth.AuditStore) 
 	r.Principal.Subject = "sub\x00"
 	r.RecordIDs = []string{"ok", "nul\x00id"}
 	got := appendAudit(t, a, r)[0]
-	stored := scanAll(t, a)
+	stored := chainAll(t, a)
 	if len(stored) != 1 {
 		t.Fatalf("%d records", len(stored))
 	}
 	verifyChain(t, stored)
-	sameAudit(t, "record with unstorable text", stored[0], got)
+	sameAudit(t, "record with unstorable text", stored[0], asChained(got, stored[0]))
 	if stored[0].UserAgent != "bad\uFFFDagent \uFFFD" || stored[0].Filters["q"] != "a\uFFFDb" || stored[0].Principal.Subject != "sub\uFFFD" ||
 		stored[0].RecordIDs[1] != "nul\uFFFDid" || stored[0].Filters["bad\uFFFDkey"] != "v" {
 		t.Errorf("text not replaced as documented: %+v", stored[0])
@@ -403,12 +499,17 @@ func searchSet(t *testing.T, s plinth.Store, a plinth.AuditStore) []plinth.Audit
 		}
 		recs = append(recs, r)
 	}
-	var out []plinth.AuditRecord
 	for i := 0; i < len(recs); i += 8 {
 		if i%16 == 0 {
-			out = append(out, appendAudit(t, a, recs[i:i+8]...)...)
+			appendAudit(t, a, recs[i:i+8]...)
 		} else {
-			out = append(out, appendTx(t, s, recs[i:i+8]...)...)
+			appendTx(t, s, recs[i:i+8]...)
+		}
+	}
+	out := chainAll(t, a)
+	for i, r := range out {
+		if r.CorrelationID != recs[i].CorrelationID {
+			t.Fatalf("record %d is %s, want %s", r.Sequence, r.CorrelationID, recs[i].CorrelationID)
 		}
 	}
 	return out
@@ -574,4 +675,226 @@ func categoriesEntity(t testing.TB) *plinth.Entity {
 	}
 	t.Fatal("storetest: no categories entity")
 	return nil
+}
+
+// testAuditLateCommit: a transaction that appended its record first and
+// commits last is chained once it commits, after the records committed
+// before it; nothing is skipped, nothing chained twice.
+func testAuditLateCommit(t *testing.T, s plinth.Store, a plinth.AuditStore) {
+	ctx := t.Context()
+	appendAudit(t, a, fullAudit(0))
+	appended := make(chan error, 1)
+	commit := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Write(ctx, func(tx plinth.Tx) error {
+			_, err := tx.(plinth.AuditTx).AppendAudit(ctx, fullAudit(1))
+			appended <- err
+			<-commit
+			return err
+		})
+	}()
+	if err := <-appended; err != nil {
+		close(commit)
+		t.Fatalf("AppendAudit in the long transaction: %v", err)
+	}
+	// While it is open, the audit log offers the chainer nothing of it.
+	// (Chaining now would wait for the write lock on a store with one
+	// writer; RunAuditConcurrentWriters chains during it.)
+	pending, err := a.UnchainedAudit(ctx, 10)
+	if err != nil {
+		close(commit)
+		t.Fatal(err)
+	}
+	for _, r := range pending {
+		if r.CorrelationID == "corr-1" {
+			close(commit)
+			t.Fatalf("UnchainedAudit returned the record of a transaction still open")
+		}
+	}
+	close(commit)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	appendTx(t, s, fullAudit(2))
+	chained := chainAll(t, a)
+	verifyChain(t, chained)
+	var ids []string
+	for _, r := range chained {
+		ids = append(ids, r.CorrelationID)
+	}
+	if !reflect.DeepEqual(ids, []string{"corr-0", "corr-1", "corr-2"}) {
+		t.Errorf("chained %v, want corr-0, corr-1, corr-2 (each once, the late commit not skipped)", ids)
+	}
+	if n := unchainedCount(t, a); n != 0 {
+		t.Errorf("%d records left unchained", n)
+	}
+}
+
+// testAuditChainConflict: ChainAudit changes nothing unless the batch
+// follows on from the head and every record is still in the log.
+func testAuditChainConflict(t *testing.T, s plinth.Store, a plinth.AuditStore) {
+	ctx := t.Context()
+	appendAudit(t, a, fullAudit(0), fullAudit(1))
+	chainAll(t, a)
+	head, headHash, err := a.AuditHead(ctx)
+	if err != nil || head != 2 {
+		t.Fatalf("AuditHead: %d, %v", head, err)
+	}
+	appendAudit(t, a, fullAudit(2), fullAudit(3))
+	pending, err := a.UnchainedAudit(ctx, 10)
+	if err != nil || len(pending) != 2 {
+		t.Fatalf("UnchainedAudit: %d records, %v", len(pending), err)
+	}
+	link := func(seq int64, hash string) []plinth.AuditRecord {
+		recs := append([]plinth.AuditRecord(nil), pending...)
+		for i := range recs {
+			seq++
+			recs[i].Sequence, recs[i].PrevHash = seq, hash
+			recs[i].Hash = recs[i].ComputeHash()
+			hash = recs[i].Hash
+		}
+		return recs
+	}
+	for name, recs := range map[string][]plinth.AuditRecord{
+		"behind the head":   link(1, scanAll(t, a)[0].Hash),
+		"beyond the head":   link(3, headHash),
+		"another prev hash": link(2, "0000"),
+	} {
+		if err := a.ChainAudit(ctx, recs); !errors.Is(err, plinth.ErrConflict) {
+			t.Errorf("ChainAudit %s: %v, want ErrConflict", name, err)
+		}
+	}
+	gone := link(2, headHash)
+	gone[1].LogID = "999999999"
+	gone = gone[:2]
+	if err := a.ChainAudit(ctx, gone); !errors.Is(err, plinth.ErrConflict) {
+		t.Errorf("ChainAudit of a record not in the log: %v, want ErrConflict", err)
+	}
+	if n := len(scanAll(t, a)); n != 2 || unchainedCount(t, a) != 2 {
+		t.Fatalf("a failed ChainAudit changed the store: %d chained, %d unchained", n, unchainedCount(t, a))
+	}
+	ok := link(2, headHash)
+	if err := a.ChainAudit(ctx, ok); err != nil {
+		t.Fatalf("ChainAudit: %v", err)
+	}
+	// The same batch again: the head has moved on and the records left the log.
+	if err := a.ChainAudit(ctx, ok); !errors.Is(err, plinth.ErrConflict) {
+		t.Errorf("ChainAudit twice: %v, want ErrConflict", err)
+	}
+	all := scanAll(t, a)
+	verifyChain(t, all)
+	if len(all) != 4 || unchainedCount(t, a) != 0 {
+		t.Errorf("%d chained, %d unchained; want 4 and 0", len(all), unchainedCount(t, a))
+	}
+}
+
+// testAuditBatchLimit: a store declares how many records it commits
+// atomically, and takes that many in one append.
+func testAuditBatchLimit(t *testing.T, s plinth.Store, a plinth.AuditStore) {
+	m := a.MaxAtomicBatch()
+	if m < 1 {
+		t.Fatalf("MaxAtomicBatch %d", m)
+	}
+	n := min(m, 300)
+	recs := make([]plinth.AuditRecord, n)
+	for i := range recs {
+		recs[i] = fullAudit(i)
+	}
+	appendAudit(t, a, recs...)
+	if got := len(chainAll(t, a)); got != n {
+		t.Errorf("%d records chained, want %d", got, n)
+	}
+	if _, err := a.AppendAudit(t.Context(), make([]plinth.AuditRecord, m+1)); err == nil {
+		t.Errorf("AppendAudit of MaxAtomicBatch+1 records: no error")
+	}
+}
+
+// RunAuditConcurrentWriters holds a store whose writers do not wait for
+// one another (PostgreSQL; not SQLite, which has one writer at a time) to
+// appending audit records without contention: two write transactions that
+// each append an audit record are open at once, and both commit without
+// waiting for the other.
+func RunAuditConcurrentWriters(t *testing.T, open func(t *testing.T) plinth.Store) {
+	s := open(t)
+	a := s.(plinth.AuditStore)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	// Each transaction appends, then waits until the other has appended
+	// too: with a lock every append shared, the second append would wait
+	// for the first transaction to end, which never comes (until the
+	// timeout fails the test).
+	var both sync.WaitGroup
+	both.Add(2)
+	errs := make(chan error, 2)
+	for i := range 2 {
+		go func() {
+			errs <- s.Write(ctx, func(tx plinth.Tx) error {
+				if _, err := tx.(plinth.AuditTx).AppendAudit(ctx, fullAudit(i)); err != nil {
+					both.Done()
+					return err
+				}
+				both.Done()
+				waited := make(chan struct{})
+				go func() { both.Wait(); close(waited) }()
+				select {
+				case <-waited:
+					return nil
+				case <-time.After(5 * time.Second):
+					return errors.New("the other transaction did not append its audit record while this one was open: appends contend")
+				}
+			})
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := chainAll(t, a)
+	verifyChain(t, all)
+	if len(all) != 2 {
+		t.Fatalf("%d records chained, want 2", len(all))
+	}
+
+	// A transaction that appended first and commits last: the record
+	// appended and committed after it waits (the chain stays in log
+	// order) and both are chained, in log order, once it commits.
+	late := fullAudit(10)
+	late.CorrelationID = "late"
+	appended := make(chan error, 1)
+	commit := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Write(ctx, func(tx plinth.Tx) error {
+			_, err := tx.(plinth.AuditTx).AppendAudit(ctx, late)
+			appended <- err
+			<-commit
+			return err
+		})
+	}()
+	if err := <-appended; err != nil {
+		close(commit)
+		t.Fatal(err)
+	}
+	early := fullAudit(11)
+	early.CorrelationID = "early"
+	appendTx(t, s, early) // commits while the late transaction is open
+	all = chainAll(t, a)
+	pending, err := a.UnchainedAudit(ctx, 10)
+	close(commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 || len(pending) != 0 {
+		t.Errorf("while a transaction with an earlier record is open: %d chained, %d offered to the chainer; want 2 and 0", len(all), len(pending))
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	all = chainAll(t, a)
+	verifyChain(t, all)
+	if len(all) != 4 || all[2].CorrelationID != "late" || all[3].CorrelationID != "early" {
+		t.Errorf("chain after the late commit: %d records, ending %v", len(all), all[len(all)-1].CorrelationID)
+	}
 }

@@ -217,18 +217,18 @@ func testOutboxMarkSent(t *testing.T, s plinth.Store, o plinth.OutboxStore) {
 	}
 	es := waitPending(t, o, "m0", "m1", "m2", "m3", "m4")
 	ctx := t.Context()
-	if err := o.MarkEventsSent(ctx, []int64{es[0].Sequence, es[2].Sequence}); err != nil {
+	if err := o.MarkEventsSent(ctx, []string{es[0].EventID, es[2].EventID}); err != nil {
 		t.Fatal(err)
 	}
 	waitPending(t, o, "m1", "m3", "m4")
-	if err := o.MarkEventsSent(ctx, []int64{es[0].Sequence, es[4].Sequence + 1000}); err != nil {
-		t.Errorf("marking a sent and an unknown sequence: %v", err)
+	if err := o.MarkEventsSent(ctx, []string{es[0].EventID, "no-such-event"}); err != nil {
+		t.Errorf("marking a sent and an unknown event: %v", err)
 	}
 	if err := o.MarkEventsSent(ctx, nil); err != nil {
 		t.Errorf("marking nothing: %v", err)
 	}
 	waitPending(t, o, "m1", "m3", "m4")
-	if err := o.MarkEventsSent(ctx, []int64{es[1].Sequence, es[3].Sequence, es[4].Sequence}); err != nil {
+	if err := o.MarkEventsSent(ctx, []string{es[1].EventID, es[3].EventID, es[4].EventID}); err != nil {
 		t.Fatal(err)
 	}
 	waitPending(t, o)
@@ -517,7 +517,7 @@ func testOutboxConcurrent(t *testing.T, s plinth.Store, o plinth.OutboxStore) {
 			t.Fatalf("PendingEvents: %v", err)
 		}
 		polls++
-		seqs := make([]int64, 0, len(es))
+		ids := make([]string, 0, len(es))
 		for _, e := range es {
 			if e.Sequence <= last {
 				t.Fatalf("the relay got sequence %d (%s) after %d: out of order", e.Sequence, e.EventID, last)
@@ -529,9 +529,9 @@ func testOutboxConcurrent(t *testing.T, s plinth.Store, o plinth.OutboxStore) {
 			received[e.EventID] = e.Sequence
 			want := outboxEntry(e.EventID)
 			sameEntry(t, e, want)
-			seqs = append(seqs, e.Sequence)
+			ids = append(ids, e.EventID)
 		}
-		if err := o.MarkEventsSent(ctx, seqs); err != nil {
+		if err := o.MarkEventsSent(ctx, ids); err != nil {
 			t.Fatalf("MarkEventsSent: %v", err)
 		}
 		if !writing && int64(len(received)) >= nCommit.Load() {

@@ -51,9 +51,15 @@ that someone with write access to the store rewrote it from some record on:
 the hash has no secret. Anchor the head to catch both: run "plinth audit head"
 regularly and keep its output somewhere the store's administrators cannot
 change (the event bus, a central log); later, "plinth audit verify
---expect-head SEQ:HASH" checks that record is still in the chain unchanged.`,
+--expect-head SEQ:HASH" checks that record is still in the chain unchanged.
+
+A record is first written unchained (no sequence number or hash yet), so
+that concurrent requests do not wait for each other; the chainer that runs
+in plinth serve links it into the chain within tens of milliseconds. verify
+and head say how many records are not yet chained; "plinth audit chain"
+chains them when no plinth serve is running.`,
 	}
-	cmd.AddCommand(auditVerifyCommand(), auditSearchCommand(), auditHeadCommand())
+	cmd.AddCommand(auditVerifyCommand(), auditSearchCommand(), auditHeadCommand(), auditChainCommand())
 	return cmd
 }
 
@@ -116,10 +122,16 @@ Exit status 0: the chain is intact; 2: it is broken; 1: it could not be read.`,
 			if rep.Broken != nil {
 				fmt.Fprintf(out, "audit chain BROKEN at record %d: %s\n", rep.Broken.Sequence, rep.Broken.Problem)
 				if rep.Records > 0 {
-					fmt.Fprintf(out, "(%d records, head %s)\n", rep.Records, rep.Head())
+					fmt.Fprintf(out, "(%d records, head %s; %d not yet chained)\n", rep.Records, rep.Head(), rep.Unchained)
 				}
 				return exitCode(2)
 			}
+			defer func() {
+				if rep.Unchained > 0 {
+					fmt.Fprintf(out, "%d %s not yet chained (the chainer of plinth serve, or plinth audit chain, links them)\n",
+						rep.Unchained, map[bool]string{true: "record", false: "records"}[rep.Unchained == 1])
+				}
+			}()
 			if rep.Records == 0 {
 				fmt.Fprintln(out, "audit chain intact: it is empty")
 				return nil
@@ -297,10 +309,54 @@ still holds that record unchanged: nothing up to it was rewritten or cut off.`,
 			if err != nil {
 				return err
 			}
+			// The count goes to standard error, so the output stays SEQ:HASH.
+			if n, err := as.CountUnchainedAudit(cmd.Context()); err != nil {
+				return err
+			} else if n > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d %s not yet chained, so not covered by this head\n",
+					n, map[bool]string{true: "record", false: "records"}[n == 1])
+			}
 			if !ok {
 				return fmt.Errorf("the audit chain is empty: there is no head to anchor yet")
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), head.String())
+			return nil
+		},
+	}
+	addConfigFlags(cmd, storeFlags...)
+	return cmd
+}
+
+func auditChainCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "chain",
+		Short: "Link audit records not yet chained into the chain",
+		Long: `Audit records are written unchained and linked into the hash chain by the
+chainer that runs in plinth serve, within tens of milliseconds. This command
+does the same once, for a store no plinth serve is running against (after a
+shutdown, or behind an API run as a Lambda function). When a running chainer
+holds the chain lease it does nothing: that chainer links the records.
+Records of transactions still open are left for later.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, st, as, err := openAudit(cmd)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			n, err := audit.ChainPending(cmd.Context(), as)
+			if errors.Is(err, audit.ErrChainerActive) {
+				fmt.Fprintln(cmd.OutOrStdout(), "a running chainer holds the chain lease; it links the records")
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			left, err := as.CountUnchainedAudit(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "chained %d records; %d not yet chained\n", n, left)
 			return nil
 		},
 	}

@@ -84,8 +84,12 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Records are appended unchained; the chainer (one per store, by
+	// lease) links them into the hash chain within tens of milliseconds.
+	chainer := audit.NewChainer(auditStore, audit.ChainerConfig{Logger: logger})
 	auditor := audit.New(auditStore, audit.Config{Environment: cfg.Environment,
-		FailClosed: cfg.Environment == plinth.EnvProduction, Mirror: mirror, Logger: logger})
+		FailClosed: cfg.Environment == plinth.EnvProduction, Mirror: mirror, Logger: logger,
+		Appended: chainer.Notify})
 	// Deferred before the background work below, so it runs after it: the
 	// audit writer drains last, then the mirror closes.
 	defer func() {
@@ -123,6 +127,13 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := chainer.Run(background); err != nil && background.Err() == nil {
+			logger.Error("the audit chainer stopped", "error", err)
+		}
+	}()
 	if pg, ok := st.(*postgres.Store); ok {
 		wg.Add(1)
 		go func() {

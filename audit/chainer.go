@@ -1,0 +1,334 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/plinth-data/plinth"
+)
+
+// ChainerConfig tunes a Chainer. Zero values take the defaults.
+type ChainerConfig struct {
+	// Holder names this chainer in the store's lease; default
+	// hostname:pid. Every chainer against one store must have its own
+	// name.
+	Holder string
+	// LeaseTTL is how long the lease lasts without renewal; default 10s.
+	// When the active chainer dies, a standby takes over within about
+	// this time.
+	LeaseTTL time.Duration
+	// Poll is how often the active chainer looks at the audit log when
+	// nobody calls Notify; default 50ms. Records appended by this process
+	// are chained sooner: the Auditor calls Notify (Config.Appended).
+	Poll time.Duration
+	// Batch is the most records chained in one atomic ChainAudit; default
+	// and most the store's MaxAtomicBatch.
+	Batch int
+	// Logger receives errors and lease changes; default slog.Default().
+	Logger *slog.Logger
+}
+
+// defaultChainPoll is ChainerConfig.Poll's default.
+const defaultChainPoll = 50 * time.Millisecond
+
+func (c ChainerConfig) withDefaults(store plinth.AuditStore) ChainerConfig {
+	if c.Holder == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "chainer"
+		}
+		c.Holder = fmt.Sprintf("%s:%d", host, os.Getpid())
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 10 * time.Second
+	}
+	if c.Poll <= 0 {
+		c.Poll = defaultChainPoll
+	}
+	if m := store.MaxAtomicBatch(); c.Batch <= 0 || c.Batch > m {
+		c.Batch = m
+	}
+	if c.Batch < 1 {
+		c.Batch = 1
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Chainer links records of the store's audit log into the hash chain: the
+// second half of writing an audit record (see docs/audit-chain.md). Writers
+// make their records durable unchained, contending on nothing; the chainer
+// reads them in the log's order (plinth.AuditStore.UnchainedAudit), gives
+// each the next sequence number, the hash of the record before and its own
+// hash, and moves them into the chain in batches of at most the store's
+// MaxAtomicBatch (ChainAudit), each all or nothing.
+//
+// Several chainers may run against one store (one in every plinth serve):
+// the store's lease lets one chain at a time, and when its holder dies the
+// lease expires and another takes over, within about LeaseTTL. Should two
+// ever chain at once (a lease outlived by a stalled process), ChainAudit
+// is conditional on the head, so one of them gets plinth.ErrConflict,
+// reads the head again and carries on: the chain cannot fork, and a record
+// is chained exactly once.
+type Chainer struct {
+	store plinth.AuditStore
+	cfg   ChainerConfig
+	log   *slog.Logger
+	wake  chan struct{}
+
+	// The head as this chainer last wrote or read it; known is false
+	// when it must be read from the store again.
+	known    bool
+	headSeq  int64
+	headHash string
+
+	mu      sync.Mutex
+	active  bool
+	chained int64
+	lastErr error
+}
+
+// NewChainer returns a chainer of store's audit log. Call Run to start it.
+func NewChainer(store plinth.AuditStore, cfg ChainerConfig) *Chainer {
+	cfg = cfg.withDefaults(store)
+	return &Chainer{
+		store: store,
+		cfg:   cfg,
+		log:   cfg.Logger.With("component", "audit-chainer", "holder", cfg.Holder),
+		wake:  make(chan struct{}, 1),
+	}
+}
+
+// Notify wakes the chainer to look at the audit log now rather than at
+// its next poll. It never blocks.
+func (c *Chainer) Notify() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// ChainerStatus is a snapshot of a chainer, for readiness checks and logs.
+type ChainerStatus struct {
+	Holder    string // the chainer's name in the lease
+	Active    bool   // holds the lease and chains
+	Chained   int64  // records chained since Run started
+	LastError error  // the last error, nil after a success
+}
+
+// Status returns what the chainer is doing.
+func (c *Chainer) Status() ChainerStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return ChainerStatus{Holder: c.cfg.Holder, Active: c.active, Chained: c.chained, LastError: c.lastErr}
+}
+
+func (c *Chainer) setActive(active bool) {
+	c.mu.Lock()
+	changed := c.active != active
+	c.active = active
+	c.mu.Unlock()
+	if changed && active {
+		c.log.Info("audit chainer is active: it holds the chain lease")
+	} else if changed {
+		c.known = false
+		c.log.Warn("audit chainer lost the chain lease; standing by")
+	}
+}
+
+func (c *Chainer) setErr(err error) {
+	c.mu.Lock()
+	c.lastErr = err
+	c.mu.Unlock()
+}
+
+// Run chains until ctx is cancelled, then returns nil. Errors of the store
+// are logged and retried with back-off; Run does not give up.
+func (c *Chainer) Run(ctx context.Context) error {
+	const (
+		minBackoff = 50 * time.Millisecond
+		maxBackoff = 5 * time.Second
+	)
+	backoff := minBackoff
+	renewEvery := c.cfg.LeaseTTL / 3
+	var leaseAt time.Time
+	defer func() {
+		c.mu.Lock()
+		wasActive := c.active
+		c.active = false
+		c.mu.Unlock()
+		if wasActive {
+			c.release()
+		}
+	}()
+	for ctx.Err() == nil {
+		if leaseAt.IsZero() || time.Since(leaseAt) >= renewEvery {
+			start := time.Now()
+			ok, err := c.store.AcquireChainLease(ctx, c.cfg.Holder, c.cfg.LeaseTTL)
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case err != nil:
+				c.setErr(err)
+				c.log.Error("cannot acquire the audit chain lease; retrying", "error", err, "retryIn", backoff)
+				leaseAt = time.Time{}
+				c.setActive(false)
+				sleep(ctx, backoff)
+				backoff = min(backoff*2, maxBackoff)
+				continue
+			case !ok:
+				leaseAt = time.Time{}
+				c.setActive(false)
+				sleep(ctx, min(max(c.cfg.LeaseTTL/5, 10*time.Millisecond), time.Second))
+				continue
+			}
+			leaseAt = start
+			c.setActive(true)
+		}
+		// Stop chaining before the lease may have run out.
+		bctx, cancel := context.WithDeadline(ctx, leaseAt.Add(c.cfg.LeaseTTL*9/10))
+		n, err := c.chainOnce(bctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, plinth.ErrConflict):
+			// Another chainer moved the head: read it again and go on.
+			c.log.Warn("the audit chain head moved under this chainer; reading it again", "error", err)
+			continue
+		case err != nil:
+			c.setErr(err)
+			c.log.Error("chaining audit records failed; retrying", "error", err, "retryIn", backoff)
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, maxBackoff)
+			continue
+		}
+		backoff = minBackoff
+		c.setErr(nil)
+		if n == c.cfg.Batch {
+			continue // more may be waiting
+		}
+		c.waitForWork(ctx, min(c.cfg.Poll, max(renewEvery-time.Since(leaseAt), 0)))
+	}
+	return nil
+}
+
+// release gives up the lease as the chainer stops, so that a standby takes
+// over at once.
+func (c *Chainer) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := c.store.AcquireChainLease(ctx, c.cfg.Holder, time.Millisecond); err != nil {
+		c.log.Warn("cannot release the audit chain lease; another chainer takes over when it expires", "error", err)
+	}
+}
+
+// chainOnce chains one batch of the audit log and returns its size. After
+// any error the head is read again before the next batch: a failed
+// ChainAudit may have committed.
+func (c *Chainer) chainOnce(ctx context.Context) (int, error) {
+	if !c.known {
+		seq, hash, err := c.store.AuditHead(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("reading the audit chain head: %w", err)
+		}
+		c.headSeq, c.headHash, c.known = seq, hash, true
+	}
+	recs, err := c.store.UnchainedAudit(ctx, c.cfg.Batch)
+	if err != nil {
+		return 0, fmt.Errorf("reading the audit log: %w", err)
+	}
+	if len(recs) == 0 {
+		return 0, nil
+	}
+	seq, hash := link(recs, c.headSeq, c.headHash)
+	if err := c.store.ChainAudit(ctx, recs); err != nil {
+		c.known = false
+		return 0, fmt.Errorf("chaining audit records %d–%d: %w", recs[0].Sequence, seq, err)
+	}
+	c.headSeq, c.headHash = seq, hash
+	c.mu.Lock()
+	c.chained += int64(len(recs))
+	c.mu.Unlock()
+	return len(recs), nil
+}
+
+// link gives recs their places after the head (seq, hash) and returns the
+// new head.
+func link(recs []plinth.AuditRecord, seq int64, hash string) (int64, string) {
+	for i := range recs {
+		seq++
+		recs[i].Sequence = seq
+		recs[i].PrevHash = hash
+		recs[i].Hash = recs[i].ComputeHash()
+		hash = recs[i].Hash
+	}
+	return seq, hash
+}
+
+func (c *Chainer) waitForWork(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-c.wake:
+	}
+}
+
+// ErrChainerActive is returned by ChainPending when another chainer holds
+// the chain lease: that chainer chains the records.
+var ErrChainerActive = errors.New("another audit chainer holds the chain lease")
+
+// ChainPending chains the records of the audit log that can be chained
+// now, taking the chain lease for the time it runs, and returns how many
+// it chained. It is for tools and tests (plinth audit chain) and for
+// deployments with no long-running chainer; plinth serve runs a Chainer.
+// Records of transactions still open are left for later. When another
+// chainer holds the lease it returns ErrChainerActive.
+func ChainPending(ctx context.Context, store plinth.AuditStore) (int64, error) {
+	c := NewChainer(store, ChainerConfig{Logger: slog.New(slog.DiscardHandler)})
+	c.cfg.Holder = "once:" + c.cfg.Holder
+	ok, err := store.AcquireChainLease(ctx, c.cfg.Holder, c.cfg.LeaseTTL)
+	if err != nil {
+		return 0, fmt.Errorf("audit: acquiring the chain lease: %w", err)
+	}
+	if !ok {
+		return 0, ErrChainerActive
+	}
+	defer c.release()
+	leaseAt := time.Now()
+	var total int64
+	for {
+		if time.Since(leaseAt) >= c.cfg.LeaseTTL/3 {
+			leaseAt = time.Now()
+			if ok, err := store.AcquireChainLease(ctx, c.cfg.Holder, c.cfg.LeaseTTL); err != nil || !ok {
+				return total, errors.Join(ErrChainerActive, err)
+			}
+		}
+		n, err := c.chainOnce(ctx)
+		total += int64(n)
+		if err != nil {
+			return total, fmt.Errorf("audit: %w", err)
+		}
+		if n < c.cfg.Batch {
+			return total, nil
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,166 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/plinth-data/plinth"
+)
+
+// unchained returns how many records wait in st's audit log.
+func unchained(st plinth.AuditStore) (int64, error) {
+	return st.CountUnchainedAudit(context.Background())
+}
+
+// A running chainer, woken by the Auditor, chains records promptly.
+func TestChainerChainsPromptly(t *testing.T) {
+	st, _ := openStore(t)
+	c := NewChainer(st, ChainerConfig{Holder: "a", Poll: time.Second, Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	a := New(st, Config{Environment: plinth.EnvProduction, FailClosed: true, Appended: c.Notify})
+	defer a.Close()
+
+	eventually(t, 5*time.Second, func() error {
+		if !c.Status().Active {
+			return fmt.Errorf("the chainer is not active")
+		}
+		return nil
+	})
+	var worst time.Duration
+	for i := range 20 {
+		start := time.Now()
+		if _, err := a.Record(context.Background(), sample(i)); err != nil {
+			t.Fatal(err)
+		}
+		// Poll is a second: only Notify makes this quick.
+		eventually(t, 900*time.Millisecond, func() error {
+			if n, err := unchained(st); err != nil || n != 0 {
+				return fmt.Errorf("%d records unchained, %v", n, err)
+			}
+			return nil
+		})
+		worst = max(worst, time.Since(start))
+	}
+	t.Logf("slowest record to be chained: %v", worst)
+	rep := verify(t, st)
+	if rep.Broken != nil || rep.Records != 20 || rep.Unchained != 0 {
+		t.Fatalf("verify: %+v", rep)
+	}
+	if st := c.Status(); st.Chained != 20 || st.LastError != nil {
+		t.Errorf("status %+v", st)
+	}
+}
+
+// Two chainers against one store, one of them stopped half way: the lease
+// passes over, and every record is chained exactly once, in one chain.
+func TestTwoChainersOneChain(t *testing.T) {
+	st, _ := openStore(t)
+	quiet := slog.New(slog.DiscardHandler)
+	cfg := func(name string) ChainerConfig {
+		return ChainerConfig{Holder: name, LeaseTTL: 300 * time.Millisecond, Poll: 5 * time.Millisecond, Batch: 7, Logger: quiet}
+	}
+	first, second := NewChainer(st, cfg("first")), NewChainer(st, cfg("second"))
+	ctx1, stop1 := context.WithCancel(context.Background())
+	ctx2, stop2 := context.WithCancel(context.Background())
+	var running sync.WaitGroup
+	running.Add(2)
+	go func() { defer running.Done(); first.Run(ctx1) }()
+	go func() { defer running.Done(); second.Run(ctx2) }()
+	defer func() { stop1(); stop2(); running.Wait() }()
+
+	a := New(st, Config{Environment: plinth.EnvProduction, FailClosed: true, MaxBatch: 5,
+		Appended: func() { first.Notify(); second.Notify() }})
+	const writers, each = 4, 40
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				r := sample(w*each + i)
+				if w%2 == 0 {
+					if _, err := a.Record(context.Background(), r); err != nil {
+						t.Error(err)
+						return
+					}
+					continue
+				}
+				err := st.Write(context.Background(), func(tx plinth.Tx) error {
+					got, err := tx.(plinth.AuditTx).AppendAudit(context.Background(), r)
+					if err == nil && !got.Stored() {
+						err = fmt.Errorf("Tx.AppendAudit returned %+v", got)
+					}
+					return err
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+		if w == writers/2 {
+			stop1() // the first chainer goes away while records arrive
+		}
+	}
+	wg.Wait()
+	a.Close()
+	eventually(t, 10*time.Second, func() error {
+		if n, err := unchained(st); err != nil || n != 0 {
+			return fmt.Errorf("%d records unchained, %v", n, err)
+		}
+		return nil
+	})
+	seen := map[string]int{}
+	if err := st.ScanAudit(context.Background(), 0, func(r plinth.AuditRecord) error {
+		seen[r.CorrelationID]++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range writers * each {
+		if n := seen[fmt.Sprintf("corr-%d", i)]; n != 1 {
+			t.Errorf("corr-%d chained %d times, want once", i, n)
+		}
+	}
+	rep := verify(t, st)
+	if rep.Broken != nil || rep.Records != writers*each {
+		t.Fatalf("verify: %+v %v", rep, rep.Broken)
+	}
+	if !second.Status().Active || second.Status().Chained == 0 {
+		t.Errorf("the second chainer did not take over: %+v", second.Status())
+	}
+}
+
+// A chainer whose idea of the head is stale (another chainer moved it)
+// gets ErrConflict, reads the head again and goes on, forking nothing.
+func TestChainerRecoversFromAMovedHead(t *testing.T) {
+	st, _ := openStore(t)
+	fill(t, st, 3)
+	c := NewChainer(st, ChainerConfig{Holder: "stale", Logger: slog.New(slog.DiscardHandler)})
+	ctx := context.Background()
+	if _, err := c.chainOnce(ctx); err != nil { // reads the head: record 3
+		t.Fatal(err)
+	}
+	fill(t, st, 2) // another chainer (ChainPending) moves the head to 5
+	a := New(st, Config{FailClosed: true})
+	if _, err := a.Record(ctx, sample(9)); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	if _, err := c.chainOnce(ctx); err == nil {
+		t.Fatal("chaining after a stale head: no error")
+	}
+	if n, err := c.chainOnce(ctx); err != nil || n != 1 {
+		t.Fatalf("chaining after reading the head again: %d, %v", n, err)
+	}
+	if rep := verify(t, st); rep.Broken != nil || rep.Records != 6 || rep.Unchained != 0 {
+		t.Fatalf("verify: %+v %v", rep, rep.Broken)
+	}
+}
