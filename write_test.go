@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/audit"
 	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/plinthtest/pgtest"
 	"github.com/plinth-data/plinth/postgres"
@@ -215,6 +216,10 @@ func pending(t *testing.T, st fullStore) int {
 
 func auditCount(t *testing.T, st fullStore) int {
 	t.Helper()
+	// Chain what is in the audit log, as the chainer would, then count.
+	if _, err := audit.ChainPending(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
 	n := 0
 	if err := st.ScanAudit(context.Background(), 0, func(plinth.AuditRecord) error { n++; return nil }); err != nil {
 		t.Fatal(err)
