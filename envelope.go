@@ -2,6 +2,7 @@ package plinth
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -329,4 +330,15 @@ func DecodeEvent(payload []byte) (Event, error) {
 		return Event{}, fmt.Errorf("not a Plinth event: no id or eventType")
 	}
 	return ev, nil
+}
+
+// Publisher puts outbox entries on the bus. The relay (package events)
+// calls it; package nats implements it over NATS JetStream.
+type Publisher interface {
+	// Publish publishes the entries in order, each with the header
+	// Nats-Msg-Id set to its event ID, and returns once the bus has stored
+	// every one of them. It is all or error: on error any prefix of the
+	// entries may have been stored, and the caller publishes them all again
+	// (the bus drops the ones it already has by their Nats-Msg-Id).
+	Publish(ctx context.Context, entries []OutboxEntry) error
 }

@@ -272,7 +272,7 @@ func (w *writer) checkExactlyOnce(t testing.TB, js jetstream.JetStream, stream s
 }
 
 // startRelay runs a relay until the test ends or stop is called.
-func startRelay(t testing.TB, st plinth.OutboxStore, pub events.Publisher, cfg events.RelayConfig) (r *events.Relay, stop func()) {
+func startRelay(t testing.TB, st plinth.OutboxStore, pub plinth.Publisher, cfg events.RelayConfig) (r *events.Relay, stop func()) {
 	t.Helper()
 	r = events.NewRelay(st, pub, cfg)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -11,17 +11,6 @@ import (
 	"github.com/plinth-data/plinth"
 )
 
-// Publisher puts outbox entries on the bus. Package nats implements it over
-// NATS JetStream.
-type Publisher interface {
-	// Publish publishes the entries in order, each with the header
-	// Nats-Msg-Id set to its event ID, and returns once the bus has stored
-	// every one of them. It is all or error: on error any prefix of the
-	// entries may have been stored, and the caller publishes them all again
-	// (the bus drops the ones it already has by their Nats-Msg-Id).
-	Publish(ctx context.Context, entries []plinth.OutboxEntry) error
-}
-
 // RelayConfig tunes a Relay. Zero values take the defaults.
 type RelayConfig struct {
 	// Holder names this relay in the store's lease; default hostname:pid.
@@ -114,7 +103,7 @@ func (c RelayConfig) withDefaults() RelayConfig {
 // so nothing is skipped and order is kept.
 type Relay struct {
 	store plinth.OutboxStore
-	pub   Publisher
+	pub   plinth.Publisher
 	cfg   RelayConfig
 	log   *slog.Logger
 	wake  chan struct{}
@@ -126,7 +115,7 @@ type Relay struct {
 }
 
 // NewRelay returns a relay from store to pub. Call Run to start it.
-func NewRelay(store plinth.OutboxStore, pub Publisher, cfg RelayConfig) *Relay {
+func NewRelay(store plinth.OutboxStore, pub plinth.Publisher, cfg RelayConfig) *Relay {
 	cfg = cfg.withDefaults()
 	return &Relay{
 		store: store,

@@ -86,7 +86,7 @@ func TestRelayPublishesEveryCommittedEventOnceInOrder(t *testing.T) {
 // watchedPublisher records which relay publishes and whether two publish at
 // once.
 type watchedPublisher struct {
-	inner    events.Publisher
+	inner    plinth.Publisher
 	inflight *atomic.Int32
 	overlap  *atomic.Bool
 	calls    atomic.Int64
@@ -264,7 +264,7 @@ func TestOneRelayPublishesAndAnotherTakesOver(t *testing.T) {
 // flakyPublisher fails some batches: some before publishing anything, some
 // after publishing a prefix (as a connection lost mid-batch does).
 type flakyPublisher struct {
-	inner events.Publisher
+	inner plinth.Publisher
 	calls atomic.Int64
 	fails atomic.Int64
 }

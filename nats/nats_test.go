@@ -15,7 +15,6 @@ import (
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/domains"
-	"github.com/plinth-data/plinth/events"
 	plinthnats "github.com/plinth-data/plinth/nats"
 	"github.com/plinth-data/plinth/plinthtest/natstest"
 	"github.com/plinth-data/plinth/spec"
@@ -355,4 +354,4 @@ func TestExternalServer(t *testing.T) {
 	}
 }
 
-var _ events.Publisher = (*plinthnats.Publisher)(nil)
+var _ plinth.Publisher = (*plinthnats.Publisher)(nil)

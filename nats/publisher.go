@@ -63,7 +63,7 @@ func StreamName(env, domain string) string {
 }
 
 // Publisher publishes outbox entries to JetStream; it implements
-// events.Publisher.
+// plinth.Publisher.
 //
 // Entries are published asynchronously (pipelined) and Publish waits for
 // every acknowledgement, so a batch costs about one round trip. Order is
