@@ -31,13 +31,9 @@ import (
 
 // Store is a plinth.Store on PostgreSQL.
 type Store struct {
-	// auditTurn queues this process's AppendAudit calls in Go (a
-	// semaphore of one), so that at most one of them at a time holds a
-	// connection and waits for the lock on the audit head.
-	auditTurn chan struct{}
-	pool      *pgxpool.Pool
-	where     string   // host:port, database and user, for messages
-	password  string   // to strip from error texts
+	pool     *pgxpool.Pool
+	where    string // host:port, database and user, for messages
+	password string // to strip from error texts
 	layouts   sync.Map // *plinth.Entity → *table
 }
 
@@ -65,7 +61,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if !strings.Contains(url, "connect_timeout") {
 		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
-	s := &Store{where: describe(cfg), password: password, auditTurn: make(chan struct{}, 1)}
+	s := &Store{where: describe(cfg), password: password}
 	s.pool, err = pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, &redactedError{msg: fmt.Sprintf("postgres: cannot connect to %s: %s", s.where, s.cause(err))}
@@ -383,12 +379,9 @@ type tx struct {
 	s  *Store
 	tx pgx.Tx
 
-	// The head of the audit chain, once AppendAudit has locked it, and
-	// whether the transaction holds the store's audit turn.
-	auditTurn   bool
+	// Whether AppendAudit has announced this transaction to the chainer
+	// (see audit.go).
 	auditLocked bool
-	auditSeq    int64
-	auditHash   string
 
 	// Whether AppendEvent has announced this transaction (see outbox.go).
 	announced bool

@@ -157,11 +157,6 @@ type tx struct {
 	s     *Store
 	tx    *sql.Tx
 	stmts map[string]*sql.Stmt // statements bound to this transaction
-
-	// The head of the audit chain, once AppendAudit has read it.
-	auditRead bool
-	auditSeq  int64
-	auditHash string
 }
 
 // stmt returns the prepared statement for query, prepared once per
