@@ -32,9 +32,9 @@ import (
 // Store is a plinth.Store on PostgreSQL.
 type Store struct {
 	pool     *pgxpool.Pool
-	where    string // host:port, database and user, for messages
-	password string // to strip from error texts
-	layouts   sync.Map // *plinth.Entity → *table
+	where    string   // host:port, database and user, for messages
+	password string   // to strip from error texts
+	layouts  sync.Map // *plinth.Entity → *table
 }
 
 var _ plinth.Store = (*Store)(nil)
