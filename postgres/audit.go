@@ -76,18 +76,9 @@ var (
 	_ plinth.AuditTx    = (*tx)(nil)
 )
 
-// auditTables are the system tables of the audit trail; audit_head must
-// follow audit, whose newest row seeds it.
-var auditTables = []accessTable{
-	{
-		name: "audit",
-		what: "audit trail",
-		cols: []string{"sequence", "time", "correlation_id", "environment", "domain", "entity", "operation", "method",
-			"route", "filters", "principal", "decision", "reason", "status", "record_ids", "count", "duration_ms",
-			"client_address", "user_agent", "prev_hash", "hash"},
-		create: []string{`CREATE TABLE IF NOT EXISTS "plinth"."audit" (
-	"sequence" bigint PRIMARY KEY,
-	"time" timestamptz NOT NULL,
+// auditRecordColumns are the columns of a record in the audit log and in
+// the chain alike (the chain adds sequence and hashes).
+const auditRecordColumns = `	"time" timestamptz NOT NULL,
 	"correlation_id" text NOT NULL,
 	"environment" text NOT NULL,
 	"domain" text COLLATE "C" NOT NULL,
@@ -104,7 +95,20 @@ var auditTables = []accessTable{
 	"count" integer NOT NULL,
 	"duration_ms" double precision NOT NULL,
 	"client_address" text NOT NULL,
-	"user_agent" text NOT NULL,
+	"user_agent" text NOT NULL`
+
+// auditTables are the system tables of the audit trail; audit_head must
+// follow audit, whose newest row seeds it.
+var auditTables = []accessTable{
+	{
+		name: "audit",
+		what: "audit trail",
+		cols: []string{"sequence", "time", "correlation_id", "environment", "domain", "entity", "operation", "method",
+			"route", "filters", "principal", "decision", "reason", "status", "record_ids", "count", "duration_ms",
+			"client_address", "user_agent", "prev_hash", "hash"},
+		create: []string{`CREATE TABLE IF NOT EXISTS "plinth"."audit" (
+	"sequence" bigint PRIMARY KEY,
+` + auditRecordColumns + `,
 	"prev_hash" text NOT NULL,
 	"hash" text NOT NULL
 )`,
@@ -149,24 +153,7 @@ ON CONFLICT ("one") DO NOTHING`,
 			`CREATE SEQUENCE IF NOT EXISTS "plinth"."audit_log_sequence" AS bigint CACHE 1`,
 			`CREATE TABLE IF NOT EXISTS "plinth"."audit_log" (
 	"log_id" bigint PRIMARY KEY DEFAULT nextval('"plinth"."audit_log_sequence"'),
-	"time" timestamptz NOT NULL,
-	"correlation_id" text NOT NULL,
-	"environment" text NOT NULL,
-	"domain" text COLLATE "C" NOT NULL,
-	"entity" text NOT NULL,
-	"operation" text NOT NULL,
-	"method" text NOT NULL,
-	"route" text NOT NULL,
-	"filters" jsonb,
-	"principal" jsonb NOT NULL,
-	"decision" text NOT NULL,
-	"reason" text NOT NULL,
-	"status" integer NOT NULL,
-	"record_ids" text[] NOT NULL,
-	"count" integer NOT NULL,
-	"duration_ms" double precision NOT NULL,
-	"client_address" text NOT NULL,
-	"user_agent" text NOT NULL
+` + auditRecordColumns + `
 )`,
 			`ALTER SEQUENCE "plinth"."audit_log_sequence" OWNED BY "plinth"."audit_log"."log_id"`,
 			`COMMENT ON TABLE "plinth"."audit_log" IS 'Audit records appended and not yet chained; the chainer moves them into plinth.audit. Kept by plinth.'`,

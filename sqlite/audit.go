@@ -57,10 +57,9 @@ const maxAtomicBatch = 1000
 // chainLeaseName is the lease the chainer holds (in plinth_relay_lease).
 const chainLeaseName = "audit-chain"
 
-var auditSchema = []string{
-	`CREATE TABLE IF NOT EXISTS "plinth_audit" (
-	"sequence" INTEGER PRIMARY KEY NOT NULL,
-	"time" TEXT NOT NULL,
+// auditRecordColumns are the columns of a record in the audit log and in
+// the chain alike (the chain adds sequence and hashes).
+const auditRecordColumns = `	"time" TEXT NOT NULL,
 	"correlation_id" TEXT NOT NULL,
 	"environment" TEXT NOT NULL,
 	"domain" TEXT NOT NULL,
@@ -77,7 +76,12 @@ var auditSchema = []string{
 	"count" INTEGER NOT NULL,
 	"duration_ms" REAL NOT NULL,
 	"client_address" TEXT NOT NULL,
-	"user_agent" TEXT NOT NULL,
+	"user_agent" TEXT NOT NULL`
+
+var auditSchema = []string{
+	`CREATE TABLE IF NOT EXISTS "plinth_audit" (
+	"sequence" INTEGER PRIMARY KEY NOT NULL,
+` + auditRecordColumns + `,
 	"prev_hash" TEXT NOT NULL,
 	"hash" TEXT NOT NULL
 )`,
@@ -104,24 +108,7 @@ WHERE true
 ON CONFLICT ("one") DO NOTHING`,
 	`CREATE TABLE IF NOT EXISTS "plinth_audit_log" (
 	"log_id" INTEGER PRIMARY KEY AUTOINCREMENT,
-	"time" TEXT NOT NULL,
-	"correlation_id" TEXT NOT NULL,
-	"environment" TEXT NOT NULL,
-	"domain" TEXT NOT NULL,
-	"entity" TEXT NOT NULL,
-	"operation" TEXT NOT NULL,
-	"method" TEXT NOT NULL,
-	"route" TEXT NOT NULL,
-	"filters" TEXT,
-	"principal" TEXT NOT NULL,
-	"decision" TEXT NOT NULL,
-	"reason" TEXT NOT NULL,
-	"status" INTEGER NOT NULL,
-	"record_ids" TEXT NOT NULL,
-	"count" INTEGER NOT NULL,
-	"duration_ms" REAL NOT NULL,
-	"client_address" TEXT NOT NULL,
-	"user_agent" TEXT NOT NULL
+` + auditRecordColumns + `
 )`,
 }
 
