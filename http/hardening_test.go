@@ -265,7 +265,7 @@ type slowStore struct {
 
 func (s slowStore) List(ctx context.Context, e *plinth.Entity, q plinth.Query) (plinth.Page, error) {
 	select {
-	case <-time.After(s.delay):
+	case <-time.After(s.delay): // a slow store, not a wait
 	case <-ctx.Done():
 		return plinth.Page{}, ctx.Err()
 	}
