@@ -20,6 +20,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/sqlite"
 )
 
@@ -110,23 +111,6 @@ func chainAll(t testing.TB, st plinth.AuditStore) []plinth.AuditRecord {
 	return out
 }
 
-// eventually polls cond every few milliseconds until it holds, failing
-// the test with what it says when it has not within timeout.
-func eventually(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func verify(t *testing.T, st plinth.AuditStore, anchors ...Anchor) Report {
 	t.Helper()
 	rep, err := Verify(context.Background(), st, nil, anchors...)
@@ -178,12 +162,8 @@ func TestGroupCommit(t *testing.T) {
 	for i := 1; i < n; i++ {
 		start(i)
 	}
-	eventually(t, 5*time.Second, func() error {
-		if len(a.queue) < n-1 {
-			return fmt.Errorf("%d records queued, want %d", len(a.queue), n-1)
-		}
-		return nil
-	})
+	plinthtest.Eventually(t, 0, func() bool { return len(a.queue) >= n-1 },
+		"fewer than %d records queued", n-1)
 	close(gate.release)
 	wg.Wait()
 	if err := a.Close(); err != nil {

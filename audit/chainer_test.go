@@ -9,11 +9,19 @@ import (
 	"time"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/plinthtest"
 )
 
 // unchained returns how many records wait in st's audit log.
-func unchained(st plinth.AuditStore) (int64, error) {
-	return st.CountUnchainedAudit(context.Background())
+// allChained waits until no record is left unchained.
+func allChained(t testing.TB, st plinth.AuditStore, within time.Duration) {
+	t.Helper()
+	var n int64
+	var err error
+	plinthtest.Eventually(t, within, func() bool {
+		n, err = st.CountUnchainedAudit(context.Background())
+		return err == nil && n == 0
+	}, "%d records unchained, %v", plinthtest.Last(&n), plinthtest.Last(&err))
 }
 
 // A running chainer, woken by the Auditor, chains records promptly.
@@ -27,12 +35,7 @@ func TestChainerChainsPromptly(t *testing.T) {
 	a := New(st, Config{Environment: plinth.EnvProduction, FailClosed: true, Appended: c.Notify})
 	defer a.Close()
 
-	eventually(t, 5*time.Second, func() error {
-		if !c.Status().Active {
-			return fmt.Errorf("the chainer is not active")
-		}
-		return nil
-	})
+	plinthtest.Eventually(t, 0, func() bool { return c.Status().Active }, "the chainer is not active")
 	var worst time.Duration
 	for i := range 20 {
 		start := time.Now()
@@ -40,12 +43,7 @@ func TestChainerChainsPromptly(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Poll is a second: only Notify makes this quick.
-		eventually(t, 900*time.Millisecond, func() error {
-			if n, err := unchained(st); err != nil || n != 0 {
-				return fmt.Errorf("%d records unchained, %v", n, err)
-			}
-			return nil
-		})
+		allChained(t, st, 900*time.Millisecond)
 		worst = max(worst, time.Since(start))
 	}
 	t.Logf("slowest record to be chained: %v", worst)
@@ -111,12 +109,7 @@ func TestTwoChainersOneChain(t *testing.T) {
 	}
 	wg.Wait()
 	a.Close()
-	eventually(t, 10*time.Second, func() error {
-		if n, err := unchained(st); err != nil || n != 0 {
-			return fmt.Errorf("%d records unchained, %v", n, err)
-		}
-		return nil
-	})
+	allChained(t, st, 10*time.Second)
 	seen := map[string]int{}
 	if err := st.ScanAudit(context.Background(), 0, func(r plinth.AuditRecord) error {
 		seen[r.CorrelationID]++

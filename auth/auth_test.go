@@ -295,6 +295,8 @@ func TestPolicyChangesWithinCacheTTL(t *testing.T) {
 	if err := f.store.PutPolicy(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
+	// Not a wait for a condition: the test is that a policy change shows
+	// within CacheTTL, so the TTL passes and then one decision must see it.
 	time.Sleep(ttl + 20*time.Millisecond)
 	if d := f.decide(tok, "GET", "/api/v1/residents"); d.Status != 200 {
 		t.Fatalf("after the TTL: %d %q", d.Status, d.Reason)
@@ -302,7 +304,7 @@ func TestPolicyChangesWithinCacheTTL(t *testing.T) {
 	if err := f.store.DeletePolicy(context.Background(), "residents", plinth.EnvDevelopment); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(ttl + 20*time.Millisecond)
+	time.Sleep(ttl + 20*time.Millisecond) // the TTL passes, as above
 	if d := f.decide(tok, "GET", "/api/v1/residents"); d.Status != 403 || !strings.Contains(d.Reason, "no access policy") {
 		t.Fatalf("after deleting the policy: %d %q", d.Status, d.Reason)
 	}
@@ -431,6 +433,9 @@ func TestCachedTokenExpires(t *testing.T) {
 	if d := f.decide(tok, "GET", "/api/v1/residents"); d.Status != 200 {
 		t.Fatalf("fresh: %d %q", d.Status, d.Reason)
 	}
+	// Not a wait for a condition: the token's exp (whole seconds) has to
+	// pass while its verification is still cached, so that only the cached
+	// entry's own expiry can refuse it.
 	time.Sleep(2100 * time.Millisecond)
 	if d := f.decide(tok, "GET", "/api/v1/residents"); d.Status != 401 || d.Reason != "token expired" {
 		t.Fatalf("after exp: %d %q", d.Status, d.Reason)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/plinth-data/plinth/plinthtest"
 )
 
 // The JWKS at a URL rotates from kid 1 to kid 2: a kid 2 token verifies
@@ -41,14 +42,13 @@ func TestJWKSRotationURL(t *testing.T) {
 	// Let the cache's own first background fetch happen before kid 2 is
 	// published: wait until fetches have stopped for a while, so that the
 	// only fetch that could learn kid 2 is one Decide asks for.
-	for last, quiet := f.jwks.fetches.Load(), 0; quiet < 5; {
-		time.Sleep(50 * time.Millisecond)
-		if n := f.jwks.fetches.Load(); n != last {
-			last, quiet = n, 0
-		} else {
-			quiet++
+	fetches, since := f.jwks.fetches.Load(), time.Now()
+	plinthtest.Eventually(t, 10*time.Second, func() bool {
+		if n := f.jwks.fetches.Load(); n != fetches {
+			fetches, since = n, time.Now()
 		}
-	}
+		return time.Since(since) >= 250*time.Millisecond
+	}, "the JWKS was still being fetched (%d fetches)", plinthtest.Last(&fetches))
 	f.jwks.set(t, publicJWK(t, rsaKey1(), "1", "RS256"), publicJWK(t, rsaKey2(), "2", "RS256"))
 	before := f.jwks.fetches.Load()
 	for range 5 {
@@ -90,6 +90,8 @@ func TestJWKSBackgroundRefresh(t *testing.T) {
 	if _, err := keys.cache.Refresh(context.Background(), keys.url); err != nil {
 		t.Fatal(err)
 	}
+	// Not a wait for a condition: the test is that CacheTTL bounds how long
+	// a removed key is still honoured, so the TTL has to pass first.
 	time.Sleep(ttl + 10*time.Millisecond)
 	keys.minGap = time.Hour
 	if d := f.decide(tok1, "GET", "/api/v1/residents"); d.Status != 401 {

@@ -64,7 +64,7 @@ func TestCrashAndRestart(t *testing.T) {
 				if err := cmd.Start(); err != nil {
 					t.Fatal(err)
 				}
-				time.Sleep(d)
+				time.Sleep(d) // not a wait: the child is killed at a moment of the test's choosing
 				if err := cmd.Process.Kill(); err != nil {
 					t.Fatal(err)
 				}
@@ -101,20 +101,7 @@ func TestCrashAndRestart(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, stop := startRelay(t, st, pub, events.RelayConfig{Holder: "after-crash", LeaseTTL: time.Second, Poll: 10 * time.Millisecond, Logger: quiet})
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				pending, err := st.PendingEvents(ctx, 1)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(pending) == 0 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("the outbox did not drain")
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			drained(t, st, 30*time.Second)
 			stop()
 
 			// Every record's versions 1…current are in the stream once, in

@@ -16,6 +16,7 @@ import (
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/events"
 	plinthnats "github.com/plinth-data/plinth/nats"
+	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/plinthtest/natstest"
 	"github.com/plinth-data/plinth/plinthtest/pgtest"
 	"github.com/plinth-data/plinth/postgres"
@@ -201,28 +202,35 @@ func (w *writer) total() int {
 	return w.count
 }
 
-// waitForCount waits until the stream holds n messages, then a moment
-// longer to catch any extra.
-func waitForCount(t testing.TB, js jetstream.JetStream, stream string, n int, timeout time.Duration) {
+// waitForCount waits until the stream holds n messages and the outbox has
+// nothing left to publish (every publish has been acknowledged, so none is
+// still on its way), then checks that no extra message has arrived.
+func waitForCount(t testing.TB, st plinth.OutboxStore, js jetstream.JetStream, stream string, n int, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		got := natstest.StreamCount(t, js, stream)
+	var got int
+	plinthtest.Eventually(t, timeout, func() bool {
+		got = natstest.StreamCount(t, js, stream)
 		if got > n {
 			t.Fatalf("stream %s holds %d messages, more than the %d committed", stream, got, n)
 		}
-		if got == n {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stream %s holds %d of %d messages after %s", stream, got, n, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	time.Sleep(300 * time.Millisecond)
+		return got == n
+	}, "stream %s holds %d of %d messages", stream, plinthtest.Last(&got), n)
+	drained(t, st, timeout)
 	if got := natstest.StreamCount(t, js, stream); got != n {
 		t.Fatalf("stream %s holds %d messages, want %d", stream, got, n)
 	}
+}
+
+// drained waits until the outbox holds no pending entry.
+func drained(t testing.TB, st plinth.OutboxStore, timeout time.Duration) {
+	t.Helper()
+	plinthtest.Eventually(t, timeout, func() bool {
+		pending, err := st.PendingEvents(context.Background(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(pending) == 0
+	}, "the outbox did not drain")
 }
 
 // checkExactlyOnce checks that the stream holds every committed event once,

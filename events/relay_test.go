@@ -71,7 +71,7 @@ func TestRelayPublishesEveryCommittedEventOnceInOrder(t *testing.T) {
 			r, _ := startRelay(t, st, b.pub, events.RelayConfig{Holder: "only", Poll: 20 * time.Millisecond, Batch: 37, Logger: quiet})
 
 			writeLoad(t, w, 8, 40)
-			waitForCount(t, b.js, residentsStream, w.total(), 30*time.Second)
+			waitForCount(t, st, b.js, residentsStream, w.total(), 30*time.Second)
 			w.checkExactlyOnce(t, b.js, residentsStream)
 			if pending, err := st.PendingEvents(context.Background(), 10); err != nil || len(pending) != 0 {
 				t.Fatalf("pending after the relay caught up: %d, %v", len(pending), err)
@@ -106,7 +106,8 @@ func (p *watchedPublisher) Publish(ctx context.Context, entries []plinth.OutboxE
 // would: it neither publishes nor renews nor releases its lease.
 type killableStore struct {
 	plinth.OutboxStore
-	dead atomic.Bool
+	dead    atomic.Bool
+	refused atomic.Int64 // times the lease was refused, another relay holding it
 }
 
 var errKilled = errors.New("killed")
@@ -129,7 +130,11 @@ func (s *killableStore) AcquireRelayLease(ctx context.Context, holder string, tt
 	if s.dead.Load() {
 		return false, errKilled
 	}
-	return s.OutboxStore.AcquireRelayLease(ctx, holder, ttl)
+	ok, err := s.OutboxStore.AcquireRelayLease(ctx, holder, ttl)
+	if !ok && err == nil {
+		s.refused.Add(1)
+	}
+	return ok, err
 }
 
 func TestOneRelayPublishesAndAnotherTakesOver(t *testing.T) {
@@ -163,7 +168,7 @@ func TestOneRelayPublishesAndAnotherTakesOver(t *testing.T) {
 				var err error
 				for i := 0; ctx.Err() == nil && err == nil; i++ {
 					_, err = w.create(context.Background(), map[string]any{"firstName": "T", "lastName": fmt.Sprint(i)}, false)
-					time.Sleep(3 * time.Millisecond)
+					time.Sleep(3 * time.Millisecond) // pacing: a trickle, not a flood
 				}
 				writing <- err
 			}()
@@ -177,37 +182,46 @@ func TestOneRelayPublishesAndAnotherTakesOver(t *testing.T) {
 				}
 				return out
 			}
-			waitActive := func(rs []*relay, within time.Duration) (*relay, time.Duration) {
+			// waitActive waits until one of rs is active, failing if
+			// more than one ever is.
+			waitActive := func(rs []*relay, within time.Duration) *relay {
 				t.Helper()
-				start := time.Now()
-				for time.Since(start) < within {
-					if a := active(rs); len(a) == 1 {
-						return a[0], time.Since(start)
-					} else if len(a) > 1 {
+				var one *relay
+				plinthtest.Eventually(t, within, func() bool {
+					a := active(rs)
+					if len(a) > 1 {
 						t.Fatalf("%d relays active at once", len(a))
 					}
-					time.Sleep(5 * time.Millisecond)
-				}
-				t.Fatalf("no relay became active within %s", within)
-				return nil, 0
+					if len(a) == 1 {
+						one = a[0]
+					}
+					return one != nil
+				}, "no relay became active")
+				return one
 			}
 			// publishes waits until rl publishes something new.
-			publishes := func(rl *relay, within time.Duration) time.Duration {
+			publishes := func(rl *relay, within time.Duration) {
 				t.Helper()
-				start, before := time.Now(), rl.pub.calls.Load()
-				for time.Since(start) < within {
-					if rl.pub.calls.Load() > before {
-						return time.Since(start)
-					}
-					time.Sleep(2 * time.Millisecond)
-				}
-				t.Fatalf("relay %s did not publish within %s", rl.name, within)
-				return 0
+				before := rl.pub.calls.Load()
+				plinthtest.Eventually(t, within, func() bool { return rl.pub.calls.Load() > before },
+					"relay %s did not publish", rl.name)
+			}
+			// refusedTwice waits until rl has asked for the lease twice more
+			// and been refused: two chances it had to publish wrongly.
+			refusedTwice := func(rl *relay) {
+				t.Helper()
+				before := rl.store.refused.Load()
+				plinthtest.Eventually(t, 10*time.Second, func() bool { return rl.store.refused.Load() >= before+2 },
+					"relay %s did not ask for the lease", rl.name)
 			}
 
-			first, _ := waitActive(relays, 2*time.Second)
+			first := waitActive(relays, 2*time.Second)
 			publishes(first, 2*time.Second)
-			time.Sleep(300 * time.Millisecond)
+			for _, rl := range relays {
+				if rl != first {
+					refusedTwice(rl)
+				}
+			}
 			for _, rl := range relays {
 				if rl != first && rl.pub.calls.Load() != 0 {
 					t.Fatalf("standby relay %s published while %s was active", rl.name, first.name)
@@ -235,7 +249,7 @@ func TestOneRelayPublishesAndAnotherTakesOver(t *testing.T) {
 			// A third relay stands by; the active one stops cleanly and
 			// hands over at once, without waiting for the lease to expire.
 			third := start("c")
-			time.Sleep(200 * time.Millisecond)
+			refusedTwice(third)
 			if third.pub.calls.Load() != 0 {
 				t.Fatal("a new relay published while another held the lease")
 			}
@@ -252,7 +266,7 @@ func TestOneRelayPublishesAndAnotherTakesOver(t *testing.T) {
 			if err := <-writing; err != nil {
 				t.Fatal(err)
 			}
-			waitForCount(t, b.js, residentsStream, w.total(), 30*time.Second)
+			waitForCount(t, st, b.js, residentsStream, w.total(), 30*time.Second)
 			w.checkExactlyOnce(t, b.js, residentsStream)
 			if overlap.Load() {
 				t.Fatal("two relays published at the same time")
@@ -295,7 +309,7 @@ func TestRelayRetriesFailedPublishesWithoutLoss(t *testing.T) {
 			pub := &flakyPublisher{inner: b.pub}
 			r, _ := startRelay(t, st, pub, events.RelayConfig{Holder: "flaky", Poll: 10 * time.Millisecond, Batch: 20, Logger: quiet})
 			writeLoad(t, w, 4, 30)
-			waitForCount(t, b.js, residentsStream, w.total(), 60*time.Second)
+			waitForCount(t, st, b.js, residentsStream, w.total(), 60*time.Second)
 			w.checkExactlyOnce(t, b.js, residentsStream)
 			if pub.fails.Load() < 5 {
 				t.Fatalf("only %d publishes failed", pub.fails.Load())
@@ -314,17 +328,33 @@ func TestNotifyWakesTheRelay(t *testing.T) {
 	st := openSQLite(t, ds)
 	b := newBus(t, ds)
 	w := newWriter(st, plinthtest.Entity(t, ds, "residents"))
-	r, _ := startRelay(t, st, b.pub, events.RelayConfig{Holder: "n", Poll: time.Minute, Logger: quiet})
-	time.Sleep(100 * time.Millisecond) // let it settle into its wait
+	reads := &countedReads{OutboxStore: st}
+	r, _ := startRelay(t, reads, b.pub, events.RelayConfig{Holder: "n", Poll: time.Minute, Logger: quiet})
+	// Once it has found the outbox empty, only Notify wakes it within the
+	// bound below (it next looks by itself when it renews its lease,
+	// seconds later).
+	plinthtest.Eventually(t, 0, func() bool { return reads.n.Load() > 0 }, "the relay did not read the outbox")
 	for i := range 5 {
 		if _, err := w.create(context.Background(), map[string]any{"firstName": "N", "lastName": fmt.Sprint(i)}, false); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()
 		r.Notify()
-		waitForCount(t, b.js, residentsStream, i+1, 2*time.Second)
+		waitForCount(t, st, b.js, residentsStream, i+1, 2*time.Second)
 		if d := time.Since(start); d > 1500*time.Millisecond {
 			t.Fatalf("event published %s after Notify", d)
 		}
 	}
+}
+
+// countedReads counts a relay's reads of the outbox.
+type countedReads struct {
+	plinth.OutboxStore
+	n atomic.Int64
+}
+
+func (s *countedReads) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEntry, error) {
+	es, err := s.OutboxStore.PendingEvents(ctx, limit)
+	s.n.Add(1)
+	return es, err
 }

@@ -14,11 +14,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/domains"
 	plinthhttp "github.com/plinth-data/plinth/http"
+	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/spec"
 	"github.com/plinth-data/plinth/sqlite"
 )
@@ -517,6 +517,8 @@ func TestPaginationWalkDuringWrites(t *testing.T) {
 			}
 		}()
 	}
+	stopWriters := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopWriters() // also when the walk fails the test
 	seen := map[string]int{}
 	last := int64(0)
 	query := "last_name=walk&limit=7"
@@ -540,14 +542,12 @@ func TestPaginationWalkDuringWrites(t *testing.T) {
 			break
 		}
 		// Let at least one write land between pages.
-		deadline := time.Now().Add(5 * time.Second)
-		for seenWrites := writes.Load(); writes.Load() == seenWrites && time.Now().Before(deadline); {
-			time.Sleep(time.Millisecond)
-		}
+		seenWrites := writes.Load()
+		plinthtest.Eventually(t, 0, func() bool { return writes.Load() != seenWrites || t.Failed() },
+			"no write landed between pages %d and %d", pages, pages+1)
 		query = "last_name=walk&limit=7&cursor=" + url.QueryEscape(next)
 	}
-	close(stop)
-	wg.Wait()
+	stopWriters()
 	if writes.Load() < 30 {
 		t.Fatalf("only %d writes ran during the walk; the test did not exercise concurrency", writes.Load())
 	}

@@ -119,27 +119,26 @@ func (h *handled) snapshot() ([]string, map[string]int) {
 	return append([]string(nil), h.ids...), tries
 }
 
+// waitFor waits until handlers have finished n events and returns them.
 func (h *handled) waitFor(t testing.TB, n int, within time.Duration) []string {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ids, _ := h.snapshot()
-		if len(ids) >= n {
-			return ids
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("handled %d of %d events within %s", len(ids), n, within)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var ids []string
+	var got int
+	plinthtest.Eventually(t, within, func() bool {
+		ids, _ = h.snapshot()
+		got = len(ids)
+		return got >= n
+	}, "handled %d of %d events", plinthtest.Last(&got), n)
+	return ids
 }
 
 // settled waits until the durable has no pending or unacknowledged
 // messages.
 func settled(t testing.TB, b *bus, durable string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var pending uint64
+	var unacked int
+	plinthtest.Eventually(t, 10*time.Second, func() bool {
 		c, err := b.js.Consumer(context.Background(), plinthnats.StreamName("development", "residents"), durable)
 		if err != nil {
 			t.Fatal(err)
@@ -148,14 +147,9 @@ func settled(t testing.TB, b *bus, durable string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.NumPending == 0 && info.NumAckPending == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("consumer %s: %d pending, %d unacknowledged", durable, info.NumPending, info.NumAckPending)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		pending, unacked = info.NumPending, info.NumAckPending
+		return pending == 0 && unacked == 0
+	}, "consumer %s: %d pending, %d unacknowledged", durable, plinthtest.Last(&pending), plinthtest.Last(&unacked))
 }
 
 func TestConsumeHandlesEveryEventInOrder(t *testing.T) {

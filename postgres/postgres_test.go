@@ -17,6 +17,7 @@ import (
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/domains"
+	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/plinthtest/pgtest"
 	"github.com/plinth-data/plinth/spec"
 )
@@ -323,17 +324,10 @@ func TestUnavailableDuringOutage(t *testing.T) {
 	// It comes back: the pool recovers by itself.
 	p.start(p.addr)
 	var n int64
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	plinthtest.Eventually(t, 10*time.Second, func() bool {
 		n, err = s.Count(ctx, e)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("Count after the database came back: %v", err)
-	}
+		return err == nil
+	}, "Count after the database came back: %v", plinthtest.Last(&err))
 	if n != 0 {
 		t.Fatalf("Count = %d, want 0", n)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/plinth-data/plinth"
 	auditpkg "github.com/plinth-data/plinth/audit"
+	"github.com/plinth-data/plinth/plinthtest"
 )
 
 // Support roles are cluster-wide: every test names its users uniquely
@@ -119,12 +120,13 @@ func checksPasswords(t testing.TB, dbURL, role string) bool {
 		conn.Close(context.Background())
 		// Wait for the backend to go, so that it does not count against
 		// the role's connection limit.
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			var n int
-			if err := pgxConnectCount(dbURL, role, &n); err != nil || n == 0 {
-				break
+		var n int
+		plinthtest.Eventually(t, 10*time.Second, func() bool {
+			if err := pgxConnectCount(dbURL, role, &n); err != nil {
+				t.Fatal(err)
 			}
-		}
+			return n == 0
+		}, "%d sessions of %s left", plinthtest.Last(&n), role)
 		return false
 	case pgCode(err) == "28P01": // invalid_password
 		return true
@@ -428,6 +430,8 @@ func TestSupportExpiry(t *testing.T) {
 		t.Fatalf("sweep before expiry revoked %v, %v", revoked, err)
 	}
 
+	// Not a wait for a condition: the grant's expiry (the role's VALID
+	// UNTIL) has to pass; the test is what the server and the sweep do then.
 	time.Sleep(time.Until(g.ExpiresAt) + 500*time.Millisecond)
 	if passwords {
 		// The same password worked before the expiry; now the server

@@ -549,7 +549,7 @@ func testPolicyUpsert(t *testing.T, s plinth.AccessStore) {
 	first := fullPolicy("tenancies", plinth.EnvStaging)
 	putPolicy(t, s, first)
 	old := policy(t, s, "tenancies", plinth.EnvStaging)
-	time.Sleep(2 * time.Millisecond)
+	time.Sleep(2 * time.Millisecond) // not a wait: so updatedAt moves on
 
 	// The second put replaces everything: fewer groups, no
 	// write-implies-read, one override left (itself changed).

@@ -37,7 +37,7 @@ func (su *suite) testCheckpoints(t *testing.T) {
 	if c.UpdatedAt.Before(before) || c.UpdatedAt.After(plinth.Now().Add(time.Second)) {
 		t.Errorf("checkpoint updatedAt %v; want the time it was set (after %v)", c.UpdatedAt, before)
 	}
-	time.Sleep(2 * time.Millisecond)
+	time.Sleep(2 * time.Millisecond) // not a wait: so updatedAt moves on
 	if err := s.SetCheckpoint(t.Context(), "migrate/people", []byte("lsn 42")); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/plinthtest"
 )
 
 // RunOutbox runs the contract suite of plinth.OutboxStore. open must
@@ -117,17 +118,14 @@ func pending(t testing.TB, o plinth.OutboxStore, limit int) []plinth.OutboxEntry
 // in that order.
 func waitPending(t testing.TB, o plinth.OutboxStore, want ...string) []plinth.OutboxEntry {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		es := pending(t, o, 100)
-		if slices.Equal(eventIDs(es), want) {
-			return es
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("PendingEvents returns %q; want %q", eventIDs(es), want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var es []plinth.OutboxEntry
+	var got []string
+	plinthtest.Eventually(t, 30*time.Second, func() bool {
+		es = pending(t, o, 100)
+		got = eventIDs(es)
+		return slices.Equal(got, want)
+	}, "PendingEvents returns %q; want %q", plinthtest.Last(&got), want)
+	return es
 }
 
 func eventIDs(es []plinth.OutboxEntry) []string {
@@ -289,6 +287,8 @@ func testOutboxLease(t *testing.T, s plinth.Store, o plinth.OutboxStore) {
 	// expired, and the first is then refused.
 	acquire(holder, 500*time.Millisecond, true)
 	acquire("relay-other", time.Minute, false)
+	// Not a wait for a condition: the 500 ms lease has to run out, and the
+	// test is that it then passes to the first relay that asks.
 	time.Sleep(700 * time.Millisecond)
 	acquire("relay-other", time.Minute, true)
 	acquire(holder, time.Minute, false)
@@ -332,6 +332,8 @@ func testOutboxSequenceGap(t *testing.T, s plinth.Store, o plinth.OutboxStore) {
 	case <-time.After(time.Second):
 		// A single-writer store makes B wait for A.
 	}
+	// Not a wait: PendingEvents is sampled a few times while A is open, and
+	// none of the samples may hold an entry past A's.
 	var seen [][]plinth.OutboxEntry
 	for range 5 {
 		seen = append(seen, pending(t, o, 100))
@@ -410,6 +412,8 @@ func testOutboxEarlyTransaction(t *testing.T, s plinth.Store, o plinth.OutboxSto
 		close(release)
 		t.Fatal("write A does not get to append")
 	}
+	// Not a wait: PendingEvents is sampled a few times while A is open, and
+	// none of the samples may hold an entry past A's.
 	var seen [][]plinth.OutboxEntry
 	for range 5 {
 		seen = append(seen, pending(t, o, 100))
@@ -419,12 +423,13 @@ func testOutboxEarlyTransaction(t *testing.T, s plinth.Store, o plinth.OutboxSto
 	if err := <-aDone; err != nil {
 		t.Fatalf("write A: %v", err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
 	var all []plinth.OutboxEntry
-	for len(all) < 2 && time.Now().Before(deadline) {
+	var ids []string
+	plinthtest.Eventually(t, 30*time.Second, func() bool {
 		all = pending(t, o, 100)
-		time.Sleep(10 * time.Millisecond)
-	}
+		ids = eventIDs(all)
+		return len(all) >= 2
+	}, "after both committed, PendingEvents returns %q", plinthtest.Last(&ids))
 	if len(all) != 2 {
 		t.Fatalf("after both committed, PendingEvents returns %q", eventIDs(all))
 	}
@@ -540,6 +545,9 @@ func testOutboxConcurrent(t *testing.T, s plinth.Store, o plinth.OutboxStore) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the relay received %d events of %d committed", len(received), nCommit.Load())
 		}
+		// The loop is the relay under test, not a wait: it looks again at
+		// once while there is work, and a millisecond later when there was
+		// none (plinthtest.Eventually's back-off would starve it).
 		if len(es) == 0 {
 			time.Sleep(time.Millisecond)
 		}

@@ -233,7 +233,8 @@ func (su *suite) testScanStops(t *testing.T) {
 	short, cancelShort := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancelShort()
 	start := time.Now()
-	err = s.Scan(short, e, plinth.ScanQuery{}, func(plinth.Record) error { time.Sleep(time.Millisecond); return nil })
+	slow := func(plinth.Record) error { time.Sleep(time.Millisecond); return nil } // a slow consumer, so the deadline hits mid-scan
+	err = s.Scan(short, e, plinth.ScanQuery{}, slow)
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
 		t.Errorf("slow scan with a 50ms deadline: error %v after %s; want context.DeadlineExceeded, promptly", err, time.Since(start))
 	}

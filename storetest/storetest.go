@@ -55,6 +55,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/spec"
 )
 
@@ -1090,7 +1091,7 @@ func (su *suite) testConcurrentPagination(t *testing.T) {
 				case created <- r:
 				default:
 				}
-				time.Sleep(200 * time.Microsecond)
+				time.Sleep(200 * time.Microsecond) // pacing: a steady stream of writes
 			}
 		}()
 	}
@@ -1120,17 +1121,15 @@ func (su *suite) testConcurrentPagination(t *testing.T) {
 	}
 	defer stopWriters() // also when a walk fails the test
 	// Let the writers get going before walking.
-	for inserted.Load() < 5 && !t.Failed() {
-		time.Sleep(time.Millisecond)
-	}
+	plinthtest.Eventually(t, 10*time.Second, func() bool { return inserted.Load() >= 5 || t.Failed() },
+		"the writers did not get going")
 	for _, params := range []url.Values{nil, {"first_name": {"initial"}}, {"status": {"active"}, "last_name": {"walk"}}} {
 		seen := map[any]int{}
 		// Between pages, wait for the writers to insert something.
 		between := func() {
 			n := inserted.Load()
-			for deadline := time.Now().Add(100 * time.Millisecond); inserted.Load() == n && time.Now().Before(deadline); {
-				time.Sleep(100 * time.Microsecond)
-			}
+			plinthtest.Eventually(t, 0, func() bool { return inserted.Load() != n || t.Failed() },
+				"no insert landed between pages")
 		}
 		for _, r := range walk(t, s, e, params, 7, between) {
 			seen[e.KeyOf(r)]++

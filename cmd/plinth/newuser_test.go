@@ -249,6 +249,9 @@ func TestSeedProgressBarEndsAtTotal(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	start := time.Now()
 	p := newProgressTo(&buf, 3000, "seeding things", logger)
+	// The sleeps stand in for the work being measured, not waits for
+	// anything: the first batch takes 100 ms to generate, the rest 20 ms
+	// each, and the bar's rate must count from its start.
 	time.Sleep(100 * time.Millisecond) // generating the first batch
 	for range 3 {
 		p.Add(1000)
