@@ -17,6 +17,10 @@ const (
 	// and public, but not part of the OpenAPI document.
 	RouteMetrics = "/metrics"
 
+	// RouteReports lists what the caller may report on; each entity's
+	// reporting routes are ReportEndpoints.
+	RouteReports = APIBase + "/reports"
+
 	RouteTokens       = AdminBase + "/tokens"
 	RouteToken        = AdminBase + "/tokens/{id}"
 	RouteAccess       = AdminBase + "/access"
@@ -89,9 +93,38 @@ func EntityEndpoints(plural string) []Endpoint {
 	}
 }
 
+// What a Reporting API endpoint does (its audit operation is "report").
+const (
+	ActionReport          = "report"
+	ActionReportDeletions = "reportDeletions"
+	ActionReportSchema    = "reportSchema"
+	ActionListReports     = "listReports"
+)
+
+// ReportIndexEndpoint lists the entities the caller may report on. Any
+// valid token may call it: it lists only what the token may report on.
+func ReportIndexEndpoint() Endpoint {
+	return Endpoint{"GET", RouteReports, OpReport, ActionListReports}
+}
+
+// EntityReport is the route template of an entity's report:
+// "/api/v1/reports/residents".
+func EntityReport(plural string) string { return RouteReports + "/" + plural }
+
+// ReportEndpoints are the Reporting API endpoints of an entity: every
+// record in one response, the deletions since a watermark, and the
+// columns of the report.
+func ReportEndpoints(plural string) []Endpoint {
+	base := EntityReport(plural)
+	return []Endpoint{
+		{"GET", base, OpReport, ActionReport},
+		{"GET", base + "/deletions", OpReport, ActionReportDeletions},
+		{"GET", base + "/schema", OpReport, ActionReportSchema},
+	}
+}
+
 // reservedPlurals are the segments after /api/v1/ that name no entity: the
-// platform routes', and "reports", kept for the Reporting API (not served
-// yet, so no reporting route is authorised or grantable until it is).
+// platform routes' and the Reporting API's.
 var reservedPlurals = []string{"healthcheck", "openapi.json", "reports"}
 
 // ReservedPlural reports whether an entity may not use plural as its path

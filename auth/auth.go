@@ -221,6 +221,9 @@ func deny(d plinth.Decision, status int, reason string) plinth.Decision {
 
 func (a *Authorizer) decideUser(ctx context.Context, d plinth.Decision, method string, groups []string) plinth.Decision {
 	route := d.Route
+	if route.Template == plinth.RouteReports {
+		return allowIndex(d)
+	}
 	if route.Operation == plinth.OpAdmin {
 		auditor := route.Template == plinth.RouteAudit && method == http.MethodGet && intersects(groups, a.cfg.AuditorGroups)
 		if !auditor && !intersects(groups, a.cfg.AdminGroups) {
@@ -290,6 +293,9 @@ func (a *Authorizer) decideService(ctx context.Context, d plinth.Decision, known
 		d.Allow, d.Status = true, http.StatusOK
 		return d
 	}
+	if d.Route.Template == plinth.RouteReports {
+		return allowIndex(d)
+	}
 	route := d.Route
 	switch {
 	case route.Operation == plinth.OpAdmin:
@@ -304,6 +310,13 @@ func (a *Authorizer) decideService(ctx context.Context, d plinth.Decision, known
 	// A grant names one endpoint of the entity: with GET on it, its holder
 	// may read the entity's records.
 	d.Allow, d.Status, d.MayRead = true, http.StatusOK, methodGranted(g.Methods, http.MethodGet)
+	return d
+}
+
+// allowIndex admits any valid token to the list of reports: the list shows
+// only the entities the token may report on.
+func allowIndex(d plinth.Decision) plinth.Decision {
+	d.Allow, d.Status = true, http.StatusOK
 	return d
 }
 

@@ -133,6 +133,10 @@ func TestUserTokens(t *testing.T) {
 		{"entity override: override writer reads (write implies read)", hs(t, claims("property-writers")), "GET", "/api/v1/properties", 200, ""},
 		{"several groups, one fits", hs(t, claims("a", "b", "residents-readers")), "GET", "/api/v1/residents", 200, ""},
 		{"reporter reads", hs(t, claims("residents-reporters")), "GET", "/api/v1/residents", 403, ""},
+		{"reporter reports", hs(t, claims("residents-reporters")), "GET", "/api/v1/reports/residents", 200, ""},
+		{"reporter reads the report schema", hs(t, claims("residents-reporters")), "GET", "/api/v1/reports/residents/schema", 200, ""},
+		{"reader reports", hs(t, claims("residents-readers")), "GET", "/api/v1/reports/residents", 403, "may not report"},
+		{"anyone lists reports", hs(t, claims("nobody")), "GET", "/api/v1/reports", 200, ""},
 		{"no policy for the domain", hs(t, claims("residents-readers", adminGroup)), "GET", "/api/v1/contacts", 403, "no access policy for domain contacts in environment development"},
 		{"other environment's group", hs(t, claims("production-readers")), "GET", "/api/v1/residents", 403, ""},
 

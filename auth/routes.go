@@ -36,6 +36,10 @@ type routeTable struct {
 	admin []string
 	// entities holds each entity's collection and item routes, by plural.
 	entities map[string][]templateRoutes
+	// reports holds each entity's Reporting API routes, by plural, and
+	// reportIndex the route that lists them.
+	reports     map[string][]templateRoutes
+	reportIndex []templateRoutes
 	// endpoints lists each domain's route templates, by domain name, in
 	// spec order.
 	endpoints map[string][]endpoint
@@ -43,7 +47,9 @@ type routeTable struct {
 }
 
 func newRouteTable(domains []*plinth.Domain) (*routeTable, error) {
-	t := &routeTable{entities: map[string][]templateRoutes{}, endpoints: map[string][]endpoint{}}
+	t := &routeTable{entities: map[string][]templateRoutes{}, reports: map[string][]templateRoutes{},
+		endpoints: map[string][]endpoint{}}
+	t.reportIndex = group([]plinth.Endpoint{plinth.ReportIndexEndpoint()}, plinth.Route{})
 	metrics := plinth.Endpoint{Method: http.MethodGet, Template: plinth.RouteMetrics, Operation: plinth.OpPublic}
 	t.public = group(append(plinth.PlatformEndpoints(), metrics), plinth.Route{})
 	for _, ep := range plinth.AdminEndpoints() {
@@ -83,7 +89,8 @@ func (t *routeTable) addDomain(d *plinth.Domain, owner map[string]string) error 
 		owner[p] = d.Name
 		routes := group(plinth.EntityEndpoints(p), plinth.Route{Domain: d.Name, Entity: p})
 		t.entities[p] = routes
-		for _, tr := range routes {
+		t.reports[p] = group(plinth.ReportEndpoints(p), plinth.Route{Domain: d.Name, Entity: p})
+		for _, tr := range append(routes, t.reports[p]...) {
 			ep := endpoint{template: tr.template}
 			for _, mr := range tr.routes {
 				ep.methods = append(ep.methods, mr.method)
@@ -123,7 +130,14 @@ func (t *routeTable) match(method, path string) (plinth.Route, bool) {
 		return r, true
 	}
 	if rest, ok := strings.CutPrefix(path, plinth.APIBase+"/"); ok {
-		plural, _, _ := strings.Cut(rest, "/")
+		plural, rest, _ := strings.Cut(rest, "/")
+		if plural == "reports" {
+			if r, ok := matchAny(t.reportIndex, method, path); ok {
+				return r, true
+			}
+			plural, _, _ = strings.Cut(rest, "/")
+			return matchAny(t.reports[plural], method, path)
+		}
 		return matchAny(t.entities[plural], method, path)
 	}
 	if rest, ok := strings.CutPrefix(path, plinth.AdminBase); ok && (rest == "" || rest[0] == '/') {

@@ -40,13 +40,16 @@ func TestRoute(t *testing.T) {
 		{"GET", "/api/v1/residents/%7Bid%7D", res("/api/v1/residents/{id}", plinth.OpRead)},
 		{"GET", "/api/v1/residents/..", res("/api/v1/residents/{id}", plinth.OpRead)}, // ".." is the id, as the router sees it
 		{"GET", "/api/v1/tenancies/1", want{"/api/v1/tenancies/{id}", "housing", "tenancies", plinth.OpRead}},
-		{"GET", "/api/v1/reports/residents", none}, // not served until the Reporting API exists
-		{"HEAD", "/api/v1/reports/residents", none},
+		{"GET", "/api/v1/reports/residents", res("/api/v1/reports/residents", plinth.OpReport)},
+		{"HEAD", "/api/v1/reports/residents", res("/api/v1/reports/residents", plinth.OpReport)},
+		{"GET", "/api/v1/reports/residents/deletions", res("/api/v1/reports/residents/deletions", plinth.OpReport)},
+		{"GET", "/api/v1/reports/residents/schema", res("/api/v1/reports/residents/schema", plinth.OpReport)},
 		{"POST", "/api/v1/reports/residents", none},
 		{"GET", "/api/v1/reports/residents/1", none},
 		{"GET", "/api/v1/reports/residents/", none},
 		{"GET", "/api/v1/reports/nothing", none},
-		{"GET", "/api/v1/reports", none},
+		{"GET", "/api/v1/reports", want{"/api/v1/reports", "", "", plinth.OpReport}},
+		{"POST", "/api/v1/reports", none},
 		{"GET", "/api/v1/reports/", none},
 
 		// Exact segments only.
@@ -154,7 +157,8 @@ func TestRouteAgreesWithChi(t *testing.T) {
 		"/api/v1/residents-evil", "/api/v1//residents", "//api/v1/residents", "/api/v1/residents/a%2Fb",
 		"/api/v1/healthcheck/ping", "/api/v1/healthcheck/ping/", "/api/v1/healthcheck/ready",
 		"/api/v1/openapi.json", "/metrics", "/metrics/", "/api/v1/contacts/1", "/api/v1/properties/x",
-		"/api/v1/reports/residents", "/admin/v1/tokens", "/api/v1/tenancies",
+		"/api/v1/reports/residents", "/api/v1/reports", "/api/v1/reports/residents/schema",
+		"/api/v1/reports/residents/deletions", "/api/v1/reports/residents/x", "/admin/v1/tokens", "/api/v1/tenancies",
 		"/admin/v1/tokens/x", "/admin/v1/tokens/", "/admin/v1/access/a/b", "/admin/v1/access/a/b/c", "/admin/v1/audit",
 	}
 	methods := []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}

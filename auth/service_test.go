@@ -77,9 +77,9 @@ func TestServiceTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The Reporting API is not served yet, so no grant may name it.
-	if _, _, err := f.a.IssueServiceToken(ctx, grantFor("/api/v1/reports/residents", "GET")); err == nil {
-		t.Fatal("a grant for the unserved reporting route was issued")
+	reports, _, err := f.a.IssueServiceToken(ctx, grantFor("/api/v1/reports/residents", "GET"))
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	// A grant that has expired in the store while its JWT has not.
@@ -107,6 +107,11 @@ func TestServiceTokens(t *testing.T) {
 		{"collection grant: create", writer, "POST", "/api/v1/residents", 200, ""},
 		{"collection grant: not the item (no substring match)", writer, "GET", "/api/v1/residents/1", 403, ""},
 		{"collection grant: lookalike path", writer, "GET", "/api/v1/residents-evil", 200, ""}, // unknown route: router 404s
+		{"reporting grant", reports, "GET", "/api/v1/reports/residents", 200, ""},
+		{"reporting grant on the list", reports, "GET", "/api/v1/residents", 403, ""},
+		{"reporting grant on the deletions", reports, "GET", "/api/v1/reports/residents/deletions", 403, ""},
+		{"any service token may list reports", tok, "GET", "/api/v1/reports", 200, ""},
+		{"the reporting endpoint", tok, "GET", "/api/v1/reports/residents", 403, ""},
 		{"expired in the store, not in the JWT", expiredInStore, "GET", "/api/v1/residents/42", 403, "expired"},
 		{"expired JWT", serviceJWT(t, serviceSecret, g.ID, g.Consumer, time.Now().Add(-time.Hour)), "GET", "/api/v1/residents/42", 401, "token expired"},
 		{"unknown grant", serviceJWT(t, serviceSecret, uuid.NewString(), g.Consumer, time.Now().Add(time.Hour)), "GET", "/api/v1/residents/42", 401, "grant does not exist"},
@@ -230,7 +235,7 @@ func TestIssueServiceTokenValidation(t *testing.T) {
 		{"no methods", func(g *plinth.Grant) { g.Methods = nil }, []string{"methods"}, "at least one"},
 		{"POST on an item", func(g *plinth.Grant) { g.Methods = []string{"GET", "POST"} }, []string{"methods"}, `"POST" is not a method of /api/v1/residents/{id}; valid: GET, PATCH, DELETE`},
 		{"PATCH on the collection", func(g *plinth.Grant) { g.Endpoint = "/api/v1/residents"; g.Methods = []string{"PATCH"} }, []string{"methods"}, "valid: GET, POST"},
-		{"the unserved reporting route", func(g *plinth.Grant) { g.Endpoint = "/api/v1/reports/residents" }, []string{"endpoint"}, ""},
+		{"POST on reports", func(g *plinth.Grant) { g.Endpoint = "/api/v1/reports/residents"; g.Methods = []string{"POST"} }, []string{"methods"}, ""},
 		{"unknown method", func(g *plinth.Grant) { g.Methods = []string{"FETCH"} }, []string{"methods"}, ""},
 		{"bad environment", func(g *plinth.Grant) { g.Environment = "prod" }, []string{"environment"}, "development, staging, production"},
 		{"missing environment", func(g *plinth.Grant) { g.Environment = "" }, []string{"environment"}, "required"},
