@@ -75,6 +75,10 @@ func (rec *statusRecorder) WriteHeader(status int) {
 	rec.ResponseWriter.WriteHeader(status)
 }
 
+// Unwrap lets http.ResponseController reach the connection (to flush a
+// streamed report and push its write deadline).
+func (rec *statusRecorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
+
 func (rec *statusRecorder) Write(b []byte) (int, error) {
 	if rec.status == 0 {
 		rec.status = http.StatusOK
@@ -115,26 +119,37 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		info := &requestInfo{mayRead: s.authz == nil}
 		r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
 		defer func() {
-			if p := recover(); p != nil {
+			if p := recover(); p == http.ErrAbortHandler {
+				// A streamed answer that failed part-way: the connection is
+				// cut so the client sees a truncated transfer, not a clean
+				// end. The handler logged why.
+				s.countRequest(r, rec, info, start)
+				panic(p)
+			} else if p != nil {
 				s.log(r).Error("panic while serving request", "panic", p, "stack", string(debug.Stack()))
 				if rec.status == 0 {
 					writeProblem(rec, r, http.StatusInternalServerError, "An unexpected error occurred; quote correlation id "+CorrelationID(r.Context())+" when reporting it.")
 				}
 			}
-			route := info.route
-			if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-				route = rc.RoutePattern()
-			}
-			if route == "" {
-				route = "unmatched"
-			}
-			status := strconv.Itoa(rec.status)
-			elapsed := time.Since(start)
-			s.metrics.requests.WithLabelValues(route, r.Method, status).Inc()
-			s.metrics.duration.WithLabelValues(route, r.Method, status).Observe(elapsed.Seconds())
-			s.log(r).Info("request", "method", r.Method, "route", route, "status", rec.status,
-				"durationMs", float64(elapsed.Microseconds())/1000, "bytes", rec.bytes)
+			s.countRequest(r, rec, info, start)
 		}()
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// countRequest counts and logs a request, by its route template.
+func (s *Server) countRequest(r *http.Request, rec *statusRecorder, info *requestInfo, start time.Time) {
+	route := info.route
+	if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+		route = rc.RoutePattern()
+	}
+	if route == "" {
+		route = "unmatched"
+	}
+	status := strconv.Itoa(rec.status)
+	elapsed := time.Since(start)
+	s.metrics.requests.WithLabelValues(route, r.Method, status).Inc()
+	s.metrics.duration.WithLabelValues(route, r.Method, status).Observe(elapsed.Seconds())
+	s.log(r).Info("request", "method", r.Method, "route", route, "status", rec.status,
+		"durationMs", float64(elapsed.Microseconds())/1000, "bytes", rec.bytes)
 }

@@ -35,12 +35,22 @@ func (s *Server) mountRoutes(r chi.Router, domains []*plinth.Domain) error {
 	if err := mount(r, plinth.AdminEndpoints(), admin, s.servesAdmin); err != nil {
 		return err
 	}
+	index := map[string]http.HandlerFunc{plinth.ActionListReports: s.listReports}
+	if err := mount(r, []plinth.Endpoint{plinth.ReportIndexEndpoint()}, index, nil); err != nil {
+		return err
+	}
 	for _, d := range domains {
 		for _, e := range d.Entities {
 			h := &entityHandler{s: s, e: e}
 			handlers := map[string]http.HandlerFunc{plinth.ActionList: h.list, plinth.ActionCreate: h.create,
 				plinth.ActionView: h.get, plinth.ActionUpdate: h.update, plinth.ActionDelete: h.delete}
 			if err := mount(r, plinth.EntityEndpoints(e.Plural), handlers, nil); err != nil {
+				return err
+			}
+			rh := &reportHandler{s: s, e: e}
+			reports := map[string]http.HandlerFunc{plinth.ActionReport: rh.report,
+				plinth.ActionReportDeletions: rh.deletions, plinth.ActionReportSchema: rh.schema}
+			if err := mount(r, plinth.ReportEndpoints(e.Plural), reports, nil); err != nil {
 				return err
 			}
 		}

@@ -60,6 +60,13 @@ type Config struct {
 	Events bool
 	// Audit is searched by GET /admin/v1/audit when set.
 	Audit plinth.AuditStore
+	// ReportMaxDuration bounds how long one report may stream (its read
+	// snapshot holds back PostgreSQL's vacuum and SQLite's WAL checkpoints
+	// meanwhile); 0 means DefaultReportMaxDuration. ReportIdleTimeout drops
+	// a report's client that reads nothing for that long; 0 means
+	// DefaultReportIdleTimeout.
+	ReportMaxDuration time.Duration
+	ReportIdleTimeout time.Duration
 	// DenialsPerMinute is how many denied requests per client address and
 	// minute are audited one by one; the rest of the minute are counted
 	// into one aggregated record. 0 means DefaultDenialsPerMinute.
@@ -88,7 +95,10 @@ type Server struct {
 	notify      func()
 	auditStore  plinth.AuditStore
 	denials     *denialLimiter
-	writer      *plinth.Writer
+
+	reportMaxDuration time.Duration
+	reportIdleTimeout time.Duration
+	writer            *plinth.Writer
 
 	reg *prometheus.Registry
 }
@@ -123,6 +133,13 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if s.notify == nil {
 		s.notify = func() {}
+	}
+	s.reportMaxDuration, s.reportIdleTimeout = cfg.ReportMaxDuration, cfg.ReportIdleTimeout
+	if s.reportMaxDuration <= 0 {
+		s.reportMaxDuration = DefaultReportMaxDuration
+	}
+	if s.reportIdleTimeout <= 0 {
+		s.reportIdleTimeout = DefaultReportIdleTimeout
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = DefaultMaxBodyBytes

@@ -240,7 +240,7 @@ func (g *openAPIGen) responseRef(name string) ref {
 // errorResponses names the shared response of each error status.
 var errorResponses = map[string]string{
 	"400": "BadRequest", "401": "Unauthorized", "403": "Forbidden", "404": "NotFound", "409": "Conflict",
-	"412": "PreconditionFailed", "413": "ContentTooLarge", "415": "UnsupportedMediaType",
+	"406": "NotAcceptable", "410": "Gone", "412": "PreconditionFailed", "413": "ContentTooLarge", "415": "UnsupportedMediaType",
 	"422": "UnprocessableContent", "428": "PreconditionRequired", "500": "InternalServerError",
 	"503": "ServiceUnavailable",
 }
@@ -314,6 +314,22 @@ func (g *openAPIGen) document(domains []*plinth.Domain, info OpenAPIInfo) (*open
 			}
 		}
 	}
+	if err := g.claim("tag", reportTag, "the Reporting API"); err != nil {
+		return nil, fmt.Errorf("openapi: the domain name %q is reserved for the Reporting API", reportTag)
+	}
+	if err := g.reportIndex(); err != nil {
+		return nil, err
+	}
+	for _, d := range domains {
+		for _, e := range d.Entities {
+			if err := g.reports(d, e); err != nil {
+				return nil, err
+			}
+		}
+	}
+	tags = append(tags, tag{Name: reportTag, Description: "The Reporting API, for BI tools and analysts: every record of an entity in one streamed response " +
+		"(CSV, NDJSON, JSON or Parquet) from one read snapshot, incremental extracts by watermark, deletions, and each report's columns. " +
+		"Open to the reporting groups of each domain's access policy and to service tokens granted a report route."})
 	if err := g.claim("tag", platformTag, "the platform routes"); err != nil {
 		return nil, fmt.Errorf("openapi: the domain name %q is reserved for the platform routes", platformTag)
 	}
