@@ -3,6 +3,8 @@ package audit
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,4 +65,28 @@ func ParseTime(s string, now time.Time) (time.Time, error) {
 		return now.Add(-d).UTC(), nil
 	}
 	return time.Time{}, fmt.Errorf("%q is not a time: give an RFC 3339 time (2026-11-01T09:00:00Z), a date (2026-11-01) or a duration back from now (720h)", s)
+}
+
+// reportParams are the query parameters of a report that are not filters.
+var reportParams = []string{"format", "bom", "since", "updated_since"}
+
+// ReportMayInclude reports whether the report an audit record describes
+// may have included the record with data: the report had no filters, or
+// the record meets them now. (The record may have changed since the
+// report ran, so this is "may", in both directions.)
+func ReportMayInclude(e *plinth.Entity, report plinth.AuditRecord, data map[string]any) bool {
+	if report.Operation != "report" || report.Entity != e.Plural {
+		return false
+	}
+	values := url.Values{}
+	for k, v := range report.Filters {
+		if !slices.Contains(reportParams, k) {
+			values.Set(k, v)
+		}
+	}
+	q, err := e.ParseQuery(values)
+	if err != nil {
+		return true // filters that no longer parse: the report may have held anything
+	}
+	return q.Matches(data)
 }

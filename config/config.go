@@ -30,6 +30,10 @@ type Config struct {
 	LogLevel      string `yaml:"logLevel" env:"PLINTH_LOG_LEVEL" flag:"log-level" usage:"log level: debug, info, warn or error"`
 	PublicURL     string `yaml:"publicURL" env:"PLINTH_PUBLIC_URL" flag:"public-url" usage:"base URL clients use, for the OpenAPI servers list (default http://<listen>)"`
 
+	ReportMaxDuration  time.Duration `yaml:"reportMaxDuration" env:"PLINTH_REPORT_MAX_DURATION" flag:"report-max-duration" usage:"longest a report may stream (its read snapshot holds back vacuum and WAL checkpoints meanwhile)"`
+	ReportIdleTimeout  time.Duration `yaml:"reportIdleTimeout" env:"PLINTH_REPORT_IDLE_TIMEOUT" flag:"report-idle-timeout" usage:"drop a report's client that reads nothing for this long"`
+	TombstoneRetention time.Duration `yaml:"tombstoneRetention" env:"PLINTH_TOMBSTONE_RETENTION" flag:"tombstone-retention" usage:"how long deletions are kept for incremental reports"`
+
 	AuthSecret       string        `yaml:"authSecret" env:"PLINTH_AUTH_SECRET" flag:"auth-secret" usage:"HS256 shared secret of user tokens from the organisation's single sign-on"`
 	AuthJWKSURL      string        `yaml:"authJWKSURL" env:"PLINTH_AUTH_JWKS_URL" flag:"auth-jwks-url" usage:"URL of a JWKS for RS256/ES256 user tokens"`
 	AuthJWKSFile     string        `yaml:"authJWKSFile" env:"PLINTH_AUTH_JWKS_FILE" flag:"auth-jwks-file" usage:"file holding a JWKS for RS256/ES256 user tokens"`
@@ -69,6 +73,10 @@ func Default() Config {
 		MaxBodyBytes:  1 << 20,
 		LogLevel:      "info",
 
+		ReportMaxDuration:  2 * time.Hour,
+		ReportIdleTimeout:  time.Minute,
+		TombstoneRetention: 35 * 24 * time.Hour,
+
 		AuthClockSkew:    30 * time.Second,
 		MaxTokenLifetime: 365 * 24 * time.Hour,
 		AdminGroups:      "plinth-admins",
@@ -96,6 +104,12 @@ func (c Config) Check() error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		return fmt.Errorf("max body bytes %d: must be at least 1024", c.MaxBodyBytes)
+	}
+	for name, d := range map[string]time.Duration{"report max duration": c.ReportMaxDuration,
+		"report idle timeout": c.ReportIdleTimeout, "tombstone retention": c.TombstoneRetention} {
+		if d <= 0 {
+			return fmt.Errorf("%s %s: must be positive", name, d)
+		}
 	}
 	if !c.Audit && c.Environment != plinth.EnvDevelopment {
 		return fmt.Errorf("auditing can be turned off only in development, not %s", c.Environment)

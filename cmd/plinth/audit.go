@@ -1,9 +1,12 @@
 package main
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -160,7 +163,10 @@ func auditSearchCommand() *cobra.Command {
 did what, to which records, when, and whether it was allowed.
 
 --user matches the subject, e-mail address or service-token consumer;
---entity-id matches a record among those a request returned or changed.
+--entity-id matches a record among those a request returned or changed,
+and also lists the reports (Reporting API) of the record's entity that may
+have included it: those without filters, or whose filters the record meets
+now, marked "report that may include".
 --since (inclusive) and --until (exclusive) take an RFC 3339 time, a date
 (2026-11-01, midnight UTC) or a duration back from now (720h).
 
@@ -190,11 +196,21 @@ treat the output as you would the data itself.`,
 			if limit < 0 {
 				return fmt.Errorf("--limit %d: must be 0 (no limit) or more", limit)
 			}
-			_, st, as, err := openAudit(cmd)
+			cfg, st, as, err := openAudit(cmd)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
+			var reports []plinth.AuditRecord
+			if q.EntityID != "" {
+				ds, err := loadDomains(cfg.Domains)
+				if err != nil {
+					return err
+				}
+				if reports, err = reportsThatMayInclude(cmd.Context(), st, as, ds, q); err != nil {
+					return err
+				}
+			}
 
 			out := cmd.OutOrStdout()
 			enc := json.NewEncoder(out)
@@ -208,18 +224,39 @@ treat the output as you would the data itself.`,
 				q.Limit = limit
 			}
 			n := 0
-			err = audit.SearchAll(cmd.Context(), as, q, func(r plinth.AuditRecord) error {
+			show := func(r plinth.AuditRecord, viaReport bool) error {
 				if limit > 0 && n >= limit {
 					return errEnough
 				}
 				n++
 				if asJSON {
-					return enc.Encode(r)
+					return enc.Encode(struct {
+						plinth.AuditRecord
+						ReportMayInclude bool `json:"reportMayInclude,omitempty"`
+					}{r, viaReport})
+				}
+				records := auditRecords(r)
+				if viaReport {
+					records = "report that may include " + q.EntityID
 				}
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.Sequence, r.Time.UTC().Format(time.RFC3339),
-					auditUser(r.Principal), r.Operation, auditRoute(r), r.Decision, r.Status, auditRecords(r))
+					auditUser(r.Principal), r.Operation, auditRoute(r), r.Decision, r.Status, records)
 				return nil
+			}
+			err = audit.SearchAll(cmd.Context(), as, q, func(r plinth.AuditRecord) error {
+				// Reports that may include the record, merged in sequence order.
+				for len(reports) > 0 && reports[0].Sequence < r.Sequence {
+					if err := show(reports[0], true); err != nil {
+						return err
+					}
+					reports = reports[1:]
+				}
+				return show(r, false)
 			})
+			for err == nil && len(reports) > 0 {
+				err = show(reports[0], true)
+				reports = reports[1:]
+			}
 			if err != nil && !errors.Is(err, errEnough) {
 				return err
 			}
@@ -362,4 +399,42 @@ Records of transactions still open are left for later.`,
 	}
 	addConfigFlags(cmd, storeFlags...)
 	return cmd
+}
+
+// reportsThatMayInclude returns, in sequence order, the audit records of
+// reports that may have included the record with id q.EntityID: for each
+// entity that has such a record, its reports without filters or with
+// filters the record meets now.
+func reportsThatMayInclude(ctx context.Context, st plinth.Store, as plinth.AuditStore, ds []*plinth.Domain, q plinth.AuditQuery) ([]plinth.AuditRecord, error) {
+	var out []plinth.AuditRecord
+	for _, d := range ds {
+		if q.Domain != "" && q.Domain != d.Name {
+			continue
+		}
+		for _, e := range d.Entities {
+			id, err := e.ParseKey(q.EntityID)
+			if err != nil {
+				continue
+			}
+			rec, err := st.Get(ctx, e, id)
+			if errors.Is(err, plinth.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return nil, err
+			}
+			rq := q
+			rq.EntityID, rq.Domain = "", d.Name
+			err = audit.SearchAll(ctx, as, rq, func(r plinth.AuditRecord) error {
+				if audit.ReportMayInclude(e, r, rec.Data) {
+					out = append(out, r)
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b plinth.AuditRecord) int { return cmp.Compare(a.Sequence, b.Sequence) })
+	return out, nil
 }

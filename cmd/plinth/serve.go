@@ -141,6 +141,11 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 			sweepSupport(background, pg, logger)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		purgeTombstones(background, st, cfg.TombstoneRetention, logger)
+	}()
 	// Shut down in order: background work, then the bus; the audit writer
 	// and the store close after (deferred above).
 	defer func() {
@@ -163,19 +168,21 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 		return err
 	}
 	api, err := plinthhttp.NewServer(ctx, plinthhttp.Config{
-		Store:           st,
-		Domains:         ds,
-		OpenAPI:         doc,
-		MaxBodyBytes:    cfg.MaxBodyBytes,
-		Logger:          logger,
-		Authorizer:      authz,
-		Access:          access,
-		Environment:     cfg.Environment,
-		Auditor:         requestAuditor,
-		AuditOff:        !cfg.Audit,
-		Audit:           auditStore,
-		Events:          true,
-		EventsCommitted: relay.Notify,
+		Store:             st,
+		Domains:           ds,
+		OpenAPI:           doc,
+		MaxBodyBytes:      cfg.MaxBodyBytes,
+		ReportMaxDuration: cfg.ReportMaxDuration,
+		ReportIdleTimeout: cfg.ReportIdleTimeout,
+		Logger:            logger,
+		Authorizer:        authz,
+		Access:            access,
+		Environment:       cfg.Environment,
+		Auditor:           requestAuditor,
+		AuditOff:          !cfg.Audit,
+		Audit:             auditStore,
+		Events:            true,
+		EventsCommitted:   relay.Notify,
 		Checks: map[string]func(context.Context) error{
 			"bus": pub.Check,
 			"relay": func(context.Context) error {
@@ -295,6 +302,26 @@ func sweepSupport(ctx context.Context, pg *postgres.Store, logger *slog.Logger) 
 		}
 		for _, role := range revoked {
 			logger.Info("expired support role removed", "role", role)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// purgeTombstones removes deletions older than the retention every hour;
+// an incremental report asking for deletions since before then gets 410.
+func purgeTombstones(ctx context.Context, st plinth.Store, retention time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := st.PurgeTombstones(ctx, time.Now().Add(-retention))
+		if err != nil && ctx.Err() == nil {
+			logger.Error("purging old deletions", "error", err)
+		} else if n > 0 {
+			logger.Info("old deletions purged", "count", n, "retention", retention.String())
 		}
 		select {
 		case <-ctx.Done():
