@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"sync"
 	"time"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/lease"
 )
 
 // ChainerConfig tunes a Chainer. Zero values take the defaults.
@@ -38,11 +37,7 @@ const defaultChainPoll = 50 * time.Millisecond
 
 func (c ChainerConfig) withDefaults(store plinth.AuditStore) ChainerConfig {
 	if c.Holder == "" {
-		host, _ := os.Hostname()
-		if host == "" {
-			host = "chainer"
-		}
-		c.Holder = fmt.Sprintf("%s:%d", host, os.Getpid())
+		c.Holder = lease.DefaultHolder("chainer")
 	}
 	if c.LeaseTTL <= 0 {
 		c.LeaseTTL = 10 * time.Second
@@ -78,42 +73,56 @@ func (c ChainerConfig) withDefaults(store plinth.AuditStore) ChainerConfig {
 // reads the head again and carries on: the chain cannot fork, and a record
 // is chained exactly once.
 type Chainer struct {
-	store plinth.AuditStore
-	cfg   ChainerConfig
-	log   *slog.Logger
-	wake  chan struct{}
+	store  plinth.AuditStore
+	cfg    ChainerConfig
+	log    *slog.Logger
+	runner *lease.Runner
 
 	// The head as this chainer last wrote or read it; known is false
-	// when it must be read from the store again.
+	// when it must be read from the store again. Only Run's goroutine (or
+	// ChainPending's) touches them.
 	known    bool
 	headSeq  int64
 	headHash string
-
-	mu      sync.Mutex
-	active  bool
-	chained int64
-	lastErr error
 }
 
 // NewChainer returns a chainer of store's audit log. Call Run to start it.
 func NewChainer(store plinth.AuditStore, cfg ChainerConfig) *Chainer {
 	cfg = cfg.withDefaults(store)
-	return &Chainer{
+	c := &Chainer{
 		store: store,
 		cfg:   cfg,
 		log:   cfg.Logger.With("component", "audit-chainer", "holder", cfg.Holder),
-		wake:  make(chan struct{}, 1),
 	}
+	c.runner = lease.New(lease.Config{
+		Holder:  cfg.Holder,
+		TTL:     cfg.LeaseTTL,
+		Poll:    cfg.Poll,
+		Acquire: store.AcquireChainLease,
+		Release: c.releaseLease,
+		Step:    c.chainOnce,
+		Batch:   cfg.Batch,
+		Again: func(err error) bool {
+			if !errors.Is(err, plinth.ErrConflict) {
+				return false
+			}
+			// Another chainer moved the head: chainOnce reads it again.
+			c.log.Warn("the audit chain head moved under this chainer; reading it again", "error", err)
+			return true
+		},
+		// Another chainer may move the head while this one stands by.
+		Lost:   func() { c.known = false },
+		Logger: c.log,
+		Name:   "audit chainer",
+		Lease:  "audit chain lease",
+		Work:   "chaining audit records",
+	})
+	return c
 }
 
 // Notify wakes the chainer to look at the audit log now rather than at
 // its next poll. It never blocks.
-func (c *Chainer) Notify() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
+func (c *Chainer) Notify() { c.runner.Notify() }
 
 // ChainerStatus is a snapshot of a chainer, for readiness checks and logs.
 type ChainerStatus struct {
@@ -125,109 +134,20 @@ type ChainerStatus struct {
 
 // Status returns what the chainer is doing.
 func (c *Chainer) Status() ChainerStatus {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return ChainerStatus{Holder: c.cfg.Holder, Active: c.active, Chained: c.chained, LastError: c.lastErr}
+	st := c.runner.Status()
+	return ChainerStatus{Holder: st.Holder, Active: st.Active, Chained: st.Done, LastError: st.LastError}
 }
 
-func (c *Chainer) setActive(active bool) {
-	c.mu.Lock()
-	changed := c.active != active
-	c.active = active
-	c.mu.Unlock()
-	if changed && active {
-		c.log.Info("audit chainer is active: it holds the chain lease")
-	} else if changed {
-		c.known = false
-		c.log.Warn("audit chainer lost the chain lease; standing by")
-	}
-}
+// Run chains until ctx is cancelled, then gives up the lease and returns
+// nil. Errors of the store are logged and retried with back-off; Run does
+// not give up.
+func (c *Chainer) Run(ctx context.Context) error { return c.runner.Run(ctx) }
 
-func (c *Chainer) setErr(err error) {
-	c.mu.Lock()
-	c.lastErr = err
-	c.mu.Unlock()
-}
-
-// Run chains until ctx is cancelled, then returns nil. Errors of the store
-// are logged and retried with back-off; Run does not give up.
-func (c *Chainer) Run(ctx context.Context) error {
-	const (
-		minBackoff = 50 * time.Millisecond
-		maxBackoff = 5 * time.Second
-	)
-	backoff := minBackoff
-	renewEvery := c.cfg.LeaseTTL / 3
-	var leaseAt time.Time
-	defer func() {
-		c.mu.Lock()
-		wasActive := c.active
-		c.active = false
-		c.mu.Unlock()
-		if wasActive {
-			c.release()
-		}
-	}()
-	for ctx.Err() == nil {
-		if leaseAt.IsZero() || time.Since(leaseAt) >= renewEvery {
-			start := time.Now()
-			ok, err := c.store.AcquireChainLease(ctx, c.cfg.Holder, c.cfg.LeaseTTL)
-			switch {
-			case ctx.Err() != nil:
-				return nil
-			case err != nil:
-				c.setErr(err)
-				c.log.Error("cannot acquire the audit chain lease; retrying", "error", err, "retryIn", backoff)
-				leaseAt = time.Time{}
-				c.setActive(false)
-				sleep(ctx, backoff)
-				backoff = min(backoff*2, maxBackoff)
-				continue
-			case !ok:
-				leaseAt = time.Time{}
-				c.setActive(false)
-				sleep(ctx, min(max(c.cfg.LeaseTTL/5, 10*time.Millisecond), time.Second))
-				continue
-			}
-			leaseAt = start
-			c.setActive(true)
-		}
-		// Stop chaining before the lease may have run out.
-		bctx, cancel := context.WithDeadline(ctx, leaseAt.Add(c.cfg.LeaseTTL*9/10))
-		n, err := c.chainOnce(bctx)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case errors.Is(err, plinth.ErrConflict):
-			// Another chainer moved the head: read it again and go on.
-			c.log.Warn("the audit chain head moved under this chainer; reading it again", "error", err)
-			continue
-		case err != nil:
-			c.setErr(err)
-			c.log.Error("chaining audit records failed; retrying", "error", err, "retryIn", backoff)
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, maxBackoff)
-			continue
-		}
-		backoff = minBackoff
-		c.setErr(nil)
-		if n == c.cfg.Batch {
-			continue // more may be waiting
-		}
-		c.waitForWork(ctx, min(c.cfg.Poll, max(renewEvery-time.Since(leaseAt), 0)))
-	}
-	return nil
-}
-
-// release gives up the lease as the chainer stops, so that a standby takes
-// over at once.
-func (c *Chainer) release() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if _, err := c.store.AcquireChainLease(ctx, c.cfg.Holder, time.Millisecond); err != nil {
-		c.log.Warn("cannot release the audit chain lease; another chainer takes over when it expires", "error", err)
-	}
+// releaseLease gives up the lease, so that a standby takes over at once:
+// it renews the lease for a moment only.
+func (c *Chainer) releaseLease(ctx context.Context, holder string) error {
+	_, err := c.store.AcquireChainLease(ctx, holder, time.Millisecond)
+	return err
 }
 
 // chainOnce chains one batch of the audit log and returns its size. After
@@ -254,9 +174,6 @@ func (c *Chainer) chainOnce(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("chaining audit records %d–%d: %w", recs[0].Sequence, seq, err)
 	}
 	c.headSeq, c.headHash = seq, hash
-	c.mu.Lock()
-	c.chained += int64(len(recs))
-	c.mu.Unlock()
 	return len(recs), nil
 }
 
@@ -273,16 +190,6 @@ func link(recs []plinth.AuditRecord, seq int64, hash string) (int64, string) {
 	return seq, hash
 }
 
-func (c *Chainer) waitForWork(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	case <-c.wake:
-	}
-}
-
 // ErrChainerActive is returned by ChainPending when another chainer holds
 // the chain lease: that chainer chains the records.
 var ErrChainerActive = errors.New("another audit chainer holds the chain lease")
@@ -294,8 +201,9 @@ var ErrChainerActive = errors.New("another audit chainer holds the chain lease")
 // Records of transactions still open are left for later. When another
 // chainer holds the lease it returns ErrChainerActive.
 func ChainPending(ctx context.Context, store plinth.AuditStore) (int64, error) {
-	c := NewChainer(store, ChainerConfig{Logger: slog.New(slog.DiscardHandler)})
-	c.cfg.Holder = "once:" + c.cfg.Holder
+	cfg := ChainerConfig{Logger: slog.New(slog.DiscardHandler)}.withDefaults(store)
+	cfg.Holder = "once:" + cfg.Holder
+	c := NewChainer(store, cfg)
 	ok, err := store.AcquireChainLease(ctx, c.cfg.Holder, c.cfg.LeaseTTL)
 	if err != nil {
 		return 0, fmt.Errorf("audit: acquiring the chain lease: %w", err)
@@ -303,7 +211,11 @@ func ChainPending(ctx context.Context, store plinth.AuditStore) (int64, error) {
 	if !ok {
 		return 0, ErrChainerActive
 	}
-	defer c.release()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = c.releaseLease(ctx, c.cfg.Holder) // else it expires
+	}()
 	leaseAt := time.Now()
 	var total int64
 	for {
@@ -321,14 +233,5 @@ func ChainPending(ctx context.Context, store plinth.AuditStore) (int64, error) {
 		if n < c.cfg.Batch {
 			return total, nil
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }

@@ -4,11 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"sync"
 	"time"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/lease"
 )
 
 // RelayConfig tunes a Relay. Zero values take the defaults.
@@ -49,11 +48,7 @@ const purgeEvery = time.Hour
 
 func (c RelayConfig) withDefaults() RelayConfig {
 	if c.Holder == "" {
-		host, _ := os.Hostname()
-		if host == "" {
-			host = "relay"
-		}
-		c.Holder = fmt.Sprintf("%s:%d", host, os.Getpid())
+		c.Holder = lease.DefaultHolder("relay")
 	}
 	if c.LeaseTTL <= 0 {
 		c.LeaseTTL = 10 * time.Second
@@ -102,39 +97,51 @@ func (c RelayConfig) withDefaults() RelayConfig {
 // A failed publish is retried, with back-off, from the first unmarked entry,
 // so nothing is skipped and order is kept.
 type Relay struct {
-	store plinth.OutboxStore
-	pub   plinth.Publisher
-	cfg   RelayConfig
-	log   *slog.Logger
-	wake  chan struct{}
-
-	mu        sync.Mutex
-	active    bool
-	published int64
-	lastErr   error
+	store  plinth.OutboxStore
+	pub    plinth.Publisher
+	cfg    RelayConfig
+	log    *slog.Logger
+	runner *lease.Runner
 }
 
 // NewRelay returns a relay from store to pub. Call Run to start it.
 func NewRelay(store plinth.OutboxStore, pub plinth.Publisher, cfg RelayConfig) *Relay {
 	cfg = cfg.withDefaults()
-	return &Relay{
+	r := &Relay{
 		store: store,
 		pub:   pub,
 		cfg:   cfg,
 		log:   cfg.Logger.With("component", "relay", "holder", cfg.Holder),
-		wake:  make(chan struct{}, 1),
 	}
+	lc := lease.Config{
+		Holder:  cfg.Holder,
+		TTL:     cfg.LeaseTTL,
+		Poll:    cfg.Poll,
+		Acquire: store.AcquireRelayLease,
+		Release: func(ctx context.Context, holder string) error {
+			// Renewing the lease for a moment only gives it up.
+			_, err := store.AcquireRelayLease(ctx, holder, time.Millisecond)
+			return err
+		},
+		Step:   r.relayOnce,
+		Batch:  cfg.Batch,
+		Linger: cfg.Linger,
+		Logger: r.log,
+		Name:   "relay",
+		Lease:  "outbox lease",
+		Work:   "relaying events",
+	}
+	if _, ok := store.(purger); ok && cfg.Retention > 0 {
+		lc.Periodic, lc.Period = r.purge, purgeEvery
+	}
+	r.runner = lease.New(lc)
+	return r
 }
 
 // Notify wakes the relay to look for new entries now rather than at its
 // next poll. The HTTP layer calls it after each commit that appended an
 // event. It never blocks.
-func (r *Relay) Notify() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
-}
+func (r *Relay) Notify() { r.runner.Notify() }
 
 // RelayStatus is a snapshot of a relay, for readiness checks and logs.
 type RelayStatus struct {
@@ -146,126 +153,19 @@ type RelayStatus struct {
 
 // Status returns what the relay is doing.
 func (r *Relay) Status() RelayStatus {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return RelayStatus{Holder: r.cfg.Holder, Active: r.active, Published: r.published, LastError: r.lastErr}
+	st := r.runner.Status()
+	return RelayStatus{Holder: st.Holder, Active: st.Active, Published: st.Done, LastError: st.LastError}
 }
 
-func (r *Relay) setActive(active bool) {
-	r.mu.Lock()
-	changed := r.active != active
-	r.active = active
-	r.mu.Unlock()
-	if changed && active {
-		r.log.Info("relay is active: it holds the outbox lease")
-	} else if changed {
-		r.log.Warn("relay lost the outbox lease; standing by")
-	}
-}
+// Run relays until ctx is cancelled, then gives up the lease and returns
+// nil. Errors of the store or the bus are logged and retried with back-off;
+// Run does not give up.
+func (r *Relay) Run(ctx context.Context) error { return r.runner.Run(ctx) }
 
-func (r *Relay) setErr(err error) {
-	r.mu.Lock()
-	r.lastErr = err
-	r.mu.Unlock()
-}
-
-// Run relays until ctx is cancelled, then returns nil. Errors of the store
-// or the bus are logged and retried with back-off; Run does not give up.
-func (r *Relay) Run(ctx context.Context) error {
-	const (
-		minBackoff = 50 * time.Millisecond
-		maxBackoff = 5 * time.Second
-	)
-	backoff := minBackoff
-	// renewEvery is how often the lease is renewed while active: well
-	// inside the TTL, so that a slow store or bus does not let it lapse.
-	renewEvery := r.cfg.LeaseTTL / 3
-	var leaseAt time.Time // when the lease was last acquired or renewed
-	var purgedAt time.Time
-	defer func() {
-		r.mu.Lock()
-		wasActive := r.active
-		r.active = false
-		r.mu.Unlock()
-		if wasActive {
-			r.release()
-		}
-	}()
-
-	for ctx.Err() == nil {
-		if leaseAt.IsZero() || time.Since(leaseAt) >= renewEvery {
-			start := time.Now()
-			ok, err := r.store.AcquireRelayLease(ctx, r.cfg.Holder, r.cfg.LeaseTTL)
-			switch {
-			case ctx.Err() != nil:
-				return nil
-			case err != nil:
-				r.setErr(err)
-				r.log.Error("cannot acquire the outbox lease; retrying", "error", err, "retryIn", backoff)
-				leaseAt = time.Time{}
-				r.setActive(false)
-				sleep(ctx, backoff)
-				backoff = min(backoff*2, maxBackoff)
-				continue
-			case !ok:
-				// Another relay is active. Check again often enough to
-				// take over soon after its lease runs out.
-				leaseAt = time.Time{}
-				r.setActive(false)
-				sleep(ctx, r.standbyWait())
-				continue
-			}
-			leaseAt = start
-			r.setActive(true)
-		}
-
-		// Stop publishing before the lease may have run out: past that,
-		// another relay may be publishing too.
-		bctx, cancel := context.WithDeadline(ctx, leaseAt.Add(r.cfg.LeaseTTL*9/10))
-		lookedAt := time.Now()
-		n, err := r.relayOnce(bctx)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case err != nil:
-			r.setErr(err)
-			r.log.Error("relaying events failed; retrying", "error", err, "retryIn", backoff)
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, maxBackoff)
-			continue
-		}
-		backoff = minBackoff
-		r.setErr(nil)
-		if r.cfg.Retention > 0 && time.Since(purgedAt) >= purgeEvery {
-			purgedAt = time.Now()
-			r.purge(ctx)
-		}
-		if n == r.cfg.Batch {
-			continue // more may be waiting
-		}
-		r.waitForWork(ctx, lookedAt, min(r.cfg.Poll, max(renewEvery-time.Since(leaseAt), 0)))
-	}
-	return nil
-}
-
-// release gives up the lease as the relay stops, so that a standby takes
-// over at once rather than when the lease expires: it renews the lease for
-// a moment only.
-func (r *Relay) release() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if _, err := r.store.AcquireRelayLease(ctx, r.cfg.Holder, time.Millisecond); err != nil {
-		r.log.Warn("cannot release the outbox lease; another relay takes over when it expires", "error", err)
-	}
-}
-
+// purge deletes entries published longer ago than Retention. The runner
+// calls it at most once every purgeEvery, after a batch relayed.
 func (r *Relay) purge(ctx context.Context) {
-	p, ok := r.store.(purger)
-	if !ok {
-		return
-	}
-	n, err := p.PurgeSentEvents(ctx, r.cfg.Retention)
+	n, err := r.store.(purger).PurgeSentEvents(ctx, r.cfg.Retention)
 	if err != nil {
 		r.log.Warn("cannot purge published events from the outbox", "error", err)
 		return
@@ -273,12 +173,6 @@ func (r *Relay) purge(ctx context.Context) {
 	if n > 0 {
 		r.log.Info("purged published events from the outbox", "count", n, "olderThan", r.cfg.Retention)
 	}
-}
-
-// standbyWait is how long a standby relay waits between attempts on the
-// lease: a fraction of the TTL, so that it takes over promptly.
-func (r *Relay) standbyWait() time.Duration {
-	return min(max(r.cfg.LeaseTTL/5, 10*time.Millisecond), time.Second)
 }
 
 // relayOnce publishes one batch of pending entries and marks them sent.
@@ -301,34 +195,5 @@ func (r *Relay) relayOnce(ctx context.Context) (int, error) {
 		// They are published; publishing them again is harmless.
 		return 0, fmt.Errorf("marking %d published event(s) sent: %w", len(entries), err)
 	}
-	r.mu.Lock()
-	r.published += int64(len(entries))
-	r.mu.Unlock()
 	return len(entries), nil
-}
-
-// waitForWork waits up to d for Notify, and after a Notify until Linger
-// has passed since the last look at the outbox.
-func (r *Relay) waitForWork(ctx context.Context, lookedAt time.Time, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return
-	case <-t.C:
-		return
-	case <-r.wake:
-	}
-	if wait := r.cfg.Linger - time.Since(lookedAt); wait > 0 {
-		sleep(ctx, wait)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
