@@ -44,32 +44,50 @@ type Tombstone struct {
 	DeletedAt time.Time
 }
 
-// NewWatermark encodes a position of a store of the given kind ("pg",
-// "sqlite"; lower-case letters) as a Watermark. For store implementations.
-func NewWatermark(kind string, pos uint64) Watermark {
-	return Watermark(kind + "." + strconv.FormatUint(pos, 10))
+// NewWatermark encodes the position of a store of the given kind ("pg",
+// "sqlite": lower-case letters) as a Watermark: one or more numbers. For
+// store implementations.
+func NewWatermark(kind string, pos ...uint64) Watermark {
+	var b strings.Builder
+	b.WriteString(kind)
+	for _, n := range pos {
+		b.WriteByte('.')
+		b.WriteString(strconv.FormatUint(n, 10))
+	}
+	return Watermark(b.String())
 }
 
-// Position decodes a watermark that NewWatermark made for kind. The zero
-// Watermark has position 0. Anything else, including a watermark of
-// another kind of store, is an error wrapping ErrBadWatermark. For store
-// implementations.
-func (w Watermark) Position(kind string) (uint64, error) {
+// Position decodes a watermark that NewWatermark made for kind, returning
+// its numbers; the zero Watermark has none. Anything else, including a
+// watermark of another kind of store, is an error wrapping
+// ErrBadWatermark. For store implementations.
+func (w Watermark) Position(kind string) ([]uint64, error) {
 	if w == "" {
-		return 0, nil
+		return nil, nil
 	}
-	k, num, ok := strings.Cut(string(w), ".")
-	if !ok || k == "" || num == "" || strings.TrimLeft(num, "0123456789") != "" {
-		return 0, BadWatermark(w, "it is not a watermark a Plinth store made; pass the watermark of an earlier extract unchanged")
+	garbage := BadWatermark(w, "it is not a watermark a Plinth store made; pass the watermark of an earlier extract unchanged")
+	parts := strings.Split(string(w), ".")
+	if len(parts) < 2 || len(w) > 4096 {
+		return nil, garbage
 	}
-	if k != kind {
-		return 0, BadWatermark(w, fmt.Sprintf("it was made by a store of another kind (%s); this store is %s: take a full extract", k, kind))
+	if k := parts[0]; k != kind {
+		if k == "" || strings.Trim(k, "abcdefghijklmnopqrstuvwxyz") != "" {
+			return nil, garbage
+		}
+		return nil, BadWatermark(w, fmt.Sprintf("it was made by a store of another kind (%s; this one is %s): take a full extract", k, kind))
 	}
-	n, err := strconv.ParseUint(num, 10, 64)
-	if err != nil {
-		return 0, BadWatermark(w, "it is not a watermark a Plinth store made; pass the watermark of an earlier extract unchanged")
+	out := make([]uint64, 0, len(parts)-1)
+	for _, p := range parts[1:] {
+		if p == "" || strings.TrimLeft(p, "0123456789") != "" {
+			return nil, garbage
+		}
+		n, err := strconv.ParseUint(p, 10, 64)
+		if err != nil {
+			return nil, garbage
+		}
+		out = append(out, n)
 	}
-	return n, nil
+	return out, nil
 }
 
 // BadWatermark returns an error wrapping ErrBadWatermark that says why w

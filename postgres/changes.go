@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,20 +23,23 @@ import (
 // wrote the row. Every Tx.Delete writes a tombstone into plinth.tombstones
 // in the same statement, whose change_txid is its transaction's id too.
 //
-// A snapshot's watermark is pg_snapshot_xmin(pg_current_snapshot()), taken
-// inside the REPEATABLE READ transaction that reads: every transaction
-// with a smaller id had ended before the snapshot, so its writes are in it
-// (or were rolled back). Transactions with an id at or above it may not
-// be, so Since=W selects _change_txid >= W. That is exactly the
-// late-commit case (a transaction that wrote before the snapshot and
-// committed after it has an id >= xmin), at the price of re-sending rows
-// whose transactions were in flight, or had ended but had ids above the
-// oldest one in flight, when the snapshot was taken. Rows written before
-// the column existed hold NULL, which no comparison selects: they are
-// older than every watermark.
+// A snapshot's watermark is the snapshot itself (pg_current_snapshot(),
+// taken inside the REPEATABLE READ transaction that reads): its xmin, its
+// xmax and the ids of the transactions in flight when it was taken. Since=W
+// selects the rows whose _change_txid is not visible in W
+// (_change_txid >= xmin, through the index, AND NOT
+// pg_visible_in_snapshot): exactly the rows written by transactions that
+// committed after the snapshot, including the late-commit case (a
+// transaction that wrote before the snapshot and committed after it is in
+// its in-flight list, or above its xmax if it wrote first after it). Rows
+// whose last write the snapshot saw are not sent again. Rows written
+// before the column existed hold NULL, which no comparison selects: they
+// are older than every watermark. The watermark's text is
+// "pg.{xmin}.{xmax-xmin}.{in-flight-xmin}…", so it grows with the number
+// of transactions in flight (a few digits each).
 //
 // xid8 never wraps around. A watermark is only meaningful in the database
-// (cluster) that made it: one ahead of the current snapshot's xmax is
+// cluster that made it: one ahead of the current snapshot's xmax is
 // rejected; one from another cluster that happens to be lower cannot be
 // told apart.
 //
@@ -84,10 +88,10 @@ var changeTables = []accessTable{
 const (
 	// snapshotSQL is the first statement of a reading transaction: it
 	// takes the snapshot and reads its bounds.
-	snapshotSQL = `SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text FROM pg_current_snapshot() AS s`
-	horizonSQL  = `SELECT "purged_before", "change_txid"::text FROM "plinth"."tombstone_horizon"`
-	tombsSQL    = `SELECT "record_key", "deleted_at" FROM "plinth"."tombstones"
-WHERE "entity" = $1 AND "change_txid" >= $2::text::xid8 ORDER BY "change_txid", "id"`
+	snapshotSQL   = `SELECT pg_current_snapshot()::text`
+	horizonSQL    = `SELECT "purged_before", "change_txid"::text FROM "plinth"."tombstone_horizon"`
+	tombsSQL      = `SELECT "record_key", "deleted_at" FROM "plinth"."tombstones" WHERE "entity" = $1`
+	tombsOrder    = ` ORDER BY "change_txid", "id"`
 	purgeTombsSQL = `WITH gone AS (DELETE FROM "plinth"."tombstones" WHERE "deleted_at" < $1 RETURNING "change_txid"),
 h AS (INSERT INTO "plinth"."tombstone_horizon" AS h ("id", "purged_before", "change_txid")
 	SELECT true, $1, coalesce(max("change_txid"), '0'::xid8) FROM gone
@@ -96,45 +100,113 @@ h AS (INSERT INTO "plinth"."tombstone_horizon" AS h ("id", "purged_before", "cha
 SELECT count(*) FROM gone`
 )
 
-// snapshot reads the bounds of the transaction's snapshot (taking it, when
-// it is the first statement) and decodes since against them.
-func snapshot(ctx context.Context, ptx pgx.Tx, since plinth.Watermark) (xmin, pos uint64, err error) {
-	var lo, hi string
-	if err := ptx.QueryRow(ctx, snapshotSQL).Scan(&lo, &hi); err != nil {
-		return 0, 0, err
+// pgSnapshot is a snapshot as a watermark holds it.
+type pgSnapshot struct {
+	xmin, xmax uint64
+	xip        []uint64 // in flight, ascending, each in [xmin, xmax)
+}
+
+// parseSnapshot parses pg_snapshot's text form, "xmin:xmax:xip,xip".
+func parseSnapshot(s string) (pgSnapshot, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
+		return pgSnapshot{}, fmt.Errorf("unexpected snapshot %q", s)
 	}
-	if xmin, err = strconv.ParseUint(lo, 10, 64); err != nil {
-		return 0, 0, err
+	var snap pgSnapshot
+	var err error
+	if snap.xmin, err = strconv.ParseUint(parts[0], 10, 64); err != nil {
+		return pgSnapshot{}, err
 	}
-	xmax, err := strconv.ParseUint(hi, 10, 64)
-	if err != nil {
-		return 0, 0, err
+	if snap.xmax, err = strconv.ParseUint(parts[1], 10, 64); err != nil {
+		return pgSnapshot{}, err
 	}
-	if pos, err = since.Position(watermarkKind); err != nil {
-		return 0, 0, err
+	if parts[2] != "" {
+		for _, x := range strings.Split(parts[2], ",") {
+			n, err := strconv.ParseUint(x, 10, 64)
+			if err != nil {
+				return pgSnapshot{}, err
+			}
+			snap.xip = append(snap.xip, n)
+		}
 	}
-	if pos > xmax {
-		return 0, 0, plinth.BadWatermark(since, "it is ahead of this database, so it was made by another one: take a full extract")
+	return snap, nil
+}
+
+// text is pg_snapshot's text form.
+func (s pgSnapshot) text() string {
+	xs := make([]string, len(s.xip))
+	for i, x := range s.xip {
+		xs[i] = strconv.FormatUint(x, 10)
 	}
-	return xmin, pos, nil
+	return fmt.Sprintf("%d:%d:%s", s.xmin, s.xmax, strings.Join(xs, ","))
+}
+
+func (s pgSnapshot) watermark() plinth.Watermark {
+	pos := []uint64{s.xmin, s.xmax - s.xmin}
+	for _, x := range s.xip {
+		pos = append(pos, x-s.xmin)
+	}
+	return plinth.NewWatermark(watermarkKind, pos...)
+}
+
+// decodeWatermark returns the snapshot a watermark holds; ok is false for
+// the zero Watermark.
+func decodeWatermark(w plinth.Watermark) (snap pgSnapshot, ok bool, err error) {
+	pos, err := w.Position(watermarkKind)
+	if err != nil || len(pos) == 0 {
+		return pgSnapshot{}, false, err
+	}
+	bad := plinth.BadWatermark(w, "it is not a watermark a Plinth store made; pass the watermark of an earlier extract unchanged")
+	if len(pos) < 2 || pos[0] == 0 || pos[0]+pos[1] < pos[0] {
+		return pgSnapshot{}, false, bad
+	}
+	snap = pgSnapshot{xmin: pos[0], xmax: pos[0] + pos[1]}
+	for _, off := range pos[2:] {
+		x := snap.xmin + off
+		if off >= pos[1] || (len(snap.xip) > 0 && x <= snap.xip[len(snap.xip)-1]) {
+			return pgSnapshot{}, false, bad
+		}
+		snap.xip = append(snap.xip, x)
+	}
+	return snap, true, nil
 }
 
 // readSnapshot begins the REPEATABLE READ, READ ONLY transaction of a scan
-// or a Deletions and reads its snapshot's bounds.
-func (s *Store) readSnapshot(ctx context.Context, what string, since plinth.Watermark) (ptx pgx.Tx, xmin, pos uint64, err error) {
+// or a Deletions, takes its snapshot and decodes since, which must not be
+// ahead of it.
+func (s *Store) readSnapshot(ctx context.Context, what string, since plinth.Watermark) (ptx pgx.Tx, cur, prev pgSnapshot, hasPrev bool, err error) {
+	prev, hasPrev, err = decodeWatermark(since)
+	if err != nil {
+		return nil, cur, prev, false, err
+	}
 	ptx, err = s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return nil, 0, 0, ctxErr(ctx, s.wrap(what, err))
+		return nil, cur, prev, false, ctxErr(ctx, s.wrap(what, err))
 	}
-	xmin, pos, err = snapshot(ctx, ptx, since)
+	var text string
+	err = ptx.QueryRow(ctx, snapshotSQL).Scan(&text)
+	if err == nil {
+		cur, err = parseSnapshot(text)
+	}
+	if err == nil && hasPrev && prev.xmax > cur.xmax {
+		err = plinth.BadWatermark(since, "it is ahead of this database, so it was made by another one: take a full extract")
+	}
 	if err != nil {
 		ptx.Rollback(context.WithoutCancel(ctx))
 		if errors.Is(err, plinth.ErrBadWatermark) {
-			return nil, 0, 0, err
+			return nil, cur, prev, false, err
 		}
-		return nil, 0, 0, ctxErr(ctx, s.wrap(what, err))
+		return nil, cur, prev, false, ctxErr(ctx, s.wrap(what, err))
 	}
-	return ptx, xmin, pos, nil
+	return ptx, cur, prev, hasPrev, nil
+}
+
+// changedSince is the condition that selects rows whose change column the
+// snapshot prev did not see, appending its parameters to args.
+func changedSince(col string, prev pgSnapshot, args *[]any) string {
+	*args = append(*args, strconv.FormatUint(prev.xmin, 10), prev.text())
+	n := len(*args)
+	return fmt.Sprintf("%s >= $%d::text::xid8 AND NOT pg_visible_in_snapshot(%s, $%d::text::pg_snapshot)", col, n-1, col, n)
 }
 
 // Deletions calls fn with the tombstones of the entity's deletions after
@@ -143,12 +215,14 @@ func (s *Store) readSnapshot(ctx context.Context, what string, since plinth.Wate
 func (s *Store) Deletions(ctx context.Context, e *plinth.Entity, since plinth.Watermark, fn func(plinth.Tombstone) error) (plinth.Watermark, error) {
 	t := s.layout(e)
 	what := "deletions of " + t.label
-	ptx, xmin, pos, err := s.readSnapshot(ctx, what, since)
+	ptx, cur, prev, hasPrev, err := s.readSnapshot(ctx, what, since)
 	if err != nil {
 		return "", err
 	}
 	defer ptx.Rollback(context.WithoutCancel(ctx))
-	if since != "" {
+	args := []any{t.label}
+	query := tombsSQL
+	if hasPrev {
 		var before time.Time
 		var txid string
 		err := ptx.QueryRow(ctx, horizonSQL).Scan(&before, &txid)
@@ -161,12 +235,15 @@ func (s *Store) Deletions(ctx context.Context, e *plinth.Entity, since plinth.Wa
 			if err != nil {
 				return "", s.wrap(what, err)
 			}
-			if purged > 0 && purged >= pos { // a purged tombstone would have been listed
+			// A purged tombstone at or above xmin may be one prev did not
+			// see: refuse rather than risk missing it.
+			if purged > 0 && purged >= prev.xmin {
 				return "", &plinth.WatermarkExpiredError{Since: since, Oldest: before.UTC()}
 			}
 		}
+		query += " AND " + changedSince(`"change_txid"`, prev, &args)
 	}
-	rows, err := ptx.Query(ctx, tombsSQL, t.label, strconv.FormatUint(pos, 10))
+	rows, err := ptx.Query(ctx, query+tombsOrder, args...)
 	if err != nil {
 		return "", ctxErr(ctx, s.wrap(what, err))
 	}
@@ -190,7 +267,7 @@ func (s *Store) Deletions(ctx context.Context, e *plinth.Entity, since plinth.Wa
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	return plinth.NewWatermark(watermarkKind, xmin), nil
+	return cur.watermark(), nil
 }
 
 // PurgeTombstones deletes the tombstones of deletions before olderThan and

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -17,7 +16,7 @@ const scanFetch = 500
 
 // Scan calls fn with every matching record in key order. It reads in a
 // REPEATABLE READ, READ ONLY transaction, so every row comes from the
-// snapshot taken at its first statement (which reads the snapshot's xmin,
+// snapshot taken at its first statement (which reads that snapshot,
 // the scan's watermark: see changes.go), through a server-side cursor,
 // fetched scanFetch rows at a time, so memory stays flat. (A cursor is
 // planned for its first rows: PostgreSQL prefers walking the key index to
@@ -26,15 +25,16 @@ const scanFetch = 500
 func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, fn func(plinth.Record) error) (plinth.Watermark, error) {
 	t := s.layout(e)
 	what := "scan " + t.label
-	if _, err := q.Since.Position(watermarkKind); err != nil {
-		return "", err
-	}
-	ptx, xmin, pos, err := s.readSnapshot(ctx, what, q.Since)
+	ptx, cur, prev, hasPrev, err := s.readSnapshot(ctx, what, q.Since)
 	if err != nil {
 		return "", err
 	}
 	defer ptx.Rollback(context.WithoutCancel(ctx))
-	query, args, err := t.scanSQL(q, pos)
+	var since *pgSnapshot
+	if hasPrev {
+		since = &prev
+	}
+	query, args, err := t.scanSQL(q, since)
 	if err != nil {
 		return "", fmt.Errorf("postgres: scan %s: %w", t.label, err)
 	}
@@ -54,7 +54,7 @@ func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, 
 			if err := ctx.Err(); err != nil {
 				return "", err
 			}
-			return plinth.NewWatermark(watermarkKind, xmin), nil
+			return cur.watermark(), nil
 		}
 	}
 }
@@ -86,7 +86,7 @@ func fetchScan(ctx context.Context, ptx pgx.Tx, sc *scanner, fn func(plinth.Reco
 }
 
 // scanSQL selects the records of a scan, in key order.
-func (t *table) scanSQL(q plinth.ScanQuery, since uint64) (string, []any, error) {
+func (t *table) scanSQL(q plinth.ScanQuery, since *pgSnapshot) (string, []any, error) {
 	var args []any
 	where, err := t.where(q.Conditions, &args)
 	if err != nil {
@@ -96,9 +96,8 @@ func (t *table) scanSQL(q plinth.ScanQuery, since uint64) (string, []any, error)
 		args = append(args, q.UpdatedSince)
 		where = append(where, fmt.Sprintf("updated_at >= $%d", len(args)))
 	}
-	if q.Since != "" {
-		args = append(args, strconv.FormatUint(since, 10))
-		where = append(where, fmt.Sprintf("%s >= $%d::text::xid8", quote(changeColumn), len(args)))
+	if since != nil {
+		where = append(where, changedSince(quote(changeColumn), *since, &args))
 	}
 	sql := "SELECT " + t.selectList + " FROM " + t.ident
 	if len(where) > 0 {

@@ -118,9 +118,16 @@ func snapshotPosition(ctx context.Context, rtx *sql.Tx, since plinth.Watermark) 
 	if err := rtx.QueryRowContext(ctx, currentChangeSQL).Scan(&cur); err != nil {
 		return 0, 0, err
 	}
-	p, err := since.Position(watermarkKind)
+	ns, err := since.Position(watermarkKind)
 	if err != nil {
 		return 0, 0, err
+	}
+	if len(ns) > 1 {
+		return 0, 0, plinth.BadWatermark(since, "it is not a watermark a Plinth store made; pass the watermark of an earlier extract unchanged")
+	}
+	var p uint64
+	if len(ns) == 1 {
+		p = ns[0]
 	}
 	if p > uint64(cur) {
 		return 0, 0, plinth.BadWatermark(since, "it is ahead of this database, so it was made by another one (or the database was restored from a backup): take a full extract")
