@@ -79,14 +79,17 @@ type Store interface {
 	// in the next incremental scan. A record may come again in that scan
 	// (a store may re-send records whose transactions were in flight when
 	// the snapshot was taken; consumers upsert), but none is missed.
-	// Deleted records are reported by Deletions.
+	// Deleted records are reported by Deletions. The watermark is
+	// opaque, URL-safe text (docs/store-contract.md maps it to each
+	// engine).
 	Scan(ctx context.Context, e *Entity, q ScanQuery, fn func(Record) error) (Watermark, error)
 	// Deletions calls fn with the tombstone of every record of the entity
 	// deleted by a write the snapshot that made since did not see (every
-	// tombstone kept when since is ""), in the order the deletions were
-	// made, all read from one snapshot, and returns that snapshot's
-	// watermark. Every Tx.Delete leaves a tombstone, written in its
-	// transaction. When tombstones since then have been purged (see
+	// tombstone kept when since is ""), in change order (the order of the
+	// deleting transactions: commit order on SQLite, transaction id order
+	// on PostgreSQL; within one, the order of the deletes), all read from
+	// one snapshot, and returns that snapshot's watermark. Every
+	// Tx.Delete leaves a tombstone, written in its transaction. When tombstones since then have been purged (see
 	// PurgeTombstones) it returns a *WatermarkExpiredError, before calling
 	// fn; a watermark the store did not make is an error wrapping
 	// ErrBadWatermark. It stops as Scan does.
