@@ -16,6 +16,12 @@ type ScanQuery struct {
 	// at or after it: an incremental export asks for what changed since
 	// the UpdatedAt of the last record it took, and may see that one again.
 	UpdatedSince time.Time
+	// Since, when set, keeps only records inserted or updated by writes
+	// that the snapshot which produced the watermark did not see (see
+	// Store.Scan). Unlike UpdatedSince it misses no write that committed
+	// while the earlier scan ran. A watermark the store did not make is
+	// an error wrapping ErrBadWatermark.
+	Since Watermark
 }
 
 // Conflict is what BulkLoad does with a record whose key is already stored.

@@ -71,7 +71,44 @@ type Store interface {
 	// Scan stops when ctx is done (returning ctx.Err()) or when fn returns
 	// an error (returning it unchanged). The snapshot does not block
 	// writers, so fn may write through the store.
-	Scan(ctx context.Context, e *Entity, q ScanQuery, fn func(Record) error) error
+	//
+	// Scan returns the Watermark of its snapshot ("" with an error). Passed
+	// back as q.Since, it selects the records inserted or updated by
+	// writes the snapshot did not see, however their updatedAt compares:
+	// a write that began before the snapshot and committed after it is
+	// in the next incremental scan. A record may come again in that scan
+	// (a store may re-send records whose transactions were in flight when
+	// the snapshot was taken; consumers upsert), but none is missed.
+	// Deleted records are reported by Deletions. The watermark is
+	// opaque, URL-safe text (docs/store-contract.md maps it to each
+	// engine).
+	Scan(ctx context.Context, e *Entity, q ScanQuery, fn func(Record) error) (Watermark, error)
+	// Deletions calls fn with the tombstone of every record of the entity
+	// deleted by a write the snapshot that made since did not see (every
+	// tombstone kept when since is ""), in change order (the order of the
+	// deleting transactions: commit order on SQLite, transaction id order
+	// on PostgreSQL; within one, the order of the deletes), all read from
+	// one snapshot, and returns that snapshot's watermark. Every
+	// Tx.Delete leaves a tombstone, written in its transaction. When tombstones since then have been purged (see
+	// PurgeTombstones) it returns a *WatermarkExpiredError, before calling
+	// fn; a watermark the store did not make is an error wrapping
+	// ErrBadWatermark. It stops as Scan does.
+	//
+	// A key deleted and inserted again after since is in both the
+	// incremental Scan and Deletions: consumers apply the deletions of a
+	// round before its upserts, and pass the watermark of the first of the
+	// two calls (the Scan) as since next time (docs/store-contract.md).
+	Deletions(ctx context.Context, e *Entity, since Watermark, fn func(Tombstone) error) (Watermark, error)
+	// PurgeTombstones deletes the tombstones of deletions made before
+	// olderThan, of every entity, and returns how many went. The store
+	// remembers the horizon, so that Deletions with a since older than
+	// what it purged fails with *WatermarkExpiredError instead of
+	// silently missing deletions.
+	PurgeTombstones(ctx context.Context, olderThan time.Time) (int64, error)
+	// LastUpdated returns the latest UpdatedAt of the entity's records or
+	// DeletedAt of its tombstones, whichever is later; the zero time when
+	// there are neither. It reads an index, not the records.
+	LastUpdated(ctx context.Context, e *Entity) (time.Time, error)
 	// Checkpoint returns the named checkpoint; found is false when none
 	// was set.
 	Checkpoint(ctx context.Context, name string) (c Checkpoint, found bool, err error)

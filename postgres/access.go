@@ -157,7 +157,7 @@ WHERE ns.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
 // systemTables are the fixed tables of the system schema, in the order
 // they are created.
 func systemTables() []accessTable {
-	return slices.Concat(accessTables, auditTables, outboxTables, checkpointTables)
+	return slices.Concat(accessTables, auditTables, outboxTables, checkpointTables, changeTables)
 }
 
 const grantCols = `id, consumer, consumer_type, api, endpoint, methods, environment, expires_at,

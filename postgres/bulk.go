@@ -252,6 +252,6 @@ func (t *table) mergeSQL(replace bool) string {
 	if len(t.fields) > 0 {
 		differs = fmt.Sprintf("ROW(%s) IS DISTINCT FROM ROW(%s)", strings.Join(stored, ", "), strings.Join(staged, ", "))
 	}
-	sets = append(sets, "version = cur.version + 1", "updated_at = EXCLUDED.updated_at")
+	sets = append(sets, "version = cur.version + 1", "updated_at = EXCLUDED.updated_at", quote(changeColumn)+" = pg_current_xact_id()")
 	return sql + fmt.Sprintf("UPDATE SET %s WHERE %s RETURNING (cur.xmax = 0)", strings.Join(sets, ", "), differs)
 }

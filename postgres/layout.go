@@ -38,7 +38,11 @@ import (
 //     filtered by prefix or contains, and "{param}__values" (text[]) holds the
 //     canonical text of every value an array reach-in filter (such as
 //     addresses.postCode) can match, folded for prefix and contains;
-//   - system columns version, created_at and updated_at.
+//   - system columns version, created_at and updated_at, and _change_txid
+//     (xid8), the transaction that last wrote the row, for incremental
+//     extracts (see changes.go); it is not in cols, as no write lists it;
+//   - btree indexes on updated_at and _change_txid besides those of the
+//     filters.
 //
 // Shadow column names contain "__", which no field's column can, so the
 // two never collide.
@@ -120,6 +124,7 @@ type table struct {
 	insertKey    string // INSERT with the key column
 	insertNoKey  string // INSERT letting the identity assign the key
 	update       string
+	delete       string // DELETE leaving a tombstone
 	bumpSequence string // moves the identity past an explicit key
 	copyCols     []string
 }
@@ -229,6 +234,10 @@ func (t *table) wantIndexes() []index {
 			add(c.name, "btree", fmt.Sprintf("(%s)", c.ident()))
 		}
 	}
+	// LastUpdated reads the latest updated_at; incremental scans select
+	// by change.
+	add("updated_at", "btree", "(updated_at)")
+	add(changeColumn, "btree", fmt.Sprintf("(%s)", quote(changeColumn)))
 	return out
 }
 
@@ -270,10 +279,11 @@ func (t *table) prepareSQL() {
 		sets = append(sets, fmt.Sprintf("%s = $%d", c.ident(), n))
 		n++
 	}
-	sets = append(sets, "version = version + 1", fmt.Sprintf("updated_at = $%d", n))
+	sets = append(sets, "version = version + 1", fmt.Sprintf("updated_at = $%d", n), quote(changeColumn)+" = pg_current_xact_id()")
 	t.update = fmt.Sprintf("UPDATE %s SET %s WHERE %s = $1 AND version = $%d RETURNING version, created_at",
 		t.ident, strings.Join(sets, ", "), t.key.ident(), n+1)
 
+	t.delete = t.buildDeleteSQL()
 	if t.e.Key.Type == plinth.KeyInteger {
 		t.bumpSequence = fmt.Sprintf(`SELECT setval(s.seq, $1) FROM (SELECT pg_get_serial_sequence(%s, %s)::regclass AS seq) s
 WHERE s.seq IS NOT NULL AND $1 > COALESCE(pg_sequence_last_value(s.seq), 0)`, literal(t.ident), literal(t.key.name))

@@ -522,7 +522,7 @@ func (x *tx) Delete(ctx context.Context, e *plinth.Entity, id any, version int64
 	if !ok {
 		return fmt.Errorf("%s %s: %w", e.Name, plinth.KeyString(id), plinth.ErrNotFound)
 	}
-	tag, err := x.tx.Exec(ctx, "DELETE FROM "+t.ident+" WHERE "+t.key.ident()+" = $1 AND version = $2", k, version)
+	tag, err := x.tx.Exec(ctx, t.delete, k, version, plinth.Now())
 	if err == nil && tag.RowsAffected() == 0 {
 		err = t.missing(ctx, x.tx, id, k, version)
 	}

@@ -16,37 +16,45 @@ const scanFetch = 500
 
 // Scan calls fn with every matching record in key order. It reads in a
 // REPEATABLE READ, READ ONLY transaction, so every row comes from the
-// snapshot taken at its first statement, through a server-side cursor,
+// snapshot taken at its first statement (which reads that snapshot,
+// the scan's watermark: see changes.go), through a server-side cursor,
 // fetched scanFetch rows at a time, so memory stays flat. (A cursor is
 // planned for its first rows: PostgreSQL prefers walking the key index to
 // sorting the whole table before the first row.) The snapshot blocks no
 // writer, but holds back vacuum of the rows it can see until it ends.
-func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, fn func(plinth.Record) error) error {
+func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, fn func(plinth.Record) error) (plinth.Watermark, error) {
 	t := s.layout(e)
-	query, args, err := t.scanSQL(q)
-	if err != nil {
-		return fmt.Errorf("postgres: scan %s: %w", t.label, err)
-	}
 	what := "scan " + t.label
-	ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	ptx, cur, prev, hasPrev, err := s.readSnapshot(ctx, what, q.Since)
 	if err != nil {
-		return ctxErr(ctx, s.wrap(what, err))
+		return "", err
 	}
 	defer ptx.Rollback(context.WithoutCancel(ctx))
+	var since *pgSnapshot
+	if hasPrev {
+		since = &prev
+	}
+	query, args, err := t.scanSQL(q, since)
+	if err != nil {
+		return "", fmt.Errorf("postgres: scan %s: %w", t.label, err)
+	}
 	args = append([]any{pgx.QueryExecModeCacheDescribe}, args...)
 	if _, err := ptx.Exec(ctx, "DECLARE plinth_scan NO SCROLL CURSOR FOR "+query, args...); err != nil {
-		return ctxErr(ctx, s.wrap(what, err))
+		return "", ctxErr(ctx, s.wrap(what, err))
 	}
 	sc := t.scanner()
 	for {
 		n, fnErr, err := fetchScan(ctx, ptx, sc, fn)
 		switch {
 		case fnErr != nil:
-			return fnErr // unchanged, so callers can compare it
+			return "", fnErr // unchanged, so callers can compare it
 		case err != nil:
-			return ctxErr(ctx, s.wrap(what, err))
+			return "", ctxErr(ctx, s.wrap(what, err))
 		case n < scanFetch:
-			return ctx.Err()
+			if err := ctx.Err(); err != nil {
+				return "", err
+			}
+			return cur.watermark(), nil
 		}
 	}
 }
@@ -78,7 +86,7 @@ func fetchScan(ctx context.Context, ptx pgx.Tx, sc *scanner, fn func(plinth.Reco
 }
 
 // scanSQL selects the records of a scan, in key order.
-func (t *table) scanSQL(q plinth.ScanQuery) (string, []any, error) {
+func (t *table) scanSQL(q plinth.ScanQuery, since *pgSnapshot) (string, []any, error) {
 	var args []any
 	where, err := t.where(q.Conditions, &args)
 	if err != nil {
@@ -87,6 +95,9 @@ func (t *table) scanSQL(q plinth.ScanQuery) (string, []any, error) {
 	if !q.UpdatedSince.IsZero() {
 		args = append(args, q.UpdatedSince)
 		where = append(where, fmt.Sprintf("updated_at >= $%d", len(args)))
+	}
+	if since != nil {
+		where = append(where, changedSince(quote(changeColumn), *since, &args))
 	}
 	sql := "SELECT " + t.selectList + " FROM " + t.ident
 	if len(where) > 0 {

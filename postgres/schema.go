@@ -444,6 +444,7 @@ func (t *table) createStep() Step {
 		}
 		defs = append(defs, def)
 	}
+	defs = append(defs, quote(changeColumn)+" xid8 DEFAULT pg_current_xact_id()")
 	stmts := []string{fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n\t%s\n)", t.ident, strings.Join(defs, ",\n\t"))}
 	for _, c := range slices.Concat(t.folds, t.values) {
 		stmts = append(stmts, t.commentSQL(c))
@@ -487,7 +488,17 @@ func (t *table) diff(lt *liveTable, p *Plan) {
 		}
 	}
 	key := t.key
-	skip := map[string]bool{}
+	skip := map[string]bool{changeColumn: true}
+	if _, ok := lt.cols[changeColumn]; !ok {
+		// Without a default while it is added, so that existing rows keep
+		// NULL (older than every watermark) and the table is not
+		// rewritten; the default then applies to new rows.
+		p.Steps = append(p.Steps, Step{Table: t.label, Comment: "add the change-tracking column, for incremental extracts (rows stored before count as older than every watermark)",
+			SQL: []string{
+				fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s xid8", t.ident, quote(changeColumn)),
+				fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s SET DEFAULT pg_current_xact_id()", t.ident, quote(changeColumn)),
+			}})
+	}
 	switch {
 	case len(lt.pk) != 1:
 		refuse("the table's primary key is (%s), not the key %q; plinth did not make it this way: move the table away or give the entity another plural",

@@ -329,15 +329,19 @@ func (x *tx) Insert(ctx context.Context, e *plinth.Entity, data map[string]any) 
 	if err != nil {
 		return plinth.Record{}, fmt.Errorf("sqlite: insert %s: %w", e.Name, err)
 	}
+	seq, err := x.change(ctx)
+	if err != nil {
+		return plinth.Record{}, fail("insert "+e.Name, err)
+	}
 	now := plinth.Now()
 	stamp := formatStoredTime(now)
-	args := make([]any, 0, len(fields)+5)
+	args := make([]any, 0, len(fields)+6)
 	args = append(args, key)
 	if t.key.fold {
 		args = append(args, foldOf(key))
 	}
 	args = append(args, fields...)
-	args = append(args, int64(1), stamp, stamp)
+	args = append(args, int64(1), stamp, stamp, seq)
 	st, err := x.stmt(ctx, t.insertSQL)
 	if err != nil {
 		return plinth.Record{}, fail("insert "+e.Name, err)
@@ -414,8 +418,12 @@ func (x *tx) Update(ctx context.Context, e *plinth.Entity, id any, version int64
 	if err != nil {
 		return plinth.Record{}, fmt.Errorf("sqlite: update %s %v: %w", e.Name, key, err)
 	}
+	seq, err := x.change(ctx)
+	if err != nil {
+		return plinth.Record{}, fail("update "+e.Name, err)
+	}
 	now := plinth.Now()
-	args := append(fields, formatStoredTime(now), key, version)
+	args := append(fields, formatStoredTime(now), seq, key, version)
 	st, err := x.stmt(ctx, t.updateSQL)
 	if err != nil {
 		return plinth.Record{}, fail("update "+e.Name, err)
@@ -469,6 +477,9 @@ func (x *tx) Delete(ctx context.Context, e *plinth.Entity, id any, version int64
 	}
 	if n == 0 {
 		return x.missing(ctx, t, "delete", key, version)
+	}
+	if err := x.tombstone(ctx, t, key); err != nil {
+		return fail("delete "+e.Name, err)
 	}
 	return nil
 }

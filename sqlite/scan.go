@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -12,46 +13,59 @@ import (
 // transaction on a read connection: in WAL mode it sees the database as of
 // its first read while writers carry on. Rows are stepped one at a time,
 // so memory stays flat. (A long scan holds back WAL checkpoints until it
-// ends, so the WAL file may grow meanwhile.)
-func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, fn func(plinth.Record) error) error {
+// ends, so the WAL file may grow meanwhile.) Its first read is the change
+// counter, which becomes the scan's watermark (see changes.go).
+func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, fn func(plinth.Record) error) (plinth.Watermark, error) {
 	t, err := s.table(e)
 	if err != nil {
-		return err
+		return "", err
 	}
-	query, args, err := t.scanSQL(q)
-	if err != nil {
-		return fmt.Errorf("sqlite: scan %s: %w", e.Name, err)
-	}
+	what := "scan " + e.Name
 	rtx, err := s.read.BeginTx(ctx, nil)
 	if err != nil {
-		return ctxErr(ctx, fail("scan "+e.Name, err))
+		return "", ctxErr(ctx, fail(what, err))
 	}
 	defer rtx.Rollback()
+	cur, pos, err := snapshotPosition(ctx, rtx, q.Since)
+	if errors.Is(err, plinth.ErrBadWatermark) {
+		return "", err
+	}
+	if err != nil {
+		return "", ctxErr(ctx, fail(what, err))
+	}
+	query, args, err := t.scanSQL(q, pos)
+	if err != nil {
+		return "", fmt.Errorf("sqlite: scan %s: %w", e.Name, err)
+	}
 	rows, err := rtx.QueryContext(ctx, query, args...)
 	if err != nil {
-		return ctxErr(ctx, fail("scan "+e.Name, err))
+		return "", ctxErr(ctx, fail(what, err))
 	}
 	defer rows.Close()
 	for rows.Next() {
 		if err := ctx.Err(); err != nil {
-			return err
+			return "", err
 		}
 		r, err := t.scanRecord(rows.Scan)
 		if err != nil {
-			return fail("scan "+e.Name, err)
+			return "", fail(what, err)
 		}
 		if err := fn(r); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return ctxErr(ctx, fail("scan "+e.Name, err))
+		return "", ctxErr(ctx, fail(what, err))
 	}
-	return ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	return plinth.NewWatermark(watermarkKind, uint64(cur)), nil
 }
 
-// scanSQL selects the records of a scan, in key order.
-func (t *table) scanSQL(q plinth.ScanQuery) (string, []any, error) {
+// scanSQL selects the records of a scan, in key order; with q.Since, those
+// whose change number is above since.
+func (t *table) scanSQL(q plinth.ScanQuery, since int64) (string, []any, error) {
 	where, args, err := t.where(plinth.Query{Conditions: q.Conditions})
 	if err != nil {
 		return "", nil, err
@@ -59,6 +73,10 @@ func (t *table) scanSQL(q plinth.ScanQuery) (string, []any, error) {
 	if !q.UpdatedSince.IsZero() {
 		where = append(where, `"updated_at" >= ?`)
 		args = append(args, formatStoredTime(q.UpdatedSince))
+	}
+	if q.Since != "" {
+		where = append(where, quote(changeColumn)+" > ?")
+		args = append(args, since)
 	}
 	query := t.selectSQL
 	if len(where) > 0 {

@@ -28,6 +28,8 @@ type table struct {
 	updateSQL string
 	deleteSQL string
 	existsSQL string
+
+	lastUpdatedSQL string
 }
 
 // column is the column of one top-level field.
@@ -174,7 +176,7 @@ func (t *table) buildSQL() {
 		insertCols = append(insertCols, quote(t.key.foldName()))
 	}
 	insertCols = append(insertCols, t.writeCols()...)
-	insertCols = append(insertCols, `"version"`, `"created_at"`, `"updated_at"`)
+	insertCols = append(insertCols, `"version"`, `"created_at"`, `"updated_at"`, quote(changeColumn))
 	marks := strings.TrimSuffix(strings.Repeat("?, ", len(insertCols)), ", ")
 	t.insertSQL = fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)", q, strings.Join(insertCols, ", "), marks)
 
@@ -182,11 +184,12 @@ func (t *table) buildSQL() {
 	for _, c := range t.writeCols() {
 		sets = append(sets, c+" = ?")
 	}
-	sets = append(sets, `"version" = "version" + 1`, `"updated_at" = ?`)
+	sets = append(sets, `"version" = "version" + 1`, `"updated_at" = ?`, quote(changeColumn)+` = ?`)
 	t.updateSQL = fmt.Sprintf(`UPDATE %s SET %s WHERE %s = ? AND "version" = ? RETURNING "version", "created_at"`,
 		q, strings.Join(sets, ", "), k)
 	t.deleteSQL = fmt.Sprintf(`DELETE FROM %s WHERE %s = ? AND "version" = ?`, q, k)
 	t.existsSQL = fmt.Sprintf(`SELECT "version" FROM %s WHERE %s = ?`, q, k)
+	t.buildChangeSQL()
 }
 
 // Prepare creates the tables, columns, indexes and side tables of the
@@ -220,6 +223,9 @@ func (s *Store) Prepare(ctx context.Context, domains []*plinth.Domain) error {
 	}
 	if err := x.prepareCheckpoints(ctx); err != nil {
 		return fail("prepare the checkpoint table", err)
+	}
+	if err := x.prepareChanges(ctx); err != nil {
+		return fail("prepare the change tracking tables", err)
 	}
 	for _, d := range domains {
 		for _, e := range d.Entities {
@@ -265,6 +271,21 @@ func (x *tx) prepareTable(ctx context.Context, t *table) error {
 					return err
 				}
 			}
+		}
+		// Change tracking came later: rows stored before have no change
+		// number, which makes them older than every watermark.
+		if !have[changeColumn] {
+			if err := exec(fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s INTEGER", quote(t.name), quote(changeColumn))); err != nil {
+				return err
+			}
+		}
+	}
+	// Incremental scans select by change number; LastUpdated reads the
+	// latest updated_at.
+	for _, col := range []string{changeColumn, "updated_at"} {
+		if err := exec(fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s)",
+			quote(t.name+"__"+col+"__idx"), quote(t.name), quote(col))); err != nil {
+			return err
 		}
 	}
 	for _, c := range append([]*column{t.key}, t.fields...) {
@@ -329,7 +350,7 @@ func (t *table) createSQL() string {
 			defs = append(defs, quote(c.foldName())+" TEXT")
 		}
 	}
-	defs = append(defs, `"version" INTEGER NOT NULL`, `"created_at" TEXT NOT NULL`, `"updated_at" TEXT NOT NULL`)
+	defs = append(defs, `"version" INTEGER NOT NULL`, `"created_at" TEXT NOT NULL`, `"updated_at" TEXT NOT NULL`, quote(changeColumn)+" INTEGER")
 	return fmt.Sprintf("CREATE TABLE %s (\n\t%s\n)", quote(t.name), strings.Join(defs, ",\n\t"))
 }
 

@@ -157,6 +157,7 @@ type tx struct {
 	s     *Store
 	tx    *sql.Tx
 	stmts map[string]*sql.Stmt // statements bound to this transaction
+	seq   int64                // the change number, once drawn (see changes.go)
 }
 
 // stmt returns the prepared statement for query, prepared once per

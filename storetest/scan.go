@@ -17,7 +17,7 @@ import (
 func scanRecords(t testing.TB, s plinth.Store, e *plinth.Entity, q plinth.ScanQuery) []plinth.Record {
 	t.Helper()
 	var out []plinth.Record
-	if err := s.Scan(t.Context(), e, q, func(r plinth.Record) error {
+	if _, err := s.Scan(t.Context(), e, q, func(r plinth.Record) error {
 		out = append(out, r)
 		return nil
 	}); err != nil {
@@ -63,7 +63,7 @@ func (su *suite) testScanSnapshot(t *testing.T) {
 		t.Fatalf("listed %d of %d", len(before), n)
 	}
 	var seen []plinth.Record
-	err := s.Scan(t.Context(), e, plinth.ScanQuery{}, func(r plinth.Record) error {
+	_, err := s.Scan(t.Context(), e, plinth.ScanQuery{}, func(r plinth.Record) error {
 		if len(seen) == 0 {
 			done := make(chan error)
 			go func() { done <- churn(t.Context(), s, e, before) }()
@@ -201,7 +201,7 @@ func (su *suite) testScanStops(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	calls, late := 0, 0
-	err := s.Scan(ctx, e, plinth.ScanQuery{}, func(plinth.Record) error {
+	_, err := s.Scan(ctx, e, plinth.ScanQuery{}, func(plinth.Record) error {
 		calls++
 		if ctx.Err() != nil {
 			late++
@@ -216,7 +216,7 @@ func (su *suite) testScanStops(t *testing.T) {
 	}
 	boom := errors.New("boom")
 	calls = 0
-	err = s.Scan(t.Context(), e, plinth.ScanQuery{}, func(plinth.Record) error {
+	_, err = s.Scan(t.Context(), e, plinth.ScanQuery{}, func(plinth.Record) error {
 		if calls++; calls == 3 {
 			return boom
 		}
@@ -226,7 +226,7 @@ func (su *suite) testScanStops(t *testing.T) {
 		t.Errorf("scan whose fn fails at record 3: error %v after %d calls; want boom, unchanged, after 3", err, calls)
 	}
 	calls = 0
-	err = s.Scan(ctx, e, plinth.ScanQuery{}, func(plinth.Record) error { calls++; return nil })
+	_, err = s.Scan(ctx, e, plinth.ScanQuery{}, func(plinth.Record) error { calls++; return nil })
 	if !errors.Is(err, context.Canceled) || calls != 0 {
 		t.Errorf("scan with a cancelled context: error %v after %d calls; want context.Canceled and none", err, calls)
 	}
@@ -234,7 +234,7 @@ func (su *suite) testScanStops(t *testing.T) {
 	defer cancelShort()
 	start := time.Now()
 	slow := func(plinth.Record) error { time.Sleep(time.Millisecond); return nil } // a slow consumer, so the deadline hits mid-scan
-	err = s.Scan(short, e, plinth.ScanQuery{}, slow)
+	_, err = s.Scan(short, e, plinth.ScanQuery{}, slow)
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
 		t.Errorf("slow scan with a 50ms deadline: error %v after %s; want context.DeadlineExceeded, promptly", err, time.Since(start))
 	}
@@ -265,7 +265,7 @@ func (su *suite) testScanMemoryIsFlat(t *testing.T) {
 	base, peak, calls := live(), int64(0), 0
 	var held []plinth.Record // what a scan that buffered would hold: measured, then dropped
 	start := time.Now()
-	err := s.Scan(t.Context(), e, plinth.ScanQuery{}, func(r plinth.Record) error {
+	_, err := s.Scan(t.Context(), e, plinth.ScanQuery{}, func(r plinth.Record) error {
 		if calls++; calls%every == 0 && calls > every {
 			peak = max(peak, live()-base)
 		}

@@ -131,6 +131,11 @@ func Run(t *testing.T, open func(t *testing.T) plinth.Store) {
 		{"BulkLoadIsAtomic", su.testBulkAtomic},
 		{"BulkLoadConflictPolicies", su.testBulkConflictPolicies},
 		{"Checkpoints", su.testCheckpoints},
+		{"WatermarkLateCommit", su.testWatermarkLateCommit},
+		{"IncrementalScan", su.testIncrementalScan},
+		{"Deletions", su.testDeletions},
+		{"PurgeTombstones", su.testPurgeTombstones},
+		{"LastUpdated", su.testLastUpdated},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)
