@@ -44,9 +44,10 @@ func TestQueryMatchesAgreesWithTheStore(t *testing.T) {
 	}
 	queries := []string{
 		fmt.Sprintf("mosaic_id=%v", sample["mosaicId"]),
-		"first_name=" + url.QueryEscape(fmt.Sprint(sample["firstName"])[:2]),
+		"first_name=" + url.QueryEscape(string([]rune(fmt.Sprint(sample["firstName"]))[:2])),
 		"last_name=son",
-		"last_name=" + url.QueryEscape(fmt.Sprint(sample["lastName"])[1:4]),
+		"first_name=a",
+		"last_name=" + url.QueryEscape(string([]rune(fmt.Sprint(sample["lastName"]))[1:4])),
 		"date_of_birth_from=1960-01-01&date_of_birth_to=1975-12-31",
 		fmt.Sprintf("date_of_birth=%v", sample["dateOfBirth"]),
 		"postcode=" + url.QueryEscape(postcode),
