@@ -415,12 +415,12 @@ func (s *Server) mayReport(r *http.Request, e *plinth.Entity) bool {
 func (h *reportHandler) schema(w http.ResponseWriter, r *http.Request) {
 	cols := report.Columns(h.e)
 	f, ok := report.Negotiate(r.URL.Query().Get("format"), r.Header.Get("Accept"))
-	if !ok || (f != report.CSV && f != report.JSON) {
+	if !ok || (f != report.FormatCSV && f != report.FormatJSON) {
 		writeProblem(w, r, http.StatusNotAcceptable, "The schema comes as application/json or text/csv.",
 			plinth.FieldError{Parameter: "format", Detail: "must be json or csv"})
 		return
 	}
-	if f == report.JSON {
+	if f == report.FormatJSON {
 		writeJSON(w, http.StatusOK, map[string]any{"entity": h.e.Plural, "columns": cols})
 		return
 	}
