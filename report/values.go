@@ -1,0 +1,161 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/plinth-data/plinth"
+)
+
+// NestedJSON writes the top-level object and array fields of records as
+// the API's JSON text, byte for byte what Entity.MarshalRecord writes for
+// them. It does so by marshalling a record of an entity made of those
+// fields only and cutting the result at its members, so the text cannot
+// drift from the API's.
+type NestedJSON struct {
+	shim   *plinth.Entity
+	fields []*plinth.Field
+	index  map[string]int
+	prefix [][]byte // `"name":` of each field, as MarshalRecord writes it
+	spans  [][2]int
+	buf    []byte
+}
+
+// NewNestedJSON returns the writer of the object and array fields of e,
+// or nil when e has none.
+func NewNestedJSON(e *plinth.Entity) *NestedJSON {
+	n := &NestedJSON{index: map[string]int{}}
+	for _, f := range e.Fields {
+		if f.Type == plinth.TypeObject || f.Type == plinth.TypeArray {
+			n.index[f.Name] = len(n.fields)
+			n.fields = append(n.fields, f)
+			name, _ := json.Marshal(f.Name)
+			n.prefix = append(n.prefix, append(name, ':'))
+		}
+	}
+	if len(n.fields) == 0 {
+		return nil
+	}
+	n.shim = &plinth.Entity{Name: e.Name, Plural: e.Plural, Key: e.Key, Fields: n.fields}
+	n.spans = make([][2]int, len(n.fields))
+	return n
+}
+
+// Load encodes the nested fields of data; Value then returns them. It
+// reports an error only if the encoding is not what MarshalRecord is
+// documented to write.
+func (n *NestedJSON) Load(data map[string]any) error {
+	n.buf = n.shim.MarshalRecord(plinth.Record{Data: data})
+	b := n.buf
+	pos := 1 // after '{'
+	for i, p := range n.prefix {
+		if i > 0 {
+			if pos >= len(b) || b[pos] != ',' {
+				return fmt.Errorf("report: unexpected encoding of %s", n.fields[i].Name)
+			}
+			pos++
+		}
+		if len(b)-pos < len(p) || string(b[pos:pos+len(p)]) != string(p) {
+			return fmt.Errorf("report: unexpected encoding of %s", n.fields[i].Name)
+		}
+		pos += len(p)
+		end := skipJSONValue(b, pos)
+		if end < 0 {
+			return fmt.Errorf("report: unexpected encoding of %s", n.fields[i].Name)
+		}
+		n.spans[i] = [2]int{pos, end}
+		pos = end
+	}
+	return nil
+}
+
+// Value returns the JSON text of the named field as last loaded, nil for
+// null. The bytes are valid until the next Load.
+func (n *NestedJSON) Value(name string) []byte {
+	i, ok := n.index[name]
+	if !ok {
+		return nil
+	}
+	v := n.buf[n.spans[i][0]:n.spans[i][1]]
+	if string(v) == "null" {
+		return nil
+	}
+	return v
+}
+
+// skipJSONValue returns the offset just past the well-formed JSON value
+// starting at b[pos], or -1.
+func skipJSONValue(b []byte, pos int) int {
+	depth := 0
+	for i := pos; i < len(b); i++ {
+		switch c := b[i]; c {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			if i >= len(b) {
+				return -1
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth < 0 {
+				return i // the end of the enclosing object
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// appendScalar appends the text of a scalar value as every text format of
+// a report writes it: strings as they are, integers in decimal, numbers as
+// the API's JSON writes them, booleans true/false. ok is false for null
+// (and for a number JSON cannot hold, NaN or an infinity, which the API
+// writes as null).
+func appendScalar(b []byte, v any) (_ []byte, ok bool) {
+	switch v := v.(type) {
+	case nil:
+		return b, false
+	case string:
+		return append(b, v...), true
+	case int64:
+		return strconv.AppendInt(b, v, 10), true
+	case int:
+		return strconv.AppendInt(b, int64(v), 10), true
+	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return b, false
+		}
+		return appendFloat(b, v), true
+	case bool:
+		return strconv.AppendBool(b, v), true
+	case json.Number:
+		return append(b, v...), true
+	}
+	return fmt.Append(b, v), true
+}
+
+// appendFloat formats a number as the API's JSON does (Entity.MarshalRecord):
+// shortest round-trip decimal, exponent form below 1e-6 and from 1e21.
+func appendFloat(b []byte, x float64) []byte {
+	format := byte('f')
+	if abs := math.Abs(x); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	return strconv.AppendFloat(b, x, format, -1, 64)
+}
