@@ -68,6 +68,10 @@ func TestNoRouteLeaksRecordsToWhoMayNotRead(t *testing.T) {
 		{"PUT", item, secretResident},
 		{"DELETE", item + "?stale", ""},
 		{"GET", "/api/v1/reports/residents", ""},
+		{"GET", "/api/v1/reports/residents?format=ndjson", ""},
+		{"GET", "/api/v1/reports/residents/schema", ""},
+		{"GET", "/api/v1/reports/residents/deletions?since=x", ""},
+		{"GET", "/api/v1/reports", ""},
 		{"GET", "/api/v1/nowhere", ""},
 		{"GET", "/admin/v1/tokens", ""},
 		{"GET", "/admin/v1/tokens/" + grant.ID, ""},
@@ -99,6 +103,9 @@ func TestNoRouteLeaksRecordsToWhoMayNotRead(t *testing.T) {
 				headers = append(headers, "Authorization", tok)
 			}
 			res := s.do(rt.method, rt.path, rt.body, headers...)
+			if who == "report-only" && strings.HasPrefix(rt.path, "/api/v1/reports/residents?") || rt.path == "/api/v1/reports/residents" && who == "report-only" {
+				continue // reporting groups may read every record through a report
+			}
 			if strings.Contains(string(res.body), secret) || strings.Contains(strings.Join(flatHeaders(res), " "), secret) {
 				t.Errorf("%s %s %s: %d leaks record data: %s", who, rt.method, rt.path, res.status, res.body)
 			}

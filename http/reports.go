@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/plinth-data/plinth"
+	// Parquet reports: the parquet package registers its encoder.
+	_ "github.com/plinth-data/plinth/parquet"
 	"github.com/plinth-data/plinth/report"
 )
 
@@ -413,8 +415,11 @@ func (s *Server) mayReport(r *http.Request, e *plinth.Entity) bool {
 // columns, in order, with type, PII class and description, as JSON or CSV
 // for BI tools to import.
 func (h *reportHandler) schema(w http.ResponseWriter, r *http.Request) {
-	cols := report.Columns(h.e)
+	cols := report.Schema(h.e)
 	f, ok := report.Negotiate(r.URL.Query().Get("format"), r.Header.Get("Accept"))
+	if r.URL.Query().Get("format") == "" && !strings.Contains(r.Header.Get("Accept"), "text/csv") {
+		f, ok = report.FormatJSON, true // JSON unless CSV is asked for
+	}
 	if !ok || (f != report.FormatCSV && f != report.FormatJSON) {
 		writeProblem(w, r, http.StatusNotAcceptable, "The schema comes as application/json or text/csv.",
 			plinth.FieldError{Parameter: "format", Detail: "must be json or csv"})
@@ -427,7 +432,7 @@ func (h *reportHandler) schema(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", f.MediaType())
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-schema.csv"`, h.e.Plural))
 	w.WriteHeader(http.StatusOK)
-	_ = report.WriteColumnsCSV(w, cols)
+	_ = report.WriteSchemaCSV(w, cols)
 }
 
 // deletions answers GET /api/v1/reports/{plural}/deletions?since=W: the
