@@ -194,8 +194,12 @@ func (st *reportStream) start() error {
 	}
 	st.out = bufio.NewWriterSize(&countingWriter{w: sink, n: &st.flushed}, 32<<10)
 	var err error
-	st.enc, err = report.NewEncoder(st.format, st.out, st.e, st.opts)
-	return err
+	if st.enc, err = report.NewEncoder(st.format, st.out, st.e, st.opts); err != nil {
+		return err
+	}
+	// The headers go out now: the client knows the report has begun even
+	// when the first data take a while (a Parquet row group).
+	return st.flush()
 }
 
 // write sends one record, flushing as the buffers fill.
