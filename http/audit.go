@@ -84,7 +84,7 @@ func operation(method string, route plinth.Route) string {
 	case plinth.OpAdmin:
 		return "admin"
 	case plinth.OpReport:
-		return "report"
+		return reportOperation(route.Template)
 	}
 	if route.Template == "" {
 		return strings.ToLower(method)
@@ -104,6 +104,21 @@ func operation(method string, route plinth.Route) string {
 		return plinth.ActionDelete
 	}
 	return strings.ToLower(method)
+}
+
+// reportOperation names a Reporting API request for the audit trail:
+// "report" only for a report's data, so that "which reports may have
+// included this record" finds just those.
+func reportOperation(template string) string {
+	switch {
+	case template == plinth.RouteReports:
+		return "list-reports"
+	case strings.HasSuffix(template, "/schema"):
+		return "report-schema"
+	case strings.HasSuffix(template, "/deletions"):
+		return "report-deletions"
+	}
+	return "report"
 }
 
 func clientAddress(r *http.Request) string {
