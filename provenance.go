@@ -2,7 +2,8 @@ package plinth
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -34,14 +35,28 @@ type Provenance struct {
 	By string `json:"by,omitempty"`
 }
 
-// ErrNoProvenance is returned by a ProvenanceStore that has none recorded.
-var ErrNoProvenance = errors.New("no provenance recorded")
+// provenanceCheckpoint is the checkpoint a store's provenance is kept in:
+// every store keeps checkpoints, so provenance needs nothing more of them.
+const provenanceCheckpoint = "plinth.provenance"
 
-// ProvenanceStore keeps a store's provenance. The sqlite and postgres
-// stores implement it next to Store.
-type ProvenanceStore interface {
-	// Provenance returns the recorded provenance; ErrNoProvenance when none.
-	Provenance(ctx context.Context) (Provenance, error)
-	// SetProvenance records p, replacing what was recorded.
-	SetProvenance(ctx context.Context, p Provenance) error
+// StoreProvenance returns the provenance recorded in a store; found is
+// false when none was (see Provenance for what that means).
+func StoreProvenance(ctx context.Context, st Store) (p Provenance, found bool, err error) {
+	c, found, err := st.Checkpoint(ctx, provenanceCheckpoint)
+	if err != nil || !found {
+		return Provenance{}, false, err
+	}
+	if err := json.Unmarshal(c.Value, &p); err != nil {
+		return Provenance{}, false, fmt.Errorf("the store's provenance does not decode: %w", err)
+	}
+	return p, true, nil
+}
+
+// SetStoreProvenance records p in the store, replacing what was recorded.
+func SetStoreProvenance(ctx context.Context, st Store, p Provenance) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return st.SetCheckpoint(ctx, provenanceCheckpoint, b)
 }
