@@ -35,7 +35,9 @@ func seedCommand() *cobra.Command {
 		Long: `Generate clearly dummy records from the domain specs and bulk-load them:
 names from a fake-data library, e-mail addresses at example.org, NHS numbers
 in the 999 test range, phone numbers from Ofcom's drama ranges and an address
-line that says "Dummy". Refused outside development.`,
+line that says "Dummy". Refused outside development, and refused into a
+store holding real or obfuscated data (see plinth store info). Records in
+the store that it holds dummy data from this seed, before writing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cmd)
@@ -60,6 +62,13 @@ line that says "Dummy". Refused outside development.`,
 			}
 			defer st.Close()
 			logger := newLogger(cfg.LogLevel)
+			detail := fmt.Sprintf("seed %d", seed)
+			if plural != "" {
+				detail += " (" + plural + " only)"
+			}
+			if err := recordSeed(cmd.Context(), st, ds, detail); err != nil {
+				return err
+			}
 			for _, d := range ds {
 				for _, e := range d.Entities {
 					if plural != "" && e.Plural != plural {
@@ -99,8 +108,27 @@ func checkEntity(ds []*plinth.Domain, plural string) error {
 	return fmt.Errorf("--entity %s: no entity has this plural%s; use one of %s", plural, hint, strings.Join(names, ", "))
 }
 
+// recordSeed refuses to seed a store holding real or obfuscated data, and
+// otherwise records, before any record is written, that the store holds
+// dummy data from Plinth's seed. A store seeded before keeps its earlier
+// seeds in Detail.
+func recordSeed(ctx context.Context, st plinth.Store, ds []*plinth.Domain, detail string) error {
+	p, err := plinth.ClassOf(ctx, st, ds)
+	if err != nil {
+		return err
+	}
+	if err := plinth.CheckSeed(p); err != nil {
+		return err
+	}
+	if p.Source == plinth.SourceSeed && p.Detail != "" && p.Detail != detail {
+		detail = p.Detail + "; " + detail
+	}
+	return plinth.SetStoreProvenance(ctx, st, plinth.Provenance{Class: plinth.ClassDummy, Source: plinth.SourceSeed, Detail: detail, At: plinth.Now()})
+}
+
 // seedIfEmpty fills a store that has no records at all with n dummy records
-// of each entity. A store with any data is left alone.
+// of each entity, and records that it holds dummy data from the seed. A
+// store with any data is left alone.
 func seedIfEmpty(ctx context.Context, st plinth.Store, ds []*plinth.Domain, n int, logger *slog.Logger) error {
 	for _, d := range ds {
 		for _, e := range d.Entities {
@@ -114,6 +142,9 @@ func seedIfEmpty(ctx context.Context, st plinth.Store, ds []*plinth.Domain, n in
 		}
 	}
 	logger.Info("the store is empty; loading dummy demo data", "recordsPerEntity", n)
+	if err := recordSeed(ctx, st, ds, "demo data: seed 1+100i+j for entity j of domain i, counted from 0"); err != nil {
+		return err
+	}
 	for i, d := range ds {
 		for j, e := range d.Entities {
 			if err := seedEntity(ctx, st, e, n, uint64(1+i*100+j), logger); err != nil {

@@ -30,7 +30,13 @@ func serveCommand() *cobra.Command {
 
 With no configuration it uses an embedded SQLite file in ./plinth-data, loads
 the shipped residents and contacts domains and, in development, fills an
-empty store with dummy demo data.`,
+empty store with dummy demo data.
+
+Each environment serves only the class of data it may hold (plinth store
+info shows a store's): development only dummy data, staging dummy or
+obfuscated data, production any, with authentication and auditing on. An
+empty store is classed by the first serve: dummy in development and
+staging, real in production.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cmd)
@@ -55,6 +61,10 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	prov, err := checkStoreClass(ctx, cfg, st, ds, logger)
+	if err != nil {
+		return err
+	}
 	access, err := accessStore(st)
 	if err != nil {
 		return err
@@ -68,8 +78,13 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 		return err
 	}
 
-	if cfg.Environment == plinth.EnvDevelopment && cfg.DemoData && cfg.DemoResidents > 0 {
-		if err := seedIfEmpty(ctx, st, ds, cfg.DemoResidents, logger); err != nil {
+	if prov.Source == plinth.SourceEmpty {
+		if cfg.Environment == plinth.EnvDevelopment && cfg.DemoData && cfg.DemoResidents > 0 {
+			err = seedIfEmpty(ctx, st, ds, cfg.DemoResidents, logger)
+		} else {
+			err = classEmptyStore(ctx, cfg, st)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -226,6 +241,33 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// checkStoreClass refuses a store holding data the environment may not
+// serve (plinth.CheckServe), and returns the store's provenance.
+func checkStoreClass(ctx context.Context, cfg Config, st plinth.Store, ds []*plinth.Domain, logger *slog.Logger) (plinth.Provenance, error) {
+	p, err := plinth.ClassOf(ctx, st, ds)
+	if err != nil {
+		return p, err
+	}
+	if err := plinth.CheckServe(cfg.Environment, p); err != nil {
+		return p, err
+	}
+	logger.Info("data class", "class", p.Class, "source", p.Source, "detail", p.Detail, "recorded", p.Recorded())
+	return p, nil
+}
+
+// classEmptyStore records the class of an empty store that serve is not
+// filling with demo data: what the first environment that serves it holds,
+// dummy in development and staging (records written there are made up),
+// real in production.
+func classEmptyStore(ctx context.Context, cfg Config, st plinth.Store) error {
+	class := plinth.ClassDummy
+	if cfg.Environment == plinth.EnvProduction {
+		class = plinth.ClassReal
+	}
+	return plinth.SetStoreProvenance(ctx, st, plinth.Provenance{Class: class, Source: plinth.SourceServe,
+		Detail: "an empty store, first served in " + cfg.Environment, At: plinth.Now()})
 }
 
 // Limits of the HTTP server, which README.md states (section Limits).
