@@ -42,6 +42,8 @@ func rootCommand() *cobra.Command {
 	}
 	root.AddCommand(serveCommand(), validateCommand(), openAPICommand(), seedCommand(), schemaCommand(), tokenCommand(), accessCommand(), auditCommand(), supportCommand(), relayCommand(), eventsCommand())
 	root.AddCommand(storeCommand())
+	root.AddCommand(exportCommand())
+	root.AddCommand(loadCommand())
 	return root
 }
 
