@@ -197,12 +197,17 @@ func (w *Writer) Abort() {
 	}
 }
 
-// SourceProvenance returns the class of a store's data and its recorded
-// provenance: real and nil when none is recorded.
-func SourceProvenance(ctx context.Context, st plinth.Store) (plinth.DataClass, *plinth.Provenance, error) {
-	p, recorded, err := plinth.StoreProvenance(ctx, st)
-	if err != nil || !recorded {
+// SourceProvenance is the class and provenance of the data an export
+// reads: what the store recorded, or what plinth.ClassOf concludes (a
+// seeded store is dummy, anything else unrecorded is real). The provenance
+// is nil when nothing was recorded.
+func SourceProvenance(ctx context.Context, st plinth.Store, ds []*plinth.Domain) (plinth.DataClass, *plinth.Provenance, error) {
+	p, err := plinth.ClassOf(ctx, st, ds)
+	if err != nil {
 		return plinth.ClassReal, nil, err
+	}
+	if !p.Recorded() {
+		return p.Class, nil, nil
 	}
 	return p.Class, &p, nil
 }
@@ -216,7 +221,7 @@ type ExportOptions struct {
 // dir: each entity streamed from one snapshot (Store.Scan), so memory stays
 // flat. On failure what it wrote is removed.
 func Export(ctx context.Context, st plinth.Store, ds []*plinth.Domain, dir string, opts ExportOptions) (m *Manifest, err error) {
-	class, p, err := SourceProvenance(ctx, st)
+	class, p, err := SourceProvenance(ctx, st, ds)
 	if err != nil {
 		return nil, err
 	}
