@@ -41,6 +41,7 @@ func rootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(serveCommand(), validateCommand(), openAPICommand(), seedCommand(), schemaCommand(), tokenCommand(), accessCommand(), auditCommand(), supportCommand(), relayCommand(), eventsCommand())
+	root.AddCommand(obfuscateCommand())
 	return root
 }
 
