@@ -44,6 +44,7 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(storeCommand())
 	root.AddCommand(exportCommand())
 	root.AddCommand(loadCommand())
+	root.AddCommand(obfuscateCommand())
 	return root
 }
 

@@ -1,0 +1,655 @@
+package datasafety
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/plinth-data/plinth"
+)
+
+// MinKeyBytes is the shortest obfuscation key accepted.
+const MinKeyBytes = 32
+
+// SpecialPolicy says what happens to special-category fields (ethnicity,
+// religion, health …).
+type SpecialPolicy string
+
+const (
+	// SpecialRemove drops special-category fields (the default).
+	SpecialRemove SpecialPolicy = "remove"
+	// SpecialGeneralise keeps a coarse form: ethnicity as its top-level
+	// census group, religion as one of the census's broad answers, dates
+	// as the first of January of their year, numbers to the ten below;
+	// enum values and booleans are kept (already coarse); other text is
+	// removed.
+	SpecialGeneralise SpecialPolicy = "keep-generalised"
+)
+
+// NHSRange says where obfuscated NHS numbers land.
+type NHSRange string
+
+const (
+	// NHSTestRange (the default) maps every NHS number into the 999 range
+	// the NHS reserves for testing, with a valid check digit. The range
+	// holds 909,091 valid numbers, so the mapping is a bijection of that
+	// range (numbers already in it, as in dummy data, never collide) but
+	// numbers from outside it can collide with one another.
+	NHSTestRange NHSRange = "test"
+	// NHSFull maps the nine digits before the check digit by FF1 over all
+	// valid NHS numbers: injective for any input, but the output may be a
+	// number the NHS has issued to somebody.
+	NHSFull NHSRange = "full"
+)
+
+// Policy tunes an Obfuscator. The zero value is the default.
+type Policy struct {
+	// Special applies to domains not named in SpecialByDomain; empty
+	// means SpecialRemove.
+	Special SpecialPolicy
+	// SpecialByDomain sets the policy per domain name. (Domain specs have
+	// no key for it yet; the command takes --special-for domain=policy.)
+	SpecialByDomain map[string]SpecialPolicy
+	// DateWindowDays bounds the shift of personal dates: each record's
+	// dates move by the same number of days, 1 to DateWindowDays earlier
+	// or later. 0 means 180.
+	DateWindowDays int
+	// NHS says where NHS numbers land; empty means NHSTestRange.
+	NHS NHSRange
+}
+
+// Counts counts what an Obfuscator did to field values, by PII class.
+type Counts struct {
+	Records int64
+	// None fields copied unchanged.
+	Copied int64
+	// Personal values replaced by a pseudonym (or shifted, for dates).
+	Pseudonymised int64
+	// Personal values kept as they were: generated keys, booleans and
+	// enum values (categories, not identifying on their own).
+	Kept int64
+	// Special values removed or generalised.
+	Removed     int64
+	Generalised int64
+}
+
+// Sub returns c - d, for the counts of one stretch of work.
+func (c Counts) Sub(d Counts) Counts {
+	return Counts{c.Records - d.Records, c.Copied - d.Copied, c.Pseudonymised - d.Pseudonymised, c.Kept - d.Kept, c.Removed - d.Removed, c.Generalised - d.Generalised}
+}
+
+// Obfuscator pseudonymises records for staging copies, driven by each
+// field's PII class and format in the spec:
+//
+//   - none: copied untouched.
+//   - personal: replaced by a keyed, deterministic pseudonym that keeps
+//     the value's format (see the mapping functions: UUID, Integer,
+//     NHSNumber, NINumber, UPRN, Postcode, Phone, Email, Identifier, and
+//     names from name lists); dates shifted per record (ShiftDays).
+//   - special: removed, or generalised (Policy).
+//
+// The same value of the same kind gives the same output with the same key,
+// whatever the field, entity, domain, run or record order, so references
+// still join. Identifiers map injectively through FF1 (format-preserving
+// encryption): keys that are personal data and not generated, uuids,
+// integers, UPRNs, NI numbers (per original prefix), NHS numbers (see
+// NHSRange), and strings that look like identifiers (the key, fields named
+// …id, …ref, …reference, …number or …code, and values shaped like them).
+// Generated keys are kept. It is safe for concurrent use.
+type Obfuscator struct {
+	policy Policy
+	mac    sync.Pool // of hash.Hash: HMAC-SHA256 under the PRF key
+	ff     *ff1
+	seal   cipher.AEAD
+	fp     string
+	smallM sync.Mutex
+	small  map[string][]byte // keyed permutations of 0..9, by kind
+
+	records, copied, pseudonymised, kept, removed, generalised atomic.Int64
+}
+
+// NewObfuscator returns an obfuscator for key (at least MinKeyBytes bytes;
+// a shorter key panics: check with CheckKey first) and policy.
+func NewObfuscator(key []byte, policy ...Policy) *Obfuscator {
+	if err := CheckKey(key); err != nil {
+		panic(err)
+	}
+	o := &Obfuscator{small: map[string][]byte{}, fp: KeyFingerprint(key)}
+	if len(policy) > 0 {
+		o.policy = policy[0]
+	}
+	if o.policy.DateWindowDays <= 0 {
+		o.policy.DateWindowDays = 180
+	}
+	if o.policy.NHS == "" {
+		o.policy.NHS = NHSTestRange
+	}
+	// Separate keys for FF1 and for the keyed choices, derived from the
+	// key file, so neither use reveals anything about the other.
+	derive := func(label string) []byte {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte("plinth obfuscate v1 " + label))
+		return m.Sum(nil)
+	}
+	ff, err := newFF1(derive("ff1"))
+	if err != nil {
+		panic(err)
+	}
+	o.ff = ff
+	blk, err := aes.NewCipher(derive("seal"))
+	if err != nil {
+		panic(err)
+	}
+	if o.seal, err = cipher.NewGCM(blk); err != nil {
+		panic(err)
+	}
+	prfKey := derive("prf")
+	o.mac.New = func() any { return hmac.New(sha256.New, prfKey) }
+	return o
+}
+
+// CheckKey reports whether key is long enough.
+func CheckKey(key []byte) error {
+	if len(key) < MinKeyBytes {
+		return fmt.Errorf("the obfuscation key has %d bytes; it needs at least %d random bytes (make one with: head -c 32 /dev/urandom > obfuscate.key)", len(key), MinKeyBytes)
+	}
+	return nil
+}
+
+// KeyFingerprint names a key without revealing it: "sha256:" and the
+// first 12 hex digits of its SHA-256.
+func KeyFingerprint(key []byte) string {
+	s := sha256.Sum256(key)
+	return "sha256:" + hex.EncodeToString(s[:])[:12]
+}
+
+// Fingerprint is KeyFingerprint of the obfuscator's key.
+func (o *Obfuscator) Fingerprint() string { return o.fp }
+
+// Seal encrypts b (AES-GCM under a key derived from the obfuscation key),
+// for what must be kept beside obfuscated data but not read without the
+// key, such as the source key a resumable run stopped at.
+func (o *Obfuscator) Seal(b []byte) []byte {
+	nonce := make([]byte, o.seal.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		panic(err)
+	}
+	return o.seal.Seal(nonce, nonce, b, nil)
+}
+
+// Open decrypts what Seal made with the same key.
+func (o *Obfuscator) Open(b []byte) ([]byte, error) {
+	n := o.seal.NonceSize()
+	if len(b) < n {
+		return nil, fmt.Errorf("sealed data too short")
+	}
+	p, err := o.seal.Open(nil, b[:n], b[n:], nil)
+	if err != nil {
+		return nil, fmt.Errorf("sealed data does not open with this key")
+	}
+	return p, nil
+}
+
+// Counts returns what the obfuscator has done so far.
+func (o *Obfuscator) Counts() Counts {
+	return Counts{o.records.Load(), o.copied.Load(), o.pseudonymised.Load(), o.kept.Load(), o.removed.Load(), o.generalised.Load()}
+}
+
+// prf returns a keyed 64-bit hash of kind and value.
+func (o *Obfuscator) prf(kind, value string) uint64 {
+	h := o.mac.Get().(hash.Hash)
+	h.Reset()
+	h.Write([]byte(kind))
+	h.Write([]byte{0})
+	h.Write([]byte(value))
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	o.mac.Put(h)
+	return binary.BigEndian.Uint64(sum[:8])
+}
+
+// pick chooses an element of list by a keyed hash of kind and value.
+func (o *Obfuscator) pick(list []string, kind, value string) string {
+	return list[o.prf(kind, value)%uint64(len(list))]
+}
+
+func (o *Obfuscator) specialPolicy(e *plinth.Entity) SpecialPolicy {
+	if e.Domain != nil {
+		if p, ok := o.policy.SpecialByDomain[e.Domain.Name]; ok && p != "" {
+			return p
+		}
+	}
+	if o.policy.Special == "" {
+		return SpecialRemove
+	}
+	return o.policy.Special
+}
+
+// obfRecord is what one record's fields share.
+type obfRecord struct {
+	e       *plinth.Entity
+	shift   int // days
+	special SpecialPolicy
+}
+
+// Record returns the obfuscated copy of one record's canonical data (as
+// Store.Scan gives it). data is not changed.
+func (o *Obfuscator) Record(e *plinth.Entity, data map[string]any) (map[string]any, error) {
+	kf := e.KeyField()
+	rs := &obfRecord{e: e, special: o.specialPolicy(e)}
+	if kv, ok := data[kf.Name]; ok {
+		rs.shift = o.ShiftDays(fmt.Sprint(kv))
+	}
+	out := make(map[string]any, len(data))
+	for name, v := range data {
+		f := e.Field(name)
+		if f == nil {
+			return nil, fmt.Errorf("%s: field %q is not in the spec", e.Name, name)
+		}
+		if f == kf {
+			nv, err := o.key(e, f, v)
+			if err != nil {
+				return nil, err
+			}
+			out[name] = nv
+			continue
+		}
+		nv, keep, err := o.value(rs, f, name, v)
+		if err != nil {
+			return nil, err
+		}
+		if keep {
+			out[name] = nv
+		}
+	}
+	o.records.Add(1)
+	return out, nil
+}
+
+// key maps a record's key: generated keys and keys that are not personal
+// data are kept; a natural key that is personal data is mapped injectively
+// by its kind.
+func (o *Obfuscator) key(e *plinth.Entity, f *plinth.Field, v any) (any, error) {
+	if e.Key.Generated || f.PII != plinth.PIIPersonal {
+		if f.PII == plinth.PIIPersonal {
+			o.kept.Add(1)
+		} else {
+			o.copied.Add(1)
+		}
+		return v, nil
+	}
+	o.pseudonymised.Add(1)
+	switch x := v.(type) {
+	case int64:
+		return o.Integer(x, f.Min, f.Max), nil
+	case string:
+		if f.Type == plinth.TypeUUID {
+			return o.UUID(x), nil
+		}
+		if f.Format != "" {
+			return o.formatted(f, x, "")
+		}
+		return o.Identifier("id", x), nil
+	}
+	return nil, fmt.Errorf("%s: key %s has an unexpected value type %T", e.Name, f.Name, v)
+}
+
+// value maps one field value; keep is false when the field is removed.
+func (o *Obfuscator) value(rs *obfRecord, f *plinth.Field, path string, v any) (out any, keep bool, err error) {
+	switch f.PII {
+	case plinth.PIISpecial:
+		if rs.special == SpecialGeneralise {
+			if g, ok := obfGeneralise(f, v); ok {
+				o.generalised.Add(1)
+				return g, true, nil
+			}
+		}
+		if f.Required {
+			return nil, false, fmt.Errorf("%s: %s is special-category data and required, so it cannot be removed; use --special keep-generalised or make it optional", rs.e.Name, path)
+		}
+		o.removed.Add(1)
+		return nil, false, nil
+	case plinth.PIINone:
+		// Objects and arrays go on: their fields may be personal.
+		if f.Type != plinth.TypeObject && f.Type != plinth.TypeArray {
+			o.copied.Add(1)
+			return v, true, nil
+		}
+	}
+	switch f.Type {
+	case plinth.TypeObject:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, false, fmt.Errorf("%s: %s is not an object", rs.e.Name, path)
+		}
+		nm := make(map[string]any, len(m))
+		for k, x := range m {
+			nf := plinth.FieldByName(f.Fields, k)
+			if nf == nil {
+				return nil, false, fmt.Errorf("%s: field %s.%s is not in the spec", rs.e.Name, path, k)
+			}
+			nv, keep, err := o.value(rs, nf, path+"."+k, x)
+			if err != nil {
+				return nil, false, err
+			}
+			if keep {
+				nm[k] = nv
+			}
+		}
+		return nm, true, nil
+	case plinth.TypeArray:
+		a, ok := v.([]any)
+		if !ok {
+			return nil, false, fmt.Errorf("%s: %s is not an array", rs.e.Name, path)
+		}
+		na := make([]any, 0, len(a))
+		for i, x := range a {
+			nv, keep, err := o.value(rs, f.Items, path+"["+strconv.Itoa(i)+"]", x)
+			if err != nil {
+				return nil, false, err
+			}
+			if keep {
+				na = append(na, nv)
+			}
+		}
+		return na, true, nil
+	}
+	// A personal scalar.
+	if len(f.Enum) > 0 || f.Type == plinth.TypeBoolean {
+		o.kept.Add(1)
+		return v, true, nil
+	}
+	o.pseudonymised.Add(1)
+	switch f.Type {
+	case plinth.TypeDate, plinth.TypeDateTime:
+		s, _ := v.(string)
+		d, err := o.shiftDate(f.Type, s, rs.shift)
+		if err != nil {
+			return nil, false, fmt.Errorf("%s: %s: %w", rs.e.Name, path, err)
+		}
+		return d, true, nil
+	case plinth.TypeUUID:
+		s, _ := v.(string)
+		return o.UUID(s), true, nil
+	case plinth.TypeInteger:
+		n, ok := v.(int64)
+		if !ok {
+			return nil, false, fmt.Errorf("%s: %s is not an integer", rs.e.Name, path)
+		}
+		if f.Format == plinth.FormatUPRN {
+			return o.Integer(n, obfFloat(1), obfFloat(999999999999)), true, nil
+		}
+		return o.Integer(n, f.Min, f.Max), true, nil
+	case plinth.TypeNumber:
+		x, ok := v.(float64)
+		if !ok {
+			return nil, false, fmt.Errorf("%s: %s is not a number", rs.e.Name, path)
+		}
+		return o.jitter(path, x, f.Min, f.Max), true, nil
+	case plinth.TypeString:
+		s, _ := v.(string)
+		r, err := o.formatted(f, s, path)
+		if err != nil {
+			return nil, false, fmt.Errorf("%s: %w", rs.e.Name, err)
+		}
+		return r, true, nil
+	}
+	return nil, false, fmt.Errorf("%s: %s has type %s, which obfuscation does not know", rs.e.Name, path, f.Type)
+}
+
+func obfFloat(x float64) *float64 { return &x }
+
+// ShiftDays returns the number of days a record's personal dates move by:
+// keyed on the record's key, so one person's dates shift alike wherever
+// that key appears, never zero, within the window.
+func (o *Obfuscator) ShiftDays(recordKey string) int {
+	w := uint64(o.policy.DateWindowDays)
+	d := int(o.prf("date-shift", recordKey)%(2*w)) - int(w) // -w .. w-1
+	if d >= 0 {
+		d++ // -w .. -1, 1 .. w
+	}
+	return d
+}
+
+func (o *Obfuscator) shiftDate(t plinth.Type, s string, days int) (string, error) {
+	if t == plinth.TypeDate {
+		d, err := time.Parse(time.DateOnly, s)
+		if err != nil {
+			return "", fmt.Errorf("not a date")
+		}
+		return d.AddDate(0, 0, days).Format(time.DateOnly), nil
+	}
+	d, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return "", fmt.Errorf("not a date and time")
+	}
+	return plinth.FormatTime(d.AddDate(0, 0, days)), nil
+}
+
+// jitter moves a personal number by up to 10%, keyed on its value, within
+// the field's bounds.
+func (o *Obfuscator) jitter(kind string, x float64, lo, hi *float64) float64 {
+	h := o.prf("number:"+kind, strconv.FormatFloat(x, 'g', -1, 64))
+	f := 0.9 + 0.2*float64(h>>11)/float64(1<<53)
+	y := x * f
+	if x == math.Trunc(x) {
+		y = math.Round(y)
+	}
+	if lo != nil && y < *lo {
+		y = *lo
+	}
+	if hi != nil && y > *hi {
+		y = *hi
+	}
+	return y
+}
+
+// permute maps x in [lo, hi] to a value in [lo, hi] by a keyed permutation
+// of that interval named by kind; accept, when not nil, restricts the
+// permutation to the values it accepts (x must be one): cycle-walking
+// keeps it a bijection of those.
+func (o *Obfuscator) permute(kind string, x, lo, hi uint64, accept func(uint64) bool) uint64 {
+	k := hi - lo // the interval has k+1 values
+	if k == 0 {
+		return x
+	}
+	digits := 1
+	for m := k; m >= 10; m /= 10 {
+		digits++
+	}
+	tweak := []byte(kind)
+	y := x - lo
+	var buf [20]byte
+	for {
+		if digits == 1 {
+			y = uint64(o.smallPerm(kind)[y])
+		} else {
+			d := buf[:digits]
+			ff1Str(d, y, 10)
+			if err := o.ff.encrypt(d, 10, tweak); err != nil {
+				panic(err) // digits <= 20 < ff1MaxLen(10)
+			}
+			y = ff1Num(d, 10)
+		}
+		if y <= k && (accept == nil || accept(y+lo)) {
+			return y + lo
+		}
+	}
+}
+
+// smallPerm returns a keyed permutation of 0..9 for kind.
+func (o *Obfuscator) smallPerm(kind string) []byte {
+	o.smallM.Lock()
+	defer o.smallM.Unlock()
+	if p, ok := o.small[kind]; ok {
+		return p
+	}
+	p := []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
+	for i := 9; i > 0; i-- { // Fisher–Yates driven by the PRF
+		j := o.prf("perm10:"+kind, strconv.Itoa(i)) % uint64(i+1)
+		p[i], p[j] = p[j], p[i]
+	}
+	o.small[kind] = p
+	return p
+}
+
+// Integer maps an integer injectively to one with the same sign and
+// number of digits, within [min, max] when they are given (a value
+// outside its own bounds is left as it is).
+func (o *Obfuscator) Integer(x int64, min, max *float64) int64 {
+	neg := x < 0
+	a := uint64(x)
+	if neg {
+		a = -uint64(x)
+	}
+	n := len(strconv.FormatUint(a, 10))
+	var lo, hi int64 = 0, math.MaxInt64
+	if n > 1 {
+		lo = int64(ff1Pow(10, n-1))
+	}
+	if n < 19 {
+		hi = int64(ff1Pow(10, n)) - 1
+	}
+	if neg {
+		lo, hi = -hi, -lo
+	}
+	if min != nil && *min > float64(lo) {
+		lo = int64(math.Ceil(*min))
+	}
+	if max != nil && *max < float64(hi) {
+		hi = int64(math.Floor(*max))
+	}
+	if x < lo || x > hi {
+		return x
+	}
+	kind := "integer" + strconv.Itoa(n)
+	if neg {
+		kind += "-"
+	}
+	return lo + int64(o.permute(kind, uint64(x-lo), 0, uint64(hi-lo), nil))
+}
+
+// UUID maps a uuid (canonical, lower case) by a keyed permutation of its
+// 30 hexadecimal digits other than the version and variant digits, which
+// are kept: injective, and a valid uuid of the same version.
+func (o *Obfuscator) UUID(s string) string {
+	if len(s) != 36 {
+		return s
+	}
+	var d [30]byte
+	j := 0
+	for i := 0; i < 36; i++ {
+		if i == 8 || i == 13 || i == 18 || i == 23 || i == 14 || i == 19 {
+			continue
+		}
+		d[j] = obfHexVal(s[i])
+		j++
+	}
+	if err := o.ff.encrypt(d[:], 16, []byte("uuid")); err != nil {
+		panic(err)
+	}
+	b := []byte(s)
+	j = 0
+	for i := 0; i < 36; i++ {
+		if i == 8 || i == 13 || i == 18 || i == 23 || i == 14 || i == 19 {
+			continue
+		}
+		b[i] = "0123456789abcdef"[d[j]]
+		j++
+	}
+	return string(b)
+}
+
+func obfHexVal(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10
+	}
+	return 0
+}
+
+// Identifier maps a string injectively to one of the same shape: each
+// digit stays a digit, each upper-case letter an upper-case letter and
+// each lower-case letter a lower-case one (the digits, upper-case and
+// lower-case letters are each encrypted with FF1 as one string, in pieces
+// chained on what came before when long); other characters are kept.
+// "ABC-123456" may become "QZR-903817".
+func (o *Obfuscator) Identifier(kind, s string) string {
+	b := []byte(s)
+	type class struct {
+		radix int
+		first byte
+		in    func(byte) bool
+	}
+	for _, c := range []class{
+		{10, '0', func(x byte) bool { return x >= '0' && x <= '9' }},
+		{26, 'A', func(x byte) bool { return x >= 'A' && x <= 'Z' }},
+		{26, 'a', func(x byte) bool { return x >= 'a' && x <= 'z' }},
+	} {
+		var pos []int
+		var sym []byte
+		for i, x := range b {
+			if c.in(x) {
+				pos = append(pos, i)
+				sym = append(sym, x-c.first)
+			}
+		}
+		if len(sym) == 0 {
+			continue
+		}
+		o.encryptSymbols(kind+":"+string(c.first), sym, c.radix)
+		for i, p := range pos {
+			b[p] = sym[i] + c.first
+		}
+	}
+	return string(b)
+}
+
+// encryptSymbols encrypts sym in place, injectively for each length:
+// pieces of at most ff1MaxLen symbols, each under a tweak that names the
+// plaintext before it; a single symbol goes through a keyed permutation.
+func (o *Obfuscator) encryptSymbols(kind string, sym []byte, radix int) {
+	if len(sym) == 1 {
+		if radix == 10 {
+			sym[0] = o.smallPerm(kind)[sym[0]]
+			return
+		}
+		// A keyed rotation of the letters.
+		sym[0] = byte((uint64(sym[0]) + o.prf("rot:"+kind, "")%uint64(radix)) % uint64(radix))
+		return
+	}
+	max := ff1MaxLen(radix)
+	prev := ""
+	for start := 0; start < len(sym); {
+		take := min(max, len(sym)-start)
+		if len(sym)-start-take == 1 {
+			take-- // leave no lone symbol for the last piece
+		}
+		piece := sym[start : start+take]
+		plain := string(piece)
+		tweak := kind
+		if start > 0 {
+			tweak += ":" + strconv.FormatUint(o.prf("chain", prev), 16)
+		}
+		if err := o.ff.encrypt(piece, radix, []byte(tweak)); err != nil {
+			panic(err)
+		}
+		prev += plain
+		start += take
+	}
+}
