@@ -198,8 +198,8 @@ func TestMaskText(t *testing.T) {
 	for in, want := range map[string]string{
 		`ERROR: duplicate key value violates unique constraint "x" (SQLSTATE 23505) DETAIL: Key (nhs)=(999)`: `ERROR: duplicate key value violates unique constraint "***" (SQLSTATE ***) DETAIL: ***`,
 		`invalid input syntax for type uuid: "Zebulonia"`:                                                    `invalid input syntax for type uuid: "***"`,
-		`Key (last_name, first_name)=(Lee, Ann (Mrs)) already exists`:                                       `Key (last_name, first_name)=(***) already exists`,
-		`mail ann.lee@example.org bounced; call 020 7946 0000`:                                                `mail *** bounced; call ***`,
+		`Key (last_name, first_name)=(Lee, Ann (Mrs)) already exists`:                                        `Key (last_name, first_name)=(***) already exists`,
+		`mail ann.lee@example.org bounced; call 020 7946 0000`:                                               `mail *** bounced; call ***`,
 		`bulk load 1000 records into residents.residents: version 2, not 1`:                                  `bulk load 1000 records into residents.residents: version 2, not 1`,
 	} {
 		if got := plinth.MaskText(in, nil); got != want {
