@@ -106,8 +106,12 @@ type Field struct {
 	Min, Max    *float64
 	Format      Format
 	PII         PII
-	Fields      []*Field // for objects: the nested fields
-	Items       *Field   // for arrays: the item (its Name is empty)
+	// References is the plural of the entity whose key the field holds
+	// ("residents"), when it refers to another record; the field's type
+	// matches that entity's key type.
+	References string
+	Fields     []*Field // for objects: the nested fields
+	Items      *Field   // for arrays: the item (its Name is empty)
 }
 
 // FieldByName returns the named field among fields, or nil.

@@ -4,17 +4,22 @@
 package datasafety
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/brianvoe/gofakeit/v7"
+	"github.com/google/uuid"
 
 	"github.com/plinth-data/plinth"
 )
@@ -22,58 +27,230 @@ import (
 // Generator makes dummy records for any entity, driven by its spec. Values
 // are chosen by format first (e-mail addresses only at the reserved
 // example.org, example.com and example.net domains, Ofcom drama phone
-// numbers, NHS numbers in the 999 test range), then by the field's name
+// numbers, NHS numbers in the 999 test range, NI numbers with a prefix kept
+// for administrative use and never issued), then by the field's name
 // (names, titles, addresses, dates of birth …), then by its type and
-// constraints. Every record passes Entity.Validate for a create.
+// constraints (enum, min and max, maxLength, pattern).
 //
-// A Generator is deterministic: the same seed gives the same records for
-// the same sequence of calls. It is safe for concurrent use, though records
-// are then only deterministic per call order.
+// Record i of an entity is a function of the seed, the entity and i alone,
+// so records can be generated in any order, on any number of goroutines,
+// and a seed always gives the same data. At(e, i) is that record with its
+// key (what seed loads); Record and Records hand out records 0, 1, 2 … of
+// each entity in turn as documents for a create (a generated key left out).
+//
+// References: a field that refers to another entity's key (`references:
+// <plural>` in the spec, or by convention a field named <entity>Id of the
+// type of that entity's key, such as residentId for the entity resident)
+// holds the key of one of that entity's records 0 … Population(plural)-1
+// under the same seed. Keys are computed, not looked up: record i's key is
+// i+1 for integer keys (generated or not), "DUMMY-%06d" of i+1 for string
+// keys, and a version 4 UUID derived from the seed, the entity and i for
+// uuid keys. So when both entities are loaded with At (as plinth seed does)
+// with the same seed, and the referenced one with at least Population
+// records, every reference joins.
+//
+// A Generator is safe for concurrent use.
 type Generator struct {
+	seed uint64
 	mu   sync.Mutex
-	fake *gofakeit.Faker
-	keys map[string]int64 // next natural key number, per entity
+	next map[string]int // index of the next record Record hands out, per entity
+	pop  map[string]int // population of each referenced entity, by plural
+	cat  []*plinth.Domain
 	// orders caches the fill order of each field list (fields that depend
 	// on their siblings last), keyed by the list's first element.
-	orders map[**plinth.Field][]*plinth.Field
+	orders sync.Map // **plinth.Field -> []*plinth.Field
+	refs   sync.Map // *plinth.Field -> *plinth.Entity (nil: no reference)
 }
+
+// DefaultPopulation is the number of records of a referenced entity that
+// references point into, unless SetPopulation says otherwise.
+const DefaultPopulation = 1000
 
 // NewGenerator returns a generator seeded with seed. Every seed, zero
 // included, gives a reproducible sequence.
 func NewGenerator(seed uint64) *Generator {
-	return &Generator{
-		fake:   gofakeit.NewFaker(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15), false),
-		keys:   map[string]int64{},
-		orders: map[**plinth.Field][]*plinth.Field{},
+	return &Generator{seed: seed, next: map[string]int{}, pop: map[string]int{}}
+}
+
+// SetDomains gives the domains whose entities references may name (an
+// entity's own domain is always known).
+func (g *Generator) SetDomains(ds []*plinth.Domain) *Generator {
+	g.mu.Lock()
+	g.cat = ds
+	g.mu.Unlock()
+	return g
+}
+
+// SetPopulation says how many records of the entity with this plural
+// exist (have been or will be loaded with At under the same seed), so
+// references to it point at records 0 … n-1.
+func (g *Generator) SetPopulation(plural string, n int) *Generator {
+	g.mu.Lock()
+	g.pop[plural] = n
+	g.mu.Unlock()
+	return g
+}
+
+func (g *Generator) population(plural string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if n, ok := g.pop[plural]; ok {
+		return n
+	}
+	return DefaultPopulation
+}
+
+// gen is the state of one goroutine generating records: a random source
+// reseeded for each record.
+type gen struct {
+	*Generator
+	pcg  *rand.PCG
+	fake *gofakeit.Faker
+	cur  *plinth.Entity // the entity being generated
+	// missing names required fields no valid value was found for, with why.
+	missing []string
+}
+
+func (g *Generator) worker() *gen {
+	pcg := rand.NewPCG(0, 0)
+	return &gen{Generator: g, pcg: pcg, fake: gofakeit.NewFaker(pcg, false)}
+}
+
+// entityID names an entity across domains.
+func entityID(e *plinth.Entity) string {
+	id := e.Plural + "\x00" + e.Name
+	if e.Domain != nil {
+		id = e.Domain.Name + "\x00" + id
+	}
+	return id
+}
+
+func hash64(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
+}
+
+// mix is SplitMix64's finaliser: a bijective scramble of x.
+func mix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+// Key returns the key of record i of the entity under the generator's seed
+// (see Generator for the rule).
+func (g *Generator) Key(e *plinth.Entity, i int) any {
+	switch e.Key.Type {
+	case plinth.KeyUUID:
+		h := mix(g.seed ^ mix(hash64(entityID(e))))
+		var u uuid.UUID
+		binary.BigEndian.PutUint64(u[:8], mix(h^mix(uint64(i))))
+		binary.BigEndian.PutUint64(u[8:], mix(h+mix(uint64(i)^0x5bd1e995)))
+		u[6] = u[6]&0x0f | 0x40 // version 4
+		u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
+		return u.String()
+	case plinth.KeyInteger:
+		return int64(i) + 1
+	default:
+		return fmt.Sprintf("DUMMY-%06d", i+1)
 	}
 }
 
-// Records returns n dummy records for the entity.
+// Records returns the entity's next n dummy records as documents for a
+// create (see Record).
 func (g *Generator) Records(e *plinth.Entity, n int) []map[string]any {
-	out := make([]map[string]any, 0, max(n, 0))
-	for range n {
-		out = append(out, g.Record(e))
+	if n <= 0 {
+		return []map[string]any{}
 	}
+	id := entityID(e)
+	g.mu.Lock()
+	from := g.next[id]
+	g.next[id] += n
+	g.mu.Unlock()
+	out, _ := g.batch(e, from, n, !e.Key.Generated)
 	return out
 }
 
-// Record returns one dummy record for the entity, as a document that passes
+// Record returns the entity's next dummy record as a document that passes
 // e.Validate(doc, true): a generated key is left out, a natural key is
-// unique among the records of this generator (integer keys count up from 1,
-// string keys read "DUMMY-000001", uuid keys are random).
+// unique among the records of this generator.
 func (g *Generator) Record(e *plinth.Entity) map[string]any {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	return g.Records(e, 1)[0]
+}
+
+// At returns record i of the entity with its key (generated or not), as a
+// document that passes e.Validate(doc, false).
+func (g *Generator) At(e *plinth.Entity, i int) map[string]any {
+	return g.worker().record(e, i, true)
+}
+
+// Batch returns records from … from+n-1 of the entity with their keys (as
+// At does), generated on every core. It fails, naming the field, when a
+// required field has a constraint (such as a pattern) no generated value
+// met.
+func (g *Generator) Batch(e *plinth.Entity, from, n int) ([]map[string]any, error) {
+	return g.batch(e, from, n, true)
+}
+
+// batch generates records from … from+n-1 in parallel; each worker takes
+// chunks of consecutive indexes.
+func (g *Generator) batch(e *plinth.Entity, from, n int, withKey bool) ([]map[string]any, error) {
+	out := make([]map[string]any, max(n, 0))
+	if n <= 0 {
+		return out, nil
+	}
+	const chunk = 64
+	workers := min(runtime.GOMAXPROCS(0), (n+chunk-1)/chunk)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := g.worker()
+			for {
+				lo := int(next.Add(chunk)) - chunk
+				if lo >= n {
+					return
+				}
+				for j := lo; j < min(lo+chunk, n); j++ {
+					out[j] = w.record(e, from+j, withKey)
+				}
+				if len(w.missing) > 0 {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("dummy data for %s: %s", e.Plural, w.missing[0])
+					}
+					mu.Unlock()
+					w.missing = nil
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return out, firstErr
+}
+
+// record makes record i of e, with its key when withKey (else only a
+// natural key).
+func (g *gen) record(e *plinth.Entity, i int, withKey bool) map[string]any {
+	h := mix(g.seed ^ mix(hash64(entityID(e))))
+	g.pcg.Seed(h, mix(uint64(i)^h))
+	g.cur = e
 	rs := &recordState{}
 	var fields []*plinth.Field
 	doc := map[string]any{}
-	for i, f := range e.Fields {
+	for j, f := range e.Fields {
 		if f == nil {
 			continue
 		}
-		if i == 0 && f.Name == e.Key.Name {
-			if !e.Key.Generated {
-				if k, ok := g.naturalKey(e, f); ok {
+		if j == 0 && f.Name == e.Key.Name {
+			if withKey || !e.Key.Generated {
+				if k, err := f.Canonical(g.Key(e, i)); err == nil {
 					doc[f.Name] = k
 				}
 			}
@@ -81,7 +258,7 @@ func (g *Generator) Record(e *plinth.Entity) map[string]any {
 		}
 		fields = append(fields, f)
 	}
-	g.fillObject(fields, doc, "", true, rs)
+	g.fillObject(e, fields, doc, "", "", rs)
 	return doc
 }
 
@@ -95,71 +272,99 @@ type recordState struct {
 	first, last string
 }
 
-func (g *Generator) naturalKey(e *plinth.Entity, f *plinth.Field) (any, bool) {
-	id := e.Plural + "\x00" + e.Name
-	if e.Domain != nil {
-		id = e.Domain.Name + "\x00" + id
+// reference returns the entity a top-level field refers to, or nil.
+func (g *Generator) reference(e *plinth.Entity, f *plinth.Field) *plinth.Entity {
+	if r, ok := g.refs.Load(f); ok {
+		return r.(*plinth.Entity)
 	}
-	for range 1000 {
-		var cand any
-		switch e.Key.Type {
-		case plinth.KeyUUID:
-			cand = g.fake.UUID()
-		case plinth.KeyInteger:
-			g.keys[id]++
-			cand = g.keys[id]
-		default:
-			g.keys[id]++
-			cand = fmt.Sprintf("DUMMY-%06d", g.keys[id])
-		}
-		if v, err := f.Canonical(cand); err == nil {
-			return v, true
+	var found *plinth.Entity
+	g.mu.Lock()
+	ds := slices.Clone(g.cat)
+	g.mu.Unlock()
+	if e.Domain != nil && !slices.Contains(ds, e.Domain) {
+		ds = append(ds, e.Domain)
+	}
+	keyType := map[plinth.Type]plinth.KeyType{plinth.TypeUUID: plinth.KeyUUID, plinth.TypeInteger: plinth.KeyInteger, plinth.TypeString: plinth.KeyText}
+	for _, d := range ds {
+		for _, r := range d.Entities {
+			switch {
+			case r == nil || len(r.Fields) == 0:
+			case f.References != "":
+				if r.Plural == f.References {
+					found = r
+				}
+			case r != e && f.Name == r.Name+"Id" && keyType[f.Type] == r.Key.Type &&
+				f.Format == "" && f.Pattern == nil && len(f.Enum) == 0 && f.Min == nil && f.Max == nil:
+				found = r
+			}
 		}
 	}
-	return nil, false
+	g.refs.Store(f, found)
+	return found
 }
 
 // fillObject sets a value for each field in doc. Fields that depend on
 // others (an end date on its start date, an e-mail address on the name, a
-// contact value on its type) are generated after them.
-// parent names the enclosing field (for array items, the array); top is
-// true for the record's own fields.
-func (g *Generator) fillObject(fields []*plinth.Field, doc map[string]any, parent string, top bool, rs *recordState) {
-	for _, f := range g.fillOrder(fields) {
+// contact value on its type) are generated after them. owner (the entity
+// or the object field) keys the cached fill order; path is the dotted path
+// of the enclosing field ("" at the top), parent its name (for array items,
+// the array's).
+func (g *gen) fillObject(owner any, fields []*plinth.Field, doc map[string]any, path, parent string, rs *recordState) {
+	for _, f := range g.fillOrder(owner, fields) {
 		if f == nil || f.Name == "" {
 			continue
 		}
 		if !f.Required && g.fake.Float64() >= presence(f) {
 			continue
 		}
-		sc := scope{name: f.Name, parent: parent, siblings: doc, rec: rs}
-		if v, ok := g.value(f, sc); ok {
-			doc[f.Name] = v
-			if top {
-				if s, ok := v.(string); ok {
-					switch nameKind(strings.ToLower(f.Name)) {
-					case kindFirstName:
-						rs.first = s
-					case kindLastName:
-						rs.last = s
-					}
+		sc := scope{name: f.Name, path: path + f.Name, parent: parent, siblings: doc, rec: rs}
+		v, ok := g.value(f, sc)
+		if !ok {
+			if f.Required {
+				g.fail(f, sc.path)
+			}
+			continue
+		}
+		doc[f.Name] = v
+		if path == "" {
+			if s, ok := v.(string); ok {
+				switch kindOf(f.Name) {
+				case kindFirstName:
+					rs.first = s
+				case kindLastName:
+					rs.last = s
 				}
 			}
 		}
 	}
 }
 
+// fail records that no valid value was found for a required field.
+func (g *gen) fail(f *plinth.Field, path string) {
+	if len(g.missing) > 0 {
+		return
+	}
+	why := "its constraints"
+	switch {
+	case f.Pattern != nil:
+		why = fmt.Sprintf("its pattern %s", f.Pattern)
+	case f.Type == plinth.TypeArray || f.Type == plinth.TypeObject:
+		why = "its items or fields"
+	}
+	g.missing = append(g.missing, fmt.Sprintf("no generated value for the required field %q met %s; loosen the constraint or give the field a format", path, why))
+}
+
 // fillOrder returns fields with those that depend on their siblings last.
-func (g *Generator) fillOrder(fields []*plinth.Field) []*plinth.Field {
+func (g *gen) fillOrder(owner any, fields []*plinth.Field) []*plinth.Field {
 	if len(fields) == 0 {
 		return nil
 	}
-	if order, ok := g.orders[&fields[0]]; ok {
-		return order
+	if order, ok := g.orders.Load(owner); ok {
+		return order.([]*plinth.Field)
 	}
 	order := slices.Clone(fields)
 	slices.SortStableFunc(order, func(a, b *plinth.Field) int { return dependent(a) - dependent(b) })
-	g.orders[&fields[0]] = order
+	g.orders.Store(owner, order)
 	return order
 }
 
@@ -167,7 +372,7 @@ func dependent(f *plinth.Field) int {
 	if f == nil {
 		return 0
 	}
-	n := strings.ToLower(f.Name)
+	n := lower(f.Name)
 	switch {
 	case isDeathDate(n), isEndDate(n), strings.Contains(n, "email"), n == "value":
 		return 1
@@ -177,7 +382,7 @@ func dependent(f *plinth.Field) int {
 
 // presence is the chance an optional field is present.
 func presence(f *plinth.Field) float64 {
-	n := strings.ToLower(f.Name)
+	n := lower(f.Name)
 	switch {
 	case f.Type == plinth.TypeDate || f.Type == plinth.TypeDateTime:
 		if isDeathDate(n) {
@@ -195,6 +400,7 @@ func presence(f *plinth.Field) float64 {
 // for its siblings.
 type scope struct {
 	name     string
+	path     string // the dotted path, for messages
 	parent   string
 	siblings map[string]any
 	rec      *recordState
@@ -207,29 +413,37 @@ const attempts = 120
 
 // value generates a canonical value for f, or reports false when it found
 // none (a constraint it cannot satisfy, or a broken field).
-func (g *Generator) value(f *plinth.Field, sc scope) (any, bool) {
+func (g *gen) value(f *plinth.Field, sc scope) (any, bool) {
 	switch f.Type {
 	case plinth.TypeObject:
 		m := map[string]any{}
-		g.fillObject(f.Fields, m, sc.name, false, sc.rec)
+		g.fillObject(f, f.Fields, m, sc.path+".", sc.name, sc.rec)
 		return m, true
 	case plinth.TypeArray:
 		if f.Items == nil {
 			return nil, false
 		}
 		lo, hi := 0, 3
-		if f.Items.Type == plinth.TypeObject && strings.Contains(strings.ToLower(f.Name), "address") {
+		if f.Items.Type == plinth.TypeObject && strings.Contains(lower(f.Name), "address") {
 			lo, hi = 1, 2
 		}
 		n := lo + g.fake.IntN(hi-lo+1)
 		items := make([]any, 0, n)
 		for range n {
-			isc := scope{name: f.Name, parent: sc.parent, rec: sc.rec}
+			isc := scope{name: f.Name, path: sc.path, parent: sc.parent, rec: sc.rec}
 			if v, ok := g.value(f.Items, isc); ok {
 				items = append(items, v)
 			}
 		}
 		return items, true
+	}
+	if r := g.reference(g.cur, f); r != nil && len(r.Fields) > 0 {
+		// A reference: the key of one of the referenced entity's records.
+		if v, err := f.Canonical(g.Key(r, g.fake.IntN(max(g.population(r.Plural), 1)))); err == nil {
+			return v, true
+		}
+	}
+	switch f.Type {
 	case plinth.TypeInteger:
 		return g.integer(f, sc)
 	case plinth.TypeNumber:
@@ -253,7 +467,7 @@ func (g *Generator) value(f *plinth.Field, sc scope) (any, bool) {
 // then by name, then generic text, alternating with strings generated from
 // the pattern when there is one. Every candidate is checked against the
 // field, so a value is only returned when it is valid.
-func (g *Generator) str(f *plinth.Field, sc scope) (any, bool) {
+func (g *gen) str(f *plinth.Field, sc scope) (any, bool) {
 	if len(f.Enum) > 0 {
 		var ok []string
 		for _, v := range f.Enum {
@@ -282,6 +496,14 @@ func (g *Generator) str(f *plinth.Field, sc scope) (any, bool) {
 				cand = truncate(cand, *f.MaxLength)
 			}
 		}
+		if f.Pattern == nil {
+			// The generators make canonical values of their format (the
+			// tests validate every kind), so only the length needs a check.
+			if f.MaxLength == nil || utf8.RuneCountInString(cand) <= *f.MaxLength {
+				return cand, true
+			}
+			continue
+		}
 		if v, err := f.Canonical(cand); err == nil {
 			return v, true
 		}
@@ -299,7 +521,7 @@ func truncate(s string, n int) string {
 
 // pickEnum picks an enum value, keeping a contact's sub-type in line with
 // its type.
-func (g *Generator) pickEnum(values []string, sc scope) string {
+func (g *gen) pickEnum(values []string, sc scope) string {
 	if t, ok := sc.siblings["type"].(string); ok && strings.EqualFold(sc.name, "subType") {
 		var fit []string
 		for _, v := range values {
@@ -316,7 +538,7 @@ func (g *Generator) pickEnum(values []string, sc scope) string {
 }
 
 // text proposes a string for f: by format, then name, then generic.
-func (g *Generator) text(f *plinth.Field, sc scope) string {
+func (g *gen) text(f *plinth.Field, sc scope) string {
 	switch f.Format {
 	case plinth.FormatEmail:
 		return g.email(sc.rec, sc.try)
@@ -331,7 +553,7 @@ func (g *Generator) text(f *plinth.Field, sc scope) string {
 	case plinth.FormatUPRN:
 		return g.uprn()
 	}
-	n := strings.ToLower(sc.name)
+	n := lower(sc.name)
 	if n == "value" {
 		if t, ok := sc.siblings["type"].(string); ok {
 			switch strings.ToLower(t) {
@@ -344,7 +566,7 @@ func (g *Generator) text(f *plinth.Field, sc scope) string {
 			}
 		}
 	}
-	switch nameKind(n) {
+	switch kindOf(sc.name) {
 	case kindTitle:
 		return g.pick(titles)
 	case kindFirstName:
@@ -407,7 +629,7 @@ func (g *Generator) text(f *plinth.Field, sc scope) string {
 	case kindColour:
 		return g.fake.Color()
 	case kindType:
-		if strings.Contains(strings.ToLower(sc.parent), "phone") {
+		if strings.Contains(lower(sc.parent), "phone") {
 			return g.pick(phoneTypes)
 		}
 	}
@@ -453,6 +675,31 @@ const (
 	kindColour
 	kindType
 )
+
+// names caches lower-cased field names and their kinds: field names are
+// few, values many.
+var names sync.Map // string -> nameInfo
+
+type nameInfo struct {
+	lower string
+	kind  kind
+}
+
+func info(name string) nameInfo {
+	if v, ok := names.Load(name); ok {
+		return v.(nameInfo)
+	}
+	l := strings.ToLower(name)
+	ni := nameInfo{lower: l, kind: nameKind(l)}
+	names.Store(name, ni)
+	return ni
+}
+
+// lower is strings.ToLower of a field name, cached.
+func lower(name string) string { return info(name).lower }
+
+// kindOf is nameKind of a field name, cached.
+func kindOf(name string) kind { return info(name).kind }
 
 // nameKind guesses what a string field holds from its lower-cased name.
 func nameKind(n string) kind {
@@ -529,7 +776,7 @@ func nameKind(n string) kind {
 	return kindNone
 }
 
-func (g *Generator) pick(list []string) string { return list[g.fake.IntN(len(list))] }
+func (g *gen) pick(list []string) string { return list[g.fake.IntN(len(list))] }
 
 // A share of names are non-ASCII or have apostrophes and spaces, so demos
 // exercise Unicode, folding and escaping.
@@ -550,14 +797,14 @@ var (
 	emailDomains      = []string{"example.org", "example.com", "example.net"}
 )
 
-func (g *Generator) firstName() string {
+func (g *gen) firstName() string {
 	if g.fake.Float64() < 0.2 {
 		return g.pick(unicodeFirstNames)
 	}
 	return g.fake.FirstName()
 }
 
-func (g *Generator) lastName() string {
+func (g *gen) lastName() string {
 	if g.fake.Float64() < 0.2 {
 		return g.pick(unicodeLastNames)
 	}
@@ -567,7 +814,7 @@ func (g *Generator) lastName() string {
 // email makes an address at a reserved example domain (RFC 2606), from the
 // record's name when it has one. Later tries (when a maxLength or pattern
 // refused the first) use shorter forms.
-func (g *Generator) email(rs *recordState, try int) string {
+func (g *gen) email(rs *recordState, try int) string {
 	first, last := "", ""
 	if rs != nil && try < 10 {
 		first, last = asciiWord(rs.first), asciiWord(rs.last)
@@ -591,7 +838,7 @@ func (g *Generator) email(rs *recordState, try int) string {
 }
 
 // staffEmail names a member of staff, as in "addedBy".
-func (g *Generator) staffEmail() string {
+func (g *gen) staffEmail() string {
 	return asciiWord(g.fake.FirstName()) + "." + asciiWord(g.fake.LastName()) + "@" + g.pick(emailDomains)
 }
 
@@ -600,6 +847,26 @@ var asciiFor = strings.NewReplacer("ł", "l", "ø", "o", "đ", "d", "ß", "ss", 
 // asciiWord folds a name to lower-case ASCII letters and digits, for the
 // local part of an e-mail address.
 func asciiWord(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		b := make([]byte, 0, len(s))
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') {
+				b = append(b, c)
+			}
+		}
+		return string(b)
+	}
 	s = asciiFor.Replace(plinth.Fold(s))
 	var b strings.Builder
 	for _, r := range s {
@@ -614,7 +881,7 @@ func asciiWord(s string) string {
 // prefix takes three more random digits.
 var dramaPhones = []string{"020 7946 0", "0113 496 0", "0121 496 0", "0161 496 0", "0117 496 0", "0131 496 0", "01632 960", "07700 900", "07700 900", "07700 900"}
 
-func (g *Generator) phone() string {
+func (g *gen) phone() string {
 	p := g.pick(dramaPhones) + fmt.Sprintf("%03d", g.fake.IntN(1000))
 	if g.fake.Float64() < 0.1 {
 		// International form: +44 and the number without its leading 0.
@@ -629,7 +896,7 @@ var (
 )
 
 // postcode makes a well-formed postcode, such as "E8 1DY".
-func (g *Generator) postcode() string {
+func (g *gen) postcode() string {
 	area := g.pick(postcodeAreas)
 	district := strconv.Itoa(1 + g.fake.IntN(20))
 	unit := string(postcodeLetters[g.fake.IntN(len(postcodeLetters))]) + string(postcodeLetters[g.fake.IntN(len(postcodeLetters))])
@@ -638,7 +905,7 @@ func (g *Generator) postcode() string {
 
 // nhsNumber makes a number in the 999 range, which the NHS reserves for
 // testing, with a valid check digit.
-func (g *Generator) nhsNumber() string {
+func (g *gen) nhsNumber() string {
 	for {
 		first9 := "999" + fmt.Sprintf("%06d", g.fake.IntN(1000000))
 		if c, ok := plinth.NHSCheckDigit(first9); ok {
@@ -647,21 +914,23 @@ func (g *Generator) nhsNumber() string {
 	}
 }
 
-// niPrefixes are National Insurance prefixes of a valid form.
-var niPrefixes = []string{"AB", "AE", "CE", "EH", "GY", "HR", "JA", "JG", "KC", "LP", "MW", "NE", "OA", "PR", "RW", "SC", "TB", "WK", "YH", "ZA"}
+// niPrefixes are National Insurance prefixes HMRC keeps for administrative
+// use and never issues to a person (OO and FY, also administrative, are not
+// of a valid form).
+var niPrefixes = []string{"CR", "MW", "NC", "PP", "PY", "PZ"}
 
-func (g *Generator) niNumber() string {
+func (g *gen) niNumber() string {
 	return g.pick(niPrefixes) + fmt.Sprintf("%06d", g.fake.IntN(1000000)) + string("ABCD"[g.fake.IntN(4)])
 }
 
 // uprn makes a 12-digit Unique Property Reference Number.
-func (g *Generator) uprn() string {
+func (g *gen) uprn() string {
 	return "1000" + fmt.Sprintf("%08d", g.fake.IntN(100000000))
 }
 
 // addressLine1 makes a first address line that says it is dummy, such as
 // "12 Dummy Street", so nobody mistakes it for a real address.
-func (g *Generator) addressLine1() string {
+func (g *gen) addressLine1() string {
 	street := "Dummy " + g.pick(streetKinds)
 	if g.fake.Float64() < 0.3 {
 		street = "Dummy " + g.pick(streetNames) + " " + g.pick(streetKinds)
@@ -672,8 +941,8 @@ func (g *Generator) addressLine1() string {
 	return fmt.Sprintf("%d %s", 1+g.fake.IntN(200), street)
 }
 
-func (g *Generator) boolean(sc scope) bool {
-	n := strings.ToLower(sc.name)
+func (g *gen) boolean(sc scope) bool {
+	n := lower(sc.name)
 	switch {
 	case strings.Contains(n, "restricted"), strings.Contains(n, "deceased"), strings.Contains(n, "sensitive"):
 		return g.fake.Float64() < 0.1
@@ -697,14 +966,14 @@ func isEndDate(n string) bool {
 
 func day(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0, 0, 0, time.UTC) }
 
-// date makes a date: 1930–2020 for a date of birth, after it for a date of
+// date makes a date: 1920–2020 for a date of birth, after it for a date of
 // death, after the start for an end date, recent otherwise.
-func (g *Generator) date(f *plinth.Field, sc scope) string {
-	n := strings.ToLower(sc.name)
+func (g *gen) date(f *plinth.Field, sc scope) string {
+	n := lower(sc.name)
 	lo, hi := day(1990, 1, 1), refDate
 	switch {
 	case isBirthDate(n):
-		lo, hi = day(1930, 1, 1), day(2020, 12, 31)
+		lo, hi = day(1920, 1, 1), day(2020, 12, 31)
 	case isDeathDate(n):
 		lo = day(1950, 1, 1)
 		if t, ok := g.siblingDate(sc, isBirthDate); ok {
@@ -726,14 +995,14 @@ func (g *Generator) date(f *plinth.Field, sc scope) string {
 	return g.timeBetween(lo, hi).Format(time.DateOnly)
 }
 
-func (g *Generator) siblingDate(sc scope, match func(string) bool) (time.Time, bool) {
+func (g *gen) siblingDate(sc scope, match func(string) bool) (time.Time, bool) {
 	keys := make([]string, 0, len(sc.siblings))
 	for k := range sc.siblings {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		if !match(strings.ToLower(k)) {
+		if !match(lower(k)) {
 			continue
 		}
 		if s, ok := sc.siblings[k].(string); ok {
@@ -746,7 +1015,7 @@ func (g *Generator) siblingDate(sc scope, match func(string) bool) (time.Time, b
 }
 
 // timeBetween returns a time in [lo, hi], to the second.
-func (g *Generator) timeBetween(lo, hi time.Time) time.Time {
+func (g *gen) timeBetween(lo, hi time.Time) time.Time {
 	span := int64(hi.Sub(lo) / time.Second)
 	if span <= 0 {
 		return lo
@@ -755,7 +1024,7 @@ func (g *Generator) timeBetween(lo, hi time.Time) time.Time {
 }
 
 // between returns an integer in [lo, hi].
-func (g *Generator) between(lo, hi int64) int64 {
+func (g *gen) between(lo, hi int64) int64 {
 	if hi <= lo {
 		return lo
 	}
@@ -791,7 +1060,7 @@ func numberRange(n string) (lo, hi float64, ok bool) {
 // and a default of [lo, lo+width].
 func bounds(f *plinth.Field, name string, defLo, defHi float64) (float64, float64) {
 	lo, hi := defLo, defHi
-	if l, h, ok := numberRange(strings.ToLower(name)); ok {
+	if l, h, ok := numberRange(lower(name)); ok {
 		lo, hi = l, h
 	}
 	if f.Format == plinth.FormatUPRN {
@@ -824,7 +1093,7 @@ func bounds(f *plinth.Field, name string, defLo, defHi float64) (float64, float6
 	return lo, hi
 }
 
-func (g *Generator) integer(f *plinth.Field, sc scope) (any, bool) {
+func (g *gen) integer(f *plinth.Field, sc scope) (any, bool) {
 	lo, hi := bounds(f, sc.name, 1, 10000)
 	ilo, ihi := math.Ceil(lo), math.Floor(hi)
 	if ilo > ihi {
@@ -838,7 +1107,7 @@ func (g *Generator) integer(f *plinth.Field, sc scope) (any, bool) {
 	return nil, false
 }
 
-func (g *Generator) number(f *plinth.Field, sc scope) (any, bool) {
+func (g *gen) number(f *plinth.Field, sc scope) (any, bool) {
 	lo, hi := bounds(f, sc.name, 0, 1000)
 	for i := range attempts {
 		x := lo + g.fake.Float64()*(hi-lo)

@@ -110,8 +110,8 @@ func TestShippedEntitiesValidate(t *testing.T) {
 							t.Errorf("date of death %s is not after date of birth %s", dod, dob)
 						}
 					}
-					if dob < "1930-01-01" || dob > "2020-12-31" {
-						t.Errorf("date of birth %s outside 1930–2020", dob)
+					if dob < "1920-01-01" || dob > "2020-12-31" {
+						t.Errorf("date of birth %s outside 1920–2020", dob)
 					}
 				}
 				for _, a := range sliceOf(out["addresses"]) {

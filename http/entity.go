@@ -107,6 +107,8 @@ func (h *entityHandler) update(w http.ResponseWriter, r *http.Request) {
 	}
 	keyName := h.e.Key.Name
 	res, err := h.s.writer.Update(r.Context(), h.e, id, version, func(cur plinth.Record) (map[string]any, error) {
+		// A store error may echo the record's stored values too.
+		infoFrom(r.Context()).noteBody(cur.Data)
 		if v, ok := patch[keyName]; ok {
 			if kv, err := h.e.KeyField().Canonical(v); err != nil || kv != cur.Data[keyName] {
 				return nil, &plinth.ValidationError{Errors: []plinth.FieldError{{Field: keyName, Detail: "is the record's key and cannot be changed"}}}
@@ -258,6 +260,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, types ...strin
 		writeProblem(w, r, http.StatusBadRequest, "The body is not valid JSON: "+err.Error()+".")
 		return nil, false
 	}
+	infoFrom(r.Context()).noteBody(doc)
 	return doc, true
 }
 

@@ -3,14 +3,19 @@ package http
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"regexp"
 	"runtime/debug"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/plinth-data/plinth"
 )
 
 // CorrelationHeader carries the id that ties a request to its logs, audit
@@ -49,6 +54,49 @@ func withCorrelation(next http.Handler) http.Handler {
 type requestInfo struct {
 	route   string
 	mayRead bool
+	// secrets are the values of the request's body, which may be personal
+	// data, masked in its log lines.
+	mu      sync.Mutex
+	secrets plinth.Secrets
+}
+
+// noteBody notes the values of a decoded request body, so its log lines
+// mask them.
+func (i *requestInfo) noteBody(doc map[string]any) {
+	i.mu.Lock()
+	i.secrets.AddDocument(doc)
+	i.mu.Unlock()
+}
+
+// requestSecrets are the values a log line about r masks: those of its
+// body, its query parameters (filter values) and the ids in its path (the
+// route template is what is logged, never the path).
+func requestSecrets(r *http.Request) []string {
+	info := infoFrom(r.Context())
+	var s plinth.Secrets
+	for _, vs := range r.URL.Query() {
+		s.Add(vs...)
+	}
+	if rc := chi.RouteContext(r.Context()); rc != nil {
+		for i, k := range rc.URLParams.Keys {
+			if k == "id" && i < len(rc.URLParams.Values) {
+				s.Add(rc.URLParams.Values[i])
+			}
+		}
+	}
+	// Unmatched or not yet routed: any segment after /api/v1/{plural}/.
+	if segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/"); len(segs) > 3 {
+		for _, seg := range segs[3:] {
+			if u, err := url.PathUnescape(seg); err == nil {
+				seg = u
+			}
+			s.Add(seg)
+		}
+	}
+	info.mu.Lock()
+	s.Add(info.secrets.Values()...)
+	info.mu.Unlock()
+	return s.Values()
 }
 
 type requestInfoKey struct{}

@@ -72,8 +72,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
+// log returns the logger for lines about r: they carry its correlation id
+// and mask the values that came with it (body, query, path ids) as well as
+// anything that looks like personal data in error text (see
+// plinth.MaskLogs).
 func (s *Server) log(r *http.Request) *slog.Logger {
-	return s.logger.With("correlationId", CorrelationID(r.Context()))
+	return slog.New(plinth.MaskLogs(s.logger.Handler(), func() []string { return requestSecrets(r) })).
+		With("correlationId", CorrelationID(r.Context()))
 }
 
 // StatusClientClosedRequest is the status recorded (in metrics, logs and

@@ -147,6 +147,9 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 	if s.logger == nil {
 		s.logger = slog.Default()
 	}
+	// Personal data never reaches the logs: every line is masked (see
+	// Server.log for the values of the request at hand).
+	s.logger = slog.New(plinth.MaskLogs(s.logger.Handler(), nil))
 	if s.reg == nil {
 		s.reg = prometheus.NewRegistry()
 	}

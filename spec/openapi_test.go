@@ -501,7 +501,7 @@ func TestOpenAPIRecordsConform(t *testing.T) {
 			"preferredMethodOfContact":"email","uprn":"100023336956",
 			"phoneNumbers":[{"number":"020 7946 0000","type":"home"}],
 			"addresses":[{"addressLine1":"1 Hill Street","postCode":"e81dy","uprn":"10008","isContactAddress":true,"startDate":"2020-01-01"}]}`,
-		"contacts": `{"residentId":"3f2b8c1e-7d4a-4f0e-9b1a-2c6d8e0f1a2b","firstName":"Ann","lastName":"Lee",
+		"contacts": `{"residentId":1042,"firstName":"Ann","lastName":"Lee",
 			"contactInformation":[{"type":"email","value":"ann@example.org","isDefault":true,"dateAdded":"2024-05-01T10:30:00+01:00"}]}`,
 		"benefit-claims": `{"reference":"BC-1","code":"HBX12","amount":12.5,"weeks":4,"submittedAt":"2024-05-01T09:30:00Z",
 			"propertyUprn":42,"claimant":{"fullName":"Ann Lee","niNumber":"ab 12 34 56 c"},"tags":["urgent"]}`,

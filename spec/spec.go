@@ -71,6 +71,7 @@ func LoadFS(fsys fs.FS, dir string) ([]*plinth.Domain, error) {
 		return nil, fmt.Errorf("no domain specs (*.yaml) found in %s", dir)
 	}
 	problems = append(problems, checkUnique(domains)...)
+	problems = append(problems, checkReferences(domains)...)
 	if len(problems) > 0 {
 		return nil, &Error{Problems: problems}
 	}
@@ -92,6 +93,51 @@ func checkUnique(domains []*plinth.Domain) []string {
 				problems = append(problems, fmt.Sprintf("%s: entity %q: path %s is also used in %s", d.File, e.Name, plinth.EntityCollection(e.Plural), prev))
 			}
 			pluralFile[e.Plural] = d.File
+		}
+	}
+	return problems
+}
+
+// checkReferences reports fields whose references name no entity, or one
+// whose key is of another type.
+func checkReferences(domains []*plinth.Domain) []string {
+	byPlural := map[string]*plinth.Entity{}
+	for _, d := range domains {
+		for _, e := range d.Entities {
+			byPlural[e.Plural] = e
+		}
+	}
+	keyType := map[plinth.KeyType]plinth.Type{plinth.KeyUUID: plinth.TypeUUID, plinth.KeyInteger: plinth.TypeInteger, plinth.KeyText: plinth.TypeString}
+	var problems []string
+	var walk func(d *plinth.Domain, e *plinth.Entity, prefix string, fields []*plinth.Field)
+	check := func(d *plinth.Domain, e *plinth.Entity, path string, f *plinth.Field) {
+		if f == nil || f.References == "" {
+			return
+		}
+		r := byPlural[f.References]
+		switch {
+		case r == nil:
+			problems = append(problems, fmt.Sprintf("%s: entity %q: field %q: references %q names no entity (use the plural of one)", d.File, e.Name, path, f.References))
+		case keyType[r.Key.Type] != f.Type:
+			problems = append(problems, fmt.Sprintf("%s: entity %q: field %q: references %s, whose key %s is of type %s; give the field type %s", d.File, e.Name, path, r.Plural, r.Key.Name, r.Key.Type, keyType[r.Key.Type]))
+		}
+	}
+	walk = func(d *plinth.Domain, e *plinth.Entity, prefix string, fields []*plinth.Field) {
+		for _, f := range fields {
+			if f == nil {
+				continue
+			}
+			check(d, e, prefix+f.Name, f)
+			walk(d, e, prefix+f.Name+".", f.Fields)
+			if f.Items != nil {
+				check(d, e, prefix+f.Name, f.Items)
+				walk(d, e, prefix+f.Name+".", f.Items.Fields)
+			}
+		}
+	}
+	for _, d := range domains {
+		for _, e := range d.Entities {
+			walk(d, e, "", e.Fields)
 		}
 	}
 	return problems
@@ -426,7 +472,7 @@ func (l *loader) key(n *yaml.Node, what string) *plinth.Field {
 	return f
 }
 
-var fieldKeys = []string{"description", "required", "maxLength", "enum", "pattern", "min", "max", "format", "pii", "fields", "items"}
+var fieldKeys = []string{"description", "required", "maxLength", "enum", "pattern", "min", "max", "format", "pii", "fields", "items", "references"}
 
 // field reads one field. prefix is the dotted path of the enclosing field;
 // inherited is the PII class nested fields take when they set none.
@@ -483,6 +529,14 @@ func (l *loader) field(n *yaml.Node, prefix string, inherited plinth.PII, named 
 		l.errorf(n, "%s: pii is required (none, personal or special)", what)
 	}
 	l.constraints(m, f, what)
+	if r := m["references"]; r != nil {
+		f.References = l.str(r, what+": references")
+		switch f.Type {
+		case plinth.TypeUUID, plinth.TypeInteger, plinth.TypeString:
+		default:
+			l.errorf(r, "%s: references applies only to uuid, integer or string fields (the type of the referenced key)", what)
+		}
+	}
 	// inner is the dotted path prefix of nested fields; array items have
 	// no name of their own, so their fields sit under the array's name.
 	inner := prefix

@@ -441,7 +441,7 @@ var brokenSpecs = []struct {
   type: string
   pii: none
   length: 10
-`), []string{at(18, `field "label": unknown key "length" (known keys: description, enum, fields, format, items, max, maxLength, min, name, pattern, pii, required, type)`)}},
+`), []string{at(18, `field "label": unknown key "length" (known keys: description, enum, fields, format, items, max, maxLength, min, name, pattern, pii, references, required, type)`)}},
 	{"repeated field key", withFields(`
 - name: label
   type: string
@@ -717,7 +717,7 @@ var brokenSpecs = []struct {
   type: array
   pii: none
   items: {name: tag, type: string}
-`), []string{at(18, `field "tags": items: unknown key "name" (known keys: description, enum, fields, format, items, max, maxLength, min, pattern, pii, required, type)`)}},
+`), []string{at(18, `field "tags": items: unknown key "name" (known keys: description, enum, fields, format, items, max, maxLength, min, pattern, pii, references, required, type)`)}},
 	{"items a string", withFields(`
 - name: tags
   type: array
@@ -1188,4 +1188,65 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("error %v is not a spec.Error with problems", err)
 		}
 	})
+}
+
+// TestReferences checks references name an entity by its plural, in any
+// domain, and match the type of its key.
+func TestReferences(t *testing.T) {
+	other := `domain: people
+description: People.
+owner: {serviceArea: Testing, productOwner: p@example.org, cloudAccount: test}
+sourceSystem: Test
+entities:
+  - name: person
+    plural: people
+    key: {name: personId, type: integer, generated: true, pii: personal}
+    fields:
+      - {name: label, type: string, pii: none}
+`
+	ref := func(typ, plural string) string {
+		return `domain: notes
+description: Notes.
+owner: {serviceArea: Testing, productOwner: p@example.org, cloudAccount: test}
+sourceSystem: Test
+entities:
+  - name: note
+    plural: notes
+    key: {name: id, type: uuid, generated: true, pii: none}
+    fields:
+      - {name: personId, type: ` + typ + `, references: ` + plural + `, pii: personal}
+`
+	}
+	load := func(notes string) error {
+		_, err := spec.LoadFS(fstest.MapFS{"a.yaml": {Data: []byte(other)}, "b.yaml": {Data: []byte(notes)}}, ".")
+		return err
+	}
+	ds, err := spec.LoadFS(fstest.MapFS{"a.yaml": {Data: []byte(other)}, "b.yaml": {Data: []byte(ref("integer", "people"))}}, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ds[1].Entities[0].Field("personId").References; got != "people" {
+		t.Errorf("References = %q", got)
+	}
+	for _, tc := range []struct{ notes, want string }{
+		{ref("integer", "persons"), `references "persons" names no entity`},
+		{ref("uuid", "people"), `references people, whose key personId is of type integer; give the field type integer`},
+		{ref("date", "people"), `references applies only to uuid, integer or string fields`},
+	} {
+		if err := load(tc.notes); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("error %v, want %q", err, tc.want)
+		}
+	}
+	// The shipped contacts refer to residents.
+	shipped, err := spec.LoadFS(domains.FS, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range shipped {
+		for _, e := range d.Entities {
+			if e.Plural == "contacts" && e.Field("residentId").References != "residents" {
+				t.Error("contacts.residentId does not reference residents")
+			}
+		}
+	}
 }

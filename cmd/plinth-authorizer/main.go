@@ -50,7 +50,7 @@ import (
 )
 
 func main() {
-	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
+	slog.SetDefault(slog.New(plinth.MaskLogs(slog.NewJSONHandler(os.Stderr, nil), nil)))
 	h, err := setup(context.Background())
 	if err != nil {
 		slog.Error("plinth-authorizer: cannot start", "error", err.Error())
@@ -65,7 +65,7 @@ func setup(ctx context.Context) (*lambda.Authorizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(cfg.LogLevel)})))
+	slog.SetDefault(slog.New(plinth.MaskLogs(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(cfg.LogLevel)}), nil)))
 	ds, err := cfg.LoadDomains()
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -48,10 +49,21 @@ func rootCommand() *cobra.Command {
 	return root
 }
 
+// newLogger logs JSON lines to stderr, masked so that no personal data
+// reaches them (plinth.MaskLogs): every command's logger, the background
+// workers' and net/http's error log are made from it.
 func newLogger(level string) *slog.Logger {
+	l := newLoggerTo(os.Stderr, level)
+	// Libraries that log through slog's or the log package's default
+	// logger are masked too.
+	slog.SetDefault(l)
+	return l
+}
+
+func newLoggerTo(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+	return slog.New(plinth.MaskLogs(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}), nil))
 }
 
 // configuredDomains loads the domains the configuration names (flag,

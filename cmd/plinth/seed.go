@@ -34,10 +34,16 @@ func seedCommand() *cobra.Command {
 		Short: "Load dummy records into the store (development only)",
 		Long: `Generate clearly dummy records from the domain specs and bulk-load them:
 names from a fake-data library, e-mail addresses at example.org, NHS numbers
-in the 999 test range, phone numbers from Ofcom's drama ranges and an address
-line that says "Dummy". Refused outside development, and refused into a
-store holding real or obfuscated data (see plinth store info). Records in
-the store that it holds dummy data from this seed, before writing.`,
+in the 999 test range, NI numbers with prefixes never issued, phone numbers
+from Ofcom's drama ranges and an address line that says "Dummy". Every type,
+format and constraint of any spec is honoured. The same --seed gives the same
+records; references between entities (a field with "references: <plural>",
+or named <entity>Id of that entity's key type) point at records this seeds,
+so seeding every entity with one seed gives data that joins. An entity that
+already has records gets the next ones. Refused outside development, and
+refused into a store holding real or obfuscated data (see plinth store
+info). Records in the store that it holds dummy data from this seed, before
+writing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cmd)
@@ -69,17 +75,7 @@ the store that it holds dummy data from this seed, before writing.`,
 			if err := recordSeed(cmd.Context(), st, ds, detail); err != nil {
 				return err
 			}
-			for _, d := range ds {
-				for _, e := range d.Entities {
-					if plural != "" && e.Plural != plural {
-						continue
-					}
-					if err := seedEntity(cmd.Context(), st, e, n, seed, logger); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
+			return seedDomains(cmd.Context(), st, ds, plural, n, seed, logger)
 		},
 	}
 	addConfigFlags(cmd, with(storeFlags, "env", "log-level")...)
@@ -142,12 +138,44 @@ func seedIfEmpty(ctx context.Context, st plinth.Store, ds []*plinth.Domain, n in
 		}
 	}
 	logger.Info("the store is empty; loading dummy demo data", "recordsPerEntity", n)
-	if err := recordSeed(ctx, st, ds, "demo data: seed 1+100i+j for entity j of domain i, counted from 0"); err != nil {
+	if err := recordSeed(ctx, st, ds, "demo data: seed 1"); err != nil {
 		return err
 	}
-	for i, d := range ds {
-		for j, e := range d.Entities {
-			if err := seedEntity(ctx, st, e, n, uint64(1+i*100+j), logger); err != nil {
+	return seedDomains(ctx, st, ds, "", n, 1, logger)
+}
+
+// seedDomains loads n dummy records into every entity (or only the one
+// with the plural only), all from one seed so that references join: record
+// i of an entity always has the same key under a seed (see
+// datasafety.Generator), a reference points at one of the records the
+// referenced entity holds after this run, and an entity that already has
+// records gets the next ones after them.
+func seedDomains(ctx context.Context, st plinth.Store, ds []*plinth.Domain, only string, n int, seed uint64, logger *slog.Logger) error {
+	g := datasafety.NewGenerator(seed).SetDomains(ds)
+	have := map[*plinth.Entity]int{}
+	for _, d := range ds {
+		for _, e := range d.Entities {
+			c, err := st.Count(ctx, e)
+			if err != nil {
+				return err
+			}
+			have[e] = int(c)
+			pop := int(c)
+			if only == "" || e.Plural == only {
+				pop += n
+			}
+			if pop == 0 {
+				pop = n
+			}
+			g.SetPopulation(e.Plural, pop)
+		}
+	}
+	for _, d := range ds {
+		for _, e := range d.Entities {
+			if only != "" && e.Plural != only {
+				continue
+			}
+			if err := seedEntity(ctx, st, g, e, have[e], n, logger); err != nil {
 				return err
 			}
 		}
@@ -155,24 +183,23 @@ func seedIfEmpty(ctx context.Context, st plinth.Store, ds []*plinth.Domain, n in
 	return nil
 }
 
-// seedEntity generates and bulk-loads n dummy records of e, with a progress
-// bar on a terminal and progress log lines otherwise. Batches are generated
-// on every core while earlier ones load; each batch has its own generator,
-// seeded from seed and the batch number, so the data is repeatable. Natural
-// keys that count up need one generator, so those entities generate on one.
-func seedEntity(ctx context.Context, st plinth.Store, e *plinth.Entity, n int, seed uint64, logger *slog.Logger) (err error) {
+// seedEntity generates and bulk-loads records from … from+n-1 of e, with
+// a progress bar on a terminal and progress log lines otherwise. Batches
+// are generated on every core while earlier ones load; record i depends on
+// the generator's seed and i alone, so the data is repeatable however the
+// work is split.
+func seedEntity(ctx context.Context, st plinth.Store, g *datasafety.Generator, e *plinth.Entity, from, n int, logger *slog.Logger) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := (n + seedBatch - 1) / seedBatch
 	workers := runtime.GOMAXPROCS(0)
-	shared := datasafety.NewGenerator(seed)
-	countingKey := !e.Key.Generated && e.Key.Type != plinth.KeyUUID
-	if countingKey {
-		workers = 1
+	type result struct {
+		docs []map[string]any
+		err  error
 	}
-	results := make([]chan []map[string]any, batches)
+	results := make([]chan result, batches)
 	for i := range results {
-		results[i] = make(chan []map[string]any, 1)
+		results[i] = make(chan result, 1)
 	}
 	ahead := make(chan struct{}, 2*workers) // bounds batches generated but not loaded
 	next := make(chan int)
@@ -190,11 +217,8 @@ func seedEntity(ctx context.Context, st plinth.Store, e *plinth.Entity, n int, s
 	for w := 0; w < workers; w++ {
 		go func() {
 			for i := range next {
-				g := shared
-				if !countingKey {
-					g = datasafety.NewGenerator(seed*1_000_003 + uint64(i))
-				}
-				results[i] <- g.Records(e, min(seedBatch, n-i*seedBatch))
+				docs, err := g.Batch(e, from+i*seedBatch, min(seedBatch, n-i*seedBatch))
+				results[i] <- result{docs, err}
 			}
 		}()
 	}
@@ -232,7 +256,11 @@ func seedEntity(ctx context.Context, st plinth.Store, e *plinth.Entity, n int, s
 	for i := 0; i < batches; i++ {
 		var batch []map[string]any
 		select {
-		case batch = <-results[i]:
+		case r := <-results[i]:
+			if r.err != nil {
+				return r.err
+			}
+			batch = r.docs
 		case <-ctx.Done():
 			return ctx.Err()
 		}
