@@ -116,6 +116,10 @@ type Obfuscator struct {
 	smallM sync.Mutex
 	small  map[string][]byte // keyed permutations of 0..9, by kind
 
+	// entities are the loaded entities by plural, so that a reference
+	// (Field.References) maps exactly as the key it holds.
+	entities map[string]*plinth.Entity
+
 	records, copied, pseudonymised, kept, removed, generalised atomic.Int64
 }
 
@@ -305,8 +309,25 @@ func (o *Obfuscator) key(e *plinth.Entity, f *plinth.Field, v any) (any, error) 
 	return nil, fmt.Errorf("%s: key %s has an unexpected value type %T", e.Name, f.Name, v)
 }
 
+// SetDomains tells the obfuscator every loaded entity, so that a field
+// that references another entity's key is mapped exactly as that key is
+// (kept when generated), and references still join.
+func (o *Obfuscator) SetDomains(ds []*plinth.Domain) *Obfuscator {
+	o.entities = map[string]*plinth.Entity{}
+	for _, d := range ds {
+		for _, e := range d.Entities {
+			o.entities[e.Plural] = e
+		}
+	}
+	return o
+}
+
 // value maps one field value; keep is false when the field is removed.
 func (o *Obfuscator) value(rs *obfRecord, f *plinth.Field, path string, v any) (out any, keep bool, err error) {
+	if ref := o.entities[f.References]; ref != nil && f.References != "" && f.PII != plinth.PIISpecial {
+		out, err := o.key(ref, ref.KeyField(), v)
+		return out, true, err
+	}
 	switch f.PII {
 	case plinth.PIISpecial:
 		if rs.special == SpecialGeneralise {

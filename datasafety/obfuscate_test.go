@@ -15,6 +15,7 @@ import (
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/datasafety"
+	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/spec"
 )
 
@@ -395,5 +396,34 @@ func TestObfuscateIdentifierShape(t *testing.T) {
 	long := strings.Repeat("1234567890", 8)
 	if y := o.Identifier("id", long); len(y) != len(long) || y == long || o.Identifier("id", long[:79]+"1") == y {
 		t.Fatal("a long identifier")
+	}
+}
+
+// TestReferencesMapAsTheKeysTheyHold: a contact's residentId (a reference
+// to the residents' generated key, which is kept) is kept, so it still
+// joins the obfuscated resident.
+func TestReferencesMapAsTheKeysTheyHold(t *testing.T) {
+	ds := plinthtest.Domains(t)
+	residents, contacts := plinthtest.Entity(t, ds, "residents"), plinthtest.Entity(t, ds, "contacts")
+	o := datasafety.NewObfuscator(obfKey).SetDomains(ds)
+	g := datasafety.NewGenerator(5).SetDomains(ds)
+	g.SetPopulation("residents", 10)
+	res, err := o.Record(residents, g.At(residents, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := g.At(contacts, 0)
+	doc["residentId"] = res["mosaicId"]
+	con, err := o.Record(contacts, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if con["residentId"] != res["mosaicId"] {
+		t.Fatalf("residentId %v no longer joins resident %v", con["residentId"], res["mosaicId"])
+	}
+	// Without the domains the reference is personal data like any other
+	// and is mapped, so it would not join: SetDomains is what keeps it.
+	if plain, _ := datasafety.NewObfuscator(obfKey).Record(contacts, doc); plain["residentId"] == res["mosaicId"] {
+		t.Fatal("the test cannot tell a kept reference from a mapped one")
 	}
 }

@@ -115,7 +115,7 @@ from which source, with which key fingerprint.`,
 				ds = keep
 			}
 			return runObfuscate(cmd.Context(), cmd.OutOrStdout(), obfuscateRun{
-				from: from, to: to, domains: ds, obf: datasafety.NewObfuscator(key, policy),
+				from: from, to: to, domains: ds, obf: datasafety.NewObfuscator(key, policy).SetDomains(ds),
 				restart: restart, logger: newLogger(cfg.LogLevel),
 			})
 		},
