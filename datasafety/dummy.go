@@ -284,21 +284,7 @@ func (g *Generator) reference(e *plinth.Entity, f *plinth.Field) *plinth.Entity 
 	if e.Domain != nil && !slices.Contains(ds, e.Domain) {
 		ds = append(ds, e.Domain)
 	}
-	keyType := map[plinth.Type]plinth.KeyType{plinth.TypeUUID: plinth.KeyUUID, plinth.TypeInteger: plinth.KeyInteger, plinth.TypeString: plinth.KeyText}
-	for _, d := range ds {
-		for _, r := range d.Entities {
-			switch {
-			case r == nil || len(r.Fields) == 0:
-			case f.References != "":
-				if r.Plural == f.References {
-					found = r
-				}
-			case r != e && f.Name == r.Name+"Id" && keyType[f.Type] == r.Key.Type &&
-				f.Format == "" && f.Pattern == nil && len(f.Enum) == 0 && f.Min == nil && f.Max == nil:
-				found = r
-			}
-		}
-	}
+	found = plinth.ReferencedEntity(ds, e, f)
 	g.refs.Store(f, found)
 	return found
 }

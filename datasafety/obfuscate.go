@@ -116,9 +116,11 @@ type Obfuscator struct {
 	smallM sync.Mutex
 	small  map[string][]byte // keyed permutations of 0..9, by kind
 
-	// entities are the loaded entities by plural, so that a reference
-	// (Field.References) maps exactly as the key it holds.
-	entities map[string]*plinth.Entity
+	// domains are the loaded domains, so that a reference (see
+	// plinth.ReferencedEntity) maps exactly as the key it holds; refs
+	// caches the referenced entity of each field.
+	domains []*plinth.Domain
+	refs    sync.Map // *plinth.Field → *plinth.Entity (nil: none)
 
 	records, copied, pseudonymised, kept, removed, generalised atomic.Int64
 }
@@ -313,18 +315,26 @@ func (o *Obfuscator) key(e *plinth.Entity, f *plinth.Field, v any) (any, error) 
 // that references another entity's key is mapped exactly as that key is
 // (kept when generated), and references still join.
 func (o *Obfuscator) SetDomains(ds []*plinth.Domain) *Obfuscator {
-	o.entities = map[string]*plinth.Entity{}
-	for _, d := range ds {
-		for _, e := range d.Entities {
-			o.entities[e.Plural] = e
-		}
-	}
+	o.domains = ds
 	return o
+}
+
+// reference returns the entity a top-level field refers to, or nil.
+func (o *Obfuscator) reference(e *plinth.Entity, f *plinth.Field) *plinth.Entity {
+	if o.domains == nil {
+		return nil
+	}
+	if r, ok := o.refs.Load(f); ok {
+		return r.(*plinth.Entity)
+	}
+	r := plinth.ReferencedEntity(o.domains, e, f)
+	o.refs.Store(f, r)
+	return r
 }
 
 // value maps one field value; keep is false when the field is removed.
 func (o *Obfuscator) value(rs *obfRecord, f *plinth.Field, path string, v any) (out any, keep bool, err error) {
-	if ref := o.entities[f.References]; ref != nil && f.References != "" && f.PII != plinth.PIISpecial {
+	if ref := o.reference(rs.e, f); ref != nil && f.PII != plinth.PIISpecial {
 		out, err := o.key(ref, ref.KeyField(), v)
 		return out, true, err
 	}
