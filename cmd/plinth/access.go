@@ -14,15 +14,7 @@ import (
 
 // openAccess opens the configured store for the access commands.
 func openAccess(cmd *cobra.Command) (Config, []*plinth.Domain, plinth.Store, plinth.AccessStore, error) {
-	cfg, err := loadConfig(cmd)
-	if err != nil {
-		return cfg, nil, nil, nil, err
-	}
-	ds, err := loadDomains(cfg.Domains)
-	if err != nil {
-		return cfg, nil, nil, nil, err
-	}
-	st, err := openStore(cmd.Context(), cfg.StoreURL(), ds)
+	cfg, ds, st, err := openConfigured(cmd)
 	if err != nil {
 		return cfg, nil, nil, nil, err
 	}

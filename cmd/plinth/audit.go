@@ -20,15 +20,7 @@ import (
 
 // openAudit opens the configured store for the audit commands.
 func openAudit(cmd *cobra.Command) (Config, plinth.Store, plinth.AuditStore, error) {
-	cfg, err := loadConfig(cmd)
-	if err != nil {
-		return cfg, nil, nil, err
-	}
-	ds, err := loadDomains(cfg.Domains)
-	if err != nil {
-		return cfg, nil, nil, err
-	}
-	st, err := openStore(cmd.Context(), cfg.StoreURL(), ds)
+	cfg, _, st, err := openConfigured(cmd)
 	if err != nil {
 		return cfg, nil, nil, err
 	}

@@ -77,6 +77,21 @@ func configuredDomains(cmd *cobra.Command) ([]*plinth.Domain, error) {
 	return loadDomains(cfg.Domains)
 }
 
+// openConfigured loads the configuration and the domains it names and
+// opens (and prepares) the configured store: what most commands start with.
+func openConfigured(cmd *cobra.Command) (Config, []*plinth.Domain, plinth.Store, error) {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	ds, err := loadDomains(cfg.Domains)
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	st, err := openStore(cmd.Context(), cfg.StoreURL(), ds)
+	return cfg, ds, st, err
+}
+
 func validateCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "validate",

@@ -40,15 +40,7 @@ func storeInfoCommand() *cobra.Command {
 		Short: "Print the class of the store's data, where it came from and when",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			ds, err := loadDomains(cfg.Domains)
-			if err != nil {
-				return err
-			}
-			st, err := openStore(cmd.Context(), cfg.StoreURL(), ds)
+			cfg, ds, st, err := openConfigured(cmd)
 			if err != nil {
 				return err
 			}
@@ -118,15 +110,7 @@ trail with who made it (--by, default $USER) and the class before.`,
 			if err != nil {
 				return fmt.Errorf("say who you are with --by your e-mail address: it goes into the audit trail")
 			}
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			ds, err := loadDomains(cfg.Domains)
-			if err != nil {
-				return err
-			}
-			st, err := openStore(cmd.Context(), cfg.StoreURL(), ds)
+			cfg, ds, st, err := openConfigured(cmd)
 			if err != nil {
 				return err
 			}
