@@ -66,44 +66,7 @@ func makeEntries(t testing.TB, e *plinth.Entity, env string, first, n int) []pli
 
 // streamEvents reads every message of a stream, in order.
 func streamEvents(t testing.TB, js jetstream.JetStream, stream string) []jetstream.Msg {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := int(info.State.Msgs)
-	if n == 0 {
-		return nil
-	}
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []jetstream.Msg
-	for len(out) < n {
-		batch, err := cons.Fetch(n-len(out), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := 0
-		for m := range batch.Messages() {
-			out = append(out, m)
-			got++
-		}
-		if batch.Error() != nil {
-			t.Fatal(batch.Error())
-		}
-		if got == 0 {
-			t.Fatalf("read %d of %d messages", len(out), n)
-		}
-	}
-	return out
+	return natstest.ReadStream(t, js, stream)
 }
 
 func checkStream(t testing.TB, js jetstream.JetStream, stream string, want []plinth.OutboxEntry) {

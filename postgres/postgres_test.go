@@ -16,32 +16,14 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/plinth-data/plinth"
-	"github.com/plinth-data/plinth/domains"
 	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/plinthtest/pgtest"
-	"github.com/plinth-data/plinth/spec"
 )
 
-func loadDomains(t testing.TB) []*plinth.Domain {
-	t.Helper()
-	ds, err := spec.LoadFS(domains.FS, ".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ds
-}
+func loadDomains(t testing.TB) []*plinth.Domain { return plinthtest.Domains(t) }
 
 func entity(t testing.TB, ds []*plinth.Domain, plural string) *plinth.Entity {
-	t.Helper()
-	for _, d := range ds {
-		for _, e := range d.Entities {
-			if e.Plural == plural {
-				return e
-			}
-		}
-	}
-	t.Fatalf("no entity %q", plural)
-	return nil
+	return plinthtest.Entity(t, ds, plural)
 }
 
 // openStore opens a store on a fresh database, prepared for ds.

@@ -68,16 +68,7 @@ func TestOutboxContract(t *testing.T) {
 }
 
 func entity(t testing.TB, ds []*plinth.Domain, plural string) *plinth.Entity {
-	t.Helper()
-	for _, d := range ds {
-		for _, e := range d.Entities {
-			if e.Plural == plural {
-				return e
-			}
-		}
-	}
-	t.Fatalf("no entity %s", plural)
-	return nil
+	return plinthtest.Entity(t, ds, plural)
 }
 
 func insert(t testing.TB, s plinth.Store, e *plinth.Entity, doc map[string]any) plinth.Record {
