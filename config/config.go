@@ -51,6 +51,8 @@ type Config struct {
 	NATSListen string `yaml:"natsListen" env:"PLINTH_NATS_LISTEN" flag:"nats-listen" usage:"let other processes (listeners, plinth events tail) reach the embedded NATS server on this address, e.g. 127.0.0.1:4222"`
 	Relay      bool   `yaml:"relay" env:"PLINTH_RELAY" flag:"relay" usage:"run the outbox relay inside serve (turn off when plinth relay runs on its own)"`
 
+	SupportLogDir string `yaml:"supportLogDir" env:"PLINTH_SUPPORT_LOG_DIR" flag:"pg-log-dir" usage:"folder of PostgreSQL's CSV server log (its log_directory, as this machine sees it), for plinth support log; default: ask the server and use it when readable here"`
+
 	// Policies are access policies loaded into the store on start; set
 	// only in plinth.yaml.
 	Policies []plinth.AccessPolicy `yaml:"accessPolicies"`

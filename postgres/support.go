@@ -47,10 +47,13 @@ import (
 //     its own), so that pg_hba.conf can name every support role at once
 //     (+plinth_support) and demand password authentication for them;
 //   - statement logging: with the pgaudit extension loaded
-//     (shared_preload_libraries), pgaudit.log = 'all' for the role; without
-//     it the grant says that pgaudit logging is NOT on and, when the
-//     connected user may set it (superuser), sets log_statement = 'all' for
-//     the role so that the server log at least holds each statement.
+//     (shared_preload_libraries), pgaudit session logging for the role
+//     (supportaudit.go), which plinth support log brings from the server's
+//     CSV log into the audit trail (supportlog.go). In production a grant
+//     is refused unless that is in force; elsewhere, without pgaudit, the
+//     grant says that pgaudit logging is NOT on and, when the connected
+//     user may set it (superuser), sets log_statement = 'all' for the role
+//     so that the server log at least holds each statement.
 //
 // The grant is recorded in plinth.support_grants (created on first use) and
 // in the audit trail, in that order: the role is committed only once the
@@ -137,6 +140,9 @@ type SupportGrant struct {
 	// Audited reports whether the grant is in the audit trail (false only
 	// when the store keeps none).
 	Audited bool
+	// CorrelationID links the grant's audit record to the records of the
+	// statements its role runs (plinth support log).
+	CorrelationID string
 }
 
 // SupportGrantInfo describes a support grant that has not been revoked.
@@ -175,6 +181,7 @@ var supportTableDDL = []string{
 	"revoked_at" timestamptz,
 	"revoked_by" text
 )`,
+	`ALTER TABLE "plinth"."support_grants" ADD COLUMN IF NOT EXISTS "correlation_id" text`,
 	`CREATE INDEX IF NOT EXISTS "support_grants__active" ON "plinth"."support_grants" ("expires_at") WHERE "revoked_at" IS NULL`,
 	`COMMENT ON TABLE "plinth"."support_grants" IS 'Break-glass support roles: who, why, which domain, until when. Kept by plinth.'`,
 }
@@ -321,8 +328,11 @@ func (s *Store) supportPrivileges(ctx context.Context) (user string, super bool,
 
 // ensureSupportTable creates plinth.support_grants when it is missing.
 func (s *Store) ensureSupportTable(ctx context.Context) error {
+	// The correlation id, which links a grant to the statements of its
+	// role in the audit trail, came later: tables made before get it.
 	var exists bool
-	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('"plinth"."support_grants"') IS NOT NULL`).Scan(&exists); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute
+WHERE attrelid = to_regclass('"plinth"."support_grants"') AND attname = 'correlation_id' AND NOT attisdropped)`).Scan(&exists); err != nil {
 		return s.wrap("support: look for the support grants table", err)
 	}
 	if exists {
@@ -429,6 +439,16 @@ func (s *Store) GrantSupport(ctx context.Context, req SupportRequest) (SupportGr
 	if err != nil {
 		return SupportGrant{}, err
 	}
+	// In production, no grant without its statements audited.
+	audit, err := s.statementAuditState(ctx)
+	if err != nil {
+		return SupportGrant{}, err
+	}
+	production := req.Environment == plinth.EnvProduction
+	auditProblem := audit.problems(super)
+	if production && auditProblem != nil {
+		return SupportGrant{}, auditProblem
+	}
 	if req.CorrelationID == "" {
 		req.CorrelationID = uuid.NewString()
 	}
@@ -483,15 +503,29 @@ func (s *Store) GrantSupport(ctx context.Context, req SupportRequest) (SupportGr
 			SupportGroup, s.cause(err), SupportGroup))
 	}
 
-	// Statement logging.
+	// Statement logging (see supportaudit.go).
 	if noPgaudit == "" {
-		_ = savepoint(ctx, tx, []string{"CREATE EXTENSION IF NOT EXISTS pgaudit"}) // for DDL logging; session logging works without it
-		if err := savepoint(ctx, tx, []string{fmt.Sprintf("ALTER ROLE %s SET pgaudit.log = 'all'", r),
-			fmt.Sprintf("ALTER ROLE %s SET pgaudit.log_relation = on", r)}); err != nil {
+		if err := savepoint(ctx, tx, []string{"CREATE EXTENSION IF NOT EXISTS pgaudit"}); err != nil && production {
+			return SupportGrant{}, &StatementAuditError{Database: db,
+				Missing: []string{"the pgaudit extension could not be created in database " + db + " (" + s.cause(err) + ")"},
+				SQL:     []string{"CREATE EXTENSION IF NOT EXISTS pgaudit;"}}
+		}
+		if err := savepoint(ctx, tx, supportAuditSettings(role, audit.logRows)); err != nil {
+			if production {
+				user, _, _ := s.supportPrivileges(ctx)
+				return SupportGrant{}, &StatementAuditError{Database: db,
+					Missing: []string{fmt.Sprintf("the connected user %s may not set pgaudit's settings for the support role (%s)", user, s.cause(err))},
+					SQL: []string{fmt.Sprintf("GRANT SET ON PARAMETER pgaudit.log, pgaudit.log_relation, pgaudit.log_parameter%s TO %s; -- or run plinth support as a superuser",
+						map[bool]string{true: ", pgaudit.log_rows"}[audit.logRows], quote(user))}}
+			}
 			noPgaudit = "pgaudit is loaded, but the connected user may not set pgaudit.log for the role (" + s.cause(err) + ")"
 		} else {
 			g.StatementLogging = true
-			notes = append(notes, "Statement logging is on: pgaudit logs every statement of this role (pgaudit.log = 'all') to the PostgreSQL server log.")
+			note := "Statement logging is on: pgaudit logs every statement of this role (pgaudit.log = 'all', one line per table) to the PostgreSQL server log; plinth support log brings them into the audit trail."
+			if auditProblem != nil {
+				note += " WARNING: " + strings.Join(auditProblem.Missing, "; ") + " (production refuses such a grant)."
+			}
+			notes = append(notes, note)
 		}
 	}
 	if noPgaudit != "" {
@@ -521,9 +555,9 @@ WHERE datallowconn AND datname <> current_database() AND has_database_privilege(
 			strings.Join(lines, "; "), SupportGroup))
 	}
 
-	if _, err := tx.Exec(ctx, `INSERT INTO `+supportTable+` (role, user_email, reason, domain, schema_name, granted_by, environment, statement_logging, created_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		role, req.User, req.Reason, req.Domain, schema, req.GrantedBy, req.Environment, g.StatementLogging, g.CreatedAt, g.ExpiresAt); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO `+supportTable+` (role, user_email, reason, domain, schema_name, granted_by, environment, statement_logging, created_at, expires_at, correlation_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		role, req.User, req.Reason, req.Domain, schema, req.GrantedBy, req.Environment, g.StatementLogging, g.CreatedAt, g.ExpiresAt, req.CorrelationID); err != nil {
 		return SupportGrant{}, s.supportError("record the support grant", err)
 	}
 
@@ -543,6 +577,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		return SupportGrant{}, fmt.Errorf("postgres: support: the grant was not made because its audit record could not be written: %w", err)
 	}
 	g.Audited = audited
+	g.CorrelationID = req.CorrelationID
 	if err := tx.Commit(ctx); err != nil {
 		return SupportGrant{}, s.supportError("commit the support grant", err)
 	}

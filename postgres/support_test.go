@@ -169,7 +169,7 @@ func TestSupportGrantReadOnly(t *testing.T) {
 	s, dbURL := supportStore(t)
 	user := supportEmail(t)
 	g := grantFor(t, s, SupportRequest{User: user, Reason: "INC-1234: resident record shows wrong address", TTL: time.Hour,
-		Domain: "residents", GrantedBy: "admin@example.org", Environment: plinth.EnvProduction, CorrelationID: "corr-support-1"})
+		Domain: "residents", GrantedBy: "admin@example.org", Environment: plinth.EnvStaging, CorrelationID: "corr-support-1"})
 
 	if !supportRoleRE.MatchString(g.Role) || !strings.HasPrefix(g.Role, "support_plinth_test_") {
 		t.Errorf("role name %q", g.Role)
@@ -379,7 +379,7 @@ FROM pg_roles WHERE rolname = $1`, g.Role).Scan(&canLogin, &super, &createRole, 
 	}
 	for i, r := range recs {
 		if r.Decision != plinth.DecisionAllow || r.Principal.Subject != "admin@example.org" || r.Principal.Email != "admin@example.org" ||
-			!slices.Equal(r.RecordIDs, []string{g.Role}) || r.Domain != "residents" || r.Environment != plinth.EnvProduction ||
+			!slices.Equal(r.RecordIDs, []string{g.Role}) || r.Domain != "residents" || r.Environment != plinth.EnvStaging ||
 			r.Filters["user"] != user {
 			t.Errorf("support audit record %d: %+v", i, r)
 		}

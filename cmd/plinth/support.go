@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/audit"
 	"github.com/plinth-data/plinth/postgres"
 )
 
@@ -189,7 +190,7 @@ plinth serve runs and that plinth support sweep runs once.`,
 	}
 	addConfigFlags(sweep, "store")
 
-	support.AddCommand(grant, revoke, list, sweep)
+	support.AddCommand(grant, revoke, list, sweep, supportLogCommand())
 	return support
 }
 
@@ -210,6 +211,9 @@ func printGrant(cmd *cobra.Command, g postgres.SupportGrant) {
 		logging = "pgaudit NOT available; server log only (log_statement = all)"
 	}
 	fmt.Fprintf(out, "  Logging:   %s\n", logging)
+	if g.CorrelationID != "" {
+		fmt.Fprintf(out, "  Audit id:  %s (the grant's correlation id; plinth support log files the role's statements under it)\n", g.CorrelationID)
+	}
 	if !g.Audited {
 		fmt.Fprintf(out, "  Audit:     this store keeps no audit trail: the grant is recorded in plinth.support_grants only\n")
 	}
@@ -246,4 +250,74 @@ func oneLine(s string) string {
 		s = string(r[:59]) + "…"
 	}
 	return s
+}
+
+func supportLogCommand() *cobra.Command {
+	var since string
+	cmd := &cobra.Command{
+		Use:   "log",
+		Short: "Bring the statements support roles ran (pgaudit lines of the server's CSV log) into the audit trail",
+		Long: `Reads PostgreSQL's CSV server log (log_destination = 'csvlog') and appends
+one audit record per statement and table that a support role ran, as pgaudit
+logged it: operation support-statement, principal the support role and the
+person it was granted to, the statement, the table, the rows, the time, and
+the grant's correlation id, which links it to the grant's own record. Then
+it chains them.
+
+It must run where it can read the server's log files (the database host, or
+where the logs are shipped or mounted), as a user that may read them
+(log_file_mode = 0640 and membership of the server's group). --pg-log-dir
+(supportLogDir, PLINTH_SUPPORT_LOG_DIR) names the folder; without it the
+server's log_directory is used when this machine can read it.
+
+It remembers how far it read (checkpoint plinth.support-log), so running it
+again adds only what is new; run it periodically, e.g. from cron, and after a
+support session ends.`,
+		Example: `  plinth support log --store postgres://plinth@db:5432/plinth --pg-log-dir /var/lib/postgresql/15/main/log
+  plinth support log --since 24h`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, st, err := openSupport(cmd)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			ctx := cmd.Context()
+			opts := postgres.SupportLogOptions{Dir: cfg.SupportLogDir}
+			if since != "" {
+				if opts.Since, err = parseSince(since, time.Now()); err != nil {
+					return err
+				}
+			}
+			if opts.Dir == "" {
+				dir, err := st.ServerLogDir(ctx)
+				if err != nil {
+					return fmt.Errorf("give the folder of the server's CSV log with --pg-log-dir (or supportLogDir): %w", err)
+				}
+				if _, err := os.Stat(dir); err != nil {
+					return fmt.Errorf("the server logs to %s, which this machine cannot read (%v): run plinth support log where the log files are, or give where they are shipped or mounted with --pg-log-dir", dir, err)
+				}
+				opts.Dir = dir
+			}
+			res, err := st.ImportSupportLog(ctx, opts)
+			out := cmd.OutOrStdout()
+			if res.Statements > 0 || err == nil {
+				fmt.Fprintf(out, "Read %d CSV log file(s) in %s: %d statement(s) of support roles brought into the audit trail", res.Files, opts.Dir, res.Statements)
+				if res.Skipped > 0 {
+					fmt.Fprintf(out, ", %d older than --since passed over", res.Skipped)
+				}
+				fmt.Fprintf(out, "; next read from %s at byte %d.\n", res.Position.File, res.Position.Offset)
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := audit.ChainPending(ctx, st); err != nil && !errors.Is(err, audit.ErrChainerActive) {
+				return fmt.Errorf("the statements are in the audit log, but not chained yet (plinth audit chain links them): %w", err)
+			}
+			return nil
+		},
+	}
+	addConfigFlags(cmd, "store", "pg-log-dir")
+	cmd.Flags().StringVar(&since, "since", "", "pass over log lines older than this: a time (2006-01-02T15:04:05Z07:00 or 2006-01-02) or a duration back from now (24h); they are not imported later either")
+	return cmd
 }
