@@ -165,6 +165,10 @@ type reportStream struct {
 	started bool
 	count   int64
 	flushed int
+	// sendFailed is set when writing to the client failed: the client
+	// went away (or stopped reading past the idle timeout), which the
+	// completion record calls aborted, not failed.
+	sendFailed bool
 }
 
 func newReportStream(w http.ResponseWriter, r *http.Request, s *Server, e *plinth.Entity, f report.Format, opts report.Options) *reportStream {
@@ -210,6 +214,7 @@ func (st *reportStream) write(rec plinth.Record) error {
 		}
 	}
 	if err := st.enc.Write(rec); err != nil {
+		st.sendFailed = true
 		return err
 	}
 	st.count++
@@ -221,7 +226,8 @@ func (st *reportStream) write(rec plinth.Record) error {
 
 // flush pushes what is buffered to the client and gives it another idle
 // period to read it: a client that stops reading is dropped after that.
-func (st *reportStream) flush() error {
+func (st *reportStream) flush() (err error) {
+	defer func() { st.sendFailed = st.sendFailed || err != nil }()
 	st.flushed = 0
 	if err := st.rc.SetWriteDeadline(time.Now().Add(st.s.reportIdleTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
@@ -270,8 +276,8 @@ func (st *reportStream) end(watermark plinth.Watermark) error {
 // instead of a report that looks complete.
 func (st *reportStream) fail(ctx context.Context, err error) {
 	outcome := "failed"
-	if st.r.Context().Err() != nil {
-		outcome = "aborted" // the client went away
+	if st.r.Context().Err() != nil || st.sendFailed {
+		outcome = "aborted" // the client went away, or stopped reading
 	} else if ctx.Err() != nil {
 		err = fmt.Errorf("the report ran longer than the limit of %s: %w", st.s.reportMaxDuration, err)
 	}

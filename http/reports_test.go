@@ -374,7 +374,10 @@ func TestADisconnectStopsTheQuery(t *testing.T) {
 	conn.Close()
 	select {
 	case err := <-stopped:
-		if !errors.Is(err, context.Canceled) {
+		// Either the request's context is cancelled first, or a write to
+		// the gone client fails first: both stop the scan.
+		var opErr *net.OpError
+		if !errors.Is(err, context.Canceled) && !errors.As(err, &opErr) {
 			t.Fatalf("the scan ended with %v", err)
 		}
 	case <-time.After(time.Second):

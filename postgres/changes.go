@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -104,6 +105,15 @@ SELECT count(*) FROM gone`
 type pgSnapshot struct {
 	xmin, xmax uint64
 	xip        []uint64 // in flight, ascending, each in [xmin, xmax)
+}
+
+// sees reports whether a transaction's effects were visible in the
+// snapshot: it finished before the snapshot was taken.
+func (s pgSnapshot) sees(txid uint64) bool {
+	if txid < s.xmin {
+		return true
+	}
+	return txid < s.xmax && !slices.Contains(s.xip, txid)
 }
 
 // parseSnapshot parses pg_snapshot's text form, "xmin:xmax:xip,xip".
@@ -235,9 +245,12 @@ func (s *Store) Deletions(ctx context.Context, e *plinth.Entity, since plinth.Wa
 			if err != nil {
 				return "", s.wrap(what, err)
 			}
-			// A purged tombstone at or above xmin may be one prev did not
-			// see: refuse rather than risk missing it.
-			if purged > 0 && purged >= prev.xmin {
+			// The newest purged tombstone, if prev's snapshot did not see
+			// it, may be one the caller never had: refuse rather than risk
+			// missing it. (Older purged ones were seen too, unless they were
+			// in flight at prev and older than the retention when purged,
+			// which a retention of days rules out.)
+			if purged > 0 && !prev.sees(purged) {
 				return "", &plinth.WatermarkExpiredError{Since: since, Oldest: before.UTC()}
 			}
 		}
