@@ -9,7 +9,9 @@
 // Each data file is gzip-compressed NDJSON: one record per line, exactly the
 // API's JSON of the record (plinth.Entity.MarshalRecord: every field in spec
 // order, null when absent, then version, createdAt and updatedAt), in key
-// order, all read from one snapshot of the entity (Store.Scan). The manifest
+// order (a bundle plinth obfuscate wrote keeps its source's order, which is
+// not key order when the key was pseudonymised), all read from one
+// snapshot of the entity (Store.Scan). The manifest
 // names every file with its record count and the SHA-256 of its bytes, the
 // spec hash of each domain (SpecHash) and the data class and provenance of
 // the store it came from. The manifest is written last, so a folder without

@@ -109,12 +109,12 @@ func (c Counts) Sub(d Counts) Counts {
 // Generated keys are kept. It is safe for concurrent use.
 type Obfuscator struct {
 	policy Policy
-	mac    sync.Pool // of hash.Hash: HMAC-SHA256 under the PRF key
+	mac    sync.Pool // of *obfMAC: HMAC-SHA256 under the PRF key
 	ff     *ff1
 	seal   cipher.AEAD
 	fp     string
-	smallM sync.Mutex
-	small  map[string][]byte // keyed permutations of 0..9, by kind
+	small  sync.Map // kind → []byte: keyed permutations of 0..9
+	hints  sync.Map // *plinth.Field or hint string → *obfHintKind
 
 	// domains are the loaded domains, so that a reference (see
 	// plinth.ReferencedEntity) maps exactly as the key it holds; refs
@@ -131,7 +131,7 @@ func NewObfuscator(key []byte, policy ...Policy) *Obfuscator {
 	if err := CheckKey(key); err != nil {
 		panic(err)
 	}
-	o := &Obfuscator{small: map[string][]byte{}, fp: KeyFingerprint(key)}
+	o := &Obfuscator{fp: KeyFingerprint(key)}
 	if len(policy) > 0 {
 		o.policy = policy[0]
 	}
@@ -161,7 +161,7 @@ func NewObfuscator(key []byte, policy ...Policy) *Obfuscator {
 		panic(err)
 	}
 	prfKey := derive("prf")
-	o.mac.New = func() any { return hmac.New(sha256.New, prfKey) }
+	o.mac.New = func() any { return &obfMAC{h: hmac.New(sha256.New, prfKey)} }
 	return o
 }
 
@@ -212,17 +212,27 @@ func (o *Obfuscator) Counts() Counts {
 	return Counts{o.records.Load(), o.copied.Load(), o.pseudonymised.Load(), o.kept.Load(), o.removed.Load(), o.generalised.Load()}
 }
 
-// prf returns a keyed 64-bit hash of kind and value.
+// obfMAC is a pooled HMAC with its scratch space.
+type obfMAC struct {
+	h   hash.Hash
+	buf []byte
+	sum [sha256.Size]byte
+}
+
+// prf returns a keyed 64-bit hash of kind and value: the first 8 bytes of
+// HMAC-SHA256(kind || 0 || value).
 func (o *Obfuscator) prf(kind, value string) uint64 {
-	h := o.mac.Get().(hash.Hash)
-	h.Reset()
-	h.Write([]byte(kind))
-	h.Write([]byte{0})
-	h.Write([]byte(value))
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	o.mac.Put(h)
-	return binary.BigEndian.Uint64(sum[:8])
+	m := o.mac.Get().(*obfMAC)
+	m.h.Reset()
+	m.buf = append(append(append(m.buf[:0], kind...), 0), value...)
+	m.h.Write(m.buf)
+	m.h.Sum(m.sum[:0])
+	x := binary.BigEndian.Uint64(m.sum[:8])
+	if cap(m.buf) > 4096 {
+		m.buf = nil
+	}
+	o.mac.Put(m)
+	return x
 }
 
 // pick chooses an element of list by a keyed hash of kind and value.
@@ -242,11 +252,33 @@ func (o *Obfuscator) specialPolicy(e *plinth.Entity) SpecialPolicy {
 	return o.policy.Special
 }
 
-// obfRecord is what one record's fields share.
+// obfRecord is what one record's fields share, and what was done to
+// them (added to the obfuscator's counts once per record).
 type obfRecord struct {
 	e       *plinth.Entity
 	shift   int // days
 	special SpecialPolicy
+
+	copied, pseudonymised, kept, removed, generalised int64
+}
+
+// obfPath is the path of a value in a record ("addresses[0].line1"),
+// made into a string only when it is needed (number jitter, the hint of
+// an array's item, errors).
+type obfPath struct {
+	parent *obfPath
+	name   string // a field's name; "" for an array item
+	index  int
+}
+
+func (p *obfPath) String() string {
+	if p.parent == nil {
+		return p.name
+	}
+	if p.name == "" {
+		return p.parent.String() + "[" + strconv.Itoa(p.index) + "]"
+	}
+	return p.parent.String() + "." + p.name
 }
 
 // Record returns the obfuscated copy of one record's canonical data (as
@@ -255,7 +287,16 @@ func (o *Obfuscator) Record(e *plinth.Entity, data map[string]any) (map[string]a
 	kf := e.KeyField()
 	rs := &obfRecord{e: e, special: o.specialPolicy(e)}
 	if kv, ok := data[kf.Name]; ok {
-		rs.shift = o.ShiftDays(fmt.Sprint(kv))
+		var ks string
+		switch k := kv.(type) {
+		case string:
+			ks = k
+		case int64:
+			ks = strconv.FormatInt(k, 10)
+		default:
+			ks = fmt.Sprint(kv)
+		}
+		rs.shift = o.ShiftDays(ks)
 	}
 	out := make(map[string]any, len(data))
 	for name, v := range data {
@@ -264,14 +305,14 @@ func (o *Obfuscator) Record(e *plinth.Entity, data map[string]any) (map[string]a
 			return nil, fmt.Errorf("%s: field %q is not in the spec", e.Name, name)
 		}
 		if f == kf {
-			nv, err := o.key(e, f, v)
+			nv, err := o.key(rs, e, f, v)
 			if err != nil {
 				return nil, err
 			}
 			out[name] = nv
 			continue
 		}
-		nv, keep, err := o.value(rs, f, name, v)
+		nv, keep, err := o.value(rs, f, &obfPath{name: name}, v)
 		if err != nil {
 			return nil, err
 		}
@@ -280,22 +321,30 @@ func (o *Obfuscator) Record(e *plinth.Entity, data map[string]any) (map[string]a
 		}
 	}
 	o.records.Add(1)
+	for _, c := range [...]struct {
+		n *int64
+		a *atomic.Int64
+	}{{&rs.copied, &o.copied}, {&rs.pseudonymised, &o.pseudonymised}, {&rs.kept, &o.kept}, {&rs.removed, &o.removed}, {&rs.generalised, &o.generalised}} {
+		if *c.n != 0 {
+			c.a.Add(*c.n)
+		}
+	}
 	return out, nil
 }
 
 // key maps a record's key: generated keys and keys that are not personal
 // data are kept; a natural key that is personal data is mapped injectively
 // by its kind.
-func (o *Obfuscator) key(e *plinth.Entity, f *plinth.Field, v any) (any, error) {
+func (o *Obfuscator) key(rs *obfRecord, e *plinth.Entity, f *plinth.Field, v any) (any, error) {
 	if e.Key.Generated || f.PII != plinth.PIIPersonal {
 		if f.PII == plinth.PIIPersonal {
-			o.kept.Add(1)
+			rs.kept++
 		} else {
-			o.copied.Add(1)
+			rs.copied++
 		}
 		return v, nil
 	}
-	o.pseudonymised.Add(1)
+	rs.pseudonymised++
 	switch x := v.(type) {
 	case int64:
 		return o.Integer(x, f.Min, f.Max), nil
@@ -304,7 +353,7 @@ func (o *Obfuscator) key(e *plinth.Entity, f *plinth.Field, v any) (any, error) 
 			return o.UUID(x), nil
 		}
 		if f.Format != "" {
-			return o.formatted(f, x, "")
+			return o.formatted(f, x, nil)
 		}
 		return o.Identifier("id", x), nil
 	}
@@ -333,28 +382,28 @@ func (o *Obfuscator) reference(e *plinth.Entity, f *plinth.Field) *plinth.Entity
 }
 
 // value maps one field value; keep is false when the field is removed.
-func (o *Obfuscator) value(rs *obfRecord, f *plinth.Field, path string, v any) (out any, keep bool, err error) {
+func (o *Obfuscator) value(rs *obfRecord, f *plinth.Field, path *obfPath, v any) (out any, keep bool, err error) {
 	if ref := o.reference(rs.e, f); ref != nil && f.PII != plinth.PIISpecial {
-		out, err := o.key(ref, ref.KeyField(), v)
+		out, err := o.key(rs, ref, ref.KeyField(), v)
 		return out, true, err
 	}
 	switch f.PII {
 	case plinth.PIISpecial:
 		if rs.special == SpecialGeneralise {
 			if g, ok := obfGeneralise(f, v); ok {
-				o.generalised.Add(1)
+				rs.generalised++
 				return g, true, nil
 			}
 		}
 		if f.Required {
-			return nil, false, fmt.Errorf("%s: %s is special-category data and required, so it cannot be removed; use --special keep-generalised or make it optional", rs.e.Name, path)
+			return nil, false, fmt.Errorf("%s: %s is special-category data and required, so it cannot be removed; use --special keep-generalised or make it optional", rs.e.Name, path.String())
 		}
-		o.removed.Add(1)
+		rs.removed++
 		return nil, false, nil
 	case plinth.PIINone:
 		// Objects and arrays go on: their fields may be personal.
 		if f.Type != plinth.TypeObject && f.Type != plinth.TypeArray {
-			o.copied.Add(1)
+			rs.copied++
 			return v, true, nil
 		}
 	}
@@ -362,15 +411,15 @@ func (o *Obfuscator) value(rs *obfRecord, f *plinth.Field, path string, v any) (
 	case plinth.TypeObject:
 		m, ok := v.(map[string]any)
 		if !ok {
-			return nil, false, fmt.Errorf("%s: %s is not an object", rs.e.Name, path)
+			return nil, false, fmt.Errorf("%s: %s is not an object", rs.e.Name, path.String())
 		}
 		nm := make(map[string]any, len(m))
 		for k, x := range m {
 			nf := plinth.FieldByName(f.Fields, k)
 			if nf == nil {
-				return nil, false, fmt.Errorf("%s: field %s.%s is not in the spec", rs.e.Name, path, k)
+				return nil, false, fmt.Errorf("%s: field %s.%s is not in the spec", rs.e.Name, path.String(), k)
 			}
-			nv, keep, err := o.value(rs, nf, path+"."+k, x)
+			nv, keep, err := o.value(rs, nf, &obfPath{parent: path, name: k}, x)
 			if err != nil {
 				return nil, false, err
 			}
@@ -382,11 +431,11 @@ func (o *Obfuscator) value(rs *obfRecord, f *plinth.Field, path string, v any) (
 	case plinth.TypeArray:
 		a, ok := v.([]any)
 		if !ok {
-			return nil, false, fmt.Errorf("%s: %s is not an array", rs.e.Name, path)
+			return nil, false, fmt.Errorf("%s: %s is not an array", rs.e.Name, path.String())
 		}
 		na := make([]any, 0, len(a))
 		for i, x := range a {
-			nv, keep, err := o.value(rs, f.Items, path+"["+strconv.Itoa(i)+"]", x)
+			nv, keep, err := o.value(rs, f.Items, &obfPath{parent: path, index: i}, x)
 			if err != nil {
 				return nil, false, err
 			}
@@ -398,16 +447,16 @@ func (o *Obfuscator) value(rs *obfRecord, f *plinth.Field, path string, v any) (
 	}
 	// A personal scalar.
 	if len(f.Enum) > 0 || f.Type == plinth.TypeBoolean {
-		o.kept.Add(1)
+		rs.kept++
 		return v, true, nil
 	}
-	o.pseudonymised.Add(1)
+	rs.pseudonymised++
 	switch f.Type {
 	case plinth.TypeDate, plinth.TypeDateTime:
 		s, _ := v.(string)
 		d, err := o.shiftDate(f.Type, s, rs.shift)
 		if err != nil {
-			return nil, false, fmt.Errorf("%s: %s: %w", rs.e.Name, path, err)
+			return nil, false, fmt.Errorf("%s: %s: %w", rs.e.Name, path.String(), err)
 		}
 		return d, true, nil
 	case plinth.TypeUUID:
@@ -416,7 +465,7 @@ func (o *Obfuscator) value(rs *obfRecord, f *plinth.Field, path string, v any) (
 	case plinth.TypeInteger:
 		n, ok := v.(int64)
 		if !ok {
-			return nil, false, fmt.Errorf("%s: %s is not an integer", rs.e.Name, path)
+			return nil, false, fmt.Errorf("%s: %s is not an integer", rs.e.Name, path.String())
 		}
 		if f.Format == plinth.FormatUPRN {
 			return o.Integer(n, obfFloat(1), obfFloat(999999999999)), true, nil
@@ -425,9 +474,9 @@ func (o *Obfuscator) value(rs *obfRecord, f *plinth.Field, path string, v any) (
 	case plinth.TypeNumber:
 		x, ok := v.(float64)
 		if !ok {
-			return nil, false, fmt.Errorf("%s: %s is not a number", rs.e.Name, path)
+			return nil, false, fmt.Errorf("%s: %s is not a number", rs.e.Name, path.String())
 		}
-		return o.jitter(path, x, f.Min, f.Max), true, nil
+		return o.jitter(path.String(), x, f.Min, f.Max), true, nil
 	case plinth.TypeString:
 		s, _ := v.(string)
 		r, err := o.formatted(f, s, path)
@@ -436,10 +485,21 @@ func (o *Obfuscator) value(rs *obfRecord, f *plinth.Field, path string, v any) (
 		}
 		return r, true, nil
 	}
-	return nil, false, fmt.Errorf("%s: %s has type %s, which obfuscation does not know", rs.e.Name, path, f.Type)
+	return nil, false, fmt.Errorf("%s: %s has type %s, which obfuscation does not know", rs.e.Name, path.String(), f.Type)
 }
 
 func obfFloat(x float64) *float64 { return &x }
+
+// obfIntegerKinds names the permutation of integers of each number of
+// digits ("integer7"; obfNegIntegerKinds: "integer7-").
+var obfIntegerKinds, obfNegIntegerKinds [21]string
+
+func init() {
+	for n := range obfIntegerKinds {
+		obfIntegerKinds[n] = "integer" + strconv.Itoa(n)
+		obfNegIntegerKinds[n] = obfIntegerKinds[n] + "-"
+	}
+}
 
 // ShiftDays returns the number of days a record's personal dates move by:
 // keyed on the record's key, so one person's dates shift alike wherever
@@ -455,6 +515,9 @@ func (o *Obfuscator) ShiftDays(recordKey string) int {
 
 func (o *Obfuscator) shiftDate(t plinth.Type, s string, days int) (string, error) {
 	if t == plinth.TypeDate {
+		if r, ok := obfShiftDateOnly(s, days); ok {
+			return r, nil
+		}
 		d, err := time.Parse(time.DateOnly, s)
 		if err != nil {
 			return "", fmt.Errorf("not a date")
@@ -466,6 +529,45 @@ func (o *Obfuscator) shiftDate(t plinth.Type, s string, days int) (string, error
 		return "", fmt.Errorf("not a date and time")
 	}
 	return plinth.FormatTime(d.AddDate(0, 0, days)), nil
+}
+
+// obfShiftDateOnly is shiftDate of a date for the common case, without
+// time.Parse and Format: a well-formed YYYY-MM-DD whose result is in years
+// 0000 to 9999. ok is false otherwise (the caller then takes the general
+// path, with the same result).
+func obfShiftDateOnly(s string, days int) (string, bool) {
+	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
+		return "", false
+	}
+	num := func(b string) (int, bool) {
+		n := 0
+		for i := 0; i < len(b); i++ {
+			if b[i] < '0' || b[i] > '9' {
+				return 0, false
+			}
+			n = n*10 + int(b[i]-'0')
+		}
+		return n, true
+	}
+	y, ok1 := num(s[:4])
+	m, ok2 := num(s[5:7])
+	d, ok3 := num(s[8:])
+	if !ok1 || !ok2 || !ok3 || m < 1 || m > 12 || d < 1 || d > obfDaysIn(time.Month(m), y) {
+		return "", false
+	}
+	ny, nm, nd := time.Date(y, time.Month(m), d+days, 0, 0, 0, 0, time.UTC).Date()
+	if ny < 0 || ny > 9999 {
+		return "", false
+	}
+	b := []byte("0000-00-00")
+	b[0], b[1], b[2], b[3] = byte('0'+ny/1000), byte('0'+ny/100%10), byte('0'+ny/10%10), byte('0'+ny%10)
+	b[5], b[6] = byte('0'+int(nm)/10), byte('0'+int(nm)%10)
+	b[8], b[9] = byte('0'+nd/10), byte('0'+nd%10)
+	return string(b), true
+}
+
+func obfDaysIn(m time.Month, y int) int {
+	return time.Date(y, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }
 
 // jitter moves a personal number by up to 10%, keyed on its value, within
@@ -521,17 +623,15 @@ func (o *Obfuscator) permute(kind string, x, lo, hi uint64, accept func(uint64) 
 
 // smallPerm returns a keyed permutation of 0..9 for kind.
 func (o *Obfuscator) smallPerm(kind string) []byte {
-	o.smallM.Lock()
-	defer o.smallM.Unlock()
-	if p, ok := o.small[kind]; ok {
-		return p
+	if p, ok := o.small.Load(kind); ok {
+		return p.([]byte)
 	}
 	p := []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
 	for i := 9; i > 0; i-- { // Fisher–Yates driven by the PRF
 		j := o.prf("perm10:"+kind, strconv.Itoa(i)) % uint64(i+1)
 		p[i], p[j] = p[j], p[i]
 	}
-	o.small[kind] = p
+	o.small.Store(kind, p)
 	return p
 }
 
@@ -544,7 +644,10 @@ func (o *Obfuscator) Integer(x int64, min, max *float64) int64 {
 	if neg {
 		a = -uint64(x)
 	}
-	n := len(strconv.FormatUint(a, 10))
+	n := 1
+	for m := a; m >= 10; m /= 10 {
+		n++
+	}
 	var lo, hi int64 = 0, math.MaxInt64
 	if n > 1 {
 		lo = int64(ff1Pow(10, n-1))
@@ -564,9 +667,9 @@ func (o *Obfuscator) Integer(x int64, min, max *float64) int64 {
 	if x < lo || x > hi {
 		return x
 	}
-	kind := "integer" + strconv.Itoa(n)
+	kind := obfIntegerKinds[n]
 	if neg {
-		kind += "-"
+		kind = obfNegIntegerKinds[n]
 	}
 	return lo + int64(o.permute(kind, uint64(x-lo), 0, uint64(hi-lo), nil))
 }

@@ -22,10 +22,10 @@ import (
 // Only encryption is implemented: pseudonyms are never reversed.
 type ff1 struct {
 	block cipher.Block
-	// p caches CIPH(P) per (radix, n, len(tweak)): P is one block that
-	// depends only on those, so each round's PRF starts from it.
-	mu sync.RWMutex
-	p  map[[3]int][16]byte
+	// p caches CIPH(P) per (radix, n, len(tweak)) ([3]int → [16]byte): P
+	// is one block that depends only on those, so each round's PRF starts
+	// from it.
+	p sync.Map
 }
 
 func newFF1(key []byte) (*ff1, error) {
@@ -33,11 +33,21 @@ func newFF1(key []byte) (*ff1, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ff1{block: b, p: map[[3]int][16]byte{}}, nil
+	return &ff1{block: b}, nil
 }
 
-// ff1MaxLen is the longest string ff1 encrypts for radix.
-func ff1MaxLen(radix int) int {
+// ff1MaxLens holds ff1MaxLen by radix.
+var ff1MaxLens = func() (t [257]int) {
+	for r := 2; r <= 256; r++ {
+		t[r] = ff1MaxLenOf(r)
+	}
+	return t
+}()
+
+// ff1MaxLen is the longest string ff1 encrypts for radix (2 to 256).
+func ff1MaxLen(radix int) int { return ff1MaxLens[radix] }
+
+func ff1MaxLenOf(radix int) int {
 	v := 0
 	for m := uint64(1); m <= (1<<63-1)/uint64(radix); m *= uint64(radix) {
 		v++
@@ -48,19 +58,15 @@ func ff1MaxLen(radix int) int {
 // pBlock returns CIPH(P) for the parameters.
 func (f *ff1) pBlock(radix, n, t int) [16]byte {
 	k := [3]int{radix, n, t}
-	f.mu.RLock()
-	c, ok := f.p[k]
-	f.mu.RUnlock()
-	if ok {
-		return c
+	if c, ok := f.p.Load(k); ok {
+		return c.([16]byte)
 	}
+	var c [16]byte
 	u := n / 2
 	p := [16]byte{1, 2, 1, byte(radix >> 16), byte(radix >> 8), byte(radix), 10, byte(u),
 		byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n), byte(t >> 24), byte(t >> 16), byte(t >> 8), byte(t)}
 	f.block.Encrypt(c[:], p[:])
-	f.mu.Lock()
-	f.p[k] = c
-	f.mu.Unlock()
+	f.p.Store(k, c)
 	return c
 }
 
@@ -93,7 +99,7 @@ func ff1Str(x []byte, v uint64, radix int) {
 // its FF1 encryption under tweak.
 func (f *ff1) encrypt(x []byte, radix int, tweak []byte) error {
 	n := len(x)
-	if radix < 2 || radix > 256 || n < 2 || n > ff1MaxLen(radix) {
+	if radix < 2 || radix > 256 || n < 2 || n > ff1MaxLens[radix] {
 		return fmt.Errorf("ff1: cannot encrypt %d symbols of radix %d", n, radix)
 	}
 	u, v := n/2, n-n/2

@@ -41,11 +41,106 @@ var (
 
 const obfUnitLetters = "ABDEFGHJLNPQRSTUWXYZ"
 
+var (
+	// obfFirstASCII and obfLastASCII are obfASCII of each name, for
+	// e-mail addresses.
+	obfFirstASCII = obfASCIIAll(obfFirstNames)
+	obfLastASCII  = obfASCIIAll(obfLastNames)
+	// obfWordKinds names the keyed choice of each word of free text.
+	obfWordKinds [40]string
+)
+
+func init() {
+	for i := range obfWordKinds {
+		obfWordKinds[i] = "word" + strconv.Itoa(i)
+	}
+}
+
+func obfASCIIAll(list []string) []string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = obfASCII(s)
+	}
+	return out
+}
+
+// The shape tests below check a cheap condition each regular expression
+// implies before running it.
+
+func obfIsEmail(s string) bool {
+	return strings.IndexByte(s, '@') > 0 && obfEmailRE.MatchString(s)
+}
+
+// obfIsPostcode tests s in upper case. A match has 5 to 8 ASCII
+// characters, each the upper case of a rune of at most 2 bytes (ı, ſ).
+func obfIsPostcode(s string) bool {
+	return len(s) >= 5 && len(s) <= 16 && obfPostcodeRE.MatchString(strings.ToUpper(s))
+}
+
+func obfIsPhone(s string) bool {
+	return len(s) >= 7 && (s[0] == '+' || s[0] == '0') && obfPhoneRE.MatchString(s)
+}
+
+// obfHintKind is what a field's name says its text holds (see text).
+type obfHintKind struct {
+	title, first, last, name, email, phone, postcode, line1, line2, line3, nationality, language, id bool
+}
+
+func newHintKind(hint string) *obfHintKind {
+	has := func(subs ...string) bool {
+		for _, x := range subs {
+			if strings.Contains(hint, x) {
+				return true
+			}
+		}
+		return false
+	}
+	return &obfHintKind{
+		title:       hint == "title" || hint == "honorific" || hint == "salutation",
+		first:       has("firstname", "forename", "givenname", "middlename", "preferredname", "knownas"),
+		last:        has("lastname", "surname", "familyname", "maidenname"),
+		name:        hint == "name" || has("fullname", "displayname", "personname", "contactname") || strings.HasSuffix(hint, "edby"),
+		email:       has("email"),
+		phone:       has("phone", "mobile", "telephone", "fax"),
+		postcode:    has("postcode", "postalcode"),
+		line1:       has("addressline1", "line1", "street", "housenumber", "buildingname"),
+		line2:       has("addressline2", "line2", "district", "locality"),
+		line3:       has("addressline", "line3", "line4", "town", "city"),
+		nationality: has("nationality"),
+		language:    has("language"),
+		id:          strings.HasSuffix(hint, "id") || has("reference", "number", "code") || strings.HasSuffix(hint, "ref") || strings.HasSuffix(hint, "no"),
+	}
+}
+
+// hintKind returns the hint of the field a value is in (obfHint),
+// classified once per field or hint.
+func (o *Obfuscator) hintKind(f *plinth.Field, path *obfPath) *obfHintKind {
+	if f.Name != "" {
+		if h, ok := o.hints.Load(f); ok {
+			return h.(*obfHintKind)
+		}
+		h := newHintKind(strings.ToLower(f.Name))
+		o.hints.Store(f, h)
+		return h
+	}
+	p := ""
+	if path != nil {
+		p = path.String()
+	}
+	hint := obfHint(f, p)
+	if h, ok := o.hints.Load(hint); ok {
+		return h.(*obfHintKind)
+	}
+	h := newHintKind(hint)
+	o.hints.Store(hint, h)
+	return h
+}
+
 // formatted maps a personal string by its format, then by what the field's
 // name says it holds, then by the value's shape. The result keeps the
 // field's maxLength and pattern, or it is an error (naming the field, never
 // the value).
-func (o *Obfuscator) formatted(f *plinth.Field, s, path string) (string, error) {
+func (o *Obfuscator) formatted(f *plinth.Field, s string, path *obfPath) (string, error) {
 	var r string
 	switch f.Format {
 	case plinth.FormatEmail:
@@ -61,7 +156,7 @@ func (o *Obfuscator) formatted(f *plinth.Field, s, path string) (string, error) 
 	case plinth.FormatUPRN:
 		r = o.UPRN(s)
 	default:
-		r = o.text(obfHint(f, path), s)
+		r = o.text(o.hintKind(f, path), s)
 		if f.MaxLength != nil && utf8.RuneCountInString(r) > *f.MaxLength {
 			r = string([]rune(r)[:*f.MaxLength])
 		}
@@ -69,10 +164,11 @@ func (o *Obfuscator) formatted(f *plinth.Field, s, path string) (string, error) 
 	if f.Pattern != nil && !f.Pattern.MatchString(r) {
 		r = o.Identifier("pattern", s)
 		if !f.Pattern.MatchString(r) {
-			if path == "" {
-				path = f.Name
+			where := f.Name
+			if path != nil {
+				where = path.String()
 			}
-			return "", fmt.Errorf("%s: no pseudonym of this value matches the field's pattern %s; give the field a format or mark it pii: none if it is not personal", path, f.Pattern)
+			return "", fmt.Errorf("%s: no pseudonym of this value matches the field's pattern %s; give the field a format or mark it pii: none if it is not personal", where, f.Pattern)
 		}
 	}
 	return r, nil
@@ -93,58 +189,50 @@ func obfHint(f *plinth.Field, path string) string {
 	return strings.ToLower(path)
 }
 
-// text maps a string with no format: by the field's name, then by the
-// value's shape.
-func (o *Obfuscator) text(hint, s string) string {
-	has := func(subs ...string) bool {
-		for _, x := range subs {
-			if strings.Contains(hint, x) {
-				return true
-			}
-		}
-		return false
-	}
+// text maps a string with no format: by what the field's name says it
+// holds (h), then by the value's shape.
+func (o *Obfuscator) text(h *obfHintKind, s string) string {
 	switch {
-	case hint == "title" || hint == "honorific" || hint == "salutation":
+	case h.title:
 		return o.pick(obfTitles, "title", s)
-	case has("firstname", "forename", "givenname", "middlename", "preferredname", "knownas"):
+	case h.first:
 		return o.FirstName(s)
-	case has("lastname", "surname", "familyname", "maidenname"):
+	case h.last:
 		return o.LastName(s)
-	case hint == "name" || has("fullname", "displayname", "personname", "contactname") || strings.HasSuffix(hint, "edby"):
-		if obfEmailRE.MatchString(s) {
+	case h.name:
+		if obfIsEmail(s) {
 			return o.Email(s)
 		}
 		return o.FirstName(s) + " " + o.LastName(s)
-	case has("email") && obfEmailRE.MatchString(s):
+	case h.email && obfIsEmail(s):
 		return o.Email(s)
-	case has("phone", "mobile", "telephone", "fax") && obfPhoneRE.MatchString(s):
+	case h.phone && obfIsPhone(s):
 		return o.Phone(s)
-	case has("postcode", "postalcode") && obfPostcodeRE.MatchString(strings.ToUpper(s)):
+	case h.postcode && obfIsPostcode(s):
 		return o.Postcode(strings.ToUpper(s))
-	case has("addressline1", "line1", "street", "housenumber", "buildingname"):
+	case h.line1:
 		return o.AddressLine(s)
-	case has("addressline2", "line2", "district", "locality"):
+	case h.line2:
 		return o.pick(obfDistricts, "district", s)
-	case has("addressline", "line3", "line4", "town", "city"):
+	case h.line3:
 		return o.pick(obfTowns, "town", s)
-	case has("nationality"):
+	case h.nationality:
 		return o.pick(obfNations, "nationality", s)
-	case has("language"):
+	case h.language:
 		return o.pick(obfLanguages, "language", s)
-	case strings.HasSuffix(hint, "id") || has("reference", "number", "code") || strings.HasSuffix(hint, "ref") || strings.HasSuffix(hint, "no"):
+	case h.id:
 		return o.Identifier("id", s)
 	}
 	switch {
-	case obfEmailRE.MatchString(s):
+	case obfIsEmail(s):
 		return o.Email(s)
-	case obfPostcodeRE.MatchString(strings.ToUpper(s)):
+	case obfIsPostcode(s):
 		return o.Postcode(strings.ToUpper(s))
-	case obfUUIDRE.MatchString(s):
+	case len(s) == 36 && obfUUIDRE.MatchString(s):
 		return o.UUID(strings.ToLower(s))
-	case obfPhoneRE.MatchString(s) && digitCount(s) >= 7 && digitCount(s) <= 15:
+	case obfIsPhone(s) && digitCount(s) >= 7 && digitCount(s) <= 15:
 		return o.Phone(s)
-	case obfTrailingPC.MatchString(s) && strings.ContainsAny(s, " ,"):
+	case len(s) >= 5 && strings.ContainsAny(s, " ,") && obfTrailingPC.MatchString(s):
 		// An address in one line, ending with its postcode.
 		pc := obfTrailingPC.FindString(s)
 		return o.AddressLine(s) + ", " + o.pick(obfTowns, "town", s) + " " + o.Postcode(strings.ToUpper(pc))
@@ -170,7 +258,7 @@ func (o *Obfuscator) words(s string) string {
 	n := min(max(len(strings.Fields(s)), 1), 40)
 	ws := make([]string, n)
 	for i := range ws {
-		ws[i] = o.pick(obfWords, "word"+strconv.Itoa(i), s)
+		ws[i] = o.pick(obfWords, obfWordKinds[i], s)
 	}
 	r := strings.Join(ws, " ")
 	if c, _ := utf8.DecodeRuneInString(s); unicode.IsUpper(c) {
@@ -202,7 +290,9 @@ func (o *Obfuscator) Email(s string) string {
 	if len(tag) > 8 {
 		tag = tag[:8]
 	}
-	return obfASCII(o.pick(obfFirstNames, "email-first", s)) + "." + obfASCII(o.pick(obfLastNames, "email-last", s)) + "." + tag + "@example.org"
+	first := obfFirstASCII[o.prf("email-first", s)%uint64(len(obfFirstNames))]
+	last := obfLastASCII[o.prf("email-last", s)%uint64(len(obfLastNames))]
+	return first + "." + last + "." + tag + "@example.org"
 }
 
 func obfASCII(s string) string {
@@ -222,13 +312,14 @@ func obfASCII(s string) string {
 // for a mobile number, 020 7946 0xxx for London, another geographic drama
 // range otherwise; an international number (+44) stays international.
 func (o *Obfuscator) Phone(s string) string {
-	var d strings.Builder
+	var buf [32]byte
+	d := buf[:0]
 	for i := 0; i < len(s); i++ {
 		if s[i] >= '0' && s[i] <= '9' {
-			d.WriteByte(s[i])
+			d = append(d, s[i])
 		}
 	}
-	national := d.String()
+	national := string(d)
 	intl := strings.HasPrefix(s, "+")
 	if intl && strings.HasPrefix(national, "44") {
 		national = "0" + national[2:]
@@ -243,7 +334,8 @@ func (o *Obfuscator) Phone(s string) string {
 	default:
 		p = obfGeoPhones[(h>>16)%uint64(len(obfGeoPhones))]
 	}
-	p += fmt.Sprintf("%03d", h%1000)
+	n := h % 1000
+	p += string([]byte{byte('0' + n/100), byte('0' + n/10%10), byte('0' + n%10)})
 	if intl {
 		p = "+44 " + p[1:]
 	}
@@ -282,7 +374,7 @@ func (o *Obfuscator) NHSNumber(s string) string {
 	valid9 := nhsValid
 	if o.policy.NHS == NHSFull {
 		y := o.permute("nhs-full", body, 0, 999_999_999, valid9)
-		return obfNHS(fmt.Sprintf("%09d", y))
+		return obfNHS(obfPad(y, 9, ""))
 	}
 	valid6 := func(x uint64) bool { return nhsValid(999_000_000 + x) }
 	var x uint64
@@ -296,7 +388,21 @@ func (o *Obfuscator) NHSNumber(s string) string {
 			x = (x + 1) % 1_000_000
 		}
 	}
-	return obfNHS(fmt.Sprintf("999%06d", o.permute("nhs-test", x, 0, 999_999, valid6)))
+	return obfNHS(obfPad(o.permute("nhs-test", x, 0, 999_999, valid6), 6, "999"))
+}
+
+// obfPad returns prefix and x in n digits with leading zeros (x < 10^n).
+func obfPad(x uint64, n int, prefix string) string {
+	var buf [24]byte
+	b := append(buf[:0], prefix...)
+	for range n {
+		b = append(b, '0')
+	}
+	for i := len(b) - 1; i >= len(prefix); i-- {
+		b[i] = byte('0' + x%10)
+		x /= 10
+	}
+	return string(b)
 }
 
 func obfNHS(body9 string) string {
@@ -325,7 +431,7 @@ func (o *Obfuscator) NINumber(s string) string {
 		return o.Identifier("ni", s)
 	}
 	y := o.permute("ni:"+p, d*4+uint64(suffix-'A'), 0, 3_999_999, nil)
-	return fmt.Sprintf("%s%06d%c", outP, y/4, 'A'+byte(y%4))
+	return obfPad(y/4, 6, outP) + string(rune('A'+byte(y%4)))
 }
 
 // UPRN maps a Unique Property Reference Number (1 to 12 digits) injectively

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/bundle"
 	"github.com/plinth-data/plinth/datasafety"
 )
 
@@ -37,6 +39,9 @@ type obfuscateCheckpoint struct {
 	LastKey     []byte `json:"lastKey,omitempty"` // sealed JSON of the source key
 	Records     int64  `json:"records"`
 	Complete    bool   `json:"complete,omitempty"`
+	// Source is the SHA-256 of the bundle file read ("" for a store): a
+	// run from a bundle resumes after the first Records lines.
+	Source string `json:"source,omitempty"`
 }
 
 func obfuscateCommand() *cobra.Command {
@@ -46,9 +51,12 @@ func obfuscateCommand() *cobra.Command {
 	var restart bool
 	cmd := &cobra.Command{
 		Use:   "obfuscate",
-		Short: "Copy a store into another with personal data pseudonymised (for staging)",
-		Long: `Read every record of every entity of the source store, pseudonymise it by each
-field's PII class and format, and bulk-load it into the target store:
+		Short: "Copy a store or bundle into another with personal data pseudonymised (for staging)",
+		Long: `Read every record of every entity of the source (a store URL, or an export
+bundle's folder: its checksums are verified and every record validated),
+pseudonymise it by each field's PII class and format, and bulk-load it into
+the target store or write it to a new export bundle (--to a new or empty
+folder; its manifest records the class obfuscated and where it came from):
 none fields are copied; personal fields get keyed, deterministic pseudonyms
 that keep their format (names from name lists, postcodes of a valid shape,
 NHS numbers in the 999 test range with a valid check digit, NI numbers with
@@ -61,9 +69,10 @@ removed (--special keep-generalised keeps a coarse form).
 
 The same key gives the same output in every run and row order; keep the key
 file (32 random bytes or more: head -c 32 /dev/urandom > obfuscate.key)
-secret, apart from the copies. An interrupted run resumes where it stopped;
---restart starts again. The target store records its provenance: obfuscated,
-from which source, with which key fingerprint.`,
+secret, apart from the copies. An interrupted run into a store resumes where
+it stopped; --restart starts again (an interrupted bundle is removed: run
+again into an empty folder). The target store or bundle records its
+provenance: obfuscated, from which source, with which key fingerprint.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cmd)
@@ -71,7 +80,7 @@ from which source, with which key fingerprint.`,
 				return err
 			}
 			if from == "" || to == "" || keyFile == "" {
-				return fmt.Errorf("give --from (the source store URL), --to (the target store URL) and --key-file")
+				return fmt.Errorf("give --from (the source: a store URL or a bundle's folder), --to (the target: a store URL or a new folder for a bundle) and --key-file")
 			}
 			if from == to {
 				return fmt.Errorf("--from and --to name the same store; obfuscate into another store")
@@ -116,14 +125,14 @@ from which source, with which key fingerprint.`,
 			}
 			return runObfuscate(cmd.Context(), cmd.OutOrStdout(), obfuscateRun{
 				from: from, to: to, domains: ds, obf: datasafety.NewObfuscator(key, policy).SetDomains(ds),
-				restart: restart, logger: newLogger(cfg.LogLevel),
+				named: len(domainNames) > 0, restart: restart, logger: newLogger(cfg.LogLevel),
 			})
 		},
 	}
 	addConfigFlags(cmd, "domains", "log-level")
 	fl := cmd.Flags()
-	fl.StringVar(&from, "from", "", "source store URL (sqlite:///path.db or postgres://…)")
-	fl.StringVar(&to, "to", "", "target store URL")
+	fl.StringVar(&from, "from", "", "source: a store URL (sqlite:///path.db or postgres://…) or an export bundle's folder")
+	fl.StringVar(&to, "to", "", "target: a store URL, or a new or empty folder to write an export bundle to")
 	fl.StringVar(&keyFile, "key-file", "", "file holding the obfuscation key: at least 32 random bytes")
 	fl.StringSliceVar(&domainNames, "domain", nil, "only this domain (repeatable; default every domain in the specs)")
 	fl.StringVar(&special, "special", "remove", "special-category fields: remove or keep-generalised")
@@ -145,9 +154,11 @@ func specialPolicy(s string) (datasafety.SpecialPolicy, error) {
 type obfuscateRun struct {
 	from, to string
 	domains  []*plinth.Domain
-	obf      *datasafety.Obfuscator
-	restart  bool
-	logger   *slog.Logger
+	// named is true when --domain chose the domains.
+	named   bool
+	obf     *datasafety.Obfuscator
+	restart bool
+	logger  *slog.Logger
 }
 
 type entityReport struct {
@@ -158,41 +169,245 @@ type entityReport struct {
 	resumed bool
 }
 
-func runObfuscate(ctx context.Context, out io.Writer, r obfuscateRun) error {
-	src, err := openStore(ctx, r.from, r.domains)
-	if err != nil {
-		return fmt.Errorf("the source store: %w", err)
+// isBundlePath reports whether an endpoint names a bundle's folder rather
+// than a store: it has no URL scheme.
+func isBundlePath(s string) bool { return !strings.Contains(s, "://") }
+
+// obfInput is one entity to read, from a store or a bundle.
+type obfInput struct {
+	e *plinth.Entity
+	// source names the data read (a bundle file's SHA-256, "" for a
+	// store), so a resumed run is known to read the same.
+	source string
+	total  func(ctx context.Context) (int64, error)
+	// read calls fn with each record's data in key order: after the key
+	// after (stores) or after the first skip records (bundles).
+	read func(ctx context.Context, after any, skip int64, fn func(map[string]any) error) error
+}
+
+func storeInput(st plinth.Store, e *plinth.Entity) obfInput {
+	return obfInput{e: e,
+		total: func(ctx context.Context) (int64, error) { return st.Count(ctx, e) },
+		read: func(ctx context.Context, after any, _ int64, fn func(map[string]any) error) error {
+			_, err := st.Scan(ctx, e, plinth.ScanQuery{}, func(rec plinth.Record) error {
+				if after != nil && !keyAfter(rec.Data[e.Key.Name], after) {
+					return nil
+				}
+				return fn(rec.Data)
+			})
+			return err
+		}}
+}
+
+func bundleInput(src *bundle.Source, se bundle.SourceEntity) obfInput {
+	return obfInput{e: se.Entity, source: se.File.SHA256,
+		total: func(context.Context) (int64, error) { return se.File.Records, nil },
+		read: func(ctx context.Context, _ any, skip int64, fn func(map[string]any) error) error {
+			return src.Records(ctx, se, skip, func(_ int64, d map[string]any) error { return fn(d) })
+		}}
+}
+
+// obfOutput is where obfuscated records go: a store (resumable, through
+// checkpoints) or a new bundle (written whole).
+type obfOutput interface {
+	// begin starts an entity: the checkpoint of an earlier run to resume
+	// from, if any.
+	begin(ctx context.Context, in obfInput, r obfuscateRun) (cp obfuscateCheckpoint, resumed bool, err error)
+	// write adds a batch, with the checkpoint that holds once it is in.
+	write(ctx context.Context, e *plinth.Entity, data []map[string]any, cp obfuscateCheckpoint) (skipped int, err error)
+	// end finishes the entity.
+	end(ctx context.Context, e *plinth.Entity, cp obfuscateCheckpoint) error
+}
+
+func obfCheckpointName(e *plinth.Entity) string {
+	return "plinth.obfuscate." + e.Domain.Name + "." + e.Plural
+}
+
+type storeOutput struct{ st plinth.Store }
+
+func (o storeOutput) begin(ctx context.Context, in obfInput, r obfuscateRun) (cp obfuscateCheckpoint, resumed bool, err error) {
+	name := in.e.Domain.Name + "." + in.e.Plural
+	cp = obfuscateCheckpoint{Fingerprint: r.obf.Fingerprint(), Source: in.source}
+	if r.restart {
+		return cp, false, nil
 	}
-	defer src.Close()
-	dst, err := openStore(ctx, r.to, r.domains)
-	if err != nil {
-		return fmt.Errorf("the target store: %w", err)
+	c, found, err := o.st.Checkpoint(ctx, obfCheckpointName(in.e))
+	if err != nil || !found {
+		return cp, false, err
 	}
-	defer dst.Close()
+	var old obfuscateCheckpoint
+	if err := json.Unmarshal(c.Value, &old); err != nil {
+		return cp, false, fmt.Errorf("%s: the checkpoint of an earlier run does not decode (run with --restart): %w", name, err)
+	}
+	if old.Fingerprint != r.obf.Fingerprint() {
+		return cp, false, fmt.Errorf("%s: the target was filled with another key (%s, not %s); use that key, or an empty target store", name, old.Fingerprint, r.obf.Fingerprint())
+	}
+	if old.Complete {
+		return old, true, nil
+	}
+	if old.Source != in.source {
+		return cp, false, fmt.Errorf("%s: an earlier run that did not finish was copying from another source into this target; run with --restart to copy everything again (records already there are kept)", name)
+	}
+	return old, old.Records > 0, nil
+}
+
+func (o storeOutput) write(ctx context.Context, e *plinth.Entity, data []map[string]any, cp obfuscateCheckpoint) (int, error) {
+	v, _ := json.Marshal(cp)
+	br, err := o.st.BulkLoad(ctx, e, data, plinth.BulkOptions{OnConflict: plinth.ConflictSkip, Checkpoint: plinth.Checkpoint{Name: obfCheckpointName(e), Value: v}})
+	if err != nil {
+		return 0, fmt.Errorf("loading %s.%s: %w", e.Domain.Name, e.Plural, err)
+	}
+	return br.Skipped, nil
+}
+
+func (o storeOutput) end(ctx context.Context, e *plinth.Entity, cp obfuscateCheckpoint) error {
+	cp.Complete = true
+	v, _ := json.Marshal(cp)
+	return o.st.SetCheckpoint(ctx, obfCheckpointName(e), v)
+}
+
+// bundleOutput writes a new bundle; it does not resume (an interrupted
+// run removes what it wrote).
+type bundleOutput struct {
+	w   *bundle.Writer
+	ew  *bundle.EntityWriter
+	now time.Time
+}
+
+func (o *bundleOutput) begin(_ context.Context, in obfInput, r obfuscateRun) (obfuscateCheckpoint, bool, error) {
+	ew, err := o.w.Entity(in.e)
+	if err != nil {
+		return obfuscateCheckpoint{}, false, err
+	}
+	o.ew = ew
+	return obfuscateCheckpoint{Fingerprint: r.obf.Fingerprint(), Source: in.source}, false, nil
+}
+
+func (o *bundleOutput) write(_ context.Context, _ *plinth.Entity, data []map[string]any, _ obfuscateCheckpoint) (int, error) {
+	for _, d := range data {
+		// New records, as a load would write them: version 1, created
+		// and updated by this run (the source's times are not copied).
+		if err := o.ew.Write(plinth.Record{Data: d, Version: 1, CreatedAt: o.now, UpdatedAt: o.now}); err != nil {
+			return 0, err
+		}
+	}
+	return 0, nil
+}
+
+func (o *bundleOutput) end(_ context.Context, _ *plinth.Entity, _ obfuscateCheckpoint) error {
+	ew := o.ew
+	o.ew = nil
+	return ew.Close("")
+}
+
+func (o *bundleOutput) abort() {
+	if o.ew != nil {
+		o.ew.Abort()
+	}
+	o.w.Abort()
+}
+
+// runObfuscate copies r.from into r.to, each a store URL or a bundle's
+// folder.
+func runObfuscate(ctx context.Context, out io.Writer, r obfuscateRun) (err error) {
+	var inputs []obfInput
+	var srcDesc string
+	domains := r.domains
+	if isBundlePath(r.from) {
+		st, err := os.Stat(filepath.Join(r.from, bundle.ManifestFile))
+		if err != nil || st.IsDir() {
+			return fmt.Errorf("--from %s: neither a store URL (sqlite:///path.db, postgres://…) nor an export bundle (a folder with %s)", r.from, bundle.ManifestFile)
+		}
+		var only []string
+		if r.named {
+			for _, d := range r.domains {
+				only = append(only, d.Name)
+			}
+		}
+		// Every checksum is verified before a record is read.
+		src, err := bundle.Open(r.from, r.domains, only, false)
+		if err != nil {
+			return fmt.Errorf("the source bundle: %w", err)
+		}
+		domains = nil
+		for _, se := range src.Entities() {
+			inputs = append(inputs, bundleInput(src, se))
+			if !slices.Contains(domains, se.Entity.Domain) {
+				domains = append(domains, se.Entity.Domain)
+			}
+		}
+		abs, err := filepath.Abs(r.from)
+		if err != nil {
+			abs = r.from
+		}
+		srcDesc = "bundle " + abs
+	} else {
+		src, err := openStore(ctx, r.from, r.domains)
+		if err != nil {
+			return fmt.Errorf("the source store: %w", err)
+		}
+		defer src.Close()
+		for _, d := range r.domains {
+			for _, e := range d.Entities {
+				inputs = append(inputs, storeInput(src, e))
+			}
+		}
+		srcDesc = redactURL(r.from)
+	}
 	prov := plinth.Provenance{
 		Class:  plinth.ClassObfuscated,
 		Source: "obfuscate",
-		Detail: redactURL(r.from) + " key " + r.obf.Fingerprint(),
+		Detail: srcDesc + " key " + r.obf.Fingerprint(),
 	}
-	// Marked before the first record lands, so an interrupted copy is
-	// never taken for anything else.
-	prov.At = time.Now().UTC()
-	if err := plinth.SetStoreProvenance(ctx, dst, prov); err != nil {
-		return fmt.Errorf("recording the target's provenance: %w", err)
+	var dst obfOutput
+	var bout *bundleOutput
+	if isBundlePath(r.to) {
+		w, err := bundle.Create(r.to)
+		if err != nil {
+			return fmt.Errorf("--to %s: %w", r.to, err)
+		}
+		bout = &bundleOutput{w: w, now: plinth.Now()}
+		defer func() {
+			if err != nil {
+				bout.abort()
+			}
+		}()
+		dst = bout
+	} else {
+		st, err := openStore(ctx, r.to, domains)
+		if err != nil {
+			return fmt.Errorf("the target store: %w", err)
+		}
+		defer st.Close()
+		// Marked before the first record lands, so an interrupted copy
+		// is never taken for anything else.
+		prov.At = time.Now().UTC()
+		if err := plinth.SetStoreProvenance(ctx, st, prov); err != nil {
+			return fmt.Errorf("recording the target's provenance: %w", err)
+		}
+		dst = storeOutput{st}
+		defer func() {
+			if err == nil {
+				prov.At = time.Now().UTC()
+				if perr := plinth.SetStoreProvenance(ctx, st, prov); perr != nil {
+					err = fmt.Errorf("recording the target's provenance: %w", perr)
+				}
+			}
+		}()
 	}
 	var reports []entityReport
-	for _, d := range r.domains {
-		for _, e := range d.Entities {
-			rep, err := obfuscateEntity(ctx, src, dst, e, r)
-			if err != nil {
-				return err
-			}
-			reports = append(reports, rep)
+	for _, in := range inputs {
+		rep, err := obfuscateEntity(ctx, in, dst, r)
+		if err != nil {
+			return err
 		}
+		reports = append(reports, rep)
 	}
-	prov.At = time.Now().UTC()
-	if err := plinth.SetStoreProvenance(ctx, dst, prov); err != nil {
-		return fmt.Errorf("recording the target's provenance: %w", err)
+	if bout != nil {
+		prov.At = plinth.Now()
+		if _, err := bout.w.Finish(plinth.ClassObfuscated, &prov); err != nil {
+			return fmt.Errorf("writing the bundle's manifest: %w", err)
+		}
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "entity\trecords\tnone copied\tpersonal pseudonymised\tpersonal kept\tspecial removed\tspecial generalised\t")
@@ -205,56 +420,52 @@ func runObfuscate(ctx context.Context, out io.Writer, r obfuscateRun) error {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", name, rep.records, c.Copied, c.Pseudonymised, c.Kept, c.Removed, c.Generalised)
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "target %s: %s data from %s\n", redactURL(r.to), prov.Class, prov.Detail)
+	what := "target"
+	if bout != nil {
+		what = "bundle"
+	}
+	fmt.Fprintf(out, "%s %s: %s data from %s\n", what, redactURL(r.to), prov.Class, prov.Detail)
 	return nil
 }
 
-// obfuscateEntity copies one entity: scan the source in key order, skip up
-// to the checkpoint, obfuscate batches on every core, load them in order
+// obfuscateEntity copies one entity: read the source in key order, skip up
+// to the checkpoint, obfuscate batches on every core, write them in order
 // with the checkpoint in the same call.
-func obfuscateEntity(ctx context.Context, src, dst plinth.Store, e *plinth.Entity, r obfuscateRun) (rep entityReport, err error) {
+func obfuscateEntity(ctx context.Context, in obfInput, dst obfOutput, r obfuscateRun) (rep entityReport, err error) {
+	e := in.e
 	name := e.Domain.Name + "." + e.Plural
 	rep.entity = name
-	cpName := "plinth.obfuscate." + name
-	var cp obfuscateCheckpoint
-	var after any // the source key to resume after
-	if !r.restart {
-		c, found, err := dst.Checkpoint(ctx, cpName)
-		if err != nil {
-			return rep, err
+	cp, resumed, err := dst.begin(ctx, in, r)
+	if err != nil {
+		return rep, err
+	}
+	var after any // the source key to resume after (stores)
+	var skip int64
+	if resumed {
+		rep.resumed = true
+		if cp.Complete {
+			rep.records = cp.Records
+			r.logger.Info("already obfuscated by an earlier run", "entity", name, "records", cp.Records)
+			return rep, nil
 		}
-		if found {
-			if err := json.Unmarshal(c.Value, &cp); err != nil {
-				return rep, fmt.Errorf("%s: the checkpoint of an earlier run does not decode (run with --restart): %w", name, err)
+		if in.source != "" {
+			skip = cp.Records
+		} else if cp.LastKey != nil {
+			b, err := r.obf.Open(cp.LastKey)
+			if err != nil {
+				return rep, fmt.Errorf("%s: checkpoint: %w", name, err)
 			}
-			if cp.Fingerprint != r.obf.Fingerprint() {
-				return rep, fmt.Errorf("%s: the target was filled with another key (%s, not %s); use that key, or an empty target store", name, cp.Fingerprint, r.obf.Fingerprint())
+			var k any
+			if err := json.Unmarshal(b, &k); err != nil {
+				return rep, err
 			}
-			if cp.Complete {
-				rep.records, rep.resumed = cp.Records, true
-				r.logger.Info("already obfuscated by an earlier run", "entity", name, "records", cp.Records)
-				return rep, nil
+			if n, ok := k.(float64); ok {
+				k = int64(n)
 			}
-			if cp.LastKey != nil {
-				b, err := r.obf.Open(cp.LastKey)
-				if err != nil {
-					return rep, fmt.Errorf("%s: checkpoint: %w", name, err)
-				}
-				var k any
-				if err := json.Unmarshal(b, &k); err != nil {
-					return rep, err
-				}
-				if n, ok := k.(float64); ok {
-					k = int64(n)
-				}
-				after, rep.resumed = k, true
-			}
+			after = k
 		}
 	}
-	if !rep.resumed {
-		cp = obfuscateCheckpoint{Fingerprint: r.obf.Fingerprint()}
-	}
-	total, err := src.Count(ctx, e)
+	total, err := in.total(ctx)
 	if err != nil {
 		return rep, err
 	}
@@ -323,11 +534,8 @@ func obfuscateEntity(ctx context.Context, src, dst plinth.Store, e *plinth.Entit
 			batch = nil
 			return nil
 		}
-		_, err := src.Scan(ctx, e, plinth.ScanQuery{}, func(rec plinth.Record) error {
-			if after != nil && !keyAfter(rec.Data[e.Key.Name], after) {
-				return nil
-			}
-			batch = append(batch, rec.Data)
+		err := in.read(ctx, after, skip, func(d map[string]any) error {
+			batch = append(batch, d)
 			if len(batch) == obfuscateBatch {
 				return send()
 			}
@@ -358,14 +566,13 @@ func obfuscateEntity(ctx context.Context, src, dst plinth.Store, e *plinth.Entit
 		k, _ := json.Marshal(res.lastKey)
 		cp.LastKey = r.obf.Seal(k)
 		cp.Records += int64(len(res.data))
-		v, _ := json.Marshal(cp)
-		br, err := dst.BulkLoad(ctx, e, res.data, plinth.BulkOptions{OnConflict: plinth.ConflictSkip, Checkpoint: plinth.Checkpoint{Name: cpName, Value: v}})
+		skipped, err := dst.write(ctx, e, res.data, cp)
 		if err != nil {
-			loadErr = fmt.Errorf("loading %s: %w", name, err)
+			loadErr = err
 			break
 		}
 		rep.records += int64(len(res.data))
-		rep.skipped += int64(br.Skipped)
+		rep.skipped += int64(skipped)
 		p.Add(len(res.data))
 		batches++
 		if obfuscateAfterBatch != nil {
@@ -373,7 +580,7 @@ func obfuscateEntity(ctx context.Context, src, dst plinth.Store, e *plinth.Entit
 		}
 	}
 	cancel()
-	for range order { // let the scanner finish
+	for range order { // let the reader finish
 	}
 	wg.Wait()
 	serr := <-scanErr
@@ -386,9 +593,7 @@ func obfuscateEntity(ctx context.Context, src, dst plinth.Store, e *plinth.Entit
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return rep, err
 	}
-	cp.Complete = true
-	v, _ := json.Marshal(cp)
-	if err := dst.SetCheckpoint(context.WithoutCancel(ctx), cpName, v); err != nil {
+	if err := dst.end(context.WithoutCancel(ctx), e, cp); err != nil {
 		return rep, err
 	}
 	rep.records = cp.Records

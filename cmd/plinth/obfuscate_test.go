@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -15,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/bundle"
 	"github.com/plinth-data/plinth/datasafety"
 	"github.com/plinth-data/plinth/sqlite"
 )
@@ -297,4 +301,208 @@ func TestObfuscateCommandSeededShippedDomains(t *testing.T) {
 	if changed < 1400 {
 		t.Fatalf("only %d of 1500 last names changed", changed)
 	}
+}
+
+// bundleText returns the uncompressed lines of an entity's file in a
+// bundle, without version and times, in the file's order.
+func bundleLines(t *testing.T, dir, rel string) []string {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		i := strings.LastIndex(l, `,"version":`)
+		if i < 0 {
+			t.Fatalf("line %q", l)
+		}
+		out = append(out, l[:i])
+	}
+	return out
+}
+
+// noOriginals fails when text holds any of the originals.
+func noOriginals(t *testing.T, what, text string, originals []string) {
+	t.Helper()
+	if o := firstOriginal(text, originals); o != "" {
+		t.Fatalf("%s still holds %q", what, o)
+	}
+}
+
+// firstOriginal returns an original that text holds, or "": every
+// substring of each original's length is looked up in a set (a
+// strings.Contains per original takes seconds on thousands of them).
+func firstOriginal(text string, originals []string) string {
+	byLen := map[int]map[string]bool{}
+	for _, o := range originals {
+		if byLen[len(o)] == nil {
+			byLen[len(o)] = map[string]bool{}
+		}
+		byLen[len(o)][o] = true
+	}
+	for n, set := range byLen {
+		for i := 0; i+n <= len(text); i++ {
+			if set[text[i:i+n]] {
+				return text[i : i+n]
+			}
+		}
+	}
+	return ""
+}
+
+// TestObfuscateCommandBundles obfuscates store → bundle, bundle → bundle
+// and bundle → store: the outputs hold none of the original personal
+// values, references join, the bundles' manifests say obfuscated (and
+// load into staging), bundle and store sources give the same records, and
+// a damaged source bundle is refused before anything is written.
+func TestObfuscateCommandBundles(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	from := "sqlite://" + filepath.Join(dir, "real.db")
+	ds, originals, dobs := realLooking(t, from, 2500)
+	key := writeKey(t, dir, 7)
+	fp := datasafety.KeyFingerprint(bytes.Repeat([]byte{7}, 32))
+	realBundle := filepath.Join(dir, "real-bundle")
+	if out, err := runPlinth(ctx, t, "export", "--store", from, "--to", realBundle, "--domains", obfuscateSpecs); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+
+	if firstOriginal(strings.Join(bundleLines(t, realBundle, "people/people.ndjson.gz"), "\n"), originals) == "" {
+		t.Fatal("the scan finds no original value even in the source bundle")
+	}
+
+	// store → bundle and bundle → bundle.
+	fromStore, fromBundle := filepath.Join(dir, "obf-from-store"), filepath.Join(dir, "obf-from-bundle")
+	for _, c := range [][2]string{{from, fromStore}, {realBundle, fromBundle}} {
+		out, err := runPlinth(ctx, t, "obfuscate", "--from", c[0], "--to", c[1], "--key-file", key, "--domains", obfuscateSpecs)
+		if err != nil {
+			t.Fatalf("%s → %s: %v\n%s", c[0], c[1], err, out)
+		}
+		t.Log(out)
+		if !strings.Contains(out, "people.people") || !strings.Contains(out, "2500") || !strings.Contains(out, "bundle "+c[1]+": obfuscated data from ") {
+			t.Fatalf("report:\n%s", out)
+		}
+		m, err := bundle.ReadManifest(c[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Class != plinth.ClassObfuscated || m.Provenance == nil || m.Provenance.Class != plinth.ClassObfuscated ||
+			m.Provenance.Source != "obfuscate" || !strings.Contains(m.Provenance.Detail, "key "+fp) {
+			t.Fatalf("manifest of %s: class %s, provenance %+v", c[1], m.Class, m.Provenance)
+		}
+		if err := bundle.VerifyChecksums(c[1], m); err != nil {
+			t.Fatal(err)
+		}
+		ps, rs := bundleLines(t, c[1], "people/people.ndjson.gz"), bundleLines(t, c[1], "referrals/referrals.ndjson.gz")
+		if len(ps) != 2500 || len(rs) != 2500 {
+			t.Fatalf("%d people, %d referrals", len(ps), len(rs))
+		}
+		noOriginals(t, "the obfuscated bundle "+c[1], strings.Join(ps, "\n")+strings.Join(rs, "\n"), originals)
+	}
+	if !strings.Contains(mustManifest(t, fromBundle).Provenance.Detail, "bundle "+realBundle) {
+		t.Fatalf("provenance %+v", mustManifest(t, fromBundle).Provenance)
+	}
+	for _, rel := range []string{"people/people.ndjson.gz", "referrals/referrals.ndjson.gz"} {
+		a, b := bundleLines(t, fromStore, rel), bundleLines(t, fromBundle, rel)
+		if strings.Join(a, "\n") != strings.Join(b, "\n") {
+			t.Fatalf("%s: the store and the bundle of the same data obfuscate differently", rel)
+		}
+	}
+
+	// bundle → store.
+	to := "sqlite://" + filepath.Join(dir, "staging.db")
+	out, err := runPlinth(ctx, t, "obfuscate", "--from", realBundle, "--to", to, "--key-file", key, "--domains", obfuscateSpecs)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	st, err := sqlite.Open(ctx, strings.TrimPrefix(to, "sqlite://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	people, referrals := findEntity(ds, "people"), findEntity(ds, "referrals")
+	ps, rs := dump(t, st, people), dump(t, st, referrals)
+	if len(ps) != 2500 || len(rs) != 2500 {
+		t.Fatalf("%d people, %d referrals", len(ps), len(rs))
+	}
+	all, _ := json.Marshal([]any{ps, rs})
+	noOriginals(t, "the store obfuscated from a bundle", string(all), originals)
+	o := datasafety.NewObfuscator(bytes.Repeat([]byte{7}, 32))
+	byID := map[string]map[string]any{}
+	for _, p := range ps {
+		byID[p["id"].(string)] = p
+	}
+	for id, dob := range dobs {
+		if p := byID[o.UUID(id)]; p == nil || p["dateOfBirth"] == dob {
+			t.Fatalf("person %s: %v", id, p)
+		}
+	}
+	for _, r := range rs {
+		if p := byID[r["personId"].(string)]; p == nil || p["nhsNumber"] != r["nhsNumber"] {
+			t.Fatalf("referral %v no longer joins", r)
+		}
+	}
+	prov, found, err := plinth.StoreProvenance(ctx, st)
+	if err != nil || !found || prov.Class != plinth.ClassObfuscated || prov.Detail != "bundle "+realBundle+" key "+fp {
+		t.Fatalf("provenance %+v %v %v", prov, found, err)
+	}
+	st.Close()
+	// Run again: every entity is already there.
+	if out, err := runPlinth(ctx, t, "obfuscate", "--from", realBundle, "--to", to, "--key-file", key, "--domains", obfuscateSpecs); err != nil || !strings.Contains(out, "(resumed)") {
+		t.Fatalf("again: %v\n%s", err, out)
+	}
+
+	// The obfuscated bundle loads into staging.
+	if out, err := runPlinth(ctx, t, "load", "--from", fromBundle, "--store", "sqlite://"+filepath.Join(dir, "loaded.db"), "--env", "staging", "--domains", obfuscateSpecs); err != nil {
+		t.Fatalf("load: %v\n%s", err, out)
+	}
+
+	// A damaged source bundle is refused; nothing is written.
+	damaged := filepath.Join(dir, "damaged")
+	if err := os.CopyFS(damaged, os.DirFS(realBundle)); err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(damaged, "people", "people.ndjson.gz")
+	b, _ := os.ReadFile(f)
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(f, b, 0o644)
+	for _, target := range []string{filepath.Join(dir, "out-of-damaged"), "sqlite://" + filepath.Join(dir, "damaged.db")} {
+		out, err := runPlinth(ctx, t, "obfuscate", "--from", damaged, "--to", target, "--key-file", key, "--domains", obfuscateSpecs)
+		var ce *bundle.ChecksumError
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), "people/people.ndjson.gz does not match its checksum") {
+			t.Fatalf("damaged bundle into %s: %v\n%s", target, err, out)
+		}
+		if _, err := os.Stat(strings.TrimPrefix(target, "sqlite://")); err == nil {
+			t.Fatalf("a refused run created %s", target)
+		}
+	}
+
+	// Neither a store nor a bundle; a bundle target that is not empty.
+	if _, err := runPlinth(ctx, t, "obfuscate", "--from", dir, "--to", filepath.Join(dir, "x"), "--key-file", key, "--domains", obfuscateSpecs); err == nil || !strings.Contains(err.Error(), "neither a store URL") {
+		t.Fatalf("not a bundle: %v", err)
+	}
+	if _, err := runPlinth(ctx, t, "obfuscate", "--from", realBundle, "--to", fromStore, "--key-file", key, "--domains", obfuscateSpecs); err == nil || !strings.Contains(err.Error(), "is not empty") {
+		t.Fatalf("into a full folder: %v", err)
+	}
+	if mustManifest(t, fromStore).Class != plinth.ClassObfuscated {
+		t.Fatal("a refused run changed the bundle")
+	}
+}
+
+func mustManifest(t *testing.T, dir string) *bundle.Manifest {
+	t.Helper()
+	m, err := bundle.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
