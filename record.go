@@ -381,7 +381,12 @@ func MergePatch(doc map[string]any, patch map[string]any) map[string]any {
 // the path of every read, so it appends bytes directly rather than going
 // through encoding/json.
 func (e *Entity) MarshalRecord(r Record) []byte {
-	b := make([]byte, 0, 1024)
+	return e.AppendRecord(make([]byte, 0, 1024), r)
+}
+
+// AppendRecord appends what MarshalRecord returns to b, for callers that
+// reuse a buffer from record to record.
+func (e *Entity) AppendRecord(b []byte, r Record) []byte {
 	b = append(b, '{')
 	b = appendObjectFields(b, e.Fields, r.Data)
 	b = append(b, `,"version":`...)
@@ -391,6 +396,12 @@ func (e *Entity) MarshalRecord(r Record) []byte {
 	b = append(b, `","updatedAt":"`...)
 	b = r.UpdatedAt.UTC().AppendFormat(b, time.RFC3339Nano)
 	return append(b, '"', '}')
+}
+
+// AppendJSON appends the JSON of v, a canonical value of the field f, byte
+// for byte as MarshalRecord writes it for f (null for nil).
+func (f *Field) AppendJSON(b []byte, v any) []byte {
+	return appendValue(b, f, v)
 }
 
 func appendObjectFields(b []byte, fields []*Field, data map[string]any) []byte {

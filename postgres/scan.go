@@ -8,11 +8,19 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/internal/scanpipe"
 )
 
 // scanFetch is how many rows each FETCH of a scan brings: enough that round
-// trips do not dominate, few enough that memory stays small.
-const scanFetch = 500
+// trips do not dominate. Memory does not grow with it: rows are decoded as
+// they arrive and handed on scanChunk records at a time.
+// (A variable so that benchmarks can compare sizes.)
+var scanFetch = 4000
+
+// scanChunk is how many records travel together from the goroutine that
+// fetches and decodes rows to the one that calls fn (see scanpipe): at
+// most two chunks are in flight.
+const scanChunk = 256
 
 // Scan calls fn with every matching record in key order. It reads in a
 // REPEATABLE READ, READ ONLY transaction, so every row comes from the
@@ -22,6 +30,11 @@ const scanFetch = 500
 // planned for its first rows: PostgreSQL prefers walking the key index to
 // sorting the whole table before the first row.) The snapshot blocks no
 // writer, but holds back vacuum of the rows it can see until it ends.
+//
+// Fetching and decoding run on a goroutine of their own while fn works
+// through the records before them (scanpipe), so the database, the
+// decoding and fn overlap rather than take turns; that goroutine has
+// ended, and the transaction is free, by the time Scan returns.
 func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, fn func(plinth.Record) error) (plinth.Watermark, error) {
 	t := s.layout(e)
 	what := "scan " + t.label
@@ -43,46 +56,47 @@ func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, 
 		return "", ctxErr(ctx, s.wrap(what, err))
 	}
 	sc := t.scanner()
-	for {
-		n, fnErr, err := fetchScan(ctx, ptx, sc, fn)
-		switch {
-		case fnErr != nil:
-			return "", fnErr // unchanged, so callers can compare it
-		case err != nil:
-			return "", ctxErr(ctx, s.wrap(what, err))
-		case n < scanFetch:
-			if err := ctx.Err(); err != nil {
-				return "", err
+	fnErr, err := scanpipe.Run(ctx, scanChunk, func(emit func(plinth.Record) error) error {
+		for {
+			n, err := fetchScan(ctx, ptx, sc, emit)
+			if err != nil || n < scanFetch {
+				return err
 			}
-			return cur.watermark(), nil
 		}
+	}, fn)
+	switch {
+	case fnErr != nil:
+		return "", fnErr // unchanged, so callers can compare it
+	case err != nil:
+		return "", ctxErr(ctx, s.wrap(what, err))
 	}
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	return cur.watermark(), nil
 }
 
-// fetchScan passes the next batch of the scan's cursor to fn. It returns how
-// many rows came, and fn's error apart from the database's.
-func fetchScan(ctx context.Context, ptx pgx.Tx, sc *scanner, fn func(plinth.Record) error) (n int, fnErr, err error) {
+// fetchScan passes the next batch of the scan's cursor to emit. It returns
+// how many rows came.
+func fetchScan(ctx context.Context, ptx pgx.Tx, sc *scanner, emit func(plinth.Record) error) (n int, err error) {
 	// Described afresh each time: the text is the same for every
 	// entity, so a cached description would be another table's.
 	rows, err := ptx.Query(ctx, fmt.Sprintf("FETCH FORWARD %d FROM plinth_scan", scanFetch), pgx.QueryExecModeDescribeExec)
 	if err != nil {
-		return 0, nil, err
+		return 0, err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		n++
-		if err := ctx.Err(); err != nil {
-			return n, nil, err
-		}
 		r, err := sc.record(rows)
 		if err != nil {
-			return n, nil, err
+			return n, err
 		}
-		if err := fn(r); err != nil {
-			return n, err, nil
+		if err := emit(r); err != nil {
+			return n, err
 		}
 	}
-	return n, nil, rows.Err()
+	return n, rows.Err()
 }
 
 // scanSQL selects the records of a scan, in key order.

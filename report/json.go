@@ -14,6 +14,7 @@ import (
 type ndjsonEncoder struct {
 	w     io.Writer
 	e     *plinth.Entity
+	buf   []byte
 	ended bool
 }
 
@@ -25,8 +26,9 @@ func (n *ndjsonEncoder) Write(rec plinth.Record) error {
 	if n.ended {
 		return errEnded
 	}
-	b := n.e.MarshalRecord(rec)
-	_, err := n.w.Write(append(b, '\n'))
+	b := append(n.e.AppendRecord(n.buf[:0], rec), '\n')
+	n.buf = b
+	_, err := n.w.Write(b)
 	return err
 }
 
@@ -84,7 +86,7 @@ func (j *jsonEncoder) Write(rec plinth.Record) error {
 		b = append(b, '[', '\n')
 		j.started = true
 	}
-	b = append(b, j.e.MarshalRecord(rec)...)
+	b = j.e.AppendRecord(b, rec)
 	j.buf = b
 	_, err := j.w.Write(b)
 	return err

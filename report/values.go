@@ -11,14 +11,12 @@ import (
 
 // NestedJSON writes the top-level object and array fields of records as
 // the API's JSON text, byte for byte what Entity.MarshalRecord writes for
-// them. It does so by marshalling a record of an entity made of those
-// fields only and cutting the result at its members, so the text cannot
-// drift from the API's.
+// them: it writes each with plinth.Field.AppendJSON, the very code
+// MarshalRecord writes a field's value with, so the text cannot drift from
+// the API's.
 type NestedJSON struct {
-	shim   *plinth.Entity
 	fields []*plinth.Field
 	index  map[string]int
-	prefix [][]byte // `"name":` of each field, as MarshalRecord writes it
 	spans  [][2]int
 	buf    []byte
 }
@@ -31,43 +29,25 @@ func NewNestedJSON(e *plinth.Entity) *NestedJSON {
 		if f.Type == plinth.TypeObject || f.Type == plinth.TypeArray {
 			n.index[f.Name] = len(n.fields)
 			n.fields = append(n.fields, f)
-			name, _ := json.Marshal(f.Name)
-			n.prefix = append(n.prefix, append(name, ':'))
 		}
 	}
 	if len(n.fields) == 0 {
 		return nil
 	}
-	n.shim = &plinth.Entity{Name: e.Name, Plural: e.Plural, Key: e.Key, Fields: n.fields}
 	n.spans = make([][2]int, len(n.fields))
 	return n
 }
 
-// Load encodes the nested fields of data; Value then returns them. It
-// reports an error only if the encoding is not what MarshalRecord is
-// documented to write.
+// Load encodes the nested fields of data; Value then returns them. The
+// error is always nil (it was once possible and callers still check it).
 func (n *NestedJSON) Load(data map[string]any) error {
-	n.buf = n.shim.MarshalRecord(plinth.Record{Data: data})
-	b := n.buf
-	pos := 1 // after '{'
-	for i, p := range n.prefix {
-		if i > 0 {
-			if pos >= len(b) || b[pos] != ',' {
-				return fmt.Errorf("report: unexpected encoding of %s", n.fields[i].Name)
-			}
-			pos++
-		}
-		if len(b)-pos < len(p) || string(b[pos:pos+len(p)]) != string(p) {
-			return fmt.Errorf("report: unexpected encoding of %s", n.fields[i].Name)
-		}
-		pos += len(p)
-		end := skipJSONValue(b, pos)
-		if end < 0 {
-			return fmt.Errorf("report: unexpected encoding of %s", n.fields[i].Name)
-		}
-		n.spans[i] = [2]int{pos, end}
-		pos = end
+	b := n.buf[:0]
+	for i, f := range n.fields {
+		start := len(b)
+		b = f.AppendJSON(b, data[f.Name])
+		n.spans[i] = [2]int{start, len(b)}
 	}
+	n.buf = b
 	return nil
 }
 
@@ -83,43 +63,6 @@ func (n *NestedJSON) Value(name string) []byte {
 		return nil
 	}
 	return v
-}
-
-// skipJSONValue returns the offset just past the well-formed JSON value
-// starting at b[pos], or -1.
-func skipJSONValue(b []byte, pos int) int {
-	depth := 0
-	for i := pos; i < len(b); i++ {
-		switch c := b[i]; c {
-		case '"':
-			for i++; i < len(b) && b[i] != '"'; i++ {
-				if b[i] == '\\' {
-					i++
-				}
-			}
-			if i >= len(b) {
-				return -1
-			}
-			if depth == 0 {
-				return i + 1
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
-			if depth < 0 {
-				return i // the end of the enclosing object
-			}
-			if depth == 0 {
-				return i + 1
-			}
-		case ',':
-			if depth == 0 {
-				return i
-			}
-		}
-	}
-	return -1
 }
 
 // appendScalar appends the text of a scalar value as every text format of

@@ -200,13 +200,29 @@ func foldOf(v any) any {
 
 // scanRecord reads one row selected with selectCols.
 func (t *table) scanRecord(scan func(...any) error) (plinth.Record, error) {
-	n := len(t.fields) + 1
-	vals := make([]any, n+3)
+	return t.scanRecordBuf(t.newRowBuf(), scan)
+}
+
+// rowBuf holds the scan targets of a row, reused from row to row.
+type rowBuf struct {
+	vals, ptrs []any
+}
+
+func (t *table) newRowBuf() *rowBuf {
+	vals := make([]any, len(t.fields)+4)
 	ptrs := make([]any, len(vals))
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
-	if err := scan(ptrs...); err != nil {
+	return &rowBuf{vals: vals, ptrs: ptrs}
+}
+
+// scanRecordBuf is scanRecord with scan targets kept in buf.
+func (t *table) scanRecordBuf(buf *rowBuf, scan func(...any) error) (plinth.Record, error) {
+	n := len(t.fields) + 1
+	vals := buf.vals
+	clear(vals)
+	if err := scan(buf.ptrs...); err != nil {
 		return plinth.Record{}, err
 	}
 	r := plinth.Record{Data: make(map[string]any, n)}

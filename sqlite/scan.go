@@ -7,7 +7,18 @@ import (
 	"strings"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/internal/scanpipe"
 )
+
+// scanChunk is how many records travel together from the goroutine that
+// steps and decodes rows to the one that calls fn (see scanpipe): at most
+// two chunks are in flight.
+const scanChunk = 256
+
+// errRecord is a row that does not decode.
+type errRecord struct{ err error }
+
+func (e errRecord) Error() string { return e.err.Error() }
 
 // Scan calls fn with every matching record in key order, from one read
 // transaction on a read connection: in WAL mode it sees the database as of
@@ -15,6 +26,10 @@ import (
 // so memory stays flat. (A long scan holds back WAL checkpoints until it
 // ends, so the WAL file may grow meanwhile.) Its first read is the change
 // counter, which becomes the scan's watermark (see changes.go).
+//
+// Stepping and decoding run on a goroutine of their own while fn works
+// through the records before them (scanpipe); that goroutine has ended by
+// the time Scan returns.
 func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, fn func(plinth.Record) error) (plinth.Watermark, error) {
 	t, err := s.table(e)
 	if err != nil {
@@ -42,19 +57,26 @@ func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, 
 		return "", ctxErr(ctx, fail(what, err))
 	}
 	defer rows.Close()
-	for rows.Next() {
-		if err := ctx.Err(); err != nil {
-			return "", err
+	buf := t.newRowBuf()
+	fnErr, err := scanpipe.Run(ctx, scanChunk, func(emit func(plinth.Record) error) error {
+		for rows.Next() {
+			r, err := t.scanRecordBuf(buf, rows.Scan)
+			if err != nil {
+				return errRecord{err}
+			}
+			if err := emit(r); err != nil {
+				return err
+			}
 		}
-		r, err := t.scanRecord(rows.Scan)
-		if err != nil {
-			return "", fail(what, err)
-		}
-		if err := fn(r); err != nil {
-			return "", err
-		}
-	}
-	if err := rows.Err(); err != nil {
+		return rows.Err()
+	}, fn)
+	var bad errRecord
+	switch {
+	case fnErr != nil:
+		return "", fnErr
+	case errors.As(err, &bad):
+		return "", fail(what, bad.err)
+	case err != nil:
 		return "", ctxErr(ctx, fail(what, err))
 	}
 	if err := ctx.Err(); err != nil {

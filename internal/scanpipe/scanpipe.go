@@ -1,0 +1,112 @@
+// Package scanpipe overlaps the two halves of a store's Scan: reading rows
+// and turning them into records (the producer, on its own goroutine) and
+// whatever the caller does with each record (fn, on the caller's
+// goroutine). Records travel in chunks of a bounded size, at most two in
+// flight (one being filled, one being consumed), so memory stays flat
+// however many records the scan reads.
+package scanpipe
+
+import (
+	"context"
+	"errors"
+
+	"github.com/plinth-data/plinth"
+)
+
+// ErrStopped is returned by emit once the consumer has stopped (fn failed,
+// the context ended, or fn panicked): the producer returns promptly
+// without reading further.
+var ErrStopped = errors.New("scanpipe: the consumer stopped")
+
+// Run calls produce on a new goroutine and fn, on the calling goroutine,
+// with every record produce passes to emit, in order. It returns when
+// produce has returned and every record emitted before has gone to fn, or
+// as soon as fn fails (fnErr, unchanged) or ctx ends (err is ctx.Err());
+// in every case only after produce has returned, so the producer's
+// resources (a transaction, a connection) are free again when Run returns
+// and no goroutine outlives it. fn is never called once ctx has ended.
+// Otherwise err is produce's error.
+//
+// chunk is how many records travel together. emit blocks while the
+// consumer is still busy with the previous chunk, and returns ErrStopped
+// (which produce should pass back) when the consumer has stopped; produce
+// should stop promptly when ctx ends as well.
+func Run(ctx context.Context, chunk int, produce func(emit func(plinth.Record) error) error, fn func(plinth.Record) error) (fnErr, err error) {
+	full := make(chan []plinth.Record)    // filled chunks, unbuffered: at most two in flight
+	free := make(chan []plinth.Record, 1) // a consumed chunk, handed back for reuse
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var (
+		prodErr  error
+		panicked any
+	)
+	go func() {
+		defer close(done)
+		defer close(full)
+		defer func() {
+			if p := recover(); p != nil {
+				panicked = p
+			}
+		}()
+		buf := make([]plinth.Record, 0, chunk)
+		send := func() error {
+			select {
+			case full <- buf:
+			case <-stop:
+				return ErrStopped
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			select {
+			case buf = <-free:
+			default:
+				buf = make([]plinth.Record, 0, chunk)
+			}
+			return nil
+		}
+		prodErr = produce(func(r plinth.Record) error {
+			buf = append(buf, r)
+			if len(buf) >= chunk {
+				return send()
+			}
+			return nil
+		})
+		if prodErr == nil && len(buf) > 0 {
+			prodErr = send()
+		}
+	}()
+	stopped := false
+	halt := func() {
+		if !stopped {
+			stopped = true
+			close(stop)
+		}
+		<-done
+	}
+	defer halt() // fn panicked: the producer still ends before the panic goes on
+	for recs := range full {
+		for i, r := range recs {
+			if err := ctx.Err(); err != nil {
+				halt()
+				return nil, err
+			}
+			if err := fn(r); err != nil {
+				halt()
+				return err, nil
+			}
+			recs[i] = plinth.Record{} // let the record go
+		}
+		select {
+		case free <- recs[:0]:
+		default:
+		}
+	}
+	<-done
+	if panicked != nil {
+		panic(panicked)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return nil, prodErr
+}
