@@ -196,8 +196,10 @@ func TestFlatMemory(t *testing.T) {
 			t.Logf("live heap of the writer %.1f MiB after 15k records, %.1f MiB after 205k (%+d KiB)",
 				float64(at15k-base)/(1<<20), float64(at-base)/(1<<20), growth>>10)
 			// The footer's row group metadata grows with the row groups
-			// (a few KiB each); the data does not stay.
-			if growth > 1<<20 {
+			// (a few KiB each); the data does not stay. Holding the rows
+			// would grow it by tens of MiB; 4 MiB leaves room for the
+			// garbage collector's noise on a loaded machine.
+			if growth > 4<<20 {
 				t.Errorf("the live heap grew by %d KiB from 15k to 205k records", growth>>10)
 			}
 		}
