@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/plinth-data/plinth"
 )
@@ -293,7 +294,10 @@ func (s *Store) acquireLease(ctx context.Context, name, holder string, ttl time.
 	}
 	var got string
 	err := s.pool.QueryRow(ctx, acquireLeaseSQL, name, holder, ttl.Microseconds()).Scan(&got)
-	if errors.Is(err, pgx.ErrNoRows) {
+	var pgErr *pgconn.PgError
+	if errors.Is(err, pgx.ErrNoRows) || (errors.As(err, &pgErr) && pgErr.Code == "40001") {
+		// Not ours, or (at repeatable read or stricter) another holder
+		// changed the lease at the same moment: it won this round.
 		return false, nil
 	}
 	if err != nil {
