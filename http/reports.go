@@ -110,12 +110,11 @@ var errNotAcceptable = errors.New("not acceptable")
 
 // writeNotAcceptable answers 406 listing the media types reports come in.
 func writeNotAcceptable(w http.ResponseWriter, r *http.Request) {
-	var types, names []string
+	var names []string
 	for _, f := range report.Formats {
-		types = append(types, f.MediaType())
 		names = append(names, string(f))
 	}
-	writeProblem(w, r, http.StatusNotAcceptable, "Reports come as "+strings.Join(types, ", ")+
+	writeProblem(w, r, http.StatusNotAcceptable, "Reports come as "+strings.Join(report.MediaTypes(), ", ")+
 		"; ask with Accept or format= ("+strings.Join(names, ", ")+").",
 		plinth.FieldError{Parameter: "format", Detail: "must be one of " + strings.Join(names, ", ")})
 }
@@ -135,7 +134,7 @@ func (h *reportHandler) report(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	st := newReportStream(w, r, h.s, h.e, format, opts)
 	if r.Method == http.MethodHead {
-		st.start()
+		_ = st.start() // headers only: nothing can fail after them
 		return
 	}
 	watermark, err := h.s.store.Scan(ctx, h.e, q, st.write)
@@ -291,16 +290,12 @@ func (st *reportStream) fail(ctx context.Context, err error) {
 
 // writeReportError answers a report that failed before any data went out.
 func (s *Server) writeReportError(w http.ResponseWriter, r *http.Request, err error) {
-	var ve *plinth.ValidationError
-	switch {
-	case errors.Is(err, plinth.ErrBadWatermark):
+	if errors.Is(err, plinth.ErrBadWatermark) {
 		writeProblem(w, r, http.StatusBadRequest, "The since parameter is not a watermark this API issued.",
 			plinth.FieldError{Parameter: "since", Detail: err.Error()})
-	case errors.As(err, &ve):
-		s.writeError(w, r, err)
-	default:
-		s.writeError(w, r, err)
+		return
 	}
+	s.writeError(w, r, err)
 }
 
 // countingWriter counts the bytes written through it.

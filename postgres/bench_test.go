@@ -3,17 +3,16 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/plinthtest/pgtest"
 	"github.com/plinth-data/plinth/report"
+	"github.com/plinth-data/plinth/storetest"
 )
 
 func TestMain(m *testing.M) {
@@ -160,37 +159,11 @@ func BenchmarkBulkInsert(b *testing.B) {
 // time (on a busy machine the steadier figure).
 func BenchmarkScanReport(b *testing.B) {
 	s, e := benchStore(b)
-	ctx := context.Background()
 	defer func(n int) { scanFetch = n }(scanFetch)
 	for _, fetch := range []int{500, 2000, 4000} {
 		b.Run(fmt.Sprintf("fetch=%d", fetch), func(b *testing.B) {
 			scanFetch = fetch
-			var n int
-			cpu0 := cpuTime()
-			for b.Loop() {
-				enc, err := report.NewEncoder(report.FormatCSV, io.Discard, e, report.Options{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := s.Scan(ctx, e, plinth.ScanQuery{}, func(r plinth.Record) error {
-					n++
-					return enc.Write(r)
-				}); err != nil {
-					b.Fatal(err)
-				}
-			}
-			cpu := cpuTime() - cpu0
-			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
-			b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/record")
+			storetest.BenchScanReport(b, s, e, report.FormatCSV)
 		})
 	}
-}
-
-// cpuTime is the user and system CPU time of the process so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -3,13 +3,11 @@ package sqlite_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/plinth-data/plinth/report"
 	"github.com/plinth-data/plinth/spec"
 	"github.com/plinth-data/plinth/sqlite"
+	"github.com/plinth-data/plinth/storetest"
 )
 
 // benchResidents is how many residents the benchmark database holds.
@@ -218,35 +217,7 @@ func BenchmarkList(b *testing.B) {
 // the steadier figure.
 func BenchmarkScanReport(b *testing.B) {
 	s, e := benchStore(b)
-	ctx := context.Background()
 	for _, f := range []report.Format{report.FormatCSV, report.FormatNDJSON} {
-		b.Run(string(f), func(b *testing.B) {
-			var n int
-			cpu0 := cpuTime()
-			for b.Loop() {
-				enc, err := report.NewEncoder(f, io.Discard, e, report.Options{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := s.Scan(ctx, e, plinth.ScanQuery{}, func(r plinth.Record) error {
-					n++
-					return enc.Write(r)
-				}); err != nil {
-					b.Fatal(err)
-				}
-			}
-			cpu := cpuTime() - cpu0
-			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
-			b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/record")
-		})
+		b.Run(string(f), func(b *testing.B) { storetest.BenchScanReport(b, s, e, f) })
 	}
-}
-
-// cpuTime is the user and system CPU time of the process so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
