@@ -22,6 +22,11 @@ type ScanQuery struct {
 	// while the earlier scan ran. A watermark the store did not make is
 	// an error wrapping ErrBadWatermark.
 	Since Watermark
+	// NestedJSON asks for object and array fields as JSONText, the API's
+	// JSON text, instead of decoded values: for consumers that only write
+	// them out again as JSON (reports), which then skip decoding them. A
+	// store may ignore it; Field.AppendJSON writes either form the same.
+	NestedJSON bool
 }
 
 // Conflict is what BulkLoad does with a record whose key is already stored.

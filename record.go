@@ -420,6 +420,8 @@ func appendValue(b []byte, f *Field, v any) []byte {
 	switch v := v.(type) {
 	case nil:
 		return append(b, "null"...)
+	case JSONText:
+		return append(b, v...)
 	case string:
 		return appendString(b, v)
 	case int64:

@@ -114,6 +114,10 @@ type Field struct {
 	Items      *Field   // for arrays: the item (its Name is empty)
 }
 
+// IsNested reports whether the field is an object or an array, whose
+// values stores keep as JSON.
+func (f *Field) IsNested() bool { return f.Type == TypeObject || f.Type == TypeArray }
+
 // FieldByName returns the named field among fields, or nil.
 func FieldByName(fields []*Field, name string) *Field {
 	for _, f := range fields {

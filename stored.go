@@ -2,7 +2,9 @@ package plinth
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -20,6 +22,11 @@ func (f *Field) DecodeStored(raw []byte) (any, error) {
 	sd.r.Reset(raw)
 	sd.d.Reset(sd.r)
 	v, err := decodeStored(sd.d, f)
+	if err == nil {
+		if _, end := sd.d.ReadToken(); end != io.EOF {
+			err = errors.New("unexpected data after the value")
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("field %q holds JSON that does not decode: %w", f.Name, err)
 	}

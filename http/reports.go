@@ -137,6 +137,7 @@ func (h *reportHandler) report(w http.ResponseWriter, r *http.Request) {
 		_ = st.start() // headers only: nothing can fail after them
 		return
 	}
+	q.NestedJSON = true // the encoders write nested values as JSON text
 	watermark, err := h.s.store.Scan(ctx, h.e, q, st.write)
 	if err == nil {
 		err = st.end(watermark)

@@ -542,13 +542,16 @@ func arrayValues(f *plinth.Filter, data map[string]any) []string {
 type scanner struct {
 	t       *table
 	targets []any
-	version int64
-	created time.Time
-	updated time.Time
+	// nestedJSON: object and array fields as plinth.JSONText (see
+	// plinth.ScanQuery.NestedJSON).
+	nestedJSON bool
+	version    int64
+	created    time.Time
+	updated    time.Time
 }
 
-func (t *table) scanner() *scanner {
-	s := &scanner{t: t}
+func (t *table) scanner(nestedJSON bool) *scanner {
+	s := &scanner{t: t, nestedJSON: nestedJSON}
 	add := func(c *column) {
 		var p any
 		switch c.sqlType {
@@ -585,12 +588,23 @@ func (s *scanner) record(row pgx.Row) (plinth.Record, error) {
 		return plinth.Record{}, err
 	}
 	data := make(map[string]any, len(s.t.cols))
+	var text []byte // the nested fields' JSON text, one allocation per record
 	for i, p := range s.targets[:len(s.targets)-3] {
 		var f *plinth.Field
 		if i == 0 {
 			f = s.t.key.field
 		} else {
 			f = s.t.fields[i-1].field
+		}
+		if raw, ok := p.(*[]byte); ok && s.nestedJSON {
+			if *raw == nil {
+				continue
+			}
+			var err error // jsonb's text is valid JSON without duplicate names
+			if text, err = f.PutStoredJSON(data, text, *raw, true); err != nil {
+				return plinth.Record{}, err
+			}
+			continue
 		}
 		v, err := decode(f, p)
 		if err != nil {

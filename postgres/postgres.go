@@ -165,7 +165,7 @@ func (t *table) get(ctx context.Context, q querier, id any, lock bool) (plinth.R
 	if lock {
 		sql += " FOR UPDATE"
 	}
-	r, err := t.scanner().record(q.QueryRow(ctx, sql, k))
+	r, err := t.scanner(false).record(q.QueryRow(ctx, sql, k))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return plinth.Record{}, fmt.Errorf("%s %s: %w", t.e.Name, plinth.KeyString(id), plinth.ErrNotFound)
 	}
@@ -211,7 +211,7 @@ func (s *Store) List(ctx context.Context, e *plinth.Entity, q plinth.Query) (pli
 			return err
 		}
 		defer rows.Close()
-		sc := t.scanner()
+		sc := t.scanner(false)
 		for rows.Next() {
 			r, err := sc.record(rows)
 			if err != nil {

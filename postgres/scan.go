@@ -55,7 +55,7 @@ func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, 
 	if _, err := ptx.Exec(ctx, "DECLARE plinth_scan NO SCROLL CURSOR FOR "+query, args...); err != nil {
 		return "", ctxErr(ctx, s.wrap(what, err))
 	}
-	sc := t.scanner()
+	sc := t.scanner(q.NestedJSON)
 	fnErr, err := scanpipe.Run(ctx, scanChunk, func(emit func(plinth.Record) error) error {
 		for {
 			n, err := fetchScan(ctx, ptx, sc, emit)

@@ -277,7 +277,7 @@ func (f *fill) run(ctx context.Context, conn *pgxpool.Conn) error {
 			return err
 		}
 		var recs []plinth.Record
-		sc := t.scanner()
+		sc := t.scanner(false)
 		for rows.Next() {
 			r, err := sc.record(rows)
 			if err != nil {

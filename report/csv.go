@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"io"
 	"strconv"
 	"time"
@@ -108,22 +109,19 @@ func appendCSVField(b, field []byte, quoteEmpty bool) []byte {
 		}
 		return b
 	}
-	quote := false
-	for _, ch := range field {
-		if ch == ',' || ch == '"' || ch == '\n' || ch == '\r' {
-			quote = true
-			break
-		}
-	}
-	if !quote {
+	if bytes.IndexAny(field, ",\"\n\r") < 0 {
 		return append(b, field...)
 	}
 	b = append(b, '"')
-	for _, ch := range field {
-		if ch == '"' {
-			b = append(b, '"')
+	for {
+		i := bytes.IndexByte(field, '"')
+		if i < 0 {
+			break
 		}
-		b = append(b, ch)
+		b = append(b, field[:i+1]...) // through the quote, which is doubled
+		b = append(b, '"')
+		field = field[i+1:]
 	}
+	b = append(b, field...)
 	return append(b, '"')
 }

@@ -13,11 +13,13 @@ import (
 // the API's JSON text, byte for byte what Entity.MarshalRecord writes for
 // them: it writes each with plinth.Field.AppendJSON, the very code
 // MarshalRecord writes a field's value with, so the text cannot drift from
-// the API's.
+// the API's. A value that is that text already (plinth.JSONText, from a
+// scan with ScanQuery.NestedJSON) is used as it is.
 type NestedJSON struct {
 	fields []*plinth.Field
 	index  map[string]int
 	spans  [][2]int
+	text   [][]byte // JSONText values as given, by field
 	buf    []byte
 }
 
@@ -26,7 +28,7 @@ type NestedJSON struct {
 func NewNestedJSON(e *plinth.Entity) *NestedJSON {
 	n := &NestedJSON{index: map[string]int{}}
 	for _, f := range e.Fields {
-		if f.Type == plinth.TypeObject || f.Type == plinth.TypeArray {
+		if f.IsNested() {
 			n.index[f.Name] = len(n.fields)
 			n.fields = append(n.fields, f)
 		}
@@ -35,6 +37,7 @@ func NewNestedJSON(e *plinth.Entity) *NestedJSON {
 		return nil
 	}
 	n.spans = make([][2]int, len(n.fields))
+	n.text = make([][]byte, len(n.fields))
 	return n
 }
 
@@ -43,8 +46,14 @@ func NewNestedJSON(e *plinth.Entity) *NestedJSON {
 func (n *NestedJSON) Load(data map[string]any) error {
 	b := n.buf[:0]
 	for i, f := range n.fields {
+		v := data[f.Name]
+		if t, ok := v.(plinth.JSONText); ok {
+			n.text[i] = t
+			continue
+		}
+		n.text[i] = nil
 		start := len(b)
-		b = f.AppendJSON(b, data[f.Name])
+		b = f.AppendJSON(b, v)
 		n.spans[i] = [2]int{start, len(b)}
 	}
 	n.buf = b
@@ -57,6 +66,9 @@ func (n *NestedJSON) Value(name string) []byte {
 	i, ok := n.index[name]
 	if !ok {
 		return nil
+	}
+	if n.text[i] != nil {
+		return n.text[i]
 	}
 	v := n.buf[n.spans[i][0]:n.spans[i][1]]
 	if string(v) == "null" {

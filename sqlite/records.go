@@ -206,6 +206,9 @@ func (t *table) scanRecord(scan func(...any) error) (plinth.Record, error) {
 // rowBuf holds the scan targets of a row, reused from row to row.
 type rowBuf struct {
 	vals, ptrs []any
+	// nestedJSON: object and array fields as plinth.JSONText (see
+	// plinth.ScanQuery.NestedJSON).
+	nestedJSON bool
 }
 
 func (t *table) newRowBuf() *rowBuf {
@@ -226,10 +229,18 @@ func (t *table) scanRecordBuf(buf *rowBuf, scan func(...any) error) (plinth.Reco
 		return plinth.Record{}, err
 	}
 	r := plinth.Record{Data: make(map[string]any, n)}
+	var text []byte // the nested fields' JSON text, one allocation per record
 	for i := 0; i < n; i++ {
 		c := t.key
 		if i > 0 {
 			c = t.fields[i-1]
+		}
+		if s, ok := vals[i].(string); ok && buf.nestedJSON && c.field.IsNested() {
+			var err error
+			if text, err = c.field.PutStoredJSON(r.Data, text, []byte(s), false); err != nil {
+				return plinth.Record{}, err
+			}
+			continue
 		}
 		v, err := decodeValue(c.field, vals[i])
 		if err != nil {

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -147,6 +148,23 @@ func (su *suite) testScanFilters(t *testing.T) {
 		}
 	}
 	su.checkUpdatedSince(t, s)
+	checkNestedJSON(t, s, e)
+}
+
+// checkNestedJSON: a scan asked for nested values as JSON text gives
+// records the API writes byte for byte as it writes them decoded.
+func checkNestedJSON(t *testing.T, s plinth.Store, e *plinth.Entity) {
+	plain := scanRecords(t, s, e, plinth.ScanQuery{})
+	text := scanRecords(t, s, e, plinth.ScanQuery{NestedJSON: true})
+	if len(plain) != len(text) || len(plain) == 0 {
+		t.Fatalf("scan with NestedJSON: %d records, without: %d", len(text), len(plain))
+	}
+	for i := range plain {
+		want, got := e.MarshalRecord(plain[i]), e.MarshalRecord(text[i])
+		if !bytes.Equal(got, want) {
+			t.Errorf("scan with NestedJSON writes\n%s\nwithout\n%s", got, want)
+		}
+	}
 }
 
 func (su *suite) checkUpdatedSince(t *testing.T, s plinth.Store) {

@@ -1,0 +1,338 @@
+package plinth
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// JSONText is the API's JSON text of an object or array field: the bytes
+// Entity.MarshalRecord writes for it. A store puts it in Record.Data in
+// place of the decoded value when a scan asks for it (ScanQuery.NestedJSON),
+// for consumers that only write nested values out again as JSON (the
+// Reporting API), so that no record pays for decoding them into maps.
+// Field.AppendJSON writes it as it is.
+type JSONText []byte
+
+// AppendStoredJSON appends to b the API's JSON of the value a store wrote
+// for the field: exactly what f.AppendJSON(b, v) appends for v decoded by
+// f.DecodeStored(raw) (members in spec order, absent ones null, members the
+// spec no longer has left out, numbers written by the field's type), but
+// read straight from raw without building the value. Where the stored
+// value's shape is not the field's (an array where the spec now says
+// object), that value goes the slow way, through DecodeStored, so the two
+// never disagree. It fails where DecodeStored fails.
+func (f *Field) AppendStoredJSON(b, raw []byte) ([]byte, error) {
+	return f.appendStoredJSON(b, raw, false)
+}
+
+// appendStoredJSON is AppendStoredJSON; valid says raw is known to be
+// valid JSON without duplicate member names (PostgreSQL's jsonb output),
+// which spares the validating pass.
+func (f *Field) appendStoredJSON(b, raw []byte, valid bool) (out []byte, err error) {
+	// Validating first (a fast pass that builds nothing) lets the
+	// transcoder below trust the syntax: it only follows the structure.
+	if !valid && !jsontext.Value(raw).IsValid() {
+		if _, err := f.DecodeStored(raw); err != nil {
+			return b, err
+		}
+		return b, fmt.Errorf("field %q holds JSON that does not decode", f.Name)
+	}
+	defer func() {
+		// Text said to be valid that is not: the walker ran off its end.
+		if p := recover(); p != nil {
+			out, err = b, fmt.Errorf("field %q holds JSON that does not decode", f.Name)
+		}
+	}()
+	t := storedJSON{src: raw}
+	t.space()
+	out, err = t.value(b, f)
+	if err != nil {
+		return b, fmt.Errorf("field %q holds JSON that does not decode: %w", f.Name, err)
+	}
+	return out, nil
+}
+
+// PutStoredJSON is AppendStoredJSON for a store's scan: it appends the
+// text to text (the record's buffer; give nil for a new record) and puts
+// it into data under the field's name as JSONText, or nothing when the
+// value is null. Every JSONText of a record shares text's array, or an
+// earlier one when text grew; both stay valid. valid says that raw is
+// known to be valid JSON without duplicate member names, as PostgreSQL's
+// jsonb output is, which spares a validating pass.
+func (f *Field) PutStoredJSON(data map[string]any, text, raw []byte, valid bool) ([]byte, error) {
+	if text == nil {
+		text = make([]byte, 0, 2*len(raw)+64)
+	}
+	start := len(text)
+	text, err := f.appendStoredJSON(text, raw, valid)
+	if err != nil {
+		return text, err
+	}
+	if v := text[start:]; string(v) != "null" {
+		data[f.Name] = JSONText(v[:len(v):len(v)])
+	}
+	return text, nil
+}
+
+// storedJSON walks one valid JSON text.
+type storedJSON struct {
+	src     []byte
+	i       int
+	scratch []byte
+}
+
+func (t *storedJSON) space() {
+	for t.i < len(t.src) {
+		switch t.src[t.i] {
+		case ' ', '\t', '\n', '\r':
+			t.i++
+		default:
+			return
+		}
+	}
+}
+
+// value transcodes the value at t.i and moves past it.
+func (t *storedJSON) value(b []byte, f *Field) ([]byte, error) {
+	start := t.i
+	switch c := t.src[start]; {
+	case c == 'n':
+		t.i += len("null")
+		return append(b, "null"...), nil
+	case c == 't' || c == 'f':
+		t.skip()
+		return append(b, t.src[start:t.i]...), nil
+	case c == '"':
+		return t.str(b)
+	case c == '{' && f.Type == TypeObject:
+		return t.object(b, f)
+	case c == '[' && f.Type == TypeArray:
+		return t.array(b, f)
+	case c == '{' || c == '[':
+		// Not the field's shape: decode it as DecodeStored does.
+		t.skip()
+		v, err := f.DecodeStored(t.src[start:t.i])
+		if err != nil {
+			return b, err
+		}
+		return appendValue(b, f, v), nil
+	}
+	t.skip()
+	return appendStoredNumber(b, f, t.src[start:t.i])
+}
+
+// appendStoredNumber writes a number as DecodeStored then AppendJSON do:
+// an integer field's integers as integers, everything else as float64.
+func appendStoredNumber(b []byte, f *Field, num []byte) ([]byte, error) {
+	if f.Type == TypeInteger {
+		if n, err := strconv.ParseInt(string(num), 10, 64); err == nil {
+			return strconv.AppendInt(b, n, 10), nil
+		}
+	}
+	x, err := strconv.ParseFloat(string(num), 64)
+	if err != nil {
+		return b, err
+	}
+	return appendFloat(b, x), nil
+}
+
+// str transcodes a string: as it is when the API would write the same
+// bytes (no escapes, and nothing appendString escapes), else unquoted and
+// written again.
+func (t *storedJSON) str(b []byte) ([]byte, error) {
+	start := t.i
+	escaped, high := false, false
+	for t.i++; ; t.i++ {
+		c := t.src[t.i]
+		if c == '"' {
+			break
+		}
+		if c == '\\' {
+			escaped = true
+			t.i++
+		} else if c >= 0x80 {
+			high = true
+		}
+	}
+	t.i++
+	s := t.src[start:t.i]
+	if !escaped && (!high || plainUTF8(s)) {
+		return append(b, s...), nil
+	}
+	var err error
+	t.scratch, err = jsontext.AppendUnquote(t.scratch[:0], s)
+	if err != nil {
+		return b, err
+	}
+	return appendString(b, string(t.scratch)), nil
+}
+
+// plainUTF8 reports whether appendString writes the unescaped text s as
+// it is: valid UTF-8 without U+2028 or U+2029.
+func plainUTF8(s []byte) bool {
+	return utf8.Valid(s) && !bytes.Contains(s, []byte("\u2028")) && !bytes.Contains(s, []byte("\u2029"))
+}
+
+// object transcodes an object of an object field: its spec's members in
+// spec order, each the last non-null value given for it, null when absent.
+func (t *storedJSON) object(b []byte, f *Field) ([]byte, error) {
+	var small [16][2]int
+	spans := small[:0]
+	if len(f.Fields) > len(small) {
+		spans = make([][2]int, 0, len(f.Fields))
+	}
+	spans = spans[:len(f.Fields)]
+	t.i++ // {
+	for {
+		t.space()
+		if t.src[t.i] == '}' {
+			t.i++
+			break
+		}
+		if t.src[t.i] == ',' {
+			t.i++
+			t.space()
+		}
+		nameStart := t.i
+		escaped := t.skipString()
+		name := t.src[nameStart+1 : t.i-1]
+		if escaped {
+			var err error
+			if t.scratch, err = jsontext.AppendUnquote(t.scratch[:0], t.src[nameStart:t.i]); err != nil {
+				return b, err
+			}
+			name = t.scratch
+		}
+		sub := fieldIndex(f.Fields, name)
+		t.space()
+		t.i++ // :
+		t.space()
+		valStart := t.i
+		t.skip()
+		if sub >= 0 && t.src[valStart] != 'n' {
+			spans[sub] = [2]int{valStart, t.i}
+		}
+	}
+	end := t.i
+	b = append(b, '{')
+	for j, sf := range f.Fields {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, sf.Name)
+		b = append(b, ':')
+		if spans[j][1] == 0 {
+			b = append(b, "null"...)
+			continue
+		}
+		t.i = spans[j][0]
+		var err error
+		if b, err = t.value(b, sf); err != nil {
+			return b, err
+		}
+	}
+	t.i = end
+	return append(b, '}'), nil
+}
+
+// array transcodes an array of an array field, leaving out null items as
+// DecodeStored does.
+func (t *storedJSON) array(b []byte, f *Field) ([]byte, error) {
+	item := f.Items
+	if item == nil {
+		item = &Field{}
+	}
+	b = append(b, '[')
+	first := true
+	t.i++ // [
+	for {
+		t.space()
+		switch t.src[t.i] {
+		case ']':
+			t.i++
+			return append(b, ']'), nil
+		case ',':
+			t.i++
+			t.space()
+		}
+		if t.src[t.i] == 'n' {
+			t.i += len("null")
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		var err error
+		if b, err = t.value(b, item); err != nil {
+			return b, err
+		}
+	}
+}
+
+// fieldIndex returns the index of the field named name, -1 if none.
+func fieldIndex(fields []*Field, name []byte) int {
+	for j, f := range fields {
+		if f.Name == string(name) {
+			return j
+		}
+	}
+	return -1
+}
+
+// skip moves past the value at t.i, which is valid JSON.
+func (t *storedJSON) skip() {
+	switch t.src[t.i] {
+	case '"':
+		t.skipString()
+		return
+	case '{', '[':
+		depth := 0
+		for {
+			switch t.src[t.i] {
+			case '"':
+				t.skipString()
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					t.i++
+					return
+				}
+			}
+			t.i++
+		}
+	}
+	// A number or a literal: up to the next delimiter.
+	for t.i < len(t.src) {
+		switch t.src[t.i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return
+		}
+		t.i++
+	}
+}
+
+// skipString moves past the string at t.i and reports whether it holds an
+// escape.
+func (t *storedJSON) skipString() (escaped bool) {
+	t.i++ // opening quote
+	for {
+		switch t.src[t.i] {
+		case '"':
+			t.i++
+			return escaped
+		case '\\':
+			escaped = true
+			t.i += 2
+			continue
+		}
+		t.i++
+	}
+}
