@@ -82,7 +82,8 @@ func (f *Field) PutStoredJSON(data map[string]any, text, raw []byte, valid bool)
 type storedJSON struct {
 	src     []byte
 	i       int
-	scratch []byte
+	scratch []byte // an unquoted string
+	tmp     []byte // an object's members, while object puts them in order
 }
 
 func (t *storedJSON) space() {
@@ -179,6 +180,9 @@ func plainUTF8(s []byte) bool {
 
 // object transcodes an object of an object field: its spec's members in
 // spec order, each the last non-null value given for it, null when absent.
+// It walks the input once: each member's value is transcoded where it
+// stands, after b's end, and the results are then put in spec order
+// (through t.tmp, which nested objects have finished with by then).
 func (t *storedJSON) object(b []byte, f *Field) ([]byte, error) {
 	var small [16][2]int
 	spans := small[:0]
@@ -186,6 +190,7 @@ func (t *storedJSON) object(b []byte, f *Field) ([]byte, error) {
 		spans = make([][2]int, 0, len(f.Fields))
 	}
 	spans = spans[:len(f.Fields)]
+	mark := len(b)
 	t.i++ // {
 	for {
 		t.space()
@@ -197,46 +202,54 @@ func (t *storedJSON) object(b []byte, f *Field) ([]byte, error) {
 			t.i++
 			t.space()
 		}
-		nameStart := t.i
-		escaped := t.skipString()
-		name := t.src[nameStart+1 : t.i-1]
-		if escaped {
-			var err error
-			if t.scratch, err = jsontext.AppendUnquote(t.scratch[:0], t.src[nameStart:t.i]); err != nil {
-				return b, err
-			}
-			name = t.scratch
+		sub, err := t.memberName(f)
+		if err != nil {
+			return b, err
 		}
-		sub := fieldIndex(f.Fields, name)
 		t.space()
 		t.i++ // :
 		t.space()
-		valStart := t.i
-		t.skip()
-		if sub >= 0 && t.src[valStart] != 'n' {
-			spans[sub] = [2]int{valStart, t.i}
+		if sub < 0 || t.src[t.i] == 'n' {
+			t.skip()
+			continue
 		}
+		start := len(b)
+		if b, err = t.value(b, f.Fields[sub]); err != nil {
+			return b, err
+		}
+		spans[sub] = [2]int{start - mark, len(b) - mark}
 	}
-	end := t.i
-	b = append(b, '{')
+	t.tmp = append(t.tmp[:0], b[mark:]...)
+	b = append(b[:mark], '{')
 	for j, sf := range f.Fields {
 		if j > 0 {
 			b = append(b, ',')
 		}
 		b = appendString(b, sf.Name)
 		b = append(b, ':')
-		if spans[j][1] == 0 {
+		if sp := spans[j]; sp[1] > sp[0] {
+			b = append(b, t.tmp[sp[0]:sp[1]]...)
+		} else {
 			b = append(b, "null"...)
-			continue
-		}
-		t.i = spans[j][0]
-		var err error
-		if b, err = t.value(b, sf); err != nil {
-			return b, err
 		}
 	}
-	t.i = end
 	return append(b, '}'), nil
+}
+
+// memberName reads a member name and returns the index of the field of f
+// it names, -1 if none.
+func (t *storedJSON) memberName(f *Field) (int, error) {
+	start := t.i
+	escaped := t.skipString()
+	name := t.src[start+1 : t.i-1]
+	if escaped {
+		var err error
+		if t.scratch, err = jsontext.AppendUnquote(t.scratch[:0], t.src[start:t.i]); err != nil {
+			return -1, err
+		}
+		name = t.scratch
+	}
+	return fieldIndex(f.Fields, name), nil
 }
 
 // array transcodes an array of an array field, leaving out null items as

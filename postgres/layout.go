@@ -545,6 +545,8 @@ type scanner struct {
 	// nestedJSON: object and array fields as plinth.JSONText (see
 	// plinth.ScanQuery.NestedJSON).
 	nestedJSON bool
+	cols       []*column // see columns
+	formats    []int16   // of the columns, as rawDecodable found them
 	version    int64
 	created    time.Time
 	updated    time.Time
