@@ -58,10 +58,12 @@ type BulkOptions struct {
 	// committed call ended.
 	Checkpoint Checkpoint
 	// BeforeCommit, when set, is called once, after the call has written
-	// its records and checkpoint and before it commits; an error from it
-	// rolls the whole call back and is returned. A loader that runs calls
-	// concurrently uses it to commit them in order, so that what is
-	// committed is always a prefix of its input.
+	// its records and before it writes the checkpoint and commits (so that
+	// concurrent calls that name one checkpoint do not wait for each
+	// other's lock on it while they wait for each other here); an error
+	// from it rolls the whole call back and is returned. A loader that
+	// runs calls concurrently uses it to commit them in order, so that
+	// what is committed is always a prefix of its input.
 	BeforeCommit func() error
 	// Metadata, when not nil, has one entry per record of data: the
 	// record is stored with the entry's Version, CreatedAt and UpdatedAt

@@ -133,13 +133,13 @@ func (s *Store) BulkLoad(ctx context.Context, e *plinth.Entity, data []map[strin
 		if res, err = t.bulkLoad(ctx, ptx, loadRows{data, meta}, opts.OnConflict); err != nil {
 			return err
 		}
-		if opts.Checkpoint.Name != "" {
-			if err := setCheckpoint(ctx, ptx, opts.Checkpoint.Name, opts.Checkpoint.Value); err != nil {
+		if opts.BeforeCommit != nil {
+			if err := opts.BeforeCommit(); err != nil {
 				return err
 			}
 		}
-		if opts.BeforeCommit != nil {
-			return opts.BeforeCommit()
+		if opts.Checkpoint.Name != "" {
+			return setCheckpoint(ctx, ptx, opts.Checkpoint.Name, opts.Checkpoint.Value)
 		}
 		return nil
 	})

@@ -41,13 +41,13 @@ func (s *Store) BulkLoad(ctx context.Context, e *plinth.Entity, data []map[strin
 				return fmt.Errorf("record %d: %w", i, err)
 			}
 		}
-		if opts.Checkpoint.Name != "" {
-			if err := x.SetCheckpoint(ctx, opts.Checkpoint.Name, opts.Checkpoint.Value); err != nil {
+		if opts.BeforeCommit != nil {
+			if err := opts.BeforeCommit(); err != nil {
 				return err
 			}
 		}
-		if opts.BeforeCommit != nil {
-			return opts.BeforeCommit()
+		if opts.Checkpoint.Name != "" {
+			return x.SetCheckpoint(ctx, opts.Checkpoint.Name, opts.Checkpoint.Value)
 		}
 		return nil
 	})

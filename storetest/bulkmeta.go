@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -9,8 +10,11 @@ import (
 )
 
 // testBulkBeforeCommit: BulkOptions.BeforeCommit runs once, after the
-// records are written and before the commit; its error rolls the whole
-// call back (records and checkpoint) and is returned.
+// records are written and before the checkpoint and the commit; its error
+// rolls the whole call back (records and checkpoint) and is returned.
+// Two calls that name one checkpoint, the later waiting in BeforeCommit
+// for the earlier to commit, both commit (the checkpoint's lock is taken
+// after BeforeCommit).
 func (su *suite) testBulkBeforeCommit(t *testing.T) {
 	s := su.open(t)
 	e := su.categories
@@ -38,6 +42,46 @@ func (su *suite) testBulkBeforeCommit(t *testing.T) {
 	})
 	if n := count(t, s, e); calls != 1 || n != 300 {
 		t.Errorf("BeforeCommit passing: %d calls, %d categories; want 1 and 300", calls, n)
+	}
+	if _, ok := s.(plinth.BulkLoader); ok {
+		checkOrderedCommits(t, s, e)
+	}
+}
+
+// checkOrderedCommits: on a store that loads concurrent calls in parallel,
+// a later call waiting in BeforeCommit for an earlier one (same
+// checkpoint) does not block it.
+func checkOrderedCommits(t *testing.T, s plinth.Store, e *plinth.Entity) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	cp := func(v string) plinth.Checkpoint { return plinth.Checkpoint{Name: "ordered", Value: []byte(v)} }
+	waiting, earlierDone := make(chan struct{}), make(chan struct{})
+	later := make(chan error, 1)
+	laterDocs := categoryDocs(t, e, 400, 500, "Later")
+	go func() {
+		_, err := s.BulkLoad(ctx, e, laterDocs, plinth.BulkOptions{Checkpoint: cp("later"),
+			BeforeCommit: func() error {
+				close(waiting)
+				select {
+				case <-earlierDone:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}})
+		later <- err
+	}()
+	<-waiting
+	_, err := s.BulkLoad(ctx, e, categoryDocs(t, e, 300, 400, "Earlier"), plinth.BulkOptions{Checkpoint: cp("earlier")})
+	close(earlierDone)
+	if err != nil {
+		t.Fatalf("the earlier call, while a later one waits in BeforeCommit: %v", err)
+	}
+	if err := <-later; err != nil {
+		t.Fatalf("the later call: %v", err)
+	}
+	if c, _, _ := s.Checkpoint(t.Context(), "ordered"); string(c.Value) != "later" {
+		t.Errorf("checkpoint %q after both, want the later call's", c.Value)
 	}
 }
 

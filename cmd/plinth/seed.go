@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -32,7 +32,25 @@ const seedLoaders = 2
 // bulkGCPercent is the garbage collector's target while seed and obfuscate
 // run: they allocate many short-lived records, and collecting less often
 // saves about a fifth of their CPU for a few hundred MB more memory.
-const bulkGCPercent = 400
+// bulkMemoryLimit makes the collector work harder again near 1 GiB (unless
+// GOMEMLIMIT says otherwise).
+const (
+	bulkGCPercent   = 400
+	bulkMemoryLimit = 1 << 30
+)
+
+// bulkGC sets the collector for bulk work and returns what restores it.
+func bulkGC() func() {
+	percent := debug.SetGCPercent(bulkGCPercent)
+	limit := debug.SetMemoryLimit(-1)
+	if limit == math.MaxInt64 {
+		debug.SetMemoryLimit(bulkMemoryLimit)
+	}
+	return func() {
+		debug.SetGCPercent(percent)
+		debug.SetMemoryLimit(limit)
+	}
+}
 
 // bulkLoadThreshold is the load size from which seed asks the store to
 // build its filter indexes once at the end (when the entity is empty).
@@ -207,7 +225,7 @@ func seedDomains(ctx context.Context, st plinth.Store, ds []*plinth.Domain, only
 func seedEntity(ctx context.Context, st plinth.Store, g *datasafety.Generator, e *plinth.Entity, from, n int, logger *slog.Logger) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	defer debug.SetGCPercent(debug.SetGCPercent(bulkGCPercent))
+	defer bulkGC()()
 	batches := (n + seedBatch - 1) / seedBatch
 	workers := runtime.GOMAXPROCS(0)
 	loaders := 1
@@ -246,29 +264,44 @@ func seedEntity(ctx context.Context, st plinth.Store, g *datasafety.Generator, e
 			}
 		}()
 	}
-	committed := loadInOrder(ctx, loaders, batches, func(i int, beforeCommit func() error) error {
-		var r generated
-		select {
-		case r = <-results[i]:
-		case <-ctx.Done():
-			return ctx.Err()
+	loads := newOrderedLoads(ctx, loaders)
+	defer loads.close()
+	var pending []<-chan error
+	for i := 0; i < batches || len(pending) > 0; {
+		if i < batches && len(pending) <= loaders {
+			pending = append(pending, loads.submit(func(beforeCommit func() error) error {
+				return seedBatchLoad(ctx, st, e, results[i], beforeCommit)
+			}))
+			i++
+			continue
 		}
-		if r.err != nil {
-			return r.err
-		}
-		_, err := st.BulkLoad(ctx, e, r.docs, plinth.BulkOptions{BeforeCommit: beforeCommit})
-		if err != nil {
-			return fmt.Errorf("seeding %s: %w", e.Plural, err)
-		}
-		return nil
-	})
-	for i := range batches {
-		if err := <-committed[i]; err != nil {
+		// The oldest batch's outcome: the first error is the cause (later
+		// batches fail because of it).
+		if err := <-pending[0]; err != nil {
 			cancel()
 			return err
 		}
+		oldest := i - len(pending)
+		pending = pending[1:]
 		<-ahead
-		p.Add(min(seedBatch, n-i*seedBatch))
+		p.Add(min(seedBatch, n-oldest*seedBatch))
+	}
+	return nil
+}
+
+// seedBatchLoad loads one generated batch, committing after beforeCommit.
+func seedBatchLoad(ctx context.Context, st plinth.Store, e *plinth.Entity, result <-chan generated, beforeCommit func() error) error {
+	var r generated
+	select {
+	case r = <-result:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if r.err != nil {
+		return r.err
+	}
+	if _, err := st.BulkLoad(ctx, e, r.docs, plinth.BulkOptions{BeforeCommit: beforeCommit}); err != nil {
+		return fmt.Errorf("seeding %s: %w", e.Plural, err)
 	}
 	return nil
 }
@@ -301,47 +334,6 @@ func generateBatches(ctx context.Context, g *datasafety.Generator, e *plinth.Ent
 			return
 		}
 	}
-}
-
-// loadInOrder runs load(i, beforeCommit) for i = 0 … batches-1 on loaders
-// goroutines (batch i on goroutine i mod loaders) and returns a channel per
-// batch that receives its outcome. Each load must call beforeCommit just
-// before it commits (BulkOptions.BeforeCommit): it waits until batch i-1
-// has committed and fails when that batch failed, so batches commit in
-// order and a failure keeps every later batch out. Read in order, the
-// first error is the cause (later batches fail because of it).
-func loadInOrder(ctx context.Context, loaders, batches int, load func(i int, beforeCommit func() error) error) []chan error {
-	done := make([]chan error, batches) // read by batch i+1 before it commits
-	out := make([]chan error, batches)
-	for i := range done {
-		done[i] = make(chan error, 1)
-		out[i] = make(chan error, 1)
-	}
-	errPrevious := errors.New("an earlier batch failed")
-	for l := range loaders {
-		go func() {
-			for i := l; i < batches; i += loaders {
-				beforeCommit := func() error {
-					if i == 0 {
-						return nil
-					}
-					select {
-					case err := <-done[i-1]:
-						if err != nil {
-							return errPrevious
-						}
-						return nil
-					case <-ctx.Done():
-						return ctx.Err()
-					}
-				}
-				err := load(i, beforeCommit)
-				done[i] <- err
-				out[i] <- err
-			}
-		}()
-	}
-	return out
 }
 
 // progress reports long work: a bar on a terminal, log lines otherwise.

@@ -13,24 +13,28 @@ import (
 // keeps every later one from committing: what is committed is a prefix,
 // so a re-run of seed (which continues after the records it finds) fills
 // no gap and repeats nothing.
-func TestLoadInOrderCommitsAPrefix(t *testing.T) {
+func TestOrderedLoadsCommitAPrefix(t *testing.T) {
 	for _, failAt := range []int{-1, 0, 3, 7} {
 		var mu sync.Mutex
 		var committed []int
 		boom := errors.New("batch failed")
-		out := loadInOrder(context.Background(), 3, 8, func(i int, beforeCommit func() error) error {
-			time.Sleep(time.Duration((8-i)%3) * time.Millisecond) // later batches often finish first
-			if i == failAt {
-				return boom
-			}
-			if err := beforeCommit(); err != nil {
-				return err
-			}
-			mu.Lock()
-			committed = append(committed, i)
-			mu.Unlock()
-			return nil
-		})
+		o := newOrderedLoads(context.Background(), 3)
+		var out []<-chan error
+		for i := range 8 {
+			out = append(out, o.submit(func(beforeCommit func() error) error {
+				time.Sleep(time.Duration((8-i)%3) * time.Millisecond) // later batches often finish first
+				if i == failAt {
+					return boom
+				}
+				if err := beforeCommit(); err != nil {
+					return err
+				}
+				mu.Lock()
+				committed = append(committed, i)
+				mu.Unlock()
+				return nil
+			}))
+		}
 		var firstErr error
 		for i := range out {
 			if err := <-out[i]; err != nil {
@@ -38,7 +42,7 @@ func TestLoadInOrderCommitsAPrefix(t *testing.T) {
 				break
 			}
 		}
-		time.Sleep(20 * time.Millisecond) // let the other goroutines finish
+		o.close()
 		mu.Lock()
 		want := []int{0, 1, 2, 3, 4, 5, 6, 7}
 		if failAt >= 0 {
