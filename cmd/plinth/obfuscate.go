@@ -66,7 +66,10 @@ addresses at example.org, dates shifted alike per record); identifiers
 (natural keys, uuids, integers, UPRNs, NI and NHS numbers, legacy ids) map
 one to one by format-preserving encryption (FF1), so references between
 domains still join; generated keys are kept; special-category fields are
-removed (--special keep-generalised keeps a coarse form).
+removed or generalised as each domain's spec says (dataSafety.special of
+the domain or of the field; remove when it says nothing), unless --special
+or --special-for says otherwise. Each record keeps its version, createdAt
+and updatedAt.
 
 The same key gives the same output in every run and row order; keep the key
 file (32 random bytes or more: head -c 32 /dev/urandom > obfuscate.key)
@@ -94,8 +97,10 @@ provenance: obfuscated, from which source, with which key fingerprint.`,
 				return fmt.Errorf("--key-file %s: %w", keyFile, err)
 			}
 			policy := datasafety.Policy{DateWindowDays: window, NHS: datasafety.NHSRange(nhsRange), SpecialByDomain: map[string]datasafety.SpecialPolicy{}}
-			if policy.Special, err = specialPolicy(special); err != nil {
-				return err
+			if special != "" {
+				if policy.Special, err = specialPolicy(special); err != nil {
+					return err
+				}
 			}
 			for _, s := range specialFor {
 				d, p, ok := strings.Cut(s, "=")
@@ -136,10 +141,10 @@ provenance: obfuscated, from which source, with which key fingerprint.`,
 	fl.StringVar(&to, "to", "", "target: a store URL, or a new or empty folder to write an export bundle to")
 	fl.StringVar(&keyFile, "key-file", "", "file holding the obfuscation key: at least 32 random bytes")
 	fl.StringSliceVar(&domainNames, "domain", nil, "only this domain (repeatable; default every domain in the specs)")
-	fl.StringVar(&special, "special", "remove", "special-category fields: remove or keep-generalised")
-	fl.StringSliceVar(&specialFor, "special-for", nil, "the special-category policy of one domain: domain=remove|keep-generalised (repeatable)")
+	fl.StringVar(&special, "special", "", "special-category fields of every domain: remove or keep-generalised, whatever the specs say (default: each spec's dataSafety.special, else remove)")
+	fl.StringSliceVar(&specialFor, "special-for", nil, "the special-category policy of one domain, whatever its spec says: domain=remove|keep-generalised (repeatable)")
 	fl.IntVar(&window, "date-window", 180, "personal dates shift by up to this many days, alike within a record")
-	fl.StringVar(&nhsRange, "nhs-range", "test", "NHS numbers: test (always in the 999 test range) or full (one to one over every valid number; may produce issued numbers)")
+	fl.StringVar(&nhsRange, "nhs-range", "full", "NHS numbers: full (one to one; test-range numbers stay in the 999 test range, others map to valid numbers outside it, which may be issued ones) or test (always in the 999 test range, but distinct numbers from outside it can collide)")
 	fl.BoolVar(&restart, "restart", false, "ignore the checkpoints of an earlier run and copy everything again")
 	return cmd
 }
@@ -148,6 +153,9 @@ func specialPolicy(s string) (datasafety.SpecialPolicy, error) {
 	switch p := datasafety.SpecialPolicy(s); p {
 	case datasafety.SpecialRemove, datasafety.SpecialGeneralise:
 		return p, nil
+	}
+	if s == string(plinth.SpecialGeneralise) {
+		return datasafety.SpecialGeneralise, nil
 	}
 	return "", fmt.Errorf("special-category policy %q: use remove or keep-generalised", s)
 }
