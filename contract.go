@@ -62,6 +62,63 @@ type BulkOptions struct {
 	// transaction as the records, so a resumed load starts where the last
 	// committed call ended.
 	Checkpoint Checkpoint
+	// BeforeCommit, when set, is called once, after the call has written
+	// its records and before it writes the checkpoint and commits (so that
+	// concurrent calls that name one checkpoint do not wait for each
+	// other's lock on it while they wait for each other here); an error
+	// from it rolls the whole call back and is returned. A loader that
+	// runs calls concurrently uses it to commit them in order, so that
+	// what is committed is always a prefix of its input.
+	BeforeCommit func() error
+	// Metadata, when not nil, has one entry per record of data: the
+	// record is stored with the entry's Version, CreatedAt and UpdatedAt
+	// (to the microsecond) instead of version 1 and the time of the load,
+	// so that a bundle load or an obfuscated copy keeps them as the
+	// source had them. A zero field of an entry takes the default. With
+	// ConflictReplace a replaced record takes them too; skipped records
+	// are left as they are. A length that differs from data's is an error.
+	Metadata []RecordMeta
+}
+
+// RecordMeta is the metadata of a stored record that BulkOptions.Metadata
+// can carry over from a source.
+type RecordMeta struct {
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// CheckMetadata reports whether opts.Metadata fits n records: nil, or one
+// entry per record with no negative version.
+func (opts BulkOptions) CheckMetadata(n int) error {
+	if opts.Metadata == nil {
+		return nil
+	}
+	if len(opts.Metadata) != n {
+		return fmt.Errorf("bulk load: %d metadata entries for %d records", len(opts.Metadata), n)
+	}
+	for i, m := range opts.Metadata {
+		if m.Version < 0 {
+			return fmt.Errorf("bulk load: record %d: version %d is negative", i, m.Version)
+		}
+	}
+	return nil
+}
+
+// Resolve returns the version, createdAt and updatedAt a record loaded at
+// now is stored with: the entry's, or version 1 and now where it has none.
+func (m RecordMeta) Resolve(now time.Time) (version int64, created, updated time.Time) {
+	version, created, updated = 1, now, now
+	if m.Version > 0 {
+		version = m.Version
+	}
+	if !m.CreatedAt.IsZero() {
+		created = m.CreatedAt.UTC().Truncate(time.Microsecond)
+	}
+	if !m.UpdatedAt.IsZero() {
+		updated = m.UpdatedAt.UTC().Truncate(time.Microsecond)
+	}
+	return version, created, updated
 }
 
 // BulkResult counts what a BulkLoad did. A key given more than once in one

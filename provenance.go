@@ -345,3 +345,27 @@ func upperFirst(s string) string {
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
 }
+
+// CheckMigrate says whether a migration from a legacy system may write into
+// a store of the environment env. A legacy system holds real people's data
+// (sourceClass, ClassReal unless its operator says otherwise), so into
+// development or staging it must go through obfuscation (obfuscated true:
+// plinth migrate --obfuscate --key-file …); development takes only dummy
+// data, so even obfuscated real data is refused there. Production takes
+// real data. The error says why and what to do instead.
+func CheckMigrate(env string, sourceClass DataClass, obfuscated bool) error {
+	if sourceClass == "" {
+		sourceClass = ClassReal
+	}
+	arrives := sourceClass
+	if obfuscated && sourceClass == ClassReal {
+		arrives = ClassObfuscated
+	}
+	switch {
+	case env == EnvDevelopment && arrives != ClassDummy:
+		return fmt.Errorf("refusing to migrate: development holds only dummy data, and this migration would bring %s data. Migrate into staging with --obfuscate --key-file K (pseudonymised), or into production; for development, use plinth seed", arrives)
+	case env == EnvStaging && arrives == ClassReal:
+		return fmt.Errorf("refusing to migrate: staging holds only dummy or obfuscated data, and the legacy system holds real data. Add --obfuscate --key-file K so that it is pseudonymised on the way in (the key file holds at least 32 random bytes: head -c 32 /dev/urandom > obfuscate.key), or migrate into production")
+	}
+	return nil
+}

@@ -138,3 +138,32 @@ func TestGuardrailDecisions(t *testing.T) {
 		}
 	}
 }
+
+// A legacy migration brings real data: refused into development, into
+// staging only obfuscated, production takes it as it is.
+func TestCheckMigrate(t *testing.T) {
+	cases := []struct {
+		env        string
+		class      plinth.DataClass
+		obfuscated bool
+		refused    string // part of the refusal; "" when allowed
+	}{
+		{plinth.EnvDevelopment, "", false, "development holds only dummy data"},
+		{plinth.EnvDevelopment, plinth.ClassReal, true, "would bring obfuscated data"},
+		{plinth.EnvDevelopment, plinth.ClassDummy, false, ""},
+		{plinth.EnvStaging, "", false, "--obfuscate --key-file"},
+		{plinth.EnvStaging, plinth.ClassReal, true, ""},
+		{plinth.EnvStaging, plinth.ClassObfuscated, false, ""},
+		{plinth.EnvProduction, plinth.ClassReal, false, ""},
+		{plinth.EnvProduction, plinth.ClassReal, true, ""},
+	}
+	for _, c := range cases {
+		err := plinth.CheckMigrate(c.env, c.class, c.obfuscated)
+		switch {
+		case c.refused == "" && err != nil:
+			t.Errorf("%s, %q, obfuscated %v: refused: %v", c.env, c.class, c.obfuscated, err)
+		case c.refused != "" && (err == nil || !strings.Contains(err.Error(), c.refused)):
+			t.Errorf("%s, %q, obfuscated %v: %v; want a refusal saying %q", c.env, c.class, c.obfuscated, err, c.refused)
+		}
+	}
+}

@@ -14,9 +14,27 @@ type Domain struct {
 	Description  string
 	Owner        Owner
 	SourceSystem string
-	Entities     []*Entity
-	File         string // the spec file it was loaded from, for messages
+	// DataSafety is the domain's data-safety policy (spec key dataSafety).
+	DataSafety DataSafety
+	Entities   []*Entity
+	File       string // the spec file it was loaded from, for messages
 }
+
+// DataSafety is a domain's data-safety policy.
+type DataSafety struct {
+	// Special is what obfuscation does with the domain's special-category
+	// fields; empty means SpecialRemove. A field's own Special wins.
+	Special SpecialHandling
+}
+
+// SpecialHandling is what obfuscation does with special-category data
+// (pii: special): remove it from the copy, or keep a generalised form.
+type SpecialHandling string
+
+const (
+	SpecialRemove     SpecialHandling = "remove"
+	SpecialGeneralise SpecialHandling = "generalise"
+)
 
 // Owner says who is accountable for a domain.
 type Owner struct {
@@ -110,8 +128,11 @@ type Field struct {
 	// ("residents"), when it refers to another record; the field's type
 	// matches that entity's key type.
 	References string
-	Fields     []*Field // for objects: the nested fields
-	Items      *Field   // for arrays: the item (its Name is empty)
+	// Special, set only on special-category fields (spec key
+	// dataSafety.special), overrides the domain's DataSafety.Special.
+	Special SpecialHandling
+	Fields  []*Field // for objects: the nested fields
+	Items   *Field   // for arrays: the item (its Name is empty)
 }
 
 // IsNested reports whether the field is an object or an array, whose

@@ -91,9 +91,9 @@ type planned struct {
 // again; keys the target already holds are left as they are (counted as
 // skipped).
 //
-// Records keep their data and keys. version, createdAt and updatedAt are
-// not kept: BulkLoad writes new records, version 1, created and updated at
-// load time.
+// Records keep their data, keys, version, createdAt and updatedAt
+// (BulkOptions.Metadata); a line without them gets version 1 and the time
+// of the load.
 func Load(ctx context.Context, st plinth.Store, ds []*plinth.Domain, dir string, opts LoadOptions) (*LoadResult, error) {
 	m, err := ReadManifest(dir)
 	if err != nil {
@@ -371,7 +371,7 @@ func loadEntity(ctx context.Context, st plinth.Store, dir string, p planned, bat
 		}
 		pos, _ := json.Marshal(loadPosition{File: p.em.File, SHA256: p.em.SHA256, Line: b.last})
 		br, err := st.BulkLoad(ctx, p.e, b.data, plinth.BulkOptions{OnConflict: plinth.ConflictSkip,
-			Checkpoint: plinth.Checkpoint{Name: name, Value: pos}})
+			Checkpoint: plinth.Checkpoint{Name: name, Value: pos}, Metadata: b.meta})
 		if err != nil {
 			return res, fmt.Errorf("loading %s up to line %d: %w", p.em.File, b.last, err)
 		}
@@ -398,6 +398,7 @@ func loadEntity(ctx context.Context, st plinth.Store, dir string, p planned, bat
 // end marks the last batch.
 type decoded struct {
 	data []map[string]any
+	meta []plinth.RecordMeta
 	last int64
 	end  bool
 	err  error
@@ -424,10 +425,11 @@ func decodeBatches(ctx context.Context, dir string, p planned, from int64, batch
 	}
 	defer r.Close()
 	data := make([]map[string]any, 0, batch)
+	meta := make([]plinth.RecordMeta, 0, batch)
 	for {
 		line, err := r.next()
 		if err == io.EOF {
-			send(decoded{data: data, last: r.line, end: true})
+			send(decoded{data: data, meta: meta, last: r.line, end: true})
 			return
 		}
 		if err != nil {
@@ -437,16 +439,18 @@ func decodeBatches(ctx context.Context, dir string, p planned, from int64, batch
 		if r.line <= from {
 			continue
 		}
-		d, err := decodeRecord(p.e, p.em.File, r.line, line)
+		rec, err := decodeRecord(p.e, p.em.File, r.line, line)
 		if err != nil {
 			send(decoded{err: err})
 			return
 		}
-		if data = append(data, d); len(data) == batch {
-			if !send(decoded{data: data, last: r.line}) {
+		meta = append(meta, plinth.RecordMeta{Version: rec.Version, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt})
+		if data = append(data, rec.Data); len(data) == batch {
+			if !send(decoded{data: data, meta: meta, last: r.line}) {
 				return
 			}
 			data = make([]map[string]any, 0, batch)
+			meta = make([]plinth.RecordMeta, 0, batch)
 		}
 	}
 }

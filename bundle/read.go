@@ -162,20 +162,21 @@ func (r *lineReader) Close() error {
 // systemFields are dropped from a line before validation (see Load).
 var systemFields = plinth.SystemFields
 
-// decodeRecord validates one line against e and returns the canonical data
-// to load. The line must be a record as the API writes it: its data must
-// be valid and stored exactly as written (a value the store would hold in
-// another form is refused, not changed), and it must carry its key.
-func decodeRecord(e *plinth.Entity, file string, lineNo int64, line []byte) (map[string]any, error) {
+// decodeRecord validates one line against e and returns the record to
+// load: its canonical data, version, createdAt and updatedAt (zero when the
+// line has none). The line must be a record as the API writes it: its data
+// must be valid and stored exactly as written (a value the store would
+// hold in another form is refused, not changed), and it must carry its key.
+func decodeRecord(e *plinth.Entity, file string, lineNo int64, line []byte) (plinth.Record, error) {
 	bad := func(field, format string, args ...any) error {
 		return &RecordError{File: file, Entity: e.Name, Line: lineNo, Field: field, Detail: fmt.Sprintf(format, args...)}
 	}
 	if len(bytes.TrimSpace(line)) == 0 {
-		return nil, bad("", "is empty; every line holds one record")
+		return plinth.Record{}, bad("", "is empty; every line holds one record")
 	}
 	doc, err := plinth.DecodeJSONObject(line)
 	if err != nil {
-		return nil, bad("", "is not one JSON object: %s", err)
+		return plinth.Record{}, bad("", "is not one JSON object: %s", err)
 	}
 	var meta plinth.Record
 	if v, ok := doc["version"].(json.Number); ok {
@@ -199,32 +200,32 @@ func decodeRecord(e *plinth.Entity, file string, lineNo int64, line []byte) (map
 				}
 				more = " (also: " + strings.Join(parts, "; ") + ")"
 			}
-			return nil, bad(fe.Field, "%s%s", fe.Detail, more)
+			return plinth.Record{}, bad(fe.Field, "%s%s", fe.Detail, more)
 		}
-		return nil, bad("", "%s", err)
+		return plinth.Record{}, bad("", "%s", err)
 	}
 	if data[e.Key.Name] == nil {
-		return nil, bad(e.Key.Name, "is missing; a bundle's records keep their keys")
+		return plinth.Record{}, bad(e.Key.Name, "is missing; a bundle's records keep their keys")
 	}
 	// Fast path: the line is exactly the API's JSON of the canonical record
 	// (as every line export writes is).
 	meta.Data = data
 	if bytes.Equal(e.MarshalRecord(meta), line) {
-		return data, nil
+		return meta, nil
 	}
 	// Otherwise compare field by field, ignoring member order, spacing and
 	// nulls, to name the field that would be stored differently.
 	back, err := plinth.DecodeJSONObject(e.MarshalRecord(plinth.Record{Data: data}))
 	if err != nil {
-		return nil, bad("", "cannot be encoded again: %s", err)
+		return plinth.Record{}, bad("", "cannot be encoded again: %s", err)
 	}
 	for _, f := range e.Fields {
 		got, want := comparable(doc[f.Name]), comparable(back[f.Name])
 		if got != want {
-			return nil, bad(f.Name, "would be stored as %s, not %s as written; nothing is changed on the way in, so correct the bundle's source", want, got)
+			return plinth.Record{}, bad(f.Name, "would be stored as %s, not %s as written; nothing is changed on the way in, so correct the bundle's source", want, got)
 		}
 	}
-	return data, nil
+	return meta, nil
 }
 
 func parseTime(v any) time.Time {

@@ -56,12 +56,13 @@ func (s *Source) Entities() []SourceEntity {
 	return out
 }
 
-// Records calls fn with the canonical data of each record of se's file
-// after the first skip lines, in the file's order, each validated against
+// Records calls fn with each record of se's file (canonical data, version
+// and times as written) after the first skip lines, in the file's order,
+// each validated against
 // the spec as Load validates it (a bad line is a *RecordError). It checks
 // that the file holds as many records as the manifest says. fn's error
 // stops the reading and is returned.
-func (s *Source) Records(ctx context.Context, se SourceEntity, skip int64, fn func(line int64, data map[string]any) error) error {
+func (s *Source) Records(ctx context.Context, se SourceEntity, skip int64, fn func(line int64, rec plinth.Record) error) error {
 	r, err := openLines(s.Dir, se.File.File)
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", s.Dir, err)

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -663,8 +664,12 @@ const (
 )
 
 // names caches lower-cased field names and their kinds: field names are
-// few, values many.
-var names sync.Map // string -> nameInfo
+// few, values many. Readers load the map without locking; a new name
+// copies it (under namesMu).
+var (
+	names   atomic.Pointer[map[string]nameInfo]
+	namesMu sync.Mutex
+)
 
 type nameInfo struct {
 	lower string
@@ -672,12 +677,21 @@ type nameInfo struct {
 }
 
 func info(name string) nameInfo {
-	if v, ok := names.Load(name); ok {
-		return v.(nameInfo)
+	if m := names.Load(); m != nil {
+		if ni, ok := (*m)[name]; ok {
+			return ni
+		}
+	}
+	namesMu.Lock()
+	defer namesMu.Unlock()
+	next := map[string]nameInfo{}
+	if m := names.Load(); m != nil {
+		maps.Copy(next, *m)
 	}
 	l := strings.ToLower(name)
 	ni := nameInfo{lower: l, kind: nameKind(l)}
-	names.Store(name, ni)
+	next[name] = ni
+	names.Store(&next)
 	return ni
 }
 

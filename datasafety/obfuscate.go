@@ -37,35 +37,46 @@ const (
 	SpecialGeneralise SpecialPolicy = "keep-generalised"
 )
 
-// NHSRange says where obfuscated NHS numbers land.
+// NHSRange says where obfuscated NHS numbers land. NHS numbers are
+// identifiers, so the mapping should be one to one; the 999 range the NHS
+// reserves for testing holds only 909,091 valid numbers (999 and six
+// digits, less those without a check digit), so no mapping of every NHS
+// number into it can be: the two goals conflict, and the default keeps
+// the mapping one to one.
 type NHSRange string
 
 const (
-	// NHSTestRange (the default) maps every NHS number into the 999 range
-	// the NHS reserves for testing, with a valid check digit. The range
-	// holds 909,091 valid numbers, so the mapping is a bijection of that
-	// range (numbers already in it, as in dummy data, never collide) but
-	// numbers from outside it can collide with one another.
-	NHSTestRange NHSRange = "test"
-	// NHSFull maps the nine digits before the check digit by FF1 over all
-	// valid NHS numbers: injective for any input, but the output may be a
-	// number the NHS has issued to somebody.
+	// NHSFull (the default) is a keyed bijection of all valid NHS numbers
+	// (FF1 over the nine digits before the check digit, cycle-walking to
+	// numbers that take one) that maps the test range onto itself and
+	// every other number to another outside it: injective for any input
+	// and any row order, dummy data stays in the test range; but an
+	// obfuscated real number looks like (and may be) an issued number.
 	NHSFull NHSRange = "full"
+	// NHSTestRange maps every NHS number into the 999 test range, with a
+	// valid check digit: a bijection of that range (numbers already in
+	// it, as in dummy data, never collide), but numbers from outside it
+	// can collide with one another (of n distinct numbers, about
+	// n²/1,818,182 pairs do: ~55 for 10,000; certainly some beyond
+	// 909,091), so joins on them may join different people.
+	NHSTestRange NHSRange = "test"
 )
 
 // Policy tunes an Obfuscator. The zero value is the default.
 type Policy struct {
-	// Special applies to domains not named in SpecialByDomain; empty
-	// means SpecialRemove.
+	// Special, when set, applies to every domain not named in
+	// SpecialByDomain, whatever its spec says. Empty: each domain's spec
+	// decides (dataSafety.special of the field, else of the domain), and
+	// a spec that says nothing means SpecialRemove.
 	Special SpecialPolicy
-	// SpecialByDomain sets the policy per domain name. (Domain specs have
-	// no key for it yet; the command takes --special-for domain=policy.)
+	// SpecialByDomain sets the policy per domain name, whatever the spec
+	// says (the command's --special-for domain=policy).
 	SpecialByDomain map[string]SpecialPolicy
 	// DateWindowDays bounds the shift of personal dates: each record's
 	// dates move by the same number of days, 1 to DateWindowDays earlier
 	// or later. 0 means 180.
 	DateWindowDays int
-	// NHS says where NHS numbers land; empty means NHSTestRange.
+	// NHS says where NHS numbers land; empty means NHSFull.
 	NHS NHSRange
 }
 
@@ -139,7 +150,7 @@ func NewObfuscator(key []byte, policy ...Policy) *Obfuscator {
 		o.policy.DateWindowDays = 180
 	}
 	if o.policy.NHS == "" {
-		o.policy.NHS = NHSTestRange
+		o.policy.NHS = NHSFull
 	}
 	// Separate keys for FF1 and for the keyed choices, derived from the
 	// key file, so neither use reveals anything about the other.
@@ -240,24 +251,46 @@ func (o *Obfuscator) pick(list []string, kind, value string) string {
 	return list[o.prf(kind, value)%uint64(len(list))]
 }
 
-func (o *Obfuscator) specialPolicy(e *plinth.Entity) SpecialPolicy {
+// specialPolicy is the policy for e's special-category fields, and
+// whether it was given to the obfuscator (so overrides the fields' own).
+func (o *Obfuscator) specialPolicy(e *plinth.Entity) (p SpecialPolicy, given bool) {
 	if e.Domain != nil {
 		if p, ok := o.policy.SpecialByDomain[e.Domain.Name]; ok && p != "" {
-			return p
+			return p, true
 		}
 	}
-	if o.policy.Special == "" {
-		return SpecialRemove
+	if o.policy.Special != "" {
+		return o.policy.Special, true
 	}
-	return o.policy.Special
+	if e.Domain != nil && e.Domain.DataSafety.Special != "" {
+		return fromSpec(e.Domain.DataSafety.Special), false
+	}
+	return SpecialRemove, false
+}
+
+// fromSpec is the policy a spec's dataSafety.special names.
+func fromSpec(h plinth.SpecialHandling) SpecialPolicy {
+	if h == plinth.SpecialGeneralise {
+		return SpecialGeneralise
+	}
+	return SpecialRemove
+}
+
+// fieldSpecial is the policy for the special-category field f of a record.
+func (rs *obfRecord) fieldSpecial(f *plinth.Field) SpecialPolicy {
+	if !rs.specialGiven && f.Special != "" {
+		return fromSpec(f.Special)
+	}
+	return rs.special
 }
 
 // obfRecord is what one record's fields share, and what was done to
 // them (added to the obfuscator's counts once per record).
 type obfRecord struct {
-	e       *plinth.Entity
-	shift   int // days
-	special SpecialPolicy
+	e            *plinth.Entity
+	shift        int // days
+	special      SpecialPolicy
+	specialGiven bool // special was given to the obfuscator, not by the spec
 
 	copied, pseudonymised, kept, removed, generalised int64
 }
@@ -285,7 +318,8 @@ func (p *obfPath) String() string {
 // Store.Scan gives it). data is not changed.
 func (o *Obfuscator) Record(e *plinth.Entity, data map[string]any) (map[string]any, error) {
 	kf := e.KeyField()
-	rs := &obfRecord{e: e, special: o.specialPolicy(e)}
+	rs := &obfRecord{e: e}
+	rs.special, rs.specialGiven = o.specialPolicy(e)
 	if kv, ok := data[kf.Name]; ok {
 		var ks string
 		switch k := kv.(type) {
@@ -389,14 +423,14 @@ func (o *Obfuscator) value(rs *obfRecord, f *plinth.Field, path *obfPath, v any)
 	}
 	switch f.PII {
 	case plinth.PIISpecial:
-		if rs.special == SpecialGeneralise {
+		if rs.fieldSpecial(f) == SpecialGeneralise {
 			if g, ok := obfGeneralise(f, v); ok {
 				rs.generalised++
 				return g, true, nil
 			}
 		}
 		if f.Required {
-			return nil, false, fmt.Errorf("%s: %s is special-category data and required, so it cannot be removed; use --special keep-generalised or make it optional", rs.e.Name, path.String())
+			return nil, false, fmt.Errorf("%s: %s is special-category data and required, so it cannot be removed; generalise it (dataSafety: {special: generalise} in the spec, or --special keep-generalised) or make it optional", rs.e.Name, path.String())
 		}
 		rs.removed++
 		return nil, false, nil

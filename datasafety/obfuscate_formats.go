@@ -363,22 +363,27 @@ func nhsValid(body uint64) bool {
 }
 
 // NHSNumber maps a 10-digit NHS number (canonical: digits only, valid check
-// digit) to one with a valid modulus-11 check digit: in the 999 test range
-// (a bijection of that range) or, with NHSFull, anywhere (a bijection of
-// all valid numbers). See NHSRange.
+// digit) to one with a valid modulus-11 check digit. A number of the 999
+// test range maps to another in it (a bijection of the range) under either
+// NHSRange. Any other maps, with NHSFull, to another valid number outside
+// the test range (a bijection of those), or, with NHSTestRange, into the
+// test range (not one to one). See NHSRange.
 func (o *Obfuscator) NHSNumber(s string) string {
 	if len(s) != 10 || digitCount(s) != 10 {
 		return o.Identifier("nhs", s)
 	}
 	body, _ := strconv.ParseUint(s[:9], 10, 64)
-	valid9 := nhsValid
-	if o.policy.NHS == NHSFull {
-		y := o.permute("nhs-full", body, 0, 999_999_999, valid9)
+	valid6 := func(x uint64) bool { return nhsValid(999_000_000 + x) }
+	inTest := strings.HasPrefix(s, "999")
+	if o.policy.NHS == NHSFull && !inTest {
+		// FF1 over every valid number, walking on past the test range:
+		// a bijection of the valid numbers outside it.
+		outside := func(y uint64) bool { return y < 999_000_000 && nhsValid(y) }
+		y := o.permute("nhs-full", body, 0, 999_999_999, outside)
 		return obfNHS(obfPad(y, 9, ""))
 	}
-	valid6 := func(x uint64) bool { return nhsValid(999_000_000 + x) }
 	var x uint64
-	if strings.HasPrefix(s, "999") {
+	if inTest {
 		x = body % 1_000_000
 	} else {
 		// Outside the test range: a keyed 6-digit start, moved on to

@@ -7,6 +7,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -196,6 +197,7 @@ var (
 func TestObfuscateKeepsFormats(t *testing.T) {
 	people, _ := obfDomains(t)
 	o := datasafety.NewObfuscator(obfKey)
+	testRange := datasafety.NewObfuscator(obfKey, datasafety.Policy{NHS: datasafety.NHSTestRange})
 	r := rand.New(rand.NewPCG(3, 4))
 	seenIDs := map[string]bool{}
 	for i := range 2000 {
@@ -212,9 +214,16 @@ func TestObfuscateKeepsFormats(t *testing.T) {
 			t.Fatalf("key %s repeated or kept", id)
 		}
 		seenIDs[id] = true
+		// The default keeps NHS numbers one to one: a real-looking number
+		// maps to another outside the test range (see NHSRange).
 		nhs := out["nhsNumber"].(string)
-		if !strings.HasPrefix(nhs, "999") || len(nhs) != 10 {
-			t.Fatalf("NHS number %s outside the test range", nhs)
+		if strings.HasPrefix(nhs, "999") || len(nhs) != 10 || nhs == in["nhsNumber"] {
+			t.Fatalf("NHS number %s (from %s): in the test range, not 10 digits or kept", nhs, in["nhsNumber"])
+		}
+		if test := testRange.NHSNumber(in["nhsNumber"].(string)); !strings.HasPrefix(test, "999") {
+			t.Fatalf("NHS number %s outside the test range with NHSTestRange", test)
+		} else if c, ok := plinth.NHSCheckDigit(test[:9]); !ok || c != test[9] {
+			t.Fatalf("NHS number %s has a bad check digit", test)
 		}
 		if c, ok := plinth.NHSCheckDigit(nhs[:9]); !ok || c != nhs[9] {
 			t.Fatalf("NHS number %s has a bad check digit", nhs)
@@ -360,6 +369,78 @@ func TestObfuscateSpecialGeneralised(t *testing.T) {
 	}
 	if c := o.Counts(); c.Generalised != 2 || c.Removed != 1 {
 		t.Fatalf("counts %+v", c)
+	}
+}
+
+// TestObfuscateSpecialPolicyFromSpec: the domain's dataSafety.special
+// decides, a field's own wins over it, and a policy given to the
+// obfuscator (the command's --special, --special-for) wins over both.
+func TestObfuscateSpecialPolicyFromSpec(t *testing.T) {
+	cases := []struct {
+		name            string
+		domain, field   plinth.SpecialHandling // field: ethnicity's own
+		policy          datasafety.Policy
+		ethnicity, relg bool // kept (generalised)?
+	}{
+		{"spec says nothing: removed", "", "", datasafety.Policy{}, false, false},
+		{"domain generalises", plinth.SpecialGeneralise, "", datasafety.Policy{}, true, true},
+		{"field removes, domain generalises", plinth.SpecialGeneralise, plinth.SpecialRemove, datasafety.Policy{}, false, true},
+		{"field generalises, domain says nothing", "", plinth.SpecialGeneralise, datasafety.Policy{}, true, false},
+		{"--special remove overrides the spec", plinth.SpecialGeneralise, plinth.SpecialGeneralise, datasafety.Policy{Special: datasafety.SpecialRemove}, false, false},
+		{"--special-for overrides the spec", plinth.SpecialRemove, plinth.SpecialRemove,
+			datasafety.Policy{SpecialByDomain: map[string]datasafety.SpecialPolicy{"people": datasafety.SpecialGeneralise}}, true, true},
+	}
+	for _, tc := range cases {
+		people, _ := obfDomains(t)
+		people.Domain.DataSafety.Special = tc.domain
+		plinth.FieldByName(people.Fields, "ethnicity").Special = tc.field
+		o := datasafety.NewObfuscator(obfKey, tc.policy)
+		out, err := o.Record(people, person(t, people, rand.New(rand.NewPCG(1, 1)), 1))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		_, eth := out["ethnicity"]
+		_, rel := out["religion"]
+		if eth != tc.ethnicity || rel != tc.relg {
+			t.Errorf("%s: ethnicity kept %v, religion kept %v; want %v, %v", tc.name, eth, rel, tc.ethnicity, tc.relg)
+		}
+		if eth && out["ethnicity"] != "Black or Black British" {
+			t.Errorf("%s: ethnicity %v, want its census group", tc.name, out["ethnicity"])
+		}
+	}
+}
+
+// TestObfuscateNHSNumbersInjectiveByDefault maps 1,000,000 distinct valid
+// NHS numbers outside the test range with the default policy: no two give
+// one output, none lands in the test range (which keeps to itself), every
+// output has a valid check digit, and another obfuscator of the same key
+// gives the same in another row order.
+func TestObfuscateNHSNumbersInjectiveByDefault(t *testing.T) {
+	var in []string
+	for body := uint64(400_000_000); len(in) < 1_000_000; body++ {
+		b := strconv.FormatUint(body, 10)
+		if c, ok := plinth.NHSCheckDigit(b); ok {
+			in = append(in, b+string(c))
+		}
+	}
+	a, b := datasafety.NewObfuscator(obfKey), datasafety.NewObfuscator(obfKey)
+	out := make([]string, len(in))
+	seen := make(map[string]struct{}, len(in))
+	for i, s := range in {
+		y := a.NHSNumber(s)
+		if _, dup := seen[y]; dup {
+			t.Fatalf("collision: %s maps to %s, as an earlier number did", s, y)
+		}
+		seen[y] = struct{}{}
+		if c, ok := plinth.NHSCheckDigit(y[:9]); !ok || c != y[9] || strings.HasPrefix(y, "999") {
+			t.Fatalf("%s became %s: bad check digit or in the test range", s, y)
+		}
+		out[i] = y
+	}
+	for _, i := range rand.New(rand.NewPCG(5, 6)).Perm(len(in))[:200_000] {
+		if y := b.NHSNumber(in[i]); y != out[i] {
+			t.Fatalf("%s: %s in one order, %s in another", in[i], out[i], y)
+		}
 	}
 }
 

@@ -14,7 +14,10 @@ import (
 // BeginBulkLoad prepares an entity's table for a large load. When the
 // table is empty, the indexes that serve its filters are dropped, and
 // finish builds each again in one pass over the loaded rows — several times
-// faster than maintaining trigram and array indexes row by row. When the
+// faster than maintaining trigram and array indexes row by row — two at a
+// time. Concurrent BulkLoad calls into the table (on connections of their
+// own) load in parallel, which a loader may rely on to use more than one
+// core of the server. When the
 // table already has rows nothing changes and finish does nothing. If the
 // load fails, call finish anyway: the next Prepare would otherwise rebuild
 // the missing indexes (CONCURRENTLY) on its own.
@@ -35,15 +38,65 @@ func (s *Store) BeginBulkLoad(ctx context.Context, e *plinth.Entity) (finish fun
 		}
 	}
 	return func(ctx context.Context) error {
-		for _, ix := range indexes {
-			stmt := fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s %s", quote(ix.name), t.ident, ix.create)
-			if _, err := s.pool.Exec(ctx, stmt); err != nil {
-				return s.wrap("rebuild index "+ix.name+" after a bulk load", err)
-			}
-		}
+		return s.afterBulkLoad(ctx, t, indexes)
+	}, nil
+}
+
+// indexBuilders is how many indexes are built at once after a bulk load
+// (each on a connection of its own), and indexBuildMemory the
+// maintenance_work_mem each build gets: GIN indexes build several times
+// faster when their entries fit in memory.
+const (
+	indexBuilders    = 2
+	indexBuildMemory = "256MB"
+)
+
+// afterBulkLoad builds the indexes and analyzes the table, indexBuilders
+// jobs at a time (ANALYZE first: it takes longest), each in a transaction
+// of its own with more memory than the server's default.
+func (s *Store) afterBulkLoad(ctx context.Context, t *table, indexes []index) error {
+	jobs := []func() error{func() error {
 		_, err := s.pool.Exec(ctx, "ANALYZE "+t.ident)
 		return s.wrap("analyze "+t.label+" after a bulk load", err)
-	}, nil
+	}}
+	for _, ix := range indexes {
+		jobs = append(jobs, func() error { return s.buildIndex(ctx, t, ix) })
+	}
+	work := make(chan func() error)
+	errs := make(chan error, indexBuilders)
+	for range indexBuilders {
+		go func() {
+			var first error
+			for job := range work {
+				if first == nil {
+					first = job()
+				}
+			}
+			errs <- first
+		}()
+	}
+	for _, job := range jobs {
+		work <- job
+	}
+	close(work)
+	var err error
+	for range indexBuilders {
+		if e := <-errs; e != nil && err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+func (s *Store) buildIndex(ctx context.Context, t *table, ix index) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL maintenance_work_mem = '"+indexBuildMemory+"'"); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s %s", quote(ix.name), t.ident, ix.create))
+		return err
+	})
+	return s.wrap("rebuild index "+ix.name+" after a bulk load", err)
 }
 
 // BulkInsert is BulkLoad with plinth.ConflictFail.
@@ -63,15 +116,27 @@ func (s *Store) BulkLoad(ctx context.Context, e *plinth.Entity, data []map[strin
 	if len(data) == 0 && opts.Checkpoint.Name == "" {
 		return plinth.BulkResult{}, nil
 	}
+	if err := opts.CheckMetadata(len(data)); err != nil {
+		return plinth.BulkResult{}, err
+	}
+	meta := opts.Metadata
 	use, dropped := plinth.DistinctKeys(e, data, opts.OnConflict)
 	if use != nil {
 		data = applied(data, use)
+		if meta != nil {
+			meta = applied(meta, use)
+		}
 	}
 	var res plinth.BulkResult
 	err := pgx.BeginFunc(ctx, s.pool, func(ptx pgx.Tx) error {
 		var err error
-		if res, err = t.bulkLoad(ctx, ptx, data, opts.OnConflict); err != nil {
+		if res, err = t.bulkLoad(ctx, ptx, loadRows{data, meta}, opts.OnConflict); err != nil {
 			return err
+		}
+		if opts.BeforeCommit != nil {
+			if err := opts.BeforeCommit(); err != nil {
+				return err
+			}
 		}
 		if opts.Checkpoint.Name != "" {
 			return setCheckpoint(ctx, ptx, opts.Checkpoint.Name, opts.Checkpoint.Value)
@@ -85,8 +150,8 @@ func (s *Store) BulkLoad(ctx context.Context, e *plinth.Entity, data []map[strin
 	return res, nil
 }
 
-func applied(data []map[string]any, use []bool) []map[string]any {
-	out := make([]map[string]any, 0, len(data))
+func applied[T any](data []T, use []bool) []T {
+	out := make([]T, 0, len(data))
 	for i, d := range data {
 		if use[i] {
 			out = append(out, d)
@@ -95,27 +160,48 @@ func applied(data []map[string]any, use []bool) []map[string]any {
 	return out
 }
 
-func (t *table) bulkLoad(ctx context.Context, q pgx.Tx, data []map[string]any, policy plinth.Conflict) (plinth.BulkResult, error) {
+// loadRows are the records of a bulk load with their metadata (nil: the
+// defaults for every record).
+type loadRows struct {
+	data []map[string]any
+	meta []plinth.RecordMeta
+}
+
+func (r *loadRows) add(from loadRows, i int) {
+	r.data = append(r.data, from.data[i])
+	if from.meta != nil {
+		r.meta = append(r.meta, from.meta[i])
+	}
+}
+
+func (r loadRows) metaOf(i int) plinth.RecordMeta {
+	if r.meta == nil {
+		return plinth.RecordMeta{}
+	}
+	return r.meta[i]
+}
+
+func (t *table) bulkLoad(ctx context.Context, q pgx.Tx, rows loadRows, policy plinth.Conflict) (plinth.BulkResult, error) {
 	e := t.e
 	identity := e.Key.Generated && e.Key.Type == plinth.KeyInteger
 	// With an identity key, records without a key go in one COPY that
 	// leaves the key out (they cannot conflict), and records with one in
 	// another.
-	var withKey, withoutKey []map[string]any
-	for _, d := range data {
+	var withKey, withoutKey loadRows
+	for i, d := range rows.data {
 		if d[e.Key.Name] == nil && identity {
-			withoutKey = append(withoutKey, d)
+			withoutKey.add(rows, i)
 		} else {
-			withKey = append(withKey, d)
+			withKey.add(rows, i)
 		}
 	}
-	res := plinth.BulkResult{Inserted: len(data)}
+	res := plinth.BulkResult{Inserted: len(rows.data)}
 	var maxKey int64
 	var err error
 	if policy == plinth.ConflictFail {
 		maxKey, err = t.copyRows(ctx, q, pgx.Identifier{t.schema, t.name}, withKey, false)
 	} else {
-		maxKey, err = t.merge(ctx, q, withKey, policy, &res)
+		maxKey, err = t.merge(ctx, q, withKey, policy, rows.meta != nil, &res)
 	}
 	if err != nil {
 		return plinth.BulkResult{}, err
@@ -133,7 +219,8 @@ func (t *table) bulkLoad(ctx context.Context, q pgx.Tx, data []map[string]any, p
 
 // copyRows copies records into a table with the entity's columns (leaving
 // the key out when skipKey) and returns the greatest integer key copied.
-func (t *table) copyRows(ctx context.Context, q pgx.Tx, into pgx.Identifier, rows []map[string]any, skipKey bool) (int64, error) {
+func (t *table) copyRows(ctx context.Context, q pgx.Tx, into pgx.Identifier, lr loadRows, skipKey bool) (int64, error) {
+	rows := lr.data
 	if len(rows) == 0 {
 		return 0, nil
 	}
@@ -145,7 +232,7 @@ func (t *table) copyRows(ctx context.Context, q pgx.Tx, into pgx.Identifier, row
 		if i == len(rows) {
 			return nil, nil
 		}
-		d := rows[i]
+		d, m := rows[i], lr.metaOf(i)
 		i++
 		if d[e.Key.Name] == nil && !skipKey {
 			if !e.Key.Generated || e.Key.Type != plinth.KeyUUID {
@@ -166,7 +253,8 @@ func (t *table) copyRows(ctx context.Context, q pgx.Tx, into pgx.Identifier, row
 		} else if n, ok := row[0].(int64); ok && n > maxKey {
 			maxKey = n
 		}
-		return append(row, int64(1), now, now), nil
+		version, created, updated := m.Resolve(now)
+		return append(row, version, created, updated), nil
 	})
 	cols := t.copyCols
 	if skipKey {
@@ -183,26 +271,27 @@ const stageTable = "plinth_bulk_stage"
 // merge copies records with keys into a temporary table and moves them
 // into the entity's table, skipping or replacing the keys already there,
 // and counts what happened in res.
-func (t *table) merge(ctx context.Context, q pgx.Tx, rows []map[string]any, policy plinth.Conflict, res *plinth.BulkResult) (int64, error) {
+func (t *table) merge(ctx context.Context, q pgx.Tx, lr loadRows, policy plinth.Conflict, keepMeta bool, res *plinth.BulkResult) (int64, error) {
+	rows := lr.data
 	if len(rows) == 0 {
 		return 0, nil
 	}
 	if _, err := q.Exec(ctx, fmt.Sprintf("CREATE TEMPORARY TABLE %s (LIKE %s) ON COMMIT DROP", quote(stageTable), t.ident)); err != nil {
 		return 0, err
 	}
-	maxKey, err := t.copyRows(ctx, q, pgx.Identifier{stageTable}, rows, false)
+	maxKey, err := t.copyRows(ctx, q, pgx.Identifier{stageTable}, lr, false)
 	if err != nil {
 		return 0, err
 	}
 	inserted, replaced := 0, 0
 	if policy == plinth.ConflictSkip {
-		tag, err := q.Exec(ctx, t.mergeSQL(false))
+		tag, err := q.Exec(ctx, t.mergeSQL(false, false))
 		if err != nil {
 			return 0, err
 		}
 		inserted = int(tag.RowsAffected())
 	} else {
-		results, err := q.Query(ctx, t.mergeSQL(true))
+		results, err := q.Query(ctx, t.mergeSQL(true, keepMeta))
 		if err != nil {
 			return 0, err
 		}
@@ -228,8 +317,9 @@ func (t *table) merge(ctx context.Context, q pgx.Tx, rows []map[string]any, poli
 // row whose fields differ takes the staged data, a new updated_at and the
 // next version, keeping its created_at; each inserted or replaced row
 // reports whether it was inserted (xmax is 0 for a row this statement
-// inserted).
-func (t *table) mergeSQL(replace bool) string {
+// inserted). With keepMeta the replaced row takes the staged version and
+// times instead (BulkOptions.Metadata).
+func (t *table) mergeSQL(replace, keepMeta bool) string {
 	names := make([]string, len(t.cols))
 	for i, c := range t.cols {
 		names[i] = c.ident()
@@ -252,6 +342,11 @@ func (t *table) mergeSQL(replace bool) string {
 	if len(t.fields) > 0 {
 		differs = fmt.Sprintf("ROW(%s) IS DISTINCT FROM ROW(%s)", strings.Join(stored, ", "), strings.Join(staged, ", "))
 	}
-	sets = append(sets, "version = cur.version + 1", "updated_at = EXCLUDED.updated_at", quote(changeColumn)+" = pg_current_xact_id()")
+	if keepMeta {
+		sets = append(sets, "version = EXCLUDED.version", "created_at = EXCLUDED.created_at")
+	} else {
+		sets = append(sets, "version = cur.version + 1")
+	}
+	sets = append(sets, "updated_at = EXCLUDED.updated_at", quote(changeColumn)+" = pg_current_xact_id()")
 	return sql + fmt.Sprintf("UPDATE SET %s WHERE %s RETURNING (cur.xmax = 0)", strings.Join(sets, ", "), differs)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -443,12 +444,12 @@ func encode(f *plinth.Field, v any) (any, error) {
 			}
 		}
 	case plinth.TypeObject, plinth.TypeArray:
-		b, err := json.Marshal(v)
+		b, err := appendJSON(nil, v)
+		if errors.Is(err, errNUL) || err == nil && bytes.Contains(b, []byte(`\u0000`)) {
+			return nil, nulError(f.Name)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("field %q: %w", f.Name, err)
-		}
-		if bytes.Contains(b, []byte(`\u0000`)) {
-			return nil, nulError(f.Name)
 		}
 		return json.RawMessage(b), nil
 	}

@@ -5,6 +5,7 @@ package spec
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -314,8 +315,30 @@ func (l *loader) seq(n *yaml.Node, what string) []*yaml.Node {
 	return n.Content
 }
 
+// dataSafety reads a dataSafety block (of a domain or a special-category
+// field): what obfuscation does with special-category data.
+func (l *loader) dataSafety(n *yaml.Node, what string) plinth.SpecialHandling {
+	if n == nil {
+		return ""
+	}
+	m := l.mapping(n, what, nil, "special")
+	sp := m["special"]
+	if sp == nil {
+		return ""
+	}
+	h := plinth.SpecialHandling(l.str(sp, what+".special"))
+	switch h {
+	case plinth.SpecialRemove, plinth.SpecialGeneralise:
+		return h
+	}
+	if stringNode(sp) {
+		l.errorf(sp, "%s.special: %q is not a policy; use remove (the default: the copy leaves special-category data out) or generalise (the copy keeps a coarse form)", what, h)
+	}
+	return ""
+}
+
 func (l *loader) domain(n *yaml.Node) *plinth.Domain {
-	m := l.mapping(n, "domain", []string{"domain", "description", "owner", "entities"}, "sourceSystem")
+	m := l.mapping(n, "domain", []string{"domain", "description", "owner", "entities"}, "sourceSystem", "dataSafety")
 	if m == nil {
 		return nil
 	}
@@ -336,6 +359,7 @@ func (l *loader) domain(n *yaml.Node) *plinth.Domain {
 			CloudAccount: l.str(om["cloudAccount"], "owner.cloudAccount"),
 		}
 	}
+	d.DataSafety.Special = l.dataSafety(m["dataSafety"], "dataSafety")
 	entities := l.seq(m["entities"], "entities")
 	if m["entities"] != nil && m["entities"].Kind == yaml.SequenceNode && len(entities) == 0 {
 		l.errorf(m["entities"], "entities: a domain needs at least one entity")
@@ -472,7 +496,7 @@ func (l *loader) key(n *yaml.Node, what string) *plinth.Field {
 	return f
 }
 
-var fieldKeys = []string{"description", "required", "maxLength", "enum", "pattern", "min", "max", "format", "pii", "fields", "items", "references"}
+var fieldKeys = []string{"description", "required", "maxLength", "enum", "pattern", "min", "max", "format", "pii", "fields", "items", "references", "dataSafety"}
 
 // field reads one field. prefix is the dotted path of the enclosing field;
 // inherited is the PII class nested fields take when they set none.
@@ -529,6 +553,12 @@ func (l *loader) field(n *yaml.Node, prefix string, inherited plinth.PII, named 
 		l.errorf(n, "%s: pii is required (none, personal or special)", what)
 	}
 	l.constraints(m, f, what)
+	if ds := m["dataSafety"]; ds != nil {
+		f.Special = l.dataSafety(ds, what+": dataSafety")
+		if f.PII != plinth.PIISpecial {
+			l.errorf(ds, "%s: dataSafety applies only to special-category fields (pii: special); this field's pii is %s", what, cmp.Or(string(f.PII), "not set"))
+		}
+	}
 	if r := m["references"]; r != nil {
 		f.References = l.str(r, what+": references")
 		switch f.Type {

@@ -333,7 +333,26 @@ var brokenSpecs = []struct {
 		at(1, `domain: "entities" is required`),
 	}},
 	{"unknown domain key", strings.Replace(withFields(labelField), "owner:", "colour: blue\nowner:", 1),
-		[]string{at(3, `domain: unknown key "colour" (known keys: description, domain, entities, owner, sourceSystem)`)}},
+		[]string{at(3, `domain: unknown key "colour" (known keys: dataSafety, description, domain, entities, owner, sourceSystem)`)}},
+	{"dataSafety special not a policy", strings.Replace(withFields(labelField), "owner:", "dataSafety:\n  special: hide\nowner:", 1),
+		[]string{at(4, `dataSafety.special: "hide" is not a policy; use remove (the default: the copy leaves special-category data out) or generalise (the copy keeps a coarse form)`)}},
+	{"dataSafety unknown key", strings.Replace(withFields(labelField), "owner:", "dataSafety:\n  specials: remove\nowner:", 1),
+		[]string{at(4, `dataSafety: unknown key "specials" (known keys: special)`)}},
+	{"dataSafety a string", strings.Replace(withFields(labelField), "owner:", "dataSafety: remove\nowner:", 1),
+		[]string{at(3, `dataSafety must be a mapping`)}},
+	{"field dataSafety on a personal field", withFields(`
+- name: label
+  type: string
+  pii: personal
+  dataSafety: {special: generalise}
+`), []string{at(18, `field "label": dataSafety applies only to special-category fields (pii: special); this field's pii is personal`)}},
+	{"field dataSafety special not a policy", withFields(`
+- name: religion
+  type: string
+  pii: special
+  dataSafety:
+    special: keep
+`), []string{at(19, `field "religion": dataSafety.special: "keep" is not a policy; use remove (the default: the copy leaves special-category data out) or generalise (the copy keeps a coarse form)`)}},
 	{"repeated domain key", "domain: a\n" + withFields(labelField),
 		[]string{at(2, `domain: key "domain" is repeated`)}},
 	{"domain not kebab-case", strings.Replace(withFields(labelField), "domain: test", "domain: Benefit_Claims", 1),
@@ -441,7 +460,7 @@ var brokenSpecs = []struct {
   type: string
   pii: none
   length: 10
-`), []string{at(18, `field "label": unknown key "length" (known keys: description, enum, fields, format, items, max, maxLength, min, name, pattern, pii, references, required, type)`)}},
+`), []string{at(18, `field "label": unknown key "length" (known keys: dataSafety, description, enum, fields, format, items, max, maxLength, min, name, pattern, pii, references, required, type)`)}},
 	{"repeated field key", withFields(`
 - name: label
   type: string
@@ -717,7 +736,7 @@ var brokenSpecs = []struct {
   type: array
   pii: none
   items: {name: tag, type: string}
-`), []string{at(18, `field "tags": items: unknown key "name" (known keys: description, enum, fields, format, items, max, maxLength, min, pattern, pii, references, required, type)`)}},
+`), []string{at(18, `field "tags": items: unknown key "name" (known keys: dataSafety, description, enum, fields, format, items, max, maxLength, min, pattern, pii, references, required, type)`)}},
 	{"items a string", withFields(`
 - name: tags
   type: array
@@ -1248,5 +1267,38 @@ entities:
 				t.Error("contacts.residentId does not reference residents")
 			}
 		}
+	}
+}
+
+// The special-category policy lives in the spec: per domain, and per
+// special-category field (which wins).
+func TestDataSafetyPolicy(t *testing.T) {
+	y := strings.Replace(withFields(`
+- name: religion
+  type: string
+  pii: special
+- name: ethnicity
+  type: string
+  pii: special
+  dataSafety: {special: remove}
+`), "owner:", "dataSafety:\n  special: generalise\nowner:", 1)
+	ds, err := spec.LoadFS(fstest.MapFS{file: {Data: []byte(y)}}, "domains")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := ds[0]
+	e := d.Entities[0]
+	if d.DataSafety.Special != plinth.SpecialGeneralise {
+		t.Errorf("domain policy %q, want generalise", d.DataSafety.Special)
+	}
+	if f := plinth.FieldByName(e.Fields, "religion"); f.Special != "" {
+		t.Errorf("religion has its own policy %q; it should take the domain's", f.Special)
+	}
+	if f := plinth.FieldByName(e.Fields, "ethnicity"); f.Special != plinth.SpecialRemove {
+		t.Errorf("ethnicity policy %q, want remove", f.Special)
+	}
+	plain, err := spec.LoadFS(fstest.MapFS{file: {Data: []byte(withFields(labelField))}}, "domains")
+	if err != nil || plain[0].DataSafety.Special != "" {
+		t.Errorf("a spec without dataSafety: %q, %v; want no policy (remove by default)", plain[0].DataSafety.Special, err)
 	}
 }

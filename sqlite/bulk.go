@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/plinth-data/plinth"
 )
@@ -20,6 +21,9 @@ func (s *Store) BulkInsert(ctx context.Context, e *plinth.Entity, data []map[str
 // write many rows into SQLite; callers that want readers to see progress
 // load in several calls.
 func (s *Store) BulkLoad(ctx context.Context, e *plinth.Entity, data []map[string]any, opts plinth.BulkOptions) (plinth.BulkResult, error) {
+	if err := opts.CheckMetadata(len(data)); err != nil {
+		return plinth.BulkResult{}, err
+	}
 	use, dropped := plinth.DistinctKeys(e, data, opts.OnConflict)
 	var res plinth.BulkResult
 	err := s.Write(ctx, func(ptx plinth.Tx) error {
@@ -29,8 +33,17 @@ func (s *Store) BulkLoad(ctx context.Context, e *plinth.Entity, data []map[strin
 			if use != nil && !use[i] {
 				continue
 			}
-			if err := x.load(ctx, e, d, opts.OnConflict, &res); err != nil {
+			key, err := x.load(ctx, e, d, opts.OnConflict, &res)
+			if err == nil && key != nil && opts.Metadata != nil {
+				err = x.setMeta(ctx, e, key, opts.Metadata[i])
+			}
+			if err != nil {
 				return fmt.Errorf("record %d: %w", i, err)
+			}
+		}
+		if opts.BeforeCommit != nil {
+			if err := opts.BeforeCommit(); err != nil {
+				return err
 			}
 		}
 		if opts.Checkpoint.Name != "" {
@@ -44,31 +57,34 @@ func (s *Store) BulkLoad(ctx context.Context, e *plinth.Entity, data []map[strin
 	return res, nil
 }
 
-// load writes one record of a bulk load under the conflict policy.
-func (x *tx) load(ctx context.Context, e *plinth.Entity, d map[string]any, policy plinth.Conflict, res *plinth.BulkResult) error {
+// load writes one record of a bulk load under the conflict policy and
+// returns its key when it inserted or replaced it (nil when it skipped it).
+func (x *tx) load(ctx context.Context, e *plinth.Entity, d map[string]any, policy plinth.Conflict, res *plinth.BulkResult) (any, error) {
 	if d[e.Key.Name] == nil || policy == plinth.ConflictFail {
-		_, err := x.Insert(ctx, e, d)
-		if err == nil {
-			res.Inserted++
+		r, err := x.Insert(ctx, e, d)
+		if err != nil {
+			return nil, err
 		}
-		return err
+		res.Inserted++
+		return r.Data[e.Key.Name], nil
 	}
 	if policy == plinth.ConflictSkip {
 		// A failed INSERT undoes only itself, so the transaction goes on.
-		_, err := x.Insert(ctx, e, d)
+		r, err := x.Insert(ctx, e, d)
 		switch {
 		case err == nil:
 			res.Inserted++
+			return r.Data[e.Key.Name], nil
 		case errors.Is(err, plinth.ErrConflict):
 			res.Skipped++
+			return nil, nil
 		default:
-			return err
+			return nil, err
 		}
-		return nil
 	}
 	u, err := x.Upsert(ctx, e, d)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	switch u.Change {
 	case plinth.Created:
@@ -77,8 +93,43 @@ func (x *tx) load(ctx context.Context, e *plinth.Entity, d map[string]any, polic
 		res.Replaced++
 	default:
 		res.Skipped++
+		return nil, nil
 	}
-	return nil
+	return u.Record.Data[e.Key.Name], nil
+}
+
+// setMeta gives the record just written the version and times of m
+// (BulkOptions.Metadata).
+func (x *tx) setMeta(ctx context.Context, e *plinth.Entity, key any, m plinth.RecordMeta) error {
+	if m == (plinth.RecordMeta{}) {
+		return nil
+	}
+	t, err := x.s.table(e)
+	if err != nil {
+		return err
+	}
+	k, err := t.keyArg(key)
+	if err != nil {
+		return err
+	}
+	// A zero field keeps what the insert or replace just wrote.
+	var version, created, updated any
+	if m.Version > 0 {
+		version = m.Version
+	}
+	if !m.CreatedAt.IsZero() {
+		created = formatStoredTime(m.CreatedAt.Truncate(time.Microsecond))
+	}
+	if !m.UpdatedAt.IsZero() {
+		updated = formatStoredTime(m.UpdatedAt.Truncate(time.Microsecond))
+	}
+	st, err := x.stmt(ctx, fmt.Sprintf(`UPDATE %s SET "version" = coalesce(?, "version"), "created_at" = coalesce(?, "created_at"), "updated_at" = coalesce(?, "updated_at") WHERE %s = ?`,
+		quote(t.name), quote(t.key.name)))
+	if err != nil {
+		return err
+	}
+	_, err = st.ExecContext(ctx, version, created, updated, k)
+	return err
 }
 
 // Upsert inserts, replaces or leaves the record (see plinth.Tx). The write

@@ -130,6 +130,8 @@ func Run(t *testing.T, open func(t *testing.T) plinth.Store) {
 		{"GeneratedUUIDsAreVersion7", su.testGeneratedUUIDs},
 		{"BulkLoadIsAtomic", su.testBulkAtomic},
 		{"BulkLoadConflictPolicies", su.testBulkConflictPolicies},
+		{"BulkLoadBeforeCommit", su.testBulkBeforeCommit},
+		{"BulkLoadKeepsMetadata", su.testBulkKeepsMetadata},
 		{"Checkpoints", su.testCheckpoints},
 		{"WatermarkLateCommit", su.testWatermarkLateCommit},
 		{"IncrementalScan", su.testIncrementalScan},

@@ -24,7 +24,8 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := rootCommand().ExecuteContext(ctx); err != nil {
+	err := runProfiled(func() error { return rootCommand().ExecuteContext(ctx) })
+	if err != nil {
 		if code, ok := err.(exitCode); ok {
 			os.Exit(int(code))
 		}

@@ -24,8 +24,9 @@ import (
 )
 
 // obfuscateBatch is how many records are obfuscated and loaded at a time;
-// each batch commits with the checkpoint a resumed run starts from.
-const obfuscateBatch = 1000
+// each batch commits with the checkpoint a resumed run starts from. (A
+// variable so that tests can interrupt a run after a few small batches.)
+var obfuscateBatch = 5000
 
 // obfuscateAfterBatch, when set (by tests), is called after each batch
 // commits.
@@ -65,7 +66,10 @@ addresses at example.org, dates shifted alike per record); identifiers
 (natural keys, uuids, integers, UPRNs, NI and NHS numbers, legacy ids) map
 one to one by format-preserving encryption (FF1), so references between
 domains still join; generated keys are kept; special-category fields are
-removed (--special keep-generalised keeps a coarse form).
+removed or generalised as each domain's spec says (dataSafety.special of
+the domain or of the field; remove when it says nothing), unless --special
+or --special-for says otherwise. Each record keeps its version, createdAt
+and updatedAt.
 
 The same key gives the same output in every run and row order; keep the key
 file (32 random bytes or more: head -c 32 /dev/urandom > obfuscate.key)
@@ -93,8 +97,10 @@ provenance: obfuscated, from which source, with which key fingerprint.`,
 				return fmt.Errorf("--key-file %s: %w", keyFile, err)
 			}
 			policy := datasafety.Policy{DateWindowDays: window, NHS: datasafety.NHSRange(nhsRange), SpecialByDomain: map[string]datasafety.SpecialPolicy{}}
-			if policy.Special, err = specialPolicy(special); err != nil {
-				return err
+			if special != "" {
+				if policy.Special, err = specialPolicy(special); err != nil {
+					return err
+				}
 			}
 			for _, s := range specialFor {
 				d, p, ok := strings.Cut(s, "=")
@@ -135,10 +141,10 @@ provenance: obfuscated, from which source, with which key fingerprint.`,
 	fl.StringVar(&to, "to", "", "target: a store URL, or a new or empty folder to write an export bundle to")
 	fl.StringVar(&keyFile, "key-file", "", "file holding the obfuscation key: at least 32 random bytes")
 	fl.StringSliceVar(&domainNames, "domain", nil, "only this domain (repeatable; default every domain in the specs)")
-	fl.StringVar(&special, "special", "remove", "special-category fields: remove or keep-generalised")
-	fl.StringSliceVar(&specialFor, "special-for", nil, "the special-category policy of one domain: domain=remove|keep-generalised (repeatable)")
+	fl.StringVar(&special, "special", "", "special-category fields of every domain: remove or keep-generalised, whatever the specs say (default: each spec's dataSafety.special, else remove)")
+	fl.StringSliceVar(&specialFor, "special-for", nil, "the special-category policy of one domain, whatever its spec says: domain=remove|keep-generalised (repeatable)")
 	fl.IntVar(&window, "date-window", 180, "personal dates shift by up to this many days, alike within a record")
-	fl.StringVar(&nhsRange, "nhs-range", "test", "NHS numbers: test (always in the 999 test range) or full (one to one over every valid number; may produce issued numbers)")
+	fl.StringVar(&nhsRange, "nhs-range", "full", "NHS numbers: full (one to one; test-range numbers stay in the 999 test range, others map to valid numbers outside it, which may be issued ones) or test (always in the 999 test range, but distinct numbers from outside it can collide)")
 	fl.BoolVar(&restart, "restart", false, "ignore the checkpoints of an earlier run and copy everything again")
 	return cmd
 }
@@ -147,6 +153,9 @@ func specialPolicy(s string) (datasafety.SpecialPolicy, error) {
 	switch p := datasafety.SpecialPolicy(s); p {
 	case datasafety.SpecialRemove, datasafety.SpecialGeneralise:
 		return p, nil
+	}
+	if s == string(plinth.SpecialGeneralise) {
+		return datasafety.SpecialGeneralise, nil
 	}
 	return "", fmt.Errorf("special-category policy %q: use remove or keep-generalised", s)
 }
@@ -180,20 +189,20 @@ type obfInput struct {
 	// store), so a resumed run is known to read the same.
 	source string
 	total  func(ctx context.Context) (int64, error)
-	// read calls fn with each record's data in key order: after the key
-	// after (stores) or after the first skip records (bundles).
-	read func(ctx context.Context, after any, skip int64, fn func(map[string]any) error) error
+	// read calls fn with each record in key order: after the key after
+	// (stores) or after the first skip records (bundles).
+	read func(ctx context.Context, after any, skip int64, fn func(plinth.Record) error) error
 }
 
 func storeInput(st plinth.Store, e *plinth.Entity) obfInput {
 	return obfInput{e: e,
 		total: func(ctx context.Context) (int64, error) { return st.Count(ctx, e) },
-		read: func(ctx context.Context, after any, _ int64, fn func(map[string]any) error) error {
+		read: func(ctx context.Context, after any, _ int64, fn func(plinth.Record) error) error {
 			_, err := st.Scan(ctx, e, plinth.ScanQuery{}, func(rec plinth.Record) error {
 				if after != nil && !keyAfter(rec.Data[e.Key.Name], after) {
 					return nil
 				}
-				return fn(rec.Data)
+				return fn(rec)
 			})
 			return err
 		}}
@@ -202,30 +211,82 @@ func storeInput(st plinth.Store, e *plinth.Entity) obfInput {
 func bundleInput(src *bundle.Source, se bundle.SourceEntity) obfInput {
 	return obfInput{e: se.Entity, source: se.File.SHA256,
 		total: func(context.Context) (int64, error) { return se.File.Records, nil },
-		read: func(ctx context.Context, _ any, skip int64, fn func(map[string]any) error) error {
-			return src.Records(ctx, se, skip, func(_ int64, d map[string]any) error { return fn(d) })
+		read: func(ctx context.Context, _ any, skip int64, fn func(plinth.Record) error) error {
+			return src.Records(ctx, se, skip, func(_ int64, rec plinth.Record) error { return fn(rec) })
 		}}
 }
 
 // obfOutput is where obfuscated records go: a store (resumable, through
 // checkpoints) or a new bundle (written whole).
 type obfOutput interface {
-	// begin starts an entity: the checkpoint of an earlier run to resume
-	// from, if any.
-	begin(ctx context.Context, in obfInput, r obfuscateRun) (cp obfuscateCheckpoint, resumed bool, err error)
-	// write adds a batch, with the checkpoint that holds once it is in.
-	write(ctx context.Context, e *plinth.Entity, data []map[string]any, cp obfuscateCheckpoint) (skipped int, err error)
-	// end finishes the entity.
+	// begin starts an entity of total records: the checkpoint of an
+	// earlier run to resume from, if any. Call finish after it, also when
+	// the entity failed.
+	begin(ctx context.Context, in obfInput, total int64, r obfuscateRun) (cp obfuscateCheckpoint, resumed bool, err error)
+	// loaders is how many batches write at once.
+	loaders() int
+	// write adds a batch (records with their source's version and times),
+	// with the checkpoint that holds once it is in; it calls beforeCommit
+	// before the batch commits (see orderedLoads).
+	write(ctx context.Context, e *plinth.Entity, data []map[string]any, meta []plinth.RecordMeta, cp obfuscateCheckpoint, beforeCommit func() error) (skipped int, err error)
+	// end marks the entity complete.
 	end(ctx context.Context, e *plinth.Entity, cp obfuscateCheckpoint) error
+	// finish ends what begin started (index builds after a bulk load).
+	finish(ctx context.Context) error
 }
 
 func obfCheckpointName(e *plinth.Entity) string {
 	return "plinth.obfuscate." + e.Domain.Name + "." + e.Plural
 }
 
-type storeOutput struct{ st plinth.Store }
+// storeOutput loads into a store. An entity that is empty when a run
+// starts afresh is loaded with ConflictFail (COPY straight into the table
+// on PostgreSQL) and, when large, as a bulk load (indexes built at the
+// end); otherwise with ConflictSkip, so records a resumed run repeats are
+// skipped.
+type storeOutput struct {
+	st     plinth.Store
+	fresh  bool
+	ending func(context.Context) error
+}
 
-func (o storeOutput) begin(ctx context.Context, in obfInput, r obfuscateRun) (cp obfuscateCheckpoint, resumed bool, err error) {
+func (o *storeOutput) begin(ctx context.Context, in obfInput, total int64, r obfuscateRun) (cp obfuscateCheckpoint, resumed bool, err error) {
+	o.fresh, o.ending = false, nil
+	cp, resumed, err = o.resume(ctx, in, r)
+	if err != nil || resumed {
+		return cp, resumed, err
+	}
+	n, err := o.st.Count(ctx, in.e)
+	if err != nil || n > 0 {
+		return cp, false, err
+	}
+	o.fresh = true
+	if bl, ok := o.st.(plinth.BulkLoader); ok && total >= bulkLoadThreshold {
+		if o.ending, err = bl.BeginBulkLoad(ctx, in.e); err != nil {
+			return cp, false, err
+		}
+	}
+	return cp, false, nil
+}
+
+func (o *storeOutput) loaders() int {
+	if _, ok := o.st.(plinth.BulkLoader); ok {
+		return seedLoaders
+	}
+	return 1
+}
+
+func (o *storeOutput) finish(ctx context.Context) error {
+	if o.ending == nil {
+		return nil
+	}
+	f := o.ending
+	o.ending = nil
+	return f(ctx)
+}
+
+// resume reads the checkpoint of an earlier run into this target.
+func (o *storeOutput) resume(ctx context.Context, in obfInput, r obfuscateRun) (cp obfuscateCheckpoint, resumed bool, err error) {
 	name := in.e.Domain.Name + "." + in.e.Plural
 	cp = obfuscateCheckpoint{Fingerprint: r.obf.Fingerprint(), Source: in.source}
 	if r.restart {
@@ -251,16 +312,21 @@ func (o storeOutput) begin(ctx context.Context, in obfInput, r obfuscateRun) (cp
 	return old, old.Records > 0, nil
 }
 
-func (o storeOutput) write(ctx context.Context, e *plinth.Entity, data []map[string]any, cp obfuscateCheckpoint) (int, error) {
+func (o *storeOutput) write(ctx context.Context, e *plinth.Entity, data []map[string]any, meta []plinth.RecordMeta, cp obfuscateCheckpoint, beforeCommit func() error) (int, error) {
 	v, _ := json.Marshal(cp)
-	br, err := o.st.BulkLoad(ctx, e, data, plinth.BulkOptions{OnConflict: plinth.ConflictSkip, Checkpoint: plinth.Checkpoint{Name: obfCheckpointName(e), Value: v}})
+	policy := plinth.ConflictSkip
+	if o.fresh {
+		policy = plinth.ConflictFail
+	}
+	br, err := o.st.BulkLoad(ctx, e, data, plinth.BulkOptions{OnConflict: policy, Checkpoint: plinth.Checkpoint{Name: obfCheckpointName(e), Value: v},
+		Metadata: meta, BeforeCommit: beforeCommit})
 	if err != nil {
 		return 0, fmt.Errorf("loading %s.%s: %w", e.Domain.Name, e.Plural, err)
 	}
 	return br.Skipped, nil
 }
 
-func (o storeOutput) end(ctx context.Context, e *plinth.Entity, cp obfuscateCheckpoint) error {
+func (o *storeOutput) end(ctx context.Context, e *plinth.Entity, cp obfuscateCheckpoint) error {
 	cp.Complete = true
 	v, _ := json.Marshal(cp)
 	return o.st.SetCheckpoint(ctx, obfCheckpointName(e), v)
@@ -274,7 +340,7 @@ type bundleOutput struct {
 	now time.Time
 }
 
-func (o *bundleOutput) begin(_ context.Context, in obfInput, r obfuscateRun) (obfuscateCheckpoint, bool, error) {
+func (o *bundleOutput) begin(_ context.Context, in obfInput, _ int64, r obfuscateRun) (obfuscateCheckpoint, bool, error) {
 	ew, err := o.w.Entity(in.e)
 	if err != nil {
 		return obfuscateCheckpoint{}, false, err
@@ -283,11 +349,18 @@ func (o *bundleOutput) begin(_ context.Context, in obfInput, r obfuscateRun) (ob
 	return obfuscateCheckpoint{Fingerprint: r.obf.Fingerprint(), Source: in.source}, false, nil
 }
 
-func (o *bundleOutput) write(_ context.Context, _ *plinth.Entity, data []map[string]any, _ obfuscateCheckpoint) (int, error) {
-	for _, d := range data {
-		// New records, as a load would write them: version 1, created
-		// and updated by this run (the source's times are not copied).
-		if err := o.ew.Write(plinth.Record{Data: d, Version: 1, CreatedAt: o.now, UpdatedAt: o.now}); err != nil {
+func (o *bundleOutput) loaders() int                   { return 1 }
+func (o *bundleOutput) finish(_ context.Context) error { return nil }
+
+func (o *bundleOutput) write(_ context.Context, _ *plinth.Entity, data []map[string]any, meta []plinth.RecordMeta, _ obfuscateCheckpoint, beforeCommit func() error) (int, error) {
+	if err := beforeCommit(); err != nil {
+		return 0, err
+	}
+	for i, d := range data {
+		// The source's version and times (this run's time where it has
+		// none), as a load keeps them.
+		version, created, updated := meta[i].Resolve(o.now)
+		if err := o.ew.Write(plinth.Record{Data: d, Version: version, CreatedAt: created, UpdatedAt: updated}); err != nil {
 			return 0, err
 		}
 	}
@@ -385,7 +458,7 @@ func runObfuscate(ctx context.Context, out io.Writer, r obfuscateRun) (err error
 		if err := plinth.SetStoreProvenance(ctx, st, prov); err != nil {
 			return fmt.Errorf("recording the target's provenance: %w", err)
 		}
-		dst = storeOutput{st}
+		dst = &storeOutput{st: st}
 		defer func() {
 			if err == nil {
 				prov.At = time.Now().UTC()
@@ -435,7 +508,16 @@ func obfuscateEntity(ctx context.Context, in obfInput, dst obfOutput, r obfuscat
 	e := in.e
 	name := e.Domain.Name + "." + e.Plural
 	rep.entity = name
-	cp, resumed, err := dst.begin(ctx, in, r)
+	total, err := in.total(ctx)
+	if err != nil {
+		return rep, err
+	}
+	cp, resumed, err := dst.begin(ctx, in, total, r)
+	defer func() {
+		if ferr := dst.finish(context.WithoutCancel(ctx)); ferr != nil && err == nil {
+			err = ferr
+		}
+	}()
 	if err != nil {
 		return rep, err
 	}
@@ -448,26 +530,9 @@ func obfuscateEntity(ctx context.Context, in obfInput, dst obfOutput, r obfuscat
 			r.logger.Info("already obfuscated by an earlier run", "entity", name, "records", cp.Records)
 			return rep, nil
 		}
-		if in.source != "" {
-			skip = cp.Records
-		} else if cp.LastKey != nil {
-			b, err := r.obf.Open(cp.LastKey)
-			if err != nil {
-				return rep, fmt.Errorf("%s: checkpoint: %w", name, err)
-			}
-			var k any
-			if err := json.Unmarshal(b, &k); err != nil {
-				return rep, err
-			}
-			if n, ok := k.(float64); ok {
-				k = int64(n)
-			}
-			after = k
+		if skip, after, err = resumePoint(in, cp, r); err != nil {
+			return rep, fmt.Errorf("%s: checkpoint: %w", name, err)
 		}
-	}
-	total, err := in.total(ctx)
-	if err != nil {
-		return rep, err
 	}
 	before := r.obf.Counts()
 	p := newProgress(total, "obfuscating "+name, r.logger)
@@ -479,78 +544,38 @@ func obfuscateEntity(ctx context.Context, in obfInput, dst obfOutput, r obfuscat
 			p.Stop()
 		}
 	}()
+	defer bulkGC()()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	type result struct {
-		data    []map[string]any
-		lastKey any
-		err     error
+	order, scanErr, stopWorkers := obfuscateBatches(ctx, in, after, skip, r)
+	loaders := dst.loaders()
+	loads := newOrderedLoads(ctx, loaders)
+	type pend struct {
+		out     <-chan error
+		n       int
+		skipped *int
 	}
-	type job struct {
-		raw []map[string]any
-		res chan result
-	}
-	workers := max(runtime.GOMAXPROCS(0), 1)
-	jobs := make(chan job)
-	order := make(chan chan result, 2*workers)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				res := result{lastKey: j.raw[len(j.raw)-1][e.Key.Name]}
-				res.data = make([]map[string]any, 0, len(j.raw))
-				for _, d := range j.raw {
-					o, err := r.obf.Record(e, d)
-					if err != nil {
-						res.err = err
-						break
-					}
-					res.data = append(res.data, o)
-				}
-				j.res <- res
-			}
-		}()
-	}
-	scanErr := make(chan error, 1)
-	go func() {
-		defer close(order)
-		defer close(jobs)
-		var batch []map[string]any
-		send := func() error {
-			fut := make(chan result, 1)
-			select {
-			case order <- fut:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			select {
-			case jobs <- job{raw: batch, res: fut}:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			batch = nil
-			return nil
-		}
-		err := in.read(ctx, after, skip, func(d map[string]any) error {
-			batch = append(batch, d)
-			if len(batch) == obfuscateBatch {
-				return send()
-			}
-			return nil
-		})
-		if err == nil && len(batch) > 0 {
-			err = send()
-		}
-		scanErr <- err
-	}()
-
+	var pending []pend
 	batches := 0
+	collect := func() error {
+		pd := pending[0]
+		pending = pending[1:]
+		if err := <-pd.out; err != nil {
+			return err
+		}
+		rep.records += int64(pd.n)
+		rep.skipped += int64(*pd.skipped)
+		p.Add(pd.n)
+		batches++
+		if obfuscateAfterBatch != nil {
+			obfuscateAfterBatch(name, batches)
+		}
+		return nil
+	}
 	var loadErr error
 	for fut := range order {
-		var res result
+		var res obfuscated
 		select {
 		case res = <-fut:
 		case <-ctx.Done():
@@ -563,26 +588,31 @@ func obfuscateEntity(ctx context.Context, in obfInput, dst obfOutput, r obfuscat
 			loadErr = res.err
 			break
 		}
+		for len(pending) > loaders && loadErr == nil {
+			loadErr = collect()
+		}
+		if loadErr != nil {
+			break
+		}
 		k, _ := json.Marshal(res.lastKey)
 		cp.LastKey = r.obf.Seal(k)
 		cp.Records += int64(len(res.data))
-		skipped, err := dst.write(ctx, e, res.data, cp)
-		if err != nil {
-			loadErr = err
-			break
-		}
-		rep.records += int64(len(res.data))
-		rep.skipped += int64(skipped)
-		p.Add(len(res.data))
-		batches++
-		if obfuscateAfterBatch != nil {
-			obfuscateAfterBatch(name, batches)
-		}
+		batchCP, skipped := cp, new(int)
+		out := loads.submit(func(beforeCommit func() error) error {
+			var err error
+			*skipped, err = dst.write(ctx, e, res.data, res.meta, batchCP, beforeCommit)
+			return err
+		})
+		pending = append(pending, pend{out, len(res.data), skipped})
+	}
+	for len(pending) > 0 && loadErr == nil {
+		loadErr = collect()
 	}
 	cancel()
 	for range order { // let the reader finish
 	}
-	wg.Wait()
+	loads.close()
+	stopWorkers()
 	serr := <-scanErr
 	if loadErr != nil {
 		return rep, loadErr
@@ -600,6 +630,112 @@ func obfuscateEntity(ctx context.Context, in obfInput, dst obfOutput, r obfuscat
 	rep.counts = r.obf.Counts().Sub(before)
 	p.Finish("entity", name, "skippedAsPresent", rep.skipped)
 	return rep, nil
+}
+
+// resumePoint is where a resumed run starts reading: after the first skip
+// records of a bundle, or after the source key the checkpoint holds.
+func resumePoint(in obfInput, cp obfuscateCheckpoint, r obfuscateRun) (skip int64, after any, err error) {
+	if in.source != "" {
+		return cp.Records, nil, nil
+	}
+	if cp.LastKey == nil {
+		return 0, nil, nil
+	}
+	b, err := r.obf.Open(cp.LastKey)
+	if err != nil {
+		return 0, nil, err
+	}
+	var k any
+	if err := json.Unmarshal(b, &k); err != nil {
+		return 0, nil, err
+	}
+	if n, ok := k.(float64); ok {
+		k = int64(n)
+	}
+	return 0, k, nil
+}
+
+// obfuscated is one batch of obfuscated records with their source's
+// metadata, and the source key of its last record.
+type obfuscated struct {
+	data    []map[string]any
+	meta    []plinth.RecordMeta
+	lastKey any
+	err     error
+}
+
+// obfuscateBatches reads the source in batches of obfuscateBatch and
+// obfuscates them on every core. It returns the batches' futures in source
+// order (closed after the last), the reader's outcome, and a function that
+// waits for the workers once order is drained.
+func obfuscateBatches(ctx context.Context, in obfInput, after any, skip int64, r obfuscateRun) (<-chan chan obfuscated, <-chan error, func()) {
+	e := in.e
+	type job struct {
+		raw []plinth.Record
+		res chan obfuscated
+	}
+	workers := max(runtime.GOMAXPROCS(0), 1)
+	jobs := make(chan job)
+	order := make(chan chan obfuscated, 2*workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				j.res <- obfuscateBatchOf(e, j.raw, r)
+			}
+		}()
+	}
+	scanErr := make(chan error, 1)
+	go func() {
+		defer close(order)
+		defer close(jobs)
+		var batch []plinth.Record
+		send := func() error {
+			fut := make(chan obfuscated, 1)
+			select {
+			case order <- fut:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			select {
+			case jobs <- job{raw: batch, res: fut}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			batch = nil
+			return nil
+		}
+		err := in.read(ctx, after, skip, func(rec plinth.Record) error {
+			batch = append(batch, rec)
+			if len(batch) == obfuscateBatch {
+				return send()
+			}
+			return nil
+		})
+		if err == nil && len(batch) > 0 {
+			err = send()
+		}
+		scanErr <- err
+	}()
+	return order, scanErr, wg.Wait
+}
+
+func obfuscateBatchOf(e *plinth.Entity, raw []plinth.Record, r obfuscateRun) obfuscated {
+	res := obfuscated{lastKey: raw[len(raw)-1].Data[e.Key.Name]}
+	res.data = make([]map[string]any, 0, len(raw))
+	res.meta = make([]plinth.RecordMeta, 0, len(raw))
+	for _, rec := range raw {
+		o, err := r.obf.Record(e, rec.Data)
+		if err != nil {
+			res.err = err
+			break
+		}
+		res.data = append(res.data, o)
+		res.meta = append(res.meta, plinth.RecordMeta{Version: rec.Version, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt})
+	}
+	return res
 }
 
 // keyAfter reports whether key k sorts after key a in the store's key

@@ -76,7 +76,7 @@ func realLooking(t *testing.T, url string, n int) (ds []*plinth.Domain, original
 				break
 			}
 		}
-		id := uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "real person %d", i)).String()
+		id := realID(i)
 		dob := time.Date(1940+r.IntN(60), time.Month(1+r.IntN(12)), 1+r.IntN(28), 0, 0, 0, 0, time.UTC).Format(time.DateOnly)
 		p := map[string]any{
 			"id": id, "title": "Mrs", "givenName": fmt.Sprintf("Realgiven%05d", i), "familyName": fmt.Sprintf("Realfamily%05d", i),
@@ -104,7 +104,11 @@ func realLooking(t *testing.T, url string, n int) (ds []*plinth.Domain, original
 			p["notes"].(string)[:13], fmt.Sprintf("%d Realplace", 1000+i), fmt.Sprintf("Realreferrer%05d", i), fmt.Sprintf("Realcondition%05d", i))
 	}
 	originals = append(originals, "Realethnic", "Realfaith", "Realtown", "Realreason", "realmail", "RT\"", "2001-02-03")
-	if err := st.BulkInsert(ctx, people, ps); err != nil {
+	meta := make([]plinth.RecordMeta, n)
+	for i := range meta {
+		meta[i] = realMeta(i)
+	}
+	if _, err := st.BulkLoad(ctx, people, ps, plinth.BulkOptions{Metadata: meta}); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.BulkInsert(ctx, referrals, rs); err != nil {
@@ -114,6 +118,17 @@ func realLooking(t *testing.T, url string, n int) (ds []*plinth.Domain, original
 }
 
 // dump returns every record of the entity as JSON lines.
+func realID(i int) string {
+	return uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "real person %d", i)).String()
+}
+
+// realMeta is the version and times of realLooking's person i: updated
+// records of different ages.
+func realMeta(i int) plinth.RecordMeta {
+	created := time.Date(2021, 1, 2, 3, 4, 5, 678901000, time.UTC).Add(time.Duration(i) * time.Minute)
+	return plinth.RecordMeta{Version: int64(1 + i%3), CreatedAt: created, UpdatedAt: created.Add(time.Duration(i%7) * 24 * time.Hour)}
+}
+
 func dump(t *testing.T, st plinth.Store, e *plinth.Entity) []map[string]any {
 	t.Helper()
 	var out []map[string]any
@@ -180,6 +195,14 @@ func TestObfuscateCommandLeavesNoPersonalValue(t *testing.T) {
 			t.Fatalf("referral %v no longer joins", r)
 		}
 	}
+	// Every record keeps its version, createdAt and updatedAt.
+	for i := range 2500 {
+		got, err := st.Get(context.Background(), people, o.UUID(realID(i)))
+		want := realMeta(i)
+		if err != nil || got.Version != want.Version || !got.CreatedAt.Equal(want.CreatedAt) || !got.UpdatedAt.Equal(want.UpdatedAt) {
+			t.Fatalf("person %d: version %d, created %s, updated %s (%v); the source's: %+v", i, got.Version, got.CreatedAt, got.UpdatedAt, err, want)
+		}
+	}
 	prov, found, err := plinth.StoreProvenance(context.Background(), st)
 	if err != nil || !found || prov.Class != plinth.ClassObfuscated || prov.Source != "obfuscate" ||
 		!strings.Contains(prov.Detail, "key "+datasafety.KeyFingerprint(bytes.Repeat([]byte{7}, 32))) {
@@ -204,6 +227,8 @@ func TestObfuscateCommandResumes(t *testing.T) {
 	from, to := "sqlite://"+filepath.Join(dir, "real.db"), "sqlite://"+filepath.Join(dir, "staging.db")
 	ds, _, dobs := realLooking(t, from, 4500)
 	key := writeKey(t, dir, 9)
+	obfuscateBatch = 1000
+	defer func() { obfuscateBatch = 5000 }()
 	ctx, cancel := context.WithCancel(context.Background())
 	obfuscateAfterBatch = func(entity string, n int) {
 		if entity == "people.people" && n == 2 {
