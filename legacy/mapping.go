@@ -60,6 +60,7 @@ type Mapping struct {
 
 	Entity *plinth.Entity // resolved by Resolve
 	lines  lines
+	schema map[string]*TableInfo // the source's tables, set by Check
 }
 
 // lines remembers where things were declared, for the check's messages.

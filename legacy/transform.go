@@ -13,13 +13,14 @@ import (
 
 // Transform is one step that turns a legacy value into a field's value.
 type Transform struct {
-	Name string
-	Line int
-	fn   func(v any) (any, error)
+	Name   string
+	Line   int
+	fn     func(v any) (any, error)
+	lookup *Lookup
 }
 
 // TransformNames lists the transforms a mapping may use, for messages and docs.
-var TransformNames = []string{"trim", "upper", "lower", "title", "nullIfEmpty", "date", "datetime", "lookup", "concat", "default", "integer", "number"}
+var TransformNames = []string{"trim", "squeeze", "upper", "lower", "title", "nullIfEmpty", "date", "datetime", "lookup", "concat", "default", "integer", "number"}
 
 var titleCaser = cases.Title(language.BritishEnglish)
 
@@ -70,6 +71,8 @@ func (l *loader) transform(n *yaml.Node, what string, lookups map[string]*Lookup
 	switch name {
 	case "trim":
 		noArg(strings.TrimSpace)
+	case "squeeze":
+		noArg(func(s string) string { return strings.Join(strings.Fields(s), " ") })
 	case "upper":
 		noArg(strings.ToUpper)
 	case "lower":
@@ -95,7 +98,7 @@ func (l *loader) transform(n *yaml.Node, what string, lookups map[string]*Lookup
 			l.errorf(arg, "%s: lookup %q is not declared under lookups", what, arg.Value)
 			return t, false
 		}
-		t.fn = lk.apply
+		t.fn, t.lookup = lk.apply, lk
 	case "concat":
 		sep := " "
 		if arg != nil {
@@ -269,4 +272,24 @@ func toText(v any) string {
 		return ""
 	}
 	return fmt.Sprint(v)
+}
+
+// kind is the value kind the lookup produces ("" when mixed).
+func (lk *Lookup) kind() string {
+	kind := ""
+	vals := make([]any, 0, len(lk.Values)+1)
+	for _, v := range lk.Values {
+		vals = append(vals, v)
+	}
+	if lk.HasDefault && lk.Default != nil {
+		vals = append(vals, lk.Default)
+	}
+	for _, v := range vals {
+		k := valueKind(v)
+		if kind != "" && k != kind {
+			return ""
+		}
+		kind = k
+	}
+	return kind
 }
