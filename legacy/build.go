@@ -64,6 +64,21 @@ func (m *Mapping) RecordKey(k LegacyKey) (any, error) {
 	return text, nil
 }
 
+// TargetKey is the key the record of a legacy key has in the target:
+// RecordKey, rewritten as Rewrite rewrites records.
+func (m *Mapping) TargetKey(k LegacyKey) (any, error) {
+	key, err := m.RecordKey(k)
+	if err != nil || m.Rewrite == nil {
+		return key, err
+	}
+	name := m.Entity.Key.Name
+	out, err := m.Rewrite(m.Entity, map[string]any{name: key})
+	if err != nil {
+		return nil, err
+	}
+	return out[name], nil
+}
+
 // Rejection is a source row that could not become a valid record.
 type Rejection struct {
 	Key    string // the legacy key as text

@@ -212,7 +212,7 @@ func (a *applier) reapply(ctx context.Context, src *Source, keys []LegacyKey, ta
 		if seen[k.Text("\x00")] {
 			continue
 		}
-		if key, err := a.m.RecordKey(k); err == nil {
+		if key, err := a.m.TargetKey(k); err == nil {
 			if t, ok := target[plinth.KeyString(key)]; ok {
 				if err := a.delete(ctx, t.key, t.version); err != nil {
 					return err

@@ -58,6 +58,11 @@ type Mapping struct {
 	Children   []*ChildMap
 	Lookups    map[string]*Lookup
 
+	// Rewrite, when set, rewrites every record after it is built, before
+	// it is compared or written: the guardrail's obfuscation of real data
+	// on its way into development or staging. It must be deterministic.
+	Rewrite func(e *plinth.Entity, data map[string]any) (map[string]any, error)
+
 	Entity *plinth.Entity // resolved by Resolve
 	lines  lines
 	schema map[string]*TableInfo // the source's tables, set by Check

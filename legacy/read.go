@@ -203,6 +203,15 @@ func (s *Snapshot) buildAll(ctx context.Context, m *Mapping, roots []Row) ([]Bui
 				children[c.Field] = kids[c.Field][text]
 			}
 			b.Data, b.Err = m.Build(r, children)
+			if b.Err == nil && m.Rewrite != nil {
+				b.Data, b.Err = m.Rewrite(m.Entity, b.Data)
+				if b.Err == nil {
+					b.Key = b.Data[m.Entity.Key.Name]
+				}
+			}
+		}
+		if b.Filtered && m.Rewrite != nil {
+			b.Key, _ = m.TargetKey(b.Legacy)
 		}
 		out[i] = b
 	}
