@@ -61,7 +61,7 @@ func Redact(raw string) string {
 		return "(a connection string that does not parse)"
 	}
 	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "***")
+		return strings.Replace(u.Redacted(), ":xxxxx@", ":***@", 1)
 	}
 	return u.String()
 }
