@@ -140,6 +140,9 @@ func mysqlDSN(u *url.URL) string {
 	q := u.Query()
 	q.Set("parseTime", "true")
 	q.Set("loc", "UTC")
+	// Bind parameters client-side: one round trip per query instead of
+	// prepare, execute and close.
+	q.Set("interpolateParams", "true")
 	if q.Get("charset") == "" {
 		q.Set("charset", "utf8mb4")
 	}
