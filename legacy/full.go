@@ -47,6 +47,9 @@ type FullOptions struct {
 	// AfterBatch, when set, is called after each committed batch (tests
 	// use it to interrupt a load).
 	AfterBatch func(loaded int) error
+	// Snapshot, when set, is the snapshot to read (change capture takes
+	// it where it knows the source's position); Full leaves it open.
+	Snapshot *Snapshot
 }
 
 // FullResult says what a full load did.
@@ -92,11 +95,13 @@ func Full(ctx context.Context, src *Source, st plinth.Store, m *Mapping, opts Fu
 		}
 		res.Resumed = cp.After != nil
 	}
-	snap, err := src.Snapshot(ctx)
-	if err != nil {
-		return res, err
+	snap := opts.Snapshot
+	if snap == nil {
+		if snap, err = src.Snapshot(ctx); err != nil {
+			return res, err
+		}
+		defer snap.Close()
 	}
-	defer snap.Close()
 	total, err := snap.count(ctx, m)
 	if err != nil {
 		return res, err

@@ -16,6 +16,7 @@ type Column struct {
 type TableInfo struct {
 	Name       string
 	Columns    map[string]Column // by lower-case name
+	Ordered    []string          // lower-case names in table order (binlog rows come by position)
 	PrimaryKey []string          // lower-case names, in key order
 }
 
@@ -69,6 +70,7 @@ func (s *Source) Schema(ctx context.Context) (map[string]*TableInfo, error) {
 			out[strings.ToLower(table)] = t
 		}
 		t.Columns[strings.ToLower(col)] = Column{Name: col, Type: strings.ToLower(typ)}
+		t.Ordered = append(t.Ordered, strings.ToLower(col))
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err

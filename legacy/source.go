@@ -234,6 +234,12 @@ func (s *Snapshot) Close() error {
 // float64, bool, string, time.Time).
 type Row map[string]any
 
+// Query runs a statement in the snapshot (for a capture to read the
+// position the snapshot corresponds to).
+func (s *Snapshot) Query(ctx context.Context, query string, args ...any) ([]Row, error) {
+	return s.query(ctx, query, args...)
+}
+
 // query runs a statement and returns its rows with values normalised.
 func (s *Snapshot) query(ctx context.Context, query string, args ...any) ([]Row, error) {
 	rows, err := s.q.QueryContext(ctx, query, args...)

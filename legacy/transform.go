@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -22,7 +23,15 @@ type Transform struct {
 // TransformNames lists the transforms a mapping may use, for messages and docs.
 var TransformNames = []string{"trim", "squeeze", "upper", "lower", "title", "nullIfEmpty", "date", "datetime", "lookup", "concat", "default", "integer", "number"}
 
-var titleCaser = cases.Title(language.BritishEnglish)
+// titleCasers: a Caser keeps state while it works, so each goroutine
+// takes its own.
+var titleCasers = sync.Pool{New: func() any { return cases.Title(language.BritishEnglish) }}
+
+func titleCase(s string) string {
+	c := titleCasers.Get().(cases.Caser)
+	defer titleCasers.Put(c)
+	return c.String(strings.ToLower(s))
+}
 
 // textFn makes a transform of a string function; nulls stay null and
 // lists (several columns before concat) are transformed item by item.
@@ -78,7 +87,7 @@ func (l *loader) transform(n *yaml.Node, what string, lookups map[string]*Lookup
 	case "lower":
 		noArg(strings.ToLower)
 	case "title":
-		noArg(func(s string) string { return titleCaser.String(strings.ToLower(s)) })
+		noArg(titleCase)
 	case "nullIfEmpty":
 		if arg != nil {
 			l.errorf(n, "%s: transform nullIfEmpty takes no argument", what)

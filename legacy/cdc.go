@@ -1,0 +1,259 @@
+package legacy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/plinth-data/plinth"
+)
+
+// Change is one row change a capture read from the source.
+type Change struct {
+	Table         string // lower case
+	Before, After Row    // Before is nil for an insert, After for a delete
+}
+
+// Batch is the changes of one or more committed source transactions, in
+// commit order, and the source position after the last of them.
+type Batch struct {
+	Changes   []Change
+	Position  []byte
+	Committed time.Time // commit time of the last transaction, for lag
+}
+
+// Stream reads committed changes from a position onwards.
+type Stream interface {
+	// Next blocks until at least one transaction committed (it may return
+	// a batch without changes that only moves the position).
+	Next(ctx context.Context) (Batch, error)
+	Close() error
+}
+
+// Capture is a source's change capture (MariaDB binlog, PostgreSQL
+// pgoutput, SQL Server Change Tracking or CDC).
+type Capture interface {
+	// SnapshotPosition is the position of the snapshot: every change
+	// after it is not in the snapshot, every change before it is.
+	SnapshotPosition(ctx context.Context, snap *Snapshot) ([]byte, error)
+	// Open streams changes after from.
+	Open(ctx context.Context, from []byte) (Stream, error)
+	// Describe shows a position for people.
+	Describe(pos []byte) string
+}
+
+// CDCStatus is where change capture stands; kept in the store.
+type CDCStatus struct {
+	Position     []byte    `json:"position"`
+	SnapshotDone bool      `json:"snapshotDone"`
+	Applied      int64     `json:"applied"`  // records changed since capture began
+	Lag          float64   `json:"lag"`      // seconds from the last commit applied to its applying
+	Behind       int       `json:"behind"`   // changes in the last batch (read but not yet applied while it ran)
+	Committed    time.Time `json:"committed"`
+	At           time.Time `json:"at"`
+}
+
+// CDCOptions tunes change capture.
+type CDCOptions struct {
+	Meter MeterFunc
+	// OnApplied is told the status after every applied batch (metrics).
+	OnApplied func(CDCStatus)
+	// DuringSnapshot, when set, runs after the snapshot's position is
+	// taken and before it is loaded (tests write to the source then).
+	DuringSnapshot func()
+}
+
+// RunCDC keeps the target in step with the source until ctx ends: an
+// initial full load from a snapshot whose source position is known, then
+// every change after that position. A changed row re-reads its root
+// record (a child row's change re-emits its parent) and applies it through
+// the write path only when its data differs, so replaying a change after a
+// restart writes nothing: at least once, no double. The position is stored
+// only after its changes are applied.
+func RunCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, opts CDCOptions) error {
+	name := m.CheckpointName("cdc")
+	var status CDCStatus
+	if saved, found, err := st.Checkpoint(ctx, name); err != nil {
+		return err
+	} else if found {
+		if err := json.Unmarshal(saved.Value, &status); err != nil {
+			return fmt.Errorf("the checkpoint %s does not decode: %w", name, err)
+		}
+	}
+	save := func() error {
+		status.At = plinth.Now()
+		b, _ := json.Marshal(status)
+		return st.SetCheckpoint(ctx, name, b)
+	}
+	if !status.SnapshotDone {
+		if err := initialLoad(ctx, src, st, m, c, &status, save, opts); err != nil {
+			return err
+		}
+	}
+	stream, err := c.Open(ctx, status.Position)
+	if err != nil {
+		return err
+	}
+	defer stream.Close()
+	ap := &applier{st: st, w: w, m: m, res: &SyncResult{},
+		origin: plinth.Origin{Principal: Principal, SourceSystem: m.System}}
+	for {
+		b, err := stream.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		keys := m.parentsOf(b.Changes)
+		status.Behind = len(b.Changes)
+		before := ap.res.Changes()
+		ap.origin.CorrelationID = uuid.NewString()
+		for start := 0; start < len(keys); start += 500 {
+			if err := ap.applyKeys(ctx, src, keys[start:min(start+500, len(keys))]); err != nil {
+				return err
+			}
+		}
+		status.Position, status.Behind = b.Position, 0
+		status.Applied += int64(ap.res.Changes() - before)
+		if !b.Committed.IsZero() {
+			status.Committed = b.Committed
+			status.Lag = max(0, time.Since(b.Committed).Seconds())
+		}
+		if err := save(); err != nil {
+			return err
+		}
+		if opts.OnApplied != nil {
+			opts.OnApplied(status)
+		}
+	}
+}
+
+// initialLoad takes a snapshot, keeps the earliest position any attempt
+// started from (so a load resumed in a later snapshot misses nothing),
+// and loads it.
+func initialLoad(ctx context.Context, src *Source, st plinth.Store, m *Mapping, c Capture, status *CDCStatus, save func() error, opts CDCOptions) error {
+	snap, err := src.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	defer snap.Close()
+	pos, err := c.SnapshotPosition(ctx, snap)
+	if err != nil {
+		return err
+	}
+	if status.Position == nil {
+		status.Position = pos
+		if err := save(); err != nil {
+			return err
+		}
+	}
+	if opts.DuringSnapshot != nil {
+		opts.DuringSnapshot()
+	}
+	if _, err := Full(ctx, src, st, m, FullOptions{Snapshot: snap, Meter: opts.Meter}); err != nil {
+		return err
+	}
+	status.SnapshotDone = true
+	return save()
+}
+
+// parentsOf lists the root rows' legacy keys the changes touch: a root
+// row's own key (before and after), a child row's join columns.
+func (m *Mapping) parentsOf(changes []Change) []LegacyKey {
+	var out []LegacyKey
+	seen := map[string]bool{}
+	add := func(r Row, cols []string) {
+		if r == nil {
+			return
+		}
+		k := make(LegacyKey, len(cols))
+		for i, c := range cols {
+			k[i] = r[strings.ToLower(c)]
+			if k[i] == nil {
+				return
+			}
+		}
+		if t := k.Text("\x00"); !seen[t] {
+			seen[t] = true
+			out = append(out, k)
+		}
+	}
+	for _, ch := range changes {
+		if strings.EqualFold(ch.Table, m.Table) {
+			add(ch.Before, m.Key.Columns)
+			add(ch.After, m.Key.Columns)
+		}
+		for _, c := range m.Children {
+			if strings.EqualFold(ch.Table, c.Table) {
+				add(ch.Before, c.Join)
+				add(ch.After, c.Join)
+			}
+		}
+	}
+	return out
+}
+
+// Tables lists the source tables the mapping reads (lower case).
+func (m *Mapping) Tables() []string {
+	out := []string{strings.ToLower(m.Table)}
+	for _, c := range m.Children {
+		out = append(out, strings.ToLower(c.Table))
+	}
+	return out
+}
+
+// applyKeys re-reads the root rows of the keys and brings their records
+// to what the source holds now, writing only what differs.
+func (a *applier) applyKeys(ctx context.Context, src *Source, keys []LegacyKey) error {
+	snap, err := src.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	built, err := snap.readKeys(ctx, a.m, keys)
+	snap.Close()
+	if err != nil {
+		return err
+	}
+	found := map[string]Built{}
+	for _, b := range built {
+		found[b.Legacy.Text("\x00")] = b
+	}
+	for _, k := range keys {
+		b, ok := found[k.Text("\x00")]
+		if ok && b.Err != nil {
+			a.res.Rejected = append(a.res.Rejected, Rejection{Key: k.Text(a.m.Key.Separator), Reason: b.Err.Error()})
+			continue
+		}
+		key := b.Key
+		if !ok {
+			if key, err = a.m.TargetKey(k); err != nil {
+				continue
+			}
+		}
+		cur, err := a.st.Get(ctx, a.m.Entity, key)
+		exists := err == nil
+		if err != nil && !errors.Is(err, plinth.ErrNotFound) {
+			return err
+		}
+		switch {
+		case ok && b.Data != nil:
+			if exists && HashData(cur.Data) == HashData(b.Data) {
+				continue
+			}
+			if err := a.upsert(ctx, b.Data); err != nil {
+				return err
+			}
+		case exists: // gone from the source, or now excluded
+			if err := a.delete(ctx, key, cur.Version); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
