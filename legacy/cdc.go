@@ -51,9 +51,9 @@ type Capture interface {
 type CDCStatus struct {
 	Position     []byte    `json:"position"`
 	SnapshotDone bool      `json:"snapshotDone"`
-	Applied      int64     `json:"applied"`  // records changed since capture began
-	Lag          float64   `json:"lag"`      // seconds from the last commit applied to its applying
-	Behind       int       `json:"behind"`   // changes in the last batch (read but not yet applied while it ran)
+	Applied      int64     `json:"applied"` // records changed since capture began
+	Lag          float64   `json:"lag"`     // seconds from the last commit applied to its applying
+	Behind       int       `json:"behind"`  // changes in the last batch (read but not yet applied while it ran)
 	Committed    time.Time `json:"committed"`
 	At           time.Time `json:"at"`
 }

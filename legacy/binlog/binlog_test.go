@@ -176,4 +176,3 @@ func TestCaptureAfterSnapshotNoGapNoDouble(t *testing.T) {
 		t.Fatalf("after the restart: %v", got)
 	}
 }
-
