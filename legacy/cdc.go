@@ -23,7 +23,7 @@ type Change struct {
 // commit order, and the source position after the last of them.
 type Batch struct {
 	Changes   []Change
-	Position  []byte
+	Position  string
 	Committed time.Time // commit time of the last transaction, for lag
 }
 
@@ -40,16 +40,14 @@ type Stream interface {
 type Capture interface {
 	// SnapshotPosition is the position of the snapshot: every change
 	// after it is not in the snapshot, every change before it is.
-	SnapshotPosition(ctx context.Context, snap *Snapshot) ([]byte, error)
+	SnapshotPosition(ctx context.Context, snap *Snapshot) (string, error)
 	// Open streams changes after from.
-	Open(ctx context.Context, from []byte) (Stream, error)
-	// Describe shows a position for people.
-	Describe(pos []byte) string
+	Open(ctx context.Context, from string) (Stream, error)
 }
 
 // CDCStatus is where change capture stands; kept in the store.
 type CDCStatus struct {
-	Position     []byte    `json:"position"`
+	Position     string    `json:"position"`
 	SnapshotDone bool      `json:"snapshotDone"`
 	Applied      int64     `json:"applied"` // records changed since capture began
 	Lag          float64   `json:"lag"`     // seconds from the last commit applied to its applying
@@ -147,7 +145,7 @@ func initialLoad(ctx context.Context, src *Source, st plinth.Store, m *Mapping, 
 	if err != nil {
 		return err
 	}
-	if status.Position == nil {
+	if status.Position == "" {
 		status.Position = pos
 		if err := save(); err != nil {
 			return err

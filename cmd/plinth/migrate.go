@@ -31,7 +31,7 @@ mapping file (<domain>.<source>.mapping.yaml) says. The source is read only. Its
 URL comes from the environment variable the mapping names (or --source); it never appears
 in logs or messages with its password.`,
 	}
-	cmd.AddCommand(migrateCheckCommand(), migrateFullCommand(), migrateSyncCommand(), migrateStatusCommand())
+	cmd.AddCommand(migrateCheckCommand(), migrateFullCommand(), migrateSyncCommand(), migrateCDCCommand(), migrateStatusCommand())
 	return cmd
 }
 
@@ -379,9 +379,10 @@ func runSync(ctx context.Context, out io.Writer, s *migrateSetup, w *plinth.Writ
 
 func migrateStatusCommand() *cobra.Command {
 	var mapping string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status --mapping M",
-		Short: "Show where a mapping's full load and sync stand in the store",
+		Short: "Show where a mapping's full load, sync and change capture (position, lag) stand in the store",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, ds, st, err := openConfigured(cmd)
@@ -397,27 +398,37 @@ func migrateStatusCommand() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "%s → %s/%s in %s (%s)\n", m.System, m.Domain, m.Plural, redactURL(cfg.StoreURL()), cfg.Environment)
-			for _, mode := range []string{"full", "sync"} {
+			modes := map[string]json.RawMessage{}
+			for _, mode := range []string{"full", "sync", "cdc"} {
 				c, found, err := st.Checkpoint(cmd.Context(), m.CheckpointName(mode))
 				if err != nil {
 					return err
 				}
-				if !found {
-					fmt.Fprintf(out, "  %-5s never run\n", mode)
-					continue
+				if found {
+					modes[mode] = c.Value
 				}
-				fmt.Fprintf(out, "  %-5s %s  at %s\n", mode, c.Value, c.UpdatedAt.UTC().Format(time.RFC3339))
 			}
 			n, err := st.Count(cmd.Context(), m.Entity)
 			if err != nil {
 				return err
+			}
+			if asJSON {
+				return json.NewEncoder(out).Encode(map[string]any{"system": m.System, "domain": m.Domain, "entity": m.Plural, "records": n, "modes": modes})
+			}
+			fmt.Fprintf(out, "%s → %s/%s in %s (%s)\n", m.System, m.Domain, m.Plural, redactURL(cfg.StoreURL()), cfg.Environment)
+			for _, mode := range []string{"full", "sync", "cdc"} {
+				if modes[mode] == nil {
+					fmt.Fprintf(out, "  %-5s never run\n", mode)
+				} else {
+					fmt.Fprintf(out, "  %-5s %s\n", mode, modes[mode])
+				}
 			}
 			fmt.Fprintf(out, "  records %d\n", n)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&mapping, "mapping", "", "the mapping file")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	addConfigFlags(cmd, with(storeFlags, "env")...)
 	return cmd
 }

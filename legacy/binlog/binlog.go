@@ -7,7 +7,6 @@ package binlog
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -37,8 +36,8 @@ type Capture struct {
 
 // position is a binlog file and offset.
 type position struct {
-	File string `json:"file"`
-	Pos  uint32 `json:"pos"`
+	File string
+	Pos  uint32
 }
 
 // New prepares a capture of the mapping's tables from the source at
@@ -80,10 +79,10 @@ func New(ctx context.Context, src *legacy.Source, rawURL string, m *legacy.Mappi
 
 // SnapshotPosition reads the binlog position the snapshot corresponds to
 // (MariaDB keeps it per consistent-snapshot transaction).
-func (c *Capture) SnapshotPosition(ctx context.Context, snap *legacy.Snapshot) ([]byte, error) {
+func (c *Capture) SnapshotPosition(ctx context.Context, snap *legacy.Snapshot) (string, error) {
 	rows, err := snap.Query(ctx, "SHOW STATUS LIKE 'binlog_snapshot_%'")
 	if err != nil {
-		return nil, fmt.Errorf("reading the snapshot's binlog position: %w", err)
+		return "", fmt.Errorf("reading the snapshot's binlog position: %w", err)
 	}
 	var p position
 	for _, r := range rows {
@@ -98,25 +97,31 @@ func (c *Capture) SnapshotPosition(ctx context.Context, snap *legacy.Snapshot) (
 		}
 	}
 	if p.File == "" {
-		return nil, errors.New("the source has no binary log position: change capture needs log_bin on and binlog_format=ROW (MariaDB)")
+		return "", errors.New("the source has no binary log position: change capture needs log_bin on and binlog_format=ROW (MariaDB)")
 	}
-	return json.Marshal(p)
+	return p.String(), nil
 }
 
-// Describe shows a position as file:offset.
-func (c *Capture) Describe(pos []byte) string {
-	var p position
-	if json.Unmarshal(pos, &p) != nil {
-		return string(pos)
+// String is the position as file:offset.
+func (p position) String() string { return fmt.Sprintf("%s:%d", p.File, p.Pos) }
+
+func parsePosition(s string) (position, error) {
+	i := strings.LastIndex(s, ":")
+	if i < 0 {
+		return position{}, fmt.Errorf("the binlog position %q is not file:offset", s)
 	}
-	return fmt.Sprintf("%s:%d", p.File, p.Pos)
+	n, err := strconv.ParseUint(s[i+1:], 10, 32)
+	if err != nil {
+		return position{}, fmt.Errorf("the binlog position %q is not file:offset", s)
+	}
+	return position{File: s[:i], Pos: uint32(n)}, nil
 }
 
 // Open starts reading the binlog after a position.
-func (c *Capture) Open(ctx context.Context, from []byte) (legacy.Stream, error) {
-	var p position
-	if err := json.Unmarshal(from, &p); err != nil {
-		return nil, fmt.Errorf("the binlog position %q does not decode: %w", from, err)
+func (c *Capture) Open(ctx context.Context, from string) (legacy.Stream, error) {
+	p, err := parsePosition(from)
+	if err != nil {
+		return nil, err
 	}
 	syncer := replication.NewBinlogSyncer(c.cfg)
 	streamer, err := syncer.StartSync(mysql.Position{Name: p.File, Pos: p.Pos})
@@ -179,7 +184,7 @@ func (s *stream) handle(ev *replication.BinlogEvent, b *legacy.Batch) bool {
 		s.pos.Pos = ev.Header.LogPos
 		b.Changes = append(b.Changes, s.pending...)
 		s.pending = s.pending[:0]
-		b.Position, _ = json.Marshal(s.pos)
+		b.Position = s.pos.String()
 		b.Committed = time.Unix(int64(ev.Header.Timestamp), 0)
 		return true
 	case *replication.QueryEvent:
@@ -188,7 +193,7 @@ func (s *stream) handle(ev *replication.BinlogEvent, b *legacy.Batch) bool {
 			s.pos.Pos = ev.Header.LogPos
 			b.Changes = append(b.Changes, s.pending...)
 			s.pending = s.pending[:0]
-			b.Position, _ = json.Marshal(s.pos)
+			b.Position = s.pos.String()
 			return true
 		}
 	}
