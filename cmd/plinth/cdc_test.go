@@ -57,7 +57,9 @@ func TestCDCSurvivesSIGKILL(t *testing.T) {
 	defer func() { _ = proc.Process.Kill(); _ = proc.Wait() }()
 	status := func() legacy.CDCStatus {
 		out, _ := run(t, dir, nil, "migrate", "status", "--json", "--mapping", "residents.case.mapping.yaml", "--store", "sqlite://cdc.db")
-		var got struct{ Modes struct{ CDC legacy.CDCStatus } }
+		var got struct {
+			Modes struct{ CDC legacy.CDCStatus }
+		}
 		_ = json.Unmarshal([]byte(out), &got)
 		return got.Modes.CDC
 	}
