@@ -132,9 +132,10 @@ func RunCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 	}
 }
 
-// initialLoad takes a snapshot, keeps the earliest position any attempt
-// started from (so a load resumed in a later snapshot misses nothing),
-// and loads it.
+// initialLoad takes a snapshot, stores its position and loads it, from
+// the first key: a load interrupted before it finished starts again in a
+// new snapshot at a new position (the upserts make the repeat harmless),
+// so no change falls between a snapshot and its position.
 func initialLoad(ctx context.Context, src *Source, st plinth.Store, m *Mapping, c Capture, status *CDCStatus, save func() error, opts CDCOptions) error {
 	snap, err := src.Snapshot(ctx)
 	if err != nil {
@@ -145,16 +146,14 @@ func initialLoad(ctx context.Context, src *Source, st plinth.Store, m *Mapping, 
 	if err != nil {
 		return err
 	}
-	if status.Position == "" {
-		status.Position = pos
-		if err := save(); err != nil {
-			return err
-		}
+	status.Position = pos
+	if err := save(); err != nil {
+		return err
 	}
 	if opts.DuringSnapshot != nil {
 		opts.DuringSnapshot()
 	}
-	if _, err := Full(ctx, src, st, m, FullOptions{Snapshot: snap, Meter: opts.Meter}); err != nil {
+	if _, err := Full(ctx, src, st, m, FullOptions{Snapshot: snap, Meter: opts.Meter, Restart: true}); err != nil {
 		return err
 	}
 	status.SnapshotDone = true

@@ -16,17 +16,21 @@ import (
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/legacy"
 	"github.com/plinth-data/plinth/legacy/binlog"
+	"github.com/plinth-data/plinth/legacy/pgoutput"
 )
 
 func migrateCDCCommand() *cobra.Command {
 	var f migrateFlags
 	var metricsListen, keyFile string
-	var obfuscate bool
+	var obfuscate, cleanup bool
 	cmd := &cobra.Command{
-		Use:   "cdc --mapping M [--metrics-listen 127.0.0.1:9464]",
+		Use:   "cdc --mapping M [--metrics-listen 127.0.0.1:9464] [--cleanup]",
 		Short: "Keep the target in step with the source continuously, from its change log",
 		Long: `Continuous change capture: an initial snapshot load at a known source position, then
-every committed change after it (MariaDB/MySQL: the row-based binary log, read as a replica).
+every committed change after it (MariaDB/MySQL: the row-based binary log, read as a replica;
+PostgreSQL: logical replication with pgoutput, through a publication and a slot named
+plinth_<hash of the mapping> that it creates — the only things it writes to the source —
+and that --cleanup drops, together with the stored position).
 A changed row re-reads its record — a change to a child row (one telephone number) updates its
 parent — and writes it through the write path (one event and one audit record) only when its
 data differs, so a restart that replays changes writes nothing twice. The source position is
@@ -46,6 +50,9 @@ Runs until interrupted.`,
 			if err != nil {
 				return err
 			}
+			if cleanup {
+				return cleanupCapture(ctx, s, capture)
+			}
 			w, err := plinth.NewWriter(ctx, plinth.WriterConfig{Store: s.st, Environment: s.cfg.Environment, Events: true, Audit: true})
 			if err != nil {
 				return err
@@ -64,6 +71,7 @@ Runs until interrupted.`,
 	f.add(cmd)
 	addConfigFlags(cmd, with(storeFlags, "env", "log-level")...)
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics (/metrics) on this address, e.g. 127.0.0.1:9464")
+	cmd.Flags().BoolVar(&cleanup, "cleanup", false, "stop capturing for good: drop the source's slot and publication (PostgreSQL) and the stored position, then exit")
 	cmd.Flags().BoolVar(&obfuscate, "obfuscate", false, "obfuscate every record on its way in (real data into staging)")
 	cmd.Flags().StringVar(&keyFile, "key-file", "", "file holding the obfuscation key, with --obfuscate")
 	return cmd
@@ -81,6 +89,8 @@ func newCapture(ctx context.Context, s *migrateSetup, sourceURL string) (legacy.
 	switch s.src.Kind {
 	case legacy.KindMariaDB, legacy.KindMySQL:
 		return binlog.New(ctx, s.src, url, s.m)
+	case legacy.KindPostgres:
+		return pgoutput.New(ctx, s.src, url, s.m)
 	}
 	return nil, fmt.Errorf("change capture from %s sources is not available yet; use plinth migrate sync --every", s.src.Kind)
 }
@@ -120,4 +130,16 @@ func cdcMetrics(ctx context.Context, listen string, m *legacy.Mapping, logger *s
 			logger.Info("change capture", "position", st.Position, "applied", st.Applied, "lagSeconds", st.Lag)
 		}
 	}, nil
+}
+
+// cleanupCapture removes what change capture keeps: the source's slot and
+// publication, where it has them, and the stored position.
+func cleanupCapture(ctx context.Context, s *migrateSetup, c legacy.Capture) error {
+	if pc, ok := c.(*pgoutput.Capture); ok {
+		if err := pc.Cleanup(ctx); err != nil {
+			return err
+		}
+		s.logger.Info("dropped the replication slot and publication", "name", pc.Slot)
+	}
+	return s.st.SetCheckpoint(ctx, s.m.CheckpointName("cdc"), []byte(`{}`))
 }
