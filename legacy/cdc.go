@@ -13,6 +13,11 @@ import (
 	"github.com/plinth-data/plinth"
 )
 
+// ErrResnapshot is returned by a Stream when the source no longer holds
+// the changes after the position (its retention passed it): change
+// capture then loads a new snapshot instead of skipping them.
+var ErrResnapshot = errors.New("the source's change retention has passed the stored position")
+
 // Change is one row change a capture read from the source.
 type Change struct {
 	Table         string // lower case
@@ -88,11 +93,33 @@ func RunCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 		b, _ := json.Marshal(status)
 		return st.SetCheckpoint(ctx, name, b)
 	}
+	err := runCDC(ctx, src, st, w, m, c, &status, save, opts)
+	if ctx.Err() != nil {
+		return nil // stopped
+	}
+	return err
+}
+
+func runCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, status *CDCStatus, save func() error, opts CDCOptions) error {
 	if !status.SnapshotDone {
-		if err := initialLoad(ctx, src, st, m, c, &status, save, opts); err != nil {
+		if err := initialLoad(ctx, src, st, m, c, status, save, opts); err != nil {
 			return err
 		}
 	}
+	for {
+		err := follow(ctx, src, st, w, m, c, status, save, opts)
+		if !errors.Is(err, ErrResnapshot) {
+			return err
+		}
+		status.SnapshotDone = false
+		if err := initialLoad(ctx, src, st, m, c, status, save, opts); err != nil {
+			return err
+		}
+	}
+}
+
+// follow applies the stream's changes until ctx ends (nil) or it fails.
+func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, status *CDCStatus, save func() error, opts CDCOptions) error {
 	stream, err := c.Open(ctx, status.Position)
 	if err != nil {
 		return err
@@ -108,7 +135,7 @@ func RunCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 			}
 			return err
 		}
-		keys := m.parentsOf(b.Changes)
+		keys := m.ParentsOf(b.Changes)
 		status.Behind = len(b.Changes)
 		before := ap.res.Changes()
 		ap.origin.CorrelationID = uuid.NewString()
@@ -127,7 +154,7 @@ func RunCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 			return err
 		}
 		if opts.OnApplied != nil {
-			opts.OnApplied(status)
+			opts.OnApplied(*status)
 		}
 	}
 }
@@ -160,9 +187,9 @@ func initialLoad(ctx context.Context, src *Source, st plinth.Store, m *Mapping, 
 	return save()
 }
 
-// parentsOf lists the root rows' legacy keys the changes touch: a root
+// ParentsOf lists the root rows' legacy keys the changes touch: a root
 // row's own key (before and after), a child row's join columns.
-func (m *Mapping) parentsOf(changes []Change) []LegacyKey {
+func (m *Mapping) ParentsOf(changes []Change) []LegacyKey {
 	var out []LegacyKey
 	seen := map[string]bool{}
 	add := func(r Row, cols []string) {

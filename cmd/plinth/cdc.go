@@ -16,6 +16,7 @@ import (
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/legacy"
 	"github.com/plinth-data/plinth/legacy/binlog"
+	"github.com/plinth-data/plinth/legacy/mssql"
 	"github.com/plinth-data/plinth/legacy/pgoutput"
 )
 
@@ -23,6 +24,7 @@ func migrateCDCCommand() *cobra.Command {
 	var f migrateFlags
 	var metricsListen, keyFile string
 	var obfuscate, cleanup bool
+	var mssqlMode string
 	cmd := &cobra.Command{
 		Use:   "cdc --mapping M [--metrics-listen 127.0.0.1:9464] [--cleanup]",
 		Short: "Keep the target in step with the source continuously, from its change log",
@@ -30,7 +32,9 @@ func migrateCDCCommand() *cobra.Command {
 every committed change after it (MariaDB/MySQL: the row-based binary log, read as a replica;
 PostgreSQL: logical replication with pgoutput, through a publication and a slot named
 plinth_<hash of the mapping> that it creates — the only things it writes to the source —
-and that --cleanup drops, together with the stored position).
+and that --cleanup drops, together with the stored position; SQL Server: Change Tracking
+(CHANGETABLE) or CDC change tables, polled every second, re-snapshotting when the source's
+retention has passed the stored position).
 A changed row re-reads its record — a change to a child row (one telephone number) updates its
 parent — and writes it through the write path (one event and one audit record) only when its
 data differs, so a restart that replays changes writes nothing twice. The source position is
@@ -46,7 +50,7 @@ Runs until interrupted.`,
 			}
 			defer s.Close()
 			ctx := cmd.Context()
-			capture, err := newCapture(ctx, s, f.source)
+			capture, err := newCapture(ctx, s, f.source, mssql.Mode(mssqlMode))
 			if err != nil {
 				return err
 			}
@@ -71,6 +75,7 @@ Runs until interrupted.`,
 	f.add(cmd)
 	addConfigFlags(cmd, with(storeFlags, "env", "log-level")...)
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics (/metrics) on this address, e.g. 127.0.0.1:9464")
+	cmd.Flags().StringVar(&mssqlMode, "mssql-mode", "changetracking", "SQL Server sources: changetracking (CHANGETABLE, every edition) or cdc (CDC change tables)")
 	cmd.Flags().BoolVar(&cleanup, "cleanup", false, "stop capturing for good: drop the source's slot and publication (PostgreSQL) and the stored position, then exit")
 	cmd.Flags().BoolVar(&obfuscate, "obfuscate", false, "obfuscate every record on its way in (real data into staging)")
 	cmd.Flags().StringVar(&keyFile, "key-file", "", "file holding the obfuscation key, with --obfuscate")
@@ -78,7 +83,7 @@ Runs until interrupted.`,
 }
 
 // newCapture picks the source's change capture.
-func newCapture(ctx context.Context, s *migrateSetup, sourceURL string) (legacy.Capture, error) {
+func newCapture(ctx context.Context, s *migrateSetup, sourceURL string, mode mssql.Mode) (legacy.Capture, error) {
 	url := sourceURL
 	if url == "" {
 		var err error
@@ -91,6 +96,11 @@ func newCapture(ctx context.Context, s *migrateSetup, sourceURL string) (legacy.
 		return binlog.New(ctx, s.src, url, s.m)
 	case legacy.KindPostgres:
 		return pgoutput.New(ctx, s.src, url, s.m)
+	case legacy.KindSQLServer:
+		if mode != mssql.ChangeTracking && mode != mssql.CDC {
+			return nil, fmt.Errorf("--mssql-mode must be changetracking or cdc")
+		}
+		return mssql.New(ctx, s.src, s.m, mode)
 	}
 	return nil, fmt.Errorf("change capture from %s sources is not available yet; use plinth migrate sync --every", s.src.Kind)
 }

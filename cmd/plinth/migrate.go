@@ -11,8 +11,9 @@ import (
 	"path/filepath"
 	"time"
 
-	_ "github.com/go-sql-driver/mysql" // legacy MariaDB/MySQL sources
-	_ "github.com/jackc/pgx/v5/stdlib" // legacy PostgreSQL sources
+	_ "github.com/go-sql-driver/mysql"  // legacy MariaDB/MySQL sources
+	_ "github.com/jackc/pgx/v5/stdlib"  // legacy PostgreSQL sources
+	_ "github.com/microsoft/go-mssqldb" // legacy SQL Server sources
 	"github.com/spf13/cobra"
 
 	"github.com/plinth-data/plinth"
