@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"  // legacy MariaDB/MySQL sources
@@ -21,6 +22,7 @@ import (
 	"github.com/plinth-data/plinth/datasafety"
 	"github.com/plinth-data/plinth/domains"
 	"github.com/plinth-data/plinth/legacy"
+	"github.com/plinth-data/plinth/spec"
 )
 
 func migrateCommand() *cobra.Command {
@@ -436,7 +438,76 @@ func migrateStatusCommand() *cobra.Command {
 
 func legacyCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "legacy", Short: "Tools for legacy sources: synthetic fixture databases"}
-	cmd.AddCommand(legacyFixtureCommand())
+	cmd.AddCommand(legacyFixtureCommand(), legacyScaffoldCommand())
+	return cmd
+}
+
+func legacyScaffoldCommand() *cobra.Command {
+	var o legacy.ScaffoldOptions
+	var sourceURL, out string
+	cmd := &cobra.Command{
+		Use:   "scaffold --source URL --table T [--children A,B] --out DIR",
+		Short: "Draft a domain spec and a mapping from a legacy table's schema",
+		Long: `Read a legacy table's schema (information_schema; no rows) and draft a domain spec and a
+mapping file in DIR: columns become fields with types, the primary key the key, each
+--children table (joined by columns named like the root's key columns) an array of objects.
+Every PII class is set to personal and marked TODO for a person to decide; descriptions and
+owner are TODO. The drafts are checked as plinth migrate check would before they are written.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if sourceURL == "" || o.Table == "" || out == "" {
+				return errors.New("give --source URL, --table T and --out DIR")
+			}
+			ctx := cmd.Context()
+			src, err := legacy.Open(ctx, sourceURL)
+			if err != nil {
+				return err
+			}
+			defer src.Close()
+			specYAML, mapYAML, err := legacy.Scaffold(ctx, src, o)
+			if err != nil {
+				return err
+			}
+			d, err := spec.Parse("draft spec", specYAML)
+			if err != nil {
+				return fmt.Errorf("the drafted spec does not load (please report it):\n%w", err)
+			}
+			m, err := legacy.Parse("draft mapping", mapYAML)
+			if err == nil {
+				if err = m.Resolve([]*plinth.Domain{d}); err == nil {
+					err = legacy.Check(ctx, src, m)
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("the drafted mapping does not check (please report it):\n%w", err)
+			}
+			specFile := filepath.Join(out, d.Name+".yaml")
+			mapFile := filepath.Join(out, fmt.Sprintf("%s.%s.mapping.yaml", d.Name, strings.ToLower(strings.ReplaceAll(m.System, " ", "-"))))
+			for _, f := range []string{specFile, mapFile} {
+				if _, err := os.Stat(f); err == nil {
+					return fmt.Errorf("%s exists; scaffold never overwrites", f)
+				}
+			}
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(specFile, specYAML, 0o644); err != nil {
+				return err
+			}
+			if err := os.WriteFile(mapFile, mapYAML, 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s and %s; review every TODO before serving\n", specFile, mapFile)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&sourceURL, "source", "", "the legacy database's URL (mariadb://, mysql://, postgres://, sqlserver://)")
+	cmd.Flags().StringVar(&o.Table, "table", "", "the root table: one record per row")
+	cmd.Flags().StringSliceVar(&o.Children, "children", nil, "child tables to draft as arrays of objects")
+	cmd.Flags().StringVar(&o.Domain, "domain", "", "the domain's name, kebab-case (default: from the table)")
+	cmd.Flags().StringVar(&o.System, "system", "", "the legacy system's name (sourceSystem of events; default legacy)")
+	cmd.Flags().StringVar(&o.Connection, "connection", "", "the environment variable the mapping will read the URL from (default PLINTH_LEGACY_<DOMAIN>)")
+	cmd.Flags().StringVar(&out, "out", "", "folder to write the drafts to")
 	return cmd
 }
 
