@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -248,36 +249,66 @@ func (a *applier) applyKeys(ctx context.Context, src *Source, keys []LegacyKey) 
 	for _, b := range built {
 		found[b.Legacy.Text("\x00")] = b
 	}
+	// Records are independent (each key once per batch): apply them on a
+	// few goroutines, each change still one transaction of its own.
+	work := make(chan LegacyKey)
+	errs := make(chan error, applyWorkers)
+	var wg sync.WaitGroup
+	for range applyWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range work {
+				if err := a.applyKey(ctx, k, found); err != nil {
+					errs <- err
+					for range work {
+					}
+					return
+				}
+			}
+		}()
+	}
 	for _, k := range keys {
-		b, ok := found[k.Text("\x00")]
-		if ok && b.Err != nil {
-			a.res.Rejected = append(a.res.Rejected, Rejection{Key: k.Text(a.m.Key.Separator), Reason: b.Err.Error()})
-			continue
+		work <- k
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// applyWorkers is how many records change capture applies at once.
+const applyWorkers = 4
+
+// applyKey brings one record to what the source holds.
+func (a *applier) applyKey(ctx context.Context, k LegacyKey, found map[string]Built) error {
+	b, ok := found[k.Text("\x00")]
+	if ok && b.Err != nil {
+		a.count(func(r *SyncResult) {
+			r.Rejected = append(r.Rejected, Rejection{Key: k.Text(a.m.Key.Separator), Reason: b.Err.Error()})
+		})
+		return nil
+	}
+	key := b.Key
+	if !ok {
+		var err error
+		if key, err = a.m.TargetKey(k); err != nil {
+			return nil
 		}
-		key := b.Key
-		if !ok {
-			if key, err = a.m.TargetKey(k); err != nil {
-				continue
-			}
+	}
+	cur, err := a.st.Get(ctx, a.m.Entity, key)
+	exists := err == nil
+	if err != nil && !errors.Is(err, plinth.ErrNotFound) {
+		return err
+	}
+	switch {
+	case ok && b.Data != nil:
+		if exists && HashData(cur.Data) == HashData(b.Data) {
+			return nil
 		}
-		cur, err := a.st.Get(ctx, a.m.Entity, key)
-		exists := err == nil
-		if err != nil && !errors.Is(err, plinth.ErrNotFound) {
-			return err
-		}
-		switch {
-		case ok && b.Data != nil:
-			if exists && HashData(cur.Data) == HashData(b.Data) {
-				continue
-			}
-			if err := a.upsert(ctx, b.Data); err != nil {
-				return err
-			}
-		case exists: // gone from the source, or now excluded
-			if err := a.delete(ctx, key, cur.Version); err != nil {
-				return err
-			}
-		}
+		return a.upsert(ctx, b.Data)
+	case exists: // gone from the source, or now excluded
+		return a.delete(ctx, key, cur.Version)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 
 	"github.com/google/uuid"
 
@@ -175,7 +176,14 @@ type applier struct {
 	w      *plinth.Writer
 	m      *Mapping
 	origin plinth.Origin
+	mu     sync.Mutex // guards res when records are applied in parallel
 	res    *SyncResult
+}
+
+func (a *applier) count(f func(r *SyncResult)) {
+	a.mu.Lock()
+	f(a.res)
+	a.mu.Unlock()
 }
 
 // reapply reads the rows of the keys afresh and upserts their records, or
@@ -228,12 +236,14 @@ func (a *applier) upsert(ctx context.Context, data map[string]any) error {
 	if err != nil {
 		return fmt.Errorf("writing %s %v: %w", a.m.Plural, data[a.m.Entity.Key.Name], err)
 	}
-	switch {
-	case wr.Created:
-		a.res.Created++
-	case wr.Changed:
-		a.res.Updated++
-	}
+	a.count(func(r *SyncResult) {
+		switch {
+		case wr.Created:
+			r.Created++
+		case wr.Changed:
+			r.Updated++
+		}
+	})
 	return nil
 }
 
@@ -244,7 +254,7 @@ func (a *applier) delete(ctx context.Context, key any, version int64) error {
 		_, err := a.w.Delete(ctx, a.m.Entity, key, version, a.origin)
 		switch {
 		case err == nil:
-			a.res.Deleted++
+			a.count(func(r *SyncResult) { r.Deleted++ })
 			return nil
 		case errors.Is(err, plinth.ErrNotFound):
 			return nil

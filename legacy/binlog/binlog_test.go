@@ -29,7 +29,7 @@ type fixture struct {
 
 // setup starts a private MariaDB with a row binlog, fills it with the case
 // system's fixture and opens an empty SQLite target with its write path.
-func setup(t *testing.T) *fixture {
+func setup(t testing.TB, persons int) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	srv := mariadbtest.StartServer(t)
@@ -38,7 +38,7 @@ func setup(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { src.Close() })
-	if err := legacy.Fixture(ctx, src, legacy.FixtureOptions{System: "case", Rows: 300, Seed: 7}); err != nil {
+	if err := legacy.Fixture(ctx, src, legacy.FixtureOptions{System: "case", Rows: persons, Seed: 7}); err != nil {
 		t.Fatal(err)
 	}
 	data, _ := domains.FS.ReadFile("residents.case.mapping.yaml")
@@ -129,7 +129,7 @@ func (f *fixture) clean(t *testing.T) bool {
 // binlog; a child row's change gives exactly one update event of its
 // parent; a restart resumes from the stored position without doubling.
 func TestCaptureAfterSnapshotNoGapNoDouble(t *testing.T) {
-	f := setup(t)
+	f := setup(t, 300)
 	f.exec(t, "UPDATE dm_persons SET marked_for_deletion = 'N' WHERE person_id BETWEEN 10 AND 13")
 	stop := f.run(t, legacy.CDCOptions{DuringSnapshot: func() {
 		f.exec(t,
