@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -136,7 +137,10 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 			}
 			return err
 		}
-		keys := m.ParentsOf(b.Changes)
+		keys, err := m.rootKeys(ctx, src, m.ParentsOf(b.Changes))
+		if err != nil {
+			return err
+		}
 		status.Behind = len(b.Changes)
 		before := ap.res.Changes()
 		ap.origin.CorrelationID = uuid.NewString()
@@ -188,40 +192,89 @@ func initialLoad(ctx context.Context, src *Source, st plinth.Store, m *Mapping, 
 	return save()
 }
 
-// ParentsOf lists the root rows' legacy keys the changes touch: a root
-// row's own key (before and after), a child row's join columns.
-func (m *Mapping) ParentsOf(changes []Change) []LegacyKey {
-	var out []LegacyKey
+// ParentRef names root rows by the values of some of their columns: their
+// key columns (a root row's own change) or a child's parent columns.
+type ParentRef struct {
+	Columns []string
+	Values  LegacyKey
+}
+
+// ParentsOf lists the root rows the changes touch: a root row's key
+// (before and after), a child row's parent through its join columns.
+func (m *Mapping) ParentsOf(changes []Change) []ParentRef {
+	var out []ParentRef
 	seen := map[string]bool{}
-	add := func(r Row, cols []string) {
+	add := func(r Row, cols, parent []string) {
 		if r == nil {
 			return
 		}
-		k := make(LegacyKey, len(cols))
-		for i, c := range cols {
-			k[i] = r[strings.ToLower(c)]
-			if k[i] == nil {
-				return
-			}
+		v := values(r, cols)
+		if slices.Contains(v, nil) {
+			return
 		}
-		if t := k.Text("\x00"); !seen[t] {
+		if t := strings.Join(parent, ",") + "\x00" + v.Text("\x00"); !seen[t] {
 			seen[t] = true
-			out = append(out, k)
+			out = append(out, ParentRef{Columns: parent, Values: v})
 		}
 	}
 	for _, ch := range changes {
 		if strings.EqualFold(ch.Table, m.Table) {
-			add(ch.Before, m.Key.Columns)
-			add(ch.After, m.Key.Columns)
+			add(ch.Before, m.Key.Columns, m.Key.Columns)
+			add(ch.After, m.Key.Columns, m.Key.Columns)
 		}
 		for _, c := range m.Children {
 			if strings.EqualFold(ch.Table, c.Table) {
-				add(ch.Before, c.Join)
-				add(ch.After, c.Join)
+				add(ch.Before, c.Join, c.Parent)
+				add(ch.After, c.Join, c.Parent)
 			}
 		}
 	}
 	return out
+}
+
+// rootKeys turns parent references into the legacy keys of root rows:
+// key references as they are, others by reading which root rows hold
+// those values now.
+func (m *Mapping) rootKeys(ctx context.Context, src *Source, refs []ParentRef) ([]LegacyKey, error) {
+	var keys []LegacyKey
+	byCols := map[string][]LegacyKey{}
+	colsOf := map[string][]string{}
+	for _, r := range refs {
+		if slices.Equal(lower(r.Columns), lower(m.Key.Columns)) {
+			keys = append(keys, r.Values)
+			continue
+		}
+		id := strings.Join(r.Columns, ",")
+		byCols[id] = append(byCols[id], r.Values)
+		colsOf[id] = r.Columns
+	}
+	if len(byCols) == 0 {
+		return keys, nil
+	}
+	snap, err := src.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer snap.Close()
+	seen := map[string]bool{}
+	for _, k := range keys {
+		seen[k.Text("\x00")] = true
+	}
+	for id, vals := range byCols {
+		for start := 0; start < len(vals); start += 500 {
+			found, err := snap.keysWhere(ctx, m, colsOf[id], vals[start:min(start+500, len(vals))])
+			if err != nil {
+				return nil, err
+			}
+			for _, k := range found {
+				if t := k.Text("\x00"); !seen[t] {
+					seen[t] = true
+					keys = append(keys, k)
+				}
+			}
+		}
+	}
+	return keys, nil
 }
 
 // Tables lists the source tables the mapping reads (lower case).

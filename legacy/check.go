@@ -196,6 +196,11 @@ func (c *checker) child(ch *ChildMap, root *TableInfo) {
 	for _, col := range ch.Join {
 		c.column(t, col, ch.Line, "join column")
 	}
+	if root != nil {
+		for _, col := range ch.Parent {
+			c.column(root, col, ch.Line, "parent column")
+		}
+	}
 	for _, col := range append(slices.Clone(ch.Key), ch.OrderBy...) {
 		c.column(t, col, ch.Line, "column")
 	}

@@ -126,8 +126,11 @@ type FirstMap struct {
 type ChildMap struct {
 	Field string
 	Table string
-	// Join pairs child columns with the root key columns, in key order.
-	Join []string
+	// Join pairs child columns with Parent, the root's columns (its key
+	// columns by default), in order: a member row joins its tenancy by
+	// house_ref, an address its person by person_id.
+	Join   []string
+	Parent []string
 	// Key is the child table's own key (for ordering and change capture);
 	// OrderBy orders the items (Key when empty).
 	Key      []string
@@ -521,12 +524,12 @@ func (l *loader) field(name, n *yaml.Node, lookups map[string]*Lookup) *FieldMap
 
 func (l *loader) child(name, n *yaml.Node, lookups map[string]*Lookup) *ChildMap {
 	what := "child " + name.Value
-	k := l.keys(n, what, []string{"table", "join", "fields"}, "key", "orderBy", "where", "distinct", "rows", "endField")
+	k := l.keys(n, what, []string{"table", "join", "fields"}, "parent", "key", "orderBy", "where", "distinct", "rows", "endField")
 	if k == nil {
 		return nil
 	}
 	c := &ChildMap{Field: name.Value, Table: l.str(k["table"], what+": table"), Join: l.strs(k["join"], what+": join"),
-		Key: l.strs(k["key"], what+": key"), OrderBy: l.strs(k["orderBy"], what+": orderBy"), Where: l.conditions(k["where"]),
+		Parent: l.strs(k["parent"], what+": parent"), Key: l.strs(k["key"], what+": key"), OrderBy: l.strs(k["orderBy"], what+": orderBy"), Where: l.conditions(k["where"]),
 		Distinct: l.boolean(k["distinct"], what+": distinct"), Rows: "all", Line: name.Line}
 	c.Fields = l.fields(k["fields"], what+": fields", lookups)
 	if r := k["rows"]; r != nil {
@@ -548,8 +551,11 @@ func (l *loader) crossCheck(m *Mapping) {
 	children := map[string]*ChildMap{}
 	for _, c := range m.Children {
 		children[c.Field] = c
-		if len(c.Join) != len(m.Key.Columns) && len(m.Key.Columns) > 0 {
-			l.problems = append(l.problems, fmt.Sprintf("%s:%d: child %s: join names %d column(s), one per key column (%s)", l.file, c.Line, c.Field, len(c.Join), strings.Join(m.Key.Columns, ", ")))
+		if len(c.Parent) == 0 {
+			c.Parent = m.Key.Columns
+		}
+		if len(c.Join) != len(c.Parent) && len(c.Parent) > 0 {
+			l.problems = append(l.problems, fmt.Sprintf("%s:%d: child %s: join names %d column(s), one per parent column (%s)", l.file, c.Line, c.Field, len(c.Join), strings.Join(c.Parent, ", ")))
 		}
 		for _, f := range c.Fields {
 			if f.First != nil {

@@ -41,6 +41,9 @@ func (m *Mapping) rootColumns() []string {
 	for _, c := range m.Where {
 		cols = append(cols, c.Column)
 	}
+	for _, c := range m.Children {
+		cols = append(cols, c.Parent...)
+	}
 	cols = append(cols, fieldColumns(m.Fields)...)
 	return dedupe(cols)
 }
@@ -176,13 +179,9 @@ func (s *Snapshot) readKeys(ctx context.Context, m *Mapping, keys []LegacyKey) (
 }
 
 func (s *Snapshot) buildAll(ctx context.Context, m *Mapping, roots []Row) ([]Built, error) {
-	var keys []LegacyKey
-	for _, r := range roots {
-		keys = append(keys, m.legacyKey(r))
-	}
 	kids := map[string]map[string][]Row{}
 	for _, c := range m.Children {
-		rows, err := s.childRows(ctx, m, c, keys)
+		rows, err := s.childRows(ctx, m, c, parentValues(roots, c.Parent))
 		if err != nil {
 			return nil, err
 		}
@@ -190,17 +189,16 @@ func (s *Snapshot) buildAll(ctx context.Context, m *Mapping, roots []Row) ([]Bui
 	}
 	out := make([]Built, len(roots))
 	for i, r := range roots {
-		b := Built{Legacy: keys[i]}
+		b := Built{Legacy: m.legacyKey(r)}
 		b.Key, b.Err = m.RecordKey(b.Legacy)
 		switch {
 		case b.Err != nil:
 		case !keep(m.Where, r):
 			b.Filtered = true
 		default:
-			text := b.Legacy.Text("\x00")
 			children := map[string][]Row{}
 			for _, c := range m.Children {
-				children[c.Field] = kids[c.Field][text]
+				children[c.Field] = kids[c.Field][values(r, c.Parent).Text("\x00")]
 			}
 			b.Data, b.Err = m.Build(r, children)
 			if b.Err == nil && m.Rewrite != nil {
@@ -218,11 +216,38 @@ func (s *Snapshot) buildAll(ctx context.Context, m *Mapping, roots []Row) ([]Bui
 	return out, nil
 }
 
-// childRows reads a child table's rows for the parents, grouped by the
-// parent's legacy key, in the child's order.
-func (s *Snapshot) childRows(ctx context.Context, m *Mapping, c *ChildMap, keys []LegacyKey) (map[string][]Row, error) {
+// values reads columns of a row, in order.
+func values(r Row, cols []string) LegacyKey {
+	k := make(LegacyKey, len(cols))
+	for i, c := range cols {
+		k[i] = r[strings.ToLower(c)]
+	}
+	return k
+}
+
+// parentValues lists the distinct values of the columns among rows
+// (rows with a null among them join nothing).
+func parentValues(rows []Row, cols []string) []LegacyKey {
+	var out []LegacyKey
+	seen := map[string]bool{}
+	for _, r := range rows {
+		v := values(r, cols)
+		if slices.Contains(v, nil) {
+			continue
+		}
+		if t := v.Text("\x00"); !seen[t] {
+			seen[t] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// childRows reads a child table's rows joined to the parent values,
+// grouped by them, in the child's order.
+func (s *Snapshot) childRows(ctx context.Context, m *Mapping, c *ChildMap, parents []LegacyKey) (map[string][]Row, error) {
 	out := map[string][]Row{}
-	if len(keys) == 0 {
+	if len(parents) == 0 {
 		return out, nil
 	}
 	var args []any
@@ -231,18 +256,34 @@ func (s *Snapshot) childRows(ctx context.Context, m *Mapping, c *ChildMap, keys 
 		order = c.Key
 	}
 	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s", m.quotedColumns(s.src, c.Table, c.columns()), s.src.quote(m.actualTable(c.Table)),
-		keyIn(s.src, m.quotedKey(s.src, c.Table, c.Join), keys, &args), strings.Join(m.quotedKey(s.src, c.Table, append(slices.Clone(order), c.Key...)), ", "))
+		keyIn(s.src, m.quotedKey(s.src, c.Table, c.Join), parents, &args), strings.Join(m.quotedKey(s.src, c.Table, append(slices.Clone(order), c.Key...)), ", "))
 	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", c.Table, err)
 	}
 	for _, r := range rows {
-		k := make(LegacyKey, len(c.Join))
-		for i, col := range c.Join {
-			k[i] = r[strings.ToLower(col)]
-		}
-		text := k.Text("\x00")
+		text := values(r, c.Join).Text("\x00")
 		out[text] = append(out[text], r)
+	}
+	return out, nil
+}
+
+// keysWhere lists the legacy keys of the root rows whose columns hold one
+// of the values (the records a child or lookup row's change touches).
+func (s *Snapshot) keysWhere(ctx context.Context, m *Mapping, cols []string, vals []LegacyKey) ([]LegacyKey, error) {
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	var args []any
+	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", m.quotedColumns(s.src, m.Table, m.Key.Columns), s.src.quote(m.actualTable(m.Table)),
+		keyIn(s.src, m.quotedKey(s.src, m.Table, cols), vals, &args))
+	rows, err := s.query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", m.Table, err)
+	}
+	out := make([]LegacyKey, len(rows))
+	for i, r := range rows {
+		out[i] = m.legacyKey(r)
 	}
 	return out, nil
 }

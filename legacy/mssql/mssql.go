@@ -108,7 +108,7 @@ func NewWith(q Querier, mode Mode, tables []Table) *Capture {
 // primary key must hold its join columns.
 func TablesOf(m *legacy.Mapping, schema map[string]*legacy.TableInfo) ([]Table, error) {
 	var out []Table
-	add := func(name string, needed []string) error {
+	add := func(name string, needed []string) error { // needed: the columns that name the record
 		t := schema[strings.ToLower(name)]
 		if t == nil {
 			return fmt.Errorf("table %s is not in the source", name)

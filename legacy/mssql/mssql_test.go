@@ -126,7 +126,7 @@ func TestReplayChangeTrackingOrdersAndNamesRecords(t *testing.T) {
 	}
 	var keys []string
 	for _, k := range m.ParentsOf(b.Changes) {
-		keys = append(keys, k.Text("-"))
+		keys = append(keys, k.Values.Text("-"))
 	}
 	if strings.Join(keys, " ") != "500 8 7 9" {
 		t.Fatalf("records named %v", keys)
