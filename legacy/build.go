@@ -110,14 +110,16 @@ func (m *Mapping) Build(root Row, children map[string][]Row) (map[string]any, er
 			return nil, err
 		}
 		items[c.Field] = list
-		if len(list) > 0 {
+		if len(list) > 0 && !c.Lookup {
 			doc[c.Field] = list
 		}
 	}
 	for _, f := range m.Fields {
 		var v any
 		if f.First != nil {
-			v = first(f.First, m.child(f.First.Child), items[f.First.Child])
+			if v, err = coerce(f.field, first(f.First, m.child(f.First.Child), items[f.First.Child])); err != nil {
+				return nil, fmt.Errorf("%s: %w", f.Field, err)
+			}
 		} else if v, err = f.value(root); err != nil {
 			return nil, err
 		}

@@ -81,7 +81,13 @@ func (c *checker) conditions(t *TableInfo, conds []Condition) {
 // field checks a field's columns and that what its transforms make can
 // fill the field's type.
 func (c *checker) field(t *TableInfo, f *FieldMap, within string) {
-	if f.field == nil || f.First != nil {
+	if f.First != nil {
+		return
+	}
+	if f.field == nil { // an item of a lookup child: its columns only
+		for _, name := range append(fieldColumns([]*FieldMap{f}), []string{}...) {
+			c.column(t, name, f.Line, "column")
+		}
 		return
 	}
 	kind := ""

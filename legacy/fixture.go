@@ -16,7 +16,20 @@ import (
 const MarkerTable = "plinth_dummy_data"
 
 // FixtureSystems lists the legacy systems plinth legacy fixture can make.
-var FixtureSystems = []string{"case"}
+var FixtureSystems = []string{"case", "benefits", "housing"}
+
+// fixtureSystem is a legacy system a fixture can make: its tables and a
+// generator of the rows of root row i.
+type fixtureSystem struct {
+	tables []fixtureTable
+	gen    func(seed uint64) func(id int64, rows map[string][][]any)
+}
+
+var fixtureSystems = map[string]fixtureSystem{
+	"case":     {caseTables, func(seed uint64) func(int64, map[string][][]any) { return newCaseGen(seed).person }},
+	"benefits": {benefitsTables, func(seed uint64) func(int64, map[string][][]any) { return newCaseGen(seed).claim }},
+	"housing":  {housingTables, func(seed uint64) func(int64, map[string][][]any) { return newCaseGen(seed).tenancy }},
+}
 
 // FixtureOptions says what fixture to make.
 type FixtureOptions struct {
@@ -55,23 +68,24 @@ var caseTables = []fixtureTable{
 // the source (MariaDB, MySQL or PostgreSQL), filled with dummy data with
 // the mess real ones have, and the dummy-data marker.
 func Fixture(ctx context.Context, src *Source, opts FixtureOptions) error {
-	if opts.System != "case" {
+	sys, ok := fixtureSystems[opts.System]
+	if !ok {
 		return fmt.Errorf("no fixture for system %q (known: %s)", opts.System, strings.Join(FixtureSystems, ", "))
 	}
 	if src.Kind == KindSQLServer {
 		return errors.New("fixtures are made in MariaDB, MySQL or PostgreSQL")
 	}
-	if err := src.prepareFixture(ctx, caseTables, opts.Replace); err != nil {
+	if err := src.prepareFixture(ctx, sys.tables, opts.Replace); err != nil {
 		return err
 	}
-	g := newCaseGen(opts.Seed)
+	gen := sys.gen(opts.Seed)
 	const batch = 500
 	for start := 1; start <= opts.Rows; start += batch {
 		rows := map[string][][]any{}
 		for id := start; id < start+batch && id <= opts.Rows; id++ {
-			g.person(int64(id), rows)
+			gen(int64(id), rows)
 		}
-		for _, t := range caseTables {
+		for _, t := range sys.tables {
 			if err := src.insertRows(ctx, t, rows[t.name]); err != nil {
 				return err
 			}
@@ -114,7 +128,11 @@ func (s *Source) prepareFixture(ctx context.Context, tables []fixtureTable, repl
 	}
 	stmts := []string{fmt.Sprintf("CREATE TABLE %s (system_name VARCHAR(20), root_rows BIGINT, seed BIGINT, made_at VARCHAR(40))", MarkerTable)}
 	for _, t := range tables {
-		stmts = append(stmts, fmt.Sprintf("CREATE TABLE %s (%s)", t.name, t.ddl))
+		ddl := t.ddl
+		if s.Kind == KindPostgres {
+			ddl = strings.ReplaceAll(strings.ReplaceAll(ddl, "DATETIME", "TIMESTAMP"), "`", `"`)
+		}
+		stmts = append(stmts, fmt.Sprintf("CREATE TABLE %s (%s)", t.name, ddl))
 		if t.index != "" {
 			stmts = append(stmts, fmt.Sprintf("CREATE INDEX %s_%s ON %s (%s)", t.name, t.index, t.name, t.index))
 		}
@@ -132,7 +150,11 @@ func (s *Source) insertRows(ctx context.Context, t fixtureTable, rows [][]any) e
 		return nil
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "INSERT INTO %s (%s) VALUES ", t.name, strings.Join(t.columns, ", "))
+	cols := make([]string, len(t.columns))
+	for i, c := range t.columns {
+		cols[i] = s.quote(c)
+	}
+	fmt.Fprintf(&b, "INSERT INTO %s (%s) VALUES ", t.name, strings.Join(cols, ", "))
 	args := make([]any, 0, len(rows)*len(t.columns))
 	for i, r := range rows {
 		if i > 0 {

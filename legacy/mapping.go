@@ -140,7 +140,11 @@ type ChildMap struct {
 	Distinct bool   // drop items equal to an earlier one (duplicate phones)
 	Rows     string // all (default), current or historic, by EndField
 	EndField string // the item field holding the end date
-	Line     int
+	// Lookup marks a child that fills no field: its items only serve
+	// first (a tenancy's property, a claim's status). Its item fields are
+	// free names, converted by the field that takes them.
+	Lookup bool
+	Line   int
 
 	field *plinth.Field
 }
@@ -524,13 +528,13 @@ func (l *loader) field(name, n *yaml.Node, lookups map[string]*Lookup) *FieldMap
 
 func (l *loader) child(name, n *yaml.Node, lookups map[string]*Lookup) *ChildMap {
 	what := "child " + name.Value
-	k := l.keys(n, what, []string{"table", "join", "fields"}, "parent", "key", "orderBy", "where", "distinct", "rows", "endField")
+	k := l.keys(n, what, []string{"table", "join", "fields"}, "parent", "key", "orderBy", "where", "distinct", "rows", "endField", "lookup")
 	if k == nil {
 		return nil
 	}
 	c := &ChildMap{Field: name.Value, Table: l.str(k["table"], what+": table"), Join: l.strs(k["join"], what+": join"),
 		Parent: l.strs(k["parent"], what+": parent"), Key: l.strs(k["key"], what+": key"), OrderBy: l.strs(k["orderBy"], what+": orderBy"), Where: l.conditions(k["where"]),
-		Distinct: l.boolean(k["distinct"], what+": distinct"), Rows: "all", Line: name.Line}
+		Distinct: l.boolean(k["distinct"], what+": distinct"), Rows: "all", Line: name.Line, Lookup: l.boolean(k["lookup"], what+": lookup")}
 	c.Fields = l.fields(k["fields"], what+": fields", lookups)
 	if r := k["rows"]; r != nil {
 		c.Rows = l.str(r, what+": rows")
@@ -567,7 +571,7 @@ func (l *loader) crossCheck(m *Mapping) {
 		if f.First != nil && children[f.First.Child] == nil {
 			l.problems = append(l.problems, fmt.Sprintf("%s:%d: field %s: first.child %q is not declared under children", l.file, f.Line, f.Field, f.First.Child))
 		}
-		if children[f.Field] != nil {
+		if c := children[f.Field]; c != nil && !c.Lookup {
 			l.problems = append(l.problems, fmt.Sprintf("%s:%d: field %s is filled by the child collection of that name; map it in one place", l.file, f.Line, f.Field))
 		}
 	}

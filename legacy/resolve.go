@@ -48,7 +48,9 @@ func (m *Mapping) Resolve(domains []*plinth.Domain) error {
 		m.resolveField(&p, f, "")
 	}
 	for _, c := range m.Children {
-		mapped[c.Field] = true
+		if !c.Lookup {
+			mapped[c.Field] = true
+		}
 		m.resolveChild(&p, c)
 	}
 	for _, f := range e.Fields {
@@ -91,6 +93,12 @@ func (m *Mapping) resolveField(p *problems, f *FieldMap, within string) {
 	}
 	if f.First != nil {
 		c := m.child(f.First.Child)
+		if c != nil && c.Lookup {
+			if !slices.ContainsFunc(c.Fields, func(fm *FieldMap) bool { return fm.Field == f.First.Item }) {
+				p.add(f.Line, "field %q: first.item %q is not a field of the lookup child %s", what, f.First.Item, c.Field)
+			}
+			return
+		}
 		if c == nil || c.field == nil || c.field.Items == nil {
 			return
 		}
@@ -112,6 +120,12 @@ func (m *Mapping) resolveField(p *problems, f *FieldMap, within string) {
 }
 
 func (m *Mapping) resolveChild(p *problems, c *ChildMap) {
+	if c.Lookup {
+		if c.Rows != "all" || c.EndField != "" {
+			p.add(c.Line, "child %s: a lookup child has no rows or endField", c.Field)
+		}
+		return
+	}
 	c.field = m.Entity.Field(c.Field)
 	if c.field == nil {
 		p.add(c.Line, "child %q fills no field: %s has no field of that name (fields: %s)", c.Field, m.Entity.Plural, fieldNames(m.Entity.Fields))

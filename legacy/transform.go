@@ -21,7 +21,7 @@ type Transform struct {
 }
 
 // TransformNames lists the transforms a mapping may use, for messages and docs.
-var TransformNames = []string{"trim", "squeeze", "upper", "lower", "title", "nullIfEmpty", "date", "datetime", "lookup", "concat", "default", "integer", "number"}
+var TransformNames = []string{"trim", "squeeze", "nullIf", "upper", "lower", "title", "nullIfEmpty", "date", "datetime", "lookup", "concat", "default", "integer", "number"}
 
 // titleCasers: a Caser keeps state while it works, so each goroutine
 // takes its own.
@@ -93,6 +93,29 @@ func (l *loader) transform(n *yaml.Node, what string, lookups map[string]*Lookup
 			l.errorf(n, "%s: transform nullIfEmpty takes no argument", what)
 		}
 		t.fn = nullIfEmpty
+	case "nullIf":
+		if !needArg() {
+			return t, false
+		}
+		nulls := l.strs(arg, what+": nullIf")
+		t.fn = func(v any) (any, error) {
+			if v == nil {
+				return nil, nil
+			}
+			s := strings.TrimSpace(toText(v))
+			if tm, ok := v.(time.Time); ok {
+				s = tm.Format(time.DateOnly)
+				if tm.Hour()+tm.Minute()+tm.Second() > 0 {
+					s = tm.Format("2006-01-02 15:04:05")
+				}
+			}
+			for _, n := range nulls {
+				if strings.EqualFold(s, n) {
+					return nil, nil
+				}
+			}
+			return v, nil
+		}
 	case "date", "datetime":
 		if !needArg() {
 			return t, false

@@ -55,8 +55,10 @@ func loadMapping(path string) (*legacy.Mapping, error) {
 	}
 	m, err := legacy.LoadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		if data, ferr := domains.FS.ReadFile(filepath.Base(path)); ferr == nil {
-			return legacy.Parse(filepath.Base(path), data)
+		for _, name := range []string{filepath.Base(path), "templates/" + filepath.Base(path)} {
+			if data, ferr := domains.FS.ReadFile(name); ferr == nil {
+				return legacy.Parse(name, data)
+			}
 		}
 	}
 	return m, err
@@ -518,8 +520,9 @@ func legacyFixtureCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "fixture --system case --rows N --into URL",
 		Short: "Create a synthetic legacy database (dummy data, with real ones' mess) in MariaDB or PostgreSQL",
-		Long: `Create the tables of a legacy system (case: dm_persons, dm_addresses, dm_telephone_numbers)
-in the database the URL names (mariadb://, mysql:// or postgres://; it must exist and be empty)
+		Long: `Create the tables of a legacy system (case: dm_persons, dm_addresses, dm_telephone_numbers;
+benefits: hbclaim, hbhousehold, hbmember, ctaccount, ctproperty, ctoccupation; housing:
+property, tenagree, member, CCContactLink, CCPhone, CCEmailAddress) in the database the URL names (mariadb://, mysql:// or postgres://; it must exist and be empty)
 and fill them with dummy data that has the mess real ones have: nulls, padded and mixed-case
 text, dates stored as text in several formats, historic addresses, duplicate phone numbers,
 rows marked for deletion. The table plinth_dummy_data marks the database as dummy data, so
@@ -548,7 +551,7 @@ a database that carries that marker).`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&opts.System, "system", "case", "the legacy system: case")
+	cmd.Flags().StringVar(&opts.System, "system", "case", "the legacy system: case, benefits or housing")
 	cmd.Flags().IntVar(&opts.Rows, "rows", 1000, "how many root rows (persons)")
 	cmd.Flags().StringVar(&into, "into", "", "URL of the database to fill")
 	cmd.Flags().Int64Var(&seed, "seed", 1, "seed of the dummy data (the same seed makes the same data)")
