@@ -90,7 +90,7 @@ var housingTables = []fixtureTable{
 	{name: "property", columns: []string{"prop_ref", "house_ref", "address1", "post_code", "u_llpg_ref"},
 		ddl: `prop_ref VARCHAR(12) PRIMARY KEY, house_ref VARCHAR(10), address1 VARCHAR(200), post_code VARCHAR(12), u_llpg_ref VARCHAR(20)`},
 	{name: "tenagree", index: "house_ref", columns: []string{"tag_ref", "house_ref", "prop_ref", "tenure", "cot", "eot", "terminated"},
-		ddl: `tag_ref VARCHAR(11) PRIMARY KEY, house_ref VARCHAR(10), prop_ref VARCHAR(12), tenure CHAR(3), cot DATETIME, eot DATETIME, `+"`terminated`"+` CHAR(1)`},
+		ddl: `tag_ref VARCHAR(11) PRIMARY KEY, house_ref VARCHAR(10), prop_ref VARCHAR(12), tenure CHAR(3), cot DATETIME, eot DATETIME, ` + "`terminated`" + ` CHAR(1)`},
 	{name: "member", columns: []string{"house_ref", "person_no", "title", "forename", "surname", "ni_no", "dob"},
 		ddl: `house_ref VARCHAR(10) NOT NULL, person_no INT NOT NULL, title VARCHAR(10), forename VARCHAR(60), surname VARCHAR(60), ni_no VARCHAR(15),
 		dob DATETIME, PRIMARY KEY (house_ref, person_no)`},
