@@ -66,7 +66,8 @@ type CDCStatus struct {
 // CDCOptions tunes change capture.
 type CDCOptions struct {
 	Meter MeterFunc
-	// OnApplied is told the status after every applied batch (metrics).
+	// OnApplied is told the status when a batch has been read (Behind:
+	// its changes) and after it is applied (metrics).
 	OnApplied func(CDCStatus)
 	// DuringSnapshot, when set, runs after the snapshot's position is
 	// taken and before it is loaded (tests write to the source then).
@@ -142,6 +143,9 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 			return err
 		}
 		status.Behind = len(b.Changes)
+		if opts.OnApplied != nil && status.Behind > 0 {
+			opts.OnApplied(*status) // read, not yet applied
+		}
 		before := ap.res.Changes()
 		ap.origin.CorrelationID = uuid.NewString()
 		for start := 0; start < len(keys); start += 500 {
