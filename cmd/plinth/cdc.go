@@ -69,7 +69,26 @@ Runs until interrupted.`,
 				return err
 			}
 			s.logger.Info("change capture starting", "mapping", s.m.File, "system", s.m.System)
-			return legacy.RunCDC(ctx, s.src, s.st, w, s.m, capture, legacy.CDCOptions{Meter: legacyMeter(s.logger), OnApplied: onApplied})
+			// A lost connection (the source restarting) is retried with a
+			// growing pause; each retry resumes from the stored position.
+			pause := time.Second
+			for {
+				started := time.Now()
+				err := legacy.RunCDC(ctx, s.src, s.st, w, s.m, capture, legacy.CDCOptions{Meter: legacyMeter(s.logger), OnApplied: onApplied})
+				if err == nil || ctx.Err() != nil {
+					return nil
+				}
+				if time.Since(started) > time.Minute {
+					pause = time.Second
+				}
+				s.logger.Error("change capture stopped; resuming from the stored position", "error", err.Error(), "in", pause.String())
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(pause):
+				}
+				pause = min(2*pause, 30*time.Second)
+			}
 		},
 	}
 	f.add(cmd)

@@ -341,10 +341,15 @@ writes nothing. --every repeats it until interrupted.`,
 				return err
 			}
 			for {
-				if err := runSync(cmd.Context(), cmd.OutOrStdout(), s, w); err != nil {
+				err := runSync(cmd.Context(), cmd.OutOrStdout(), s, w)
+				switch {
+				case err != nil && every <= 0:
 					return err
-				}
-				if every <= 0 {
+				case err != nil && cmd.Context().Err() == nil:
+					// Repeating: a failed round (the source away for a
+					// while) is logged and the next one tries again.
+					s.logger.Error("sync failed; trying again at the next interval", "error", err.Error(), "every", every.String())
+				case every <= 0:
 					return nil
 				}
 				select {
