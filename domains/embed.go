@@ -4,7 +4,9 @@ package domains
 
 import "embed"
 
-// FS holds the shipped specs, *.yaml at its root.
+// FS holds the shipped specs, *.yaml at its root, and under templates/
+// the legacy system templates (benefits, housing) with their mappings,
+// which are not served by default.
 //
-//go:embed *.yaml
+//go:embed *.yaml templates/*.yaml
 var FS embed.FS

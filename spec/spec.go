@@ -52,7 +52,7 @@ func LoadFS(fsys fs.FS, dir string) ([]*plinth.Domain, error) {
 	var problems []string
 	for _, entry := range entries {
 		name := entry.Name()
-		if entry.IsDir() || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
+		if entry.IsDir() || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) || IsMappingFile(name) {
 			continue
 		}
 		file := path.Join(dir, name)
@@ -173,6 +173,17 @@ func Parse(file string, data []byte) (*plinth.Domain, error) {
 	}
 	return d, nil
 }
+
+// IsMappingFile reports whether a file name is a legacy mapping
+// (<domain>.<source>.mapping.yaml), which lives beside the domain specs
+// but is not one.
+func IsMappingFile(name string) bool {
+	return strings.HasSuffix(name, ".mapping.yaml") || strings.HasSuffix(name, ".mapping.yml")
+}
+
+// SyntaxProblem words a YAML syntax error of file as "file:line: message",
+// as the spec loader does, for other YAML formats (legacy mappings).
+func SyntaxProblem(file string, data []byte, err error) string { return syntaxProblem(file, data, err) }
 
 var yamlLineRE = regexp.MustCompile(`^line (\d+): `)
 

@@ -1302,3 +1302,26 @@ func TestDataSafetyPolicy(t *testing.T) {
 		t.Errorf("a spec without dataSafety: %q, %v; want no policy (remove by default)", plain[0].DataSafety.Special, err)
 	}
 }
+// TestLoadFSSkipsLegacyMappings: a legacy mapping beside the specs
+// (<domain>.<source>.mapping.yaml) is not read as a domain spec.
+func TestLoadFSSkipsLegacyMappings(t *testing.T) {
+	fsys := fstest.MapFS{
+		"residents.yaml":              {Data: []byte(minimalSpecForMappingTest)},
+		"residents.case.mapping.yaml": {Data: []byte("domain: residents\nnot: a spec\n")},
+	}
+	ds, err := spec.LoadFS(fsys, ".")
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("%v %v", ds, err)
+	}
+}
+
+const minimalSpecForMappingTest = `domain: residents
+description: d
+owner: {serviceArea: s, productOwner: p@example.org}
+entities:
+  - name: resident
+    plural: residents
+    key: {name: id, type: integer, generated: true, pii: none}
+    fields:
+      - {name: firstName, type: string, pii: personal}
+`

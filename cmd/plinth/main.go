@@ -47,6 +47,7 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(exportCommand())
 	root.AddCommand(loadCommand())
 	root.AddCommand(obfuscateCommand())
+	root.AddCommand(migrateCommand(), legacyCommand())
 	return root
 }
 

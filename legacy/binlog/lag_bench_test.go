@@ -1,0 +1,143 @@
+package binlog
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/legacy"
+	"github.com/plinth-data/plinth/plinthtest"
+	"github.com/plinth-data/plinth/plinthtest/pgtest"
+	"github.com/plinth-data/plinth/postgres"
+)
+
+// BenchmarkCDCLag drives a steady rate of source updates (BENCH_CDC_RATE,
+// default 1,000/s, for b.N seconds of traffic… one second per iteration)
+// into a private MariaDB and measures the end-to-end lag of each: from its
+// commit in the source to the commit of its record's update in the
+// target. Reports p50 and p99 in seconds.
+func BenchmarkCDCLag(b *testing.B) {
+	const persons = 2000
+	f := setup(b, persons)
+	ctx := context.Background()
+	// The target is PostgreSQL, as in production.
+	pg, err := postgres.Open(ctx, pgtest.Database(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pg.Close()
+	if err := pg.Prepare(ctx, plinthtest.Domains(b)); err != nil {
+		b.Fatal(err)
+	}
+	f.st = pg
+	var mu sync.Mutex
+	sent := map[string]time.Time{} // last name → commit time at the source
+	var lags []float64
+	w, err := plinth.NewWriter(ctx, plinth.WriterConfig{Store: f.st, Environment: "development", Events: true, Audit: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f.w = w
+	capture, err := New(ctx, f.src, f.url, f.m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- legacy.RunCDC(cctx, f.src, f.st, w, f.m, capture, legacy.CDCOptions{})
+	}()
+	// Wait for the initial load.
+	for {
+		c, found, _ := f.st.Checkpoint(ctx, f.m.CheckpointName("cdc"))
+		if found && strings.Contains(string(c.Value), `"snapshotDone":true`) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Watch the target: a record whose last name is a sent marker arrived.
+	watch := make(chan struct{})
+	go func() {
+		defer close(watch)
+		since := time.Now().Add(-time.Second)
+		for cctx.Err() == nil {
+			// Only what changed since the last look (with a margin for
+			// transactions that committed late): the watch must cost little.
+			next := time.Now().Add(-200 * time.Millisecond)
+			_, _ = f.st.Scan(cctx, f.m.Entity, plinth.ScanQuery{UpdatedSince: since}, func(r plinth.Record) error {
+				name, _ := r.Data["lastName"].(string)
+				mu.Lock()
+				if at, ok := sent[name]; ok {
+					lags = append(lags, r.UpdatedAt.Sub(at).Seconds())
+					delete(sent, name)
+				}
+				mu.Unlock()
+				return nil
+			})
+			since = next
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	// Eight writers share the rate; change k goes to person k mod persons,
+	// each paced to its slot in the second.
+	const rate, writers = 1000, 8
+	b.ResetTimer()
+	seq := 0
+	for range b.N {
+		start := time.Now()
+		var wg sync.WaitGroup
+		for wr := 0; wr < writers; wr++ {
+			wg.Add(1)
+			go func(wr, base int) {
+				defer wg.Done()
+				for i := wr; i < rate; i += writers {
+					if next := start.Add(time.Duration(i) * time.Second / rate); time.Until(next) > 0 {
+						time.Sleep(time.Until(next))
+					}
+					k := base + i
+					name := "Lag" + strconv.Itoa(k)
+					if _, err := f.src.DB.ExecContext(ctx, "UPDATE dm_persons SET last_name = ?, marked_for_deletion = 'N' WHERE person_id = ?", name, 1+k%persons); err != nil {
+						b.Error(err)
+						return
+					}
+					mu.Lock()
+					sent[name] = time.Now().UTC()
+					mu.Unlock()
+				}
+			}(wr, seq)
+		}
+		wg.Wait()
+		seq += rate
+	}
+	b.StopTimer()
+	last := "Lag" + strconv.Itoa(seq-1)
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		mu.Lock()
+		_, waiting := sent[last]
+		mu.Unlock()
+		if !waiting {
+			break
+		}
+	}
+	cancel()
+	<-done
+	<-watch
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(lags)
+	if len(lags) == 0 {
+		b.Fatal("no change arrived")
+	}
+	q := func(p float64) float64 { return lags[min(len(lags)-1, int(p*float64(len(lags))))] }
+	b.ReportMetric(q(0.5), "p50-lag-s")
+	b.ReportMetric(q(0.99), "p99-lag-s")
+	b.ReportMetric(float64(seq)/b.Elapsed().Seconds(), "changes/s")
+	// A marker overwritten by a later update of the same person is never seen.
+	b.Log(fmt.Sprintf("%d changes sent, %d markers seen", seq, len(lags)))
+}

@@ -1,0 +1,371 @@
+package legacy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/plinth-data/plinth"
+)
+
+// ErrResnapshot is returned by a Stream when the source no longer holds
+// the changes after the position (its retention passed it): change
+// capture then loads a new snapshot instead of skipping them.
+var ErrResnapshot = errors.New("the source's change retention has passed the stored position")
+
+// Change is one row change a capture read from the source.
+type Change struct {
+	Table         string // lower case
+	Before, After Row    // Before is nil for an insert, After for a delete
+}
+
+// Batch is the changes of one or more committed source transactions, in
+// commit order, and the source position after the last of them.
+type Batch struct {
+	Changes   []Change
+	Position  string
+	Committed time.Time // commit time of the last transaction, for lag
+}
+
+// Stream reads committed changes from a position onwards.
+type Stream interface {
+	// Next blocks until at least one transaction committed (it may return
+	// a batch without changes that only moves the position).
+	Next(ctx context.Context) (Batch, error)
+	Close() error
+}
+
+// Capture is a source's change capture (MariaDB binlog, PostgreSQL
+// pgoutput, SQL Server Change Tracking or CDC).
+type Capture interface {
+	// SnapshotPosition is the position of the snapshot: every change
+	// after it is not in the snapshot, every change before it is.
+	SnapshotPosition(ctx context.Context, snap *Snapshot) (string, error)
+	// Open streams changes after from.
+	Open(ctx context.Context, from string) (Stream, error)
+}
+
+// CDCStatus is where change capture stands; kept in the store.
+type CDCStatus struct {
+	Position     string    `json:"position"`
+	SnapshotDone bool      `json:"snapshotDone"`
+	Applied      int64     `json:"applied"` // records changed since capture began
+	Lag          float64   `json:"lag"`     // seconds from the last commit applied to its applying
+	Behind       int       `json:"behind"`  // changes in the last batch (read but not yet applied while it ran)
+	Committed    time.Time `json:"committed"`
+	At           time.Time `json:"at"`
+}
+
+// CDCOptions tunes change capture.
+type CDCOptions struct {
+	Meter MeterFunc
+	// OnApplied is told the status when a batch has been read (Behind:
+	// its changes) and after it is applied (metrics).
+	OnApplied func(CDCStatus)
+	// DuringSnapshot, when set, runs after the snapshot's position is
+	// taken and before it is loaded (tests write to the source then).
+	DuringSnapshot func()
+}
+
+// RunCDC keeps the target in step with the source until ctx ends: an
+// initial full load from a snapshot whose source position is known, then
+// every change after that position. A changed row re-reads its root
+// record (a child row's change re-emits its parent) and applies it through
+// the write path only when its data differs, so replaying a change after a
+// restart writes nothing: at least once, no double. The position is stored
+// only after its changes are applied.
+func RunCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, opts CDCOptions) error {
+	name := m.CheckpointName("cdc")
+	var status CDCStatus
+	if saved, found, err := st.Checkpoint(ctx, name); err != nil {
+		return err
+	} else if found {
+		if err := json.Unmarshal(saved.Value, &status); err != nil {
+			return fmt.Errorf("the checkpoint %s does not decode: %w", name, err)
+		}
+	}
+	save := func() error {
+		status.At = plinth.Now()
+		b, _ := json.Marshal(status)
+		return st.SetCheckpoint(ctx, name, b)
+	}
+	err := runCDC(ctx, src, st, w, m, c, &status, save, opts)
+	if ctx.Err() != nil {
+		return nil // stopped
+	}
+	return err
+}
+
+func runCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, status *CDCStatus, save func() error, opts CDCOptions) error {
+	if !status.SnapshotDone {
+		if err := initialLoad(ctx, src, st, m, c, status, save, opts); err != nil {
+			return err
+		}
+	}
+	for {
+		err := follow(ctx, src, st, w, m, c, status, save, opts)
+		if !errors.Is(err, ErrResnapshot) {
+			return err
+		}
+		status.SnapshotDone = false
+		if err := initialLoad(ctx, src, st, m, c, status, save, opts); err != nil {
+			return err
+		}
+	}
+}
+
+// follow applies the stream's changes until ctx ends (nil) or it fails.
+func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, status *CDCStatus, save func() error, opts CDCOptions) error {
+	stream, err := c.Open(ctx, status.Position)
+	if err != nil {
+		return err
+	}
+	defer stream.Close()
+	ap := &applier{st: st, w: w, m: m, res: &SyncResult{},
+		origin: plinth.Origin{Principal: Principal, SourceSystem: m.System}}
+	for {
+		b, err := stream.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		keys, err := m.rootKeys(ctx, src, m.ParentsOf(b.Changes))
+		if err != nil {
+			return err
+		}
+		status.Behind = len(b.Changes)
+		if opts.OnApplied != nil && status.Behind > 0 {
+			opts.OnApplied(*status) // read, not yet applied
+		}
+		before := ap.res.Changes()
+		ap.origin.CorrelationID = uuid.NewString()
+		for start := 0; start < len(keys); start += 500 {
+			if err := ap.applyKeys(ctx, src, keys[start:min(start+500, len(keys))]); err != nil {
+				return err
+			}
+		}
+		status.Position, status.Behind = b.Position, 0
+		status.Applied += int64(ap.res.Changes() - before)
+		if !b.Committed.IsZero() {
+			status.Committed = b.Committed
+			status.Lag = max(0, time.Since(b.Committed).Seconds())
+		}
+		if err := save(); err != nil {
+			return err
+		}
+		if opts.OnApplied != nil {
+			opts.OnApplied(*status)
+		}
+	}
+}
+
+// initialLoad takes a snapshot, stores its position and loads it, from
+// the first key: a load interrupted before it finished starts again in a
+// new snapshot at a new position (the upserts make the repeat harmless),
+// so no change falls between a snapshot and its position.
+func initialLoad(ctx context.Context, src *Source, st plinth.Store, m *Mapping, c Capture, status *CDCStatus, save func() error, opts CDCOptions) error {
+	snap, err := src.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	defer snap.Close()
+	pos, err := c.SnapshotPosition(ctx, snap)
+	if err != nil {
+		return err
+	}
+	status.Position = pos
+	if err := save(); err != nil {
+		return err
+	}
+	if opts.DuringSnapshot != nil {
+		opts.DuringSnapshot()
+	}
+	if _, err := Full(ctx, src, st, m, FullOptions{Snapshot: snap, Meter: opts.Meter, Restart: true}); err != nil {
+		return err
+	}
+	status.SnapshotDone = true
+	return save()
+}
+
+// ParentRef names root rows by the values of some of their columns: their
+// key columns (a root row's own change) or a child's parent columns.
+type ParentRef struct {
+	Columns []string
+	Values  LegacyKey
+}
+
+// ParentsOf lists the root rows the changes touch: a root row's key
+// (before and after), a child row's parent through its join columns.
+func (m *Mapping) ParentsOf(changes []Change) []ParentRef {
+	var out []ParentRef
+	seen := map[string]bool{}
+	add := func(r Row, cols, parent []string) {
+		if r == nil {
+			return
+		}
+		v := values(r, cols)
+		if slices.Contains(v, nil) {
+			return
+		}
+		if t := strings.Join(parent, ",") + "\x00" + v.Text("\x00"); !seen[t] {
+			seen[t] = true
+			out = append(out, ParentRef{Columns: parent, Values: v})
+		}
+	}
+	for _, ch := range changes {
+		if strings.EqualFold(ch.Table, m.Table) {
+			add(ch.Before, m.Key.Columns, m.Key.Columns)
+			add(ch.After, m.Key.Columns, m.Key.Columns)
+		}
+		for _, c := range m.Children {
+			if strings.EqualFold(ch.Table, c.Table) {
+				add(ch.Before, c.Join, c.Parent)
+				add(ch.After, c.Join, c.Parent)
+			}
+		}
+	}
+	return out
+}
+
+// rootKeys turns parent references into the legacy keys of root rows:
+// key references as they are, others by reading which root rows hold
+// those values now.
+func (m *Mapping) rootKeys(ctx context.Context, src *Source, refs []ParentRef) ([]LegacyKey, error) {
+	var keys []LegacyKey
+	byCols := map[string][]LegacyKey{}
+	colsOf := map[string][]string{}
+	for _, r := range refs {
+		if slices.Equal(lower(r.Columns), lower(m.Key.Columns)) {
+			keys = append(keys, r.Values)
+			continue
+		}
+		id := strings.Join(r.Columns, ",")
+		byCols[id] = append(byCols[id], r.Values)
+		colsOf[id] = r.Columns
+	}
+	if len(byCols) == 0 {
+		return keys, nil
+	}
+	snap, err := src.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer snap.Close()
+	seen := map[string]bool{}
+	for _, k := range keys {
+		seen[k.Text("\x00")] = true
+	}
+	for id, vals := range byCols {
+		for start := 0; start < len(vals); start += 500 {
+			found, err := snap.keysWhere(ctx, m, colsOf[id], vals[start:min(start+500, len(vals))])
+			if err != nil {
+				return nil, err
+			}
+			for _, k := range found {
+				if t := k.Text("\x00"); !seen[t] {
+					seen[t] = true
+					keys = append(keys, k)
+				}
+			}
+		}
+	}
+	return keys, nil
+}
+
+// Tables lists the source tables the mapping reads (lower case).
+func (m *Mapping) Tables() []string {
+	out := []string{strings.ToLower(m.Table)}
+	for _, c := range m.Children {
+		out = append(out, strings.ToLower(c.Table))
+	}
+	return out
+}
+
+// applyKeys re-reads the root rows of the keys and brings their records
+// to what the source holds now, writing only what differs.
+func (a *applier) applyKeys(ctx context.Context, src *Source, keys []LegacyKey) error {
+	snap, err := src.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	built, err := snap.readKeys(ctx, a.m, keys)
+	snap.Close()
+	if err != nil {
+		return err
+	}
+	found := map[string]Built{}
+	for _, b := range built {
+		found[b.Legacy.Text("\x00")] = b
+	}
+	// Records are independent (each key once per batch): apply them on a
+	// few goroutines, each change still one transaction of its own.
+	work := make(chan LegacyKey)
+	errs := make(chan error, applyWorkers)
+	var wg sync.WaitGroup
+	for range applyWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range work {
+				if err := a.applyKey(ctx, k, found); err != nil {
+					errs <- err
+					for range work {
+					}
+					return
+				}
+			}
+		}()
+	}
+	for _, k := range keys {
+		work <- k
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// applyWorkers is how many records change capture applies at once.
+const applyWorkers = 4
+
+// applyKey brings one record to what the source holds.
+func (a *applier) applyKey(ctx context.Context, k LegacyKey, found map[string]Built) error {
+	b, ok := found[k.Text("\x00")]
+	if ok && b.Err != nil {
+		a.count(func(r *SyncResult) {
+			r.Rejected = append(r.Rejected, Rejection{Key: k.Text(a.m.Key.Separator), Reason: b.Err.Error()})
+		})
+		return nil
+	}
+	key := b.Key
+	if !ok {
+		var err error
+		if key, err = a.m.TargetKey(k); err != nil {
+			return nil
+		}
+	}
+	cur, err := a.st.Get(ctx, a.m.Entity, key)
+	exists := err == nil
+	if err != nil && !errors.Is(err, plinth.ErrNotFound) {
+		return err
+	}
+	switch {
+	case ok && b.Data != nil:
+		if exists && HashData(cur.Data) == HashData(b.Data) {
+			return nil
+		}
+		return a.upsert(ctx, b.Data)
+	case exists: // gone from the source, or now excluded
+		return a.delete(ctx, key, cur.Version)
+	}
+	return nil
+}

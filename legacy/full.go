@@ -1,0 +1,233 @@
+package legacy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/plinth-data/plinth"
+)
+
+// Meter shows the progress of long work (a bar on a terminal, log lines
+// otherwise; the CLI provides it).
+type Meter interface {
+	Add(n int)
+	Finish()
+	Stop()
+}
+
+// MeterFunc starts a Meter for work on about total rows.
+type MeterFunc func(what string, total int64) Meter
+
+type noMeter struct{}
+
+func (noMeter) Add(int) {}
+func (noMeter) Finish() {}
+func (noMeter) Stop()   {}
+
+func (f MeterFunc) start(what string, total int64) Meter {
+	if f == nil {
+		return noMeter{}
+	}
+	return f(what, total)
+}
+
+// DefaultBatch is how many root rows a full load reads, writes and
+// checkpoints at a time.
+const DefaultBatch = 1000
+
+// FullOptions tunes a full load.
+type FullOptions struct {
+	Batch int
+	Meter MeterFunc
+	// Restart ignores a checkpoint of an interrupted load.
+	Restart bool
+	// AfterBatch, when set, is called after each committed batch (tests
+	// use it to interrupt a load).
+	AfterBatch func(loaded int) error
+	// Snapshot, when set, is the snapshot to read (change capture takes
+	// it where it knows the source's position); Full leaves it open.
+	Snapshot *Snapshot
+}
+
+// FullResult says what a full load did.
+type FullResult struct {
+	Read, Loaded, Filtered int
+	Rejected               []Rejection
+	Resumed                bool // it continued an interrupted load
+}
+
+// fullCheckpoint is the position of a full load: the last legacy key
+// loaded, or Done when the load completed.
+type fullCheckpoint struct {
+	After  LegacyKey `json:"after,omitempty"`
+	Loaded int       `json:"loaded"`
+	Done   bool      `json:"done"`
+}
+
+// CheckpointName is the store checkpoint a mapping's mode keeps its position in.
+func (m *Mapping) CheckpointName(mode string) string {
+	return fmt.Sprintf("legacy.%s.%s.%s.%s", mode, m.Domain, m.Plural, m.System)
+}
+
+// Full loads every row of the source, read from one consistent snapshot,
+// through the store's bulk path: batches of root rows in key order, each
+// written (upsert by key, so a re-run is safe) atomically with a
+// checkpoint of its last key, so an interrupted load resumes after it.
+// Rows the conditions exclude are skipped; rows that cannot form a valid
+// record are reported, not loaded.
+func Full(ctx context.Context, src *Source, st plinth.Store, m *Mapping, opts FullOptions) (res FullResult, err error) {
+	if opts.Batch <= 0 {
+		opts.Batch = DefaultBatch
+	}
+	name := m.CheckpointName("full")
+	var cp fullCheckpoint
+	if saved, found, err := st.Checkpoint(ctx, name); err != nil {
+		return res, err
+	} else if found && !opts.Restart {
+		if err := decodeKeyJSON(saved.Value, &cp); err != nil {
+			return res, fmt.Errorf("the checkpoint %s does not decode: %w", name, err)
+		}
+		if cp.Done {
+			cp = fullCheckpoint{}
+		}
+		res.Resumed = cp.After != nil
+	}
+	snap := opts.Snapshot
+	if snap == nil {
+		if snap, err = src.Snapshot(ctx); err != nil {
+			return res, err
+		}
+		defer snap.Close()
+	}
+	total, err := snap.count(ctx, m)
+	if err != nil {
+		return res, err
+	}
+	// Into an empty entity, records go in with the engine's fastest path
+	// (PostgreSQL: COPY, indexes built once at the end); a resumed or
+	// repeated load upserts.
+	conflict := plinth.ConflictReplace
+	if n, err := st.Count(ctx, m.Entity); err != nil {
+		return res, err
+	} else if n == 0 && cp.After == nil {
+		conflict = plinth.ConflictFail
+		if bl, ok := st.(plinth.BulkLoader); ok {
+			finish, err := bl.BeginBulkLoad(ctx, m.Entity)
+			if err != nil {
+				return res, err
+			}
+			defer func() {
+				if ferr := finish(ctx); ferr != nil && err == nil {
+					err = ferr
+				}
+			}()
+		}
+	}
+	meter := opts.Meter.start("migrate "+m.Plural, total)
+	meter.Add(cp.Loaded)
+	// Reading and building the next batch overlaps writing this one.
+	rctx, cancel := context.WithCancel(ctx)
+	batches := readAhead(rctx, snap, m, cp.After, opts.Batch)
+	defer func() { // the reader stops before the snapshot closes
+		cancel()
+		for range batches {
+		}
+	}()
+	for next := range batches {
+		if next.err != nil {
+			meter.Stop()
+			return res, next.err
+		}
+		batch := next.built
+		var data []map[string]any
+		for _, b := range batch {
+			res.Read++
+			switch {
+			case b.Filtered:
+				res.Filtered++
+			case b.Err != nil:
+				res.Rejected = append(res.Rejected, Rejection{Key: b.Legacy.Text(m.Key.Separator), Reason: b.Err.Error()})
+			default:
+				data = append(data, b.Data)
+			}
+		}
+		cp = fullCheckpoint{After: batch[len(batch)-1].Legacy, Loaded: cp.Loaded + len(batch)}
+		value, _ := json.Marshal(cp)
+		if _, err := st.BulkLoad(ctx, m.Entity, data, plinth.BulkOptions{OnConflict: conflict,
+			Checkpoint: plinth.Checkpoint{Name: name, Value: value}}); err != nil {
+			meter.Stop()
+			return res, fmt.Errorf("writing %s after key %s: %w", m.Plural, LegacyKey(cp.After).Text(m.Key.Separator), err)
+		}
+		res.Loaded += len(data)
+		meter.Add(len(batch))
+		if opts.AfterBatch != nil {
+			if err := opts.AfterBatch(res.Loaded); err != nil {
+				meter.Stop()
+				return res, err
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		meter.Stop()
+		return res, err
+	}
+	done, _ := json.Marshal(fullCheckpoint{Loaded: cp.Loaded, Done: true})
+	if err := st.SetCheckpoint(ctx, name, done); err != nil {
+		return res, err
+	}
+	meter.Finish()
+	return res, nil
+}
+
+// decodeKeyJSON decodes a checkpoint keeping integer key values int64.
+func decodeKeyJSON(b []byte, v *fullCheckpoint) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	for i, x := range v.After {
+		if n, ok := x.(json.Number); ok {
+			if k, err := strconv.ParseInt(string(n), 10, 64); err == nil {
+				v.After[i] = k
+			} else {
+				v.After[i], _ = n.Float64()
+			}
+		}
+	}
+	return nil
+}
+
+type readBatchResult struct {
+	built []Built
+	err   error
+}
+
+// readAhead reads and builds batches in key order on a goroutine of its
+// own, at most two ahead; the channel closes after the last batch, an
+// error, or when ctx is done.
+func readAhead(ctx context.Context, snap *Snapshot, m *Mapping, after LegacyKey, n int) <-chan readBatchResult {
+	ch := make(chan readBatchResult, 2)
+	go func() {
+		defer close(ch)
+		for {
+			batch, err := snap.readBatch(ctx, m, after, n)
+			if len(batch) == 0 && err == nil {
+				return
+			}
+			select {
+			case ch <- readBatchResult{batch, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+			after = batch[len(batch)-1].Legacy
+		}
+	}()
+	return ch
+}

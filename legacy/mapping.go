@@ -1,0 +1,578 @@
+// Package legacy brings data from legacy databases (MariaDB/MySQL,
+// PostgreSQL, SQL Server) into Plinth and keeps it in step: mapping files
+// that say how a legacy table becomes records of a domain, checks of a
+// mapping against the live source, a full load from one consistent
+// snapshot, a hash-diff sync through the one write path, and synthetic
+// legacy databases (fixtures) for demos and tests. It reads the source
+// only.
+package legacy
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/spec"
+)
+
+// Kind is the engine of a legacy source.
+type Kind string
+
+// Source kinds.
+const (
+	KindMariaDB   Kind = "mariadb"
+	KindMySQL     Kind = "mysql"
+	KindPostgres  Kind = "postgres"
+	KindSQLServer Kind = "sqlserver"
+)
+
+// Kinds lists the source kinds a mapping may name.
+var Kinds = []Kind{KindMariaDB, KindMySQL, KindPostgres, KindSQLServer}
+
+// Mapping says how the rows of one legacy table (and its child tables)
+// become the records of one entity. It is loaded from a mapping file
+// (<domain>.<source>.mapping.yaml) beside the domain spec.
+type Mapping struct {
+	File   string
+	Domain string // domain name
+	Plural string // entity plural
+	// System names the legacy system: the sourceSystem of the events a
+	// sync or change capture writes.
+	System string
+	Kind   Kind
+	// Connection names the environment variable that holds the source's
+	// connection string: credentials never live in the file.
+	Connection string
+	Table      string
+	Key        KeyMap
+	Where      []Condition
+	Fields     []*FieldMap
+	Children   []*ChildMap
+	Lookups    map[string]*Lookup
+
+	// Rewrite, when set, rewrites every record after it is built, before
+	// it is compared or written: the guardrail's obfuscation of real data
+	// on its way into development or staging. It must be deterministic.
+	Rewrite func(e *plinth.Entity, data map[string]any) (map[string]any, error)
+
+	Entity *plinth.Entity // resolved by Resolve
+	lines  lines
+	schema map[string]*TableInfo // the source's tables, set by Check
+}
+
+// lines remembers where things were declared, for the check's messages.
+type lines struct {
+	table, key, entity int
+}
+
+// KeyMap says how the root table's key columns form the record key.
+type KeyMap struct {
+	Columns []string
+	// Separator joins composite keys into a text key ("-" by default).
+	Separator string
+	// Generate "uuid" gives each record a key derived from its legacy key
+	// (stable across runs) and keeps the legacy key in LegacyField.
+	Generate    string
+	LegacyField string
+	// Unique declares the columns unique when the table has no primary
+	// key on them; the check verifies it in the source.
+	Unique bool
+	Line   int
+}
+
+// Condition is a row filter: a row is kept when every condition holds.
+// Values compare as trimmed text, ignoring case.
+type Condition struct {
+	Column string
+	In     []string // the column's value is one of these
+	NotIn  []string // it is none of these (a null is none of anything)
+	IsNull *bool
+	Line   int
+}
+
+// FieldMap fills one field of a record (or of a child item).
+type FieldMap struct {
+	Field       string
+	Column      string   // one column
+	Columns     []string // several, joined by a concat transform
+	Constant    any
+	HasConstant bool
+	First       *FirstMap
+	Transforms  []Transform
+	Line        int
+
+	field *plinth.Field // resolved
+}
+
+// FirstMap takes one value from the first item of a child collection
+// (for example the UPRN of the current display address).
+type FirstMap struct {
+	Child   string
+	Item    string // the item's field
+	When    string // a boolean item field that must be true
+	Current bool   // only items whose end is absent or not yet past
+}
+
+// ChildMap is a collection of items from a child table joined by key; it
+// fills the array field of its name.
+type ChildMap struct {
+	Field string
+	Table string
+	// Join pairs child columns with Parent, the root's columns (its key
+	// columns by default), in order: a member row joins its tenancy by
+	// house_ref, an address its person by person_id.
+	Join   []string
+	Parent []string
+	// Key is the child table's own key (for ordering and change capture);
+	// OrderBy orders the items (Key when empty).
+	Key      []string
+	OrderBy  []string
+	Where    []Condition
+	Fields   []*FieldMap
+	Distinct bool   // drop items equal to an earlier one (duplicate phones)
+	Rows     string // all (default), current or historic, by EndField
+	EndField string // the item field holding the end date
+	// Lookup marks a child that fills no field: its items only serve
+	// first (a tenancy's property, a claim's status). Its item fields are
+	// free names, converted by the field that takes them.
+	Lookup bool
+	Line   int
+
+	field *plinth.Field
+}
+
+// Lookup decodes codes: a value found in Values becomes its entry, any
+// other becomes Default (or the row is rejected when there is none).
+type Lookup struct {
+	Name       string
+	Values     map[string]any
+	Default    any
+	HasDefault bool
+	IgnoreCase bool
+	Line       int
+}
+
+// Error lists every problem found, one per line, each "file:line: message".
+type Error struct {
+	Problems []string
+}
+
+func (e *Error) Error() string { return strings.Join(e.Problems, "\n") }
+
+// LoadFile reads and parses a mapping file.
+func LoadFile(path string) (*Mapping, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the mapping: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse loads a mapping; file names it in messages. Every problem is
+// reported at once.
+func Parse(file string, data []byte) (*Mapping, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	err := dec.Decode(&doc)
+	if err != nil && err != io.EOF {
+		return nil, &Error{Problems: []string{spec.SyntaxProblem(file, data, err)}}
+	}
+	if err == io.EOF || len(doc.Content) == 0 || doc.Content[0].Tag == "!!null" {
+		return nil, &Error{Problems: []string{fmt.Sprintf("%s:1: the mapping is empty", file)}}
+	}
+	l := &loader{file: file}
+	m := l.mapping(doc.Content[0])
+	if len(l.problems) > 0 {
+		return nil, &Error{Problems: l.problems}
+	}
+	return m, nil
+}
+
+// MappingFiles lists the mapping files in dir (for scaffolding and docs).
+func MappingFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if !e.IsDir() && spec.IsMappingFile(e.Name()) {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	return out, nil
+}
+
+type loader struct {
+	file     string
+	problems []string
+}
+
+func (l *loader) errorf(n *yaml.Node, format string, args ...any) {
+	l.problems = append(l.problems, fmt.Sprintf("%s:%d: %s", l.file, n.Line, fmt.Sprintf(format, args...)))
+}
+
+// keys returns the keys of a mapping node, reporting unknown, repeated
+// and missing required keys.
+func (l *loader) keys(n *yaml.Node, what string, required []string, optional ...string) map[string]*yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		l.errorf(n, "%s must be a mapping", what)
+		return nil
+	}
+	m := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch {
+		case !slices.Contains(required, k.Value) && !slices.Contains(optional, k.Value):
+			allowed := append(slices.Clone(required), optional...)
+			sort.Strings(allowed)
+			l.errorf(k, "%s: unknown key %q (known keys: %s)", what, k.Value, strings.Join(allowed, ", "))
+		case m[k.Value] != nil:
+			l.errorf(k, "%s: key %q is repeated", what, k.Value)
+		default:
+			m[k.Value] = v
+		}
+	}
+	for _, k := range required {
+		if m[k] == nil {
+			l.errorf(n, "%s: %q is required", what, k)
+		}
+	}
+	return m
+}
+
+func (l *loader) str(n *yaml.Node, what string) string {
+	if n == nil {
+		return ""
+	}
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" || n.Value == "" {
+		l.errorf(n, "%s must be a non-empty string", what)
+		return ""
+	}
+	return n.Value
+}
+
+func (l *loader) boolean(n *yaml.Node, what string) bool {
+	if n == nil {
+		return false
+	}
+	var b bool
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b) != nil {
+		l.errorf(n, "%s must be true or false", what)
+	}
+	return b
+}
+
+// strs reads a string or a list of strings.
+func (l *loader) strs(n *yaml.Node, what string) []string {
+	if n == nil {
+		return nil
+	}
+	if n.Kind == yaml.ScalarNode {
+		if s := l.str(n, what); s != "" {
+			return []string{s}
+		}
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
+		l.errorf(n, "%s must be a string or a non-empty list of strings", what)
+		return nil
+	}
+	var out []string
+	for _, c := range n.Content {
+		if c.Kind != yaml.ScalarNode || c.Tag == "!!null" {
+			l.errorf(c, "%s must hold strings", what)
+			continue
+		}
+		out = append(out, c.Value)
+	}
+	return out
+}
+
+// scalar decodes a YAML scalar into a Go value: string, int64, float64,
+// bool or nil.
+func (l *loader) scalar(n *yaml.Node, what string) any {
+	if n.Kind != yaml.ScalarNode {
+		l.errorf(n, "%s must be a single value", what)
+		return nil
+	}
+	switch n.Tag {
+	case "!!null":
+		return nil
+	case "!!bool":
+		var b bool
+		_ = n.Decode(&b)
+		return b
+	case "!!int":
+		var i int64
+		if n.Decode(&i) == nil {
+			return i
+		}
+	case "!!float":
+		var f float64
+		if n.Decode(&f) == nil {
+			return f
+		}
+	}
+	return n.Value
+}
+
+func (l *loader) mapping(n *yaml.Node) *Mapping {
+	k := l.keys(n, "mapping", []string{"domain", "entity", "source", "table", "key", "fields"}, "where", "children", "lookups")
+	if k == nil {
+		return nil
+	}
+	m := &Mapping{File: l.file, Domain: l.str(k["domain"], "domain"), Plural: l.str(k["entity"], "entity"), Table: l.str(k["table"], "table")}
+	m.lines.table, m.lines.key = k["table"].Line, k["key"].Line
+	m.lines.entity = k["entity"].Line
+	l.source(k["source"], m)
+	m.Key = l.key(k["key"])
+	m.Where = l.conditions(k["where"])
+	m.Lookups = l.lookups(k["lookups"])
+	m.Fields = l.fields(k["fields"], "fields", m.Lookups)
+	if c := k["children"]; c != nil {
+		ck := l.keysInOrder(c, "children")
+		for _, kv := range ck {
+			if ch := l.child(kv[0], kv[1], m.Lookups); ch != nil {
+				m.Children = append(m.Children, ch)
+			}
+		}
+	}
+	l.crossCheck(m)
+	return m
+}
+
+// keysInOrder returns the key and value nodes of a mapping in file order.
+func (l *loader) keysInOrder(n *yaml.Node, what string) [][2]*yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		l.errorf(n, "%s must be a mapping", what)
+		return nil
+	}
+	var out [][2]*yaml.Node
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if seen[n.Content[i].Value] {
+			l.errorf(n.Content[i], "%s: %q is repeated", what, n.Content[i].Value)
+			continue
+		}
+		seen[n.Content[i].Value] = true
+		out = append(out, [2]*yaml.Node{n.Content[i], n.Content[i+1]})
+	}
+	return out
+}
+
+func (l *loader) source(n *yaml.Node, m *Mapping) {
+	k := l.keys(n, "source", []string{"system", "kind", "connection"})
+	if k == nil {
+		return
+	}
+	m.System = l.str(k["system"], "source.system")
+	m.Kind = Kind(l.str(k["kind"], "source.kind"))
+	if m.Kind != "" && !slices.Contains(Kinds, m.Kind) {
+		l.errorf(k["kind"], "source.kind %q is not one of mariadb, mysql, postgres, sqlserver", m.Kind)
+	}
+	m.Connection = l.str(k["connection"], "source.connection")
+	if strings.Contains(m.Connection, "://") || strings.ContainsAny(m.Connection, "@=;") {
+		l.errorf(k["connection"], "source.connection names the environment variable (or configuration entry) that holds the connection string, such as PLINTH_LEGACY_CASE; never put the connection string itself (with its credentials) in the file")
+		m.Connection = ""
+	}
+}
+
+func (l *loader) key(n *yaml.Node) KeyMap {
+	k := l.keys(n, "key", []string{"columns"}, "separator", "generate", "legacyField", "unique")
+	if k == nil {
+		return KeyMap{}
+	}
+	km := KeyMap{Columns: l.strs(k["columns"], "key.columns"), Separator: "-", Line: n.Line}
+	if s := k["separator"]; s != nil {
+		km.Separator = s.Value
+	}
+	km.Unique = l.boolean(k["unique"], "key.unique")
+	if g := k["generate"]; g != nil {
+		km.Generate = l.str(g, "key.generate")
+		if km.Generate != "uuid" {
+			l.errorf(g, "key.generate must be uuid (a key derived from the legacy key, stable across runs)")
+		}
+		km.LegacyField = l.str(k["legacyField"], "key.legacyField")
+		if km.LegacyField == "" {
+			l.errorf(n, "key: a generated key needs legacyField, the field that keeps the legacy id")
+		}
+	} else if k["legacyField"] != nil {
+		l.errorf(k["legacyField"], "key.legacyField is only for a generated key (generate: uuid)")
+	}
+	return km
+}
+
+func (l *loader) conditions(n *yaml.Node) []Condition {
+	if n == nil {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		l.errorf(n, "where must be a list of conditions")
+		return nil
+	}
+	var out []Condition
+	for _, c := range n.Content {
+		k := l.keys(c, "where", []string{"column"}, "in", "notIn", "isNull")
+		if k == nil {
+			continue
+		}
+		cond := Condition{Column: l.str(k["column"], "where.column"), In: l.strs(k["in"], "where.in"), NotIn: l.strs(k["notIn"], "where.notIn"), Line: c.Line}
+		if k["isNull"] != nil {
+			b := l.boolean(k["isNull"], "where.isNull")
+			cond.IsNull = &b
+		}
+		if n := btoi(k["in"] != nil) + btoi(k["notIn"] != nil) + btoi(k["isNull"] != nil); n != 1 {
+			l.errorf(c, "where: give exactly one of in, notIn, isNull")
+		}
+		out = append(out, cond)
+	}
+	return out
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (l *loader) lookups(n *yaml.Node) map[string]*Lookup {
+	out := map[string]*Lookup{}
+	if n == nil {
+		return out
+	}
+	for _, kv := range l.keysInOrder(n, "lookups") {
+		k := l.keys(kv[1], "lookup "+kv[0].Value, []string{"values"}, "default", "ignoreCase")
+		if k == nil {
+			continue
+		}
+		lk := &Lookup{Name: kv[0].Value, Values: map[string]any{}, Line: kv[0].Line, IgnoreCase: l.boolean(k["ignoreCase"], "ignoreCase")}
+		for _, v := range l.keysInOrder(k["values"], "lookup "+lk.Name+": values") {
+			code := v[0].Value
+			if lk.IgnoreCase {
+				code = strings.ToLower(code)
+			}
+			lk.Values[code] = l.scalar(v[1], "a lookup value")
+		}
+		if d := k["default"]; d != nil {
+			lk.Default, lk.HasDefault = l.scalar(d, "lookup default"), true
+		}
+		out[lk.Name] = lk
+	}
+	return out
+}
+
+func (l *loader) fields(n *yaml.Node, what string, lookups map[string]*Lookup) []*FieldMap {
+	var out []*FieldMap
+	for _, kv := range l.keysInOrder(n, what) {
+		if f := l.field(kv[0], kv[1], lookups); f != nil {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (l *loader) field(name, n *yaml.Node, lookups map[string]*Lookup) *FieldMap {
+	f := &FieldMap{Field: name.Value, Line: name.Line}
+	what := "field " + f.Field
+	if n.Kind == yaml.ScalarNode { // shorthand: field: column
+		f.Column = l.str(n, what)
+		return f
+	}
+	k := l.keys(n, what, nil, "column", "columns", "constant", "first", "transforms")
+	if k == nil {
+		return nil
+	}
+	f.Column = l.str(k["column"], what+": column")
+	if k["columns"] != nil {
+		f.Columns = l.strs(k["columns"], what+": columns")
+	}
+	if c := k["constant"]; c != nil {
+		f.Constant, f.HasConstant = l.scalar(c, what+": constant"), true
+	}
+	if fn := k["first"]; fn != nil {
+		fk := l.keys(fn, what+": first", []string{"child", "item"}, "when", "current")
+		if fk != nil {
+			f.First = &FirstMap{Child: l.str(fk["child"], "first.child"), Item: l.str(fk["item"], "first.item"),
+				When: l.str(fk["when"], "first.when"), Current: l.boolean(fk["current"], "first.current")}
+		}
+	}
+	if sources := btoi(f.Column != "") + btoi(k["columns"] != nil) + btoi(f.HasConstant) + btoi(f.First != nil); sources != 1 {
+		l.errorf(n, "%s: give exactly one of column, columns, constant, first", what)
+	}
+	if t := k["transforms"]; t != nil {
+		if t.Kind != yaml.SequenceNode {
+			l.errorf(t, "%s: transforms must be a list", what)
+		} else {
+			for _, tn := range t.Content {
+				if tr, ok := l.transform(tn, what, lookups); ok {
+					f.Transforms = append(f.Transforms, tr)
+				}
+			}
+		}
+	}
+	if len(f.Columns) > 0 && !slices.ContainsFunc(f.Transforms, func(t Transform) bool { return t.Name == "concat" }) {
+		l.errorf(n, "%s: several columns need a concat transform to join them", what)
+	}
+	return f
+}
+
+func (l *loader) child(name, n *yaml.Node, lookups map[string]*Lookup) *ChildMap {
+	what := "child " + name.Value
+	k := l.keys(n, what, []string{"table", "join", "fields"}, "parent", "key", "orderBy", "where", "distinct", "rows", "endField", "lookup")
+	if k == nil {
+		return nil
+	}
+	c := &ChildMap{Field: name.Value, Table: l.str(k["table"], what+": table"), Join: l.strs(k["join"], what+": join"),
+		Parent: l.strs(k["parent"], what+": parent"), Key: l.strs(k["key"], what+": key"), OrderBy: l.strs(k["orderBy"], what+": orderBy"), Where: l.conditions(k["where"]),
+		Distinct: l.boolean(k["distinct"], what+": distinct"), Rows: "all", Line: name.Line, Lookup: l.boolean(k["lookup"], what+": lookup")}
+	c.Fields = l.fields(k["fields"], what+": fields", lookups)
+	if r := k["rows"]; r != nil {
+		c.Rows = l.str(r, what+": rows")
+		if !slices.Contains([]string{"all", "current", "historic"}, c.Rows) {
+			l.errorf(r, "%s: rows must be all, current or historic", what)
+		}
+	}
+	c.EndField = l.str(k["endField"], what+": endField")
+	if c.Rows != "all" && c.EndField == "" {
+		l.errorf(n, "%s: rows %s needs endField, the item field holding the end date", what, c.Rows)
+	}
+	return c
+}
+
+// crossCheck reports what only the whole file shows: children and lookups
+// named but not declared, joins that do not match the key.
+func (l *loader) crossCheck(m *Mapping) {
+	children := map[string]*ChildMap{}
+	for _, c := range m.Children {
+		children[c.Field] = c
+		if len(c.Parent) == 0 {
+			c.Parent = m.Key.Columns
+		}
+		if len(c.Join) != len(c.Parent) && len(c.Parent) > 0 {
+			l.problems = append(l.problems, fmt.Sprintf("%s:%d: child %s: join names %d column(s), one per parent column (%s)", l.file, c.Line, c.Field, len(c.Join), strings.Join(c.Parent, ", ")))
+		}
+		for _, f := range c.Fields {
+			if f.First != nil {
+				l.problems = append(l.problems, fmt.Sprintf("%s:%d: child %s: field %s: an item cannot take first of a collection", l.file, f.Line, c.Field, f.Field))
+			}
+		}
+	}
+	for _, f := range m.Fields {
+		if f.First != nil && children[f.First.Child] == nil {
+			l.problems = append(l.problems, fmt.Sprintf("%s:%d: field %s: first.child %q is not declared under children", l.file, f.Line, f.Field, f.First.Child))
+		}
+		if c := children[f.Field]; c != nil && !c.Lookup {
+			l.problems = append(l.problems, fmt.Sprintf("%s:%d: field %s is filled by the child collection of that name; map it in one place", l.file, f.Line, f.Field))
+		}
+	}
+}

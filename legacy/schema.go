@@ -1,0 +1,118 @@
+package legacy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// Column is a column of a source table.
+type Column struct {
+	Name string // as the source spells it
+	Type string // the source's data type, lower case ("varchar", "bigint", "date")
+}
+
+// TableInfo describes a source table.
+type TableInfo struct {
+	Name       string
+	Columns    map[string]Column // by lower-case name
+	Ordered    []string          // lower-case names in table order (binlog rows come by position)
+	PrimaryKey []string          // lower-case names, in key order
+}
+
+// schemaPredicate limits information_schema to the connection's schema.
+func (s *Source) schemaPredicate(alias string) string {
+	switch s.Kind {
+	case KindMariaDB, KindMySQL:
+		return alias + "table_schema = DATABASE()"
+	case KindSQLServer:
+		return alias + "table_schema = SCHEMA_NAME()"
+	}
+	return alias + "table_schema = current_schema()"
+}
+
+// Tables lists the source's tables (lower-case names).
+func (s *Source) Tables(ctx context.Context) (map[string]bool, error) {
+	rows, err := s.DB.QueryContext(ctx, "SELECT table_name FROM information_schema.tables WHERE "+s.schemaPredicate(""))
+	if err != nil {
+		return nil, fmt.Errorf("listing the source's tables: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		out[strings.ToLower(name)] = true
+	}
+	return out, rows.Err()
+}
+
+// Schema describes every table of the source's schema, from
+// information_schema (no data is read).
+func (s *Source) Schema(ctx context.Context) (map[string]*TableInfo, error) {
+	out := map[string]*TableInfo{}
+	rows, err := s.DB.QueryContext(ctx, "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE "+
+		s.schemaPredicate("")+" ORDER BY table_name, ordinal_position")
+	if err != nil {
+		return nil, fmt.Errorf("reading the source's columns: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var table, col, typ string
+		if err := rows.Scan(&table, &col, &typ); err != nil {
+			return nil, err
+		}
+		t := out[strings.ToLower(table)]
+		if t == nil {
+			t = &TableInfo{Name: table, Columns: map[string]Column{}}
+			out[strings.ToLower(table)] = t
+		}
+		t.Columns[strings.ToLower(col)] = Column{Name: col, Type: strings.ToLower(typ)}
+		t.Ordered = append(t.Ordered, strings.ToLower(col))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	pk, err := s.DB.QueryContext(ctx, `SELECT kcu.table_name, kcu.column_name
+		FROM information_schema.table_constraints tc
+		JOIN information_schema.key_column_usage kcu
+		  ON tc.constraint_name = kcu.constraint_name AND tc.table_schema = kcu.table_schema AND tc.table_name = kcu.table_name
+		WHERE tc.constraint_type = 'PRIMARY KEY' AND `+s.schemaPredicate("tc.")+`
+		ORDER BY kcu.table_name, kcu.ordinal_position`)
+	if err != nil {
+		return nil, fmt.Errorf("reading the source's primary keys: %w", err)
+	}
+	defer pk.Close()
+	for pk.Next() {
+		var table, col string
+		if err := pk.Scan(&table, &col); err != nil {
+			return nil, err
+		}
+		if t := out[strings.ToLower(table)]; t != nil {
+			t.PrimaryKey = append(t.PrimaryKey, strings.ToLower(col))
+		}
+	}
+	return out, pk.Err()
+}
+
+// typeFamily groups source data types: "int", "float", "text", "date",
+// "datetime", "bool", or "" for anything else.
+func typeFamily(t string) string {
+	switch {
+	case strings.Contains(t, "int") || t == "bigserial" || t == "serial":
+		return "int"
+	case strings.Contains(t, "char") || strings.Contains(t, "text") || t == "uuid" || t == "enum" || t == "set" || t == "xml" || t == "json" || t == "jsonb":
+		return "text"
+	case t == "date":
+		return "date"
+	case strings.Contains(t, "timestamp") || strings.HasPrefix(t, "datetime") || t == "smalldatetime":
+		return "datetime"
+	case t == "boolean" || t == "bool" || t == "bit":
+		return "bool"
+	case t == "decimal" || t == "numeric" || strings.Contains(t, "float") || t == "double" || t == "double precision" || t == "real" || t == "money":
+		return "float"
+	}
+	return ""
+}
