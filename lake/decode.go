@@ -1,0 +1,175 @@
+package lake
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/parquet"
+)
+
+// entityView is how the lake sees an entity: its fields without the
+// special-category ones (unless the domain opts them in), and the decoder
+// of its state.
+type entityView struct {
+	e       *plinth.Entity // the lake's entity: the spec's, less what is left out
+	state   *plinth.Field  // an object of the fields plus version, createdAt, updatedAt
+	omitted map[string]bool
+}
+
+// LakeEntity returns the entity as the lake holds it: without its
+// special-category top-level fields unless special is true. Files, DDL
+// and snapshots all use it, so they agree.
+func LakeEntity(e *plinth.Entity, special bool) *plinth.Entity {
+	if special {
+		return e
+	}
+	var keep []*plinth.Field
+	for _, f := range e.Fields {
+		if f.PII != plinth.PIISpecial || f.Name == e.Key.Name {
+			keep = append(keep, f)
+		}
+	}
+	if len(keep) == len(e.Fields) {
+		return e
+	}
+	le := *e
+	le.Fields = keep
+	return &le
+}
+
+func newEntityView(e *plinth.Entity, special bool) *entityView {
+	le := LakeEntity(e, special)
+	v := &entityView{e: le, omitted: map[string]bool{}}
+	for _, f := range e.Fields {
+		if plinth.FieldByName(le.Fields, f.Name) == nil {
+			v.omitted[f.Name] = true
+		}
+	}
+	fields := append([]*plinth.Field{}, le.Fields...)
+	fields = append(fields,
+		&plinth.Field{Name: "version", Type: plinth.TypeInteger},
+		&plinth.Field{Name: "createdAt", Type: plinth.TypeString},
+		&plinth.Field{Name: "updatedAt", Type: plinth.TypeString})
+	v.state = &plinth.Field{Name: "state", Type: plinth.TypeObject, Fields: fields}
+	return v
+}
+
+// wire is the envelope as published (plinth.BuildEvent).
+type wire struct {
+	ID            string    `json:"id"`
+	EventType     string    `json:"eventType"`
+	SourceSystem  string    `json:"sourceSystem"`
+	CorrelationID string    `json:"correlationId"`
+	DateTime      time.Time `json:"dateTime"`
+	User          struct {
+		Name  string `json:"name"`
+		Email string `json:"email"`
+	} `json:"user"`
+	EntityID  string `json:"entityId"`
+	EventData struct {
+		OldData jsontext.Value `json:"oldData"`
+		NewData jsontext.Value `json:"newData"`
+	} `json:"eventData"`
+	EntityVersion int64          `json:"entityVersion"`
+	State         jsontext.Value `json:"state"`
+}
+
+// row decodes a published event into the row the lake lands.
+func (v *entityView) row(seq uint64, payload []byte) (parquet.EventRow, error) {
+	var w wire
+	if err := json.Unmarshal(payload, &w, json.RejectUnknownMembers(false)); err != nil {
+		return parquet.EventRow{}, fmt.Errorf("not a Plinth event: %w", err)
+	}
+	if w.ID == "" || w.EventType == "" {
+		return parquet.EventRow{}, fmt.Errorf("not a Plinth event: no id or eventType")
+	}
+	r := parquet.EventRow{
+		Sequence: seq, ID: w.ID, EventType: w.EventType, EntityID: w.EntityID,
+		EntityVersion: w.EntityVersion, DateTime: w.DateTime.UTC(),
+		UserName: w.User.Name, UserEmail: w.User.Email,
+		CorrelationID: w.CorrelationID, SourceSystem: w.SourceSystem,
+		OldData: v.strip(w.EventData.OldData), NewData: v.strip(w.EventData.NewData),
+	}
+	if len(w.State) > 0 && string(w.State) != "null" {
+		rec, err := v.record(w.State)
+		if err != nil {
+			return parquet.EventRow{}, fmt.Errorf("event %s: state: %w", w.ID, err)
+		}
+		r.State = &rec
+	}
+	return r, nil
+}
+
+// record decodes an event's state into a record of the lake's entity.
+func (v *entityView) record(raw []byte) (plinth.Record, error) {
+	val, err := v.state.DecodeStored(raw)
+	if err != nil {
+		return plinth.Record{}, err
+	}
+	m, _ := val.(map[string]any)
+	rec := plinth.Record{Data: m}
+	if n, ok := m["version"].(int64); ok {
+		rec.Version = n
+	}
+	for name, t := range map[string]*time.Time{"createdAt": &rec.CreatedAt, "updatedAt": &rec.UpdatedAt} {
+		if s, ok := m[name].(string); ok {
+			if *t, err = time.Parse(time.RFC3339Nano, s); err != nil {
+				return plinth.Record{}, fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	}
+	delete(m, "version")
+	delete(m, "createdAt")
+	delete(m, "updatedAt")
+	return rec, nil
+}
+
+// strip removes the members the lake leaves out from oldData or newData.
+func (v *entityView) strip(raw jsontext.Value) []byte {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	if len(v.omitted) == 0 {
+		return raw
+	}
+	var out bytes.Buffer
+	enc := jsontext.NewEncoder(&out)
+	dec := jsontext.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.ReadToken(); err != nil { // {
+		return raw
+	}
+	_ = enc.WriteToken(jsontext.BeginObject)
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return raw
+		}
+		val, err := dec.ReadValue()
+		if err != nil {
+			return raw
+		}
+		if v.omitted[name.String()] {
+			continue
+		}
+		_ = enc.WriteToken(name)
+		_ = enc.WriteValue(val)
+	}
+	_ = enc.WriteToken(jsontext.EndObject)
+	return bytes.TrimRight(out.Bytes(), "\n")
+}
+
+// subjectPlural returns the plural of the entity a subject names:
+// plinth.<env>.<domain>.<plural>.<kind>.
+func subjectPlural(subject string) string {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 5 {
+		return ""
+	}
+	return parts[3]
+}
