@@ -18,34 +18,47 @@ import (
 // of its state.
 type entityView struct {
 	e       *plinth.Entity // the lake's entity: the spec's, less what is left out
+	prefix  string         // of its files: EntityPrefix or SpecialPrefix
 	state   *plinth.Field  // an object of the fields plus version, createdAt, updatedAt
 	omitted map[string]bool
 }
 
-// LakeEntity returns the entity as the lake holds it: without its
-// special-category top-level fields unless special is true. Files, DDL
-// and snapshots all use it, so they agree.
-func LakeEntity(e *plinth.Entity, special bool) *plinth.Entity {
-	if special {
-		return e
+// LakeEntity returns the entity as the lake's main datasets hold it:
+// without its special-category top-level fields (the key stays). Files,
+// DDL and snapshots all use it, so they agree.
+func LakeEntity(e *plinth.Entity) *plinth.Entity {
+	return keepFields(e, func(f *plinth.Field) bool { return f.PII != plinth.PIISpecial })
+}
+
+// SpecialEntity returns the entity as a domain's special-category dataset
+// holds it: the key and the special-category fields; nil when it has none.
+func SpecialEntity(e *plinth.Entity) *plinth.Entity {
+	se := keepFields(e, func(f *plinth.Field) bool { return f.PII == plinth.PIISpecial })
+	if len(se.Fields) == 1 {
+		return nil
 	}
-	var keep []*plinth.Field
+	return se
+}
+
+func keepFields(e *plinth.Entity, keep func(*plinth.Field) bool) *plinth.Entity {
+	var fields []*plinth.Field
 	for _, f := range e.Fields {
-		if f.PII != plinth.PIISpecial || f.Name == e.Key.Name {
-			keep = append(keep, f)
+		if f.Name == e.Key.Name || keep(f) {
+			fields = append(fields, f)
 		}
 	}
-	if len(keep) == len(e.Fields) {
+	if len(fields) == len(e.Fields) {
 		return e
 	}
 	le := *e
-	le.Fields = keep
+	le.Fields = fields
 	return &le
 }
 
-func newEntityView(e *plinth.Entity, special bool) *entityView {
-	le := LakeEntity(e, special)
-	v := &entityView{e: le, omitted: map[string]bool{}}
+// newEntityView returns the view of le, a LakeEntity or SpecialEntity of
+// e, whose files start with prefix.
+func newEntityView(e, le *plinth.Entity, prefix string) *entityView {
+	v := &entityView{e: le, prefix: prefix, omitted: map[string]bool{}}
 	for _, f := range e.Fields {
 		if plinth.FieldByName(le.Fields, f.Name) == nil {
 			v.omitted[f.Name] = true

@@ -16,8 +16,49 @@ import (
 	"github.com/plinth-data/plinth/lake"
 	plinthnats "github.com/plinth-data/plinth/nats"
 	"github.com/plinth-data/plinth/plinthtest/natstest"
+	"github.com/plinth-data/plinth/plinthtest/s3test"
 	rt "github.com/plinth-data/plinth/report/reporttest"
+	"github.com/plinth-data/plinth/s3"
 )
+
+// eachTarget runs a test on a lake in a local folder and on one in S3
+// (an in-process S3-compatible server). local returns a folder holding
+// the lake's files, for DuckDB.
+func eachTarget(t *testing.T, test func(t *testing.T, target lake.Target, local func() string)) {
+	t.Run("dir", func(t *testing.T) {
+		root := t.TempDir()
+		test(t, lake.Dir(root), func() string { return root })
+	})
+	t.Run("s3", func(t *testing.T) {
+		endpoint := s3test.Start(t, "lake")
+		target, err := s3.Open(context.Background(), "s3://lake/zone/raw", s3.Options{Endpoint: endpoint})
+		if err != nil {
+			t.Fatal(err)
+		}
+		test(t, target, func() string { return mirror(t, target) })
+	})
+}
+
+// mirror copies every file of a lake into a temporary folder.
+func mirror(t *testing.T, target lake.Target) string {
+	t.Helper()
+	ctx := context.Background()
+	objs, err := target.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, o := range objs {
+		b, err := target.Get(ctx, o.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := lake.Dir(dir).Put(ctx, o.Key, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
 
 // bus is an embedded NATS with the streams of one domain.
 type bus struct {
@@ -138,17 +179,18 @@ func idsOf(res rt.Result) map[string]int {
 
 // Every published event lands exactly once, typed, and an independent
 // reader (DuckDB) finds them in their day's partition.
-func TestLandReadBackDuckDB(t *testing.T) {
+func TestLandReadBackDuckDB(t *testing.T) { eachTarget(t, testLandReadBack) }
+
+func testLandReadBack(t *testing.T, target lake.Target, local func() string) {
 	e, recs := rt.Sample(t, 200)
 	b := newBus(t, e.Domain)
 	start := time.Date(2026, 3, 1, 23, 58, 0, 0, time.UTC) // crosses midnight
 	ids := b.publish(t, e, recs, start)
-	root := t.TempDir()
-	st := land(t, b, e.Domain, lake.Dir(root), lake.Config{FlushEvents: 64, FlushInterval: 300 * time.Millisecond})
+	st := land(t, b, e.Domain, target, lake.Config{FlushEvents: 64, FlushInterval: 300 * time.Millisecond})
 	if st.Landed != int64(len(ids)) || st.Duplicates != 0 {
 		t.Fatalf("stats %+v, want %d landed", st, len(ids))
 	}
-	res := lakeEvents(t, root, e, "SELECT id, import_date, eventType, typeof(state_count), typeof(state_seenAt), typeof(state_born), typeof(dateTime) FROM %s")
+	res := lakeEvents(t, local(), e, "SELECT id, import_date, eventType, typeof(state_count), typeof(state_seenAt), typeof(state_born), typeof(dateTime) FROM %s")
 	got := idsOf(res)
 	if len(got) != len(ids) || len(res.Rows) != len(ids) {
 		t.Fatalf("the lake holds %d events (%d distinct), want %d", len(res.Rows), len(got), len(ids))
@@ -187,16 +229,17 @@ func (f *failingTarget) Put(ctx context.Context, key string, body []byte) error 
 // A lander that dies after landing some files (before acknowledging)
 // is followed by one with other batch boundaries: nothing is lost and
 // nothing is landed twice.
-func TestRestartWithOtherBoundaries(t *testing.T) {
+func TestRestartWithOtherBoundaries(t *testing.T) { eachTarget(t, testRestart) }
+
+func testRestart(t *testing.T, target lake.Target, local func() string) {
 	e, recs := rt.Sample(t, 300)
 	b := newBus(t, e.Domain)
 	// Midnight falls after the 150th event, in the second batch of 100.
 	ids := b.publish(t, e, recs, time.Date(2026, 3, 1, 23, 57, 30, 0, time.UTC))
-	root := t.TempDir()
 
 	// The first batch lands; the second lands its first day's file and
 	// then fails on its second, so it is not acknowledged.
-	ft := &failingTarget{Target: lake.Dir(root)}
+	ft := &failingTarget{Target: target}
 	ft.n.Store(2)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -211,11 +254,11 @@ func TestRestartWithOtherBoundaries(t *testing.T) {
 
 	// The second starts after the first batch, the only one acknowledged,
 	// and finds events 101…150 already landed.
-	st := land(t, b, e.Domain, lake.Dir(root), lake.Config{FlushEvents: 77, FlushInterval: 300 * time.Millisecond})
+	st := land(t, b, e.Domain, target, lake.Config{FlushEvents: 77, FlushInterval: 300 * time.Millisecond})
 	if st.Landed != int64(len(ids)-150) || st.Duplicates != 50 {
 		t.Fatalf("second run: %+v, want %d landed and 50 duplicates", st, len(ids)-150)
 	}
-	res := lakeEvents(t, root, e, "SELECT id FROM %s")
+	res := lakeEvents(t, local(), e, "SELECT id FROM %s")
 	got := idsOf(res)
 	if len(res.Rows) != len(ids) || len(got) != len(ids) {
 		t.Fatalf("the lake holds %d events (%d distinct), want %d", len(res.Rows), len(got), len(ids))

@@ -41,8 +41,9 @@ type Config struct {
 	// FlushInterval lands what the buffer holds this long after its first
 	// event came, so a quiet domain lands its events too (default 1 minute).
 	FlushInterval time.Duration
-	// Special lands the domain's special-category fields too. Off by
-	// default: they stay out of the lake.
+	// Special lands the domain's special-category fields too, in a
+	// dataset of their own under SpecialPrefix. Off by default: they stay
+	// out of the lake.
 	Special bool
 	// Parquet tunes the files (compression: zstd by default).
 	Parquet parquet.Options
@@ -79,7 +80,7 @@ type Lander struct {
 	domain  *plinth.Domain
 	target  Target
 	cfg     Config
-	views   map[string]*entityView // by plural
+	views   map[string][]*entityView // by plural: the main dataset, and the special one if opted in
 	landed  *landedIndex
 	log     *slog.Logger
 	pending []pendingEvent
@@ -108,11 +109,14 @@ type Stats struct {
 // NewLander returns the lander of a domain's events into target.
 func NewLander(d *plinth.Domain, target Target, cfg Config) *Lander {
 	cfg = cfg.withDefaults()
-	l := &Lander{domain: d, target: target, cfg: cfg, views: map[string]*entityView{},
+	l := &Lander{domain: d, target: target, cfg: cfg, views: map[string][]*entityView{},
 		landed: newLandedIndex(target), inBuf: map[uint64]bool{},
 		log: cfg.Logger.With("component", "lake", "domain", d.Name, "lake", target.String())}
 	for _, e := range d.Entities {
-		l.views[e.Plural] = newEntityView(e, cfg.Special)
+		l.views[e.Plural] = []*entityView{newEntityView(e, LakeEntity(e), EntityPrefix(e))}
+		if se := SpecialEntity(e); cfg.Special && se != nil {
+			l.views[e.Plural] = append(l.views[e.Plural], newEntityView(e, se, SpecialPrefix(e)))
+		}
 	}
 	return l
 }
@@ -165,22 +169,24 @@ func (l *Lander) add(m Message) {
 		l.stats.Duplicates++ // delivered again while buffered
 		return
 	}
-	view := l.views[subjectPlural(m.Subject)]
-	if view == nil {
+	views := l.views[subjectPlural(m.Subject)]
+	if views == nil {
 		l.stats.Skipped++
 		l.log.Error("a message of no entity of the domain; it is not landed", "subject", m.Subject, "sequence", m.Seq)
-		return
-	}
-	row, err := view.row(m.Seq, m.Data)
-	if err != nil {
-		l.stats.Skipped++
-		l.log.Error("a message that is no Plinth event; it is not landed", "subject", m.Subject, "sequence", m.Seq, "error", err)
 		return
 	}
 	if len(l.pending) == 0 {
 		l.first = time.Now()
 	}
-	l.pending = append(l.pending, pendingEvent{view: view, row: row})
+	for _, view := range views {
+		row, err := view.row(m.Seq, m.Data)
+		if err != nil {
+			l.stats.Skipped++
+			l.log.Error("a message that is no Plinth event; it is not landed", "subject", m.Subject, "sequence", m.Seq, "error", err)
+			return
+		}
+		l.pending = append(l.pending, pendingEvent{view: view, row: row})
+	}
 	l.inBuf[m.Seq] = true
 	l.bytes += len(m.Data)
 }
@@ -193,7 +199,7 @@ func (l *Lander) Flush(ctx context.Context, src Source) error {
 	}
 	groups := map[string][]pendingEvent{}
 	for _, p := range l.pending {
-		key := EventsPartition(p.view.e, p.row.DateTime)
+		key := EventsPartition(p.view.prefix, p.row.DateTime)
 		groups[key] = append(groups[key], p)
 	}
 	keys := make([]string, 0, len(groups))

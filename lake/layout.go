@@ -21,6 +21,11 @@ const (
 // be granted per domain.
 func EntityPrefix(e *plinth.Entity) string { return e.Domain.Name + "/" + e.Plural + "/" }
 
+// SpecialPrefix is the prefix of the files of an entity's
+// special-category dataset, "_special/{domain}/{entity}/": outside the
+// domain's own prefix, so that access to it is granted apart.
+func SpecialPrefix(e *plinth.Entity) string { return "_special/" + EntityPrefix(e) }
+
 // PartitionPath is the Hive partition folder of a day:
 // "import_year=YYYY/import_month=MM/import_day=DD/import_date=YYYYMMDD".
 func PartitionPath(day time.Time) string {
@@ -29,9 +34,10 @@ func PartitionPath(day time.Time) string {
 		d.Year(), d.Month(), d.Day(), d.Year(), d.Month(), d.Day())
 }
 
-// EventsPartition is the folder of an entity's events of one day.
-func EventsPartition(e *plinth.Entity, day time.Time) string {
-	return EntityPrefix(e) + DatasetEvents + "/" + PartitionPath(day) + "/"
+// EventsPartition is the folder of the events of one day below an
+// entity's prefix (EntityPrefix or SpecialPrefix).
+func EventsPartition(prefix string, day time.Time) string {
+	return prefix + DatasetEvents + "/" + PartitionPath(day) + "/"
 }
 
 // PartName is the name of a file of events: part-<first>-<last>.parquet,
