@@ -159,18 +159,19 @@ func (v *entityView) strip(raw jsontext.Value) []byte {
 	}
 	_ = enc.WriteToken(jsontext.BeginObject)
 	for dec.PeekKind() != '}' {
-		name, err := dec.ReadToken()
+		tok, err := dec.ReadToken()
 		if err != nil {
 			return raw
 		}
+		name := tok.String() // before the next read voids tok
 		val, err := dec.ReadValue()
 		if err != nil {
 			return raw
 		}
-		if v.omitted[name.String()] {
+		if v.omitted[name] {
 			continue
 		}
-		_ = enc.WriteToken(name)
+		_ = enc.WriteToken(jsontext.String(name))
 		_ = enc.WriteValue(val)
 	}
 	_ = enc.WriteToken(jsontext.EndObject)

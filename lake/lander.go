@@ -47,6 +47,9 @@ type Config struct {
 	Special bool
 	// Parquet tunes the files (compression: zstd by default).
 	Parquet parquet.Options
+	// Drain makes Run return once the stream has nothing more to give
+	// (after landing what it holds): for batch jobs and backfills.
+	Drain bool
 	// Logger receives progress and trouble; default slog.Default().
 	Logger *slog.Logger
 }
@@ -138,7 +141,11 @@ func (l *Lander) Run(ctx context.Context, src Source) error {
 		var err error
 		if wait > 0 {
 			room := min(l.cfg.FlushEvents-len(l.pending), 4096)
-			msgs, err = src.Fetch(ctx, max(room, 1), min(wait, 5*time.Second))
+			longest := 5 * time.Second
+			if l.cfg.Drain {
+				longest = time.Second
+			}
+			msgs, err = src.Fetch(ctx, max(room, 1), min(wait, longest))
 		}
 		if ctx.Err() != nil {
 			// Land what is held, then stop.
@@ -151,6 +158,9 @@ func (l *Lander) Run(ctx context.Context, src Source) error {
 		}
 		for _, m := range msgs {
 			l.add(m)
+		}
+		if wait > 0 && len(msgs) == 0 && l.cfg.Drain {
+			return l.Flush(ctx, src)
 		}
 		due := len(l.pending) > 0 && !time.Now().Before(l.first.Add(l.cfg.FlushInterval)) ||
 			len(l.pending) == 0 && l.lastSeq > l.acked // only skipped messages: acknowledge them
@@ -217,6 +227,9 @@ func (l *Lander) Flush(ctx context.Context, src Source) error {
 			return fmt.Errorf("lake: acknowledging the %s events up to %d: %w", l.domain.Name, l.lastSeq, err)
 		}
 		l.acked = l.lastSeq
+	}
+	if n := len(l.pending); n > 0 {
+		l.log.Info("landed", "events", n, "upTo", l.acked, "landedSoFar", l.stats.Landed, "files", l.stats.Files)
 	}
 	l.pending = l.pending[:0]
 	clear(l.inBuf)

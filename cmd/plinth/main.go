@@ -46,6 +46,7 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(exportCommand())
 	root.AddCommand(loadCommand())
 	root.AddCommand(obfuscateCommand())
+	root.AddCommand(lakeCommand())
 	return root
 }
 
