@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
@@ -132,6 +133,9 @@ func land(t *testing.T, b *bus, d *plinth.Domain, target lake.Target, cfg lake.C
 	}
 	last := uint64(natstest.StreamCount(t, b.js, b.stream))
 	w := &watchAcks{Source: src, upto: last, done: cancel}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	l := lake.NewLander(d, target, cfg)
 	if err := l.Run(ctx, w); err != nil {
 		t.Fatal(err)

@@ -90,8 +90,8 @@ func (s *BatchSource) fetch(ctx context.Context, n int, wait time.Duration) ([]l
 		wctx, cancel := context.WithTimeout(ctx, max(wait, 100*time.Millisecond))
 		defer cancel()
 		batch, err = s.cons.Fetch(n, jetstream.FetchContext(wctx))
-		if err != nil && ctx.Err() == nil && wctx.Err() != nil {
-			return nil, nil // waited long enough
+		if err != nil && wctx.Err() != nil {
+			return nil, nil // waited long enough (or stopping: the caller sees ctx)
 		}
 	}
 	if err != nil {
