@@ -80,9 +80,13 @@ func DDL(ds []*plinth.Domain, format, location string, special []string) (string
 	var gen func(b *strings.Builder, e *plinth.Entity, loc, name string) error
 	switch format {
 	case FormatAthena:
-		gen = func(b *strings.Builder, e *plinth.Entity, loc, name string) error { return hiveDDL(b, e, loc, name, true) }
+		gen = func(b *strings.Builder, e *plinth.Entity, loc, name string) error {
+			return hiveDDL(b, e, loc, name, true)
+		}
 	case FormatTrino:
-		gen = func(b *strings.Builder, e *plinth.Entity, loc, name string) error { return hiveDDL(b, e, loc, name, false) }
+		gen = func(b *strings.Builder, e *plinth.Entity, loc, name string) error {
+			return hiveDDL(b, e, loc, name, false)
+		}
 	case FormatDuckDB:
 		gen = duckDDL
 	default:
