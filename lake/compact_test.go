@@ -140,7 +140,7 @@ func testErase(t *testing.T, target lake.Target, local func() string) {
 func TestDDLGolden(t *testing.T) {
 	ds := plinthtest.Domains(t)
 	for _, format := range []string{lake.FormatAthena, lake.FormatTrino} {
-		got, err := lake.DDL(ds, format, "s3://council-lake/raw/", []string{"residents"})
+		got, err := lake.DDL(ds, format, "s3://council-lake/raw/", []string{"residents"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +158,7 @@ func TestDDLGolden(t *testing.T) {
 			t.Errorf("%s DDL differs from %s (review, then -update)", format, path)
 		}
 	}
-	if _, err := lake.DDL(ds, "hive", "s3://x", nil); err == nil || !strings.Contains(err.Error(), "athena, trino or duckdb") {
+	if _, err := lake.DDL(ds, "hive", "s3://x", nil, nil); err == nil || !strings.Contains(err.Error(), "athena, trino or duckdb") {
 		t.Fatalf("unknown format: %v", err)
 	}
 }

@@ -74,8 +74,16 @@ func eventColumns(e *plinth.Entity) []column {
 // also gets a macro {domain}_{plural}_as_of(day): the state of every
 // record at the end of a day, from the latest snapshot up to that day and
 // the events after it.
-func DDL(ds []*plinth.Domain, format, location string, special []string) (string, error) {
+//
+// has, when set, says whether a dataset's folder (an entity prefix and
+// "events" or "snapshot") holds files yet: DuckDB binds a view when it is
+// created, so its views are made only for datasets with files (a comment
+// names the others), and the macro builds on what there is.
+func DDL(ds []*plinth.Domain, format, location string, special []string, has func(prefix, dataset string) bool) (string, error) {
 	location = strings.TrimSuffix(location, "/")
+	if has == nil {
+		has = func(string, string) bool { return true }
+	}
 	var b strings.Builder
 	var gen func(b *strings.Builder, e *plinth.Entity, loc, name string) error
 	switch format {
@@ -88,7 +96,13 @@ func DDL(ds []*plinth.Domain, format, location string, special []string) (string
 			return hiveDDL(b, e, loc, name, false)
 		}
 	case FormatDuckDB:
-		gen = duckDDL
+		gen = func(b *strings.Builder, e *plinth.Entity, loc, name string) error {
+			prefix := EntityPrefix(e)
+			if name != "" {
+				prefix = SpecialPrefix(e)
+			}
+			return duckDDL(b, e, loc, name, has(prefix, DatasetEvents), has(prefix, DatasetSnapshot))
+		}
 	default:
 		return "", fmt.Errorf("format %q: use athena, trino or duckdb", format)
 	}
@@ -202,35 +216,46 @@ func mapStrings(in []string, f func(string) string) []string {
 
 func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-// duckDDL writes DuckDB views over read_parquet and the as-of macro.
-func duckDDL(b *strings.Builder, e *plinth.Entity, loc, prefix string) error {
+// duckDDL writes DuckDB views over read_parquet and the as-of macro, for
+// the datasets that have files.
+func duckDDL(b *strings.Builder, e *plinth.Entity, loc, prefix string, hasEvents, hasSnapshot bool) error {
 	ev := prefix + TableName(e, DatasetEvents)
 	snap := prefix + TableName(e, DatasetSnapshot)
 	read := func(glob string) string {
 		return "read_parquet(" + sqlString(glob) + ", hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
 	}
-	fmt.Fprintf(b, "CREATE OR REPLACE VIEW %s AS SELECT * FROM %s;\n", ev, read(loc+"/"+DatasetEvents+"/*/*/*/*/*.parquet"))
-	fmt.Fprintf(b, "CREATE OR REPLACE VIEW %s AS SELECT * FROM %s;\n", snap, read(loc+"/"+DatasetSnapshot+"/*/*.parquet"))
+	if !hasEvents && !hasSnapshot {
+		fmt.Fprintf(b, "-- %s, %s: no files yet\n\n", ev, snap)
+		return nil
+	}
 	var fromSnap, fromEv []string
 	for _, c := range recordColumns(e, "") {
 		fromSnap = append(fromSnap, `"`+c.name+`"`)
 		fromEv = append(fromEv, `"`+parquet.StatePrefix+c.name+`" AS "`+c.name+`"`)
 	}
-	key := `"` + e.Key.Name + `"`
-	fmt.Fprintf(b, `CREATE OR REPLACE MACRO %[1]s_as_of(day) AS TABLE
-WITH snap AS (
-  SELECT * FROM %[2]s
-  WHERE import_date = (SELECT max(import_date) FROM %[2]s WHERE import_date <= strftime(CAST(day AS DATE), '%%Y%%m%%d'))
-), candidates AS (
-  SELECT CAST(%[4]s AS VARCHAR) AS _entity_id, "version" AS _entity_version, false AS _deleted, %[5]s FROM snap
-  UNION ALL
-  SELECT entityId, entityVersion, eventType LIKE '%%DeletedEvent', %[6]s FROM %[3]s
-  WHERE dateTime < CAST(day AS DATE) + INTERVAL 1 DAY
-)
+	var parts []string
+	if hasSnapshot {
+		fmt.Fprintf(b, "CREATE OR REPLACE VIEW %s AS SELECT * FROM %s;\n", snap, read(loc+"/"+DatasetSnapshot+"/*/*.parquet"))
+		parts = append(parts, fmt.Sprintf(`  SELECT CAST("%s" AS VARCHAR) AS _entity_id, "version" AS _entity_version, false AS _deleted, %s FROM %s
+  WHERE import_date = (SELECT max(import_date) FROM %s WHERE import_date <= strftime(CAST(day AS DATE), '%%Y%%m%%d'))`,
+			e.Key.Name, strings.Join(fromSnap, ", "), snap, snap))
+	} else {
+		fmt.Fprintf(b, "-- %s: no files yet (plinth lake snapshot writes them)\n", snap)
+	}
+	if hasEvents {
+		fmt.Fprintf(b, "CREATE OR REPLACE VIEW %s AS SELECT * FROM %s;\n", ev, read(loc+"/"+DatasetEvents+"/*/*/*/*/*.parquet"))
+		parts = append(parts, fmt.Sprintf(`  SELECT entityId, entityVersion, eventType LIKE '%%DeletedEvent', %s FROM %s
+  WHERE dateTime < CAST(day AS DATE) + INTERVAL 1 DAY`, strings.Join(fromEv, ", "), ev))
+	} else {
+		fmt.Fprintf(b, "-- %s: no files yet\n", ev)
+	}
+	fmt.Fprintf(b, `CREATE OR REPLACE MACRO %s_as_of(day) AS TABLE
 SELECT * EXCLUDE (_entity_id, _entity_version, _deleted, _rank) FROM (
-  SELECT *, row_number() OVER (PARTITION BY _entity_id ORDER BY _entity_version DESC) AS _rank FROM candidates
+  SELECT *, row_number() OVER (PARTITION BY _entity_id ORDER BY _entity_version DESC) AS _rank FROM (
+%s
+  )
 ) WHERE _rank = 1 AND NOT _deleted;
 
-`, prefix+strings.ReplaceAll(e.Domain.Name+"_"+e.Plural, "-", "_"), snap, ev, key, strings.Join(fromSnap, ", "), strings.Join(fromEv, ", "))
+`, prefix+strings.ReplaceAll(e.Domain.Name+"_"+e.Plural, "-", "_"), strings.Join(parts, "\n  UNION ALL\n"))
 	return nil
 }

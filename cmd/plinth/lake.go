@@ -332,7 +332,18 @@ the end of a day (latest snapshot up to that day, plus the events after it).`,
 					loc = abs
 				}
 			}
-			out, err := lake.DDL(ds, format, loc, splitList(cfg.LakeSpecial))
+			var has func(prefix, dataset string) bool
+			if format == lake.FormatDuckDB {
+				target, err := openLake(cmd.Context(), cfg)
+				if err != nil {
+					return err
+				}
+				has = func(prefix, dataset string) bool {
+					objs, err := target.List(cmd.Context(), prefix+dataset+"/")
+					return err == nil && slices.ContainsFunc(objs, func(o lake.Object) bool { return strings.HasSuffix(o.Key, ".parquet") })
+				}
+			}
+			out, err := lake.DDL(ds, format, loc, splitList(cfg.LakeSpecial), has)
 			if err != nil {
 				return fmt.Errorf("--format: %w", err)
 			}
