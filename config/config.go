@@ -55,6 +55,7 @@ type Config struct {
 	LakeServe         bool          `yaml:"lakeServe" env:"PLINTH_LAKE_SERVE" flag:"lake-serve" usage:"land change events in the lake inside serve (default: on in development, off elsewhere, where plinth lake runs on its own)"`
 	LakeFlushInterval time.Duration `yaml:"lakeFlushInterval" env:"PLINTH_LAKE_FLUSH_INTERVAL" flag:"lake-flush-interval" usage:"land a domain's buffered events at the latest this long after the first came"`
 	LakeSpecial       string        `yaml:"lakeSpecialDomains" env:"PLINTH_LAKE_SPECIAL_DOMAINS" flag:"lake-special-domains" usage:"comma-separated domains whose special-category fields the lake keeps, in a separate dataset under _special/ (default none: they stay out)"`
+	AuditHotRetention time.Duration `yaml:"auditHotRetention" env:"PLINTH_AUDIT_HOT_RETENTION" flag:"audit-hot-retention" usage:"plinth lake audit trims audit records older than this from the store once they are archived in the lake (default 0: keep them all)"`
 	LakeS3Endpoint    string        `yaml:"lakeS3Endpoint" env:"PLINTH_LAKE_S3_ENDPOINT" flag:"lake-s3-endpoint" usage:"endpoint URL of an S3-compatible store for an s3:// lake (path-style addressing); credentials and region come from the usual AWS settings"`
 
 	SupportLogDir string `yaml:"supportLogDir" env:"PLINTH_SUPPORT_LOG_DIR" flag:"pg-log-dir" usage:"folder of PostgreSQL's CSV server log (its log_directory, as this machine sees it), for plinth support log; default: ask the server and use it when readable here"`

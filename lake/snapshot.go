@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -165,6 +164,3 @@ func (s *snapshotSet) finish(ctx context.Context, target Target, e *plinth.Entit
 	}
 	return m, nil
 }
-
-// itoa is strconv.FormatInt for the lake's messages.
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }

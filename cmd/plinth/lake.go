@@ -59,7 +59,7 @@ data directory, which only one process at a time can open.`,
 	addConfigFlags(cmd, with(lakeFlags, "nats-url", "lake-flush-interval")...)
 	cmd.Flags().IntVar(&flushEvents, "flush-events", lake.DefaultFlushEvents, "land a domain's buffer when it holds this many events")
 	cmd.Flags().BoolVar(&drain, "drain", false, "land the events waiting in the streams, then exit")
-	cmd.AddCommand(lakeSnapshotCommand(), lakeCompactCommand(), lakeDDLCommand(), lakeEraseCommand())
+	cmd.AddCommand(lakeSnapshotCommand(), lakeCompactCommand(), lakeDDLCommand(), lakeEraseCommand(), lakeAuditCommand())
 	return cmd
 }
 
@@ -444,4 +444,82 @@ func eraseFromLake(cmd *cobra.Command, cfg Config, st plinth.Store, target lake.
 		return fmt.Errorf("the erasure is done and audited, but the audit record is not chained yet (plinth audit chain links it): %w", err)
 	}
 	return nil
+}
+
+func lakeAuditCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Archive the audit trail to the lake, then trim the store by --audit-hot-retention",
+		Long: `Copy the chained audit records the lake does not hold yet to
+{lake}/_audit/import_year=…/import_date=YYYYMMDD/part-<first>-<last>.parquet, each
+with its JSON, its hash and the hash before it. plinth audit verify and plinth
+audit search read the archive and the store together.
+
+With --audit-hot-retention (default 0: keep every record), records older than
+that which are archived are then deleted from the store (never its newest).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, _, st, err := openConfigured(cmd)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			as, ok := st.(plinth.AuditStore)
+			if !ok {
+				return fmt.Errorf("the store keeps no audit trail")
+			}
+			ctx := cmd.Context()
+			target, err := openLake(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			arch := lake.NewAuditArchive(target)
+			p := newProgress(-1, "archiving the audit trail", newLogger(cfg.LogLevel))
+			res, err := arch.Archive(ctx, as, 0, func(n int64) { p.Add(int(n - p.done)) })
+			if err != nil {
+				p.Stop()
+				return err
+			}
+			p.Finish()
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "archived %d audit records in %d files to %s; the archive holds records 1–%d\n", res.Records, res.Files, target, res.Last)
+			if cfg.AuditHotRetention <= 0 {
+				return nil
+			}
+			trimmer, ok := st.(plinth.AuditTrimmer)
+			if !ok {
+				return fmt.Errorf("--audit-hot-retention: this store cannot trim its audit trail")
+			}
+			through, err := arch.TrimThrough(ctx, time.Now().Add(-cfg.AuditHotRetention))
+			if err != nil {
+				return err
+			}
+			n, err := trimmer.TrimAudit(ctx, through)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "trimmed %d audit records older than %s from the store (they are in the archive)\n", n, cfg.AuditHotRetention)
+			return nil
+		},
+	}
+	addConfigFlags(cmd, with(lakeFlags, "store", "audit-hot-retention")...)
+	return cmd
+}
+
+// auditArchive returns the lake's audit archive when it holds records,
+// else nil.
+func auditArchive(cmd *cobra.Command, cfg Config) (audit.Archive, error) {
+	target, err := openLake(cmd.Context(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	arch := lake.NewAuditArchive(target)
+	empty, err := arch.Empty(cmd.Context())
+	if err != nil {
+		return nil, fmt.Errorf("reading the audit archive in %s: %w", target, err)
+	}
+	if empty {
+		return nil, nil
+	}
+	return arch, nil
 }
