@@ -130,8 +130,16 @@ func (l *Lander) Stats() Stats { return l.stats }
 // Run lands events from src until ctx is done; then it lands what it
 // holds and returns nil. It returns an error when src fails; files not
 // yet landed are landed again by the next run (their events were not
-// acknowledged).
+// acknowledged). It first checks that no column of the lake would change
+// its type (an error wrapping ErrSchema).
 func (l *Lander) Run(ctx context.Context, src Source) error {
+	for _, views := range l.views {
+		for _, v := range views {
+			if err := v.checkSchema(ctx, l.target); err != nil {
+				return err
+			}
+		}
+	}
 	for {
 		wait := l.cfg.FlushInterval
 		if len(l.pending) > 0 {

@@ -190,3 +190,28 @@ func rewrite(w io.Writer, files [][]byte, meta map[string]string, keep func(pq.R
 	}
 	return n, nil
 }
+
+// Columns returns the type of each top-level column of a schema, as text
+// (physical and logical type): two files whose columns have the same
+// text hold the same kind of values there.
+func Columns(s *pq.Schema) map[string]string {
+	out := map[string]string{}
+	for _, f := range s.Fields() {
+		t := f.Type()
+		text := t.Kind().String()
+		if lt := t.LogicalType(); lt != nil {
+			text += " " + lt.String()
+		}
+		out[f.Name()] = text
+	}
+	return out
+}
+
+// FileColumns is Columns of a file's schema.
+func FileColumns(file []byte) (map[string]string, error) {
+	f, err := pq.OpenFile(bytes.NewReader(file), int64(len(file)))
+	if err != nil {
+		return nil, fmt.Errorf("parquet: %w", err)
+	}
+	return Columns(f.Schema()), nil
+}

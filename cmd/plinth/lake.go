@@ -145,7 +145,7 @@ func landDomain(ctx context.Context, cfg Config, lc lake.Config, d *plinth.Domai
 		if ctx.Err() != nil {
 			return nil
 		}
-		if lc.Drain {
+		if lc.Drain || errors.Is(err, lake.ErrSchema) {
 			return fmt.Errorf("lake: domain %s: %w", d.Name, err)
 		}
 		logger.Error("landing events failed; trying again", "domain", d.Name, "error", err, "retryIn", pause)
