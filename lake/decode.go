@@ -96,7 +96,7 @@ type wire struct {
 // row decodes a published event into the row the lake lands.
 func (v *entityView) row(seq uint64, payload []byte) (parquet.EventRow, error) {
 	var w wire
-	if err := json.Unmarshal(payload, &w, json.RejectUnknownMembers(false)); err != nil {
+	if err := json.Unmarshal(payload, &w, json.RejectUnknownMembers(false), jsontext.AllowDuplicateNames(true)); err != nil {
 		return parquet.EventRow{}, fmt.Errorf("not a Plinth event: %w", err)
 	}
 	if w.ID == "" || w.EventType == "" {
@@ -143,7 +143,9 @@ func (v *entityView) record(raw []byte) (plinth.Record, error) {
 	return rec, nil
 }
 
-// strip removes the members the lake leaves out from oldData or newData.
+// strip removes the members the lake leaves out from oldData or newData:
+// a top-level object as Plinth writes it (compact JSON), scanned member by
+// member without decoding the values.
 func (v *entityView) strip(raw jsontext.Value) []byte {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil
@@ -151,9 +153,105 @@ func (v *entityView) strip(raw jsontext.Value) []byte {
 	if len(v.omitted) == 0 {
 		return raw
 	}
+	out, ok := stripMembers(raw, v.omitted)
+	if !ok {
+		return stripSlow(raw, v.omitted)
+	}
+	return out
+}
+
+// stripMembers is strip's fast path; ok is false for JSON it does not
+// expect (whitespace, say), which stripSlow then handles.
+func stripMembers(raw []byte, omit map[string]bool) (_ []byte, ok bool) {
+	if len(raw) < 2 || raw[0] != '{' {
+		return nil, false
+	}
+	out := make([]byte, 1, len(raw))
+	out[0] = '{'
+	i := 1
+	for i < len(raw) && raw[i] != '}' {
+		start := i
+		if raw[i] != '"' {
+			return nil, false
+		}
+		end := skipString(raw, i)
+		if end < 0 || end >= len(raw) || raw[end] != ':' {
+			return nil, false
+		}
+		name := raw[i+1 : end-1]
+		vend := skipValue(raw, end+1)
+		if vend < 0 || vend >= len(raw) {
+			return nil, false
+		}
+		if !omit[string(name)] { // member names need no unescaping: Plinth's are plain
+			if len(out) > 1 {
+				out = append(out, ',')
+			}
+			out = append(out, raw[start:vend]...)
+		}
+		i = vend
+		if raw[i] == ',' {
+			i++
+		}
+	}
+	return append(out, '}'), i == len(raw)-1
+}
+
+// skipString returns the index after the string starting at b[i].
+func skipString(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return -1
+}
+
+// skipValue returns the index after the JSON value starting at b[i].
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = skipString(b, j) - 1
+				if j < 0 {
+					return -1
+				}
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return -1
+	}
+	for j := i; j < len(b); j++ { // number, true, false, null
+		if c := b[j]; c == ',' || c == '}' || c == ']' {
+			return j
+		}
+	}
+	return -1
+}
+
+// stripSlow is strip through a JSON decoder.
+func stripSlow(raw []byte, omit map[string]bool) []byte {
 	var out bytes.Buffer
-	enc := jsontext.NewEncoder(&out)
-	dec := jsontext.NewDecoder(bytes.NewReader(raw))
+	out.Grow(len(raw))
+	enc := jsontext.NewEncoder(&out, jsontext.AllowDuplicateNames(true))
+	dec := jsontext.NewDecoder(bytes.NewReader(raw), jsontext.AllowDuplicateNames(true))
 	if _, err := dec.ReadToken(); err != nil { // {
 		return raw
 	}
@@ -168,7 +266,7 @@ func (v *entityView) strip(raw jsontext.Value) []byte {
 		if err != nil {
 			return raw
 		}
-		if v.omitted[name] {
+		if omit[name] {
 			continue
 		}
 		_ = enc.WriteToken(jsontext.String(name))

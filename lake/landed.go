@@ -74,12 +74,11 @@ func (x *landedIndex) has(ctx context.Context, partition string, seq uint64) (bo
 }
 
 // add records a file just landed.
-func (x *landedIndex) add(partition, key string, seqs []uint64) {
+func (x *landedIndex) add(partition, key string, first, last uint64) {
 	if _, ok := x.partitions[partition]; !ok {
 		return // listed when first asked, with this file
 	}
-	x.partitions[partition] = append(x.partitions[partition],
-		landedFile{key: key, first: seqs[0], last: seqs[len(seqs)-1]})
+	x.partitions[partition] = append(x.partitions[partition], landedFile{key: key, first: first, last: last})
 }
 
 // readSequences returns the sequence column of an events file.

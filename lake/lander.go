@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/plinth-data/plinth"
@@ -45,7 +47,8 @@ type Config struct {
 	// dataset of their own under SpecialPrefix. Off by default: they stay
 	// out of the lake.
 	Special bool
-	// Parquet tunes the files (compression: zstd by default).
+	// Parquet tunes the files (compression: zstd at its fastest level by
+	// default, parquet.FastZstd).
 	Parquet parquet.Options
 	// Drain makes Run return once the stream has nothing more to give
 	// (after landing what it holds): for batch jobs and backfills.
@@ -74,6 +77,9 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Parquet.Compression == nil {
+		c.Parquet.Compression = parquet.FastZstd
+	}
 	return c
 }
 
@@ -86,7 +92,8 @@ type Lander struct {
 	views   map[string][]*entityView // by plural: the main dataset, and the special one if opted in
 	landed  *landedIndex
 	log     *slog.Logger
-	pending []pendingEvent
+	files   map[string]*openFile // the files being written, by partition folder
+	pending int                  // events buffered in them
 	bytes   int
 	inBuf   map[uint64]bool
 	first   time.Time // when the oldest buffered event came
@@ -95,9 +102,12 @@ type Lander struct {
 	stats   Stats
 }
 
-type pendingEvent struct {
-	view *entityView
-	row  parquet.EventRow
+// openFile is a file of one partition being written: events go into it
+// as they come, so the buffer holds encoded columns, not decoded events.
+type openFile struct {
+	buf         bytes.Buffer
+	w           *parquet.EventWriter
+	first, last uint64
 }
 
 // Stats counts what a Lander did.
@@ -113,7 +123,7 @@ type Stats struct {
 func NewLander(d *plinth.Domain, target Target, cfg Config) *Lander {
 	cfg = cfg.withDefaults()
 	l := &Lander{domain: d, target: target, cfg: cfg, views: map[string][]*entityView{},
-		landed: newLandedIndex(target), inBuf: map[uint64]bool{},
+		landed: newLandedIndex(target), inBuf: map[uint64]bool{}, files: map[string]*openFile{},
 		log: cfg.Logger.With("component", "lake", "domain", d.Name, "lake", target.String())}
 	for _, e := range d.Entities {
 		l.views[e.Plural] = []*entityView{newEntityView(e, LakeEntity(e), EntityPrefix(e))}
@@ -140,39 +150,48 @@ func (l *Lander) Run(ctx context.Context, src Source) error {
 			}
 		}
 	}
+	// One goroutine fetches the next batch while this one decodes and
+	// lands the last.
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	batches := make(chan fetched, 1)
+	go l.fetch(fctx, src, batches)
+	final := func() error {
+		// Land what is held, then stop.
+		c, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		return l.Flush(c, src)
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
-		wait := l.cfg.FlushInterval
-		if len(l.pending) > 0 {
-			wait = time.Until(l.first.Add(l.cfg.FlushInterval))
+		timer.Reset(time.Hour)
+		if l.pending > 0 {
+			timer.Reset(time.Until(l.first.Add(l.cfg.FlushInterval)))
 		}
-		var msgs []Message
-		var err error
-		if wait > 0 {
-			room := min(l.cfg.FlushEvents-len(l.pending), 4096)
-			longest := 5 * time.Second
-			if l.cfg.Drain {
-				longest = time.Second
+		var due bool
+		select {
+		case <-ctx.Done():
+			return final()
+		case <-timer.C:
+			due = true
+		case f := <-batches:
+			if ctx.Err() != nil {
+				return final()
 			}
-			msgs, err = src.Fetch(ctx, max(room, 1), min(wait, longest))
+			if f.err != nil {
+				return fmt.Errorf("lake: reading the %s events: %w", l.domain.Name, f.err)
+			}
+			if len(f.msgs) == 0 && l.cfg.Drain {
+				return l.Flush(ctx, src)
+			}
+			if err := l.addBatch(ctx, f.msgs); err != nil {
+				return err
+			}
+			// Only skipped messages: acknowledge them.
+			due = l.pending == 0 && l.lastSeq > l.acked
 		}
-		if ctx.Err() != nil {
-			// Land what is held, then stop.
-			fctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			return l.Flush(fctx, src)
-		}
-		if err != nil {
-			return fmt.Errorf("lake: reading the %s events: %w", l.domain.Name, err)
-		}
-		for _, m := range msgs {
-			l.add(m)
-		}
-		if wait > 0 && len(msgs) == 0 && l.cfg.Drain {
-			return l.Flush(ctx, src)
-		}
-		due := len(l.pending) > 0 && !time.Now().Before(l.first.Add(l.cfg.FlushInterval)) ||
-			len(l.pending) == 0 && l.lastSeq > l.acked // only skipped messages: acknowledge them
-		if len(l.pending) >= l.cfg.FlushEvents || l.bytes >= l.cfg.FlushBytes || due {
+		if due || l.pending >= l.cfg.FlushEvents || l.bytes >= l.cfg.FlushBytes {
 			if err := l.Flush(ctx, src); err != nil {
 				return err
 			}
@@ -180,77 +199,96 @@ func (l *Lander) Run(ctx context.Context, src Source) error {
 	}
 }
 
-// add buffers one message.
-func (l *Lander) add(m Message) {
-	l.lastSeq = max(l.lastSeq, m.Seq)
-	if l.inBuf[m.Seq] {
-		l.stats.Duplicates++ // delivered again while buffered
-		return
-	}
-	views := l.views[subjectPlural(m.Subject)]
-	if views == nil {
-		l.stats.Skipped++
-		l.log.Error("a message of no entity of the domain; it is not landed", "subject", m.Subject, "sequence", m.Seq)
-		return
-	}
-	if len(l.pending) == 0 {
-		l.first = time.Now()
-	}
-	for _, view := range views {
-		row, err := view.row(m.Seq, m.Data)
-		if err != nil {
-			l.stats.Skipped++
-			l.log.Error("a message that is no Plinth event; it is not landed", "subject", m.Subject, "sequence", m.Seq, "error", err)
-			return
-		}
-		l.pending = append(l.pending, pendingEvent{view: view, row: row})
-	}
-	l.inBuf[m.Seq] = true
-	l.bytes += len(m.Data)
+type fetched struct {
+	msgs []Message
+	err  error
 }
 
-// Flush lands the buffered events (one file per entity and day, less
-// those a file already holds) and then acknowledges them.
-func (l *Lander) Flush(ctx context.Context, src Source) error {
-	if len(l.pending) == 0 && l.lastSeq <= l.acked {
-		return nil
+// fetch hands batches of messages to the landing loop until ctx is done
+// or the source fails.
+func (l *Lander) fetch(ctx context.Context, src Source, out chan<- fetched) {
+	wait := min(l.cfg.FlushInterval, 5*time.Second)
+	if l.cfg.Drain {
+		wait = time.Second
 	}
-	groups := map[string][]pendingEvent{}
-	for _, p := range l.pending {
-		key := EventsPartition(p.view.prefix, p.row.DateTime)
-		groups[key] = append(groups[key], p)
+	for {
+		msgs, err := src.Fetch(ctx, min(l.cfg.FlushEvents, 4096), wait)
+		select {
+		case out <- fetched{msgs, err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
 	}
-	keys := make([]string, 0, len(groups))
-	for k := range groups {
-		keys = append(keys, k)
+}
+
+// decoded is a message decoded for each of its views.
+type decoded struct {
+	views []*entityView
+	rows  []parquet.EventRow
+	err   error
+}
+
+// addBatch decodes a batch on every core, then buffers it in order.
+func (l *Lander) addBatch(ctx context.Context, msgs []Message) error {
+	out := make([]decoded, len(msgs))
+	workers := min(runtime.GOMAXPROCS(0), (len(msgs)+255)/256)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(msgs); i += workers {
+				out[i] = l.decode(msgs[i])
+			}
+		}()
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if err := l.landPartition(ctx, k, groups[k]); err != nil {
+	wg.Wait()
+	for i, m := range msgs {
+		if err := l.add(ctx, m, out[i]); err != nil {
 			return err
 		}
 	}
-	if l.lastSeq > l.acked {
-		if err := src.Ack(ctx, l.lastSeq); err != nil {
-			return fmt.Errorf("lake: acknowledging the %s events up to %d: %w", l.domain.Name, l.lastSeq, err)
-		}
-		l.acked = l.lastSeq
-	}
-	if n := len(l.pending); n > 0 {
-		l.log.Info("landed", "events", n, "upTo", l.acked, "landedSoFar", l.stats.Landed, "files", l.stats.Files)
-	}
-	l.pending = l.pending[:0]
-	clear(l.inBuf)
-	l.bytes = 0
 	return nil
 }
 
-// landPartition writes one file of the events of a partition that no
-// file of it holds yet.
-func (l *Lander) landPartition(ctx context.Context, partition string, evs []pendingEvent) error {
-	fresh := evs[:0:0]
-	for _, p := range evs {
-		have, err := l.landed.has(ctx, partition, p.row.Sequence)
+// decode decodes a message for each view of its entity.
+func (l *Lander) decode(m Message) decoded {
+	d := decoded{views: l.views[subjectPlural(m.Subject)]}
+	for _, view := range d.views {
+		row, err := view.row(m.Seq, m.Data)
+		if err != nil {
+			d.err = err
+			return d
+		}
+		d.rows = append(d.rows, row)
+	}
+	return d
+}
+
+// add buffers one decoded message: it writes it into the open file of
+// its partition, unless a file of the lake holds it already.
+func (l *Lander) add(ctx context.Context, m Message, d decoded) error {
+	l.lastSeq = max(l.lastSeq, m.Seq)
+	switch {
+	case l.inBuf[m.Seq]:
+		l.stats.Duplicates++ // delivered again while buffered
+		return nil
+	case d.views == nil:
+		l.stats.Skipped++
+		l.log.Error("a message of no entity of the domain; it is not landed", "subject", m.Subject, "sequence", m.Seq)
+		return nil
+	case d.err != nil:
+		l.stats.Skipped++
+		l.log.Error("a message that is no Plinth event; it is not landed", "subject", m.Subject, "sequence", m.Seq, "error", d.err)
+		return nil
+	}
+	for i, view := range d.views {
+		row := d.rows[i]
+		partition := EventsPartition(view.prefix, row.DateTime)
+		have, err := l.landed.has(ctx, partition, row.Sequence)
 		if err != nil {
 			return err
 		}
@@ -258,35 +296,71 @@ func (l *Lander) landPartition(ctx context.Context, partition string, evs []pend
 			l.stats.Duplicates++
 			continue
 		}
-		fresh = append(fresh, p)
-	}
-	if len(fresh) == 0 {
-		return nil
-	}
-	sort.Slice(fresh, func(i, j int) bool { return fresh[i].row.Sequence < fresh[j].row.Sequence })
-	var buf bytes.Buffer
-	w, err := parquet.NewEventWriter(&buf, fresh[0].view.e, l.cfg.Parquet)
-	if err != nil {
-		return err
-	}
-	seqs := make([]uint64, len(fresh))
-	for i, p := range fresh {
-		if err := w.Write(p.row); err != nil {
+		f := l.files[partition]
+		if f == nil {
+			f = &openFile{first: row.Sequence, last: row.Sequence}
+			if f.w, err = parquet.NewEventWriter(&f.buf, view.e, l.cfg.Parquet); err != nil {
+				return err
+			}
+			l.files[partition] = f
+		}
+		if err := f.w.Write(row); err != nil {
 			return err
 		}
-		seqs[i] = p.row.Sequence
+		f.first, f.last = min(f.first, row.Sequence), max(f.last, row.Sequence)
 	}
-	if err := w.Close(); err != nil {
+	if l.pending == 0 {
+		l.first = time.Now()
+	}
+	l.pending++
+	l.inBuf[m.Seq] = true
+	l.bytes += len(m.Data)
+	return nil
+}
+
+// Flush lands the open files, each under its partition, and then
+// acknowledges every message buffered.
+func (l *Lander) Flush(ctx context.Context, src Source) error {
+	keys := make([]string, 0, len(l.files))
+	for k := range l.files {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, partition := range keys {
+		if err := l.land(ctx, partition, l.files[partition]); err != nil {
+			return err
+		}
+		delete(l.files, partition)
+	}
+	if l.lastSeq > l.acked {
+		if err := src.Ack(ctx, l.lastSeq); err != nil {
+			return fmt.Errorf("lake: acknowledging the %s events up to %d: %w", l.domain.Name, l.lastSeq, err)
+		}
+		l.acked = l.lastSeq
+	}
+	if l.pending > 0 {
+		l.log.Info("landed", "events", l.pending, "upTo", l.acked, "landedSoFar", l.stats.Landed, "files", l.stats.Files)
+	}
+	l.pending, l.bytes = 0, 0
+	clear(l.inBuf)
+	return nil
+}
+
+// land writes one open file to the lake: visible at once, durable when
+// Put returns.
+func (l *Lander) land(ctx context.Context, partition string, f *openFile) error {
+	if err := f.w.Close(); err != nil {
 		return err
 	}
-	key := partition + PartName(seqs[0], seqs[len(seqs)-1])
-	if err := l.target.Put(ctx, key, buf.Bytes()); err != nil {
+	key := partition + PartName(f.first, f.last)
+	if err := l.target.Put(ctx, key, f.buf.Bytes()); err != nil {
 		return fmt.Errorf("lake: landing %s: %w", key, err)
 	}
-	l.landed.add(partition, key, seqs)
-	l.stats.Landed += int64(len(fresh))
+	l.landed.add(partition, key, f.first, f.last)
+	n := f.w.Count()
+	l.stats.Landed += n
 	l.stats.Files++
-	l.stats.Bytes += int64(buf.Len())
-	l.log.Debug("landed", "file", key, "events", len(fresh), "bytes", buf.Len())
+	l.stats.Bytes += int64(f.buf.Len())
+	l.log.Debug("landed", "file", key, "events", n, "bytes", f.buf.Len())
 	return nil
 }

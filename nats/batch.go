@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,8 +26,9 @@ import (
 // handled.
 type BatchSource struct {
 	cons jetstream.Consumer
-	last jetstream.Msg // the highest-sequence message delivered
-	seq  uint64
+
+	mu   sync.Mutex
+	ends map[uint64]jetstream.Msg // the last message of each batch not yet acknowledged
 }
 
 // NewBatchSource opens (creating, or resetting to its acknowledgement
@@ -60,7 +62,7 @@ func NewBatchSource(ctx context.Context, js jetstream.JetStream, stream, durable
 	if err != nil {
 		return nil, fmt.Errorf("nats: creating the consumer %s of %s: %w", durable, stream, err)
 	}
-	return &BatchSource{cons: cons}, nil
+	return &BatchSource{cons: cons, ends: map[uint64]jetstream.Msg{}}, nil
 }
 
 // Fetch returns the messages waiting, up to limit; when none wait, it waits
@@ -98,16 +100,23 @@ func (s *BatchSource) fetch(ctx context.Context, n int, wait time.Duration) ([]l
 		return nil, err
 	}
 	var out []lake.Message
+	var last jetstream.Msg
+	var lastSeq uint64
 	for msg := range batch.Messages() {
 		md, err := msg.Metadata()
 		if err != nil {
 			return out, err
 		}
 		seq := md.Sequence.Stream
-		if seq > s.seq {
-			s.seq, s.last = seq, msg
+		if seq > lastSeq {
+			last, lastSeq = msg, seq
 		}
 		out = append(out, lake.Message{Seq: seq, Subject: msg.Subject(), Data: msg.Data()})
+	}
+	if last != nil {
+		s.mu.Lock()
+		s.ends[lastSeq] = last
+		s.mu.Unlock()
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		return out, err
@@ -115,11 +124,19 @@ func (s *BatchSource) fetch(ctx context.Context, n int, wait time.Duration) ([]l
 	return out, nil
 }
 
-// Ack acknowledges every message up to seq, which must be the highest
-// sequence delivered so far, and waits for the server to confirm it.
+// Ack acknowledges every message up to seq, which must end a batch
+// Fetch returned, and waits for the server to confirm it.
 func (s *BatchSource) Ack(ctx context.Context, seq uint64) error {
-	if s.last == nil || seq != s.seq {
-		return fmt.Errorf("nats: acknowledging up to %d, but the last message delivered is %d", seq, s.seq)
+	s.mu.Lock()
+	msg := s.ends[seq]
+	for k := range s.ends {
+		if k <= seq {
+			delete(s.ends, k)
+		}
 	}
-	return s.last.DoubleAck(ctx)
+	s.mu.Unlock()
+	if msg == nil {
+		return fmt.Errorf("nats: acknowledging up to %d, which ends no batch delivered", seq)
+	}
+	return msg.DoubleAck(ctx)
 }
