@@ -3,6 +3,7 @@ package lake
 import (
 	"bytes"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/internal/jsonscan"
 	"github.com/plinth-data/plinth/parquet"
 )
 
@@ -93,14 +95,99 @@ type wire struct {
 	State         jsontext.Value `json:"state"`
 }
 
-// row decodes a published event into the row the lake lands.
+// row decodes a published event into the row the lake lands: walked
+// with jsonscan, or through a decoder when it is not JSON as Plinth
+// writes it.
 func (v *entityView) row(seq uint64, payload []byte) (parquet.EventRow, error) {
+	r, ok, err := v.scan(seq, payload)
+	if !ok {
+		r, err = v.decode(seq, payload)
+	}
+	if err != nil {
+		return parquet.EventRow{}, err
+	}
+	if r.ID == "" || r.EventType == "" {
+		return parquet.EventRow{}, fmt.Errorf("not a Plinth event: no id or eventType")
+	}
+	return r, nil
+}
+
+// scan reads the envelope member by member; ok is false when it cannot.
+func (v *entityView) scan(seq uint64, payload []byte) (r parquet.EventRow, ok bool, err error) {
+	r.Sequence = seq
+	text := func(raw []byte) string {
+		t, _, good := jsonscan.Text(raw, nil)
+		if !good {
+			ok = false
+		}
+		return string(t)
+	}
+	ok = true
+	walked := jsonscan.Members(payload, func(name, value []byte) bool {
+		if jsonscan.IsNull(value) {
+			return true
+		}
+		switch string(name) {
+		case "id":
+			r.ID = text(value)
+		case "eventType":
+			r.EventType = text(value)
+		case "sourceSystem":
+			r.SourceSystem = text(value)
+		case "correlationId":
+			r.CorrelationID = text(value)
+		case "entityId":
+			r.EntityID = text(value)
+		case "dateTime":
+			t, perr := time.Parse(time.RFC3339Nano, text(value))
+			if perr != nil {
+				err = fmt.Errorf("not a Plinth event: dateTime: %w", perr)
+				return false
+			}
+			r.DateTime = t.UTC()
+		case "entityVersion":
+			n, perr := strconv.ParseInt(string(value), 10, 64)
+			if perr != nil {
+				err = fmt.Errorf("not a Plinth event: entityVersion %.20s", value)
+				return false
+			}
+			r.EntityVersion = n
+		case "user":
+			ok = ok && jsonscan.Members(value, func(n, val []byte) bool {
+				switch string(n) {
+				case "name":
+					r.UserName = text(val)
+				case "email":
+					r.UserEmail = text(val)
+				}
+				return true
+			})
+		case "eventData":
+			ok = ok && jsonscan.Members(value, func(n, val []byte) bool {
+				switch string(n) {
+				case "oldData":
+					r.OldData = v.strip(val)
+				case "newData":
+					r.NewData = v.strip(val)
+				}
+				return true
+			})
+		case "state":
+			r.StateJSON = value
+		}
+		return ok
+	})
+	if err != nil {
+		return r, true, err
+	}
+	return r, ok && walked, nil
+}
+
+// decode reads the envelope with a JSON decoder.
+func (v *entityView) decode(seq uint64, payload []byte) (parquet.EventRow, error) {
 	var w wire
 	if err := json.Unmarshal(payload, &w, json.RejectUnknownMembers(false), jsontext.AllowDuplicateNames(true)); err != nil {
 		return parquet.EventRow{}, fmt.Errorf("not a Plinth event: %w", err)
-	}
-	if w.ID == "" || w.EventType == "" {
-		return parquet.EventRow{}, fmt.Errorf("not a Plinth event: no id or eventType")
 	}
 	r := parquet.EventRow{
 		Sequence: seq, ID: w.ID, EventType: w.EventType, EntityID: w.EntityID,

@@ -9,6 +9,7 @@ import (
 	pq "github.com/parquet-go/parquet-go"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/internal/jsonscan"
 )
 
 // Event files (the data lake's events datasets) hold one row per change
@@ -56,6 +57,9 @@ type EventRow struct {
 	OldData, NewData []byte
 	// State is the record after the change; nil on delete.
 	State *plinth.Record
+	// StateJSON, when State is nil, is the record after the change as
+	// the API's JSON (as the event carries it); nil or null on delete.
+	StateJSON []byte
 }
 
 // EventSchemaFor returns the Parquet schema of the events of an entity.
@@ -111,15 +115,22 @@ func (w *EventWriter) Write(ev EventRow) error {
 		jsonText(ev.OldData, 10), jsonText(ev.NewData, 11),
 	)
 	base := len(EventColumns)
-	if ev.State == nil {
+	var err error
+	switch {
+	case ev.State != nil:
+		row, err = w.w.m.appendColumns(row, *ev.State, base)
+	case len(ev.StateJSON) > 0 && !jsonscan.IsNull(ev.StateJSON):
+		var ok bool
+		if row, ok, err = w.w.m.appendJSON(row, ev.StateJSON, base); err == nil && !ok {
+			err = fmt.Errorf("the state is not a JSON object")
+		}
+	default:
 		for i := 0; i < w.nulls; i++ {
 			row = append(row, pq.NullValue().Level(0, 0, base+i))
 		}
-	} else {
-		var err error
-		if row, err = w.w.m.appendColumns(row, *ev.State, base); err != nil {
-			return fmt.Errorf("event %s: %w", ev.ID, err)
-		}
+	}
+	if err != nil {
+		return fmt.Errorf("event %s: %w", ev.ID, err)
 	}
 	return w.w.writeRow(row)
 }

@@ -120,7 +120,7 @@ type Mapping struct {
 	e      *plinth.Entity
 	schema *pq.Schema
 	nested *report.NestedJSON
-	json   []byte // the JSON text of the nested values of the current row
+	json   *jsonColumns // made when a record first comes as JSON
 }
 
 // NewMapping returns the row mapping of an entity.
