@@ -206,3 +206,14 @@ func cleanList(list []string) []string {
 	}
 	return list
 }
+
+// AuditTrimmer is implemented by a store that can drop the oldest chained
+// records from its audit trail, once they are archived elsewhere (the data
+// lake's _audit dataset, `plinth lake audit`). It is the one exception to
+// "never deletes a chained record": the head stays, so the chain goes on,
+// and the archive with its hashes keeps the chain verifiable.
+type AuditTrimmer interface {
+	// TrimAudit deletes the chained records with sequence through or
+	// lower (never the head) and returns how many it deleted.
+	TrimAudit(ctx context.Context, through int64) (int64, error)
+}

@@ -90,3 +90,43 @@ func ReportMayInclude(e *plinth.Entity, report plinth.AuditRecord, data map[stri
 	}
 	return q.Matches(data)
 }
+
+// SearchAllWithArchive is SearchAll over a chain whose older records are
+// in an archive (nil for none): the archived records q selects, then the
+// store's after the archive's last.
+func SearchAllWithArchive(ctx context.Context, store plinth.AuditStore, archive Archive, q plinth.AuditQuery, fn func(plinth.AuditRecord) error) error {
+	if archive != nil {
+		var last int64
+		err := archive.ScanArchive(ctx, q.After, func(r plinth.AuditRecord) error {
+			last = r.Sequence
+			if Matches(q, r) {
+				return fn(r)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("audit: searching the archive: %w", err)
+		}
+		q.After = max(q.After, last)
+	}
+	return SearchAll(ctx, store, q, fn)
+}
+
+// Matches reports whether a record meets a query's filters (not After or
+// Limit), as the stores' AuditRecords do.
+func Matches(q plinth.AuditQuery, r plinth.AuditRecord) bool {
+	p := r.Principal
+	switch {
+	case q.User != "" && q.User != p.Subject && q.User != p.Email && q.User != p.Consumer:
+		return false
+	case q.EntityID != "" && !slices.Contains(r.RecordIDs, q.EntityID):
+		return false
+	case q.Domain != "" && q.Domain != r.Domain:
+		return false
+	case !q.Since.IsZero() && r.Time.Before(q.Since):
+		return false
+	case !q.Until.IsZero() && !r.Time.Before(q.Until):
+		return false
+	}
+	return true
+}

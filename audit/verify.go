@@ -76,67 +76,148 @@ const progressEvery = 1000
 // far every thousand records and at the end. The error is for failures to
 // read the chain; a broken chain is reported in Report.Broken.
 func Verify(ctx context.Context, store plinth.AuditStore, progress func(done int64), anchors ...Anchor) (Report, error) {
-	var rep Report
-	var prev *plinth.AuditRecord
-	want := map[int64]string{}
+	return VerifyWithArchive(ctx, store, nil, progress, anchors...)
+}
+
+// Archive holds the older part of an audit trail outside the store (the
+// data lake's _audit dataset): records 1…n of the chain, as they were
+// chained, with their hashes. The store may have been trimmed of them
+// (plinth.AuditTrimmer).
+type Archive interface {
+	// ScanArchive calls fn for every archived record after sequence
+	// after, in order, exactly as archived.
+	ScanArchive(ctx context.Context, after int64, fn func(plinth.AuditRecord) error) error
+}
+
+// VerifyWithArchive is Verify over a chain whose older records are in an
+// archive (nil for none): it walks the archive, then the store's records
+// after the archive's last. Records that are in both must be the same
+// record with the same hash, or the chain is broken there.
+func VerifyWithArchive(ctx context.Context, store plinth.AuditStore, archive Archive, progress func(done int64), anchors ...Anchor) (Report, error) {
+	w := &walker{want: map[int64]string{}, progress: progress}
 	for _, a := range anchors {
-		want[a.Sequence] = strings.ToLower(a.Hash)
+		w.want[a.Sequence] = strings.ToLower(a.Hash)
 	}
-	breakAt := func(seq int64, format string, args ...any) {
-		if rep.Broken == nil {
-			rep.Broken = &Break{Sequence: seq, Problem: fmt.Sprintf(format, args...)}
+	var archived map[int64]string // hashes of archived records the store may still hold
+	var last int64
+	if archive != nil {
+		first, err := firstStored(ctx, store)
+		if err != nil {
+			return w.rep, err
+		}
+		archived = map[int64]string{}
+		err = archive.ScanArchive(ctx, 0, func(r plinth.AuditRecord) error {
+			w.check(r)
+			if first > 0 && r.Sequence >= first {
+				archived[r.Sequence] = r.Hash
+			}
+			last = r.Sequence
+			return nil
+		})
+		if err != nil {
+			return w.rep, fmt.Errorf("audit: reading the archive: %w", err)
 		}
 	}
 	err := store.ScanAudit(ctx, 0, func(r plinth.AuditRecord) error {
-		rep.Records++
-		expected := int64(1)
-		if prev != nil {
-			expected = prev.Sequence + 1
-		}
-		switch {
-		case r.Hash != r.ComputeHash():
-			if rep.Broken == nil {
-				breakAt(r.Sequence, "record %d was changed after it was written: %s", r.Sequence, whyChanged(r))
+		if r.Sequence <= last {
+			switch h, ok := archived[r.Sequence]; {
+			case !ok:
+			case r.Hash != r.ComputeHash():
+				w.breakAt(r.Sequence, "record %d in the store was changed after it was written: %s", r.Sequence, whyChanged(r))
+			case r.Hash != h:
+				w.breakAt(r.Sequence, "record %d in the store is not the record archived with that sequence", r.Sequence)
 			}
-		case r.Sequence > expected && prev == nil:
-			breakAt(expected, "%s missing: the chain starts at record %d", span(expected, r.Sequence-1), r.Sequence)
-		case r.Sequence > expected:
-			breakAt(expected, "%s missing: record %d follows record %d (a record was deleted, or records were reordered)",
-				span(expected, r.Sequence-1), r.Sequence, prev.Sequence)
-		case r.Sequence < expected:
-			breakAt(r.Sequence, "record %d appears again or out of order after record %d: a record was inserted or records were reordered",
-				r.Sequence, prev.Sequence)
-		case prev == nil && r.PrevHash != "":
-			breakAt(r.Sequence, "record 1 links to a previous record, but it should be the first: the start of the chain was replaced")
-		case prev != nil && r.PrevHash != prev.Hash:
-			breakAt(r.Sequence, "the link from record %d to record %d is broken: a record was inserted, deleted or reordered",
-				prev.Sequence, r.Sequence)
+			return nil
 		}
-		if h, ok := want[r.Sequence]; ok {
-			if r.Hash != h {
-				breakAt(r.Sequence, "record %d does not have the anchored hash %s: the chain was rewritten up to there", r.Sequence, h)
-			}
-			delete(want, r.Sequence)
-		}
-		rr := r
-		prev = &rr
-		if progress != nil && rep.Records%progressEvery == 0 {
-			progress(rep.Records)
-		}
+		w.check(r)
 		return nil
 	})
 	if err != nil {
-		return rep, fmt.Errorf("audit: reading the chain: %w", err)
+		return w.rep, fmt.Errorf("audit: reading the chain: %w", err)
 	}
+	return w.finish(ctx, store)
+}
+
+// firstStored returns the sequence of the store's oldest chained record,
+// 0 when it has none.
+func firstStored(ctx context.Context, store plinth.AuditStore) (int64, error) {
+	var first int64
+	err := store.ScanAudit(ctx, 0, func(r plinth.AuditRecord) error {
+		first = r.Sequence
+		return errStop
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return 0, fmt.Errorf("audit: reading the chain: %w", err)
+	}
+	return first, nil
+}
+
+// walker checks the records of a chain, in order.
+type walker struct {
+	rep      Report
+	prev     *plinth.AuditRecord
+	want     map[int64]string // anchors not met yet
+	progress func(int64)
+}
+
+func (w *walker) breakAt(seq int64, format string, args ...any) {
+	if w.rep.Broken == nil {
+		w.rep.Broken = &Break{Sequence: seq, Problem: fmt.Sprintf(format, args...)}
+	}
+}
+
+// check checks one record and its link to the one before.
+func (w *walker) check(r plinth.AuditRecord) {
+	w.rep.Records++
+	prev := w.prev
+	expected := int64(1)
 	if prev != nil {
-		rep.HeadSequence, rep.HeadHash = prev.Sequence, prev.Hash
+		expected = prev.Sequence + 1
 	}
+	switch {
+	case r.Hash != r.ComputeHash():
+		w.breakAt(r.Sequence, "record %d was changed after it was written: %s", r.Sequence, whyChanged(r))
+	case r.Sequence > expected && prev == nil:
+		w.breakAt(expected, "%s missing: the chain starts at record %d", span(expected, r.Sequence-1), r.Sequence)
+	case r.Sequence > expected:
+		w.breakAt(expected, "%s missing: record %d follows record %d (a record was deleted, or records were reordered)",
+			span(expected, r.Sequence-1), r.Sequence, prev.Sequence)
+	case r.Sequence < expected:
+		w.breakAt(r.Sequence, "record %d appears again or out of order after record %d: a record was inserted or records were reordered",
+			r.Sequence, prev.Sequence)
+	case prev == nil && r.PrevHash != "":
+		w.breakAt(r.Sequence, "record 1 links to a previous record, but it should be the first: the start of the chain was replaced")
+	case prev != nil && r.PrevHash != prev.Hash:
+		w.breakAt(r.Sequence, "the link from record %d to record %d is broken: a record was inserted, deleted or reordered",
+			prev.Sequence, r.Sequence)
+	}
+	if h, ok := w.want[r.Sequence]; ok {
+		if r.Hash != h {
+			w.breakAt(r.Sequence, "record %d does not have the anchored hash %s: the chain was rewritten up to there", r.Sequence, h)
+		}
+		delete(w.want, r.Sequence)
+	}
+	rr := r
+	w.prev = &rr
+	if w.progress != nil && w.rep.Records%progressEvery == 0 {
+		w.progress(w.rep.Records)
+	}
+}
+
+// finish reports the head, the records waiting to be chained and the
+// anchors never met.
+func (w *walker) finish(ctx context.Context, store plinth.AuditStore) (Report, error) {
+	rep := &w.rep
+	if w.prev != nil {
+		rep.HeadSequence, rep.HeadHash = w.prev.Sequence, w.prev.Hash
+	}
+	var err error
 	if rep.Unchained, err = store.CountUnchainedAudit(ctx); err != nil {
-		return rep, fmt.Errorf("audit: counting unchained records: %w", err)
+		return *rep, fmt.Errorf("audit: counting unchained records: %w", err)
 	}
 	// Anchors not met during the walk: the earliest is the break.
 	var missing *Anchor
-	for seq, h := range want {
+	for seq, h := range w.want {
 		if missing == nil || seq < missing.Sequence {
 			missing = &Anchor{Sequence: seq, Hash: h}
 		}
@@ -144,18 +225,18 @@ func Verify(ctx context.Context, store plinth.AuditStore, progress func(done int
 	if missing != nil {
 		switch {
 		case rep.Records == 0:
-			breakAt(missing.Sequence, "the anchored record %d is not in the chain, which is empty: every record was removed", missing.Sequence)
+			w.breakAt(missing.Sequence, "the anchored record %d is not in the chain, which is empty: every record was removed", missing.Sequence)
 		case missing.Sequence > rep.HeadSequence:
-			breakAt(missing.Sequence, "the anchored record %d is not in the chain, which ends at record %d: the newest records were removed (truncated)",
+			w.breakAt(missing.Sequence, "the anchored record %d is not in the chain, which ends at record %d: the newest records were removed (truncated)",
 				missing.Sequence, rep.HeadSequence)
 		default:
-			breakAt(missing.Sequence, "the anchored record %d is not in the chain: the chain was rewritten", missing.Sequence)
+			w.breakAt(missing.Sequence, "the anchored record %d is not in the chain: the chain was rewritten", missing.Sequence)
 		}
 	}
-	if progress != nil {
-		progress(rep.Records)
+	if w.progress != nil {
+		w.progress(rep.Records)
 	}
-	return rep, nil
+	return *rep, nil
 }
 
 // renumberReach is how far from its place whyChanged looks for the

@@ -51,6 +51,13 @@ type Config struct {
 	NATSListen string `yaml:"natsListen" env:"PLINTH_NATS_LISTEN" flag:"nats-listen" usage:"let other processes (listeners, plinth events tail) reach the embedded NATS server on this address, e.g. 127.0.0.1:4222"`
 	Relay      bool   `yaml:"relay" env:"PLINTH_RELAY" flag:"relay" usage:"run the outbox relay inside serve (turn off when plinth relay runs on its own)"`
 
+	Lake              string        `yaml:"lake" env:"PLINTH_LAKE" flag:"lake" usage:"data lake root: a folder or s3://bucket/prefix (default <data dir>/lake)"`
+	LakeServe         bool          `yaml:"lakeServe" env:"PLINTH_LAKE_SERVE" flag:"lake-serve" usage:"land change events in the lake inside serve (default: on in development, off elsewhere, where plinth lake runs on its own)"`
+	LakeFlushInterval time.Duration `yaml:"lakeFlushInterval" env:"PLINTH_LAKE_FLUSH_INTERVAL" flag:"lake-flush-interval" usage:"land a domain's buffered events at the latest this long after the first came"`
+	LakeSpecial       string        `yaml:"lakeSpecialDomains" env:"PLINTH_LAKE_SPECIAL_DOMAINS" flag:"lake-special-domains" usage:"comma-separated domains whose special-category fields the lake keeps, in a separate dataset under _special/ (default none: they stay out)"`
+	AuditHotRetention time.Duration `yaml:"auditHotRetention" env:"PLINTH_AUDIT_HOT_RETENTION" flag:"audit-hot-retention" usage:"plinth lake audit trims audit records older than this from the store once they are archived in the lake (default 0: keep them all)"`
+	LakeS3Endpoint    string        `yaml:"lakeS3Endpoint" env:"PLINTH_LAKE_S3_ENDPOINT" flag:"lake-s3-endpoint" usage:"endpoint URL of an S3-compatible store for an s3:// lake (path-style addressing); credentials and region come from the usual AWS settings"`
+
 	SupportLogDir string `yaml:"supportLogDir" env:"PLINTH_SUPPORT_LOG_DIR" flag:"pg-log-dir" usage:"folder of PostgreSQL's CSV server log (its log_directory, as this machine sees it), for plinth support log; default: ask the server and use it when readable here"`
 
 	// Policies are access policies loaded into the store on start; set
@@ -85,7 +92,27 @@ func Default() Config {
 		AuditorGroups:    "plinth-auditors",
 		Audit:            true,
 		Relay:            true,
+
+		LakeFlushInterval: time.Minute,
 	}
+}
+
+// LakeRoot is the data lake: the configured folder or s3:// URL, or the
+// folder lake in the data directory.
+func (c Config) LakeRoot() string {
+	if c.Lake != "" {
+		return c.Lake
+	}
+	return filepath.Join(c.DataDir, "lake")
+}
+
+// LakeInServe reports whether serve lands events in the lake: as set, or
+// by default in development only.
+func (c Config) LakeInServe() bool {
+	if c.IsSet("lakeServe") {
+		return c.LakeServe
+	}
+	return c.Environment == plinth.EnvDevelopment
 }
 
 // IsSet reports whether the setting with this plinth.yaml name was given
@@ -108,7 +135,8 @@ func (c Config) Check() error {
 		return fmt.Errorf("max body bytes %d: must be at least 1024", c.MaxBodyBytes)
 	}
 	for name, d := range map[string]time.Duration{"report max duration": c.ReportMaxDuration,
-		"report idle timeout": c.ReportIdleTimeout, "tombstone retention": c.TombstoneRetention} {
+		"report idle timeout": c.ReportIdleTimeout, "tombstone retention": c.TombstoneRetention,
+		"lake flush interval": c.LakeFlushInterval} {
 		if d <= 0 {
 			return fmt.Errorf("%s %s: must be positive", name, d)
 		}

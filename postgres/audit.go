@@ -657,3 +657,22 @@ func (s *Store) ScanAudit(ctx context.Context, after int64, fn func(plinth.Audit
 		}
 	}
 }
+
+// TrimAudit deletes chained records up to through, but never the head
+// (plinth.AuditTrimmer). An operator who revoked DELETE on plinth.audit
+// from the application role gets a permission error here.
+func (s *Store) TrimAudit(ctx context.Context, through int64) (int64, error) {
+	head, _, err := s.AuditHead(ctx)
+	if err != nil {
+		return 0, err
+	}
+	through = min(through, head-1)
+	if through < 1 {
+		return 0, nil
+	}
+	tag, err := s.pool.Exec(ctx, `DELETE FROM "plinth"."audit" WHERE "sequence" <= $1`, through)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: trim the audit trail: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}

@@ -1302,6 +1302,7 @@ func TestDataSafetyPolicy(t *testing.T) {
 		t.Errorf("a spec without dataSafety: %q, %v; want no policy (remove by default)", plain[0].DataSafety.Special, err)
 	}
 }
+
 // TestLoadFSSkipsLegacyMappings: a legacy mapping beside the specs
 // (<domain>.<source>.mapping.yaml) is not read as a domain spec.
 func TestLoadFSSkipsLegacyMappings(t *testing.T) {

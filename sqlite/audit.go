@@ -470,3 +470,33 @@ func (s *Store) ScanAudit(ctx context.Context, after int64, fn func(plinth.Audit
 		}
 	}
 }
+
+// TrimAudit deletes chained records up to through, but never the head
+// (plinth.AuditTrimmer).
+func (s *Store) TrimAudit(ctx context.Context, through int64) (int64, error) {
+	head, _, err := s.AuditHead(ctx)
+	if err != nil {
+		return 0, err
+	}
+	through = min(through, head-1)
+	if through < 1 {
+		return 0, nil
+	}
+	x, err := s.begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer x.tx.Rollback()
+	if _, err := x.tx.ExecContext(ctx, `DELETE FROM "plinth_audit_record_ids" WHERE "sequence" <= ?`, through); err != nil {
+		return 0, fail("trim the audit trail", err)
+	}
+	res, err := x.tx.ExecContext(ctx, `DELETE FROM "plinth_audit" WHERE "sequence" <= ?`, through)
+	if err != nil {
+		return 0, fail("trim the audit trail", err)
+	}
+	n, _ := res.RowsAffected()
+	if err := x.tx.Commit(); err != nil {
+		return 0, fail("trim the audit trail: commit", err)
+	}
+	return n, nil
+}

@@ -62,6 +62,7 @@ func RunAudit(t *testing.T, open func(t *testing.T) plinth.Store) {
 		{"LateCommitIsChainedNotSkipped", testAuditLateCommit},
 		{"ChainAuditIsConditional", testAuditChainConflict},
 		{"AtomicBatchLimit", testAuditBatchLimit},
+		{"TrimKeepsTheHead", testAuditTrim},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -896,5 +897,36 @@ func RunAuditConcurrentWriters(t *testing.T, open func(t *testing.T) plinth.Stor
 	verifyChain(t, all)
 	if len(all) != 4 || all[2].CorrelationID != "late" || all[3].CorrelationID != "early" {
 		t.Errorf("chain after the late commit: %d records, ending %v", len(all), all[len(all)-1].CorrelationID)
+	}
+}
+
+// testAuditTrim: a store that trims its audit trail (plinth.AuditTrimmer)
+// drops the oldest chained records only, never the head, and the chain
+// goes on from the head.
+func testAuditTrim(t *testing.T, s plinth.Store, a plinth.AuditStore) {
+	trimmer, ok := s.(plinth.AuditTrimmer)
+	if !ok {
+		t.Skipf("%T does not trim its audit trail", s)
+	}
+	ctx := context.Background()
+	for i := range 5 {
+		appendAudit(t, a, fullAudit(i))
+	}
+	chainAll(t, a)
+	n, err := trimmer.TrimAudit(ctx, 3)
+	if err != nil || n != 3 {
+		t.Fatalf("TrimAudit(3): %d, %v; want 3 deleted", n, err)
+	}
+	if n, err := trimmer.TrimAudit(ctx, 99); err != nil || n != 1 {
+		t.Fatalf("TrimAudit(99) deleted %d (%v); want 1: the head stays", n, err)
+	}
+	appendAudit(t, a, fullAudit(6))
+	recs := chainAll(t, a)
+	if len(recs) != 2 || recs[0].Sequence != 5 || recs[1].Sequence != 6 || recs[1].PrevHash != recs[0].Hash {
+		t.Fatalf("after trimming the chain holds %d records: %+v", len(recs), recs)
+	}
+	q := plinth.AuditQuery{EntityID: fullAudit(0).RecordIDs[0]}
+	if got, _, err := a.AuditRecords(ctx, q); err != nil || len(got) != 2 || got[0].Sequence != 5 {
+		t.Fatalf("search by record id after trimming: %d records, %v; want records 5 and 6", len(got), err)
 	}
 }

@@ -64,7 +64,8 @@ func auditVerifyCommand() *cobra.Command {
 		Use:   "verify",
 		Short: "Walk the audit chain and report the first broken link",
 		Long: `Walk the audit chain from the first record to the newest and check every
-link: each record's hash matches its content, sequence numbers follow on
+link (records archived to the lake by plinth lake audit first, then the
+store's): each record's hash matches its content, sequence numbers follow on
 with no gaps, and each record carries the hash of the one before. Prints
 "audit chain intact" with the head, or the first broken link.
 
@@ -106,7 +107,11 @@ Exit status 0: the chain is intact; 2: it is broken; 1: it could not be read.`,
 					reported = done
 				}
 			}
-			rep, err := audit.Verify(cmd.Context(), as, onProgress, anchors...)
+			archive, err := auditArchive(cmd, cfg)
+			if err != nil {
+				return err
+			}
+			rep, err := audit.VerifyWithArchive(cmd.Context(), as, archive, onProgress, anchors...)
 			if err != nil {
 				return err
 			}
@@ -138,7 +143,7 @@ Exit status 0: the chain is intact; 2: it is broken; 1: it could not be read.`,
 			return nil
 		},
 	}
-	addConfigFlags(cmd, with(storeFlags, "log-level")...)
+	addConfigFlags(cmd, with(storeFlags, "log-level", "lake", "lake-s3-endpoint")...)
 	cmd.Flags().StringArrayVar(&heads, "expect-head", nil, "SEQ:HASH of an anchored head that must still be in the chain (repeatable)")
 	return cmd
 }
@@ -152,7 +157,8 @@ func auditSearchCommand() *cobra.Command {
 		Use:   "search",
 		Short: "Find audit records by user, record id, domain and time",
 		Long: `Print the audit records that match every filter given, oldest first: who
-did what, to which records, when, and whether it was allowed.
+did what, to which records, when, and whether it was allowed. Records
+archived to the lake (plinth lake audit) are searched too.
 
 --user matches the subject, e-mail address or service-token consumer;
 --entity-id matches a record among those a request returned or changed,
@@ -235,7 +241,11 @@ treat the output as you would the data itself.`,
 					auditUser(r.Principal), r.Operation, auditRoute(r), r.Decision, r.Status, records)
 				return nil
 			}
-			err = audit.SearchAll(cmd.Context(), as, q, func(r plinth.AuditRecord) error {
+			archive, err := auditArchive(cmd, cfg)
+			if err != nil {
+				return err
+			}
+			err = audit.SearchAllWithArchive(cmd.Context(), as, archive, q, func(r plinth.AuditRecord) error {
 				// Reports that may include the record, merged in sequence order.
 				for len(reports) > 0 && reports[0].Sequence < r.Sequence {
 					if err := show(reports[0], true); err != nil {
@@ -261,7 +271,7 @@ treat the output as you would the data itself.`,
 			return nil
 		},
 	}
-	addConfigFlags(cmd, storeFlags...)
+	addConfigFlags(cmd, with(storeFlags, "lake", "lake-s3-endpoint")...)
 	f := cmd.Flags()
 	f.StringVar(&q.User, "user", "", "subject, e-mail address or service-token consumer")
 	f.StringVar(&q.EntityID, "entity-id", "", "id of a record the requests returned or changed")

@@ -48,6 +48,7 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(loadCommand())
 	root.AddCommand(obfuscateCommand())
 	root.AddCommand(migrateCommand(), legacyCommand())
+	root.AddCommand(lakeCommand())
 	return root
 }
 

@@ -161,6 +161,14 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 		defer wg.Done()
 		purgeTombstones(background, st, cfg.TombstoneRetention, logger)
 	}()
+	if cfg.LakeInServe() {
+		if err := startLake(background, &wg, cfg, ds, pub, logger); err != nil {
+			stopBackground()
+			wg.Wait()
+			stopBus()
+			return err
+		}
+	}
 	// Shut down in order: background work, then the bus; the audit writer
 	// and the store close after (deferred above).
 	defer func() {

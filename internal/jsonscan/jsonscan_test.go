@@ -1,0 +1,49 @@
+package jsonscan
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+// Members and Text agree with encoding/json on awkward input.
+func TestMembers(t *testing.T) {
+	for _, raw := range []string{
+		`{}`, ` { } `,
+		`{"a":1,"b":"x\"y\\z\u2028","c":[1,{"d":"}]"}],"e":null,"f":{"g":[[]]},"h":-1.5e3,"i":true}`,
+		`{ "a" : 1 , "b" : [ 1 , 2 ] }`,
+	} {
+		var want map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(raw), &want); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]json.RawMessage{}
+		if !Members([]byte(raw), func(name, value []byte) bool {
+			got[string(name)] = append(json.RawMessage{}, value...)
+			return true
+		}) {
+			t.Fatalf("%s: not walked", raw)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d members, want %d", raw, len(got), len(want))
+		}
+		for k, v := range want {
+			var a, b any
+			_ = json.Unmarshal(v, &a)
+			if err := json.Unmarshal(got[k], &b); err != nil || !reflect.DeepEqual(a, b) {
+				t.Fatalf("%s: member %s is %s, want %s", raw, k, got[k], v)
+			}
+			if s, ok := a.(string); ok {
+				text, _, ok := Text(got[k], nil)
+				if !ok || string(text) != s {
+					t.Fatalf("%s: text of %s is %q, want %q", raw, k, text, s)
+				}
+			}
+		}
+	}
+	for _, bad := range []string{``, `[]`, `{"a"}`, `{"a":1`, `{"a":1,}`, `{"a":"x}`, `{"a":1}x`} {
+		if Members([]byte(bad), func(_, _ []byte) bool { return true }) {
+			t.Fatalf("%q walked", bad)
+		}
+	}
+}

@@ -1,0 +1,374 @@
+package lake
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/internal/jsonscan"
+	"github.com/plinth-data/plinth/parquet"
+)
+
+// entityView is how the lake sees an entity: its fields without the
+// special-category ones (unless the domain opts them in), and the decoder
+// of its state.
+type entityView struct {
+	e       *plinth.Entity // the lake's entity: the spec's, less what is left out
+	prefix  string         // of its files: EntityPrefix or SpecialPrefix
+	state   *plinth.Field  // an object of the fields plus version, createdAt, updatedAt
+	omitted map[string]bool
+}
+
+// LakeEntity returns the entity as the lake's main datasets hold it:
+// without its special-category top-level fields (the key stays). Files,
+// DDL and snapshots all use it, so they agree.
+func LakeEntity(e *plinth.Entity) *plinth.Entity {
+	return keepFields(e, func(f *plinth.Field) bool { return f.PII != plinth.PIISpecial })
+}
+
+// SpecialEntity returns the entity as a domain's special-category dataset
+// holds it: the key and the special-category fields; nil when it has none.
+func SpecialEntity(e *plinth.Entity) *plinth.Entity {
+	se := keepFields(e, func(f *plinth.Field) bool { return f.PII == plinth.PIISpecial })
+	if len(se.Fields) == 1 {
+		return nil
+	}
+	return se
+}
+
+func keepFields(e *plinth.Entity, keep func(*plinth.Field) bool) *plinth.Entity {
+	var fields []*plinth.Field
+	for _, f := range e.Fields {
+		if f.Name == e.Key.Name || keep(f) {
+			fields = append(fields, f)
+		}
+	}
+	if len(fields) == len(e.Fields) {
+		return e
+	}
+	le := *e
+	le.Fields = fields
+	return &le
+}
+
+// newEntityView returns the view of le, a LakeEntity or SpecialEntity of
+// e, whose files start with prefix.
+func newEntityView(e, le *plinth.Entity, prefix string) *entityView {
+	v := &entityView{e: le, prefix: prefix, omitted: map[string]bool{}}
+	for _, f := range e.Fields {
+		if plinth.FieldByName(le.Fields, f.Name) == nil {
+			v.omitted[f.Name] = true
+		}
+	}
+	fields := append([]*plinth.Field{}, le.Fields...)
+	fields = append(fields,
+		&plinth.Field{Name: "version", Type: plinth.TypeInteger},
+		&plinth.Field{Name: "createdAt", Type: plinth.TypeString},
+		&plinth.Field{Name: "updatedAt", Type: plinth.TypeString})
+	v.state = &plinth.Field{Name: "state", Type: plinth.TypeObject, Fields: fields}
+	return v
+}
+
+// wire is the envelope as published (plinth.BuildEvent).
+type wire struct {
+	ID            string    `json:"id"`
+	EventType     string    `json:"eventType"`
+	SourceSystem  string    `json:"sourceSystem"`
+	CorrelationID string    `json:"correlationId"`
+	DateTime      time.Time `json:"dateTime"`
+	User          struct {
+		Name  string `json:"name"`
+		Email string `json:"email"`
+	} `json:"user"`
+	EntityID  string `json:"entityId"`
+	EventData struct {
+		OldData jsontext.Value `json:"oldData"`
+		NewData jsontext.Value `json:"newData"`
+	} `json:"eventData"`
+	EntityVersion int64          `json:"entityVersion"`
+	State         jsontext.Value `json:"state"`
+}
+
+// row decodes a published event into the row the lake lands: walked
+// with jsonscan, or through a decoder when it is not JSON as Plinth
+// writes it.
+func (v *entityView) row(seq uint64, payload []byte) (parquet.EventRow, error) {
+	r, ok, err := v.scan(seq, payload)
+	if !ok {
+		r, err = v.decode(seq, payload)
+	}
+	if err != nil {
+		return parquet.EventRow{}, err
+	}
+	if r.ID == "" || r.EventType == "" {
+		return parquet.EventRow{}, fmt.Errorf("not a Plinth event: no id or eventType")
+	}
+	return r, nil
+}
+
+// scan reads the envelope member by member; ok is false when it cannot.
+func (v *entityView) scan(seq uint64, payload []byte) (r parquet.EventRow, ok bool, err error) {
+	r.Sequence = seq
+	text := func(raw []byte) string {
+		t, _, good := jsonscan.Text(raw, nil)
+		if !good {
+			ok = false
+		}
+		return string(t)
+	}
+	ok = true
+	walked := jsonscan.Members(payload, func(name, value []byte) bool {
+		if jsonscan.IsNull(value) {
+			return true
+		}
+		switch string(name) {
+		case "id":
+			r.ID = text(value)
+		case "eventType":
+			r.EventType = text(value)
+		case "sourceSystem":
+			r.SourceSystem = text(value)
+		case "correlationId":
+			r.CorrelationID = text(value)
+		case "entityId":
+			r.EntityID = text(value)
+		case "dateTime":
+			t, perr := time.Parse(time.RFC3339Nano, text(value))
+			if perr != nil {
+				err = fmt.Errorf("not a Plinth event: dateTime: %w", perr)
+				return false
+			}
+			r.DateTime = t.UTC()
+		case "entityVersion":
+			n, perr := strconv.ParseInt(string(value), 10, 64)
+			if perr != nil {
+				err = fmt.Errorf("not a Plinth event: entityVersion %.20s", value)
+				return false
+			}
+			r.EntityVersion = n
+		case "user":
+			ok = ok && jsonscan.Members(value, func(n, val []byte) bool {
+				switch string(n) {
+				case "name":
+					r.UserName = text(val)
+				case "email":
+					r.UserEmail = text(val)
+				}
+				return true
+			})
+		case "eventData":
+			ok = ok && jsonscan.Members(value, func(n, val []byte) bool {
+				switch string(n) {
+				case "oldData":
+					r.OldData = v.strip(val)
+				case "newData":
+					r.NewData = v.strip(val)
+				}
+				return true
+			})
+		case "state":
+			r.StateJSON = value
+		}
+		return ok
+	})
+	if err != nil {
+		return r, true, err
+	}
+	return r, ok && walked, nil
+}
+
+// decode reads the envelope with a JSON decoder.
+func (v *entityView) decode(seq uint64, payload []byte) (parquet.EventRow, error) {
+	var w wire
+	if err := json.Unmarshal(payload, &w, json.RejectUnknownMembers(false), jsontext.AllowDuplicateNames(true)); err != nil {
+		return parquet.EventRow{}, fmt.Errorf("not a Plinth event: %w", err)
+	}
+	r := parquet.EventRow{
+		Sequence: seq, ID: w.ID, EventType: w.EventType, EntityID: w.EntityID,
+		EntityVersion: w.EntityVersion, DateTime: w.DateTime.UTC(),
+		UserName: w.User.Name, UserEmail: w.User.Email,
+		CorrelationID: w.CorrelationID, SourceSystem: w.SourceSystem,
+		OldData: v.strip(w.EventData.OldData), NewData: v.strip(w.EventData.NewData),
+	}
+	if len(w.State) > 0 && string(w.State) != "null" {
+		rec, err := v.record(w.State)
+		if err != nil {
+			return parquet.EventRow{}, fmt.Errorf("event %s: state: %w", w.ID, err)
+		}
+		r.State = &rec
+	}
+	return r, nil
+}
+
+// record decodes an event's state into a record of the lake's entity.
+func (v *entityView) record(raw []byte) (plinth.Record, error) {
+	val, err := v.state.DecodeStored(raw)
+	if err != nil {
+		return plinth.Record{}, err
+	}
+	m, _ := val.(map[string]any)
+	rec := plinth.Record{Data: m}
+	if n, ok := m["version"].(int64); ok {
+		rec.Version = n
+	}
+	for name, t := range map[string]*time.Time{"createdAt": &rec.CreatedAt, "updatedAt": &rec.UpdatedAt} {
+		if s, ok := m[name].(string); ok {
+			if *t, err = time.Parse(time.RFC3339Nano, s); err != nil {
+				return plinth.Record{}, fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	}
+	delete(m, "version")
+	delete(m, "createdAt")
+	delete(m, "updatedAt")
+	return rec, nil
+}
+
+// strip removes the members the lake leaves out from oldData or newData:
+// a top-level object as Plinth writes it (compact JSON), scanned member by
+// member without decoding the values.
+func (v *entityView) strip(raw jsontext.Value) []byte {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	if len(v.omitted) == 0 {
+		return raw
+	}
+	out, ok := stripMembers(raw, v.omitted)
+	if !ok {
+		return stripSlow(raw, v.omitted)
+	}
+	return out
+}
+
+// stripMembers is strip's fast path; ok is false for JSON it does not
+// expect (whitespace, say), which stripSlow then handles.
+func stripMembers(raw []byte, omit map[string]bool) (_ []byte, ok bool) {
+	if len(raw) < 2 || raw[0] != '{' {
+		return nil, false
+	}
+	out := make([]byte, 1, len(raw))
+	out[0] = '{'
+	i := 1
+	for i < len(raw) && raw[i] != '}' {
+		start := i
+		if raw[i] != '"' {
+			return nil, false
+		}
+		end := skipString(raw, i)
+		if end < 0 || end >= len(raw) || raw[end] != ':' {
+			return nil, false
+		}
+		name := raw[i+1 : end-1]
+		vend := skipValue(raw, end+1)
+		if vend < 0 || vend >= len(raw) {
+			return nil, false
+		}
+		if !omit[string(name)] { // member names need no unescaping: Plinth's are plain
+			if len(out) > 1 {
+				out = append(out, ',')
+			}
+			out = append(out, raw[start:vend]...)
+		}
+		i = vend
+		if raw[i] == ',' {
+			i++
+		}
+	}
+	return append(out, '}'), i == len(raw)-1
+}
+
+// skipString returns the index after the string starting at b[i].
+func skipString(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return -1
+}
+
+// skipValue returns the index after the JSON value starting at b[i].
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = skipString(b, j) - 1
+				if j < 0 {
+					return -1
+				}
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return -1
+	}
+	for j := i; j < len(b); j++ { // number, true, false, null
+		if c := b[j]; c == ',' || c == '}' || c == ']' {
+			return j
+		}
+	}
+	return -1
+}
+
+// stripSlow is strip through a JSON decoder.
+func stripSlow(raw []byte, omit map[string]bool) []byte {
+	var out bytes.Buffer
+	out.Grow(len(raw))
+	enc := jsontext.NewEncoder(&out, jsontext.AllowDuplicateNames(true))
+	dec := jsontext.NewDecoder(bytes.NewReader(raw), jsontext.AllowDuplicateNames(true))
+	if _, err := dec.ReadToken(); err != nil { // {
+		return raw
+	}
+	_ = enc.WriteToken(jsontext.BeginObject)
+	for dec.PeekKind() != '}' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return raw
+		}
+		name := tok.String() // before the next read voids tok
+		val, err := dec.ReadValue()
+		if err != nil {
+			return raw
+		}
+		if omit[name] {
+			continue
+		}
+		_ = enc.WriteToken(jsontext.String(name))
+		_ = enc.WriteValue(val)
+	}
+	_ = enc.WriteToken(jsontext.EndObject)
+	return bytes.TrimRight(out.Bytes(), "\n")
+}
+
+// subjectPlural returns the plural of the entity a subject names:
+// plinth.<env>.<domain>.<plural>.<kind>.
+func subjectPlural(subject string) string {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 5 {
+		return ""
+	}
+	return parts[3]
+}

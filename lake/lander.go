@@ -1,0 +1,366 @@
+package lake
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/parquet"
+)
+
+// Message is one event as the stream delivered it.
+type Message struct {
+	Seq     uint64 // the stream sequence
+	Subject string
+	Data    []byte
+}
+
+// Source delivers a domain's events in stream order (package nats:
+// BatchSource, a durable JetStream consumer).
+type Source interface {
+	// Fetch returns up to max messages; it waits at most wait for the
+	// first, and returns none (no error) when none came.
+	Fetch(ctx context.Context, max int, wait time.Duration) ([]Message, error)
+	// Ack acknowledges every message up to and including seq; the lander
+	// calls it only once their files are durable.
+	Ack(ctx context.Context, seq uint64) error
+}
+
+// Config tunes a Lander. Zero values take the defaults.
+type Config struct {
+	// FlushEvents lands the buffer when it holds this many events
+	// (default 100,000).
+	FlushEvents int
+	// FlushBytes lands the buffer when its payloads reach this many bytes
+	// (default 64 MiB).
+	FlushBytes int
+	// FlushInterval lands what the buffer holds this long after its first
+	// event came, so a quiet domain lands its events too (default 1 minute).
+	FlushInterval time.Duration
+	// Special lands the domain's special-category fields too, in a
+	// dataset of their own under SpecialPrefix. Off by default: they stay
+	// out of the lake.
+	Special bool
+	// Parquet tunes the files (compression: zstd at its fastest level by
+	// default, parquet.FastZstd).
+	Parquet parquet.Options
+	// Drain makes Run return once the stream has nothing more to give
+	// (after landing what it holds): for batch jobs and backfills.
+	Drain bool
+	// Logger receives progress and trouble; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultFlushEvents   = 100_000
+	DefaultFlushBytes    = 64 << 20
+	DefaultFlushInterval = time.Minute
+)
+
+func (c Config) withDefaults() Config {
+	if c.FlushEvents <= 0 {
+		c.FlushEvents = DefaultFlushEvents
+	}
+	if c.FlushBytes <= 0 {
+		c.FlushBytes = DefaultFlushBytes
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = DefaultFlushInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Parquet.Compression == nil {
+		c.Parquet.Compression = parquet.FastZstd
+	}
+	return c
+}
+
+// Lander lands one domain's events in the lake. One Lander per domain
+// and lake runs at a time.
+type Lander struct {
+	domain  *plinth.Domain
+	target  Target
+	cfg     Config
+	views   map[string][]*entityView // by plural: the main dataset, and the special one if opted in
+	landed  *landedIndex
+	log     *slog.Logger
+	files   map[string]*openFile // the files being written, by partition folder
+	pending int                  // events buffered in them
+	bytes   int
+	inBuf   map[uint64]bool
+	first   time.Time // when the oldest buffered event came
+	lastSeq uint64    // the highest sequence delivered
+	acked   uint64    // the highest sequence acknowledged
+	stats   Stats
+}
+
+// openFile is a file of one partition being written: events go into it
+// as they come, so the buffer holds encoded columns, not decoded events.
+type openFile struct {
+	buf         bytes.Buffer
+	w           *parquet.EventWriter
+	first, last uint64
+}
+
+// Stats counts what a Lander did.
+type Stats struct {
+	Landed     int64 // events written to files
+	Duplicates int64 // events skipped because a file already holds them
+	Skipped    int64 // messages that are no event of a known entity
+	Files      int64
+	Bytes      int64
+}
+
+// NewLander returns the lander of a domain's events into target.
+func NewLander(d *plinth.Domain, target Target, cfg Config) *Lander {
+	cfg = cfg.withDefaults()
+	l := &Lander{domain: d, target: target, cfg: cfg, views: map[string][]*entityView{},
+		landed: newLandedIndex(target), inBuf: map[uint64]bool{}, files: map[string]*openFile{},
+		log: cfg.Logger.With("component", "lake", "domain", d.Name, "lake", target.String())}
+	for _, e := range d.Entities {
+		l.views[e.Plural] = []*entityView{newEntityView(e, LakeEntity(e), EntityPrefix(e))}
+		if se := SpecialEntity(e); cfg.Special && se != nil {
+			l.views[e.Plural] = append(l.views[e.Plural], newEntityView(e, se, SpecialPrefix(e)))
+		}
+	}
+	return l
+}
+
+// Stats returns the counts so far.
+func (l *Lander) Stats() Stats { return l.stats }
+
+// Run lands events from src until ctx is done; then it lands what it
+// holds and returns nil. It returns an error when src fails; files not
+// yet landed are landed again by the next run (their events were not
+// acknowledged). It first checks that no column of the lake would change
+// its type (an error wrapping ErrSchema).
+func (l *Lander) Run(ctx context.Context, src Source) error {
+	for _, views := range l.views {
+		for _, v := range views {
+			if err := v.checkSchema(ctx, l.target); err != nil {
+				return err
+			}
+		}
+	}
+	// One goroutine fetches the next batch while this one decodes and
+	// lands the last.
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	batches := make(chan fetched, 1)
+	go l.fetch(fctx, src, batches)
+	final := func() error {
+		// Land what is held, then stop.
+		c, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		return l.Flush(c, src)
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		timer.Reset(time.Hour)
+		if l.pending > 0 {
+			timer.Reset(time.Until(l.first.Add(l.cfg.FlushInterval)))
+		}
+		var due bool
+		select {
+		case <-ctx.Done():
+			return final()
+		case <-timer.C:
+			due = true
+		case f := <-batches:
+			if ctx.Err() != nil {
+				return final()
+			}
+			if f.err != nil {
+				return fmt.Errorf("lake: reading the %s events: %w", l.domain.Name, f.err)
+			}
+			if len(f.msgs) == 0 && l.cfg.Drain {
+				return l.Flush(ctx, src)
+			}
+			if err := l.addBatch(ctx, f.msgs); err != nil {
+				return err
+			}
+			// Only skipped messages: acknowledge them.
+			due = l.pending == 0 && l.lastSeq > l.acked
+		}
+		if due || l.pending >= l.cfg.FlushEvents || l.bytes >= l.cfg.FlushBytes {
+			if err := l.Flush(ctx, src); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+type fetched struct {
+	msgs []Message
+	err  error
+}
+
+// fetch hands batches of messages to the landing loop until ctx is done
+// or the source fails.
+func (l *Lander) fetch(ctx context.Context, src Source, out chan<- fetched) {
+	wait := min(l.cfg.FlushInterval, 5*time.Second)
+	if l.cfg.Drain {
+		wait = time.Second
+	}
+	for {
+		msgs, err := src.Fetch(ctx, min(l.cfg.FlushEvents, 4096), wait)
+		select {
+		case out <- fetched{msgs, err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// decoded is a message decoded for each of its views.
+type decoded struct {
+	views []*entityView
+	rows  []parquet.EventRow
+	err   error
+}
+
+// addBatch decodes a batch on every core, then buffers it in order.
+func (l *Lander) addBatch(ctx context.Context, msgs []Message) error {
+	out := make([]decoded, len(msgs))
+	workers := min(runtime.GOMAXPROCS(0), (len(msgs)+255)/256)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(msgs); i += workers {
+				out[i] = l.decode(msgs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	for i, m := range msgs {
+		if err := l.add(ctx, m, out[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// decode decodes a message for each view of its entity.
+func (l *Lander) decode(m Message) decoded {
+	d := decoded{views: l.views[subjectPlural(m.Subject)]}
+	for _, view := range d.views {
+		row, err := view.row(m.Seq, m.Data)
+		if err != nil {
+			d.err = err
+			return d
+		}
+		d.rows = append(d.rows, row)
+	}
+	return d
+}
+
+// add buffers one decoded message: it writes it into the open file of
+// its partition, unless a file of the lake holds it already.
+func (l *Lander) add(ctx context.Context, m Message, d decoded) error {
+	l.lastSeq = max(l.lastSeq, m.Seq)
+	switch {
+	case l.inBuf[m.Seq]:
+		l.stats.Duplicates++ // delivered again while buffered
+		return nil
+	case d.views == nil:
+		l.stats.Skipped++
+		l.log.Error("a message of no entity of the domain; it is not landed", "subject", m.Subject, "sequence", m.Seq)
+		return nil
+	case d.err != nil:
+		l.stats.Skipped++
+		l.log.Error("a message that is no Plinth event; it is not landed", "subject", m.Subject, "sequence", m.Seq, "error", d.err)
+		return nil
+	}
+	for i, view := range d.views {
+		row := d.rows[i]
+		partition := EventsPartition(view.prefix, row.DateTime)
+		have, err := l.landed.has(ctx, partition, row.Sequence)
+		if err != nil {
+			return err
+		}
+		if have {
+			l.stats.Duplicates++
+			continue
+		}
+		f := l.files[partition]
+		if f == nil {
+			f = &openFile{first: row.Sequence, last: row.Sequence}
+			if f.w, err = parquet.NewEventWriter(&f.buf, view.e, l.cfg.Parquet); err != nil {
+				return err
+			}
+			l.files[partition] = f
+		}
+		if err := f.w.Write(row); err != nil {
+			return err
+		}
+		f.first, f.last = min(f.first, row.Sequence), max(f.last, row.Sequence)
+	}
+	if l.pending == 0 {
+		l.first = time.Now()
+	}
+	l.pending++
+	l.inBuf[m.Seq] = true
+	l.bytes += len(m.Data)
+	return nil
+}
+
+// Flush lands the open files, each under its partition, and then
+// acknowledges every message buffered.
+func (l *Lander) Flush(ctx context.Context, src Source) error {
+	keys := make([]string, 0, len(l.files))
+	for k := range l.files {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, partition := range keys {
+		if err := l.land(ctx, partition, l.files[partition]); err != nil {
+			return err
+		}
+		delete(l.files, partition)
+	}
+	if l.lastSeq > l.acked {
+		if err := src.Ack(ctx, l.lastSeq); err != nil {
+			return fmt.Errorf("lake: acknowledging the %s events up to %d: %w", l.domain.Name, l.lastSeq, err)
+		}
+		l.acked = l.lastSeq
+	}
+	if l.pending > 0 {
+		l.log.Info("landed", "events", l.pending, "upTo", l.acked, "landedSoFar", l.stats.Landed, "files", l.stats.Files)
+	}
+	l.pending, l.bytes = 0, 0
+	clear(l.inBuf)
+	return nil
+}
+
+// land writes one open file to the lake: visible at once, durable when
+// Put returns.
+func (l *Lander) land(ctx context.Context, partition string, f *openFile) error {
+	if err := f.w.Close(); err != nil {
+		return err
+	}
+	key := partition + PartName(f.first, f.last)
+	if err := l.target.Put(ctx, key, f.buf.Bytes()); err != nil {
+		return fmt.Errorf("lake: landing %s: %w", key, err)
+	}
+	l.landed.add(partition, key, f.first, f.last)
+	n := f.w.Count()
+	l.stats.Landed += n
+	l.stats.Files++
+	l.stats.Bytes += int64(f.buf.Len())
+	l.log.Debug("landed", "file", key, "events", n, "bytes", f.buf.Len())
+	return nil
+}

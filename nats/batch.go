@@ -1,0 +1,142 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plinth-data/plinth/lake"
+)
+
+// BatchSource is a durable JetStream consumer that hands a stream's
+// messages over in batches, in stream order, and acknowledges them all up
+// to a sequence at once (AckAll). The data lake lands events from it
+// (lake.Source).
+//
+// It is meant for one reader at a time per durable name. When it starts
+// it puts the durable back at its acknowledgement floor (deletes and
+// recreates it there), so every message not yet acknowledged comes again
+// at once and in order, not after its ack wait: a reader that crashed
+// mid-batch resumes where its last acknowledged batch ended, and an
+// acknowledgement up to a sequence never covers a message it has not
+// handled.
+type BatchSource struct {
+	cons jetstream.Consumer
+
+	mu   sync.Mutex
+	ends map[uint64]jetstream.Msg // the last message of each batch not yet acknowledged
+}
+
+// NewBatchSource opens (creating, or resetting to its acknowledgement
+// floor) the durable consumer of a stream. ackWait must exceed the longest
+// a batch is held before it is acknowledged.
+func NewBatchSource(ctx context.Context, js jetstream.JetStream, stream, durable string, ackWait time.Duration) (*BatchSource, error) {
+	cc := jetstream.ConsumerConfig{
+		Durable:       durable,
+		Description:   "Plinth data lake",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckAllPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 1 << 20,
+	}
+	old, err := js.Consumer(ctx, stream, durable)
+	switch {
+	case err == nil:
+		floor := old.CachedInfo().AckFloor.Stream
+		if err := js.DeleteConsumer(ctx, stream, durable); err != nil {
+			return nil, fmt.Errorf("nats: resetting the consumer %s of %s: %w", durable, stream, err)
+		}
+		if floor > 0 {
+			cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+			cc.OptStartSeq = floor + 1
+		}
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+		return nil, fmt.Errorf("nats: reading the consumer %s of %s: %w", durable, stream, err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cc)
+	if err != nil {
+		return nil, fmt.Errorf("nats: creating the consumer %s of %s: %w", durable, stream, err)
+	}
+	return &BatchSource{cons: cons, ends: map[uint64]jetstream.Msg{}}, nil
+}
+
+// Fetch returns the messages waiting, up to limit; when none wait, it waits
+// up to wait for one (and then takes the others that came with it).
+func (s *BatchSource) Fetch(ctx context.Context, limit int, wait time.Duration) ([]lake.Message, error) {
+	out, err := s.fetch(ctx, limit, 0)
+	if len(out) > 0 || err != nil {
+		return out, err
+	}
+	if out, err = s.fetch(ctx, 1, max(wait, 10*time.Millisecond)); len(out) == 0 || err != nil {
+		return out, err
+	}
+	more, err := s.fetch(ctx, limit-1, 0)
+	return append(out, more...), err
+}
+
+// fetch makes one pull request: without waiting when wait is 0.
+func (s *BatchSource) fetch(ctx context.Context, n int, wait time.Duration) ([]lake.Message, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	var batch jetstream.MessageBatch
+	var err error
+	if wait == 0 {
+		batch, err = s.cons.FetchNoWait(n)
+	} else {
+		wctx, cancel := context.WithTimeout(ctx, max(wait, 100*time.Millisecond))
+		defer cancel()
+		batch, err = s.cons.Fetch(n, jetstream.FetchContext(wctx))
+		if err != nil && wctx.Err() != nil {
+			return nil, nil // waited long enough (or stopping: the caller sees ctx)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []lake.Message
+	var last jetstream.Msg
+	var lastSeq uint64
+	for msg := range batch.Messages() {
+		md, err := msg.Metadata()
+		if err != nil {
+			return out, err
+		}
+		seq := md.Sequence.Stream
+		if seq > lastSeq {
+			last, lastSeq = msg, seq
+		}
+		out = append(out, lake.Message{Seq: seq, Subject: msg.Subject(), Data: msg.Data()})
+	}
+	if last != nil {
+		s.mu.Lock()
+		s.ends[lastSeq] = last
+		s.mu.Unlock()
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return out, err
+	}
+	return out, nil
+}
+
+// Ack acknowledges every message up to seq, which must end a batch
+// Fetch returned, and waits for the server to confirm it.
+func (s *BatchSource) Ack(ctx context.Context, seq uint64) error {
+	s.mu.Lock()
+	msg := s.ends[seq]
+	for k := range s.ends {
+		if k <= seq {
+			delete(s.ends, k)
+		}
+	}
+	s.mu.Unlock()
+	if msg == nil {
+		return fmt.Errorf("nats: acknowledging up to %d, which ends no batch delivered", seq)
+	}
+	return msg.DoubleAck(ctx)
+}
