@@ -59,7 +59,12 @@ func newLayout(e *plinth.Entity, prefix string, shards int) *layout {
 
 // Index is one global secondary index of an entity table.
 type Index struct {
-	Name, Hash string // the range key is always "k"
+	Name, Hash string // the range key is "k", or "ua" for the ua index
+}
+
+// MarshalJSON writes the index for infrastructure code.
+func (ix Index) MarshalJSON() ([]byte, error) {
+	return json.Marshal(map[string]string{"indexName": ix.Name, "partitionKey": ix.Hash, "sortKey": ix.Range(), "projection": "ALL"})
 }
 
 // indexes lists the table's global secondary indexes.
@@ -74,8 +79,8 @@ func (l *layout) indexes() []Index {
 	return out
 }
 
-// rangeOf is the range key of an index: "ua" sorts by updatedAt, the others by key.
-func (ix Index) rangeOf() string {
+// Range is the range key of an index: "ua" sorts by updatedAt, the others by key.
+func (ix Index) Range() string {
 	if ix.Name == "ua" {
 		return "ua"
 	}

@@ -196,9 +196,9 @@ func (s *Store) checkTable(ctx context.Context, def TableDef) []string {
 		got, ok := have[ix.Name]
 		switch {
 		case !ok:
-			out = append(out, fmt.Sprintf("table %s lacks the global secondary index %s (hash %s, range %s)", def.Name, ix.Name, ix.Hash, ix.rangeOf()))
-		case !slices.Equal(got, []string{ix.Hash, ix.rangeOf()}):
-			out = append(out, fmt.Sprintf("table %s: index %s has key %v, want [%s %s]", def.Name, ix.Name, got, ix.Hash, ix.rangeOf()))
+			out = append(out, fmt.Sprintf("table %s lacks the global secondary index %s (hash %s, range %s)", def.Name, ix.Name, ix.Hash, ix.Range()))
+		case !slices.Equal(got, []string{ix.Hash, ix.Range()}):
+			out = append(out, fmt.Sprintf("table %s: index %s has key %v, want [%s %s]", def.Name, ix.Name, got, ix.Hash, ix.Range()))
 		}
 	}
 	return out
@@ -231,14 +231,14 @@ func attrDefs(hash, rng string, ixs []Index) []types.AttributeDefinition {
 	add(rng)
 	for _, ix := range ixs {
 		add(ix.Hash)
-		add(ix.rangeOf())
+		add(ix.Range())
 	}
 	return out
 }
 
 func indexKeys(ix Index) []types.KeySchemaElement {
 	return []types.KeySchemaElement{{AttributeName: aws.String(ix.Hash), KeyType: types.KeyTypeHash},
-		{AttributeName: aws.String(ix.rangeOf()), KeyType: types.KeyTypeRange}}
+		{AttributeName: aws.String(ix.Range()), KeyType: types.KeyTypeRange}}
 }
 
 // checkShards records each entity table's shard count in the system table
