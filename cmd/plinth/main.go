@@ -43,6 +43,7 @@ func rootCommand() *cobra.Command {
 	}
 	root.AddCommand(serveCommand(), validateCommand(), openAPICommand(), seedCommand(), schemaCommand(), tokenCommand(), accessCommand(), auditCommand(), supportCommand(), relayCommand(), eventsCommand())
 	root.AddCommand(storeCommand())
+	root.AddCommand(adviseCommand())
 	root.AddCommand(exportCommand())
 	root.AddCommand(loadCommand())
 	root.AddCommand(obfuscateCommand())
