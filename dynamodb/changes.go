@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -61,12 +60,10 @@ func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, 
 		return "", err
 	}
 	src := s.plan(l, q.Conditions, "", scanPage, true)
-	if m, ok := src.(*merge); ok && (q.Since != "" || !q.UpdatedSince.IsZero()) {
-		f := changedFilter(q, after)
-		for _, p := range m.shards {
-			p.filter = f
-		}
-	}
+	// Since and UpdatedSince are checked here rather than by a
+	// FilterExpression: DynamoDB charges for the items read either way,
+	// and minidyn counts other partitions' items against a filtered
+	// Query's Limit, so its pages would not advance.
 	match := plinth.Query{Conditions: q.Conditions}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -93,21 +90,6 @@ func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, 
 			return "", err
 		}
 	}
-}
-
-// changedFilter narrows shard queries server-side to changed records.
-func changedFilter(q plinth.ScanQuery, after int64) *filterExpr {
-	var parts []string
-	vals := map[string]types.AttributeValue{}
-	if q.Since != "" {
-		parts = append(parts, "cs > :cs")
-		vals[":cs"] = num(after)
-	}
-	if !q.UpdatedSince.IsZero() {
-		parts = append(parts, "ua >= :ua")
-		vals[":ua"] = str(timeText(q.UpdatedSince))
-	}
-	return &filterExpr{expr: strings.Join(parts, " AND "), values: vals}
 }
 
 // Tombstones: one item per deletion in the system table, partition

@@ -188,14 +188,8 @@ type pager struct {
 	after      string
 	size       int32
 	consistent bool
-	filter     *filterExpr
 	buf        []map[string]types.AttributeValue
 	done       bool
-}
-
-type filterExpr struct {
-	expr   string
-	values map[string]types.AttributeValue
 }
 
 func (p *pager) next(ctx context.Context) (map[string]types.AttributeValue, bool, error) {
@@ -238,12 +232,6 @@ func (p *pager) fetch(ctx context.Context) error {
 		in.IndexName = aws.String(p.index)
 	} else {
 		in.ConsistentRead = aws.Bool(p.consistent)
-	}
-	if p.filter != nil {
-		in.FilterExpression = aws.String(p.filter.expr)
-		for k, v := range p.filter.values {
-			vals[k] = v
-		}
 	}
 	out, err := p.s.db.Query(ctx, in)
 	if err != nil {
