@@ -36,3 +36,16 @@ func TestAdviseByFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateWarnsAboutScansOnDynamoDB: validate names the filters that
+// would be scans for domains stored on DynamoDB, and only for those.
+func TestValidateWarnsAboutScansOnDynamoDB(t *testing.T) {
+	out, err := runPlinth(t.Context(), t, "validate", "--store", "dynamodb://eu-west-2")
+	if err != nil || !strings.Contains(out, "warn residents: /api/v1/residents?last_name (contains) is a scan on DynamoDB") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	out, err = runPlinth(t.Context(), t, "validate", "--store", "sqlite:///tmp/x.db")
+	if err != nil || strings.Contains(out, "warn") {
+		t.Fatalf("on SQLite: %v\n%s", err, out)
+	}
+}
