@@ -62,3 +62,55 @@ func TestSchemaDynamoDB(t *testing.T) {
 		t.Error("--format yaml: no error")
 	}
 }
+
+// TestSupportGrantOnDynamoDB: the grant prints a read-only IAM policy on
+// the domain's tables, bounded by aws:CurrentTime, and is in the audit log.
+func TestSupportGrantOnDynamoDB(t *testing.T) {
+	url := ddbtest.URL(t)
+	if out, err := runPlinth(t.Context(), t, "schema", "apply", "--store", url); err != nil {
+		t.Fatalf("schema apply: %v\n%s", err, out)
+	}
+	out, err := runPlinth(t.Context(), t, "support", "grant", "--store", url, "--env", "production", "--domain", "contacts",
+		"--user", "jo@example.gov.uk", "--reason", "INC-1: wrong phone", "--ttl", "1h", "--granted-by", "sam@example.gov.uk")
+	if err != nil {
+		t.Fatalf("support grant: %v\n%s", err, out)
+	}
+	start := strings.Index(out, "{")
+	end := strings.LastIndex(out, "}")
+	var policy struct {
+		Statement []struct {
+			Effect    string
+			Action    []string
+			Resource  []string
+			Condition map[string]map[string]string
+		}
+	}
+	if start < 0 || json.Unmarshal([]byte(out[start:end+1]), &policy) != nil || len(policy.Statement) != 1 {
+		t.Fatalf("no policy in:\n%s", out)
+	}
+	st := policy.Statement[0]
+	if st.Condition["DateLessThan"]["aws:CurrentTime"] == "" || st.Condition["DateGreaterThan"]["aws:CurrentTime"] == "" {
+		t.Errorf("policy not time-boxed: %+v", st.Condition)
+	}
+	for _, a := range st.Action {
+		if !strings.Contains("dynamodb:GetItem dynamodb:BatchGetItem dynamodb:Query dynamodb:Scan dynamodb:DescribeTable", a) {
+			t.Errorf("action %s is not read-only", a)
+		}
+	}
+	for _, r := range st.Resource {
+		if !strings.Contains(r, "table/") || !strings.Contains(r, "contacts.") {
+			t.Errorf("resource %s is not a contacts table", r)
+		}
+	}
+	s, err := openStore(withEnvironment(t.Context(), plinth.EnvProduction), url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := s.(plinth.AuditStore).UnchainedAudit(t.Context(), 10)
+	if err != nil || len(recs) != 1 || recs[0].Operation != "support" || !strings.Contains(recs[0].Reason, "jo@example.gov.uk") {
+		t.Fatalf("audit log: %+v, %v", recs, err)
+	}
+	if _, err := runPlinth(t.Context(), t, "support", "grant", "--store", url, "--domain", "contacts", "--user", "jo@x", "--reason", "r", "--ttl", "72h", "--granted-by", "sam"); err == nil {
+		t.Error("a 72h grant: no error")
+	}
+}
