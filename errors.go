@@ -44,3 +44,19 @@ func (e *ValidationError) Error() string {
 func paramError(param, format string, args ...any) *ValidationError {
 	return &ValidationError{Errors: []FieldError{{Parameter: param, Detail: fmt.Sprintf(format, args...)}}}
 }
+
+// ErrTooLarge is matched (errors.Is) by every *TooLargeError.
+var ErrTooLarge = errors.New("larger than the store can hold") // 413
+
+// TooLargeError is returned when a write exceeds a limit of the storage
+// engine that the spec's own limits do not rule out (DynamoDB's 400 KB item,
+// its 100 items per transaction). The API answers 413 naming the limit.
+type TooLargeError struct {
+	Limit  string // the limit, for the client: "DynamoDB's item limit of 400 KB"
+	Detail string // what exceeded it; may name keys, so not shown to clients
+}
+
+func (e *TooLargeError) Error() string { return e.Detail + ": over " + e.Limit }
+
+// Is makes errors.Is(err, ErrTooLarge) true.
+func (e *TooLargeError) Is(target error) bool { return target == ErrTooLarge }

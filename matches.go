@@ -1,7 +1,9 @@
 package plinth
 
 import (
+	"fmt"
 	"strings"
+	"time"
 )
 
 // Matches reports whether a record's canonical data meets every condition
@@ -60,6 +62,9 @@ func (c Condition) matchesValue(v any) bool {
 		return ok && strings.Contains(Fold(s), c.Value.(string))
 	}
 	order, ok := compare(v, c.Value)
+	if c.Filter.Field != nil && c.Filter.Field.Type == TypeDateTime {
+		order, ok = compareInstants(v, c.Value)
+	}
 	switch c.Op {
 	case OpGTE:
 		return ok && order >= 0
@@ -92,4 +97,15 @@ func compare(a, b any) (order int, ok bool) {
 		return 1, true
 	}
 	return 0, true
+}
+
+// compareInstants orders canonical datetimes as instants: their text does
+// not sort so ("10:00:00.5Z" is later than "10:00:00Z").
+func compareInstants(a, b any) (order int, ok bool) {
+	x, errA := time.Parse(time.RFC3339Nano, fmt.Sprint(a))
+	y, errB := time.Parse(time.RFC3339Nano, fmt.Sprint(b))
+	if errA != nil || errB != nil {
+		return 0, false
+	}
+	return x.Compare(y), true
 }

@@ -60,6 +60,11 @@ type Config struct {
 
 	SupportLogDir string `yaml:"supportLogDir" env:"PLINTH_SUPPORT_LOG_DIR" flag:"pg-log-dir" usage:"folder of PostgreSQL's CSV server log (its log_directory, as this machine sees it), for plinth support log; default: ask the server and use it when readable here"`
 
+	// Stores maps domain names to store URLs, for domains that use
+	// another engine than Store (stores: {contacts: dynamodb://eu-west-2});
+	// set only in plinth.yaml.
+	Stores map[string]string `yaml:"stores"`
+
 	// Policies are access policies loaded into the store on start; set
 	// only in plinth.yaml.
 	Policies []plinth.AccessPolicy `yaml:"accessPolicies"`
@@ -179,6 +184,14 @@ func (c Config) StoreURL() string {
 		return c.Store
 	}
 	return "sqlite://" + filepath.Join(c.DataDir, "plinth.db")
+}
+
+// StoreURLFor is the store of one domain: its entry in Stores, or StoreURL.
+func (c Config) StoreURLFor(domain string) string {
+	if u := c.Stores[domain]; u != "" {
+		return u
+	}
+	return c.StoreURL()
 }
 
 // AuthConfigured reports whether user tokens can be verified: a shared

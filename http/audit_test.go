@@ -25,11 +25,11 @@ func (s *securedAPI) auditTrail() []plinth.AuditRecord {
 	s.t.Helper()
 	// Records are chained shortly after they are written (audit.Chainer
 	// in plinth serve); chain them now.
-	if _, err := audit.ChainPending(context.Background(), s.sqlite); err != nil {
+	if _, err := audit.ChainPending(context.Background(), s.full); err != nil {
 		s.t.Fatal(err)
 	}
 	var recs []plinth.AuditRecord
-	if err := s.sqlite.ScanAudit(context.Background(), 0, func(r plinth.AuditRecord) error {
+	if err := s.full.ScanAudit(context.Background(), 0, func(r plinth.AuditRecord) error {
 		recs = append(recs, r)
 		return nil
 	}); err != nil {
@@ -98,7 +98,7 @@ func TestEveryRequestIsAuditedOnce(t *testing.T) {
 	if trail[0].Principal.Groups[0] != "writers" || trail[5].Reason == "" {
 		t.Fatalf("principal or reason missing: %+v / %+v", trail[0], trail[5])
 	}
-	report, err := audit.Verify(context.Background(), s.sqlite, nil)
+	report, err := audit.Verify(context.Background(), s.full, nil)
 	if err != nil || report.Broken != nil || report.Records != int64(len(steps)) {
 		t.Fatalf("chain: %+v %v", report, err)
 	}
@@ -187,7 +187,7 @@ func TestWritesProduceEvents(t *testing.T) {
 	s.do("PATCH", "/api/v1/residents/1", `{"firstName":"Alicia"}`, "Authorization", writer, "If-Match", `"2"`) // no change
 	s.do("PATCH", "/api/v1/residents/1", `{"firstName":"Bad","gender":"Q"}`, "Authorization", writer, "If-Match", `"2"`)
 	s.do("DELETE", "/api/v1/residents/1", "", "Authorization", writer, "If-Match", `"2"`)
-	entries, err := s.sqlite.PendingEvents(context.Background(), 100)
+	entries, err := s.full.PendingEvents(context.Background(), 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,8 +239,8 @@ func (panicStore) Get(context.Context, *plinth.Entity, any) (plinth.Record, erro
 func TestPanicIsAuditedAsA500(t *testing.T) {
 	s := newAuditedAPI(t, true)
 	srv := httptest.NewServer(mustServer(t, plinthhttp.Config{
-		Store: panicStore{s.sqlite}, Domains: s.domains, Logger: discardLogger(),
-		Authorizer: s.authz, Access: s.sqlite, Environment: "development", Auditor: s.auditor,
+		Store: panicStore{s.full}, Domains: s.domains, Logger: discardLogger(),
+		Authorizer: s.authz, Access: s.full, Environment: "development", Auditor: s.auditor,
 	}))
 	defer srv.Close()
 	p := &api{t: t, url: srv.URL}
@@ -299,7 +299,7 @@ func TestAdminChangesCommitWithTheirAuditRecord(t *testing.T) {
 	admin := s.token("admins")
 	s.breakAuditTable()
 	problemOf(t, s.do("PUT", "/admin/v1/access/contacts/development", `{"readGroups":["a"]}`, "Authorization", admin), 503)
-	ps, err := s.sqlite.Policies(context.Background(), "development")
+	ps, err := s.full.Policies(context.Background(), "development")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func TestAdminChangesCommitWithTheirAuditRecord(t *testing.T) {
 	}
 	expires := time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)
 	problemOf(t, s.do("POST", "/admin/v1/tokens", `{"consumer":"c","consumerType":"service","api":"residents","endpoint":"/api/v1/residents","methods":["GET"],"environment":"development","expiresAt":"`+expires+`","requestedBy":"a","authorisedBy":"b"}`, "Authorization", admin), 503)
-	if grants, _, _ := s.sqlite.Grants(context.Background(), "", 10); len(grants) != 0 {
+	if grants, _, _ := s.full.Grants(context.Background(), "", 10); len(grants) != 0 {
 		t.Fatalf("a grant was kept without its audit record: %+v", grants)
 	}
 }

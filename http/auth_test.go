@@ -16,7 +16,6 @@ import (
 	plinthhttp "github.com/plinth-data/plinth/http"
 	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/spec"
-	"github.com/plinth-data/plinth/sqlite"
 )
 
 // securedAPI is a Platform API behind a real authorizer: readers may read
@@ -25,7 +24,7 @@ import (
 type securedAPI struct {
 	*api
 	authz   *auth.Authorizer
-	sqlite  *sqlite.Store
+	full    fullStore
 	dbPath  string
 	auditor *audit.Auditor
 	server  *plinthhttp.Server
@@ -47,14 +46,7 @@ func newAuditedAPI(t *testing.T, failClosed bool, mods ...func(*plinthhttp.Confi
 	if err != nil {
 		t.Fatal(err)
 	}
-	dbPath := t.TempDir() + "/plinth.db"
-	st, err := sqlite.Open(ctx, dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Prepare(ctx, ds); err != nil {
-		t.Fatal(err)
-	}
+	st, dbPath := storeFor(t, ds)
 	if err := st.PutPolicy(ctx, plinth.AccessPolicy{Domain: "residents", Environment: "development",
 		ReadGroups: []string{"readers"}, WriteGroups: []string{"writers"}}); err != nil {
 		t.Fatal(err)
@@ -87,7 +79,7 @@ func newAuditedAPI(t *testing.T, failClosed bool, mods ...func(*plinthhttp.Confi
 		authz.Close()
 		st.Close()
 	})
-	return &securedAPI{api: &api{t: t, url: srv.URL, store: st, domains: ds}, authz: authz, sqlite: st, dbPath: dbPath, auditor: auditor, server: server}
+	return &securedAPI{api: &api{t: t, url: srv.URL, store: st, domains: ds}, authz: authz, full: st, dbPath: dbPath, auditor: auditor, server: server}
 }
 
 func (s *securedAPI) token(groups ...string) string {

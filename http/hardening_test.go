@@ -183,7 +183,7 @@ func TestAuditFieldsAreBounded(t *testing.T) {
 			t.Fatalf("audit record holds %d bytes of caller input: UA %q", size, rec.UserAgent[:min(80, len(rec.UserAgent))])
 		}
 	}
-	if report, err := audit.Verify(context.Background(), s.sqlite, nil); err != nil || report.Broken != nil {
+	if report, err := audit.Verify(context.Background(), s.full, nil); err != nil || report.Broken != nil {
 		t.Fatalf("chain: %+v %v", report, err)
 	}
 }

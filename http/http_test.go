@@ -20,7 +20,6 @@ import (
 	plinthhttp "github.com/plinth-data/plinth/http"
 	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/spec"
-	"github.com/plinth-data/plinth/sqlite"
 )
 
 // api is a running Platform API on a fresh SQLite store.
@@ -68,13 +67,7 @@ func jsonString(v any) string { return fmt.Sprint(v) }
 
 func newAPIOf(t testing.TB, ds []*plinth.Domain, checks map[string]func(context.Context) error) *api {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), t.TempDir()+"/plinth.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Prepare(context.Background(), ds); err != nil {
-		t.Fatal(err)
-	}
+	st, _ := storeFor(t, ds)
 	doc, err := spec.OpenAPI(ds, spec.OpenAPIInfo{Title: "test", Version: "test", ServerURL: "http://localhost"})
 	if err != nil {
 		t.Fatal(err)

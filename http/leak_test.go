@@ -23,7 +23,7 @@ const secretResident = `{"firstName":"Ada","lastName":"Byron","dateOfBirth":"198
 func TestNoRouteLeaksRecordsToWhoMayNotRead(t *testing.T) {
 	s := newSecuredAPI(t)
 	ctx := context.Background()
-	if err := s.sqlite.PutPolicy(ctx, plinth.AccessPolicy{Domain: "residents", Environment: "development",
+	if err := s.full.PutPolicy(ctx, plinth.AccessPolicy{Domain: "residents", Environment: "development",
 		ReadGroups: []string{"readers"}, WriteGroups: []string{"writers"}, ReportingGroups: []string{"reporters"}}); err != nil {
 		t.Fatal(err)
 	}

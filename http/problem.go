@@ -47,6 +47,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	var ve *plinth.ValidationError
+	var tooLarge *plinth.TooLargeError
 	switch {
 	case errors.As(err, &ve):
 		status := http.StatusUnprocessableEntity
@@ -62,6 +63,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, r, http.StatusPreconditionFailed, "The record has changed since the version given in If-Match; fetch it again and retry with its new ETag.")
 	case errors.Is(err, plinth.ErrConflict):
 		writeProblem(w, r, http.StatusConflict, "A record with this key already exists.")
+	case errors.As(err, &tooLarge):
+		writeProblem(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("The record is larger than the data store can hold: it exceeds %s.", tooLarge.Limit))
 	case errors.Is(err, plinth.ErrUnavailable):
 		s.log(r).Error("storage unavailable", "error", err)
 		w.Header().Set("Retry-After", "5")

@@ -31,14 +31,14 @@ func reportAPI(t *testing.T, n int, mods ...func(*plinthhttp.Config)) (*securedA
 	t.Helper()
 	s := newSecuredAPIWith(t, mods...)
 	ctx := context.Background()
-	if err := s.sqlite.PutPolicy(ctx, plinth.AccessPolicy{Domain: "residents", Environment: "development",
+	if err := s.full.PutPolicy(ctx, plinth.AccessPolicy{Domain: "residents", Environment: "development",
 		ReadGroups: []string{"readers"}, WriteGroups: []string{"writers"}, ReportingGroups: []string{"reporters"}}); err != nil {
 		t.Fatal(err)
 	}
 	e := s.entity("residents")
 	g := datasafety.NewGenerator(11)
 	for done := 0; done < n; done += 1000 {
-		if err := s.sqlite.BulkInsert(ctx, e, g.Records(e, min(1000, n-done))); err != nil {
+		if err := s.full.BulkInsert(ctx, e, g.Records(e, min(1000, n-done))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -64,7 +64,7 @@ func apiRecords(t *testing.T, s *securedAPI) map[string]string {
 	t.Helper()
 	e := s.entity("residents")
 	out := map[string]string{}
-	if _, err := s.sqlite.Scan(context.Background(), e, plinth.ScanQuery{}, func(r plinth.Record) error {
+	if _, err := s.full.Scan(context.Background(), e, plinth.ScanQuery{}, func(r plinth.Record) error {
 		out[plinth.KeyString(e.KeyOf(r))] = string(e.MarshalRecord(r))
 		return nil
 	}); err != nil {
@@ -247,7 +247,7 @@ func TestReportIsOneSnapshot(t *testing.T) {
 			t.Fatalf("record %s changed within the report: %s", key, rec)
 		}
 	}
-	if c, _ := s.sqlite.Count(ctx, e); c != n {
+	if c, _ := s.full.Count(ctx, e); c != n {
 		t.Fatalf("%d residents after the changes, want %d", c, n)
 	}
 }
@@ -272,7 +272,7 @@ func TestIncrementalReportsAndDeletions(t *testing.T) {
 	if len(list) != 1 || list[0].(map[string]any)["id"] != "8" || dels["watermark"] == "" {
 		t.Fatalf("deletions: %v", dels)
 	}
-	if _, err := s.sqlite.PurgeTombstones(context.Background(), time.Now().Add(time.Hour)); err != nil {
+	if _, err := s.full.PurgeTombstones(context.Background(), time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	errs := problemOf(t, s.do("GET", "/api/v1/reports/residents/deletions?since="+w1, "", "Authorization", tok), 410)
@@ -394,7 +394,7 @@ func TestADisconnectStopsTheQuery(t *testing.T) {
 // data flows, while a client that stops reading is dropped.
 func TestALongReportOutlivesTheWriteTimeout(t *testing.T) {
 	s, tok := reportAPI(t, 20000)
-	api := mustServer(t, plinthhttp.Config{Store: s.sqlite, Domains: s.domains, Logger: discardLogger(), Unprotected: true,
+	api := mustServer(t, plinthhttp.Config{Store: s.full, Domains: s.domains, Logger: discardLogger(), Unprotected: true,
 		ReportIdleTimeout: 300 * time.Millisecond})
 	srv := httptest.NewUnstartedServer(api)
 	srv.Config.WriteTimeout = 200 * time.Millisecond

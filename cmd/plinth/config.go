@@ -32,7 +32,11 @@ func addConfigFlags(cmd *cobra.Command, only ...string) {
 // loadConfig layers defaults, the config file, the environment and the
 // flags of cmd that were set.
 func loadConfig(cmd *cobra.Command) (Config, error) {
-	return config.Load(cmd.Flags())
+	cfg, err := config.Load(cmd.Flags())
+	if err == nil && cmd.Context() != nil {
+		cmd.SetContext(withEnvironment(cmd.Context(), cfg.Environment))
+	}
+	return cfg, err
 }
 
 // splitList splits a comma-separated list, dropping blanks.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -44,6 +45,7 @@ func rootCommand() *cobra.Command {
 	}
 	root.AddCommand(serveCommand(), validateCommand(), openAPICommand(), seedCommand(), schemaCommand(), tokenCommand(), accessCommand(), auditCommand(), supportCommand(), relayCommand(), eventsCommand())
 	root.AddCommand(storeCommand())
+	root.AddCommand(adviseCommand())
 	root.AddCommand(exportCommand())
 	root.AddCommand(loadCommand())
 	root.AddCommand(obfuscateCommand())
@@ -105,15 +107,24 @@ func validateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
 			for _, d := range ds {
 				for _, e := range d.Entities {
 					fmt.Fprintf(cmd.OutOrStdout(), "ok  %s: /api/v1/%s (%d fields, %d filters)\n", d.Name, e.Plural, len(e.Fields), len(e.Filters))
+				}
+				if strings.HasPrefix(cfg.StoreURLFor(d.Name), "dynamodb://") {
+					for _, w := range spec.DynamoDBWarnings(d) {
+						fmt.Fprintf(cmd.OutOrStdout(), "warn %s\n", w)
+					}
 				}
 			}
 			return nil
 		},
 	}
-	addConfigFlags(cmd, "domains")
+	addConfigFlags(cmd, "domains", "store")
 	return cmd
 }
 

@@ -57,7 +57,7 @@ the schema matches; 2: there are changes to apply; 3: there are refusals.`,
 		},
 	}
 	addConfigFlags(diff, "store", "domains")
-	schema.AddCommand(diff)
+	schema.AddCommand(diff, schemaApplyCommand(), schemaDynamoDBCommand())
 	return schema
 }
 

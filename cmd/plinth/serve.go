@@ -51,6 +51,7 @@ staging, real in production.`,
 }
 
 func serve(ctx context.Context, cfg Config, out io.Writer) error {
+	ctx = withEnvironment(ctx, cfg.Environment)
 	logger := newLogger(cfg.LogLevel)
 	ds, err := loadDomains(cfg.Domains)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/dynamodb"
 	"github.com/plinth-data/plinth/postgres"
 	"github.com/plinth-data/plinth/sqlite"
 )
@@ -30,8 +31,22 @@ func openStore(ctx context.Context, url string, ds []*plinth.Domain) (plinth.Sto
 			return nil, err
 		}
 		st = s
+	case strings.HasPrefix(url, "dynamodb://"):
+		o, err := dynamodb.ParseURL(url)
+		if err != nil {
+			return nil, err
+		}
+		// Tables are created on start only in development; elsewhere they
+		// come from `plinth schema apply` or infrastructure code, and a
+		// store that does not match refuses to start.
+		o.Check = environmentOf(ctx) != plinth.EnvDevelopment
+		s, err := dynamodb.OpenOptions(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		st = s
 	default:
-		return nil, fmt.Errorf("store %q: use sqlite:///path/to/file.db or postgres://user@host:5432/database", redactURL(url))
+		return nil, fmt.Errorf("store %q: use sqlite:///path/to/file.db, postgres://user@host:5432/database or dynamodb://region[?endpoint=…&prefix=…]", redactURL(url))
 	}
 	if err := st.Prepare(ctx, ds); err != nil {
 		st.Close()
@@ -53,4 +68,18 @@ func redactURL(url string) string {
 		}
 	}
 	return scheme + "://" + rest
+}
+
+type environmentKey struct{}
+
+// withEnvironment records the configured environment for openStore.
+func withEnvironment(ctx context.Context, env string) context.Context {
+	return context.WithValue(ctx, environmentKey{}, env)
+}
+
+// environmentOf is the environment openStore opens for; "" when no
+// configuration was loaded, which stores treat as not development.
+func environmentOf(ctx context.Context) string {
+	env, _ := ctx.Value(environmentKey{}).(string)
+	return env
 }

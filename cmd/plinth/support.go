@@ -73,6 +73,9 @@ plinth serve runs and that plinth support sweep runs once.`,
     --granted-by sam@example.gov.uk`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if c, err := loadConfig(cmd); err == nil && strings.HasPrefix(c.StoreURLFor(req.Domain), "dynamodb://") {
+				return grantDynamoDBSupport(cmd, c, req)
+			}
 			cfg, st, err := openSupport(cmd)
 			if err != nil {
 				return err

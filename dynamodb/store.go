@@ -1,0 +1,212 @@
+// Package dynamodb is a plinth.Store on Amazon DynamoDB (through
+// aws-sdk-go-v2), selected by dynamodb://<region>[?endpoint=…&prefix=…].
+//
+// Table design (README "DynamoDB store" and docs/store-contract.md say why):
+//
+//   - One table per entity, {prefix}{domain}.{plural}. Partition key "sh"
+//     (S): the record's shard, a hash of its key modulo the store's shard
+//     count (4 unless ?shards= says otherwise); sort key "k" (S): the
+//     record key in a form that sorts as the key does (integers as
+//     zero-padded offset decimals, strings and UUIDs as they are). A view
+//     is one GetItem, since the shard is computed from the key. A list in
+//     key order merges one Query per shard. The record itself is the JSON
+//     of its data in "d", with "v" (version), "ca"/"ua" (created and
+//     updated, fixed-width UTC text) and "cs" (the change number of the
+//     write that last changed it).
+//   - Exact filters on top-level fields: a global secondary index per
+//     filter, x_{param} (hash: the value as text, range: k). Prefix
+//     filters: two indexes per filter on the folded value's first rune
+//     (p1_{param}) and first three runes (p3_{param}), range k. Both give
+//     the matching records in key order; the rest of a prefix is checked
+//     on the record.
+//   - Filters that reach into arrays of objects: index items in the same
+//     table, partition "ix|{param}|{value}" (exact) or "ix1|…"/"ix3|…"
+//     (prefix buckets), sort key k, written in the record's transaction.
+//   - A "ua" index (hash sh, range ua) answers LastUpdated.
+//   - One system table per store, {prefix}plinth (pk, sk), holds the change
+//     counter, checkpoints, tombstones, outbox, audit log and chain, access
+//     grants and policies, leases and key counters.
+//
+// Every write is one TransactWriteItems (at most 100 items). Its change
+// number is drawn from the counter item just before it commits, and the
+// transaction checks that no scan has fenced the counter past it since; so
+// a watermark (the fenced number) splits writes exactly into those a scan
+// may have missed and those it saw (docs/store-contract.md).
+package dynamodb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/plinth-data/plinth"
+)
+
+// DefaultShards is how many partitions an entity's records are spread over
+// when the URL does not say.
+const DefaultShards = 4
+
+// Options configure a Store.
+type Options struct {
+	Region   string
+	Endpoint string // empty for AWS itself
+	Prefix   string // table name prefix
+	Shards   int
+	// Check, when true, makes Prepare verify that the tables exist and
+	// match instead of creating them (staging and production).
+	Check bool
+}
+
+// ParseURL reads dynamodb://<region>[?endpoint=…&prefix=…&shards=…].
+func ParseURL(raw string) (Options, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "dynamodb" {
+		return Options{}, fmt.Errorf("store %q: use dynamodb://<region>[?endpoint=http://host:port&prefix=name-]", raw)
+	}
+	o := Options{Region: u.Host, Shards: DefaultShards}
+	if o.Region == "" {
+		return Options{}, fmt.Errorf("store %q: name the AWS region, such as dynamodb://eu-west-2", raw)
+	}
+	for name, vs := range u.Query() {
+		v := vs[len(vs)-1]
+		switch name {
+		case "endpoint":
+			o.Endpoint = v
+		case "prefix":
+			o.Prefix = v
+		case "shards":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 64 {
+				return Options{}, fmt.Errorf("store %q: shards must be an integer from 1 to 64", raw)
+			}
+			o.Shards = n
+		default:
+			return Options{}, fmt.Errorf("store %q: unknown parameter %q (endpoint, prefix, shards)", raw, name)
+		}
+	}
+	for _, r := range o.Prefix {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_.-", r)) {
+			return Options{}, fmt.Errorf("store %q: the prefix may hold letters, digits, '_', '.' and '-' only", raw)
+		}
+	}
+	return o, nil
+}
+
+// Store is a plinth.Store on DynamoDB. It is safe for concurrent use.
+type Store struct {
+	db      *ddb.Client
+	opts    Options
+	sys     string   // the system table's name
+	layouts sync.Map // domain + "/" + plural → *layout
+	domains atomic.Pointer[[]*plinth.Domain]
+	calls   callCounter
+	// lastDrawn is the highest change number this process drew: a number
+	// every later draw exceeds, for in-flight items.
+	lastDrawn atomic.Int64
+}
+
+var (
+	_ plinth.Store       = (*Store)(nil)
+	_ plinth.OutboxStore = (*Store)(nil)
+	_ plinth.AuditStore  = (*Store)(nil)
+	_ plinth.AccessStore = (*Store)(nil)
+)
+
+// Open connects to DynamoDB as the URL says. It creates nothing: Prepare does.
+func Open(ctx context.Context, rawURL string) (*Store, error) {
+	o, err := ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return OpenOptions(ctx, o)
+}
+
+// OpenOptions is Open with parsed options.
+func OpenOptions(ctx context.Context, o Options) (*Store, error) {
+	if o.Shards == 0 {
+		o.Shards = DefaultShards
+	}
+	loaders := []func(*config.LoadOptions) error{config.WithRegion(o.Region)}
+	if o.Endpoint != "" && os.Getenv("AWS_ACCESS_KEY_ID") == "" {
+		// An emulator (minidyn, DynamoDB Local) takes any signed request.
+		loaders = append(loaders, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("local", "local", "")))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, loaders...)
+	if err != nil {
+		return nil, fmt.Errorf("dynamodb: %w", err)
+	}
+	s := &Store{opts: o, sys: o.Prefix + "plinth"}
+	s.db = ddb.NewFromConfig(cfg, func(c *ddb.Options) {
+		if o.Endpoint != "" {
+			c.BaseEndpoint = aws.String(o.Endpoint)
+			// minidyn sends no CRC32 of its bodies.
+			c.DisableValidateResponseChecksum = true
+		}
+		c.APIOptions = append(c.APIOptions, s.calls.middleware)
+	})
+	return s, nil
+}
+
+// Client returns the DynamoDB client, for tools and tests.
+func (s *Store) Client() *ddb.Client { return s.db }
+
+// Calls returns how many times each DynamoDB operation was called, and the
+// capacity units they consumed (see ConsumedCapacity).
+func (s *Store) Calls() map[string]Usage { return s.calls.snapshot() }
+
+// Ping checks that DynamoDB answers and the system table exists.
+func (s *Store) Ping(ctx context.Context) error {
+	_, err := s.db.DescribeTable(ctx, &ddb.DescribeTableInput{TableName: aws.String(s.sys)})
+	return wrap(err, "ping")
+}
+
+// Close releases nothing: the client holds no connections that need it.
+func (s *Store) Close() error { return nil }
+
+// layout finds the storage of an entity by its domain and plural: the
+// entities a caller passes need not be the pointers given to Prepare.
+func (s *Store) layout(e *plinth.Entity) (*layout, error) {
+	if e.Domain == nil {
+		return nil, fmt.Errorf("dynamodb: entity %s has no domain", e.Name)
+	}
+	if l, ok := s.layouts.Load(e.Domain.Name + "/" + e.Plural); ok {
+		return l.(*layout), nil
+	}
+	return nil, fmt.Errorf("dynamodb: entity %s/%s was not prepared", e.Domain.Name, e.Plural)
+}
+
+// wrap turns SDK errors into Plinth's: unreachable or throttled is
+// ErrUnavailable.
+func wrap(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	var rnf *types.ResourceNotFoundException
+	var thr *types.ProvisionedThroughputExceededException
+	var lim *types.RequestLimitExceeded
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	case errors.As(err, &rnf):
+		return fmt.Errorf("dynamodb: %s: %w (run plinth schema apply)", what, err)
+	case errors.As(err, &thr), errors.As(err, &lim):
+		return fmt.Errorf("dynamodb: %s: %w: %w", what, plinth.ErrUnavailable, err)
+	}
+	var oe interface{ Timeout() bool }
+	if errors.As(err, &oe) && oe.Timeout() || strings.Contains(err.Error(), "connection refused") {
+		return fmt.Errorf("dynamodb: %s: %w: %w", what, plinth.ErrUnavailable, err)
+	}
+	return fmt.Errorf("dynamodb: %s: %w", what, err)
+}
