@@ -27,6 +27,10 @@ type ScanQuery struct {
 	// them out again as JSON (reports), which then skip decoding them. A
 	// store may ignore it; Field.AppendJSON writes either form the same.
 	NestedJSON bool
+	// ReuseData says that fn keeps no record's Data once it has returned
+	// (it writes each record out, as reports do), so the store may reuse
+	// the map for a later record instead of allocating one per record.
+	ReuseData bool
 }
 
 // Conflict is what BulkLoad does with a record whose key is already stored.

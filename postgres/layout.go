@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/internal/scanpipe"
 )
 
 // How an entity is laid out in PostgreSQL:
@@ -546,8 +547,9 @@ type scanner struct {
 	// nestedJSON: object and array fields as plinth.JSONText (see
 	// plinth.ScanQuery.NestedJSON).
 	nestedJSON bool
-	cols       []*column // see columns
-	formats    []int16   // of the columns, as rawDecodable found them
+	cols       []*column     // see columns
+	formats    []int16       // of the columns, as rawDecodable found them
+	maps       scanpipe.Maps // Data maps to reuse (plinth.ScanQuery.ReuseData), or nil
 	version    int64
 	created    time.Time
 	updated    time.Time

@@ -73,7 +73,7 @@ func (s *scanner) columns() []*column {
 // rawRecord decodes one row of raw binary values into a record.
 func (s *scanner) rawRecord(vals [][]byte) (plinth.Record, error) {
 	cols := s.columns()
-	data := make(map[string]any, len(cols))
+	data := s.maps.Get(len(cols))
 	var text []byte // the nested fields' JSON text, one allocation per record
 	for i, c := range cols {
 		raw := vals[i]

@@ -57,7 +57,10 @@ func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, 
 		return "", ctxErr(ctx, s.wrap(what, err))
 	}
 	sc := t.scanner(q.NestedJSON)
-	fnErr, err := scanpipe.Run(ctx, scanChunk, func(emit func(plinth.Record) error) error {
+	if q.ReuseData {
+		sc.maps = scanpipe.NewMaps(scanChunk)
+	}
+	fnErr, err := scanpipe.Run(ctx, scanChunk, sc.maps, func(emit func(plinth.Record) error) error {
 		for {
 			n, err := fetchScan(ctx, ptx, sc, emit)
 			if err != nil || n < scanFetch {

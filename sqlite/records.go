@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/internal/scanpipe"
 )
 
 // timeLayout is how datetimes are stored: UTC with a fixed number of
@@ -209,6 +210,7 @@ type rowBuf struct {
 	// nestedJSON: object and array fields as plinth.JSONText (see
 	// plinth.ScanQuery.NestedJSON).
 	nestedJSON bool
+	maps       scanpipe.Maps // Data maps to reuse (plinth.ScanQuery.ReuseData), or nil
 }
 
 func (t *table) newRowBuf() *rowBuf {
@@ -228,7 +230,7 @@ func (t *table) scanRecordBuf(buf *rowBuf, scan func(...any) error) (plinth.Reco
 	if err := scan(buf.ptrs...); err != nil {
 		return plinth.Record{}, err
 	}
-	r := plinth.Record{Data: make(map[string]any, n)}
+	r := plinth.Record{Data: buf.maps.Get(n)}
 	var text []byte // the nested fields' JSON text, one allocation per record
 	for i := 0; i < n; i++ {
 		c := t.key

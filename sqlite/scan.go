@@ -59,7 +59,10 @@ func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, 
 	defer rows.Close()
 	buf := t.newRowBuf()
 	buf.nestedJSON = q.NestedJSON
-	fnErr, err := scanpipe.Run(ctx, scanChunk, func(emit func(plinth.Record) error) error {
+	if q.ReuseData {
+		buf.maps = scanpipe.NewMaps(scanChunk)
+	}
+	fnErr, err := scanpipe.Run(ctx, scanChunk, buf.maps, func(emit func(plinth.Record) error) error {
 		for rows.Next() {
 			r, err := t.scanRecordBuf(buf, rows.Scan)
 			if err != nil {

@@ -213,6 +213,17 @@ func checkNestedJSON(t *testing.T, s plinth.Store, e *plinth.Entity) {
 			t.Errorf("scan with NestedJSON writes\n%s\nlist\n%s", got, want)
 		}
 	}
+	// ReuseData: each record is right while fn has it (and only then).
+	i := 0
+	if _, err := s.Scan(t.Context(), e, plinth.ScanQuery{NestedJSON: true, ReuseData: true}, func(r plinth.Record) error {
+		if got, want := e.MarshalRecord(r), e.MarshalRecord(listed[i]); !bytes.Equal(got, want) {
+			t.Errorf("scan with ReuseData writes\n%s\nlist\n%s", got, want)
+		}
+		i++
+		return nil
+	}); err != nil || i != len(listed) {
+		t.Fatalf("scan with ReuseData: %v after %d records, want %d", err, i, len(listed))
+	}
 }
 
 func (su *suite) checkUpdatedSince(t *testing.T, s plinth.Store) {

@@ -31,7 +31,11 @@ var ErrStopped = errors.New("scanpipe: the consumer stopped")
 // consumer is still busy with the previous chunk, and returns ErrStopped
 // (which produce should pass back) when the consumer has stopped; produce
 // should stop promptly when ctx ends as well.
-func Run(ctx context.Context, chunk int, produce func(emit func(plinth.Record) error) error, fn func(plinth.Record) error) (fnErr, err error) {
+//
+// With maps not nil, the Data map of each record goes back to the
+// producer once fn has returned (see Maps): for a consumer that keeps no
+// record's Data.
+func Run(ctx context.Context, chunk int, maps Maps, produce func(emit func(plinth.Record) error) error, fn func(plinth.Record) error) (fnErr, err error) {
 	full := make(chan []plinth.Record)    // filled chunks, unbuffered: at most two in flight
 	free := make(chan []plinth.Record, 1) // a consumed chunk, handed back for reuse
 	stop := make(chan struct{})
@@ -94,6 +98,7 @@ func Run(ctx context.Context, chunk int, produce func(emit func(plinth.Record) e
 				halt()
 				return err, nil
 			}
+			maps.put(r.Data)
 			recs[i] = plinth.Record{} // let the record go
 		}
 		select {
@@ -109,4 +114,32 @@ func Run(ctx context.Context, chunk int, produce func(emit func(plinth.Record) e
 		return nil, err
 	}
 	return nil, prodErr
+}
+
+// Maps carries the Data maps of consumed records back to the producer, so
+// that a long scan does not allocate (and collect) a map per record.
+type Maps chan map[string]any
+
+// NewMaps returns a Maps for a pipe of the given chunk size.
+func NewMaps(chunk int) Maps { return make(Maps, 2*chunk) }
+
+// Get returns an empty map: a consumed record's, or a new one for n keys.
+func (m Maps) Get(n int) map[string]any {
+	select {
+	case d := <-m:
+		clear(d)
+		return d
+	default:
+		return make(map[string]any, n)
+	}
+}
+
+func (m Maps) put(d map[string]any) {
+	if m == nil || d == nil {
+		return
+	}
+	select {
+	case m <- d:
+	default:
+	}
 }
