@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -220,13 +221,9 @@ func (t *storedJSON) object(b []byte, f *Field) ([]byte, error) {
 		spans[sub] = [2]int{start - mark, len(b) - mark}
 	}
 	t.tmp = append(t.tmp[:0], b[mark:]...)
-	b = append(b[:mark], '{')
-	for j, sf := range f.Fields {
-		if j > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, sf.Name)
-		b = append(b, ':')
+	b = b[:mark]
+	for j, key := range memberKeys(f) {
+		b = append(b, key...)
 		if sp := spans[j]; sp[1] > sp[0] {
 			b = append(b, t.tmp[sp[0]:sp[1]]...)
 		} else {
@@ -234,6 +231,27 @@ func (t *storedJSON) object(b []byte, f *Field) ([]byte, error) {
 		}
 	}
 	return append(b, '}'), nil
+}
+
+// keysByField caches memberKeys: *Field → [][]byte.
+var keysByField sync.Map
+
+// memberKeys returns what goes before each member's value in the API's
+// JSON of an object of f: `{"first":`, then `,"second":` and so on.
+func memberKeys(f *Field) [][]byte {
+	if k, ok := keysByField.Load(f); ok {
+		return k.([][]byte)
+	}
+	keys := make([][]byte, len(f.Fields))
+	for j, sf := range f.Fields {
+		sep := byte(',')
+		if j == 0 {
+			sep = '{'
+		}
+		keys[j] = append(appendString([]byte{sep}, sf.Name), ':')
+	}
+	keysByField.Store(f, keys)
+	return keys
 }
 
 // memberName reads a member name and returns the index of the field of f
