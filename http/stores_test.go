@@ -29,7 +29,7 @@ func storeFor(t testing.TB, ds []*plinth.Domain) (st fullStore, dbPath string) {
 	t.Helper()
 	ctx := context.Background()
 	var err error
-	if strings.HasPrefix(t.Name(), onDynamoDB) {
+	if strings.HasPrefix(t.Name(), onDynamoDB) || strings.HasPrefix(t.Name(), "BenchmarkDynamoDB") {
 		st, err = dynamodb.Open(ctx, ddbtest.URL(t))
 	} else {
 		dbPath = t.TempDir() + "/plinth.db"

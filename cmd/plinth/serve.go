@@ -57,6 +57,9 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := checkOneStore(cfg, ds); err != nil {
+		return err
+	}
 	st, err := openStore(ctx, cfg.StoreURL(), ds)
 	if err != nil {
 		return err

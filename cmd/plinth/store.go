@@ -83,3 +83,17 @@ func environmentOf(ctx context.Context) string {
 	env, _ := ctx.Value(environmentKey{}).(string)
 	return env
 }
+
+// checkOneStore refuses a configuration whose stores: map sends a domain
+// to another store than the default: this build serves one store per
+// process, and ignoring the map would put the domain's data in the wrong
+// engine. (The planned routing store is described in docs/architecture.md.)
+func checkOneStore(cfg Config, ds []*plinth.Domain) error {
+	for _, d := range ds {
+		if u := cfg.StoreURLFor(d.Name); u != cfg.StoreURL() {
+			return fmt.Errorf("stores: %s is mapped to %s, another store than %s; serving domains from several stores in one process is not built yet: run the domain in a plinth serve of its own with --store %s and --domains naming only it",
+				d.Name, redactURL(u), redactURL(cfg.StoreURL()), redactURL(u))
+		}
+	}
+	return nil
+}
