@@ -7,6 +7,7 @@ import (
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/dynamodb"
+	"github.com/plinth-data/plinth/storemux"
 	"github.com/plinth-data/plinth/postgres"
 	"github.com/plinth-data/plinth/sqlite"
 )
@@ -84,16 +85,46 @@ func environmentOf(ctx context.Context) string {
 	return env
 }
 
-// checkOneStore refuses a configuration whose stores: map sends a domain
-// to another store than the default: this build serves one store per
-// process, and ignoring the map would put the domain's data in the wrong
-// engine. (The planned routing store is described in docs/architecture.md.)
-func checkOneStore(cfg Config, ds []*plinth.Domain) error {
+// openStores opens the configured store, and, when plinth.yaml's stores:
+// map sends domains elsewhere, their stores too, behind one routing store
+// (storemux): each prepared for its own domains.
+func openStores(ctx context.Context, cfg Config, ds []*plinth.Domain) (plinth.Store, error) {
+	byURL := map[string][]*plinth.Domain{}
+	var defDomains []*plinth.Domain
 	for _, d := range ds {
 		if u := cfg.StoreURLFor(d.Name); u != cfg.StoreURL() {
-			return fmt.Errorf("stores: %s is mapped to %s, another store than %s; serving domains from several stores in one process is not built yet: run the domain in a plinth serve of its own with --store %s and --domains naming only it",
-				d.Name, redactURL(u), redactURL(cfg.StoreURL()), redactURL(u))
+			byURL[u] = append(byURL[u], d)
+		} else {
+			defDomains = append(defDomains, d)
 		}
 	}
-	return nil
+	if len(byURL) == 0 {
+		return openStore(ctx, cfg.StoreURL(), ds)
+	}
+	def, err := openStore(ctx, cfg.StoreURL(), defDomains)
+	if err != nil {
+		return nil, err
+	}
+	full, ok := def.(storemux.Store)
+	if !ok {
+		def.Close()
+		return nil, fmt.Errorf("store %s cannot be the default store of several", redactURL(cfg.StoreURL()))
+	}
+	by := map[string]plinth.Store{}
+	var opened []plinth.Store
+	for u, part := range byURL {
+		st, err := openStore(ctx, u, part)
+		if err != nil {
+			def.Close()
+			for _, o := range opened {
+				o.Close()
+			}
+			return nil, fmt.Errorf("the store of %s: %w", part[0].Name, err)
+		}
+		opened = append(opened, st)
+		for _, d := range part {
+			by[d.Name] = st
+		}
+	}
+	return storemux.New(full, by), nil
 }
