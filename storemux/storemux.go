@@ -31,7 +31,7 @@ type Store interface {
 // Mux routes by domain. As an AccessStore, AuditStore and OutboxStore it is
 // the default store.
 type Mux struct {
-	Store                         // the default store
+	Store                          // the default store
 	by     map[string]plinth.Store // domain → its store, when not the default
 	others []plinth.Store
 }

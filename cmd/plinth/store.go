@@ -7,9 +7,9 @@ import (
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/dynamodb"
-	"github.com/plinth-data/plinth/storemux"
 	"github.com/plinth-data/plinth/postgres"
 	"github.com/plinth-data/plinth/sqlite"
+	"github.com/plinth-data/plinth/storemux"
 )
 
 // openStore opens the store a URL names and prepares it for the domains.
