@@ -27,11 +27,11 @@
 //     counter, checkpoints, tombstones, outbox, audit log and chain, access
 //     grants and policies, leases and key counters.
 //
-// Every write is one TransactWriteItems (at most 100 items). Its change
-// number is drawn from the counter item just before it commits, and the
-// transaction checks that no scan has fenced the counter past it since; so
-// a watermark (the fenced number) splits writes exactly into those a scan
-// may have missed and those it saw (docs/store-contract.md).
+// Every write is one TransactWriteItems (at most 100 items). It stamps a
+// change number drawn from a counter item, and is registered as in flight
+// until it commits; the highest number below every write in flight (the
+// bound) is a scan's watermark and how far the relay and the audit chainer
+// read (sys.go, docs/store-contract.md).
 package dynamodb
 
 import (
