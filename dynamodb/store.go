@@ -27,11 +27,11 @@
 //     counter, checkpoints, tombstones, outbox, audit log and chain, access
 //     grants and policies, leases and key counters.
 //
-// Every write is one TransactWriteItems (at most 100 items). Its change
-// number is drawn from the counter item just before it commits, and the
-// transaction checks that no scan has fenced the counter past it since; so
-// a watermark (the fenced number) splits writes exactly into those a scan
-// may have missed and those it saw (docs/store-contract.md).
+// Every write is one TransactWriteItems (at most 100 items). It stamps a
+// change number drawn from a counter item, and is registered as in flight
+// until it commits; the highest number below every write in flight (the
+// bound) is a scan's watermark and how far the relay and the audit chainer
+// read (sys.go, docs/store-contract.md).
 package dynamodb
 
 import (
@@ -50,6 +50,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/plinth-data/plinth"
 )
@@ -151,8 +152,10 @@ func OpenOptions(ctx context.Context, o Options) (*Store, error) {
 	s.db = ddb.NewFromConfig(cfg, func(c *ddb.Options) {
 		if o.Endpoint != "" {
 			c.BaseEndpoint = aws.String(o.Endpoint)
-			// minidyn sends no CRC32 of its bodies.
+			// minidyn sends no CRC32 of its bodies, and closes
+			// connections the SDK would warn about on every call.
 			c.DisableValidateResponseChecksum = true
+			c.Logger = logging.Nop{}
 		}
 		c.APIOptions = append(c.APIOptions, s.calls.middleware)
 	})

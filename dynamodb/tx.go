@@ -78,6 +78,12 @@ var (
 
 // touch returns the pending state of a record, reading it on first use.
 func (t *tx) touch(ctx context.Context, e *plinth.Entity, id any) (*pending, error) {
+	return t.touchKnown(ctx, e, id, false)
+}
+
+// touchKnown is touch; absent says the record cannot exist (a key just
+// generated), so it is not read: the insert's condition still checks.
+func (t *tx) touchKnown(ctx context.Context, e *plinth.Entity, id any, absent bool) (*pending, error) {
 	l, err := t.s.layout(e)
 	if err != nil {
 		return nil, err
@@ -90,8 +96,13 @@ func (t *tx) touch(ctx context.Context, e *plinth.Entity, id any) (*pending, err
 	if p, ok := t.recs[key]; ok {
 		return p, nil
 	}
-	r, err := t.s.get(ctx, l, id)
 	p := &pending{l: l, id: id}
+	if absent {
+		t.recs[key] = p
+		t.order = append(t.order, key)
+		return p, nil
+	}
+	r, err := t.s.get(ctx, l, id)
 	switch {
 	case err == nil:
 		p.base, p.cur = &r, &r
@@ -121,7 +132,8 @@ func (t *tx) Insert(ctx context.Context, e *plinth.Entity, data map[string]any) 
 	}
 	data = clean(data)
 	id, given := data[e.Key.Name]
-	if !given || id == nil {
+	generated := !given || id == nil
+	if generated {
 		if !e.Key.Generated {
 			return plinth.Record{}, fmt.Errorf("%s: the key %s is missing", e.Name, e.Key.Name)
 		}
@@ -131,7 +143,7 @@ func (t *tx) Insert(ctx context.Context, e *plinth.Entity, data map[string]any) 
 	} else if err := t.s.keyGiven(ctx, l, id); err != nil {
 		return plinth.Record{}, err
 	}
-	p, err := t.touch(ctx, e, id)
+	p, err := t.touchKnown(ctx, e, id, generated)
 	if err != nil {
 		return plinth.Record{}, err
 	}

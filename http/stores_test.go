@@ -2,6 +2,7 @@ package http_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/plinth-data/plinth/dynamodb"
 	"github.com/plinth-data/plinth/plinthtest/ddbtest"
 	"github.com/plinth-data/plinth/sqlite"
+	"github.com/plinth-data/plinth/storemux"
 )
 
 // fullStore is what the black-box tests need of a store.
@@ -29,9 +31,17 @@ func storeFor(t testing.TB, ds []*plinth.Domain) (st fullStore, dbPath string) {
 	t.Helper()
 	ctx := context.Background()
 	var err error
-	if strings.HasPrefix(t.Name(), onDynamoDB) {
+	switch {
+	case strings.HasPrefix(t.Name(), onDynamoDB) || strings.HasPrefix(t.Name(), "BenchmarkDynamoDB"):
 		st, err = dynamodb.Open(ctx, ddbtest.URL(t))
-	} else {
+	case strings.HasPrefix(t.Name(), onMixed):
+		// residents on DynamoDB, everything else on SQLite.
+		lite, lerr := sqlite.Open(ctx, t.TempDir()+"/plinth.db")
+		ddb, derr := dynamodb.Open(ctx, ddbtest.URL(t))
+		if err = errors.Join(lerr, derr); err == nil {
+			st = storemux.New(lite, map[string]plinth.Store{"residents": ddb})
+		}
+	default:
 		dbPath = t.TempDir() + "/plinth.db"
 		st, err = sqlite.Open(ctx, dbPath)
 	}
@@ -42,6 +52,33 @@ func storeFor(t testing.TB, ds []*plinth.Domain) (st fullStore, dbPath string) {
 		t.Fatal(err)
 	}
 	return st, dbPath
+}
+
+// onMixed is the prefix of the tests TestOnMixedStores runs again.
+const onMixed = "TestOnMixedStores/"
+
+// TestOnMixedStores runs black-box API tests with residents on DynamoDB and
+// the rest (contacts, grants, policies, the read audit trail) on SQLite,
+// behind the routing store plinth.yaml's stores: map makes. Not here: the
+// tests that read the events or audit records of resident writes through
+// the default store — those live in the DynamoDB store's own outbox and
+// audit chain (README, "DynamoDB store").
+func TestOnMixedStores(t *testing.T) {
+	for name, fn := range map[string]func(*testing.T){
+		"CreateViewUpdateDelete":                  TestCreateViewUpdateDelete,
+		"BadInputIsRejectedAndNothingIsWritten":   TestBadInputIsRejectedAndNothingIsWritten,
+		"FiltersWithCaseAndNonASCIINames":         TestFiltersWithCaseAndNonASCIINames,
+		"PaginationWalkDuringWrites":              TestPaginationWalkDuringWrites,
+		"ListDefaultsAndShape":                    TestListDefaultsAndShape,
+		"GroupsDecideReadAndWrite":                TestGroupsDecideReadAndWrite,
+		"AccessPolicyThroughTheAdminAPI":          TestAccessPolicyThroughTheAdminAPI,
+		"ServiceTokenLifecycleThroughTheAdminAPI": TestServiceTokenLifecycleThroughTheAdminAPI,
+		"NoRouteLeaksRecordsToWhoMayNotRead":      TestNoRouteLeaksRecordsToWhoMayNotRead,
+		"ReportHasEveryRecordInEveryFormat":       TestReportHasEveryRecordInEveryFormat,
+		"IncrementalReportsAndDeletions":          TestIncrementalReportsAndDeletions,
+	} {
+		t.Run(name, fn)
+	}
 }
 
 // TestOnDynamoDB runs the black-box API tests again with a DynamoDB store:

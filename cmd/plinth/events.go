@@ -114,7 +114,7 @@ func runRelay(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, cfg.StoreURL(), ds)
+	st, err := openStores(ctx, cfg, ds)
 	if err != nil {
 		return err
 	}
@@ -135,6 +135,9 @@ func runRelay(ctx context.Context, cfg Config) error {
 	relay := events.NewRelay(outbox, pub, events.RelayConfig{Logger: logger})
 	logger.Info("relay started", "holder", relay.Status().Holder, "environment", cfg.Environment,
 		"store", redactURL(cfg.StoreURL()), "nats", bus.where)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	relayOthers(ctx, &wg, st, pub, logger)
 	err = relay.Run(ctx)
 	logger.Info("relay stopped", "published", relay.Status().Published)
 	return err

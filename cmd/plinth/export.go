@@ -41,7 +41,7 @@ DIR must not exist or be empty. plinth load reads the bundle into another store.
 			if err != nil {
 				return err
 			}
-			st, err := openStore(cmd.Context(), cfg.StoreURL(), ds)
+			st, err := openStores(cmd.Context(), cfg, ds)
 			if err != nil {
 				return err
 			}

@@ -51,7 +51,7 @@ store's provenance records the bundle's class and where it came from.`,
 			if err := bundle.CheckEnvironment(cfg.Environment, m.Class); err != nil {
 				return fmt.Errorf("refused in %s: %w", cfg.Environment, err)
 			}
-			st, err := openStore(cmd.Context(), cfg.StoreURL(), ds)
+			st, err := openStores(cmd.Context(), cfg, ds)
 			if err != nil {
 				return err
 			}

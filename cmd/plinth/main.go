@@ -93,7 +93,7 @@ func openConfigured(cmd *cobra.Command) (Config, []*plinth.Domain, plinth.Store,
 	if err != nil {
 		return cfg, nil, nil, err
 	}
-	st, err := openStore(cmd.Context(), cfg.StoreURL(), ds)
+	st, err := openStores(cmd.Context(), cfg, ds)
 	return cfg, ds, st, err
 }
 

@@ -29,7 +29,7 @@ func schemaApplyCommand() *cobra.Command {
 				return err
 			}
 			// Applying is the one place tables are made outside development.
-			st, err := openStore(withEnvironment(cmd.Context(), "development"), cfg.StoreURL(), ds)
+			st, err := openStores(withEnvironment(cmd.Context(), "development"), cfg, ds)
 			if err != nil {
 				return err
 			}

@@ -114,3 +114,47 @@ func TestSupportGrantOnDynamoDB(t *testing.T) {
 		t.Error("a 72h grant: no error")
 	}
 }
+
+// TestStoresMapOpensARoutingStore: with stores: {contacts: dynamodb://…}
+// contacts are written to DynamoDB and residents to the default store.
+func TestStoresMapOpensARoutingStore(t *testing.T) {
+	ds, err := loadDomains("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := ddbtest.URL(t)
+	cfg := Config{Environment: plinth.EnvDevelopment, Store: "sqlite://" + t.TempDir() + "/p.db", Stores: map[string]string{"contacts": url}}
+	ctx := withEnvironment(t.Context(), plinth.EnvDevelopment)
+	st, err := openStores(ctx, cfg, ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var contacts *plinth.Entity
+	for _, d := range ds {
+		for _, e := range d.Entities {
+			if e.Plural == "contacts" {
+				contacts = e
+			}
+		}
+	}
+	data, err := contacts.Validate(map[string]any{"firstName": "Ann", "lastName": "Lee"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r plinth.Record
+	if err := st.Write(ctx, func(tx plinth.Tx) error { r, err = tx.Insert(ctx, contacts, data); return err }); err != nil {
+		t.Fatal(err)
+	}
+	ddb, err := openStore(ctx, url, ds[:0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ddb.Close()
+	if err := ddb.Prepare(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ddb.Get(ctx, contacts, contacts.KeyOf(r)); err != nil {
+		t.Errorf("the contact is not in the DynamoDB store: %v", err)
+	}
+}

@@ -93,7 +93,7 @@ writing.`,
 					return err
 				}
 			}
-			st, err := openStore(cmd.Context(), cfg.StoreURL(), ds)
+			st, err := openStores(cmd.Context(), cfg, ds)
 			if err != nil {
 				return err
 			}

@@ -57,7 +57,7 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, cfg.StoreURL(), ds)
+	st, err := openStores(ctx, cfg, ds)
 	if err != nil {
 		return err
 	}
@@ -150,6 +150,7 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 			logger.Error("the audit chainer stopped", "error", err)
 		}
 	}()
+	runOtherStores(background, &wg, cfg, st, pub, logger)
 	if pg, ok := st.(*postgres.Store); ok {
 		wg.Add(1)
 		go func() {

@@ -9,6 +9,7 @@ import (
 	"github.com/plinth-data/plinth/dynamodb"
 	"github.com/plinth-data/plinth/postgres"
 	"github.com/plinth-data/plinth/sqlite"
+	"github.com/plinth-data/plinth/storemux"
 )
 
 // openStore opens the store a URL names and prepares it for the domains.
@@ -82,4 +83,48 @@ func withEnvironment(ctx context.Context, env string) context.Context {
 func environmentOf(ctx context.Context) string {
 	env, _ := ctx.Value(environmentKey{}).(string)
 	return env
+}
+
+// openStores opens the configured store, and, when plinth.yaml's stores:
+// map sends domains elsewhere, their stores too, behind one routing store
+// (storemux): each prepared for its own domains.
+func openStores(ctx context.Context, cfg Config, ds []*plinth.Domain) (plinth.Store, error) {
+	byURL := map[string][]*plinth.Domain{}
+	var defDomains []*plinth.Domain
+	for _, d := range ds {
+		if u := cfg.StoreURLFor(d.Name); u != cfg.StoreURL() {
+			byURL[u] = append(byURL[u], d)
+		} else {
+			defDomains = append(defDomains, d)
+		}
+	}
+	if len(byURL) == 0 {
+		return openStore(ctx, cfg.StoreURL(), ds)
+	}
+	def, err := openStore(ctx, cfg.StoreURL(), defDomains)
+	if err != nil {
+		return nil, err
+	}
+	full, ok := def.(storemux.Store)
+	if !ok {
+		def.Close()
+		return nil, fmt.Errorf("store %s cannot be the default store of several", redactURL(cfg.StoreURL()))
+	}
+	by := map[string]plinth.Store{}
+	var opened []plinth.Store
+	for u, part := range byURL {
+		st, err := openStore(ctx, u, part)
+		if err != nil {
+			def.Close()
+			for _, o := range opened {
+				o.Close()
+			}
+			return nil, fmt.Errorf("the store of %s: %w", part[0].Name, err)
+		}
+		opened = append(opened, st)
+		for _, d := range part {
+			by[d.Name] = st
+		}
+	}
+	return storemux.New(full, by), nil
 }
