@@ -28,10 +28,14 @@ func (s *Store) BulkInsert(ctx context.Context, e *plinth.Entity, data []map[str
 // capability; resume with ConflictSkip and the checkpoint).
 func (s *Store) BulkLoad(ctx context.Context, e *plinth.Entity, data []map[string]any, opts plinth.BulkOptions) (plinth.BulkResult, error) {
 	var res plinth.BulkResult
+	if err := opts.CheckMetadata(len(data)); err != nil {
+		return res, err
+	}
 	l, err := s.layout(e)
 	if err != nil {
 		return res, err
 	}
+	metas := map[*pending]plinth.RecordMeta{} // BulkOptions.Metadata, by record
 	use, dropped := plinth.DistinctKeys(e, data, opts.OnConflict)
 	res.Skipped = dropped
 	var recs []*pending
@@ -64,21 +68,37 @@ func (s *Store) BulkLoad(ctx context.Context, e *plinth.Entity, data []map[strin
 		}
 		seen[l.sortKey(id)] = true
 		r := plinth.Record{Data: d, Version: 1, CreatedAt: now, UpdatedAt: now}
+		if opts.Metadata != nil {
+			r.Version, r.CreatedAt, r.UpdatedAt = opts.Metadata[i].Resolve(now)
+		}
 		if _, err := l.item(r, 0); err != nil {
 			return res, err
 		}
-		recs = append(recs, &pending{l: l, id: id, cur: &r})
+		p := &pending{l: l, id: id, cur: &r}
+		if opts.Metadata != nil {
+			metas[p] = opts.Metadata[i]
+		}
+		recs = append(recs, p)
 	}
-	recs, err = s.resolveConflicts(ctx, l, recs, opts.OnConflict, &res)
+	recs, err = s.resolveConflicts(ctx, l, recs, opts.OnConflict, metas, &res)
 	if err != nil {
 		return res, err
+	}
+	// Nothing is committed yet: BeforeCommit runs before the first of the
+	// call's transactions, so that its error leaves nothing behind.
+	if opts.BeforeCommit != nil {
+		if err := opts.BeforeCommit(); err != nil {
+			return plinth.BulkResult{}, err
+		}
 	}
 	return res, s.writeChunks(ctx, recs, opts.Checkpoint)
 }
 
 // resolveConflicts reads the stored records of the load's keys and applies
 // the conflict policy.
-func (s *Store) resolveConflicts(ctx context.Context, l *layout, recs []*pending, policy plinth.Conflict, res *plinth.BulkResult) ([]*pending, error) {
+// A replaced record takes the version and times of its metadata entry,
+// where it has one, instead of the stored record's.
+func (s *Store) resolveConflicts(ctx context.Context, l *layout, recs []*pending, policy plinth.Conflict, metas map[*pending]plinth.RecordMeta, res *plinth.BulkResult) ([]*pending, error) {
 	var out []*pending
 	for start := 0; start < len(recs); start += maxBatchGet {
 		chunk := recs[start:min(start+maxBatchGet, len(recs))]
@@ -111,7 +131,13 @@ func (s *Store) resolveConflicts(ctx context.Context, l *layout, recs []*pending
 			default:
 				res.Replaced++
 				p.base = &old
-				p.cur.Version, p.cur.CreatedAt = old.Version+1, old.CreatedAt
+				m, given := metas[p]
+				if !given || m.Version == 0 {
+					p.cur.Version = old.Version + 1
+				}
+				if !given || m.CreatedAt.IsZero() {
+					p.cur.CreatedAt = old.CreatedAt
+				}
 				out = append(out, p)
 			}
 		}
