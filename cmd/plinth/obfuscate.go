@@ -550,6 +550,12 @@ func obfuscateEntity(ctx context.Context, in obfInput, dst obfOutput, r obfuscat
 	defer cancel()
 	order, scanErr, stopWorkers := obfuscateBatches(ctx, in, after, skip, r)
 	loaders := dst.loaders()
+	if in.source != "" {
+		// A bundle's keys may repeat (a store's cannot): a later batch
+		// holding a key an earlier one also inserts would make the earlier
+		// wait for its lock while it waits in BeforeCommit for the earlier.
+		loaders = 1
+	}
 	loads := newOrderedLoads(ctx, loaders)
 	type pend struct {
 		out     <-chan error
