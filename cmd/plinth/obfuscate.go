@@ -60,7 +60,7 @@ the target store or write it to a new export bundle (--to a new or empty
 folder; its manifest records the class obfuscated and where it came from):
 none fields are copied; personal fields get keyed, deterministic pseudonyms
 that keep their format (names from name lists, postcodes of a valid shape,
-NHS numbers in the 999 test range with a valid check digit, NI numbers with
+NHS numbers with a valid check digit, one to one (--nhs-range), NI numbers with
 an administrative prefix never issued, Ofcom drama phone numbers, e-mail
 addresses at example.org, dates shifted alike per record); identifiers
 (natural keys, uuids, integers, UPRNs, NI and NHS numbers, legacy ids) map
@@ -550,6 +550,12 @@ func obfuscateEntity(ctx context.Context, in obfInput, dst obfOutput, r obfuscat
 	defer cancel()
 	order, scanErr, stopWorkers := obfuscateBatches(ctx, in, after, skip, r)
 	loaders := dst.loaders()
+	if in.source != "" {
+		// A bundle's keys may repeat (a store's cannot): a later batch
+		// holding a key an earlier one also inserts would make the earlier
+		// wait for its lock while it waits in BeforeCommit for the earlier.
+		loaders = 1
+	}
 	loads := newOrderedLoads(ctx, loaders)
 	type pend struct {
 		out     <-chan error

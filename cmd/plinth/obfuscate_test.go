@@ -245,8 +245,11 @@ func TestObfuscateCommandResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	people := findEntity(ds, "people")
-	if n, _ := st.Count(context.Background(), people); n != 2000 {
-		t.Fatalf("after the interruption: %d people, want 2000", n)
+	// Interrupted after the second batch committed; the batch being
+	// loaded then may have committed too (loads overlap), but never a
+	// later one before an earlier: whole batches from the start.
+	if n, _ := st.Count(context.Background(), people); n < 2000 || n > 3000 || n%1000 != 0 {
+		t.Fatalf("after the interruption: %d people, want the first 2000 or 3000", n)
 	}
 	st.Close()
 	out, err := runPlinth(context.Background(), t, "obfuscate", "--from", from, "--to", to, "--key-file", key, "--domains", obfuscateSpecs)

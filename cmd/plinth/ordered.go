@@ -15,6 +15,9 @@ var errEarlierLoad = errors.New("an earlier batch failed")
 // more than one core) and lets them commit only in the order they were
 // submitted: what is committed is always a prefix of the input, so a
 // resumed run (after the records or the checkpoint it finds) leaves no gap.
+// The batches must not share keys: a later load holding a key an earlier
+// one also writes would keep the earlier waiting for the key's lock while
+// it waits for the earlier to commit.
 type orderedLoads struct {
 	ctx  context.Context
 	work chan func()

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/plinth-data/plinth"
 )
 
 // Batches loaded on several goroutines commit in order, and a failed batch
@@ -55,5 +58,53 @@ func TestOrderedLoadsCommitAPrefix(t *testing.T) {
 		if failAt >= 0 && !errors.Is(firstErr, boom) || failAt < 0 && firstErr != nil {
 			t.Errorf("batch %d failing: first error %v", failAt, firstErr)
 		}
+	}
+}
+
+// failingStore fails the bulk load of its failAt-th call.
+type failingStore struct {
+	plinth.Store
+	mu     sync.Mutex
+	calls  int
+	failAt int
+}
+
+func (s *failingStore) BulkLoad(_ context.Context, _ *plinth.Entity, _ []map[string]any, opts plinth.BulkOptions) (plinth.BulkResult, error) {
+	s.mu.Lock()
+	s.calls++
+	fail := s.calls == s.failAt
+	s.mu.Unlock()
+	if fail {
+		return plinth.BulkResult{}, errors.New("disk full")
+	}
+	return plinth.BulkResult{}, opts.BeforeCommit()
+}
+
+// A failed batch stops the seed with its error, also while later batches
+// wait for records that will never be generated.
+func TestSeedBatchesStopOnFailure(t *testing.T) {
+	results := make([]chan generated, 6)
+	for i := range results {
+		results[i] = make(chan generated, 1)
+	}
+	for i := range 3 { // batches 3 … 5 never arrive
+		results[i] <- generated{docs: []map[string]any{{}}}
+	}
+	st := &failingStore{failAt: 2}
+	var committed []int
+	done := make(chan error, 1)
+	go func() {
+		done <- loadSeedBatches(context.Background(), st, &plinth.Entity{Plural: "things"}, results, 2, func(i int) { committed = append(committed, i) })
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "disk full") {
+			t.Fatalf("error %v, want the failed batch's", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the seed hung after a failed batch")
+	}
+	if !slices.Equal(committed, []int{0}) {
+		t.Errorf("committed %v, want only batch 0", committed)
 	}
 }

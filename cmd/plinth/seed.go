@@ -264,27 +264,38 @@ func seedEntity(ctx context.Context, st plinth.Store, g *datasafety.Generator, e
 			}
 		}()
 	}
+	return loadSeedBatches(ctx, st, e, results, loaders, func(i int) {
+		<-ahead
+		p.Add(min(seedBatch, n-i*seedBatch))
+	})
+}
+
+// loadSeedBatches loads the generated batches on loaders goroutines,
+// committing in order, and calls committed(i) as batch i commits. The
+// first error (in batch order) is the cause: later batches fail because
+// of it.
+func loadSeedBatches(ctx context.Context, st plinth.Store, e *plinth.Entity, results []chan generated, loaders int, committed func(i int)) error {
+	ctx, cancel := context.WithCancel(ctx)
 	loads := newOrderedLoads(ctx, loaders)
-	defer loads.close()
+	defer func() {
+		cancel() // after a failure, loads still waiting for their batch stop
+		loads.close()
+	}()
 	var pending []<-chan error
-	for i := 0; i < batches || len(pending) > 0; {
-		if i < batches && len(pending) <= loaders {
+	for i := 0; i < len(results) || len(pending) > 0; {
+		if i < len(results) && len(pending) <= loaders {
+			result := results[i] // not i itself: it moves on while the load runs
 			pending = append(pending, loads.submit(func(beforeCommit func() error) error {
-				return seedBatchLoad(ctx, st, e, results[i], beforeCommit)
+				return seedBatchLoad(ctx, st, e, result, beforeCommit)
 			}))
 			i++
 			continue
 		}
-		// The oldest batch's outcome: the first error is the cause (later
-		// batches fail because of it).
 		if err := <-pending[0]; err != nil {
-			cancel()
 			return err
 		}
-		oldest := i - len(pending)
+		committed(i - len(pending))
 		pending = pending[1:]
-		<-ahead
-		p.Add(min(seedBatch, n-oldest*seedBatch))
 	}
 	return nil
 }
