@@ -85,10 +85,14 @@ func EventSchemaFor(e *plinth.Entity) *pq.Schema {
 
 // EventWriter streams the events of one entity into a Parquet file.
 type EventWriter struct {
-	w      *Writer
-	nulls  int // state columns
-	closed bool
+	w       *Writer
+	nulls   int      // state columns
+	pending []pq.Row // rows of their own, written in batches
 }
+
+// eventBatch is how many rows EventWriter hands parquet-go at once:
+// column by column over a batch costs much less than row by row.
+const eventBatch = 256
 
 // NewEventWriter returns an EventWriter of the events of e to w.
 func NewEventWriter(w io.Writer, e *plinth.Entity, opts Options) (*EventWriter, error) {
@@ -105,7 +109,19 @@ func (w *EventWriter) Write(ev EventRow) error {
 	if w.w.closed {
 		return fmt.Errorf("parquet: write after close")
 	}
-	row := w.w.rows[0][:0]
+	// A row whose values point only into ev (the JSON path) waits for a
+	// batch; one from a Record points into the mapping's buffers too, and
+	// is written at once.
+	batched := ev.State == nil
+	var row pq.Row
+	if batched {
+		row = make(pq.Row, 0, len(EventColumns)+w.nulls)
+	} else {
+		if err := w.flush(); err != nil {
+			return err
+		}
+		row = w.w.rows[0][:0]
+	}
 	row = append(row,
 		pq.Int64Value(int64(ev.Sequence)).Level(0, 0, 0),
 		text(ev.ID, 1), text(ev.EventType, 2), text(ev.EntityID, 3),
@@ -132,7 +148,25 @@ func (w *EventWriter) Write(ev EventRow) error {
 	if err != nil {
 		return fmt.Errorf("event %s: %w", ev.ID, err)
 	}
-	return w.w.writeRow(row)
+	if !batched {
+		return w.w.writeRow(row)
+	}
+	w.pending = append(w.pending, row)
+	if len(w.pending) >= eventBatch {
+		return w.flush()
+	}
+	return nil
+}
+
+// flush writes the rows waiting for a batch.
+func (w *EventWriter) flush() error {
+	if len(w.pending) == 0 {
+		return nil
+	}
+	err := w.w.writeRows(w.pending)
+	clear(w.pending)
+	w.pending = w.pending[:0]
+	return err
 }
 
 // text is a string column's value; the empty string is null (the
@@ -152,10 +186,16 @@ func jsonText(b []byte, col int) pq.Value {
 }
 
 // Count returns the number of events written.
-func (w *EventWriter) Count() int64 { return w.w.Count() }
+func (w *EventWriter) Count() int64 { return w.w.Count() + int64(len(w.pending)) }
 
 // SetMetadata sets a key-value pair of the footer.
 func (w *EventWriter) SetMetadata(key, value string) { w.w.SetMetadata(key, value) }
 
-// Close writes the footer. It does not close the underlying writer.
-func (w *EventWriter) Close() error { return w.w.Close() }
+// Close writes the last rows and the footer. It does not close the
+// underlying writer.
+func (w *EventWriter) Close() error {
+	if err := w.flush(); err != nil {
+		return err
+	}
+	return w.w.Close()
+}
