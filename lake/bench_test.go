@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"testing"
@@ -22,6 +23,7 @@ import (
 // lake folder, from a durable consumer, with the default flush size.
 // Reports events/s, the process's CPU time per event (a loaded machine
 // slows the first, hardly the second) and the bytes of Parquet per event.
+// BENCH_LAKE_PROFILE names a file for a CPU profile of the landing alone.
 func BenchmarkLandBacklog(b *testing.B) {
 	n := 100_000
 	if s := os.Getenv("BENCH_LAKE_EVENTS"); s != "" {
@@ -54,6 +56,16 @@ func BenchmarkLandBacklog(b *testing.B) {
 	// collector scans while it runs.
 	recs, entries = nil, nil
 	runtime.GC()
+	if path := os.Getenv("BENCH_LAKE_PROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	var bytes int64

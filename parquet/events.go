@@ -86,7 +86,7 @@ func EventSchemaFor(e *plinth.Entity) *pq.Schema {
 // EventWriter streams the events of one entity into a Parquet file.
 type EventWriter struct {
 	w       *Writer
-	nulls   int      // state columns
+	rows    *EventRows
 	pending []pq.Row // rows of their own, written in batches
 }
 
@@ -101,27 +101,30 @@ func NewEventWriter(w io.Writer, e *plinth.Entity, opts Options) (*EventWriter, 
 	if err != nil {
 		return nil, err
 	}
-	return &EventWriter{w: pw, nulls: len(e.Fields) + 3}, nil
+	return &EventWriter{w: pw, rows: &EventRows{m: m, nulls: len(e.Fields) + 3}}, nil
 }
 
-// Write adds an event.
-func (w *EventWriter) Write(ev EventRow) error {
-	if w.w.closed {
-		return fmt.Errorf("parquet: write after close")
-	}
-	// A row whose values point only into ev (the JSON path) waits for a
-	// batch; one from a Record points into the mapping's buffers too, and
-	// is written at once.
-	batched := ev.State == nil
-	var row pq.Row
-	if batched {
-		row = make(pq.Row, 0, len(EventColumns)+w.nulls)
-	} else {
-		if err := w.flush(); err != nil {
-			return err
-		}
-		row = w.w.rows[0][:0]
-	}
+// EventRows turns events of an entity into rows of EventSchemaFor. Each
+// goroutine needs its own; the rows it makes are independent of it, so
+// they can be made on many goroutines and written on one.
+type EventRows struct {
+	m     *Mapping
+	nulls int // state columns
+}
+
+// NewEventRows returns the row maker of e's events.
+func NewEventRows(e *plinth.Entity) *EventRows {
+	return &EventRows{m: NewMapping(e), nulls: len(e.Fields) + 3}
+}
+
+// Row is an event made into a row, ready for EventWriter.WriteRow.
+type Row struct{ values pq.Row }
+
+// Row makes the row of an event. Its values point into ev (a copy is
+// made of what points into the maker's buffers), so ev's byte slices must
+// not change until the row is written.
+func (r *EventRows) Row(ev EventRow) (Row, error) {
+	row := make(pq.Row, 0, len(EventColumns)+r.nulls)
 	row = append(row,
 		pq.Int64Value(int64(ev.Sequence)).Level(0, 0, 0),
 		text(ev.ID, 1), text(ev.EventType, 2), text(ev.EntityID, 3),
@@ -134,24 +137,43 @@ func (w *EventWriter) Write(ev EventRow) error {
 	var err error
 	switch {
 	case ev.State != nil:
-		row, err = w.w.m.appendColumns(row, *ev.State, base)
+		if row, err = r.m.appendColumns(row, *ev.State, base); err == nil {
+			for i := base; i < len(row); i++ {
+				row[i] = row[i].Clone() // nested text lives in the mapping's buffer
+			}
+		}
 	case len(ev.StateJSON) > 0 && !jsonscan.IsNull(ev.StateJSON):
 		var ok bool
-		if row, ok, err = w.w.m.appendJSON(row, ev.StateJSON, base); err == nil && !ok {
+		if row, ok, err = r.m.appendJSON(row, ev.StateJSON, base); err == nil && !ok {
 			err = fmt.Errorf("the state is not a JSON object")
 		}
 	default:
-		for i := 0; i < w.nulls; i++ {
+		for i := 0; i < r.nulls; i++ {
 			row = append(row, pq.NullValue().Level(0, 0, base+i))
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("event %s: %w", ev.ID, err)
+		return Row{}, fmt.Errorf("event %s: %w", ev.ID, err)
 	}
-	if !batched {
-		return w.w.writeRow(row)
+	return Row{row}, nil
+}
+
+// Write adds an event.
+func (w *EventWriter) Write(ev EventRow) error {
+	row, err := w.rows.Row(ev)
+	if err != nil {
+		return err
 	}
-	w.pending = append(w.pending, row)
+	return w.WriteRow(row)
+}
+
+// WriteRow adds an event made into a row by an EventRows of the same
+// entity. Rows are written in batches.
+func (w *EventWriter) WriteRow(row Row) error {
+	if w.w.closed {
+		return fmt.Errorf("parquet: write after close")
+	}
+	w.pending = append(w.pending, row.values)
 	if len(w.pending) >= eventBatch {
 		return w.flush()
 	}
