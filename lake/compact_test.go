@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/lake"
 	"github.com/plinth-data/plinth/plinthtest"
 	rt "github.com/plinth-data/plinth/report/reporttest"
+	"github.com/plinth-data/plinth/sqlite"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -160,5 +163,39 @@ func TestDDLGolden(t *testing.T) {
 	}
 	if _, err := lake.DDL(ds, "hive", "s3://x", nil, nil); err == nil || !strings.Contains(err.Error(), "athena, trino or duckdb") {
 		t.Fatalf("unknown format: %v", err)
+	}
+}
+
+// A snapshot holds every record of one store scan, with its manifest;
+// a second one the same day replaces the first.
+func TestSnapshot(t *testing.T) { eachTarget(t, testSnapshot) }
+
+func testSnapshot(t *testing.T, target lake.Target, local func() string) {
+	ctx := context.Background()
+	e, recs := rt.Sample(t, 120)
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Prepare(ctx, []*plinth.Domain{e.Domain}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if err := st.Write(ctx, func(tx plinth.Tx) error { _, err := tx.Insert(ctx, e, r.Data); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	day := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	for range 2 {
+		m, err := lake.Snapshot(ctx, st, e, target, day, lake.SnapshotOptions{FileRecords: 50})
+		if err != nil || m.Records != int64(len(recs)) || len(m.Files) != 3 || m.Watermark == "" {
+			t.Fatalf("snapshot: %+v %v", m, err)
+		}
+	}
+	glob := filepath.Join(local(), lake.SnapshotPartition(lake.EntityPrefix(e), day), "*.parquet")
+	res := rt.DuckDB(t, "SELECT count(*), count(DISTINCT id) FROM read_parquet("+rt.SQLString(glob)+")")
+	if fmt.Sprint(res[0].Rows[0]) != fmt.Sprintf("[%d %d]", len(recs), len(recs)) {
+		t.Fatalf("the snapshot partition holds %v rows (distinct ids), want %d", res[0].Rows, len(recs))
 	}
 }

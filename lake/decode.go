@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -23,6 +24,7 @@ type entityView struct {
 	prefix  string         // of its files: EntityPrefix or SpecialPrefix
 	state   *plinth.Field  // an object of the fields plus version, createdAt, updatedAt
 	omitted map[string]bool
+	makers  sync.Pool // of *parquet.EventRows: one per decoding goroutine at a time
 }
 
 // LakeEntity returns the entity as the lake's main datasets hold it:
@@ -61,6 +63,7 @@ func keepFields(e *plinth.Entity, keep func(*plinth.Field) bool) *plinth.Entity 
 // e, whose files start with prefix.
 func newEntityView(e, le *plinth.Entity, prefix string) *entityView {
 	v := &entityView{e: le, prefix: prefix, omitted: map[string]bool{}}
+	v.makers.New = func() any { return parquet.NewEventRows(le) }
 	for _, f := range e.Fields {
 		if plinth.FieldByName(le.Fields, f.Name) == nil {
 			v.omitted[f.Name] = true
@@ -93,6 +96,18 @@ type wire struct {
 	} `json:"eventData"`
 	EntityVersion int64          `json:"entityVersion"`
 	State         jsontext.Value `json:"state"`
+}
+
+// parquetRow decodes a published event and makes it into a Parquet row.
+func (v *entityView) parquetRow(seq uint64, payload []byte) (parquet.EventRow, parquet.Row, error) {
+	ev, err := v.row(seq, payload)
+	if err != nil {
+		return ev, parquet.Row{}, err
+	}
+	maker := v.makers.Get().(*parquet.EventRows)
+	defer v.makers.Put(maker)
+	row, err := maker.Row(ev)
+	return ev, row, err
 }
 
 // row decodes a published event into the row the lake lands: walked
@@ -247,90 +262,26 @@ func (v *entityView) strip(raw jsontext.Value) []byte {
 	return out
 }
 
-// stripMembers is strip's fast path; ok is false for JSON it does not
-// expect (whitespace, say), which stripSlow then handles.
+// stripMembers is strip's fast path; ok is false for JSON jsonscan does
+// not walk, which stripSlow then handles.
 func stripMembers(raw []byte, omit map[string]bool) (_ []byte, ok bool) {
-	if len(raw) < 2 || raw[0] != '{' {
-		return nil, false
-	}
 	out := make([]byte, 1, len(raw))
 	out[0] = '{'
-	i := 1
-	for i < len(raw) && raw[i] != '}' {
-		start := i
-		if raw[i] != '"' {
-			return nil, false
-		}
-		end := skipString(raw, i)
-		if end < 0 || end >= len(raw) || raw[end] != ':' {
-			return nil, false
-		}
-		name := raw[i+1 : end-1]
-		vend := skipValue(raw, end+1)
-		if vend < 0 || vend >= len(raw) {
-			return nil, false
-		}
+	if !jsonscan.Members(raw, func(name, value []byte) bool {
 		if !omit[string(name)] { // member names need no unescaping: Plinth's are plain
 			if len(out) > 1 {
 				out = append(out, ',')
 			}
-			out = append(out, raw[start:vend]...)
+			out = append(out, '"')
+			out = append(out, name...)
+			out = append(out, '"', ':')
+			out = append(out, value...)
 		}
-		i = vend
-		if raw[i] == ',' {
-			i++
-		}
+		return true
+	}) {
+		return nil, false
 	}
-	return append(out, '}'), i == len(raw)-1
-}
-
-// skipString returns the index after the string starting at b[i].
-func skipString(b []byte, i int) int {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1
-		}
-	}
-	return -1
-}
-
-// skipValue returns the index after the JSON value starting at b[i].
-func skipValue(b []byte, i int) int {
-	if i >= len(b) {
-		return -1
-	}
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				j = skipString(b, j) - 1
-				if j < 0 {
-					return -1
-				}
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return -1
-	}
-	for j := i; j < len(b); j++ { // number, true, false, null
-		if c := b[j]; c == ',' || c == '}' || c == ']' {
-			return j
-		}
-	}
-	return -1
+	return append(out, '}'), true
 }
 
 // stripSlow is strip through a JSON decoder.

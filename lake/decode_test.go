@@ -33,7 +33,7 @@ func TestStripMembers(t *testing.T) {
 			t.Fatalf("%s: left %s", raw, fast)
 		}
 	}
-	if _, ok := stripMembers([]byte(`{ "a": 1 }`), omit); ok {
-		t.Fatal("whitespace taken by the fast path")
+	if _, ok := stripMembers([]byte(`{"a": 1`), omit); ok {
+		t.Fatal("broken JSON taken by the fast path")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -211,6 +212,17 @@ func testLandReadBack(t *testing.T, target lake.Target, local func() string) {
 			t.Fatalf("column types %v", r[3:])
 		}
 	}
+	// The state columns of the created events are the records, typed as
+	// the Reporting API types them, nested values the API's JSON text.
+	var cols []string
+	for _, f := range e.Fields {
+		cols = append(cols, `"state_`+f.Name+`" AS "`+f.Name+`"`)
+	}
+	for _, f := range plinth.SystemFields {
+		cols = append(cols, `"state_`+f+`" AS "`+f+`"`)
+	}
+	created := lakeEvents(t, local(), e, "SELECT "+strings.Join(cols, ", ")+" FROM %s WHERE eventType LIKE '%%Created%%' ORDER BY sequence")
+	rt.CompareTyped(t, e, recs, created, true)
 	// 120 seconds before midnight, one event a second.
 	if days["20260301"] != 120 || days["20260302"] != len(ids)-120 {
 		t.Fatalf("events by partition %v", days)

@@ -224,10 +224,12 @@ func (l *Lander) fetch(ctx context.Context, src Source, out chan<- fetched) {
 	}
 }
 
-// decoded is a message decoded for each of its views.
+// decoded is a message decoded, and made into a row, for each of its
+// views.
 type decoded struct {
 	views []*entityView
-	rows  []parquet.EventRow
+	evs   []parquet.EventRow
+	rows  []parquet.Row
 	err   error
 }
 
@@ -258,11 +260,12 @@ func (l *Lander) addBatch(ctx context.Context, msgs []Message) error {
 func (l *Lander) decode(m Message) decoded {
 	d := decoded{views: l.views[subjectPlural(m.Subject)]}
 	for _, view := range d.views {
-		row, err := view.row(m.Seq, m.Data)
+		ev, row, err := view.parquetRow(m.Seq, m.Data)
 		if err != nil {
 			d.err = err
 			return d
 		}
+		d.evs = append(d.evs, ev)
 		d.rows = append(d.rows, row)
 	}
 	return d
@@ -286,7 +289,7 @@ func (l *Lander) add(ctx context.Context, m Message, d decoded) error {
 		return nil
 	}
 	for i, view := range d.views {
-		row := d.rows[i]
+		row := d.evs[i]
 		partition := EventsPartition(view.prefix, row.DateTime)
 		have, err := l.landed.has(ctx, partition, row.Sequence)
 		if err != nil {
@@ -304,7 +307,7 @@ func (l *Lander) add(ctx context.Context, m Message, d decoded) error {
 			}
 			l.files[partition] = f
 		}
-		if err := f.w.Write(row); err != nil {
+		if err := f.w.WriteRow(d.rows[i]); err != nil {
 			return err
 		}
 		f.first, f.last = min(f.first, row.Sequence), max(f.last, row.Sequence)

@@ -23,7 +23,9 @@ import (
 // at once and in order, not after its ack wait: a reader that crashed
 // mid-batch resumes where its last acknowledged batch ended, and an
 // acknowledgement up to a sequence never covers a message it has not
-// handled.
+// handled. (Were the process to stop between the delete and the create,
+// the next start creates the durable afresh from the stream's start, and
+// the lake skips every event it already holds: slower, not wrong.)
 type BatchSource struct {
 	cons jetstream.Consumer
 

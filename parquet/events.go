@@ -85,10 +85,14 @@ func EventSchemaFor(e *plinth.Entity) *pq.Schema {
 
 // EventWriter streams the events of one entity into a Parquet file.
 type EventWriter struct {
-	w      *Writer
-	nulls  int // state columns
-	closed bool
+	w       *Writer
+	rows    *EventRows
+	pending []pq.Row // rows of their own, written in batches
 }
+
+// eventBatch is how many rows EventWriter hands parquet-go at once:
+// column by column over a batch costs much less than row by row.
+const eventBatch = 256
 
 // NewEventWriter returns an EventWriter of the events of e to w.
 func NewEventWriter(w io.Writer, e *plinth.Entity, opts Options) (*EventWriter, error) {
@@ -97,15 +101,30 @@ func NewEventWriter(w io.Writer, e *plinth.Entity, opts Options) (*EventWriter, 
 	if err != nil {
 		return nil, err
 	}
-	return &EventWriter{w: pw, nulls: len(e.Fields) + 3}, nil
+	return &EventWriter{w: pw, rows: &EventRows{m: m, nulls: len(e.Fields) + 3}}, nil
 }
 
-// Write adds an event.
-func (w *EventWriter) Write(ev EventRow) error {
-	if w.w.closed {
-		return fmt.Errorf("parquet: write after close")
-	}
-	row := w.w.rows[0][:0]
+// EventRows turns events of an entity into rows of EventSchemaFor. Each
+// goroutine needs its own; the rows it makes are independent of it, so
+// they can be made on many goroutines and written on one.
+type EventRows struct {
+	m     *Mapping
+	nulls int // state columns
+}
+
+// NewEventRows returns the row maker of e's events.
+func NewEventRows(e *plinth.Entity) *EventRows {
+	return &EventRows{m: NewMapping(e), nulls: len(e.Fields) + 3}
+}
+
+// Row is an event made into a row, ready for EventWriter.WriteRow.
+type Row struct{ values pq.Row }
+
+// Row makes the row of an event. Its values point into ev (a copy is
+// made of what points into the maker's buffers), so ev's byte slices must
+// not change until the row is written.
+func (r *EventRows) Row(ev EventRow) (Row, error) {
+	row := make(pq.Row, 0, len(EventColumns)+r.nulls)
 	row = append(row,
 		pq.Int64Value(int64(ev.Sequence)).Level(0, 0, 0),
 		text(ev.ID, 1), text(ev.EventType, 2), text(ev.EntityID, 3),
@@ -118,21 +137,58 @@ func (w *EventWriter) Write(ev EventRow) error {
 	var err error
 	switch {
 	case ev.State != nil:
-		row, err = w.w.m.appendColumns(row, *ev.State, base)
+		if row, err = r.m.appendColumns(row, *ev.State, base); err == nil {
+			for i := base; i < len(row); i++ {
+				row[i] = row[i].Clone() // nested text lives in the mapping's buffer
+			}
+		}
 	case len(ev.StateJSON) > 0 && !jsonscan.IsNull(ev.StateJSON):
 		var ok bool
-		if row, ok, err = w.w.m.appendJSON(row, ev.StateJSON, base); err == nil && !ok {
+		if row, ok, err = r.m.appendJSON(row, ev.StateJSON, base); err == nil && !ok {
 			err = fmt.Errorf("the state is not a JSON object")
 		}
 	default:
-		for i := 0; i < w.nulls; i++ {
+		for i := 0; i < r.nulls; i++ {
 			row = append(row, pq.NullValue().Level(0, 0, base+i))
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("event %s: %w", ev.ID, err)
+		return Row{}, fmt.Errorf("event %s: %w", ev.ID, err)
 	}
-	return w.w.writeRow(row)
+	return Row{row}, nil
+}
+
+// Write adds an event.
+func (w *EventWriter) Write(ev EventRow) error {
+	row, err := w.rows.Row(ev)
+	if err != nil {
+		return err
+	}
+	return w.WriteRow(row)
+}
+
+// WriteRow adds an event made into a row by an EventRows of the same
+// entity. Rows are written in batches.
+func (w *EventWriter) WriteRow(row Row) error {
+	if w.w.closed {
+		return fmt.Errorf("parquet: write after close")
+	}
+	w.pending = append(w.pending, row.values)
+	if len(w.pending) >= eventBatch {
+		return w.flush()
+	}
+	return nil
+}
+
+// flush writes the rows waiting for a batch.
+func (w *EventWriter) flush() error {
+	if len(w.pending) == 0 {
+		return nil
+	}
+	err := w.w.writeRows(w.pending)
+	clear(w.pending)
+	w.pending = w.pending[:0]
+	return err
 }
 
 // text is a string column's value; the empty string is null (the
@@ -152,10 +208,16 @@ func jsonText(b []byte, col int) pq.Value {
 }
 
 // Count returns the number of events written.
-func (w *EventWriter) Count() int64 { return w.w.Count() }
+func (w *EventWriter) Count() int64 { return w.w.Count() + int64(len(w.pending)) }
 
 // SetMetadata sets a key-value pair of the footer.
 func (w *EventWriter) SetMetadata(key, value string) { w.w.SetMetadata(key, value) }
 
-// Close writes the footer. It does not close the underlying writer.
-func (w *EventWriter) Close() error { return w.w.Close() }
+// Close writes the last rows and the footer. It does not close the
+// underlying writer.
+func (w *EventWriter) Close() error {
+	if err := w.flush(); err != nil {
+		return err
+	}
+	return w.w.Close()
+}

@@ -18,9 +18,8 @@ import (
 // decoded record, at a fraction of the cost. Members the entity does not
 // have are skipped.
 type jsonColumns struct {
-	index   map[string]int // field name → column; then version, createdAt, updatedAt
-	vals    []pq.Value
-	scratch []byte
+	index map[string]int // field name → column; then version, createdAt, updatedAt
+	vals  []pq.Value
 }
 
 func newJSONColumns(e *plinth.Entity) *jsonColumns {
@@ -44,7 +43,6 @@ func (m *Mapping) appendJSON(row pq.Row, raw []byte, base int) (_ pq.Row, ok boo
 	for i := range c.vals {
 		c.vals[i] = pq.NullValue()
 	}
-	c.scratch = c.scratch[:0]
 	n := len(m.e.Fields)
 	walked := jsonscan.Members(raw, func(name, value []byte) bool {
 		i, found := c.index[string(name)]
@@ -85,7 +83,8 @@ var (
 )
 
 // value converts one raw JSON value of a field. Byte arrays point into
-// raw or into c.scratch; the writer copies them.
+// raw, or into a new slice for a string with escapes, never into a buffer
+// reused for the next record: rows wait in batches.
 func (c *jsonColumns) value(f *plinth.Field, raw []byte) (pq.Value, error) {
 	switch f.Type {
 	case plinth.TypeObject, plinth.TypeArray:
@@ -110,8 +109,7 @@ func (c *jsonColumns) value(f *plinth.Field, raw []byte) (pq.Value, error) {
 		}
 		return pq.Value{}, fmt.Errorf("a boolean field holds %.40s", raw)
 	}
-	text, scratch, ok := jsonscan.Text(raw, c.scratch)
-	c.scratch = scratch
+	text, _, ok := jsonscan.Text(raw, nil)
 	if !ok {
 		return pq.Value{}, fmt.Errorf("a %s field holds %.40s", f.Type, raw)
 	}

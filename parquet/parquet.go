@@ -351,17 +351,25 @@ func (w *Writer) Write(rec plinth.Record) error {
 // writeRow writes one row, and the row group out when it is full.
 func (w *Writer) writeRow(row pq.Row) error {
 	w.rows[0] = row
-	if _, err := w.w.WriteRows(w.rows[:1]); err != nil {
+	return w.writeRows(w.rows[:1])
+}
+
+// writeRows writes rows, and the row group out when it is full (a batch
+// of rows may pass the limits by less than its size).
+func (w *Writer) writeRows(rows []pq.Row) error {
+	if _, err := w.w.WriteRows(rows); err != nil {
 		return fmt.Errorf("parquet: %w", err)
 	}
-	for _, v := range row {
-		w.nBytes += 8
-		if v.Kind() == pq.ByteArray {
-			w.nBytes += len(v.ByteArray())
+	for _, row := range rows {
+		for _, v := range row {
+			w.nBytes += 8
+			if v.Kind() == pq.ByteArray {
+				w.nBytes += len(v.ByteArray())
+			}
 		}
 	}
-	w.count++
-	w.nRows++
+	w.count += int64(len(rows))
+	w.nRows += len(rows)
 	if w.nRows >= w.maxRows || w.nBytes >= w.maxBytes {
 		w.nRows, w.nBytes = 0, 0
 		if err := w.w.Flush(); err != nil {

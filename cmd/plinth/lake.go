@@ -159,7 +159,7 @@ func landDomain(ctx context.Context, cfg Config, lc lake.Config, d *plinth.Domai
 }
 
 // startLake lands events in the lake inside serve, until ctx is done.
-func startLake(ctx context.Context, wg *sync.WaitGroup, cfg Config, ds []*plinth.Domain, pub *plinthnats.Publisher, logger *slog.Logger) error {
+func startLake(ctx context.Context, wg *sync.WaitGroup, cfg Config, ds []*plinth.Domain, st plinth.Store, pub *plinthnats.Publisher, logger *slog.Logger) error {
 	target, err := openLake(ctx, cfg)
 	if err != nil {
 		return err
@@ -177,7 +177,44 @@ func startLake(ctx context.Context, wg *sync.WaitGroup, cfg Config, ds []*plinth
 			logger.Error("the lake stopped", "error", err)
 		}
 	}()
+	if cfg.LakeSnapshotDaily {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			snapshotDaily(ctx, cfg, ds, st, target, logger)
+		}()
+	}
 	return nil
+}
+
+// snapshotDaily writes the day's snapshot of every entity that has none
+// yet, checking every hour, until ctx is done.
+func snapshotDaily(ctx context.Context, cfg Config, ds []*plinth.Domain, st plinth.Store, target lake.Target, logger *slog.Logger) {
+	special := splitList(cfg.LakeSpecial)
+	for {
+		day := time.Now().UTC()
+		for _, d := range ds {
+			for _, e := range d.Entities {
+				manifest := lake.SnapshotPartition(lake.EntityPrefix(e), day) + "_manifest.json"
+				if _, err := target.Get(ctx, manifest); !errors.Is(err, lake.ErrNotFound) {
+					continue // taken already (or the lake cannot be read: next hour)
+				}
+				m, err := lake.Snapshot(ctx, st, e, target, day, lake.SnapshotOptions{Special: slices.Contains(special, d.Name)})
+				if err != nil {
+					if ctx.Err() == nil {
+						logger.Error("the daily lake snapshot failed; trying again within the hour", "entity", d.Name+"/"+e.Plural, "error", err)
+					}
+					continue
+				}
+				logger.Info("daily lake snapshot", "entity", d.Name+"/"+e.Plural, "records", m.Records, "files", len(m.Files))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Hour):
+		}
+	}
 }
 
 // lakeDomains returns the configured domains, or the one --domain names.

@@ -60,12 +60,17 @@ func lakeRows(t *testing.T, root, sql string) rt.Result {
 }
 
 // N writes through the API are N events in the lake that serve lands,
-// read back by DuckDB; special-category fields stay out.
+// read back by DuckDB; special-category fields stay out; serve takes the
+// daily snapshot when told.
 func TestLakeInServe(t *testing.T) {
 	dir := t.TempDir()
-	srv := startServe(t, dir, "--demo-data=false", "--lake-flush-interval", "300ms")
+	srv := startServe(t, dir, "--demo-data=false", "--lake-flush-interval", "300ms", "--lake-snapshot-daily")
 	ids := writeResidents(t, srv, 25)
 	root := filepath.Join(dir, "plinth-data", "lake")
+	plinthtest.Eventually(t, 30*time.Second, func() bool {
+		m, _ := filepath.Glob(filepath.Join(root, "contacts", "contacts", "snapshot", "import_date="+time.Now().UTC().Format("20060102"), "_manifest.json"))
+		return len(m) == 1
+	}, "serve took no daily snapshot")
 	var res rt.Result
 	plinthtest.Eventually(t, 30*time.Second, func() bool {
 		res = lakeRows(t, root, "SELECT entityId, correlationId, eventType, state_firstName FROM %s ORDER BY sequence")

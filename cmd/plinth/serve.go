@@ -164,7 +164,7 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 		purgeTombstones(background, st, cfg.TombstoneRetention, logger)
 	}()
 	if cfg.LakeInServe() {
-		if err := startLake(background, &wg, cfg, ds, pub, logger); err != nil {
+		if err := startLake(background, &wg, cfg, ds, st, pub, logger); err != nil {
 			stopBackground()
 			wg.Wait()
 			stopBus()

@@ -71,16 +71,25 @@ func Members(raw []byte, fn func(name, value []byte) bool) (ok bool) {
 }
 
 // SkipString returns the index after the string starting at b[i], or -1.
+// It jumps from quote to quote (bytes.IndexByte), counting the
+// backslashes before each.
 func SkipString(b []byte, i int) int {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1
+	j := i + 1
+	for {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			return -1
 		}
+		q := j + k
+		n := 0
+		for p := q - 1; p > i && b[p] == '\\'; p-- {
+			n++
+		}
+		if n%2 == 0 {
+			return q + 1
+		}
+		j = q + 1
 	}
-	return -1
 }
 
 // SkipValue returns the index after the JSON value starting at b[i], or -1.

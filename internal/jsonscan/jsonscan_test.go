@@ -47,3 +47,14 @@ func TestMembers(t *testing.T) {
 		}
 	}
 }
+
+// Strings with runs of backslashes before a quote end where JSON says.
+func TestSkipStringBackslashes(t *testing.T) {
+	for raw, want := range map[string]int{
+		`"a"x`: 3, `"\\"x`: 4, `"\""x`: 4, `"\\\""x`: 6, `"\\\\"x`: 6, `"abc`: -1, `"\"`: -1,
+	} {
+		if got := SkipString([]byte(raw), 0); got != want {
+			t.Errorf("SkipString(%s) = %d, want %d", raw, got, want)
+		}
+	}
+}
