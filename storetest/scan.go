@@ -327,9 +327,13 @@ func (su *suite) testScanStops(t *testing.T) {
 func (su *suite) testScanMemoryIsFlat(t *testing.T) {
 	s := su.open(t)
 	e := su.people
-	const n, every = 20000, 4000
-	for start := 0; start < n; start += 5000 {
-		if err := s.BulkInsert(t.Context(), e, bulkPeople(t, e, fmt.Sprintf("Mem%d", start), 5000)); err != nil {
+	n := 20000
+	if su.caps.ScanMemoryRecords > 0 {
+		n = su.caps.ScanMemoryRecords
+	}
+	every := n / 5
+	for start := 0; start < n; start += every {
+		if err := s.BulkInsert(t.Context(), e, bulkPeople(t, e, fmt.Sprintf("Mem%d", start), every)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -360,8 +364,8 @@ func (su *suite) testScanMemoryIsFlat(t *testing.T) {
 	if err != nil || calls != n {
 		t.Fatalf("scan: %v after %d records, want %d", err, calls, n)
 	}
-	// Holding all 20,000 records would take about five times what 4,000
-	// take; streaming must stay under 2 MiB more than at the start.
+	// Holding all n records would take about five times what n/5 take;
+	// streaming must stay under 2 MiB more than at the start.
 	const limit = 2 << 20
 	t.Logf("scanned %d records in %s (%.0f/s); live heap grew at most %d KiB", n, elapsed.Round(time.Millisecond),
 		float64(n)/elapsed.Seconds(), peak/1024)
