@@ -396,7 +396,12 @@ func TestALongReportOutlivesTheWriteTimeout(t *testing.T) {
 	s, tok := reportAPI(t, 20000)
 	api := mustServer(t, plinthhttp.Config{Store: s.full, Domains: s.domains, Logger: discardLogger(), Unprotected: true,
 		ReportIdleTimeout: 300 * time.Millisecond})
-	srv := httptest.NewUnstartedServer(api)
+	// handled says when the handler of a request has returned (or aborted).
+	handled := make(chan struct{}, 2)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() { handled <- struct{}{} }()
+		api.ServeHTTP(w, r)
+	}))
 	srv.Config.WriteTimeout = 200 * time.Millisecond
 	srv.Start()
 	defer srv.Close()
@@ -432,7 +437,16 @@ func TestALongReportOutlivesTheWriteTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	time.Sleep(time.Second) // stop reading for longer than the idle timeout: the point of the test
+	<-handled // the first report's
+	// Stop reading until the server gives up (after the idle timeout, once
+	// the socket buffers are full): the point of the test. Waiting for
+	// that rather than for a fixed time keeps a loaded machine, on which
+	// the buffers fill slowly, from passing a whole report.
+	select {
+	case <-handled:
+	case <-time.After(time.Minute):
+		t.Fatal("the server did not give up on a client that stopped reading")
+	}
 	if _, err := io.ReadAll(res.Body); err == nil {
 		t.Fatal("a client that stopped reading got the whole report")
 	}
