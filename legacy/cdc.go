@@ -54,13 +54,16 @@ type Capture interface {
 
 // CDCStatus is where change capture stands; kept in the store.
 type CDCStatus struct {
-	Position     string    `json:"position"`
-	SnapshotDone bool      `json:"snapshotDone"`
-	Applied      int64     `json:"applied"` // records changed since capture began
-	Lag          float64   `json:"lag"`     // seconds from the last commit applied to its applying
-	Behind       int       `json:"behind"`  // changes in the last batch (read but not yet applied while it ran)
-	Committed    time.Time `json:"committed"`
-	At           time.Time `json:"at"`
+	Position     string  `json:"position"`
+	SnapshotDone bool    `json:"snapshotDone"`
+	Applied      int64   `json:"applied"`  // records changed since capture began
+	Lag          float64 `json:"lag"`      // seconds from the last commit applied to its applying
+	Behind       int     `json:"behind"`   // changes in the last batch (read but not yet applied while it ran)
+	Rejected     int64   `json:"rejected"` // source rows that could not become valid records
+	// LastRejection says which and why, for the operator.
+	LastRejection string    `json:"lastRejection,omitempty"`
+	Committed     time.Time `json:"committed"`
+	At            time.Time `json:"at"`
 }
 
 // CDCOptions tunes change capture.
@@ -155,6 +158,12 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 		}
 		status.Position, status.Behind = b.Position, 0
 		status.Applied += int64(ap.res.Changes() - before)
+		if n := len(ap.res.Rejected); n > 0 {
+			last := ap.res.Rejected[n-1]
+			status.Rejected += int64(n)
+			status.LastRejection = "legacy key " + last.Key + ": " + last.Reason
+			ap.res.Rejected = nil
+		}
 		if !b.Committed.IsZero() {
 			status.Committed = b.Committed
 			status.Lag = max(0, time.Since(b.Committed).Seconds())
