@@ -12,6 +12,8 @@ var (
 	phoneRE    = regexp.MustCompile(`^\+?[0-9][0-9 ()-]*$`)
 	niRE       = regexp.MustCompile(`^[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z][0-9]{6}[A-D]$`)
 	digitsRE   = regexp.MustCompile(`^[0-9]+$`)
+	// nhsSeparators is built once: a Replacer builds its tables on first use.
+	nhsSeparators = strings.NewReplacer(" ", "", "-", "")
 )
 
 // checkFormat checks a string against a format and returns its canonical
@@ -41,7 +43,7 @@ func checkFormat(f Format, s string) (string, error) {
 		}
 		return m[1] + " " + m[2], nil
 	case FormatNHSNumber:
-		n := strings.NewReplacer(" ", "", "-", "").Replace(s)
+		n := nhsSeparators.Replace(s)
 		if len(n) != 10 || !digitsRE.MatchString(n) || !nhsChecksumOK(n) {
 			return "", fmt.Errorf("must be a 10-digit NHS number with a valid check digit")
 		}

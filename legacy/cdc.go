@@ -54,13 +54,16 @@ type Capture interface {
 
 // CDCStatus is where change capture stands; kept in the store.
 type CDCStatus struct {
-	Position     string    `json:"position"`
-	SnapshotDone bool      `json:"snapshotDone"`
-	Applied      int64     `json:"applied"` // records changed since capture began
-	Lag          float64   `json:"lag"`     // seconds from the last commit applied to its applying
-	Behind       int       `json:"behind"`  // changes in the last batch (read but not yet applied while it ran)
-	Committed    time.Time `json:"committed"`
-	At           time.Time `json:"at"`
+	Position     string  `json:"position"`
+	SnapshotDone bool    `json:"snapshotDone"`
+	Applied      int64   `json:"applied"`  // records changed since capture began
+	Lag          float64 `json:"lag"`      // seconds from the last commit applied to its applying
+	Behind       int     `json:"behind"`   // changes in the last batch (read but not yet applied while it ran)
+	Rejected     int64   `json:"rejected"` // source rows that could not become valid records
+	// LastRejection says which and why, for the operator.
+	LastRejection string    `json:"lastRejection,omitempty"`
+	Committed     time.Time `json:"committed"`
+	At            time.Time `json:"at"`
 }
 
 // CDCOptions tunes change capture.
@@ -105,7 +108,7 @@ func RunCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 
 func runCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, status *CDCStatus, save func() error, opts CDCOptions) error {
 	if !status.SnapshotDone {
-		if err := initialLoad(ctx, src, st, m, c, status, save, opts); err != nil {
+		if err := initialLoad(ctx, src, st, w, m, c, status, save, opts); err != nil {
 			return err
 		}
 	}
@@ -115,7 +118,7 @@ func runCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 			return err
 		}
 		status.SnapshotDone = false
-		if err := initialLoad(ctx, src, st, m, c, status, save, opts); err != nil {
+		if err := initialLoad(ctx, src, st, w, m, c, status, save, opts); err != nil {
 			return err
 		}
 	}
@@ -155,6 +158,12 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 		}
 		status.Position, status.Behind = b.Position, 0
 		status.Applied += int64(ap.res.Changes() - before)
+		if n := len(ap.res.Rejected); n > 0 {
+			last := ap.res.Rejected[n-1]
+			status.Rejected += int64(n)
+			status.LastRejection = "legacy key " + last.Key + ": " + last.Reason
+			ap.res.Rejected = nil
+		}
 		if !b.Committed.IsZero() {
 			status.Committed = b.Committed
 			status.Lag = max(0, time.Since(b.Committed).Seconds())
@@ -168,11 +177,15 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 	}
 }
 
-// initialLoad takes a snapshot, stores its position and loads it, from
-// the first key: a load interrupted before it finished starts again in a
-// new snapshot at a new position (the upserts make the repeat harmless),
-// so no change falls between a snapshot and its position.
-func initialLoad(ctx context.Context, src *Source, st plinth.Store, m *Mapping, c Capture, status *CDCStatus, save func() error, opts CDCOptions) error {
+// initialLoad takes a snapshot and stores its position, then brings the
+// target to it. An empty target is loaded from the snapshot through the
+// bulk path (the migration; no events). A target that holds records (a
+// load interrupted before it finished, or a re-snapshot after the source's
+// retention passed the position) is synced instead: only the differences,
+// each through the write path with its event, deletions included, so
+// nothing that changed in the gap goes unannounced. Its reads are later
+// than the position, so changes after it may be applied again: harmless.
+func initialLoad(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, status *CDCStatus, save func() error, opts CDCOptions) error {
 	snap, err := src.Snapshot(ctx)
 	if err != nil {
 		return err
@@ -189,7 +202,16 @@ func initialLoad(ctx context.Context, src *Source, st plinth.Store, m *Mapping, 
 	if opts.DuringSnapshot != nil {
 		opts.DuringSnapshot()
 	}
-	if _, err := Full(ctx, src, st, m, FullOptions{Snapshot: snap, Meter: opts.Meter, Restart: true}); err != nil {
+	n, err := st.Count(ctx, m.Entity)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		_, err = Full(ctx, src, st, m, FullOptions{Snapshot: snap, Meter: opts.Meter, Restart: true})
+	} else {
+		_, err = Sync(ctx, src, st, w, m, opts.Meter)
+	}
+	if err != nil {
 		return err
 	}
 	status.SnapshotDone = true

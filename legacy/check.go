@@ -85,7 +85,7 @@ func (c *checker) field(t *TableInfo, f *FieldMap, within string) {
 		return
 	}
 	if f.field == nil { // an item of a lookup child: its columns only
-		for _, name := range append(fieldColumns([]*FieldMap{f}), []string{}...) {
+		for _, name := range fieldColumns([]*FieldMap{f}) {
 			c.column(t, name, f.Line, "column")
 		}
 		return

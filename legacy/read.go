@@ -3,8 +3,10 @@ package legacy
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // quotedColumns is a comma-separated list of the columns, spelled as the
@@ -188,32 +190,52 @@ func (s *Snapshot) buildAll(ctx context.Context, m *Mapping, roots []Row) ([]Bui
 		kids[c.Field] = rows
 	}
 	out := make([]Built, len(roots))
-	for i, r := range roots {
-		b := Built{Legacy: m.legacyKey(r)}
-		b.Key, b.Err = m.RecordKey(b.Legacy)
-		switch {
-		case b.Err != nil:
-		case !keep(m.Where, r):
-			b.Filtered = true
-		default:
-			children := map[string][]Row{}
-			for _, c := range m.Children {
-				children[c.Field] = kids[c.Field][values(r, c.Parent).Text("\x00")]
-			}
-			b.Data, b.Err = m.Build(r, children)
-			if b.Err == nil && m.Rewrite != nil {
-				b.Data, b.Err = m.Rewrite(m.Entity, b.Data)
-				if b.Err == nil {
-					b.Key = b.Data[m.Entity.Key.Name]
-				}
-			}
+	build := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			out[i] = m.buildRow(roots[i], kids)
 		}
-		if b.Filtered && m.Rewrite != nil {
-			b.Key, _ = m.TargetKey(b.Legacy)
-		}
-		out[i] = b
 	}
+	// Building is CPU work: large batches are split over the cores (not
+	// when records are rewritten, whose rewriter may keep state).
+	parts := 1
+	if len(roots) >= 256 && m.Rewrite == nil {
+		parts = runtime.GOMAXPROCS(0)
+	}
+	var wg sync.WaitGroup
+	for p := range parts {
+		lo, hi := p*len(roots)/parts, (p+1)*len(roots)/parts
+		wg.Add(1)
+		go func() { defer wg.Done(); build(lo, hi) }()
+	}
+	wg.Wait()
 	return out, nil
+}
+
+// buildRow makes one root row, with its children, into a record.
+func (m *Mapping) buildRow(r Row, kids map[string]map[string][]Row) Built {
+	b := Built{Legacy: m.legacyKey(r)}
+	b.Key, b.Err = m.RecordKey(b.Legacy)
+	switch {
+	case b.Err != nil:
+	case !keep(m.Where, r):
+		b.Filtered = true
+	default:
+		children := map[string][]Row{}
+		for _, c := range m.Children {
+			children[c.Field] = kids[c.Field][values(r, c.Parent).Text("\x00")]
+		}
+		b.Data, b.Err = m.Build(r, children)
+		if b.Err == nil && m.Rewrite != nil {
+			b.Data, b.Err = m.Rewrite(m.Entity, b.Data)
+			if b.Err == nil {
+				b.Key = b.Data[m.Entity.Key.Name]
+			}
+		}
+	}
+	if b.Filtered && m.Rewrite != nil {
+		b.Key, _ = m.TargetKey(b.Legacy)
+	}
+	return b
 }
 
 // values reads columns of a row, in order.

@@ -258,16 +258,20 @@ func readRows(rows *sql.Rows) ([]Row, error) {
 	var out []Row
 	vals := make([]any, len(types))
 	ptrs := make([]any, len(types))
+	names := make([]string, len(types))
+	dbTypes := make([]string, len(types))
 	for i := range vals {
 		ptrs[i] = &vals[i]
+		names[i] = strings.ToLower(types[i].Name())
+		dbTypes[i] = types[i].DatabaseTypeName()
 	}
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
 			return nil, err
 		}
 		r := make(Row, len(types))
-		for i, t := range types {
-			r[strings.ToLower(t.Name())] = normalise(t.DatabaseTypeName(), vals[i])
+		for i := range types {
+			r[names[i]] = normalise(dbTypes[i], vals[i])
 		}
 		out = append(out, r)
 	}

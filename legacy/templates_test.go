@@ -27,8 +27,9 @@ func TestTemplatesLoadCleanAndFollowLookups(t *testing.T) {
 	}{
 		{"benefits", "benefits.academy.mapping.yaml", "UPDATE hbclaim SET status_ind = 4 WHERE claim_id = 10000002 AND status_ind <> 4", -1},
 		{"housing", "housing.universal-housing.mapping.yaml", "UPDATE member SET surname = 'Changed' WHERE house_ref = '0000003' AND person_no = 1", 1},
+		{"benefits", "benefits.academy-council-tax.mapping.yaml", "UPDATE ctoccupation SET vacation_date = '2024-03-31' WHERE account_ref = 60000004", 1},
 	} {
-		t.Run(tc.system, func(t *testing.T) {
+		t.Run(tc.mapping, func(t *testing.T) {
 			ctx := context.Background()
 			src, err := Open(ctx, mariadbtest.Database(t))
 			if err != nil {
@@ -92,10 +93,12 @@ func TestTemplatesLoadCleanAndFollowLookups(t *testing.T) {
 				t.Fatalf("sync %+v %v, want %d updated", sr, err, want)
 			}
 			// Change capture names the same records from the changed row.
-			refs := m.ParentsOf([]Change{{Table: map[string]string{"benefits": "hbclaim", "housing": "member"}[tc.system],
-				After: Row{"claim_id": int64(10000002), "house_ref": "0000003", "person_no": int64(1)}}})
+			changed := map[string]string{"benefits.academy.mapping.yaml": "hbclaim", "housing.universal-housing.mapping.yaml": "member",
+				"benefits.academy-council-tax.mapping.yaml": "ctoccupation"}[tc.mapping]
+			refs := m.ParentsOf([]Change{{Table: changed,
+				After: Row{"claim_id": int64(10000002), "house_ref": "0000003", "person_no": int64(1), "account_ref": int64(60000004)}}})
 			keys, err := m.rootKeys(ctx, src, refs)
-			if err != nil || len(keys) != map[string]int{"benefits": want, "housing": 1}[tc.system] {
+			if err != nil || len(keys) != want {
 				t.Fatalf("records named by the change: %v %v", keys, err)
 			}
 		})

@@ -150,7 +150,12 @@ func cdcMetrics(ctx context.Context, listen string, m *legacy.Mapping, logger *s
 		go func() { <-ctx.Done(); _ = srv.Close() }()
 	}
 	logged := time.Now()
+	var rejected int64
 	return func(st legacy.CDCStatus) {
+		if st.Rejected > rejected {
+			rejected = st.Rejected
+			logger.Warn("change capture rejected a source row", "rejected", st.Rejected, "last", st.LastRejection)
+		}
 		lag.Set(st.Lag)
 		behind.Set(float64(st.Behind))
 		applied.Set(float64(st.Applied))
