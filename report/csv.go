@@ -25,16 +25,15 @@ const bom = "\uFEFF"
 // Values are not altered to defuse spreadsheet formulas (a text starting
 // with =, +, - or @): the export is the data, exactly.
 type csvEncoder struct {
-	w      io.Writer
-	e      *plinth.Entity
-	nested *NestedJSON
-	row    []byte
-	cell   []byte
-	ended  bool
+	w     io.Writer
+	e     *plinth.Entity
+	row   []byte
+	cell  []byte
+	ended bool
 }
 
 func newCSV(w io.Writer, e *plinth.Entity, opts Options) (Encoder, error) {
-	c := &csvEncoder{w: w, e: e, nested: NewNestedJSON(e)}
+	c := &csvEncoder{w: w, e: e}
 	if opts.BOM {
 		c.row = append(c.row, bom...)
 	}
@@ -55,19 +54,14 @@ func (c *csvEncoder) Write(rec plinth.Record) error {
 	if c.ended {
 		return errEnded
 	}
-	if c.nested != nil {
-		if err := c.nested.Load(rec.Data); err != nil {
-			return err
-		}
-	}
 	b := c.row[:0]
 	for i, f := range c.e.Fields {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		v := rec.Data[f.Name]
-		if f.Type == plinth.TypeObject || f.Type == plinth.TypeArray {
-			if j := c.nested.Value(f.Name); j != nil {
+		if f.IsNested() {
+			if j := c.nestedText(f, v); j != nil {
 				b = appendCSVField(b, j, false)
 			}
 			continue
@@ -88,6 +82,23 @@ func (c *csvEncoder) Write(rec plinth.Record) error {
 	c.row = b
 	_, err := c.w.Write(b)
 	return err
+}
+
+// nestedText returns the API's JSON text of a nested value (as it is when
+// the scan gave it as text), nil for null. The bytes are valid until the
+// next call.
+func (c *csvEncoder) nestedText(f *plinth.Field, v any) []byte {
+	switch v := v.(type) {
+	case nil:
+		return nil
+	case plinth.JSONText:
+		return v
+	}
+	c.cell = f.AppendJSON(c.cell[:0], v)
+	if string(c.cell) == "null" {
+		return nil
+	}
+	return c.cell
 }
 
 // End writes nothing: CSV has no place for the watermark and count, which

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -445,8 +446,26 @@ func TestFlatMemory(t *testing.T) {
 
 func BenchmarkEncode(b *testing.B) {
 	e, recs := rt.Residents(b, 10_000)
+	// As a report's scan gives them: nested values as the API's JSON text.
+	text := make([]plinth.Record, len(recs))
+	for i, r := range recs {
+		d := maps.Clone(r.Data)
+		for _, f := range e.Fields {
+			if v, ok := d[f.Name]; ok && f.IsNested() {
+				d[f.Name] = plinth.JSONText(f.AppendJSON(nil, v))
+			}
+		}
+		text[i] = plinth.Record{Data: d, Version: r.Version, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+	}
 	for _, f := range report.Formats {
-		b.Run(string(f), func(b *testing.B) {
+		benchEncode(b, string(f), f, e, recs)
+		benchEncode(b, string(f)+"/nested-text", f, e, text)
+	}
+}
+
+func benchEncode(b *testing.B, name string, f report.Format, e *plinth.Entity, recs []plinth.Record) {
+	{
+		b.Run(name, func(b *testing.B) {
 			cw := &countWriter{}
 			enc, err := report.NewEncoder(f, cw, e, report.Options{})
 			if err != nil {
