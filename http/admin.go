@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/audit"
 )
 
 // The admin API: service tokens and access policies. The authorizer admits
@@ -355,37 +356,67 @@ func (s *Server) searchAudit(w http.ResponseWriter, r *http.Request) {
 		bad("until", "must be later than since")
 	}
 	scope := auditScope(q)
+	chains := audit.Chains(s.auditStore)
+	var after []int64
 	if cursor != "" {
-		after, err := plinth.DecodeCursor(cursor, scope)
-		n, err2 := strconv.ParseInt(after, 10, 64)
-		switch {
-		case err != nil:
+		text, err := plinth.DecodeCursor(cursor, scope)
+		if err != nil {
 			bad("cursor", err.Error())
-		case err2 != nil || n < 1:
+		} else if after, err = parseTrailPosition(text, len(chains)); err != nil {
 			bad("cursor", plinth.ErrBadCursor.Error())
 		}
-		q.After = n
 	}
 	if len(errs) > 0 {
 		s.writeError(w, r, &plinth.ValidationError{Errors: errs})
 		return
 	}
-	recs, more, err := s.auditStore.AuditRecords(r.Context(), q)
+	recs, pos, more, err := audit.SearchTrail(r.Context(), chains, q, after)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	var next any
 	if more && len(recs) > 0 {
-		next = plinth.EncodeCursor(strconv.FormatInt(recs[len(recs)-1].Sequence, 10), scope)
+		next = plinth.EncodeCursor(formatTrailPosition(pos), scope)
 	}
 	if recs == nil {
-		recs = []plinth.AuditRecord{}
+		recs = []audit.TrailRecord{}
 	}
 	if e := entryFrom(r.Context()); e != nil {
 		e.rec.Count = len(recs)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"auditRecords": recs, "nextCursor": next})
+}
+
+// formatTrailPosition writes the last sequence seen in each audit chain,
+// dot-separated (one number when the store keeps one chain).
+func formatTrailPosition(pos []int64) string {
+	parts := make([]string, len(pos))
+	for i, n := range pos {
+		parts[i] = strconv.FormatInt(n, 10)
+	}
+	return strings.Join(parts, ".")
+}
+
+// parseTrailPosition reads formatTrailPosition's text for chains chains.
+func parseTrailPosition(text string, chains int) ([]int64, error) {
+	parts := strings.Split(text, ".")
+	if len(parts) != chains {
+		return nil, plinth.ErrBadCursor
+	}
+	pos := make([]int64, chains)
+	var sum int64
+	for i, p := range parts {
+		n, err := strconv.ParseInt(p, 10, 64)
+		if err != nil || n < 0 {
+			return nil, plinth.ErrBadCursor
+		}
+		pos[i], sum = n, sum+n
+	}
+	if sum < 1 {
+		return nil, plinth.ErrBadCursor
+	}
+	return pos, nil
 }
 
 // auditScope binds audit search cursors to the search's filters.
