@@ -129,10 +129,11 @@ type Store struct {
 }
 
 var (
-	_ plinth.Store       = (*Store)(nil)
-	_ plinth.OutboxStore = (*Store)(nil)
-	_ plinth.AuditStore  = (*Store)(nil)
-	_ plinth.AccessStore = (*Store)(nil)
+	_ plinth.Store        = (*Store)(nil)
+	_ plinth.OutboxStore  = (*Store)(nil)
+	_ plinth.AuditStore   = (*Store)(nil)
+	_ plinth.AccessStore  = (*Store)(nil)
+	_ plinth.AuditTrimmer = (*Store)(nil)
 )
 
 // Options returns the options the store was opened with.

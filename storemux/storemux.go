@@ -70,6 +70,17 @@ func (m *Mux) AuditChains() []audit.Chain {
 	return chains
 }
 
+// TrimAudit trims the default store's chain (plinth.AuditTrimmer): the one
+// `plinth lake audit` archives. The other stores' chains are not archived,
+// so they are not trimmed.
+func (m *Mux) TrimAudit(ctx context.Context, through int64) (int64, error) {
+	t, ok := m.Store.(plinth.AuditTrimmer)
+	if !ok {
+		return 0, fmt.Errorf("storemux: the default store %T cannot trim its audit trail", m.Store)
+	}
+	return t.TrimAudit(ctx, through)
+}
+
 // nameOf names a store besides the default by its domains.
 func (m *Mux) nameOf(st plinth.Store) string {
 	var names []string
@@ -413,12 +424,13 @@ func (rt *routeTx) DeletePolicy(ctx context.Context, domain, env string) error {
 }
 
 var (
-	_ plinth.Store      = (*Mux)(nil)
-	_ plinth.BulkLoader = (*Mux)(nil)
-	_ plinth.Tx         = (*routeTx)(nil)
-	_ plinth.EventTx    = (*routeTx)(nil)
-	_ plinth.AuditTx    = (*routeTx)(nil)
-	_ plinth.AccessTx   = (*routeTx)(nil)
+	_ plinth.Store        = (*Mux)(nil)
+	_ plinth.BulkLoader   = (*Mux)(nil)
+	_ plinth.AuditTrimmer = (*Mux)(nil)
+	_ plinth.Tx           = (*routeTx)(nil)
+	_ plinth.EventTx      = (*routeTx)(nil)
+	_ plinth.AuditTx      = (*routeTx)(nil)
+	_ plinth.AccessTx     = (*routeTx)(nil)
 
 	_ audit.ChainLister = (*Mux)(nil)
 )
