@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/plinth-data/plinth"
 )
@@ -104,6 +106,62 @@ func chainErr(chains []Chain, i int, err error) error {
 		return err
 	}
 	return fmt.Errorf("the audit chain of store %s: %w", chains[i].Name, err)
+}
+
+// Trail is the audit trail of a deployment: its chains (Chains), the
+// default store's first. It implements http.AuditSearcher.
+type Trail []Chain
+
+// SearchAudit returns one page of SearchTrail as []TrailRecord, with the
+// position after it as text ("" when no more follow): the last sequence
+// read from each chain, dot-separated (one number for one chain, as a
+// sequence was before there were several).
+func (tr Trail) SearchAudit(ctx context.Context, q plinth.AuditQuery, position string) (any, int, string, error) {
+	after, err := parsePosition(position, len(tr))
+	if err != nil {
+		return nil, 0, "", err
+	}
+	recs, next, more, err := SearchTrail(ctx, tr, q, after)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	if recs == nil {
+		recs = []TrailRecord{}
+	}
+	pos := ""
+	if more && len(recs) > 0 {
+		parts := make([]string, len(next))
+		for i, n := range next {
+			parts[i] = strconv.FormatInt(n, 10)
+		}
+		pos = strings.Join(parts, ".")
+	}
+	return recs, len(recs), pos, nil
+}
+
+// parsePosition reads SearchAudit's position for chains chains; "" is the
+// start.
+func parsePosition(text string, chains int) ([]int64, error) {
+	if text == "" {
+		return nil, nil
+	}
+	parts := strings.Split(text, ".")
+	if len(parts) != chains {
+		return nil, plinth.ErrBadCursor
+	}
+	pos := make([]int64, chains)
+	var sum int64
+	for i, p := range parts {
+		n, err := strconv.ParseInt(p, 10, 64)
+		if err != nil || n < 0 {
+			return nil, plinth.ErrBadCursor
+		}
+		pos[i], sum = n, sum+n
+	}
+	if sum < 1 {
+		return nil, plinth.ErrBadCursor
+	}
+	return pos, nil
 }
 
 // SearchTrailAll calls fn for every record q selects from every chain, in

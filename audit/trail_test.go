@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -120,5 +121,29 @@ func TestParseAnchorOfAStore(t *testing.T) {
 	}
 	if _, err := ParseAnchor("=42:" + h); err == nil {
 		t.Error("an empty store name was accepted")
+	}
+}
+
+// TestTrailSearchAuditPositions: the position text round-trips, and one the
+// trail did not make is a bad cursor.
+func TestTrailSearchAuditPositions(t *testing.T) {
+	def, _ := openStore(t)
+	other, _ := openStore(t)
+	base := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+	appendAt(t, def, "d", base, 1, 3)
+	appendAt(t, other, "o", base, 2)
+	tr := Trail{{Name: DefaultChain, Store: def}, {Name: "residents", Store: other}}
+	page, n, next, err := tr.SearchAudit(context.Background(), plinth.AuditQuery{Limit: 2}, "")
+	if err != nil || n != 2 || next != "1.1" || len(page.([]TrailRecord)) != 2 {
+		t.Fatalf("first page: %v %d %q %v", page, n, next, err)
+	}
+	page, n, next, err = tr.SearchAudit(context.Background(), plinth.AuditQuery{Limit: 2}, next)
+	if recs, _ := page.([]TrailRecord); err != nil || n != 1 || next != "" || recs[0].CorrelationID != "d-3" {
+		t.Fatalf("second page: %v %d %q %v", page, n, next, err)
+	}
+	for _, bad := range []string{"12", "1.2.3", "0.0", "-1.2", "a.1", "1."} {
+		if _, _, _, err := tr.SearchAudit(context.Background(), plinth.AuditQuery{}, bad); !errors.Is(err, plinth.ErrBadCursor) {
+			t.Errorf("position %q: %v; want a bad cursor", bad, err)
+		}
 	}
 }

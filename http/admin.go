@@ -2,6 +2,7 @@ package http
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +15,6 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/plinth-data/plinth"
-	"github.com/plinth-data/plinth/audit"
 )
 
 // The admin API: service tokens and access policies. The authorizer admits
@@ -356,67 +356,71 @@ func (s *Server) searchAudit(w http.ResponseWriter, r *http.Request) {
 		bad("until", "must be later than since")
 	}
 	scope := auditScope(q)
-	chains := audit.Chains(s.auditStore)
-	var after []int64
+	var position string
 	if cursor != "" {
 		text, err := plinth.DecodeCursor(cursor, scope)
 		if err != nil {
 			bad("cursor", err.Error())
-		} else if after, err = parseTrailPosition(text, len(chains)); err != nil {
-			bad("cursor", plinth.ErrBadCursor.Error())
 		}
+		position = text
 	}
 	if len(errs) > 0 {
 		s.writeError(w, r, &plinth.ValidationError{Errors: errs})
 		return
 	}
-	recs, pos, more, err := audit.SearchTrail(r.Context(), chains, q, after)
+	page, n, next, err := s.auditSearch.SearchAudit(r.Context(), q, position)
+	if errors.Is(err, plinth.ErrBadCursor) {
+		s.writeError(w, r, &plinth.ValidationError{Errors: []plinth.FieldError{{Parameter: "cursor", Detail: plinth.ErrBadCursor.Error()}}})
+		return
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	var next any
-	if more && len(recs) > 0 {
-		next = plinth.EncodeCursor(formatTrailPosition(pos), scope)
-	}
-	if recs == nil {
-		recs = []audit.TrailRecord{}
+	var nextCursor any
+	if next != "" {
+		nextCursor = plinth.EncodeCursor(next, scope)
 	}
 	if e := entryFrom(r.Context()); e != nil {
-		e.rec.Count = len(recs)
+		e.rec.Count = n
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"auditRecords": recs, "nextCursor": next})
+	writeJSON(w, http.StatusOK, map[string]any{"auditRecords": page, "nextCursor": nextCursor})
 }
 
-// formatTrailPosition writes the last sequence seen in each audit chain,
-// dot-separated (one number when the store keeps one chain).
-func formatTrailPosition(pos []int64) string {
-	parts := make([]string, len(pos))
-	for i, n := range pos {
-		parts[i] = strconv.FormatInt(n, 10)
-	}
-	return strings.Join(parts, ".")
+// AuditSearcher searches the audit trail for GET /admin/v1/audit.
+// audit.Trail implements it over every store's chain.
+type AuditSearcher interface {
+	// SearchAudit returns one page of the records q selects (a JSON array),
+	// how many it holds, and the position after them ("" when none
+	// follow). position is "" for the first page, else a next from before;
+	// one it did not make is an error wrapping plinth.ErrBadCursor.
+	SearchAudit(ctx context.Context, q plinth.AuditQuery, position string) (page any, n int, next string, err error)
 }
 
-// parseTrailPosition reads formatTrailPosition's text for chains chains.
-func parseTrailPosition(text string, chains int) ([]int64, error) {
-	parts := strings.Split(text, ".")
-	if len(parts) != chains {
-		return nil, plinth.ErrBadCursor
-	}
-	pos := make([]int64, chains)
-	var sum int64
-	for i, p := range parts {
-		n, err := strconv.ParseInt(p, 10, 64)
-		if err != nil || n < 0 {
-			return nil, plinth.ErrBadCursor
+// storeSearch searches one store's chain: the AuditSearcher of a Config
+// that gives only Audit.
+type storeSearch struct{ st plinth.AuditStore }
+
+func (a storeSearch) SearchAudit(ctx context.Context, q plinth.AuditQuery, position string) (any, int, string, error) {
+	if position != "" {
+		n, err := strconv.ParseInt(position, 10, 64)
+		if err != nil || n < 1 {
+			return nil, 0, "", plinth.ErrBadCursor
 		}
-		pos[i], sum = n, sum+n
+		q.After = n
 	}
-	if sum < 1 {
-		return nil, plinth.ErrBadCursor
+	recs, more, err := a.st.AuditRecords(ctx, q)
+	if err != nil {
+		return nil, 0, "", err
 	}
-	return pos, nil
+	next := ""
+	if more && len(recs) > 0 {
+		next = strconv.FormatInt(recs[len(recs)-1].Sequence, 10)
+	}
+	if recs == nil {
+		recs = []plinth.AuditRecord{}
+	}
+	return recs, len(recs), next, nil
 }
 
 // auditScope binds audit search cursors to the search's filters.
