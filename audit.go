@@ -115,8 +115,9 @@ type AuditStore interface {
 
 	// MaxAtomicBatch is the most records AppendAudit and ChainAudit take
 	// in one call: what the store can commit atomically (a DynamoDB
-	// TransactWriteItems holds 100 items, so a store on it declares 99:
-	// one item per record and the head).
+	// TransactWriteItems holds 100 items, so a store on it declares 49:
+	// chaining deletes a log item and puts a chain item per record, and
+	// puts the head).
 	MaxAtomicBatch() int
 	// UnchainedAudit returns up to limit records of the audit log, in log
 	// order (LogID set, Sequence 0). It never returns a record while one

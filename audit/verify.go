@@ -37,26 +37,49 @@ type Break struct {
 func (b *Break) Error() string { return b.Problem }
 
 // Anchor is a head of the chain recorded outside the store: a record that
-// must still be in the chain, with this hash.
+// must still be in the chain, with this hash. Chain names the store's
+// chain when there are several (plinth.yaml's stores:); "" is the default.
 type Anchor struct {
+	Chain    string
 	Sequence int64
 	Hash     string
 }
 
-// String returns the anchor as "SEQ:HASH".
-func (a Anchor) String() string { return strconv.FormatInt(a.Sequence, 10) + ":" + a.Hash }
+// String returns the anchor as "SEQ:HASH", or "STORE=SEQ:HASH" for a chain
+// other than the default.
+func (a Anchor) String() string {
+	s := strconv.FormatInt(a.Sequence, 10) + ":" + a.Hash
+	if a.Chain != "" && a.Chain != DefaultChain {
+		s = a.Chain + "=" + s
+	}
+	return s
+}
+
+// ChainName is the name of the anchor's chain.
+func (a Anchor) ChainName() string {
+	if a.Chain == "" {
+		return DefaultChain
+	}
+	return a.Chain
+}
 
 var hashPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
-// ParseAnchor reads "SEQ:HASH", as printed by `plinth audit head`.
+// ParseAnchor reads "SEQ:HASH", as printed by `plinth audit head`, or
+// "STORE=SEQ:HASH" for the chain of another store than the default.
 func ParseAnchor(s string) (Anchor, error) {
-	seq, hash, ok := strings.Cut(strings.TrimSpace(s), ":")
+	s = strings.TrimSpace(s)
+	chain, rest, named := strings.Cut(s, "=")
+	if !named {
+		chain, rest = "", s
+	}
+	seq, hash, ok := strings.Cut(rest, ":")
 	n, err := strconv.ParseInt(seq, 10, 64)
 	hash = strings.ToLower(hash)
-	if !ok || err != nil || n < 1 || !hashPattern.MatchString(hash) {
-		return Anchor{}, fmt.Errorf("anchor %q: give SEQ:HASH as printed by plinth audit head, such as 1042:%s", s, strings.Repeat("0", 64))
+	if !ok || err != nil || n < 1 || !hashPattern.MatchString(hash) || (named && chain == "") {
+		return Anchor{}, fmt.Errorf("anchor %q: give SEQ:HASH as printed by plinth audit head, such as 1042:%s (STORE=SEQ:HASH for another store's chain)", s, strings.Repeat("0", 64))
 	}
-	return Anchor{Sequence: n, Hash: hash}, nil
+	return Anchor{Chain: chain, Sequence: n, Hash: hash}, nil
 }
 
 // progressEvery is how many records pass between progress calls.

@@ -241,3 +241,65 @@ func (s *Store) AcquireChainLease(ctx context.Context, holder string, ttl time.D
 }
 
 var _ = strings.Cut
+
+// trimBatch is how many chain items TrimAudit reads before deleting them.
+const trimBatch = 1000
+
+// TrimAudit deletes chained records up to through, but never the head
+// (plinth.AuditTrimmer), oldest first, with BatchWriteItem (25 deletes a
+// call). Unlike SQL stores it is not one transaction — DynamoDB's hold 100
+// items — so a trim cut short leaves the oldest records deleted and the
+// rest in place; running it again finishes it. The chain after through,
+// and the head item, are never touched.
+func (s *Store) TrimAudit(ctx context.Context, through int64) (int64, error) {
+	head, _, err := s.AuditHead(ctx)
+	if err != nil {
+		return 0, err
+	}
+	through = min(through, head-1)
+	var n int64
+	for through >= 1 {
+		var keys []map[string]types.AttributeValue
+		err := s.querySys(ctx, "audit", "", pad(through), 0, func(it map[string]types.AttributeValue) bool {
+			keys = append(keys, sysKey("audit", strOf(it["sk"])))
+			return len(keys) < trimBatch
+		})
+		if err != nil {
+			return n, err
+		}
+		if len(keys) == 0 {
+			break
+		}
+		for len(keys) > 0 {
+			k := min(len(keys), 25)
+			if err := s.deleteSysItems(ctx, keys[:k]); err != nil {
+				return n, wrap(err, "trim the audit trail")
+			}
+			n, keys = n+int64(k), keys[k:]
+		}
+	}
+	return n, nil
+}
+
+// deleteSysItems deletes up to 25 items of the system table, sending
+// again what DynamoDB leaves unprocessed.
+func (s *Store) deleteSysItems(ctx context.Context, keys []map[string]types.AttributeValue) error {
+	reqs := make([]types.WriteRequest, len(keys))
+	for i, k := range keys {
+		reqs[i] = types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: k}}
+	}
+	for wait := 10 * time.Millisecond; len(reqs) > 0; wait = min(2*wait, time.Second) {
+		out, err := s.db.BatchWriteItem(ctx, &ddb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{s.sys: reqs}})
+		if err != nil {
+			return err
+		}
+		if reqs = out.UnprocessedItems[s.sys]; len(reqs) > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	return nil
+}

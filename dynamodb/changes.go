@@ -18,7 +18,7 @@ import (
 const watermarkKind = "ddb"
 
 // scanPage is how many items a scan reads per Query and shard.
-const scanPage = 200
+var scanPage int32 = 200
 
 // since decodes a watermark into the change number it names.
 func (s *Store) since(ctx context.Context, w plinth.Watermark) (int64, error) {
@@ -60,6 +60,10 @@ func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, 
 		return "", err
 	}
 	src := s.plan(l, q.Conditions, "", scanPage, true)
+	if m, ok := src.(*merge); ok && s.opts.ScanPrefetch {
+		stop := m.prefetch(ctx)
+		defer stop()
+	}
 	// Since and UpdatedSince are checked here rather than by a
 	// FilterExpression: DynamoDB charges for the items read either way,
 	// and minidyn counts other partitions' items against a filtered

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -190,35 +191,72 @@ type pager struct {
 	consistent bool
 	buf        []map[string]types.AttributeValue
 	done       bool
+	// ahead, when set, delivers the pages a goroutine fetches ahead
+	// (merge.prefetch); after and done are then that goroutine's.
+	ahead <-chan fetched
+}
+
+// fetched is a page read ahead, or the error reading it.
+type fetched struct {
+	items []map[string]types.AttributeValue
+	err   error
 }
 
 func (p *pager) next(ctx context.Context) (map[string]types.AttributeValue, bool, error) {
-	for len(p.buf) == 0 {
-		if p.done {
-			return nil, false, nil
-		}
-		if err := p.fetch(ctx); err != nil {
-			return nil, false, err
-		}
+	it, ok, err := p.peek(ctx)
+	if ok {
+		p.buf[0] = nil // a scan's memory is the items not yet merged
+		p.buf = p.buf[1:]
 	}
-	it := p.buf[0]
-	p.buf = p.buf[1:]
-	return it, true, nil
+	return it, ok, err
 }
 
 func (p *pager) peek(ctx context.Context) (map[string]types.AttributeValue, bool, error) {
 	for len(p.buf) == 0 {
+		if p.ahead != nil {
+			pg, ok := <-p.ahead
+			switch {
+			case !ok && ctx.Err() != nil:
+				return nil, false, ctx.Err()
+			case !ok:
+				return nil, false, nil
+			case pg.err != nil:
+				return nil, false, pg.err
+			}
+			p.buf = pg.items
+			continue
+		}
 		if p.done {
 			return nil, false, nil
 		}
-		if err := p.fetch(ctx); err != nil {
+		items, err := p.fetch(ctx)
+		if err != nil {
 			return nil, false, err
 		}
+		p.buf = items
 	}
 	return p.buf[0], true, nil
 }
 
-func (p *pager) fetch(ctx context.Context) error {
+// fetchAhead fetches the pager's pages into pages, each while the reader
+// works through the one before, until the last or ctx ends; then closes it.
+func (p *pager) fetchAhead(ctx context.Context, pages chan<- fetched) {
+	defer close(pages)
+	for !p.done {
+		items, err := p.fetch(ctx)
+		select {
+		case pages <- fetched{items, err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// fetch reads the next page and moves after past it.
+func (p *pager) fetch(ctx context.Context) ([]map[string]types.AttributeValue, error) {
 	cond := "#h = :h AND k > :after"
 	vals := map[string]types.AttributeValue{":h": str(p.hash), ":after": str(p.after)}
 	if p.after == "" {
@@ -235,9 +273,8 @@ func (p *pager) fetch(ctx context.Context) error {
 	}
 	out, err := p.s.db.Query(ctx, in)
 	if err != nil {
-		return wrap(err, "query "+p.table)
+		return nil, wrap(err, "query "+p.table)
 	}
-	p.buf = out.Items
 	if len(out.LastEvaluatedKey) == 0 {
 		p.done = true
 	} else {
@@ -246,7 +283,7 @@ func (p *pager) fetch(ctx context.Context) error {
 	if n := len(out.Items); n > 0 && strOf(out.Items[n-1]["k"]) > p.after {
 		p.after = strOf(out.Items[n-1]["k"])
 	}
-	return nil
+	return out.Items, nil
 }
 
 // merge reads every shard in key order and merges them: an unfiltered
@@ -259,6 +296,32 @@ func newMerge(s *Store, l *layout, after string, size int32, consistent bool) *m
 		m.shards = append(m.shards, &pager{s: s, table: l.table, hashName: "sh", hash: strconv.Itoa(sh), after: after, size: size, consistent: consistent})
 	}
 	return m
+}
+
+// prefetch reads every shard concurrently for a scan (Options.ScanPrefetch):
+// each shard's next page is fetched on a goroutine of its own while the
+// merge consumes the page before, so a scan waits for about one round trip
+// per page of the slowest shard rather than one per page of every shard.
+// Key order is the merge's, as without it. Memory stays flat: the
+// hand-over is unbuffered, so a shard holds at most the page being merged
+// and the one read ahead (twice what it holds without prefetching). stop
+// ends the goroutines and waits for them.
+func (m *merge) prefetch(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, p := range m.shards {
+		pages := make(chan fetched)
+		p.ahead = pages
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.fetchAhead(ctx, pages)
+		}()
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+	}
 }
 
 func (m *merge) next(ctx context.Context) (map[string]types.AttributeValue, bool, error) {

@@ -65,12 +65,16 @@ type Options struct {
 	Endpoint string // empty for AWS itself
 	Prefix   string // table name prefix
 	Shards   int
+	// ScanPrefetch makes a scan without an index (the Reporting API's
+	// full extract) read every shard concurrently, a page ahead of the
+	// merge (?scan_prefetch=true; docs/store-contract.md, "DynamoDB").
+	ScanPrefetch bool
 	// Check, when true, makes Prepare verify that the tables exist and
 	// match instead of creating them (staging and production).
 	Check bool
 }
 
-// ParseURL reads dynamodb://<region>[?endpoint=…&prefix=…&shards=…].
+// ParseURL reads dynamodb://<region>[?endpoint=…&prefix=…&shards=…&scan_prefetch=…].
 func ParseURL(raw string) (Options, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "dynamodb" {
@@ -93,8 +97,14 @@ func ParseURL(raw string) (Options, error) {
 				return Options{}, fmt.Errorf("store %q: shards must be an integer from 1 to 64", raw)
 			}
 			o.Shards = n
+		case "scan_prefetch":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return Options{}, fmt.Errorf("store %q: scan_prefetch must be true or false", raw)
+			}
+			o.ScanPrefetch = b
 		default:
-			return Options{}, fmt.Errorf("store %q: unknown parameter %q (endpoint, prefix, shards)", raw, name)
+			return Options{}, fmt.Errorf("store %q: unknown parameter %q (endpoint, prefix, shards, scan_prefetch)", raw, name)
 		}
 	}
 	for _, r := range o.Prefix {
@@ -119,11 +129,15 @@ type Store struct {
 }
 
 var (
-	_ plinth.Store       = (*Store)(nil)
-	_ plinth.OutboxStore = (*Store)(nil)
-	_ plinth.AuditStore  = (*Store)(nil)
-	_ plinth.AccessStore = (*Store)(nil)
+	_ plinth.Store        = (*Store)(nil)
+	_ plinth.OutboxStore  = (*Store)(nil)
+	_ plinth.AuditStore   = (*Store)(nil)
+	_ plinth.AccessStore  = (*Store)(nil)
+	_ plinth.AuditTrimmer = (*Store)(nil)
 )
+
+// Options returns the options the store was opened with.
+func (s *Store) Options() Options { return s.opts }
 
 // Open connects to DynamoDB as the URL says. It creates nothing: Prepare does.
 func Open(ctx context.Context, rawURL string) (*Store, error) {

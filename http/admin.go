@@ -2,6 +2,7 @@ package http
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -355,37 +356,71 @@ func (s *Server) searchAudit(w http.ResponseWriter, r *http.Request) {
 		bad("until", "must be later than since")
 	}
 	scope := auditScope(q)
+	var position string
 	if cursor != "" {
-		after, err := plinth.DecodeCursor(cursor, scope)
-		n, err2 := strconv.ParseInt(after, 10, 64)
-		switch {
-		case err != nil:
+		text, err := plinth.DecodeCursor(cursor, scope)
+		if err != nil {
 			bad("cursor", err.Error())
-		case err2 != nil || n < 1:
-			bad("cursor", plinth.ErrBadCursor.Error())
 		}
-		q.After = n
+		position = text
 	}
 	if len(errs) > 0 {
 		s.writeError(w, r, &plinth.ValidationError{Errors: errs})
 		return
 	}
-	recs, more, err := s.auditStore.AuditRecords(r.Context(), q)
+	page, n, next, err := s.auditSearch.SearchAudit(r.Context(), q, position)
+	if errors.Is(err, plinth.ErrBadCursor) {
+		s.writeError(w, r, &plinth.ValidationError{Errors: []plinth.FieldError{{Parameter: "cursor", Detail: plinth.ErrBadCursor.Error()}}})
+		return
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	var next any
+	var nextCursor any
+	if next != "" {
+		nextCursor = plinth.EncodeCursor(next, scope)
+	}
+	if e := entryFrom(r.Context()); e != nil {
+		e.rec.Count = n
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"auditRecords": page, "nextCursor": nextCursor})
+}
+
+// AuditSearcher searches the audit trail for GET /admin/v1/audit.
+// audit.Trail implements it over every store's chain.
+type AuditSearcher interface {
+	// SearchAudit returns one page of the records q selects (a JSON array),
+	// how many it holds, and the position after them ("" when none
+	// follow). position is "" for the first page, else a next from before;
+	// one it did not make is an error wrapping plinth.ErrBadCursor.
+	SearchAudit(ctx context.Context, q plinth.AuditQuery, position string) (page any, n int, next string, err error)
+}
+
+// storeSearch searches one store's chain: the AuditSearcher of a Config
+// that gives only Audit.
+type storeSearch struct{ st plinth.AuditStore }
+
+func (a storeSearch) SearchAudit(ctx context.Context, q plinth.AuditQuery, position string) (any, int, string, error) {
+	if position != "" {
+		n, err := strconv.ParseInt(position, 10, 64)
+		if err != nil || n < 1 {
+			return nil, 0, "", plinth.ErrBadCursor
+		}
+		q.After = n
+	}
+	recs, more, err := a.st.AuditRecords(ctx, q)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	next := ""
 	if more && len(recs) > 0 {
-		next = plinth.EncodeCursor(strconv.FormatInt(recs[len(recs)-1].Sequence, 10), scope)
+		next = strconv.FormatInt(recs[len(recs)-1].Sequence, 10)
 	}
 	if recs == nil {
 		recs = []plinth.AuditRecord{}
 	}
-	if e := entryFrom(r.Context()); e != nil {
-		e.rec.Count = len(recs)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"auditRecords": recs, "nextCursor": next})
+	return recs, len(recs), next, nil
 }
 
 // auditScope binds audit search cursors to the search's filters.

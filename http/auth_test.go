@@ -66,7 +66,7 @@ func newAuditedAPI(t *testing.T, failClosed bool, mods ...func(*plinthhttp.Confi
 	cfg := plinthhttp.Config{
 		Store: st, Domains: ds, OpenAPI: []byte(`{"openapi":"3.1.0"}`), Logger: discardLogger(),
 		Authorizer: authz, Access: st, Environment: "development",
-		Auditor: auditor, Audit: st, Events: true,
+		Auditor: auditor, Audit: st, AuditTrail: audit.Trail(audit.Chains(st)), Events: true,
 	}
 	for _, mod := range mods {
 		mod(&cfg)

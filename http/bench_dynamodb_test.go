@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/datasafety"
 	"github.com/plinth-data/plinth/dynamodb"
 )
@@ -48,7 +49,10 @@ func ddbFixture(b *testing.B) *api {
 
 // usage reports the DynamoDB calls and capacity units per API operation.
 func usage(b *testing.B, a *api, run func()) {
-	st := a.store.(*dynamodb.Store)
+	usageOf(b, a.store.(*dynamodb.Store), run)
+}
+
+func usageOf(b *testing.B, st *dynamodb.Store, run func()) {
 	before := st.Calls()
 	b.ResetTimer()
 	run()
@@ -120,6 +124,47 @@ func BenchmarkDynamoDBListPostcode(b *testing.B) {
 func BenchmarkDynamoDBListLastNameContains(b *testing.B) {
 	a := ddbFixture(b)
 	ddbGet(b, a, func(*rand.Rand) string { return "/api/v1/residents?last_name=son" })
+}
+
+// BenchmarkDynamoDBScan: the Reporting API's scan of every resident
+// (Store.Scan: every shard read with consistent Queries and merged in key
+// order), per whole scan of the fixture's records; ScanPrefetch with
+// ?scan_prefetch=true (the shards read concurrently, a page ahead).
+func BenchmarkDynamoDBScan(b *testing.B) {
+	ddbScan(b, false)
+}
+
+func BenchmarkDynamoDBScanPrefetch(b *testing.B) {
+	ddbScan(b, true)
+}
+
+func ddbScan(b *testing.B, prefetch bool) {
+	a := ddbFixture(b)
+	e := a.entity("residents")
+	st := a.store.(*dynamodb.Store)
+	if prefetch {
+		o := st.Options()
+		o.ScanPrefetch = true
+		var err error
+		if st, err = dynamodb.OpenOptions(context.Background(), o); err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		if err := st.Prepare(context.Background(), a.domains); err != nil {
+			b.Fatal(err)
+		}
+	}
+	usageOf(b, st, func() {
+		for range b.N {
+			n := 0
+			if _, err := st.Scan(context.Background(), e, plinth.ScanQuery{}, func(plinth.Record) error { n++; return nil }); err != nil {
+				b.Fatal(err)
+			}
+			if n < ddbBenchResidents {
+				b.Fatalf("the scan sent %d records of %d", n, ddbBenchResidents)
+			}
+		}
+	})
 }
 
 // BenchmarkDynamoDBWrites: create, update and delete through the API

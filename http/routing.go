@@ -66,7 +66,7 @@ func (s *Server) servesAdmin(ep plinth.Endpoint) bool {
 		return false
 	}
 	if ep.Template == plinth.RouteAudit {
-		return s.auditStore != nil
+		return s.auditSearch != nil
 	}
 	return s.access != nil
 }

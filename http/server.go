@@ -58,8 +58,13 @@ type Config struct {
 	// Events turns every committed change into an event in the outbox;
 	// the store's transactions must support it (plinth.EventTx).
 	Events bool
-	// Audit is searched by GET /admin/v1/audit when set.
+	// Audit is searched by GET /admin/v1/audit when set, unless AuditTrail
+	// is set too.
 	Audit plinth.AuditStore
+	// AuditTrail, when set, searches the audit trail for GET
+	// /admin/v1/audit instead: audit.Trail, over every store's chain when
+	// plinth.yaml's stores: puts domains on several stores.
+	AuditTrail AuditSearcher
 	// ReportMaxDuration bounds how long one report may stream (its read
 	// snapshot holds back PostgreSQL's vacuum and SQLite's WAL checkpoints
 	// meanwhile); 0 means DefaultReportMaxDuration. ReportIdleTimeout drops
@@ -93,7 +98,7 @@ type Server struct {
 	auditor     Auditor
 	events      bool
 	notify      func()
-	auditStore  plinth.AuditStore
+	auditSearch AuditSearcher
 	denials     *denialLimiter
 
 	reportMaxDuration time.Duration
@@ -129,10 +134,13 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 		auditor:     cfg.Auditor,
 		events:      cfg.Events,
 		notify:      cfg.EventsCommitted,
-		auditStore:  cfg.Audit,
+		auditSearch: cfg.AuditTrail,
 	}
 	if s.notify == nil {
 		s.notify = func() {}
+	}
+	if s.auditSearch == nil && cfg.Audit != nil {
+		s.auditSearch = storeSearch{cfg.Audit}
 	}
 	s.reportMaxDuration, s.reportIdleTimeout = cfg.ReportMaxDuration, cfg.ReportIdleTimeout
 	if s.reportMaxDuration <= 0 {

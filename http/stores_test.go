@@ -59,10 +59,12 @@ const onMixed = "TestOnMixedStores/"
 
 // TestOnMixedStores runs black-box API tests with residents on DynamoDB and
 // the rest (contacts, grants, policies, the read audit trail) on SQLite,
-// behind the routing store plinth.yaml's stores: map makes. Not here: the
-// tests that read the events or audit records of resident writes through
-// the default store — those live in the DynamoDB store's own outbox and
-// audit chain (README, "DynamoDB store").
+// behind the routing store plinth.yaml's stores: map makes. The audit
+// records of resident writes live in the DynamoDB store's chain, the rest
+// in SQLite's: the audit tests find them all, in order, through the merged
+// trail (audit.Chains). Not here: the tests that read the events of
+// resident writes through the default store — those live in the DynamoDB
+// store's own outbox (README, "DynamoDB store").
 func TestOnMixedStores(t *testing.T) {
 	for name, fn := range map[string]func(*testing.T){
 		"CreateViewUpdateDelete":                  TestCreateViewUpdateDelete,
@@ -76,6 +78,9 @@ func TestOnMixedStores(t *testing.T) {
 		"NoRouteLeaksRecordsToWhoMayNotRead":      TestNoRouteLeaksRecordsToWhoMayNotRead,
 		"ReportHasEveryRecordInEveryFormat":       TestReportHasEveryRecordInEveryFormat,
 		"IncrementalReportsAndDeletions":          TestIncrementalReportsAndDeletions,
+		"EveryRequestIsAuditedOnce":               TestEveryRequestIsAuditedOnce,
+		"AuditSearchAPI":                          TestAuditSearchAPI,
+		"EveryCursorIsValidatedAlike":             TestEveryCursorIsValidatedAlike,
 	} {
 		t.Run(name, fn)
 	}

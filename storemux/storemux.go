@@ -8,16 +8,20 @@
 // policies, the read auditor's records and the server's checkpoints live in
 // the default store; each store keeps the outbox and audit log of the
 // writes made in it, with a relay and a chainer of its own (Others lists
-// them), so each store has its own audit chain.
+// them), so each store has its own audit chain; AuditChains lists them
+// for audit search and verify, which span every chain.
 package storemux
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/audit"
 )
 
 // Store is the default store with the other stores of some domains.
@@ -52,6 +56,42 @@ func New(def Store, by map[string]plinth.Store) *Mux {
 
 // Others are the stores besides the default, for their relays and chainers.
 func (m *Mux) Others() []plinth.Store { return m.others }
+
+// AuditChains lists the audit chain of every store that keeps one, the
+// default store's first, each other named by its domains
+// (audit.ChainLister): audit search and verify span them all.
+func (m *Mux) AuditChains() []audit.Chain {
+	chains := []audit.Chain{{Name: audit.DefaultChain, Store: m.Store}}
+	for _, st := range m.others {
+		if as, ok := st.(plinth.AuditStore); ok {
+			chains = append(chains, audit.Chain{Name: m.nameOf(st), Store: as})
+		}
+	}
+	return chains
+}
+
+// TrimAudit trims the default store's chain (plinth.AuditTrimmer): the one
+// `plinth lake audit` archives. The other stores' chains are not archived,
+// so they are not trimmed.
+func (m *Mux) TrimAudit(ctx context.Context, through int64) (int64, error) {
+	t, ok := m.Store.(plinth.AuditTrimmer)
+	if !ok {
+		return 0, fmt.Errorf("storemux: the default store %T cannot trim its audit trail", m.Store)
+	}
+	return t.TrimAudit(ctx, through)
+}
+
+// nameOf names a store besides the default by its domains.
+func (m *Mux) nameOf(st plinth.Store) string {
+	var names []string
+	for d, o := range m.by {
+		if o == st {
+			names = append(names, d)
+		}
+	}
+	slices.Sort(names)
+	return strings.Join(names, ",")
+}
 
 func (m *Mux) of(e *plinth.Entity) plinth.Store {
 	if e.Domain != nil {
@@ -384,10 +424,13 @@ func (rt *routeTx) DeletePolicy(ctx context.Context, domain, env string) error {
 }
 
 var (
-	_ plinth.Store      = (*Mux)(nil)
-	_ plinth.BulkLoader = (*Mux)(nil)
-	_ plinth.Tx         = (*routeTx)(nil)
-	_ plinth.EventTx    = (*routeTx)(nil)
-	_ plinth.AuditTx    = (*routeTx)(nil)
-	_ plinth.AccessTx   = (*routeTx)(nil)
+	_ plinth.Store        = (*Mux)(nil)
+	_ plinth.BulkLoader   = (*Mux)(nil)
+	_ plinth.AuditTrimmer = (*Mux)(nil)
+	_ plinth.Tx           = (*routeTx)(nil)
+	_ plinth.EventTx      = (*routeTx)(nil)
+	_ plinth.AuditTx      = (*routeTx)(nil)
+	_ plinth.AccessTx     = (*routeTx)(nil)
+
+	_ audit.ChainLister = (*Mux)(nil)
 )

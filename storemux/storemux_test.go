@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/audit"
 	"github.com/plinth-data/plinth/dynamodb"
 	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/plinthtest/ddbtest"
@@ -118,5 +119,32 @@ func TestMixedEngines(t *testing.T) {
 	}
 	if len(m.Others()) != 1 {
 		t.Errorf("others: %d", len(m.Others()))
+	}
+	// Audit search and verify span both chains, the default's first.
+	chains := audit.Chains(m)
+	if len(chains) != 2 || chains[0].Name != audit.DefaultChain || chains[0].Store != plinth.AuditStore(lite) ||
+		chains[1].Name != conDomain.Name || chains[1].Store != plinth.AuditStore(ddb) {
+		t.Errorf("audit chains: %+v", chains)
+	}
+	// Trimming (plinth lake audit) goes to the default store's chain only.
+	if _, err := lite.AppendAudit(ctx, []plinth.AuditRecord{{Operation: "view", Decision: "allow"}, {Operation: "view", Decision: "allow"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.ChainPendingTrail(ctx, chains); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := m.TrimAudit(ctx, 5); err != nil || n != 1 {
+		t.Errorf("TrimAudit: %d, %v; want the default chain's 1 (its head stays)", n, err)
+	}
+	if head, _, err := ddb.AuditHead(ctx); err != nil || head != 1 {
+		t.Errorf("the DynamoDB chain's head: %d, %v", head, err)
+	}
+	if err := ddb.ScanAudit(ctx, 0, func(r plinth.AuditRecord) error {
+		if r.Sequence != 1 {
+			t.Errorf("DynamoDB's chain holds record %d", r.Sequence)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

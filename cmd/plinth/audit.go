@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,6 +74,11 @@ with no gaps, and each record carries the hash of the one before. Prints
 "plinth audit head" is still in the chain with that hash, which catches
 truncation and a rewrite of the chain up to that record.
 
+When plinth.yaml's stores: map puts domains on other stores, each store
+keeps the audit records of the writes made in it in a chain of its own:
+every chain is verified, each line names its store (by its domains), and
+STORE=SEQ:HASH anchors another store's chain.
+
 Exit status 0: the chain is intact; 2: it is broken; 1: it could not be read.`,
 		Example: `  plinth audit verify
   plinth audit verify --expect-head 1042:5f1c…`,
@@ -92,15 +98,16 @@ Exit status 0: the chain is intact; 2: it is broken; 1: it could not be read.`,
 			}
 			defer st.Close()
 			logger := newLogger(cfg.LogLevel)
-			// The head's sequence is the number of records to expect.
-			head, nonEmpty, err := audit.Head(cmd.Context(), as)
+			chains := audit.Chains(as)
+			// The heads' sequences are the number of records to expect.
+			total, err := trailHeads(cmd.Context(), chains)
 			if err != nil {
 				return err
 			}
 			var p *progress
 			var onProgress func(int64)
-			if nonEmpty {
-				p = newProgress(head.Sequence, "verifying the audit chain", logger)
+			if total > 0 {
+				p = newProgress(total, "verifying the audit chain", logger)
 				var reported int64
 				onProgress = func(done int64) {
 					p.Add(int(done - reported))
@@ -111,34 +118,22 @@ Exit status 0: the chain is intact; 2: it is broken; 1: it could not be read.`,
 			if err != nil {
 				return err
 			}
-			rep, err := audit.VerifyWithArchive(cmd.Context(), as, archive, onProgress, anchors...)
+			reps, err := audit.VerifyTrail(cmd.Context(), chains, archive, onProgress, anchors...)
 			if err != nil {
 				return err
 			}
+			broken := false
+			for _, r := range reps {
+				broken = broken || r.Broken != nil
+			}
 			if p != nil {
-				p.Finish("intact", rep.Broken == nil)
+				p.Finish("intact", !broken)
 			}
-			out := cmd.OutOrStdout()
-			if rep.Broken != nil {
-				fmt.Fprintf(out, "audit chain BROKEN at record %d: %s\n", rep.Broken.Sequence, rep.Broken.Problem)
-				if rep.Records > 0 {
-					fmt.Fprintf(out, "(%d records, head %s; %d not yet chained)\n", rep.Records, rep.Head(), rep.Unchained)
-				}
+			for _, r := range reps {
+				printVerified(cmd.OutOrStdout(), r, len(reps) > 1, anchors)
+			}
+			if broken {
 				return exitCode(2)
-			}
-			defer func() {
-				if rep.Unchained > 0 {
-					fmt.Fprintf(out, "%d %s not yet chained (the chainer of plinth serve, or plinth audit chain, links them)\n",
-						rep.Unchained, map[bool]string{true: "record", false: "records"}[rep.Unchained == 1])
-				}
-			}()
-			if rep.Records == 0 {
-				fmt.Fprintln(out, "audit chain intact: it is empty")
-				return nil
-			}
-			fmt.Fprintf(out, "audit chain intact: %d records, head %s\n", rep.Records, rep.Head())
-			for _, a := range anchors {
-				fmt.Fprintf(out, "anchored record %d found with its hash\n", a.Sequence)
 			}
 			return nil
 		},
@@ -167,6 +162,10 @@ have included it: those without filters, or whose filters the record meets
 now, marked "report that may include".
 --since (inclusive) and --until (exclusive) take an RFC 3339 time, a date
 (2026-11-01, midnight UTC) or a duration back from now (720h).
+
+When plinth.yaml's stores: map puts domains on other stores, the records
+of every store's chain are searched, merged by time, and a STORE column
+(the store's domains; "default" for the default store) says where each is.
 
 Records hold the filter values of each request, which may be personal data:
 treat the output as you would the data itself.`,
@@ -199,13 +198,15 @@ treat the output as you would the data itself.`,
 				return err
 			}
 			defer st.Close()
-			var reports []plinth.AuditRecord
+			chains := audit.Chains(as)
+			many := len(chains) > 1
+			var reports []audit.TrailRecord
 			if q.EntityID != "" {
 				ds, err := loadDomains(cfg.Domains)
 				if err != nil {
 					return err
 				}
-				if reports, err = reportsThatMayInclude(cmd.Context(), st, as, ds, q); err != nil {
+				if reports, err = reportsThatMayInclude(cmd.Context(), st, chains, ds, q); err != nil {
 					return err
 				}
 			}
@@ -215,39 +216,42 @@ treat the output as you would the data itself.`,
 			enc.SetEscapeHTML(false)
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			if !asJSON {
-				fmt.Fprintln(tw, "SEQ\tTIME\tUSER\tOPERATION\tROUTE\tDECISION\tSTATUS\tRECORDS")
+				fmt.Fprintln(tw, map[bool]string{true: "STORE\t"}[many]+"SEQ\tTIME\tUSER\tOPERATION\tROUTE\tDECISION\tSTATUS\tRECORDS")
 			}
 			q.Limit = plinth.MaxLimit
 			if limit > 0 && limit < q.Limit {
 				q.Limit = limit
 			}
 			n := 0
-			show := func(r plinth.AuditRecord, viaReport bool) error {
+			show := func(r audit.TrailRecord, viaReport bool) error {
 				if limit > 0 && n >= limit {
 					return errEnough
 				}
 				n++
 				if asJSON {
 					return enc.Encode(struct {
-						plinth.AuditRecord
+						audit.TrailRecord
 						ReportMayInclude bool `json:"reportMayInclude,omitempty"`
 					}{r, viaReport})
 				}
-				records := auditRecords(r)
+				records := auditRecords(r.AuditRecord)
 				if viaReport {
 					records = "report that may include " + q.EntityID
 				}
+				if many {
+					fmt.Fprintf(tw, "%s\t", r.Chain)
+				}
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.Sequence, r.Time.UTC().Format(time.RFC3339),
-					auditUser(r.Principal), r.Operation, auditRoute(r), r.Decision, r.Status, records)
+					auditUser(r.Principal), r.Operation, auditRoute(r.AuditRecord), r.Decision, r.Status, records)
 				return nil
 			}
 			archive, err := auditArchive(cmd, cfg)
 			if err != nil {
 				return err
 			}
-			err = audit.SearchAllWithArchive(cmd.Context(), as, archive, q, func(r plinth.AuditRecord) error {
-				// Reports that may include the record, merged in sequence order.
-				for len(reports) > 0 && reports[0].Sequence < r.Sequence {
+			err = audit.SearchTrailWithArchive(cmd.Context(), chains, archive, q, func(r audit.TrailRecord) error {
+				// Reports that may include the record, merged in time order.
+				for len(reports) > 0 && trailOrder(reports[0], r) < 0 {
 					if err := show(reports[0], true); err != nil {
 						return err
 					}
@@ -335,7 +339,12 @@ func auditHeadCommand() *cobra.Command {
 Run it regularly (from cron, or after deploys) and keep the output somewhere
 the store's administrators cannot change, such as the event bus or a central
 log. "plinth audit verify --expect-head SEQ:HASH" later proves the chain
-still holds that record unchanged: nothing up to it was rewritten or cut off.`,
+still holds that record unchanged: nothing up to it was rewritten or cut off.
+
+When plinth.yaml's stores: map puts domains on other stores, each keeps a
+chain of its own: the default store's head is printed as SEQ:HASH, each
+other's as STORE=SEQ:HASH (STORE: its domains), one a line; verify
+--expect-head takes either form.`,
 		Example: `  plinth audit head | logger -t plinth-audit-head`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -344,21 +353,28 @@ still holds that record unchanged: nothing up to it was rewritten or cut off.`,
 				return err
 			}
 			defer st.Close()
-			head, ok, err := audit.Head(cmd.Context(), as)
-			if err != nil {
-				return err
+			printed := 0
+			for _, c := range audit.Chains(as) {
+				head, ok, err := audit.Head(cmd.Context(), c.Store)
+				if err != nil {
+					return err
+				}
+				// The count goes to standard error, so the output stays SEQ:HASH.
+				if n, err := c.Store.CountUnchainedAudit(cmd.Context()); err != nil {
+					return err
+				} else if n > 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%d %s of store %s not yet chained, so not covered by this head\n",
+						n, map[bool]string{true: "record", false: "records"}[n == 1], c.Name)
+				}
+				if ok {
+					head.Chain = c.Name
+					fmt.Fprintln(cmd.OutOrStdout(), head.String())
+					printed++
+				}
 			}
-			// The count goes to standard error, so the output stays SEQ:HASH.
-			if n, err := as.CountUnchainedAudit(cmd.Context()); err != nil {
-				return err
-			} else if n > 0 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "%d %s not yet chained, so not covered by this head\n",
-					n, map[bool]string{true: "record", false: "records"}[n == 1])
-			}
-			if !ok {
+			if printed == 0 {
 				return fmt.Errorf("the audit chain is empty: there is no head to anchor yet")
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), head.String())
 			return nil
 		},
 	}
@@ -383,7 +399,8 @@ Records of transactions still open are left for later.`,
 				return err
 			}
 			defer st.Close()
-			n, err := audit.ChainPending(cmd.Context(), as)
+			chains := audit.Chains(as)
+			n, err := audit.ChainPendingTrail(cmd.Context(), chains)
 			if errors.Is(err, audit.ErrChainerActive) {
 				fmt.Fprintln(cmd.OutOrStdout(), "a running chainer holds the chain lease; it links the records")
 				return nil
@@ -391,9 +408,13 @@ Records of transactions still open are left for later.`,
 			if err != nil {
 				return err
 			}
-			left, err := as.CountUnchainedAudit(cmd.Context())
-			if err != nil {
-				return err
+			var left int64
+			for _, c := range chains {
+				k, err := c.Store.CountUnchainedAudit(cmd.Context())
+				if err != nil {
+					return err
+				}
+				left += k
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "chained %d records; %d not yet chained\n", n, left)
 			return nil
@@ -403,12 +424,12 @@ Records of transactions still open are left for later.`,
 	return cmd
 }
 
-// reportsThatMayInclude returns, in sequence order, the audit records of
+// reportsThatMayInclude returns, in time order, the audit records of
 // reports that may have included the record with id q.EntityID: for each
 // entity that has such a record, its reports without filters or with
-// filters the record meets now.
-func reportsThatMayInclude(ctx context.Context, st plinth.Store, as plinth.AuditStore, ds []*plinth.Domain, q plinth.AuditQuery) ([]plinth.AuditRecord, error) {
-	var out []plinth.AuditRecord
+// filters the record meets now, from every audit chain.
+func reportsThatMayInclude(ctx context.Context, st plinth.Store, chains []audit.Chain, ds []*plinth.Domain, q plinth.AuditQuery) ([]audit.TrailRecord, error) {
+	var out []audit.TrailRecord
 	for _, d := range ds {
 		if q.Domain != "" && q.Domain != d.Name {
 			continue
@@ -426,8 +447,8 @@ func reportsThatMayInclude(ctx context.Context, st plinth.Store, as plinth.Audit
 			}
 			rq := q
 			rq.EntityID, rq.Domain = "", d.Name
-			err = audit.SearchAll(ctx, as, rq, func(r plinth.AuditRecord) error {
-				if audit.ReportMayInclude(e, r, rec.Data) {
+			err = audit.SearchTrailAll(ctx, chains, rq, func(r audit.TrailRecord) error {
+				if audit.ReportMayInclude(e, r.AuditRecord, rec.Data) {
 					out = append(out, r)
 				}
 				return nil
@@ -437,6 +458,62 @@ func reportsThatMayInclude(ctx context.Context, st plinth.Store, as plinth.Audit
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b plinth.AuditRecord) int { return cmp.Compare(a.Sequence, b.Sequence) })
+	slices.SortStableFunc(out, trailOrder)
 	return out, nil
+}
+
+// trailOrder orders records as the merged trail does: by sequence within a
+// chain, by time across chains.
+func trailOrder(a, b audit.TrailRecord) int {
+	if a.Chain == b.Chain {
+		return cmp.Compare(a.Sequence, b.Sequence)
+	}
+	return a.Time.Compare(b.Time)
+}
+
+// trailHeads returns the sum of the chains' head sequences: about how many
+// records verify walks.
+func trailHeads(ctx context.Context, chains []audit.Chain) (int64, error) {
+	var total int64
+	for _, c := range chains {
+		head, _, err := audit.Head(ctx, c.Store)
+		if err != nil {
+			return 0, err
+		}
+		total += head.Sequence
+	}
+	return total, nil
+}
+
+// printVerified prints one chain's verification; named when there are
+// several chains.
+func printVerified(out io.Writer, r audit.ChainReport, named bool, anchors []audit.Anchor) {
+	of := ""
+	if named {
+		of = " of store " + r.Chain
+	}
+	head := func() string {
+		return audit.Anchor{Chain: r.Chain, Sequence: r.HeadSequence, Hash: r.HeadHash}.String()
+	}
+	if r.Broken != nil {
+		fmt.Fprintf(out, "audit chain%s BROKEN at record %d: %s\n", of, r.Broken.Sequence, r.Broken.Problem)
+		if r.Records > 0 {
+			fmt.Fprintf(out, "(%d records, head %s; %d not yet chained)\n", r.Records, head(), r.Unchained)
+		}
+		return
+	}
+	if r.Records == 0 {
+		fmt.Fprintf(out, "audit chain%s intact: it is empty\n", of)
+	} else {
+		fmt.Fprintf(out, "audit chain%s intact: %d records, head %s\n", of, r.Records, head())
+		for _, a := range anchors {
+			if a.ChainName() == r.Chain {
+				fmt.Fprintf(out, "anchored record %d found with its hash\n", a.Sequence)
+			}
+		}
+	}
+	if r.Unchained > 0 {
+		fmt.Fprintf(out, "%d %s%s not yet chained (the chainer of plinth serve, or plinth audit chain, links them)\n",
+			r.Unchained, map[bool]string{true: "record", false: "records"}[r.Unchained == 1], of)
+	}
 }

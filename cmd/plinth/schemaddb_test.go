@@ -2,10 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/audit"
 	"github.com/plinth-data/plinth/plinthtest/ddbtest"
 )
 
@@ -156,5 +161,80 @@ func TestStoresMapOpensARoutingStore(t *testing.T) {
 	}
 	if _, err := ddb.Get(ctx, contacts, contacts.KeyOf(r)); err != nil {
 		t.Errorf("the contact is not in the DynamoDB store: %v", err)
+	}
+}
+
+// TestAuditCommandsSpanEveryStore: with stores: {contacts: dynamodb://…}
+// each store chains the audit records of its own writes; audit chain,
+// head, search and verify cover both chains and name the store of each.
+func TestAuditCommandsSpanEveryStore(t *testing.T) {
+	ds, err := loadDomains("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, url := t.TempDir(), ddbtest.URL(t)
+	conf := filepath.Join(dir, "plinth.yaml")
+	yaml := fmt.Sprintf("environment: development\nstore: sqlite://%s/p.db\nstores:\n  contacts: %q\n", dir, url)
+	if err := os.WriteFile(conf, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := withEnvironment(t.Context(), plinth.EnvDevelopment)
+	st, err := openStores(ctx, Config{Environment: plinth.EnvDevelopment, Store: "sqlite://" + dir + "/p.db", Stores: map[string]string{"contacts": url}}, ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chains := audit.Chains(st.(plinth.AuditStore))
+	if len(chains) != 2 || chains[0].Name != audit.DefaultChain || chains[1].Name != "contacts" {
+		t.Fatalf("chains %+v", chains)
+	}
+	base := time.Now().UTC().Add(-time.Hour)
+	for i, c := range []struct {
+		chain int
+		op    string
+	}{{0, "view"}, {1, "create"}, {0, "list"}, {1, "update"}} {
+		rec := plinth.AuditRecord{Time: base.Add(time.Duration(i) * time.Minute), CorrelationID: fmt.Sprintf("r%d", i), Environment: "development",
+			Domain: "contacts", Entity: "contacts", Operation: c.op, Principal: plinth.Principal{Subject: "ann"},
+			Decision: plinth.DecisionAllow, Status: 200, RecordIDs: []string{"7"}}
+		if _, err := chains[c.chain].Store.AppendAudit(ctx, []plinth.AuditRecord{rec}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	cli := func(args ...string) string {
+		t.Helper()
+		out, err := runPlinth(ctx, t, append(args, "--config", conf)...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	if out := cli("audit", "chain"); !strings.Contains(out, "chained 4 records; 0 not yet chained") {
+		t.Fatalf("audit chain: %s", out)
+	}
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(cli("audit", "search", "--entity-id", "7", "--json")), "\n") {
+		var r audit.TrailRecord
+		if json.Unmarshal([]byte(line), &r) == nil && r.CorrelationID != "" {
+			got = append(got, fmt.Sprintf("%s@%s:%d", r.CorrelationID, r.Chain, r.Sequence))
+		}
+	}
+	if want := "r0@default:1 r1@contacts:1 r2@default:2 r3@contacts:2"; strings.Join(got, " ") != want {
+		t.Fatalf("audit search: %v, want %s", got, want)
+	}
+	heads := strings.Fields(cli("audit", "head"))
+	if len(heads) != 2 || !strings.HasPrefix(heads[0], "2:") || !strings.HasPrefix(heads[1], "contacts=2:") {
+		t.Fatalf("audit head: %q", heads)
+	}
+	out := cli("audit", "verify", "--expect-head", heads[1], "--expect-head", heads[0])
+	for _, want := range []string{"audit chain of store default intact: 2 records, head " + heads[0],
+		"audit chain of store contacts intact: 2 records, head " + heads[1]} {
+		if !strings.Contains(out, want) {
+			t.Errorf("audit verify lacks %q:\n%s", want, out)
+		}
+	}
+	wrong := "contacts=2:" + strings.Repeat("0", 64)
+	if out, err := runPlinth(ctx, t, "audit", "verify", "--config", conf, "--expect-head", wrong); err == nil ||
+		!strings.Contains(out, "audit chain of store contacts BROKEN at record 2") {
+		t.Errorf("a wrong anchor of the contacts chain: %v\n%s", err, out)
 	}
 }

@@ -206,6 +206,7 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 		Auditor:           requestAuditor,
 		AuditOff:          !cfg.Audit,
 		Audit:             auditStore,
+		AuditTrail:        audit.Trail(audit.Chains(auditStore)),
 		Events:            true,
 		EventsCommitted:   relay.Notify,
 		Checks: map[string]func(context.Context) error{
