@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -181,7 +182,7 @@ func startLake(ctx context.Context, wg *sync.WaitGroup, cfg Config, ds []*plinth
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			snapshotDaily(ctx, cfg, ds, st, target, logger)
+			snapshotDaily(ctx, cfg, ds, st, pub.JetStream(), target, logger)
 		}()
 	}
 	return nil
@@ -189,7 +190,7 @@ func startLake(ctx context.Context, wg *sync.WaitGroup, cfg Config, ds []*plinth
 
 // snapshotDaily writes the day's snapshot of every entity that has none
 // yet, checking every hour, until ctx is done.
-func snapshotDaily(ctx context.Context, cfg Config, ds []*plinth.Domain, st plinth.Store, target lake.Target, logger *slog.Logger) {
+func snapshotDaily(ctx context.Context, cfg Config, ds []*plinth.Domain, st plinth.Store, js jetstream.JetStream, target lake.Target, logger *slog.Logger) {
 	special := splitList(cfg.LakeSpecial)
 	for {
 		day := time.Now().UTC()
@@ -199,7 +200,8 @@ func snapshotDaily(ctx context.Context, cfg Config, ds []*plinth.Domain, st plin
 				if _, err := target.Get(ctx, manifest); !errors.Is(err, lake.ErrNotFound) {
 					continue // taken already (or the lake cannot be read: next hour)
 				}
-				m, err := lake.Snapshot(ctx, st, e, target, day, lake.SnapshotOptions{Special: slices.Contains(special, d.Name)})
+				m, err := lake.Snapshot(ctx, st, e, target, day, lake.SnapshotOptions{Special: slices.Contains(special, d.Name),
+					Position: streamPosition(js, cfg.Environment, d)})
 				if err != nil {
 					if ctx.Err() == nil {
 						logger.Error("the daily lake snapshot failed; trying again within the hour", "entity", d.Name+"/"+e.Plural, "error", err)
@@ -214,6 +216,17 @@ func snapshotDaily(ctx context.Context, cfg Config, ds []*plinth.Domain, st plin
 			return
 		case <-time.After(time.Hour):
 		}
+	}
+}
+
+// streamPosition reads the last sequence of a domain's stream, the
+// position a snapshot records; nil without a bus.
+func streamPosition(js jetstream.JetStream, env string, d *plinth.Domain) func(context.Context) (uint64, error) {
+	if js == nil {
+		return nil
+	}
+	return func(ctx context.Context) (uint64, error) {
+		return plinthnats.LastSequence(ctx, js, plinthnats.StreamName(env, d.Name))
 	}
 }
 
@@ -238,10 +251,15 @@ func lakeSnapshotCommand() *cobra.Command {
 		Long: `Write the full state of every entity of every domain (or --domain), each from
 one consistent scan of the store, to
 {lake}/{domain}/{entity}/snapshot/import_date=YYYYMMDD/part-….parquet, with a
-_manifest.json giving the store's watermark and the number of records. A
+_manifest.json giving the store's watermark, the number of records and the
+position: the last sequence of the domain's event stream when the snapshot
+began. Every event at or below it is in the snapshot; the events that build
+on it are those above it whose entityVersion is higher than the snapshot
+row's version. The stream is read through --nats-url, or the embedded NATS
+of the data directory when no other process holds it; when it cannot be
+read the snapshot is written without a position (positionKnown false). A
 second snapshot on the same day replaces the first (its files are written
-before the old ones go). Rows carry each record's version: the events whose
-entityVersion is higher came after the snapshot.`,
+before the old ones go).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, ds, st, err := openConfigured(cmd)
@@ -259,6 +277,15 @@ entityVersion is higher came after the snapshot.`,
 			}
 			special := splitList(cfg.LakeSpecial)
 			logger := newLogger(cfg.LogLevel)
+			var js jetstream.JetStream
+			if bus, err := openEventBus(cfg, "", logger); err != nil {
+				logger.Warn("cannot read the event streams: the snapshots record no position", "error", err)
+			} else {
+				defer bus.Close()
+				if js, err = jetstream.New(bus.nc); err != nil {
+					return err
+				}
+			}
 			day := time.Now().UTC()
 			for _, d := range ds {
 				for _, e := range d.Entities {
@@ -267,19 +294,24 @@ entityVersion is higher came after the snapshot.`,
 					m, err := lake.Snapshot(ctx, st, e, target, day, lake.SnapshotOptions{
 						Special:  slices.Contains(special, d.Name),
 						Progress: func(n int64) { p.Add(int(n - p.done)) },
+						Position: streamPosition(js, cfg.Environment, d),
 					})
 					if err != nil {
 						p.Stop()
 						return err
 					}
 					p.Finish()
-					fmt.Fprintf(cmd.OutOrStdout(), "%s/%s: %d records in %d files (watermark %s)\n", d.Name, e.Plural, m.Records, len(m.Files), m.Watermark)
+					pos := "unknown"
+					if m.PositionKnown {
+						pos = strconv.FormatUint(m.Position, 10)
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s/%s: %d records in %d files (watermark %s, stream position %s)\n", d.Name, e.Plural, m.Records, len(m.Files), m.Watermark, pos)
 				}
 			}
 			return nil
 		},
 	}
-	addConfigFlags(cmd, with(lakeFlags, "store")...)
+	addConfigFlags(cmd, with(lakeFlags, "store", "nats-url")...)
 	cmd.Flags().StringVar(&domain, "domain", "", "only this domain")
 	return cmd
 }
