@@ -66,9 +66,10 @@ func Snapshot(ctx context.Context, st plinth.Store, e *plinth.Entity, target Tar
 	if opts.FileRecords <= 0 {
 		opts.FileRecords = 1_000_000
 	}
-	sets := []*snapshotSet{newSnapshotSet(LakeEntity(e), SnapshotPartition(EntityPrefix(e), day))}
+	le := LakeEntity(e)
+	sets := []*snapshotSet{newSnapshotSet(le, prunedFields(e, le), SnapshotPartition(EntityPrefix(e), day))}
 	if se := SpecialEntity(e); opts.Special && se != nil {
-		sets = append(sets, newSnapshotSet(se, SnapshotPartition(SpecialPrefix(e), day)))
+		sets = append(sets, newSnapshotSet(se, nil, SnapshotPartition(SpecialPrefix(e), day)))
 	}
 	var pos uint64
 	if opts.Position != nil {
@@ -115,6 +116,7 @@ func Snapshot(ctx context.Context, st plinth.Store, e *plinth.Entity, target Tar
 // snapshotSet writes the files of one dataset of a snapshot.
 type snapshotSet struct {
 	e      *plinth.Entity
+	pruned map[string]*plinth.Field // fields written without their nested special members
 	folder string
 	run    string
 	buf    bytes.Buffer
@@ -123,11 +125,11 @@ type snapshotSet struct {
 	taken  time.Time
 }
 
-func newSnapshotSet(e *plinth.Entity, folder string) *snapshotSet {
+func newSnapshotSet(e *plinth.Entity, pruned map[string]*plinth.Field, folder string) *snapshotSet {
 	var r [4]byte
 	_, _ = rand.Read(r[:])
 	now := time.Now().UTC()
-	return &snapshotSet{e: e, folder: folder, taken: now,
+	return &snapshotSet{e: e, pruned: pruned, folder: folder, taken: now,
 		run: now.Format("20060102T150405Z") + "-" + hex.EncodeToString(r[:])}
 }
 
@@ -140,7 +142,7 @@ func (s *snapshotSet) write(ctx context.Context, target Target, rec plinth.Recor
 		}
 		s.w = w
 	}
-	if err := s.w.Write(rec); err != nil {
+	if err := s.w.Write(pruneRecord(rec, s.pruned)); err != nil {
 		return err
 	}
 	if s.w.Count() >= int64(fileRecords) {
