@@ -25,7 +25,7 @@ type entityView struct {
 	state   *plinth.Field  // an object of the fields plus version, createdAt, updatedAt
 	omitted map[string]bool
 	pruned  map[string]*plinth.Field // fields whose nested special-category members are cut
-	makers  sync.Pool // of *parquet.EventRows: one per decoding goroutine at a time
+	makers  sync.Pool                // of *parquet.EventRows: one per decoding goroutine at a time
 }
 
 // LakeEntity returns the entity as the lake's main datasets hold it:
