@@ -20,6 +20,7 @@ import (
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/audit"
 	"github.com/plinth-data/plinth/lake"
+	"github.com/plinth-data/plinth/lease"
 	plinthnats "github.com/plinth-data/plinth/nats"
 	"github.com/plinth-data/plinth/s3"
 )
@@ -43,7 +44,10 @@ one durable JetStream consumer per domain buffers events and writes them to
 when the buffer holds --flush-events events or 64 MiB, or --lake-flush-interval
 after its first event. A file is visible all at once and acknowledged only
 once it is durable; after a crash, events already landed are skipped, so
-each event is in the lake exactly once.
+each event is in the lake exactly once. Several lake processes may run: one
+lands each domain's stream while the others stand by on its lease (kept in
+the NATS key-value bucket PLINTH_LEASES) and take over within 30 seconds
+when it stops or dies.
 
 plinth serve runs the same landing inside (on by default in development,
 --lake-serve). Without --nats-url this command uses the embedded NATS of the
@@ -135,10 +139,21 @@ func landDomain(ctx context.Context, cfg Config, lc lake.Config, d *plinth.Domai
 	// the time to write it.
 	ackWait := 2*lc.FlushInterval + time.Minute
 	pause := time.Second
+	holder := lease.DefaultHolder("lake")
 	for {
-		src, err := plinthnats.NewBatchSource(ctx, js, stream, lakeDurable, ackWait)
+		// One lander per stream: the others stand by on its lease.
+		kl, err := plinthnats.NewKVLease(ctx, js, plinthnats.LakeLeaseName(stream, lakeDurable))
 		if err == nil {
-			err = lake.NewLander(d, target, lc).Run(ctx, src)
+			err = lake.Exclusive(ctx, kl, lake.ExclusiveConfig{Holder: holder, Logger: logger.With("domain", d.Name)},
+				func(ctx context.Context, held func() bool) error {
+					src, err := plinthnats.NewBatchSource(ctx, js, stream, lakeDurable, ackWait)
+					if err != nil {
+						return err
+					}
+					c := lc
+					c.Held = held
+					return lake.NewLander(d, target, c).Run(ctx, src)
+				})
 			if err == nil {
 				return nil
 			}
