@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -165,10 +166,13 @@ func (v *entityView) scan(seq uint64, payload []byte) (r parquet.EventRow, ok bo
 	r.Sequence = seq
 	text := func(raw []byte) string {
 		t, _, good := jsonscan.Text(raw, nil)
-		if !good {
-			ok = false
+		if !good || len(t) == 0 {
+			ok = ok && good
+			return ""
 		}
-		return string(t)
+		// No copy: t points into the payload (or a fresh unescaped
+		// buffer), which the row points into anyway and nothing changes.
+		return unsafe.String(&t[0], len(t))
 	}
 	ok = true
 	walked := jsonscan.Members(payload, func(name, value []byte) bool {

@@ -203,6 +203,10 @@ func (l *Lander) Run(ctx context.Context, src Source) error {
 	}
 }
 
+// fetchBatch is the most messages one Fetch asks for: large, so that a
+// backlog comes in few pull requests and decodes in large parallel runs.
+const fetchBatch = 16384
+
 type fetched struct {
 	msgs []Message
 	err  error
@@ -216,7 +220,7 @@ func (l *Lander) fetch(ctx context.Context, src Source, out chan<- fetched) {
 		wait = time.Second
 	}
 	for {
-		msgs, err := src.Fetch(ctx, min(l.cfg.FlushEvents, 4096), wait)
+		msgs, err := src.Fetch(ctx, min(l.cfg.FlushEvents, fetchBatch), wait)
 		select {
 		case out <- fetched{msgs, err}:
 		case <-ctx.Done():

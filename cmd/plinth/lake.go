@@ -22,6 +22,7 @@ import (
 	"github.com/plinth-data/plinth/lake"
 	"github.com/plinth-data/plinth/lease"
 	plinthnats "github.com/plinth-data/plinth/nats"
+	"github.com/plinth-data/plinth/parquet"
 	"github.com/plinth-data/plinth/s3"
 )
 
@@ -35,6 +36,7 @@ var lakeFlags = []string{"env", "log-level", "data-dir", "domains", "lake", "lak
 func lakeCommand() *cobra.Command {
 	var flushEvents int
 	var drain bool
+	var compression string
 	cmd := &cobra.Command{
 		Use:   "lake",
 		Short: "Land the change events of every domain in the data lake (Parquet)",
@@ -58,12 +60,17 @@ data directory, which only one process at a time can open.`,
 			if err != nil {
 				return err
 			}
-			return runLake(cmd.Context(), cfg, lake.Config{FlushEvents: flushEvents, Drain: drain})
+			codec, err := parquet.Codec(compression)
+			if err != nil {
+				return fmt.Errorf("--compression: %w", err)
+			}
+			return runLake(cmd.Context(), cfg, lake.Config{FlushEvents: flushEvents, Drain: drain, Parquet: parquet.Options{Compression: codec}})
 		},
 	}
 	addConfigFlags(cmd, with(lakeFlags, "nats-url", "lake-flush-interval")...)
 	cmd.Flags().IntVar(&flushEvents, "flush-events", lake.DefaultFlushEvents, "land a domain's buffer when it holds this many events")
 	cmd.Flags().BoolVar(&drain, "drain", false, "land the events waiting in the streams, then exit")
+	cmd.Flags().StringVar(&compression, "compression", "zstd", "compression of the event files: zstd (smaller) or snappy (less CPU)")
 	cmd.AddCommand(lakeSnapshotCommand(), lakeCompactCommand(), lakeDDLCommand(), lakeEraseCommand(), lakeAuditCommand())
 	return cmd
 }
