@@ -271,9 +271,9 @@ type Options struct {
 // with it (compaction rewrites them at the default level).
 var FastZstd compress.Codec = &zstd.Codec{Level: zstd.SpeedFastest}
 
-// Snappy is the snappy codec: cheaper to write than FastZstd (about a
-// third less CPU per landed event, BENCHMARKS.md), files about a third
-// larger.
+// Snappy is the snappy codec, for readers that lack zstd: files about a
+// quarter larger than FastZstd's, for little CPU saved in the lake's
+// landing (BENCHMARKS.md, "Data lake").
 var Snappy compress.Codec = &pq.Snappy
 
 // Codec returns the codec a setting names: "zstd" (FastZstd) or "snappy".
