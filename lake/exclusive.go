@@ -14,6 +14,10 @@ import (
 // that, and what it held comes again to the lander that took over.
 var ErrLeaseLost = errors.New("the lake lease of the stream was lost to another lander")
 
+// ErrLeaseHeld is returned by Exclusive with NoWait when another holder
+// has the lease.
+var ErrLeaseHeld = errors.New("another lander is landing this stream")
+
 // Lease lets one lander of a stream work at a time (package nats:
 // KVLease, kept in a JetStream key-value bucket beside the stream).
 type Lease interface {
@@ -29,6 +33,9 @@ type ExclusiveConfig struct {
 	Holder string        // this process in the lease (lease.DefaultHolder)
 	TTL    time.Duration // how long the lease lasts unrenewed; default 30s
 	Logger *slog.Logger
+	// NoWait returns ErrLeaseHeld at once instead of standing by while
+	// another holder has the lease: for batch jobs (Config.Drain).
+	NoWait bool
 }
 
 // Exclusive runs run once it holds the lease, standing by while another
@@ -113,6 +120,8 @@ func standBy(ctx context.Context, acquire func() (bool, error), cfg ExclusiveCon
 			return nil
 		case err != nil:
 			cfg.Logger.Error("cannot acquire the lake lease; retrying", "error", err)
+		case cfg.NoWait:
+			return ErrLeaseHeld
 		case !logged:
 			cfg.Logger.Info("another lander holds the lake lease of the stream; standing by")
 			logged = true

@@ -124,3 +124,32 @@ func TestLanderWithoutLeaseLandsNothing(t *testing.T) {
 		t.Fatalf("landed without the lease: %v %v", objs, err)
 	}
 }
+
+// A batch job (NoWait) does not wait for a lander that holds the lease.
+func TestExclusiveNoWait(t *testing.T) {
+	e, _ := rt.Sample(t, 1)
+	b := newBus(t, e.Domain)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lease, err := plinthnats.NewKVLease(ctx, b.js, plinthnats.LakeLeaseName(b.stream, "lake"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := lease.Acquire(ctx, "other", time.Minute); !ok || err != nil {
+		t.Fatalf("acquire: %v %v", ok, err)
+	}
+	ran := false
+	err = lake.Exclusive(ctx, lease, lake.ExclusiveConfig{Holder: "batch", NoWait: true, Logger: slog.New(slog.DiscardHandler)},
+		func(context.Context, func() bool) error { ran = true; return nil })
+	if !errors.Is(err, lake.ErrLeaseHeld) || ran {
+		t.Fatalf("NoWait with the lease held elsewhere: ran %v, %v", ran, err)
+	}
+	if err := lease.Release(ctx, "other"); err != nil {
+		t.Fatal(err)
+	}
+	err = lake.Exclusive(ctx, lease, lake.ExclusiveConfig{Holder: "batch", NoWait: true, Logger: slog.New(slog.DiscardHandler)},
+		func(context.Context, func() bool) error { ran = true; return nil })
+	if err != nil || !ran {
+		t.Fatalf("NoWait after release: ran %v, %v", ran, err)
+	}
+}

@@ -49,7 +49,7 @@ once it is durable; after a crash, events already landed are skipped, so
 each event is in the lake exactly once. Several lake processes may run: one
 lands each domain's stream while the others stand by on its lease (kept in
 the NATS key-value bucket PLINTH_LEASES) and take over within 30 seconds
-when it stops or dies.
+when it stops or dies (--drain fails instead of waiting).
 
 plinth serve runs the same landing inside (on by default in development,
 --lake-serve). Without --nats-url this command uses the embedded NATS of the
@@ -151,7 +151,7 @@ func landDomain(ctx context.Context, cfg Config, lc lake.Config, d *plinth.Domai
 		// One lander per stream: the others stand by on its lease.
 		kl, err := plinthnats.NewKVLease(ctx, js, plinthnats.LakeLeaseName(stream, lakeDurable))
 		if err == nil {
-			err = lake.Exclusive(ctx, kl, lake.ExclusiveConfig{Holder: holder, Logger: logger.With("domain", d.Name)},
+			err = lake.Exclusive(ctx, kl, lake.ExclusiveConfig{Holder: holder, Logger: logger.With("domain", d.Name), NoWait: lc.Drain},
 				func(ctx context.Context, held func() bool) error {
 					src, err := plinthnats.NewBatchSource(ctx, js, stream, lakeDurable, ackWait)
 					if err != nil {
