@@ -33,9 +33,11 @@ type ExclusiveConfig struct {
 	Holder string        // this process in the lease (lease.DefaultHolder)
 	TTL    time.Duration // how long the lease lasts unrenewed; default 30s
 	Logger *slog.Logger
-	// NoWait returns ErrLeaseHeld at once instead of standing by while
-	// another holder has the lease: for batch jobs (Config.Drain).
-	NoWait bool
+	// MaxWait, when positive, is the longest Exclusive stands by: then it
+	// returns ErrLeaseHeld. For batch jobs (Config.Drain): a little over
+	// TTL lets the lease of a holder that died lapse, but does not wait
+	// for a live one.
+	MaxWait time.Duration
 }
 
 // Exclusive runs run once it holds the lease, standing by while another
@@ -109,6 +111,7 @@ func Exclusive(ctx context.Context, l Lease, cfg ExclusiveConfig, run func(ctx c
 // standBy returns once acquire succeeds, or with ctx's error.
 func standBy(ctx context.Context, acquire func() (bool, error), cfg ExclusiveConfig) error {
 	wait := min(max(cfg.TTL/5, 10*time.Millisecond), time.Second)
+	start := time.Now()
 	logged := false
 	for {
 		ok, err := acquire()
@@ -120,7 +123,7 @@ func standBy(ctx context.Context, acquire func() (bool, error), cfg ExclusiveCon
 			return nil
 		case err != nil:
 			cfg.Logger.Error("cannot acquire the lake lease; retrying", "error", err)
-		case cfg.NoWait:
+		case cfg.MaxWait > 0 && time.Since(start) >= cfg.MaxWait:
 			return ErrLeaseHeld
 		case !logged:
 			cfg.Logger.Info("another lander holds the lake lease of the stream; standing by")

@@ -125,8 +125,9 @@ func TestLanderWithoutLeaseLandsNothing(t *testing.T) {
 	}
 }
 
-// A batch job (NoWait) does not wait for a lander that holds the lease.
-func TestExclusiveNoWait(t *testing.T) {
+// A batch job (MaxWait) does not wait long for a lander that holds the
+// lease.
+func TestExclusiveMaxWait(t *testing.T) {
 	e, _ := rt.Sample(t, 1)
 	b := newBus(t, e.Domain)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -139,17 +140,17 @@ func TestExclusiveNoWait(t *testing.T) {
 		t.Fatalf("acquire: %v %v", ok, err)
 	}
 	ran := false
-	err = lake.Exclusive(ctx, lease, lake.ExclusiveConfig{Holder: "batch", NoWait: true, Logger: slog.New(slog.DiscardHandler)},
+	err = lake.Exclusive(ctx, lease, lake.ExclusiveConfig{Holder: "batch", TTL: time.Second, MaxWait: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)},
 		func(context.Context, func() bool) error { ran = true; return nil })
 	if !errors.Is(err, lake.ErrLeaseHeld) || ran {
-		t.Fatalf("NoWait with the lease held elsewhere: ran %v, %v", ran, err)
+		t.Fatalf("MaxWait with the lease held elsewhere: ran %v, %v", ran, err)
 	}
 	if err := lease.Release(ctx, "other"); err != nil {
 		t.Fatal(err)
 	}
-	err = lake.Exclusive(ctx, lease, lake.ExclusiveConfig{Holder: "batch", NoWait: true, Logger: slog.New(slog.DiscardHandler)},
+	err = lake.Exclusive(ctx, lease, lake.ExclusiveConfig{Holder: "batch", TTL: time.Second, MaxWait: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)},
 		func(context.Context, func() bool) error { ran = true; return nil })
 	if err != nil || !ran {
-		t.Fatalf("NoWait after release: ran %v, %v", ran, err)
+		t.Fatalf("MaxWait after release: ran %v, %v", ran, err)
 	}
 }

@@ -49,7 +49,8 @@ once it is durable; after a crash, events already landed are skipped, so
 each event is in the lake exactly once. Several lake processes may run: one
 lands each domain's stream while the others stand by on its lease (kept in
 the NATS key-value bucket PLINTH_LEASES) and take over within 30 seconds
-when it stops or dies (--drain fails instead of waiting).
+when it stops or dies (--drain waits at most a minute for it). With the
+embedded NATS, which no other process reaches, there is no lease.
 
 plinth serve runs the same landing inside (on by default in development,
 --lake-serve). Without --nats-url this command uses the embedded NATS of the
@@ -110,13 +111,13 @@ func runLake(ctx context.Context, cfg Config, lc lake.Config) error {
 		return err
 	}
 	logger.Info("landing events in the lake", "lake", target.String(), "nats", bus.where)
-	return landDomains(ctx, cfg, lc, ds, pub.JetStream(), target, logger)
+	return landDomains(ctx, cfg, lc, ds, pub.JetStream(), target, bus.embedded == nil, logger)
 }
 
 // landDomains runs a lander per domain until ctx is done (or, draining,
 // until every stream is landed). A lander that fails starts again after a
 // pause, from the last acknowledged event.
-func landDomains(ctx context.Context, cfg Config, lc lake.Config, ds []*plinth.Domain, js jetstream.JetStream, target lake.Target, logger *slog.Logger) error {
+func landDomains(ctx context.Context, cfg Config, lc lake.Config, ds []*plinth.Domain, js jetstream.JetStream, target lake.Target, shared bool, logger *slog.Logger) error {
 	lc.FlushInterval = cfg.LakeFlushInterval
 	lc.Logger = logger
 	special := splitList(cfg.LakeSpecial)
@@ -128,7 +129,7 @@ func landDomains(ctx context.Context, cfg Config, lc lake.Config, ds []*plinth.D
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = landDomain(ctx, cfg, c, d, js, target, logger)
+			errs[i] = landDomain(ctx, cfg, c, d, js, target, shared, logger)
 		}()
 	}
 	wg.Wait()
@@ -140,30 +141,45 @@ func landDomains(ctx context.Context, cfg Config, lc lake.Config, ds []*plinth.D
 	return nil
 }
 
-func landDomain(ctx context.Context, cfg Config, lc lake.Config, d *plinth.Domain, js jetstream.JetStream, target lake.Target, logger *slog.Logger) error {
+// lakeLeaseTTL is how long a lander's lease of a stream lasts unrenewed.
+const lakeLeaseTTL = 30 * time.Second
+
+// landDomain lands a domain's events until ctx is done. shared says that
+// other processes may reach the NATS server, so that the lander holds the
+// stream's lease; an embedded server that does not listen is this
+// process's alone.
+func landDomain(ctx context.Context, cfg Config, lc lake.Config, d *plinth.Domain, js jetstream.JetStream, target lake.Target, shared bool, logger *slog.Logger) error {
 	stream := plinthnats.StreamName(cfg.Environment, d.Name)
 	// The ack wait outlasts a batch held for the whole flush interval and
 	// the time to write it.
 	ackWait := 2*lc.FlushInterval + time.Minute
 	pause := time.Second
-	holder := lease.DefaultHolder("lake")
+	land := func(ctx context.Context, held func() bool) error {
+		src, err := plinthnats.NewBatchSource(ctx, js, stream, lakeDurable, ackWait)
+		if err != nil {
+			return err
+		}
+		c := lc
+		c.Held = held
+		return lake.NewLander(d, target, c).Run(ctx, src)
+	}
+	xc := lake.ExclusiveConfig{Holder: lease.DefaultHolder("lake"), TTL: lakeLeaseTTL, Logger: logger.With("domain", d.Name)}
+	if lc.Drain {
+		xc.MaxWait = 2 * lakeLeaseTTL // long enough for a dead holder's lease to lapse
+	}
 	for {
-		// One lander per stream: the others stand by on its lease.
-		kl, err := plinthnats.NewKVLease(ctx, js, plinthnats.LakeLeaseName(stream, lakeDurable))
-		if err == nil {
-			err = lake.Exclusive(ctx, kl, lake.ExclusiveConfig{Holder: holder, Logger: logger.With("domain", d.Name), NoWait: lc.Drain},
-				func(ctx context.Context, held func() bool) error {
-					src, err := plinthnats.NewBatchSource(ctx, js, stream, lakeDurable, ackWait)
-					if err != nil {
-						return err
-					}
-					c := lc
-					c.Held = held
-					return lake.NewLander(d, target, c).Run(ctx, src)
-				})
-			if err == nil {
-				return nil
+		var err error
+		if shared {
+			// One lander per stream: the others stand by on its lease.
+			var kl *plinthnats.KVLease
+			if kl, err = plinthnats.NewKVLease(ctx, js, plinthnats.LakeLeaseName(stream, lakeDurable)); err == nil {
+				err = lake.Exclusive(ctx, kl, xc, land)
 			}
+		} else {
+			err = land(ctx, nil) // an embedded NATS no other process reaches
+		}
+		if err == nil {
+			return nil
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -196,7 +212,8 @@ func startLake(ctx context.Context, wg *sync.WaitGroup, cfg Config, ds []*plinth
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := landDomains(ctx, cfg, lake.Config{}, ds, pub.JetStream(), target, logger); err != nil {
+		shared := cfg.NATSURL != "" || cfg.NATSListen != ""
+		if err := landDomains(ctx, cfg, lake.Config{}, ds, pub.JetStream(), target, shared, logger); err != nil {
 			logger.Error("the lake stopped", "error", err)
 		}
 	}()
