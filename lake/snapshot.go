@@ -61,7 +61,9 @@ func SnapshotPartition(prefix string, day time.Time) string {
 // consistent snapshot of the store), as the day's snapshot partition:
 // new files first, then the manifest, then the files of an earlier
 // snapshot of that day are removed. Each row carries the record's
-// version; an event with a higher entityVersion came after it.
+// version; an event with a higher entityVersion came after it. With
+// opts.Position the manifest records the stream position the snapshot
+// corresponds to (Manifest.Position).
 func Snapshot(ctx context.Context, st plinth.Store, e *plinth.Entity, target Target, day time.Time, opts SnapshotOptions) (Manifest, error) {
 	if opts.FileRecords <= 0 {
 		opts.FileRecords = 1_000_000
