@@ -14,6 +14,7 @@ import (
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/lake"
 	plinthnats "github.com/plinth-data/plinth/nats"
+	"github.com/plinth-data/plinth/parquet"
 	"github.com/plinth-data/plinth/plinthtest/natstest"
 	rt "github.com/plinth-data/plinth/report/reporttest"
 )
@@ -23,11 +24,15 @@ import (
 // lake folder, from a durable consumer, with the default flush size.
 // Reports events/s, the process's CPU time per event (a loaded machine
 // slows the first, hardly the second) and the bytes of Parquet per event.
-// BENCH_LAKE_PROFILE names a file for a CPU profile of the landing alone.
+// BENCH_LAKE_COMPRESSION is zstd (default) or snappy. BENCH_LAKE_PROFILE names a file for a CPU profile of the landing alone.
 func BenchmarkLandBacklog(b *testing.B) {
 	n := 100_000
 	if s := os.Getenv("BENCH_LAKE_EVENTS"); s != "" {
 		n, _ = strconv.Atoi(s)
+	}
+	codec, err := parquet.Codec(os.Getenv("BENCH_LAKE_COMPRESSION"))
+	if err != nil {
+		b.Fatal(err)
 	}
 	e, recs := rt.Residents(b, min(n, 20_000))
 	_, nc := natstest.Embedded(b)
@@ -76,7 +81,8 @@ func BenchmarkLandBacklog(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		l := lake.NewLander(e.Domain, lake.Dir(root), lake.Config{Drain: true, Logger: slog.New(slog.DiscardHandler)})
+		l := lake.NewLander(e.Domain, lake.Dir(root), lake.Config{Drain: true, Logger: slog.New(slog.DiscardHandler),
+			Parquet: parquet.Options{Compression: codec}})
 		if err := l.Run(ctx, src); err != nil {
 			b.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -24,34 +25,55 @@ type entityView struct {
 	prefix  string         // of its files: EntityPrefix or SpecialPrefix
 	state   *plinth.Field  // an object of the fields plus version, createdAt, updatedAt
 	omitted map[string]bool
-	makers  sync.Pool // of *parquet.EventRows: one per decoding goroutine at a time
+	pruned  map[string]*plinth.Field // fields whose nested special-category members are cut
+	makers  sync.Pool                // of *parquet.EventRows: one per decoding goroutine at a time
 }
 
 // LakeEntity returns the entity as the lake's main datasets hold it:
-// without its special-category top-level fields (the key stays). Files,
-// DDL and snapshots all use it, so they agree.
+// without its special-category fields, top-level or nested in an object
+// or array field (the key stays). Files, DDL and snapshots all use it, so
+// they agree.
 func LakeEntity(e *plinth.Entity) *plinth.Entity {
-	return keepFields(e, func(f *plinth.Field) bool { return f.PII != plinth.PIISpecial })
+	return keepFields(e, func(f *plinth.Field) *plinth.Field {
+		if f.PII == plinth.PIISpecial {
+			return nil
+		}
+		return withoutSpecial(f)
+	})
 }
 
 // SpecialEntity returns the entity as a domain's special-category dataset
-// holds it: the key and the special-category fields; nil when it has none.
+// holds it: the key, the special-category fields and, whole, the fields
+// with special-category members; nil when it has none.
 func SpecialEntity(e *plinth.Entity) *plinth.Entity {
-	se := keepFields(e, func(f *plinth.Field) bool { return f.PII == plinth.PIISpecial })
+	se := keepFields(e, func(f *plinth.Field) *plinth.Field {
+		if f.PII == plinth.PIISpecial || holdsSpecial(f) {
+			return f
+		}
+		return nil
+	})
 	if len(se.Fields) == 1 {
 		return nil
 	}
 	return se
 }
 
-func keepFields(e *plinth.Entity, keep func(*plinth.Field) bool) *plinth.Entity {
+// keepFields returns e with each field as keep makes it (nil: left out);
+// the key stays as it is.
+func keepFields(e *plinth.Entity, keep func(*plinth.Field) *plinth.Field) *plinth.Entity {
 	var fields []*plinth.Field
+	same := true
 	for _, f := range e.Fields {
-		if f.Name == e.Key.Name || keep(f) {
-			fields = append(fields, f)
+		k := f
+		if f.Name != e.Key.Name {
+			k = keep(f)
+		}
+		same = same && k == f
+		if k != nil {
+			fields = append(fields, k)
 		}
 	}
-	if len(fields) == len(e.Fields) {
+	if same {
 		return e
 	}
 	le := *e
@@ -59,10 +81,22 @@ func keepFields(e *plinth.Entity, keep func(*plinth.Field) bool) *plinth.Entity 
 	return &le
 }
 
+// prunedFields returns the fields of e, by name, that le (a LakeEntity or
+// SpecialEntity of e) holds without some of their nested members.
+func prunedFields(e, le *plinth.Entity) map[string]*plinth.Field {
+	out := map[string]*plinth.Field{}
+	for _, f := range e.Fields {
+		if lf := plinth.FieldByName(le.Fields, f.Name); lf != nil && lf != f {
+			out[f.Name] = f
+		}
+	}
+	return out
+}
+
 // newEntityView returns the view of le, a LakeEntity or SpecialEntity of
 // e, whose files start with prefix.
 func newEntityView(e, le *plinth.Entity, prefix string) *entityView {
-	v := &entityView{e: le, prefix: prefix, omitted: map[string]bool{}}
+	v := &entityView{e: le, prefix: prefix, omitted: map[string]bool{}, pruned: prunedFields(e, le)}
 	v.makers.New = func() any { return parquet.NewEventRows(le) }
 	for _, f := range e.Fields {
 		if plinth.FieldByName(le.Fields, f.Name) == nil {
@@ -132,10 +166,13 @@ func (v *entityView) scan(seq uint64, payload []byte) (r parquet.EventRow, ok bo
 	r.Sequence = seq
 	text := func(raw []byte) string {
 		t, _, good := jsonscan.Text(raw, nil)
-		if !good {
-			ok = false
+		if !good || len(t) == 0 {
+			ok = ok && good
+			return ""
 		}
-		return string(t)
+		// No copy: t points into the payload (or a fresh unescaped
+		// buffer), which the row points into anyway and nothing changes.
+		return unsafe.String(&t[0], len(t))
 	}
 	ok = true
 	walked := jsonscan.Members(payload, func(name, value []byte) bool {
@@ -189,6 +226,9 @@ func (v *entityView) scan(seq uint64, payload []byte) (r parquet.EventRow, ok bo
 			})
 		case "state":
 			r.StateJSON = value
+			if len(v.pruned) > 0 {
+				r.StateJSON = v.strip(value)
+			}
 		}
 		return ok
 	})
@@ -212,7 +252,7 @@ func (v *entityView) decode(seq uint64, payload []byte) (parquet.EventRow, error
 		OldData: v.strip(w.EventData.OldData), NewData: v.strip(w.EventData.NewData),
 	}
 	if len(w.State) > 0 && string(w.State) != "null" {
-		rec, err := v.record(w.State)
+		rec, err := v.record(v.strip(w.State))
 		if err != nil {
 			return parquet.EventRow{}, fmt.Errorf("event %s: state: %w", w.ID, err)
 		}
@@ -252,19 +292,19 @@ func (v *entityView) strip(raw jsontext.Value) []byte {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil
 	}
-	if len(v.omitted) == 0 {
+	if len(v.omitted) == 0 && len(v.pruned) == 0 {
 		return raw
 	}
-	out, ok := stripMembers(raw, v.omitted)
+	out, ok := stripMembers(raw, v.omitted, v.pruned)
 	if !ok {
-		return stripSlow(raw, v.omitted)
+		return stripSlow(raw, v.omitted, v.pruned)
 	}
 	return out
 }
 
 // stripMembers is strip's fast path; ok is false for JSON jsonscan does
 // not walk, which stripSlow then handles.
-func stripMembers(raw []byte, omit map[string]bool) (_ []byte, ok bool) {
+func stripMembers(raw []byte, omit map[string]bool, prune map[string]*plinth.Field) (_ []byte, ok bool) {
 	out := make([]byte, 1, len(raw))
 	out[0] = '{'
 	if !jsonscan.Members(raw, func(name, value []byte) bool {
@@ -275,6 +315,9 @@ func stripMembers(raw []byte, omit map[string]bool) (_ []byte, ok bool) {
 			out = append(out, '"')
 			out = append(out, name...)
 			out = append(out, '"', ':')
+			if f := prune[string(name)]; f != nil {
+				value = pruneJSON(f, value)
+			}
 			out = append(out, value...)
 		}
 		return true
@@ -285,7 +328,7 @@ func stripMembers(raw []byte, omit map[string]bool) (_ []byte, ok bool) {
 }
 
 // stripSlow is strip through a JSON decoder.
-func stripSlow(raw []byte, omit map[string]bool) []byte {
+func stripSlow(raw []byte, omit map[string]bool, prune map[string]*plinth.Field) []byte {
 	var out bytes.Buffer
 	out.Grow(len(raw))
 	enc := jsontext.NewEncoder(&out, jsontext.AllowDuplicateNames(true))
@@ -306,6 +349,9 @@ func stripSlow(raw []byte, omit map[string]bool) []byte {
 		}
 		if omit[name] {
 			continue
+		}
+		if f := prune[name]; f != nil {
+			val = pruneJSON(f, val)
 		}
 		_ = enc.WriteToken(jsontext.String(name))
 		_ = enc.WriteValue(val)

@@ -13,7 +13,7 @@
 // Event files hold the rows of parquet.EventSchemaFor (the envelope, the
 // old and new data as JSON text, the state in the Reporting API's typed
 // columns, prefixed state_); snapshot files those of parquet.SchemaFor.
-// LakeEntity leaves the special-category fields out of both.
+// LakeEntity leaves the special-category fields, top-level and nested, out of both.
 //
 // # Exactly once
 //

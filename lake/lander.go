@@ -55,6 +55,10 @@ type Config struct {
 	Drain bool
 	// Logger receives progress and trouble; default slog.Default().
 	Logger *slog.Logger
+	// Held, when set, says whether the lander still holds its stream's
+	// lease (Exclusive): it lands a file or acknowledges only while Held
+	// is true, and otherwise stops with ErrLeaseLost.
+	Held func() bool
 }
 
 // Defaults of Config.
@@ -84,7 +88,7 @@ func (c Config) withDefaults() Config {
 }
 
 // Lander lands one domain's events in the lake. One Lander per domain
-// and lake runs at a time.
+// and lake runs at a time: run it inside Exclusive, with Config.Held.
 type Lander struct {
 	domain  *plinth.Domain
 	target  Target
@@ -199,6 +203,10 @@ func (l *Lander) Run(ctx context.Context, src Source) error {
 	}
 }
 
+// fetchBatch is the most messages one Fetch asks for: large, so that a
+// backlog comes in few pull requests and decodes in large parallel runs.
+const fetchBatch = 16384
+
 type fetched struct {
 	msgs []Message
 	err  error
@@ -212,7 +220,7 @@ func (l *Lander) fetch(ctx context.Context, src Source, out chan<- fetched) {
 		wait = time.Second
 	}
 	for {
-		msgs, err := src.Fetch(ctx, min(l.cfg.FlushEvents, 4096), wait)
+		msgs, err := src.Fetch(ctx, min(l.cfg.FlushEvents, fetchBatch), wait)
 		select {
 		case out <- fetched{msgs, err}:
 		case <-ctx.Done():
@@ -330,12 +338,18 @@ func (l *Lander) Flush(ctx context.Context, src Source) error {
 	}
 	sort.Strings(keys)
 	for _, partition := range keys {
+		if err := l.holds(); err != nil {
+			return err
+		}
 		if err := l.land(ctx, partition, l.files[partition]); err != nil {
 			return err
 		}
 		delete(l.files, partition)
 	}
 	if l.lastSeq > l.acked {
+		if err := l.holds(); err != nil {
+			return err
+		}
 		if err := src.Ack(ctx, l.lastSeq); err != nil {
 			return fmt.Errorf("lake: acknowledging the %s events up to %d: %w", l.domain.Name, l.lastSeq, err)
 		}
@@ -346,6 +360,14 @@ func (l *Lander) Flush(ctx context.Context, src Source) error {
 	}
 	l.pending, l.bytes = 0, 0
 	clear(l.inBuf)
+	return nil
+}
+
+// holds returns ErrLeaseLost when the lander no longer holds its lease.
+func (l *Lander) holds() error {
+	if l.cfg.Held != nil && !l.cfg.Held() {
+		return fmt.Errorf("lake: %s: %w", l.domain.Name, ErrLeaseLost)
+	}
 	return nil
 }
 

@@ -23,6 +23,10 @@ type SnapshotOptions struct {
 	FileRecords int
 	// Progress, when set, is called with the records written so far.
 	Progress func(records int64)
+	// Position, when set, returns the sequence of the last event in the
+	// domain's stream (package nats: LastSequence). Snapshot reads it just
+	// before the store's snapshot begins and records it in the manifest.
+	Position func(ctx context.Context) (uint64, error)
 }
 
 // Manifest describes a snapshot; it is written beside its files as
@@ -33,6 +37,17 @@ type Manifest struct {
 	Watermark string    `json:"watermark"` // of the store's snapshot (Store.Scan)
 	Records   int64     `json:"records"`
 	Files     []string  `json:"files"`
+	// Position is the stream sequence the snapshot corresponds to: every
+	// event at or below it is in the snapshot's state (an event is
+	// published only after its write committed, and the position is read
+	// before the store's snapshot begins). The events that build on the
+	// snapshot are those above it, less any whose write committed before
+	// the snapshot but was published after the position was read (the
+	// relay lags, or published during the scan): those have an
+	// entityVersion no higher than the snapshot row's version. Absent
+	// (PositionKnown false) when the stream could not be read.
+	Position      uint64 `json:"position"`
+	PositionKnown bool   `json:"positionKnown"`
 }
 
 // SnapshotPartition is the folder of an entity's snapshot of a day below
@@ -46,14 +61,25 @@ func SnapshotPartition(prefix string, day time.Time) string {
 // consistent snapshot of the store), as the day's snapshot partition:
 // new files first, then the manifest, then the files of an earlier
 // snapshot of that day are removed. Each row carries the record's
-// version; an event with a higher entityVersion came after it.
+// version; an event with a higher entityVersion came after it. With
+// opts.Position the manifest records the stream position the snapshot
+// corresponds to (Manifest.Position).
 func Snapshot(ctx context.Context, st plinth.Store, e *plinth.Entity, target Target, day time.Time, opts SnapshotOptions) (Manifest, error) {
 	if opts.FileRecords <= 0 {
 		opts.FileRecords = 1_000_000
 	}
-	sets := []*snapshotSet{newSnapshotSet(LakeEntity(e), SnapshotPartition(EntityPrefix(e), day))}
+	le := LakeEntity(e)
+	sets := []*snapshotSet{newSnapshotSet(le, prunedFields(e, le), SnapshotPartition(EntityPrefix(e), day))}
 	if se := SpecialEntity(e); opts.Special && se != nil {
-		sets = append(sets, newSnapshotSet(se, SnapshotPartition(SpecialPrefix(e), day)))
+		sets = append(sets, newSnapshotSet(se, nil, SnapshotPartition(SpecialPrefix(e), day)))
+	}
+	var pos uint64
+	if opts.Position != nil {
+		p, err := opts.Position(ctx)
+		if err != nil {
+			return Manifest{}, fmt.Errorf("lake: snapshot of %s: reading the stream position: %w", e.Plural, err)
+		}
+		pos = p
 	}
 	var n int64
 	wm, err := st.Scan(ctx, e, plinth.ScanQuery{}, func(rec plinth.Record) error {
@@ -73,7 +99,9 @@ func Snapshot(ctx context.Context, st plinth.Store, e *plinth.Entity, target Tar
 	}
 	var main Manifest
 	for i, s := range sets {
-		m, err := s.finish(ctx, target, e, wm, n)
+		m := Manifest{Entity: e.Domain.Name + "/" + e.Plural, TakenAt: s.taken, Watermark: string(wm), Records: n,
+			Position: pos, PositionKnown: opts.Position != nil}
+		m, err := s.finish(ctx, target, m)
 		if err != nil {
 			return Manifest{}, err
 		}
@@ -90,6 +118,7 @@ func Snapshot(ctx context.Context, st plinth.Store, e *plinth.Entity, target Tar
 // snapshotSet writes the files of one dataset of a snapshot.
 type snapshotSet struct {
 	e      *plinth.Entity
+	pruned map[string]*plinth.Field // fields written without their nested special members
 	folder string
 	run    string
 	buf    bytes.Buffer
@@ -98,11 +127,11 @@ type snapshotSet struct {
 	taken  time.Time
 }
 
-func newSnapshotSet(e *plinth.Entity, folder string) *snapshotSet {
+func newSnapshotSet(e *plinth.Entity, pruned map[string]*plinth.Field, folder string) *snapshotSet {
 	var r [4]byte
 	_, _ = rand.Read(r[:])
 	now := time.Now().UTC()
-	return &snapshotSet{e: e, folder: folder, taken: now,
+	return &snapshotSet{e: e, pruned: pruned, folder: folder, taken: now,
 		run: now.Format("20060102T150405Z") + "-" + hex.EncodeToString(r[:])}
 }
 
@@ -115,7 +144,7 @@ func (s *snapshotSet) write(ctx context.Context, target Target, rec plinth.Recor
 		}
 		s.w = w
 	}
-	if err := s.w.Write(rec); err != nil {
+	if err := s.w.Write(pruneRecord(rec, s.pruned)); err != nil {
 		return err
 	}
 	if s.w.Count() >= int64(fileRecords) {
@@ -142,11 +171,11 @@ func (s *snapshotSet) flush(ctx context.Context, target Target) error {
 
 // finish lands the last file and the manifest, then removes the files of
 // other snapshots of the day.
-func (s *snapshotSet) finish(ctx context.Context, target Target, e *plinth.Entity, wm plinth.Watermark, n int64) (Manifest, error) {
+func (s *snapshotSet) finish(ctx context.Context, target Target, m Manifest) (Manifest, error) {
 	if err := s.flush(ctx, target); err != nil {
 		return Manifest{}, err
 	}
-	m := Manifest{Entity: e.Domain.Name + "/" + e.Plural, TakenAt: s.taken, Watermark: string(wm), Records: n, Files: s.files}
+	m.Files = s.files
 	b, _ := json.MarshalIndent(m, "", "  ")
 	if err := target.Put(ctx, s.folder+"_manifest.json", b); err != nil {
 		return Manifest{}, err

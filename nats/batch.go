@@ -142,3 +142,21 @@ func (s *BatchSource) Ack(ctx context.Context, seq uint64) error {
 	}
 	return msg.DoubleAck(ctx)
 }
+
+// LastSequence returns the sequence of the last message in a stream (0
+// when it is empty or was never created): the position a lake snapshot
+// records.
+func LastSequence(ctx context.Context, js jetstream.JetStream, stream string) (uint64, error) {
+	s, err := js.Stream(ctx, stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, nil // nothing published yet
+	}
+	if err != nil {
+		return 0, fmt.Errorf("nats: reading the stream %s: %w", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("nats: reading the stream %s: %w", stream, err)
+	}
+	return info.State.LastSeq, nil
+}

@@ -271,6 +271,22 @@ type Options struct {
 // with it (compaction rewrites them at the default level).
 var FastZstd compress.Codec = &zstd.Codec{Level: zstd.SpeedFastest}
 
+// Snappy is the snappy codec, for readers that lack zstd: files about a
+// quarter larger than FastZstd's, for little CPU saved in the lake's
+// landing (BENCHMARKS.md, "Data lake").
+var Snappy compress.Codec = &pq.Snappy
+
+// Codec returns the codec a setting names: "zstd" (FastZstd) or "snappy".
+func Codec(name string) (compress.Codec, error) {
+	switch name {
+	case "", "zstd":
+		return FastZstd, nil
+	case "snappy":
+		return Snappy, nil
+	}
+	return nil, fmt.Errorf("parquet: unknown compression %q: zstd or snappy", name)
+}
+
 // Defaults of Options.
 const (
 	DefaultRowGroupRows  = 10_000

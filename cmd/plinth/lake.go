@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,7 +20,9 @@ import (
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/audit"
 	"github.com/plinth-data/plinth/lake"
+	"github.com/plinth-data/plinth/lease"
 	plinthnats "github.com/plinth-data/plinth/nats"
+	"github.com/plinth-data/plinth/parquet"
 	"github.com/plinth-data/plinth/s3"
 )
 
@@ -33,6 +36,7 @@ var lakeFlags = []string{"env", "log-level", "data-dir", "domains", "lake", "lak
 func lakeCommand() *cobra.Command {
 	var flushEvents int
 	var drain bool
+	var compression string
 	cmd := &cobra.Command{
 		Use:   "lake",
 		Short: "Land the change events of every domain in the data lake (Parquet)",
@@ -42,7 +46,11 @@ one durable JetStream consumer per domain buffers events and writes them to
 when the buffer holds --flush-events events or 64 MiB, or --lake-flush-interval
 after its first event. A file is visible all at once and acknowledged only
 once it is durable; after a crash, events already landed are skipped, so
-each event is in the lake exactly once.
+each event is in the lake exactly once. Several lake processes may run: one
+lands each domain's stream while the others stand by on its lease (kept in
+the NATS key-value bucket PLINTH_LEASES) and take over within 30 seconds
+when it stops or dies (--drain waits at most a minute for it). With the
+embedded NATS, which no other process reaches, there is no lease.
 
 plinth serve runs the same landing inside (on by default in development,
 --lake-serve). Without --nats-url this command uses the embedded NATS of the
@@ -53,12 +61,17 @@ data directory, which only one process at a time can open.`,
 			if err != nil {
 				return err
 			}
-			return runLake(cmd.Context(), cfg, lake.Config{FlushEvents: flushEvents, Drain: drain})
+			codec, err := parquet.Codec(compression)
+			if err != nil {
+				return fmt.Errorf("--compression: %w", err)
+			}
+			return runLake(cmd.Context(), cfg, lake.Config{FlushEvents: flushEvents, Drain: drain, Parquet: parquet.Options{Compression: codec}})
 		},
 	}
 	addConfigFlags(cmd, with(lakeFlags, "nats-url", "lake-flush-interval")...)
 	cmd.Flags().IntVar(&flushEvents, "flush-events", lake.DefaultFlushEvents, "land a domain's buffer when it holds this many events")
 	cmd.Flags().BoolVar(&drain, "drain", false, "land the events waiting in the streams, then exit")
+	cmd.Flags().StringVar(&compression, "compression", "zstd", "compression of the event files: zstd (smaller) or snappy (less CPU)")
 	cmd.AddCommand(lakeSnapshotCommand(), lakeCompactCommand(), lakeDDLCommand(), lakeEraseCommand(), lakeAuditCommand())
 	return cmd
 }
@@ -98,13 +111,13 @@ func runLake(ctx context.Context, cfg Config, lc lake.Config) error {
 		return err
 	}
 	logger.Info("landing events in the lake", "lake", target.String(), "nats", bus.where)
-	return landDomains(ctx, cfg, lc, ds, pub.JetStream(), target, logger)
+	return landDomains(ctx, cfg, lc, ds, pub.JetStream(), target, bus.embedded == nil, logger)
 }
 
 // landDomains runs a lander per domain until ctx is done (or, draining,
 // until every stream is landed). A lander that fails starts again after a
 // pause, from the last acknowledged event.
-func landDomains(ctx context.Context, cfg Config, lc lake.Config, ds []*plinth.Domain, js jetstream.JetStream, target lake.Target, logger *slog.Logger) error {
+func landDomains(ctx context.Context, cfg Config, lc lake.Config, ds []*plinth.Domain, js jetstream.JetStream, target lake.Target, shared bool, logger *slog.Logger) error {
 	lc.FlushInterval = cfg.LakeFlushInterval
 	lc.Logger = logger
 	special := splitList(cfg.LakeSpecial)
@@ -116,7 +129,7 @@ func landDomains(ctx context.Context, cfg Config, lc lake.Config, ds []*plinth.D
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = landDomain(ctx, cfg, c, d, js, target, logger)
+			errs[i] = landDomain(ctx, cfg, c, d, js, target, shared, logger)
 		}()
 	}
 	wg.Wait()
@@ -128,19 +141,45 @@ func landDomains(ctx context.Context, cfg Config, lc lake.Config, ds []*plinth.D
 	return nil
 }
 
-func landDomain(ctx context.Context, cfg Config, lc lake.Config, d *plinth.Domain, js jetstream.JetStream, target lake.Target, logger *slog.Logger) error {
+// lakeLeaseTTL is how long a lander's lease of a stream lasts unrenewed.
+const lakeLeaseTTL = 30 * time.Second
+
+// landDomain lands a domain's events until ctx is done. shared says that
+// other processes may reach the NATS server, so that the lander holds the
+// stream's lease; an embedded server that does not listen is this
+// process's alone.
+func landDomain(ctx context.Context, cfg Config, lc lake.Config, d *plinth.Domain, js jetstream.JetStream, target lake.Target, shared bool, logger *slog.Logger) error {
 	stream := plinthnats.StreamName(cfg.Environment, d.Name)
 	// The ack wait outlasts a batch held for the whole flush interval and
 	// the time to write it.
 	ackWait := 2*lc.FlushInterval + time.Minute
 	pause := time.Second
-	for {
+	land := func(ctx context.Context, held func() bool) error {
 		src, err := plinthnats.NewBatchSource(ctx, js, stream, lakeDurable, ackWait)
-		if err == nil {
-			err = lake.NewLander(d, target, lc).Run(ctx, src)
-			if err == nil {
-				return nil
+		if err != nil {
+			return err
+		}
+		c := lc
+		c.Held = held
+		return lake.NewLander(d, target, c).Run(ctx, src)
+	}
+	xc := lake.ExclusiveConfig{Holder: lease.DefaultHolder("lake"), TTL: lakeLeaseTTL, Logger: logger.With("domain", d.Name)}
+	if lc.Drain {
+		xc.MaxWait = 2 * lakeLeaseTTL // long enough for a dead holder's lease to lapse
+	}
+	for {
+		var err error
+		if shared {
+			// One lander per stream: the others stand by on its lease.
+			var kl *plinthnats.KVLease
+			if kl, err = plinthnats.NewKVLease(ctx, js, plinthnats.LakeLeaseName(stream, lakeDurable)); err == nil {
+				err = lake.Exclusive(ctx, kl, xc, land)
 			}
+		} else {
+			err = land(ctx, nil) // an embedded NATS no other process reaches
+		}
+		if err == nil {
+			return nil
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -173,7 +212,8 @@ func startLake(ctx context.Context, wg *sync.WaitGroup, cfg Config, ds []*plinth
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := landDomains(ctx, cfg, lake.Config{}, ds, pub.JetStream(), target, logger); err != nil {
+		shared := cfg.NATSURL != "" || cfg.NATSListen != ""
+		if err := landDomains(ctx, cfg, lake.Config{}, ds, pub.JetStream(), target, shared, logger); err != nil {
 			logger.Error("the lake stopped", "error", err)
 		}
 	}()
@@ -181,7 +221,7 @@ func startLake(ctx context.Context, wg *sync.WaitGroup, cfg Config, ds []*plinth
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			snapshotDaily(ctx, cfg, ds, st, target, logger)
+			snapshotDaily(ctx, cfg, ds, st, pub.JetStream(), target, logger)
 		}()
 	}
 	return nil
@@ -189,7 +229,7 @@ func startLake(ctx context.Context, wg *sync.WaitGroup, cfg Config, ds []*plinth
 
 // snapshotDaily writes the day's snapshot of every entity that has none
 // yet, checking every hour, until ctx is done.
-func snapshotDaily(ctx context.Context, cfg Config, ds []*plinth.Domain, st plinth.Store, target lake.Target, logger *slog.Logger) {
+func snapshotDaily(ctx context.Context, cfg Config, ds []*plinth.Domain, st plinth.Store, js jetstream.JetStream, target lake.Target, logger *slog.Logger) {
 	special := splitList(cfg.LakeSpecial)
 	for {
 		day := time.Now().UTC()
@@ -199,7 +239,8 @@ func snapshotDaily(ctx context.Context, cfg Config, ds []*plinth.Domain, st plin
 				if _, err := target.Get(ctx, manifest); !errors.Is(err, lake.ErrNotFound) {
 					continue // taken already (or the lake cannot be read: next hour)
 				}
-				m, err := lake.Snapshot(ctx, st, e, target, day, lake.SnapshotOptions{Special: slices.Contains(special, d.Name)})
+				m, err := lake.Snapshot(ctx, st, e, target, day, lake.SnapshotOptions{Special: slices.Contains(special, d.Name),
+					Position: streamPosition(js, cfg.Environment, d)})
 				if err != nil {
 					if ctx.Err() == nil {
 						logger.Error("the daily lake snapshot failed; trying again within the hour", "entity", d.Name+"/"+e.Plural, "error", err)
@@ -214,6 +255,17 @@ func snapshotDaily(ctx context.Context, cfg Config, ds []*plinth.Domain, st plin
 			return
 		case <-time.After(time.Hour):
 		}
+	}
+}
+
+// streamPosition reads the last sequence of a domain's stream, the
+// position a snapshot records; nil without a bus.
+func streamPosition(js jetstream.JetStream, env string, d *plinth.Domain) func(context.Context) (uint64, error) {
+	if js == nil {
+		return nil
+	}
+	return func(ctx context.Context) (uint64, error) {
+		return plinthnats.LastSequence(ctx, js, plinthnats.StreamName(env, d.Name))
 	}
 }
 
@@ -238,10 +290,15 @@ func lakeSnapshotCommand() *cobra.Command {
 		Long: `Write the full state of every entity of every domain (or --domain), each from
 one consistent scan of the store, to
 {lake}/{domain}/{entity}/snapshot/import_date=YYYYMMDD/part-….parquet, with a
-_manifest.json giving the store's watermark and the number of records. A
+_manifest.json giving the store's watermark, the number of records and the
+position: the last sequence of the domain's event stream when the snapshot
+began. Every event at or below it is in the snapshot; the events that build
+on it are those above it whose entityVersion is higher than the snapshot
+row's version. The stream is read through --nats-url, or the embedded NATS
+of the data directory when no other process holds it; when it cannot be
+read the snapshot is written without a position (positionKnown false). A
 second snapshot on the same day replaces the first (its files are written
-before the old ones go). Rows carry each record's version: the events whose
-entityVersion is higher came after the snapshot.`,
+before the old ones go).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, ds, st, err := openConfigured(cmd)
@@ -259,6 +316,15 @@ entityVersion is higher came after the snapshot.`,
 			}
 			special := splitList(cfg.LakeSpecial)
 			logger := newLogger(cfg.LogLevel)
+			var js jetstream.JetStream
+			if bus, err := openEventBus(cfg, "", logger); err != nil {
+				logger.Warn("cannot read the event streams: the snapshots record no position", "error", err)
+			} else {
+				defer bus.Close()
+				if js, err = jetstream.New(bus.nc); err != nil {
+					return err
+				}
+			}
 			day := time.Now().UTC()
 			for _, d := range ds {
 				for _, e := range d.Entities {
@@ -267,19 +333,24 @@ entityVersion is higher came after the snapshot.`,
 					m, err := lake.Snapshot(ctx, st, e, target, day, lake.SnapshotOptions{
 						Special:  slices.Contains(special, d.Name),
 						Progress: func(n int64) { p.Add(int(n - p.done)) },
+						Position: streamPosition(js, cfg.Environment, d),
 					})
 					if err != nil {
 						p.Stop()
 						return err
 					}
 					p.Finish()
-					fmt.Fprintf(cmd.OutOrStdout(), "%s/%s: %d records in %d files (watermark %s)\n", d.Name, e.Plural, m.Records, len(m.Files), m.Watermark)
+					pos := "unknown"
+					if m.PositionKnown {
+						pos = strconv.FormatUint(m.Position, 10)
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s/%s: %d records in %d files (watermark %s, stream position %s)\n", d.Name, e.Plural, m.Records, len(m.Files), m.Watermark, pos)
 				}
 			}
 			return nil
 		},
 	}
-	addConfigFlags(cmd, with(lakeFlags, "store")...)
+	addConfigFlags(cmd, with(lakeFlags, "store", "nats-url")...)
 	cmd.Flags().StringVar(&domain, "domain", "", "only this domain")
 	return cmd
 }
