@@ -61,20 +61,16 @@ func TestOrderedLoadsCommitAPrefix(t *testing.T) {
 	}
 }
 
-// failingStore fails the bulk load of its failAt-th call.
+// failingStore fails the load of the batch whose records say "batch":
+// failBatch (by batch, not by call: loads run concurrently, so calls come
+// in any order).
 type failingStore struct {
 	plinth.Store
-	mu     sync.Mutex
-	calls  int
-	failAt int
+	failBatch int
 }
 
-func (s *failingStore) BulkLoad(_ context.Context, _ *plinth.Entity, _ []map[string]any, opts plinth.BulkOptions) (plinth.BulkResult, error) {
-	s.mu.Lock()
-	s.calls++
-	fail := s.calls == s.failAt
-	s.mu.Unlock()
-	if fail {
+func (s *failingStore) BulkLoad(_ context.Context, _ *plinth.Entity, docs []map[string]any, opts plinth.BulkOptions) (plinth.BulkResult, error) {
+	if len(docs) > 0 && docs[0]["batch"] == s.failBatch {
 		return plinth.BulkResult{}, errors.New("disk full")
 	}
 	return plinth.BulkResult{}, opts.BeforeCommit()
@@ -88,9 +84,9 @@ func TestSeedBatchesStopOnFailure(t *testing.T) {
 		results[i] = make(chan generated, 1)
 	}
 	for i := range 3 { // batches 3 … 5 never arrive
-		results[i] <- generated{docs: []map[string]any{{}}}
+		results[i] <- generated{docs: []map[string]any{{"batch": i}}}
 	}
-	st := &failingStore{failAt: 2}
+	st := &failingStore{failBatch: 1}
 	var committed []int
 	done := make(chan error, 1)
 	go func() {
