@@ -107,10 +107,10 @@ func TestAPIPageRendersDocsAndCompliance(t *testing.T) {
 		t.Fatalf("status %d", p.status)
 	}
 	mustContain(t, p,
-		"social-care-owners",                         // who approves
-		"<code>dateOfBirth</code>", "pii-special",     // fields and PII classes
+		"social-care-owners",                      // who approves
+		"<code>dateOfBirth</code>", "pii-special", // fields and PII classes
 		"ResidentCreatedEvent", "plinth.development.residents.residents.created", // events and subjects
-		"/srv/lake/residents/",                          // lake location
+		"/srv/lake/residents/",                                                   // lake location
 		"Authorizer", "Audit trail", "Change events", "dummy data (seed: seed 1", // compliance
 		`id="op-listResidents"`, "<code>last_name</code>", `href="#schema-Resident"`, `id="schema-ResidentCreate"`, // the OpenAPI document
 		"<code>/api/v1/reports/residents</code>")

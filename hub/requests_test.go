@@ -151,7 +151,9 @@ func TestAccessRequestBecomesASignedContractAndGrants(t *testing.T) {
 	if p := ann.post("/hub/requests/"+id+"/revoke", nil); !strings.Contains(p.body, "revoked") {
 		t.Fatalf("revoke: %d", p.status)
 	}
-	plinthtest.Eventually(t, 5*time.Second, func() bool { return call(t, e, "GET", "/api/v1/residents?limit=1", listToken) == http.StatusUnauthorized || call(t, e, "GET", "/api/v1/residents?limit=1", listToken) == http.StatusForbidden }, "the revoked grant still works")
+	plinthtest.Eventually(t, 5*time.Second, func() bool {
+		return call(t, e, "GET", "/api/v1/residents?limit=1", listToken) == http.StatusUnauthorized || call(t, e, "GET", "/api/v1/residents?limit=1", listToken) == http.StatusForbidden
+	}, "the revoked grant still works")
 
 	// Every step is in the audit trail.
 	var steps []string
