@@ -272,6 +272,8 @@ func (s *Server) requestPage(w http.ResponseWriter, r *http.Request) {
 			unsigned := *req.Contract
 			unsigned.Signatures = nil
 			data["UnsignedJSON"] = mustEncode(unsigned)
+			terms, _ := Canonical(req.Contract.Contract)
+			data["Terms"] = string(terms)
 		}
 	}
 	s.render(w, r, http.StatusOK, "requestview", data)
@@ -389,9 +391,11 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 		if role == "" {
 			return refused(http.StatusForbidden, "only the requester and the approver sign the contract")
 		}
-		sig, err := signatureFrom(r.PostFormValue("signed"), req.Contract.Contract, role)
-		if err != nil {
-			return err
+		sig := Signature{Role: role, Signature: strings.TrimSpace(r.PostFormValue("signature"))}
+		if sig.Signature == "" {
+			if sig, err = signatureFrom(r.PostFormValue("signed"), req.Contract.Contract, role); err != nil {
+				return err
+			}
 		}
 		if err := req.Contract.AddSignature(sig); err != nil {
 			return refused(http.StatusUnprocessableEntity, "%v", err)

@@ -2,6 +2,9 @@ package hub_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"html"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -46,7 +49,7 @@ var contractRE = regexp.MustCompile(`(?s)<pre class="json"[^>]*>(.*?)</pre>`)
 // the signed file.
 func (u *user) signContract(id, role string) page {
 	u.e.t.Helper()
-	p := u.get("/hub/requests/" + id)
+	u.get("/hub/requests/" + id) // for the CSRF token
 	res, err := u.c.Get(u.e.url + "/hub/requests/" + id + "/contract.json")
 	if err != nil {
 		u.e.t.Fatal(err)
@@ -63,7 +66,6 @@ func (u *user) signContract(id, role string) page {
 		u.e.t.Fatal(err)
 	}
 	b, _ := sc.Encode()
-	_ = p
 	return u.post("/hub/requests/"+id+"/sign", url.Values{"signed": {string(b)}})
 }
 
@@ -110,7 +112,9 @@ func TestAccessRequestBecomesASignedContractAndGrants(t *testing.T) {
 		t.Fatalf("approver signing: %d\n%.400s", p.status, p.body)
 	}
 	grants := grantCount(t, e)
-	p = ann.signContract(id, hub.RoleRequester)
+	// The requester signs as the browser does: the raw signature over the
+	// terms the page carries.
+	p = ann.signRaw(id)
 	mustContain(t, p, "Contract in force", "shown only once")
 	tokens := regexp.MustCompile(`<td>(GET|POST|PATCH|DELETE)</td><td><code>([^<]+)</code></td><td><code>[^<]+</code></td><td><textarea[^>]*>([^<]+)</textarea>`).FindAllStringSubmatch(p.body, -1)
 	// read on residents: list and view, one grant each.
@@ -245,6 +249,29 @@ func signedFileFor(t *testing.T, u *user, id, role string) string {
 func (u *user) signContractAs(id, role string, other *user) page {
 	u.get("/hub/requests/" + id)
 	return u.post("/hub/requests/"+id+"/sign", url.Values{"signed": {signedFileFor(u.e.t, other, id, role)}})
+}
+
+var termsRE = regexp.MustCompile(`data-terms="([^"]+)"`)
+
+// signRaw signs the terms the request page carries and posts only the
+// signature, as sign.js does.
+func (u *user) signRaw(id string) page {
+	u.e.t.Helper()
+	p := u.get("/hub/requests/" + id)
+	m := termsRE.FindStringSubmatch(p.body)
+	if m == nil {
+		u.e.t.Fatalf("no terms on the page:\n%.800s", p.body)
+	}
+	terms := html.UnescapeString(m[1])
+	if _, err := hub.ParseContractFile([]byte(`{"contract":` + terms + `,"signatures":[]}`)); err != nil {
+		u.e.t.Fatalf("the page's terms are not the canonical contract: %v", err)
+	}
+	sig := base64.StdEncoding.EncodeToString(ed25519.Sign(u.priv, []byte(terms)))
+	// A signature over other bytes is refused first.
+	if p := u.post("/hub/requests/"+id+"/sign", url.Values{"signature": {base64.StdEncoding.EncodeToString(ed25519.Sign(u.priv, []byte(terms+" ")))}}); p.status != http.StatusUnprocessableEntity {
+		u.e.t.Fatalf("a signature over other bytes: %d", p.status)
+	}
+	return u.post("/hub/requests/"+id+"/sign", url.Values{"signature": {sig}})
 }
 
 func grantCount(t *testing.T, e *env) int {
