@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -78,8 +79,22 @@ func TestBrowserEndToEnd(t *testing.T) {
 	ctx, cancel = context.WithTimeout(ctx, 120*time.Second)
 	defer cancel()
 
+	axeSource := axeCore(t)
+	var violations []string
 	shot := func(name string) chromedp.Action[chromedp.Void] {
 		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+			// Every page shown is checked for accessibility (WCAG 2.2 AA
+			// rules of axe-core) before its screenshot.
+			if _, err := chromedp.Evaluate[bool](axeSource+";true")(ctx, tg); err != nil {
+				return chromedp.Void{}, fmt.Errorf("loading axe-core: %w", err)
+			}
+			found, err := chromedp.Evaluate[[]string](axeRun, chromedp.EvalAwaitPromise)(ctx, tg)
+			if err != nil {
+				return chromedp.Void{}, fmt.Errorf("running axe-core: %w", err)
+			}
+			for _, v := range found {
+				violations = append(violations, name+": "+v)
+			}
 			png, err := chromedp.FullScreenshot(100)(ctx, tg) // quality 100: PNG
 			if err != nil {
 				return chromedp.Void{}, err
@@ -112,11 +127,22 @@ func TestBrowserEndToEnd(t *testing.T) {
 		)
 	}
 
+	// The check itself must see a violation: an image without alt text.
+	axeSeesViolations := func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		found, err := chromedp.Evaluate[[]string](`(() => { const i = document.createElement("img"); i.id = "axe-probe"; i.src = "data:,"; document.querySelector("main").append(i); })();`+
+			axeRun+`.then(v => { document.getElementById("axe-probe").remove(); return v; })`, chromedp.EvalAwaitPromise)(ctx, tg)
+		if err == nil && !strings.Contains(strings.Join(found, "\n"), "image-alt") {
+			err = fmt.Errorf("axe-core did not report an image without alt text: %v", found)
+		}
+		return chromedp.Void{}, err
+	}
+
 	var catalogue, apiText, requestURL, status string
 	err := chromedp.Do(ctx,
 		signIn("ann", "staff"),
 		into(&catalogue, chromedp.Text(chromedp.CSS("main"))),
 		shot("1-catalogue"),
+		axeSeesViolations,
 		chromedp.Click(chromedp.CSS(`a[href="/hub/apis/residents"]`)),
 		chromedp.WaitVisible(chromedp.ID("reference")),
 		into(&apiText, chromedp.Text(chromedp.ID("reference"))),
@@ -194,6 +220,9 @@ func TestBrowserEndToEnd(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if len(violations) > 0 {
+		t.Errorf("serious accessibility violations:\n%s", strings.Join(violations, "\n"))
+	}
 	t.Logf("screenshots in %s", shots)
 	files, _ := filepath.Glob(filepath.Join(shots, "*.png"))
 	if len(files) < 7 {
@@ -202,6 +231,24 @@ func TestBrowserEndToEnd(t *testing.T) {
 	if status != "revoked" {
 		t.Errorf("status after revoking: %q", status)
 	}
+}
+
+// axeRun runs axe-core's WCAG 2.0-2.2 A and AA rules and lists the
+// serious and critical violations.
+const axeRun = `axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]}})
+	.then(r => r.violations.filter(v => v.impact === "serious" || v.impact === "critical")
+	.map(v => v.id + " (" + v.impact + "): " + v.help + " — " + v.nodes.map(n => n.target.join(" ")).join(", ")))`
+
+// axeCore is axe-core's script, which scripts/tools installs from npm.
+func axeCore(t *testing.T) string {
+	b, err := os.ReadFile(filepath.Join("..", "tools", "node_modules", "axe-core", "axe.min.js"))
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("axe-core is not installed (run scripts/tools): %v", err)
+		}
+		t.Skipf("axe-core is not installed (run scripts/tools): %v", err)
+	}
+	return string(b)
 }
 
 // into runs a that returns a value and keeps the value in dst.
