@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gowebpki/jcs"
 
@@ -292,5 +293,21 @@ func TestContractValidation(t *testing.T) {
 	c.Entities = []string{"nobody"}
 	if err := c.CheckAgainst(ds); err == nil {
 		t.Fatal("an unknown entity passed")
+	}
+}
+
+func TestShownStatusExpires(t *testing.T) {
+	s, _, _, _ := signedFile(t)
+	r := &Request{Status: StatusInForce, Contract: &s}
+	exp := s.Contract.Expiry()
+	if got := r.Shown(exp.Add(-time.Second)); got != StatusInForce {
+		t.Fatalf("before expiry: %s", got)
+	}
+	if got := r.Shown(exp); got != StatusExpired {
+		t.Fatalf("at expiry: %s", got)
+	}
+	r.Status = StatusRevoked
+	if got := r.Shown(exp.Add(time.Hour)); got != StatusRevoked {
+		t.Fatalf("revoked: %s", got)
 	}
 }

@@ -21,6 +21,8 @@ var funcs = template.FuncMap{
 		return t.UTC().Format("2006-01-02 15:04 UTC")
 	},
 	"lower": strings.ToLower,
+	// rows hands a request table its rows and the time statuses are shown at.
+	"rows": func(rows []*Request, now time.Time) map[string]any { return map[string]any{"Rows": rows, "Now": now} },
 	"has": func(list []string, s string) bool {
 		for _, x := range list {
 			if x == s {
@@ -61,6 +63,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, page
 		}
 	}
 	data["Base"] = Base
+	data["Now"] = time.Now()
 	data["Environment"] = s.cfg.Environment
 	var b bytes.Buffer
 	if err := s.pages[page].Execute(&b, data); err != nil {

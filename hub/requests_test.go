@@ -140,6 +140,13 @@ func TestAccessRequestBecomesASignedContractAndGrants(t *testing.T) {
 			t.Errorf("grant %s: expires %v, authorised by %q; want the contract's expiry and name", g.ID, g.ExpiresAt, g.AuthorisedBy)
 		}
 	}
+	// The owners' access review shows each grant with its contract; others may not see it.
+	review := bob.get("/hub/apis/residents/access")
+	mustContain(t, review, "benefits-checker", "contract of request "+id, "<code>/api/v1/residents/{id}</code>", "active")
+	if p := ann.get("/hub/apis/residents/access"); p.status != http.StatusForbidden {
+		t.Fatalf("the requester saw the access review: %d", p.status)
+	}
+
 	// The contract the Hub keeps verifies offline.
 	file := signedFileFor(t, ann, id, "")
 	sc, err := hub.ParseContractFile([]byte(file))
@@ -168,7 +175,7 @@ func TestAccessRequestBecomesASignedContractAndGrants(t *testing.T) {
 	}
 	all := strings.Join(steps, "\n")
 	for _, want := range []string{"signed in", "key registered", "access request " + id + " filed", "request " + id + ": approve",
-		"contract of request " + id + " signed", "contract of request " + id + " revoked"} {
+		"contract of request " + id + " signed", "contract of request " + id + " revoked", "access review of residents viewed"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no audit record of %q in:\n%s", want, all)
 		}

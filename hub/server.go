@@ -133,6 +133,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+Base+"", s.signedIn(s.cataloguePage))
 	m.HandleFunc("GET "+Base+"/{$}", s.signedIn(s.cataloguePage))
 	m.HandleFunc("GET "+Base+"/apis/{api}", s.signedIn(s.apiPage))
+	m.HandleFunc("GET "+Base+"/apis/{api}/access", s.signedIn(s.reviewPage))
 	m.HandleFunc("GET "+Base+"/keys", s.signedIn(s.keysPage))
 	m.HandleFunc("POST "+Base+"/keys", s.signedIn(s.addKey))
 	m.HandleFunc("GET "+Base+"/apis/{api}/request", s.signedIn(s.requestForm))

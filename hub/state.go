@@ -51,6 +51,19 @@ type Request struct {
 	History          []Step            `json:"history"`
 }
 
+// StatusExpired is shown for a contract in force past its expiry: its
+// grants have expired with it.
+const StatusExpired = "expired"
+
+// Shown is the status as of now: a contract in force past its expiry is
+// expired.
+func (r *Request) Shown(now time.Time) string {
+	if r.Status == StatusInForce && r.Contract != nil && !now.Before(r.Contract.Contract.Expiry()) {
+		return StatusExpired
+	}
+	return r.Status
+}
+
 // Step is one line of a request's history.
 type Step struct {
 	At   time.Time `json:"at"`
