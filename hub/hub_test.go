@@ -32,6 +32,7 @@ type env struct {
 	url   string
 	authz *auth.Authorizer
 	store *sqlite.Store
+	hub   *hub.Server
 }
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -94,7 +95,7 @@ func newEnv(t *testing.T) *env {
 		authz.Close()
 		st.Close()
 	})
-	return &env{t: t, url: srv.URL, authz: authz, store: st}
+	return &env{t: t, url: srv.URL, authz: authz, store: st, hub: h}
 }
 
 func slicesIndex(ds []*plinth.Domain, name string) int {

@@ -184,8 +184,8 @@ func (s *Server) readRequest(r *http.Request, a *apiEntry) (*Request, []string) 
 	if req.Environment != s.cfg.Environment {
 		problems = append(problems, "environment must be "+s.cfg.Environment+": this Hub grants access in its own environment")
 	}
-	if req.GrantKind == GrantGroup {
-		problems = append(problems, "grantKind: group grants are not available yet; ask for a service token")
+	if req.GrantKind == GrantGroup && slices.Contains(req.Operations, string(plinth.OpReport)) && len(req.Entities) != len(a.Entities) {
+		problems = append(problems, "operations: report access for a group covers the whole domain; choose every entity, or ask for a service token")
 	}
 	if len(req.Purpose) > 2000 || len(req.Consumer) > 200 {
 		problems = append(problems, "purpose (2000) or consumer (200 characters) is too long")
@@ -379,7 +379,14 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 	p := sessionFrom(r).principal
 	id := r.PathValue("id")
 	var tokens []issued
-	err := s.change(r, s.domainOf(r, id), "contract of request "+id+" signed", func(ctx context.Context, st *state, tx plinth.StateTx) error {
+	domain := s.domainOf(r, id)
+	pol, err := s.currentPolicy(r.Context(), domain)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	inForce := false
+	err = s.change(r, domain, "contract of request "+id+" signed", func(ctx context.Context, st *state, tx plinth.StateTx) error {
 		req, err := s.visible(r, st)
 		if err != nil {
 			return err
@@ -406,19 +413,27 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 		if err != nil || !v.Complete {
 			return err
 		}
-		tokens, err = s.grant(ctx, tx, req)
-		if err != nil {
-			return err
+		what := ""
+		if req.GrantKind == GrantGroup {
+			if err := s.grantGroup(ctx, tx, st, req, pol); err != nil {
+				return err
+			}
+			what = "in force: group " + req.Group + " added to the access policy"
+		} else {
+			if tokens, err = s.grant(ctx, tx, req); err != nil {
+				return err
+			}
+			what = fmt.Sprintf("in force: %d grants made", len(tokens))
 		}
-		req.Status = StatusInForce
-		req.History = append(req.History, Step{At: now, By: p.Subject, What: fmt.Sprintf("in force: %d grants made", len(tokens))})
+		req.Status, inForce = StatusInForce, true
+		req.History = append(req.History, Step{At: now, By: p.Subject, What: what})
 		return nil
 	})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if len(tokens) > 0 {
+	if inForce {
 		s.render(w, r, http.StatusOK, "tokens", map[string]any{"Title": "Contract in force", "ID": id, "Tokens": tokens})
 		return
 	}
@@ -469,7 +484,13 @@ func (s *Server) grant(ctx context.Context, tx plinth.StateTx, req *Request) ([]
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	p := sessionFrom(r).principal
 	id := r.PathValue("id")
-	err := s.change(r, s.domainOf(r, id), "contract of request "+id+" revoked", func(ctx context.Context, st *state, tx plinth.StateTx) error {
+	domain := s.domainOf(r, id)
+	pol, err := s.currentPolicy(r.Context(), domain)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	err = s.change(r, domain, "contract of request "+id+" revoked", func(ctx context.Context, st *state, tx plinth.StateTx) error {
 		req, err := s.visible(r, st)
 		if err != nil {
 			return err
@@ -477,13 +498,14 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		if req.Status != StatusInForce {
 			return refused(http.StatusConflict, "the request is %s: there is no contract in force", req.Status)
 		}
-		for _, gid := range req.Grants {
-			if _, err := tx.SetGrantEnabled(ctx, gid, false); err != nil && !errors.Is(err, plinth.ErrNotFound) {
-				return err
-			}
+		a := s.api(req.API)
+		if req.Requester.Subject != p.Subject && (a == nil || !s.isOwner(p, a)) {
+			return refused(http.StatusForbidden, "only the requester and the owners may revoke")
 		}
-		req.Status = StatusRevoked
-		req.History = append(req.History, Step{At: plinth.Now(), By: p.Subject, What: fmt.Sprintf("revoked: %d grants disabled", len(req.Grants))})
+		if err := s.end(ctx, tx, st, req, pol, StatusRevoked); err != nil {
+			return err
+		}
+		req.History = append(req.History, Step{At: plinth.Now(), By: p.Subject, What: "revoked"})
 		return nil
 	})
 	if err != nil {
@@ -491,4 +513,63 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, Base+"/requests/"+id, http.StatusSeeOther)
+}
+
+// end takes back what a contract in force gave: its service-token grants
+// are disabled; its group's policy entries go unless another contract in
+// force still justifies them.
+func (s *Server) end(ctx context.Context, tx plinth.StateTx, st *state, req *Request, pol plinth.AccessPolicy, status string) error {
+	for _, gid := range req.Grants {
+		if _, err := tx.SetGrantEnabled(ctx, gid, false); err != nil && !errors.Is(err, plinth.ErrNotFound) {
+			return err
+		}
+	}
+	req.Status = status
+	if req.GrantKind == GrantGroup {
+		return s.ungrantGroup(ctx, tx, st, req, pol)
+	}
+	return nil
+}
+
+// SweepExpired ends the contracts in force whose expiry has passed at now:
+// a group contract's policy entries go (service-token grants expire by
+// themselves, and are disabled too). serve runs it every minute. It
+// returns how many contracts it ended.
+func (s *Server) SweepExpired(ctx context.Context, now time.Time) (int, error) {
+	st, err := s.readState(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, req := range st.Requests {
+		if req.Status != StatusInForce || now.Before(req.Contract.Contract.Expiry()) {
+			continue
+		}
+		pol, err := s.currentPolicy(ctx, req.API)
+		if err != nil {
+			return n, err
+		}
+		id := req.ID
+		o := plinth.Origin{Principal: plinth.Principal{Subject: "plinth-hub"}, SourceSystem: "contract of request " + id + " expired"}
+		_, err = s.writer.State(ctx, "hub", o, func(tx plinth.StateTx) ([]string, error) {
+			st, err := loadState(ctx, tx)
+			if err != nil {
+				return nil, err
+			}
+			req := st.request(id)
+			if req == nil || req.Status != StatusInForce {
+				return nil, nil
+			}
+			if err := s.end(ctx, tx, st, req, pol, StatusExpired); err != nil {
+				return nil, err
+			}
+			req.History = append(req.History, Step{At: plinth.Now(), By: "plinth-hub", What: "expired"})
+			return []string{id}, st.save(ctx, tx)
+		})
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }

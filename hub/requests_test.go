@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -299,4 +300,86 @@ func call(t *testing.T, e *env, method, path, token string) int {
 	}
 	res.Body.Close()
 	return res.StatusCode
+}
+
+// Group contracts add their group to the access policy; revoking one takes
+// away only what neither another contract nor the policy itself justifies,
+// and the sweep ends contracts past their expiry.
+func TestGroupContractsAndTheUnionOfJustifications(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if err := e.store.PutPolicy(ctx, plinth.AccessPolicy{Domain: "residents", Environment: "development",
+		ReadGroups: []string{"readers"}, WriteGroups: []string{}, ReportingGroups: []string{}}); err != nil {
+		t.Fatal(err)
+	}
+	ann := e.signIn("ann", "staff")
+	bob := e.signIn("bob", "social-care-owners")
+	ann.addKey()
+	bob.addKey()
+	inForce := func(group string, days string) string {
+		f := residentsRequest()
+		f.Set("grantKind", "group")
+		f.Set("group", group)
+		f.Set("durationDays", days)
+		id := ann.file(f)
+		bob.get("/hub/requests/" + id)
+		bob.post("/hub/requests/"+id+"/decision", url.Values{"decision": {"approve"}, "comment": {"ok"}})
+		bob.signContract(id, hub.RoleApprover)
+		if p := ann.signRaw(id); !strings.Contains(p.body, "Contract in force") || !strings.Contains(p.body, "access policy") {
+			t.Fatalf("group contract %s: %d\n%.500s", id, p.status, p.body)
+		}
+		return id
+	}
+	mayRead := func(group string) int {
+		return call(t, e, "GET", "/api/v1/residents?limit=1", e.userToken("someone-"+group, group))
+	}
+	if s := mayRead("benefits-team"); s != http.StatusForbidden {
+		t.Fatalf("before any contract: %d", s)
+	}
+	first := inForce("benefits-team", "30")
+	second := inForce("benefits-team", "1")
+	readers := inForce("readers", "30")
+	plinthtest.Eventually(t, 5*time.Second, func() bool { return mayRead("benefits-team") == 200 }, "the group contract gave no access")
+
+	revoke := func(id string) {
+		ann.get("/hub/requests/" + id)
+		if p := ann.post("/hub/requests/"+id+"/revoke", nil); !strings.Contains(p.body, "revoked") {
+			t.Fatalf("revoke %s: %d", id, p.status)
+		}
+	}
+	// The second contract still justifies benefits-team; the policy itself justifies readers.
+	revoke(first)
+	revoke(readers)
+	pol := policyOf(t, e)
+	if !slices.Contains(pol.ReadGroups, "benefits-team") || !slices.Contains(pol.ReadGroups, "readers") {
+		t.Fatalf("revoking took away what is still justified: read groups %v", pol.ReadGroups)
+	}
+	// The sweep ends the second contract after its expiry (one day).
+	n, err := e.hub.SweepExpired(ctx, time.Now().Add(25*time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("sweep: %d, %v; want one contract ended", n, err)
+	}
+	pol = policyOf(t, e)
+	if slices.Contains(pol.ReadGroups, "benefits-team") || !slices.Contains(pol.ReadGroups, "readers") {
+		t.Fatalf("after expiry: read groups %v; want readers only", pol.ReadGroups)
+	}
+	plinthtest.Eventually(t, 5*time.Second, func() bool { return mayRead("benefits-team") == http.StatusForbidden }, "the expired contract's group still reads")
+	if p := ann.get("/hub/requests/" + second); !strings.Contains(p.body, "<strong>expired</strong>") {
+		t.Fatalf("the swept request is not shown expired")
+	}
+}
+
+func policyOf(t *testing.T, e *env) plinth.AccessPolicy {
+	t.Helper()
+	pols, err := e.store.Policies(context.Background(), "development")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pols {
+		if p.Domain == "residents" {
+			return p
+		}
+	}
+	t.Fatal("no residents policy")
+	return plinth.AccessPolicy{}
 }

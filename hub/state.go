@@ -47,7 +47,8 @@ type Request struct {
 	Comment          string            `json:"comment,omitempty"`
 	DecidedAt        time.Time         `json:"decidedAt,omitzero"`
 	Contract         *SignedContract   `json:"contract,omitempty"`
-	Grants           []string          `json:"grants,omitempty"` // ids of the grants the contract made
+	Grants           []string          `json:"grants,omitempty"`  // ids of the grants the contract made
+	Entries          []policyEntry     `json:"entries,omitempty"` // the policy entries a group contract justifies
 	History          []Step            `json:"history"`
 }
 
@@ -83,6 +84,9 @@ type Key struct {
 type state struct {
 	Requests []*Request       `json:"requests"` // oldest first
 	Keys     map[string][]Key `json:"keys"`     // by subject
+	// HubEntries are the policy entries the Hub added for group contracts
+	// (and may take away again); the rest of a policy is never touched.
+	HubEntries []hubEntry `json:"hubEntries,omitempty"`
 }
 
 func decodeState(c plinth.Checkpoint, found bool) (*state, error) {

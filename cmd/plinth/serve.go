@@ -222,7 +222,7 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 		return err
 	}
 	defer api.Close() // before the auditor closes: writes the held-back denial records
-	handler, err := withHub(ctx, cfg, api, st, ds, doc, base, authz, auditor, logger)
+	handler, err := withHub(ctx, cfg, api, st, ds, doc, base, authz, auditor, logger, background, &wg)
 	if err != nil {
 		return err
 	}
