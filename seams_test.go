@@ -24,7 +24,7 @@ func TestEntryPointsWriteOnlyThroughTheWritePath(t *testing.T) {
 	// to the outbox or the audit trail inside one.
 	forbiddenNames := map[string]bool{"Tx": true, "EventTx": true, "AuditTx": true,
 		"AppendEvent": true, "AppendAudit": true, "BuildEvent": true, "UpsertVia": true}
-	for _, pkg := range []string{"http", "lambda"} {
+	for _, pkg := range []string{"http", "lambda", "hub"} {
 		out, err := exec.Command("go", "list", "-deps", "./"+pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
@@ -66,7 +66,7 @@ func TestEntryPointsWriteOnlyThroughTheWritePath(t *testing.T) {
 // (plinth.Authorizer, plinth.Decision …), so they do not link package auth
 // and a Lambda adapter or a test can bring any authorizer.
 func TestEntryPointsUseTheAuthorizerThroughTheDomainLanguage(t *testing.T) {
-	for _, pkg := range []string{"http", "lambda"} {
+	for _, pkg := range []string{"http", "lambda", "hub"} {
 		out, err := exec.Command("go", "list", "-deps", "./"+pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list %s: %v\n%s", pkg, err, out)

@@ -41,6 +41,9 @@ type Owner struct {
 	ServiceArea  string
 	ProductOwner string // contact e-mail of the product owner
 	CloudAccount string // label of the cloud account the domain runs in
+	// Groups are the user groups that own the domain: they approve access
+	// requests to it in the Developer Hub (spec key owner.groups).
+	Groups []string
 }
 
 // Entity is one kind of record in a domain, served at /api/v1/{Plural}.

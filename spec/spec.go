@@ -363,11 +363,16 @@ func (l *loader) domain(n *yaml.Node) *plinth.Domain {
 		l.errorf(m["domain"], "domain %q must be lower-case kebab-case, such as benefit-claims", d.Name)
 	}
 	if o := m["owner"]; o != nil {
-		om := l.mapping(o, "owner", []string{"serviceArea", "productOwner"}, "cloudAccount")
+		om := l.mapping(o, "owner", []string{"serviceArea", "productOwner"}, "cloudAccount", "groups")
 		d.Owner = plinth.Owner{
 			ServiceArea:  l.str(om["serviceArea"], "owner.serviceArea"),
 			ProductOwner: l.str(om["productOwner"], "owner.productOwner"),
 			CloudAccount: l.str(om["cloudAccount"], "owner.cloudAccount"),
+		}
+		for _, g := range l.seq(om["groups"], "owner.groups") {
+			if name := l.str(g, "owner.groups"); name != "" {
+				d.Owner.Groups = append(d.Owner.Groups, name)
+			}
 		}
 	}
 	d.DataSafety.Special = l.dataSafety(m["dataSafety"], "dataSafety")

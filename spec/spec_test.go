@@ -366,7 +366,7 @@ var brokenSpecs = []struct {
 	{"owner a string", strings.Replace(withFields(labelField), "owner:\n  serviceArea: Testing\n  productOwner: test@example.org\n", "owner: Testing\n\n\n", 1),
 		[]string{at(3, "owner must be a mapping")}},
 	{"owner missing and unknown keys", strings.Replace(withFields(labelField), "  productOwner: test@example.org\n", "  phone: 020 7946 0000\n", 1), []string{
-		at(5, `owner: unknown key "phone" (known keys: cloudAccount, productOwner, serviceArea)`),
+		at(5, `owner: unknown key "phone" (known keys: cloudAccount, groups, productOwner, serviceArea)`),
 		at(4, `owner: "productOwner" is required`),
 	}},
 	{"owner field a mapping", strings.Replace(withFields(labelField), "serviceArea: Testing", "serviceArea: {a: b}", 1),
@@ -1326,3 +1326,26 @@ entities:
     fields:
       - {name: firstName, type: string, pii: personal}
 `
+
+func TestOwnerGroups(t *testing.T) {
+	body := `domain: test
+description: A test domain.
+owner:
+  serviceArea: Testing
+  productOwner: test@example.org
+  groups: [test-owners, data-stewards]
+entities:
+  - name: thing
+    plural: things
+    key: {name: id, type: uuid, generated: true, pii: none}
+    fields:
+      - {name: label, type: string, pii: none}
+`
+	ds, err := spec.LoadFS(fstest.MapFS{"test.yaml": {Data: []byte(body)}}, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ds[0].Owner.Groups; !slices.Equal(got, []string{"test-owners", "data-stewards"}) {
+		t.Fatalf("owner groups = %v", got)
+	}
+}

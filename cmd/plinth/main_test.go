@@ -61,6 +61,10 @@ func TestServeWithNoArguments(t *testing.T) {
 	if res := get(t, srv.base+"/api/v1/contacts?limit=1", srv.token); res.status != 200 {
 		t.Fatalf("contacts: %d %s", res.status, res.body)
 	}
+	// The Developer Hub is served beside the API.
+	if res := get(t, srv.base+"/hub/signin", ""); res.status != 200 || !bytes.Contains(res.body, []byte("Plinth Developer Hub")) {
+		t.Fatalf("the Hub's sign-in page: %d %.200s", res.status, res.body)
+	}
 	srv.stop(t)
 }
 

@@ -223,7 +223,11 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 		return err
 	}
 	defer api.Close() // before the auditor closes: writes the held-back denial records
-	srv := newHTTPServer(api, logger)
+	handler, err := withHub(ctx, cfg, api, st, ds, doc, base, authz, auditor, logger, background, &wg)
+	if err != nil {
+		return err
+	}
+	srv := newHTTPServer(handler, logger)
 	devToken := ""
 	if devMode {
 		if devToken, _, err = developerToken(authz, cfg); err != nil {
@@ -330,7 +334,8 @@ func printWelcome(out io.Writer, base string, cfg Config, ds []*plinth.Domain, d
 		fmt.Fprintf(out, "  curl %s'%s/api/v1/residents/1'\n", auth, base)
 	}
 	fmt.Fprintf(out, "  curl '%s/api/v1/healthcheck/ping'\n", base)
-	fmt.Fprintf(out, "\nOpenAPI: %s/api/v1/openapi.json   Metrics: %s/metrics   Stop: Ctrl+C\n\n", base, base)
+	fmt.Fprintf(out, "\nOpenAPI: %s/api/v1/openapi.json   Metrics: %s/metrics   Stop: Ctrl+C\n", base, base)
+	fmt.Fprintf(out, "Developer Hub: %s/hub (sign in with a user token%s)\n\n", base, map[bool]string{true: ", such as the development token above", false: ""}[devToken != ""])
 }
 
 func findEntity(ds []*plinth.Domain, plural string) *plinth.Entity {

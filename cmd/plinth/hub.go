@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/audit"
+	"github.com/plinth-data/plinth/hub"
+)
+
+// withHub serves the Developer Hub at /hub in front of the API, with the
+// same authorizer, auditor and store.
+func withHub(ctx context.Context, cfg Config, api http.Handler, st plinth.Store, ds []*plinth.Domain, doc []byte, base string,
+	authz plinth.Authorizer, auditor *audit.Auditor, logger *slog.Logger, background context.Context, wg *sync.WaitGroup) (http.Handler, error) {
+	prov, err := plinth.ClassOf(ctx, st, ds)
+	if err != nil {
+		return nil, err
+	}
+	hc := hub.Config{
+		Domains: ds, OpenAPI: doc, Environment: cfg.Environment, BaseURL: base, Store: st, Authorizer: authz,
+		AuditOff: !cfg.Audit, Lake: cfg.LakeRoot(), AdminGroups: cfg.AdminGroupList(),
+		SecureCookies: strings.HasPrefix(base, "https://"), Logger: logger,
+		Compliance: hub.Compliance{Authorizer: true, Audit: cfg.Audit, Outbox: true, DataClass: prov},
+	}
+	if cfg.Audit {
+		hc.Auditor = auditor
+	}
+	h, err := hub.New(ctx, hc)
+	if err != nil {
+		return nil, err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sweepContracts(background, h, logger)
+	}()
+	mux := http.NewServeMux()
+	mux.Handle(hub.Base, h)
+	mux.Handle(hub.Base+"/", h)
+	mux.Handle("/", api)
+	return mux, nil
+}
+
+// sweepContracts ends contracts past their expiry every minute: a group
+// contract's access leaves the policy (service-token grants expire with
+// their tokens).
+func sweepContracts(ctx context.Context, h *hub.Server, logger *slog.Logger) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		n, err := h.SweepExpired(ctx, time.Now())
+		if err != nil && ctx.Err() == nil {
+			logger.Error("ending expired data contracts", "error", err)
+		} else if n > 0 {
+			logger.Info("expired data contracts ended", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,268 @@
+package hub_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/plinth-data/plinth/hub"
+)
+
+// chromiumPath is Debian's chromium, which scripts/tools installs.
+func chromiumPath(t *testing.T) string {
+	for _, p := range []string{os.Getenv("PLINTH_TEST_CHROMIUM"), "/usr/bin/chromium"} {
+		if p != "" {
+			if _, err := os.Stat(p); err == nil {
+				return p
+			}
+		}
+	}
+	if p, err := exec.LookPath("chromium"); err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium is not installed (scripts/tools installs Debian's chromium)")
+	}
+	t.Skip("chromium is not installed: run scripts/tools as root, or set PLINTH_TEST_CHROMIUM")
+	return ""
+}
+
+// screenshotDir is where the browser test saves its screenshots:
+// PLINTH_TEST_OUTPUT/hub, else a folder under the system's temp folder.
+func screenshotDir(t *testing.T) string {
+	base := os.Getenv("PLINTH_TEST_OUTPUT")
+	if base == "" {
+		base = filepath.Join(os.TempDir(), "plinth-test-output")
+	}
+	dir := filepath.Join(base, "hub")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestBrowserEndToEnd drives headless Chromium through the Hub as its
+// users would: browse the catalogue, open an API's documentation, request
+// access, approve as the owner, both sign in the browser (WebCrypto
+// Ed25519), call the API with the granted token, revoke, and the call is
+// denied.
+func TestBrowserEndToEnd(t *testing.T) {
+	exe := chromiumPath(t)
+	e := newEnv(t)
+	shots := screenshotDir(t)
+	keys := t.TempDir()
+	pubs := map[string]string{}
+	for _, who := range []string{"ann", "bob"} {
+		pemB, pub, err := hub.NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(keys, who+".key"), pemB, 0o600)
+		pubs[who] = pub
+	}
+	alloc, cancel := chromedp.NewExecAllocator(t.Context(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.Headless, chromedp.WindowSize(1280, 1000))...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(alloc)
+	defer cancel()
+	if err := chromedp.Do(ctx); err != nil { // start the browser before any timeout
+		t.Fatalf("starting chromium: %v", err)
+	}
+	ctx, cancel = context.WithTimeout(ctx, 120*time.Second)
+	defer cancel()
+
+	axeSource := axeCore(t)
+	var violations []string
+	shot := func(name string) chromedp.Action[chromedp.Void] {
+		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+			// Every page shown is checked for accessibility (WCAG 2.2 AA
+			// rules of axe-core) before its screenshot.
+			if _, err := chromedp.Evaluate[bool](axeSource+";true")(ctx, tg); err != nil {
+				return chromedp.Void{}, fmt.Errorf("loading axe-core: %w", err)
+			}
+			found, err := chromedp.Evaluate[[]string](axeRun, chromedp.EvalAwaitPromise)(ctx, tg)
+			if err != nil {
+				return chromedp.Void{}, fmt.Errorf("running axe-core: %w", err)
+			}
+			for _, v := range found {
+				violations = append(violations, name+": "+v)
+			}
+			png, err := chromedp.FullScreenshot(100)(ctx, tg) // quality 100: PNG
+			if err != nil {
+				return chromedp.Void{}, err
+			}
+			return chromedp.Void{}, os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644)
+		}
+	}
+	signIn := func(subject string, groups ...string) chromedp.Action[chromedp.Void] {
+		return chromedp.Steps(
+			chromedp.Navigate(e.url+"/hub/signin"),
+			chromedp.SetValue(chromedp.ID("token"), e.userToken(subject, groups...)),
+			chromedp.Submit(chromedp.ID("token")),
+			chromedp.WaitVisible(chromedp.CSS(`form[role="search"]`)),
+		)
+	}
+	signOut := chromedp.Steps(chromedp.Click(chromedp.CSS(".signout button")), chromedp.WaitVisible(chromedp.ID("token")))
+	addKey := func(who string) chromedp.Action[chromedp.Void] {
+		return chromedp.Steps(
+			chromedp.Navigate(e.url+"/hub/keys"),
+			chromedp.SetValue(chromedp.ID("publicKey"), pubs[who]),
+			chromedp.Submit(chromedp.ID("publicKey")),
+			chromedp.WaitVisible(chromedp.Search(`//td[text()="current"]`)),
+		)
+	}
+	browserSign := func(who string) chromedp.Action[chromedp.Void] {
+		return chromedp.Steps(
+			chromedp.WaitVisible(chromedp.ID("browser-sign")),
+			chromedp.SetUploadFiles(chromedp.ID("private-key"), []string{filepath.Join(keys, who+".key")}),
+			chromedp.Click(chromedp.CSS(`#browser-sign button[type="submit"]`)),
+		)
+	}
+
+	// The check itself must see a violation: an image without alt text.
+	axeSeesViolations := func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		found, err := chromedp.Evaluate[[]string](`(() => { const i = document.createElement("img"); i.id = "axe-probe"; i.src = "data:,"; document.querySelector("main").append(i); })();`+
+			axeRun+`.then(v => { document.getElementById("axe-probe").remove(); return v; })`, chromedp.EvalAwaitPromise)(ctx, tg)
+		if err == nil && !strings.Contains(strings.Join(found, "\n"), "image-alt") {
+			err = fmt.Errorf("axe-core did not report an image without alt text: %v", found)
+		}
+		return chromedp.Void{}, err
+	}
+
+	var catalogue, apiText, requestURL, status string
+	err := chromedp.Do(ctx,
+		signIn("ann", "staff"),
+		into(&catalogue, chromedp.Text(chromedp.CSS("main"))),
+		shot("1-catalogue"),
+		axeSeesViolations,
+		chromedp.Click(chromedp.CSS(`a[href="/hub/apis/residents"]`)),
+		chromedp.WaitVisible(chromedp.ID("reference")),
+		into(&apiText, chromedp.Text(chromedp.ID("reference"))),
+		shot("2-api-residents"),
+		addKey("ann"),
+		chromedp.Navigate(e.url+"/hub/apis/residents/request"),
+		chromedp.Click(chromedp.ID("e-residents")),
+		chromedp.Click(chromedp.ID("op-read")),
+		chromedp.SetValue(chromedp.ID("purpose"), "Check eligibility for housing benefit"),
+		chromedp.SetValue(chromedp.ID("legalBasis"), "public-task"),
+		chromedp.SetValue(chromedp.ID("specialCondition"), "substantial-public-interest"),
+		chromedp.SetValue(chromedp.ID("consumer"), "benefits-checker"),
+		shot("3-request-form"),
+		chromedp.Submit(chromedp.ID("consumer")),
+		chromedp.WaitVisible(chromedp.Search(`//dd/strong[text()="pending"]`)),
+		into(&requestURL, chromedp.Location()),
+		signOut,
+		signIn("bob", "social-care-owners"),
+		addKey("bob"),
+		navigateTo(&requestURL),
+		chromedp.SetValue(chromedp.ID("comment"), "Purpose and basis are sound"),
+		shot("4-owner-decides"),
+		chromedp.Click(chromedp.CSS(`button[value="approve"]`)),
+		browserSign("bob"),
+		chromedp.WaitVisible(chromedp.Search(`//li[contains(., "signed as approver")]`)),
+		shot("5-approved-and-signed"),
+		signOut,
+		signIn("ann", "staff"),
+		navigateTo(&requestURL),
+		browserSign("ann"),
+		chromedp.WaitVisible(chromedp.Search(`//h1[text()="Contract in force"]`)),
+		shot("6-tokens"),
+	)
+	if err != nil {
+		t.Fatalf("browser: %v (screenshots so far in %s)", err, shots)
+	}
+	for _, want := range []string{"residents", "contacts", "2 of 2 APIs"} {
+		if !strings.Contains(catalogue, want) {
+			t.Errorf("the catalogue lacks %q", want)
+		}
+	}
+	if !strings.Contains(apiText, "/api/v1/residents/{id}") || !strings.Contains(apiText, "ResidentCreate") {
+		t.Errorf("the API documentation lacks its operations: %.300s", apiText)
+	}
+	tokens, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("textarea")).map(t => t.getAttribute("aria-label") + "|" + t.value)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listToken string
+	for _, tk := range tokens {
+		if label, tok, _ := strings.Cut(tk, "|"); label == "Token for GET /api/v1/residents" {
+			listToken = tok
+		}
+	}
+	if listToken == "" {
+		t.Fatalf("no token for GET /api/v1/residents among %d", len(tokens))
+	}
+	if s := call(t, e, "GET", "/api/v1/residents?limit=1", listToken); s != 200 {
+		t.Fatalf("the granted call: %d", s)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(requestURL),
+		chromedp.Click(chromedp.CSS("button.danger")),
+		chromedp.WaitVisible(chromedp.Search(`//dd/strong[text()="revoked"]`)),
+		into(&status, chromedp.Text(chromedp.CSS("dd strong"))),
+		shot("7-revoked"),
+	)
+	if err != nil {
+		t.Fatalf("revoking in the browser: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for call(t, e, "GET", "/api/v1/residents?limit=1", listToken) == http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("the call still succeeds 5 s after the contract was revoked")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(violations) > 0 {
+		t.Errorf("serious accessibility violations:\n%s", strings.Join(violations, "\n"))
+	}
+	t.Logf("screenshots in %s", shots)
+	files, _ := filepath.Glob(filepath.Join(shots, "*.png"))
+	if len(files) < 7 {
+		t.Errorf("%d screenshots saved; want 7", len(files))
+	}
+	if status != "revoked" {
+		t.Errorf("status after revoking: %q", status)
+	}
+}
+
+// axeRun runs axe-core's WCAG 2.0-2.2 A and AA rules and lists the
+// serious and critical violations.
+const axeRun = `axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]}})
+	.then(r => r.violations.filter(v => v.impact === "serious" || v.impact === "critical")
+	.map(v => v.id + " (" + v.impact + "): " + v.help + " — " + v.nodes.map(n => n.target.join(" ")).join(", ")))`
+
+// axeCore is axe-core's script, which scripts/tools installs from npm.
+func axeCore(t *testing.T) string {
+	b, err := os.ReadFile(filepath.Join("..", "tools", "node_modules", "axe-core", "axe.min.js"))
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("axe-core is not installed (run scripts/tools): %v", err)
+		}
+		t.Skipf("axe-core is not installed (run scripts/tools): %v", err)
+	}
+	return string(b)
+}
+
+// into runs a that returns a value and keeps the value in dst.
+func into[T any](dst *T, a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		v, err := a(ctx, tg)
+		*dst = v
+		return chromedp.Void{}, err
+	}
+}
+
+// navigateTo navigates to the URL *u holds when the step runs.
+func navigateTo(u *string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		return chromedp.Navigate(*u)(ctx, tg)
+	}
+}

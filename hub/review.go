@@ -1,0 +1,82 @@
+package hub
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/plinth-data/plinth"
+)
+
+// reviewGrant is one grant on the access review page, with the request
+// whose contract made it, if any.
+type reviewGrant struct {
+	plinth.Grant
+	Request string
+	Expired bool
+}
+
+// reviewPage shows the API's owners who may access what: the access
+// policy's groups in this environment, every service-token grant on the
+// API, and the contract behind each. Viewing it is audited.
+func (s *Server) reviewPage(w http.ResponseWriter, r *http.Request) {
+	p := sessionFrom(r).principal
+	a := s.api(r.PathValue("api"))
+	if a == nil {
+		s.fail(w, r, refused(http.StatusNotFound, "there is no API named %s", r.PathValue("api")))
+		return
+	}
+	if !s.isOwner(p, a) {
+		s.refuse(w, r, p, http.StatusForbidden, "only the owners of "+a.Domain.Name+" may review its access")
+		return
+	}
+	access, ok := s.cfg.Store.(plinth.AccessStore)
+	if !ok {
+		s.fail(w, r, refused(http.StatusNotImplemented, "the store keeps no grants"))
+		return
+	}
+	st, err := s.readState(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	byGrant := map[string]string{}
+	for _, req := range st.Requests {
+		for _, g := range req.Grants {
+			byGrant[g] = req.ID
+		}
+	}
+	var grants []reviewGrant
+	now := time.Now()
+	for after := ""; ; {
+		page, more, err := access.Grants(r.Context(), after, 100)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		for _, g := range page {
+			if g.API == a.Domain.Name && g.Environment == s.cfg.Environment {
+				grants = append(grants, reviewGrant{Grant: g, Request: byGrant[g.ID], Expired: !now.Before(g.ExpiresAt)})
+			}
+		}
+		if !more || len(page) == 0 {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	pols, err := access.Policies(r.Context(), s.cfg.Environment)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var policy *plinth.AccessPolicy
+	for i := range pols {
+		if pols[i].Domain == a.Domain.Name {
+			policy = &pols[i]
+		}
+	}
+	if !s.audit(r, p, "review", http.StatusOK, plinth.DecisionAllow, "access review of "+a.Domain.Name+" viewed", a.Domain.Name) {
+		s.fail(w, r, refused(http.StatusServiceUnavailable, "the audit trail cannot be written just now; try again shortly"))
+		return
+	}
+	s.render(w, r, http.StatusOK, "review", map[string]any{"Title": "Who may access " + a.Domain.Name, "API": a, "Policy": policy, "Grants": grants})
+}

@@ -1,0 +1,166 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/plinth-data/plinth"
+)
+
+// stateCheckpoint is where the Hub keeps its access requests, keys and
+// contracts: a checkpoint of the default store, changed only through
+// plinth.Writer.State so each step commits with its audit record and the
+// grants it makes.
+const stateCheckpoint = "plinth.hub"
+
+// Request statuses.
+const (
+	StatusPending  = "pending"  // waiting for an owner
+	StatusRejected = "rejected" // an owner said no
+	StatusApproved = "approved" // the contract waits for signatures
+	StatusInForce  = "in force" // both signed; the grants exist
+	StatusRevoked  = "revoked"  // the contract was revoked; its grants are disabled
+)
+
+// Request is an access request and, once approved, its contract.
+type Request struct {
+	ID               string            `json:"id"`
+	Status           string            `json:"status"`
+	Requester        plinth.Principal  `json:"requester"`
+	API              string            `json:"api"`
+	Environment      string            `json:"environment"`
+	Entities         []string          `json:"entities"`
+	Operations       []string          `json:"operations"`
+	Purpose          string            `json:"purpose"`
+	LegalBasis       string            `json:"legalBasis"`
+	SpecialCondition string            `json:"specialCondition,omitempty"`
+	RetentionDays    int               `json:"retentionDays"`
+	Consumer         string            `json:"consumer"`
+	GrantKind        string            `json:"grantKind"`
+	Group            string            `json:"group,omitempty"`
+	DurationDays     int               `json:"durationDays"` // how long the contract is to run
+	CreatedAt        time.Time         `json:"createdAt"`
+	DecidedBy        *plinth.Principal `json:"decidedBy,omitempty"`
+	Comment          string            `json:"comment,omitempty"`
+	DecidedAt        time.Time         `json:"decidedAt,omitzero"`
+	Contract         *SignedContract   `json:"contract,omitempty"`
+	Grants           []string          `json:"grants,omitempty"`  // ids of the grants the contract made
+	Entries          []policyEntry     `json:"entries,omitempty"` // the policy entries a group contract justifies
+	History          []Step            `json:"history"`
+}
+
+// StatusExpired is shown for a contract in force past its expiry: its
+// grants have expired with it.
+const StatusExpired = "expired"
+
+// Shown is the status as of now: a contract in force past its expiry is
+// expired.
+func (r *Request) Shown(now time.Time) string {
+	if r.Status == StatusInForce && r.Contract != nil && !now.Before(r.Contract.Contract.Expiry()) {
+		return StatusExpired
+	}
+	return r.Status
+}
+
+// Step is one line of a request's history.
+type Step struct {
+	At   time.Time `json:"at"`
+	By   string    `json:"by"`
+	What string    `json:"what"`
+}
+
+// Key is a registered public key of a user.
+type Key struct {
+	PublicKey string    `json:"publicKey"`
+	ID        string    `json:"id"`
+	AddedAt   time.Time `json:"addedAt"`
+	RevokedAt time.Time `json:"revokedAt,omitzero"`
+}
+
+// state is everything the Hub keeps.
+type state struct {
+	Requests []*Request       `json:"requests"` // oldest first
+	Keys     map[string][]Key `json:"keys"`     // by subject
+	// HubEntries are the policy entries the Hub added for group contracts
+	// (and may take away again); the rest of a policy is never touched.
+	HubEntries []hubEntry `json:"hubEntries,omitempty"`
+}
+
+func decodeState(c plinth.Checkpoint, found bool) (*state, error) {
+	s := &state{Keys: map[string][]Key{}}
+	if !found {
+		return s, nil
+	}
+	if err := json.Unmarshal(c.Value, s); err != nil {
+		return nil, fmt.Errorf("the Hub's state does not decode: %w", err)
+	}
+	if s.Keys == nil {
+		s.Keys = map[string][]Key{}
+	}
+	return s, nil
+}
+
+// checkpointReader reads checkpoints: a Store, or a StateTx.
+type checkpointReader interface {
+	Checkpoint(ctx context.Context, name string) (plinth.Checkpoint, bool, error)
+}
+
+func loadState(ctx context.Context, r checkpointReader) (*state, error) {
+	c, found, err := r.Checkpoint(ctx, stateCheckpoint)
+	if err != nil {
+		return nil, err
+	}
+	return decodeState(c, found)
+}
+
+func (s *state) save(ctx context.Context, tx plinth.StateTx) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return tx.SetCheckpoint(ctx, stateCheckpoint, b)
+}
+
+func (s *state) request(id string) *Request {
+	for _, r := range s.Requests {
+		if r.ID == id {
+			return r
+		}
+	}
+	return nil
+}
+
+// currentKey is the user's newest key not revoked.
+func (s *state) currentKey(subject string) (Key, bool) {
+	keys := s.Keys[subject]
+	for i := len(keys) - 1; i >= 0; i-- {
+		if keys[i].RevokedAt.IsZero() {
+			return keys[i], true
+		}
+	}
+	return Key{}, false
+}
+
+// serviceGrants are the grants a contract asks for: one per endpoint and
+// method its entities and operations reach.
+func serviceGrants(c Contract, expires time.Time) []plinth.Grant {
+	var gs []plinth.Grant
+	for _, plural := range c.Entities {
+		eps := plinth.EntityEndpoints(plural)
+		eps = append(eps, plinth.ReportEndpoints(plural)...)
+		for _, ep := range eps {
+			if !slices.Contains(c.Operations, string(ep.Operation)) {
+				continue
+			}
+			gs = append(gs, plinth.Grant{
+				Consumer: c.Consumer, ConsumerType: "service", API: c.API, Endpoint: ep.Template,
+				Methods: []string{ep.Method}, Environment: c.Environment, ExpiresAt: expires,
+				RequestedBy: c.Requester.Email + " (contract " + c.ID + ")", AuthorisedBy: c.Approver.Email + " (contract " + c.ID + ")",
+			})
+		}
+	}
+	return gs
+}
