@@ -51,6 +51,10 @@ type Config struct {
 	NATSListen string `yaml:"natsListen" env:"PLINTH_NATS_LISTEN" flag:"nats-listen" usage:"let other processes (listeners, plinth events tail) reach the embedded NATS server on this address, e.g. 127.0.0.1:4222"`
 	Relay      bool   `yaml:"relay" env:"PLINTH_RELAY" flag:"relay" usage:"run the outbox relay inside serve (turn off when plinth relay runs on its own)"`
 
+	StreamMaxAge    time.Duration `yaml:"streamMaxAge" env:"PLINTH_STREAM_MAX_AGE" flag:"stream-max-age" usage:"JetStream drops a domain's events older than this (0: no age limit); applied to existing streams on start"`
+	StreamMaxBytes  int64         `yaml:"streamMaxBytes" env:"PLINTH_STREAM_MAX_BYTES" flag:"stream-max-bytes" usage:"largest size of a domain's event stream in bytes, the oldest events dropped first (0: no size limit); applied to existing streams on start"`
+	OutboxRetention time.Duration `yaml:"outboxRetention" env:"PLINTH_OUTBOX_RETENTION" flag:"outbox-retention" usage:"the relay deletes published outbox entries older than this (unpublished ones never)"`
+
 	Lake              string        `yaml:"lake" env:"PLINTH_LAKE" flag:"lake" usage:"data lake root: a folder or s3://bucket/prefix (default <data dir>/lake)"`
 	LakeServe         bool          `yaml:"lakeServe" env:"PLINTH_LAKE_SERVE" flag:"lake-serve" usage:"land change events in the lake inside serve (default: on in development, off elsewhere, where plinth lake runs on its own)"`
 	LakeFlushInterval time.Duration `yaml:"lakeFlushInterval" env:"PLINTH_LAKE_FLUSH_INTERVAL" flag:"lake-flush-interval" usage:"land a domain's buffered events at the latest this long after the first came"`
@@ -99,6 +103,10 @@ func Default() Config {
 		Audit:            true,
 		Relay:            true,
 
+		StreamMaxAge:    7 * 24 * time.Hour,
+		StreamMaxBytes:  1 << 30,
+		OutboxRetention: 7 * 24 * time.Hour,
+
 		LakeFlushInterval: time.Minute,
 	}
 }
@@ -142,7 +150,7 @@ func (c Config) Check() error {
 	}
 	for name, d := range map[string]time.Duration{"report max duration": c.ReportMaxDuration,
 		"report idle timeout": c.ReportIdleTimeout, "tombstone retention": c.TombstoneRetention,
-		"lake flush interval": c.LakeFlushInterval} {
+		"lake flush interval": c.LakeFlushInterval, "outbox retention": c.OutboxRetention} {
 		if d <= 0 {
 			return fmt.Errorf("%s %s: must be positive", name, d)
 		}
@@ -157,6 +165,9 @@ func (c Config) Check() error {
 		if p.Domain == "" || !slices.Contains([]string{plinth.EnvDevelopment, plinth.EnvStaging, plinth.EnvProduction}, p.Environment) {
 			return fmt.Errorf("accessPolicies: every policy needs a domain and an environment (development, staging or production)")
 		}
+	}
+	if c.StreamMaxAge < 0 || c.StreamMaxBytes < 0 || c.AuditHotRetention < 0 {
+		return fmt.Errorf("stream max age, stream max bytes and audit hot retention must not be negative (0 is no limit)")
 	}
 	if c.DemoResidents < 0 {
 		return fmt.Errorf("demo records %d: must not be negative", c.DemoResidents)

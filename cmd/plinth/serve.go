@@ -131,7 +131,7 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	relay := events.NewRelay(outbox, pub, events.RelayConfig{Logger: logger})
+	relay := events.NewRelay(outbox, pub, relayConfig(cfg, logger))
 	background, stopBackground := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	if cfg.Relay {
