@@ -34,18 +34,20 @@ type Config struct {
 	ReportIdleTimeout  time.Duration `yaml:"reportIdleTimeout" env:"PLINTH_REPORT_IDLE_TIMEOUT" flag:"report-idle-timeout" usage:"drop a report's client that reads nothing for this long"`
 	TombstoneRetention time.Duration `yaml:"tombstoneRetention" env:"PLINTH_TOMBSTONE_RETENTION" flag:"tombstone-retention" usage:"how long deletions are kept for incremental reports"`
 
-	AuthSecret       string        `yaml:"authSecret" env:"PLINTH_AUTH_SECRET" flag:"auth-secret" usage:"HS256 shared secret of user tokens from the organisation's single sign-on"`
-	AuthJWKSURL      string        `yaml:"authJWKSURL" env:"PLINTH_AUTH_JWKS_URL" flag:"auth-jwks-url" usage:"URL of a JWKS for RS256/ES256 user tokens"`
-	AuthJWKSFile     string        `yaml:"authJWKSFile" env:"PLINTH_AUTH_JWKS_FILE" flag:"auth-jwks-file" usage:"file holding a JWKS for RS256/ES256 user tokens"`
-	AuthIssuer       string        `yaml:"authIssuer" env:"PLINTH_AUTH_ISSUER" flag:"auth-issuer" usage:"required iss of user tokens (unchecked when empty)"`
-	AuthAudience     string        `yaml:"authAudience" env:"PLINTH_AUTH_AUDIENCE" flag:"auth-audience" usage:"required aud of user tokens (unchecked when empty)"`
-	AuthClockSkew    time.Duration `yaml:"authClockSkew" env:"PLINTH_AUTH_CLOCK_SKEW" flag:"auth-clock-skew" usage:"leeway when checking token times"`
-	TokenSecret      string        `yaml:"tokenSecret" env:"PLINTH_TOKEN_SECRET" flag:"token-secret" usage:"HS256 key Plinth signs service tokens with (at least 32 bytes)"`
-	MaxTokenLifetime time.Duration `yaml:"maxTokenLifetime" env:"PLINTH_MAX_TOKEN_LIFETIME" flag:"max-token-lifetime" usage:"longest lifetime of a service token"`
-	AdminGroups      string        `yaml:"adminGroups" env:"PLINTH_ADMIN_GROUPS" flag:"admin-groups" usage:"comma-separated groups allowed on the admin API"`
-	AuditorGroups    string        `yaml:"auditorGroups" env:"PLINTH_AUDITOR_GROUPS" flag:"auditor-groups" usage:"comma-separated groups allowed to search the audit trail"`
-	Audit            bool          `yaml:"audit" env:"PLINTH_AUDIT" flag:"audit" usage:"audit every request (can be turned off in development only, e.g. for benchmarks)"`
-	AuditMirror      string        `yaml:"auditMirror" env:"PLINTH_AUDIT_MIRROR" flag:"audit-mirror" usage:"also write every audit record as a JSON line to this file, or to stdout with \"stdout\""`
+	AuthSecret           string        `yaml:"authSecret" env:"PLINTH_AUTH_SECRET" flag:"auth-secret" usage:"HS256 shared secret of user tokens from the organisation's single sign-on"`
+	AuthJWKSURL          string        `yaml:"authJWKSURL" env:"PLINTH_AUTH_JWKS_URL" flag:"auth-jwks-url" usage:"URL of a JWKS for RS256/ES256 user tokens"`
+	AuthJWKSFile         string        `yaml:"authJWKSFile" env:"PLINTH_AUTH_JWKS_FILE" flag:"auth-jwks-file" usage:"file holding a JWKS for RS256/ES256 user tokens"`
+	AuthIssuer           string        `yaml:"authIssuer" env:"PLINTH_AUTH_ISSUER" flag:"auth-issuer" usage:"required iss of user tokens (unchecked when empty)"`
+	AuthAudience         string        `yaml:"authAudience" env:"PLINTH_AUTH_AUDIENCE" flag:"auth-audience" usage:"required aud of user tokens (unchecked when empty)"`
+	AuthClockSkew        time.Duration `yaml:"authClockSkew" env:"PLINTH_AUTH_CLOCK_SKEW" flag:"auth-clock-skew" usage:"leeway when checking token times"`
+	TokenSecret          string        `yaml:"tokenSecret" env:"PLINTH_TOKEN_SECRET" flag:"token-secret" usage:"HS256 key Plinth signs service tokens with (at least 32 bytes)"`
+	AuthPreviousSecrets  string        `yaml:"authPreviousSecrets" env:"PLINTH_AUTH_PREVIOUS_SECRETS" flag:"auth-previous-secrets" usage:"comma-separated earlier HS256 user-token secrets still accepted during a key rotation window"`
+	TokenPreviousSecrets string        `yaml:"tokenPreviousSecrets" env:"PLINTH_TOKEN_PREVIOUS_SECRETS" flag:"token-previous-secrets" usage:"comma-separated earlier service-token keys still accepted (by kid) during a key rotation window"`
+	MaxTokenLifetime     time.Duration `yaml:"maxTokenLifetime" env:"PLINTH_MAX_TOKEN_LIFETIME" flag:"max-token-lifetime" usage:"longest lifetime of a service token"`
+	AdminGroups          string        `yaml:"adminGroups" env:"PLINTH_ADMIN_GROUPS" flag:"admin-groups" usage:"comma-separated groups allowed on the admin API"`
+	AuditorGroups        string        `yaml:"auditorGroups" env:"PLINTH_AUDITOR_GROUPS" flag:"auditor-groups" usage:"comma-separated groups allowed to search the audit trail"`
+	Audit                bool          `yaml:"audit" env:"PLINTH_AUDIT" flag:"audit" usage:"audit every request (can be turned off in development only, e.g. for benchmarks)"`
+	AuditMirror          string        `yaml:"auditMirror" env:"PLINTH_AUDIT_MIRROR" flag:"audit-mirror" usage:"also write every audit record as a JSON line to this file, or to stdout with \"stdout\""`
 
 	NATSURL    string `yaml:"natsURL" env:"PLINTH_NATS_URL" flag:"nats-url" usage:"external NATS server or cluster for events (default: an embedded server, data in the data dir)"`
 	NATSListen string `yaml:"natsListen" env:"PLINTH_NATS_LISTEN" flag:"nats-listen" usage:"let other processes (listeners, plinth events tail) reach the embedded NATS server on this address, e.g. 127.0.0.1:4222"`
@@ -182,6 +184,16 @@ func (c Config) checkAuth() error {
 	}
 	if c.AuthSecret != "" && len(c.AuthSecret) < 32 {
 		return fmt.Errorf("auth secret: must be at least 32 bytes long")
+	}
+	for _, prev := range SplitList(c.AuthPreviousSecrets) {
+		if len(prev) < 32 {
+			return fmt.Errorf("auth previous secrets: each must be at least 32 bytes long")
+		}
+	}
+	for _, prev := range SplitList(c.TokenPreviousSecrets) {
+		if len(prev) < 32 {
+			return fmt.Errorf("token previous secrets: each must be at least 32 bytes long")
+		}
 	}
 	if c.MaxTokenLifetime <= 0 {
 		return fmt.Errorf("max token lifetime %s: must be positive", c.MaxTokenLifetime)
