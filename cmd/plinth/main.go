@@ -51,6 +51,7 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(obfuscateCommand())
 	root.AddCommand(migrateCommand(), legacyCommand())
 	root.AddCommand(lakeCommand())
+	root.AddCommand(doctorCommand())
 	return root
 }
 
