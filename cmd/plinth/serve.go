@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/plinth-data/plinth"
@@ -192,7 +193,13 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
+	opsMetrics(reg, relay, auditStore)
+	if requestAuditor != nil {
+		requestAuditor = newCountingAuditor(reg, requestAuditor)
+	}
 	api, err := plinthhttp.NewServer(ctx, plinthhttp.Config{
+		Registry:          reg,
 		Store:             st,
 		Domains:           ds,
 		OpenAPI:           doc,
