@@ -42,7 +42,9 @@ check fails.`,
 			return nil
 		},
 	}
-	addConfigFlags(cmd)
+	// The other settings (secrets above all) come from the file and the
+	// environment, as serve would read them.
+	addConfigFlags(cmd, "env", "data-dir", "store", "domains", "nats-url", "lake", "lake-s3-endpoint", "stream-max-age", "stream-max-bytes")
 	return cmd
 }
 
