@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/config"
@@ -139,6 +140,20 @@ func TestDoctorFailures(t *testing.T) {
 		report, _ := doctorRun(t, cfg)
 		wantLine(t, report, statusFail, "stream", "PLINTH_STAGING_CONTACTS does not exist")
 	})
+	t.Run("stream retention differs from the setting", func(t *testing.T) {
+		cfg := doctorConfig(t, "sqlite://"+filepath.Join(t.TempDir(), "p.db"))
+		prepared(t, cfg)
+		cfg.StreamMaxAge, cfg.StreamMaxBytes = 24*time.Hour, 0
+		report, failed := doctorRun(t, cfg)
+		wantLine(t, report, statusWarn, "stream", "configured: 24h0m0s, none")
+		if failed != 0 {
+			t.Fatalf("%d failures for a retention serve applies on start", failed)
+		}
+		// Serve's start applies it; then doctor is content.
+		prepared(t, cfg)
+		report, _ = doctorRun(t, cfg)
+		wantLine(t, report, statusOK, "stream", "max age 24h0m0s, max bytes none")
+	})
 	t.Run("read-only lake folder", func(t *testing.T) {
 		cfg := doctorConfig(t, "sqlite://"+filepath.Join(t.TempDir(), "p.db"))
 		prepared(t, cfg)
@@ -194,4 +209,14 @@ func readOnlyFolder(t *testing.T, dir string) {
 		t.Fatalf("chattr +i %s: %v %s", dir, err, out)
 	}
 	t.Cleanup(func() { exec.Command("chattr", "-i", dir).Run() })
+}
+
+// TestRelayConfigTakesOutboxRetention: the relay of serve, plinth relay
+// and the other stores' relays purges by the outboxRetention setting.
+func TestRelayConfigTakesOutboxRetention(t *testing.T) {
+	cfg := config.Default()
+	cfg.OutboxRetention = 36 * time.Hour
+	if rc := relayConfig(cfg, newLogger("error")); rc.Retention != 36*time.Hour || rc.Logger == nil {
+		t.Fatalf("relay config %+v", rc)
+	}
 }
