@@ -62,6 +62,13 @@ type Config struct {
 	// ServiceSecret is the HS256 key Plinth signs and verifies its service
 	// tokens with; nil: service tokens are disabled.
 	ServiceSecret []byte
+	// PreviousUserSecrets are earlier HS256 user secrets still accepted
+	// during a key rotation window; empty outside one.
+	PreviousUserSecrets [][]byte
+	// PreviousServiceSecrets are earlier service-token keys still accepted
+	// during a rotation window, selected by the token's kid (ServiceKeyID);
+	// new tokens are signed with ServiceSecret.
+	PreviousServiceSecrets [][]byte
 	// MaxServiceTokenLifetime bounds a grant's expiry from its issue; 0
 	// means DefaultMaxServiceTokenLifetime.
 	MaxServiceTokenLifetime time.Duration
@@ -126,6 +133,9 @@ func New(ctx context.Context, cfg Config, store plinth.AccessStore, domains []*p
 	}
 	if cfg.UserSecret != nil && bytes.Equal(cfg.UserSecret, cfg.ServiceSecret) {
 		return nil, errors.New("auth: the user secret and the service secret must differ, or user tokens could pass as service tokens")
+	}
+	if err := checkRotation(cfg); err != nil {
+		return nil, err
 	}
 	if cfg.ClockSkew <= 0 {
 		cfg.ClockSkew = DefaultClockSkew

@@ -36,7 +36,7 @@ func (a *Authorizer) IssueServiceTokenIn(ctx context.Context, w plinth.GrantWrit
 	g.Enabled = true
 	g.CreatedAt = plinth.Now()
 	g.UpdatedAt = g.CreatedAt
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, tokenClaims{
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, tokenClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    ServiceIssuer,
 			Subject:   g.Consumer,
@@ -45,7 +45,9 @@ func (a *Authorizer) IssueServiceTokenIn(ctx context.Context, w plinth.GrantWrit
 			IssuedAt:  jwt.NewNumericDate(now),
 		},
 		Consumer: g.Consumer,
-	}).SignedString(a.cfg.ServiceSecret)
+	})
+	t.Header["kid"] = ServiceKeyID(a.cfg.ServiceSecret)
+	tok, err := t.SignedString(a.cfg.ServiceSecret)
 	if err != nil {
 		return "", plinth.Grant{}, fmt.Errorf("auth: signing the service token: %w", err)
 	}

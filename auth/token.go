@@ -93,11 +93,16 @@ func (a *Authorizer) verifyFull(ctx context.Context, raw string, now time.Time) 
 		if err == nil {
 			return v, nil
 		}
-		// Only a token that verifies with the service secret is a service
+		// Only a token that verifies with a service key is a service
 		// token; any other with iss "plinth" is judged as a user token.
 		if ve := (*verifyError)(nil); !errors.As(err, &ve) || !ve.signature {
 			return nil, err
 		}
+		v, uerr := a.verifyUser(ctx, raw, now)
+		if uerr != nil && err.Error() == unknownServiceKeyReason {
+			return nil, err // the clearer reason
+		}
+		return v, uerr
 	}
 	return a.verifyUser(ctx, raw, now)
 }
@@ -127,7 +132,10 @@ var serviceMethods = []string{"HS256"}
 func (a *Authorizer) verifyService(raw string, now time.Time) (*verified, error) {
 	var c tokenClaims
 	p := jwt.NewParser(append(a.parserOptions(serviceMethods), jwt.WithIssuer(ServiceIssuer))...)
-	tok, err := p.ParseWithClaims(raw, &c, func(*jwt.Token) (any, error) { return a.cfg.ServiceSecret, nil })
+	tok, err := p.ParseWithClaims(raw, &c, a.serviceKey)
+	if errors.Is(err, errUnknownServiceKID) {
+		return nil, &verifyError{reason: unknownServiceKeyReason, signature: true}
+	}
 	if err != nil {
 		return nil, tokenError(err, tok, &c, serviceMethods)
 	}
@@ -165,7 +173,7 @@ func (a *Authorizer) verifyUser(ctx context.Context, raw string, now time.Time) 
 				if a.cfg.UserSecret == nil {
 					return nil, errAlgMismatch
 				}
-				return a.cfg.UserSecret, nil
+				return a.userSecretKeys(), nil
 			}
 			if ks == nil {
 				return nil, errAlgMismatch

@@ -50,6 +50,8 @@ func (c Config) auth(devSecrets func(dir string) (Secrets, error)) (ac auth.Conf
 	if c.AuthSecret != "" {
 		ac.UserSecret = []byte(c.AuthSecret)
 	}
+	ac.PreviousUserSecrets = byteList(c.AuthPreviousSecrets)
+	ac.PreviousServiceSecrets = byteList(c.TokenPreviousSecrets)
 	if !c.AuthConfigured() {
 		if c.Environment != plinth.EnvDevelopment {
 			return ac, false, fmt.Errorf("environment %s needs authentication: set authSecret (PLINTH_AUTH_SECRET), authJWKSURL or authJWKSFile", c.Environment)
@@ -173,4 +175,13 @@ func randomSecret() []byte {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	return b
+}
+
+// byteList is a comma-separated list of secrets as keys; nil when empty.
+func byteList(s string) [][]byte {
+	var out [][]byte
+	for _, part := range SplitList(s) {
+		out = append(out, []byte(part))
+	}
+	return out
 }

@@ -100,3 +100,28 @@ func TestAuthReadOnlyNeverMakesSecrets(t *testing.T) {
 		t.Fatalf("AuthReadOnly does not verify with serve's secrets: devMode %t, %v", devMode, err)
 	}
 }
+
+// TestPreviousSecrets: the rotation window's earlier keys reach the
+// authorizer's configuration; short ones are refused naming the setting.
+func TestPreviousSecrets(t *testing.T) {
+	t.Chdir(t.TempDir())
+	u1, u2, s1 := strings.Repeat("a", 32), strings.Repeat("b", 40), strings.Repeat("c", 32)
+	t.Setenv("PLINTH_ENV", "production")
+	t.Setenv("PLINTH_AUTH_SECRET", strings.Repeat("u", 32))
+	t.Setenv("PLINTH_TOKEN_SECRET", strings.Repeat("t", 32))
+	t.Setenv("PLINTH_AUTH_PREVIOUS_SECRETS", u1+", "+u2)
+	t.Setenv("PLINTH_TOKEN_PREVIOUS_SECRETS", s1)
+	cfg, err := Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, _, err := cfg.Auth()
+	if err != nil || len(ac.PreviousUserSecrets) != 2 || string(ac.PreviousUserSecrets[1]) != u2 ||
+		len(ac.PreviousServiceSecrets) != 1 || string(ac.PreviousServiceSecrets[0]) != s1 {
+		t.Fatalf("auth config: %v %q %q", err, ac.PreviousUserSecrets, ac.PreviousServiceSecrets)
+	}
+	t.Setenv("PLINTH_TOKEN_PREVIOUS_SECRETS", s1+",short")
+	if _, err := Load(nil); err == nil || !strings.Contains(err.Error(), "token previous secrets") {
+		t.Fatalf("a short previous secret: %v", err)
+	}
+}

@@ -34,22 +34,28 @@ type Config struct {
 	ReportIdleTimeout  time.Duration `yaml:"reportIdleTimeout" env:"PLINTH_REPORT_IDLE_TIMEOUT" flag:"report-idle-timeout" usage:"drop a report's client that reads nothing for this long"`
 	TombstoneRetention time.Duration `yaml:"tombstoneRetention" env:"PLINTH_TOMBSTONE_RETENTION" flag:"tombstone-retention" usage:"how long deletions are kept for incremental reports"`
 
-	AuthSecret       string        `yaml:"authSecret" env:"PLINTH_AUTH_SECRET" flag:"auth-secret" usage:"HS256 shared secret of user tokens from the organisation's single sign-on"`
-	AuthJWKSURL      string        `yaml:"authJWKSURL" env:"PLINTH_AUTH_JWKS_URL" flag:"auth-jwks-url" usage:"URL of a JWKS for RS256/ES256 user tokens"`
-	AuthJWKSFile     string        `yaml:"authJWKSFile" env:"PLINTH_AUTH_JWKS_FILE" flag:"auth-jwks-file" usage:"file holding a JWKS for RS256/ES256 user tokens"`
-	AuthIssuer       string        `yaml:"authIssuer" env:"PLINTH_AUTH_ISSUER" flag:"auth-issuer" usage:"required iss of user tokens (unchecked when empty)"`
-	AuthAudience     string        `yaml:"authAudience" env:"PLINTH_AUTH_AUDIENCE" flag:"auth-audience" usage:"required aud of user tokens (unchecked when empty)"`
-	AuthClockSkew    time.Duration `yaml:"authClockSkew" env:"PLINTH_AUTH_CLOCK_SKEW" flag:"auth-clock-skew" usage:"leeway when checking token times"`
-	TokenSecret      string        `yaml:"tokenSecret" env:"PLINTH_TOKEN_SECRET" flag:"token-secret" usage:"HS256 key Plinth signs service tokens with (at least 32 bytes)"`
-	MaxTokenLifetime time.Duration `yaml:"maxTokenLifetime" env:"PLINTH_MAX_TOKEN_LIFETIME" flag:"max-token-lifetime" usage:"longest lifetime of a service token"`
-	AdminGroups      string        `yaml:"adminGroups" env:"PLINTH_ADMIN_GROUPS" flag:"admin-groups" usage:"comma-separated groups allowed on the admin API"`
-	AuditorGroups    string        `yaml:"auditorGroups" env:"PLINTH_AUDITOR_GROUPS" flag:"auditor-groups" usage:"comma-separated groups allowed to search the audit trail"`
-	Audit            bool          `yaml:"audit" env:"PLINTH_AUDIT" flag:"audit" usage:"audit every request (can be turned off in development only, e.g. for benchmarks)"`
-	AuditMirror      string        `yaml:"auditMirror" env:"PLINTH_AUDIT_MIRROR" flag:"audit-mirror" usage:"also write every audit record as a JSON line to this file, or to stdout with \"stdout\""`
+	AuthSecret           string        `yaml:"authSecret" env:"PLINTH_AUTH_SECRET" flag:"auth-secret" usage:"HS256 shared secret of user tokens from the organisation's single sign-on"`
+	AuthJWKSURL          string        `yaml:"authJWKSURL" env:"PLINTH_AUTH_JWKS_URL" flag:"auth-jwks-url" usage:"URL of a JWKS for RS256/ES256 user tokens"`
+	AuthJWKSFile         string        `yaml:"authJWKSFile" env:"PLINTH_AUTH_JWKS_FILE" flag:"auth-jwks-file" usage:"file holding a JWKS for RS256/ES256 user tokens"`
+	AuthIssuer           string        `yaml:"authIssuer" env:"PLINTH_AUTH_ISSUER" flag:"auth-issuer" usage:"required iss of user tokens (unchecked when empty)"`
+	AuthAudience         string        `yaml:"authAudience" env:"PLINTH_AUTH_AUDIENCE" flag:"auth-audience" usage:"required aud of user tokens (unchecked when empty)"`
+	AuthClockSkew        time.Duration `yaml:"authClockSkew" env:"PLINTH_AUTH_CLOCK_SKEW" flag:"auth-clock-skew" usage:"leeway when checking token times"`
+	TokenSecret          string        `yaml:"tokenSecret" env:"PLINTH_TOKEN_SECRET" flag:"token-secret" usage:"HS256 key Plinth signs service tokens with (at least 32 bytes)"`
+	AuthPreviousSecrets  string        `yaml:"authPreviousSecrets" env:"PLINTH_AUTH_PREVIOUS_SECRETS" flag:"auth-previous-secrets" usage:"comma-separated earlier HS256 user-token secrets still accepted during a key rotation window"`
+	TokenPreviousSecrets string        `yaml:"tokenPreviousSecrets" env:"PLINTH_TOKEN_PREVIOUS_SECRETS" flag:"token-previous-secrets" usage:"comma-separated earlier service-token keys still accepted (by kid) during a key rotation window"`
+	MaxTokenLifetime     time.Duration `yaml:"maxTokenLifetime" env:"PLINTH_MAX_TOKEN_LIFETIME" flag:"max-token-lifetime" usage:"longest lifetime of a service token"`
+	AdminGroups          string        `yaml:"adminGroups" env:"PLINTH_ADMIN_GROUPS" flag:"admin-groups" usage:"comma-separated groups allowed on the admin API"`
+	AuditorGroups        string        `yaml:"auditorGroups" env:"PLINTH_AUDITOR_GROUPS" flag:"auditor-groups" usage:"comma-separated groups allowed to search the audit trail"`
+	Audit                bool          `yaml:"audit" env:"PLINTH_AUDIT" flag:"audit" usage:"audit every request (can be turned off in development only, e.g. for benchmarks)"`
+	AuditMirror          string        `yaml:"auditMirror" env:"PLINTH_AUDIT_MIRROR" flag:"audit-mirror" usage:"also write every audit record as a JSON line to this file, or to stdout with \"stdout\""`
 
 	NATSURL    string `yaml:"natsURL" env:"PLINTH_NATS_URL" flag:"nats-url" usage:"external NATS server or cluster for events (default: an embedded server, data in the data dir)"`
 	NATSListen string `yaml:"natsListen" env:"PLINTH_NATS_LISTEN" flag:"nats-listen" usage:"let other processes (listeners, plinth events tail) reach the embedded NATS server on this address, e.g. 127.0.0.1:4222"`
 	Relay      bool   `yaml:"relay" env:"PLINTH_RELAY" flag:"relay" usage:"run the outbox relay inside serve (turn off when plinth relay runs on its own)"`
+
+	StreamMaxAge    time.Duration `yaml:"streamMaxAge" env:"PLINTH_STREAM_MAX_AGE" flag:"stream-max-age" usage:"JetStream drops a domain's events older than this (0: no age limit); applied to existing streams on start"`
+	StreamMaxBytes  int64         `yaml:"streamMaxBytes" env:"PLINTH_STREAM_MAX_BYTES" flag:"stream-max-bytes" usage:"largest size of a domain's event stream in bytes, the oldest events dropped first (0: no size limit); applied to existing streams on start"`
+	OutboxRetention time.Duration `yaml:"outboxRetention" env:"PLINTH_OUTBOX_RETENTION" flag:"outbox-retention" usage:"the relay deletes published outbox entries older than this (unpublished ones never)"`
 
 	Lake              string        `yaml:"lake" env:"PLINTH_LAKE" flag:"lake" usage:"data lake root: a folder or s3://bucket/prefix (default <data dir>/lake)"`
 	LakeServe         bool          `yaml:"lakeServe" env:"PLINTH_LAKE_SERVE" flag:"lake-serve" usage:"land change events in the lake inside serve (default: on in development, off elsewhere, where plinth lake runs on its own)"`
@@ -99,6 +105,10 @@ func Default() Config {
 		Audit:            true,
 		Relay:            true,
 
+		StreamMaxAge:    7 * 24 * time.Hour,
+		StreamMaxBytes:  1 << 30,
+		OutboxRetention: 7 * 24 * time.Hour,
+
 		LakeFlushInterval: time.Minute,
 	}
 }
@@ -142,7 +152,7 @@ func (c Config) Check() error {
 	}
 	for name, d := range map[string]time.Duration{"report max duration": c.ReportMaxDuration,
 		"report idle timeout": c.ReportIdleTimeout, "tombstone retention": c.TombstoneRetention,
-		"lake flush interval": c.LakeFlushInterval} {
+		"lake flush interval": c.LakeFlushInterval, "outbox retention": c.OutboxRetention} {
 		if d <= 0 {
 			return fmt.Errorf("%s %s: must be positive", name, d)
 		}
@@ -158,6 +168,9 @@ func (c Config) Check() error {
 			return fmt.Errorf("accessPolicies: every policy needs a domain and an environment (development, staging or production)")
 		}
 	}
+	if c.StreamMaxAge < 0 || c.StreamMaxBytes < 0 || c.AuditHotRetention < 0 {
+		return fmt.Errorf("stream max age, stream max bytes and audit hot retention must not be negative (0 is no limit)")
+	}
 	if c.DemoResidents < 0 {
 		return fmt.Errorf("demo records %d: must not be negative", c.DemoResidents)
 	}
@@ -171,6 +184,16 @@ func (c Config) checkAuth() error {
 	}
 	if c.AuthSecret != "" && len(c.AuthSecret) < 32 {
 		return fmt.Errorf("auth secret: must be at least 32 bytes long")
+	}
+	for _, prev := range SplitList(c.AuthPreviousSecrets) {
+		if len(prev) < 32 {
+			return fmt.Errorf("auth previous secrets: each must be at least 32 bytes long")
+		}
+	}
+	for _, prev := range SplitList(c.TokenPreviousSecrets) {
+		if len(prev) < 32 {
+			return fmt.Errorf("token previous secrets: each must be at least 32 bytes long")
+		}
 	}
 	if c.MaxTokenLifetime <= 0 {
 		return fmt.Errorf("max token lifetime %s: must be positive", c.MaxTokenLifetime)

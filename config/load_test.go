@@ -71,3 +71,34 @@ func TestLoadFileNamedByEnvironment(t *testing.T) {
 		t.Fatalf("a bad duration: %v", err)
 	}
 }
+
+// TestRetentionSettings: stream and outbox retention have defaults and
+// come from the file, the environment and flags; 0 is no limit, a negative
+// value is refused.
+func TestRetentionSettings(t *testing.T) {
+	t.Chdir(t.TempDir())
+	d := Default()
+	if d.StreamMaxAge != 7*24*time.Hour || d.StreamMaxBytes != 1<<30 || d.OutboxRetention != 7*24*time.Hour {
+		t.Fatalf("defaults: %s %d %s", d.StreamMaxAge, d.StreamMaxBytes, d.OutboxRetention)
+	}
+	writeFile(t, DefaultFile, "streamMaxAge: 72h\nstreamMaxBytes: 0\n")
+	t.Setenv("PLINTH_OUTBOX_RETENTION", "48h")
+	fl := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	AddFlags(fl)
+	if err := fl.Parse([]string{"--stream-max-bytes", "5000000"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(fl)
+	if err != nil || cfg.StreamMaxAge != 72*time.Hour || cfg.StreamMaxBytes != 5000000 || cfg.OutboxRetention != 48*time.Hour {
+		t.Fatalf("loaded: %v %+v", err, cfg)
+	}
+	t.Setenv("PLINTH_STREAM_MAX_BYTES", "-1")
+	if _, err := Load(nil); err == nil || !strings.Contains(err.Error(), "stream max bytes") {
+		t.Fatalf("negative size cap: %v", err)
+	}
+	os.Unsetenv("PLINTH_STREAM_MAX_BYTES")
+	t.Setenv("PLINTH_OUTBOX_RETENTION", "0s")
+	if _, err := Load(nil); err == nil || !strings.Contains(err.Error(), "outbox retention") {
+		t.Fatalf("zero outbox retention: %v", err)
+	}
+}

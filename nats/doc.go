@@ -7,7 +7,9 @@
 // external server. Publisher implements the relay's Publisher over either: one
 // stream per domain, PLINTH_<ENV>_<DOMAIN>, capturing
 // plinth.<env>.<domain>.>, with a ten-minute duplicate window so that the
-// relay's re-publishes after a crash are dropped by their Nats-Msg-Id.
+// relay's re-publishes after a crash are dropped by their Nats-Msg-Id, and a
+// retention (Retention: 7 days and 1 GiB by default) applied to new and
+// existing streams.
 //
 // # Events
 //

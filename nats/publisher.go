@@ -75,8 +75,9 @@ func StreamName(env, domain string) string {
 // the stored prefix is dropped as duplicates. After a failure the next
 // batch is published one message at a time.
 type Publisher struct {
-	js  jetstream.JetStream
-	env string
+	js        jetstream.JetStream
+	env       string
+	retention Retention
 
 	mu      sync.Mutex
 	streams map[string]bool // domains whose stream is known to exist
@@ -84,11 +85,12 @@ type Publisher struct {
 }
 
 // NewPublisher returns a publisher for the environment's events and makes
-// sure each domain has its stream: created when missing, with file storage
-// and the duplicate window; an existing stream keeps its settings (limits,
-// replicas) except that it gains the domain's subjects and at least the
-// duplicate window.
-func NewPublisher(ctx context.Context, nc *natsgo.Conn, env string, domains []*plinth.Domain) (*Publisher, error) {
+// sure each domain has its stream: created when missing, with file storage,
+// the duplicate window and the retention (DefaultRetention unless
+// WithRetention says otherwise); an existing stream keeps its other
+// settings (replicas, storage) but gains the domain's subjects and is
+// updated to the retention, so a changed setting applies on the next start.
+func NewPublisher(ctx context.Context, nc *natsgo.Conn, env string, domains []*plinth.Domain, opts ...Option) (*Publisher, error) {
 	if env == "" || strings.ContainsAny(env, ". *>") {
 		return nil, fmt.Errorf("nats: environment %q cannot be a subject token", env)
 	}
@@ -99,7 +101,13 @@ func NewPublisher(ctx context.Context, nc *natsgo.Conn, env string, domains []*p
 	if err != nil {
 		return nil, fmt.Errorf("nats: %w", err)
 	}
-	p := &Publisher{js: js, env: env, streams: map[string]bool{}}
+	p := &Publisher{js: js, env: env, streams: map[string]bool{}, retention: DefaultRetention}
+	for _, o := range opts {
+		o(p)
+	}
+	if err := p.retention.Check(); err != nil {
+		return nil, err
+	}
 	if err := p.Check(ctx); err != nil {
 		return nil, err
 	}
@@ -155,9 +163,9 @@ func (p *Publisher) EnsureStream(ctx context.Context, domain string) error {
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		Storage:     jetstream.FileStorage,
-		Duplicates:  DuplicateWindow,
 		Replicas:    1,
 	}
+	p.retention.apply(&want)
 	for attempt := 0; ; attempt++ {
 		s, err := p.js.Stream(ctx, name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -179,11 +187,7 @@ func (p *Publisher) EnsureStream(ctx context.Context, domain string) error {
 			cur.Subjects = append(cur.Subjects, subject)
 			update = true
 		}
-		if cur.Duplicates < DuplicateWindow && (cur.MaxAge == 0 || cur.Duplicates < cur.MaxAge) {
-			cur.Duplicates = DuplicateWindow
-			if cur.MaxAge > 0 && cur.MaxAge < DuplicateWindow {
-				cur.Duplicates = cur.MaxAge
-			}
+		if p.retention.apply(&cur) {
 			update = true
 		}
 		if update {

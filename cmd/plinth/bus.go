@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/events"
 	"github.com/plinth-data/plinth/nats"
 )
 
@@ -16,11 +17,21 @@ func startBus(ctx context.Context, cfg Config, ds []*plinth.Domain, logger *slog
 	if err != nil {
 		return nil, nil, err
 	}
-	pub, err = nats.NewPublisher(ctx, bus.nc, cfg.Environment, ds)
+	pub, err = nats.NewPublisher(ctx, bus.nc, cfg.Environment, ds, streamRetention(cfg))
 	if err != nil {
 		bus.Close()
 		return nil, nil, err
 	}
 	logger.Info("event bus", "nats", bus.where)
 	return pub, bus.Close, nil
+}
+
+// streamRetention is the configured retention of the domains' streams.
+func streamRetention(cfg Config) nats.Option {
+	return nats.WithRetention(nats.Retention{MaxAge: cfg.StreamMaxAge, MaxBytes: cfg.StreamMaxBytes})
+}
+
+// relayConfig is the outbox relay's configuration.
+func relayConfig(cfg Config, logger *slog.Logger) events.RelayConfig {
+	return events.RelayConfig{Logger: logger, Retention: cfg.OutboxRetention}
 }

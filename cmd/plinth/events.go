@@ -128,16 +128,16 @@ func runRelay(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer bus.Close()
-	pub, err := plinthnats.NewPublisher(ctx, bus.nc, cfg.Environment, ds)
+	pub, err := plinthnats.NewPublisher(ctx, bus.nc, cfg.Environment, ds, streamRetention(cfg))
 	if err != nil {
 		return err
 	}
-	relay := events.NewRelay(outbox, pub, events.RelayConfig{Logger: logger})
+	relay := events.NewRelay(outbox, pub, relayConfig(cfg, logger))
 	logger.Info("relay started", "holder", relay.Status().Holder, "environment", cfg.Environment,
 		"store", redactURL(cfg.StoreURL()), "nats", bus.where)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	relayOthers(ctx, &wg, st, pub, logger)
+	relayOthers(ctx, &wg, st, pub, relayConfig(cfg, logger))
 	err = relay.Run(ctx)
 	logger.Info("relay stopped", "published", relay.Status().Published)
 	return err

@@ -106,7 +106,7 @@ func runLake(ctx context.Context, cfg Config, lc lake.Config) error {
 		return err
 	}
 	defer bus.Close()
-	pub, err := plinthnats.NewPublisher(ctx, bus.nc, cfg.Environment, ds)
+	pub, err := plinthnats.NewPublisher(ctx, bus.nc, cfg.Environment, ds, streamRetention(cfg))
 	if err != nil {
 		return err
 	}

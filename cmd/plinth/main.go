@@ -52,6 +52,7 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(migrateCommand(), legacyCommand())
 	root.AddCommand(lakeCommand())
 	root.AddCommand(contractCommand())
+	root.AddCommand(doctorCommand())
 	return root
 }
 

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/plinth-data/plinth"
@@ -131,7 +132,7 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	relay := events.NewRelay(outbox, pub, events.RelayConfig{Logger: logger})
+	relay := events.NewRelay(outbox, pub, relayConfig(cfg, logger))
 	background, stopBackground := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	if cfg.Relay {
@@ -192,7 +193,13 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
+	opsMetrics(reg, relay, auditStore)
+	if requestAuditor != nil {
+		requestAuditor = newCountingAuditor(reg, requestAuditor)
+	}
 	api, err := plinthhttp.NewServer(ctx, plinthhttp.Config{
+		Registry:          reg,
 		Store:             st,
 		Domains:           ds,
 		OpenAPI:           doc,

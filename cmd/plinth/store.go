@@ -14,6 +14,21 @@ import (
 
 // openStore opens the store a URL names and prepares it for the domains.
 func openStore(ctx context.Context, url string, ds []*plinth.Domain) (plinth.Store, error) {
+	st, err := connectStore(ctx, url, environmentOf(ctx) != plinth.EnvDevelopment)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Prepare(ctx, ds); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("preparing the store: %w", err)
+	}
+	return st, nil
+}
+
+// connectStore opens the store at url without preparing it. checkTables
+// makes a DynamoDB store's Prepare verify its tables instead of creating
+// them.
+func connectStore(ctx context.Context, url string, checkTables bool) (plinth.Store, error) {
 	var st plinth.Store
 	switch {
 	case strings.HasPrefix(url, "sqlite://"):
@@ -40,7 +55,7 @@ func openStore(ctx context.Context, url string, ds []*plinth.Domain) (plinth.Sto
 		// Tables are created on start only in development; elsewhere they
 		// come from `plinth schema apply` or infrastructure code, and a
 		// store that does not match refuses to start.
-		o.Check = environmentOf(ctx) != plinth.EnvDevelopment
+		o.Check = checkTables
 		s, err := dynamodb.OpenOptions(ctx, o)
 		if err != nil {
 			return nil, err
@@ -48,10 +63,6 @@ func openStore(ctx context.Context, url string, ds []*plinth.Domain) (plinth.Sto
 		st = s
 	default:
 		return nil, fmt.Errorf("store %q: use sqlite:///path/to/file.db, postgres://user@host:5432/database or dynamodb://region[?endpoint=…&prefix=…]", redactURL(url))
-	}
-	if err := st.Prepare(ctx, ds); err != nil {
-		st.Close()
-		return nil, fmt.Errorf("preparing the store: %w", err)
 	}
 	return st, nil
 }

@@ -22,7 +22,7 @@ func runOtherStores(ctx context.Context, wg *sync.WaitGroup, cfg Config, st plin
 		return
 	}
 	if cfg.Relay {
-		relayOthers(ctx, wg, st, pub, logger)
+		relayOthers(ctx, wg, st, pub, relayConfig(cfg, logger))
 	}
 	for _, o := range m.Others() {
 		as, ok := o.(plinth.AuditStore)
@@ -41,7 +41,8 @@ func runOtherStores(ctx context.Context, wg *sync.WaitGroup, cfg Config, st plin
 }
 
 // relayOthers runs a relay for the outbox of each store besides the default.
-func relayOthers(ctx context.Context, wg *sync.WaitGroup, st plinth.Store, pub plinth.Publisher, logger *slog.Logger) {
+func relayOthers(ctx context.Context, wg *sync.WaitGroup, st plinth.Store, pub plinth.Publisher, rc events.RelayConfig) {
+	logger := rc.Logger
 	m, ok := st.(*storemux.Mux)
 	if !ok {
 		return
@@ -51,7 +52,7 @@ func relayOthers(ctx context.Context, wg *sync.WaitGroup, st plinth.Store, pub p
 		if !ok {
 			continue
 		}
-		relay := events.NewRelay(outbox, pub, events.RelayConfig{Logger: logger})
+		relay := events.NewRelay(outbox, pub, rc)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
