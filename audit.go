@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"math"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -217,4 +218,24 @@ type AuditTrimmer interface {
 	// TrimAudit deletes the chained records with sequence through or
 	// lower (never the head) and returns how many it deleted.
 	TrimAudit(ctx context.Context, through int64) (int64, error)
+}
+
+// Matches reports whether a record meets the query's filters (not After or
+// Limit): what a store's AuditRecords selects, for stores and archives that
+// filter in Go.
+func (q AuditQuery) Matches(r AuditRecord) bool {
+	p := r.Principal
+	switch {
+	case q.User != "" && q.User != p.Subject && q.User != p.Email && q.User != p.Consumer:
+		return false
+	case q.EntityID != "" && !slices.Contains(r.RecordIDs, q.EntityID):
+		return false
+	case q.Domain != "" && q.Domain != r.Domain:
+		return false
+	case !q.Since.IsZero() && r.Time.Before(q.Since):
+		return false
+	case !q.Until.IsZero() && !r.Time.Before(q.Until):
+		return false
+	}
+	return true
 }

@@ -99,7 +99,7 @@ func SearchAllWithArchive(ctx context.Context, store plinth.AuditStore, archive 
 		var last int64
 		err := archive.ScanArchive(ctx, q.After, func(r plinth.AuditRecord) error {
 			last = r.Sequence
-			if Matches(q, r) {
+			if q.Matches(r) {
 				return fn(r)
 			}
 			return nil
@@ -110,23 +110,4 @@ func SearchAllWithArchive(ctx context.Context, store plinth.AuditStore, archive 
 		q.After = max(q.After, last)
 	}
 	return SearchAll(ctx, store, q, fn)
-}
-
-// Matches reports whether a record meets a query's filters (not After or
-// Limit), as the stores' AuditRecords do.
-func Matches(q plinth.AuditQuery, r plinth.AuditRecord) bool {
-	p := r.Principal
-	switch {
-	case q.User != "" && q.User != p.Subject && q.User != p.Email && q.User != p.Consumer:
-		return false
-	case q.EntityID != "" && !slices.Contains(r.RecordIDs, q.EntityID):
-		return false
-	case q.Domain != "" && q.Domain != r.Domain:
-		return false
-	case !q.Since.IsZero() && r.Time.Before(q.Since):
-		return false
-	case !q.Until.IsZero() && !r.Time.Before(q.Until):
-		return false
-	}
-	return true
 }

@@ -198,7 +198,7 @@ func SearchTrailWithArchive(ctx context.Context, chains []Chain, archive Archive
 	if archive != nil {
 		err := archive.ScanArchive(ctx, 0, func(r plinth.AuditRecord) error {
 			last = r.Sequence
-			if Matches(q, r) {
+			if q.Matches(r) {
 				return fn(TrailRecord{AuditRecord: r, Chain: DefaultChain})
 			}
 			return nil

@@ -193,7 +193,7 @@ func checkRecords(ctx context.Context, dir string, p planned, meter MeterFunc) e
 		return fmt.Errorf("bundle %s: %w", dir, err)
 	}
 	defer r.Close()
-	mt := meter.start("checking "+p.em.File, p.em.Records)
+	mt := meter.Start("checking "+p.em.File, p.em.Records)
 	defer mt.Stop()
 	type chunk struct {
 		first int64 // line number of lines[0]
@@ -335,7 +335,7 @@ func loadEntity(ctx context.Context, st plinth.Store, dir string, p planned, bat
 	if from >= p.em.Records {
 		return res, nil
 	}
-	mt := opts.Meter.start("loading "+p.e.Domain.Name+"/"+p.e.Plural, p.em.Records)
+	mt := opts.Meter.Start("loading "+p.e.Domain.Name+"/"+p.e.Plural, p.em.Records)
 	defer func() {
 		if err != nil {
 			mt.Stop()

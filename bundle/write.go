@@ -16,30 +16,12 @@ import (
 	"github.com/plinth-data/plinth"
 )
 
-// Meter shows the progress of long work (a bar on a terminal, log lines
-// otherwise; the CLI provides it).
-type Meter interface {
-	Add(n int)
-	// Finish reports the work done; Stop ends it after a failure.
-	Finish()
-	Stop()
-}
-
-// MeterFunc starts a Meter for work on total records.
-type MeterFunc func(what string, total int64) Meter
-
-type noMeter struct{}
-
-func (noMeter) Add(int) {}
-func (noMeter) Finish() {}
-func (noMeter) Stop()   {}
-
-func (f MeterFunc) start(what string, total int64) Meter {
-	if f == nil {
-		return noMeter{}
-	}
-	return f(what, total)
-}
+// Meter and MeterFunc are the root package's: a progress display the CLI
+// provides.
+type (
+	Meter     = plinth.Meter
+	MeterFunc = plinth.MeterFunc
+)
 
 // Writer writes a bundle: one EntityWriter per entity, then Finish writes
 // the manifest. Obfuscation writes its output through it too.
@@ -253,7 +235,7 @@ func exportEntity(ctx context.Context, st plinth.Store, w *Writer, e *plinth.Ent
 	if err != nil {
 		return err
 	}
-	mt := meter.start("exporting "+e.Domain.Name+"/"+e.Plural, total)
+	mt := meter.Start("exporting "+e.Domain.Name+"/"+e.Plural, total)
 	pending := 0
 	wm, err := st.Scan(ctx, e, plinth.ScanQuery{}, func(r plinth.Record) error {
 		if err := ew.Write(r); err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -205,7 +204,7 @@ func (s *Store) AuditRecords(ctx context.Context, q plinth.AuditQuery) ([]plinth
 			derr = err
 			return false
 		}
-		if !auditMatches(r, q) {
+		if !q.Matches(r) {
 			return true
 		}
 		if len(out) == limit {
@@ -216,23 +215,6 @@ func (s *Store) AuditRecords(ctx context.Context, q plinth.AuditQuery) ([]plinth
 		return true
 	})
 	return out, more, errors.Join(err, derr)
-}
-
-func auditMatches(r plinth.AuditRecord, q plinth.AuditQuery) bool {
-	p := r.Principal
-	switch {
-	case q.User != "" && p.Subject != q.User && p.Email != q.User && p.Consumer != q.User:
-		return false
-	case q.EntityID != "" && !slices.Contains(r.RecordIDs, q.EntityID):
-		return false
-	case q.Domain != "" && r.Domain != q.Domain:
-		return false
-	case !q.Since.IsZero() && r.Time.Before(q.Since):
-		return false
-	case !q.Until.IsZero() && !r.Time.Before(q.Until):
-		return false
-	}
-	return true
 }
 
 // AcquireChainLease takes or renews the chainer's lease.

@@ -100,7 +100,7 @@ func (d *diff) readSource(ctx context.Context, src *Source, m *Mapping, meter Me
 	if err != nil {
 		return nil, err
 	}
-	mt := meter.start("compare "+m.Plural, total)
+	mt := meter.Start("compare "+m.Plural, total)
 	out := map[string]sourceEntry{}
 	var after LegacyKey
 	for {

@@ -10,29 +10,12 @@ import (
 	"github.com/plinth-data/plinth"
 )
 
-// Meter shows the progress of long work (a bar on a terminal, log lines
-// otherwise; the CLI provides it).
-type Meter interface {
-	Add(n int)
-	Finish()
-	Stop()
-}
-
-// MeterFunc starts a Meter for work on about total rows.
-type MeterFunc func(what string, total int64) Meter
-
-type noMeter struct{}
-
-func (noMeter) Add(int) {}
-func (noMeter) Finish() {}
-func (noMeter) Stop()   {}
-
-func (f MeterFunc) start(what string, total int64) Meter {
-	if f == nil {
-		return noMeter{}
-	}
-	return f(what, total)
-}
+// Meter and MeterFunc are the root package's: a progress display the CLI
+// provides.
+type (
+	Meter     = plinth.Meter
+	MeterFunc = plinth.MeterFunc
+)
 
 // DefaultBatch is how many root rows a full load reads, writes and
 // checkpoints at a time.
@@ -126,7 +109,7 @@ func Full(ctx context.Context, src *Source, st plinth.Store, m *Mapping, opts Fu
 			}()
 		}
 	}
-	meter := opts.Meter.start("migrate "+m.Plural, total)
+	meter := opts.Meter.Start("migrate "+m.Plural, total)
 	meter.Add(cp.Loaded)
 	// Reading and building the next batch overlaps writing this one.
 	rctx, cancel := context.WithCancel(ctx)
