@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -188,10 +187,10 @@ func Parse(file string, data []byte) (*Mapping, error) {
 	if err == io.EOF || len(doc.Content) == 0 || doc.Content[0].Tag == "!!null" {
 		return nil, &Error{Problems: []string{fmt.Sprintf("%s:1: the mapping is empty", file)}}
 	}
-	l := &loader{file: file}
+	l := &loader{spec.YAMLProblems{File: file}}
 	m := l.mapping(doc.Content[0])
-	if len(l.problems) > 0 {
-		return nil, &Error{Problems: l.problems}
+	if len(l.Problems) > 0 {
+		return nil, &Error{Problems: l.Problems}
 	}
 	return m, nil
 }
@@ -211,50 +210,14 @@ func MappingFiles(dir string) ([]string, error) {
 	return out, nil
 }
 
-type loader struct {
-	file     string
-	problems []string
-}
-
-func (l *loader) errorf(n *yaml.Node, format string, args ...any) {
-	l.problems = append(l.problems, fmt.Sprintf("%s:%d: %s", l.file, n.Line, fmt.Sprintf(format, args...)))
-}
-
-// keys returns the keys of a mapping node, reporting unknown, repeated
-// and missing required keys.
-func (l *loader) keys(n *yaml.Node, what string, required []string, optional ...string) map[string]*yaml.Node {
-	if n.Kind != yaml.MappingNode {
-		l.errorf(n, "%s must be a mapping", what)
-		return nil
-	}
-	m := map[string]*yaml.Node{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		switch {
-		case !slices.Contains(required, k.Value) && !slices.Contains(optional, k.Value):
-			allowed := append(slices.Clone(required), optional...)
-			sort.Strings(allowed)
-			l.errorf(k, "%s: unknown key %q (known keys: %s)", what, k.Value, strings.Join(allowed, ", "))
-		case m[k.Value] != nil:
-			l.errorf(k, "%s: key %q is repeated", what, k.Value)
-		default:
-			m[k.Value] = v
-		}
-	}
-	for _, k := range required {
-		if m[k] == nil {
-			l.errorf(n, "%s: %q is required", what, k)
-		}
-	}
-	return m
-}
+type loader struct{ spec.YAMLProblems }
 
 func (l *loader) str(n *yaml.Node, what string) string {
 	if n == nil {
 		return ""
 	}
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" || n.Value == "" {
-		l.errorf(n, "%s must be a non-empty string", what)
+		l.Errorf(n, "%s must be a non-empty string", what)
 		return ""
 	}
 	return n.Value
@@ -266,7 +229,7 @@ func (l *loader) boolean(n *yaml.Node, what string) bool {
 	}
 	var b bool
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b) != nil {
-		l.errorf(n, "%s must be true or false", what)
+		l.Errorf(n, "%s must be true or false", what)
 	}
 	return b
 }
@@ -283,13 +246,13 @@ func (l *loader) strs(n *yaml.Node, what string) []string {
 		return nil
 	}
 	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
-		l.errorf(n, "%s must be a string or a non-empty list of strings", what)
+		l.Errorf(n, "%s must be a string or a non-empty list of strings", what)
 		return nil
 	}
 	var out []string
 	for _, c := range n.Content {
 		if c.Kind != yaml.ScalarNode || c.Tag == "!!null" {
-			l.errorf(c, "%s must hold strings", what)
+			l.Errorf(c, "%s must hold strings", what)
 			continue
 		}
 		out = append(out, c.Value)
@@ -301,7 +264,7 @@ func (l *loader) strs(n *yaml.Node, what string) []string {
 // bool or nil.
 func (l *loader) scalar(n *yaml.Node, what string) any {
 	if n.Kind != yaml.ScalarNode {
-		l.errorf(n, "%s must be a single value", what)
+		l.Errorf(n, "%s must be a single value", what)
 		return nil
 	}
 	switch n.Tag {
@@ -326,11 +289,11 @@ func (l *loader) scalar(n *yaml.Node, what string) any {
 }
 
 func (l *loader) mapping(n *yaml.Node) *Mapping {
-	k := l.keys(n, "mapping", []string{"domain", "entity", "source", "table", "key", "fields"}, "where", "children", "lookups")
+	k := l.Mapping(n, "mapping", []string{"domain", "entity", "source", "table", "key", "fields"}, "where", "children", "lookups")
 	if k == nil {
 		return nil
 	}
-	m := &Mapping{File: l.file, Domain: l.str(k["domain"], "domain"), Plural: l.str(k["entity"], "entity"), Table: l.str(k["table"], "table")}
+	m := &Mapping{File: l.File, Domain: l.str(k["domain"], "domain"), Plural: l.str(k["entity"], "entity"), Table: l.str(k["table"], "table")}
 	m.lines.table, m.lines.key = k["table"].Line, k["key"].Line
 	m.lines.entity = k["entity"].Line
 	l.source(k["source"], m)
@@ -353,14 +316,14 @@ func (l *loader) mapping(n *yaml.Node) *Mapping {
 // keysInOrder returns the key and value nodes of a mapping in file order.
 func (l *loader) keysInOrder(n *yaml.Node, what string) [][2]*yaml.Node {
 	if n.Kind != yaml.MappingNode {
-		l.errorf(n, "%s must be a mapping", what)
+		l.Errorf(n, "%s must be a mapping", what)
 		return nil
 	}
 	var out [][2]*yaml.Node
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if seen[n.Content[i].Value] {
-			l.errorf(n.Content[i], "%s: %q is repeated", what, n.Content[i].Value)
+			l.Errorf(n.Content[i], "%s: %q is repeated", what, n.Content[i].Value)
 			continue
 		}
 		seen[n.Content[i].Value] = true
@@ -370,24 +333,24 @@ func (l *loader) keysInOrder(n *yaml.Node, what string) [][2]*yaml.Node {
 }
 
 func (l *loader) source(n *yaml.Node, m *Mapping) {
-	k := l.keys(n, "source", []string{"system", "kind", "connection"})
+	k := l.Mapping(n, "source", []string{"system", "kind", "connection"})
 	if k == nil {
 		return
 	}
 	m.System = l.str(k["system"], "source.system")
 	m.Kind = Kind(l.str(k["kind"], "source.kind"))
 	if m.Kind != "" && !slices.Contains(Kinds, m.Kind) {
-		l.errorf(k["kind"], "source.kind %q is not one of mariadb, mysql, postgres, sqlserver", m.Kind)
+		l.Errorf(k["kind"], "source.kind %q is not one of mariadb, mysql, postgres, sqlserver", m.Kind)
 	}
 	m.Connection = l.str(k["connection"], "source.connection")
 	if strings.Contains(m.Connection, "://") || strings.ContainsAny(m.Connection, "@=;") {
-		l.errorf(k["connection"], "source.connection names the environment variable (or configuration entry) that holds the connection string, such as PLINTH_LEGACY_CASE; never put the connection string itself (with its credentials) in the file")
+		l.Errorf(k["connection"], "source.connection names the environment variable (or configuration entry) that holds the connection string, such as PLINTH_LEGACY_CASE; never put the connection string itself (with its credentials) in the file")
 		m.Connection = ""
 	}
 }
 
 func (l *loader) key(n *yaml.Node) KeyMap {
-	k := l.keys(n, "key", []string{"columns"}, "separator", "generate", "legacyField", "unique")
+	k := l.Mapping(n, "key", []string{"columns"}, "separator", "generate", "legacyField", "unique")
 	if k == nil {
 		return KeyMap{}
 	}
@@ -399,14 +362,14 @@ func (l *loader) key(n *yaml.Node) KeyMap {
 	if g := k["generate"]; g != nil {
 		km.Generate = l.str(g, "key.generate")
 		if km.Generate != "uuid" {
-			l.errorf(g, "key.generate must be uuid (a key derived from the legacy key, stable across runs)")
+			l.Errorf(g, "key.generate must be uuid (a key derived from the legacy key, stable across runs)")
 		}
 		km.LegacyField = l.str(k["legacyField"], "key.legacyField")
 		if km.LegacyField == "" {
-			l.errorf(n, "key: a generated key needs legacyField, the field that keeps the legacy id")
+			l.Errorf(n, "key: a generated key needs legacyField, the field that keeps the legacy id")
 		}
 	} else if k["legacyField"] != nil {
-		l.errorf(k["legacyField"], "key.legacyField is only for a generated key (generate: uuid)")
+		l.Errorf(k["legacyField"], "key.legacyField is only for a generated key (generate: uuid)")
 	}
 	return km
 }
@@ -416,12 +379,12 @@ func (l *loader) conditions(n *yaml.Node) []Condition {
 		return nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		l.errorf(n, "where must be a list of conditions")
+		l.Errorf(n, "where must be a list of conditions")
 		return nil
 	}
 	var out []Condition
 	for _, c := range n.Content {
-		k := l.keys(c, "where", []string{"column"}, "in", "notIn", "isNull")
+		k := l.Mapping(c, "where", []string{"column"}, "in", "notIn", "isNull")
 		if k == nil {
 			continue
 		}
@@ -431,7 +394,7 @@ func (l *loader) conditions(n *yaml.Node) []Condition {
 			cond.IsNull = &b
 		}
 		if n := btoi(k["in"] != nil) + btoi(k["notIn"] != nil) + btoi(k["isNull"] != nil); n != 1 {
-			l.errorf(c, "where: give exactly one of in, notIn, isNull")
+			l.Errorf(c, "where: give exactly one of in, notIn, isNull")
 		}
 		out = append(out, cond)
 	}
@@ -451,7 +414,7 @@ func (l *loader) lookups(n *yaml.Node) map[string]*Lookup {
 		return out
 	}
 	for _, kv := range l.keysInOrder(n, "lookups") {
-		k := l.keys(kv[1], "lookup "+kv[0].Value, []string{"values"}, "default", "ignoreCase")
+		k := l.Mapping(kv[1], "lookup "+kv[0].Value, []string{"values"}, "default", "ignoreCase")
 		if k == nil {
 			continue
 		}
@@ -488,7 +451,7 @@ func (l *loader) field(name, n *yaml.Node, lookups map[string]*Lookup) *FieldMap
 		f.Column = l.str(n, what)
 		return f
 	}
-	k := l.keys(n, what, nil, "column", "columns", "constant", "first", "transforms")
+	k := l.Mapping(n, what, nil, "column", "columns", "constant", "first", "transforms")
 	if k == nil {
 		return nil
 	}
@@ -500,18 +463,18 @@ func (l *loader) field(name, n *yaml.Node, lookups map[string]*Lookup) *FieldMap
 		f.Constant, f.HasConstant = l.scalar(c, what+": constant"), true
 	}
 	if fn := k["first"]; fn != nil {
-		fk := l.keys(fn, what+": first", []string{"child", "item"}, "when", "current")
+		fk := l.Mapping(fn, what+": first", []string{"child", "item"}, "when", "current")
 		if fk != nil {
 			f.First = &FirstMap{Child: l.str(fk["child"], "first.child"), Item: l.str(fk["item"], "first.item"),
 				When: l.str(fk["when"], "first.when"), Current: l.boolean(fk["current"], "first.current")}
 		}
 	}
 	if sources := btoi(f.Column != "") + btoi(k["columns"] != nil) + btoi(f.HasConstant) + btoi(f.First != nil); sources != 1 {
-		l.errorf(n, "%s: give exactly one of column, columns, constant, first", what)
+		l.Errorf(n, "%s: give exactly one of column, columns, constant, first", what)
 	}
 	if t := k["transforms"]; t != nil {
 		if t.Kind != yaml.SequenceNode {
-			l.errorf(t, "%s: transforms must be a list", what)
+			l.Errorf(t, "%s: transforms must be a list", what)
 		} else {
 			for _, tn := range t.Content {
 				if tr, ok := l.transform(tn, what, lookups); ok {
@@ -521,14 +484,14 @@ func (l *loader) field(name, n *yaml.Node, lookups map[string]*Lookup) *FieldMap
 		}
 	}
 	if len(f.Columns) > 0 && !slices.ContainsFunc(f.Transforms, func(t Transform) bool { return t.Name == "concat" }) {
-		l.errorf(n, "%s: several columns need a concat transform to join them", what)
+		l.Errorf(n, "%s: several columns need a concat transform to join them", what)
 	}
 	return f
 }
 
 func (l *loader) child(name, n *yaml.Node, lookups map[string]*Lookup) *ChildMap {
 	what := "child " + name.Value
-	k := l.keys(n, what, []string{"table", "join", "fields"}, "parent", "key", "orderBy", "where", "distinct", "rows", "endField", "lookup")
+	k := l.Mapping(n, what, []string{"table", "join", "fields"}, "parent", "key", "orderBy", "where", "distinct", "rows", "endField", "lookup")
 	if k == nil {
 		return nil
 	}
@@ -539,12 +502,12 @@ func (l *loader) child(name, n *yaml.Node, lookups map[string]*Lookup) *ChildMap
 	if r := k["rows"]; r != nil {
 		c.Rows = l.str(r, what+": rows")
 		if !slices.Contains([]string{"all", "current", "historic"}, c.Rows) {
-			l.errorf(r, "%s: rows must be all, current or historic", what)
+			l.Errorf(r, "%s: rows must be all, current or historic", what)
 		}
 	}
 	c.EndField = l.str(k["endField"], what+": endField")
 	if c.Rows != "all" && c.EndField == "" {
-		l.errorf(n, "%s: rows %s needs endField, the item field holding the end date", what, c.Rows)
+		l.Errorf(n, "%s: rows %s needs endField, the item field holding the end date", what, c.Rows)
 	}
 	return c
 }
@@ -559,20 +522,20 @@ func (l *loader) crossCheck(m *Mapping) {
 			c.Parent = m.Key.Columns
 		}
 		if len(c.Join) != len(c.Parent) && len(c.Parent) > 0 {
-			l.problems = append(l.problems, fmt.Sprintf("%s:%d: child %s: join names %d column(s), one per parent column (%s)", l.file, c.Line, c.Field, len(c.Join), strings.Join(c.Parent, ", ")))
+			l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: child %s: join names %d column(s), one per parent column (%s)", l.File, c.Line, c.Field, len(c.Join), strings.Join(c.Parent, ", ")))
 		}
 		for _, f := range c.Fields {
 			if f.First != nil {
-				l.problems = append(l.problems, fmt.Sprintf("%s:%d: child %s: field %s: an item cannot take first of a collection", l.file, f.Line, c.Field, f.Field))
+				l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: child %s: field %s: an item cannot take first of a collection", l.File, f.Line, c.Field, f.Field))
 			}
 		}
 	}
 	for _, f := range m.Fields {
 		if f.First != nil && children[f.First.Child] == nil {
-			l.problems = append(l.problems, fmt.Sprintf("%s:%d: field %s: first.child %q is not declared under children", l.file, f.Line, f.Field, f.First.Child))
+			l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: field %s: first.child %q is not declared under children", l.File, f.Line, f.Field, f.First.Child))
 		}
 		if c := children[f.Field]; c != nil && !c.Lookup {
-			l.problems = append(l.problems, fmt.Sprintf("%s:%d: field %s is filled by the child collection of that name; map it in one place", l.file, f.Line, f.Field))
+			l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: field %s is filled by the child collection of that name; map it in one place", l.File, f.Line, f.Field))
 		}
 	}
 }

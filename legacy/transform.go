@@ -60,20 +60,20 @@ func (l *loader) transform(n *yaml.Node, what string, lookups map[string]*Lookup
 	if n.Kind == yaml.MappingNode && len(n.Content) == 2 {
 		name, arg = n.Content[0].Value, n.Content[1]
 	} else if n.Kind != yaml.ScalarNode {
-		l.errorf(n, "%s: a transform is a name (trim) or a name with its argument ({date: dd/MM/yyyy})", what)
+		l.Errorf(n, "%s: a transform is a name (trim) or a name with its argument ({date: dd/MM/yyyy})", what)
 		return Transform{}, false
 	}
 	t := Transform{Name: name, Line: n.Line}
 	needArg := func() bool {
 		if arg == nil {
-			l.errorf(n, "%s: transform %s needs an argument", what, name)
+			l.Errorf(n, "%s: transform %s needs an argument", what, name)
 			return false
 		}
 		return true
 	}
 	noArg := func(f func(string) string) {
 		if arg != nil {
-			l.errorf(n, "%s: transform %s takes no argument", what, name)
+			l.Errorf(n, "%s: transform %s takes no argument", what, name)
 		}
 		t.fn = textFn(f)
 	}
@@ -90,7 +90,7 @@ func (l *loader) transform(n *yaml.Node, what string, lookups map[string]*Lookup
 		noArg(titleCase)
 	case "nullIfEmpty":
 		if arg != nil {
-			l.errorf(n, "%s: transform nullIfEmpty takes no argument", what)
+			l.Errorf(n, "%s: transform nullIfEmpty takes no argument", what)
 		}
 		t.fn = nullIfEmpty
 	case "nullIf":
@@ -127,7 +127,7 @@ func (l *loader) transform(n *yaml.Node, what string, lookups map[string]*Lookup
 		}
 		lk := lookups[arg.Value]
 		if lk == nil {
-			l.errorf(arg, "%s: lookup %q is not declared under lookups", what, arg.Value)
+			l.Errorf(arg, "%s: lookup %q is not declared under lookups", what, arg.Value)
 			return t, false
 		}
 		t.fn, t.lookup = lk.apply, lk
@@ -150,11 +150,11 @@ func (l *loader) transform(n *yaml.Node, what string, lookups map[string]*Lookup
 		}
 	case "integer", "number":
 		if arg != nil {
-			l.errorf(n, "%s: transform %s takes no argument", what, name)
+			l.Errorf(n, "%s: transform %s takes no argument", what, name)
 		}
 		t.fn = numberFn(name == "integer")
 	default:
-		l.errorf(n, "%s: unknown transform %q (known: %s)", what, name, strings.Join(TransformNames, ", "))
+		l.Errorf(n, "%s: unknown transform %q (known: %s)", what, name, strings.Join(TransformNames, ", "))
 		return t, false
 	}
 	return t, true
@@ -235,7 +235,7 @@ func (l *loader) timeTransform(arg *yaml.Node, what string, datetime bool) func(
 	var names []string
 	zone := time.UTC
 	if arg.Kind == yaml.MappingNode {
-		k := l.keys(arg, what+": date", []string{"formats"}, "zone")
+		k := l.Mapping(arg, what+": date", []string{"formats"}, "zone")
 		if k == nil {
 			return nil
 		}
@@ -243,7 +243,7 @@ func (l *loader) timeTransform(arg *yaml.Node, what string, datetime bool) func(
 		if z := k["zone"]; z != nil {
 			loc, err := time.LoadLocation(z.Value)
 			if err != nil {
-				l.errorf(z, "%s: zone %q is not a known time zone", what, z.Value)
+				l.Errorf(z, "%s: zone %q is not a known time zone", what, z.Value)
 			} else {
 				zone = loc
 			}

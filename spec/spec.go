@@ -146,7 +146,7 @@ func checkReferences(domains []*plinth.Domain) []string {
 
 // Parse loads one domain spec. file names it in messages.
 func Parse(file string, data []byte) (*plinth.Domain, error) {
-	l := &loader{file: file}
+	l := &loader{YAMLProblems{File: file}}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	err := dec.Decode(&doc)
@@ -164,12 +164,12 @@ func Parse(file string, data []byte) (*plinth.Domain, error) {
 	case err != nil:
 		return nil, &Error{Problems: []string{syntaxProblem(file, data, err)}}
 	default:
-		l.errorf(&next, "the file holds more than one YAML document; put each domain in a file of its own")
-		return nil, &Error{Problems: l.problems}
+		l.Errorf(&next, "the file holds more than one YAML document; put each domain in a file of its own")
+		return nil, &Error{Problems: l.Problems}
 	}
 	d := l.domain(doc.Content[0])
-	if len(l.problems) > 0 {
-		return nil, &Error{Problems: l.problems}
+	if len(l.Problems) > 0 {
+		return nil, &Error{Problems: l.Problems}
 	}
 	return d, nil
 }
@@ -243,20 +243,24 @@ func syntaxProblem(file string, data []byte, err error) string {
 	return fmt.Sprintf("%s:%d: %s", file, line, msg)
 }
 
-type loader struct {
-	file     string
-	problems []string
+// YAMLProblems gathers every problem of a YAML file as "file:line:
+// message", for the spec loader and the other files beside the specs
+// (legacy mappings), so that all are reported at once.
+type YAMLProblems struct {
+	File     string
+	Problems []string
 }
 
-func (l *loader) errorf(n *yaml.Node, format string, args ...any) {
-	l.problems = append(l.problems, fmt.Sprintf("%s:%d: %s", l.file, n.Line, fmt.Sprintf(format, args...)))
+// Errorf records a problem at the node's line.
+func (l *YAMLProblems) Errorf(n *yaml.Node, format string, args ...any) {
+	l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: %s", l.File, n.Line, fmt.Sprintf(format, args...)))
 }
 
-// mapping returns the keys of a mapping node, reporting unknown and
+// Mapping returns the keys of a mapping node, reporting unknown and
 // repeated keys, and required keys that are missing.
-func (l *loader) mapping(n *yaml.Node, what string, required []string, optional ...string) map[string]*yaml.Node {
+func (l *YAMLProblems) Mapping(n *yaml.Node, what string, required []string, optional ...string) map[string]*yaml.Node {
 	if n.Kind != yaml.MappingNode {
-		l.errorf(n, "%s must be a mapping", what)
+		l.Errorf(n, "%s must be a mapping", what)
 		return nil
 	}
 	m := map[string]*yaml.Node{}
@@ -266,27 +270,29 @@ func (l *loader) mapping(n *yaml.Node, what string, required []string, optional 
 		case !slices.Contains(required, k.Value) && !slices.Contains(optional, k.Value):
 			allowed := append(slices.Clone(required), optional...)
 			sort.Strings(allowed)
-			l.errorf(k, "%s: unknown key %q (known keys: %s)", what, k.Value, strings.Join(allowed, ", "))
+			l.Errorf(k, "%s: unknown key %q (known keys: %s)", what, k.Value, strings.Join(allowed, ", "))
 		case m[k.Value] != nil:
-			l.errorf(k, "%s: key %q is repeated", what, k.Value)
+			l.Errorf(k, "%s: key %q is repeated", what, k.Value)
 		default:
 			m[k.Value] = v
 		}
 	}
 	for _, k := range required {
 		if m[k] == nil {
-			l.errorf(n, "%s: %q is required", what, k)
+			l.Errorf(n, "%s: %q is required", what, k)
 		}
 	}
 	return m
 }
+
+type loader struct{ YAMLProblems }
 
 func (l *loader) str(n *yaml.Node, what string) string {
 	if n == nil {
 		return ""
 	}
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
-		l.errorf(n, "%s must be a string", what)
+		l.Errorf(n, "%s must be a string", what)
 		return ""
 	}
 	return n.Value
@@ -298,7 +304,7 @@ func (l *loader) boolean(n *yaml.Node, what string) bool {
 	}
 	var b bool
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b) != nil {
-		l.errorf(n, "%s must be true or false", what)
+		l.Errorf(n, "%s must be true or false", what)
 	}
 	return b
 }
@@ -309,7 +315,7 @@ func (l *loader) number(n *yaml.Node, what string) *float64 {
 	}
 	var x float64
 	if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") || n.Decode(&x) != nil || math.IsInf(x, 0) || math.IsNaN(x) {
-		l.errorf(n, "%s must be a number", what)
+		l.Errorf(n, "%s must be a number", what)
 		return nil
 	}
 	return &x
@@ -320,7 +326,7 @@ func (l *loader) seq(n *yaml.Node, what string) []*yaml.Node {
 		return nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		l.errorf(n, "%s must be a list", what)
+		l.Errorf(n, "%s must be a list", what)
 		return nil
 	}
 	return n.Content
@@ -332,7 +338,7 @@ func (l *loader) dataSafety(n *yaml.Node, what string) plinth.SpecialHandling {
 	if n == nil {
 		return ""
 	}
-	m := l.mapping(n, what, nil, "special")
+	m := l.Mapping(n, what, nil, "special")
 	sp := m["special"]
 	if sp == nil {
 		return ""
@@ -343,13 +349,13 @@ func (l *loader) dataSafety(n *yaml.Node, what string) plinth.SpecialHandling {
 		return h
 	}
 	if stringNode(sp) {
-		l.errorf(sp, "%s.special: %q is not a policy; use remove (the default: the copy leaves special-category data out) or generalise (the copy keeps a coarse form)", what, h)
+		l.Errorf(sp, "%s.special: %q is not a policy; use remove (the default: the copy leaves special-category data out) or generalise (the copy keeps a coarse form)", what, h)
 	}
 	return ""
 }
 
 func (l *loader) domain(n *yaml.Node) *plinth.Domain {
-	m := l.mapping(n, "domain", []string{"domain", "description", "owner", "entities"}, "sourceSystem", "dataSafety")
+	m := l.Mapping(n, "domain", []string{"domain", "description", "owner", "entities"}, "sourceSystem", "dataSafety")
 	if m == nil {
 		return nil
 	}
@@ -357,13 +363,13 @@ func (l *loader) domain(n *yaml.Node) *plinth.Domain {
 		Name:         l.str(m["domain"], "domain"),
 		Description:  l.str(m["description"], "description"),
 		SourceSystem: l.str(m["sourceSystem"], "sourceSystem"),
-		File:         l.file,
+		File:         l.File,
 	}
 	if stringNode(m["domain"]) && !kebabRE.MatchString(d.Name) {
-		l.errorf(m["domain"], "domain %q must be lower-case kebab-case, such as benefit-claims", d.Name)
+		l.Errorf(m["domain"], "domain %q must be lower-case kebab-case, such as benefit-claims", d.Name)
 	}
 	if o := m["owner"]; o != nil {
-		om := l.mapping(o, "owner", []string{"serviceArea", "productOwner"}, "cloudAccount", "groups")
+		om := l.Mapping(o, "owner", []string{"serviceArea", "productOwner"}, "cloudAccount", "groups")
 		d.Owner = plinth.Owner{
 			ServiceArea:  l.str(om["serviceArea"], "owner.serviceArea"),
 			ProductOwner: l.str(om["productOwner"], "owner.productOwner"),
@@ -378,7 +384,7 @@ func (l *loader) domain(n *yaml.Node) *plinth.Domain {
 	d.DataSafety.Special = l.dataSafety(m["dataSafety"], "dataSafety")
 	entities := l.seq(m["entities"], "entities")
 	if m["entities"] != nil && m["entities"].Kind == yaml.SequenceNode && len(entities) == 0 {
-		l.errorf(m["entities"], "entities: a domain needs at least one entity")
+		l.Errorf(m["entities"], "entities: a domain needs at least one entity")
 	}
 	seen := map[string]bool{}
 	for _, en := range entities {
@@ -387,7 +393,7 @@ func (l *loader) domain(n *yaml.Node) *plinth.Domain {
 			continue
 		}
 		if seen[e.Plural] {
-			l.errorf(en, "entity %q: plural %q is used by another entity", e.Name, e.Plural)
+			l.Errorf(en, "entity %q: plural %q is used by another entity", e.Name, e.Plural)
 		}
 		seen[e.Plural] = true
 		e.Domain = d
@@ -397,7 +403,7 @@ func (l *loader) domain(n *yaml.Node) *plinth.Domain {
 }
 
 func (l *loader) entity(n *yaml.Node) *plinth.Entity {
-	m := l.mapping(n, "entity", []string{"name", "plural", "key", "fields"}, "description", "filters")
+	m := l.Mapping(n, "entity", []string{"name", "plural", "key", "fields"}, "description", "filters")
 	if m == nil {
 		return nil
 	}
@@ -408,13 +414,13 @@ func (l *loader) entity(n *yaml.Node) *plinth.Entity {
 	}
 	what := fmt.Sprintf("entity %q", e.Name)
 	if stringNode(m["name"]) && !validCamel(e.Name) {
-		l.errorf(m["name"], "%s: name must be camelCase without acronyms, such as benefitClaim", what)
+		l.Errorf(m["name"], "%s: name must be camelCase without acronyms, such as benefitClaim", what)
 	}
 	if stringNode(m["plural"]) && !kebabRE.MatchString(e.Plural) {
-		l.errorf(m["plural"], "%s: plural %q must be lower-case kebab-case, such as benefit-claims", what, e.Plural)
+		l.Errorf(m["plural"], "%s: plural %q must be lower-case kebab-case, such as benefit-claims", what, e.Plural)
 	}
 	if plinth.ReservedPlural(e.Plural) {
-		l.errorf(m["plural"], "%s: plural %q is reserved by Plinth", what, e.Plural)
+		l.Errorf(m["plural"], "%s: plural %q is reserved by Plinth", what, e.Plural)
 	}
 	// Without a usable key the fields are still checked, so that every
 	// problem is reported at once; the filters are not, as the key field
@@ -429,7 +435,7 @@ func (l *loader) entity(n *yaml.Node) *plinth.Entity {
 	}
 	fields := l.seq(m["fields"], what+": fields")
 	if m["fields"] != nil && m["fields"].Kind == yaml.SequenceNode && len(fields) == 0 {
-		l.errorf(m["fields"], "%s: fields: an entity needs at least one field besides its key", what)
+		l.Errorf(m["fields"], "%s: fields: an entity needs at least one field besides its key", what)
 	}
 	for _, fn := range fields {
 		f := l.field(fn, "", plinth.PII(""), true)
@@ -437,7 +443,7 @@ func (l *loader) entity(n *yaml.Node) *plinth.Entity {
 			continue
 		}
 		if seen[f.Name] {
-			l.errorf(fn, "field %q: the name is used twice", f.Name)
+			l.Errorf(fn, "field %q: the name is used twice", f.Name)
 			continue
 		}
 		seen[f.Name] = true
@@ -454,7 +460,7 @@ func (l *loader) entity(n *yaml.Node) *plinth.Entity {
 		}
 		for _, p := range paramsOf(f) {
 			if params[p] {
-				l.errorf(fn, "filter %q: query parameter %q is used twice", f.Param, p)
+				l.Errorf(fn, "filter %q: query parameter %q is used twice", f.Param, p)
 			}
 			params[p] = true
 		}
@@ -476,7 +482,7 @@ func (l *loader) key(n *yaml.Node, what string) *plinth.Field {
 	if n == nil {
 		return nil
 	}
-	m := l.mapping(n, what+": key", []string{"name", "type", "pii"}, "generated", "description")
+	m := l.Mapping(n, what+": key", []string{"name", "type", "pii"}, "generated", "description")
 	if m == nil || m["name"] == nil || m["type"] == nil || m["pii"] == nil {
 		return nil
 	}
@@ -489,9 +495,9 @@ func (l *loader) key(n *yaml.Node, what string) *plinth.Field {
 	if !stringNode(m["name"]) {
 		// str has reported it
 	} else if !validCamel(f.Name) {
-		l.errorf(m["name"], "key %q: name must be camelCase without acronyms, such as mosaicId", f.Name)
+		l.Errorf(m["name"], "key %q: name must be camelCase without acronyms, such as mosaicId", f.Name)
 	} else if slices.Contains(plinth.SystemFields, f.Name) {
-		l.errorf(m["name"], "key %q: the name is reserved for a system field (%s)", f.Name, strings.Join(plinth.SystemFields, ", "))
+		l.Errorf(m["name"], "key %q: the name is reserved for a system field (%s)", f.Name, strings.Join(plinth.SystemFields, ", "))
 	}
 	l.checkPII(m["pii"], f, fmt.Sprintf("key %q", f.Name))
 	switch kt := l.str(m["type"], "key type"); plinth.KeyType(kt) {
@@ -502,11 +508,11 @@ func (l *loader) key(n *yaml.Node, what string) *plinth.Field {
 	case plinth.KeyText:
 		f.Type = plinth.TypeString
 		if f.Required {
-			l.errorf(m["generated"], "key %q: a string key cannot be generated; use uuid or integer, or set generated: false", f.Name)
+			l.Errorf(m["generated"], "key %q: a string key cannot be generated; use uuid or integer, or set generated: false", f.Name)
 		}
 	default:
 		if stringNode(m["type"]) {
-			l.errorf(m["type"], "key %q: unknown key type %q (use uuid, integer or string)", f.Name, kt)
+			l.Errorf(m["type"], "key %q: unknown key type %q (use uuid, integer or string)", f.Name, kt)
 		}
 	}
 	return f
@@ -535,7 +541,7 @@ func (l *loader) field(n *yaml.Node, prefix string, inherited plinth.PII, named 
 	if !named {
 		what += ": items"
 	}
-	m := l.mapping(n, what, required, optional...)
+	m := l.Mapping(n, what, required, optional...)
 	if m == nil || m["type"] == nil || (named && m["name"] == nil) {
 		return nil
 	}
@@ -551,14 +557,14 @@ func (l *loader) field(n *yaml.Node, prefix string, inherited plinth.PII, named 
 		if !stringNode(m["name"]) {
 			// str has reported it
 		} else if !validCamel(f.Name) {
-			l.errorf(m["name"], "%s: name must be camelCase without acronyms, such as dateOfBirth", what)
+			l.Errorf(m["name"], "%s: name must be camelCase without acronyms, such as dateOfBirth", what)
 		} else if prefix == "" && slices.Contains(plinth.SystemFields, f.Name) {
-			l.errorf(m["name"], "%s: the name is reserved for a system field (%s)", what, strings.Join(plinth.SystemFields, ", "))
+			l.Errorf(m["name"], "%s: the name is reserved for a system field (%s)", what, strings.Join(plinth.SystemFields, ", "))
 		}
 	}
 	if !slices.Contains(plinth.Types, f.Type) {
 		if stringNode(m["type"]) {
-			l.errorf(m["type"], "%s: unknown type %q (use %s)", what, f.Type, joinTypes())
+			l.Errorf(m["type"], "%s: unknown type %q (use %s)", what, f.Type, joinTypes())
 		}
 		return nil
 	}
@@ -566,13 +572,13 @@ func (l *loader) field(n *yaml.Node, prefix string, inherited plinth.PII, named 
 		f.PII = plinth.PII(l.str(p, what+": pii"))
 		l.checkPII(p, f, what)
 	} else if prefix == "" && named {
-		l.errorf(n, "%s: pii is required (none, personal or special)", what)
+		l.Errorf(n, "%s: pii is required (none, personal or special)", what)
 	}
 	l.constraints(m, f, what)
 	if ds := m["dataSafety"]; ds != nil {
 		f.Special = l.dataSafety(ds, what+": dataSafety")
 		if f.PII != plinth.PIISpecial {
-			l.errorf(ds, "%s: dataSafety applies only to special-category fields (pii: special); this field's pii is %s", what, cmp.Or(string(f.PII), "not set"))
+			l.Errorf(ds, "%s: dataSafety applies only to special-category fields (pii: special); this field's pii is %s", what, cmp.Or(string(f.PII), "not set"))
 		}
 	}
 	if r := m["references"]; r != nil {
@@ -580,7 +586,7 @@ func (l *loader) field(n *yaml.Node, prefix string, inherited plinth.PII, named 
 		switch f.Type {
 		case plinth.TypeUUID, plinth.TypeInteger, plinth.TypeString:
 		default:
-			l.errorf(r, "%s: references applies only to uuid, integer or string fields (the type of the referenced key)", what)
+			l.Errorf(r, "%s: references applies only to uuid, integer or string fields (the type of the referenced key)", what)
 		}
 	}
 	// inner is the dotted path prefix of nested fields; array items have
@@ -592,11 +598,11 @@ func (l *loader) field(n *yaml.Node, prefix string, inherited plinth.PII, named 
 	switch f.Type {
 	case plinth.TypeObject:
 		if m["items"] != nil {
-			l.errorf(m["items"], "%s: items is only for arrays", what)
+			l.Errorf(m["items"], "%s: items is only for arrays", what)
 		}
 		fields := l.seq(m["fields"], what+": fields")
 		if m["fields"] == nil || (m["fields"].Kind == yaml.SequenceNode && len(fields) == 0) {
-			l.errorf(n, "%s: an object needs fields", what)
+			l.Errorf(n, "%s: an object needs fields", what)
 		}
 		seen := map[string]bool{}
 		for _, fn := range fields {
@@ -605,27 +611,27 @@ func (l *loader) field(n *yaml.Node, prefix string, inherited plinth.PII, named 
 				continue
 			}
 			if seen[nf.Name] {
-				l.errorf(fn, "field %q: the name is used twice", inner+nf.Name)
+				l.Errorf(fn, "field %q: the name is used twice", inner+nf.Name)
 			}
 			seen[nf.Name] = true
 			f.Fields = append(f.Fields, nf)
 		}
 	case plinth.TypeArray:
 		if m["fields"] != nil {
-			l.errorf(m["fields"], "%s: fields is only for objects; give arrays items", what)
+			l.Errorf(m["fields"], "%s: fields is only for objects; give arrays items", what)
 		}
 		if m["items"] == nil {
-			l.errorf(n, "%s: an array needs items", what)
+			l.Errorf(n, "%s: an array needs items", what)
 			return f
 		}
 		f.Items = l.field(m["items"], inner, f.PII, false)
 		if f.Items != nil && f.Items.Type == plinth.TypeArray {
-			l.errorf(m["items"], "%s: arrays of arrays are not supported; use an array of objects", what)
+			l.Errorf(m["items"], "%s: arrays of arrays are not supported; use an array of objects", what)
 		}
 	default:
 		for _, k := range []string{"fields", "items"} {
 			if m[k] != nil {
-				l.errorf(m[k], "%s: %s is only for %s", what, k, map[string]string{"fields": "objects", "items": "arrays"}[k])
+				l.Errorf(m[k], "%s: %s is only for %s", what, k, map[string]string{"fields": "objects", "items": "arrays"}[k])
 			}
 		}
 	}
@@ -636,7 +642,7 @@ func (l *loader) checkPII(n *yaml.Node, f *plinth.Field, what string) {
 	switch f.PII {
 	case plinth.PIINone, plinth.PIIPersonal, plinth.PIISpecial:
 	default:
-		l.errorf(n, "%s: unknown pii class %q (use none, personal or special)", what, f.PII)
+		l.Errorf(n, "%s: unknown pii class %q (use none, personal or special)", what, f.PII)
 	}
 }
 
@@ -647,7 +653,7 @@ func (l *loader) constraints(m map[string]*yaml.Node, f *plinth.Field, what stri
 	isNumber := f.Type == plinth.TypeInteger || f.Type == plinth.TypeNumber
 	onlyFor := func(key, types string, ok bool) bool {
 		if m[key] != nil && !ok {
-			l.errorf(m[key], "%s: %s applies only to %s fields", what, key, types)
+			l.Errorf(m[key], "%s: %s applies only to %s fields", what, key, types)
 			return false
 		}
 		return m[key] != nil
@@ -655,7 +661,7 @@ func (l *loader) constraints(m map[string]*yaml.Node, f *plinth.Field, what stri
 	if onlyFor("maxLength", "string", isString) {
 		var n int
 		if m["maxLength"].Tag != "!!int" || m["maxLength"].Decode(&n) != nil || n < 1 {
-			l.errorf(m["maxLength"], "%s: maxLength must be a positive integer", what)
+			l.Errorf(m["maxLength"], "%s: maxLength must be a positive integer", what)
 		} else {
 			f.MaxLength = &n
 		}
@@ -665,13 +671,13 @@ func (l *loader) constraints(m map[string]*yaml.Node, f *plinth.Field, what stri
 			f.Enum = append(f.Enum, l.str(v, what+": enum value"))
 		}
 		if m["enum"].Kind == yaml.SequenceNode && len(f.Enum) == 0 {
-			l.errorf(m["enum"], "%s: enum needs at least one value", what)
+			l.Errorf(m["enum"], "%s: enum needs at least one value", what)
 		}
 	}
 	if onlyFor("pattern", "string", isString) {
 		re, err := regexp.Compile(l.str(m["pattern"], what+": pattern"))
 		if err != nil {
-			l.errorf(m["pattern"], "%s: pattern does not compile: %s", what, strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+			l.Errorf(m["pattern"], "%s: pattern does not compile: %s", what, strings.TrimPrefix(err.Error(), "error parsing regexp: "))
 		} else {
 			f.Pattern = re
 		}
@@ -683,22 +689,22 @@ func (l *loader) constraints(m map[string]*yaml.Node, f *plinth.Field, what stri
 		f.Max = l.number(m["max"], what+": max")
 	}
 	if f.Min != nil && f.Max != nil && *f.Min > *f.Max {
-		l.errorf(m["min"], "%s: min is greater than max", what)
+		l.Errorf(m["min"], "%s: min is greater than max", what)
 	}
 	if stringNode(m["format"]) {
 		switch {
 		case !slices.Contains(plinth.Formats, f.Format):
-			l.errorf(m["format"], "%s: unknown format %q (use %s)", what, f.Format, joinFormats())
+			l.Errorf(m["format"], "%s: unknown format %q (use %s)", what, f.Format, joinFormats())
 		case f.Format == plinth.FormatUPRN && !isString && f.Type != plinth.TypeInteger:
-			l.errorf(m["format"], "%s: format uprn applies only to string or integer fields", what)
+			l.Errorf(m["format"], "%s: format uprn applies only to string or integer fields", what)
 		case f.Format != plinth.FormatUPRN && !isString:
-			l.errorf(m["format"], "%s: format %s applies only to string fields", what, f.Format)
+			l.Errorf(m["format"], "%s: format %s applies only to string fields", what, f.Format)
 		}
 	}
 }
 
 func (l *loader) filter(n *yaml.Node, e *plinth.Entity) *plinth.Filter {
-	m := l.mapping(n, "filter", []string{"param", "field", "match"})
+	m := l.Mapping(n, "filter", []string{"param", "field", "match"})
 	if m == nil || m["param"] == nil || m["field"] == nil || m["match"] == nil {
 		return nil
 	}
@@ -708,16 +714,16 @@ func (l *loader) filter(n *yaml.Node, e *plinth.Entity) *plinth.Filter {
 	}
 	what := fmt.Sprintf("filter %q", f.Param)
 	if stringNode(m["param"]) && !snakeRE.MatchString(f.Param) {
-		l.errorf(m["param"], "%s: param must be snake_case, such as last_name", what)
+		l.Errorf(m["param"], "%s: param must be snake_case, such as last_name", what)
 	}
 	if slices.Contains(reservedParams, f.Param) {
-		l.errorf(m["param"], "%s: param %q is reserved for pagination", what, f.Param)
+		l.Errorf(m["param"], "%s: param %q is reserved for pagination", what, f.Param)
 	}
 	switch f.Match {
 	case plinth.MatchExact, plinth.MatchPrefix, plinth.MatchContains, plinth.MatchRange:
 	default:
 		if stringNode(m["match"]) {
-			l.errorf(m["match"], "%s: unknown match %q (use exact, prefix, contains or range)", what, f.Match)
+			l.Errorf(m["match"], "%s: unknown match %q (use exact, prefix, contains or range)", what, f.Match)
 		}
 		return nil
 	}
@@ -729,7 +735,7 @@ func (l *loader) filter(n *yaml.Node, e *plinth.Entity) *plinth.Filter {
 	top := e.Field(f.Path[0])
 	switch {
 	case top == nil:
-		l.errorf(m["field"], "%s: field %q is not a field of %s", what, fieldPath, e.Name)
+		l.Errorf(m["field"], "%s: field %q is not a field of %s", what, fieldPath, e.Name)
 		return nil
 	case len(f.Path) == 1:
 		f.Field = top
@@ -737,21 +743,21 @@ func (l *loader) filter(n *yaml.Node, e *plinth.Entity) *plinth.Filter {
 		f.Array = top
 		f.Field = plinth.FieldByName(top.Items.Fields, f.Path[1])
 		if f.Field == nil {
-			l.errorf(m["field"], "%s: field %q is not a field of the items of %s", what, fieldPath, top.Name)
+			l.Errorf(m["field"], "%s: field %q is not a field of the items of %s", what, fieldPath, top.Name)
 			return nil
 		}
 	default:
-		l.errorf(m["field"], "%s: field %q: filters reach a top-level field or a field of an array of objects (such as addresses.postCode)", what, fieldPath)
+		l.Errorf(m["field"], "%s: field %q: filters reach a top-level field or a field of an array of objects (such as addresses.postCode)", what, fieldPath)
 		return nil
 	}
 	t := f.Field.Type
 	switch {
 	case t == plinth.TypeObject || t == plinth.TypeArray:
-		l.errorf(m["field"], "%s: field %q is an %s; filters compare single values", what, fieldPath, t)
+		l.Errorf(m["field"], "%s: field %q is an %s; filters compare single values", what, fieldPath, t)
 	case (f.Match == plinth.MatchPrefix || f.Match == plinth.MatchContains) && t != plinth.TypeString:
-		l.errorf(m["match"], "%s: match %s applies only to string fields, and %q is %s", what, f.Match, fieldPath, t)
+		l.Errorf(m["match"], "%s: match %s applies only to string fields, and %q is %s", what, f.Match, fieldPath, t)
 	case f.Match == plinth.MatchRange && t != plinth.TypeInteger && t != plinth.TypeNumber && t != plinth.TypeDate && t != plinth.TypeDateTime:
-		l.errorf(m["match"], "%s: match range applies only to integer, number, date and datetime fields, and %q is %s", what, fieldPath, t)
+		l.Errorf(m["match"], "%s: match range applies only to integer, number, date and datetime fields, and %q is %s", what, fieldPath, t)
 	}
 	return f
 }
