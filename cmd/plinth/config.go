@@ -42,5 +42,15 @@ func loadConfig(cmd *cobra.Command) (Config, error) {
 // splitList splits a comma-separated list, dropping blanks.
 var splitList = config.SplitList
 
+// loadConfigAndDomains is loadConfig, then the domain specs it names.
+func loadConfigAndDomains(cmd *cobra.Command) (Config, []*plinth.Domain, error) {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return cfg, nil, err
+	}
+	ds, err := loadDomains(cfg.Domains)
+	return cfg, ds, err
+}
+
 // loadDomains loads the specs in dir, or the shipped ones when dir is empty.
 func loadDomains(dir string) ([]*plinth.Domain, error) { return config.LoadDomains(dir) }

@@ -29,11 +29,7 @@ DIR must not exist or be empty. plinth load reads the bundle into another store.
 			if to == "" {
 				return fmt.Errorf("give the bundle's folder with --to DIR")
 			}
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			ds, err := loadDomains(cfg.Domains)
+			cfg, ds, err := loadConfigAndDomains(cmd)
 			if err != nil {
 				return err
 			}

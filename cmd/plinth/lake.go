@@ -368,11 +368,7 @@ a merged file is written before the files it replaces are removed, and a
 compaction that was interrupted is finished by the next.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			ds, err := loadDomains(cfg.Domains)
+			cfg, ds, err := loadConfigAndDomains(cmd)
 			if err != nil {
 				return err
 			}
@@ -420,11 +416,7 @@ and a macro {domain}_{plural}_as_of(day) giving the state of every record at
 the end of a day (latest snapshot up to that day, plus the events after it).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			ds, err := loadDomains(cfg.Domains)
+			cfg, ds, err := loadConfigAndDomains(cmd)
 			if err != nil {
 				return err
 			}

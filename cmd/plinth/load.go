@@ -35,11 +35,7 @@ store's provenance records the bundle's class and where it came from.`,
 			if from == "" {
 				return fmt.Errorf("give the bundle's folder with --from DIR")
 			}
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			ds, err := loadDomains(cfg.Domains)
+			cfg, ds, err := loadConfigAndDomains(cmd)
 			if err != nil {
 				return err
 			}

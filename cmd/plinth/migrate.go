@@ -98,11 +98,7 @@ func migrateCheckCommand() *cobra.Command {
 		Short: "Check a mapping against the domain spec and the live source, before anything is read",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			ds, err := loadDomains(cfg.Domains)
+			_, ds, err := loadConfigAndDomains(cmd)
 			if err != nil {
 				return err
 			}

@@ -20,11 +20,7 @@ func schemaApplyCommand() *cobra.Command {
 		Short: "Create the store's tables and indexes for the domains (DynamoDB: also in staging and production)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			ds, err := loadDomains(cfg.Domains)
+			cfg, ds, err := loadConfigAndDomains(cmd)
 			if err != nil {
 				return err
 			}
