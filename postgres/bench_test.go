@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"sync"
@@ -154,16 +153,10 @@ func BenchmarkBulkInsert(b *testing.B) {
 }
 
 // BenchmarkScanReport: every resident through Scan and the CSV report
-// encoder, as the Reporting API exports them (less HTTP), at several
-// FETCH sizes, with the process's CPU time per record beside the wall
-// time (on a busy machine the steadier figure).
+// encoder, as the Reporting API exports them (less HTTP), with the
+// process's CPU time per record beside the wall time (on a busy machine
+// the steadier figure).
 func BenchmarkScanReport(b *testing.B) {
 	s, e := benchStore(b)
-	defer func(n int) { scanFetch = n }(scanFetch)
-	for _, fetch := range []int{500, 2000, 4000} {
-		b.Run(fmt.Sprintf("fetch=%d", fetch), func(b *testing.B) {
-			scanFetch = fetch
-			storetest.BenchScanReport(b, s, e, report.FormatCSV)
-		})
-	}
+	storetest.BenchScanReport(b, s, e, report.FormatCSV)
 }

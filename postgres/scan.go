@@ -12,12 +12,6 @@ import (
 	"github.com/plinth-data/plinth/internal/scanpipe"
 )
 
-// scanFetch is how many rows each FETCH of a scan brings: enough that round
-// trips do not dominate. Memory does not grow with it: rows are decoded as
-// they arrive and handed on scanChunk records at a time.
-// (A variable so that benchmarks can compare sizes.)
-var scanFetch = 4000
-
 // scanChunk is how many records travel together from the goroutine that
 // fetches and decodes rows to the one that calls fn (see scanpipe): at
 // most two chunks are in flight.
@@ -26,11 +20,16 @@ const scanChunk = 256
 // Scan calls fn with every matching record in key order. It reads in a
 // REPEATABLE READ, READ ONLY transaction, so every row comes from the
 // snapshot taken at its first statement (which reads that snapshot,
-// the scan's watermark: see changes.go), through a server-side cursor,
-// fetched scanFetch rows at a time, so memory stays flat. (A cursor is
-// planned for its first rows: PostgreSQL prefers walking the key index to
-// sorting the whole table before the first row.) The snapshot blocks no
-// writer, but holds back vacuum of the rows it can see until it ends.
+// the scan's watermark: see changes.go), in one query whose rows are
+// decoded as they arrive: the server sends them as fast as they are
+// read, held back only by the connection's buffers, so memory stays flat
+// and the server never waits for a round trip (a cursor fetched in
+// batches left it idle between batches: a third slower). A scan of the
+// whole table walks the key index (sorting is turned off for its
+// transaction), so rows flow from the first moment rather than after a
+// sort of the table on disk; a filtered scan is planned as usual. The
+// snapshot blocks no writer, but holds back vacuum of the rows it can see
+// until it ends.
 //
 // Fetching and decoding run on a goroutine of their own while fn works
 // through the records before them (scanpipe), so the database, the
@@ -52,21 +51,17 @@ func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, 
 	if err != nil {
 		return "", fmt.Errorf("postgres: scan %s: %w", t.label, err)
 	}
-	args = append([]any{pgx.QueryExecModeCacheDescribe}, args...)
-	if _, err := ptx.Exec(ctx, "DECLARE plinth_scan NO SCROLL CURSOR FOR "+query, args...); err != nil {
-		return "", ctxErr(ctx, s.wrap(what, err))
+	if len(q.Conditions) == 0 && q.UpdatedSince.IsZero() && since == nil {
+		if _, err := ptx.Exec(ctx, "SET LOCAL enable_sort = off"); err != nil {
+			return "", ctxErr(ctx, s.wrap(what, err))
+		}
 	}
 	sc := t.scanner(q.NestedJSON)
 	if q.ReuseData {
 		sc.maps = scanpipe.NewMaps(scanChunk)
 	}
 	fnErr, err := scanpipe.Run(ctx, scanChunk, sc.maps, func(emit func(plinth.Record) error) error {
-		for {
-			n, err := fetchScan(ctx, ptx, sc, emit)
-			if err != nil || n < scanFetch {
-				return err
-			}
-		}
+		return streamScan(ctx, ptx, sc, query, args, emit)
 	}, fn)
 	switch {
 	case fnErr != nil:
@@ -80,26 +75,28 @@ func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, 
 	return cur.watermark(), nil
 }
 
-// rawFetches counts the fetches decoded from the binary wire form, so a
-// test can tell that the fast path is taken.
-var rawFetches atomic.Int64
+// rawScans counts the scans decoded from the binary wire form, so a test
+// can tell that the fast path is taken.
+var rawScans atomic.Int64
 
-// fetchScan passes the next batch of the scan's cursor to emit. It returns
-// how many rows came.
-func fetchScan(ctx context.Context, ptx pgx.Tx, sc *scanner, emit func(plinth.Record) error) (n int, err error) {
-	// Described afresh each time: the text is the same for every
-	// entity, so a cached description would be another table's.
-	rows, err := ptx.Query(ctx, fmt.Sprintf("FETCH FORWARD %d FROM plinth_scan", scanFetch), pgx.QueryExecModeDescribeExec)
+// streamScan passes every row of the query to emit as it arrives. When
+// emit fails (the consumer stopped), the query is cancelled rather than
+// read to its end: closing the rows of a query still running would read
+// and throw away the rest of the table. The cancelled connection is
+// broken and the pool replaces it.
+func streamScan(ctx context.Context, ptx pgx.Tx, sc *scanner, query string, args []any, emit func(plinth.Record) error) error {
+	qctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rows, err := ptx.Query(qctx, query, append([]any{pgx.QueryExecModeCacheDescribe}, args...)...)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer rows.Close()
 	raw := sc.rawDecodable(rows.FieldDescriptions())
 	if raw {
-		rawFetches.Add(1)
+		rawScans.Add(1)
 	}
 	for rows.Next() {
-		n++
 		var r plinth.Record
 		var err error
 		if raw {
@@ -107,14 +104,15 @@ func fetchScan(ctx context.Context, ptx pgx.Tx, sc *scanner, emit func(plinth.Re
 		} else {
 			r, err = sc.record(rows)
 		}
-		if err != nil {
-			return n, err
+		if err == nil {
+			err = emit(r)
 		}
-		if err := emit(r); err != nil {
-			return n, err
+		if err != nil {
+			cancel()
+			return err
 		}
 	}
-	return n, rows.Err()
+	return rows.Err()
 }
 
 // scanSQL selects the records of a scan, in key order.
