@@ -31,6 +31,12 @@ type ScanQuery struct {
 	// (it writes each record out, as reports do), so the store may reuse
 	// the map for a later record instead of allocating one per record.
 	ReuseData bool
+	// FieldValues asks for each record's field values as Record.Values,
+	// in field order, instead of Data: for consumers that walk the fields
+	// in order (reports), which then skip building and reading a map per
+	// record. A store may ignore it; Record.Value reads either form.
+	// With ReuseData, the Values slice may be reused as the Data map is.
+	FieldValues bool
 }
 
 // Conflict is what BulkLoad does with a record whose key is already stored.

@@ -352,8 +352,17 @@ func KeyString(key any) string {
 	return fmt.Sprint(key)
 }
 
-// KeyOf returns the key of a record.
-func (e *Entity) KeyOf(r Record) any { return r.Data[e.Key.Name] }
+// KeyOf returns the key of a record, in either form (Record.Values).
+func (e *Entity) KeyOf(r Record) any {
+	if r.Values != nil {
+		for i, f := range e.Fields {
+			if f.Name == e.Key.Name {
+				return r.Values[i]
+			}
+		}
+	}
+	return r.Data[e.Key.Name]
+}
 
 // MergePatch applies a JSON Merge Patch (RFC 7396) to a copy of doc.
 func MergePatch(doc map[string]any, patch map[string]any) map[string]any {
@@ -388,7 +397,14 @@ func (e *Entity) MarshalRecord(r Record) []byte {
 // reuse a buffer from record to record.
 func (e *Entity) AppendRecord(b []byte, r Record) []byte {
 	b = append(b, '{')
-	b = appendObjectFields(b, e.Fields, r.Data)
+	for i, f := range e.Fields {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, f.Name)
+		b = append(b, ':')
+		b = appendValue(b, f, r.Value(i, f))
+	}
 	b = append(b, `,"version":`...)
 	b = strconv.AppendInt(b, r.Version, 10)
 	b = append(b, `,"createdAt":"`...)

@@ -9,10 +9,23 @@ import (
 type Record struct {
 	// Data holds the canonical field values (see Entity.Validate); an absent
 	// key means null. It includes the key field.
-	Data      map[string]any
+	Data map[string]any
+	// Values, when not nil, holds the field values in the order of the
+	// entity's Fields (nil for null), and Data is nil: what a scan may give
+	// when asked for ScanQuery.FieldValues. Value reads either form.
+	Values    []any
 	Version   int64
 	CreatedAt time.Time
 	UpdatedAt time.Time
+}
+
+// Value returns the value of f, the entity's i-th field (e.Fields[i]),
+// from Values or Data.
+func (r Record) Value(i int, f *Field) any {
+	if r.Values != nil {
+		return r.Values[i]
+	}
+	return r.Data[f.Name]
 }
 
 // Store keeps the records of one or more domains. Implementations: sqlite,

@@ -65,18 +65,28 @@ func (f *Field) appendStoredJSON(b, raw []byte, valid bool) (out []byte, err err
 // known to be valid JSON without duplicate member names, as PostgreSQL's
 // jsonb output is, which spares a validating pass.
 func (f *Field) PutStoredJSON(data map[string]any, text, raw []byte, valid bool) ([]byte, error) {
+	text, v, err := f.StoredJSONText(text, raw, valid)
+	if v != nil {
+		data[f.Name] = v
+	}
+	return text, err
+}
+
+// StoredJSONText is PutStoredJSON for a record in field order
+// (Record.Values): it returns the value, nil when it is null.
+func (f *Field) StoredJSONText(text, raw []byte, valid bool) ([]byte, JSONText, error) {
 	if text == nil {
 		text = make([]byte, 0, 2*len(raw)+64)
 	}
 	start := len(text)
 	text, err := f.appendStoredJSON(text, raw, valid)
 	if err != nil {
-		return text, err
+		return text, nil, err
 	}
 	if v := text[start:]; string(v) != "null" {
-		data[f.Name] = JSONText(v[:len(v):len(v)])
+		return text, JSONText(v[:len(v):len(v)]), nil
 	}
-	return text, nil
+	return text, nil, nil
 }
 
 // storedJSON walks one valid JSON text.

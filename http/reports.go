@@ -137,8 +137,9 @@ func (h *reportHandler) report(w http.ResponseWriter, r *http.Request) {
 		_ = st.start() // headers only: nothing can fail after them
 		return
 	}
-	q.NestedJSON = true // the encoders write nested values as JSON text,
-	q.ReuseData = true  // and keep no record once written
+	q.NestedJSON = true  // the encoders write nested values as JSON text,
+	q.ReuseData = true   // and keep no record once written,
+	q.FieldValues = true // walking the fields in order
 	watermark, err := h.s.store.Scan(ctx, h.e, q, st.write)
 	if err == nil {
 		err = st.end(watermark)

@@ -142,12 +142,12 @@ func (m *Mapping) AppendRow(row pq.Row, rec plinth.Record) (pq.Row, error) {
 // base+1 …: an event row puts them after its envelope columns.
 func (m *Mapping) appendColumns(row pq.Row, rec plinth.Record, base int) (pq.Row, error) {
 	if m.nested != nil {
-		if err := m.nested.Load(rec.Data); err != nil {
+		if err := m.nested.Load(rec); err != nil {
 			return nil, err
 		}
 	}
 	for i, f := range m.e.Fields {
-		v, err := m.value(f, rec.Data[f.Name])
+		v, err := m.value(f, rec.Value(i, f))
 		if err != nil {
 			return nil, fmt.Errorf("parquet: %s: %w", f.Name, err)
 		}

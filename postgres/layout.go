@@ -547,12 +547,16 @@ type scanner struct {
 	// nestedJSON: object and array fields as plinth.JSONText (see
 	// plinth.ScanQuery.NestedJSON).
 	nestedJSON bool
-	cols       []*column     // see columns
-	formats    []int16       // of the columns, as rawDecodable found them
-	maps       scanpipe.Maps // Data maps to reuse (plinth.ScanQuery.ReuseData), or nil
-	version    int64
-	created    time.Time
-	updated    time.Time
+	// fieldValues: records in field order (plinth.ScanQuery.FieldValues);
+	// pos holds each column's place in the entity's Fields.
+	fieldValues bool
+	pos         []int
+	cols        []*column      // see columns
+	formats     []int16        // of the columns, as rawDecodable found them
+	maps        *scanpipe.Maps // Data maps to reuse (plinth.ScanQuery.ReuseData), or nil
+	version     int64
+	created     time.Time
+	updated     time.Time
 }
 
 func (t *table) scanner(nestedJSON bool) *scanner {

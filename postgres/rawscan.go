@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -66,6 +67,10 @@ func (s *scanner) rawDecodable(fds []pgconn.FieldDescription) bool {
 func (s *scanner) columns() []*column {
 	if s.cols == nil {
 		s.cols = append([]*column{s.t.key}, s.t.fields...)
+		s.pos = make([]int, len(s.cols))
+		for i, c := range s.cols {
+			s.pos[i] = slices.Index(s.t.e.Fields, c.field)
+		}
 	}
 	return s.cols
 }
@@ -73,7 +78,12 @@ func (s *scanner) columns() []*column {
 // rawRecord decodes one row of raw binary values into a record.
 func (s *scanner) rawRecord(vals [][]byte) (plinth.Record, error) {
 	cols := s.columns()
-	data := s.maps.Get(len(cols))
+	var r plinth.Record
+	if s.fieldValues {
+		r.Values = s.maps.Values(len(s.t.e.Fields))
+	} else {
+		r.Data = s.maps.Get(len(cols))
+	}
 	var text []byte // the nested fields' JSON text, one allocation per record
 	for i, c := range cols {
 		raw := vals[i]
@@ -81,32 +91,37 @@ func (s *scanner) rawRecord(vals [][]byte) (plinth.Record, error) {
 			continue
 		}
 		f := c.field
-		if c.sqlType == typeJSONB {
-			if s.formats[i] == pgx.BinaryFormatCode {
-				if len(raw) == 0 || raw[0] != 1 {
-					return plinth.Record{}, fmt.Errorf("%s: unknown jsonb format", f.Name)
-				}
-				raw = raw[1:]
+		var v any
+		var err error
+		if c.sqlType == typeJSONB && s.formats[i] == pgx.BinaryFormatCode {
+			if len(raw) == 0 || raw[0] != 1 {
+				return plinth.Record{}, fmt.Errorf("%s: unknown jsonb format", f.Name)
 			}
-			if s.nestedJSON {
-				var err error // jsonb's text is valid JSON without duplicate names
-				if text, err = f.PutStoredJSON(data, text, raw, true); err != nil {
-					return plinth.Record{}, err
-				}
-				continue
-			}
+			raw = raw[1:]
 		}
-		v, err := rawValue(c.sqlType, f, raw)
-		if err != nil {
+		if c.sqlType == typeJSONB && s.nestedJSON {
+			var t plinth.JSONText // jsonb's text is valid JSON without duplicate names
+			if text, t, err = f.StoredJSONText(text, raw, true); t != nil {
+				v = t
+			}
+		} else {
+			v, err = rawValue(c.sqlType, f, raw)
+		}
+		switch {
+		case err != nil:
 			return plinth.Record{}, fmt.Errorf("%s: %w", f.Name, err)
+		case v == nil:
+		case r.Values != nil:
+			r.Values[s.pos[i]] = v
+		default:
+			r.Data[f.Name] = v
 		}
-		data[f.Name] = v
 	}
 	n := len(cols)
 	if len(vals[n]) != 8 {
 		return plinth.Record{}, errBadBinary
 	}
-	r := plinth.Record{Data: data, Version: int64(binary.BigEndian.Uint64(vals[n]))}
+	r.Version = int64(binary.BigEndian.Uint64(vals[n]))
 	var err error
 	if r.CreatedAt, err = rawTime(vals[n+1]); err != nil {
 		return plinth.Record{}, err

@@ -30,7 +30,12 @@ func TestScanDecodesBinaryRows(t *testing.T) {
 	for _, nested := range []bool{false, true} {
 		before := rawScans.Load()
 		n := 0
-		if _, err := s.Scan(ctx, e, plinth.ScanQuery{NestedJSON: nested}, func(r plinth.Record) error {
+		// With nested JSON, records come in field order (Values) too.
+		q := plinth.ScanQuery{NestedJSON: nested, FieldValues: nested}
+		if _, err := s.Scan(ctx, e, q, func(r plinth.Record) error {
+			if (r.Values != nil) != nested || (r.Data != nil) == nested {
+				t.Fatalf("FieldValues %v gave Values %v, Data %v", nested, r.Values != nil, r.Data != nil)
+			}
 			n++
 			got, err := s.Get(ctx, e, e.KeyOf(r))
 			if err != nil {

@@ -57,6 +57,7 @@ func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, 
 		}
 	}
 	sc := t.scanner(q.NestedJSON)
+	sc.fieldValues = q.FieldValues
 	if q.ReuseData {
 		sc.maps = scanpipe.NewMaps(scanChunk)
 	}

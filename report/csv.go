@@ -59,7 +59,7 @@ func (c *csvEncoder) Write(rec plinth.Record) error {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		v := rec.Data[f.Name]
+		v := rec.Value(i, f)
 		if f.IsNested() {
 			if j := c.nestedText(f, v); j != nil {
 				b = appendCSVField(b, j, false)
@@ -111,6 +111,20 @@ func (c *csvEncoder) End(watermark string, count int64) error {
 	return nil
 }
 
+// quoted marks the bytes that make a CSV field need quotes.
+var quoted = [256]bool{',': true, '"': true, '\n': true, '\r': true}
+
+// needsQuotes reports whether a field holds a byte that must be quoted (a
+// table lookup per byte: cheaper than bytes.IndexAny on short fields).
+func needsQuotes(field []byte) bool {
+	for _, c := range field {
+		if quoted[c] {
+			return true
+		}
+	}
+	return false
+}
+
 // appendCSVField appends one field, quoted if it must be. An empty text
 // is written as "" when quoteEmpty is set, so that it is not read as null.
 func appendCSVField(b, field []byte, quoteEmpty bool) []byte {
@@ -120,7 +134,7 @@ func appendCSVField(b, field []byte, quoteEmpty bool) []byte {
 		}
 		return b
 	}
-	if bytes.IndexAny(field, ",\"\n\r") < 0 {
+	if !needsQuotes(field) {
 		return append(b, field...)
 	}
 	b = append(b, '"')

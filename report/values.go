@@ -17,6 +17,7 @@ import (
 // scan with ScanQuery.NestedJSON) is used as it is.
 type NestedJSON struct {
 	fields []*plinth.Field
+	pos    []int // of each field in the entity's Fields
 	index  map[string]int
 	spans  [][2]int
 	text   [][]byte // JSONText values as given, by field
@@ -27,10 +28,11 @@ type NestedJSON struct {
 // or nil when e has none.
 func NewNestedJSON(e *plinth.Entity) *NestedJSON {
 	n := &NestedJSON{index: map[string]int{}}
-	for _, f := range e.Fields {
+	for i, f := range e.Fields {
 		if f.IsNested() {
 			n.index[f.Name] = len(n.fields)
 			n.fields = append(n.fields, f)
+			n.pos = append(n.pos, i)
 		}
 	}
 	if len(n.fields) == 0 {
@@ -41,12 +43,12 @@ func NewNestedJSON(e *plinth.Entity) *NestedJSON {
 	return n
 }
 
-// Load encodes the nested fields of data; Value then returns them. The
+// Load encodes the nested fields of rec; Value then returns them. The
 // error is always nil (it was once possible and callers still check it).
-func (n *NestedJSON) Load(data map[string]any) error {
+func (n *NestedJSON) Load(rec plinth.Record) error {
 	b := n.buf[:0]
 	for i, f := range n.fields {
-		v := data[f.Name]
+		v := rec.Value(n.pos[i], f)
 		if t, ok := v.(plinth.JSONText); ok {
 			n.text[i] = t
 			continue

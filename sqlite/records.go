@@ -210,7 +210,7 @@ type rowBuf struct {
 	// nestedJSON: object and array fields as plinth.JSONText (see
 	// plinth.ScanQuery.NestedJSON).
 	nestedJSON bool
-	maps       scanpipe.Maps // Data maps to reuse (plinth.ScanQuery.ReuseData), or nil
+	maps       *scanpipe.Maps // Data maps to reuse (plinth.ScanQuery.ReuseData), or nil
 }
 
 func (t *table) newRowBuf() *rowBuf {

@@ -213,16 +213,23 @@ func checkNestedJSON(t *testing.T, s plinth.Store, e *plinth.Entity) {
 			t.Errorf("scan with NestedJSON writes\n%s\nlist\n%s", got, want)
 		}
 	}
-	// ReuseData: each record is right while fn has it (and only then).
-	i := 0
-	if _, err := s.Scan(t.Context(), e, plinth.ScanQuery{NestedJSON: true, ReuseData: true}, func(r plinth.Record) error {
-		if got, want := e.MarshalRecord(r), e.MarshalRecord(listed[i]); !bytes.Equal(got, want) {
-			t.Errorf("scan with ReuseData writes\n%s\nlist\n%s", got, want)
+	// ReuseData: each record is right while fn has it (and only then),
+	// in either form (FieldValues).
+	for _, values := range []bool{false, true} {
+		i := 0
+		q := plinth.ScanQuery{NestedJSON: true, ReuseData: true, FieldValues: values}
+		if _, err := s.Scan(t.Context(), e, q, func(r plinth.Record) error {
+			if r.Values != nil && (r.Data != nil || len(r.Values) != len(e.Fields)) {
+				t.Fatalf("a record with %d values for %d fields, and Data %v", len(r.Values), len(e.Fields), r.Data)
+			}
+			if got, want := e.MarshalRecord(r), e.MarshalRecord(listed[i]); !bytes.Equal(got, want) {
+				t.Errorf("scan with ReuseData (FieldValues %v) writes\n%s\nlist\n%s", values, got, want)
+			}
+			i++
+			return nil
+		}); err != nil || i != len(listed) {
+			t.Fatalf("scan with ReuseData (FieldValues %v): %v after %d records, want %d", values, err, i, len(listed))
 		}
-		i++
-		return nil
-	}); err != nil || i != len(listed) {
-		t.Fatalf("scan with ReuseData: %v after %d records, want %d", err, i, len(listed))
 	}
 }
 

@@ -32,10 +32,10 @@ var ErrStopped = errors.New("scanpipe: the consumer stopped")
 // (which produce should pass back) when the consumer has stopped; produce
 // should stop promptly when ctx ends as well.
 //
-// With maps not nil, the Data map of each record goes back to the
-// producer once fn has returned (see Maps): for a consumer that keeps no
-// record's Data.
-func Run(ctx context.Context, chunk int, maps Maps, produce func(emit func(plinth.Record) error) error, fn func(plinth.Record) error) (fnErr, err error) {
+// With maps not nil, the Data map (or Values) of each record goes back to
+// the producer once fn has returned (see Maps): for a consumer that keeps
+// no record's Data.
+func Run(ctx context.Context, chunk int, maps *Maps, produce func(emit func(plinth.Record) error) error, fn func(plinth.Record) error) (fnErr, err error) {
 	full := make(chan []plinth.Record)    // filled chunks, unbuffered: at most two in flight
 	free := make(chan []plinth.Record, 1) // a consumed chunk, handed back for reuse
 	stop := make(chan struct{})
@@ -98,7 +98,7 @@ func Run(ctx context.Context, chunk int, maps Maps, produce func(emit func(plint
 				halt()
 				return err, nil
 			}
-			maps.put(r.Data)
+			maps.put(r)
 			recs[i] = plinth.Record{} // let the record go
 		}
 		select {
@@ -116,30 +116,62 @@ func Run(ctx context.Context, chunk int, maps Maps, produce func(emit func(plint
 	return nil, prodErr
 }
 
-// Maps carries the Data maps of consumed records back to the producer, so
-// that a long scan does not allocate (and collect) a map per record.
-type Maps chan map[string]any
-
-// NewMaps returns a Maps for a pipe of the given chunk size.
-func NewMaps(chunk int) Maps { return make(Maps, 2*chunk) }
-
-// Get returns an empty map: a consumed record's, or a new one for n keys.
-func (m Maps) Get(n int) map[string]any {
-	select {
-	case d := <-m:
-		clear(d)
-		return d
-	default:
-		return make(map[string]any, n)
-	}
+// Maps carries the Data maps (or Values slices) of consumed records back
+// to the producer, so that a long scan does not allocate (and collect) one
+// per record.
+type Maps struct {
+	maps   chan map[string]any
+	values chan []any
 }
 
-func (m Maps) put(d map[string]any) {
-	if m == nil || d == nil {
+// NewMaps returns a Maps for a pipe of the given chunk size.
+func NewMaps(chunk int) *Maps {
+	return &Maps{maps: make(chan map[string]any, 2*chunk), values: make(chan []any, 2*chunk)}
+}
+
+// Get returns an empty map: a consumed record's, or a new one for n keys.
+func (m *Maps) Get(n int) map[string]any {
+	if m != nil {
+		select {
+		case d := <-m.maps:
+			clear(d)
+			return d
+		default:
+		}
+	}
+	return make(map[string]any, n)
+}
+
+// Values returns a slice of n nils: a consumed record's, or a new one.
+func (m *Maps) Values(n int) []any {
+	if m != nil {
+		select {
+		case v := <-m.values:
+			if cap(v) >= n {
+				v = v[:n]
+				clear(v)
+				return v
+			}
+		default:
+		}
+	}
+	return make([]any, n)
+}
+
+func (m *Maps) put(r plinth.Record) {
+	if m == nil {
 		return
 	}
-	select {
-	case m <- d:
-	default:
+	if r.Data != nil {
+		select {
+		case m.maps <- r.Data:
+		default:
+		}
+	}
+	if r.Values != nil {
+		select {
+		case m.values <- r.Values:
+		default:
+		}
 	}
 }
