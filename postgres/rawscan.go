@@ -85,6 +85,17 @@ func (s *scanner) rawRecord(vals [][]byte) (plinth.Record, error) {
 		r.Data = s.maps.Get(len(cols))
 	}
 	var text []byte // the nested fields' JSON text, one allocation per record
+	if s.nestedJSON {
+		n := 0
+		for i, c := range cols {
+			if c.sqlType == typeJSONB {
+				n += len(vals[i])
+			}
+		}
+		if n > 0 { // room for the members the stored text lacks (null)
+			text = make([]byte, 0, n+n/2+64)
+		}
+	}
 	for i, c := range cols {
 		raw := vals[i]
 		if raw == nil {
