@@ -39,6 +39,10 @@ type Query struct {
 	Conditions []Condition
 	Limit      int
 	After      any // key of the last record of the previous page; nil for the first
+	// NestedJSON asks for object and array fields as JSONText, as
+	// ScanQuery.NestedJSON does: for callers that only write the records
+	// out as the API's JSON (the list route). A store may ignore it.
+	NestedJSON bool
 }
 
 // Page is one page of a list.

@@ -30,6 +30,7 @@ func (h *entityHandler) list(w http.ResponseWriter, r *http.Request) {
 		h.s.writeError(w, r, err)
 		return
 	}
+	q.NestedJSON = true // the records are only written out
 	page, err := h.s.store.List(r.Context(), h.e, q)
 	if err != nil {
 		h.s.writeError(w, r, err)

@@ -211,9 +211,16 @@ func (s *Store) List(ctx context.Context, e *plinth.Entity, q plinth.Query) (pli
 			return err
 		}
 		defer rows.Close()
-		sc := t.scanner(false)
+		sc := t.scanner(q.NestedJSON)
+		raw := sc.rawDecodable(rows.FieldDescriptions())
 		for rows.Next() {
-			r, err := sc.record(rows)
+			var r plinth.Record
+			var err error
+			if raw {
+				r, err = sc.rawRecord(rows.RawValues())
+			} else {
+				r, err = sc.record(rows)
+			}
 			if err != nil {
 				return err
 			}

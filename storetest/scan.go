@@ -213,6 +213,27 @@ func checkNestedJSON(t *testing.T, s plinth.Store, e *plinth.Entity) {
 			t.Errorf("scan with NestedJSON writes\n%s\nlist\n%s", got, want)
 		}
 	}
+	// List with NestedJSON: the same records, written out the same.
+	var nested []plinth.Record
+	for q := (plinth.Query{Limit: 7, NestedJSON: true}); ; {
+		page, err := s.List(t.Context(), e, q)
+		if err != nil {
+			t.Fatalf("list with NestedJSON: %v", err)
+		}
+		nested = append(nested, page.Records...)
+		if !page.More || len(page.Records) == 0 {
+			break
+		}
+		q.After = e.KeyOf(page.Records[len(page.Records)-1])
+	}
+	if len(nested) != len(listed) {
+		t.Fatalf("list with NestedJSON: %d records, without: %d", len(nested), len(listed))
+	}
+	for i := range nested {
+		if got, want := e.MarshalRecord(nested[i]), e.MarshalRecord(listed[i]); !bytes.Equal(got, want) {
+			t.Errorf("list with NestedJSON writes\n%s\nwithout\n%s", got, want)
+		}
+	}
 	// ReuseData: each record is right while fn has it (and only then),
 	// in either form (FieldValues).
 	for _, values := range []bool{false, true} {
