@@ -38,12 +38,14 @@ func (s *Store) List(ctx context.Context, e *plinth.Entity, q plinth.Query) (pli
 	}
 	defer rows.Close()
 	var page plinth.Page
+	buf := t.newRowBuf()
+	buf.nestedJSON = q.NestedJSON
 	for rows.Next() {
 		if len(page.Records) == limit {
 			page.More = true
 			break
 		}
-		r, err := t.scanRecord(rows.Scan)
+		r, err := t.scanRecordBuf(buf, rows.Scan)
 		if err != nil {
 			return plinth.Page{}, fail("list "+e.Name, err)
 		}
