@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http/httptest"
+	"runtime"
 	"testing"
 	"time"
 
@@ -59,8 +60,12 @@ func BenchmarkViewPostgresAudit(b *testing.B) {
 	}
 	defer authz.Close()
 	tok, _ := authz.IssueUserToken(plinth.Principal{Subject: "bench", Groups: []string{"readers"}}, time.Hour)
-	for _, audited := range []bool{false, true} {
-		b.Run(fmt.Sprintf("audit=%t", audited), func(b *testing.B) {
+	for _, c := range []struct {
+		audited bool
+		conns   int
+	}{{false, 2}, {true, 2}, {false, 16}, {true, 16}} {
+		audited := c.audited
+		b.Run(fmt.Sprintf("audit=%t/conns=%d", audited, c.conns), func(b *testing.B) {
 			cfg := plinthhttp.Config{Store: st, Domains: ds, Logger: discardLogger(), Authorizer: authz, Access: st, Environment: "development", Unprotected: !audited}
 			if audited {
 				auditor := audit.New(st, audit.Config{Environment: "development", FailClosed: true, Logger: discardLogger()})
@@ -70,7 +75,7 @@ func BenchmarkViewPostgresAudit(b *testing.B) {
 			srv := httptest.NewServer(mustServer(b, cfg))
 			defer srv.Close()
 			a := &api{t: b, url: srv.URL}
-			b.SetParallelism(8) // 16 concurrent requests on 2 cores
+			b.SetParallelism(max(1, c.conns/runtime.GOMAXPROCS(0)))
 			benchGetAuth(b, a, "Bearer "+tok, func(r *rand.Rand) string {
 				return fmt.Sprintf("/api/v1/residents/%d", 1+r.IntN(residents))
 			})

@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/plinth-data/plinth/datasafety"
 )
@@ -67,10 +69,19 @@ func benchGet(b *testing.B, a *api, path func(r *rand.Rand) string) {
 func benchGetAuth(b *testing.B, a *api, authorization string, path func(r *rand.Rand) string) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.ReportAllocs()
+	var mu sync.Mutex
+	var took []time.Duration
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		r := rand.New(rand.NewPCG(rand.Uint64(), 1))
+		var mine []time.Duration
+		defer func() {
+			mu.Lock()
+			took = append(took, mine...)
+			mu.Unlock()
+		}()
 		for pb.Next() {
+			start := time.Now()
 			req, _ := http.NewRequest("GET", a.url+path(r), nil)
 			if authorization != "" {
 				req.Header.Set("Authorization", authorization)
@@ -84,8 +95,15 @@ func benchGetAuth(b *testing.B, a *api, authorization string, path func(r *rand.
 			if res.StatusCode != 200 {
 				b.Fatalf("status %d", res.StatusCode)
 			}
+			mine = append(mine, time.Since(start))
 		}
 	})
+	b.StopTimer()
+	slices.Sort(took)
+	if n := len(took); n > 0 {
+		b.ReportMetric(float64(took[n/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(took[n*99/100].Microseconds()), "p99-µs")
+	}
 }
 
 func BenchmarkView(b *testing.B) {
