@@ -551,6 +551,7 @@ type scanner struct {
 	// pos holds each column's place in the entity's Fields.
 	fieldValues bool
 	pos         []int
+	room        int            // see textRoom
 	cols        []*column      // see columns
 	formats     []int16        // of the columns, as rawDecodable found them
 	maps        *scanpipe.Maps // Data maps to reuse (plinth.ScanQuery.ReuseData), or nil

@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -84,18 +85,18 @@ func (s *scanner) rawRecord(vals [][]byte) (plinth.Record, error) {
 	} else {
 		r.Data = s.maps.Get(len(cols))
 	}
-	var text []byte // the nested fields' JSON text, one allocation per record
-	if s.nestedJSON {
-		n := 0
-		for i, c := range cols {
-			if c.sqlType == typeJSONB {
-				n += len(vals[i])
-			}
-		}
-		if n > 0 { // room for the members the stored text lacks (null)
-			text = make([]byte, 0, n+n/2+64)
+	// The record's strings and nested JSON text share one buffer: one
+	// allocation per record rather than one per value. Strings point into
+	// it (unsafe.String): it is only ever appended to, never changed.
+	size := 0
+	for i, c := range cols {
+		if c.sqlType == typeText || c.sqlType == typeJSONB {
+			size += len(vals[i])
 		}
 	}
+	// Room for dates and times as text, and for the members a nested
+	// value's stored text lacks (null).
+	text := make([]byte, 0, size+size/2+s.textRoom())
 	for i, c := range cols {
 		raw := vals[i]
 		if raw == nil {
@@ -116,7 +117,7 @@ func (s *scanner) rawRecord(vals [][]byte) (plinth.Record, error) {
 				v = t
 			}
 		} else {
-			v, err = rawValue(c.sqlType, f, raw)
+			text, v, err = rawValue(text, c.sqlType, f, raw)
 		}
 		switch {
 		case err != nil:
@@ -145,9 +146,24 @@ func (s *scanner) rawRecord(vals [][]byte) (plinth.Record, error) {
 
 var errBadBinary = errors.New("a column's binary value has the wrong length")
 
+// textRoom is how much room a record's buffer needs beyond the text and
+// nested JSON the row holds: dates and times as text, and some slack.
+func (s *scanner) textRoom() int {
+	if s.room == 0 {
+		s.room = 64
+		for _, c := range s.columns() {
+			if c.sqlType == typeDate || c.sqlType == typeTimestamptz {
+				s.room += len(time.RFC3339Nano)
+			}
+		}
+	}
+	return s.room
+}
+
 // rawValue decodes the binary form of a column of the given type into the
-// field's canonical value, as decode does for pgx's scanned values.
-func rawValue(sqlType string, f *plinth.Field, raw []byte) (any, error) {
+// field's canonical value, as decode does for pgx's scanned values. Text
+// values (strings, dates, times) are appended to text and point into it.
+func rawValue(text []byte, sqlType string, f *plinth.Field, raw []byte) ([]byte, any, error) {
 	fixed := func(n int) error {
 		if len(raw) != n {
 			return errBadBinary
@@ -156,46 +172,67 @@ func rawValue(sqlType string, f *plinth.Field, raw []byte) (any, error) {
 	}
 	switch sqlType {
 	case typeText:
-		return string(raw), nil
+		return appendString(text, raw)
 	case typeBigint:
 		if err := fixed(8); err != nil {
-			return nil, err
+			return text, nil, err
 		}
-		return int64(binary.BigEndian.Uint64(raw)), nil
+		return text, int64(binary.BigEndian.Uint64(raw)), nil
 	case typeDouble:
 		if err := fixed(8); err != nil {
-			return nil, err
+			return text, nil, err
 		}
-		return math.Float64frombits(binary.BigEndian.Uint64(raw)), nil
+		return text, math.Float64frombits(binary.BigEndian.Uint64(raw)), nil
 	case typeBoolean:
 		if err := fixed(1); err != nil {
-			return nil, err
+			return text, nil, err
 		}
-		return raw[0] != 0, nil
+		return text, raw[0] != 0, nil
 	case typeDate:
 		if err := fixed(4); err != nil {
-			return nil, err
+			return text, nil, err
 		}
 		days := int32(binary.BigEndian.Uint32(raw))
 		if days == math.MaxInt32 || days == math.MinInt32 {
-			return nil, errors.New("the date is infinite")
+			return text, nil, errors.New("the date is infinite")
 		}
-		return pgEpoch.AddDate(0, 0, int(days)).Format(time.DateOnly), nil
+		start := len(text)
+		text = pgEpoch.AddDate(0, 0, int(days)).AppendFormat(text, time.DateOnly)
+		return stringAt(text, start)
 	case typeTimestamptz:
 		t, err := rawTime(raw)
 		if err != nil {
-			return nil, err
+			return text, nil, err
 		}
-		return plinth.FormatTime(t), nil
+		start := len(text) // as plinth.FormatTime writes it
+		text = t.UTC().AppendFormat(text, time.RFC3339Nano)
+		return stringAt(text, start)
 	case typeUUID:
 		if err := fixed(16); err != nil {
-			return nil, err
+			return text, nil, err
 		}
-		return uuid.UUID(raw).String(), nil
+		return text, uuid.UUID(raw).String(), nil
 	case typeJSONB:
-		return f.DecodeStored(raw)
+		v, err := f.DecodeStored(raw)
+		return text, v, err
 	}
-	return nil, fmt.Errorf("no binary decoding for %s", sqlType)
+	return text, nil, fmt.Errorf("no binary decoding for %s", sqlType)
+}
+
+// appendString appends raw to text and returns it as a string that
+// points into text.
+func appendString(text, raw []byte) ([]byte, any, error) {
+	start := len(text)
+	return stringAt(append(text, raw...), start)
+}
+
+// stringAt returns text[start:] as a string that shares text's bytes,
+// which must never change afterwards.
+func stringAt(text []byte, start int) ([]byte, any, error) {
+	if len(text) == start {
+		return text, "", nil
+	}
+	return text, unsafe.String(&text[start], len(text)-start), nil
 }
 
 // pgEpoch is where PostgreSQL counts dates and timestamps from.
