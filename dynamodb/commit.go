@@ -41,14 +41,19 @@ func (t *tx) empty() bool {
 }
 
 // seq returns the write's change number, registering the write as in
-// flight and drawing it on first use.
+// flight first. The number is taken on first use, and again if a record
+// read since has a number as high: a record's numbers rise with its
+// versions, so its events are in the order of its versions.
 func (t *tx) seq(ctx context.Context) (int64, error) {
 	if t.token == "" {
-		n, token, until, err := t.s.begin(ctx)
+		token, until, err := t.s.begin(ctx)
 		if err != nil {
 			return 0, err
 		}
-		t.n, t.token, t.until = n, token, until
+		t.token, t.until = token, until
+	}
+	if t.n <= t.floor {
+		t.n = t.s.tick(t.floor + 1)
 	}
 	return t.n, nil
 }
@@ -75,7 +80,7 @@ func (t *tx) commit(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	b, err := t.build(n)
+	b, err := t.build(n, t.token)
 	if err != nil {
 		return err
 	}
@@ -126,14 +131,15 @@ func (b *txItems) failure(err error) error {
 	return errRerun
 }
 
-// build turns the transaction into items stamped with change number n.
-func (t *tx) build(n int64) (*txItems, error) {
+// build turns the transaction into items stamped with change number n and
+// the write's token.
+func (t *tx) build(n int64, token string) (*txItems, error) {
 	b := &txItems{}
 	b.add(t.s.flightDone(t.token), fmt.Errorf("dynamodb: %w: the write took so long that it was expired", plinth.ErrUnavailable))
 	tomb := 0
 	for _, key := range t.order {
 		p := t.recs[key]
-		if err := p.items(b, n, &tomb, t.s.sys); err != nil {
+		if err := p.items(b, n, token, &tomb, t.s.sys); err != nil {
 			return nil, err
 		}
 	}
@@ -141,7 +147,7 @@ func (t *tx) build(n int64) (*txItems, error) {
 		b.add(put(t.s.sys, checkpointItem(name, v)), nil)
 	}
 	for i, e := range t.events {
-		if err := t.s.eventItems(b, n, i, e); err != nil {
+		if err := t.s.eventItems(b, changeKey(n, token, i), e); err != nil {
 			return nil, err
 		}
 	}
@@ -163,7 +169,7 @@ func put(table string, item map[string]types.AttributeValue) types.TransactWrite
 // items adds what one record's change needs: the record put or delete,
 // conditioned on the state the transaction read; its index items; its
 // tombstones.
-func (p *pending) items(b *txItems, n int64, tomb *int, sys string) error {
+func (p *pending) items(b *txItems, n int64, token string, tomb *int, sys string) error {
 	l := p.l
 	key := l.keyAttrs(p.id)
 	table := aws.String(l.table)
@@ -207,7 +213,7 @@ func (p *pending) items(b *txItems, n int64, tomb *int, sys string) error {
 		}
 	}
 	for range p.tombs {
-		b.add(put(sys, tombstoneItem(l, n, *tomb, p.id)), nil)
+		b.add(put(sys, tombstoneItem(l, n, changeKey(n, token, *tomb), p.id)), nil)
 		*tomb++
 	}
 	return nil

@@ -21,14 +21,22 @@ import (
 const listBudget = 2000
 
 func (s *Store) get(ctx context.Context, l *layout, id any) (plinth.Record, error) {
+	r, _, err := s.getChange(ctx, l, id)
+	return r, err
+}
+
+// getChange is get, and the change number of the write that stored the
+// record.
+func (s *Store) getChange(ctx context.Context, l *layout, id any) (plinth.Record, int64, error) {
 	out, err := s.db.GetItem(ctx, &ddb.GetItemInput{TableName: aws.String(l.table), Key: l.keyAttrs(id), ConsistentRead: aws.Bool(true)})
 	if err != nil {
-		return plinth.Record{}, wrap(err, "get from "+l.table)
+		return plinth.Record{}, 0, wrap(err, "get from "+l.table)
 	}
 	if out.Item == nil {
-		return plinth.Record{}, fmt.Errorf("%s %v: %w", l.e.Name, id, plinth.ErrNotFound)
+		return plinth.Record{}, 0, fmt.Errorf("%s %v: %w", l.e.Name, id, plinth.ErrNotFound)
 	}
-	return l.record(out.Item)
+	r, err := l.record(out.Item)
+	return r, numOf(out.Item["cs"]), err
 }
 
 // Get reads one record with a consistent GetItem.

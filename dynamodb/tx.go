@@ -64,7 +64,8 @@ type tx struct {
 	audits      []plinth.AuditRecord
 	access      map[string]*accessWrite // grants and policies
 	accessOrder []string
-	n           int64     // the change number, once drawn
+	n           int64     // the change number, once taken
+	floor       int64     // the highest change number of the records read: n must be above it
 	token       string    // the in-flight item, once registered
 	until       time.Time // when the in-flight item expires
 }
@@ -102,10 +103,11 @@ func (t *tx) touchKnown(ctx context.Context, e *plinth.Entity, id any, absent bo
 		t.order = append(t.order, key)
 		return p, nil
 	}
-	r, err := t.s.get(ctx, l, id)
+	r, cs, err := t.s.getChange(ctx, l, id)
 	switch {
 	case err == nil:
 		p.base, p.cur = &r, &r
+		t.floor = max(t.floor, cs)
 	case !errors.Is(err, plinth.ErrNotFound):
 		return nil, err
 	}
