@@ -61,7 +61,7 @@ func laneOf(token string) string {
 func (s *Store) tick(floor int64) int64 {
 	for {
 		last := s.clock.Load()
-		n := max(time.Now().UnixMicro(), last+1, floor)
+		n := max(time.Now().UnixMicro()+s.offset, last+1, floor)
 		if s.clock.CompareAndSwap(last, n) {
 			return n
 		}

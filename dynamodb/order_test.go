@@ -1,0 +1,309 @@
+package dynamodb_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/audit"
+	"github.com/plinth-data/plinth/dynamodb"
+	"github.com/plinth-data/plinth/plinthtest/ddbtest"
+	"github.com/plinth-data/plinth/storetest"
+)
+
+// openURL opens a store on url's tables, prepared for ds: two calls with
+// one url are two processes sharing a store.
+func openURL(t testing.TB, url string, ds []*plinth.Domain) *dynamodb.Store {
+	t.Helper()
+	s, err := dynamodb.Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Prepare(t.Context(), ds); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newWriter(t testing.TB, s plinth.Store) *plinth.Writer {
+	t.Helper()
+	w, err := plinth.NewWriter(t.Context(), plinth.WriterConfig{Store: s, Environment: plinth.EnvDevelopment, Events: true, Audit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func category(t testing.TB, e *plinth.Entity, code string) map[string]any {
+	t.Helper()
+	d, err := e.Validate(map[string]any{"code": code, "title": "title of " + code}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// retitle updates a category through the write path, at whatever version
+// it is, and returns the version it wrote.
+func retitle(ctx context.Context, s plinth.Store, w *plinth.Writer, e *plinth.Entity, code string) (int64, error) {
+	for {
+		cur, err := s.Get(ctx, e, code)
+		if err != nil {
+			return 0, err
+		}
+		res, err := w.Update(ctx, e, code, cur.Version, func(r plinth.Record) (map[string]any, error) {
+			d := maps.Clone(r.Data)
+			d["title"] = fmt.Sprintf("%s at %d", code, r.Version+1)
+			return d, nil
+		}, plinth.Origin{})
+		if errors.Is(err, plinth.ErrVersionConflict) {
+			continue
+		}
+		return res.Record.Version, err
+	}
+}
+
+// TestWritesToDifferentRecordsShareNoItem watches every item the write
+// path's calls write — the in-flight registration, and every item of the
+// TransactWriteItems, condition checks included — while it creates and
+// then updates sixteen records one after another. The create and update
+// of one record share the record's item; writes to different records
+// share none (no change counter, no head item, no shared outbox or audit
+// item), so they never wait for each other.
+func TestWritesToDifferentRecordsShareNoItem(t *testing.T) {
+	ds := storetest.Domains(t)
+	s := open(t, ds)
+	cats := entity(t, ds, "categories")
+	w := newWriter(t, s)
+	var (
+		mu     sync.Mutex
+		cur    []string
+		writes [][]string // the items each write wrote: create and update of record i are writes 2i, 2i+1
+		ops    = map[string]int{}
+	)
+	stop := dynamodb.WatchWrites(s, func(op string, items []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		cur = append(cur, items...)
+		ops[op]++
+	})
+	defer stop()
+	done := func() {
+		mu.Lock()
+		writes = append(writes, cur)
+		cur = nil
+		mu.Unlock()
+	}
+	const records = 16
+	for i := range records {
+		code := fmt.Sprintf("c%02d", i)
+		if _, err := w.Create(t.Context(), cats, category(t, cats, code), plinth.Origin{}); err != nil {
+			t.Fatal(err)
+		}
+		done()
+		if _, err := retitle(t.Context(), s, w, cats, code); err != nil {
+			t.Fatal(err)
+		}
+		done()
+	}
+	stop()
+	by := map[string][]int{}
+	for i, items := range writes {
+		for _, it := range slices.Compact(slices.Sorted(slices.Values(items))) {
+			by[it] = append(by[it], i)
+		}
+		if !hasItem(items, "categories ") || !hasItem(items, "outbox|") || !hasItem(items, "auditlog|") {
+			t.Errorf("write %d did not write its record, outbox and audit log items: %q", i, items)
+		}
+	}
+	for item, ws := range by {
+		if len(ws) > 2 || len(ws) == 2 && ws[0]/2 != ws[1]/2 {
+			t.Errorf("item %s is written by writes %v, to different records", item, ws)
+		}
+	}
+	if ops["UpdateItem"] != 0 {
+		t.Errorf("the writes made %d UpdateItem calls (a counter?)", ops["UpdateItem"])
+	}
+	t.Logf("%d writes, calls that write: %v", len(writes), ops)
+}
+
+func hasItem(items []string, part string) bool {
+	for _, it := range items {
+		if strings.Contains(it, part) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestEventsInOrderPerRecord: two processes write to one store — the
+// second with its clock 60 ms behind, within the allowed skew of 100 ms —
+// with writers racing on the same two records and others on records of
+// their own, while a relay publishes. Every record's events reach the
+// relay exactly once and in the order of its versions (1, 2, 3 … with no
+// gap and no repeat), and the audit chain of all the writes verifies.
+func TestEventsInOrderPerRecord(t *testing.T) {
+	ds := storetest.Domains(t)
+	url := ddbtest.URL(t)
+	s1, s2 := openURL(t, url, ds), openURL(t, url, ds)
+	dynamodb.SetClockOffset(s2, -60*time.Millisecond)
+	stores := []*dynamodb.Store{s1, s2}
+	writers := []*plinth.Writer{newWriter(t, s1), newWriter(t, s2)}
+	cats := entity(t, ds, "categories")
+	ctx := t.Context()
+	hot := []string{"hot-a", "hot-b"}
+	for _, code := range hot {
+		if _, err := writers[0].Create(ctx, cats, category(t, cats, code), plinth.Origin{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const racers, updates, own = 4, 10, 3
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*racers)
+	for g := range racers {
+		wg.Add(2)
+		s, w := stores[g%2], writers[g%2]
+		go func() { // races on the hot records
+			defer wg.Done()
+			for i := range updates {
+				if _, err := retitle(ctx, s, w, cats, hot[(g+i)%2]); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+		go func() { // records of its own: created, then updated
+			defer wg.Done()
+			for i := range own {
+				code := fmt.Sprintf("own-%d-%d", g, i)
+				if _, err := w.Create(ctx, cats, category(t, cats, code), plinth.Origin{}); err != nil {
+					errs <- err
+					return
+				}
+				for range 2 {
+					if _, err := retitle(ctx, s, w, cats, code); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	writing := make(chan struct{})
+	go func() { wg.Wait(); close(writing) }()
+	want := len(hot) + racers*updates + racers*own*3 // events: creates and updates
+	got := relayAll(t, s1, want, writing)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	n := 0
+	for id, versions := range got {
+		for i, v := range versions {
+			if v != int64(i+1) {
+				t.Errorf("%s: the relay got versions %v; want 1, 2, 3 … in order, each once", id, versions)
+				break
+			}
+		}
+		n += len(versions)
+	}
+	if n != want {
+		t.Errorf("the relay got %d events; want %d", n, want)
+	}
+	if _, err := audit.ChainPending(ctx, s1); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.Verify(ctx, s1, nil)
+	if err != nil || rep.Broken != nil || rep.Records != int64(want) || rep.Unchained != 0 {
+		t.Errorf("audit chain: %d records, %d unchained, broken %v, %v; want %d intact", rep.Records, rep.Unchained, rep.Broken, err, want)
+	}
+}
+
+// relayAll plays the relay until it has want events and the writers are
+// done, and returns each entity's versions in the order it got them.
+func relayAll(t *testing.T, s *dynamodb.Store, want int, writing <-chan struct{}) map[string][]int64 {
+	t.Helper()
+	got := map[string][]int64{}
+	seen := map[string]bool{}
+	deadline := time.Now().Add(2 * time.Minute)
+	for n, done := 0, false; !done || n < want; {
+		select {
+		case <-writing:
+			done = true
+		default:
+		}
+		es, err := s.PendingEvents(t.Context(), 50)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := make([]string, 0, len(es))
+		for _, e := range es {
+			var ev struct {
+				EntityID      string `json:"entityId"`
+				EntityVersion int64  `json:"entityVersion"`
+			}
+			if err := json.Unmarshal(e.Payload, &ev); err != nil {
+				t.Fatal(err)
+			}
+			if seen[e.EventID] {
+				t.Fatalf("event %s (%s version %d) came twice", e.EventID, ev.EntityID, ev.EntityVersion)
+			}
+			seen[e.EventID] = true
+			got[ev.EntityID] = append(got[ev.EntityID], ev.EntityVersion)
+			ids = append(ids, e.EventID)
+			n++
+		}
+		if err := s.MarkEventsSent(t.Context(), ids); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay got %d events of %d", n, want)
+		}
+		if len(es) == 0 {
+			time.Sleep(5 * time.Millisecond) // the relay's poll, not a wait for a condition
+		}
+	}
+	return got
+}
+
+// TestWatermarkWithClockBehind: a change written, right after a scan, by
+// a process whose clock is 60 ms behind the scanning one (within the
+// allowed skew) is in the next incremental scan: the scan's bound waited
+// out the skew, so the late clock's numbers are above its watermark.
+func TestWatermarkWithClockBehind(t *testing.T) {
+	ds := storetest.Domains(t)
+	url := ddbtest.URL(t)
+	s1, s2 := openURL(t, url, ds), openURL(t, url, ds)
+	dynamodb.SetClockOffset(s2, -60*time.Millisecond)
+	cats := entity(t, ds, "categories")
+	w2 := newWriter(t, s2)
+	ctx := t.Context()
+	for round := range 5 {
+		mark, err := s1.Scan(ctx, cats, plinth.ScanQuery{}, func(plinth.Record) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		code := fmt.Sprintf("late-%d", round)
+		if _, err := w2.Create(ctx, cats, category(t, cats, code), plinth.Origin{}); err != nil {
+			t.Fatal(err)
+		}
+		var since []string
+		if _, err := s1.Scan(ctx, cats, plinth.ScanQuery{Since: mark}, func(r plinth.Record) error {
+			since = append(since, r.Data["code"].(string))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(since, []string{code}) {
+			t.Fatalf("round %d: the scan since %s has %q; want [%s]", round, mark, since, code)
+		}
+	}
+}
