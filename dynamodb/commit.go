@@ -168,7 +168,9 @@ func put(table string, item map[string]types.AttributeValue) types.TransactWrite
 
 // items adds what one record's change needs: the record put or delete,
 // conditioned on the state the transaction read; its index items; its
-// tombstones.
+// tombstones; and its "gone" item, which holds the change number of a
+// deleted record's deletion until the key is used again, so that a record
+// created again under the key takes a higher number (see touchKnown).
 func (p *pending) items(b *txItems, n int64, token string, tomb *int, sys string) error {
 	l := p.l
 	key := l.keyAttrs(p.id)
@@ -215,6 +217,12 @@ func (p *pending) items(b *txItems, n int64, token string, tomb *int, sys string
 	for range p.tombs {
 		b.add(put(sys, tombstoneItem(l, n, changeKey(n, token, *tomb), p.id)), nil)
 		*tomb++
+	}
+	switch gone := sysKey("gone|"+l.table, l.sortKey(p.id)); {
+	case p.cur == nil && p.tombs > 0:
+		b.add(put(sys, withAttrs(gone, map[string]types.AttributeValue{"cs": num(n)})), nil)
+	case p.cur != nil && p.gone:
+		b.add(types.TransactWriteItem{Delete: &types.Delete{TableName: aws.String(sys), Key: gone}}, nil)
 	}
 	return nil
 }

@@ -53,6 +53,7 @@ type pending struct {
 	base  *plinth.Record // as stored when the transaction first read it; nil if absent
 	cur   *plinth.Record // as it will be stored; nil if absent
 	tombs int            // deletions to record
+	gone  bool           // a "gone" item holds the change number of the key's last deletion
 }
 
 type tx struct {
@@ -110,6 +111,13 @@ func (t *tx) touchKnown(ctx context.Context, e *plinth.Entity, id any, absent bo
 		t.floor = max(t.floor, cs)
 	case !errors.Is(err, plinth.ErrNotFound):
 		return nil, err
+	default: // absent: above its deletion, if it had one
+		it, err := t.s.getSys(ctx, sysKey("gone|"+l.table, l.sortKey(id)))
+		if err != nil {
+			return nil, err
+		}
+		p.gone = it != nil
+		t.floor = max(t.floor, numOf(it["cs"]))
 	}
 	t.recs[key] = p
 	t.order = append(t.order, key)
