@@ -179,12 +179,40 @@ func (s *Store) PurgeTombstones(ctx context.Context, olderThan time.Time) (int64
 				n++
 				top = max(top, numOf(it["cs"]))
 			}
+			if err := s.purgeGone(ctx, l, olderThan); err != nil {
+				return n, err
+			}
 		}
 	}
 	if n == 0 {
 		return 0, nil
 	}
 	return n, s.raiseHorizon(ctx, top, olderThan)
+}
+
+// purgeGone deletes the gone items (commit.go) of deletions before
+// olderThan: long after, a record created again under the key takes a
+// higher number from the clock alone.
+func (s *Store) purgeGone(ctx context.Context, l *layout, olderThan time.Time) error {
+	var keys []string
+	err := s.querySys(ctx, "gone|"+l.table, "", "", 0, func(it map[string]types.AttributeValue) bool {
+		if numOf(it["cs"]) < olderThan.UnixMicro() {
+			keys = append(keys, strOf(it["sk"]))
+		}
+		return true
+	})
+	for _, k := range keys {
+		if err != nil {
+			break
+		}
+		_, err = s.db.DeleteItem(ctx, &ddb.DeleteItemInput{TableName: aws.String(s.sys), Key: sysKey("gone|"+l.table, k),
+			ConditionExpression:       aws.String("cs < :t"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":t": num(olderThan.UnixMicro())}})
+		if isConditionFailed(err) {
+			err = nil
+		}
+	}
+	return wrap(err, "purge the gone items of "+l.table)
 }
 
 func (s *Store) raiseHorizon(ctx context.Context, cs int64, before time.Time) error {

@@ -12,6 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/audit"
 	"github.com/plinth-data/plinth/dynamodb"
@@ -363,6 +367,25 @@ func TestRecreatedRecordEventsInOrder(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("the relay got %q; want %q", got, want)
+	}
+	// Purging the tombstones purges the key's gone item with them.
+	gone := func() int32 {
+		out, err := s1.Client().Query(ctx, &awsddb.QueryInput{TableName: aws.String(s1.Options().Prefix + "plinth"),
+			KeyConditionExpression:    aws.String("pk = :pk"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":pk": &types.AttributeValueMemberS{Value: "gone|" + s1.Options().Prefix + "store-test.categories"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Count
+	}
+	if n := gone(); n != 1 {
+		t.Fatalf("%d gone items after deleting one key; want 1", n)
+	}
+	if _, err := s1.PurgeTombstones(ctx, time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n := gone(); n != 0 {
+		t.Errorf("%d gone items after purging the tombstones; want 0", n)
 	}
 }
 
