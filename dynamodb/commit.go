@@ -136,6 +136,7 @@ func (b *txItems) failure(err error) error {
 func (t *tx) build(n int64, token string) (*txItems, error) {
 	b := &txItems{}
 	b.add(t.s.flightDone(t.token), fmt.Errorf("dynamodb: %w: the write took so long that it was expired", plinth.ErrUnavailable))
+	prevs := t.chainEvents(n, token)
 	tomb := 0
 	for _, key := range t.order {
 		p := t.recs[key]
@@ -147,7 +148,7 @@ func (t *tx) build(n int64, token string) (*txItems, error) {
 		b.add(put(t.s.sys, checkpointItem(name, v)), nil)
 	}
 	for i, e := range t.events {
-		if err := t.s.eventItems(b, changeKey(n, token, i), e); err != nil {
+		if err := t.s.eventItems(b, changeKey(n, token, i), prevs[i], e); err != nil {
 			return nil, err
 		}
 	}
@@ -162,15 +163,33 @@ func (t *tx) build(n int64, token string) (*txItems, error) {
 	return b, nil
 }
 
+// chainEvents links each event to the one before it of its record: it
+// returns, per event, the outbox item of the record's event before, and
+// notes the event's own on the record (its item's "ev"). The relay holds
+// an event back while the one before is still waiting (PendingEvents).
+func (t *tx) chainEvents(n int64, token string) []string {
+	prevs := make([]string, len(t.events))
+	for i, e := range t.events {
+		for _, key := range t.order {
+			if p := t.recs[key]; e.Record != "" && plinth.RecordRef(p.l.e, p.id) == e.Record {
+				prevs[i], p.ev = p.ev, changeKey(n, token, i)
+				break
+			}
+		}
+	}
+	return prevs
+}
+
 func put(table string, item map[string]types.AttributeValue) types.TransactWriteItem {
 	return types.TransactWriteItem{Put: &types.Put{TableName: aws.String(table), Item: item}}
 }
 
 // items adds what one record's change needs: the record put or delete,
 // conditioned on the state the transaction read; its index items; its
-// tombstones; and its "gone" item, which holds the change number of a
-// deleted record's deletion until the key is used again, so that a record
-// created again under the key takes a higher number (see touchKnown).
+// tombstones; and its "gone" item, which holds the change number (and
+// last event) of a deleted record's deletion until the key is used again,
+// so that a record created again under the key takes a higher number and
+// its events follow (see touchKnown).
 func (p *pending) items(b *txItems, n int64, token string, tomb *int, sys string) error {
 	l := p.l
 	key := l.keyAttrs(p.id)
@@ -189,6 +208,9 @@ func (p *pending) items(b *txItems, n int64, token string, tomb *int, sys string
 		it, err := l.item(*p.cur, n)
 		if err != nil {
 			return err
+		}
+		if p.ev != "" {
+			it["ev"] = str(p.ev)
 		}
 		b.add(types.TransactWriteItem{Put: &types.Put{TableName: table, Item: it, ConditionExpression: cond, ExpressionAttributeValues: version}}, nil)
 	case p.base != nil:
@@ -220,7 +242,11 @@ func (p *pending) items(b *txItems, n int64, token string, tomb *int, sys string
 	}
 	switch gone := sysKey("gone|"+l.table, l.sortKey(p.id)); {
 	case p.cur == nil && p.tombs > 0:
-		b.add(put(sys, withAttrs(gone, map[string]types.AttributeValue{"cs": num(n)})), nil)
+		attrs := map[string]types.AttributeValue{"cs": num(n)}
+		if p.ev != "" {
+			attrs["ev"] = str(p.ev)
+		}
+		b.add(put(sys, withAttrs(gone, attrs)), nil)
 	case p.cur != nil && p.gone:
 		b.add(types.TransactWriteItem{Delete: &types.Delete{TableName: aws.String(sys), Key: gone}}, nil)
 	}

@@ -80,3 +80,6 @@ func writtenItems(params any) []string {
 	}
 	return out
 }
+
+// Lanes is how many lanes the outbox and the audit log have.
+const Lanes = lanes

@@ -396,3 +396,72 @@ func eventIDs(es []plinth.OutboxEntry) []string {
 	}
 	return ids
 }
+
+// TestRelayHoldsAnEventWhileTheOneBeforeWaits: each event names the
+// outbox item of its record's event before ("prev"); PendingEvents does
+// not return an event while that one still waits outside the batch — the
+// case of an earlier version committed by a host whose clock is further
+// behind than the allowed skew. The test moves a record's first event
+// above the bound by hand (where such a write would put it), and the
+// second is held until the first is published.
+func TestRelayHoldsAnEventWhileTheOneBeforeWaits(t *testing.T) {
+	ds := storetest.Domains(t)
+	s := open(t, ds)
+	cats := entity(t, ds, "categories")
+	w := newWriter(t, s)
+	ctx := t.Context()
+	if _, err := w.Create(ctx, cats, category(t, cats, "x"), plinth.Origin{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := retitle(ctx, s, w, cats, "x"); err != nil {
+		t.Fatal(err)
+	}
+	sys := aws.String(s.Options().Prefix + "plinth")
+	var items []map[string]types.AttributeValue
+	for lane := range dynamodb.Lanes {
+		out, err := s.Client().Query(ctx, &awsddb.QueryInput{TableName: sys, KeyConditionExpression: aws.String("pk = :pk"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":pk": &types.AttributeValueMemberS{Value: fmt.Sprint("outbox|", lane)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		items = append(items, out.Items...)
+	}
+	sk := func(it map[string]types.AttributeValue) string { return it["sk"].(*types.AttributeValueMemberS).Value }
+	slices.SortFunc(items, func(a, b map[string]types.AttributeValue) int { return strings.Compare(sk(a), sk(b)) })
+	if len(items) != 2 {
+		t.Fatalf("%d outbox items; want 2", len(items))
+	}
+	first, second := items[0], items[1]
+	if prev, _ := second["prev"].(*types.AttributeValueMemberS); prev == nil || prev.Value != sk(first) {
+		t.Fatalf("the second event's prev is %v; want %s", second["prev"], sk(first))
+	}
+	// The first event, as a late write on a slow clock would have left it:
+	// committed, waiting, but numbered above the bound.
+	_, token, _ := strings.Cut(sk(first), "|")
+	late := "9" + sk(first)[1:19] + "|" + token
+	moved := maps.Clone(first)
+	moved["sk"] = &types.AttributeValueMemberS{Value: late}
+	id := first["id"].(*types.AttributeValueMemberS).Value
+	for _, in := range []*awsddb.TransactWriteItemsInput{{TransactItems: []types.TransactWriteItem{
+		{Put: &types.Put{TableName: sys, Item: moved}},
+		{Delete: &types.Delete{TableName: sys, Key: map[string]types.AttributeValue{"pk": first["pk"], "sk": first["sk"]}}},
+		{Update: &types.Update{TableName: sys, Key: map[string]types.AttributeValue{"pk": second["pk"], "sk": second["sk"]},
+			UpdateExpression: aws.String("SET prev = :l"), ExpressionAttributeValues: map[string]types.AttributeValue{":l": moved["sk"]}}},
+		{Update: &types.Update{TableName: sys, Key: map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "event"}, "sk": &types.AttributeValueMemberS{Value: id}},
+			UpdateExpression: aws.String("SET o = :l"), ExpressionAttributeValues: map[string]types.AttributeValue{":l": moved["sk"]}}},
+	}}} {
+		if _, err := s.Client().TransactWriteItems(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if es, err := s.PendingEvents(ctx, 10); err != nil || len(es) != 0 {
+		t.Fatalf("while the first event waits: PendingEvents returned %d events, %v; want none", len(es), err)
+	}
+	if err := s.MarkEventsSent(ctx, []string{id}); err != nil {
+		t.Fatal(err)
+	}
+	es, err := s.PendingEvents(ctx, 10)
+	if err != nil || len(es) != 1 || es[0].EventID != second["id"].(*types.AttributeValueMemberS).Value {
+		t.Fatalf("once the first event is published: %d events, %v; want the second", len(es), err)
+	}
+}

@@ -50,11 +50,14 @@ func (t *tx) AppendEvent(ctx context.Context, e plinth.OutboxEntry) error {
 	return nil
 }
 
-func (s *Store) eventItems(b *txItems, sk string, e plinth.OutboxEntry) error {
+func (s *Store) eventItems(b *txItems, sk, prev string, e plinth.OutboxEntry) error {
 	key, _ := laneKey("outbox", sk)
 	it := withAttrs(key, map[string]types.AttributeValue{
 		"id": str(e.EventID), "domain": str(e.Domain), "subject": str(e.Subject),
 		"payload": &types.AttributeValueMemberB{Value: append([]byte{'p'}, e.Payload...)}})
+	if prev != "" {
+		it["prev"] = str(prev)
+	}
 	if size := itemSize(it); size > MaxItemBytes {
 		return &plinth.TooLargeError{Limit: "DynamoDB's item limit of 400 KB",
 			Detail: fmt.Sprintf("the change event %s (old data, new data and state) takes %d bytes", e.EventID, size)}
@@ -73,6 +76,9 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 		limit = plinth.DefaultLimit
 	}
 	items, err := s.readLanes(ctx, "outbox", limit)
+	if err == nil {
+		items, err = s.inRecordOrder(ctx, items)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -92,6 +98,39 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 			EventID: strOf(it["id"]), Payload: payload})
 	}
 	return out, nil
+}
+
+// inRecordOrder cuts the batch before the first event whose record's
+// event before it ("prev") is still waiting in the outbox but is not in
+// the batch. The bound keeps that from happening while the writers' clocks
+// agree within the allowed skew; this makes a record's events come in the
+// order of its versions on any clocks: the event before committed before
+// the later event's write began, so a consistent read sees it unless it
+// was published.
+func (s *Store) inRecordOrder(ctx context.Context, items []map[string]types.AttributeValue) ([]map[string]types.AttributeValue, error) {
+	batch := map[string]bool{}
+	var keys []map[string]types.AttributeValue
+	for _, it := range items {
+		batch[strOf(it["sk"])] = true
+		if prev := strOf(it["prev"]); prev != "" && !batch[prev] {
+			if key, ok := laneKey("outbox", prev); ok {
+				keys = append(keys, key)
+			}
+		}
+	}
+	if len(keys) == 0 {
+		return items, nil
+	}
+	waiting, err := s.sysExist(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	for i, it := range items {
+		if prev := strOf(it["prev"]); prev != "" && waiting[prev] {
+			return items[:i], nil
+		}
+	}
+	return items, nil
 }
 
 // MarkEventsSent deletes the waiting items of the events.

@@ -277,3 +277,25 @@ func (s *Store) readLanes(ctx context.Context, part string, limit int) ([]map[st
 	}
 	return all[:n], nil
 }
+
+// sysExist returns the sort keys of the system table items among keys that
+// exist, read consistently, 100 a BatchGetItem.
+func (s *Store) sysExist(ctx context.Context, keys []map[string]types.AttributeValue) (map[string]bool, error) {
+	out := map[string]bool{}
+	for len(keys) > 0 {
+		k := min(len(keys), maxBatchGet)
+		req := map[string]types.KeysAndAttributes{s.sys: {Keys: keys[:k], ConsistentRead: aws.Bool(true), ProjectionExpression: aws.String("sk")}}
+		keys = keys[k:]
+		for len(req) > 0 {
+			res, err := s.db.BatchGetItem(ctx, &ddb.BatchGetItemInput{RequestItems: req})
+			if err != nil {
+				return nil, wrap(err, "read the outbox")
+			}
+			for _, it := range res.Responses[s.sys] {
+				out[strOf(it["sk"])] = true
+			}
+			req = res.UnprocessedKeys
+		}
+	}
+	return out, nil
+}

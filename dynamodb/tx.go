@@ -54,6 +54,7 @@ type pending struct {
 	cur   *plinth.Record // as it will be stored; nil if absent
 	tombs int            // deletions to record
 	gone  bool           // a "gone" item holds the change number of the key's last deletion
+	ev    string         // the outbox item of the record's last event ("ev" on its item)
 }
 
 type tx struct {
@@ -104,21 +105,24 @@ func (t *tx) touchKnown(ctx context.Context, e *plinth.Entity, id any, absent bo
 		t.order = append(t.order, key)
 		return p, nil
 	}
-	r, cs, err := t.s.getChange(ctx, l, id)
+	it, err := t.s.getItem(ctx, l, id)
 	switch {
 	case err == nil:
-		p.base, p.cur = &r, &r
-		t.floor = max(t.floor, cs)
-	case !errors.Is(err, plinth.ErrNotFound):
-		return nil, err
-	default: // absent: above its deletion, if it had one
-		it, err := t.s.getSys(ctx, sysKey("gone|"+l.table, l.sortKey(id)))
+		r, err := l.record(it)
 		if err != nil {
 			return nil, err
 		}
+		p.base, p.cur = &r, &r
+	case !errors.Is(err, plinth.ErrNotFound):
+		return nil, err
+	default: // absent: above its deletion, if it had one
+		if it, err = t.s.getSys(ctx, sysKey("gone|"+l.table, l.sortKey(id))); err != nil {
+			return nil, err
+		}
 		p.gone = it != nil
-		t.floor = max(t.floor, numOf(it["cs"]))
 	}
+	t.floor = max(t.floor, numOf(it["cs"]))
+	p.ev = strOf(it["ev"])
 	t.recs[key] = p
 	t.order = append(t.order, key)
 	return p, nil
