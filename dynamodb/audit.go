@@ -114,8 +114,8 @@ func (s *Store) UnchainedAudit(ctx context.Context, limit int) ([]plinth.AuditRe
 // CountUnchainedAudit counts the log.
 func (s *Store) CountUnchainedAudit(ctx context.Context) (int64, error) {
 	var n int64
-	for lane := range lanes {
-		if err := s.querySys(ctx, "auditlog|"+itoa(lane), "", "", 0, func(map[string]types.AttributeValue) bool { n++; return true }); err != nil {
+	for _, pk := range s.partitions("auditlog") {
+		if err := s.querySys(ctx, pk, "", "", 0, func(map[string]types.AttributeValue) bool { n++; return true }); err != nil {
 			return n, err
 		}
 	}

@@ -465,3 +465,59 @@ func TestRelayHoldsAnEventWhileTheOneBeforeWaits(t *testing.T) {
 		t.Fatalf("once the first event is published: %d events, %v; want the second", len(es), err)
 	}
 }
+
+// TestStoreWrittenBeforeLanes: a store written by the version with one
+// change counter (its counter item, and an event and an audit record
+// waiting in the partitions without lanes) keeps working: the waiting
+// event is published and the record chained, before newer ones.
+func TestStoreWrittenBeforeLanes(t *testing.T) {
+	ds := storetest.Domains(t)
+	url := ddbtest.URL(t)
+	old := openURL(t, url, ds)
+	ctx := t.Context()
+	s := func(v string) *types.AttributeValueMemberS { return &types.AttributeValueMemberS{Value: v} }
+	rec, _ := json.Marshal(plinth.NormalizeAudit(plinth.AuditRecord{Environment: "development", Operation: "view", Decision: "allow", Status: 200}))
+	sys := aws.String(old.Options().Prefix + "plinth")
+	for _, it := range []map[string]types.AttributeValue{
+		{"pk": s("seq"), "sk": s("seq"), "n": &types.AttributeValueMemberN{Value: "2"}},
+		{"pk": s("outbox"), "sk": s("0000000000000000001|00000"), "id": s("old-event"), "domain": s("store-test"),
+			"subject": s("plinth.development.store-test.categories.created"), "payload": &types.AttributeValueMemberB{Value: []byte("p{}")}},
+		{"pk": s("event"), "sk": s("old-event"), "o": s("0000000000000000001|00000")},
+		{"pk": s("auditlog"), "sk": s("0000000000000000002|00000"), "r": s(string(rec))},
+	} {
+		if _, err := old.Client().PutItem(ctx, &awsddb.PutItemInput{TableName: sys, Item: it}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := openURL(t, url, ds)
+	cats := entity(t, ds, "categories")
+	if _, err := newWriter(t, st).Create(ctx, cats, category(t, cats, "new"), plinth.Origin{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := st.CountUnchainedAudit(ctx); err != nil || n != 2 {
+		t.Errorf("CountUnchainedAudit: %d, %v; want 2", n, err)
+	}
+	es, err := st.PendingEvents(ctx, 10)
+	if err != nil || len(es) != 2 || es[0].EventID != "old-event" || string(es[0].Payload) != "{}" {
+		t.Fatalf("PendingEvents: %d, %v; want the old event, then the new", len(es), err)
+	}
+	if err := st.MarkEventsSent(ctx, eventIDs(es)); err != nil {
+		t.Fatal(err)
+	}
+	if es, err := st.PendingEvents(ctx, 10); err != nil || len(es) != 0 {
+		t.Errorf("after marking both sent: %d pending, %v", len(es), err)
+	}
+	if n, err := audit.ChainPending(ctx, st); err != nil || n != 2 {
+		t.Fatalf("chained %d, %v; want 2", n, err)
+	}
+	var ops []string
+	if err := st.ScanAudit(ctx, 0, func(r plinth.AuditRecord) error { ops = append(ops, r.Operation); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ops, []string{"view", "create"}) {
+		t.Errorf("the chain holds %q; want the old record first", ops)
+	}
+	if rep, err := audit.Verify(ctx, st, nil); err != nil || rep.Broken != nil || rep.Records != 2 {
+		t.Errorf("verify: %+v, %v", rep, err)
+	}
+}

@@ -67,6 +67,9 @@ func (s *Store) Prepare(ctx context.Context, domains []*plinth.Domain) error {
 	if err := s.checkShards(ctx, defs); err != nil {
 		return err
 	}
+	if err := s.findLegacy(ctx); err != nil {
+		return err
+	}
 	for _, d := range domains {
 		for _, e := range d.Entities {
 			s.layouts.Store(d.Name+"/"+e.Plural, newLayout(e, s.opts.Prefix, s.opts.Shards))

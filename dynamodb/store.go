@@ -143,6 +143,8 @@ type Store struct {
 	calls   callCounter
 	// clock is the last change number the process handed out (tick).
 	clock atomic.Int64
+	// legacy: the store was written before lanes (sys.go, findLegacy).
+	legacy atomic.Bool
 	// offset is added to the wall clock, in microseconds: tests play a
 	// host whose clock is behind.
 	offset int64

@@ -140,9 +140,9 @@ func (s *Store) bound(ctx context.Context) (int64, error) {
 		}
 	}
 	now := time.Now().UnixMicro()
-	for lane := range lanes {
+	for _, pk := range s.partitions("inflight") {
 		var expired []string
-		err := s.querySys(ctx, "inflight|"+itoa(lane), "", "", 0, func(it map[string]types.AttributeValue) bool {
+		err := s.querySys(ctx, pk, "", "", 0, func(it map[string]types.AttributeValue) bool {
 			if numOf(it["until"]) < now {
 				expired = append(expired, strOf(it["sk"]))
 			} else {
@@ -154,7 +154,7 @@ func (s *Store) bound(ctx context.Context) (int64, error) {
 			return 0, err
 		}
 		for _, token := range expired {
-			_, err := s.db.DeleteItem(ctx, &ddb.DeleteItemInput{TableName: aws.String(s.sys), Key: sysKey("inflight|"+itoa(lane), token),
+			_, err := s.db.DeleteItem(ctx, &ddb.DeleteItemInput{TableName: aws.String(s.sys), Key: sysKey(pk, token),
 				ConditionExpression:       aws.String("#u < :now"),
 				ExpressionAttributeNames:  map[string]string{"#u": "until"},
 				ExpressionAttributeValues: map[string]types.AttributeValue{":now": num(now)}})
@@ -215,10 +215,13 @@ func changeKey(n int64, token string, i int) string {
 	return pad(n) + "|" + token + "|" + fmt.Sprintf("%05d", i)
 }
 
-// parseChangeKey splits a changeKey; ok is false when sk is not one.
+// parseChangeKey splits a changeKey, or the "{n}|{i}" of a store written
+// before lanes (token ""); ok is false when sk is neither.
 func parseChangeKey(sk string) (n int64, token string, i int, ok bool) {
 	parts := strings.Split(sk, "|")
-	if len(parts) != 3 || parts[1] == "" {
+	if len(parts) == 2 {
+		parts = []string{parts[0], "", parts[1]}
+	} else if len(parts) != 3 || parts[1] == "" {
 		return 0, "", 0, false
 	}
 	n, err1 := strconv.ParseInt(parts[0], 10, 64)
@@ -227,10 +230,43 @@ func parseChangeKey(sk string) (n int64, token string, i int, ok bool) {
 }
 
 // laneKey is the key of a write's item in a laned partition ("outbox",
-// "auditlog"), from its changeKey.
+// "auditlog"), from its changeKey: in its token's lane, or in the partition
+// without lanes of a store written before them.
 func laneKey(part, sk string) (map[string]types.AttributeValue, bool) {
 	_, token, _, ok := parseChangeKey(sk)
+	if token == "" {
+		return sysKey(part, sk), ok
+	}
 	return sysKey(part+"|"+laneOf(token), sk), ok
+}
+
+// Stores written before lanes and clocks (one counter item, "seq", and
+// the partitions "outbox", "auditlog" and "inflight" without lanes): when
+// Prepare finds the counter, readers also read those partitions, so that
+// events and audit records written then, or by processes of the old
+// version still running, are published and chained, first (their numbers,
+// drawn from the counter, are far below any clock's). Delete the item
+// "seq"/"seq" once no process of the old version runs and those
+// partitions are empty.
+var legacyCounterKey = sysKey("seq", "seq")
+
+// partitions lists the partitions of a laned part.
+func (s *Store) partitions(part string) []string {
+	out := make([]string, 0, lanes+1)
+	if s.legacy.Load() {
+		out = append(out, part)
+	}
+	for lane := range lanes {
+		out = append(out, part+"|"+itoa(lane))
+	}
+	return out
+}
+
+// findLegacy notes whether the store was written before lanes.
+func (s *Store) findLegacy(ctx context.Context) error {
+	it, err := s.getSys(ctx, legacyCounterKey)
+	s.legacy.Store(it != nil)
+	return err
 }
 
 // readLanes returns up to limit items of a laned partition at or below
@@ -241,8 +277,8 @@ func laneKey(part, sk string) (map[string]types.AttributeValue, bool) {
 // anything.
 func (s *Store) readLanes(ctx context.Context, part string, limit int) ([]map[string]types.AttributeValue, error) {
 	busy := false
-	for lane := 0; lane < lanes && !busy; lane++ {
-		err := s.querySys(ctx, part+"|"+itoa(lane), "", "", 1, func(map[string]types.AttributeValue) bool { busy = true; return false })
+	for _, pk := range s.partitions(part) {
+		err := s.querySys(ctx, pk, "", "", 1, func(map[string]types.AttributeValue) bool { busy = true; return false })
 		if err != nil {
 			return nil, err
 		}
@@ -256,9 +292,9 @@ func (s *Store) readLanes(ctx context.Context, part string, limit int) ([]map[st
 	}
 	cut := pad(mark) + "|~"
 	var all []map[string]types.AttributeValue
-	for lane := range lanes {
+	for _, pk := range s.partitions(part) {
 		var got []map[string]types.AttributeValue
-		err := s.querySys(ctx, part+"|"+itoa(lane), "", cut, int32(limit), func(it map[string]types.AttributeValue) bool {
+		err := s.querySys(ctx, pk, "", cut, int32(limit), func(it map[string]types.AttributeValue) bool {
 			got = append(got, it)
 			return len(got) < limit
 		})
