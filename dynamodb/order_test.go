@@ -37,6 +37,17 @@ func openURL(t testing.TB, url string, ds []*plinth.Domain) *dynamodb.Store {
 	return s
 }
 
+// twoProcesses opens two stores on one set of tables, as two processes
+// would, the second with its clock lag behind; and returns the categories.
+func twoProcesses(t *testing.T, lag time.Duration) (s1, s2 *dynamodb.Store, cats *plinth.Entity) {
+	t.Helper()
+	ds := storetest.Domains(t)
+	url := ddbtest.URL(t)
+	s1, s2 = openURL(t, url, ds), openURL(t, url, ds)
+	dynamodb.SetClockOffset(s2, -lag)
+	return s1, s2, entity(t, ds, "categories")
+}
+
 func newWriter(t testing.TB, s plinth.Store) *plinth.Writer {
 	t.Helper()
 	w, err := plinth.NewWriter(t.Context(), plinth.WriterConfig{Store: s, Environment: plinth.EnvDevelopment, Events: true, Audit: true})
@@ -155,13 +166,9 @@ func hasItem(items []string, part string) bool {
 // relay exactly once and in the order of its versions (1, 2, 3 … with no
 // gap and no repeat), and the audit chain of all the writes verifies.
 func TestEventsInOrderPerRecord(t *testing.T) {
-	ds := storetest.Domains(t)
-	url := ddbtest.URL(t)
-	s1, s2 := openURL(t, url, ds), openURL(t, url, ds)
-	dynamodb.SetClockOffset(s2, -60*time.Millisecond)
+	s1, s2, cats := twoProcesses(t, 60*time.Millisecond)
 	stores := []*dynamodb.Store{s1, s2}
 	writers := []*plinth.Writer{newWriter(t, s1), newWriter(t, s2)}
-	cats := entity(t, ds, "categories")
 	ctx := t.Context()
 	hot := []string{"hot-a", "hot-b"}
 	for _, code := range hot {
@@ -283,11 +290,7 @@ func relayAll(t *testing.T, s *dynamodb.Store, want int, writing <-chan struct{}
 // allowed skew) is in the next incremental scan: the scan's bound waited
 // out the skew, so the late clock's numbers are above its watermark.
 func TestWatermarkWithClockBehind(t *testing.T) {
-	ds := storetest.Domains(t)
-	url := ddbtest.URL(t)
-	s1, s2 := openURL(t, url, ds), openURL(t, url, ds)
-	dynamodb.SetClockOffset(s2, -60*time.Millisecond)
-	cats := entity(t, ds, "categories")
+	s1, s2, cats := twoProcesses(t, 60*time.Millisecond)
 	w2 := newWriter(t, s2)
 	ctx := t.Context()
 	for round := range 5 {
@@ -318,11 +321,7 @@ func TestWatermarkWithClockBehind(t *testing.T) {
 // takes a higher one, so the relay publishes created, deleted, created …
 // in the order they happened.
 func TestRecreatedRecordEventsInOrder(t *testing.T) {
-	ds := storetest.Domains(t)
-	url := ddbtest.URL(t)
-	s1, s2 := openURL(t, url, ds), openURL(t, url, ds)
-	dynamodb.SetClockOffset(s2, -90*time.Millisecond)
-	cats := entity(t, ds, "categories")
+	s1, s2, cats := twoProcesses(t, 90*time.Millisecond)
 	ctx := t.Context()
 	if _, err := s2.Count(ctx, cats); err != nil { // the client's first call takes longer
 		t.Fatal(err)
