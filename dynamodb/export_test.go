@@ -83,3 +83,6 @@ func writtenItems(params any) []string {
 
 // Lanes is how many lanes the outbox and the audit log have.
 const Lanes = lanes
+
+// Bounds returns how many bounds the store took.
+func Bounds(s *Store) int64 { return s.bounds.Load() }

@@ -520,3 +520,29 @@ func TestStoreWrittenBeforeLanes(t *testing.T) {
 		t.Errorf("verify: %+v, %v", rep, err)
 	}
 }
+
+// TestChainingABacklogWaitsOnce: the chainer takes 49 records a step;
+// the bound it took for the first step still covers the backlog, so the
+// steps after it do not wait the clock skew again (else a backlog would
+// chain at no more than 49 records per skew).
+func TestChainingABacklogWaitsOnce(t *testing.T) {
+	s := open(t, storetest.Domains(t))
+	ctx := t.Context()
+	for i := 0; i < 200; i += 40 {
+		recs := make([]plinth.AuditRecord, 40)
+		for j := range recs {
+			recs[j] = plinth.AuditRecord{Environment: "development", Operation: "view", Decision: "allow", Status: 200, Count: i + j}
+		}
+		if _, err := s.AppendAudit(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := dynamodb.Bounds(s)
+	if n, err := audit.ChainPending(ctx, s); err != nil || n != 200 {
+		t.Fatalf("chained %d, %v; want 200", n, err)
+	}
+	// One bound for the backlog, one for the last, short step.
+	if n := dynamodb.Bounds(s) - before; n > 2 {
+		t.Errorf("chaining 200 records in steps of 49 took %d bounds; want at most 2", n)
+	}
+}

@@ -143,6 +143,10 @@ type Store struct {
 	calls   callCounter
 	// clock is the last change number the process handed out (tick).
 	clock atomic.Int64
+	// known is the highest bound this process took: still a bound, as
+	// nothing at or below it can commit any more (readLanes).
+	known  atomic.Int64
+	bounds atomic.Int64 // how many bounds it took (tests)
 	// legacy: the store was written before lanes (sys.go, findLegacy).
 	legacy atomic.Bool
 	// offset is added to the wall clock, in microseconds: tests play a

@@ -131,6 +131,7 @@ func (s *Store) flightDone(token string) types.TransactWriteItem {
 // after that read, on a host whose clock is behind by less than the skew,
 // still takes numbers above the bound.
 func (s *Store) bound(ctx context.Context) (int64, error) {
+	s.bounds.Add(1)
 	b := s.tick(0)
 	if d := s.opts.ClockSkew; d > 0 {
 		select {
@@ -163,7 +164,12 @@ func (s *Store) bound(ctx context.Context) (int64, error) {
 			}
 		}
 	}
-	return b, nil
+	for {
+		k := s.known.Load()
+		if b <= k || s.known.CompareAndSwap(k, b) {
+			return b, nil
+		}
+	}
 }
 
 // querySys reads a system partition in sort key order, from after
@@ -270,31 +276,41 @@ func (s *Store) findLegacy(ctx context.Context) error {
 }
 
 // readLanes returns up to limit items of a laned partition at or below
-// the bound, in change number order. It reads the lanes after it has the
-// bound, so no item it leaves out can still come before one it returns;
-// and it cuts the merge where the first lane that had more stops. An idle
-// store costs one Query per lane: the bound is read only when a lane holds
-// anything.
+// a bound, in change number order. It first reads the lanes as they are:
+// nothing there (an idle store costs one Query per lane) is the answer; so
+// are limit items below the last bound it took, which is still a bound.
+// Otherwise it takes a new bound, waiting the clock skew, and reads the
+// lanes again below it: no item it leaves out can then come before one it
+// returns.
 func (s *Store) readLanes(ctx context.Context, part string, limit int) ([]map[string]types.AttributeValue, error) {
-	busy := false
-	for _, pk := range s.partitions(part) {
-		err := s.querySys(ctx, pk, "", "", 1, func(map[string]types.AttributeValue) bool { busy = true; return false })
-		if err != nil {
-			return nil, err
-		}
+	items, err := s.readBelow(ctx, part, limit, "")
+	if err != nil || len(items) == 0 {
+		return nil, err
 	}
-	if !busy {
-		return nil, nil
+	known := pad(s.known.Load()) + "|~"
+	n := 0
+	for n < len(items) && strOf(items[n]["sk"]) <= known {
+		n++
+	}
+	if n == limit {
+		return items, nil
 	}
 	mark, err := s.bound(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cut := pad(mark) + "|~"
+	return s.readBelow(ctx, part, limit, pad(mark)+"|~")
+}
+
+// readBelow reads up to limit items of each lane of a part, with sort keys
+// up to through ("" for all), and merges them, cut where the first lane
+// that had more stops.
+func (s *Store) readBelow(ctx context.Context, part string, limit int, through string) ([]map[string]types.AttributeValue, error) {
+	cut := "~"
 	var all []map[string]types.AttributeValue
 	for _, pk := range s.partitions(part) {
 		var got []map[string]types.AttributeValue
-		err := s.querySys(ctx, pk, "", cut, int32(limit), func(it map[string]types.AttributeValue) bool {
+		err := s.querySys(ctx, pk, "", through, int32(limit), func(it map[string]types.AttributeValue) bool {
 			got = append(got, it)
 			return len(got) < limit
 		})
