@@ -213,6 +213,7 @@ func BuildEvent(e *Entity, kind EventKind, before, after *Record, c EventContext
 		Subject: EventSubject(env, e, kind),
 		EventID: w.ID,
 		Payload: payload,
+		Record:  RecordRef(e, e.KeyOf(*rec)),
 	}
 	return entry, ev, true
 }

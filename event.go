@@ -43,7 +43,14 @@ type OutboxEntry struct {
 	Subject  string // plinth.<env>.<domain>.<entity>.<created|updated|deleted>
 	EventID  string
 	Payload  []byte // the Event as JSON, exactly as it will be published
+	// Record names the record the event is about (RecordRef); empty for
+	// none. A store that orders events per record rather than by one
+	// sequence (DynamoDB) uses it; it is not stored or read back.
+	Record string
 }
+
+// RecordRef names a record across domains: "{domain}/{plural}/{key}".
+func RecordRef(e *Entity, id any) string { return e.Domain.Name + "/" + e.Plural + "/" + KeyString(id) }
 
 // EventTx is implemented by a store's Tx when writes can carry their events
 // in the same transaction (the transactional outbox).

@@ -77,7 +77,8 @@ func TestBuildCreated(t *testing.T) {
 	if !ok {
 		t.Fatal("no event for a create")
 	}
-	if entry.Subject != "plinth.staging.residents.residents.created" || entry.Domain != "residents" || entry.EventID != ev.ID || entry.Sequence != 0 {
+	if entry.Subject != "plinth.staging.residents.residents.created" || entry.Domain != "residents" || entry.EventID != ev.ID || entry.Sequence != 0 ||
+		entry.Record != "residents/residents/"+ev.EntityID {
 		t.Fatalf("entry %+v", entry)
 	}
 	if id, err := uuid.Parse(ev.ID); err != nil || id.Version() != 7 {

@@ -15,13 +15,15 @@ import (
 	"github.com/plinth-data/plinth"
 )
 
-// The audit trail (docs/audit-chain.md): writers put log items
-// "auditlog|{n}|{i}|{id}" in their own transactions, so no two appends
-// touch one item; the chainer reads the log up to a fence (nothing below
-// it can still commit), and moves records into the chain, "audit|{seq}",
-// with the head item "audithead" conditioned on the sequence it expects.
-// One chained record is a delete and a put, so ChainAudit takes at most
-// 49 records (98 items and the head); AppendAudit the same, for one limit.
+// The audit trail (docs/audit-chain.md): writers put log items in their
+// own transactions, in the write's lane "auditlog|{lane}", sort key a
+// changeKey (which is the LogID), so no two appends touch one item; the
+// chainer reads the lanes up to the bound (nothing below it can still
+// commit) in change number order, and moves records into the chain,
+// "audit|{seq}", with the head item "audithead" conditioned on the
+// sequence it expects. One chained record is a delete and a put, so
+// ChainAudit takes at most 49 records (98 items and the head); AppendAudit
+// the same, for one limit.
 const maxAuditBatch = (MaxTxItems - 2) / 2
 
 var headKey = sysKey("audithead", "-")
@@ -38,7 +40,7 @@ func (t *tx) AppendAudit(ctx context.Context, rec plinth.AuditRecord) (plinth.Au
 	}
 	rec = plinth.NormalizeAudit(rec)
 	rec.Sequence, rec.PrevHash, rec.Hash = 0, "", ""
-	rec.LogID = pad(n) + "|" + fmt.Sprintf("%05d", len(t.audits))
+	rec.LogID = changeKey(n, t.token, len(t.audits))
 	t.audits = append(t.audits, rec)
 	return rec, nil
 }
@@ -50,7 +52,8 @@ func auditLogItem(r plinth.AuditRecord) (map[string]types.AttributeValue, error)
 	if err != nil {
 		return nil, err
 	}
-	it := withAttrs(sysKey("auditlog", lid), map[string]types.AttributeValue{"r": str(string(b))})
+	key, _ := laneKey("auditlog", lid)
+	it := withAttrs(key, map[string]types.AttributeValue{"r": str(string(b))})
 	if size := itemSize(it); size > MaxItemBytes {
 		return nil, &plinth.TooLargeError{Limit: "DynamoDB's item limit of 400 KB", Detail: fmt.Sprintf("an audit record takes %d bytes", size)}
 	}
@@ -86,35 +89,37 @@ func decodeAudit(it map[string]types.AttributeValue) (plinth.AuditRecord, error)
 	return r, nil
 }
 
-// UnchainedAudit returns log records up to a fence, in log order.
+// UnchainedAudit returns log records up to the bound, in log order
+// (readLanes).
 func (s *Store) UnchainedAudit(ctx context.Context, limit int) ([]plinth.AuditRecord, error) {
 	if limit <= 0 {
 		limit = plinth.DefaultLimit
 	}
-	mark, err := s.bound(ctx)
+	items, err := s.readLanes(ctx, "auditlog", limit)
 	if err != nil {
 		return nil, err
 	}
-	var out []plinth.AuditRecord
-	var derr error
-	err = s.querySys(ctx, "auditlog", "", pad(mark)+"|~", int32(limit), func(it map[string]types.AttributeValue) bool {
+	out := make([]plinth.AuditRecord, 0, len(items))
+	for _, it := range items {
 		r, err := decodeAudit(it)
 		if err != nil {
-			derr = err
-			return false
+			return nil, err
 		}
 		r.LogID = strOf(it["sk"])
 		out = append(out, r)
-		return len(out) < limit
-	})
-	return out, errors.Join(err, derr)
+	}
+	return out, nil
 }
 
 // CountUnchainedAudit counts the log.
 func (s *Store) CountUnchainedAudit(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.querySys(ctx, "auditlog", "", "", 0, func(map[string]types.AttributeValue) bool { n++; return true })
-	return n, err
+	for _, pk := range s.partitions("auditlog") {
+		if err := s.querySys(ctx, pk, "", "", 0, func(map[string]types.AttributeValue) bool { n++; return true }); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // AuditHead reads the head item.
@@ -138,9 +143,12 @@ func (s *Store) ChainAudit(ctx context.Context, recs []plinth.AuditRecord) error
 		if i > 0 && (r.Sequence != recs[i-1].Sequence+1 || r.PrevHash != recs[i-1].Hash) {
 			return conflict("the records do not link")
 		}
-		lid := r.LogID
+		key, ok := laneKey("auditlog", r.LogID)
+		if !ok {
+			return conflict(fmt.Sprintf("%q is not in the log", r.LogID))
+		}
 		items = append(items, types.TransactWriteItem{Delete: &types.Delete{TableName: aws.String(s.sys),
-			Key: sysKey("auditlog", lid), ConditionExpression: aws.String("attribute_exists(pk)")}})
+			Key: key, ConditionExpression: aws.String("attribute_exists(pk)")}})
 		r.LogID = ""
 		b, err := json.Marshal(r)
 		if err != nil {

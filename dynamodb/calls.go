@@ -28,14 +28,21 @@ type Usage struct {
 // list used (never Scan for exact and prefix filters) and bench/run can
 // report what each API operation costs.
 type callCounter struct {
-	mu sync.Mutex
-	by map[string]Usage
+	mu    sync.Mutex
+	by    map[string]Usage
+	watch func(op string, params any) // sees every call's input (tests)
 }
 
 func (c *callCounter) middleware(stack *middleware.Stack) error {
 	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("plinthUsage",
 		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 			setTotalCapacity(in.Parameters)
+			c.mu.Lock()
+			watch := c.watch
+			c.mu.Unlock()
+			if watch != nil {
+				watch(awsmiddleware.GetOperationName(ctx), in.Parameters)
+			}
 			out, md, err := next.HandleInitialize(ctx, in)
 			c.add(awsmiddleware.GetOperationName(ctx), in.Parameters, out.Result)
 			return out, md, err

@@ -29,23 +29,19 @@ func (s *Store) since(ctx context.Context, w plinth.Watermark) (int64, error) {
 	if len(pos) != 1 {
 		return 0, plinth.BadWatermark(w, "it is not a watermark a Plinth store made; pass the watermark of an earlier extract unchanged")
 	}
-	cur, err := s.counter(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if pos[0] > uint64(cur) {
+	if pos[0] > uint64(s.tick(0)+s.opts.ClockSkew.Microseconds()) {
 		return 0, plinth.BadWatermark(w, "it is ahead of this database: take a full extract")
 	}
 	return int64(pos[0]), nil
 }
 
-// Scan fences the change counter (its number is the watermark), then reads
-// every shard with consistent Queries in key order and merges them. It is
-// not one snapshot (DynamoDB has none): each record is read as it is when
-// its page is read, so a scan that runs during writes may see a record's
-// newer state, or a record inserted after the scan began, and misses
-// records deleted before it reaches them. Each record comes once and in
-// key order; writes after the fence are all in the next incremental scan.
+// Scan takes the bound (its number is the watermark), then reads every
+// shard with consistent Queries in key order and merges them. It is not
+// one snapshot (DynamoDB has none): each record is read as it is when its
+// page is read, so a scan that runs during writes may see a record's newer
+// state, or a record inserted after the scan began, and misses records
+// deleted before it reaches them. Each record comes once and in key
+// order; writes after the bound are all in the next incremental scan.
 func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, fn func(plinth.Record) error) (plinth.Watermark, error) {
 	l, err := s.layout(e)
 	if err != nil {
@@ -97,10 +93,10 @@ func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, 
 }
 
 // Tombstones: one item per deletion in the system table, partition
-// "tomb|{table}", sort key "{change number}|{index in the write}", written
-// in the deleting transaction. Their order is change order.
-func tombstoneItem(l *layout, n int64, i int, id any) map[string]types.AttributeValue {
-	return withAttrs(sysKey("tomb|"+l.table, pad(n)+"|"+fmt.Sprintf("%05d", i)), map[string]types.AttributeValue{
+// "tomb|{table}", sort key the write's changeKey, written in the deleting
+// transaction. Their order is change order.
+func tombstoneItem(l *layout, n int64, sk string, id any) map[string]types.AttributeValue {
+	return withAttrs(sysKey("tomb|"+l.table, sk), map[string]types.AttributeValue{
 		"key": str(plinth.KeyString(id)), "da": str(timeText(plinth.Now())), "cs": num(n)})
 }
 
@@ -183,12 +179,40 @@ func (s *Store) PurgeTombstones(ctx context.Context, olderThan time.Time) (int64
 				n++
 				top = max(top, numOf(it["cs"]))
 			}
+			if err := s.purgeGone(ctx, l, olderThan); err != nil {
+				return n, err
+			}
 		}
 	}
 	if n == 0 {
 		return 0, nil
 	}
 	return n, s.raiseHorizon(ctx, top, olderThan)
+}
+
+// purgeGone deletes the gone items (commit.go) of deletions before
+// olderThan: long after, a record created again under the key takes a
+// higher number from the clock alone.
+func (s *Store) purgeGone(ctx context.Context, l *layout, olderThan time.Time) error {
+	var keys []string
+	err := s.querySys(ctx, "gone|"+l.table, "", "", 0, func(it map[string]types.AttributeValue) bool {
+		if numOf(it["cs"]) < olderThan.UnixMicro() {
+			keys = append(keys, strOf(it["sk"]))
+		}
+		return true
+	})
+	for _, k := range keys {
+		if err != nil {
+			break
+		}
+		_, err = s.db.DeleteItem(ctx, &ddb.DeleteItemInput{TableName: aws.String(s.sys), Key: sysKey("gone|"+l.table, k),
+			ConditionExpression:       aws.String("cs < :t"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":t": num(olderThan.UnixMicro())}})
+		if isConditionFailed(err) {
+			err = nil
+		}
+	}
+	return wrap(err, "purge the gone items of "+l.table)
 }
 
 func (s *Store) raiseHorizon(ctx context.Context, cs int64, before time.Time) error {

@@ -41,14 +41,19 @@ func (t *tx) empty() bool {
 }
 
 // seq returns the write's change number, registering the write as in
-// flight and drawing it on first use.
+// flight first. The number is taken on first use, and again if a record
+// read since has a number as high: a record's numbers rise with its
+// versions, so its events are in the order of its versions.
 func (t *tx) seq(ctx context.Context) (int64, error) {
 	if t.token == "" {
-		n, token, until, err := t.s.begin(ctx)
+		token, until, err := t.s.begin(ctx)
 		if err != nil {
 			return 0, err
 		}
-		t.n, t.token, t.until = n, token, until
+		t.token, t.until = token, until
+	}
+	if t.n <= t.floor {
+		t.n = t.s.tick(t.floor + 1)
 	}
 	return t.n, nil
 }
@@ -75,7 +80,7 @@ func (t *tx) commit(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	b, err := t.build(n)
+	b, err := t.build(n, t.token)
 	if err != nil {
 		return err
 	}
@@ -126,14 +131,16 @@ func (b *txItems) failure(err error) error {
 	return errRerun
 }
 
-// build turns the transaction into items stamped with change number n.
-func (t *tx) build(n int64) (*txItems, error) {
+// build turns the transaction into items stamped with change number n and
+// the write's token.
+func (t *tx) build(n int64, token string) (*txItems, error) {
 	b := &txItems{}
 	b.add(t.s.flightDone(t.token), fmt.Errorf("dynamodb: %w: the write took so long that it was expired", plinth.ErrUnavailable))
+	prevs := t.chainEvents(n, token)
 	tomb := 0
 	for _, key := range t.order {
 		p := t.recs[key]
-		if err := p.items(b, n, &tomb, t.s.sys); err != nil {
+		if err := p.items(b, n, token, &tomb, t.s.sys); err != nil {
 			return nil, err
 		}
 	}
@@ -141,7 +148,7 @@ func (t *tx) build(n int64) (*txItems, error) {
 		b.add(put(t.s.sys, checkpointItem(name, v)), nil)
 	}
 	for i, e := range t.events {
-		if err := t.s.eventItems(b, n, i, e); err != nil {
+		if err := t.s.eventItems(b, changeKey(n, token, i), prevs[i], e); err != nil {
 			return nil, err
 		}
 	}
@@ -156,14 +163,34 @@ func (t *tx) build(n int64) (*txItems, error) {
 	return b, nil
 }
 
+// chainEvents links each event to the one before it of its record: it
+// returns, per event, the outbox item of the record's event before, and
+// notes the event's own on the record (its item's "ev"). The relay holds
+// an event back while the one before is still waiting (PendingEvents).
+func (t *tx) chainEvents(n int64, token string) []string {
+	prevs := make([]string, len(t.events))
+	for i, e := range t.events {
+		for _, key := range t.order {
+			if p := t.recs[key]; e.Record != "" && plinth.RecordRef(p.l.e, p.id) == e.Record {
+				prevs[i], p.ev = p.ev, changeKey(n, token, i)
+				break
+			}
+		}
+	}
+	return prevs
+}
+
 func put(table string, item map[string]types.AttributeValue) types.TransactWriteItem {
 	return types.TransactWriteItem{Put: &types.Put{TableName: aws.String(table), Item: item}}
 }
 
 // items adds what one record's change needs: the record put or delete,
 // conditioned on the state the transaction read; its index items; its
-// tombstones.
-func (p *pending) items(b *txItems, n int64, tomb *int, sys string) error {
+// tombstones; and its "gone" item, which holds the change number (and
+// last event) of a deleted record's deletion until the key is used again,
+// so that a record created again under the key takes a higher number and
+// its events follow (see touchKnown).
+func (p *pending) items(b *txItems, n int64, token string, tomb *int, sys string) error {
 	l := p.l
 	key := l.keyAttrs(p.id)
 	table := aws.String(l.table)
@@ -181,6 +208,9 @@ func (p *pending) items(b *txItems, n int64, tomb *int, sys string) error {
 		it, err := l.item(*p.cur, n)
 		if err != nil {
 			return err
+		}
+		if p.ev != "" {
+			it["ev"] = str(p.ev)
 		}
 		b.add(types.TransactWriteItem{Put: &types.Put{TableName: table, Item: it, ConditionExpression: cond, ExpressionAttributeValues: version}}, nil)
 	case p.base != nil:
@@ -207,8 +237,18 @@ func (p *pending) items(b *txItems, n int64, tomb *int, sys string) error {
 		}
 	}
 	for range p.tombs {
-		b.add(put(sys, tombstoneItem(l, n, *tomb, p.id)), nil)
+		b.add(put(sys, tombstoneItem(l, n, changeKey(n, token, *tomb), p.id)), nil)
 		*tomb++
+	}
+	switch gone := sysKey("gone|"+l.table, l.sortKey(p.id)); {
+	case p.cur == nil && p.tombs > 0:
+		attrs := map[string]types.AttributeValue{"cs": num(n)}
+		if p.ev != "" {
+			attrs["ev"] = str(p.ev)
+		}
+		b.add(put(sys, withAttrs(gone, attrs)), nil)
+	case p.cur != nil && p.gone:
+		b.add(types.TransactWriteItem{Delete: &types.Delete{TableName: aws.String(sys), Key: gone}}, nil)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -189,13 +190,17 @@ func TestCheckRefusesMissingTables(t *testing.T) {
 }
 
 func TestParseURL(t *testing.T) {
-	for _, bad := range []string{"dynamodb://", "dynamodb://eu-west-2?shards=0", "dynamodb://eu-west-2?x=1", "dynamodb://eu-west-2?prefix=a/b", "postgres://x"} {
+	for _, bad := range []string{"dynamodb://", "dynamodb://eu-west-2?shards=0", "dynamodb://eu-west-2?x=1", "dynamodb://eu-west-2?prefix=a/b", "postgres://x",
+		"dynamodb://eu-west-2?clock_skew=-1ms", "dynamodb://eu-west-2?clock_skew=11s", "dynamodb://eu-west-2?clock_skew=100"} {
 		if _, err := dynamodb.ParseURL(bad); err == nil {
 			t.Errorf("%s: no error", bad)
 		}
 	}
 	o, err := dynamodb.ParseURL("dynamodb://eu-west-2?endpoint=http://127.0.0.1:8000&prefix=dev-&shards=8")
-	if err != nil || o.Region != "eu-west-2" || o.Endpoint != "http://127.0.0.1:8000" || o.Prefix != "dev-" || o.Shards != 8 {
+	if err != nil || o.Region != "eu-west-2" || o.Endpoint != "http://127.0.0.1:8000" || o.Prefix != "dev-" || o.Shards != 8 || o.ClockSkew != dynamodb.DefaultClockSkew {
 		t.Errorf("parsed %+v, %v", o, err)
+	}
+	if o, err := dynamodb.ParseURL("dynamodb://eu-west-2?clock_skew=20ms"); err != nil || o.ClockSkew != 20*time.Millisecond {
+		t.Errorf("clock_skew=20ms: %+v, %v", o, err)
 	}
 }

@@ -3,8 +3,6 @@ package dynamodb
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -15,16 +13,17 @@ import (
 )
 
 // The outbox: an entry is two items written in the change's transaction,
-// "event|{id}" (makes the event ID unique) and "outbox|{n}|{i}" (waiting
-// to be published, in change order). Its Sequence is n·100000 + i. The
-// relay reads entries up to a fence, so none with a lower number can still
-// commit; publishing deletes the waiting item. Events are therefore
-// published in change-number order across the store — per record that is
-// the order of its versions; across records, the order the writes drew
-// their numbers (which, for concurrent writes, is not necessarily the
-// order DynamoDB applied them). DynamoDB Streams is the AWS-native
-// alternative (README).
-const seqPerWrite = 100000
+// "event|{id}" (makes the event ID unique) and an item in the write's lane
+// "outbox|{lane}", sort key changeKey (waiting to be published, in change
+// number order). Its Sequence is n·1000 + its place in the write. The
+// relay reads entries up to the bound, so none with a lower number can
+// still commit; publishing deletes the waiting item. Per record, change
+// numbers rise with versions (a write takes a number above the record's),
+// so a record's events are published in the order of its versions; across
+// records, in change number order, which is the order the writes took
+// their numbers while the writers' clocks agree within clockSkew. DynamoDB
+// Streams is the AWS-native alternative (README).
+const seqPerWrite = 1000
 
 // AppendEvent adds an event to the write's outbox.
 func (t *tx) AppendEvent(ctx context.Context, e plinth.OutboxEntry) error {
@@ -51,11 +50,14 @@ func (t *tx) AppendEvent(ctx context.Context, e plinth.OutboxEntry) error {
 	return nil
 }
 
-func (s *Store) eventItems(b *txItems, n int64, i int, e plinth.OutboxEntry) error {
-	sk := pad(n) + "|" + fmt.Sprintf("%05d", i)
-	it := withAttrs(sysKey("outbox", sk), map[string]types.AttributeValue{
+func (s *Store) eventItems(b *txItems, sk, prev string, e plinth.OutboxEntry) error {
+	key, _ := laneKey("outbox", sk)
+	it := withAttrs(key, map[string]types.AttributeValue{
 		"id": str(e.EventID), "domain": str(e.Domain), "subject": str(e.Subject),
 		"payload": &types.AttributeValueMemberB{Value: append([]byte{'p'}, e.Payload...)}})
+	if prev != "" {
+		it["prev"] = str(prev)
+	}
 	if size := itemSize(it); size > MaxItemBytes {
 		return &plinth.TooLargeError{Limit: "DynamoDB's item limit of 400 KB",
 			Detail: fmt.Sprintf("the change event %s (old data, new data and state) takes %d bytes", e.EventID, size)}
@@ -67,23 +69,24 @@ func (s *Store) eventItems(b *txItems, n int64, i int, e plinth.OutboxEntry) err
 	return nil
 }
 
-// PendingEvents fences the change counter and returns the waiting entries
-// at or below it, in order.
+// PendingEvents returns the waiting entries at or below the bound, in
+// change number order (readLanes).
 func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEntry, error) {
 	if limit <= 0 {
 		limit = plinth.DefaultLimit
 	}
-	mark, err := s.bound(ctx)
+	items, err := s.readLanes(ctx, "outbox", limit)
+	if err == nil {
+		items, err = s.inRecordOrder(ctx, items)
+	}
 	if err != nil {
 		return nil, err
 	}
-	var out []plinth.OutboxEntry
-	var perr error
-	err = s.querySys(ctx, "outbox", "", pad(mark)+"|~", int32(limit), func(it map[string]types.AttributeValue) bool {
-		seq, err := outboxSequence(strOf(it["sk"]))
-		if err != nil {
-			perr = err
-			return false
+	out := make([]plinth.OutboxEntry, 0, len(items))
+	for _, it := range items {
+		n, _, i, ok := parseChangeKey(strOf(it["sk"]))
+		if !ok {
+			return nil, fmt.Errorf("dynamodb: outbox item %q", strOf(it["sk"]))
 		}
 		// The payload carries one leading byte: minidyn cannot read back an
 		// empty binary attribute.
@@ -91,24 +94,43 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 		if b, ok := it["payload"].(*types.AttributeValueMemberB); ok && len(b.Value) > 0 {
 			payload = b.Value[1:]
 		}
-		out = append(out, plinth.OutboxEntry{Sequence: seq, Domain: strOf(it["domain"]), Subject: strOf(it["subject"]),
+		out = append(out, plinth.OutboxEntry{Sequence: n*seqPerWrite + int64(i), Domain: strOf(it["domain"]), Subject: strOf(it["subject"]),
 			EventID: strOf(it["id"]), Payload: payload})
-		return len(out) < limit
-	})
-	if err == nil {
-		err = perr
 	}
-	return out, err
+	return out, nil
 }
 
-func outboxSequence(sk string) (int64, error) {
-	n, i, ok := strings.Cut(sk, "|")
-	a, err1 := strconv.ParseInt(n, 10, 64)
-	b, err2 := strconv.ParseInt(i, 10, 64)
-	if !ok || err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("dynamodb: outbox item %q", sk)
+// inRecordOrder cuts the batch before the first event whose record's
+// event before it ("prev") is still waiting in the outbox but is not in
+// the batch. The bound keeps that from happening while the writers' clocks
+// agree within the allowed skew; this makes a record's events come in the
+// order of its versions on any clocks: the event before committed before
+// the later event's write began, so a consistent read sees it unless it
+// was published.
+func (s *Store) inRecordOrder(ctx context.Context, items []map[string]types.AttributeValue) ([]map[string]types.AttributeValue, error) {
+	batch := map[string]bool{}
+	var keys []map[string]types.AttributeValue
+	for _, it := range items {
+		batch[strOf(it["sk"])] = true
+		if prev := strOf(it["prev"]); prev != "" && !batch[prev] {
+			if key, ok := laneKey("outbox", prev); ok {
+				keys = append(keys, key)
+			}
+		}
 	}
-	return a*seqPerWrite + b, nil
+	if len(keys) == 0 {
+		return items, nil
+	}
+	waiting, err := s.sysExist(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	for i, it := range items {
+		if prev := strOf(it["prev"]); prev != "" && waiting[prev] {
+			return items[:i], nil
+		}
+	}
+	return items, nil
 }
 
 // MarkEventsSent deletes the waiting items of the events.
@@ -121,7 +143,11 @@ func (s *Store) MarkEventsSent(ctx context.Context, eventIDs []string) error {
 		if it == nil || strOf(it["o"]) == "" {
 			continue
 		}
-		if _, err := s.db.DeleteItem(ctx, &ddb.DeleteItemInput{TableName: aws.String(s.sys), Key: sysKey("outbox", strOf(it["o"]))}); err != nil {
+		key, ok := laneKey("outbox", strOf(it["o"]))
+		if !ok {
+			return fmt.Errorf("dynamodb: event %s names outbox item %q", id, strOf(it["o"]))
+		}
+		if _, err := s.db.DeleteItem(ctx, &ddb.DeleteItemInput{TableName: aws.String(s.sys), Key: key}); err != nil {
 			return wrap(err, "mark event sent")
 		}
 		if _, err := s.db.UpdateItem(ctx, &ddb.UpdateItemInput{TableName: aws.String(s.sys), Key: sysKey("event", id),

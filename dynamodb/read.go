@@ -21,14 +21,23 @@ import (
 const listBudget = 2000
 
 func (s *Store) get(ctx context.Context, l *layout, id any) (plinth.Record, error) {
+	it, err := s.getItem(ctx, l, id)
+	if err != nil {
+		return plinth.Record{}, err
+	}
+	return l.record(it)
+}
+
+// getItem reads a record's item; ErrNotFound when there is none.
+func (s *Store) getItem(ctx context.Context, l *layout, id any) (map[string]types.AttributeValue, error) {
 	out, err := s.db.GetItem(ctx, &ddb.GetItemInput{TableName: aws.String(l.table), Key: l.keyAttrs(id), ConsistentRead: aws.Bool(true)})
 	if err != nil {
-		return plinth.Record{}, wrap(err, "get from "+l.table)
+		return nil, wrap(err, "get from "+l.table)
 	}
 	if out.Item == nil {
-		return plinth.Record{}, fmt.Errorf("%s %v: %w", l.e.Name, id, plinth.ErrNotFound)
+		return nil, fmt.Errorf("%s %v: %w", l.e.Name, id, plinth.ErrNotFound)
 	}
-	return l.record(out.Item)
+	return out.Item, nil
 }
 
 // Get reads one record with a consistent GetItem.

@@ -67,7 +67,7 @@ func (s *Store) Prepare(ctx context.Context, domains []*plinth.Domain) error {
 	if err := s.checkShards(ctx, defs); err != nil {
 		return err
 	}
-	if err := s.ensureCounter(ctx); err != nil {
+	if err := s.findLegacy(ctx); err != nil {
 		return err
 	}
 	for _, d := range domains {

@@ -23,15 +23,16 @@
 //     table, partition "ix|{param}|{value}" (exact) or "ix1|…"/"ix3|…"
 //     (prefix buckets), sort key k, written in the record's transaction.
 //   - A "ua" index (hash sh, range ua) answers LastUpdated.
-//   - One system table per store, {prefix}plinth (pk, sk), holds the change
-//     counter, checkpoints, tombstones, outbox, audit log and chain, access
+//   - One system table per store, {prefix}plinth (pk, sk), holds in-flight
+//     writes, checkpoints, tombstones, outbox, audit log and chain, access
 //     grants and policies, leases and key counters.
 //
 // Every write is one TransactWriteItems (at most 100 items). It stamps a
-// change number drawn from a counter item, and is registered as in flight
-// until it commits; the highest number below every write in flight (the
-// bound) is a scan's watermark and how far the relay and the audit chainer
-// read (sys.go, docs/store-contract.md).
+// change number from its process's clock (no counter item: writes to
+// different records share no item), and is registered as in flight until
+// it commits; the highest number below every write in flight (the bound)
+// is a scan's watermark and how far the relay and the audit chainer read
+// (sys.go, docs/store-contract.md).
 package dynamodb
 
 import (
@@ -44,6 +45,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -59,6 +61,13 @@ import (
 // when the URL does not say.
 const DefaultShards = 4
 
+// DefaultClockSkew is how far the clocks of the processes writing to one
+// store may disagree, when the URL does not say, with the relay, the audit
+// chainer and scan watermarks still exact (sys.go). Hosts on AWS keep
+// within a millisecond of Amazon Time Sync, NTP within tens of
+// milliseconds. Readers of the bound wait this long.
+const DefaultClockSkew = 100 * time.Millisecond
+
 // Options configure a Store.
 type Options struct {
 	Region   string
@@ -69,18 +78,21 @@ type Options struct {
 	// full extract) read every shard concurrently, a page ahead of the
 	// merge (?scan_prefetch=true; docs/store-contract.md, "DynamoDB").
 	ScanPrefetch bool
+	// ClockSkew is how far writers' clocks may disagree (?clock_skew=;
+	// DefaultClockSkew; 0 for a store only one process writes to).
+	ClockSkew time.Duration
 	// Check, when true, makes Prepare verify that the tables exist and
 	// match instead of creating them (staging and production).
 	Check bool
 }
 
-// ParseURL reads dynamodb://<region>[?endpoint=…&prefix=…&shards=…&scan_prefetch=…].
+// ParseURL reads dynamodb://<region>[?endpoint=…&prefix=…&shards=…&scan_prefetch=…&clock_skew=…].
 func ParseURL(raw string) (Options, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "dynamodb" {
 		return Options{}, fmt.Errorf("store %q: use dynamodb://<region>[?endpoint=http://host:port&prefix=name-]", raw)
 	}
-	o := Options{Region: u.Host, Shards: DefaultShards}
+	o := Options{Region: u.Host, Shards: DefaultShards, ClockSkew: DefaultClockSkew}
 	if o.Region == "" {
 		return Options{}, fmt.Errorf("store %q: name the AWS region, such as dynamodb://eu-west-2", raw)
 	}
@@ -97,6 +109,12 @@ func ParseURL(raw string) (Options, error) {
 				return Options{}, fmt.Errorf("store %q: shards must be an integer from 1 to 64", raw)
 			}
 			o.Shards = n
+		case "clock_skew":
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 || d > 10*time.Second {
+				return Options{}, fmt.Errorf("store %q: clock_skew must be a duration from 0s to 10s, such as 100ms", raw)
+			}
+			o.ClockSkew = d
 		case "scan_prefetch":
 			b, err := strconv.ParseBool(v)
 			if err != nil {
@@ -104,7 +122,7 @@ func ParseURL(raw string) (Options, error) {
 			}
 			o.ScanPrefetch = b
 		default:
-			return Options{}, fmt.Errorf("store %q: unknown parameter %q (endpoint, prefix, shards, scan_prefetch)", raw, name)
+			return Options{}, fmt.Errorf("store %q: unknown parameter %q (endpoint, prefix, shards, scan_prefetch, clock_skew)", raw, name)
 		}
 	}
 	for _, r := range o.Prefix {
@@ -123,9 +141,17 @@ type Store struct {
 	layouts sync.Map // domain + "/" + plural → *layout
 	domains atomic.Pointer[[]*plinth.Domain]
 	calls   callCounter
-	// lastDrawn is the highest change number this process drew: a number
-	// every later draw exceeds, for in-flight items.
-	lastDrawn atomic.Int64
+	// clock is the last change number the process handed out (tick).
+	clock atomic.Int64
+	// known is the highest bound this process took: still a bound, as
+	// nothing at or below it can commit any more (readLanes).
+	known  atomic.Int64
+	bounds atomic.Int64 // how many bounds it took (tests)
+	// legacy: the store was written before lanes (sys.go, findLegacy).
+	legacy atomic.Bool
+	// offset is added to the wall clock, in microseconds: tests play a
+	// host whose clock is behind.
+	offset int64
 }
 
 var (

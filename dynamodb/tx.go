@@ -53,6 +53,8 @@ type pending struct {
 	base  *plinth.Record // as stored when the transaction first read it; nil if absent
 	cur   *plinth.Record // as it will be stored; nil if absent
 	tombs int            // deletions to record
+	gone  bool           // a "gone" item holds the change number of the key's last deletion
+	ev    string         // the outbox item of the record's last event ("ev" on its item)
 }
 
 type tx struct {
@@ -64,7 +66,8 @@ type tx struct {
 	audits      []plinth.AuditRecord
 	access      map[string]*accessWrite // grants and policies
 	accessOrder []string
-	n           int64     // the change number, once drawn
+	n           int64     // the change number, once taken
+	floor       int64     // the highest change number of the records read: n must be above it
 	token       string    // the in-flight item, once registered
 	until       time.Time // when the in-flight item expires
 }
@@ -102,13 +105,24 @@ func (t *tx) touchKnown(ctx context.Context, e *plinth.Entity, id any, absent bo
 		t.order = append(t.order, key)
 		return p, nil
 	}
-	r, err := t.s.get(ctx, l, id)
+	it, err := t.s.getItem(ctx, l, id)
 	switch {
 	case err == nil:
+		r, err := l.record(it)
+		if err != nil {
+			return nil, err
+		}
 		p.base, p.cur = &r, &r
 	case !errors.Is(err, plinth.ErrNotFound):
 		return nil, err
+	default: // absent: above its deletion, if it had one
+		if it, err = t.s.getSys(ctx, sysKey("gone|"+l.table, l.sortKey(id))); err != nil {
+			return nil, err
+		}
+		p.gone = it != nil
 	}
+	t.floor = max(t.floor, numOf(it["cs"]))
+	p.ev = strOf(it["ev"])
 	t.recs[key] = p
 	t.order = append(t.order, key)
 	return p, nil
