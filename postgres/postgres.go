@@ -214,13 +214,7 @@ func (s *Store) List(ctx context.Context, e *plinth.Entity, q plinth.Query) (pli
 		sc := t.scanner(q.NestedJSON)
 		raw := sc.rawDecodable(rows.FieldDescriptions())
 		for rows.Next() {
-			var r plinth.Record
-			var err error
-			if raw {
-				r, err = sc.rawRecord(rows.RawValues())
-			} else {
-				r, err = sc.record(rows)
-			}
+			r, err := sc.decode(rows, raw)
 			if err != nil {
 				return err
 			}

@@ -76,6 +76,15 @@ func (s *scanner) columns() []*column {
 	return s.cols
 }
 
+// decode returns the record of rows' current row: decoded from its binary
+// form when raw (rawDecodable said so), through pgx otherwise.
+func (s *scanner) decode(rows pgx.Rows, raw bool) (plinth.Record, error) {
+	if raw {
+		return s.rawRecord(rows.RawValues())
+	}
+	return s.record(rows)
+}
+
 // rawRecord decodes one row of raw binary values into a record.
 func (s *scanner) rawRecord(vals [][]byte) (plinth.Record, error) {
 	cols := s.columns()

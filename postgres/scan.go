@@ -98,13 +98,7 @@ func streamScan(ctx context.Context, ptx pgx.Tx, sc *scanner, query string, args
 		rawScans.Add(1)
 	}
 	for rows.Next() {
-		var r plinth.Record
-		var err error
-		if raw {
-			r, err = sc.rawRecord(rows.RawValues())
-		} else {
-			r, err = sc.record(rows)
-		}
+		r, err := sc.decode(rows, raw)
 		if err == nil {
 			err = emit(r)
 		}
