@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -211,6 +212,18 @@ type rowBuf struct {
 	// plinth.ScanQuery.NestedJSON).
 	nestedJSON bool
 	maps       *scanpipe.Maps // Data maps to reuse (plinth.ScanQuery.ReuseData), or nil
+	// pos, when not nil, asks for records in field order
+	// (plinth.ScanQuery.FieldValues): each column's place in the entity's
+	// Fields, the key's first.
+	pos []int
+}
+
+// fieldOrder makes buf give records in field order (Record.Values).
+func (t *table) fieldOrder(buf *rowBuf) {
+	buf.pos = []int{slices.Index(t.e.Fields, t.key.field)}
+	for _, c := range t.fields {
+		buf.pos = append(buf.pos, slices.Index(t.e.Fields, c.field))
+	}
 }
 
 func (t *table) newRowBuf() *rowBuf {
@@ -230,25 +243,35 @@ func (t *table) scanRecordBuf(buf *rowBuf, scan func(...any) error) (plinth.Reco
 	if err := scan(buf.ptrs...); err != nil {
 		return plinth.Record{}, err
 	}
-	r := plinth.Record{Data: buf.maps.Get(n)}
+	var r plinth.Record
+	if buf.pos != nil {
+		r.Values = buf.maps.Values(len(t.e.Fields))
+	} else {
+		r.Data = buf.maps.Get(n)
+	}
 	var text []byte // the nested fields' JSON text, one allocation per record
 	for i := 0; i < n; i++ {
 		c := t.key
 		if i > 0 {
 			c = t.fields[i-1]
 		}
+		var v any
+		var err error
 		if s, ok := vals[i].(string); ok && buf.nestedJSON && c.field.IsNested() {
-			var err error
-			if text, err = c.field.PutStoredJSON(r.Data, text, []byte(s), false); err != nil {
-				return plinth.Record{}, err
+			var t plinth.JSONText
+			if text, t, err = c.field.StoredJSONText(text, []byte(s), false); t != nil {
+				v = t
 			}
-			continue
+		} else {
+			v, err = decodeValue(c.field, vals[i])
 		}
-		v, err := decodeValue(c.field, vals[i])
-		if err != nil {
+		switch {
+		case err != nil:
 			return plinth.Record{}, err
-		}
-		if v != nil {
+		case v == nil:
+		case r.Values != nil:
+			r.Values[buf.pos[i]] = v
+		default:
 			r.Data[c.field.Name] = v
 		}
 	}

@@ -59,6 +59,9 @@ func (s *Store) Scan(ctx context.Context, e *plinth.Entity, q plinth.ScanQuery, 
 	defer rows.Close()
 	buf := t.newRowBuf()
 	buf.nestedJSON = q.NestedJSON
+	if q.FieldValues {
+		t.fieldOrder(buf)
+	}
 	if q.ReuseData {
 		buf.maps = scanpipe.NewMaps(scanChunk)
 	}

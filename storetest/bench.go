@@ -24,7 +24,7 @@ func BenchScanReport(b *testing.B, s plinth.Store, e *plinth.Entity, f report.Fo
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := s.Scan(ctx, e, plinth.ScanQuery{NestedJSON: true, ReuseData: true}, func(r plinth.Record) error {
+		if _, err := s.Scan(ctx, e, plinth.ScanQuery{NestedJSON: true, ReuseData: true, FieldValues: true}, func(r plinth.Record) error {
 			n++
 			return enc.Write(r)
 		}); err != nil {
