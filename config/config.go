@@ -55,6 +55,7 @@ type Config struct {
 
 	StreamMaxAge    time.Duration `yaml:"streamMaxAge" env:"PLINTH_STREAM_MAX_AGE" flag:"stream-max-age" usage:"JetStream drops a domain's events older than this (0: no age limit); applied to existing streams on start"`
 	StreamMaxBytes  int64         `yaml:"streamMaxBytes" env:"PLINTH_STREAM_MAX_BYTES" flag:"stream-max-bytes" usage:"largest size of a domain's event stream in bytes, the oldest events dropped first (0: no size limit); applied to existing streams on start"`
+	StreamReplicas  int           `yaml:"streamReplicas" env:"PLINTH_STREAM_REPLICAS" flag:"stream-replicas" usage:"servers of a NATS cluster that keep each domain's stream (3 survives losing one; 0: 1 for new streams, existing ones keep theirs); applied to existing streams on start"`
 	OutboxRetention time.Duration `yaml:"outboxRetention" env:"PLINTH_OUTBOX_RETENTION" flag:"outbox-retention" usage:"the relay deletes published outbox entries older than this (unpublished ones never)"`
 
 	Lake              string        `yaml:"lake" env:"PLINTH_LAKE" flag:"lake" usage:"data lake root: a folder or s3://bucket/prefix (default <data dir>/lake)"`
@@ -170,6 +171,9 @@ func (c Config) Check() error {
 	}
 	if c.StreamMaxAge < 0 || c.StreamMaxBytes < 0 || c.AuditHotRetention < 0 {
 		return fmt.Errorf("stream max age, stream max bytes and audit hot retention must not be negative (0 is no limit)")
+	}
+	if c.StreamReplicas < 0 || c.StreamReplicas > 5 {
+		return fmt.Errorf("stream replicas %d: must be 0 to 5 (JetStream's limit)", c.StreamReplicas)
 	}
 	if c.DemoResidents < 0 {
 		return fmt.Errorf("demo records %d: must not be negative", c.DemoResidents)

@@ -26,9 +26,12 @@ func startBus(ctx context.Context, cfg Config, ds []*plinth.Domain, logger *slog
 	return pub, bus.Close, nil
 }
 
-// streamRetention is the configured retention of the domains' streams.
+// streamRetention is the configured retention and replicas of the
+// domains' streams.
 func streamRetention(cfg Config) nats.Option {
-	return nats.WithRetention(nats.Retention{MaxAge: cfg.StreamMaxAge, MaxBytes: cfg.StreamMaxBytes})
+	retention := nats.WithRetention(nats.Retention{MaxAge: cfg.StreamMaxAge, MaxBytes: cfg.StreamMaxBytes})
+	replicas := nats.WithReplicas(cfg.StreamReplicas)
+	return func(p *nats.Publisher) { retention(p); replicas(p) }
 }
 
 // relayConfig is the outbox relay's configuration.
