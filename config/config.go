@@ -46,6 +46,7 @@ type Config struct {
 	MaxTokenLifetime     time.Duration `yaml:"maxTokenLifetime" env:"PLINTH_MAX_TOKEN_LIFETIME" flag:"max-token-lifetime" usage:"longest lifetime of a service token"`
 	AdminGroups          string        `yaml:"adminGroups" env:"PLINTH_ADMIN_GROUPS" flag:"admin-groups" usage:"comma-separated groups allowed on the admin API"`
 	AuditorGroups        string        `yaml:"auditorGroups" env:"PLINTH_AUDITOR_GROUPS" flag:"auditor-groups" usage:"comma-separated groups allowed to search the audit trail"`
+	CloudAccounts        string        `yaml:"cloudAccounts" env:"PLINTH_CLOUD_ACCOUNTS" flag:"cloud-accounts" usage:"AWS account ids of the domains' owner.cloudAccount labels, label=123456789012 comma-separated: the Lambda authorizer denies requests to an API deployed in another account"`
 	Audit                bool          `yaml:"audit" env:"PLINTH_AUDIT" flag:"audit" usage:"audit every request (can be turned off in development only, e.g. for benchmarks)"`
 	AuditMirror          string        `yaml:"auditMirror" env:"PLINTH_AUDIT_MIRROR" flag:"audit-mirror" usage:"also write every audit record as a JSON line to this file, or to stdout with \"stdout\""`
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,6 +83,12 @@ func TestAuthorizerDecidesLikeServe(t *testing.T) {
 	t.Setenv("PLINTH_AUTH_SECRET", testUserSecret)
 	t.Setenv("PLINTH_AUDITOR_GROUPS", "records-auditors")
 	t.Setenv("PLINTH_AUTH_CLOCK_SKEW", "5m")
+	// Outside development every domain's cloudAccount label needs its
+	// account id, so the authorizer can check the API's account.
+	if _, err := setup(context.Background()); err == nil || !strings.Contains(err.Error(), "PLINTH_CLOUD_ACCOUNTS=") {
+		t.Fatalf("no account ids for the labels: %v", err)
+	}
+	t.Setenv("PLINTH_CLOUD_ACCOUNTS", "social-care-production=123456789012,customer-services-production=210987654321")
 	h, err := setup(context.Background())
 	if err != nil {
 		t.Fatal(err)

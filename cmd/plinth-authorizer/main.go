@@ -78,11 +78,15 @@ func setup(ctx context.Context) (*lambda.Authorizer, error) {
 	if err != nil {
 		return nil, err
 	}
+	accounts, err := cfg.AccountIDs(ds)
+	if err != nil {
+		return nil, err
+	}
 	a, err := auth.New(ctx, ac, store, ds)
 	if err != nil {
 		return nil, err
 	}
-	return lambda.NewAuthorizer(a), nil
+	return lambda.NewAuthorizer(a).RequireAccounts(accounts), nil
 }
 
 // loadConfig reads plinth.yaml and the PLINTH_* variables as serve does
