@@ -135,9 +135,10 @@ func newRequest(ctx context.Context, method, path, query string, h http.Header, 
 	req.ContentLength = int64(len(raw))
 	req.RemoteAddr = sourceIP + ":0"
 	// API Gateway's request id names the request when the caller sent no
-	// correlation id, so its logs and Plinth's audit record meet.
+	// correlation id, so its logs and Plinth's audit record meet. HTTP API
+	// ids are base64 ("Qg7aXjYELPEEJxw="): made URL-safe, unpadded.
 	if h.Get("x-correlation-id") == "" && requestID != "" {
-		h.Set("x-correlation-id", requestID)
+		h.Set("x-correlation-id", strings.NewReplacer("+", "-", "/", "_", "=", "").Replace(requestID))
 	}
 	return req, nil
 }

@@ -25,7 +25,11 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := runProfiled(func() error { return rootCommand().ExecuteContext(ctx) })
+	root := rootCommand()
+	if args, ok := lambdaBootstrap(os.Args); ok {
+		root.SetArgs(args)
+	}
+	err := runProfiled(func() error { return root.ExecuteContext(ctx) })
 	if err != nil {
 		if code, ok := err.(exitCode); ok {
 			os.Exit(int(code))
@@ -53,6 +57,7 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(lakeCommand())
 	root.AddCommand(contractCommand())
 	root.AddCommand(doctorCommand())
+	root.AddCommand(lambdaCommand())
 	return root
 }
 
