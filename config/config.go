@@ -51,6 +51,7 @@ type Config struct {
 	AuditMirror          string        `yaml:"auditMirror" env:"PLINTH_AUDIT_MIRROR" flag:"audit-mirror" usage:"also write every audit record as a JSON line to this file, or to stdout with \"stdout\""`
 
 	NATSURL    string `yaml:"natsURL" env:"PLINTH_NATS_URL" flag:"nats-url" usage:"external NATS server or cluster for events (default: an embedded server, data in the data dir)"`
+	EventBus   string `yaml:"eventBus" env:"PLINTH_EVENT_BUS" flag:"event-bus" usage:"publish change events to AWS SNS FIFO topics instead of NATS: sns://REGION/ACCOUNT[?prefix=plinth-] (one topic per domain, {prefix}{env}-{domain}.fifo)"`
 	NATSListen string `yaml:"natsListen" env:"PLINTH_NATS_LISTEN" flag:"nats-listen" usage:"let other processes (listeners, plinth events tail) reach the embedded NATS server on this address, e.g. 127.0.0.1:4222"`
 	Relay      bool   `yaml:"relay" env:"PLINTH_RELAY" flag:"relay" usage:"run the outbox relay inside serve (turn off when plinth relay runs on its own)"`
 
@@ -172,6 +173,9 @@ func (c Config) Check() error {
 	}
 	if c.StreamMaxAge < 0 || c.StreamMaxBytes < 0 || c.AuditHotRetention < 0 {
 		return fmt.Errorf("stream max age, stream max bytes and audit hot retention must not be negative (0 is no limit)")
+	}
+	if c.EventBus != "" && !strings.HasPrefix(c.EventBus, "sns://") {
+		return fmt.Errorf("eventBus %q: only sns://REGION/ACCOUNT (NATS is natsURL)", c.EventBus)
 	}
 	if c.StreamReplicas < 0 || c.StreamReplicas > 5 {
 		return fmt.Errorf("stream replicas %d: must be 0 to 5 (JetStream's limit)", c.StreamReplicas)

@@ -32,7 +32,8 @@ type app struct {
 	auditor *audit.Auditor
 	chainer *audit.Chainer
 	relay   *events.Relay
-	pub     *nats.Publisher
+	pub     busPublisher
+	natsPub *nats.Publisher // nil when events go to SNS
 	handler http.Handler
 
 	// background ends the Hub's sweep and what runBackground started on
@@ -71,11 +72,11 @@ func openApp(ctx context.Context, cfg Config, base string, logger *slog.Logger) 
 	if !ok {
 		return nil, fmt.Errorf("the store cannot keep an outbox of events")
 	}
-	pub, stopBus, err := startBus(ctx, cfg, a.ds, logger)
+	pub, natsPub, stopBus, err := openPublisher(ctx, cfg, a.ds, logger)
 	if err != nil {
 		return nil, err
 	}
-	a.pub = pub
+	a.pub, a.natsPub = pub, natsPub
 	// The bus closes after the background work that publishes on it.
 	a.onClose(stopBus)
 	a.onClose(func() { a.stopBackground(); a.wg.Wait() })
@@ -223,8 +224,14 @@ func (a *app) runBackground(ctx context.Context, wg *sync.WaitGroup) error {
 		purgeTombstones(ctx, a.st, cfg.TombstoneRetention, logger)
 		return nil
 	})
-	if cfg.LakeInServe() {
-		return startLake(ctx, wg, cfg, a.ds, a.st, a.pub, logger)
+	switch {
+	case !cfg.LakeInServe():
+	case a.natsPub != nil:
+		return startLake(ctx, wg, cfg, a.ds, a.st, a.natsPub, logger)
+	case cfg.IsSet("lakeServe"):
+		return fmt.Errorf("lakeServe: the lake lands events from NATS JetStream, and eventBus sends them to SNS; land them with plinth lake against a NATS bus, or turn lakeServe off")
+	default:
+		logger.Warn("no lake landing in serve: events go to SNS (eventBus)")
 	}
 	return nil
 }
