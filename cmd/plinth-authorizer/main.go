@@ -44,6 +44,7 @@ import (
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/auth"
 	"github.com/plinth-data/plinth/config"
+	"github.com/plinth-data/plinth/dynamodb"
 	"github.com/plinth-data/plinth/lambda"
 	"github.com/plinth-data/plinth/postgres"
 	"github.com/plinth-data/plinth/sqlite"
@@ -126,6 +127,10 @@ func openStore(ctx context.Context, url string) (plinth.AccessStore, error) {
 			return nil, err
 		}
 		return s, nil
+	case strings.HasPrefix(url, "dynamodb://"):
+		// Grants and policies are items of the system table; the
+		// authorizer only reads them.
+		return dynamodb.Open(ctx, url)
 	case strings.HasPrefix(url, "sqlite://") && len(url) > len("sqlite://"):
 		s, err := sqlite.Open(ctx, strings.TrimPrefix(url, "sqlite://"))
 		if err != nil {
@@ -135,6 +140,6 @@ func openStore(ctx context.Context, url string) (plinth.AccessStore, error) {
 	default:
 		// No default: SQLite in the data folder of a Lambda package is
 		// never the store serve writes grants into.
-		return nil, fmt.Errorf("set the store (PLINTH_STORE, or store in plinth.yaml) to postgres://user:password@host:5432/db or sqlite:///path/file.db")
+		return nil, fmt.Errorf("set the store (PLINTH_STORE, or store in plinth.yaml) to postgres://user:password@host:5432/db, dynamodb://region[?prefix=…] or sqlite:///path/file.db")
 	}
 }
