@@ -47,6 +47,7 @@ import (
 	"github.com/plinth-data/plinth/dynamodb"
 	"github.com/plinth-data/plinth/lambda"
 	"github.com/plinth-data/plinth/postgres"
+	"github.com/plinth-data/plinth/secretsmanager"
 	"github.com/plinth-data/plinth/sqlite"
 )
 
@@ -62,6 +63,9 @@ func main() {
 
 // setup builds the handler from the configuration.
 func setup(ctx context.Context) (*lambda.Authorizer, error) {
+	if err := secretsmanager.ApplyEnv(ctx); err != nil {
+		return nil, err
+	}
 	cfg, err := loadConfig()
 	if err != nil {
 		return nil, err
