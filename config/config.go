@@ -55,6 +55,8 @@ type Config struct {
 	NATSListen string `yaml:"natsListen" env:"PLINTH_NATS_LISTEN" flag:"nats-listen" usage:"let other processes (listeners, plinth events tail) reach the embedded NATS server on this address, e.g. 127.0.0.1:4222"`
 	Relay      bool   `yaml:"relay" env:"PLINTH_RELAY" flag:"relay" usage:"run the outbox relay inside serve (turn off when plinth relay runs on its own)"`
 
+	OTelEndpoint string `yaml:"otelEndpoint" env:"PLINTH_OTEL_ENDPOINT" flag:"otel-endpoint" usage:"send OpenTelemetry traces (HTTP requests, their store calls, the relay's publishes) over OTLP/HTTP to this collector, e.g. http://127.0.0.1:4318 (default: no tracing)"`
+
 	StreamMaxAge    time.Duration `yaml:"streamMaxAge" env:"PLINTH_STREAM_MAX_AGE" flag:"stream-max-age" usage:"JetStream drops a domain's events older than this (0: no age limit); applied to existing streams on start"`
 	StreamMaxBytes  int64         `yaml:"streamMaxBytes" env:"PLINTH_STREAM_MAX_BYTES" flag:"stream-max-bytes" usage:"largest size of a domain's event stream in bytes, the oldest events dropped first (0: no size limit); applied to existing streams on start"`
 	StreamReplicas  int           `yaml:"streamReplicas" env:"PLINTH_STREAM_REPLICAS" flag:"stream-replicas" usage:"servers of a NATS cluster that keep each domain's stream (3 survives losing one; 0: 1 for new streams, existing ones keep theirs); applied to existing streams on start"`

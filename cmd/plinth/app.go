@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/plinth-data/plinth/events"
 	plinthhttp "github.com/plinth-data/plinth/http"
 	"github.com/plinth-data/plinth/nats"
+	"github.com/plinth-data/plinth/otel"
 	"github.com/plinth-data/plinth/postgres"
 )
 
@@ -35,6 +37,7 @@ type app struct {
 	pub     busPublisher
 	natsPub *nats.Publisher // nil when events go to SNS
 	handler http.Handler
+	tracing *otel.Tracing // nil unless otelEndpoint is set
 
 	// background ends the Hub's sweep and what runBackground started on
 	// it; Close cancels it and waits.
@@ -53,6 +56,16 @@ func openApp(ctx context.Context, cfg Config, base string, logger *slog.Logger) 
 			a.Close()
 		}
 	}()
+	if cfg.OTelEndpoint != "" {
+		if a.tracing, err = otel.Start(ctx, cfg.OTelEndpoint, "plinth", version); err != nil {
+			return nil, err
+		}
+		a.onClose(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			a.tracing.Shutdown(ctx)
+		})
+	}
 	if a.ds, err = loadDomains(cfg.Domains); err != nil {
 		return nil, err
 	}
@@ -80,7 +93,11 @@ func openApp(ctx context.Context, cfg Config, base string, logger *slog.Logger) 
 	// The bus closes after the background work that publishes on it.
 	a.onClose(stopBus)
 	a.onClose(func() { a.stopBackground(); a.wg.Wait() })
-	a.relay = events.NewRelay(outbox, pub, relayConfig(cfg, logger))
+	var relayPub plinth.Publisher = pub
+	if a.tracing != nil {
+		relayPub = a.tracing.Publisher(pub)
+	}
+	a.relay = events.NewRelay(outbox, relayPub, relayConfig(cfg, logger))
 	return a, a.openHandler(ctx, base, auditStore)
 }
 
@@ -161,9 +178,13 @@ func (a *app) openHandler(ctx context.Context, base string, auditStore plinth.Au
 		requestAuditor = newCountingAuditor(reg, requestAuditor)
 	}
 	access, _ := a.st.(plinth.AccessStore)
+	apiStore := a.st
+	if a.tracing != nil {
+		apiStore = a.tracing.Store(a.st)
+	}
 	api, err := plinthhttp.NewServer(ctx, plinthhttp.Config{
 		Registry:          reg,
-		Store:             a.st,
+		Store:             apiStore,
 		Domains:           a.ds,
 		OpenAPI:           doc,
 		MaxBodyBytes:      cfg.MaxBodyBytes,
@@ -194,6 +215,9 @@ func (a *app) openHandler(ctx context.Context, base string, auditStore plinth.Au
 	}
 	a.onClose(api.Close) // before the auditor closes: writes the held-back denial records
 	a.handler, err = withHub(ctx, cfg, api, a.st, a.ds, doc, base, a.authz, a.auditor, a.logger, a.background, &a.wg)
+	if err == nil && a.tracing != nil {
+		a.handler = a.tracing.Handler(a.handler)
+	}
 	return err
 }
 
