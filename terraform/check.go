@@ -10,8 +10,10 @@ package terraform
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -192,7 +194,7 @@ func checkCall(name string, b *hclsyntax.Block, child *Module) []error {
 			errs = append(errs, fmt.Errorf("terraform: %s: module %s has no variable %q", a.SrcRange, name, arg))
 		}
 	}
-	for _, v := range sortedKeys(child.Variables) {
+	for _, v := range slices.Sorted(maps.Keys(child.Variables)) {
 		if _, given := b.Body.Attributes[v]; child.Variables[v] && !given {
 			errs = append(errs, fmt.Errorf("terraform: %s: module %s needs variable %q", b.DefRange(), name, v))
 		}
@@ -268,7 +270,7 @@ func (m *Module) CheckVarFile(file string) []error {
 			errs = append(errs, fmt.Errorf("terraform: %s: a variable file holds values only: %s", a.SrcRange, diags.Error()))
 		}
 	}
-	for _, v := range sortedKeys(m.Variables) {
+	for _, v := range slices.Sorted(maps.Keys(m.Variables)) {
 		if _, set := attrs[v]; m.Variables[v] && !set {
 			errs = append(errs, fmt.Errorf("terraform: %s: required variable %q is not set", file, v))
 		}
@@ -286,13 +288,4 @@ func Attribute(b *hclsyntax.Block, name string) (cty.Value, bool) {
 	}
 	v, diags := a.Expr.Value(nil)
 	return v, !diags.HasErrors()
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -66,11 +67,19 @@ func TestModuleKeepsPlinthsRules(t *testing.T) {
 	literal("aws_api_gateway_authorizer.plinth", "type", cty.StringVal("REQUEST"))
 	literal("aws_sns_topic.events", "fifo_topic", cty.True)
 	literal("aws_sns_topic.events", "content_based_deduplication", cty.False)
-	for fn, handler := range map[string]string{"api": "api", "background": "background", "authorizer": "bootstrap"} {
+	for _, fn := range []string{"plinth", "authorizer"} {
 		key := "aws_lambda_function." + fn
 		literal(key, "runtime", cty.StringVal("provided.al2023"))
 		literal(key, "architectures", cty.TupleVal([]cty.Value{cty.StringVal("arm64")}))
-		literal(key, "handler", cty.StringVal(handler))
+	}
+	literal("aws_lambda_function.authorizer", "handler", cty.StringVal("bootstrap"))
+	// One function per handler the plinth binary knows (cmd/plinth:
+	// lambdaHandlers), the handler its key.
+	if keys := objectKeys(m.Locals["plinth_functions"]); !slices.Contains(keys, "api") || !slices.Contains(keys, "background") {
+		t.Errorf("plinth_functions: %v", keys)
+	}
+	if h := m.Resources["aws_lambda_function.plinth"].Body.Attributes["handler"]; h == nil || len(h.Expr.Variables()) != 1 || h.Expr.Variables()[0].RootName() != "each" {
+		t.Errorf("the plinth functions' handler is not their key")
 	}
 
 	// Every variable the functions get is one Plinth reads.

@@ -79,14 +79,19 @@ func lambdaBootstrap(args []string) ([]string, bool) {
 // between invocations (Lambda freezes the process): the background
 // function relays the events and chains the audit records.
 func lambdaAPI(ctx context.Context, cfg Config) error {
+	return startLambda(ctx, cfg, func(a *app) any { return lambda.NewAPI(a.handler) })
+}
+
+// startLambda wires serve's app and serves the handler made from it until
+// Lambda ends the process.
+func startLambda(ctx context.Context, cfg Config, handler func(*app) any) error {
 	ctx = withEnvironment(ctx, cfg.Environment)
-	logger := newLogger(cfg.LogLevel)
-	a, err := openApp(ctx, cfg, cfg.PublicURL, logger)
+	a, err := openApp(ctx, cfg, cfg.PublicURL, newLogger(cfg.LogLevel))
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	awslambda.StartWithOptions(lambda.NewAPI(a.handler), awslambda.WithContext(ctx), awslambda.WithEnableSIGTERM(a.Close))
+	awslambda.StartWithOptions(handler(a), awslambda.WithContext(ctx), awslambda.WithEnableSIGTERM(a.Close))
 	return nil
 }
 
@@ -100,36 +105,31 @@ type backgroundResult struct {
 // lambdaBackground runs serve's background work in each invocation until
 // shortly before its deadline.
 func lambdaBackground(ctx context.Context, cfg Config) error {
-	ctx = withEnvironment(ctx, cfg.Environment)
-	logger := newLogger(cfg.LogLevel)
-	a, err := openApp(ctx, cfg, cfg.PublicURL, logger)
-	if err != nil {
-		return err
+	return startLambda(ctx, cfg, func(a *app) any { return a.backgroundInvocation })
+}
+
+// backgroundInvocation is one scheduled invocation: serve's background
+// work until lambdaMargin before the deadline.
+func (a *app) backgroundInvocation(ctx context.Context, _ json.RawMessage) (backgroundResult, error) {
+	start, before := time.Now(), a.relay.Status().Published
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = start.Add(time.Minute)
 	}
-	defer a.Close()
-	handler := func(ctx context.Context, _ json.RawMessage) (backgroundResult, error) {
-		start, before := time.Now(), a.relay.Status().Published
-		deadline, ok := ctx.Deadline()
-		if !ok {
-			deadline = start.Add(time.Minute)
-		}
-		runCtx, cancel := context.WithDeadline(ctx, deadline.Add(-lambdaMargin))
-		defer cancel()
-		var wg sync.WaitGroup
-		err := a.runBackground(runCtx, &wg)
-		if err == nil {
-			<-runCtx.Done()
-		}
-		cancel()
-		wg.Wait()
-		st := a.relay.Status()
-		res := backgroundResult{Ran: time.Since(start).Round(time.Millisecond).String(), Published: st.Published - before}
-		if st.LastError != nil {
-			res.RelayErr = st.LastError.Error()
-		}
-		logger.Info("background invocation done", "ran", res.Ran, "published", res.Published)
-		return res, err
+	runCtx, cancel := context.WithDeadline(ctx, deadline.Add(-lambdaMargin))
+	defer cancel()
+	var wg sync.WaitGroup
+	err := a.runBackground(runCtx, &wg)
+	if err == nil {
+		<-runCtx.Done()
 	}
-	awslambda.StartWithOptions(handler, awslambda.WithContext(ctx), awslambda.WithEnableSIGTERM(a.Close))
-	return nil
+	cancel()
+	wg.Wait()
+	st := a.relay.Status()
+	res := backgroundResult{Ran: time.Since(start).Round(time.Millisecond).String(), Published: st.Published - before}
+	if st.LastError != nil {
+		res.RelayErr = st.LastError.Error()
+	}
+	a.logger.Info("background invocation done", "ran", res.Ran, "published", res.Published)
+	return res, err
 }

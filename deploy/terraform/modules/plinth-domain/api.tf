@@ -39,7 +39,7 @@ resource "aws_api_gateway_integration" "proxy" {
   http_method             = aws_api_gateway_method.proxy.http_method
   type                    = "AWS_PROXY"
   integration_http_method = "POST"
-  uri                     = aws_lambda_function.api.invoke_arn
+  uri                     = aws_lambda_function.plinth["api"].invoke_arn
 }
 
 resource "aws_api_gateway_deployment" "api" {
@@ -61,7 +61,7 @@ resource "aws_api_gateway_stage" "api" {
 resource "aws_lambda_permission" "api" {
   statement_id  = "AllowAPIGateway"
   action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.api.function_name
+  function_name = aws_lambda_function.plinth["api"].function_name
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_api_gateway_rest_api.api.execution_arn}/*/*"
 }

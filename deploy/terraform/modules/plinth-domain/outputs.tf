@@ -16,8 +16,8 @@ output "lake_bucket" {
 output "functions" {
   description = "The functions' names."
   value = {
-    api        = aws_lambda_function.api.function_name
-    background = aws_lambda_function.background.function_name
+    api        = aws_lambda_function.plinth["api"].function_name
+    background = aws_lambda_function.plinth["background"].function_name
     authorizer = aws_lambda_function.authorizer.function_name
   }
 }
