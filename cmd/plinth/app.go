@@ -48,12 +48,12 @@ type app struct {
 }
 
 // openApp wires everything serve needs; base is the public URL. Close it.
-func openApp(ctx context.Context, cfg Config, base string, logger *slog.Logger) (a *app, err error) {
-	a = &app{cfg: cfg, logger: logger}
+func openApp(ctx context.Context, cfg Config, base string, logger *slog.Logger) (_ *app, err error) {
+	a := &app{cfg: cfg, logger: logger}
 	a.background, a.stopBackground = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
-			a.Close()
+			a.Close() // what was opened before the failure
 		}
 	}()
 	if cfg.OTelEndpoint != "" {

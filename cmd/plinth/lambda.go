@@ -61,7 +61,9 @@ arguments.`,
 			return run(cmd.Context(), cfg)
 		},
 	}
-	addConfigFlags(cmd)
+	// On Lambda the settings come from the environment (and plinth.yaml in
+	// the package); the flags are for running it by hand.
+	addConfigFlags(cmd, with(storeFlags, "env", "log-level", "nats-url", "event-bus", "otel-endpoint")...)
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -45,5 +46,16 @@ func TestServePublishesToSNS(t *testing.T) {
 	srv.stop(t)
 	if !strings.Contains(srv.stderr.String(), `"sns":"sns://`) {
 		t.Errorf("serve did not log the SNS bus:\n%s", srv.stderr.String())
+	}
+
+	// doctor checks the topics: all there, then one missing.
+	out, _ := run(t, dir, nil, "doctor", "--event-bus", bus)
+	if !regexp.MustCompile(`(?m)^\s*ok\s+bus\b.*every domain's FIFO topic exists`).MatchString(out) {
+		t.Errorf("doctor with both topics:\n%s", out)
+	}
+	other := snstest.Start(t, topics[0])
+	out, _ = run(t, dir, nil, "doctor", "--event-bus", "sns://"+snstest.Region+"/"+snstest.Account+"?endpoint="+url.QueryEscape(other.URL))
+	if !strings.Contains(out, "plinth-development-contacts.fifo does not exist") {
+		t.Errorf("doctor without the contacts topic:\n%s", out)
 	}
 }
