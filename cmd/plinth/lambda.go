@@ -52,7 +52,7 @@ arguments.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			run, ok := lambdaHandlers[args[0]]
 			if !ok {
-				return fmt.Errorf("no Lambda function %q: api or background", args[0])
+				return fmt.Errorf("no Lambda function %q: set the function's handler to api or background", args[0])
 			}
 			cfg, err := loadConfig(cmd)
 			if err != nil {
@@ -69,12 +69,12 @@ arguments.`,
 
 // lambdaBootstrap reports the arguments that run the binary as the Lambda
 // function its handler names, when it was started by AWS Lambda with none.
+// A handler it does not know fails with the names it knows.
 func lambdaBootstrap(args []string) ([]string, bool) {
-	h := os.Getenv("_HANDLER")
-	if len(args) > 1 || os.Getenv("AWS_LAMBDA_RUNTIME_API") == "" || lambdaHandlers[h] == nil {
+	if len(args) > 1 || os.Getenv("AWS_LAMBDA_RUNTIME_API") == "" {
 		return nil, false
 	}
-	return []string{"lambda", h}, true
+	return []string{"lambda", os.Getenv("_HANDLER")}, true
 }
 
 // lambdaAPI serves API Gateway events with serve's handler. Nothing runs

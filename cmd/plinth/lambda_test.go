@@ -21,6 +21,7 @@ import (
 
 	"github.com/plinth-data/plinth/nats"
 	"github.com/plinth-data/plinth/plinthtest/natstest"
+	"github.com/plinth-data/plinth/sqlite"
 )
 
 // runtimeAPI is a Lambda Runtime API endpoint (the protocol AWS Lambda
@@ -256,6 +257,16 @@ func TestLambdaFunctions(t *testing.T) {
 	}
 
 	// The writes wait in the outbox: nothing runs between invocations.
+	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "plinth.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending, err := st.PendingEvents(t.Context(), 10)
+	st.Close()
+	if err != nil || len(pending) != 2 || pending[0].Subject != "plinth.staging.residents.residents.created" ||
+		pending[1].Subject != "plinth.staging.residents.residents.updated" || !bytes.Contains(pending[1].Payload, []byte(`"correlationId":"lambda-url-patch"`)) {
+		t.Fatalf("outbox after the API invocations: %v %+v", err, pending)
+	}
 	nc, err := bus.Conn()
 	if err != nil {
 		t.Fatal(err)
