@@ -1,7 +1,10 @@
 // Package lambda adapts Plinth to AWS Lambda. Authorizer is an API Gateway
 // REQUEST authorizer that applies the same access decision as the HTTP
 // middleware (package auth), so the same rules hold on a server and behind
-// API Gateway.
+// API Gateway; with RequireAccounts it also denies a request whose AWS
+// account (requestContext.accountId) is not the domain's. API serves the
+// Platform API itself from Lambda: API Gateway events through the
+// http.Handler plinth serve runs (api.go).
 //
 // # Deploying the authorizer
 //
