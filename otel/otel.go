@@ -8,6 +8,7 @@ package otel
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -117,8 +118,30 @@ func (p tracedPublisher) Publish(ctx context.Context, entries []plinth.OutboxEnt
 		domain = entries[0].Domain
 	}
 	ctx, end := p.t.span(ctx, "relay publish", trace.SpanKindProducer,
-		attribute.Int("messaging.batch.message_count", len(entries)), attribute.String("plinth.domain", domain))
+		attribute.Int("messaging.batch.message_count", len(entries)), attribute.String("plinth.domain", domain),
+		attribute.StringSlice("plinth.correlation_ids", correlationIDs(entries)))
 	err := p.Publisher.Publish(ctx, entries)
 	end(err)
 	return err
+}
+
+// correlationIDs are the batch's requests, at most 100: the publish is a
+// trace of its own (it happens later, for many requests), found from a
+// request's trace by its correlation id.
+func correlationIDs(entries []plinth.OutboxEntry) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range entries {
+		var ev struct {
+			CorrelationID string `json:"correlationId"`
+		}
+		if json.Unmarshal(e.Payload, &ev) != nil || ev.CorrelationID == "" || seen[ev.CorrelationID] {
+			continue
+		}
+		seen[ev.CorrelationID] = true
+		if out = append(out, ev.CorrelationID); len(out) == 100 {
+			break
+		}
+	}
+	return out
 }

@@ -112,5 +112,14 @@ func TestServeSendsTraces(t *testing.T) {
 	if attrs["plinth.correlation_id"] != "traced-create" {
 		t.Errorf("HTTP span attributes %v", attrs)
 	}
+	found := false
+	for _, a := range publish.Attributes {
+		for _, v := range a.Value.GetArrayValue().GetValues() {
+			found = found || a.Key == "plinth.correlation_ids" && v.GetStringValue() == "traced-create"
+		}
+	}
+	if !found {
+		t.Errorf("the relay's publish span does not name the request's correlation id: %v", publish.Attributes)
+	}
 	s.stop(t)
 }
