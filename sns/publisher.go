@@ -25,6 +25,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -138,11 +139,13 @@ func (p *Publisher) Publish(ctx context.Context, entries []plinth.OutboxEntry) e
 		}
 		groups[g] = append(groups[g], e)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// After a failure no new message is sent, but those on their way are
+	// answered before Publish returns, so nothing of this batch is still in
+	// flight when the relay publishes it again.
 	var (
 		wg       sync.WaitGroup
 		once     sync.Once
+		failed   atomic.Bool
 		firstErr error
 		slots    = make(chan struct{}, parallel)
 	)
@@ -152,8 +155,11 @@ func (p *Publisher) Publish(ctx context.Context, entries []plinth.OutboxEntry) e
 		go func() {
 			defer func() { <-slots; wg.Done() }()
 			for _, e := range groups[g] {
+				if failed.Load() {
+					return
+				}
 				if err := p.publish(ctx, g, e); err != nil {
-					once.Do(func() { firstErr = err; cancel() })
+					once.Do(func() { firstErr = err; failed.Store(true) })
 					return
 				}
 			}
