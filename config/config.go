@@ -46,15 +46,20 @@ type Config struct {
 	MaxTokenLifetime     time.Duration `yaml:"maxTokenLifetime" env:"PLINTH_MAX_TOKEN_LIFETIME" flag:"max-token-lifetime" usage:"longest lifetime of a service token"`
 	AdminGroups          string        `yaml:"adminGroups" env:"PLINTH_ADMIN_GROUPS" flag:"admin-groups" usage:"comma-separated groups allowed on the admin API"`
 	AuditorGroups        string        `yaml:"auditorGroups" env:"PLINTH_AUDITOR_GROUPS" flag:"auditor-groups" usage:"comma-separated groups allowed to search the audit trail"`
+	CloudAccounts        string        `yaml:"cloudAccounts" env:"PLINTH_CLOUD_ACCOUNTS" flag:"cloud-accounts" usage:"AWS account ids of the domains' owner.cloudAccount labels, label=123456789012 comma-separated: the Lambda authorizer denies requests to an API deployed in another account"`
 	Audit                bool          `yaml:"audit" env:"PLINTH_AUDIT" flag:"audit" usage:"audit every request (can be turned off in development only, e.g. for benchmarks)"`
 	AuditMirror          string        `yaml:"auditMirror" env:"PLINTH_AUDIT_MIRROR" flag:"audit-mirror" usage:"also write every audit record as a JSON line to this file, or to stdout with \"stdout\""`
 
 	NATSURL    string `yaml:"natsURL" env:"PLINTH_NATS_URL" flag:"nats-url" usage:"external NATS server or cluster for events (default: an embedded server, data in the data dir)"`
+	EventBus   string `yaml:"eventBus" env:"PLINTH_EVENT_BUS" flag:"event-bus" usage:"publish change events to AWS SNS FIFO topics instead of NATS: sns://REGION/ACCOUNT[?prefix=plinth-] (one topic per domain, {prefix}{env}-{domain}.fifo)"`
 	NATSListen string `yaml:"natsListen" env:"PLINTH_NATS_LISTEN" flag:"nats-listen" usage:"let other processes (listeners, plinth events tail) reach the embedded NATS server on this address, e.g. 127.0.0.1:4222"`
 	Relay      bool   `yaml:"relay" env:"PLINTH_RELAY" flag:"relay" usage:"run the outbox relay inside serve (turn off when plinth relay runs on its own)"`
 
+	OTelEndpoint string `yaml:"otelEndpoint" env:"PLINTH_OTEL_ENDPOINT" flag:"otel-endpoint" usage:"send OpenTelemetry traces (HTTP requests, their store calls, the relay's publishes) over OTLP/HTTP to this collector, e.g. http://127.0.0.1:4318 (default: no tracing)"`
+
 	StreamMaxAge    time.Duration `yaml:"streamMaxAge" env:"PLINTH_STREAM_MAX_AGE" flag:"stream-max-age" usage:"JetStream drops a domain's events older than this (0: no age limit); applied to existing streams on start"`
 	StreamMaxBytes  int64         `yaml:"streamMaxBytes" env:"PLINTH_STREAM_MAX_BYTES" flag:"stream-max-bytes" usage:"largest size of a domain's event stream in bytes, the oldest events dropped first (0: no size limit); applied to existing streams on start"`
+	StreamReplicas  int           `yaml:"streamReplicas" env:"PLINTH_STREAM_REPLICAS" flag:"stream-replicas" usage:"servers of a NATS cluster that keep each domain's stream (3 survives losing one; 0: 1 for new streams, existing ones keep theirs); applied to existing streams on start"`
 	OutboxRetention time.Duration `yaml:"outboxRetention" env:"PLINTH_OUTBOX_RETENTION" flag:"outbox-retention" usage:"the relay deletes published outbox entries older than this (unpublished ones never)"`
 
 	Lake              string        `yaml:"lake" env:"PLINTH_LAKE" flag:"lake" usage:"data lake root: a folder or s3://bucket/prefix (default <data dir>/lake)"`
@@ -170,6 +175,12 @@ func (c Config) Check() error {
 	}
 	if c.StreamMaxAge < 0 || c.StreamMaxBytes < 0 || c.AuditHotRetention < 0 {
 		return fmt.Errorf("stream max age, stream max bytes and audit hot retention must not be negative (0 is no limit)")
+	}
+	if c.EventBus != "" && !strings.HasPrefix(c.EventBus, "sns://") {
+		return fmt.Errorf("eventBus %q: only sns://REGION/ACCOUNT (NATS is natsURL)", c.EventBus)
+	}
+	if c.StreamReplicas < 0 || c.StreamReplicas > 5 {
+		return fmt.Errorf("stream replicas %d: must be 0 to 5 (JetStream's limit)", c.StreamReplicas)
 	}
 	if c.DemoResidents < 0 {
 		return fmt.Errorf("demo records %d: must not be negative", c.DemoResidents)

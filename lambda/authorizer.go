@@ -1,7 +1,10 @@
 // Package lambda adapts Plinth to AWS Lambda. Authorizer is an API Gateway
 // REQUEST authorizer that applies the same access decision as the HTTP
 // middleware (package auth), so the same rules hold on a server and behind
-// API Gateway.
+// API Gateway; with RequireAccounts it also denies a request whose AWS
+// account (requestContext.accountId) is not the domain's. API serves the
+// Platform API itself from Lambda: API Gateway events through the
+// http.Handler plinth serve runs (api.go).
 //
 // # Deploying the authorizer
 //
@@ -67,14 +70,25 @@ const anonymous = "anonymous"
 
 // Authorizer is an API Gateway (REST API) REQUEST authorizer.
 type Authorizer struct {
-	decider plinth.Decider
-	log     *slog.Logger
+	decider  plinth.Decider
+	log      *slog.Logger
+	accounts map[string]string // domain → the AWS account its API must run in
 }
 
 // NewAuthorizer returns an authorizer that asks a for every decision. It
 // logs through slog.Default.
 func NewAuthorizer(a plinth.Decider) *Authorizer {
 	return &Authorizer{decider: a, log: slog.Default()}
+}
+
+// RequireAccounts makes the authorizer deny a request to a domain's API
+// unless API Gateway says the API runs in the domain's AWS account
+// (requestContext.accountId), so a token cannot be used against a copy of
+// the API deployed in another account. accounts maps a domain to its
+// account id; a domain not in it is not checked. It returns h.
+func (h *Authorizer) RequireAccounts(accounts map[string]string) *Authorizer {
+	h.accounts = accounts
+	return h
 }
 
 // Handle answers one authorizer invocation; pass it to lambda.Start. It
@@ -134,6 +148,10 @@ func (h *Authorizer) decide(ctx context.Context, ev events.APIGatewayCustomAutho
 			// after the decision, and the path seen may differ from the
 			// backend's (a stage prefix not removed), so deny instead.
 			d = plinth.Decision{Status: http.StatusForbidden, Reason: "not a Plinth route", Principal: d.Principal}
+		}
+		if want := h.accounts[d.Route.Domain]; allowed(d) && want != "" && ev.RequestContext.AccountID != want {
+			d = plinth.Decision{Status: http.StatusForbidden, Principal: d.Principal, Route: d.Route,
+				Reason: fmt.Sprintf("the %s API must run in AWS account %s, not %q", d.Route.Domain, want, ev.RequestContext.AccountID)}
 		}
 	}
 
@@ -263,29 +281,5 @@ func requestPath(ev events.APIGatewayCustomAuthorizerRequestTypeRequest) string 
 	if p == "" {
 		p = ev.RequestContext.Path
 	}
-	if p == "" {
-		return ""
-	}
-	if !strings.HasPrefix(p, "/") {
-		p = "/" + p
-	}
-	stage := ev.RequestContext.Stage
-	if stage == "" || stage == "$default" {
-		return p
-	}
-	prefix := "/" + stage
-	if p != prefix && !strings.HasPrefix(p, prefix+"/") {
-		return p
-	}
-	if res := ev.Resource; res == prefix || strings.HasPrefix(res, prefix+"/") {
-		// The resource starts with the stage's name too: strip only when
-		// the path has one segment more than the resource.
-		if strings.Contains(res, "+}") || strings.Count(p, "/") != strings.Count(res, "/")+1 {
-			return p
-		}
-	}
-	if p = strings.TrimPrefix(p, prefix); p == "" {
-		p = "/"
-	}
-	return p
+	return stripStage(p, ev.RequestContext.Stage, ev.Resource)
 }

@@ -495,3 +495,29 @@ func TestRequestPath(t *testing.T) {
 		}
 	}
 }
+
+// The request's AWS account must be the domain's when one is required: a
+// valid token used against a copy of the API in another account is denied.
+func TestWrongAccountIsDenied(t *testing.T) {
+	f := newFixture(t)
+	tok := f.userToken(t, time.Hour, readers)
+	ev := event(t, "get-resident.json", "Bearer "+tok) // accountId 123456789012
+	f.handler.RequireAccounts(map[string]string{"residents": "123456789012"})
+	resp, err := f.handler.Handle(context.Background(), ev)
+	checkPolicy(t, resp, err, "Allow", methodARN42)
+
+	f.handler.RequireAccounts(map[string]string{"residents": "999999999999", "contacts": "123456789012"})
+	resp, err = f.handler.Handle(context.Background(), ev)
+	checkPolicy(t, resp, err, "Deny", methodARN42)
+	if r, _ := resp.Context["reason"].(string); !strings.Contains(r, "999999999999") || resp.Context["status"] != 403 {
+		t.Errorf("context %v", resp.Context)
+	}
+	ev.RequestContext.AccountID = ""
+	resp, err = f.handler.Handle(context.Background(), ev)
+	checkPolicy(t, resp, err, "Deny", methodARN42)
+
+	// Another domain's account does not matter.
+	f.handler.RequireAccounts(map[string]string{"contacts": "999999999999"})
+	resp, err = f.handler.Handle(context.Background(), event(t, "get-resident.json", "Bearer "+tok))
+	checkPolicy(t, resp, err, "Allow", methodARN42)
+}

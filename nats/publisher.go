@@ -78,6 +78,7 @@ type Publisher struct {
 	js        jetstream.JetStream
 	env       string
 	retention Retention
+	replicas  int // of new streams, and of existing ones when set
 
 	mu      sync.Mutex
 	streams map[string]bool // domains whose stream is known to exist
@@ -87,8 +88,8 @@ type Publisher struct {
 // NewPublisher returns a publisher for the environment's events and makes
 // sure each domain has its stream: created when missing, with file storage,
 // the duplicate window and the retention (DefaultRetention unless
-// WithRetention says otherwise); an existing stream keeps its other
-// settings (replicas, storage) but gains the domain's subjects and is
+// WithRetention says otherwise) and one replica (WithReplicas); an existing
+// stream keeps its storage (and its replicas, unless WithReplicas) but gains the domain's subjects and is
 // updated to the retention, so a changed setting applies on the next start.
 func NewPublisher(ctx context.Context, nc *natsgo.Conn, env string, domains []*plinth.Domain, opts ...Option) (*Publisher, error) {
 	if env == "" || strings.ContainsAny(env, ". *>") {
@@ -163,7 +164,7 @@ func (p *Publisher) EnsureStream(ctx context.Context, domain string) error {
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		Storage:     jetstream.FileStorage,
-		Replicas:    1,
+		Replicas:    max(p.replicas, 1),
 	}
 	p.retention.apply(&want)
 	for attempt := 0; ; attempt++ {
@@ -188,6 +189,10 @@ func (p *Publisher) EnsureStream(ctx context.Context, domain string) error {
 			update = true
 		}
 		if p.retention.apply(&cur) {
+			update = true
+		}
+		if p.replicas > 0 && cur.Replicas != p.replicas {
+			cur.Replicas = p.replicas // a cluster scales the stream up or down
 			update = true
 		}
 		if update {

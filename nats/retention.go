@@ -29,6 +29,14 @@ func WithRetention(r Retention) Option {
 	return func(p *Publisher) { p.retention = r }
 }
 
+// WithReplicas sets how many servers of a cluster keep each stream (3
+// survives the loss of one), for new streams and existing ones, which
+// JetStream scales to it. Without it new streams have one replica and
+// existing ones keep theirs.
+func WithReplicas(n int) Option {
+	return func(p *Publisher) { p.replicas = n }
+}
+
 // Check reports a negative limit.
 func (r Retention) Check() error {
 	if r.MaxAge < 0 || r.MaxBytes < 0 {

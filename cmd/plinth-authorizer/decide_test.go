@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/domains"
+	"github.com/plinth-data/plinth/dynamodb"
 	"github.com/plinth-data/plinth/lambda"
+	"github.com/plinth-data/plinth/plinthtest/ddbtest"
 	"github.com/plinth-data/plinth/spec"
 	"github.com/plinth-data/plinth/sqlite"
 )
@@ -60,7 +64,8 @@ func call(t *testing.T, h *lambda.Authorizer, path, token string) string {
 	arn := "arn:aws:execute-api:eu-west-2:123456789012:abcdef123/prod/GET" + path
 	resp, err := h.Handle(context.Background(), events.APIGatewayCustomAuthorizerRequestTypeRequest{
 		Type: "REQUEST", MethodArn: arn, Resource: path, Path: path, HTTPMethod: "GET",
-		Headers: map[string]string{"Authorization": "Bearer " + token},
+		Headers:        map[string]string{"Authorization": "Bearer " + token},
+		RequestContext: events.APIGatewayCustomAuthorizerRequestTypeRequestContext{AccountID: "123456789012"},
 	})
 	if errors.Is(err, lambda.ErrUnauthorized) {
 		return "Unauthorized"
@@ -82,6 +87,12 @@ func TestAuthorizerDecidesLikeServe(t *testing.T) {
 	t.Setenv("PLINTH_AUTH_SECRET", testUserSecret)
 	t.Setenv("PLINTH_AUDITOR_GROUPS", "records-auditors")
 	t.Setenv("PLINTH_AUTH_CLOCK_SKEW", "5m")
+	// Outside development every domain's cloudAccount label needs its
+	// account id, so the authorizer can check the API's account.
+	if _, err := setup(context.Background()); err == nil || !strings.Contains(err.Error(), "PLINTH_CLOUD_ACCOUNTS=") {
+		t.Fatalf("no account ids for the labels: %v", err)
+	}
+	t.Setenv("PLINTH_CLOUD_ACCOUNTS", "social-care-production=123456789012,customer-services-production=210987654321")
 	h, err := setup(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -99,5 +110,41 @@ func TestAuthorizerDecidesLikeServe(t *testing.T) {
 		if got := call(t, h, c.path, c.token); got != c.want {
 			t.Errorf("%s: %s, want %s", c.name, got, c.want)
 		}
+	}
+}
+
+// The authorizer reads grants and policies from a DynamoDB store too.
+func TestAuthorizerOnDynamoDB(t *testing.T) {
+	ctx := context.Background()
+	url := ddbtest.URL(t)
+	ds, err := spec.LoadFS(domains.FS, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := dynamodb.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Prepare(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutPolicy(ctx, plinth.AccessPolicy{Domain: "residents", Environment: "staging", ReadGroups: []string{"residents-readers"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	t.Setenv("PLINTH_ENV", "staging")
+	t.Setenv("PLINTH_STORE", url)
+	t.Setenv("PLINTH_AUTH_SECRET", testUserSecret)
+	t.Setenv("PLINTH_CLOUD_ACCOUNTS", "social-care-production=123456789012,customer-services-production=210987654321")
+	h, err := setup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if got := call(t, h, "/api/v1/residents/42", userToken(t, now.Add(time.Hour), "residents-readers")); got != "Allow" {
+		t.Fatalf("reader: %s", got)
+	}
+	if got := call(t, h, "/api/v1/residents/42", userToken(t, now.Add(time.Hour), "someone-else")); got != "Deny" {
+		t.Fatalf("no group: %s", got)
 	}
 }

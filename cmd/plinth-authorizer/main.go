@@ -44,8 +44,10 @@ import (
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/auth"
 	"github.com/plinth-data/plinth/config"
+	"github.com/plinth-data/plinth/dynamodb"
 	"github.com/plinth-data/plinth/lambda"
 	"github.com/plinth-data/plinth/postgres"
+	"github.com/plinth-data/plinth/secretsmanager"
 	"github.com/plinth-data/plinth/sqlite"
 )
 
@@ -61,6 +63,9 @@ func main() {
 
 // setup builds the handler from the configuration.
 func setup(ctx context.Context) (*lambda.Authorizer, error) {
+	if err := secretsmanager.ApplyEnv(ctx); err != nil {
+		return nil, err
+	}
 	cfg, err := loadConfig()
 	if err != nil {
 		return nil, err
@@ -78,11 +83,15 @@ func setup(ctx context.Context) (*lambda.Authorizer, error) {
 	if err != nil {
 		return nil, err
 	}
+	accounts, err := cfg.AccountIDs(ds)
+	if err != nil {
+		return nil, err
+	}
 	a, err := auth.New(ctx, ac, store, ds)
 	if err != nil {
 		return nil, err
 	}
-	return lambda.NewAuthorizer(a), nil
+	return lambda.NewAuthorizer(a).RequireAccounts(accounts), nil
 }
 
 // loadConfig reads plinth.yaml and the PLINTH_* variables as serve does
@@ -122,6 +131,10 @@ func openStore(ctx context.Context, url string) (plinth.AccessStore, error) {
 			return nil, err
 		}
 		return s, nil
+	case strings.HasPrefix(url, "dynamodb://"):
+		// Grants and policies are items of the system table; the
+		// authorizer only reads them.
+		return dynamodb.Open(ctx, url)
 	case strings.HasPrefix(url, "sqlite://") && len(url) > len("sqlite://"):
 		s, err := sqlite.Open(ctx, strings.TrimPrefix(url, "sqlite://"))
 		if err != nil {
@@ -131,6 +144,6 @@ func openStore(ctx context.Context, url string) (plinth.AccessStore, error) {
 	default:
 		// No default: SQLite in the data folder of a Lambda package is
 		// never the store serve writes grants into.
-		return nil, fmt.Errorf("set the store (PLINTH_STORE, or store in plinth.yaml) to postgres://user:password@host:5432/db or sqlite:///path/file.db")
+		return nil, fmt.Errorf("set the store (PLINTH_STORE, or store in plinth.yaml) to postgres://user:password@host:5432/db, dynamodb://region[?prefix=…] or sqlite:///path/file.db")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/events"
 	"github.com/plinth-data/plinth/nats"
+	"github.com/plinth-data/plinth/sns"
 )
 
 // startBus opens the configured NATS (external, or embedded on the data
@@ -26,9 +27,37 @@ func startBus(ctx context.Context, cfg Config, ds []*plinth.Domain, logger *slog
 	return pub, bus.Close, nil
 }
 
-// streamRetention is the configured retention of the domains' streams.
+// busPublisher is what serve publishes events through: NATS JetStream, or
+// SNS (eventBus).
+type busPublisher interface {
+	plinth.Publisher
+	Check(context.Context) error
+}
+
+// openPublisher opens the configured event bus: SNS when eventBus is set
+// (natsPub is then nil), else NATS as startBus.
+func openPublisher(ctx context.Context, cfg Config, ds []*plinth.Domain, logger *slog.Logger) (pub busPublisher, natsPub *nats.Publisher, stop func(), err error) {
+	if sns.IsURL(cfg.EventBus) {
+		p, err := sns.Open(ctx, cfg.EventBus, cfg.Environment, ds, sns.Options{})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		logger.Info("event bus", "sns", cfg.EventBus)
+		return p, nil, func() {}, nil
+	}
+	natsPub, stop, err = startBus(ctx, cfg, ds, logger)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return natsPub, natsPub, stop, nil
+}
+
+// streamRetention is the configured retention and replicas of the
+// domains' streams.
 func streamRetention(cfg Config) nats.Option {
-	return nats.WithRetention(nats.Retention{MaxAge: cfg.StreamMaxAge, MaxBytes: cfg.StreamMaxBytes})
+	retention := nats.WithRetention(nats.Retention{MaxAge: cfg.StreamMaxAge, MaxBytes: cfg.StreamMaxBytes})
+	replicas := nats.WithReplicas(cfg.StreamReplicas)
+	return func(p *nats.Publisher) { retention(p); replicas(p) }
 }
 
 // relayConfig is the outbox relay's configuration.

@@ -44,7 +44,7 @@ check fails.`,
 	}
 	// The other settings (secrets above all) come from the file and the
 	// environment, as serve would read them.
-	addConfigFlags(cmd, "env", "data-dir", "store", "domains", "nats-url", "lake", "lake-s3-endpoint", "stream-max-age", "stream-max-bytes")
+	addConfigFlags(cmd, "env", "data-dir", "store", "domains", "nats-url", "event-bus", "lake", "lake-s3-endpoint", "stream-max-age", "stream-max-bytes")
 	return cmd
 }
 

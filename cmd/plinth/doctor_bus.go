@@ -15,11 +15,16 @@ import (
 
 	"github.com/plinth-data/plinth/lake"
 	plinthnats "github.com/plinth-data/plinth/nats"
+	"github.com/plinth-data/plinth/sns"
 )
 
 // checkBus connects to the event bus and looks for every domain's stream
 // and its retention.
 func (d *doctor) checkBus(ctx context.Context) {
+	if sns.IsURL(d.cfg.EventBus) {
+		d.checkSNS(ctx)
+		return
+	}
 	nc, where, stop, ok := d.reachBus()
 	if !ok {
 		return
@@ -40,6 +45,22 @@ func (d *doctor) checkBus(ctx context.Context) {
 	for _, x := range d.ds {
 		d.checkStream(ctx, js, plinthnats.StreamName(d.cfg.Environment, x.Name))
 	}
+}
+
+// checkSNS asks SNS for every domain's FIFO topic (eventBus).
+func (d *doctor) checkSNS(ctx context.Context) {
+	pub, err := sns.Open(ctx, d.cfg.EventBus, d.cfg.Environment, d.ds, sns.Options{})
+	if err == nil {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = pub.Check(ctx)
+		cancel()
+	}
+	if err != nil {
+		d.add(check{name: "bus", status: statusFail, detail: err.Error(),
+			fix: "check eventBus (PLINTH_EVENT_BUS), the AWS credentials (sns:ListTopics) and that deploy/terraform made each domain's topic"})
+		return
+	}
+	d.add(check{name: "bus", status: statusOK, detail: fmt.Sprintf("%s: every domain's FIFO topic exists", d.cfg.EventBus)})
 }
 
 // reachBus connects to the configured NATS, or opens the embedded one's

@@ -104,7 +104,7 @@ server) runs on the same data directory.`,
 			return runRelay(cmd.Context(), cfg)
 		},
 	}
-	addConfigFlags(cmd, with(storeFlags, "env", "log-level", "nats-url")...)
+	addConfigFlags(cmd, with(storeFlags, "env", "log-level", "nats-url", "event-bus")...)
 	return cmd
 }
 
@@ -123,18 +123,15 @@ func runRelay(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	bus, err := openEventBus(cfg, "", logger)
+	cfg.NATSListen = "" // the relay never serves the embedded server to others
+	pub, _, stopBus, err := openPublisher(ctx, cfg, ds, logger)
 	if err != nil {
 		return err
 	}
-	defer bus.Close()
-	pub, err := plinthnats.NewPublisher(ctx, bus.nc, cfg.Environment, ds, streamRetention(cfg))
-	if err != nil {
-		return err
-	}
+	defer stopBus()
 	relay := events.NewRelay(outbox, pub, relayConfig(cfg, logger))
 	logger.Info("relay started", "holder", relay.Status().Holder, "environment", cfg.Environment,
-		"store", redactURL(cfg.StoreURL()), "nats", bus.where)
+		"store", redactURL(cfg.StoreURL()))
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	relayOthers(ctx, &wg, st, pub, relayConfig(cfg, logger))

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/secretsmanager"
 	"github.com/plinth-data/plinth/spec"
 )
 
@@ -25,7 +26,17 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := runProfiled(func() error { return rootCommand().ExecuteContext(ctx) })
+	// Secrets (store URL, token keys) from AWS Secrets Manager when
+	// PLINTH_SECRETS_ARN names a secret, before any configuration is read.
+	if err := secretsmanager.ApplyEnv(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "plinth:", err)
+		os.Exit(1)
+	}
+	root := rootCommand()
+	if args, ok := lambdaBootstrap(os.Args); ok {
+		root.SetArgs(args)
+	}
+	err := runProfiled(func() error { return root.ExecuteContext(ctx) })
 	if err != nil {
 		if code, ok := err.(exitCode); ok {
 			os.Exit(int(code))
@@ -53,6 +64,7 @@ func rootCommand() *cobra.Command {
 	root.AddCommand(lakeCommand())
 	root.AddCommand(contractCommand())
 	root.AddCommand(doctorCommand())
+	root.AddCommand(lambdaCommand())
 	return root
 }
 

@@ -9,17 +9,12 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/plinth-data/plinth"
-	"github.com/plinth-data/plinth/audit"
 	"github.com/plinth-data/plinth/config"
-	"github.com/plinth-data/plinth/events"
-	plinthhttp "github.com/plinth-data/plinth/http"
 	"github.com/plinth-data/plinth/postgres"
 )
 
@@ -54,132 +49,6 @@ staging, real in production.`,
 func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	ctx = withEnvironment(ctx, cfg.Environment)
 	logger := newLogger(cfg.LogLevel)
-	ds, err := loadDomains(cfg.Domains)
-	if err != nil {
-		return err
-	}
-	st, err := openStores(ctx, cfg, ds)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	prov, err := checkStoreClass(ctx, cfg, st, ds, logger)
-	if err != nil {
-		return err
-	}
-	access, err := accessStore(st)
-	if err != nil {
-		return err
-	}
-	authz, devMode, err := newAuthorizer(ctx, cfg, access, ds)
-	if err != nil {
-		return err
-	}
-	defer authz.Close()
-	if err := loadPolicies(ctx, cfg, access, ds, devMode, logger); err != nil {
-		return err
-	}
-
-	if prov.Source == plinth.SourceEmpty {
-		if cfg.Environment == plinth.EnvDevelopment && cfg.DemoData && cfg.DemoResidents > 0 {
-			err = seedIfEmpty(ctx, st, ds, cfg.DemoResidents, logger)
-		} else {
-			err = classEmptyStore(ctx, cfg, st)
-		}
-		if err != nil {
-			return err
-		}
-	}
-
-	// Every request that touches data or access is audited; production
-	// fails closed when the audit trail cannot be written.
-	auditStore, ok := st.(plinth.AuditStore)
-	if !ok {
-		return fmt.Errorf("the store cannot keep an audit trail")
-	}
-	mirror, err := audit.OpenMirror(cfg.AuditMirror)
-	if err != nil {
-		return err
-	}
-	// Records are appended unchained; the chainer (one per store, by
-	// lease) links them into the hash chain within tens of milliseconds.
-	chainer := audit.NewChainer(auditStore, audit.ChainerConfig{Logger: logger})
-	auditor := audit.New(auditStore, audit.Config{Environment: cfg.Environment,
-		FailClosed: cfg.Environment == plinth.EnvProduction, Mirror: mirror, Logger: logger,
-		Appended: chainer.Notify})
-	// Deferred before the background work below, so it runs after it: the
-	// audit writer drains last, then the mirror closes.
-	defer func() {
-		if err := auditor.Close(); err != nil {
-			logger.Error("closing the audit writer", "error", err)
-		}
-		if mirror != nil {
-			mirror.Close()
-		}
-	}()
-	var requestAuditor plinthhttp.Auditor = auditor
-	if !cfg.Audit {
-		logger.Warn("auditing is off (development only)")
-		requestAuditor = nil
-	}
-
-	// Change events: the transactional outbox, relayed to NATS JetStream.
-	outbox, ok := st.(plinth.OutboxStore)
-	if !ok {
-		return fmt.Errorf("the store cannot keep an outbox of events")
-	}
-	pub, stopBus, err := startBus(ctx, cfg, ds, logger)
-	if err != nil {
-		return err
-	}
-	relay := events.NewRelay(outbox, pub, relayConfig(cfg, logger))
-	background, stopBackground := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	if cfg.Relay {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := relay.Run(background); err != nil && background.Err() == nil {
-				logger.Error("the event relay stopped", "error", err)
-			}
-		}()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := chainer.Run(background); err != nil && background.Err() == nil {
-			logger.Error("the audit chainer stopped", "error", err)
-		}
-	}()
-	runOtherStores(background, &wg, cfg, st, pub, logger)
-	if pg, ok := st.(*postgres.Store); ok {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sweepSupport(background, pg, logger)
-		}()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		purgeTombstones(background, st, cfg.TombstoneRetention, logger)
-	}()
-	if cfg.LakeInServe() {
-		if err := startLake(background, &wg, cfg, ds, st, pub, logger); err != nil {
-			stopBackground()
-			wg.Wait()
-			stopBus()
-			return err
-		}
-	}
-	// Shut down in order: background work, then the bus; the audit writer
-	// and the store close after (deferred above).
-	defer func() {
-		stopBackground()
-		wg.Wait()
-		stopBus()
-	}()
-
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w (choose another address with --listen)", cfg.Listen, err)
@@ -189,59 +58,22 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	if base == "" {
 		base = "http://" + ln.Addr().String()
 	}
-	doc, err := openAPIDocument(ds, base, cfg.Environment)
+	a, err := openApp(ctx, cfg, base, logger)
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	opsMetrics(reg, relay, auditStore)
-	if requestAuditor != nil {
-		requestAuditor = newCountingAuditor(reg, requestAuditor)
-	}
-	api, err := plinthhttp.NewServer(ctx, plinthhttp.Config{
-		Registry:          reg,
-		Store:             st,
-		Domains:           ds,
-		OpenAPI:           doc,
-		MaxBodyBytes:      cfg.MaxBodyBytes,
-		ReportMaxDuration: cfg.ReportMaxDuration,
-		ReportIdleTimeout: cfg.ReportIdleTimeout,
-		Logger:            logger,
-		Authorizer:        authz,
-		Access:            access,
-		Environment:       cfg.Environment,
-		Auditor:           requestAuditor,
-		AuditOff:          !cfg.Audit,
-		Audit:             auditStore,
-		AuditTrail:        audit.Trail(audit.Chains(auditStore)),
-		Events:            true,
-		EventsCommitted:   relay.Notify,
-		Checks: map[string]func(context.Context) error{
-			"bus": pub.Check,
-			"relay": func(context.Context) error {
-				if st := relay.Status(); cfg.Relay && st.LastError != nil {
-					return fmt.Errorf("the event relay is failing: %w", st.LastError)
-				}
-				return nil
-			},
-		},
-	})
-	if err != nil {
+	defer a.Close()
+	if err := a.runBackground(a.background, &a.wg); err != nil {
 		return err
 	}
-	defer api.Close() // before the auditor closes: writes the held-back denial records
-	handler, err := withHub(ctx, cfg, api, st, ds, doc, base, authz, auditor, logger, background, &wg)
-	if err != nil {
-		return err
-	}
-	srv := newHTTPServer(handler, logger)
+	srv := newHTTPServer(a.handler, logger)
 	devToken := ""
-	if devMode {
-		if devToken, _, err = developerToken(authz, cfg); err != nil {
+	if a.devMode {
+		if devToken, _, err = developerToken(a.authz, cfg); err != nil {
 			return err
 		}
 	}
-	printWelcome(out, base, cfg, ds, devToken)
+	printWelcome(out, base, cfg, a.ds, devToken)
 	logger.Info("serving", "address", ln.Addr().String(), "environment", cfg.Environment, "store", redactURL(cfg.StoreURL()))
 
 	errc := make(chan error, 1)
