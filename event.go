@@ -47,6 +47,10 @@ type OutboxEntry struct {
 	// none. A store that orders events per record rather than by one
 	// sequence (DynamoDB) uses it; it is not stored or read back.
 	Record string
+	// Trace is the W3C traceparent of the traced request that wrote the
+	// event, "" when none was traced (see WithTraceParent). Stores keep
+	// it with the event; the relay links its publish span to it.
+	Trace string
 }
 
 // RecordRef names a record across domains: "{domain}/{plural}/{key}".

@@ -257,5 +257,6 @@ func (w *Writer) event(ctx context.Context, tx Tx, e *Entity, kind EventKind, be
 	if !changed {
 		return false, nil
 	}
+	entry.Trace = TraceParentFrom(ctx)
 	return true, tx.(EventTx).AppendEvent(ctx, entry)
 }

@@ -58,6 +58,9 @@ func (s *Store) eventItems(b *txItems, sk, prev string, e plinth.OutboxEntry) er
 	if prev != "" {
 		it["prev"] = str(prev)
 	}
+	if e.Trace != "" {
+		it["trace"] = str(e.Trace)
+	}
 	if size := itemSize(it); size > MaxItemBytes {
 		return &plinth.TooLargeError{Limit: "DynamoDB's item limit of 400 KB",
 			Detail: fmt.Sprintf("the change event %s (old data, new data and state) takes %d bytes", e.EventID, size)}
@@ -95,7 +98,7 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 			payload = b.Value[1:]
 		}
 		out = append(out, plinth.OutboxEntry{Sequence: n*seqPerWrite + int64(i), Domain: strOf(it["domain"]), Subject: strOf(it["subject"]),
-			EventID: strOf(it["id"]), Payload: payload})
+			EventID: strOf(it["id"]), Payload: payload, Trace: strOf(it["trace"])})
 	}
 	return out, nil
 }

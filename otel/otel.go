@@ -68,6 +68,13 @@ func (t *Tracing) Shutdown(ctx context.Context) error { return t.provider.Shutdo
 // x-correlation-id answered.
 func (t *Tracing) Handler(h http.Handler) http.Handler {
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The request's span goes with the events it writes (the outbox
+		// keeps it), so the relay's publish links back to it.
+		carrier := propagation.MapCarrier{}
+		propagation.TraceContext{}.Inject(r.Context(), carrier)
+		if tp := carrier.Get("traceparent"); tp != "" {
+			r = r.WithContext(plinth.WithTraceParent(r.Context(), tp))
+		}
 		h.ServeHTTP(correlated{w, r.Context()}, r)
 	})
 	return otelhttp.NewHandler(inner, "plinth", otelhttp.WithTracerProvider(t.provider),
@@ -91,10 +98,10 @@ func (c correlated) Write(p []byte) (int, error) { return c.ResponseWriter.Write
 
 func (c correlated) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
-// span starts a child span of ctx's, ended by the returned function with
-// err's status.
-func (t *Tracing) span(ctx context.Context, name string, kind trace.SpanKind, attrs ...attribute.KeyValue) (context.Context, func(error)) {
-	ctx, s := t.tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+// span starts a child span of ctx's, linked to links, ended by the
+// returned function with err's status.
+func (t *Tracing) span(ctx context.Context, name string, kind trace.SpanKind, links []trace.Link, attrs ...attribute.KeyValue) (context.Context, func(error)) {
+	ctx, s := t.tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...), trace.WithLinks(links...))
 	return ctx, func(err error) {
 		if err != nil {
 			s.RecordError(err)
@@ -117,12 +124,31 @@ func (p tracedPublisher) Publish(ctx context.Context, entries []plinth.OutboxEnt
 	if len(entries) > 0 {
 		domain = entries[0].Domain
 	}
-	ctx, end := p.t.span(ctx, "relay publish", trace.SpanKindProducer,
+	ctx, end := p.t.span(ctx, "relay publish", trace.SpanKindProducer, requestLinks(entries),
 		attribute.Int("messaging.batch.message_count", len(entries)), attribute.String("plinth.domain", domain),
 		attribute.StringSlice("plinth.correlation_ids", correlationIDs(entries)))
 	err := p.Publisher.Publish(ctx, entries)
 	end(err)
 	return err
+}
+
+// requestLinks link a publish to the traced requests that wrote its
+// events (OutboxEntry.Trace), at most 100: the publish is a trace of its
+// own, since it happens later and for many requests.
+func requestLinks(entries []plinth.OutboxEntry) []trace.Link {
+	var links []trace.Link
+	for _, e := range entries {
+		if e.Trace == "" {
+			continue
+		}
+		ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": e.Trace})
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			if links = append(links, trace.Link{SpanContext: sc}); len(links) == 100 {
+				break
+			}
+		}
+	}
+	return links
 }
 
 // correlationIDs are the batch's requests, at most 100: the publish is a

@@ -25,7 +25,7 @@ func (s tracedStore) call(ctx context.Context, op string, e *plinth.Entity) (con
 	if e != nil {
 		attrs = append(attrs, attribute.String("plinth.entity", e.Plural))
 	}
-	return s.t.span(ctx, "store "+op, trace.SpanKindClient, attrs...)
+	return s.t.span(ctx, "store "+op, trace.SpanKindClient, nil, attrs...)
 }
 
 func (s tracedStore) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Record, error) {

@@ -76,7 +76,7 @@ var outboxTables = []accessTable{
 	{
 		name: "outbox",
 		what: "event outbox",
-		cols: []string{"sequence", "txid", "domain", "subject", "event_id", "payload", "created_at", "sent_at"},
+		cols: []string{"sequence", "txid", "domain", "subject", "event_id", "payload", "created_at", "sent_at", "trace"},
 		create: []string{
 			`CREATE SEQUENCE IF NOT EXISTS "plinth"."outbox_sequence" AS bigint CACHE 1`,
 			`CREATE TABLE IF NOT EXISTS "plinth"."outbox" (
@@ -89,6 +89,9 @@ var outboxTables = []accessTable{
 	"created_at" timestamptz NOT NULL DEFAULT now(),
 	"sent_at" timestamptz
 )`,
+			// Added after the first release: the W3C traceparent of the
+			// request that wrote the event, when it was traced.
+			`ALTER TABLE "plinth"."outbox" ADD COLUMN IF NOT EXISTS "trace" text`,
 			`ALTER SEQUENCE "plinth"."outbox_sequence" OWNED BY "plinth"."outbox"."sequence"`,
 			`CREATE INDEX IF NOT EXISTS "outbox__unsent" ON "plinth"."outbox" ("sequence") WHERE "sent_at" IS NULL`,
 			`CREATE INDEX IF NOT EXISTS "outbox__sent_at" ON "plinth"."outbox" ("sent_at") WHERE "sent_at" IS NOT NULL`,
@@ -119,7 +122,7 @@ const (
 	// announceSQL is the first statement of a transaction's first
 	// AppendEvent.
 	announceSQL    = `SELECT pg_advisory_xact_lock_shared($1::bigint + last_value) FROM "plinth"."outbox_sequence"`
-	insertEventSQL = `INSERT INTO "plinth"."outbox" ("domain", "subject", "event_id", "payload") VALUES ($1, $2, $3, $4)`
+	insertEventSQL = `INSERT INTO "plinth"."outbox" ("domain", "subject", "event_id", "payload", "trace") VALUES ($1, $2, $3, $4, NULLIF($5, ''))`
 	// The relay's poll: the lowest number not yet drawn, then the least
 	// number announced by a running writer, then the rows.
 	nextSequenceSQL   = `SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM "plinth"."outbox_sequence"`
@@ -127,7 +130,7 @@ const (
 WHERE l.locktype = 'advisory' AND l.objsubid = 1
 	AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 	AND l.classid::bigint BETWEEN ($1::bigint >> 32) AND ($1::bigint >> 32) + 65535`
-	pendingEventsSQL = `SELECT "sequence", "domain", "subject", "event_id", "payload"
+	pendingEventsSQL = `SELECT "sequence", "domain", "subject", "event_id", "payload", coalesce("trace", '')
 FROM "plinth"."outbox" WHERE "sent_at" IS NULL ORDER BY "sequence" LIMIT $1`
 	markEventsSentSQL = `UPDATE "plinth"."outbox" SET "sent_at" = now() WHERE "event_id" = ANY($1) AND "sent_at" IS NULL`
 	acquireLeaseSQL   = `INSERT INTO "plinth"."relay_lease" AS l ("name", "holder", "expires_at")
@@ -151,12 +154,12 @@ func (x *tx) AppendEvent(ctx context.Context, e plinth.OutboxEntry) error {
 		payload = []byte{}
 	}
 	if x.announced {
-		_, err := x.tx.Exec(ctx, insertEventSQL, e.Domain, e.Subject, e.EventID, payload)
+		_, err := x.tx.Exec(ctx, insertEventSQL, e.Domain, e.Subject, e.EventID, payload, e.Trace)
 		return x.s.wrap(what, err)
 	}
 	b := &pgx.Batch{}
 	b.Queue(announceSQL, outboxLockBase)
-	b.Queue(insertEventSQL, e.Domain, e.Subject, e.EventID, payload)
+	b.Queue(insertEventSQL, e.Domain, e.Subject, e.EventID, payload, e.Trace)
 	br := x.tx.SendBatch(ctx, b)
 	_, err := br.Exec()
 	if err == nil {
@@ -186,7 +189,7 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 			out = []plinth.OutboxEntry{}
 			for rows.Next() {
 				var e plinth.OutboxEntry
-				if err := rows.Scan(&e.Sequence, &e.Domain, &e.Subject, &e.EventID, &e.Payload); err != nil {
+				if err := rows.Scan(&e.Sequence, &e.Domain, &e.Subject, &e.EventID, &e.Payload, &e.Trace); err != nil {
 					return err
 				}
 				if e.Sequence >= cut {

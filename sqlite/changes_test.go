@@ -62,3 +62,35 @@ func TestChangeTrackingAddedToExistingTable(t *testing.T) {
 		t.Fatalf("scan since a watermark after an insert: %d; want 1", n)
 	}
 }
+
+// An outbox made before events carried their trace gets the column on
+// Prepare, and traced events keep theirs.
+func TestOutboxTraceAddedToExistingTable(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "plinth.db")
+	ds, _ := parse(t, evolveV1)
+	s := openAt(t, path)
+	prepare(t, s, ds)
+	s.Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.Exec(`ALTER TABLE "plinth_outbox" DROP COLUMN "trace"`) // as an older plinth left it
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = openAt(t, path)
+	prepare(t, s, ds)
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	if err := s.Write(ctx, func(tx plinth.Tx) error {
+		return tx.(plinth.EventTx).AppendEvent(ctx, plinth.OutboxEntry{Domain: "evolve", Subject: "s", EventID: "traced", Payload: []byte("{}"), Trace: tp})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	es, err := s.PendingEvents(ctx, 10)
+	if err != nil || len(es) != 1 || es[0].Trace != tp {
+		t.Fatalf("pending events %+v, %v; want the one traced", es, err)
+	}
+}

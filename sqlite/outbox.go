@@ -43,7 +43,8 @@ var outboxSchema = []string{
 	"event_id" TEXT NOT NULL UNIQUE,
 	"payload" BLOB NOT NULL,
 	"created_at" TEXT NOT NULL,
-	"sent_at" TEXT
+	"sent_at" TEXT,
+	"trace" TEXT
 )`,
 	`CREATE INDEX IF NOT EXISTS "plinth_outbox__unsent" ON "plinth_outbox" ("sequence") WHERE "sent_at" IS NULL`,
 	`CREATE INDEX IF NOT EXISTS "plinth_outbox__sent_at" ON "plinth_outbox" ("sent_at") WHERE "sent_at" IS NOT NULL`,
@@ -55,8 +56,8 @@ var outboxSchema = []string{
 }
 
 const (
-	insertEventSQL   = `INSERT INTO "plinth_outbox" ("domain", "subject", "event_id", "payload", "created_at") VALUES (?, ?, ?, ?, ?)`
-	pendingEventsSQL = `SELECT "sequence", "domain", "subject", "event_id", "payload" FROM "plinth_outbox"
+	insertEventSQL   = `INSERT INTO "plinth_outbox" ("domain", "subject", "event_id", "payload", "created_at", "trace") VALUES (?, ?, ?, ?, ?, NULLIF(?, ''))`
+	pendingEventsSQL = `SELECT "sequence", "domain", "subject", "event_id", "payload", coalesce("trace", '') FROM "plinth_outbox"
 WHERE "sent_at" IS NULL ORDER BY "sequence" LIMIT ?`
 	markEventsSentSQL = `UPDATE "plinth_outbox" SET "sent_at" = ?
 WHERE "event_id" IN (SELECT "value" FROM json_each(?)) AND "sent_at" IS NULL`
@@ -67,12 +68,21 @@ RETURNING "holder"`
 	purgeSentEventsSQL = `DELETE FROM "plinth_outbox" WHERE "sent_at" < ?`
 )
 
-// prepareOutbox creates the outbox tables when they are missing.
+// prepareOutbox creates the outbox tables when they are missing, and adds
+// the trace column (added after the first release) to an older outbox.
 func (x *tx) prepareOutbox(ctx context.Context) error {
 	for _, q := range outboxSchema {
 		if _, err := x.tx.ExecContext(ctx, q); err != nil {
 			return err
 		}
+	}
+	var hasTrace bool
+	if err := x.tx.QueryRowContext(ctx, `SELECT count(*) > 0 FROM pragma_table_info('plinth_outbox') WHERE "name" = 'trace'`).Scan(&hasTrace); err != nil {
+		return err
+	}
+	if !hasTrace {
+		_, err := x.tx.ExecContext(ctx, `ALTER TABLE "plinth_outbox" ADD COLUMN "trace" TEXT`)
+		return err
 	}
 	return nil
 }
@@ -92,7 +102,7 @@ func (x *tx) AppendEvent(ctx context.Context, e plinth.OutboxEntry) error {
 	if err != nil {
 		return fail(what, err)
 	}
-	if _, err := st.ExecContext(ctx, e.Domain, e.Subject, e.EventID, payload, formatStoredTime(plinth.Now())); err != nil {
+	if _, err := st.ExecContext(ctx, e.Domain, e.Subject, e.EventID, payload, formatStoredTime(plinth.Now()), e.Trace); err != nil {
 		if isKeyConflict(err) {
 			return fmt.Errorf("sqlite: %s: %w", what, plinth.ErrConflict)
 		}
@@ -115,7 +125,7 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 	out := []plinth.OutboxEntry{}
 	for rows.Next() {
 		var e plinth.OutboxEntry
-		if err := rows.Scan(&e.Sequence, &e.Domain, &e.Subject, &e.EventID, &e.Payload); err != nil {
+		if err := rows.Scan(&e.Sequence, &e.Domain, &e.Subject, &e.EventID, &e.Payload, &e.Trace); err != nil {
 			return nil, fail("read pending events", err)
 		}
 		if e.Payload == nil {

@@ -138,9 +138,10 @@ func eventIDs(es []plinth.OutboxEntry) []string {
 
 func sameEntry(t testing.TB, got, want plinth.OutboxEntry) {
 	t.Helper()
-	if got.Domain != want.Domain || got.Subject != want.Subject || got.EventID != want.EventID || !bytes.Equal(got.Payload, want.Payload) {
-		t.Errorf("entry %d:\n got %q %q %q %q\nwant %q %q %q %q", got.Sequence, got.Domain, got.Subject, got.EventID, got.Payload,
-			want.Domain, want.Subject, want.EventID, want.Payload)
+	if got.Domain != want.Domain || got.Subject != want.Subject || got.EventID != want.EventID || !bytes.Equal(got.Payload, want.Payload) ||
+		got.Trace != want.Trace {
+		t.Errorf("entry %d:\n got %q %q %q %q trace %q\nwant %q %q %q %q trace %q", got.Sequence, got.Domain, got.Subject, got.EventID, got.Payload,
+			got.Trace, want.Domain, want.Subject, want.EventID, want.Payload, want.Trace)
 	}
 }
 
@@ -152,8 +153,10 @@ func testOutboxRoundTrip(t *testing.T, s plinth.Store, o plinth.OutboxStore) {
 	odd.Payload = []byte{0, 1, 2, 0xff, 0xfe, '\n', '{', 0}
 	empty := outboxEntry("empty")
 	empty.Payload = []byte{}
+	traced := outboxEntry("e1") // the traceparent of the request comes back
+	traced.Trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	var want []plinth.OutboxEntry
-	want = append(want, outboxEntry("e0"), outboxEntry("e1"), odd)
+	want = append(want, outboxEntry("e0"), traced, odd)
 	appendEvents(t, s, want...)
 	want = append(want, empty)
 	appendEvents(t, s, empty)

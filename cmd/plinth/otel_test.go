@@ -70,7 +70,8 @@ func (c *collector) find(name string, traceID []byte) *tracepb.Span {
 
 // With otelEndpoint, a request's trace (continued from the caller's
 // traceparent) holds the HTTP span and its store write as a child, and the
-// relay's publish is traced too; all reach an OTLP/HTTP collector.
+// relay's publish is traced too, linked to the request's span; all reach
+// an OTLP/HTTP collector.
 func TestServeSendsTraces(t *testing.T) {
 	col := &collector{}
 	srv := httptest.NewServer(col)
@@ -120,6 +121,15 @@ func TestServeSendsTraces(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("the relay's publish span does not name the request's correlation id: %v", publish.Attributes)
+	}
+	// The publish is linked to the request that wrote its event (the
+	// outbox kept the request's trace context): HTTP → store → relay.
+	linked := false
+	for _, l := range publish.Links {
+		linked = linked || bytes.Equal(l.TraceId, traceID) && bytes.Equal(l.SpanId, httpSpan.SpanId)
+	}
+	if !linked {
+		t.Errorf("the relay's publish span is not linked to the request's span: links %v", publish.Links)
 	}
 	s.stop(t)
 }
