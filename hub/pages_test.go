@@ -146,7 +146,7 @@ func TestAPIPageRendersDocsAndCompliance(t *testing.T) {
 }
 
 func pageHeader(t *testing.T, u *user, path, name string) string {
-	res, err := u.c.Get(u.e.url + path)
+	res, err := u.c.Get(u.base + path)
 	if err != nil {
 		t.Fatal(err)
 	}

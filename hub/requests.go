@@ -3,8 +3,10 @@ package hub
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
@@ -29,9 +31,8 @@ func refused(status int, format string, args ...any) error {
 	return &errRefused{status, fmt.Sprintf(format, args...)}
 }
 
-// change runs one step: it loads the state in a transaction, lets fn
-// change it (and grants), saves it, and commits all with the step's audit
-// record. A refused step is audited as denied and changes nothing.
+// change runs one step of a signed-in user: see step. A refused step is
+// audited as denied and changes nothing.
 func (s *Server) change(r *http.Request, domain, what string, fn func(ctx context.Context, st *state, tx plinth.StateTx) error) error {
 	p := sessionFrom(r).principal
 	o := plinth.Origin{Principal: p, CorrelationID: correlationFrom(r.Context()), Audit: func(ids []string) plinth.AuditRecord {
@@ -39,21 +40,55 @@ func (s *Server) change(r *http.Request, domain, what string, fn func(ctx contex
 		rec.RecordIDs, rec.Count = ids, len(ids)
 		return rec
 	}}
-	_, err := s.writer.State(r.Context(), "hub", o, func(tx plinth.StateTx) ([]string, error) {
-		st, err := loadState(r.Context(), tx)
-		if err != nil {
-			return nil, err
-		}
-		if err := fn(r.Context(), st, tx); err != nil {
-			return nil, err
-		}
-		return nil, st.save(r.Context(), tx)
+	err := s.step(r.Context(), o, func(ctx context.Context, st *state, tx plinth.StateTx) ([]string, error) {
+		return nil, fn(ctx, st, tx)
 	})
 	var ref *errRefused
 	if errors.As(err, &ref) {
 		s.audit(r, p, what, ref.status, plinth.DecisionDeny, what+": "+ref.msg, domain)
 	}
 	return err
+}
+
+// maxAttempts bounds how often a step is run again because other steps
+// changed the state first.
+const maxAttempts = 20
+
+// step runs fn on the state as last committed and commits what it changed
+// (the state, grants, policies) with the step's audit record, swapping the
+// state in only if no other step (of this or another replica) changed it
+// in the meantime; if one did, fn runs again on the new state.
+func (s *Server) step(ctx context.Context, o plinth.Origin, fn func(ctx context.Context, st *state, tx plinth.StateTx) ([]string, error)) error {
+	for attempt := 1; ; attempt++ {
+		c, found, err := s.cfg.Store.Checkpoint(ctx, stateCheckpoint)
+		if err != nil {
+			return err
+		}
+		st, err := decodeState(c, found)
+		if err != nil {
+			return err
+		}
+		_, err = s.writer.State(ctx, "hub", o, func(tx plinth.StateTx) ([]string, error) {
+			ids, err := fn(ctx, st, tx)
+			if err != nil {
+				return nil, err
+			}
+			b, err := json.Marshal(st)
+			if err != nil {
+				return nil, err
+			}
+			return ids, tx.SwapCheckpoint(ctx, stateCheckpoint, c.Value, found, b)
+		})
+		if !errors.Is(err, plinth.ErrVersionConflict) || attempt == maxAttempts {
+			return err
+		}
+		// Back off a little, at random, so that racing steps spread out.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt*(1+mrand.IntN(10))) * time.Millisecond):
+		}
+	}
 }
 
 // fail shows a failed step to the user.
@@ -380,13 +415,8 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var tokens []issued
 	domain := s.domainOf(r, id)
-	pol, err := s.currentPolicy(r.Context(), domain)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	inForce := false
-	err = s.change(r, domain, "contract of request "+id+" signed", func(ctx context.Context, st *state, tx plinth.StateTx) error {
+	err := s.change(r, domain, "contract of request "+id+" signed", func(ctx context.Context, st *state, tx plinth.StateTx) error {
 		req, err := s.visible(r, st)
 		if err != nil {
 			return err
@@ -415,7 +445,7 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 		}
 		what := ""
 		if req.GrantKind == GrantGroup {
-			if err := s.grantGroup(ctx, tx, st, req, pol); err != nil {
+			if err := s.grantGroup(ctx, tx, st, req); err != nil {
 				return err
 			}
 			what = "in force: group " + req.Group + " added to the access policy"
@@ -485,12 +515,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	p := sessionFrom(r).principal
 	id := r.PathValue("id")
 	domain := s.domainOf(r, id)
-	pol, err := s.currentPolicy(r.Context(), domain)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	err = s.change(r, domain, "contract of request "+id+" revoked", func(ctx context.Context, st *state, tx plinth.StateTx) error {
+	err := s.change(r, domain, "contract of request "+id+" revoked", func(ctx context.Context, st *state, tx plinth.StateTx) error {
 		req, err := s.visible(r, st)
 		if err != nil {
 			return err
@@ -502,7 +527,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		if req.Requester.Subject != p.Subject && (a == nil || !s.isOwner(p, a)) {
 			return refused(http.StatusForbidden, "only the requester and the owners may revoke")
 		}
-		if err := s.end(ctx, tx, st, req, pol, StatusRevoked); err != nil {
+		if err := s.end(ctx, tx, st, req, StatusRevoked); err != nil {
 			return err
 		}
 		req.History = append(req.History, Step{At: plinth.Now(), By: p.Subject, What: "revoked"})
@@ -518,7 +543,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 // end takes back what a contract in force gave: its service-token grants
 // are disabled; its group's policy entries go unless another contract in
 // force still justifies them.
-func (s *Server) end(ctx context.Context, tx plinth.StateTx, st *state, req *Request, pol plinth.AccessPolicy, status string) error {
+func (s *Server) end(ctx context.Context, tx plinth.StateTx, st *state, req *Request, status string) error {
 	for _, gid := range req.Grants {
 		if _, err := tx.SetGrantEnabled(ctx, gid, false); err != nil && !errors.Is(err, plinth.ErrNotFound) {
 			return err
@@ -526,7 +551,7 @@ func (s *Server) end(ctx context.Context, tx plinth.StateTx, st *state, req *Req
 	}
 	req.Status = status
 	if req.GrantKind == GrantGroup {
-		return s.ungrantGroup(ctx, tx, st, req, pol)
+		return s.ungrantGroup(ctx, tx, st, req)
 	}
 	return nil
 }
@@ -545,26 +570,18 @@ func (s *Server) SweepExpired(ctx context.Context, now time.Time) (int, error) {
 		if req.Status != StatusInForce || now.Before(req.Contract.Contract.Expiry()) {
 			continue
 		}
-		pol, err := s.currentPolicy(ctx, req.API)
-		if err != nil {
-			return n, err
-		}
 		id := req.ID
 		o := plinth.Origin{Principal: plinth.Principal{Subject: "plinth-hub"}, SourceSystem: "contract of request " + id + " expired"}
-		_, err = s.writer.State(ctx, "hub", o, func(tx plinth.StateTx) ([]string, error) {
-			st, err := loadState(ctx, tx)
-			if err != nil {
-				return nil, err
-			}
+		err = s.step(ctx, o, func(ctx context.Context, st *state, tx plinth.StateTx) ([]string, error) {
 			req := st.request(id)
 			if req == nil || req.Status != StatusInForce {
 				return nil, nil
 			}
-			if err := s.end(ctx, tx, st, req, pol, StatusExpired); err != nil {
+			if err := s.end(ctx, tx, st, req, StatusExpired); err != nil {
 				return nil, err
 			}
 			req.History = append(req.History, Step{At: plinth.Now(), By: "plinth-hub", What: "expired"})
-			return []string{id}, st.save(ctx, tx)
+			return []string{id}, nil
 		})
 		if err != nil {
 			return n, err

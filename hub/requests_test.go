@@ -51,7 +51,7 @@ var contractRE = regexp.MustCompile(`(?s)<pre class="json"[^>]*>(.*?)</pre>`)
 func (u *user) signContract(id, role string) page {
 	u.e.t.Helper()
 	u.get("/hub/requests/" + id) // for the CSRF token
-	res, err := u.c.Get(u.e.url + "/hub/requests/" + id + "/contract.json")
+	res, err := u.c.Get(u.base + "/hub/requests/" + id + "/contract.json")
 	if err != nil {
 		u.e.t.Fatal(err)
 	}
@@ -137,13 +137,13 @@ func TestAccessRequestBecomesASignedContractAndGrants(t *testing.T) {
 	}
 	gs, _, _ := e.store.Grants(context.Background(), "", 100)
 	for _, g := range gs {
-		if g.Consumer == "benefits-checker" && (g.ExpiresAt.After(time.Now().Add(31*24*time.Hour)) || !strings.Contains(g.AuthorisedBy, "contract-"+id)) {
-			t.Errorf("grant %s: expires %v, authorised by %q; want the contract's expiry and name", g.ID, g.ExpiresAt, g.AuthorisedBy)
+		if g.Consumer == "benefits-checker" && (g.ExpiresAt.After(time.Now().Add(31*24*time.Hour)) || g.Contract != "contract-"+id || g.AuthorisedBy != "bob@example.gov.uk") {
+			t.Errorf("grant %s: expires %v, contract %q, authorised by %q; want the contract's expiry, ID and approver", g.ID, g.ExpiresAt, g.Contract, g.AuthorisedBy)
 		}
 	}
 	// The owners' access review shows each grant with its contract; others may not see it.
 	review := bob.get("/hub/apis/residents/access")
-	mustContain(t, review, "benefits-checker", "contract of request "+id, "<code>/api/v1/residents/{id}</code>", "active")
+	mustContain(t, review, "benefits-checker", `<a href="/hub/requests/`+id+`">contract-`+id+`</a>`, "<code>/api/v1/residents/{id}</code>", "active")
 	if p := ann.get("/hub/apis/residents/access"); p.status != http.StatusForbidden {
 		t.Fatalf("the requester saw the access review: %d", p.status)
 	}
@@ -232,7 +232,7 @@ func TestRequestsAreCheckedAndCSRFProtected(t *testing.T) {
 // when role is set.
 func signedFileFor(t *testing.T, u *user, id, role string) string {
 	t.Helper()
-	res, err := u.c.Get(u.e.url + "/hub/requests/" + id + "/contract.json")
+	res, err := u.c.Get(u.base + "/hub/requests/" + id + "/contract.json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 // reviewGrant is one grant on the access review page, with the request
-// whose contract made it, if any.
+// whose contract made it (the grant records the contract), if any.
 type reviewGrant struct {
 	plinth.Grant
 	Request string
@@ -39,10 +39,10 @@ func (s *Server) reviewPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	byGrant := map[string]string{}
+	byContract := map[string]string{} // contract ID → request ID
 	for _, req := range st.Requests {
-		for _, g := range req.Grants {
-			byGrant[g] = req.ID
+		if req.Contract != nil {
+			byContract[req.Contract.Contract.ID] = req.ID
 		}
 	}
 	var grants []reviewGrant
@@ -55,7 +55,7 @@ func (s *Server) reviewPage(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, g := range page {
 			if g.API == a.Domain.Name && g.Environment == s.cfg.Environment {
-				grants = append(grants, reviewGrant{Grant: g, Request: byGrant[g.ID], Expired: !now.Before(g.ExpiresAt)})
+				grants = append(grants, reviewGrant{Grant: g, Request: byContract[g.Contract], Expired: !now.Before(g.ExpiresAt)})
 			}
 		}
 		if !more || len(page) == 0 {

@@ -13,7 +13,8 @@ import (
 // stateCheckpoint is where the Hub keeps its access requests, keys and
 // contracts: a checkpoint of the default store, changed only through
 // plinth.Writer.State so each step commits with its audit record and the
-// grants it makes.
+// grants it makes, and swapped (compare-and-set) so that concurrent steps
+// of several replicas never overwrite each other (Server.step).
 const stateCheckpoint = "plinth.hub"
 
 // Request statuses.
@@ -103,25 +104,12 @@ func decodeState(c plinth.Checkpoint, found bool) (*state, error) {
 	return s, nil
 }
 
-// checkpointReader reads checkpoints: a Store, or a StateTx.
-type checkpointReader interface {
-	Checkpoint(ctx context.Context, name string) (plinth.Checkpoint, bool, error)
-}
-
-func loadState(ctx context.Context, r checkpointReader) (*state, error) {
-	c, found, err := r.Checkpoint(ctx, stateCheckpoint)
+func loadState(ctx context.Context, st plinth.Store) (*state, error) {
+	c, found, err := st.Checkpoint(ctx, stateCheckpoint)
 	if err != nil {
 		return nil, err
 	}
 	return decodeState(c, found)
-}
-
-func (s *state) save(ctx context.Context, tx plinth.StateTx) error {
-	b, err := json.Marshal(s)
-	if err != nil {
-		return err
-	}
-	return tx.SetCheckpoint(ctx, stateCheckpoint, b)
 }
 
 func (s *state) request(id string) *Request {
@@ -158,9 +146,17 @@ func serviceGrants(c Contract, expires time.Time) []plinth.Grant {
 			gs = append(gs, plinth.Grant{
 				Consumer: c.Consumer, ConsumerType: "service", API: c.API, Endpoint: ep.Template,
 				Methods: []string{ep.Method}, Environment: c.Environment, ExpiresAt: expires,
-				RequestedBy: c.Requester.Email + " (contract " + c.ID + ")", AuthorisedBy: c.Approver.Email + " (contract " + c.ID + ")",
+				RequestedBy: c.Requester.who(), AuthorisedBy: c.Approver.who(), Contract: c.ID,
 			})
 		}
 	}
 	return gs
+}
+
+// who names a party in a grant: by email, else by subject.
+func (p Party) who() string {
+	if p.Email != "" {
+		return p.Email
+	}
+	return p.Subject
 }
