@@ -93,6 +93,7 @@ func newEnvOn(t *testing.T, st hubStore, opts ...func(*hub.Config)) *env {
 	}
 	cfg := hub.Config{Domains: ds, OpenAPI: doc, Environment: "development", BaseURL: "http://example.test",
 		Store: st, Authorizer: authz, Auditor: auditor, AdminGroups: []string{"admins"}, Lake: "/srv/lake", Logger: discard(),
+		SessionKeys: [][]byte{[]byte("session-key-session-key-session-key!")},
 		Compliance: hub.Compliance{Authorizer: true, Audit: true, Outbox: true,
 			DataClass: plinth.Provenance{Class: plinth.ClassDummy, Source: plinth.SourceSeed, Detail: "seed 1"}}}
 	for _, o := range opts {
@@ -123,13 +124,29 @@ func (e *env) replica(api http.Handler) (*hub.Server, http.Handler) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	return h, withAPI(h, api)
+}
+
+// replicaWith serves a Hub with cfg on the env's store, and returns its URL.
+func (e *env) replicaWith(cfg hub.Config) (*hub.Server, string) {
+	e.t.Helper()
+	h, err := hub.New(context.Background(), cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	srv := httptest.NewServer(withAPI(h, nil))
+	e.t.Cleanup(srv.Close)
+	return h, srv.URL
+}
+
+func withAPI(h *hub.Server, api http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/hub", h)
 	mux.Handle("/hub/", h)
 	if api != nil {
 		mux.Handle("/", api)
 	}
-	return h, mux
+	return mux
 }
 
 func slicesIndex(ds []*plinth.Domain, name string) int {

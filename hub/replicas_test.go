@@ -112,3 +112,53 @@ func TestConcurrentStepsOnPostgreSQLLoseNothing(t *testing.T) {
 }
 
 var requestPathRE2 = regexp.MustCompile(`<a href="/hub/requests/[0-9a-f-]{36}">`)
+
+// A session begun on one replica is good on another (the cookie is sealed
+// with the key they share), and signing out on either ends it on both.
+// A Hub with another key refuses the cookie; an earlier key still opens
+// it during a rotation.
+func TestSessionsWorkAcrossReplicas(t *testing.T) {
+	e, second := newPostgresEnv(t)
+	ann := e.signIn("ann", "staff")
+	ann.base = second
+	if p := ann.get("/hub/keys"); p.status != http.StatusOK || p.url != "/hub/keys" {
+		t.Fatalf("the second replica with the first's session: %d at %s", p.status, p.url)
+	}
+	// The CSRF token of a page from one replica is good on the other.
+	ann.base = e.url
+	ann.get("/hub/apis/residents/request")
+	ann.base = second
+	if p := ann.post("/hub/apis/residents/request", residentsRequest()); !requestPathRE.MatchString(p.url) {
+		t.Fatalf("a form from one replica posted to the other: %d at %s", p.status, p.url)
+	}
+
+	// Another key: not signed in. The old key second: still signed in.
+	rotated := e.cfg
+	rotated.SessionKeys = [][]byte{[]byte("another-key-another-key-another-key!")}
+	_, other := e.replicaWith(rotated)
+	ann.base = other
+	if p := ann.get("/hub/keys"); p.url != "/hub/signin" {
+		t.Fatalf("a Hub with another session key let the session in: %d at %s", p.status, p.url)
+	}
+	rotated.SessionKeys = append(rotated.SessionKeys, e.cfg.SessionKeys[0])
+	_, during := e.replicaWith(rotated)
+	ann.base = during
+	if p := ann.get("/hub/keys"); p.url != "/hub/keys" {
+		t.Fatalf("a Hub with the earlier key second refused the session: %d at %s", p.status, p.url)
+	}
+
+	// Signing out on the second replica ends the session on the first too,
+	// also for a copy of the cookie kept elsewhere.
+	copied := e.user("ann")
+	for _, c := range ann.c.Jar.Cookies(mustURL(e.url + "/hub")) {
+		copied.c.Jar.SetCookies(mustURL(e.url+"/hub"), []*http.Cookie{c})
+	}
+	ann.base = second
+	ann.get("/hub")
+	if p := ann.post("/hub/signout", nil); p.url != "/hub/signin" {
+		t.Fatalf("signing out: %d at %s", p.status, p.url)
+	}
+	if p := copied.get("/hub/keys"); p.url != "/hub/signin" {
+		t.Fatalf("the first replica still takes a signed-out session: %d at %s", p.status, p.url)
+	}
+}

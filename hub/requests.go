@@ -34,7 +34,7 @@ func refused(status int, format string, args ...any) error {
 // change runs one step of a signed-in user: see step. A refused step is
 // audited as denied and changes nothing.
 func (s *Server) change(r *http.Request, domain, what string, fn func(ctx context.Context, st *state, tx plinth.StateTx) error) error {
-	p := sessionFrom(r).principal
+	p := sessionFrom(r).Principal
 	o := plinth.Origin{Principal: p, CorrelationID: correlationFrom(r.Context()), Audit: func(ids []string) plinth.AuditRecord {
 		rec := s.auditRecord(r, p, http.StatusSeeOther, plinth.DecisionAllow, what, domain)
 		rec.RecordIDs, rec.Count = ids, len(ids)
@@ -59,7 +59,7 @@ const maxAttempts = 20
 // state in only if no other step (of this or another replica) changed it
 // in the meantime; if one did, fn runs again on the new state.
 func (s *Server) step(ctx context.Context, o plinth.Origin, fn func(ctx context.Context, st *state, tx plinth.StateTx) ([]string, error)) error {
-	for attempt := 1; ; attempt++ {
+	return retrySwaps(ctx, func() error {
 		c, found, err := s.cfg.Store.Checkpoint(ctx, stateCheckpoint)
 		if err != nil {
 			return err
@@ -79,10 +79,19 @@ func (s *Server) step(ctx context.Context, o plinth.Origin, fn func(ctx context.
 			}
 			return ids, tx.SwapCheckpoint(ctx, stateCheckpoint, c.Value, found, b)
 		})
+		return err
+	})
+}
+
+// retrySwaps runs try again while it fails because a checkpoint it swaps
+// changed first (plinth.ErrVersionConflict), up to maxAttempts times,
+// backing off a little, at random, so that racing steps spread out.
+func retrySwaps(ctx context.Context, try func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := try()
 		if !errors.Is(err, plinth.ErrVersionConflict) || attempt == maxAttempts {
 			return err
 		}
-		// Back off a little, at random, so that racing steps spread out.
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -124,7 +133,7 @@ func (s *Server) keysPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "keys", map[string]any{"Title": "Your signing keys", "Keys": st.Keys[sessionFrom(r).principal.Subject]})
+	s.render(w, r, http.StatusOK, "keys", map[string]any{"Title": "Your signing keys", "Keys": st.Keys[sessionFrom(r).Principal.Subject]})
 }
 
 // addKey registers a public key; the user's earlier keys are revoked
@@ -135,7 +144,7 @@ func (s *Server) addKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, refused(http.StatusUnprocessableEntity, "publicKey: %v; make one with plinth contract keygen", err))
 		return
 	}
-	subject := sessionFrom(r).principal.Subject
+	subject := sessionFrom(r).Principal.Subject
 	err = s.change(r, "", "key registered "+KeyID(pub), func(_ context.Context, st *state, _ plinth.StateTx) error {
 		now := plinth.Now()
 		keys := st.Keys[subject]
@@ -200,7 +209,7 @@ func (s *Server) createRequest(w http.ResponseWriter, r *http.Request) {
 // readRequest reads and checks the request form, naming each problem.
 func (s *Server) readRequest(r *http.Request, a *apiEntry) (*Request, []string) {
 	f := r.PostForm
-	p := sessionFrom(r).principal
+	p := sessionFrom(r).Principal
 	req := &Request{ID: uuid.NewString(), Status: StatusPending, Requester: p, API: a.Domain.Name,
 		Environment: f.Get("environment"), Entities: f["entities"], Operations: f["operations"],
 		Purpose: strings.TrimSpace(f.Get("purpose")), LegalBasis: f.Get("legalBasis"), SpecialCondition: f.Get("specialCondition"),
@@ -255,7 +264,7 @@ func (s *Server) requestsPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	p := sessionFrom(r).principal
+	p := sessionFrom(r).Principal
 	var mine, toDecide []*Request
 	for i := len(st.Requests) - 1; i >= 0; i-- {
 		req := st.Requests[i]
@@ -273,7 +282,7 @@ func (s *Server) requestsPage(w http.ResponseWriter, r *http.Request) {
 // API's owners.
 func (s *Server) visible(r *http.Request, st *state) (*Request, error) {
 	req := st.request(r.PathValue("id"))
-	p := sessionFrom(r).principal
+	p := sessionFrom(r).Principal
 	if req == nil {
 		return nil, refused(http.StatusNotFound, "there is no access request %s", r.PathValue("id"))
 	}
@@ -294,7 +303,7 @@ func (s *Server) requestPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	p := sessionFrom(r).principal
+	p := sessionFrom(r).Principal
 	a := s.api(req.API)
 	data := map[string]any{"Title": "Access request", "Req": req, "API": a,
 		"CanDecide": req.Status == StatusPending && a != nil && s.isOwner(p, a) && req.Requester.Subject != p.Subject,
@@ -353,7 +362,7 @@ func (s *Server) contractFile(w http.ResponseWriter, r *http.Request) {
 // decide approves or rejects a pending request. Approving drafts the
 // contract naming both parties' current keys; both then sign it.
 func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
-	p := sessionFrom(r).principal
+	p := sessionFrom(r).Principal
 	decision, comment := r.PostFormValue("decision"), strings.TrimSpace(r.PostFormValue("comment"))
 	id := r.PathValue("id")
 	err := s.change(r, s.domainOf(r, id), "request "+id+": "+decision, func(_ context.Context, st *state, _ plinth.StateTx) error {
@@ -411,7 +420,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 // contract sign, or the browser). When both have signed, the grants are
 // made in the same transaction and their tokens shown once.
 func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
-	p := sessionFrom(r).principal
+	p := sessionFrom(r).Principal
 	id := r.PathValue("id")
 	var tokens []issued
 	domain := s.domainOf(r, id)
@@ -512,7 +521,7 @@ func (s *Server) grant(ctx context.Context, tx plinth.StateTx, req *Request) ([]
 
 // revoke ends a contract in force: its grants are disabled.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	p := sessionFrom(r).principal
+	p := sessionFrom(r).Principal
 	id := r.PathValue("id")
 	domain := s.domainOf(r, id)
 	err := s.change(r, domain, "contract of request "+id+" revoked", func(ctx context.Context, st *state, tx plinth.StateTx) error {

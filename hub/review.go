@@ -19,7 +19,7 @@ type reviewGrant struct {
 // policy's groups in this environment, every service-token grant on the
 // API, and the contract behind each. Viewing it is audited.
 func (s *Server) reviewPage(w http.ResponseWriter, r *http.Request) {
-	p := sessionFrom(r).principal
+	p := sessionFrom(r).Principal
 	a := s.api(r.PathValue("api"))
 	if a == nil {
 		s.fail(w, r, refused(http.StatusNotFound, "there is no API named %s", r.PathValue("api")))

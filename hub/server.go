@@ -66,6 +66,11 @@ type Config struct {
 	SecureCookies bool
 	// SessionLifetime bounds a sign-in; 0 means 8 hours.
 	SessionLifetime time.Duration
+	// SessionKeys seal the session cookie (at least 32 bytes each): the
+	// first seals, all open (earlier keys, during a rotation). Every
+	// replica must have the same; serve derives them from the service-token
+	// secret. None: a key made at start, for one replica only.
+	SessionKeys [][]byte
 	Logger          *slog.Logger
 }
 
@@ -96,11 +101,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.SessionLifetime <= 0 {
 		cfg.SessionLifetime = 8 * time.Hour
 	}
-	s := &Server{cfg: cfg, auditor: cfg.Auditor, logger: cfg.Logger, sessions: newSessions(cfg.SessionLifetime)}
+	s := &Server{cfg: cfg, auditor: cfg.Auditor, logger: cfg.Logger}
 	if s.logger == nil {
 		s.logger = slog.Default()
 	}
 	var err error
+	if s.sessions, err = newSessions(cfg.SessionKeys, cfg.SessionLifetime, cfg.Store); err != nil {
+		return nil, err
+	}
 	s.writer, err = plinth.NewWriter(ctx, plinth.WriterConfig{
 		Store: cfg.Store, Environment: cfg.Environment, Audit: cfg.Auditor != nil,
 		OnCommit: func(audited plinth.AuditRecord, _ bool) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/audit"
+	"github.com/plinth-data/plinth/config"
 	"github.com/plinth-data/plinth/hub"
 )
 
@@ -30,6 +31,7 @@ func withHub(ctx context.Context, cfg Config, api http.Handler, st plinth.Store,
 	if cfg.Audit {
 		hc.Auditor = auditor
 	}
+	hc.SessionKeys = hubSessionKeys(cfg, logger)
 	h, err := hub.New(ctx, hc)
 	if err != nil {
 		return nil, err
@@ -44,6 +46,23 @@ func withHub(ctx context.Context, cfg Config, api http.Handler, st plinth.Store,
 	mux.Handle(hub.Base+"/", h)
 	mux.Handle("/", api)
 	return mux, nil
+}
+
+// hubSessionKeys are the keys the Hub seals its session cookies with: the
+// service-token secret and its previous ones, which every replica shares
+// (the Hub derives its own keys from them). Without one, the Hub makes a
+// key at start: sign-ins then last until a restart, on one replica.
+func hubSessionKeys(cfg Config, logger *slog.Logger) [][]byte {
+	sec, err := cfg.ServiceSecret()
+	if err != nil {
+		logger.Warn("the Developer Hub's sign-ins work on this replica only and end at a restart: set tokenSecret (PLINTH_TOKEN_SECRET) on every replica")
+		return nil
+	}
+	keys := [][]byte{sec}
+	for _, prev := range config.SplitList(cfg.TokenPreviousSecrets) {
+		keys = append(keys, []byte(prev))
+	}
+	return keys
 }
 
 // sweepContracts ends contracts past their expiry every minute: a group
