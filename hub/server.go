@@ -71,7 +71,7 @@ type Config struct {
 	// replica must have the same; serve derives them from the service-token
 	// secret. None: a key made at start, for one replica only.
 	SessionKeys [][]byte
-	Logger          *slog.Logger
+	Logger      *slog.Logger
 }
 
 // Server serves the Hub's pages.
