@@ -71,7 +71,11 @@ type Config struct {
 	// replica must have the same; serve derives them from the service-token
 	// secret. None: a key made at start, for one replica only.
 	SessionKeys [][]byte
-	Logger      *slog.Logger
+	// OIDC, when set, signs users in with the organisation's OpenID
+	// Connect provider; the token form stays (in development, the printed
+	// token).
+	OIDC   *OIDC
+	Logger *slog.Logger
 }
 
 // Server serves the Hub's pages.
@@ -82,6 +86,7 @@ type Server struct {
 	pages     map[string]*template.Template
 	mux       *http.ServeMux
 	sessions  *sessions
+	oidc      *oidcClient
 	catalogue []apiEntry
 	docs      map[string]apiDoc
 	logger    *slog.Logger
@@ -108,6 +113,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	var err error
 	if s.sessions, err = newSessions(cfg.SessionKeys, cfg.SessionLifetime, cfg.Store); err != nil {
 		return nil, err
+	}
+	if o := cfg.OIDC; o != nil {
+		if o.Issuer == "" || o.ClientID == "" || o.RedirectURL == "" {
+			return nil, errors.New("hub: OpenID Connect sign-in needs an issuer, a client ID and a redirect URL")
+		}
+		s.oidc = &oidcClient{cfg: *o}
 	}
 	s.writer, err = plinth.NewWriter(ctx, plinth.WriterConfig{
 		Store: cfg.Store, Environment: cfg.Environment, Audit: cfg.Auditor != nil,
@@ -137,6 +148,10 @@ func (s *Server) routes() {
 	m.Handle("GET "+Base+"/static/", http.StripPrefix(Base+"/static/", http.FileServerFS(static)))
 	m.HandleFunc("GET "+Base+"/signin", s.signInPage)
 	m.HandleFunc("POST "+Base+"/signin", s.signIn)
+	if s.oidc != nil {
+		m.HandleFunc("GET "+Base+"/signin/oidc", s.oidcStart)
+		m.HandleFunc("GET "+Base+"/signin/callback", s.oidcCallback)
+	}
 	m.HandleFunc("POST "+Base+"/signout", s.signedIn(s.signOut))
 	m.HandleFunc("GET "+Base+"", s.signedIn(s.cataloguePage))
 	m.HandleFunc("GET "+Base+"/{$}", s.signedIn(s.cataloguePage))

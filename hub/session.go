@@ -202,9 +202,19 @@ func sameToken(a, b string) bool {
 }
 
 func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusOK, "signin", s.signInData(w, safeNext(r.URL.Query().Get("next")), ""))
+}
+
+// signInData is the sign-in page's: a fresh CSRF token for the token form
+// (in the pre-sign-in cookie), and single sign-on when configured.
+func (s *Server) signInData(w http.ResponseWriter, next, problem string) map[string]any {
+	return map[string]any{"Title": "Sign in", "CSRF": s.preSignIn(w), "Next": next, "Error": problem, "OIDC": s.oidc != nil}
+}
+
+func (s *Server) preSignIn(w http.ResponseWriter) string {
 	pre := randomToken()
 	http.SetCookie(w, s.cookie(preCookie, pre, 10*time.Minute))
-	s.render(w, r, http.StatusOK, "signin", map[string]any{"Title": "Sign in", "CSRF": pre, "Next": safeNext(r.URL.Query().Get("next"))})
+	return pre
 }
 
 // signIn exchanges a user token (from single sign-on; in development the
@@ -218,6 +228,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok := strings.TrimSpace(r.PostFormValue("token"))
+	next := safeNext(r.PostFormValue("next"))
 	d := s.cfg.Authorizer.Decide(r.Context(), plinth.AuthRequest{Authorization: "Bearer " + tok, Method: http.MethodGet, Path: Base})
 	if !d.Allow || d.Principal.IsService() || d.Principal.Subject == "" {
 		reason := d.Reason
@@ -228,21 +239,26 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 			reason = "the token was refused"
 		}
 		s.audit(r, d.Principal, "signin", http.StatusUnauthorized, plinth.DecisionDeny, reason, "")
-		s.render(w, r, http.StatusUnauthorized, "signin", map[string]any{"Title": "Sign in", "CSRF": c.Value, "Error": reason, "Next": safeNext(r.PostFormValue("next"))})
+		s.render(w, r, http.StatusUnauthorized, "signin", s.signInData(w, next, reason))
 		return
 	}
-	if !s.audit(r, d.Principal, "signin", http.StatusSeeOther, plinth.DecisionAllow, "signed in", "") {
+	s.startSession(w, r, d.Principal, next, "signed in with a user token")
+}
+
+// startSession audits a sign-in and starts its session.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, p plinth.Principal, next, how string) {
+	if !s.audit(r, p, "signin", http.StatusSeeOther, plinth.DecisionAllow, how, "") {
 		s.render(w, r, http.StatusServiceUnavailable, "error", map[string]any{"Title": "Unavailable", "Message": "The audit trail cannot be written just now; try again shortly."})
 		return
 	}
-	value, _, err := s.sessions.start(d.Principal)
+	value, _, err := s.sessions.start(p)
 	if err != nil {
-		s.render(w, r, http.StatusUnprocessableEntity, "signin", map[string]any{"Title": "Sign in", "CSRF": c.Value, "Error": err.Error(), "Next": safeNext(r.PostFormValue("next"))})
+		s.render(w, r, http.StatusUnprocessableEntity, "signin", s.signInData(w, next, err.Error()))
 		return
 	}
 	http.SetCookie(w, s.cookie(sessionCookie, value, s.cfg.SessionLifetime))
 	http.SetCookie(w, s.cookie(preCookie, "", -1))
-	http.Redirect(w, r, safeNext(r.PostFormValue("next")), http.StatusSeeOther)
+	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 // signOut ends the session on every replica: its ID is recorded as

@@ -32,6 +32,11 @@ func withHub(ctx context.Context, cfg Config, api http.Handler, st plinth.Store,
 		hc.Auditor = auditor
 	}
 	hc.SessionKeys = hubSessionKeys(cfg, logger)
+	if cfg.HubOIDCIssuer != "" {
+		hc.OIDC = &hub.OIDC{Issuer: cfg.HubOIDCIssuer, ClientID: cfg.HubOIDCClientID, ClientSecret: cfg.HubOIDCClientSecret,
+			RedirectURL: strings.TrimSuffix(base, "/") + hub.Base + "/signin/callback", Scopes: config.SplitList(cfg.HubOIDCScopes),
+			GroupsClaim: cfg.HubOIDCGroupsClaim}
+	}
 	h, err := hub.New(ctx, hc)
 	if err != nil {
 		return nil, err
