@@ -133,7 +133,7 @@ func (s *Server) apiPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.render(w, r, http.StatusOK, "api", map[string]any{"Title": a.Domain.Name, "API": a, "Doc": s.docs[a.Domain.Name],
-		"Compliance": s.compliance(), "IsOwner": s.isOwner(sessionFrom(r).Principal, a)})
+		"Compliance": s.compliance(), "IsOwner": s.isOwner(sessionFrom(r).Principal, a), "Exceptions": s.cfg.Support != nil})
 }
 
 // complianceItem is one line of the compliance panel.

@@ -11,19 +11,20 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/plinth-data/plinth/hub"
 	"github.com/plinth-data/plinth/plinthtest/pgtest"
 	"github.com/plinth-data/plinth/postgres"
 )
 
 // newPostgresEnv is the env on a PostgreSQL database of its own, with a
 // second Hub replica on the same store.
-func newPostgresEnv(t *testing.T) (*env, string) {
+func newPostgresEnv(t *testing.T, opts ...func(*hub.Config)) (*env, string) {
 	t.Helper()
 	st, err := postgres.Open(context.Background(), pgtest.Database(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnvOn(t, st)
+	e := newEnvOn(t, st, opts...)
 	_, h := e.replica(nil)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)

@@ -307,7 +307,8 @@ func (s *Server) requestPage(w http.ResponseWriter, r *http.Request) {
 	a := s.api(req.API)
 	data := map[string]any{"Title": "Access request", "Req": req, "API": a,
 		"CanDecide": req.Status == StatusPending && a != nil && s.isOwner(p, a) && req.Requester.Subject != p.Subject,
-		"CanRevoke": req.Status == StatusInForce && (req.Requester.Subject == p.Subject || (a != nil && s.isOwner(p, a)))}
+		"CanRevoke": req.Kind == "" && req.Status == StatusInForce && (req.Requester.Subject == p.Subject || (a != nil && s.isOwner(p, a))),
+		"CanOpen":   req.Kind == KindException && req.Status == StatusApproved && req.Requester.Subject == p.Subject && s.cfg.Support != nil}
 	if req.Contract != nil {
 		file, _ := req.Contract.Encode()
 		data["ContractJSON"] = string(file)
@@ -384,10 +385,14 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 			return refused(http.StatusUnprocessableEntity, "comment is required: say why")
 		}
 		now := plinth.Now()
-		switch decision {
-		case "reject":
+		switch {
+		case req.Kind != "":
+			if err := decideKind(req, decision); err != nil {
+				return err
+			}
+		case decision == "reject":
 			req.Status = StatusRejected
-		case "approve":
+		case decision == "approve":
 			rk, ok := st.currentKey(req.Requester.Subject)
 			if !ok {
 				return refused(http.StatusConflict, "the requester has no signing key registered; they must add one under Keys first")

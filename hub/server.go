@@ -71,6 +71,10 @@ type Config struct {
 	// replica must have the same; serve derives them from the service-token
 	// secret. None: a key made at start, for one replica only.
 	SessionKeys [][]byte
+	// Support, when set, carries out approved exceptions as break-glass
+	// support grants (serve gives the PostgreSQL store); without it
+	// exceptions are not offered.
+	Support plinth.SupportGranter
 	// OIDC, when set, signs users in with the organisation's OpenID
 	// Connect provider; the token form stays (in development, the printed
 	// token).
@@ -161,6 +165,11 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+Base+"/keys", s.signedIn(s.addKey))
 	m.HandleFunc("GET "+Base+"/apis/{api}/request", s.signedIn(s.requestForm))
 	m.HandleFunc("POST "+Base+"/apis/{api}/request", s.signedIn(s.createRequest))
+	m.HandleFunc("GET "+Base+"/apis/{api}/exception", s.signedIn(s.kindForm(KindException)))
+	m.HandleFunc("POST "+Base+"/apis/{api}/exception", s.signedIn(s.fileKind(KindException)))
+	m.HandleFunc("GET "+Base+"/apis/{api}/endpoint", s.signedIn(s.kindForm(KindEndpoint)))
+	m.HandleFunc("POST "+Base+"/apis/{api}/endpoint", s.signedIn(s.fileKind(KindEndpoint)))
+	m.HandleFunc("POST "+Base+"/requests/{id}/open", s.signedIn(s.openException))
 	m.HandleFunc("GET "+Base+"/requests", s.signedIn(s.requestsPage))
 	m.HandleFunc("GET "+Base+"/requests/{id}", s.signedIn(s.requestPage))
 	m.HandleFunc("GET "+Base+"/requests/{id}/contract.json", s.signedIn(s.contractFile))

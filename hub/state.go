@@ -28,7 +28,9 @@ const (
 
 // Request is an access request and, once approved, its contract.
 type Request struct {
-	ID               string            `json:"id"`
+	ID string `json:"id"`
+	// Kind is "" for an access request, else KindException or KindEndpoint.
+	Kind             string            `json:"kind,omitempty"`
 	Status           string            `json:"status"`
 	Requester        plinth.Principal  `json:"requester"`
 	API              string            `json:"api"`
@@ -51,16 +53,25 @@ type Request struct {
 	Grants           []string          `json:"grants,omitempty"`  // ids of the grants the contract made
 	Entries          []policyEntry     `json:"entries,omitempty"` // the policy entries a group contract justifies
 	History          []Step            `json:"history"`
+	// Hours is how long an exception's direct access lasts; Opened is its
+	// support grant, once made.
+	Hours  int           `json:"hours,omitempty"`
+	Opened *openedAccess `json:"opened,omitempty"`
+	// Need is what an endpoint request asks for.
+	Need string `json:"need,omitempty"`
 }
 
 // StatusExpired is shown for a contract in force past its expiry: its
 // grants have expired with it.
 const StatusExpired = "expired"
 
-// Shown is the status as of now: a contract in force past its expiry is
-// expired.
+// Shown is the status as of now: a contract in force, or an exception's
+// direct access, past its expiry is expired.
 func (r *Request) Shown(now time.Time) string {
 	if r.Status == StatusInForce && r.Contract != nil && !now.Before(r.Contract.Contract.Expiry()) {
+		return StatusExpired
+	}
+	if r.Status == StatusOpened && r.Opened != nil && !now.Before(r.Opened.ExpiresAt) {
 		return StatusExpired
 	}
 	return r.Status

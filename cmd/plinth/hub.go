@@ -32,6 +32,11 @@ func withHub(ctx context.Context, cfg Config, api http.Handler, st plinth.Store,
 		hc.Auditor = auditor
 	}
 	hc.SessionKeys = hubSessionKeys(cfg, logger)
+	// Exceptions are carried out as support access where the store grants
+	// it (PostgreSQL, as a user with CREATEROLE).
+	if sg, ok := st.(plinth.SupportGranter); ok {
+		hc.Support = sg
+	}
 	if cfg.HubOIDCIssuer != "" {
 		hc.OIDC = &hub.OIDC{Issuer: cfg.HubOIDCIssuer, ClientID: cfg.HubOIDCClientID, ClientSecret: cfg.HubOIDCClientSecret,
 			RedirectURL: strings.TrimSuffix(base, "/") + hub.Base + "/signin/callback", Scopes: config.SplitList(cfg.HubOIDCScopes),
