@@ -2,6 +2,7 @@ package hub
 
 import (
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/plinth-data/plinth"
@@ -11,8 +12,12 @@ import (
 // whose contract made it (the grant records the contract), if any.
 type reviewGrant struct {
 	plinth.Grant
-	Request string
-	Expired bool
+	Request  string
+	Expired  bool
+	LastUsed time.Time
+	// Unused: enabled, not expired, older than UnusedAfter and not used
+	// for as long: flagged for revocation.
+	Unused bool
 }
 
 // reviewPage shows the API's owners who may access what: the access
@@ -47,6 +52,11 @@ func (s *Server) reviewPage(w http.ResponseWriter, r *http.Request) {
 	}
 	var grants []reviewGrant
 	now := time.Now()
+	use, err := s.usageOf(r.Context(), a, now)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	for after := ""; ; {
 		page, more, err := access.Grants(r.Context(), after, 100)
 		if err != nil {
@@ -55,7 +65,9 @@ func (s *Server) reviewPage(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, g := range page {
 			if g.API == a.Domain.Name && g.Environment == s.cfg.Environment {
-				grants = append(grants, reviewGrant{Grant: g, Request: byContract[g.Contract], Expired: !now.Before(g.ExpiresAt)})
+				rg := reviewGrant{Grant: g, Request: byContract[g.Contract], Expired: !now.Before(g.ExpiresAt), LastUsed: use.LastUsed[g.ID]}
+				rg.Unused = g.Enabled && !rg.Expired && g.CreatedAt.Before(now.Add(-UnusedAfter)) && rg.LastUsed.IsZero()
+				grants = append(grants, rg)
 			}
 		}
 		if !more || len(page) == 0 {
@@ -78,5 +90,6 @@ func (s *Server) reviewPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, refused(http.StatusServiceUnavailable, "the audit trail cannot be written just now; try again shortly"))
 		return
 	}
-	s.render(w, r, http.StatusOK, "review", map[string]any{"Title": "Who may access " + a.Domain.Name, "API": a, "Policy": policy, "Grants": grants})
+	s.render(w, r, http.StatusOK, "review", map[string]any{"Title": "Who may access " + a.Domain.Name, "API": a, "Policy": policy, "Grants": grants, "Usage": use,
+		"Unused": slices.ContainsFunc(grants, func(g reviewGrant) bool { return g.Unused }), "Archive": s.cfg.AuditArchive != nil})
 }

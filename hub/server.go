@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/audit"
 )
 
 // Base is the path the Hub is served under.
@@ -71,6 +72,9 @@ type Config struct {
 	// replica must have the same; serve derives them from the service-token
 	// secret. None: a key made at start, for one replica only.
 	SessionKeys [][]byte
+	// AuditArchive, when set, is the lake's archive of audit records the
+	// store may have trimmed: the access review reads it too.
+	AuditArchive audit.Archive
 	// Support, when set, carries out approved exceptions as break-glass
 	// support grants (serve gives the PostgreSQL store); without it
 	// exceptions are not offered.

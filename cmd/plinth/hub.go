@@ -12,6 +12,7 @@ import (
 	"github.com/plinth-data/plinth/audit"
 	"github.com/plinth-data/plinth/config"
 	"github.com/plinth-data/plinth/hub"
+	"github.com/plinth-data/plinth/lake"
 )
 
 // withHub serves the Developer Hub at /hub in front of the API, with the
@@ -32,6 +33,12 @@ func withHub(ctx context.Context, cfg Config, api http.Handler, st plinth.Store,
 		hc.Auditor = auditor
 	}
 	hc.SessionKeys = hubSessionKeys(cfg, logger)
+	// The access review reads the audit records archived in the lake too.
+	if target, err := openLake(ctx, cfg); err == nil {
+		hc.AuditArchive = lake.NewAuditArchive(target)
+	} else {
+		logger.Warn("the Developer Hub's access review reads the store's audit records only: the lake cannot be opened", "error", err)
+	}
 	// Exceptions are carried out as support access where the store grants
 	// it (PostgreSQL, as a user with CREATEROLE).
 	if sg, ok := st.(plinth.SupportGranter); ok {
