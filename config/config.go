@@ -71,12 +71,18 @@ type Config struct {
 	HubOIDCScopes       string `yaml:"hubOIDCScopes" env:"PLINTH_HUB_OIDC_SCOPES" flag:"hub-oidc-scopes" usage:"comma-separated scopes to ask for beyond openid, profile and email (e.g. groups)"`
 	HubOIDCGroupsClaim  string `yaml:"hubOIDCGroupsClaim" env:"PLINTH_HUB_OIDC_GROUPS_CLAIM" flag:"hub-oidc-groups-claim" usage:"claim of the ID token or userinfo that lists the user's groups"`
 
+	HubDeployments string `yaml:"hubDeployments" env:"PLINTH_HUB_DEPLOYMENTS" flag:"hub-deployments" usage:"comma-separated base URLs of other Plinth deployments whose APIs the Developer Hub's catalogue lists"`
+
 	SupportLogDir string `yaml:"supportLogDir" env:"PLINTH_SUPPORT_LOG_DIR" flag:"pg-log-dir" usage:"folder of PostgreSQL's CSV server log (its log_directory, as this machine sees it), for plinth support log; default: ask the server and use it when readable here"`
 
 	// Stores maps domain names to store URLs, for domains that use
 	// another engine than Store (stores: {contacts: dynamodb://eu-west-2});
 	// set only in plinth.yaml.
 	Stores map[string]string `yaml:"stores"`
+
+	// HubExternalAPIs are APIs not served by Plinth that the Developer
+	// Hub's catalogue lists; set only in plinth.yaml.
+	HubExternalAPIs []HubExternalAPI `yaml:"hubExternalAPIs"`
 
 	// Policies are access policies loaded into the store on start; set
 	// only in plinth.yaml.
@@ -119,6 +125,19 @@ func Default() Config {
 
 		HubOIDCGroupsClaim: "groups",
 	}
+}
+
+// HubExternalAPI is an API not served by Plinth, registered by hand in
+// the Developer Hub's catalogue.
+type HubExternalAPI struct {
+	Name          string            `yaml:"name"`
+	Description   string            `yaml:"description"`
+	ServiceArea   string            `yaml:"serviceArea"`
+	ProductOwner  string            `yaml:"productOwner"`
+	Contact       string            `yaml:"contact"`
+	Environments  map[string]string `yaml:"environments"`
+	Documentation string            `yaml:"documentation"`
+	OpenAPIFile   string            `yaml:"openAPIFile"`
 }
 
 // LakeRoot is the data lake: the configured folder or s3:// URL, or the

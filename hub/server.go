@@ -72,6 +72,13 @@ type Config struct {
 	// replica must have the same; serve derives them from the service-token
 	// secret. None: a key made at start, for one replica only.
 	SessionKeys [][]byte
+	// Deployments are the base URLs of other Plinth deployments whose APIs
+	// the catalogue lists (read from their /hub/catalogue.json and
+	// /api/v1/openapi.json); External are APIs registered by hand.
+	Deployments []string
+	External    []ExternalAPI
+	// HTTPClient reads other deployments; http.DefaultClient when nil.
+	HTTPClient *http.Client
 	// AuditArchive, when set, is the lake's archive of audit records the
 	// store may have trimmed: the access review reads it too.
 	AuditArchive audit.Archive
@@ -96,6 +103,8 @@ type Server struct {
 	sessions  *sessions
 	oidc      *oidcClient
 	catalogue []apiEntry
+	external  []apiEntry
+	remote    remotes
 	docs      map[string]apiDoc
 	logger    *slog.Logger
 }
@@ -143,6 +152,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.catalogue = buildCatalogue(cfg)
+	if s.external, err = externalEntries(cfg.External, s.catalogue); err != nil {
+		return nil, err
+	}
 	if s.docs, err = buildDocs(cfg.OpenAPI, cfg.Domains); err != nil {
 		return nil, err
 	}
@@ -155,6 +167,7 @@ func (s *Server) routes() {
 	static, _ := fs.Sub(assets, "static")
 	m.Handle("GET "+Base+"/static/", http.StripPrefix(Base+"/static/", http.FileServerFS(static)))
 	m.HandleFunc("GET "+Base+"/signin", s.signInPage)
+	m.HandleFunc("GET "+Base+"/catalogue.json", s.catalogueJSON)
 	m.HandleFunc("POST "+Base+"/signin", s.signIn)
 	if s.oidc != nil {
 		m.HandleFunc("GET "+Base+"/signin/oidc", s.oidcStart)

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +35,17 @@ func withHub(ctx context.Context, cfg Config, api http.Handler, st plinth.Store,
 		hc.Auditor = auditor
 	}
 	hc.SessionKeys = hubSessionKeys(cfg, logger)
+	hc.Deployments = config.SplitList(cfg.HubDeployments)
+	for _, x := range cfg.HubExternalAPIs {
+		ext := hub.ExternalAPI{Name: x.Name, Description: x.Description, ServiceArea: x.ServiceArea, ProductOwner: x.ProductOwner,
+			Contact: x.Contact, Environments: x.Environments, Documentation: x.Documentation}
+		if x.OpenAPIFile != "" {
+			if ext.OpenAPI, err = os.ReadFile(x.OpenAPIFile); err != nil {
+				return nil, fmt.Errorf("hubExternalAPIs: %s: %w", x.Name, err)
+			}
+		}
+		hc.External = append(hc.External, ext)
+	}
 	// The access review reads the audit records archived in the lake too.
 	if target, err := openLake(ctx, cfg); err == nil {
 		hc.AuditArchive = lake.NewAuditArchive(target)
