@@ -29,6 +29,7 @@ type chart struct {
 	ID, Title, Unit string
 	Days            []time.Time
 	Series          []series
+	Legend          bool // name the series (the consumers) beside the chart
 }
 
 // total is the sum over all series and days.
@@ -81,7 +82,7 @@ func (c chart) SVG() template.HTML {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %d %d" role="img" aria-labelledby="%s-t %s-d" xmlns="http://www.w3.org/2000/svg">`, w, h, c.ID, c.ID)
 	fmt.Fprintf(&b, `<title id="%s-t">%s</title><desc id="%s-d">%s</desc>`, c.ID, html.EscapeString(c.Title), c.ID, html.EscapeString(c.Summary()))
-	// Axis and its labels: zero and the peak.
+	// Axis and its labels: zero and the peak; a day a week, and the last.
 	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#1b1b1b"/>`, left, h-bottom, w-8, h-bottom)
 	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end" font-size="12" fill="#1b1b1b">0</text>`, left-6, h-bottom)
 	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end" font-size="12" fill="#1b1b1b">%d</text>`, left-6, top+10, peak)
@@ -98,7 +99,7 @@ func (c chart) SVG() template.HTML {
 			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s, %s: %d</title></rect>`,
 				x+1, y, max(barW-2, 1), bh, c.Colour(si), d.Format("2 Jan"), html.EscapeString(s.Name), v)
 		}
-		if i%7 == 0 || i == len(c.Days)-1 {
+		if i%7 == 0 || (i == len(c.Days)-1 && i%7 >= 3) {
 			fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle" font-size="12" fill="#1b1b1b">%s</text>`, x+barW/2, h-8, d.Format("2 Jan"))
 		}
 	}
@@ -122,7 +123,7 @@ func newAccessCharts(now time.Time) *accessCharts {
 		return chart{ID: id, Title: title, Unit: unit, Days: days, Series: []series{{Name: name, Values: make([]int, chartDays)}}}
 	}
 	return &accessCharts{
-		Requests: chart{ID: "chart-requests", Title: "Requests per consumer per day", Unit: "requests", Days: days},
+		Requests: chart{ID: "chart-requests", Title: "Requests per consumer per day", Unit: "requests", Days: days, Legend: true},
 		Records:  one("chart-records", "Records returned per day", "records returned", "records"),
 		Denied:   one("chart-denied", "Denied requests per day", "denied requests", "denied"),
 		Special:  one("chart-special", "Records with special-category fields returned per day", "records with special-category fields", "records"),

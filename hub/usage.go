@@ -64,6 +64,12 @@ func (s *Server) usageOf(ctx context.Context, a *apiEntry, now time.Time) (*usag
 
 // count adds one audit record to the usage.
 func (u *usage) count(r plinth.AuditRecord, special map[string]bool) {
+	if r.Operation == "denied-aggregate" { // denials beyond the API's per-minute limit, counted
+		if i := u.Charts.day(r.Time); i >= 0 {
+			u.Charts.Denied.Series[0].Values[i] += r.Count
+		}
+		return
+	}
 	if !slices.Contains(dataOperations, r.Operation) {
 		return
 	}
