@@ -124,6 +124,16 @@ func (s *Server) api(name string) *apiEntry {
 	return nil
 }
 
+// apiOf is the API the request's path names, of this deployment; nil,
+// with a "not found" page shown, when there is none.
+func (s *Server) apiOf(w http.ResponseWriter, r *http.Request) *apiEntry {
+	a := s.api(r.PathValue("api"))
+	if a == nil {
+		s.fail(w, r, refused(http.StatusNotFound, "there is no API named %s", r.PathValue("api")))
+	}
+	return a
+}
+
 // matches reports whether every word of the query is in the entry's text.
 func (a apiEntry) matches(q string) bool {
 	for _, w := range strings.Fields(strings.ToLower(q)) {

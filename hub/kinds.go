@@ -47,9 +47,8 @@ type openedAccess struct {
 // kindForm is the form of a request of kind k to a.
 func (s *Server) kindForm(k string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		a := s.api(r.PathValue("api"))
+		a := s.apiOf(w, r)
 		if a == nil {
-			s.fail(w, r, refused(http.StatusNotFound, "there is no API named %s", r.PathValue("api")))
 			return
 		}
 		s.render(w, r, http.StatusOK, k, s.kindFormData(a, &Request{Kind: k, Hours: 2}, ""))
@@ -68,9 +67,8 @@ func (s *Server) kindFormData(a *apiEntry, req *Request, problem string) map[str
 // fileKind files an exception or endpoint request from its form.
 func (s *Server) fileKind(k string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		a := s.api(r.PathValue("api"))
+		a := s.apiOf(w, r)
 		if a == nil {
-			s.fail(w, r, refused(http.StatusNotFound, "there is no API named %s", r.PathValue("api")))
 			return
 		}
 		req, problems := s.readKind(r, a, k)

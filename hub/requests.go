@@ -167,9 +167,8 @@ func (s *Server) addKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) requestForm(w http.ResponseWriter, r *http.Request) {
-	a := s.api(r.PathValue("api"))
+	a := s.apiOf(w, r)
 	if a == nil {
-		s.fail(w, r, refused(http.StatusNotFound, "there is no API named %s", r.PathValue("api")))
 		return
 	}
 	s.render(w, r, http.StatusOK, "request", s.requestFormData(a, nil, ""))
@@ -185,9 +184,8 @@ func (s *Server) requestFormData(a *apiEntry, req *Request, problem string) map[
 
 // createRequest files an access request from the form.
 func (s *Server) createRequest(w http.ResponseWriter, r *http.Request) {
-	a := s.api(r.PathValue("api"))
+	a := s.apiOf(w, r)
 	if a == nil {
-		s.fail(w, r, refused(http.StatusNotFound, "there is no API named %s", r.PathValue("api")))
 		return
 	}
 	req, problems := s.readRequest(r, a)

@@ -25,9 +25,8 @@ type reviewGrant struct {
 // API, and the contract behind each. Viewing it is audited.
 func (s *Server) reviewPage(w http.ResponseWriter, r *http.Request) {
 	p := sessionFrom(r).Principal
-	a := s.api(r.PathValue("api"))
+	a := s.apiOf(w, r)
 	if a == nil {
-		s.fail(w, r, refused(http.StatusNotFound, "there is no API named %s", r.PathValue("api")))
 		return
 	}
 	if !s.isOwner(p, a) {
