@@ -94,6 +94,9 @@ func newEnvOn(t *testing.T, st hubStore, opts ...func(*hub.Config)) *env {
 	cfg := hub.Config{Domains: ds, OpenAPI: doc, Environment: "development", BaseURL: "http://example.test",
 		Store: st, Authorizer: authz, Auditor: auditor, AdminGroups: []string{"admins"}, Lake: "/srv/lake", Logger: discard(),
 		SessionKeys: [][]byte{[]byte("session-key-session-key-session-key!")},
+		AuditSearch: func(ctx context.Context, q plinth.AuditQuery, fn func(plinth.AuditRecord) error) error {
+			return audit.SearchAll(ctx, st, q, fn)
+		},
 		Compliance: hub.Compliance{Authorizer: true, Audit: true, Outbox: true,
 			DataClass: plinth.Provenance{Class: plinth.ClassDummy, Source: plinth.SourceSeed, Detail: "seed 1"}}}
 	for _, o := range opts {

@@ -90,5 +90,5 @@ func (s *Server) reviewPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.render(w, r, http.StatusOK, "review", map[string]any{"Title": "Who may access " + a.Domain.Name, "API": a, "Policy": policy, "Grants": grants, "Usage": use,
-		"Unused": slices.ContainsFunc(grants, func(g reviewGrant) bool { return g.Unused }), "Archive": s.cfg.AuditArchive != nil})
+		"Unused": slices.ContainsFunc(grants, func(g reviewGrant) bool { return g.Unused }), "Charts": s.cfg.AuditSearch != nil})
 }

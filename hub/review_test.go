@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/audit"
 	"github.com/plinth-data/plinth/hub"
 	"github.com/plinth-data/plinth/lake"
 	"github.com/plinth-data/plinth/plinthtest"
@@ -24,7 +25,11 @@ func TestAccessReviewChartsAndUnusedGrants(t *testing.T) {
 		t.Fatal(err)
 	}
 	archive := lake.NewAuditArchive(lake.Dir(t.TempDir()))
-	e := newEnvOn(t, st, func(c *hub.Config) { c.AuditArchive = archive })
+	e := newEnvOn(t, st, func(c *hub.Config) {
+		c.AuditSearch = func(ctx context.Context, q plinth.AuditQuery, fn func(plinth.AuditRecord) error) error {
+			return audit.SearchAllWithArchive(ctx, st, archive, q, fn)
+		}
+	})
 	now := time.Now().UTC()
 	old := now.Add(-100 * 24 * time.Hour)
 	grant := func(id, consumer string) {

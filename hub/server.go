@@ -14,7 +14,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/plinth-data/plinth"
-	"github.com/plinth-data/plinth/audit"
 )
 
 // Base is the path the Hub is served under.
@@ -79,9 +78,11 @@ type Config struct {
 	External    []ExternalAPI
 	// HTTPClient reads other deployments; http.DefaultClient when nil.
 	HTTPClient *http.Client
-	// AuditArchive, when set, is the lake's archive of audit records the
-	// store may have trimmed: the access review reads it too.
-	AuditArchive audit.Archive
+	// AuditSearch reads the audit records a query selects, for the access
+	// review's charts: serve passes the store's trail with the lake's
+	// archive of records the store may have trimmed
+	// (audit.SearchAllWithArchive). Nil: the review shows no charts.
+	AuditSearch func(ctx context.Context, q plinth.AuditQuery, fn func(plinth.AuditRecord) error) error
 	// Support, when set, carries out approved exceptions as break-glass
 	// support grants (serve gives the PostgreSQL store); without it
 	// exceptions are not offered.

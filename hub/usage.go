@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/plinth-data/plinth"
-	"github.com/plinth-data/plinth/audit"
 )
 
 // UnusedAfter is how long a grant may go unused before the access review
@@ -39,8 +38,7 @@ var readOperations = []string{"list", "view", "report"}
 // archived records (in the lake) and the store's.
 func (s *Server) usageOf(ctx context.Context, a *apiEntry, now time.Time) (*usage, error) {
 	u := &usage{Charts: newAccessCharts(now), LastUsed: map[string]time.Time{}}
-	store, ok := s.cfg.Store.(plinth.AuditStore)
-	if !ok {
+	if s.cfg.AuditSearch == nil {
 		return u, nil
 	}
 	special := map[string]bool{}
@@ -48,7 +46,7 @@ func (s *Server) usageOf(ctx context.Context, a *apiEntry, now time.Time) (*usag
 		special[e.Plural] = e.Special
 	}
 	q := plinth.AuditQuery{Domain: a.Domain.Name, Since: now.Add(-UnusedAfter)}
-	err := audit.SearchAllWithArchive(ctx, store, s.cfg.AuditArchive, q, func(r plinth.AuditRecord) error {
+	err := s.cfg.AuditSearch(ctx, q, func(r plinth.AuditRecord) error {
 		if u.Read++; u.Read > maxReviewRecords {
 			u.Partial = true
 			return errEnough

@@ -46,12 +46,7 @@ func withHub(ctx context.Context, cfg Config, api http.Handler, st plinth.Store,
 		}
 		hc.External = append(hc.External, ext)
 	}
-	// The access review reads the audit records archived in the lake too.
-	if target, err := openLake(ctx, cfg); err == nil {
-		hc.AuditArchive = lake.NewAuditArchive(target)
-	} else {
-		logger.Warn("the Developer Hub's access review reads the store's audit records only: the lake cannot be opened", "error", err)
-	}
+	hc.AuditSearch = hubAuditSearch(ctx, cfg, st, logger)
 	// Exceptions are carried out as support access where the store grants
 	// it (PostgreSQL, as a user with CREATEROLE).
 	if sg, ok := st.(plinth.SupportGranter); ok {
@@ -76,6 +71,24 @@ func withHub(ctx context.Context, cfg Config, api http.Handler, st plinth.Store,
 	mux.Handle(hub.Base+"/", h)
 	mux.Handle("/", api)
 	return mux, nil
+}
+
+// hubAuditSearch reads the audit trail for the Hub's access review: the
+// store's records and those archived in the lake.
+func hubAuditSearch(ctx context.Context, cfg Config, st plinth.Store, logger *slog.Logger) func(context.Context, plinth.AuditQuery, func(plinth.AuditRecord) error) error {
+	as, ok := st.(plinth.AuditStore)
+	if !ok {
+		return nil
+	}
+	var archive audit.Archive
+	if target, err := openLake(ctx, cfg); err == nil {
+		archive = lake.NewAuditArchive(target)
+	} else {
+		logger.Warn("the Developer Hub's access review reads the store's audit records only: the lake cannot be opened", "error", err)
+	}
+	return func(ctx context.Context, q plinth.AuditQuery, fn func(plinth.AuditRecord) error) error {
+		return audit.SearchAllWithArchive(ctx, as, archive, q, fn)
+	}
 }
 
 // hubSessionKeys are the keys the Hub seals its session cookies with: the
