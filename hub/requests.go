@@ -50,6 +50,11 @@ func (s *Server) change(r *http.Request, domain, what string, fn func(ctx contex
 	return err
 }
 
+// errUnchanged is what a step's change returns when, on the state as it
+// now is, there is nothing to do: nothing is committed, not even an audit
+// record.
+var errUnchanged = errors.New("nothing to change")
+
 // maxAttempts bounds how often a step is run again because other steps
 // changed the state first.
 const maxAttempts = 20
@@ -587,7 +592,7 @@ func (s *Server) SweepExpired(ctx context.Context, now time.Time) (int, error) {
 		err = s.step(ctx, o, func(ctx context.Context, st *state, tx plinth.StateTx) ([]string, error) {
 			req := st.request(id)
 			if req == nil || req.Status != StatusInForce {
-				return nil, nil
+				return nil, errUnchanged // another replica ended it first
 			}
 			if err := s.end(ctx, tx, st, req, StatusExpired); err != nil {
 				return nil, err
@@ -595,10 +600,13 @@ func (s *Server) SweepExpired(ctx context.Context, now time.Time) (int, error) {
 			req.History = append(req.History, Step{At: plinth.Now(), By: "plinth-hub", What: "expired"})
 			return []string{id}, nil
 		})
-		if err != nil {
+		switch {
+		case errors.Is(err, errUnchanged):
+		case err != nil:
 			return n, err
+		default:
+			n++
 		}
-		n++
 	}
 	return n, nil
 }

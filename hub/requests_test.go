@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -354,10 +355,32 @@ func TestGroupContractsAndTheUnionOfJustifications(t *testing.T) {
 	if !slices.Contains(pol.ReadGroups, "benefits-team") || !slices.Contains(pol.ReadGroups, "readers") {
 		t.Fatalf("revoking took away what is still justified: read groups %v", pol.ReadGroups)
 	}
-	// The sweep ends the second contract after its expiry (one day).
-	n, err := e.hub.SweepExpired(ctx, time.Now().Add(25*time.Hour))
-	if err != nil || n != 1 {
-		t.Fatalf("sweep: %d, %v; want one contract ended", n, err)
+	// The sweep ends the second contract after its expiry (one day), once,
+	// also when two replicas sweep at the same time.
+	other, _ := e.replica(nil)
+	counts := make(chan int, 2)
+	var wg sync.WaitGroup
+	for _, h := range []*hub.Server{e.hub, other} {
+		wg.Go(func() {
+			n, err := h.SweepExpired(ctx, time.Now().Add(25*time.Hour))
+			if err != nil {
+				t.Errorf("sweep: %v", err)
+			}
+			counts <- n
+		})
+	}
+	wg.Wait()
+	if n := <-counts + <-counts; n != 1 {
+		t.Fatalf("two sweeps ended %d contracts; want one", n)
+	}
+	expired := 0
+	for _, r := range e.hubAudit() {
+		if strings.HasSuffix(r.Reason, second+" expired") {
+			expired++
+		}
+	}
+	if expired != 1 {
+		t.Errorf("%d audit records of the expiry; want one", expired)
 	}
 	pol = policyOf(t, e)
 	if slices.Contains(pol.ReadGroups, "benefits-team") || !slices.Contains(pol.ReadGroups, "readers") {
