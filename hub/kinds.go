@@ -38,10 +38,27 @@ const (
 // support access is bounded by default.
 const MaxExceptionHours = 8
 
-// openedAccess is what the Hub keeps of a support grant.
+// openedAccess is what the Hub keeps of a support grant: while it is
+// being made, only when that began.
 type openedAccess struct {
-	ID        string    `json:"id"`
-	ExpiresAt time.Time `json:"expiresAt"`
+	ID        string    `json:"id,omitempty"`
+	ExpiresAt time.Time `json:"expiresAt,omitzero"`
+	Opening   time.Time `json:"opening,omitzero"`
+}
+
+// openingTimeout is how long a claim to open an exception holds: a replica
+// that stopped while making the grant does not keep it claimed for ever.
+const openingTimeout = 10 * time.Minute
+
+// mayOpen reports whether the exception waits to be opened at now.
+func (req *Request) mayOpen(now time.Time) bool {
+	switch req.Status {
+	case StatusApproved:
+		return true
+	case StatusOpening:
+		return req.Opened != nil && now.Sub(req.Opened.Opening) > openingTimeout
+	}
+	return false
 }
 
 // kindForm is the form of a request of kind k to a.
@@ -164,14 +181,14 @@ func (s *Server) openException(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case err != nil:
 			return err
-		case rq.Kind != KindException || rq.Status != StatusApproved:
+		case rq.Kind != KindException || !rq.mayOpen(time.Now()):
 			return refused(http.StatusConflict, "the request is not an approved exception waiting to be used (it is %s)", rq.Status)
 		case rq.Requester.Subject != p.Subject:
 			return refused(http.StatusForbidden, "only the requester opens the access the exception grants")
 		case s.cfg.Support == nil:
 			return refused(http.StatusNotImplemented, "this deployment's store offers no direct read access")
 		}
-		rq.Status = StatusOpening
+		rq.Status, rq.Opened = StatusOpening, &openedAccess{Opening: plinth.Now()}
 		req = *rq
 		return nil
 	})
@@ -197,7 +214,7 @@ func (s *Server) openException(w http.ResponseWriter, r *http.Request) {
 		}
 		now := plinth.Now()
 		if grantErr != nil {
-			rq.Status = StatusApproved
+			rq.Status, rq.Opened = StatusApproved, nil
 			rq.History = append(rq.History, Step{At: now, By: p.Subject, What: "opening direct access failed: " + grantErr.Error()})
 			return nil
 		}

@@ -311,7 +311,7 @@ func (s *Server) requestPage(w http.ResponseWriter, r *http.Request) {
 	data := map[string]any{"Title": "Access request", "Req": req, "API": a,
 		"CanDecide": req.Status == StatusPending && a != nil && s.isOwner(p, a) && req.Requester.Subject != p.Subject,
 		"CanRevoke": req.Kind == "" && req.Status == StatusInForce && (req.Requester.Subject == p.Subject || (a != nil && s.isOwner(p, a))),
-		"CanOpen":   req.Kind == KindException && req.Status == StatusApproved && req.Requester.Subject == p.Subject && s.cfg.Support != nil}
+		"CanOpen":   req.Kind == KindException && req.mayOpen(time.Now()) && req.Requester.Subject == p.Subject && s.cfg.Support != nil}
 	if req.Contract != nil {
 		file, _ := req.Contract.Encode()
 		data["ContractJSON"] = string(file)
