@@ -11,7 +11,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/plinth-data/plinth/dynamodb"
 	"github.com/plinth-data/plinth/hub"
+	"github.com/plinth-data/plinth/plinthtest/ddbtest"
 	"github.com/plinth-data/plinth/plinthtest/pgtest"
 	"github.com/plinth-data/plinth/postgres"
 )
@@ -161,5 +163,42 @@ func TestSessionsWorkAcrossReplicas(t *testing.T) {
 	}
 	if p := copied.get("/hub/keys"); p.url != "/hub/signin" {
 		t.Fatalf("the first replica still takes a signed-out session: %d at %s", p.status, p.url)
+	}
+}
+
+// The same on DynamoDB (minidyn in tests): its transactions lock nothing
+// read, so only the swap's condition keeps concurrent steps from
+// overwriting each other.
+func TestConcurrentStepsOnDynamoDBLoseNothing(t *testing.T) {
+	st, err := dynamodb.Open(context.Background(), ddbtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvOn(t, st)
+	_, h := e.replica(nil)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	const users, each = 4, 3
+	errs := make(chan error, users)
+	var wg sync.WaitGroup
+	for i := range users {
+		base := e.url
+		if i%2 == 1 {
+			base = srv.URL
+		}
+		wg.Go(func() { errs <- fileConcurrently(e, base, fmt.Sprintf("user%d", i), each) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range users {
+		p := e.signIn(fmt.Sprintf("user%d", i), "staff").get("/hub/requests")
+		if got := requestPathRE2.FindAllString(p.body, -1); len(got) != each {
+			t.Errorf("user%d sees %d requests of their %d", i, len(got), each)
+		}
 	}
 }
