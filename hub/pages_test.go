@@ -1,6 +1,7 @@
 package hub_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -160,4 +161,18 @@ func mustURL(s string) *url.URL {
 		panic(err)
 	}
 	return u
+}
+
+// A user of a hundred and more groups signs in (the session cookie keeps only
+// the groups that own an API here) and keeps their owner's rights.
+func TestSignInWithManyGroups(t *testing.T) {
+	e := newEnv(t)
+	groups := []string{"social-care-owners"}
+	for i := range 150 { // 6 kB of groups: more than a cookie holds
+		groups = append(groups, fmt.Sprintf("organisation-wide-distribution-group-%03d", i))
+	}
+	u := e.signIn("bob", groups...)
+	if p := u.get("/hub/apis/residents/access"); p.status != http.StatusOK {
+		t.Fatalf("the owner with many groups reviewing access: %d", p.status)
+	}
 }

@@ -104,6 +104,7 @@ type Server struct {
 	sessions  *sessions
 	oidc      *oidcClient
 	catalogue []apiEntry
+	hubGroups map[string]bool // the groups that own an API here
 	external  []apiEntry
 	remote    remotes
 	docs      map[string]apiDoc
@@ -153,6 +154,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.catalogue = buildCatalogue(cfg)
+	s.hubGroups = map[string]bool{}
+	for _, a := range s.catalogue {
+		for _, g := range a.OwnerGroups {
+			s.hubGroups[g] = true
+		}
+	}
 	if s.external, err = externalEntries(cfg.External, s.catalogue); err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -251,6 +252,9 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, p plinth.P
 		s.render(w, r, http.StatusServiceUnavailable, "error", map[string]any{"Title": "Unavailable", "Message": "The audit trail cannot be written just now; try again shortly."})
 		return
 	}
+	// The session keeps only the groups the Hub decides by (owners' and
+	// admins'): a user of hundreds of groups still fits in the cookie.
+	p.Groups = slices.DeleteFunc(slices.Clone(p.Groups), func(g string) bool { return !s.hubGroups[g] })
 	value, _, err := s.sessions.start(p)
 	if err != nil {
 		s.render(w, r, http.StatusUnprocessableEntity, "signin", s.signInData(w, next, err.Error()))
