@@ -47,11 +47,9 @@ func withHub(ctx context.Context, cfg Config, api http.Handler, st plinth.Store,
 		hc.External = append(hc.External, ext)
 	}
 	hc.AuditSearch = hubAuditSearch(ctx, cfg, st, logger)
-	// Exceptions are carried out as support access where the store grants
-	// it (PostgreSQL, as a user with CREATEROLE).
-	if sg, ok := st.(plinth.SupportGranter); ok {
-		hc.Support = sg
-	}
+	// Exceptions are carried out as support access on each domain's store
+	// (PostgreSQL, as a user with CREATEROLE; DynamoDB: an IAM policy).
+	hc.Support = newHubSupport(cfg, ds)
 	if cfg.HubOIDCIssuer != "" {
 		hc.OIDC = &hub.OIDC{Issuer: cfg.HubOIDCIssuer, ClientID: cfg.HubOIDCClientID, ClientSecret: cfg.HubOIDCClientSecret,
 			RedirectURL: strings.TrimSuffix(base, "/") + hub.Base + "/signin/callback", Scopes: config.SplitList(cfg.HubOIDCScopes),
