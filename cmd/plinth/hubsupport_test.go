@@ -66,7 +66,7 @@ func TestHubSupportOnEachDomainsStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pg.RevokeSupport(context.Background(), access.ID, "test") })
-	if !regexp.MustCompile(`Role:\s+` + access.ID).MatchString(access.Details) || !strings.Contains(access.Details, "Password:") {
+	if !regexp.MustCompile(`Role:\s+`+access.ID).MatchString(access.Details) || !strings.Contains(access.Details, "Password:") {
 		t.Errorf("PostgreSQL support access: %+v", access)
 	}
 
