@@ -3,7 +3,6 @@ package hub
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -78,7 +77,7 @@ func (s *Server) step(ctx context.Context, o plinth.Origin, fn func(ctx context.
 			if err != nil {
 				return nil, err
 			}
-			b, err := json.Marshal(st)
+			b, err := st.encode()
 			if err != nil {
 				return nil, err
 			}

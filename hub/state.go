@@ -1,9 +1,12 @@
 package hub
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 	"time"
 
@@ -101,12 +104,39 @@ type state struct {
 	HubEntries []hubEntry `json:"hubEntries,omitempty"`
 }
 
+// gzipMagic starts a gzip stream; JSON never does.
+var gzipMagic = []byte{0x1f, 0x8b}
+
+// encode is the state as stored: gzip-compressed JSON, several times
+// smaller (a DynamoDB item holds at most 400 KB).
+func (s *state) encode() ([]byte, error) {
+	var b bytes.Buffer
+	z := gzip.NewWriter(&b)
+	if err := json.NewEncoder(z).Encode(s); err != nil {
+		return nil, err
+	}
+	if err := z.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
 func decodeState(c plinth.Checkpoint, found bool) (*state, error) {
 	s := &state{Keys: map[string][]Key{}}
 	if !found {
 		return s, nil
 	}
-	if err := json.Unmarshal(c.Value, s); err != nil {
+	b := c.Value
+	if bytes.HasPrefix(b, gzipMagic) {
+		z, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, fmt.Errorf("the Hub's state does not decompress: %w", err)
+		}
+		if b, err = io.ReadAll(z); err != nil {
+			return nil, fmt.Errorf("the Hub's state does not decompress: %w", err)
+		}
+	}
+	if err := json.Unmarshal(b, s); err != nil {
 		return nil, fmt.Errorf("the Hub's state does not decode: %w", err)
 	}
 	if s.Keys == nil {
