@@ -57,6 +57,9 @@ type Grant struct {
 	Enabled      bool      `json:"enabled"`
 	CreatedAt    time.Time `json:"createdAt"`
 	UpdatedAt    time.Time `json:"updatedAt"`
+	// Contract is the ID of the data contract that made the grant (the
+	// Developer Hub's); "" for a grant made by hand.
+	Contract string `json:"contract,omitempty"`
 }
 
 // AccessPolicy says which user groups may use one domain's API in one

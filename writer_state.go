@@ -11,8 +11,22 @@ import (
 // step commits with the grants it makes and its audit record.
 type StateTx interface {
 	AccessTx
+	CheckpointSwapper
 	Checkpoint(ctx context.Context, name string) (c Checkpoint, found bool, err error)
 	SetCheckpoint(ctx context.Context, name string, value []byte) error
+}
+
+// CheckpointSwapper is implemented by a store's Tx that sets a checkpoint
+// only while it still holds what the caller read (compare-and-set): state
+// that several processes change, such as the Developer Hub's, is read
+// outside the transaction and swapped in, and the step is retried when
+// another process changed it first. Reading inside the transaction would
+// not do: neither PostgreSQL (read committed) nor DynamoDB locks a read.
+type CheckpointSwapper interface {
+	// SwapCheckpoint sets the named checkpoint to value if it holds old
+	// (if there is none, when found is false). Otherwise it returns an
+	// error wrapping ErrVersionConflict and the transaction must fail.
+	SwapCheckpoint(ctx context.Context, name string, old []byte, found bool, value []byte) error
 }
 
 type stateTx struct {
@@ -27,6 +41,14 @@ func (s stateTx) Checkpoint(ctx context.Context, name string) (Checkpoint, bool,
 
 func (s stateTx) SetCheckpoint(ctx context.Context, name string, value []byte) error {
 	return s.Tx.SetCheckpoint(ctx, name, value)
+}
+
+func (s stateTx) SwapCheckpoint(ctx context.Context, name string, old []byte, found bool, value []byte) error {
+	sw, ok := s.Tx.(CheckpointSwapper)
+	if !ok {
+		return fmt.Errorf("%w: compare-and-set of checkpoints (CheckpointSwapper)", ErrMissingCapability)
+	}
+	return sw.SwapCheckpoint(ctx, name, old, found, value)
 }
 
 // State changes checkpoints (and grants or policies) together with the

@@ -70,12 +70,24 @@ type Config struct {
 	AuditHotRetention time.Duration `yaml:"auditHotRetention" env:"PLINTH_AUDIT_HOT_RETENTION" flag:"audit-hot-retention" usage:"plinth lake audit trims audit records older than this from the store once they are archived in the lake (default 0: keep them all)"`
 	LakeS3Endpoint    string        `yaml:"lakeS3Endpoint" env:"PLINTH_LAKE_S3_ENDPOINT" flag:"lake-s3-endpoint" usage:"endpoint URL of an S3-compatible store for an s3:// lake (path-style addressing); credentials and region come from the usual AWS settings"`
 
+	HubOIDCIssuer       string `yaml:"hubOIDCIssuer" env:"PLINTH_HUB_OIDC_ISSUER" flag:"hub-oidc-issuer" usage:"OpenID Connect issuer URL the Developer Hub signs users in with (authorization code with PKCE); empty: sign-in by pasted user token only"`
+	HubOIDCClientID     string `yaml:"hubOIDCClientID" env:"PLINTH_HUB_OIDC_CLIENT_ID" flag:"hub-oidc-client-id" usage:"the Hub's client ID at the OpenID Connect provider (its redirect URI: <publicURL>/hub/signin/callback)"`
+	HubOIDCClientSecret string `yaml:"hubOIDCClientSecret" env:"PLINTH_HUB_OIDC_CLIENT_SECRET" flag:"hub-oidc-client-secret" usage:"the Hub's client secret at the provider (empty for a public client)"`
+	HubOIDCScopes       string `yaml:"hubOIDCScopes" env:"PLINTH_HUB_OIDC_SCOPES" flag:"hub-oidc-scopes" usage:"comma-separated scopes to ask for beyond openid, profile and email (e.g. groups)"`
+	HubOIDCGroupsClaim  string `yaml:"hubOIDCGroupsClaim" env:"PLINTH_HUB_OIDC_GROUPS_CLAIM" flag:"hub-oidc-groups-claim" usage:"claim of the ID token or userinfo that lists the user's groups"`
+
+	HubDeployments string `yaml:"hubDeployments" env:"PLINTH_HUB_DEPLOYMENTS" flag:"hub-deployments" usage:"comma-separated base URLs of other Plinth deployments whose APIs the Developer Hub's catalogue lists"`
+
 	SupportLogDir string `yaml:"supportLogDir" env:"PLINTH_SUPPORT_LOG_DIR" flag:"pg-log-dir" usage:"folder of PostgreSQL's CSV server log (its log_directory, as this machine sees it), for plinth support log; default: ask the server and use it when readable here"`
 
 	// Stores maps domain names to store URLs, for domains that use
 	// another engine than Store (stores: {contacts: dynamodb://eu-west-2});
 	// set only in plinth.yaml.
 	Stores map[string]string `yaml:"stores"`
+
+	// HubExternalAPIs are APIs not served by Plinth that the Developer
+	// Hub's catalogue lists; set only in plinth.yaml.
+	HubExternalAPIs []HubExternalAPI `yaml:"hubExternalAPIs"`
 
 	// Policies are access policies loaded into the store on start; set
 	// only in plinth.yaml.
@@ -115,7 +127,22 @@ func Default() Config {
 		OutboxRetention: 7 * 24 * time.Hour,
 
 		LakeFlushInterval: time.Minute,
+
+		HubOIDCGroupsClaim: "groups",
 	}
+}
+
+// HubExternalAPI is an API not served by Plinth, registered by hand in
+// the Developer Hub's catalogue.
+type HubExternalAPI struct {
+	Name          string            `yaml:"name"`
+	Description   string            `yaml:"description"`
+	ServiceArea   string            `yaml:"serviceArea"`
+	ProductOwner  string            `yaml:"productOwner"`
+	Contact       string            `yaml:"contact"`
+	Environments  map[string]string `yaml:"environments"`
+	Documentation string            `yaml:"documentation"`
+	OpenAPIFile   string            `yaml:"openAPIFile"`
 }
 
 // LakeRoot is the data lake: the configured folder or s3:// URL, or the
@@ -190,6 +217,9 @@ func (c Config) Check() error {
 
 // checkAuth checks the settings of token verification.
 func (c Config) checkAuth() error {
+	if (c.HubOIDCIssuer == "") != (c.HubOIDCClientID == "") {
+		return fmt.Errorf("hub OIDC: set both hubOIDCIssuer and hubOIDCClientID, or neither")
+	}
 	if c.TokenSecret != "" && len(c.TokenSecret) < 32 {
 		return fmt.Errorf("token secret: must be at least 32 bytes long")
 	}

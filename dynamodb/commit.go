@@ -145,7 +145,7 @@ func (t *tx) build(n int64, token string) (*txItems, error) {
 		}
 	}
 	for name, v := range t.ckpts {
-		b.add(put(t.s.sys, checkpointItem(name, v)), nil)
+		b.add(t.checkpointPut(name, v))
 	}
 	for i, e := range t.events {
 		if err := t.s.eventItems(b, changeKey(n, token, i), prevs[i], e); err != nil {

@@ -62,6 +62,7 @@ type tx struct {
 	recs        map[string]*pending
 	order       []string
 	ckpts       map[string][]byte
+	swaps       map[string]swap // conditions on checkpoints (SwapCheckpoint)
 	events      []plinth.OutboxEntry
 	audits      []plinth.AuditRecord
 	access      map[string]*accessWrite // grants and policies

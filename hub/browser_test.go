@@ -13,7 +13,10 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/hub"
+	"github.com/plinth-data/plinth/plinthtest"
+	"github.com/plinth-data/plinth/sqlite"
 )
 
 // chromiumPath is Debian's chromium, which scripts/tools installs.
@@ -56,7 +59,15 @@ func screenshotDir(t *testing.T) string {
 // denied.
 func TestBrowserEndToEnd(t *testing.T) {
 	exe := chromiumPath(t)
-	e := newEnv(t)
+	st, err := sqlite.Open(context.Background(), t.TempDir()+"/plinth.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvOn(t, st, func(c *hub.Config) {
+		c.External = []hub.ExternalAPI{{Name: "council-tax", Description: "Council tax accounts and bills", ServiceArea: "Revenues",
+			ProductOwner: "revenues@example.gov.uk", Contact: "revenues-api@example.gov.uk",
+			Environments: map[string]string{"production": "https://ctax.example.gov.uk"}, OpenAPI: []byte(councilTaxOpenAPI)}}
+	})
 	shots := screenshotDir(t)
 	keys := t.TempDir()
 	pubs := map[string]string{}
@@ -138,7 +149,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 	}
 
 	var catalogue, apiText, requestURL, status string
-	err := chromedp.Do(ctx,
+	err = chromedp.Do(ctx,
 		signIn("ann", "staff"),
 		into(&catalogue, chromedp.Text(chromedp.CSS("main"))),
 		shot("1-catalogue"),
@@ -179,7 +190,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("browser: %v (screenshots so far in %s)", err, shots)
 	}
-	for _, want := range []string{"residents", "contacts", "2 of 2 APIs"} {
+	for _, want := range []string{"residents", "contacts", "council-tax", "3 of 3 APIs"} {
 		if !strings.Contains(catalogue, want) {
 			t.Errorf("the catalogue lacks %q", want)
 		}
@@ -220,13 +231,72 @@ func TestBrowserEndToEnd(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The owner reviews access: the charts show the granted call and the
+	// denied one after revocation. Then the other pages: the external
+	// API, a request for an endpoint, the exception form, and sign-in with
+	// single sign-on against an OpenID provider.
+	var review, sso string
+	_, p, hubURL := newOIDCEnv(t)
+	// The charts read the chained audit trail: wait for the denied call.
+	plinthtest.Eventually(t, 5*time.Second, func() bool {
+		recs, _, _ := e.store.AuditRecords(context.Background(), plinth.AuditQuery{Domain: "residents", Limit: 500})
+		for _, r := range recs {
+			if r.Decision == plinth.DecisionDeny && r.Principal.Consumer == "benefits-checker" {
+				return true
+			}
+		}
+		return false
+	}, "the denied call in the audit trail")
+	err = chromedp.Do(ctx,
+		signOut,
+		signIn("bob", "social-care-owners"),
+		chromedp.Navigate(e.url+"/hub/apis/residents/access"),
+		chromedp.WaitVisible(chromedp.CSS("svg.chart")),
+		into(&review, chromedp.Text(chromedp.CSS("main"))),
+		shot("8-access-review"),
+		chromedp.Navigate(e.url+"/hub/apis/council-tax"),
+		chromedp.WaitVisible(chromedp.ID("reference")),
+		shot("9-external-api"),
+		chromedp.Navigate(e.url+"/hub/apis/residents/endpoint"),
+		chromedp.SetValue(chromedp.ID("need"), "Search residents by UPRN"),
+		chromedp.SetValue(chromedp.ID("purpose"), "Match residents to properties"),
+		shot("10-endpoint-request"),
+		chromedp.Submit(chromedp.ID("need")),
+		chromedp.WaitVisible(chromedp.Search(`//dd/strong[text()="pending"]`)),
+		chromedp.Navigate(e.url+"/hub/apis/residents/exception"),
+		chromedp.WaitVisible(chromedp.ID("hours")),
+		shot("11-exception-request"),
+		chromedp.Navigate(e.url+"/hub/requests"),
+		shot("12-requests"),
+		chromedp.Navigate(hubURL+"/hub/signin"),
+		shot("13-signin-sso"),
+		chromedp.Click(chromedp.Search(`//a[text()="Sign in with single sign-on"]`)),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SetValue(chromedp.ID("username"), "test-user@127.0.0.1"),
+		chromedp.SetValue(chromedp.ID("password"), "verysecure"),
+		chromedp.Submit(chromedp.ID("password")),
+		chromedp.WaitVisible(chromedp.CSS(`form[role="search"]`)),
+		into(&sso, chromedp.Text(chromedp.CSS(".signout span"))),
+	)
+	if err != nil {
+		t.Fatalf("browser, review and other pages: %v (screenshots so far in %s)", err, shots)
+	}
+	for _, want := range []string{"Requests per consumer per day", "benefits-checker (service token)", "Denied requests per day: 1 denied requests"} {
+		if !strings.Contains(review, want) {
+			t.Errorf("the access review lacks %q", want)
+		}
+	}
+	if sso != "Signed in as Test User" {
+		t.Errorf("after single sign-on in the browser: %q", sso)
+	}
+	_ = p
 	if len(violations) > 0 {
 		t.Errorf("serious accessibility violations:\n%s", strings.Join(violations, "\n"))
 	}
 	t.Logf("screenshots in %s", shots)
 	files, _ := filepath.Glob(filepath.Join(shots, "*.png"))
-	if len(files) < 7 {
-		t.Errorf("%d screenshots saved; want 7", len(files))
+	if len(files) < 13 {
+		t.Errorf("%d screenshots saved; want 13", len(files))
 	}
 	if status != "revoked" {
 		t.Errorf("status after revoking: %q", status)

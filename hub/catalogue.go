@@ -11,6 +11,9 @@ import (
 // apiEntry is one API of the catalogue: a domain and what the Hub says
 // about it.
 type apiEntry struct {
+	// Key names the entry in the Hub's URLs: the domain's name, for an
+	// API of another deployment or an external one a name of its own.
+	Key          string
 	Domain       *plinth.Domain
 	OwnerGroups  []string // who approves requests
 	BaseURL      string
@@ -20,25 +23,36 @@ type apiEntry struct {
 	Lake         string
 	SpecialCount int
 	search       string // lower-case text a search matches
+	// Elsewhere is set for an API this Hub does not grant access to: of
+	// another Plinth deployment, or external.
+	Elsewhere *elsewhere
 }
 
 type entityEntry struct {
-	Plural, Name, Description string
-	Fields                    []fieldEntry
-	Special                   bool
+	Plural      string       `json:"plural"`
+	Name        string       `json:"name"`
+	Description string       `json:"description,omitempty"`
+	Fields      []fieldEntry `json:"fields"`
+	Special     bool         `json:"special"`
 }
 
 type fieldEntry struct {
-	Path, Type, PII, Description string
-	Required                     bool
+	Path        string `json:"path"`
+	Type        string `json:"type"`
+	PII         string `json:"pii"`
+	Description string `json:"description,omitempty"`
+	Required    bool   `json:"required"`
 }
 
-type eventEntry struct{ Type, Subject string }
+type eventEntry struct {
+	Type    string `json:"type"`
+	Subject string `json:"subject"`
+}
 
 func buildCatalogue(cfg Config) []apiEntry {
 	var out []apiEntry
 	for _, d := range cfg.Domains {
-		a := apiEntry{Domain: d, OwnerGroups: ownerGroups(d, cfg.AdminGroups), BaseURL: cfg.BaseURL, Environment: cfg.Environment}
+		a := apiEntry{Key: d.Name, Domain: d, OwnerGroups: ownerGroups(d, cfg.AdminGroups), BaseURL: cfg.BaseURL, Environment: cfg.Environment}
 		if cfg.Lake != "" {
 			a.Lake = strings.TrimSuffix(cfg.Lake, "/") + "/" + d.Name + "/"
 		}
@@ -59,10 +73,15 @@ func buildCatalogue(cfg Config) []apiEntry {
 				a.Events = append(a.Events, eventEntry{Type: plinth.EventTypeName(e, k), Subject: plinth.EventSubject(cfg.Environment, e, k)})
 			}
 		}
-		a.search = strings.ToLower(strings.Join(words, " "))
+		a.index(words...)
 		out = append(out, a)
 	}
 	return out
+}
+
+// index sets the text a search matches.
+func (a *apiEntry) index(words ...string) {
+	a.search = strings.ToLower(strings.Join(words, " "))
 }
 
 // ownerGroups are the groups that approve requests to d: its owner.groups,
@@ -105,6 +124,16 @@ func (s *Server) api(name string) *apiEntry {
 	return nil
 }
 
+// apiOf is the API the request's path names, of this deployment; nil,
+// with a "not found" page shown, when there is none.
+func (s *Server) apiOf(w http.ResponseWriter, r *http.Request) *apiEntry {
+	a := s.api(r.PathValue("api"))
+	if a == nil {
+		s.fail(w, r, refused(http.StatusNotFound, "there is no API named %s", r.PathValue("api")))
+	}
+	return a
+}
+
 // matches reports whether every word of the query is in the entry's text.
 func (a apiEntry) matches(q string) bool {
 	for _, w := range strings.Fields(strings.ToLower(q)) {
@@ -117,29 +146,39 @@ func (a apiEntry) matches(q string) bool {
 
 func (s *Server) cataloguePage(w http.ResponseWriter, r *http.Request) {
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	all, problems := s.everyAPI(r.Context())
 	var found []apiEntry
-	for _, a := range s.catalogue {
+	for _, a := range all {
 		if a.matches(q) {
 			found = append(found, a)
 		}
 	}
-	s.render(w, r, http.StatusOK, "catalogue", map[string]any{"Title": "API catalogue", "Query": q, "APIs": found, "Total": len(s.catalogue)})
+	s.render(w, r, http.StatusOK, "catalogue", map[string]any{"Title": "API catalogue", "Query": q, "APIs": found, "Total": len(all), "Problems": problems})
 }
 
 func (s *Server) apiPage(w http.ResponseWriter, r *http.Request) {
-	a := s.api(r.PathValue("api"))
-	if a == nil {
+	all, _ := s.everyAPI(r.Context())
+	i := slices.IndexFunc(all, func(a apiEntry) bool { return a.Key == r.PathValue("api") })
+	if i < 0 {
 		s.render(w, r, http.StatusNotFound, "error", map[string]any{"Title": "Not found", "Message": "There is no API named " + r.PathValue("api") + " in the catalogue."})
 		return
 	}
-	s.render(w, r, http.StatusOK, "api", map[string]any{"Title": a.Domain.Name, "API": a, "Doc": s.docs[a.Domain.Name],
-		"Compliance": s.compliance(), "IsOwner": s.isOwner(sessionFrom(r).principal, a)})
+	a := &all[i]
+	data := map[string]any{"Title": a.Domain.Name, "API": a, "Doc": s.docs[a.Domain.Name]}
+	if a.Elsewhere != nil {
+		data["Doc"], data["Compliance"] = a.Elsewhere.Doc, a.Elsewhere.Compliance
+	} else {
+		data["Compliance"], data["Exceptions"] = s.compliance(), s.cfg.Support != nil
+		data["IsOwner"] = s.isOwner(sessionFrom(r).Principal, a)
+	}
+	s.render(w, r, http.StatusOK, "api", data)
 }
 
 // complianceItem is one line of the compliance panel.
 type complianceItem struct {
-	Check, State string
-	OK           bool
+	Check string `json:"check"`
+	State string `json:"state"`
+	OK    bool   `json:"ok"`
 }
 
 func (s *Server) compliance() []complianceItem {

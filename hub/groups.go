@@ -80,7 +80,8 @@ func hasEntry(p plinth.AccessPolicy, e policyEntry) bool {
 }
 
 // currentPolicy reads the domain's policy in the Hub's environment, or an
-// empty one.
+// empty one. Steps read it after the state they swap, so a policy another
+// step changed since makes the swap fail and the step run again.
 func (s *Server) currentPolicy(ctx context.Context, domain string) (plinth.AccessPolicy, error) {
 	access, ok := s.cfg.Store.(plinth.AccessStore)
 	if !ok {
@@ -102,7 +103,11 @@ func (s *Server) currentPolicy(ctx context.Context, domain string) (plinth.Acces
 // grantGroup gives the contract's group its rights in the domain's policy.
 // Entries the policy lacked are recorded as the Hub's, so that revoking
 // removes only what the Hub added and no other contract still justifies.
-func (s *Server) grantGroup(ctx context.Context, tx plinth.StateTx, st *state, req *Request, pol plinth.AccessPolicy) error {
+func (s *Server) grantGroup(ctx context.Context, tx plinth.StateTx, st *state, req *Request) error {
+	pol, err := s.currentPolicy(ctx, req.API)
+	if err != nil {
+		return err
+	}
 	d := findDomain(s.cfg.Domains, req.API)
 	req.Entries = groupEntries(req.Contract.Contract, d)
 	for _, e := range req.Entries {
@@ -117,7 +122,11 @@ func (s *Server) grantGroup(ctx context.Context, tx plinth.StateTx, st *state, r
 
 // ungrantGroup takes back what the Hub added for the request and no
 // other group contract in force still justifies.
-func (s *Server) ungrantGroup(ctx context.Context, tx plinth.StateTx, st *state, req *Request, pol plinth.AccessPolicy) error {
+func (s *Server) ungrantGroup(ctx context.Context, tx plinth.StateTx, st *state, req *Request) error {
+	pol, err := s.currentPolicy(ctx, req.API)
+	if err != nil {
+		return err
+	}
 	for _, e := range req.Entries {
 		he := hubEntry{Domain: req.API, policyEntry: e}
 		if !slices.Contains(st.HubEntries, he) || st.justifiedElsewhere(req, he) {

@@ -25,19 +25,40 @@ import (
 	"github.com/plinth-data/plinth/sqlite"
 )
 
-// env is a Hub and the API it grants access to, on one SQLite store, with
-// the real authorizer and auditor.
+// env is a Hub and the API it grants access to, on one store (SQLite,
+// or PostgreSQL for the concurrency tests), with the real authorizer and
+// auditor.
 type env struct {
-	t     *testing.T
-	url   string
-	authz *auth.Authorizer
-	store *sqlite.Store
-	hub   *hub.Server
+	t       *testing.T
+	url     string
+	authz   *auth.Authorizer
+	store   hubStore
+	hub     *hub.Server
+	cfg     hub.Config
+	auditor *audit.Auditor
+}
+
+// hubStore is what the tests need of a store.
+type hubStore interface {
+	plinth.Store
+	plinth.AccessStore
+	plinth.AuditStore
+	Prepare(ctx context.Context, ds []*plinth.Domain) error
 }
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func newEnv(t *testing.T) *env {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), t.TempDir()+"/plinth.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newEnvOn(t, st)
+}
+
+// newEnvOn serves the API and the Hub on st, which it closes at the end.
+func newEnvOn(t *testing.T, st hubStore, opts ...func(*hub.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	ds, err := spec.LoadFS(domains.FS, ".")
@@ -46,10 +67,6 @@ func newEnv(t *testing.T) *env {
 	}
 	// residents names its owners; contacts falls back to the admin groups.
 	ds[slicesIndex(ds, "residents")].Owner.Groups = []string{"social-care-owners"}
-	st, err := sqlite.Open(ctx, t.TempDir()+"/plinth.db")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := st.Prepare(ctx, ds); err != nil {
 		t.Fatal(err)
 	}
@@ -74,18 +91,22 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := hub.New(ctx, hub.Config{Domains: ds, OpenAPI: doc, Environment: "development", BaseURL: "http://example.test",
+	cfg := hub.Config{Domains: ds, OpenAPI: doc, Environment: "development", BaseURL: "http://example.test",
 		Store: st, Authorizer: authz, Auditor: auditor, AdminGroups: []string{"admins"}, Lake: "/srv/lake", Logger: discard(),
+		SessionKeys: [][]byte{[]byte("session-key-session-key-session-key!")},
+		AuditSearch: func(ctx context.Context, q plinth.AuditQuery, fn func(plinth.AuditRecord) error) error {
+			return audit.SearchAll(ctx, st, q, fn)
+		},
 		Compliance: hub.Compliance{Authorizer: true, Audit: true, Outbox: true,
-			DataClass: plinth.Provenance{Class: plinth.ClassDummy, Source: plinth.SourceSeed, Detail: "seed 1"}}})
-	if err != nil {
-		t.Fatal(err)
+			DataClass: plinth.Provenance{Class: plinth.ClassDummy, Source: plinth.SourceSeed, Detail: "seed 1"}}}
+	for _, o := range opts {
+		o(&cfg)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/hub", h)
-	mux.Handle("/hub/", h)
-	mux.Handle("/", api)
-	srv := httptest.NewServer(mux)
+	e := &env{t: t, authz: authz, store: st, cfg: cfg, auditor: auditor}
+	var h http.Handler
+	e.hub, h = e.replica(api)
+	srv := httptest.NewServer(h)
+	e.url = srv.URL
 	t.Cleanup(func() {
 		srv.Close()
 		api.Close()
@@ -95,7 +116,40 @@ func newEnv(t *testing.T) *env {
 		authz.Close()
 		st.Close()
 	})
-	return &env{t: t, url: srv.URL, authz: authz, store: st, hub: h}
+	return e
+}
+
+// replica is another Hub on the env's store, as a second replica behind
+// a load balancer would be, with the API behind it.
+func (e *env) replica(api http.Handler) (*hub.Server, http.Handler) {
+	e.t.Helper()
+	h, err := hub.New(context.Background(), e.cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return h, withAPI(h, api)
+}
+
+// replicaWith serves a Hub with cfg on the env's store, and returns its URL.
+func (e *env) replicaWith(cfg hub.Config) (*hub.Server, string) {
+	e.t.Helper()
+	h, err := hub.New(context.Background(), cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	srv := httptest.NewServer(withAPI(h, nil))
+	e.t.Cleanup(srv.Close)
+	return h, srv.URL
+}
+
+func withAPI(h *hub.Server, api http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/hub", h)
+	mux.Handle("/hub/", h)
+	if api != nil {
+		mux.Handle("/", api)
+	}
+	return mux
 }
 
 func slicesIndex(ds []*plinth.Domain, name string) int {
@@ -110,6 +164,7 @@ func slicesIndex(ds []*plinth.Domain, name string) int {
 // user is a browser: a cookie jar that follows redirects.
 type user struct {
 	e      *env
+	base   string // the Hub replica it talks to
 	c      *http.Client
 	csrf   string
 	sub    string
@@ -125,7 +180,7 @@ type page struct {
 
 func (e *env) user(subject string, groups ...string) *user {
 	jar, _ := cookiejar.New(nil)
-	return &user{e: e, c: &http.Client{Jar: jar}, sub: subject}
+	return &user{e: e, base: e.url, c: &http.Client{Jar: jar}, sub: subject}
 }
 
 func (e *env) userToken(subject string, groups ...string) string {
@@ -140,7 +195,7 @@ var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 func (u *user) get(path string) page {
 	u.e.t.Helper()
-	res, err := u.c.Get(u.e.url + path)
+	res, err := u.c.Get(u.base + path)
 	if err != nil {
 		u.e.t.Fatal(err)
 	}
@@ -165,7 +220,7 @@ func (u *user) post(path string, form url.Values) page {
 	if _, ok := form["csrf"]; !ok {
 		form.Set("csrf", u.csrf)
 	}
-	res, err := u.c.PostForm(u.e.url+path, form)
+	res, err := u.c.PostForm(u.base+path, form)
 	if err != nil {
 		u.e.t.Fatal(err)
 	}

@@ -118,15 +118,35 @@ func buildDocs(doc []byte, ds []*plinth.Domain) (map[string]apiDoc, error) {
 // domainDoc is the operations on the domain's entities (API and Reporting
 // API) and the schemas they use.
 func (d oa) domainDoc(dom *plinth.Domain) apiDoc {
+	return d.pathsDoc(func(p string) bool {
+		for _, e := range dom.Entities {
+			if p == plinth.EntityCollection(e.Plural) || strings.HasPrefix(p, plinth.EntityCollection(e.Plural)+"/") ||
+				p == plinth.EntityReport(e.Plural) || strings.HasPrefix(p, plinth.EntityReport(e.Plural)+"/") {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// wholeDoc renders a whole OpenAPI document (an external API's).
+func wholeDoc(doc []byte) (apiDoc, error) {
+	var d oa
+	if err := json.Unmarshal(doc, &d); err != nil {
+		return apiDoc{}, fmt.Errorf("the OpenAPI document does not decode: %w", err)
+	}
+	return d.pathsDoc(func(string) bool { return true }), nil
+}
+
+// pathsDoc is the operations on the paths keep keeps and the schemas they
+// use.
+func (d oa) pathsDoc(keep func(path string) bool) apiDoc {
 	var doc apiDoc
 	used := map[string]bool{}
 	var paths []string
 	for p := range d.Paths {
-		for _, e := range dom.Entities {
-			if p == plinth.EntityCollection(e.Plural) || strings.HasPrefix(p, plinth.EntityCollection(e.Plural)+"/") ||
-				p == plinth.EntityReport(e.Plural) || strings.HasPrefix(p, plinth.EntityReport(e.Plural)+"/") {
-				paths = append(paths, p)
-			}
+		if keep(p) {
+			paths = append(paths, p)
 		}
 	}
 	slices.Sort(paths)

@@ -57,9 +57,9 @@ func parsePages() (map[string]*template.Template, error) {
 // render writes a page; data gains the session's user and CSRF token.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, page string, data map[string]any) {
 	if sess := sessionFrom(r); sess != nil {
-		data["User"] = sess.principal
+		data["User"] = sess.Principal
 		if _, ok := data["CSRF"]; !ok {
-			data["CSRF"] = sess.csrf
+			data["CSRF"] = sess.CSRF
 		}
 	}
 	data["Base"] = Base

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
@@ -29,31 +30,78 @@ func refused(status int, format string, args ...any) error {
 	return &errRefused{status, fmt.Sprintf(format, args...)}
 }
 
-// change runs one step: it loads the state in a transaction, lets fn
-// change it (and grants), saves it, and commits all with the step's audit
-// record. A refused step is audited as denied and changes nothing.
+// change runs one step of a signed-in user: see step. A refused step is
+// audited as denied and changes nothing.
 func (s *Server) change(r *http.Request, domain, what string, fn func(ctx context.Context, st *state, tx plinth.StateTx) error) error {
-	p := sessionFrom(r).principal
+	p := sessionFrom(r).Principal
 	o := plinth.Origin{Principal: p, CorrelationID: correlationFrom(r.Context()), Audit: func(ids []string) plinth.AuditRecord {
 		rec := s.auditRecord(r, p, http.StatusSeeOther, plinth.DecisionAllow, what, domain)
 		rec.RecordIDs, rec.Count = ids, len(ids)
 		return rec
 	}}
-	_, err := s.writer.State(r.Context(), "hub", o, func(tx plinth.StateTx) ([]string, error) {
-		st, err := loadState(r.Context(), tx)
-		if err != nil {
-			return nil, err
-		}
-		if err := fn(r.Context(), st, tx); err != nil {
-			return nil, err
-		}
-		return nil, st.save(r.Context(), tx)
+	err := s.step(r.Context(), o, func(ctx context.Context, st *state, tx plinth.StateTx) ([]string, error) {
+		return nil, fn(ctx, st, tx)
 	})
 	var ref *errRefused
 	if errors.As(err, &ref) {
 		s.audit(r, p, what, ref.status, plinth.DecisionDeny, what+": "+ref.msg, domain)
 	}
 	return err
+}
+
+// errUnchanged is what a step's change returns when, on the state as it
+// now is, there is nothing to do: nothing is committed, not even an audit
+// record.
+var errUnchanged = errors.New("nothing to change")
+
+// maxAttempts bounds how often a step is run again because other steps
+// changed the state first.
+const maxAttempts = 20
+
+// step runs fn on the state as last committed and commits what it changed
+// (the state, grants, policies) with the step's audit record, swapping the
+// state in only if no other step (of this or another replica) changed it
+// in the meantime; if one did, fn runs again on the new state.
+func (s *Server) step(ctx context.Context, o plinth.Origin, fn func(ctx context.Context, st *state, tx plinth.StateTx) ([]string, error)) error {
+	return retrySwaps(ctx, func() error {
+		c, found, err := s.cfg.Store.Checkpoint(ctx, stateCheckpoint)
+		if err != nil {
+			return err
+		}
+		st, err := decodeState(c, found)
+		if err != nil {
+			return err
+		}
+		_, err = s.writer.State(ctx, "hub", o, func(tx plinth.StateTx) ([]string, error) {
+			ids, err := fn(ctx, st, tx)
+			if err != nil {
+				return nil, err
+			}
+			b, err := st.encode()
+			if err != nil {
+				return nil, err
+			}
+			return ids, tx.SwapCheckpoint(ctx, stateCheckpoint, c.Value, found, b)
+		})
+		return err
+	})
+}
+
+// retrySwaps runs try again while it fails because a checkpoint it swaps
+// changed first (plinth.ErrVersionConflict), up to maxAttempts times,
+// backing off a little, at random, so that racing steps spread out.
+func retrySwaps(ctx context.Context, try func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := try()
+		if !errors.Is(err, plinth.ErrVersionConflict) || attempt == maxAttempts {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt*(1+mrand.IntN(10))) * time.Millisecond):
+		}
+	}
 }
 
 // fail shows a failed step to the user.
@@ -89,7 +137,7 @@ func (s *Server) keysPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "keys", map[string]any{"Title": "Your signing keys", "Keys": st.Keys[sessionFrom(r).principal.Subject]})
+	s.render(w, r, http.StatusOK, "keys", map[string]any{"Title": "Your signing keys", "Keys": st.Keys[sessionFrom(r).Principal.Subject]})
 }
 
 // addKey registers a public key; the user's earlier keys are revoked
@@ -100,7 +148,7 @@ func (s *Server) addKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, refused(http.StatusUnprocessableEntity, "publicKey: %v; make one with plinth contract keygen", err))
 		return
 	}
-	subject := sessionFrom(r).principal.Subject
+	subject := sessionFrom(r).Principal.Subject
 	err = s.change(r, "", "key registered "+KeyID(pub), func(_ context.Context, st *state, _ plinth.StateTx) error {
 		now := plinth.Now()
 		keys := st.Keys[subject]
@@ -123,9 +171,8 @@ func (s *Server) addKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) requestForm(w http.ResponseWriter, r *http.Request) {
-	a := s.api(r.PathValue("api"))
+	a := s.apiOf(w, r)
 	if a == nil {
-		s.fail(w, r, refused(http.StatusNotFound, "there is no API named %s", r.PathValue("api")))
 		return
 	}
 	s.render(w, r, http.StatusOK, "request", s.requestFormData(a, nil, ""))
@@ -141,9 +188,8 @@ func (s *Server) requestFormData(a *apiEntry, req *Request, problem string) map[
 
 // createRequest files an access request from the form.
 func (s *Server) createRequest(w http.ResponseWriter, r *http.Request) {
-	a := s.api(r.PathValue("api"))
+	a := s.apiOf(w, r)
 	if a == nil {
-		s.fail(w, r, refused(http.StatusNotFound, "there is no API named %s", r.PathValue("api")))
 		return
 	}
 	req, problems := s.readRequest(r, a)
@@ -165,7 +211,7 @@ func (s *Server) createRequest(w http.ResponseWriter, r *http.Request) {
 // readRequest reads and checks the request form, naming each problem.
 func (s *Server) readRequest(r *http.Request, a *apiEntry) (*Request, []string) {
 	f := r.PostForm
-	p := sessionFrom(r).principal
+	p := sessionFrom(r).Principal
 	req := &Request{ID: uuid.NewString(), Status: StatusPending, Requester: p, API: a.Domain.Name,
 		Environment: f.Get("environment"), Entities: f["entities"], Operations: f["operations"],
 		Purpose: strings.TrimSpace(f.Get("purpose")), LegalBasis: f.Get("legalBasis"), SpecialCondition: f.Get("specialCondition"),
@@ -220,7 +266,7 @@ func (s *Server) requestsPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	p := sessionFrom(r).principal
+	p := sessionFrom(r).Principal
 	var mine, toDecide []*Request
 	for i := len(st.Requests) - 1; i >= 0; i-- {
 		req := st.Requests[i]
@@ -238,7 +284,7 @@ func (s *Server) requestsPage(w http.ResponseWriter, r *http.Request) {
 // API's owners.
 func (s *Server) visible(r *http.Request, st *state) (*Request, error) {
 	req := st.request(r.PathValue("id"))
-	p := sessionFrom(r).principal
+	p := sessionFrom(r).Principal
 	if req == nil {
 		return nil, refused(http.StatusNotFound, "there is no access request %s", r.PathValue("id"))
 	}
@@ -259,11 +305,12 @@ func (s *Server) requestPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	p := sessionFrom(r).principal
+	p := sessionFrom(r).Principal
 	a := s.api(req.API)
 	data := map[string]any{"Title": "Access request", "Req": req, "API": a,
 		"CanDecide": req.Status == StatusPending && a != nil && s.isOwner(p, a) && req.Requester.Subject != p.Subject,
-		"CanRevoke": req.Status == StatusInForce && (req.Requester.Subject == p.Subject || (a != nil && s.isOwner(p, a)))}
+		"CanRevoke": req.Kind == "" && req.Status == StatusInForce && (req.Requester.Subject == p.Subject || (a != nil && s.isOwner(p, a))),
+		"CanOpen":   req.Kind == KindException && req.mayOpen(time.Now()) && req.Requester.Subject == p.Subject && s.cfg.Support != nil}
 	if req.Contract != nil {
 		file, _ := req.Contract.Encode()
 		data["ContractJSON"] = string(file)
@@ -318,7 +365,7 @@ func (s *Server) contractFile(w http.ResponseWriter, r *http.Request) {
 // decide approves or rejects a pending request. Approving drafts the
 // contract naming both parties' current keys; both then sign it.
 func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
-	p := sessionFrom(r).principal
+	p := sessionFrom(r).Principal
 	decision, comment := r.PostFormValue("decision"), strings.TrimSpace(r.PostFormValue("comment"))
 	id := r.PathValue("id")
 	err := s.change(r, s.domainOf(r, id), "request "+id+": "+decision, func(_ context.Context, st *state, _ plinth.StateTx) error {
@@ -340,10 +387,14 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 			return refused(http.StatusUnprocessableEntity, "comment is required: say why")
 		}
 		now := plinth.Now()
-		switch decision {
-		case "reject":
+		switch {
+		case req.Kind != "":
+			if err := decideKind(req, decision); err != nil {
+				return err
+			}
+		case decision == "reject":
 			req.Status = StatusRejected
-		case "approve":
+		case decision == "approve":
 			rk, ok := st.currentKey(req.Requester.Subject)
 			if !ok {
 				return refused(http.StatusConflict, "the requester has no signing key registered; they must add one under Keys first")
@@ -376,17 +427,12 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 // contract sign, or the browser). When both have signed, the grants are
 // made in the same transaction and their tokens shown once.
 func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
-	p := sessionFrom(r).principal
+	p := sessionFrom(r).Principal
 	id := r.PathValue("id")
 	var tokens []issued
 	domain := s.domainOf(r, id)
-	pol, err := s.currentPolicy(r.Context(), domain)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	inForce := false
-	err = s.change(r, domain, "contract of request "+id+" signed", func(ctx context.Context, st *state, tx plinth.StateTx) error {
+	err := s.change(r, domain, "contract of request "+id+" signed", func(ctx context.Context, st *state, tx plinth.StateTx) error {
 		req, err := s.visible(r, st)
 		if err != nil {
 			return err
@@ -415,7 +461,7 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 		}
 		what := ""
 		if req.GrantKind == GrantGroup {
-			if err := s.grantGroup(ctx, tx, st, req, pol); err != nil {
+			if err := s.grantGroup(ctx, tx, st, req); err != nil {
 				return err
 			}
 			what = "in force: group " + req.Group + " added to the access policy"
@@ -482,15 +528,10 @@ func (s *Server) grant(ctx context.Context, tx plinth.StateTx, req *Request) ([]
 
 // revoke ends a contract in force: its grants are disabled.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	p := sessionFrom(r).principal
+	p := sessionFrom(r).Principal
 	id := r.PathValue("id")
 	domain := s.domainOf(r, id)
-	pol, err := s.currentPolicy(r.Context(), domain)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	err = s.change(r, domain, "contract of request "+id+" revoked", func(ctx context.Context, st *state, tx plinth.StateTx) error {
+	err := s.change(r, domain, "contract of request "+id+" revoked", func(ctx context.Context, st *state, tx plinth.StateTx) error {
 		req, err := s.visible(r, st)
 		if err != nil {
 			return err
@@ -502,7 +543,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		if req.Requester.Subject != p.Subject && (a == nil || !s.isOwner(p, a)) {
 			return refused(http.StatusForbidden, "only the requester and the owners may revoke")
 		}
-		if err := s.end(ctx, tx, st, req, pol, StatusRevoked); err != nil {
+		if err := s.end(ctx, tx, st, req, StatusRevoked); err != nil {
 			return err
 		}
 		req.History = append(req.History, Step{At: plinth.Now(), By: p.Subject, What: "revoked"})
@@ -518,7 +559,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 // end takes back what a contract in force gave: its service-token grants
 // are disabled; its group's policy entries go unless another contract in
 // force still justifies them.
-func (s *Server) end(ctx context.Context, tx plinth.StateTx, st *state, req *Request, pol plinth.AccessPolicy, status string) error {
+func (s *Server) end(ctx context.Context, tx plinth.StateTx, st *state, req *Request, status string) error {
 	for _, gid := range req.Grants {
 		if _, err := tx.SetGrantEnabled(ctx, gid, false); err != nil && !errors.Is(err, plinth.ErrNotFound) {
 			return err
@@ -526,7 +567,7 @@ func (s *Server) end(ctx context.Context, tx plinth.StateTx, st *state, req *Req
 	}
 	req.Status = status
 	if req.GrantKind == GrantGroup {
-		return s.ungrantGroup(ctx, tx, st, req, pol)
+		return s.ungrantGroup(ctx, tx, st, req)
 	}
 	return nil
 }
@@ -545,31 +586,26 @@ func (s *Server) SweepExpired(ctx context.Context, now time.Time) (int, error) {
 		if req.Status != StatusInForce || now.Before(req.Contract.Contract.Expiry()) {
 			continue
 		}
-		pol, err := s.currentPolicy(ctx, req.API)
-		if err != nil {
-			return n, err
-		}
 		id := req.ID
 		o := plinth.Origin{Principal: plinth.Principal{Subject: "plinth-hub"}, SourceSystem: "contract of request " + id + " expired"}
-		_, err = s.writer.State(ctx, "hub", o, func(tx plinth.StateTx) ([]string, error) {
-			st, err := loadState(ctx, tx)
-			if err != nil {
-				return nil, err
-			}
+		err = s.step(ctx, o, func(ctx context.Context, st *state, tx plinth.StateTx) ([]string, error) {
 			req := st.request(id)
 			if req == nil || req.Status != StatusInForce {
-				return nil, nil
+				return nil, errUnchanged // another replica ended it first
 			}
-			if err := s.end(ctx, tx, st, req, pol, StatusExpired); err != nil {
+			if err := s.end(ctx, tx, st, req, StatusExpired); err != nil {
 				return nil, err
 			}
 			req.History = append(req.History, Step{At: plinth.Now(), By: "plinth-hub", What: "expired"})
-			return []string{id}, st.save(ctx, tx)
+			return []string{id}, nil
 		})
-		if err != nil {
+		switch {
+		case errors.Is(err, errUnchanged):
+		case err != nil:
 			return n, err
+		default:
+			n++
 		}
-		n++
 	}
 	return n, nil
 }

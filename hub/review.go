@@ -2,27 +2,31 @@ package hub
 
 import (
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/plinth-data/plinth"
 )
 
 // reviewGrant is one grant on the access review page, with the request
-// whose contract made it, if any.
+// whose contract made it (the grant records the contract), if any.
 type reviewGrant struct {
 	plinth.Grant
-	Request string
-	Expired bool
+	Request  string
+	Expired  bool
+	LastUsed time.Time
+	// Unused: enabled, not expired, older than UnusedAfter and not used
+	// for as long: flagged for revocation.
+	Unused bool
 }
 
 // reviewPage shows the API's owners who may access what: the access
 // policy's groups in this environment, every service-token grant on the
 // API, and the contract behind each. Viewing it is audited.
 func (s *Server) reviewPage(w http.ResponseWriter, r *http.Request) {
-	p := sessionFrom(r).principal
-	a := s.api(r.PathValue("api"))
+	p := sessionFrom(r).Principal
+	a := s.apiOf(w, r)
 	if a == nil {
-		s.fail(w, r, refused(http.StatusNotFound, "there is no API named %s", r.PathValue("api")))
 		return
 	}
 	if !s.isOwner(p, a) {
@@ -39,14 +43,19 @@ func (s *Server) reviewPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	byGrant := map[string]string{}
+	byContract := map[string]string{} // contract ID → request ID
 	for _, req := range st.Requests {
-		for _, g := range req.Grants {
-			byGrant[g] = req.ID
+		if req.Contract != nil {
+			byContract[req.Contract.Contract.ID] = req.ID
 		}
 	}
 	var grants []reviewGrant
 	now := time.Now()
+	use, err := s.usageOf(r.Context(), a, now)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	for after := ""; ; {
 		page, more, err := access.Grants(r.Context(), after, 100)
 		if err != nil {
@@ -55,7 +64,9 @@ func (s *Server) reviewPage(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, g := range page {
 			if g.API == a.Domain.Name && g.Environment == s.cfg.Environment {
-				grants = append(grants, reviewGrant{Grant: g, Request: byGrant[g.ID], Expired: !now.Before(g.ExpiresAt)})
+				rg := reviewGrant{Grant: g, Request: byContract[g.Contract], Expired: !now.Before(g.ExpiresAt), LastUsed: use.LastUsed[g.ID]}
+				rg.Unused = g.Enabled && !rg.Expired && g.CreatedAt.Before(now.Add(-UnusedAfter)) && rg.LastUsed.IsZero()
+				grants = append(grants, rg)
 			}
 		}
 		if !more || len(page) == 0 {
@@ -78,5 +89,6 @@ func (s *Server) reviewPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, refused(http.StatusServiceUnavailable, "the audit trail cannot be written just now; try again shortly"))
 		return
 	}
-	s.render(w, r, http.StatusOK, "review", map[string]any{"Title": "Who may access " + a.Domain.Name, "API": a, "Policy": policy, "Grants": grants})
+	s.render(w, r, http.StatusOK, "review", map[string]any{"Title": "Who may access " + a.Domain.Name, "API": a, "Policy": policy, "Grants": grants, "Usage": use,
+		"Unused": slices.ContainsFunc(grants, func(g reviewGrant) bool { return g.Unused }), "Charts": s.cfg.AuditSearch != nil})
 }

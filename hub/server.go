@@ -66,7 +66,32 @@ type Config struct {
 	SecureCookies bool
 	// SessionLifetime bounds a sign-in; 0 means 8 hours.
 	SessionLifetime time.Duration
-	Logger          *slog.Logger
+	// SessionKeys seal the session cookie (at least 32 bytes each): the
+	// first seals, all open (earlier keys, during a rotation). Every
+	// replica must have the same; serve derives them from the service-token
+	// secret. None: a key made at start, for one replica only.
+	SessionKeys [][]byte
+	// Deployments are the base URLs of other Plinth deployments whose APIs
+	// the catalogue lists (read from their /hub/catalogue.json and
+	// /api/v1/openapi.json); External are APIs registered by hand.
+	Deployments []string
+	External    []ExternalAPI
+	// HTTPClient reads other deployments; http.DefaultClient when nil.
+	HTTPClient *http.Client
+	// AuditSearch reads the audit records a query selects, for the access
+	// review's charts: serve passes the store's trail with the lake's
+	// archive of records the store may have trimmed
+	// (audit.SearchAllWithArchive). Nil: the review shows no charts.
+	AuditSearch func(ctx context.Context, q plinth.AuditQuery, fn func(plinth.AuditRecord) error) error
+	// Support, when set, carries out approved exceptions as break-glass
+	// support grants (serve gives the PostgreSQL store); without it
+	// exceptions are not offered.
+	Support plinth.SupportGranter
+	// OIDC, when set, signs users in with the organisation's OpenID
+	// Connect provider; the token form stays (in development, the printed
+	// token).
+	OIDC   *OIDC
+	Logger *slog.Logger
 }
 
 // Server serves the Hub's pages.
@@ -77,7 +102,11 @@ type Server struct {
 	pages     map[string]*template.Template
 	mux       *http.ServeMux
 	sessions  *sessions
+	oidc      *oidcClient
 	catalogue []apiEntry
+	hubGroups map[string]bool // the groups that own an API here
+	external  []apiEntry
+	remote    remotes
 	docs      map[string]apiDoc
 	logger    *slog.Logger
 }
@@ -96,11 +125,20 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.SessionLifetime <= 0 {
 		cfg.SessionLifetime = 8 * time.Hour
 	}
-	s := &Server{cfg: cfg, auditor: cfg.Auditor, logger: cfg.Logger, sessions: newSessions(cfg.SessionLifetime)}
+	s := &Server{cfg: cfg, auditor: cfg.Auditor, logger: cfg.Logger}
 	if s.logger == nil {
 		s.logger = slog.Default()
 	}
 	var err error
+	if s.sessions, err = newSessions(cfg.SessionKeys, cfg.SessionLifetime, cfg.Store); err != nil {
+		return nil, err
+	}
+	if o := cfg.OIDC; o != nil {
+		if o.Issuer == "" || o.ClientID == "" || o.RedirectURL == "" {
+			return nil, errors.New("hub: OpenID Connect sign-in needs an issuer, a client ID and a redirect URL")
+		}
+		s.oidc = &oidcClient{cfg: *o}
+	}
 	s.writer, err = plinth.NewWriter(ctx, plinth.WriterConfig{
 		Store: cfg.Store, Environment: cfg.Environment, Audit: cfg.Auditor != nil,
 		OnCommit: func(audited plinth.AuditRecord, _ bool) {
@@ -116,6 +154,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.catalogue = buildCatalogue(cfg)
+	s.hubGroups = map[string]bool{}
+	for _, a := range s.catalogue {
+		for _, g := range a.OwnerGroups {
+			s.hubGroups[g] = true
+		}
+	}
+	if s.external, err = externalEntries(cfg.External, s.catalogue); err != nil {
+		return nil, err
+	}
 	if s.docs, err = buildDocs(cfg.OpenAPI, cfg.Domains); err != nil {
 		return nil, err
 	}
@@ -128,7 +175,12 @@ func (s *Server) routes() {
 	static, _ := fs.Sub(assets, "static")
 	m.Handle("GET "+Base+"/static/", http.StripPrefix(Base+"/static/", http.FileServerFS(static)))
 	m.HandleFunc("GET "+Base+"/signin", s.signInPage)
+	m.HandleFunc("GET "+Base+"/catalogue.json", s.catalogueJSON)
 	m.HandleFunc("POST "+Base+"/signin", s.signIn)
+	if s.oidc != nil {
+		m.HandleFunc("GET "+Base+"/signin/oidc", s.oidcStart)
+		m.HandleFunc("GET "+Base+"/signin/callback", s.oidcCallback)
+	}
 	m.HandleFunc("POST "+Base+"/signout", s.signedIn(s.signOut))
 	m.HandleFunc("GET "+Base+"", s.signedIn(s.cataloguePage))
 	m.HandleFunc("GET "+Base+"/{$}", s.signedIn(s.cataloguePage))
@@ -138,6 +190,11 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+Base+"/keys", s.signedIn(s.addKey))
 	m.HandleFunc("GET "+Base+"/apis/{api}/request", s.signedIn(s.requestForm))
 	m.HandleFunc("POST "+Base+"/apis/{api}/request", s.signedIn(s.createRequest))
+	m.HandleFunc("GET "+Base+"/apis/{api}/exception", s.signedIn(s.kindForm(KindException)))
+	m.HandleFunc("POST "+Base+"/apis/{api}/exception", s.signedIn(s.fileKind(KindException)))
+	m.HandleFunc("GET "+Base+"/apis/{api}/endpoint", s.signedIn(s.kindForm(KindEndpoint)))
+	m.HandleFunc("POST "+Base+"/apis/{api}/endpoint", s.signedIn(s.fileKind(KindEndpoint)))
+	m.HandleFunc("POST "+Base+"/requests/{id}/open", s.signedIn(s.openException))
 	m.HandleFunc("GET "+Base+"/requests", s.signedIn(s.requestsPage))
 	m.HandleFunc("GET "+Base+"/requests/{id}", s.signedIn(s.requestPage))
 	m.HandleFunc("GET "+Base+"/requests/{id}/contract.json", s.signedIn(s.contractFile))

@@ -1,9 +1,12 @@
 package hub
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 	"time"
 
@@ -13,7 +16,8 @@ import (
 // stateCheckpoint is where the Hub keeps its access requests, keys and
 // contracts: a checkpoint of the default store, changed only through
 // plinth.Writer.State so each step commits with its audit record and the
-// grants it makes.
+// grants it makes, and swapped (compare-and-set) so that concurrent steps
+// of several replicas never overwrite each other (Server.step).
 const stateCheckpoint = "plinth.hub"
 
 // Request statuses.
@@ -27,7 +31,9 @@ const (
 
 // Request is an access request and, once approved, its contract.
 type Request struct {
-	ID               string            `json:"id"`
+	ID string `json:"id"`
+	// Kind is "" for an access request, else KindException or KindEndpoint.
+	Kind             string            `json:"kind,omitempty"`
 	Status           string            `json:"status"`
 	Requester        plinth.Principal  `json:"requester"`
 	API              string            `json:"api"`
@@ -50,16 +56,25 @@ type Request struct {
 	Grants           []string          `json:"grants,omitempty"`  // ids of the grants the contract made
 	Entries          []policyEntry     `json:"entries,omitempty"` // the policy entries a group contract justifies
 	History          []Step            `json:"history"`
+	// Hours is how long an exception's direct access lasts; Opened is its
+	// support grant, once made.
+	Hours  int           `json:"hours,omitempty"`
+	Opened *openedAccess `json:"opened,omitempty"`
+	// Need is what an endpoint request asks for.
+	Need string `json:"need,omitempty"`
 }
 
 // StatusExpired is shown for a contract in force past its expiry: its
 // grants have expired with it.
 const StatusExpired = "expired"
 
-// Shown is the status as of now: a contract in force past its expiry is
-// expired.
+// Shown is the status as of now: a contract in force, or an exception's
+// direct access, past its expiry is expired.
 func (r *Request) Shown(now time.Time) string {
 	if r.Status == StatusInForce && r.Contract != nil && !now.Before(r.Contract.Contract.Expiry()) {
+		return StatusExpired
+	}
+	if r.Status == StatusOpened && r.Opened != nil && !now.Before(r.Opened.ExpiresAt) {
 		return StatusExpired
 	}
 	return r.Status
@@ -89,12 +104,39 @@ type state struct {
 	HubEntries []hubEntry `json:"hubEntries,omitempty"`
 }
 
+// gzipMagic starts a gzip stream; JSON never does.
+var gzipMagic = []byte{0x1f, 0x8b}
+
+// encode is the state as stored: gzip-compressed JSON, several times
+// smaller (a DynamoDB item holds at most 400 KB).
+func (s *state) encode() ([]byte, error) {
+	var b bytes.Buffer
+	z := gzip.NewWriter(&b)
+	if err := json.NewEncoder(z).Encode(s); err != nil {
+		return nil, err
+	}
+	if err := z.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
 func decodeState(c plinth.Checkpoint, found bool) (*state, error) {
 	s := &state{Keys: map[string][]Key{}}
 	if !found {
 		return s, nil
 	}
-	if err := json.Unmarshal(c.Value, s); err != nil {
+	b := c.Value
+	if bytes.HasPrefix(b, gzipMagic) {
+		z, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, fmt.Errorf("the Hub's state does not decompress: %w", err)
+		}
+		if b, err = io.ReadAll(z); err != nil {
+			return nil, fmt.Errorf("the Hub's state does not decompress: %w", err)
+		}
+	}
+	if err := json.Unmarshal(b, s); err != nil {
 		return nil, fmt.Errorf("the Hub's state does not decode: %w", err)
 	}
 	if s.Keys == nil {
@@ -103,25 +145,12 @@ func decodeState(c plinth.Checkpoint, found bool) (*state, error) {
 	return s, nil
 }
 
-// checkpointReader reads checkpoints: a Store, or a StateTx.
-type checkpointReader interface {
-	Checkpoint(ctx context.Context, name string) (plinth.Checkpoint, bool, error)
-}
-
-func loadState(ctx context.Context, r checkpointReader) (*state, error) {
-	c, found, err := r.Checkpoint(ctx, stateCheckpoint)
+func loadState(ctx context.Context, st plinth.Store) (*state, error) {
+	c, found, err := st.Checkpoint(ctx, stateCheckpoint)
 	if err != nil {
 		return nil, err
 	}
 	return decodeState(c, found)
-}
-
-func (s *state) save(ctx context.Context, tx plinth.StateTx) error {
-	b, err := json.Marshal(s)
-	if err != nil {
-		return err
-	}
-	return tx.SetCheckpoint(ctx, stateCheckpoint, b)
 }
 
 func (s *state) request(id string) *Request {
@@ -158,9 +187,17 @@ func serviceGrants(c Contract, expires time.Time) []plinth.Grant {
 			gs = append(gs, plinth.Grant{
 				Consumer: c.Consumer, ConsumerType: "service", API: c.API, Endpoint: ep.Template,
 				Methods: []string{ep.Method}, Environment: c.Environment, ExpiresAt: expires,
-				RequestedBy: c.Requester.Email + " (contract " + c.ID + ")", AuthorisedBy: c.Approver.Email + " (contract " + c.ID + ")",
+				RequestedBy: c.Requester.who(), AuthorisedBy: c.Approver.who(), Contract: c.ID,
 			})
 		}
 	}
 	return gs
+}
+
+// who names a party in a grant: by email, else by subject.
+func (p Party) who() string {
+	if p.Email != "" {
+		return p.Email
+	}
+	return p.Subject
 }

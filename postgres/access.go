@@ -53,6 +53,9 @@ type accessTable struct {
 	cols    []string // every column, to recognise the table
 	create  []string // the DDL
 	comment string
+	// added are columns later versions added ("name type"): a table made
+	// before gets them.
+	added []string
 }
 
 var accessTables = []accessTable{
@@ -74,10 +77,12 @@ var accessTables = []accessTable{
 	"authorised_by" text NOT NULL,
 	"enabled" boolean NOT NULL,
 	"created_at" timestamptz NOT NULL,
-	"updated_at" timestamptz NOT NULL
+	"updated_at" timestamptz NOT NULL,
+	"contract" text NOT NULL DEFAULT ''
 )`,
 			`COMMENT ON TABLE "plinth"."grants" IS 'Service-token grants: what each consumer may call. Kept by plinth.'`,
 		},
+		added: []string{`"contract" text NOT NULL DEFAULT ''`},
 	},
 	{
 		name: "access_policies",
@@ -149,6 +154,13 @@ WHERE ns.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
 		if len(missing) > 0 {
 			p.Refusals = append(p.Refusals, fmt.Sprintf("%s: the table exists but has no column %s, so plinth did not make it; move it away so that plinth can keep its %s there",
 				label, strings.Join(missing, ", "), at.what))
+			continue
+		}
+		for _, col := range at.added {
+			if name, _, _ := strings.Cut(col, " "); !slices.Contains(have, strings.Trim(name, `"`)) {
+				p.Steps = append(p.Steps, Step{Table: label, Comment: "add the column " + name + " to the table of " + at.what,
+					SQL: []string{"ALTER TABLE " + quote(systemSchema) + "." + quote(at.name) + " ADD COLUMN IF NOT EXISTS " + col}})
+			}
 		}
 	}
 	return nil
@@ -161,10 +173,10 @@ func systemTables() []accessTable {
 }
 
 const grantCols = `id, consumer, consumer_type, api, endpoint, methods, environment, expires_at,
-	requested_by, authorised_by, enabled, created_at, updated_at`
+	requested_by, authorised_by, enabled, created_at, updated_at, contract`
 
 const (
-	insertGrantSQL = `INSERT INTO plinth.grants (` + grantCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+	insertGrantSQL = `INSERT INTO plinth.grants (` + grantCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 	ON CONFLICT (id) DO NOTHING`
 	getGrantSQL    = `SELECT ` + grantCols + ` FROM plinth.grants WHERE id = $1`
 	enableGrantSQL = `UPDATE plinth.grants SET enabled = $2, updated_at = $3 WHERE id = $1 RETURNING ` + grantCols
@@ -212,7 +224,7 @@ func (s *Store) createGrant(ctx context.Context, w writer, g plinth.Grant) error
 		expires = micro(g.ExpiresAt)
 	}
 	tag, err := w.Exec(ctx, insertGrantSQL, g.ID, g.Consumer, g.ConsumerType, g.API, g.Endpoint, nonNil(g.Methods),
-		g.Environment, expires, g.RequestedBy, g.AuthorisedBy, g.Enabled, micro(g.CreatedAt), micro(g.UpdatedAt))
+		g.Environment, expires, g.RequestedBy, g.AuthorisedBy, g.Enabled, micro(g.CreatedAt), micro(g.UpdatedAt), g.Contract)
 	if err == nil && tag.RowsAffected() == 0 {
 		return fmt.Errorf("postgres: %s: %w", what, plinth.ErrConflict)
 	}
@@ -295,7 +307,7 @@ func scanGrant(row pgx.Row) (plinth.Grant, error) {
 		expires *time.Time
 	)
 	err := row.Scan(&g.ID, &g.Consumer, &g.ConsumerType, &g.API, &g.Endpoint, &g.Methods, &g.Environment, &expires,
-		&g.RequestedBy, &g.AuthorisedBy, &g.Enabled, &g.CreatedAt, &g.UpdatedAt)
+		&g.RequestedBy, &g.AuthorisedBy, &g.Enabled, &g.CreatedAt, &g.UpdatedAt, &g.Contract)
 	if err != nil {
 		return plinth.Grant{}, err
 	}

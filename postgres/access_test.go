@@ -159,3 +159,38 @@ func TestAccessNotPrepared(t *testing.T) {
 		t.Errorf("Grant before Prepare: %v; want an error saying to prepare", err)
 	}
 }
+
+// A grants table made before grants recorded their contract gets the
+// column, and its grants read back with none.
+func TestGrantsTableGainsContractColumn(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openStore(t, nil)
+	if _, err := s.pool.Exec(ctx, `CREATE SCHEMA plinth; CREATE TABLE plinth.grants (id text COLLATE "C" PRIMARY KEY, consumer text NOT NULL,
+	consumer_type text NOT NULL, api text NOT NULL, endpoint text NOT NULL, methods text[] NOT NULL, environment text NOT NULL,
+	expires_at timestamptz, requested_by text NOT NULL, authorised_by text NOT NULL, enabled boolean NOT NULL,
+	created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL);
+	INSERT INTO plinth.grants VALUES ('old', 'c', 'service', 'residents', '/api/v1/residents', '{GET}', 'development', NULL, 'a', 'b', true, now(), now())`); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Plan(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Refusals) > 0 || !strings.Contains(p.String(), `ALTER TABLE "plinth"."grants" ADD COLUMN IF NOT EXISTS "contract"`) {
+		t.Fatalf("plan for an older grants table (refusals %q):\n%s", p.Refusals, p)
+	}
+	if err := s.Prepare(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := s.Grant(ctx, "old"); err != nil || g.Contract != "" || g.Consumer != "c" {
+		t.Fatalf("the older grant: %+v, %v", g, err)
+	}
+	g := plinth.Grant{ID: "new", Consumer: "c", ConsumerType: "service", API: "residents", Endpoint: "/api/v1/residents",
+		Methods: []string{"GET"}, Environment: "development", RequestedBy: "a", AuthorisedBy: "b", Enabled: true, Contract: "contract-1"}
+	if err := s.CreateGrant(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Grant(ctx, "new"); err != nil || got.Contract != "contract-1" {
+		t.Fatalf("a new grant's contract: %q, %v", got.Contract, err)
+	}
+}

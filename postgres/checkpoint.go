@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/plinth-data/plinth"
 )
@@ -31,6 +32,11 @@ const (
 	getCheckpointSQL = `SELECT "value", "updated_at" FROM "plinth"."checkpoints" WHERE "name" = $1`
 	setCheckpointSQL = `INSERT INTO "plinth"."checkpoints" ("name", "value", "updated_at") VALUES ($1, $2, $3)
 ON CONFLICT ("name") DO UPDATE SET "value" = EXCLUDED."value", "updated_at" = EXCLUDED."updated_at"`
+	// A swap's UPDATE waits for a concurrent writer of the row and then
+	// checks the value it committed (read committed), so one of two
+	// swaps from the same value finds no row.
+	swapCheckpointSQL = `UPDATE "plinth"."checkpoints" SET "value" = $3, "updated_at" = $4 WHERE "name" = $1 AND "value" = $2`
+	addCheckpointSQL  = `INSERT INTO "plinth"."checkpoints" ("name", "value", "updated_at") VALUES ($1, $2, $3) ON CONFLICT ("name") DO NOTHING`
 )
 
 // Checkpoint returns the named checkpoint.
@@ -58,6 +64,35 @@ func (x *tx) Checkpoint(ctx context.Context, name string) (plinth.Checkpoint, bo
 // SetCheckpoint writes the named checkpoint within the transaction.
 func (x *tx) SetCheckpoint(ctx context.Context, name string, value []byte) error {
 	return x.s.wrap("set checkpoint "+name, setCheckpoint(ctx, x.tx, name, value))
+}
+
+// SwapCheckpoint sets the named checkpoint within the transaction if it
+// still holds old (is absent, when found is false).
+func (x *tx) SwapCheckpoint(ctx context.Context, name string, old []byte, found bool, value []byte) error {
+	if value == nil {
+		value = []byte{}
+	}
+	var (
+		tag pgconn.CommandTag
+		err error
+	)
+	if found {
+		tag, err = x.tx.Exec(ctx, swapCheckpointSQL, name, nonNilBytes(old), value, plinth.Now())
+	} else {
+		tag, err = x.tx.Exec(ctx, addCheckpointSQL, name, value, plinth.Now())
+	}
+	var pgErr *pgconn.PgError
+	if (err == nil && tag.RowsAffected() == 0) || (errors.As(err, &pgErr) && pgErr.Code == "40001") {
+		return fmt.Errorf("postgres: checkpoint %q changed since it was read: %w", name, plinth.ErrVersionConflict)
+	}
+	return x.s.wrap("swap checkpoint "+name, err)
+}
+
+func nonNilBytes(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
 }
 
 func getCheckpoint(ctx context.Context, q querier, name string) (plinth.Checkpoint, bool, error) {

@@ -55,7 +55,8 @@ var accessSchema = []string{
 	"authorised_by" TEXT NOT NULL,
 	"enabled" INTEGER NOT NULL,
 	"created_at" TEXT NOT NULL,
-	"updated_at" TEXT NOT NULL
+	"updated_at" TEXT NOT NULL,
+	"contract" TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS "plinth_access_policies" (
 	"domain" TEXT NOT NULL,
@@ -72,10 +73,10 @@ var accessSchema = []string{
 }
 
 const grantCols = `"id", "consumer", "consumer_type", "api", "endpoint", "methods", "environment", "expires_at",
-	"requested_by", "authorised_by", "enabled", "created_at", "updated_at"`
+	"requested_by", "authorised_by", "enabled", "created_at", "updated_at", "contract"`
 
 const (
-	insertGrantSQL = `INSERT INTO "plinth_grants" (` + grantCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	insertGrantSQL = `INSERT INTO "plinth_grants" (` + grantCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	getGrantSQL    = `SELECT ` + grantCols + ` FROM "plinth_grants" WHERE "id" = ?`
 	enableGrantSQL = `UPDATE "plinth_grants" SET "enabled" = ?, "updated_at" = ? WHERE "id" = ? RETURNING ` + grantCols
 	listGrantsSQL  = `SELECT ` + grantCols + ` FROM "plinth_grants" WHERE "id" > ? ORDER BY "id" LIMIT ?`
@@ -93,12 +94,21 @@ const (
 	listPoliciesSQL = `SELECT ` + policyCols + ` FROM "plinth_access_policies" WHERE "environment" = ? ORDER BY "domain"`
 )
 
-// prepareAccess creates the access tables when they are missing.
+// prepareAccess creates the access tables when they are missing, and
+// adds the contract column to a grants table made before it.
 func (x *tx) prepareAccess(ctx context.Context) error {
 	for _, q := range accessSchema {
 		if _, err := x.tx.ExecContext(ctx, q); err != nil {
 			return err
 		}
+	}
+	var n int
+	if err := x.tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('plinth_grants') WHERE name = 'contract'`).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		_, err := x.tx.ExecContext(ctx, `ALTER TABLE "plinth_grants" ADD COLUMN "contract" TEXT NOT NULL DEFAULT ''`)
+		return err
 	}
 	return nil
 }
@@ -138,7 +148,7 @@ func createGrant(ctx context.Context, w writer, g plinth.Grant) error {
 	}
 	_, err = w.ExecContext(ctx, insertGrantSQL, g.ID, g.Consumer, g.ConsumerType, g.API, g.Endpoint,
 		string(methods), g.Environment, expires, g.RequestedBy, g.AuthorisedBy, g.Enabled,
-		accessTime(g.CreatedAt), accessTime(g.UpdatedAt))
+		accessTime(g.CreatedAt), accessTime(g.UpdatedAt), g.Contract)
 	if err != nil {
 		if isKeyConflict(err) {
 			return fmt.Errorf("sqlite: create grant %q: %w", g.ID, plinth.ErrConflict)
@@ -234,7 +244,7 @@ func scanGrant(scan func(...any) error) (plinth.Grant, error) {
 		err              error
 	)
 	if err := scan(&g.ID, &g.Consumer, &g.ConsumerType, &g.API, &g.Endpoint, &methods, &g.Environment, &expires,
-		&g.RequestedBy, &g.AuthorisedBy, &g.Enabled, &created, &updated); err != nil {
+		&g.RequestedBy, &g.AuthorisedBy, &g.Enabled, &created, &updated, &g.Contract); err != nil {
 		return g, err
 	}
 	if g.Methods, err = decodeList(methods); err != nil {

@@ -19,6 +19,8 @@ const (
 	getCheckpointSQL = `SELECT "value", "updated_at" FROM "plinth_checkpoints" WHERE "name" = ?`
 	setCheckpointSQL = `INSERT INTO "plinth_checkpoints" ("name", "value", "updated_at") VALUES (?, ?, ?)
 ON CONFLICT ("name") DO UPDATE SET "value" = excluded."value", "updated_at" = excluded."updated_at"`
+	swapCheckpointSQL = `UPDATE "plinth_checkpoints" SET "value" = ?, "updated_at" = ? WHERE "name" = ? AND "value" = ?`
+	addCheckpointSQL  = `INSERT INTO "plinth_checkpoints" ("name", "value", "updated_at") VALUES (?, ?, ?) ON CONFLICT ("name") DO NOTHING`
 )
 
 // prepareCheckpoints creates the checkpoint table when it is missing.
@@ -77,6 +79,34 @@ func (x *tx) SetCheckpoint(ctx context.Context, name string, value []byte) error
 	}
 	if _, err := st.ExecContext(ctx, name, value, formatStoredTime(plinth.Now())); err != nil {
 		return fail("set checkpoint "+name, err)
+	}
+	return nil
+}
+
+// SwapCheckpoint sets the named checkpoint within the transaction if it
+// still holds old (is absent, when found is false).
+func (x *tx) SwapCheckpoint(ctx context.Context, name string, old []byte, found bool, value []byte) error {
+	if value == nil {
+		value = []byte{}
+	}
+	now := formatStoredTime(plinth.Now())
+	var (
+		res sql.Result
+		err error
+	)
+	if found {
+		if old == nil {
+			old = []byte{}
+		}
+		res, err = x.tx.ExecContext(ctx, swapCheckpointSQL, value, now, name, old)
+	} else {
+		res, err = x.tx.ExecContext(ctx, addCheckpointSQL, name, value, now)
+	}
+	if err != nil {
+		return fail("swap checkpoint "+name, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return fmt.Errorf("sqlite: checkpoint %q changed since it was read: %w", name, plinth.ErrVersionConflict)
 	}
 	return nil
 }

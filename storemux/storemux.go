@@ -355,6 +355,18 @@ func (rt *routeTx) SetCheckpoint(ctx context.Context, name string, value []byte)
 	return tx.SetCheckpoint(ctx, name, value)
 }
 
+func (rt *routeTx) SwapCheckpoint(ctx context.Context, name string, old []byte, found bool, value []byte) error {
+	tx, err := rt.any()
+	if err != nil {
+		return err
+	}
+	sw, ok := tx.(plinth.CheckpointSwapper)
+	if !ok {
+		return fmt.Errorf("storemux: %w: compare-and-set of checkpoints", plinth.ErrMissingCapability)
+	}
+	return sw.SwapCheckpoint(ctx, name, old, found, value)
+}
+
 func (rt *routeTx) AppendEvent(ctx context.Context, e plinth.OutboxEntry) error {
 	tx, err := rt.any()
 	if err != nil {
@@ -424,13 +436,14 @@ func (rt *routeTx) DeletePolicy(ctx context.Context, domain, env string) error {
 }
 
 var (
-	_ plinth.Store        = (*Mux)(nil)
-	_ plinth.BulkLoader   = (*Mux)(nil)
-	_ plinth.AuditTrimmer = (*Mux)(nil)
-	_ plinth.Tx           = (*routeTx)(nil)
-	_ plinth.EventTx      = (*routeTx)(nil)
-	_ plinth.AuditTx      = (*routeTx)(nil)
-	_ plinth.AccessTx     = (*routeTx)(nil)
+	_ plinth.Store             = (*Mux)(nil)
+	_ plinth.BulkLoader        = (*Mux)(nil)
+	_ plinth.AuditTrimmer      = (*Mux)(nil)
+	_ plinth.Tx                = (*routeTx)(nil)
+	_ plinth.EventTx           = (*routeTx)(nil)
+	_ plinth.AuditTx           = (*routeTx)(nil)
+	_ plinth.AccessTx          = (*routeTx)(nil)
+	_ plinth.CheckpointSwapper = (*routeTx)(nil)
 
 	_ audit.ChainLister = (*Mux)(nil)
 )

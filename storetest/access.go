@@ -87,6 +87,7 @@ func fullGrant(id string) plinth.Grant {
 		Enabled:      true,
 		CreatedAt:    time.Date(2024, 2, 29, 9, 30, 1, 654321000, time.UTC),
 		UpdatedAt:    time.Date(2024, 3, 1, 10, 0, 0, 1000, time.UTC),
+		Contract:     "contract-0b6e1c1a-8f0e-4f55-9a43-2c8a51d5e7f1",
 	}
 }
 

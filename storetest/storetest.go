@@ -156,6 +156,7 @@ func RunWith(t *testing.T, caps Capabilities, open func(t *testing.T) plinth.Sto
 		{"BulkLoadBeforeCommit", su.testBulkBeforeCommit},
 		{"BulkLoadKeepsMetadata", su.testBulkKeepsMetadata},
 		{"Checkpoints", su.testCheckpoints},
+		{"SwapCheckpoint", su.testSwapCheckpoint},
 		{"WatermarkLateCommit", su.testWatermarkLateCommit},
 		{"IncrementalScan", su.testIncrementalScan},
 		{"Deletions", su.testDeletions},

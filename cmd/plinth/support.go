@@ -199,33 +199,7 @@ plinth serve runs and that plinth support sweep runs once.`,
 
 // printGrant prints a grant once: the password is not kept anywhere.
 func printGrant(cmd *cobra.Command, g postgres.SupportGrant) {
-	out := cmd.OutOrStdout()
-	fmt.Fprintf(out, "Read-only support access to domain %s (schema %q of database %q at %s:%d) for %s.\n\n",
-		g.Domain, g.Schema, g.Database, g.Host, g.Port, g.User)
-	fmt.Fprintf(out, "  Role:      %s\n", g.Role)
-	fmt.Fprintf(out, "  Password:  %s\n", g.Password)
-	fmt.Fprintf(out, "  Expires:   %s (in %s); the role is dropped, and its sessions ended, by the next sweep after that\n",
-		g.ExpiresAt.Format(time.RFC3339), time.Until(g.ExpiresAt).Round(time.Second))
-	logging := "OFF"
-	switch {
-	case g.StatementLogging:
-		logging = "on (pgaudit)"
-	case g.ServerLog:
-		logging = "pgaudit NOT available; server log only (log_statement = all)"
-	}
-	fmt.Fprintf(out, "  Logging:   %s\n", logging)
-	if g.CorrelationID != "" {
-		fmt.Fprintf(out, "  Audit id:  %s (the grant's correlation id; plinth support log files the role's statements under it)\n", g.CorrelationID)
-	}
-	if !g.Audited {
-		fmt.Fprintf(out, "  Audit:     this store keeps no audit trail: the grant is recorded in plinth.support_grants only\n")
-	}
-	fmt.Fprintf(out, "\nThe password is shown this once and not stored: pass it to %s over a secure channel.\n", g.User)
-	fmt.Fprintf(out, "Connect with (psql asks for the password, or set PGPASSWORD for that one command):\n\n  %s\n", g.ConnectHint)
-	if g.Note != "" {
-		fmt.Fprintf(out, "\n%s\n", g.Note)
-	}
-	fmt.Fprintf(out, "\nEnd it sooner with: plinth support revoke %s\n", g.Role)
+	fmt.Fprint(cmd.OutOrStdout(), g.Describe())
 }
 
 // supportProblem spells out validation errors as flags.

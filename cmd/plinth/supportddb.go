@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -30,11 +31,18 @@ func grantDynamoDBSupport(cmd *cobra.Command, cfg Config, req postgres.SupportRe
 	if err != nil {
 		return err
 	}
-	out := cmd.OutOrStdout()
-	fmt.Fprintf(out, "Read-only support access to domain %s on DynamoDB for %s, from %s until %s.\n",
-		req.Domain, req.User, g.NotBefore.Format("2006-01-02 15:04:05Z07:00"), g.Expiry.Format("2006-01-02 15:04:05Z07:00"))
-	fmt.Fprintf(out, "Attach this IAM policy to the role %s assumes; AWS refuses every call outside the window (aws:CurrentTime).\n", req.User)
-	fmt.Fprintf(out, "Remove it afterwards: an expired policy grants nothing, but keeps the account tidy.\n\n%s\n\n", g.Policy)
-	fmt.Fprintf(out, "Recorded in the audit trail (log id %s).\n", g.Audit.LogID)
+	fmt.Fprint(cmd.OutOrStdout(), describeDynamoDBSupport(req.Domain, req.User, g))
 	return nil
+}
+
+// describeDynamoDBSupport says what a DynamoDB support grant gives and
+// what to do with its policy.
+func describeDynamoDBSupport(domain, user string, g dynamodb.SupportGrant) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Read-only support access to domain %s on DynamoDB for %s, from %s until %s.\n",
+		domain, user, g.NotBefore.Format("2006-01-02 15:04:05Z07:00"), g.Expiry.Format("2006-01-02 15:04:05Z07:00"))
+	fmt.Fprintf(&b, "Attach this IAM policy to the role %s assumes; AWS refuses every call outside the window (aws:CurrentTime).\n", user)
+	fmt.Fprintf(&b, "Remove it afterwards: an expired policy grants nothing, but keeps the account tidy.\n\n%s\n\n", g.Policy)
+	fmt.Fprintf(&b, "Recorded in the audit trail (log id %s).\n", g.Audit.LogID)
+	return b.String()
 }
