@@ -236,6 +236,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 	// API, a request for an endpoint, the exception form, and sign-in with
 	// single sign-on against an OpenID provider.
 	var review, sso string
+	var wide []string // pages wider than a phone's screen
 	_, p, hubURL := newOIDCEnv(t)
 	// The charts read the chained audit trail: wait for the denied call.
 	plinthtest.Eventually(t, 5*time.Second, func() bool {
@@ -268,6 +269,9 @@ func TestBrowserEndToEnd(t *testing.T) {
 		shot("11-exception-request"),
 		chromedp.Navigate(e.url+"/hub/requests"),
 		shot("12-requests"),
+		onPhone(e.url, requestURL, &wide),
+		shot("14-phone-access-review"),
+		chromedp.EmulateViewport(1280, 1000),
 		chromedp.Navigate(hubURL+"/hub/signin"),
 		shot("13-signin-sso"),
 		chromedp.Click(chromedp.Search(`//a[text()="Sign in with single sign-on"]`)),
@@ -286,6 +290,9 @@ func TestBrowserEndToEnd(t *testing.T) {
 			t.Errorf("the access review lacks %q", want)
 		}
 	}
+	if len(wide) > 0 {
+		t.Errorf("pages wider than a phone's screen (375 px), so they scroll sideways: %v", wide)
+	}
 	if sso != "Signed in as Test User" {
 		t.Errorf("after single sign-on in the browser: %q", sso)
 	}
@@ -302,6 +309,45 @@ func TestBrowserEndToEnd(t *testing.T) {
 		t.Errorf("status after revoking: %q", status)
 	}
 }
+
+// onPhone opens the main pages at a phone's width (375 CSS pixels) and
+// adds to wide each one that is wider than the screen (a page must not
+// scroll sideways; a wide table scrolls in its own box). It ends on the
+// access review.
+func onPhone(base, contract string, wide *[]string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		if _, err := chromedp.EmulateViewport(375, 812, chromedp.EmulateScale(2), chromedp.EmulateMobile)(ctx, tg); err != nil {
+			return chromedp.Void{}, err
+		}
+		for _, u := range []string{base + "/hub", base + "/hub/apis/residents", base + "/hub/apis/residents/request",
+			base + "/hub/requests", contract, base + "/hub/keys", base + "/hub/apis/residents/exception", base + "/hub/apis/residents/access"} {
+			if _, err := chromedp.Navigate(u)(ctx, tg); err != nil {
+				return chromedp.Void{}, err
+			}
+			w, err := chromedp.Evaluate[int](`document.documentElement.scrollWidth - screen.width`)(ctx, tg)
+			if err != nil {
+				return chromedp.Void{}, err
+			}
+			if w > 0 {
+				widest, _ := chromedp.Evaluate[string](widestElement)(ctx, tg)
+				*wide = append(*wide, fmt.Sprintf("%s (%d px too wide; widest: %s)", u, w, widest))
+			}
+		}
+		return chromedp.Void{}, nil
+	}
+}
+
+// widestElement names the element reaching furthest right (outside boxes
+// that scroll), and its text.
+const widestElement = `(() => {
+  let widest = null, right = 0;
+  for (const el of document.querySelectorAll("body *")) {
+    if (el.parentElement.closest(".scroll, pre")) continue;
+    const r = el.getBoundingClientRect().right;
+    if (r > right) { right = r; widest = el; }
+  }
+  return widest ? widest.tagName + "." + widest.className + " " + (widest.textContent || "").slice(0, 60) : "";
+})()`
 
 // axeRun runs axe-core's WCAG 2.0-2.2 A and AA rules and lists the
 // serious and critical violations.
