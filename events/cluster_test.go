@@ -161,5 +161,18 @@ func TestClusterLosesNothingWhenANodeStops(t *testing.T) {
 		t.Fatalf("the killed node %s still leads the stream", leader)
 	}
 	waitForCount(t, st, js, residentsStream, w.total(), 30*time.Second)
+	// Reading back makes a consumer, which goes through the cluster's meta
+	// leader: the killed node may have been that too, and on a busy
+	// machine the two left can take a while to elect another.
+	var cerr error
+	plinthtest.Eventually(t, 60*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var c jetstream.Consumer
+		if c, cerr = js.OrderedConsumer(ctx, residentsStream, jetstream.OrderedConsumerConfig{}); cerr == nil {
+			_, cerr = c.Next(jetstream.FetchMaxWait(2 * time.Second))
+		}
+		return cerr == nil
+	}, "no consumer on the cluster after the kill: %v", plinthtest.Last(&cerr))
 	w.checkExactlyOnce(t, js, residentsStream)
 }
