@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/plinthtest/pgtest"
 	"github.com/plinth-data/plinth/spec"
 )
@@ -192,5 +193,42 @@ func TestGrantsTableGainsContractColumn(t *testing.T) {
 	}
 	if got, err := s.Grant(ctx, "new"); err != nil || got.Contract != "contract-1" {
 		t.Fatalf("a new grant's contract: %q, %v", got.Contract, err)
+	}
+}
+
+// An outbox made before events carried their trace gets the column (the
+// plan says so; nothing refused), and traced events keep theirs.
+func TestOutboxGainsTraceColumn(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openStore(t, nil)
+	if err := s.Prepare(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `ALTER TABLE plinth.outbox DROP COLUMN trace`); err != nil { // as an older plinth left it
+		t.Fatal(err)
+	}
+	p, err := s.Plan(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Refusals) > 0 || !strings.Contains(p.String(), `ALTER TABLE "plinth"."outbox" ADD COLUMN IF NOT EXISTS "trace"`) {
+		t.Fatalf("plan for an older outbox (refusals %q):\n%s", p.Refusals, p)
+	}
+	if err := s.Prepare(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	if err := s.Write(ctx, func(tx plinth.Tx) error {
+		return tx.(plinth.EventTx).AppendEvent(ctx, plinth.OutboxEntry{Domain: "d", Subject: "s", EventID: "traced", Payload: []byte("{}"), Trace: tp})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var es []plinth.OutboxEntry
+	plinthtest.Eventually(t, 10*time.Second, func() bool {
+		es, err = s.PendingEvents(ctx, 10)
+		return err == nil && len(es) == 1
+	}, "pending events %v, %v", plinthtest.Last(&es), plinthtest.Last(&err))
+	if es[0].Trace != tp {
+		t.Fatalf("the traced event came back with trace %q", es[0].Trace)
 	}
 }

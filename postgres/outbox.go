@@ -76,7 +76,7 @@ var outboxTables = []accessTable{
 	{
 		name: "outbox",
 		what: "event outbox",
-		cols: []string{"sequence", "txid", "domain", "subject", "event_id", "payload", "created_at", "sent_at", "trace"},
+		cols: []string{"sequence", "txid", "domain", "subject", "event_id", "payload", "created_at", "sent_at"},
 		create: []string{
 			`CREATE SEQUENCE IF NOT EXISTS "plinth"."outbox_sequence" AS bigint CACHE 1`,
 			`CREATE TABLE IF NOT EXISTS "plinth"."outbox" (
@@ -87,17 +87,17 @@ var outboxTables = []accessTable{
 	"event_id" text NOT NULL UNIQUE,
 	"payload" bytea NOT NULL,
 	"created_at" timestamptz NOT NULL DEFAULT now(),
-	"sent_at" timestamptz
+	"sent_at" timestamptz,
+	"trace" text
 )`,
-			// Added after the first release: the W3C traceparent of the
-			// request that wrote the event, when it was traced.
-			`ALTER TABLE "plinth"."outbox" ADD COLUMN IF NOT EXISTS "trace" text`,
 			`ALTER SEQUENCE "plinth"."outbox_sequence" OWNED BY "plinth"."outbox"."sequence"`,
 			`CREATE INDEX IF NOT EXISTS "outbox__unsent" ON "plinth"."outbox" ("sequence") WHERE "sent_at" IS NULL`,
 			`CREATE INDEX IF NOT EXISTS "outbox__sent_at" ON "plinth"."outbox" ("sent_at") WHERE "sent_at" IS NOT NULL`,
 			`COMMENT ON TABLE "plinth"."outbox" IS 'Change events written in the transaction of the change, for the relay to publish in sequence order. Kept by plinth.'`,
 			`COMMENT ON SEQUENCE "plinth"."outbox_sequence" IS 'Numbers the outbox. Keep CACHE 1: the relay relies on last_value (see postgres/outbox.go).'`,
 		},
+		// The W3C traceparent of the traced request that wrote the event.
+		added: []string{`"trace" text`},
 	},
 	{
 		name: "relay_lease",
