@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/plinth-data/plinth"
@@ -199,7 +198,7 @@ func (t *table) bulkLoad(ctx context.Context, q pgx.Tx, rows loadRows, policy pl
 	var maxKey int64
 	var err error
 	if policy == plinth.ConflictFail {
-		maxKey, err = t.copyRows(ctx, q, pgx.Identifier{t.schema, t.name}, withKey, false)
+		maxKey, err = t.copyFrom(ctx, q, pgx.Identifier{t.schema, t.name}, withKey, false)
 	} else {
 		maxKey, err = t.merge(ctx, q, withKey, policy, rows.meta != nil, &res)
 	}
@@ -211,57 +210,10 @@ func (t *table) bulkLoad(ctx context.Context, q pgx.Tx, rows loadRows, policy pl
 			return plinth.BulkResult{}, err
 		}
 	}
-	if _, err := t.copyRows(ctx, q, pgx.Identifier{t.schema, t.name}, withoutKey, true); err != nil {
+	if _, err := t.copyFrom(ctx, q, pgx.Identifier{t.schema, t.name}, withoutKey, true); err != nil {
 		return plinth.BulkResult{}, err
 	}
 	return res, nil
-}
-
-// copyRows copies records into a table with the entity's columns (leaving
-// the key out when skipKey) and returns the greatest integer key copied.
-func (t *table) copyRows(ctx context.Context, q pgx.Tx, into pgx.Identifier, lr loadRows, skipKey bool) (int64, error) {
-	rows := lr.data
-	if len(rows) == 0 {
-		return 0, nil
-	}
-	e := t.e
-	now := plinth.Now()
-	var maxKey int64
-	i := 0
-	src := pgx.CopyFromFunc(func() ([]any, error) {
-		if i == len(rows) {
-			return nil, nil
-		}
-		d, m := rows[i], lr.metaOf(i)
-		i++
-		if d[e.Key.Name] == nil && !skipKey {
-			if !e.Key.Generated || e.Key.Type != plinth.KeyUUID {
-				return nil, fmt.Errorf("record %d: the key %q is missing", i, e.Key.Name)
-			}
-			u, err := uuid.NewV7() // as Insert does
-			if err != nil {
-				return nil, err
-			}
-			d = withValue(d, e.Key.Name, u.String())
-		}
-		row, err := t.row(d)
-		if err != nil {
-			return nil, fmt.Errorf("record %d: %w", i, err)
-		}
-		if skipKey {
-			row = row[1:]
-		} else if n, ok := row[0].(int64); ok && n > maxKey {
-			maxKey = n
-		}
-		version, created, updated := m.Resolve(now)
-		return append(row, version, created, updated), nil
-	})
-	cols := t.copyCols
-	if skipKey {
-		cols = cols[1:]
-	}
-	_, err := q.CopyFrom(ctx, into, cols, src)
-	return maxKey, err
 }
 
 // stageTable is the temporary table a merging bulk load copies into; it
@@ -279,7 +231,7 @@ func (t *table) merge(ctx context.Context, q pgx.Tx, lr loadRows, policy plinth.
 	if _, err := q.Exec(ctx, fmt.Sprintf("CREATE TEMPORARY TABLE %s (LIKE %s) ON COMMIT DROP", quote(stageTable), t.ident)); err != nil {
 		return 0, err
 	}
-	maxKey, err := t.copyRows(ctx, q, pgx.Identifier{stageTable}, lr, false)
+	maxKey, err := t.copyFrom(ctx, q, pgx.Identifier{stageTable}, lr, false)
 	if err != nil {
 		return 0, err
 	}
