@@ -42,25 +42,36 @@ func (s *Store) BeginBulkLoad(ctx context.Context, e *plinth.Entity) (finish fun
 }
 
 // indexBuilders is how many indexes are built at once after a bulk load
-// (each on a connection of its own), and indexBuildMemory the
-// maintenance_work_mem each build gets: GIN indexes build several times
-// faster when their entries fit in memory.
+// (each on a connection of its own). Each build gets a maintenance_work_mem
+// of its own: GIN builds take less CPU with a small one (the entries they
+// collect stay in the processor's caches: a million residents' postcode
+// index took 3.6 s of CPU with 8 MB, 5.3 s with 256 MB), b-tree builds
+// sort in it.
 const (
-	indexBuilders    = 2
-	indexBuildMemory = "256MB"
+	indexBuilders   = 2
+	ginBuildMemory  = "8MB"
+	treeBuildMemory = "64MB"
 )
 
 // afterBulkLoad builds the indexes and analyzes the table, indexBuilders
-// jobs at a time (ANALYZE first: it takes longest), each in a transaction
-// of its own with more memory than the server's default.
+// jobs at a time, each in a transaction of its own: the GIN indexes first
+// (they take longest), then ANALYZE, then the b-trees, so that the two
+// builders end at about the same time.
 func (s *Store) afterBulkLoad(ctx context.Context, t *table, indexes []index) error {
-	jobs := []func() error{func() error {
+	var jobs, trees []func() error
+	for _, ix := range indexes {
+		job := func() error { return s.buildIndex(ctx, t, ix) }
+		if ix.gin() {
+			jobs = append(jobs, job)
+		} else {
+			trees = append(trees, job)
+		}
+	}
+	jobs = append(jobs, func() error {
 		_, err := s.pool.Exec(ctx, "ANALYZE "+t.ident)
 		return s.wrap("analyze "+t.label+" after a bulk load", err)
-	}}
-	for _, ix := range indexes {
-		jobs = append(jobs, func() error { return s.buildIndex(ctx, t, ix) })
-	}
+	})
+	jobs = append(jobs, trees...)
 	work := make(chan func() error)
 	errs := make(chan error, indexBuilders)
 	for range indexBuilders {
@@ -87,9 +98,16 @@ func (s *Store) afterBulkLoad(ctx context.Context, t *table, indexes []index) er
 	return err
 }
 
+// gin reports whether the index is a GIN index.
+func (ix index) gin() bool { return strings.HasPrefix(ix.create, "USING gin ") }
+
 func (s *Store) buildIndex(ctx context.Context, t *table, ix index) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SET LOCAL maintenance_work_mem = '"+indexBuildMemory+"'"); err != nil {
+		mem := treeBuildMemory
+		if ix.gin() {
+			mem = ginBuildMemory
+		}
+		if _, err := tx.Exec(ctx, "SET LOCAL maintenance_work_mem = '"+mem+"'"); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s %s", quote(ix.name), t.ident, ix.create))
