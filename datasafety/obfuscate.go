@@ -10,8 +10,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"maps"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,6 +135,8 @@ type Obfuscator struct {
 	domains []*plinth.Domain
 	refs    sync.Map // *plinth.Field → *plinth.Entity (nil: none)
 
+	memo prfMemo // of pick
+
 	records, copied, pseudonymised, kept, removed, generalised atomic.Int64
 }
 
@@ -247,8 +251,59 @@ func (o *Obfuscator) prf(kind, value string) uint64 {
 }
 
 // pick chooses an element of list by a keyed hash of kind and value.
+// What it picks for (names, titles, towns …) repeats across records, so
+// the hashes are remembered (see prfMemo).
 func (o *Obfuscator) pick(list []string, kind, value string) string {
-	return list[o.prf(kind, value)%uint64(len(list))]
+	return list[o.memo.prf(o, kind, value)%uint64(len(list))]
+}
+
+// prfMemo remembers prf of values that repeat, up to prfMemoMax of them.
+// Readers look in an immutable map without locking; new entries wait in
+// pending (under mu) until there are enough to copy into a new map, so
+// copying costs O(1) per entry overall.
+type prfMemo struct {
+	done    atomic.Pointer[map[prfKey]uint64]
+	mu      sync.Mutex
+	pending map[prfKey]uint64
+	full    atomic.Bool
+}
+
+type prfKey struct{ kind, value string }
+
+const prfMemoMax = 1 << 18
+
+func (m *prfMemo) prf(o *Obfuscator, kind, value string) uint64 {
+	k := prfKey{kind, value}
+	if d := m.done.Load(); d != nil {
+		if x, ok := (*d)[k]; ok {
+			return x
+		}
+	}
+	x := o.prf(kind, value)
+	if m.full.Load() {
+		return x
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pending == nil {
+		m.pending = map[prfKey]uint64{}
+	}
+	// A copy: value may be part of a larger string (a decoded row) that
+	// the memo should not keep.
+	m.pending[prfKey{strings.Clone(kind), strings.Clone(value)}] = x
+	var d map[prfKey]uint64
+	if p := m.done.Load(); p != nil {
+		d = *p
+	}
+	if len(m.pending) >= max(256, len(d)/2) {
+		next := make(map[prfKey]uint64, len(d)+len(m.pending))
+		maps.Copy(next, d)
+		maps.Copy(next, m.pending)
+		m.done.Store(&next)
+		m.pending = nil
+		m.full.Store(len(next) >= prfMemoMax)
+	}
+	return x
 }
 
 // specialPolicy is the policy for e's special-category fields, and
