@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
-	"maps"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -59,9 +58,9 @@ type Generator struct {
 	cat  []*plinth.Domain
 	// orders caches the fill order of each field list (fields that depend
 	// on their siblings last), keyed by the list's owner.
-	orders sync.Map // owner -> []fillStep
-	enums  sync.Map // *plinth.Field -> []string: its valid enum values
-	refs   sync.Map // *plinth.Field -> *plinth.Entity (nil: no reference)
+	orders cache[any, []fillStep]
+	enums  cache[*plinth.Field, []string]       // its valid enum values
+	refs   cache[*plinth.Field, *plinth.Entity] // nil: no reference
 }
 
 // DefaultPopulation is the number of records of a referenced entity that
@@ -276,8 +275,8 @@ type recordState struct {
 
 // reference returns the entity a top-level field refers to, or nil.
 func (g *Generator) reference(e *plinth.Entity, f *plinth.Field) *plinth.Entity {
-	if r, ok := g.refs.Load(f); ok {
-		return r.(*plinth.Entity)
+	if r, ok := g.refs.load(f); ok {
+		return r
 	}
 	var found *plinth.Entity
 	g.mu.Lock()
@@ -287,7 +286,7 @@ func (g *Generator) reference(e *plinth.Entity, f *plinth.Field) *plinth.Entity 
 		ds = append(ds, e.Domain)
 	}
 	found = plinth.ReferencedEntity(ds, e, f)
-	g.refs.Store(f, found)
+	g.refs.store(f, found)
 	return found
 }
 
@@ -354,8 +353,8 @@ func (g *gen) fillOrder(owner any, fields []*plinth.Field) []fillStep {
 	if len(fields) == 0 {
 		return nil
 	}
-	if order, ok := g.orders.Load(owner); ok {
-		return order.([]fillStep)
+	if order, ok := g.orders.load(owner); ok {
+		return order
 	}
 	sorted := slices.Clone(fields)
 	slices.SortStableFunc(sorted, func(a, b *plinth.Field) int { return dependent(a) - dependent(b) })
@@ -365,7 +364,7 @@ func (g *gen) fillOrder(owner any, fields []*plinth.Field) []fillStep {
 			order = append(order, fillStep{f: f, name: info(f.Name), presence: presence(f)})
 		}
 	}
-	g.orders.Store(owner, order)
+	g.orders.store(owner, order)
 	return order
 }
 
@@ -518,8 +517,8 @@ func (g *gen) str(f *plinth.Field, sc scope) (any, bool) {
 // validEnum returns the enum values of f that pass its other constraints,
 // worked out once per field.
 func (g *gen) validEnum(f *plinth.Field) []string {
-	if ok, found := g.enums.Load(f); found {
-		return ok.([]string)
+	if ok, found := g.enums.load(f); found {
+		return ok
 	}
 	var ok []string
 	for _, v := range f.Enum {
@@ -527,7 +526,7 @@ func (g *gen) validEnum(f *plinth.Field) []string {
 			ok = append(ok, v)
 		}
 	}
-	g.enums.Store(f, ok)
+	g.enums.store(f, ok)
 	return ok
 }
 
@@ -697,12 +696,8 @@ const (
 )
 
 // names caches lower-cased field names and their kinds: field names are
-// few, values many. Readers load the map without locking; a new name
-// copies it (under namesMu).
-var (
-	names   atomic.Pointer[map[string]nameInfo]
-	namesMu sync.Mutex
-)
+// few, values many.
+var names cache[string, nameInfo]
 
 type nameInfo struct {
 	lower string
@@ -710,21 +705,12 @@ type nameInfo struct {
 }
 
 func info(name string) nameInfo {
-	if m := names.Load(); m != nil {
-		if ni, ok := (*m)[name]; ok {
-			return ni
-		}
-	}
-	namesMu.Lock()
-	defer namesMu.Unlock()
-	next := map[string]nameInfo{}
-	if m := names.Load(); m != nil {
-		maps.Copy(next, *m)
+	if ni, ok := names.load(name); ok {
+		return ni
 	}
 	l := strings.ToLower(name)
 	ni := nameInfo{lower: l, kind: nameKind(l)}
-	next[name] = ni
-	names.Store(&next)
+	names.store(name, ni)
 	return ni
 }
 

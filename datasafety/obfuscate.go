@@ -126,14 +126,14 @@ type Obfuscator struct {
 	ff     *ff1
 	seal   cipher.AEAD
 	fp     string
-	small  sync.Map // kind → []byte: keyed permutations of 0..9
-	hints  sync.Map // *plinth.Field or hint string → *obfHintKind
+	small  cache[string, []byte]    // kind → keyed permutation of 0..9
+	hints  cache[any, *obfHintKind] // by *plinth.Field or hint string
 
 	// domains are the loaded domains, so that a reference (see
 	// plinth.ReferencedEntity) maps exactly as the key it holds; refs
 	// caches the referenced entity of each field.
 	domains []*plinth.Domain
-	refs    sync.Map // *plinth.Field → *plinth.Entity (nil: none)
+	refs    cache[*plinth.Field, *plinth.Entity] // nil: none
 
 	memo prfMemo // of pick
 
@@ -462,11 +462,11 @@ func (o *Obfuscator) reference(e *plinth.Entity, f *plinth.Field) *plinth.Entity
 	if o.domains == nil {
 		return nil
 	}
-	if r, ok := o.refs.Load(f); ok {
-		return r.(*plinth.Entity)
+	if r, ok := o.refs.load(f); ok {
+		return r
 	}
 	r := plinth.ReferencedEntity(o.domains, e, f)
-	o.refs.Store(f, r)
+	o.refs.store(f, r)
 	return r
 }
 
@@ -712,15 +712,15 @@ func (o *Obfuscator) permute(kind string, x, lo, hi uint64, accept func(uint64) 
 
 // smallPerm returns a keyed permutation of 0..9 for kind.
 func (o *Obfuscator) smallPerm(kind string) []byte {
-	if p, ok := o.small.Load(kind); ok {
-		return p.([]byte)
+	if p, ok := o.small.load(kind); ok {
+		return p
 	}
 	p := []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
 	for i := 9; i > 0; i-- { // Fisher–Yates driven by the PRF
 		j := o.prf("perm10:"+kind, strconv.Itoa(i)) % uint64(i+1)
 		p[i], p[j] = p[j], p[i]
 	}
-	o.small.Store(kind, p)
+	o.small.store(kind, p)
 	return p
 }
 
