@@ -1052,7 +1052,7 @@ func (g *gen) siblingDate(sc scope, match func(string) bool) (time.Time, bool) {
 			continue
 		}
 		if s, ok := v.(string); ok {
-			if t, err := time.Parse(time.DateOnly, s); err == nil {
+			if t, ok := parseDateOnly(s); ok {
 				first, date, found = k, t, true
 			}
 		}

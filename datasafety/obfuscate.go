@@ -625,38 +625,39 @@ func (o *Obfuscator) shiftDate(t plinth.Type, s string, days int) (string, error
 // 0000 to 9999. ok is false otherwise (the caller then takes the general
 // path, with the same result).
 func obfShiftDateOnly(s string, days int) (string, bool) {
-	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
+	t, ok := parseDateOnly(s)
+	if !ok {
 		return "", false
 	}
-	num := func(b string) (int, bool) {
-		n := 0
-		for i := 0; i < len(b); i++ {
-			if b[i] < '0' || b[i] > '9' {
-				return 0, false
-			}
-			n = n*10 + int(b[i]-'0')
-		}
-		return n, true
-	}
-	y, ok1 := num(s[:4])
-	m, ok2 := num(s[5:7])
-	d, ok3 := num(s[8:])
-	if !ok1 || !ok2 || !ok3 || m < 1 || m > 12 || d < 1 || d > obfDaysIn(time.Month(m), y) {
+	t = t.AddDate(0, 0, days)
+	if t.Year() < 0 || t.Year() > 9999 {
 		return "", false
 	}
-	ny, nm, nd := time.Date(y, time.Month(m), d+days, 0, 0, 0, 0, time.UTC).Date()
-	if ny < 0 || ny > 9999 {
-		return "", false
-	}
-	b := []byte("0000-00-00")
-	b[0], b[1], b[2], b[3] = byte('0'+ny/1000), byte('0'+ny/100%10), byte('0'+ny/10%10), byte('0'+ny%10)
-	b[5], b[6] = byte('0'+int(nm)/10), byte('0'+int(nm)%10)
-	b[8], b[9] = byte('0'+nd/10), byte('0'+nd%10)
-	return string(b), true
+	return dateOnly(t), true
 }
 
-func obfDaysIn(m time.Month, y int) int {
-	return time.Date(y, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
+// parseDateOnly is time.Parse(time.DateOnly, s) for a well-formed
+// YYYY-MM-DD, without the layout parsing; false for anything else.
+func parseDateOnly(s string) (time.Time, bool) {
+	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
+		return time.Time{}, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if i == 4 || i == 7 {
+			continue
+		}
+		if s[i] < '0' || s[i] > '9' {
+			return time.Time{}, false
+		}
+		n = n*10 + int(s[i]-'0')
+	}
+	y, m, d := n/10000, time.Month(n/100%100), n%100
+	t := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	if m < 1 || m > 12 || d < 1 || t.Day() != d {
+		return time.Time{}, false
+	}
+	return t, true
 }
 
 // jitter moves a personal number by up to 10%, keyed on its value, within
