@@ -346,6 +346,7 @@ type obfRecord struct {
 	shift        int // days
 	special      SpecialPolicy
 	specialGiven bool // special was given to the obfuscator, not by the spec
+	inPlace      bool // the result reuses the record's maps and slices
 
 	copied, pseudonymised, kept, removed, generalised int64
 }
@@ -372,8 +373,19 @@ func (p *obfPath) String() string {
 // Record returns the obfuscated copy of one record's canonical data (as
 // Store.Scan gives it). data is not changed.
 func (o *Obfuscator) Record(e *plinth.Entity, data map[string]any) (map[string]any, error) {
+	return o.record(e, data, false)
+}
+
+// RecordInPlace is Record that builds the obfuscated copy in data's own
+// maps and slices, for a caller that has no further use for the original
+// (it saves allocating the copy). data is changed, also on error.
+func (o *Obfuscator) RecordInPlace(e *plinth.Entity, data map[string]any) (map[string]any, error) {
+	return o.record(e, data, true)
+}
+
+func (o *Obfuscator) record(e *plinth.Entity, data map[string]any, inPlace bool) (map[string]any, error) {
 	kf := e.KeyField()
-	rs := &obfRecord{e: e}
+	rs := &obfRecord{e: e, inPlace: inPlace}
 	rs.special, rs.specialGiven = o.specialPolicy(e)
 	if kv, ok := data[kf.Name]; ok {
 		var ks string
@@ -387,7 +399,10 @@ func (o *Obfuscator) Record(e *plinth.Entity, data map[string]any) (map[string]a
 		}
 		rs.shift = o.ShiftDays(ks)
 	}
-	out := make(map[string]any, len(data))
+	out := data
+	if !inPlace {
+		out = make(map[string]any, len(data))
+	}
 	for name, v := range data {
 		f := e.Field(name)
 		if f == nil {
@@ -407,6 +422,8 @@ func (o *Obfuscator) Record(e *plinth.Entity, data map[string]any) (map[string]a
 		}
 		if keep {
 			out[name] = nv
+		} else if inPlace {
+			delete(out, name)
 		}
 	}
 	o.records.Add(1)
@@ -502,7 +519,10 @@ func (o *Obfuscator) value(rs *obfRecord, f *plinth.Field, path *obfPath, v any)
 		if !ok {
 			return nil, false, fmt.Errorf("%s: %s is not an object", rs.e.Name, path.String())
 		}
-		nm := make(map[string]any, len(m))
+		nm := m
+		if !rs.inPlace {
+			nm = make(map[string]any, len(m))
+		}
 		for k, x := range m {
 			nf := plinth.FieldByName(f.Fields, k)
 			if nf == nil {
@@ -514,6 +534,8 @@ func (o *Obfuscator) value(rs *obfRecord, f *plinth.Field, path *obfPath, v any)
 			}
 			if keep {
 				nm[k] = nv
+			} else if rs.inPlace {
+				delete(nm, k)
 			}
 		}
 		return nm, true, nil
@@ -522,7 +544,10 @@ func (o *Obfuscator) value(rs *obfRecord, f *plinth.Field, path *obfPath, v any)
 		if !ok {
 			return nil, false, fmt.Errorf("%s: %s is not an array", rs.e.Name, path.String())
 		}
-		na := make([]any, 0, len(a))
+		na := a[:0] // each item is written at or before where it was read
+		if !rs.inPlace {
+			na = make([]any, 0, len(a))
+		}
 		for i, x := range a {
 			nv, keep, err := o.value(rs, f.Items, &obfPath{parent: path, index: i}, x)
 			if err != nil {
