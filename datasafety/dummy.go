@@ -61,6 +61,8 @@ type Generator struct {
 	orders cache[any, []fillStep]
 	enums  cache[*plinth.Field, []string]       // its valid enum values
 	refs   cache[*plinth.Field, *plinth.Entity] // nil: no reference
+	// entitySeeds holds each entity's share of a record's random seed.
+	entitySeeds cache[*plinth.Entity, uint64]
 }
 
 // DefaultPopulation is the number of records of a referenced entity that
@@ -239,25 +241,23 @@ func (g *Generator) batch(e *plinth.Entity, from, n int, withKey bool) ([]map[st
 // record makes record i of e, with its key when withKey (else only a
 // natural key).
 func (g *gen) record(e *plinth.Entity, i int, withKey bool) map[string]any {
-	h := mix(g.seed ^ mix(hash64(entityID(e))))
+	h, ok := g.entitySeeds.load(e)
+	if !ok {
+		h = mix(g.seed ^ mix(hash64(entityID(e))))
+		g.entitySeeds.store(e, h)
+	}
 	g.pcg.Seed(h, mix(uint64(i)^h))
 	g.cur = e
 	rs := &recordState{}
-	var fields []*plinth.Field
-	doc := make(map[string]any, len(e.Fields))
-	for j, f := range e.Fields {
-		if f == nil {
-			continue
-		}
-		if j == 0 && f.Name == e.Key.Name {
-			if withKey || !e.Key.Generated {
-				if k, err := f.Canonical(g.Key(e, i)); err == nil {
-					doc[f.Name] = k
-				}
+	fields := e.Fields
+	doc := make(map[string]any, len(fields))
+	if len(fields) > 0 && fields[0] != nil && fields[0].Name == e.Key.Name {
+		if withKey || !e.Key.Generated {
+			if k, err := fields[0].Canonical(g.Key(e, i)); err == nil {
+				doc[fields[0].Name] = k
 			}
-			continue
 		}
-		fields = append(fields, f)
+		fields = fields[1:]
 	}
 	g.fillObject(e, fields, doc, "", "", rs)
 	return doc
@@ -874,7 +874,8 @@ func asciiWord(s string) string {
 		}
 	}
 	if ascii {
-		b := make([]byte, 0, len(s))
+		var buf [64]byte // names are short: no allocation but the result's
+		b := buf[:0]
 		for i := 0; i < len(s); i++ {
 			c := s[i]
 			if c >= 'A' && c <= 'Z' {
