@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
-	"maps"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -58,9 +57,12 @@ type Generator struct {
 	pop  map[string]int // population of each referenced entity, by plural
 	cat  []*plinth.Domain
 	// orders caches the fill order of each field list (fields that depend
-	// on their siblings last), keyed by the list's first element.
-	orders sync.Map // **plinth.Field -> []*plinth.Field
-	refs   sync.Map // *plinth.Field -> *plinth.Entity (nil: no reference)
+	// on their siblings last), keyed by the list's owner.
+	orders cache[any, []fillStep]
+	enums  cache[*plinth.Field, []string]       // its valid enum values
+	refs   cache[*plinth.Field, *plinth.Entity] // nil: no reference
+	// entitySeeds holds each entity's share of a record's random seed.
+	entitySeeds cache[*plinth.Entity, uint64]
 }
 
 // DefaultPopulation is the number of records of a referenced entity that
@@ -239,25 +241,23 @@ func (g *Generator) batch(e *plinth.Entity, from, n int, withKey bool) ([]map[st
 // record makes record i of e, with its key when withKey (else only a
 // natural key).
 func (g *gen) record(e *plinth.Entity, i int, withKey bool) map[string]any {
-	h := mix(g.seed ^ mix(hash64(entityID(e))))
+	h, ok := g.entitySeeds.load(e)
+	if !ok {
+		h = mix(g.seed ^ mix(hash64(entityID(e))))
+		g.entitySeeds.store(e, h)
+	}
 	g.pcg.Seed(h, mix(uint64(i)^h))
 	g.cur = e
 	rs := &recordState{}
-	var fields []*plinth.Field
-	doc := map[string]any{}
-	for j, f := range e.Fields {
-		if f == nil {
-			continue
-		}
-		if j == 0 && f.Name == e.Key.Name {
-			if withKey || !e.Key.Generated {
-				if k, err := f.Canonical(g.Key(e, i)); err == nil {
-					doc[f.Name] = k
-				}
+	fields := e.Fields
+	doc := make(map[string]any, len(fields))
+	if len(fields) > 0 && fields[0] != nil && fields[0].Name == e.Key.Name {
+		if withKey || !e.Key.Generated {
+			if k, err := fields[0].Canonical(g.Key(e, i)); err == nil {
+				doc[fields[0].Name] = k
 			}
-			continue
 		}
-		fields = append(fields, f)
+		fields = fields[1:]
 	}
 	g.fillObject(e, fields, doc, "", "", rs)
 	return doc
@@ -275,8 +275,8 @@ type recordState struct {
 
 // reference returns the entity a top-level field refers to, or nil.
 func (g *Generator) reference(e *plinth.Entity, f *plinth.Field) *plinth.Entity {
-	if r, ok := g.refs.Load(f); ok {
-		return r.(*plinth.Entity)
+	if r, ok := g.refs.load(f); ok {
+		return r
 	}
 	var found *plinth.Entity
 	g.mu.Lock()
@@ -286,7 +286,7 @@ func (g *Generator) reference(e *plinth.Entity, f *plinth.Field) *plinth.Entity 
 		ds = append(ds, e.Domain)
 	}
 	found = plinth.ReferencedEntity(ds, e, f)
-	g.refs.Store(f, found)
+	g.refs.store(f, found)
 	return found
 }
 
@@ -297,25 +297,23 @@ func (g *Generator) reference(e *plinth.Entity, f *plinth.Field) *plinth.Entity 
 // of the enclosing field ("" at the top), parent its name (for array items,
 // the array's).
 func (g *gen) fillObject(owner any, fields []*plinth.Field, doc map[string]any, path, parent string, rs *recordState) {
-	for _, f := range g.fillOrder(owner, fields) {
-		if f == nil || f.Name == "" {
+	for _, st := range g.fillOrder(owner, fields) {
+		f := st.f
+		if !f.Required && g.fake.Float64() >= st.presence {
 			continue
 		}
-		if !f.Required && g.fake.Float64() >= presence(f) {
-			continue
-		}
-		sc := scope{name: f.Name, path: path + f.Name, parent: parent, siblings: doc, rec: rs}
+		sc := scope{name: f.Name, ni: st.name, prefix: path, parent: parent, siblings: doc, rec: rs}
 		v, ok := g.value(f, sc)
 		if !ok {
 			if f.Required {
-				g.fail(f, sc.path)
+				g.fail(f, sc.path())
 			}
 			continue
 		}
 		doc[f.Name] = v
 		if path == "" {
 			if s, ok := v.(string); ok {
-				switch kindOf(f.Name) {
+				switch st.name.kind {
 				case kindFirstName:
 					rs.first = s
 				case kindLastName:
@@ -341,17 +339,32 @@ func (g *gen) fail(f *plinth.Field, path string) {
 	g.missing = append(g.missing, fmt.Sprintf("no generated value for the required field %q met %s; loosen the constraint or give the field a format", path, why))
 }
 
-// fillOrder returns fields with those that depend on their siblings last.
-func (g *gen) fillOrder(owner any, fields []*plinth.Field) []*plinth.Field {
+// fillStep is a field to fill, with what its name says, worked out once
+// per field list rather than once per record.
+type fillStep struct {
+	f        *plinth.Field
+	name     nameInfo
+	presence float64
+}
+
+// fillOrder returns fields with those that depend on their siblings last
+// (fields without a name left out).
+func (g *gen) fillOrder(owner any, fields []*plinth.Field) []fillStep {
 	if len(fields) == 0 {
 		return nil
 	}
-	if order, ok := g.orders.Load(owner); ok {
-		return order.([]*plinth.Field)
+	if order, ok := g.orders.load(owner); ok {
+		return order
 	}
-	order := slices.Clone(fields)
-	slices.SortStableFunc(order, func(a, b *plinth.Field) int { return dependent(a) - dependent(b) })
-	g.orders.Store(owner, order)
+	sorted := slices.Clone(fields)
+	slices.SortStableFunc(sorted, func(a, b *plinth.Field) int { return dependent(a) - dependent(b) })
+	order := make([]fillStep, 0, len(sorted))
+	for _, f := range sorted {
+		if f != nil && f.Name != "" {
+			order = append(order, fillStep{f: f, name: info(f.Name), presence: presence(f)})
+		}
+	}
+	g.orders.store(owner, order)
 	return order
 }
 
@@ -387,12 +400,16 @@ func presence(f *plinth.Field) float64 {
 // for its siblings.
 type scope struct {
 	name     string
-	path     string // the dotted path, for messages
+	ni       nameInfo // info(name)
+	prefix   string   // the dotted path of the enclosing field and a dot, or ""
 	parent   string
 	siblings map[string]any
 	rec      *recordState
 	try      int // the attempt number, so later attempts can try shorter forms
 }
+
+// path is the value's dotted path, for messages.
+func (sc scope) path() string { return sc.prefix + sc.name }
 
 // attempts is how many candidates a value gets before the generator gives
 // up on a field (leaving an optional field out).
@@ -403,8 +420,8 @@ const attempts = 120
 func (g *gen) value(f *plinth.Field, sc scope) (any, bool) {
 	switch f.Type {
 	case plinth.TypeObject:
-		m := map[string]any{}
-		g.fillObject(f, f.Fields, m, sc.path+".", sc.name, sc.rec)
+		m := make(map[string]any, len(f.Fields))
+		g.fillObject(f, f.Fields, m, sc.path()+".", sc.name, sc.rec)
 		return m, true
 	case plinth.TypeArray:
 		if f.Items == nil {
@@ -416,8 +433,12 @@ func (g *gen) value(f *plinth.Field, sc scope) (any, bool) {
 		}
 		n := lo + g.fake.IntN(hi-lo+1)
 		items := make([]any, 0, n)
+		ni := sc.ni
+		if f.Name != sc.name {
+			ni = info(f.Name)
+		}
 		for range n {
-			isc := scope{name: f.Name, path: sc.path, parent: sc.parent, rec: sc.rec}
+			isc := scope{name: f.Name, ni: ni, prefix: sc.prefix, parent: sc.parent, rec: sc.rec}
 			if v, ok := g.value(f.Items, isc); ok {
 				items = append(items, v)
 			}
@@ -456,12 +477,7 @@ func (g *gen) value(f *plinth.Field, sc scope) (any, bool) {
 // field, so a value is only returned when it is valid.
 func (g *gen) str(f *plinth.Field, sc scope) (any, bool) {
 	if len(f.Enum) > 0 {
-		var ok []string
-		for _, v := range f.Enum {
-			if _, err := f.Canonical(v); err == nil {
-				ok = append(ok, v)
-			}
-		}
+		ok := g.validEnum(f)
 		if len(ok) == 0 {
 			return nil, false
 		}
@@ -496,6 +512,22 @@ func (g *gen) str(f *plinth.Field, sc scope) (any, bool) {
 		}
 	}
 	return nil, false
+}
+
+// validEnum returns the enum values of f that pass its other constraints,
+// worked out once per field.
+func (g *gen) validEnum(f *plinth.Field) []string {
+	if ok, found := g.enums.load(f); found {
+		return ok
+	}
+	var ok []string
+	for _, v := range f.Enum {
+		if _, err := f.Canonical(v); err == nil {
+			ok = append(ok, v)
+		}
+	}
+	g.enums.store(f, ok)
+	return ok
 }
 
 func truncate(s string, n int) string {
@@ -540,7 +572,7 @@ func (g *gen) text(f *plinth.Field, sc scope) string {
 	case plinth.FormatUPRN:
 		return g.uprn()
 	}
-	n := lower(sc.name)
+	n := sc.ni.lower
 	if n == "value" {
 		if t, ok := sc.siblings["type"].(string); ok {
 			switch strings.ToLower(t) {
@@ -553,7 +585,7 @@ func (g *gen) text(f *plinth.Field, sc scope) string {
 			}
 		}
 	}
-	switch kindOf(sc.name) {
+	switch sc.ni.kind {
 	case kindTitle:
 		return g.pick(titles)
 	case kindFirstName:
@@ -664,12 +696,8 @@ const (
 )
 
 // names caches lower-cased field names and their kinds: field names are
-// few, values many. Readers load the map without locking; a new name
-// copies it (under namesMu).
-var (
-	names   atomic.Pointer[map[string]nameInfo]
-	namesMu sync.Mutex
-)
+// few, values many.
+var names cache[string, nameInfo]
 
 type nameInfo struct {
 	lower string
@@ -677,21 +705,12 @@ type nameInfo struct {
 }
 
 func info(name string) nameInfo {
-	if m := names.Load(); m != nil {
-		if ni, ok := (*m)[name]; ok {
-			return ni
-		}
-	}
-	namesMu.Lock()
-	defer namesMu.Unlock()
-	next := map[string]nameInfo{}
-	if m := names.Load(); m != nil {
-		maps.Copy(next, *m)
+	if ni, ok := names.load(name); ok {
+		return ni
 	}
 	l := strings.ToLower(name)
 	ni := nameInfo{lower: l, kind: nameKind(l)}
-	next[name] = ni
-	names.Store(&next)
+	names.store(name, ni)
 	return ni
 }
 
@@ -855,7 +874,8 @@ func asciiWord(s string) string {
 		}
 	}
 	if ascii {
-		b := make([]byte, 0, len(s))
+		var buf [64]byte // names are short: no allocation but the result's
+		b := buf[:0]
 		for i := 0; i < len(s); i++ {
 			c := s[i]
 			if c >= 'A' && c <= 'Z' {
@@ -882,7 +902,7 @@ func asciiWord(s string) string {
 var dramaPhones = []string{"020 7946 0", "0113 496 0", "0121 496 0", "0161 496 0", "0117 496 0", "0131 496 0", "01632 960", "07700 900", "07700 900", "07700 900"}
 
 func (g *gen) phone() string {
-	p := g.pick(dramaPhones) + fmt.Sprintf("%03d", g.fake.IntN(1000))
+	p := g.pick(dramaPhones) + padded(g.fake.IntN(1000), 3)
 	if g.fake.Float64() < 0.1 {
 		// International form: +44 and the number without its leading 0.
 		p = "+44 " + p[1:]
@@ -907,7 +927,7 @@ func (g *gen) postcode() string {
 // testing, with a valid check digit.
 func (g *gen) nhsNumber() string {
 	for {
-		first9 := "999" + fmt.Sprintf("%06d", g.fake.IntN(1000000))
+		first9 := "999" + padded(g.fake.IntN(1000000), 6)
 		if c, ok := plinth.NHSCheckDigit(first9); ok {
 			return first9 + string(c)
 		}
@@ -920,12 +940,12 @@ func (g *gen) nhsNumber() string {
 var niPrefixes = []string{"CR", "MW", "NC", "PP", "PY", "PZ"}
 
 func (g *gen) niNumber() string {
-	return g.pick(niPrefixes) + fmt.Sprintf("%06d", g.fake.IntN(1000000)) + string("ABCD"[g.fake.IntN(4)])
+	return g.pick(niPrefixes) + padded(g.fake.IntN(1000000), 6) + string("ABCD"[g.fake.IntN(4)])
 }
 
 // uprn makes a 12-digit Unique Property Reference Number.
 func (g *gen) uprn() string {
-	return "1000" + fmt.Sprintf("%08d", g.fake.IntN(100000000))
+	return "1000" + padded(g.fake.IntN(100000000), 8)
 }
 
 // addressLine1 makes a first address line that says it is dummy, such as
@@ -936,13 +956,26 @@ func (g *gen) addressLine1() string {
 		street = "Dummy " + g.pick(streetNames) + " " + g.pick(streetKinds)
 	}
 	if g.fake.Float64() < 0.2 {
-		return fmt.Sprintf("Flat %d, %d %s", 1+g.fake.IntN(40), 1+g.fake.IntN(200), street)
+		flat := strconv.Itoa(1 + g.fake.IntN(40))
+		return "Flat " + flat + ", " + strconv.Itoa(1+g.fake.IntN(200)) + " " + street
 	}
-	return fmt.Sprintf("%d %s", 1+g.fake.IntN(200), street)
+	return strconv.Itoa(1+g.fake.IntN(200)) + " " + street
+}
+
+// padded is n (not negative) in decimal, zero-padded to width digits, as
+// fmt's %0*d.
+func padded(n, width int) string {
+	var b [20]byte
+	i := len(b)
+	for ; n > 0 || i > len(b)-width; n /= 10 {
+		i--
+		b[i] = byte('0' + n%10)
+	}
+	return string(b[i:])
 }
 
 func (g *gen) boolean(sc scope) bool {
-	n := lower(sc.name)
+	n := sc.ni.lower
 	switch {
 	case strings.Contains(n, "restricted"), strings.Contains(n, "deceased"), strings.Contains(n, "sensitive"):
 		return g.fake.Float64() < 0.1
@@ -969,7 +1002,7 @@ func day(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0,
 // date makes a date: 1920–2020 for a date of birth, after it for a date of
 // death, after the start for an end date, recent otherwise.
 func (g *gen) date(f *plinth.Field, sc scope) string {
-	n := lower(sc.name)
+	n := sc.ni.lower
 	lo, hi := day(1990, 1, 1), refDate
 	switch {
 	case isBirthDate(n):
@@ -992,26 +1025,40 @@ func (g *gen) date(f *plinth.Field, sc scope) string {
 	if hi.Before(lo) {
 		hi = lo
 	}
-	return g.timeBetween(lo, hi).Format(time.DateOnly)
+	return dateOnly(g.timeBetween(lo, hi))
 }
 
-func (g *gen) siblingDate(sc scope, match func(string) bool) (time.Time, bool) {
-	keys := make([]string, 0, len(sc.siblings))
-	for k := range sc.siblings {
-		keys = append(keys, k)
+// dateOnly is t.Format(time.DateOnly) for years 0 to 9999, without the
+// layout parsing.
+func dateOnly(t time.Time) string {
+	y, m, d := t.Date()
+	if y < 0 || y > 9999 {
+		return t.Format(time.DateOnly)
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		if !match(lower(k)) {
+	b := []byte("0000-00-00")
+	b[0], b[1], b[2], b[3] = byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10)
+	b[5], b[6] = byte('0'+int(m)/10), byte('0'+int(m)%10)
+	b[8], b[9] = byte('0'+d/10), byte('0'+d%10)
+	return string(b)
+}
+
+// siblingDate is the date of the first sibling, in name order, whose
+// lower-cased name match accepts and that holds a date.
+func (g *gen) siblingDate(sc scope, match func(string) bool) (time.Time, bool) {
+	var first string
+	var date time.Time
+	found := false
+	for k, v := range sc.siblings {
+		if found && k >= first || !match(lower(k)) {
 			continue
 		}
-		if s, ok := sc.siblings[k].(string); ok {
-			if t, err := time.Parse(time.DateOnly, s); err == nil {
-				return t, true
+		if s, ok := v.(string); ok {
+			if t, ok := parseDateOnly(s); ok {
+				first, date, found = k, t, true
 			}
 		}
 	}
-	return time.Time{}, false
+	return date, found
 }
 
 // timeBetween returns a time in [lo, hi], to the second.

@@ -10,8 +10,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"maps"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,14 +126,16 @@ type Obfuscator struct {
 	ff     *ff1
 	seal   cipher.AEAD
 	fp     string
-	small  sync.Map // kind → []byte: keyed permutations of 0..9
-	hints  sync.Map // *plinth.Field or hint string → *obfHintKind
+	small  cache[string, []byte]    // kind → keyed permutation of 0..9
+	hints  cache[any, *obfHintKind] // by *plinth.Field or hint string
 
 	// domains are the loaded domains, so that a reference (see
 	// plinth.ReferencedEntity) maps exactly as the key it holds; refs
 	// caches the referenced entity of each field.
 	domains []*plinth.Domain
-	refs    sync.Map // *plinth.Field → *plinth.Entity (nil: none)
+	refs    cache[*plinth.Field, *plinth.Entity] // nil: none
+
+	memo prfMemo // of pick
 
 	records, copied, pseudonymised, kept, removed, generalised atomic.Int64
 }
@@ -247,8 +251,59 @@ func (o *Obfuscator) prf(kind, value string) uint64 {
 }
 
 // pick chooses an element of list by a keyed hash of kind and value.
+// What it picks for (names, titles, towns …) repeats across records, so
+// the hashes are remembered (see prfMemo).
 func (o *Obfuscator) pick(list []string, kind, value string) string {
-	return list[o.prf(kind, value)%uint64(len(list))]
+	return list[o.memo.prf(o, kind, value)%uint64(len(list))]
+}
+
+// prfMemo remembers prf of values that repeat, up to prfMemoMax of them.
+// Readers look in an immutable map without locking; new entries wait in
+// pending (under mu) until there are enough to copy into a new map, so
+// copying costs O(1) per entry overall.
+type prfMemo struct {
+	done    atomic.Pointer[map[prfKey]uint64]
+	mu      sync.Mutex
+	pending map[prfKey]uint64
+	full    atomic.Bool
+}
+
+type prfKey struct{ kind, value string }
+
+const prfMemoMax = 1 << 18
+
+func (m *prfMemo) prf(o *Obfuscator, kind, value string) uint64 {
+	k := prfKey{kind, value}
+	if d := m.done.Load(); d != nil {
+		if x, ok := (*d)[k]; ok {
+			return x
+		}
+	}
+	x := o.prf(kind, value)
+	if m.full.Load() {
+		return x
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pending == nil {
+		m.pending = map[prfKey]uint64{}
+	}
+	// A copy: value may be part of a larger string (a decoded row) that
+	// the memo should not keep.
+	m.pending[prfKey{strings.Clone(kind), strings.Clone(value)}] = x
+	var d map[prfKey]uint64
+	if p := m.done.Load(); p != nil {
+		d = *p
+	}
+	if len(m.pending) >= max(256, len(d)/2) {
+		next := make(map[prfKey]uint64, len(d)+len(m.pending))
+		maps.Copy(next, d)
+		maps.Copy(next, m.pending)
+		m.done.Store(&next)
+		m.pending = nil
+		m.full.Store(len(next) >= prfMemoMax)
+	}
+	return x
 }
 
 // specialPolicy is the policy for e's special-category fields, and
@@ -291,6 +346,7 @@ type obfRecord struct {
 	shift        int // days
 	special      SpecialPolicy
 	specialGiven bool // special was given to the obfuscator, not by the spec
+	inPlace      bool // the result reuses the record's maps and slices
 
 	copied, pseudonymised, kept, removed, generalised int64
 }
@@ -317,8 +373,19 @@ func (p *obfPath) String() string {
 // Record returns the obfuscated copy of one record's canonical data (as
 // Store.Scan gives it). data is not changed.
 func (o *Obfuscator) Record(e *plinth.Entity, data map[string]any) (map[string]any, error) {
+	return o.record(e, data, false)
+}
+
+// RecordInPlace is Record that builds the obfuscated copy in data's own
+// maps and slices, for a caller that has no further use for the original
+// (it saves allocating the copy). data is changed, also on error.
+func (o *Obfuscator) RecordInPlace(e *plinth.Entity, data map[string]any) (map[string]any, error) {
+	return o.record(e, data, true)
+}
+
+func (o *Obfuscator) record(e *plinth.Entity, data map[string]any, inPlace bool) (map[string]any, error) {
 	kf := e.KeyField()
-	rs := &obfRecord{e: e}
+	rs := &obfRecord{e: e, inPlace: inPlace}
 	rs.special, rs.specialGiven = o.specialPolicy(e)
 	if kv, ok := data[kf.Name]; ok {
 		var ks string
@@ -332,7 +399,10 @@ func (o *Obfuscator) Record(e *plinth.Entity, data map[string]any) (map[string]a
 		}
 		rs.shift = o.ShiftDays(ks)
 	}
-	out := make(map[string]any, len(data))
+	out := data
+	if !inPlace {
+		out = make(map[string]any, len(data))
+	}
 	for name, v := range data {
 		f := e.Field(name)
 		if f == nil {
@@ -352,6 +422,8 @@ func (o *Obfuscator) Record(e *plinth.Entity, data map[string]any) (map[string]a
 		}
 		if keep {
 			out[name] = nv
+		} else if inPlace {
+			delete(out, name)
 		}
 	}
 	o.records.Add(1)
@@ -407,11 +479,11 @@ func (o *Obfuscator) reference(e *plinth.Entity, f *plinth.Field) *plinth.Entity
 	if o.domains == nil {
 		return nil
 	}
-	if r, ok := o.refs.Load(f); ok {
-		return r.(*plinth.Entity)
+	if r, ok := o.refs.load(f); ok {
+		return r
 	}
 	r := plinth.ReferencedEntity(o.domains, e, f)
-	o.refs.Store(f, r)
+	o.refs.store(f, r)
 	return r
 }
 
@@ -447,7 +519,10 @@ func (o *Obfuscator) value(rs *obfRecord, f *plinth.Field, path *obfPath, v any)
 		if !ok {
 			return nil, false, fmt.Errorf("%s: %s is not an object", rs.e.Name, path.String())
 		}
-		nm := make(map[string]any, len(m))
+		nm := m
+		if !rs.inPlace {
+			nm = make(map[string]any, len(m))
+		}
 		for k, x := range m {
 			nf := plinth.FieldByName(f.Fields, k)
 			if nf == nil {
@@ -459,6 +534,8 @@ func (o *Obfuscator) value(rs *obfRecord, f *plinth.Field, path *obfPath, v any)
 			}
 			if keep {
 				nm[k] = nv
+			} else if rs.inPlace {
+				delete(nm, k)
 			}
 		}
 		return nm, true, nil
@@ -467,7 +544,10 @@ func (o *Obfuscator) value(rs *obfRecord, f *plinth.Field, path *obfPath, v any)
 		if !ok {
 			return nil, false, fmt.Errorf("%s: %s is not an array", rs.e.Name, path.String())
 		}
-		na := make([]any, 0, len(a))
+		na := a[:0] // each item is written at or before where it was read
+		if !rs.inPlace {
+			na = make([]any, 0, len(a))
+		}
 		for i, x := range a {
 			nv, keep, err := o.value(rs, f.Items, &obfPath{parent: path, index: i}, x)
 			if err != nil {
@@ -570,38 +650,39 @@ func (o *Obfuscator) shiftDate(t plinth.Type, s string, days int) (string, error
 // 0000 to 9999. ok is false otherwise (the caller then takes the general
 // path, with the same result).
 func obfShiftDateOnly(s string, days int) (string, bool) {
-	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
+	t, ok := parseDateOnly(s)
+	if !ok {
 		return "", false
 	}
-	num := func(b string) (int, bool) {
-		n := 0
-		for i := 0; i < len(b); i++ {
-			if b[i] < '0' || b[i] > '9' {
-				return 0, false
-			}
-			n = n*10 + int(b[i]-'0')
-		}
-		return n, true
-	}
-	y, ok1 := num(s[:4])
-	m, ok2 := num(s[5:7])
-	d, ok3 := num(s[8:])
-	if !ok1 || !ok2 || !ok3 || m < 1 || m > 12 || d < 1 || d > obfDaysIn(time.Month(m), y) {
+	t = t.AddDate(0, 0, days)
+	if t.Year() < 0 || t.Year() > 9999 {
 		return "", false
 	}
-	ny, nm, nd := time.Date(y, time.Month(m), d+days, 0, 0, 0, 0, time.UTC).Date()
-	if ny < 0 || ny > 9999 {
-		return "", false
-	}
-	b := []byte("0000-00-00")
-	b[0], b[1], b[2], b[3] = byte('0'+ny/1000), byte('0'+ny/100%10), byte('0'+ny/10%10), byte('0'+ny%10)
-	b[5], b[6] = byte('0'+int(nm)/10), byte('0'+int(nm)%10)
-	b[8], b[9] = byte('0'+nd/10), byte('0'+nd%10)
-	return string(b), true
+	return dateOnly(t), true
 }
 
-func obfDaysIn(m time.Month, y int) int {
-	return time.Date(y, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
+// parseDateOnly is time.Parse(time.DateOnly, s) for a well-formed
+// YYYY-MM-DD, without the layout parsing; false for anything else.
+func parseDateOnly(s string) (time.Time, bool) {
+	if len(s) != 10 || s[4] != '-' || s[7] != '-' {
+		return time.Time{}, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if i == 4 || i == 7 {
+			continue
+		}
+		if s[i] < '0' || s[i] > '9' {
+			return time.Time{}, false
+		}
+		n = n*10 + int(s[i]-'0')
+	}
+	y, m, d := n/10000, time.Month(n/100%100), n%100
+	t := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	if m < 1 || m > 12 || d < 1 || t.Day() != d {
+		return time.Time{}, false
+	}
+	return t, true
 }
 
 // jitter moves a personal number by up to 10%, keyed on its value, within
@@ -657,15 +738,15 @@ func (o *Obfuscator) permute(kind string, x, lo, hi uint64, accept func(uint64) 
 
 // smallPerm returns a keyed permutation of 0..9 for kind.
 func (o *Obfuscator) smallPerm(kind string) []byte {
-	if p, ok := o.small.Load(kind); ok {
-		return p.([]byte)
+	if p, ok := o.small.load(kind); ok {
+		return p
 	}
 	p := []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
 	for i := 9; i > 0; i-- { // Fisher–Yates driven by the PRF
 		j := o.prf("perm10:"+kind, strconv.Itoa(i)) % uint64(i+1)
 		p[i], p[j] = p[j], p[i]
 	}
-	o.small.Store(kind, p)
+	o.small.store(kind, p)
 	return p
 }
 

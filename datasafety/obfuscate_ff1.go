@@ -5,7 +5,6 @@ import (
 	"crypto/cipher"
 	"fmt"
 	"math/bits"
-	"sync"
 )
 
 // ff1 is the FF1 format-preserving cipher of NIST SP 800-38G (AES, ten
@@ -25,7 +24,7 @@ type ff1 struct {
 	// p caches CIPH(P) per (radix, n, len(tweak)) ([3]int → [16]byte): P
 	// is one block that depends only on those, so each round's PRF starts
 	// from it.
-	p sync.Map
+	p cache[[3]int, [16]byte]
 }
 
 func newFF1(key []byte) (*ff1, error) {
@@ -58,15 +57,15 @@ func ff1MaxLenOf(radix int) int {
 // pBlock returns CIPH(P) for the parameters.
 func (f *ff1) pBlock(radix, n, t int) [16]byte {
 	k := [3]int{radix, n, t}
-	if c, ok := f.p.Load(k); ok {
-		return c.([16]byte)
+	if c, ok := f.p.load(k); ok {
+		return c
 	}
 	var c [16]byte
 	u := n / 2
 	p := [16]byte{1, 2, 1, byte(radix >> 16), byte(radix >> 8), byte(radix), 10, byte(u),
 		byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n), byte(t >> 24), byte(t >> 16), byte(t >> 8), byte(t)}
 	f.block.Encrypt(c[:], p[:])
-	f.p.Store(k, c)
+	f.p.store(k, c)
 	return c
 }
 

@@ -116,11 +116,11 @@ func newHintKind(hint string) *obfHintKind {
 // classified once per field or hint.
 func (o *Obfuscator) hintKind(f *plinth.Field, path *obfPath) *obfHintKind {
 	if f.Name != "" {
-		if h, ok := o.hints.Load(f); ok {
-			return h.(*obfHintKind)
+		if h, ok := o.hints.load(f); ok {
+			return h
 		}
 		h := newHintKind(strings.ToLower(f.Name))
-		o.hints.Store(f, h)
+		o.hints.store(f, h)
 		return h
 	}
 	p := ""
@@ -128,11 +128,11 @@ func (o *Obfuscator) hintKind(f *plinth.Field, path *obfPath) *obfHintKind {
 		p = path.String()
 	}
 	hint := obfHint(f, p)
-	if h, ok := o.hints.Load(hint); ok {
-		return h.(*obfHintKind)
+	if h, ok := o.hints.load(hint); ok {
+		return h
 	}
 	h := newHintKind(hint)
-	o.hints.Store(hint, h)
+	o.hints.store(hint, h)
 	return h
 }
 

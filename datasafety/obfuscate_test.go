@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/datasafety"
+	"github.com/plinth-data/plinth/domains"
 	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/spec"
 )
@@ -506,5 +508,46 @@ func TestReferencesMapAsTheKeysTheyHold(t *testing.T) {
 	// and is mapped, so it would not join: SetDomains is what keeps it.
 	if plain, _ := datasafety.NewObfuscator(obfKey).Record(contacts, doc); plain["residentId"] == res["mosaicId"] {
 		t.Fatal("the test cannot tell a kept reference from a mapped one")
+	}
+}
+
+// TestRecordInPlaceIsRecord: the in-place variant gives what Record gives,
+// under both special-category policies, and Record leaves its input as it
+// was.
+func TestRecordInPlaceIsRecord(t *testing.T) {
+	every := loadEvery(t)
+	shipped, err := spec.LoadFS(domains.FS, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ds := range [][]*plinth.Domain{shipped, every} {
+		g := datasafety.NewGenerator(3).SetDomains(ds)
+		for _, policy := range []datasafety.SpecialPolicy{datasafety.SpecialRemove, datasafety.SpecialGeneralise} {
+			o := datasafety.NewObfuscator(obfKey, datasafety.Policy{Special: policy}).SetDomains(ds)
+			for _, e := range allEntities(ds) {
+				docs, err := g.Batch(e, 0, 300)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, d := range docs {
+					canon := func() map[string]any {
+						v, err := e.Validate(d, false)
+						if err != nil {
+							t.Fatal(err)
+						}
+						return v
+					}
+					orig, mine := canon(), canon()
+					want, err1 := o.Record(e, orig)
+					got, err2 := o.RecordInPlace(e, mine)
+					if (err1 == nil) != (err2 == nil) || !reflect.DeepEqual(want, got) {
+						t.Fatalf("%s: in place %v (%v), Record %v (%v)", e.Plural, got, err2, want, err1)
+					}
+					if !reflect.DeepEqual(orig, canon()) {
+						t.Fatalf("%s: Record changed its input", e.Plural)
+					}
+				}
+			}
+		}
 	}
 }

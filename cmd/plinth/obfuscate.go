@@ -733,7 +733,7 @@ func obfuscateBatchOf(e *plinth.Entity, raw []plinth.Record, r obfuscateRun) obf
 	res.data = make([]map[string]any, 0, len(raw))
 	res.meta = make([]plinth.RecordMeta, 0, len(raw))
 	for _, rec := range raw {
-		o, err := r.obf.Record(e, rec.Data)
+		o, err := r.obf.RecordInPlace(e, rec.Data) // the source record is not needed again
 		if err != nil {
 			res.err = err
 			break
