@@ -83,49 +83,68 @@ type CDCOptions struct {
 // record (a child row's change re-emits its parent) and applies it through
 // the write path only when its data differs, so replaying a change after a
 // restart writes nothing: at least once, no double. The position is stored
-// only after its changes are applied.
+// in the transaction that applies the last of its changes (see applyPlan),
+// so it is never ahead of what the target holds.
 func RunCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, opts CDCOptions) error {
-	name := m.CheckpointName("cdc")
-	var status CDCStatus
-	if saved, found, err := st.Checkpoint(ctx, name); err != nil {
+	ck := &cdcCheckpoint{name: m.CheckpointName("cdc"), st: st}
+	if saved, found, err := st.Checkpoint(ctx, ck.name); err != nil {
 		return err
 	} else if found {
-		if err := json.Unmarshal(saved.Value, &status); err != nil {
-			return fmt.Errorf("the checkpoint %s does not decode: %w", name, err)
+		if err := json.Unmarshal(saved.Value, &ck.status); err != nil {
+			return fmt.Errorf("the checkpoint %s does not decode: %w", ck.name, err)
 		}
 	}
-	save := func() error {
-		status.At = plinth.Now()
-		b, _ := json.Marshal(status)
-		return st.SetCheckpoint(ctx, name, b)
-	}
-	err := runCDC(ctx, src, st, w, m, c, &status, save, opts)
+	err := runCDC(ctx, src, st, w, m, c, ck, opts)
 	if ctx.Err() != nil {
 		return nil // stopped
 	}
 	return err
 }
 
-func runCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, status *CDCStatus, save func() error, opts CDCOptions) error {
-	if !status.SnapshotDone {
-		if err := initialLoad(ctx, src, st, w, m, c, status, save, opts); err != nil {
+// cdcCheckpoint is where change capture stands and where it keeps it.
+type cdcCheckpoint struct {
+	name   string
+	st     plinth.Store
+	status CDCStatus
+}
+
+func (ck *cdcCheckpoint) value() []byte {
+	ck.status.At = plinth.Now()
+	b, _ := json.Marshal(ck.status)
+	return b
+}
+
+// save stores the status on its own.
+func (ck *cdcCheckpoint) save(ctx context.Context) error {
+	return ck.st.SetCheckpoint(ctx, ck.name, ck.value())
+}
+
+// saveIn stores the status in tx, with the changes it covers.
+func (ck *cdcCheckpoint) saveIn(ctx context.Context, tx plinth.Tx) error {
+	return tx.SetCheckpoint(ctx, ck.name, ck.value())
+}
+
+func runCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, ck *cdcCheckpoint, opts CDCOptions) error {
+	if !ck.status.SnapshotDone {
+		if err := initialLoad(ctx, src, st, w, m, c, ck, opts); err != nil {
 			return err
 		}
 	}
 	for {
-		err := follow(ctx, src, st, w, m, c, status, save, opts)
+		err := follow(ctx, src, st, w, m, c, ck, opts)
 		if !errors.Is(err, ErrResnapshot) {
 			return err
 		}
-		status.SnapshotDone = false
-		if err := initialLoad(ctx, src, st, w, m, c, status, save, opts); err != nil {
+		ck.status.SnapshotDone = false
+		if err := initialLoad(ctx, src, st, w, m, c, ck, opts); err != nil {
 			return err
 		}
 	}
 }
 
 // follow applies the stream's changes until ctx ends (nil) or it fails.
-func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, status *CDCStatus, save func() error, opts CDCOptions) error {
+func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, ck *cdcCheckpoint, opts CDCOptions) error {
+	status := &ck.status
 	stream, err := c.Open(ctx, status.Position)
 	if err != nil {
 		return err
@@ -149,15 +168,13 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 		if opts.OnApplied != nil && status.Behind > 0 {
 			opts.OnApplied(*status) // read, not yet applied
 		}
-		before := ap.res.Changes()
 		ap.origin.CorrelationID = uuid.NewString()
-		for start := 0; start < len(keys); start += 500 {
-			if err := ap.applyKeys(ctx, src, keys[start:min(start+500, len(keys))]); err != nil {
-				return err
-			}
+		plan, err := ap.plan(ctx, src, keys)
+		if err != nil {
+			return err
 		}
 		status.Position, status.Behind = b.Position, 0
-		status.Applied += int64(ap.res.Changes() - before)
+		status.Applied += int64(len(plan))
 		if n := len(ap.res.Rejected); n > 0 {
 			last := ap.res.Rejected[n-1]
 			status.Rejected += int64(n)
@@ -168,7 +185,7 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 			status.Committed = b.Committed
 			status.Lag = max(0, time.Since(b.Committed).Seconds())
 		}
-		if err := save(); err != nil {
+		if err := ap.applyPlan(ctx, plan, func(tx plinth.Tx) error { return ck.saveIn(ctx, tx) }); err != nil {
 			return err
 		}
 		if opts.OnApplied != nil {
@@ -185,7 +202,8 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 // each through the write path with its event, deletions included, so
 // nothing that changed in the gap goes unannounced. Its reads are later
 // than the position, so changes after it may be applied again: harmless.
-func initialLoad(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, status *CDCStatus, save func() error, opts CDCOptions) error {
+func initialLoad(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, ck *cdcCheckpoint, opts CDCOptions) error {
+	status := &ck.status
 	snap, err := src.Snapshot(ctx)
 	if err != nil {
 		return err
@@ -196,7 +214,7 @@ func initialLoad(ctx context.Context, src *Source, st plinth.Store, w *plinth.Wr
 		return err
 	}
 	status.Position = pos
-	if err := save(); err != nil {
+	if err := ck.save(ctx); err != nil {
 		return err
 	}
 	if opts.DuringSnapshot != nil {
@@ -215,7 +233,7 @@ func initialLoad(ctx context.Context, src *Source, st plinth.Store, w *plinth.Wr
 		return err
 	}
 	status.SnapshotDone = true
-	return save()
+	return ck.save(ctx)
 }
 
 // ParentRef names root rows by the values of some of their columns: their
@@ -312,82 +330,166 @@ func (m *Mapping) Tables() []string {
 	return out
 }
 
-// applyKeys re-reads the root rows of the keys and brings their records
-// to what the source holds now, writing only what differs.
-func (a *applier) applyKeys(ctx context.Context, src *Source, keys []LegacyKey) error {
-	snap, err := src.Snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	built, err := snap.readKeys(ctx, a.m, keys)
-	snap.Close()
-	if err != nil {
-		return err
-	}
+// plan re-reads the root rows of the keys and returns the changes that
+// bring their records to what the source holds now, in the keys' order:
+// nothing for a record that is already so. Rows that cannot become valid
+// records are counted as rejected.
+func (a *applier) plan(ctx context.Context, src *Source, keys []LegacyKey) ([]plinth.BatchChange, error) {
 	found := map[string]Built{}
-	for _, b := range built {
-		found[b.Legacy.Text("\x00")] = b
+	for start := 0; start < len(keys); start += 500 {
+		snap, err := src.Snapshot(ctx)
+		if err != nil {
+			return nil, err
+		}
+		built, err := snap.readKeys(ctx, a.m, keys[start:min(start+500, len(keys))])
+		snap.Close()
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range built {
+			found[b.Legacy.Text("\x00")] = b
+		}
 	}
-	// Records are independent (each key once per batch): apply them on a
-	// few goroutines, each change still one transaction of its own.
-	work := make(chan LegacyKey)
+	// Reading the target's records is the slow part: a few at once.
+	changes := make([]*plinth.BatchChange, len(keys))
+	work := make(chan int)
 	errs := make(chan error, applyWorkers)
 	var wg sync.WaitGroup
 	for range applyWorkers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for k := range work {
-				if err := a.applyKey(ctx, k, found); err != nil {
+			for i := range work {
+				c, err := a.planKey(ctx, keys[i], found)
+				if err != nil {
 					errs <- err
 					for range work {
 					}
 					return
 				}
+				changes[i] = c
 			}
 		}()
 	}
-	for _, k := range keys {
-		work <- k
+	for i := range keys {
+		work <- i
 	}
 	close(work)
 	wg.Wait()
 	close(errs)
-	return <-errs
+	if err := <-errs; err != nil {
+		return nil, err
+	}
+	var out []plinth.BatchChange
+	for _, c := range changes {
+		if c != nil {
+			out = append(out, *c)
+		}
+	}
+	return out, nil
 }
 
-// applyWorkers is how many records change capture applies at once.
+// applyWorkers is how many records change capture reads, and how many
+// transactions it writes, at once.
 const applyWorkers = 4
 
-// applyKey brings one record to what the source holds.
-func (a *applier) applyKey(ctx context.Context, k LegacyKey, found map[string]Built) error {
+// planKey returns the change that brings one record to what the source
+// holds, or nil.
+func (a *applier) planKey(ctx context.Context, k LegacyKey, found map[string]Built) (*plinth.BatchChange, error) {
 	b, ok := found[k.Text("\x00")]
 	if ok && b.Err != nil {
 		a.count(func(r *SyncResult) {
 			r.Rejected = append(r.Rejected, Rejection{Key: k.Text(a.m.Key.Separator), Reason: b.Err.Error()})
 		})
-		return nil
+		return nil, nil
 	}
 	key := b.Key
 	if !ok {
 		var err error
 		if key, err = a.m.TargetKey(k); err != nil {
-			return nil
+			return nil, nil
 		}
 	}
 	cur, err := a.st.Get(ctx, a.m.Entity, key)
 	exists := err == nil
 	if err != nil && !errors.Is(err, plinth.ErrNotFound) {
-		return err
+		return nil, err
 	}
 	switch {
 	case ok && b.Data != nil:
 		if exists && HashData(cur.Data) == HashData(b.Data) {
-			return nil
+			return nil, nil
 		}
-		return a.upsert(ctx, b.Data)
+		return &plinth.BatchChange{Data: b.Data}, nil
 	case exists: // gone from the source, or now excluded
-		return a.delete(ctx, key, cur.Version)
+		return &plinth.BatchChange{Key: key}, nil
 	}
+	return nil, nil
+}
+
+// cdcChunk is how many records change capture writes in one transaction:
+// few commits, yet short transactions (a variable for tests).
+var cdcChunk = 64
+
+// applyPlan writes the changes through the write path, cdcChunk records a
+// transaction, each record still with its own event and audit record. The
+// changes touch distinct records, so all chunks but the last are written
+// at once; the last is written after they committed, and carries then (the
+// position): a crash before it leaves the position where it was, and the
+// changes already written are found equal when it is replayed.
+func (a *applier) applyPlan(ctx context.Context, plan []plinth.BatchChange, then func(plinth.Tx) error) error {
+	last := max(0, len(plan)-cdcChunk)
+	if last > 0 {
+		sem := make(chan struct{}, applyWorkers)
+		errs := make(chan error, (last+cdcChunk-1)/cdcChunk)
+		var wg sync.WaitGroup
+		for start := 0; start < last; start += cdcChunk {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func(part []plinth.BatchChange) {
+				defer wg.Done()
+				if err := a.apply(ctx, part, nil); err != nil {
+					errs <- err
+				}
+				<-sem
+			}(plan[start:min(start+cdcChunk, last)])
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			return err
+		}
+	}
+	return a.apply(ctx, plan[last:], then)
+}
+
+// apply writes changes in one transaction, or in two halves when the store
+// cannot take that many at once (then goes with the second).
+func (a *applier) apply(ctx context.Context, changes []plinth.BatchChange, then func(plinth.Tx) error) error {
+	done, err := a.w.Apply(ctx, a.m.Entity, changes, a.origin, then)
+	var tooLarge *plinth.TooLargeError
+	if errors.As(err, &tooLarge) && len(changes) > 1 {
+		half := len(changes) / 2
+		if err := a.apply(ctx, changes[:half], nil); err != nil {
+			return err
+		}
+		return a.apply(ctx, changes[half:], then)
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", a.m.Plural, err)
+	}
+	a.count(func(r *SyncResult) {
+		for i, wr := range done {
+			switch {
+			case wr.Created:
+				r.Created++
+			case !wr.Changed:
+			case changes[i].Data == nil:
+				r.Deleted++
+			default:
+				r.Updated++
+			}
+		}
+	})
 	return nil
 }
