@@ -14,19 +14,22 @@ type BatchChange struct {
 
 // Apply writes changes to records of one entity in one transaction, in
 // order, each with its own event and audit record as Upsert and Delete
-// write them, then runs then (when set) in the same transaction: to store
-// the position the changes bring a replica to, so that the position and
-// the changes commit together or not at all. Deleting a record that is
-// gone does nothing. It is for replication, where one commit per change
-// cannot keep up; a store may refuse a transaction this large
-// (*TooLargeError), and the caller then applies fewer at a time.
-func (w *Writer) Apply(ctx context.Context, e *Entity, changes []BatchChange, o Origin, then func(Tx) error) ([]Written, error) {
+// write them, then runs then (when set) with their outcomes in the same
+// transaction: to store the position the changes bring a replica to, so
+// that the position and the changes commit together or not at all. A
+// change that finds the record already so (an upsert of the same data, a
+// delete of a record that is gone) writes nothing, not even an audit
+// record, so that replaying changes after a restart leaves no trace. It is
+// for replication, where one commit per change cannot keep up; a store may
+// refuse a transaction this large (*TooLargeError), and the caller then
+// applies fewer at a time.
+func (w *Writer) Apply(ctx context.Context, e *Entity, changes []BatchChange, o Origin, then func(Tx, []Written) error) ([]Written, error) {
 	var out []Written
 	err := w.store.Write(ctx, func(tx Tx) error {
 		out = out[:0] // a store may run fn again
 		for _, c := range changes {
 			res, op, err := w.applyOne(ctx, tx, e, c, o)
-			if err == nil && op != "" {
+			if err == nil && res.Changed {
 				err = w.audited(ctx, tx, e, op, o, &res)
 			}
 			if err != nil {
@@ -35,7 +38,7 @@ func (w *Writer) Apply(ctx context.Context, e *Entity, changes []BatchChange, o 
 			out = append(out, res)
 		}
 		if then != nil {
-			return then(tx)
+			return then(tx, out)
 		}
 		return nil
 	})
@@ -43,7 +46,7 @@ func (w *Writer) Apply(ctx context.Context, e *Entity, changes []BatchChange, o 
 		return nil, err
 	}
 	for _, r := range out {
-		if r.IDs != nil {
+		if r.Changed {
 			w.onCommit(r.Audited, r.Evented)
 		}
 	}
@@ -51,7 +54,7 @@ func (w *Writer) Apply(ctx context.Context, e *Entity, changes []BatchChange, o 
 }
 
 // applyOne makes one change of Apply in tx and returns the audit
-// operation it is, or "" when there was nothing to do.
+// operation it is.
 func (w *Writer) applyOne(ctx context.Context, tx Tx, e *Entity, c BatchChange, o Origin) (Written, string, error) {
 	if c.Data != nil {
 		res, err := w.upsert(ctx, tx, e, c.Data, o)
@@ -59,7 +62,7 @@ func (w *Writer) applyOne(ctx context.Context, tx Tx, e *Entity, c BatchChange, 
 	}
 	cur, err := tx.Get(ctx, e, c.Key)
 	if errors.Is(err, ErrNotFound) {
-		return Written{}, "", nil
+		return Written{}, "delete", nil
 	} else if err != nil {
 		return Written{}, "", err
 	}

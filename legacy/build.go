@@ -1,8 +1,6 @@
 package legacy
 
 import (
-	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -300,40 +298,4 @@ func inFold(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// Hash is a record's content hash, for comparing source and target.
-type Hash [sha256.Size]byte
-
-// HashData hashes canonical record data: keys in order (encoding/json
-// sorts them), empty collections counted as absent.
-func HashData(data map[string]any) Hash {
-	b, _ := json.Marshal(prune(data))
-	return sha256.Sum256(b)
-}
-
-func prune(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, val := range x {
-			if p := prune(val); p != nil {
-				out[k] = p
-			}
-		}
-		if len(out) == 0 {
-			return nil
-		}
-		return out
-	case []any:
-		if len(x) == 0 {
-			return nil
-		}
-		out := make([]any, len(x))
-		for i, val := range x {
-			out[i] = prune(val)
-		}
-		return out
-	}
-	return v
 }

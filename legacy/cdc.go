@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -143,6 +144,9 @@ func runCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 }
 
 // follow applies the stream's changes until ctx ends (nil) or it fails.
+// The next batch is read from the source while this one is written: the
+// batches are still applied one after the other, each after the last
+// committed, so a record's changes reach the target in order.
 func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, ck *cdcCheckpoint, opts CDCOptions) error {
 	status := &ck.status
 	stream, err := c.Open(ctx, status.Position)
@@ -152,46 +156,87 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 	defer stream.Close()
 	ap := &applier{st: st, w: w, m: m, res: &SyncResult{},
 		origin: plinth.Origin{Principal: Principal, SourceSystem: m.System}}
-	for {
-		b, err := stream.Next(ctx)
-		if err != nil {
+	rctx, cancel := context.WithCancel(ctx)
+	ahead := planAhead(rctx, src, m, stream)
+	defer func() { // the reader stops before the stream closes
+		cancel()
+		for range ahead {
+		}
+	}()
+	for p := range ahead {
+		if p.err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return err
+			return p.err
 		}
-		keys, err := m.rootKeys(ctx, src, m.ParentsOf(b.Changes))
-		if err != nil {
-			return err
-		}
-		status.Behind = len(b.Changes)
+		status.Behind = len(p.batch.Changes)
 		if opts.OnApplied != nil && status.Behind > 0 {
 			opts.OnApplied(*status) // read, not yet applied
 		}
 		ap.origin.CorrelationID = uuid.NewString()
-		plan, err := ap.plan(ctx, src, keys)
-		if err != nil {
-			return err
-		}
-		status.Position, status.Behind = b.Position, 0
-		status.Applied += int64(len(plan))
-		if n := len(ap.res.Rejected); n > 0 {
-			last := ap.res.Rejected[n-1]
+		status.Position, status.Behind = p.batch.Position, 0
+		if n := len(p.rejected); n > 0 {
+			last := p.rejected[n-1]
 			status.Rejected += int64(n)
 			status.LastRejection = "legacy key " + last.Key + ": " + last.Reason
-			ap.res.Rejected = nil
 		}
-		if !b.Committed.IsZero() {
-			status.Committed = b.Committed
-			status.Lag = max(0, time.Since(b.Committed).Seconds())
+		if !p.batch.Committed.IsZero() {
+			status.Committed = p.batch.Committed
+			status.Lag = max(0, time.Since(p.batch.Committed).Seconds())
 		}
-		if err := ap.applyPlan(ctx, plan, func(tx plinth.Tx) error { return ck.saveIn(ctx, tx) }); err != nil {
+		applied := status.Applied
+		err := ap.applyPlan(ctx, p.changes, func(tx plinth.Tx, changed int) error {
+			status.Applied = applied + int64(changed)
+			return ck.saveIn(ctx, tx)
+		})
+		if err != nil {
 			return err
 		}
 		if opts.OnApplied != nil {
 			opts.OnApplied(*status)
 		}
 	}
+	return nil
+}
+
+// planned is a batch read from the stream with the changes it makes to
+// the target's records.
+type planned struct {
+	batch    Batch
+	changes  []plinth.BatchChange
+	rejected []Rejection
+	err      error
+}
+
+// planAhead reads batches from the stream and the current rows they touch
+// from the source on a goroutine of its own, one batch ahead of the
+// writing; the channel closes after an error or when ctx is done.
+func planAhead(ctx context.Context, src *Source, m *Mapping, stream Stream) <-chan planned {
+	ch := make(chan planned, 1)
+	go func() {
+		defer close(ch)
+		for {
+			var p planned
+			p.batch, p.err = stream.Next(ctx)
+			var keys []LegacyKey
+			if p.err == nil {
+				keys, p.err = m.rootKeys(ctx, src, m.ParentsOf(p.batch.Changes))
+			}
+			if p.err == nil {
+				p.changes, p.rejected, p.err = m.plan(ctx, src, keys)
+			}
+			select {
+			case ch <- p:
+			case <-ctx.Done():
+				return
+			}
+			if p.err != nil {
+				return
+			}
+		}
+	}()
+	return ch
 }
 
 // initialLoad takes a snapshot and stores its position, then brings the
@@ -332,100 +377,47 @@ func (m *Mapping) Tables() []string {
 
 // plan re-reads the root rows of the keys and returns the changes that
 // bring their records to what the source holds now, in the keys' order:
-// nothing for a record that is already so. Rows that cannot become valid
-// records are counted as rejected.
-func (a *applier) plan(ctx context.Context, src *Source, keys []LegacyKey) ([]plinth.BatchChange, error) {
+// an upsert of each record the source makes, a delete of each that it no
+// longer makes (the write path leaves records that are already so alone),
+// and the rows that cannot become valid records.
+func (m *Mapping) plan(ctx context.Context, src *Source, keys []LegacyKey) ([]plinth.BatchChange, []Rejection, error) {
 	found := map[string]Built{}
 	for start := 0; start < len(keys); start += 500 {
 		snap, err := src.Snapshot(ctx)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		built, err := snap.readKeys(ctx, a.m, keys[start:min(start+500, len(keys))])
+		built, err := snap.readKeys(ctx, m, keys[start:min(start+500, len(keys))])
 		snap.Close()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, b := range built {
 			found[b.Legacy.Text("\x00")] = b
 		}
 	}
-	// Reading the target's records is the slow part: a few at once.
-	changes := make([]*plinth.BatchChange, len(keys))
-	work := make(chan int)
-	errs := make(chan error, applyWorkers)
-	var wg sync.WaitGroup
-	for range applyWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				c, err := a.planKey(ctx, keys[i], found)
-				if err != nil {
-					errs <- err
-					for range work {
-					}
-					return
-				}
-				changes[i] = c
-			}
-		}()
-	}
-	for i := range keys {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return nil, err
-	}
 	var out []plinth.BatchChange
-	for _, c := range changes {
-		if c != nil {
-			out = append(out, *c)
+	var rejected []Rejection
+	for _, k := range keys {
+		b, ok := found[k.Text("\x00")]
+		switch {
+		case ok && b.Err != nil:
+			rejected = append(rejected, Rejection{Key: k.Text(m.Key.Separator), Reason: b.Err.Error()})
+		case ok && b.Data != nil:
+			out = append(out, plinth.BatchChange{Data: b.Data})
+		case ok: // now excluded
+			out = append(out, plinth.BatchChange{Key: b.Key})
+		default: // gone from the source
+			if key, err := m.TargetKey(k); err == nil {
+				out = append(out, plinth.BatchChange{Key: key})
+			}
 		}
 	}
-	return out, nil
+	return out, rejected, nil
 }
 
-// applyWorkers is how many records change capture reads, and how many
-// transactions it writes, at once.
+// applyWorkers is how many transactions change capture writes at once.
 const applyWorkers = 4
-
-// planKey returns the change that brings one record to what the source
-// holds, or nil.
-func (a *applier) planKey(ctx context.Context, k LegacyKey, found map[string]Built) (*plinth.BatchChange, error) {
-	b, ok := found[k.Text("\x00")]
-	if ok && b.Err != nil {
-		a.count(func(r *SyncResult) {
-			r.Rejected = append(r.Rejected, Rejection{Key: k.Text(a.m.Key.Separator), Reason: b.Err.Error()})
-		})
-		return nil, nil
-	}
-	key := b.Key
-	if !ok {
-		var err error
-		if key, err = a.m.TargetKey(k); err != nil {
-			return nil, nil
-		}
-	}
-	cur, err := a.st.Get(ctx, a.m.Entity, key)
-	exists := err == nil
-	if err != nil && !errors.Is(err, plinth.ErrNotFound) {
-		return nil, err
-	}
-	switch {
-	case ok && b.Data != nil:
-		if exists && HashData(cur.Data) == HashData(b.Data) {
-			return nil, nil
-		}
-		return &plinth.BatchChange{Data: b.Data}, nil
-	case exists: // gone from the source, or now excluded
-		return &plinth.BatchChange{Key: key}, nil
-	}
-	return nil, nil
-}
 
 // cdcChunk is how many records change capture writes in one transaction:
 // few commits, yet short transactions (a variable for tests).
@@ -435,10 +427,12 @@ var cdcChunk = 64
 // transaction, each record still with its own event and audit record. The
 // changes touch distinct records, so all chunks but the last are written
 // at once; the last is written after they committed, and carries then (the
-// position): a crash before it leaves the position where it was, and the
-// changes already written are found equal when it is replayed.
-func (a *applier) applyPlan(ctx context.Context, plan []plinth.BatchChange, then func(plinth.Tx) error) error {
+// position), told how many records the changes changed: a crash before it
+// leaves the position where it was, and the changes already written are
+// found equal, and write nothing, when the batch is replayed.
+func (a *applier) applyPlan(ctx context.Context, plan []plinth.BatchChange, then func(tx plinth.Tx, changed int) error) error {
 	last := max(0, len(plan)-cdcChunk)
+	var earlier atomic.Int64
 	if last > 0 {
 		sem := make(chan struct{}, applyWorkers)
 		errs := make(chan error, (last+cdcChunk-1)/cdcChunk)
@@ -448,9 +442,11 @@ func (a *applier) applyPlan(ctx context.Context, plan []plinth.BatchChange, then
 			sem <- struct{}{}
 			go func(part []plinth.BatchChange) {
 				defer wg.Done()
-				if err := a.apply(ctx, part, nil); err != nil {
+				n, err := a.apply(ctx, part, nil)
+				if err != nil {
 					errs <- err
 				}
+				earlier.Add(int64(n))
 				<-sem
 			}(plan[start:min(start+cdcChunk, last)])
 		}
@@ -460,23 +456,37 @@ func (a *applier) applyPlan(ctx context.Context, plan []plinth.BatchChange, then
 			return err
 		}
 	}
-	return a.apply(ctx, plan[last:], then)
+	n := int(earlier.Load())
+	_, err := a.apply(ctx, plan[last:], func(tx plinth.Tx, changed int) error { return then(tx, n+changed) })
+	return err
 }
 
 // apply writes changes in one transaction, or in two halves when the store
-// cannot take that many at once (then goes with the second).
-func (a *applier) apply(ctx context.Context, changes []plinth.BatchChange, then func(plinth.Tx) error) error {
-	done, err := a.w.Apply(ctx, a.m.Entity, changes, a.origin, then)
+// cannot take that many at once (then goes with the second), and returns
+// how many records they changed; then is told how many of its own did.
+func (a *applier) apply(ctx context.Context, changes []plinth.BatchChange, then func(tx plinth.Tx, changed int) error) (int, error) {
+	var with func(plinth.Tx, []plinth.Written) error
+	if then != nil {
+		with = func(tx plinth.Tx, done []plinth.Written) error { return then(tx, changedIn(done)) }
+	}
+	done, err := a.w.Apply(ctx, a.m.Entity, changes, a.origin, with)
 	var tooLarge *plinth.TooLargeError
 	if errors.As(err, &tooLarge) && len(changes) > 1 {
 		half := len(changes) / 2
-		if err := a.apply(ctx, changes[:half], nil); err != nil {
-			return err
+		n, err := a.apply(ctx, changes[:half], nil)
+		if err != nil {
+			return n, err
 		}
-		return a.apply(ctx, changes[half:], then)
+		var m int
+		if then != nil {
+			m, err = a.apply(ctx, changes[half:], func(tx plinth.Tx, changed int) error { return then(tx, n+changed) })
+		} else {
+			m, err = a.apply(ctx, changes[half:], nil)
+		}
+		return n + m, err
 	}
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", a.m.Plural, err)
+		return 0, fmt.Errorf("writing %s: %w", a.m.Plural, err)
 	}
 	a.count(func(r *SyncResult) {
 		for i, wr := range done {
@@ -491,5 +501,15 @@ func (a *applier) apply(ctx context.Context, changes []plinth.BatchChange, then 
 			}
 		}
 	})
-	return nil
+	return changedIn(done), nil
+}
+
+func changedIn(done []plinth.Written) int {
+	n := 0
+	for _, w := range done {
+		if w.Changed {
+			n++
+		}
+	}
+	return n
 }
