@@ -21,6 +21,9 @@ type LegacyKey []any
 
 // Text is the legacy key as text: composite parts joined by sep.
 func (k LegacyKey) Text(sep string) string {
+	if len(k) == 1 {
+		return strings.TrimSpace(toText(k[0]))
+	}
 	parts := make([]string, len(k))
 	for i, v := range k {
 		parts[i] = strings.TrimSpace(toText(v))

@@ -43,6 +43,14 @@ type Stream interface {
 	Close() error
 }
 
+// Acknowledger is a Stream whose source may discard the changes before a
+// position once told that the target holds them (a PostgreSQL replication
+// slot). RunCDC reads a batch ahead of the one it applies, so it calls
+// Stored with a batch's position once the position is stored.
+type Acknowledger interface {
+	Stored(position string)
+}
+
 // Capture is a source's change capture (MariaDB binlog, PostgreSQL
 // pgoutput, SQL Server Change Tracking or CDC).
 type Capture interface {
@@ -192,6 +200,9 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 		})
 		if err != nil {
 			return err
+		}
+		if ack, ok := stream.(Acknowledger); ok {
+			ack.Stored(status.Position)
 		}
 		if opts.OnApplied != nil {
 			opts.OnApplied(*status)

@@ -302,6 +302,8 @@ func toText(v any) string {
 		return x.Format(time.RFC3339Nano)
 	case nil:
 		return ""
+	case int64: // keys, mostly: fmt.Sprint's reflection is slow
+		return strconv.FormatInt(x, 10)
 	}
 	return fmt.Sprint(v)
 }
