@@ -147,10 +147,22 @@ func (f *FieldMap) value(r Row) (any, error) {
 			list[i] = r[strings.ToLower(c)]
 		}
 		v = list
+	case f.col != "":
+		v = r[f.col]
 	default:
 		v = r[strings.ToLower(f.Column)]
 	}
-	for _, t := range f.Transforms {
+	for i := 0; i < len(f.Transforms); i++ {
+		t := &f.Transforms[i]
+		if s, ok := v.(string); ok && t.text != nil {
+			// A run of text functions works on the string itself, boxed
+			// once at the end rather than after every step.
+			for ; i < len(f.Transforms) && f.Transforms[i].text != nil; i++ {
+				s = f.Transforms[i].text(s)
+			}
+			v, i = s, i-1
+			continue
+		}
 		var err error
 		if v, err = t.fn(v); err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", f.Field, t.Name, err)

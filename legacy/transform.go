@@ -17,6 +17,7 @@ type Transform struct {
 	Name   string
 	Line   int
 	fn     func(v any) (any, error)
+	text   func(string) string // the same as fn for a text value, when it is a text function
 	lookup *Lookup
 }
 
@@ -75,7 +76,7 @@ func (l *loader) transform(n *yaml.Node, what string, lookups map[string]*Lookup
 		if arg != nil {
 			l.Errorf(n, "%s: transform %s takes no argument", what, name)
 		}
-		t.fn = textFn(f)
+		t.fn, t.text = textFn(f), f
 	}
 	switch name {
 	case "trim":
