@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"unicode/utf8"
 )
@@ -36,7 +37,7 @@ func HashData(data map[string]any) Hash {
 
 type hasher struct {
 	buf    []byte
-	keys   [][]string // sort scratch, one per nesting depth
+	fields [][]field // sort scratch, one per nesting depth
 	depth  int
 	failed bool
 }
@@ -62,30 +63,36 @@ func empty(v any) bool {
 	return false
 }
 
+type field struct {
+	name  string
+	value any
+}
+
 func (h *hasher) object(m map[string]any) {
-	if h.depth == len(h.keys) {
-		h.keys = append(h.keys, nil)
+	if h.depth == len(h.fields) {
+		h.fields = append(h.fields, nil)
 	}
-	keys := h.keys[h.depth][:0]
+	fields := h.fields[h.depth][:0]
 	for k, v := range m {
 		if !empty(v) {
-			keys = append(keys, k)
+			fields = append(fields, field{k, v})
 		}
 	}
-	slices.Sort(keys)
+	slices.SortFunc(fields, func(a, b field) int { return strings.Compare(a.name, b.name) })
 	h.depth++
 	h.buf = append(h.buf, '{')
-	for i, k := range keys {
+	for i, f := range fields {
 		if i > 0 {
 			h.buf = append(h.buf, ',')
 		}
-		h.string(k)
+		h.string(f.name)
 		h.buf = append(h.buf, ':')
-		h.value(m[k])
+		h.value(f.value)
 	}
 	h.buf = append(h.buf, '}')
 	h.depth--
-	h.keys[h.depth] = keys[:0]
+	clear(fields) // drop the references to the values
+	h.fields[h.depth] = fields[:0]
 }
 
 // value writes a value already known not to be pruned away at its place
