@@ -104,13 +104,8 @@ func (d *diff) readSource(ctx context.Context, src *Source, m *Mapping, meter Me
 	mt := meter.Start("compare "+m.Plural, total)
 	out := map[string]sourceEntry{}
 	// The next batches are read and built while this one is hashed.
-	rctx, cancel := context.WithCancel(ctx)
-	batches := readAhead(rctx, snap, m, nil, DefaultBatch)
-	defer func() { // the reader stops before the snapshot closes
-		cancel()
-		for range batches {
-		}
-	}()
+	batches, stop := readAhead(ctx, snap, m, nil, DefaultBatch)
+	defer stop()
 	for next := range batches {
 		if next.err != nil {
 			mt.Stop()

@@ -112,13 +112,8 @@ func Full(ctx context.Context, src *Source, st plinth.Store, m *Mapping, opts Fu
 	meter := opts.Meter.Start("migrate "+m.Plural, total)
 	meter.Add(cp.Loaded)
 	// Reading and building the next batch overlaps writing this one.
-	rctx, cancel := context.WithCancel(ctx)
-	batches := readAhead(rctx, snap, m, cp.After, opts.Batch)
-	defer func() { // the reader stops before the snapshot closes
-		cancel()
-		for range batches {
-		}
-	}()
+	batches, stop := readAhead(ctx, snap, m, cp.After, opts.Batch)
+	defer stop()
 	for next := range batches {
 		if next.err != nil {
 			meter.Stop()
@@ -191,9 +186,16 @@ type readBatchResult struct {
 
 // readAhead reads and builds batches in key order on a goroutine of its
 // own, at most two ahead; the channel closes after the last batch, an
-// error, or when ctx is done.
-func readAhead(ctx context.Context, snap *Snapshot, m *Mapping, after LegacyKey, n int) <-chan readBatchResult {
+// error, or when ctx is done. stop ends the reader and waits for it: call
+// it before the snapshot closes.
+func readAhead(ctx context.Context, snap *Snapshot, m *Mapping, after LegacyKey, n int) (batches <-chan readBatchResult, stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
 	ch := make(chan readBatchResult, 2)
+	stop = func() {
+		cancel()
+		for range ch {
+		}
+	}
 	go func() {
 		defer close(ch)
 		for {
@@ -212,5 +214,5 @@ func readAhead(ctx context.Context, snap *Snapshot, m *Mapping, after LegacyKey,
 			after = batch[len(batch)-1].Legacy
 		}
 	}()
-	return ch
+	return ch, stop
 }
