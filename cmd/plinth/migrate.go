@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -243,7 +242,7 @@ target record by record (hashes) and list mismatches by key; exit status 3 when 
 				return err
 			}
 			defer s.Close()
-			lessGC()
+			defer bulkGC()()
 			ctx, out := cmd.Context(), cmd.OutOrStdout()
 			res, err := legacy.Full(ctx, s.src, s.st, s.m, legacy.FullOptions{Batch: batch, Restart: restart, Meter: legacyMeter(s.logger)})
 			if err != nil {
@@ -272,16 +271,6 @@ target record by record (hashes) and list mismatches by key; exit status 3 when 
 	cmd.Flags().BoolVar(&obfuscate, "obfuscate", false, "obfuscate every record on its way in (real data into staging)")
 	cmd.Flags().StringVar(&keyFile, "key-file", "", "file holding the obfuscation key, with --obfuscate")
 	return cmd
-}
-
-// lessGC makes the garbage collector run a quarter as often as by default
-// (GOGC=400) unless GOGC is set: a full load allocates much per record and
-// keeps only a few batches, so this saves about a fifth of its CPU for a
-// few tens of MB more memory.
-func lessGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
 }
 
 func printRejections(out io.Writer, rej []legacy.Rejection) {
