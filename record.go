@@ -31,7 +31,11 @@ import (
 // and a natural key present.
 func (e *Entity) Validate(doc map[string]any, create bool) (map[string]any, error) {
 	var errs []FieldError
-	out := validateObject(e.Fields, doc, "", &errs)
+	out := validateObject(e.Fields, doc, "", &errs, false)
+	if len(errs) > 0 { // again, naming where each problem is
+		errs = errs[:0]
+		out = validateObject(e.Fields, doc, "", &errs, true)
+	}
 	key := e.KeyField()
 	kv, hasKey := out[key.Name]
 	if s, ok := kv.(string); ok && e.Key.Type == KeyText {
@@ -54,15 +58,45 @@ func (e *Entity) Validate(doc map[string]any, create bool) (map[string]any, erro
 // Canonical checks one value against a field and returns its canonical form.
 func (f *Field) Canonical(v any) (any, error) {
 	var errs []FieldError
-	out := validateValue(f, v, f.Name, &errs)
+	out := validateValue(f, v, f.Name, &errs, true)
 	if len(errs) > 0 {
 		return nil, &ValidationError{Errors: errs}
 	}
 	return out, nil
 }
 
-func validateObject(fields []*Field, doc map[string]any, prefix string, errs *[]FieldError) map[string]any {
+// validateObject and validateValue record problems under their path when
+// paths is set; without, they only find whether there is any (the paths of
+// nested values cost an allocation each, and most records are valid).
+func validateObject(fields []*Field, doc map[string]any, prefix string, errs *[]FieldError, paths bool) map[string]any {
 	out := make(map[string]any, len(fields))
+	for name := range doc {
+		if FieldByName(fields, name) == nil {
+			unknownFields(fields, doc, prefix, errs)
+			break
+		}
+	}
+	for _, f := range fields {
+		v, ok := doc[f.Name]
+		path := f.Name
+		if paths {
+			path = prefix + f.Name
+		}
+		if !ok || v == nil {
+			if f.Required {
+				*errs = append(*errs, FieldError{Field: path, Detail: "is required"})
+			}
+			continue
+		}
+		if cv := validateValue(f, v, path, errs, paths); cv != nil {
+			out[f.Name] = cv
+		}
+	}
+	return out
+}
+
+// unknownFields records the document's names that are not fields, in order.
+func unknownFields(fields []*Field, doc map[string]any, prefix string, errs *[]FieldError) {
 	names := make([]string, 0, len(doc))
 	for name := range doc {
 		names = append(names, name)
@@ -77,23 +111,10 @@ func validateObject(fields []*Field, doc map[string]any, prefix string, errs *[]
 			*errs = append(*errs, FieldError{Field: prefix + name, Detail: detail})
 		}
 	}
-	for _, f := range fields {
-		v, ok := doc[f.Name]
-		if !ok || v == nil {
-			if f.Required {
-				*errs = append(*errs, FieldError{Field: prefix + f.Name, Detail: "is required"})
-			}
-			continue
-		}
-		if cv := validateValue(f, v, prefix+f.Name, errs); cv != nil {
-			out[f.Name] = cv
-		}
-	}
-	return out
 }
 
 // validateValue returns the canonical value, or nil after recording an error.
-func validateValue(f *Field, v any, path string, errs *[]FieldError) any {
+func validateValue(f *Field, v any, path string, errs *[]FieldError, paths bool) any {
 	bad := func(format string, args ...any) any {
 		*errs = append(*errs, FieldError{Field: path, Detail: fmt.Sprintf(format, args...)})
 		return nil
@@ -142,7 +163,11 @@ func validateValue(f *Field, v any, path string, errs *[]FieldError) any {
 		if !ok {
 			return bad("must be an object")
 		}
-		return validateObject(f.Fields, m, path+".", errs)
+		prefix := ""
+		if paths {
+			prefix = path + "."
+		}
+		return validateObject(f.Fields, m, prefix, errs, paths)
 	case TypeArray:
 		items, ok := v.([]any)
 		if !ok {
@@ -150,12 +175,15 @@ func validateValue(f *Field, v any, path string, errs *[]FieldError) any {
 		}
 		out := make([]any, 0, len(items))
 		for i, item := range items {
-			itemPath := fmt.Sprintf("%s[%d]", path, i)
+			itemPath := path
+			if paths {
+				itemPath = fmt.Sprintf("%s[%d]", path, i)
+			}
 			if item == nil {
 				*errs = append(*errs, FieldError{Field: itemPath, Detail: "must not be null"})
 				continue
 			}
-			if cv := validateValue(f.Items, item, itemPath, errs); cv != nil {
+			if cv := validateValue(f.Items, item, itemPath, errs, paths); cv != nil {
 				out = append(out, cv)
 			}
 		}

@@ -157,19 +157,24 @@ func (w *Writer) Delete(ctx context.Context, e *Entity, id any, version int64, o
 // change applied twice is harmless. Each is audited.
 func (w *Writer) Upsert(ctx context.Context, e *Entity, data map[string]any, o Origin) (Written, error) {
 	return w.run(ctx, e, "upsert", o, func(tx Tx) (Written, error) {
-		up, err := tx.Upsert(ctx, e, data)
-		if err != nil {
-			return Written{}, err
-		}
-		res := Written{Record: up.Record, Changed: up.Change != Unchanged, Created: up.Change == Created}
-		switch up.Change {
-		case Created:
-			res.Evented, err = w.event(ctx, tx, e, EventCreated, nil, &up.Record, o)
-		case Updated:
-			res.Evented, err = w.event(ctx, tx, e, EventUpdated, up.Before, &up.Record, o)
-		}
-		return res, err
+		return w.upsert(ctx, tx, e, data, o)
 	})
+}
+
+// upsert is Upsert's change within tx, with its event.
+func (w *Writer) upsert(ctx context.Context, tx Tx, e *Entity, data map[string]any, o Origin) (Written, error) {
+	up, err := tx.Upsert(ctx, e, data)
+	if err != nil {
+		return Written{}, err
+	}
+	res := Written{Record: up.Record, Changed: up.Change != Unchanged, Created: up.Change == Created}
+	switch up.Change {
+	case Created:
+		res.Evented, err = w.event(ctx, tx, e, EventCreated, nil, &up.Record, o)
+	case Updated:
+		res.Evented, err = w.event(ctx, tx, e, EventUpdated, up.Before, &up.Record, o)
+	}
+	return res, err
 }
 
 // Access changes grants or policies; change returns the ids it touched,
@@ -206,25 +211,32 @@ func (w *Writer) run(ctx context.Context, e *Entity, op string, o Origin, change
 		if res, err = change(tx); err != nil {
 			return err
 		}
-		if e != nil {
-			res.IDs = []string{KeyString(e.KeyOf(res.Record))}
-		}
-		if !w.audit {
-			return nil
-		}
-		rec := w.auditRecord(e, op, o, res.IDs)
-		if res.Audited, err = tx.(AuditTx).AppendAudit(ctx, rec); err != nil {
-			// A change cannot go ahead without its record: they share
-			// the transaction.
-			return fmt.Errorf("%w: the audit record could not be written: %v", ErrUnavailable, err)
-		}
-		return nil
+		return w.audited(ctx, tx, e, op, o, &res)
 	})
 	if err != nil {
 		return Written{}, err
 	}
 	w.onCommit(res.Audited, res.Evented)
 	return res, nil
+}
+
+// audited names the record res changed and appends the audit record of
+// the change to tx.
+func (w *Writer) audited(ctx context.Context, tx Tx, e *Entity, op string, o Origin, res *Written) error {
+	if e != nil {
+		res.IDs = []string{KeyString(e.KeyOf(res.Record))}
+	}
+	if !w.audit {
+		return nil
+	}
+	var err error
+	rec := w.auditRecord(e, op, o, res.IDs)
+	if res.Audited, err = tx.(AuditTx).AppendAudit(ctx, rec); err != nil {
+		// A change cannot go ahead without its record: they share
+		// the transaction.
+		return fmt.Errorf("%w: the audit record could not be written: %v", ErrUnavailable, err)
+	}
+	return nil
 }
 
 // auditRecord is the change's audit record: the caller's, or one made from

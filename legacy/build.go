@@ -1,8 +1,6 @@
 package legacy
 
 import (
-	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -23,6 +21,9 @@ type LegacyKey []any
 
 // Text is the legacy key as text: composite parts joined by sep.
 func (k LegacyKey) Text(sep string) string {
+	if len(k) == 1 {
+		return strings.TrimSpace(toText(k[0]))
+	}
 	parts := make([]string, len(k))
 	for i, v := range k {
 		parts[i] = strings.TrimSpace(toText(v))
@@ -146,10 +147,22 @@ func (f *FieldMap) value(r Row) (any, error) {
 			list[i] = r[strings.ToLower(c)]
 		}
 		v = list
+	case f.col != "":
+		v = r[f.col]
 	default:
 		v = r[strings.ToLower(f.Column)]
 	}
-	for _, t := range f.Transforms {
+	for i := 0; i < len(f.Transforms); i++ {
+		t := &f.Transforms[i]
+		if s, ok := v.(string); ok && t.text != nil {
+			// A run of text functions works on the string itself, boxed
+			// once at the end rather than after every step.
+			for ; i < len(f.Transforms) && f.Transforms[i].text != nil; i++ {
+				s = f.Transforms[i].text(s)
+			}
+			v, i = s, i-1
+			continue
+		}
 		var err error
 		if v, err = t.fn(v); err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", f.Field, t.Name, err)
@@ -300,40 +313,4 @@ func inFold(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// Hash is a record's content hash, for comparing source and target.
-type Hash [sha256.Size]byte
-
-// HashData hashes canonical record data: keys in order (encoding/json
-// sorts them), empty collections counted as absent.
-func HashData(data map[string]any) Hash {
-	b, _ := json.Marshal(prune(data))
-	return sha256.Sum256(b)
-}
-
-func prune(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, val := range x {
-			if p := prune(val); p != nil {
-				out[k] = p
-			}
-		}
-		if len(out) == 0 {
-			return nil
-		}
-		return out
-	case []any:
-		if len(x) == 0 {
-			return nil
-		}
-		out := make([]any, len(x))
-		for i, val := range x {
-			out[i] = prune(val)
-		}
-		return out
-	}
-	return v
 }

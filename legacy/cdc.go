@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -40,6 +41,14 @@ type Stream interface {
 	// a batch without changes that only moves the position).
 	Next(ctx context.Context) (Batch, error)
 	Close() error
+}
+
+// Acknowledger is a Stream whose source may discard the changes before a
+// position once told that the target holds them (a PostgreSQL replication
+// slot). RunCDC reads a batch ahead of the one it applies, so it calls
+// Stored with a batch's position once the position is stored.
+type Acknowledger interface {
+	Stored(position string)
 }
 
 // Capture is a source's change capture (MariaDB binlog, PostgreSQL
@@ -83,49 +92,71 @@ type CDCOptions struct {
 // record (a child row's change re-emits its parent) and applies it through
 // the write path only when its data differs, so replaying a change after a
 // restart writes nothing: at least once, no double. The position is stored
-// only after its changes are applied.
+// in the transaction that applies the last of its changes (see applyPlan),
+// so it is never ahead of what the target holds.
 func RunCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, opts CDCOptions) error {
-	name := m.CheckpointName("cdc")
-	var status CDCStatus
-	if saved, found, err := st.Checkpoint(ctx, name); err != nil {
+	ck := &cdcCheckpoint{name: m.CheckpointName("cdc"), st: st}
+	if saved, found, err := st.Checkpoint(ctx, ck.name); err != nil {
 		return err
 	} else if found {
-		if err := json.Unmarshal(saved.Value, &status); err != nil {
-			return fmt.Errorf("the checkpoint %s does not decode: %w", name, err)
+		if err := json.Unmarshal(saved.Value, &ck.status); err != nil {
+			return fmt.Errorf("the checkpoint %s does not decode: %w", ck.name, err)
 		}
 	}
-	save := func() error {
-		status.At = plinth.Now()
-		b, _ := json.Marshal(status)
-		return st.SetCheckpoint(ctx, name, b)
-	}
-	err := runCDC(ctx, src, st, w, m, c, &status, save, opts)
+	err := runCDC(ctx, src, st, w, m, c, ck, opts)
 	if ctx.Err() != nil {
 		return nil // stopped
 	}
 	return err
 }
 
-func runCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, status *CDCStatus, save func() error, opts CDCOptions) error {
-	if !status.SnapshotDone {
-		if err := initialLoad(ctx, src, st, w, m, c, status, save, opts); err != nil {
+// cdcCheckpoint is where change capture stands and where it keeps it.
+type cdcCheckpoint struct {
+	name   string
+	st     plinth.Store
+	status CDCStatus
+}
+
+func (ck *cdcCheckpoint) value() []byte {
+	ck.status.At = plinth.Now()
+	b, _ := json.Marshal(ck.status)
+	return b
+}
+
+// save stores the status on its own.
+func (ck *cdcCheckpoint) save(ctx context.Context) error {
+	return ck.st.SetCheckpoint(ctx, ck.name, ck.value())
+}
+
+// saveIn stores the status in tx, with the changes it covers.
+func (ck *cdcCheckpoint) saveIn(ctx context.Context, tx plinth.Tx) error {
+	return tx.SetCheckpoint(ctx, ck.name, ck.value())
+}
+
+func runCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, ck *cdcCheckpoint, opts CDCOptions) error {
+	if !ck.status.SnapshotDone {
+		if err := initialLoad(ctx, src, st, w, m, c, ck, opts); err != nil {
 			return err
 		}
 	}
 	for {
-		err := follow(ctx, src, st, w, m, c, status, save, opts)
+		err := follow(ctx, src, st, w, m, c, ck, opts)
 		if !errors.Is(err, ErrResnapshot) {
 			return err
 		}
-		status.SnapshotDone = false
-		if err := initialLoad(ctx, src, st, w, m, c, status, save, opts); err != nil {
+		ck.status.SnapshotDone = false
+		if err := initialLoad(ctx, src, st, w, m, c, ck, opts); err != nil {
 			return err
 		}
 	}
 }
 
 // follow applies the stream's changes until ctx ends (nil) or it fails.
-func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, status *CDCStatus, save func() error, opts CDCOptions) error {
+// The next batch is read from the source while this one is written: the
+// batches are still applied one after the other, each after the last
+// committed, so a record's changes reach the target in order.
+func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, ck *cdcCheckpoint, opts CDCOptions) error {
+	status := &ck.status
 	stream, err := c.Open(ctx, status.Position)
 	if err != nil {
 		return err
@@ -133,48 +164,90 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 	defer stream.Close()
 	ap := &applier{st: st, w: w, m: m, res: &SyncResult{},
 		origin: plinth.Origin{Principal: Principal, SourceSystem: m.System}}
-	for {
-		b, err := stream.Next(ctx)
-		if err != nil {
+	rctx, cancel := context.WithCancel(ctx)
+	ahead := planAhead(rctx, src, m, stream)
+	defer func() { // the reader stops before the stream closes
+		cancel()
+		for range ahead {
+		}
+	}()
+	for p := range ahead {
+		if p.err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return err
+			return p.err
 		}
-		keys, err := m.rootKeys(ctx, src, m.ParentsOf(b.Changes))
-		if err != nil {
-			return err
-		}
-		status.Behind = len(b.Changes)
+		status.Behind = len(p.batch.Changes)
 		if opts.OnApplied != nil && status.Behind > 0 {
 			opts.OnApplied(*status) // read, not yet applied
 		}
-		before := ap.res.Changes()
 		ap.origin.CorrelationID = uuid.NewString()
-		for start := 0; start < len(keys); start += 500 {
-			if err := ap.applyKeys(ctx, src, keys[start:min(start+500, len(keys))]); err != nil {
-				return err
-			}
-		}
-		status.Position, status.Behind = b.Position, 0
-		status.Applied += int64(ap.res.Changes() - before)
-		if n := len(ap.res.Rejected); n > 0 {
-			last := ap.res.Rejected[n-1]
+		status.Position, status.Behind = p.batch.Position, 0
+		if n := len(p.rejected); n > 0 {
+			last := p.rejected[n-1]
 			status.Rejected += int64(n)
 			status.LastRejection = "legacy key " + last.Key + ": " + last.Reason
-			ap.res.Rejected = nil
 		}
-		if !b.Committed.IsZero() {
-			status.Committed = b.Committed
-			status.Lag = max(0, time.Since(b.Committed).Seconds())
+		if !p.batch.Committed.IsZero() {
+			status.Committed = p.batch.Committed
+			status.Lag = max(0, time.Since(p.batch.Committed).Seconds())
 		}
-		if err := save(); err != nil {
+		applied := status.Applied
+		err := ap.applyPlan(ctx, p.changes, func(tx plinth.Tx, changed int) error {
+			status.Applied = applied + int64(changed)
+			return ck.saveIn(ctx, tx)
+		})
+		if err != nil {
 			return err
+		}
+		if ack, ok := stream.(Acknowledger); ok {
+			ack.Stored(status.Position)
 		}
 		if opts.OnApplied != nil {
 			opts.OnApplied(*status)
 		}
 	}
+	return nil
+}
+
+// planned is a batch read from the stream with the changes it makes to
+// the target's records.
+type planned struct {
+	batch    Batch
+	changes  []plinth.BatchChange
+	rejected []Rejection
+	err      error
+}
+
+// planAhead reads batches from the stream and the current rows they touch
+// from the source on a goroutine of its own, one batch ahead of the
+// writing; the channel closes after an error or when ctx is done.
+func planAhead(ctx context.Context, src *Source, m *Mapping, stream Stream) <-chan planned {
+	ch := make(chan planned, 1)
+	go func() {
+		defer close(ch)
+		for {
+			var p planned
+			p.batch, p.err = stream.Next(ctx)
+			var keys []LegacyKey
+			if p.err == nil {
+				keys, p.err = m.rootKeys(ctx, src, m.ParentsOf(p.batch.Changes))
+			}
+			if p.err == nil {
+				p.changes, p.rejected, p.err = m.plan(ctx, src, keys)
+			}
+			select {
+			case ch <- p:
+			case <-ctx.Done():
+				return
+			}
+			if p.err != nil {
+				return
+			}
+		}
+	}()
+	return ch
 }
 
 // initialLoad takes a snapshot and stores its position, then brings the
@@ -185,7 +258,8 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 // each through the write path with its event, deletions included, so
 // nothing that changed in the gap goes unannounced. Its reads are later
 // than the position, so changes after it may be applied again: harmless.
-func initialLoad(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, status *CDCStatus, save func() error, opts CDCOptions) error {
+func initialLoad(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, ck *cdcCheckpoint, opts CDCOptions) error {
+	status := &ck.status
 	snap, err := src.Snapshot(ctx)
 	if err != nil {
 		return err
@@ -196,7 +270,7 @@ func initialLoad(ctx context.Context, src *Source, st plinth.Store, w *plinth.Wr
 		return err
 	}
 	status.Position = pos
-	if err := save(); err != nil {
+	if err := ck.save(ctx); err != nil {
 		return err
 	}
 	if opts.DuringSnapshot != nil {
@@ -215,7 +289,7 @@ func initialLoad(ctx context.Context, src *Source, st plinth.Store, w *plinth.Wr
 		return err
 	}
 	status.SnapshotDone = true
-	return save()
+	return ck.save(ctx)
 }
 
 // ParentRef names root rows by the values of some of their columns: their
@@ -312,82 +386,141 @@ func (m *Mapping) Tables() []string {
 	return out
 }
 
-// applyKeys re-reads the root rows of the keys and brings their records
-// to what the source holds now, writing only what differs.
-func (a *applier) applyKeys(ctx context.Context, src *Source, keys []LegacyKey) error {
-	snap, err := src.Snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	built, err := snap.readKeys(ctx, a.m, keys)
-	snap.Close()
-	if err != nil {
-		return err
-	}
+// plan re-reads the root rows of the keys and returns the changes that
+// bring their records to what the source holds now, in the keys' order:
+// an upsert of each record the source makes, a delete of each that it no
+// longer makes (the write path leaves records that are already so alone),
+// and the rows that cannot become valid records.
+func (m *Mapping) plan(ctx context.Context, src *Source, keys []LegacyKey) ([]plinth.BatchChange, []Rejection, error) {
 	found := map[string]Built{}
-	for _, b := range built {
-		found[b.Legacy.Text("\x00")] = b
+	for start := 0; start < len(keys); start += 500 {
+		snap, err := src.Snapshot(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		built, err := snap.readKeys(ctx, m, keys[start:min(start+500, len(keys))])
+		snap.Close()
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, b := range built {
+			found[b.Legacy.Text("\x00")] = b
+		}
 	}
-	// Records are independent (each key once per batch): apply them on a
-	// few goroutines, each change still one transaction of its own.
-	work := make(chan LegacyKey)
-	errs := make(chan error, applyWorkers)
-	var wg sync.WaitGroup
-	for range applyWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := range work {
-				if err := a.applyKey(ctx, k, found); err != nil {
-					errs <- err
-					for range work {
-					}
-					return
-				}
-			}
-		}()
-	}
+	var out []plinth.BatchChange
+	var rejected []Rejection
 	for _, k := range keys {
-		work <- k
+		b, ok := found[k.Text("\x00")]
+		switch {
+		case ok && b.Err != nil:
+			rejected = append(rejected, Rejection{Key: k.Text(m.Key.Separator), Reason: b.Err.Error()})
+		case ok && b.Data != nil:
+			out = append(out, plinth.BatchChange{Data: b.Data})
+		case ok: // now excluded
+			out = append(out, plinth.BatchChange{Key: b.Key})
+		default: // gone from the source
+			if key, err := m.TargetKey(k); err == nil {
+				out = append(out, plinth.BatchChange{Key: key})
+			}
+		}
 	}
-	close(work)
-	wg.Wait()
-	close(errs)
-	return <-errs
+	return out, rejected, nil
 }
 
-// applyWorkers is how many records change capture applies at once.
+// applyWorkers is how many transactions change capture writes at once.
 const applyWorkers = 4
 
-// applyKey brings one record to what the source holds.
-func (a *applier) applyKey(ctx context.Context, k LegacyKey, found map[string]Built) error {
-	b, ok := found[k.Text("\x00")]
-	if ok && b.Err != nil {
-		a.count(func(r *SyncResult) {
-			r.Rejected = append(r.Rejected, Rejection{Key: k.Text(a.m.Key.Separator), Reason: b.Err.Error()})
-		})
-		return nil
-	}
-	key := b.Key
-	if !ok {
-		var err error
-		if key, err = a.m.TargetKey(k); err != nil {
-			return nil
+// cdcChunk is how many records change capture writes in one transaction:
+// few commits, yet short transactions (a variable for tests).
+var cdcChunk = 64
+
+// applyPlan writes the changes through the write path, cdcChunk records a
+// transaction, each record still with its own event and audit record. The
+// changes touch distinct records, so all chunks but the last are written
+// at once; the last is written after they committed, and carries then (the
+// position), told how many records the changes changed: a crash before it
+// leaves the position where it was, and the changes already written are
+// found equal, and write nothing, when the batch is replayed.
+func (a *applier) applyPlan(ctx context.Context, plan []plinth.BatchChange, then func(tx plinth.Tx, changed int) error) error {
+	last := max(0, len(plan)-cdcChunk)
+	var earlier atomic.Int64
+	if last > 0 {
+		sem := make(chan struct{}, applyWorkers)
+		errs := make(chan error, (last+cdcChunk-1)/cdcChunk)
+		var wg sync.WaitGroup
+		for start := 0; start < last; start += cdcChunk {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func(part []plinth.BatchChange) {
+				defer wg.Done()
+				n, err := a.apply(ctx, part, nil)
+				if err != nil {
+					errs <- err
+				}
+				earlier.Add(int64(n))
+				<-sem
+			}(plan[start:min(start+cdcChunk, last)])
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			return err
 		}
 	}
-	cur, err := a.st.Get(ctx, a.m.Entity, key)
-	exists := err == nil
-	if err != nil && !errors.Is(err, plinth.ErrNotFound) {
-		return err
+	n := int(earlier.Load())
+	_, err := a.apply(ctx, plan[last:], func(tx plinth.Tx, changed int) error { return then(tx, n+changed) })
+	return err
+}
+
+// apply writes changes in one transaction, or in two halves when the store
+// cannot take that many at once (then goes with the second), and returns
+// how many records they changed; then is told how many of its own did.
+func (a *applier) apply(ctx context.Context, changes []plinth.BatchChange, then func(tx plinth.Tx, changed int) error) (int, error) {
+	var with func(plinth.Tx, []plinth.Written) error
+	if then != nil {
+		with = func(tx plinth.Tx, done []plinth.Written) error { return then(tx, changedIn(done)) }
 	}
-	switch {
-	case ok && b.Data != nil:
-		if exists && HashData(cur.Data) == HashData(b.Data) {
-			return nil
+	done, err := a.w.Apply(ctx, a.m.Entity, changes, a.origin, with)
+	var tooLarge *plinth.TooLargeError
+	if errors.As(err, &tooLarge) && len(changes) > 1 {
+		half := len(changes) / 2
+		n, err := a.apply(ctx, changes[:half], nil)
+		if err != nil {
+			return n, err
 		}
-		return a.upsert(ctx, b.Data)
-	case exists: // gone from the source, or now excluded
-		return a.delete(ctx, key, cur.Version)
+		var m int
+		if then != nil {
+			m, err = a.apply(ctx, changes[half:], func(tx plinth.Tx, changed int) error { return then(tx, n+changed) })
+		} else {
+			m, err = a.apply(ctx, changes[half:], nil)
+		}
+		return n + m, err
 	}
-	return nil
+	if err != nil {
+		return 0, fmt.Errorf("writing %s: %w", a.m.Plural, err)
+	}
+	a.count(func(r *SyncResult) {
+		for i, wr := range done {
+			switch {
+			case wr.Created:
+				r.Created++
+			case !wr.Changed:
+			case changes[i].Data == nil:
+				r.Deleted++
+			default:
+				r.Updated++
+			}
+		}
+	})
+	return changedIn(done), nil
+}
+
+func changedIn(done []plinth.Written) int {
+	n := 0
+	for _, w := range done {
+		if w.Changed {
+			n++
+		}
+	}
+	return n
 }

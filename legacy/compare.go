@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
 	"sync"
 
@@ -102,17 +103,16 @@ func (d *diff) readSource(ctx context.Context, src *Source, m *Mapping, meter Me
 	}
 	mt := meter.Start("compare "+m.Plural, total)
 	out := map[string]sourceEntry{}
-	var after LegacyKey
-	for {
-		batch, err := snap.readBatch(ctx, m, after, DefaultBatch)
-		if err != nil {
+	// The next batches are read and built while this one is hashed.
+	batches, stop := readAhead(ctx, snap, m, nil, DefaultBatch)
+	defer stop()
+	for next := range batches {
+		if next.err != nil {
 			mt.Stop()
-			return nil, err
+			return nil, next.err
 		}
-		if len(batch) == 0 {
-			break
-		}
-		for _, b := range batch {
+		hashes := hashAll(next.built)
+		for i, b := range next.built {
 			switch {
 			case b.Filtered:
 				d.Filtered++
@@ -120,14 +120,38 @@ func (d *diff) readSource(ctx context.Context, src *Source, m *Mapping, meter Me
 				d.Rejected = append(d.Rejected, Rejection{Key: b.Legacy.Text(m.Key.Separator), Reason: b.Err.Error()})
 			default:
 				d.Source++
-				out[plinth.KeyString(b.Key)] = sourceEntry{hash: HashData(b.Data), legacy: b.Legacy}
+				out[plinth.KeyString(b.Key)] = sourceEntry{hash: hashes[i], legacy: b.Legacy}
 			}
 		}
-		after = batch[len(batch)-1].Legacy
-		mt.Add(len(batch))
+		mt.Add(len(next.built))
+	}
+	if err := ctx.Err(); err != nil {
+		mt.Stop()
+		return nil, err
 	}
 	mt.Finish()
 	return out, nil
+}
+
+// hashAll hashes the data of the built records, on every core.
+func hashAll(built []Built) []Hash {
+	out := make([]Hash, len(built))
+	parts := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	for p := range parts {
+		lo, hi := p*len(built)/parts, (p+1)*len(built)/parts
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				if built[i].Data != nil {
+					out[i] = HashData(built[i].Data)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // SyncResult says what a sync changed.

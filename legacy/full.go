@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/internal/ordered"
 )
 
 // Meter and MeterFunc are the root package's: a progress display the CLI
@@ -58,7 +59,9 @@ func (m *Mapping) CheckpointName(mode string) string {
 // Full loads every row of the source, read from one consistent snapshot,
 // through the store's bulk path: batches of root rows in key order, each
 // written (upsert by key, so a re-run is safe) atomically with a
-// checkpoint of its last key, so an interrupted load resumes after it.
+// checkpoint of its last key, so an interrupted load resumes after it;
+// two at once where the store loads concurrent calls in parallel,
+// committing in order.
 // Rows the conditions exclude are skipped; rows that cannot form a valid
 // record are reported, not loaded.
 func Full(ctx context.Context, src *Source, st plinth.Store, m *Mapping, opts FullOptions) (res FullResult, err error) {
@@ -112,46 +115,11 @@ func Full(ctx context.Context, src *Source, st plinth.Store, m *Mapping, opts Fu
 	meter := opts.Meter.Start("migrate "+m.Plural, total)
 	meter.Add(cp.Loaded)
 	// Reading and building the next batch overlaps writing this one.
-	rctx, cancel := context.WithCancel(ctx)
-	batches := readAhead(rctx, snap, m, cp.After, opts.Batch)
-	defer func() { // the reader stops before the snapshot closes
-		cancel()
-		for range batches {
-		}
-	}()
-	for next := range batches {
-		if next.err != nil {
-			meter.Stop()
-			return res, next.err
-		}
-		batch := next.built
-		var data []map[string]any
-		for _, b := range batch {
-			res.Read++
-			switch {
-			case b.Filtered:
-				res.Filtered++
-			case b.Err != nil:
-				res.Rejected = append(res.Rejected, Rejection{Key: b.Legacy.Text(m.Key.Separator), Reason: b.Err.Error()})
-			default:
-				data = append(data, b.Data)
-			}
-		}
-		cp = fullCheckpoint{After: batch[len(batch)-1].Legacy, Loaded: cp.Loaded + len(batch)}
-		value, _ := json.Marshal(cp)
-		if _, err := st.BulkLoad(ctx, m.Entity, data, plinth.BulkOptions{OnConflict: conflict,
-			Checkpoint: plinth.Checkpoint{Name: name, Value: value}}); err != nil {
-			meter.Stop()
-			return res, fmt.Errorf("writing %s after key %s: %w", m.Plural, LegacyKey(cp.After).Text(m.Key.Separator), err)
-		}
-		res.Loaded += len(data)
-		meter.Add(len(batch))
-		if opts.AfterBatch != nil {
-			if err := opts.AfterBatch(res.Loaded); err != nil {
-				meter.Stop()
-				return res, err
-			}
-		}
+	batches, stop := readAhead(ctx, snap, m, cp.After, opts.Batch)
+	defer stop()
+	if err := load(ctx, st, m, batches, fullLoad{name, conflict, opts.AfterBatch}, &cp, &res, meter); err != nil {
+		meter.Stop()
+		return res, err
 	}
 	if err := ctx.Err(); err != nil {
 		meter.Stop()
@@ -163,6 +131,97 @@ func Full(ctx context.Context, src *Source, st plinth.Store, m *Mapping, opts Fu
 	}
 	meter.Finish()
 	return res, nil
+}
+
+// fullLoaders is how many batches a full load writes at once into a store
+// that loads concurrent calls in parallel (PostgreSQL: on two backends, so
+// on more than one core), as seed and obfuscate do.
+const fullLoaders = 2
+
+// fullLoad is how load writes.
+type fullLoad struct {
+	checkpoint string
+	conflict   plinth.Conflict
+	afterBatch func(loaded int) error
+}
+
+// load writes the batches as they come, each with the checkpoint of its
+// last key, committing in order (ordered.Loads): what is committed is
+// always a prefix of the source, so an interrupted load resumes without a
+// gap. Batches already written when one fails or afterBatch stops the load
+// may still commit.
+func load(ctx context.Context, st plinth.Store, m *Mapping, batches <-chan readBatchResult, how fullLoad, cp *fullCheckpoint, res *FullResult, meter Meter) error {
+	loaders := 1
+	if _, ok := st.(plinth.BulkLoader); ok {
+		loaders = fullLoaders
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	loads := ordered.New(ctx, loaders)
+	defer func() {
+		cancel()
+		loads.Close()
+	}()
+	type pend struct {
+		out          <-chan error
+		after        LegacyKey
+		loaded, rows int
+	}
+	var pending []pend
+	collect := func() error {
+		pd := pending[0]
+		pending = pending[1:]
+		if err := <-pd.out; err != nil {
+			return fmt.Errorf("writing %s after key %s: %w", m.Plural, pd.after.Text(m.Key.Separator), err)
+		}
+		res.Loaded += pd.loaded
+		meter.Add(pd.rows)
+		if how.afterBatch != nil {
+			return how.afterBatch(res.Loaded)
+		}
+		return nil
+	}
+	for next := range batches {
+		if next.err != nil {
+			return next.err
+		}
+		data := res.take(m, next.built)
+		for len(pending) >= loaders {
+			if err := collect(); err != nil {
+				return err
+			}
+		}
+		*cp = fullCheckpoint{After: next.built[len(next.built)-1].Legacy, Loaded: cp.Loaded + len(next.built)}
+		value, _ := json.Marshal(cp)
+		out := loads.Submit(func(beforeCommit func() error) error {
+			_, err := st.BulkLoad(ctx, m.Entity, data, plinth.BulkOptions{OnConflict: how.conflict,
+				Checkpoint: plinth.Checkpoint{Name: how.checkpoint, Value: value}, BeforeCommit: beforeCommit})
+			return err
+		})
+		pending = append(pending, pend{out: out, after: cp.After, loaded: len(data), rows: len(next.built)})
+	}
+	for len(pending) > 0 {
+		if err := collect(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// take counts a batch's rows and returns the records to load.
+func (res *FullResult) take(m *Mapping, batch []Built) []map[string]any {
+	var data []map[string]any
+	for _, b := range batch {
+		res.Read++
+		switch {
+		case b.Filtered:
+			res.Filtered++
+		case b.Err != nil:
+			res.Rejected = append(res.Rejected, Rejection{Key: b.Legacy.Text(m.Key.Separator), Reason: b.Err.Error()})
+		default:
+			data = append(data, b.Data)
+		}
+	}
+	return data
 }
 
 // decodeKeyJSON decodes a checkpoint keeping integer key values int64.
@@ -191,9 +250,16 @@ type readBatchResult struct {
 
 // readAhead reads and builds batches in key order on a goroutine of its
 // own, at most two ahead; the channel closes after the last batch, an
-// error, or when ctx is done.
-func readAhead(ctx context.Context, snap *Snapshot, m *Mapping, after LegacyKey, n int) <-chan readBatchResult {
+// error, or when ctx is done. stop ends the reader and waits for it: call
+// it before the snapshot closes.
+func readAhead(ctx context.Context, snap *Snapshot, m *Mapping, after LegacyKey, n int) (batches <-chan readBatchResult, stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
 	ch := make(chan readBatchResult, 2)
+	stop = func() {
+		cancel()
+		for range ch {
+		}
+	}
 	go func() {
 		defer close(ch)
 		for {
@@ -212,5 +278,5 @@ func readAhead(ctx context.Context, snap *Snapshot, m *Mapping, after LegacyKey,
 			after = batch[len(batch)-1].Legacy
 		}
 	}()
-	return ch
+	return ch, stop
 }

@@ -109,6 +109,7 @@ type FieldMap struct {
 	Line        int
 
 	field *plinth.Field // resolved
+	col   string        // Column in lower case, as rows name it (resolved)
 }
 
 // FirstMap takes one value from the first item of a child collection

@@ -34,7 +34,7 @@ func (m *Mapping) Resolve(domains []*plinth.Domain) error {
 		mapped[m.Key.LegacyField] = true
 	}
 	for _, f := range m.Fields {
-		f.field = e.Field(f.Field)
+		f.field, f.col = e.Field(f.Field), strings.ToLower(f.Column)
 		switch {
 		case f.field == nil:
 			p.add(f.Line, "field %q is not a field of %s (fields: %s)", f.Field, e.Plural, fieldNames(e.Fields))
@@ -138,7 +138,7 @@ func (m *Mapping) resolveChild(p *problems, c *ChildMap) {
 	}
 	items := c.field.Items.Fields
 	for _, f := range c.Fields {
-		f.field = plinth.FieldByName(items, f.Field)
+		f.field, f.col = plinth.FieldByName(items, f.Field), strings.ToLower(f.Column)
 		if f.field == nil {
 			p.add(f.Line, "child %s: field %q is not a field of its items (fields: %s)", c.Field, f.Field, fieldNames(items))
 			continue

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/text/cases"
@@ -17,6 +18,7 @@ type Transform struct {
 	Name   string
 	Line   int
 	fn     func(v any) (any, error)
+	text   func(string) string // the same as fn for a text value, when it is a text function
 	lookup *Lookup
 }
 
@@ -28,9 +30,63 @@ var TransformNames = []string{"trim", "squeeze", "nullIf", "upper", "lower", "ti
 var titleCasers = sync.Pool{New: func() any { return cases.Title(language.BritishEnglish) }}
 
 func titleCase(s string) string {
+	if t, ok := asciiTitle(s); ok {
+		return t
+	}
 	c := titleCasers.Get().(cases.Caser)
 	defer titleCasers.Put(c)
 	return c.String(strings.ToLower(s))
+}
+
+// asciiBreaks and asciiMids are, for each ASCII byte that is not a
+// letter, whether the title caser starts a new word after it, and whether
+// it is a character that joins a word's parts (two in a row start a new
+// word): learnt from the caser itself, so that asciiTitle does as it does.
+var asciiBreaks, asciiMids = func() (breaks, mids [utf8.RuneSelf]bool) {
+	c := cases.Title(language.BritishEnglish)
+	for b := range utf8.RuneSelf {
+		if isASCIILetter(byte(b)) {
+			continue
+		}
+		ch := string(rune(b))
+		breaks[b] = c.String("a"+ch+"b") == "A"+ch+"B"
+		mids[b] = !breaks[b] && c.String("a"+ch+ch+"b") == "A"+ch+ch+"B"
+	}
+	return breaks, mids
+}()
+
+func isASCIILetter(b byte) bool { return b|0x20 >= 'a' && b|0x20 <= 'z' }
+
+// asciiTitle title-cases ASCII text as the caser does, without its
+// per-call cost (most legacy names are ASCII); ok is false for other text.
+func asciiTitle(s string) (string, bool) {
+	var out strings.Builder
+	out.Grow(len(s))
+	midWord, wasMid := false, false
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if b >= utf8.RuneSelf {
+			return "", false
+		}
+		mid := asciiMids[b]
+		if wasMid && mid {
+			midWord = false
+		}
+		switch {
+		case isASCIILetter(b) && !midWord:
+			out.WriteByte(b &^ 0x20)
+			midWord = true
+		case isASCIILetter(b):
+			out.WriteByte(b | 0x20)
+		default:
+			out.WriteByte(b)
+			if asciiBreaks[b] {
+				midWord = false
+			}
+		}
+		wasMid = mid
+	}
+	return out.String(), true
 }
 
 // textFn makes a transform of a string function; nulls stay null and
@@ -75,7 +131,7 @@ func (l *loader) transform(n *yaml.Node, what string, lookups map[string]*Lookup
 		if arg != nil {
 			l.Errorf(n, "%s: transform %s takes no argument", what, name)
 		}
-		t.fn = textFn(f)
+		t.fn, t.text = textFn(f), f
 	}
 	switch name {
 	case "trim":
@@ -302,6 +358,8 @@ func toText(v any) string {
 		return x.Format(time.RFC3339Nano)
 	case nil:
 		return ""
+	case int64: // keys, mostly: fmt.Sprint's reflection is slow
+		return strconv.FormatInt(x, 10)
 	}
 	return fmt.Sprint(v)
 }

@@ -242,6 +242,7 @@ target record by record (hashes) and list mismatches by key; exit status 3 when 
 				return err
 			}
 			defer s.Close()
+			defer bulkGC()()
 			ctx, out := cmd.Context(), cmd.OutOrStdout()
 			res, err := legacy.Full(ctx, s.src, s.st, s.m, legacy.FullOptions{Batch: batch, Restart: restart, Meter: legacyMeter(s.logger)})
 			if err != nil {

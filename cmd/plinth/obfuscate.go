@@ -21,6 +21,7 @@ import (
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/bundle"
 	"github.com/plinth-data/plinth/datasafety"
+	"github.com/plinth-data/plinth/internal/ordered"
 )
 
 // obfuscateBatch is how many records are obfuscated and loaded at a time;
@@ -227,7 +228,7 @@ type obfOutput interface {
 	loaders() int
 	// write adds a batch (records with their source's version and times),
 	// with the checkpoint that holds once it is in; it calls beforeCommit
-	// before the batch commits (see orderedLoads).
+	// before the batch commits (see ordered.Loads).
 	write(ctx context.Context, e *plinth.Entity, data []map[string]any, meta []plinth.RecordMeta, cp obfuscateCheckpoint, beforeCommit func() error) (skipped int, err error)
 	// end marks the entity complete.
 	end(ctx context.Context, e *plinth.Entity, cp obfuscateCheckpoint) error
@@ -556,7 +557,7 @@ func obfuscateEntity(ctx context.Context, in obfInput, dst obfOutput, r obfuscat
 		// wait for its lock while it waits in BeforeCommit for the earlier.
 		loaders = 1
 	}
-	loads := newOrderedLoads(ctx, loaders)
+	loads := ordered.New(ctx, loaders)
 	type pend struct {
 		out     <-chan error
 		n       int
@@ -604,7 +605,7 @@ func obfuscateEntity(ctx context.Context, in obfInput, dst obfOutput, r obfuscat
 		cp.LastKey = r.obf.Seal(k)
 		cp.Records += int64(len(res.data))
 		batchCP, skipped := cp, new(int)
-		out := loads.submit(func(beforeCommit func() error) error {
+		out := loads.Submit(func(beforeCommit func() error) error {
 			var err error
 			*skipped, err = dst.write(ctx, e, res.data, res.meta, batchCP, beforeCommit)
 			return err
@@ -617,7 +618,7 @@ func obfuscateEntity(ctx context.Context, in obfInput, dst obfOutput, r obfuscat
 	cancel()
 	for range order { // let the reader finish
 	}
-	loads.close()
+	loads.Close()
 	stopWorkers()
 	serr := <-scanErr
 	if loadErr != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/datasafety"
+	"github.com/plinth-data/plinth/internal/ordered"
 )
 
 // seedBatch is how many records are generated and loaded at a time (one
@@ -276,16 +277,16 @@ func seedEntity(ctx context.Context, st plinth.Store, g *datasafety.Generator, e
 // of it.
 func loadSeedBatches(ctx context.Context, st plinth.Store, e *plinth.Entity, results []chan generated, loaders int, committed func(i int)) error {
 	ctx, cancel := context.WithCancel(ctx)
-	loads := newOrderedLoads(ctx, loaders)
+	loads := ordered.New(ctx, loaders)
 	defer func() {
 		cancel() // after a failure, loads still waiting for their batch stop
-		loads.close()
+		loads.Close()
 	}()
 	var pending []<-chan error
 	for i := 0; i < len(results) || len(pending) > 0; {
 		if i < len(results) && len(pending) <= loaders {
 			result := results[i] // not i itself: it moves on while the load runs
-			pending = append(pending, loads.submit(func(beforeCommit func() error) error {
+			pending = append(pending, loads.Submit(func(beforeCommit func() error) error {
 				return seedBatchLoad(ctx, st, e, result, beforeCommit)
 			}))
 			i++

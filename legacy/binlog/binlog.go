@@ -29,7 +29,8 @@ type Capture struct {
 	schema string
 	tables map[string]*legacy.TableInfo // the mapping's tables, by lower-case name
 	// MaxBatch is how many changes a batch gathers at most; a batch also
-	// ends when no event arrives for Gather.
+	// ends Gather after its first commit (under steady traffic there is
+	// no pause to wait for).
 	MaxBatch int
 	Gather   time.Duration
 }
@@ -150,11 +151,12 @@ func (s *stream) Close() error {
 func (s *stream) Next(ctx context.Context) (legacy.Batch, error) {
 	var b legacy.Batch
 	commits := 0
+	var deadline time.Time
 	for {
 		wait := ctx
 		cancel := func() {}
 		if commits > 0 {
-			wait, cancel = context.WithTimeout(ctx, s.c.Gather)
+			wait, cancel = context.WithDeadline(ctx, deadline)
 		}
 		ev, err := s.streamer.GetEvent(wait)
 		cancel()
@@ -165,8 +167,11 @@ func (s *stream) Next(ctx context.Context) (legacy.Batch, error) {
 			return b, err
 		}
 		if s.handle(ev, &b) {
+			if commits == 0 {
+				deadline = time.Now().Add(s.c.Gather)
+			}
 			commits++
-			if len(b.Changes) >= s.c.MaxBatch {
+			if len(b.Changes) >= s.c.MaxBatch || !time.Now().Before(deadline) {
 				return b, nil
 			}
 		}

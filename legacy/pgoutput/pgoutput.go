@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -33,8 +34,10 @@ type Capture struct {
 	Slot        string
 	Publication string
 	tables      []string
-	MaxBatch    int
-	Gather      time.Duration
+	// MaxBatch is how many changes a batch gathers at most; a batch also
+	// ends Gather after its first commit.
+	MaxBatch int
+	Gather   time.Duration
 }
 
 // Names are the slot's and publication's names for a mapping: plinth_
@@ -197,29 +200,39 @@ func (c *Capture) Open(ctx context.Context, from string) (legacy.Stream, error) 
 type stream struct {
 	c         *Capture
 	conn      *pgconn.PgConn
-	acked     pglogrepl.LSN // applied and stored: the slot may drop WAL before it
-	returned  pglogrepl.LSN // the position of the last batch returned
+	acked     pglogrepl.LSN // told to the slot, which may drop WAL before it
+	stored    atomic.Uint64 // applied and stored (Stored): may be acked
 	relations map[uint32]*pglogrepl.RelationMessage
 	pending   []legacy.Change
 }
 
 func (s *stream) Close() error { return s.conn.Close(context.Background()) }
 
-// Next acknowledges the batch it returned last (RunCDC calls it again
-// only after applying and storing it), then gathers transactions.
+// Stored tells the stream that the target holds the changes up to the
+// position and has stored it: the slot may then drop the WAL before it.
+// RunCDC reads the next batch while it applies this one, so Next alone
+// must not acknowledge what it returned.
+func (s *stream) Stored(position string) {
+	if lsn, err := pglogrepl.ParseLSN(position); err == nil {
+		s.stored.Store(uint64(lsn))
+	}
+}
+
+// Next acknowledges what was stored (see Stored), then gathers
+// transactions.
 func (s *stream) Next(ctx context.Context) (legacy.Batch, error) {
-	if s.returned > s.acked {
-		s.acked = s.returned
+	if pglogrepl.LSN(s.stored.Load()) > s.acked {
 		if err := s.ack(ctx); err != nil {
 			return legacy.Batch{}, err
 		}
 	}
 	var b legacy.Batch
 	commits := 0
+	var gathered time.Time // when the batch ends: Gather after its first commit
 	for {
 		deadline := time.Now().Add(5 * time.Second)
 		if commits > 0 {
-			deadline = time.Now().Add(s.c.Gather)
+			deadline = gathered
 		}
 		rctx, cancel := context.WithDeadline(ctx, deadline)
 		msg, err := s.conn.ReceiveMessage(rctx)
@@ -251,8 +264,11 @@ func (s *stream) Next(ctx context.Context) (legacy.Batch, error) {
 			return b, err
 		}
 		if committed {
+			if commits == 0 {
+				gathered = time.Now().Add(s.c.Gather)
+			}
 			commits++
-			if len(b.Changes) >= s.c.MaxBatch {
+			if len(b.Changes) >= s.c.MaxBatch || !time.Now().Before(gathered) {
 				return b, nil
 			}
 		}
@@ -260,6 +276,7 @@ func (s *stream) Next(ctx context.Context) (legacy.Batch, error) {
 }
 
 func (s *stream) ack(ctx context.Context) error {
+	s.acked = max(s.acked, pglogrepl.LSN(s.stored.Load()))
 	return pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: s.acked, WALFlushPosition: s.acked, WALApplyPosition: s.acked})
 }
@@ -302,7 +319,6 @@ func (s *stream) logical(msg pglogrepl.Message, b *legacy.Batch) bool {
 		s.pending = s.pending[:0]
 		b.Position = m.TransactionEndLSN.String()
 		b.Committed = m.CommitTime
-		s.returned = m.TransactionEndLSN
 		return true
 	}
 	return false

@@ -3,12 +3,14 @@ package pgoutput
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/plinth-data/plinth"
@@ -185,4 +187,68 @@ func TestCaptureAfterSnapshotNoGapNoDouble(t *testing.T) {
 	if got["ResidentUpdatedEvent 13"] != 1 || len(got) != before+1 || got["ResidentUpdatedEvent 12"] != 2 {
 		t.Fatalf("after the restart: %v", got)
 	}
+}
+
+// TestSlotIsToldOnlyStoredPositions: change capture reads the next batch
+// before the last is stored, so reading must not confirm a position to the
+// slot (which would let PostgreSQL drop changes the target lacks after a
+// crash); Stored does.
+func TestSlotIsToldOnlyStoredPositions(t *testing.T) {
+	f := setup(t)
+	f.exec(t, "ALTER TABLE dm_addresses REPLICA IDENTITY FULL")
+	ctx := context.Background()
+	c, err := New(ctx, f.src, f.url, f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Cleanup(context.Background()) })
+	snap, err := f.src.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, err := c.SnapshotPosition(ctx, snap)
+	snap.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Open(ctx, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	confirmed := func() pglogrepl.LSN {
+		rows, err := f.src.DB.QueryContext(ctx, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", c.Slot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var text string
+		for rows.Next() {
+			_ = rows.Scan(&text)
+		}
+		lsn, _ := pglogrepl.ParseLSN(text)
+		return lsn
+	}
+	startLSN, _ := pglogrepl.ParseLSN(start)
+	var positions []pglogrepl.LSN
+	for i, name := range []string{"Firstread", "Secondread", "Thirdread"} {
+		f.exec(t, fmt.Sprintf("UPDATE dm_persons SET last_name = '%s' WHERE person_id = %d", name, i+1))
+		b, err := s.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lsn, _ := pglogrepl.ParseLSN(b.Position)
+		positions = append(positions, lsn)
+	}
+	time.Sleep(200 * time.Millisecond) // a status update would have arrived
+	if got := confirmed(); got > startLSN {
+		t.Fatalf("the slot confirms %s after batches were only read (start %s)", got, startLSN)
+	}
+	s.(legacy.Acknowledger).Stored(positions[0].String())
+	f.exec(t, "UPDATE dm_persons SET last_name = 'Fourthread' WHERE person_id = 4")
+	if _, err := s.Next(ctx); err != nil {
+		t.Fatal(err)
+	}
+	plinthtest.Eventually(t, 5*time.Second, func() bool { return confirmed() == positions[0] },
+		"the slot does not confirm the stored position %s", positions[0])
 }

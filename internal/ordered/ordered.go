@@ -1,4 +1,6 @@
-package main
+// Package ordered runs bulk loads on several goroutines and lets them
+// commit only in the order they were submitted.
+package ordered
 
 import (
 	"context"
@@ -6,11 +8,11 @@ import (
 	"sync"
 )
 
-// errEarlierLoad fails a load whose predecessor failed: it must not commit
+// ErrEarlierLoad fails a load whose predecessor failed: it must not commit
 // after a gap.
-var errEarlierLoad = errors.New("an earlier batch failed")
+var ErrEarlierLoad = errors.New("an earlier batch failed")
 
-// orderedLoads runs bulk loads on several goroutines (so that a store
+// Loads runs bulk loads on several goroutines (so that a store
 // that loads concurrent calls in parallel, such as PostgreSQL, works on
 // more than one core) and lets them commit only in the order they were
 // submitted: what is committed is always a prefix of the input, so a
@@ -18,15 +20,16 @@ var errEarlierLoad = errors.New("an earlier batch failed")
 // The batches must not share keys: a later load holding a key an earlier
 // one also writes would keep the earlier waiting for the key's lock while
 // it waits for the earlier to commit.
-type orderedLoads struct {
+type Loads struct {
 	ctx  context.Context
 	work chan func()
 	prev chan error // the outcome of the last load submitted
 	wg   sync.WaitGroup
 }
 
-func newOrderedLoads(ctx context.Context, loaders int) *orderedLoads {
-	o := &orderedLoads{ctx: ctx, work: make(chan func())}
+// New starts loaders goroutines (at least one) that run submitted loads.
+func New(ctx context.Context, loaders int) *Loads {
+	o := &Loads{ctx: ctx, work: make(chan func())}
 	for range max(loaders, 1) {
 		o.wg.Add(1)
 		go func() {
@@ -39,11 +42,11 @@ func newOrderedLoads(ctx context.Context, loaders int) *orderedLoads {
 	return o
 }
 
-// submit hands load to a free loader, waiting while all are busy, and
+// Submit hands load to a free loader, waiting while all are busy, and
 // returns the channel that receives its outcome. load must pass
 // beforeCommit as BulkOptions.BeforeCommit: it waits until the load
 // submitted before has committed, and fails when that one failed.
-func (o *orderedLoads) submit(load func(beforeCommit func() error) error) <-chan error {
+func (o *Loads) Submit(load func(beforeCommit func() error) error) <-chan error {
 	prev := o.prev
 	done := make(chan error, 1) // read by the next load's beforeCommit
 	out := make(chan error, 1)
@@ -55,7 +58,7 @@ func (o *orderedLoads) submit(load func(beforeCommit func() error) error) <-chan
 		select {
 		case err := <-prev:
 			if err != nil {
-				return errEarlierLoad
+				return ErrEarlierLoad
 			}
 			return nil
 		case <-o.ctx.Done():
@@ -76,8 +79,8 @@ func (o *orderedLoads) submit(load func(beforeCommit func() error) error) <-chan
 	return out
 }
 
-// close waits for the submitted loads to end.
-func (o *orderedLoads) close() {
+// Close waits for the submitted loads to end.
+func (o *Loads) Close() {
 	close(o.work)
 	o.wg.Wait()
 }
