@@ -269,6 +269,17 @@ func streamPosition(js jetstream.JetStream, env string, d *plinth.Domain) func(c
 	}
 }
 
+// lakeOf is how the lake commands start: the domains they work on (only
+// the named one, when given) and the configured lake.
+func lakeOf(ctx context.Context, cfg Config, ds []*plinth.Domain, domain string) ([]*plinth.Domain, lake.Target, error) {
+	ds, err := lakeDomains(ds, domain)
+	if err != nil {
+		return nil, nil, err
+	}
+	target, err := openLake(ctx, cfg)
+	return ds, target, err
+}
+
 // lakeDomains returns the configured domains, or the one --domain names.
 func lakeDomains(ds []*plinth.Domain, name string) ([]*plinth.Domain, error) {
 	if name == "" {
@@ -306,11 +317,8 @@ before the old ones go).`,
 				return err
 			}
 			defer st.Close()
-			if ds, err = lakeDomains(ds, domain); err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			target, err := openLake(ctx, cfg)
+			ds, target, err := lakeOf(ctx, cfg, ds, domain)
 			if err != nil {
 				return err
 			}
@@ -372,11 +380,8 @@ compaction that was interrupted is finished by the next.`,
 			if err != nil {
 				return err
 			}
-			if ds, err = lakeDomains(ds, domain); err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			target, err := openLake(ctx, cfg)
+			ds, target, err := lakeOf(ctx, cfg, ds, domain)
 			if err != nil {
 				return err
 			}
@@ -480,11 +485,8 @@ at once; if the command stops part-way, run it again to finish.`,
 				return err
 			}
 			defer st.Close()
-			if ds, err = lakeDomains(ds, domain); err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			target, err := openLake(ctx, cfg)
+			ds, target, err := lakeOf(ctx, cfg, ds, domain)
 			if err != nil {
 				return err
 			}
