@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,17 +13,15 @@ import (
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/domains"
 	"github.com/plinth-data/plinth/legacy"
+	"github.com/plinth-data/plinth/legacy/legacytest"
 	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/plinthtest/mariadbtest"
 	"github.com/plinth-data/plinth/sqlite"
 )
 
 type fixture struct {
-	src *legacy.Source
+	legacytest.CDC
 	url string
-	m   *legacy.Mapping
-	st  plinth.Store
-	w   *plinth.Writer
 }
 
 // setup starts a private MariaDB with a row binlog, fills it with the case
@@ -65,63 +62,17 @@ func setup(t testing.TB, persons int) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{src: src, url: srv.URL, m: m, st: st, w: w}
-}
-
-func (f *fixture) exec(t *testing.T, qs ...string) {
-	t.Helper()
-	for _, q := range qs {
-		if _, err := f.src.DB.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	return &fixture{CDC: legacytest.CDC{Src: src, M: m, St: st, W: w}, url: srv.URL}
 }
 
 // run starts change capture on a goroutine; stop ends it and returns its error.
 func (f *fixture) run(t *testing.T, opts legacy.CDCOptions) (stop func() error) {
 	t.Helper()
-	c, err := New(context.Background(), f.src, f.url, f.m)
+	c, err := New(context.Background(), f.Src, f.url, f.M)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var runErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		runErr = legacy.RunCDC(ctx, f.src, f.st, f.w, f.m, c, opts)
-	}()
-	return func() error { cancel(); wg.Wait(); return runErr }
-}
-
-// events counts the outbox's events by type and entity id.
-func (f *fixture) events(t *testing.T) map[string]int {
-	t.Helper()
-	pending, err := f.st.(plinth.OutboxStore).PendingEvents(context.Background(), 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int{}
-	for _, p := range pending {
-		var ev struct {
-			EventType, EntityID, SourceSystem string
-		}
-		_ = json.Unmarshal(p.Payload, &ev)
-		if ev.SourceSystem != "Mosaic" {
-			t.Errorf("event from %q", ev.SourceSystem)
-		}
-		out[ev.EventType+" "+ev.EntityID]++
-	}
-	return out
-}
-
-func (f *fixture) clean(t *testing.T) bool {
-	rep, err := legacy.Compare(context.Background(), f.src, f.st, f.m, nil)
-	if err != nil || !rep.Clean() {
-		t.Logf("%s not yet: %v missing %v extra %v differ %v", time.Now().Format("15:04:05.000"), err, rep.Missing[:min(3, len(rep.Missing))], rep.Extra, rep.Differ)
-	}
-	return err == nil && rep.Clean()
+	return f.Start(c, opts)
 }
 
 // TestCaptureAfterSnapshotNoGapNoDouble: writes made to the source while
@@ -130,22 +81,22 @@ func (f *fixture) clean(t *testing.T) bool {
 // parent; a restart resumes from the stored position without doubling.
 func TestCaptureAfterSnapshotNoGapNoDouble(t *testing.T) {
 	f := setup(t, 300)
-	f.exec(t, "UPDATE dm_persons SET marked_for_deletion = 'N' WHERE person_id BETWEEN 10 AND 13")
+	f.Exec(t, "UPDATE dm_persons SET marked_for_deletion = 'N' WHERE person_id BETWEEN 10 AND 13")
 	stop := f.run(t, legacy.CDCOptions{DuringSnapshot: func() {
-		f.exec(t,
+		f.Exec(t,
 			"UPDATE dm_persons SET last_name = 'Duringsnapshot', marked_for_deletion = 'N' WHERE person_id = 10",
 			"INSERT INTO dm_persons (person_id, first_name, last_name, marked_for_deletion) VALUES (5001, 'Newly', 'Inserted', 'N')",
 			"DELETE FROM dm_persons WHERE person_id = 11")
 	}})
-	plinthtest.Eventually(t, 20*time.Second, func() bool { return f.clean(t) }, "the target did not catch up with the writes made during the snapshot")
-	f.exec(t, "UPDATE dm_persons SET marked_for_deletion = 'N', first_name = 'Phoney' WHERE person_id = 12")
-	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.clean(t) }, "person 12")
-	f.exec(t, "INSERT INTO dm_telephone_numbers (telephone_number_id, person_id, telephone_number, telephone_number_type) VALUES (99001, 12, '07700 900999', 'Mobile')")
-	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.clean(t) }, "the phone change did not arrive")
+	plinthtest.Eventually(t, 20*time.Second, func() bool { return f.Clean(t) }, "the target did not catch up with the writes made during the snapshot")
+	f.Exec(t, "UPDATE dm_persons SET marked_for_deletion = 'N', first_name = 'Phoney' WHERE person_id = 12")
+	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.Clean(t) }, "person 12")
+	f.Exec(t, "INSERT INTO dm_telephone_numbers (telephone_number_id, person_id, telephone_number, telephone_number_type) VALUES (99001, 12, '07700 900999', 'Mobile')")
+	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.Clean(t) }, "the phone change did not arrive")
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	r, err := f.st.Get(context.Background(), f.m.Entity, int64(12))
+	r, err := f.St.Get(context.Background(), f.M.Entity, int64(12))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +105,7 @@ func TestCaptureAfterSnapshotNoGapNoDouble(t *testing.T) {
 		t.Fatalf("person 12's phones: %s", b)
 	}
 	want := map[string]int{"ResidentUpdatedEvent 10": 1, "ResidentCreatedEvent 5001": 1, "ResidentDeletedEvent 11": 1, "ResidentUpdatedEvent 12": 2}
-	got := f.events(t)
+	got := f.Events(t, "Mosaic")
 	for k, n := range want {
 		if got[k] != n {
 			t.Errorf("%s: %d events, want %d (all: %v)", k, got[k], n, got)
@@ -164,14 +115,14 @@ func TestCaptureAfterSnapshotNoGapNoDouble(t *testing.T) {
 		t.Errorf("events %v, want only %v", got, want)
 	}
 	// Restart: nothing is applied twice, and new changes arrive.
-	f.exec(t, "UPDATE dm_persons SET last_name = 'Afterrestart', marked_for_deletion = 'N' WHERE person_id = 13")
+	f.Exec(t, "UPDATE dm_persons SET last_name = 'Afterrestart', marked_for_deletion = 'N' WHERE person_id = 13")
 	before := len(got)
 	stop = f.run(t, legacy.CDCOptions{})
-	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.clean(t) }, "after the restart")
+	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.Clean(t) }, "after the restart")
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	got = f.events(t)
+	got = f.Events(t, "Mosaic")
 	if got["ResidentUpdatedEvent 13"] != 1 || len(got) != before+1 || got["ResidentUpdatedEvent 12"] != 2 {
 		t.Fatalf("after the restart: %v", got)
 	}

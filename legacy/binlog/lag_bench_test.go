@@ -35,7 +35,7 @@ func BenchmarkCDCLag(b *testing.B) {
 	if err := pg.Prepare(ctx, plinthtest.Domains(b)); err != nil {
 		b.Fatal(err)
 	}
-	f.st = pg
+	f.St = pg
 	var mu sync.Mutex
 	var lags []float64
 	// Per person, the changes sent and not yet seen, in order: a change's
@@ -57,23 +57,23 @@ func BenchmarkCDCLag(b *testing.B) {
 			sent[p] = marks[i:]
 		}
 	}
-	w, err := plinth.NewWriter(ctx, plinth.WriterConfig{Store: f.st, Environment: "development", Events: true, Audit: true})
+	w, err := plinth.NewWriter(ctx, plinth.WriterConfig{Store: f.St, Environment: "development", Events: true, Audit: true})
 	if err != nil {
 		b.Fatal(err)
 	}
-	f.w = w
-	capture, err := New(ctx, f.src, f.url, f.m)
+	f.W = w
+	capture, err := New(ctx, f.Src, f.url, f.M)
 	if err != nil {
 		b.Fatal(err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- legacy.RunCDC(cctx, f.src, f.st, w, f.m, capture, legacy.CDCOptions{})
+		done <- legacy.RunCDC(cctx, f.Src, f.St, w, f.M, capture, legacy.CDCOptions{})
 	}()
 	// Wait for the initial load.
 	for {
-		c, found, _ := f.st.Checkpoint(ctx, f.m.CheckpointName("cdc"))
+		c, found, _ := f.St.Checkpoint(ctx, f.M.CheckpointName("cdc"))
 		if found && strings.Contains(string(c.Value), `"snapshotDone":true`) {
 			break
 		}
@@ -91,7 +91,7 @@ func BenchmarkCDCLag(b *testing.B) {
 			// little. A record's lag ends when the watch sees it, which
 			// counts the commit and up to one look's delay.
 			next := time.Now().Add(-500 * time.Millisecond)
-			_, _ = f.st.Scan(cctx, f.m.Entity, plinth.ScanQuery{UpdatedSince: since}, func(r plinth.Record) error {
+			_, _ = f.St.Scan(cctx, f.M.Entity, plinth.ScanQuery{UpdatedSince: since}, func(r plinth.Record) error {
 				name, _ := r.Data["lastName"].(string)
 				if k, err := strconv.Atoi(strings.TrimPrefix(name, "Lag")); err == nil && strings.HasPrefix(name, "Lag") {
 					mu.Lock()
@@ -122,7 +122,7 @@ func BenchmarkCDCLag(b *testing.B) {
 					}
 					k := base + i
 					name := "Lag" + strconv.Itoa(k)
-					if _, err := f.src.DB.ExecContext(ctx, "UPDATE dm_persons SET last_name = ?, marked_for_deletion = 'N' WHERE person_id = ?", name, 1+k%persons); err != nil {
+					if _, err := f.Src.DB.ExecContext(ctx, "UPDATE dm_persons SET last_name = ?, marked_for_deletion = 'N' WHERE person_id = ?", name, 1+k%persons); err != nil {
 						b.Error(err)
 						return
 					}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,17 +15,15 @@ import (
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/domains"
 	"github.com/plinth-data/plinth/legacy"
+	"github.com/plinth-data/plinth/legacy/legacytest"
 	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/plinthtest/pgtest"
 	"github.com/plinth-data/plinth/sqlite"
 )
 
 type fixture struct {
-	src *legacy.Source
+	legacytest.CDC
 	url string
-	m   *legacy.Mapping
-	st  plinth.Store
-	w   *plinth.Writer
 }
 
 // setup starts a private PostgreSQL cluster with wal_level=logical, fills it with the case
@@ -67,64 +64,18 @@ func setup(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{src: src, url: srv.URL, m: m, st: st, w: w}
-}
-
-func (f *fixture) exec(t *testing.T, qs ...string) {
-	t.Helper()
-	for _, q := range qs {
-		if _, err := f.src.DB.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	return &fixture{CDC: legacytest.CDC{Src: src, M: m, St: st, W: w}, url: srv.URL}
 }
 
 // run starts change capture on a goroutine; stop ends it and returns its error.
 func (f *fixture) run(t *testing.T, opts legacy.CDCOptions) (stop func() error) {
 	t.Helper()
-	c, err := New(context.Background(), f.src, f.url, f.m)
+	c, err := New(context.Background(), f.Src, f.url, f.M)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Cleanup(context.Background()) })
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var runErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		runErr = legacy.RunCDC(ctx, f.src, f.st, f.w, f.m, c, opts)
-	}()
-	return func() error { cancel(); wg.Wait(); return runErr }
-}
-
-// events counts the outbox's events by type and entity id.
-func (f *fixture) events(t *testing.T) map[string]int {
-	t.Helper()
-	pending, err := f.st.(plinth.OutboxStore).PendingEvents(context.Background(), 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int{}
-	for _, p := range pending {
-		var ev struct {
-			EventType, EntityID, SourceSystem string
-		}
-		_ = json.Unmarshal(p.Payload, &ev)
-		if ev.SourceSystem != "Mosaic" {
-			t.Errorf("event from %q", ev.SourceSystem)
-		}
-		out[ev.EventType+" "+ev.EntityID]++
-	}
-	return out
-}
-
-func (f *fixture) clean(t *testing.T) bool {
-	rep, err := legacy.Compare(context.Background(), f.src, f.st, f.m, nil)
-	if err != nil || !rep.Clean() {
-		t.Logf("%s not yet: %v missing %v extra %v differ %v", time.Now().Format("15:04:05.000"), err, rep.Missing[:min(3, len(rep.Missing))], rep.Extra, rep.Differ)
-	}
-	return err == nil && rep.Clean()
+	return f.Start(c, opts)
 }
 
 // TestCaptureAfterSnapshotNoGapNoDouble: writes made to the source while
@@ -135,29 +86,29 @@ func TestCaptureAfterSnapshotNoGapNoDouble(t *testing.T) {
 	f := setup(t)
 	// dm_addresses' key does not hold person_id: a deleted address could
 	// not name its person without the full old row.
-	if _, err := New(context.Background(), f.src, f.url, f.m); err == nil || !strings.Contains(err.Error(), "ALTER TABLE dm_addresses REPLICA IDENTITY FULL") {
+	if _, err := New(context.Background(), f.Src, f.url, f.M); err == nil || !strings.Contains(err.Error(), "ALTER TABLE dm_addresses REPLICA IDENTITY FULL") {
 		t.Fatalf("New without replica identity: %v", err)
 	}
-	f.exec(t, "ALTER TABLE dm_addresses REPLICA IDENTITY FULL")
-	f.exec(t, "UPDATE dm_persons SET marked_for_deletion = 'N' WHERE person_id BETWEEN 10 AND 13")
+	f.Exec(t, "ALTER TABLE dm_addresses REPLICA IDENTITY FULL")
+	f.Exec(t, "UPDATE dm_persons SET marked_for_deletion = 'N' WHERE person_id BETWEEN 10 AND 13")
 	stop := f.run(t, legacy.CDCOptions{DuringSnapshot: func() {
-		f.exec(t,
+		f.Exec(t,
 			"UPDATE dm_persons SET last_name = 'Duringsnapshot', marked_for_deletion = 'N' WHERE person_id = 10",
 			"INSERT INTO dm_persons (person_id, first_name, last_name, marked_for_deletion) VALUES (5001, 'Newly', 'Inserted', 'N')",
 			"DELETE FROM dm_persons WHERE person_id = 11")
 	}})
-	plinthtest.Eventually(t, 20*time.Second, func() bool { return f.clean(t) }, "the target did not catch up with the writes made during the snapshot")
-	f.exec(t, "UPDATE dm_persons SET marked_for_deletion = 'N', first_name = 'Phoney' WHERE person_id = 12")
-	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.clean(t) }, "person 12")
-	f.exec(t, "INSERT INTO dm_telephone_numbers (telephone_number_id, person_id, telephone_number, telephone_number_type) VALUES (99001, 12, '07700 900999', 'Mobile')")
-	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.clean(t) }, "the phone change did not arrive")
+	plinthtest.Eventually(t, 20*time.Second, func() bool { return f.Clean(t) }, "the target did not catch up with the writes made during the snapshot")
+	f.Exec(t, "UPDATE dm_persons SET marked_for_deletion = 'N', first_name = 'Phoney' WHERE person_id = 12")
+	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.Clean(t) }, "person 12")
+	f.Exec(t, "INSERT INTO dm_telephone_numbers (telephone_number_id, person_id, telephone_number, telephone_number_type) VALUES (99001, 12, '07700 900999', 'Mobile')")
+	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.Clean(t) }, "the phone change did not arrive")
 	// A deleted child row names its parent through its full old row.
-	f.exec(t, "DELETE FROM dm_addresses WHERE ref_addresses_people_id = (SELECT min(ref_addresses_people_id) FROM dm_addresses WHERE person_id = 10)")
-	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.clean(t) }, "the address deletion did not arrive")
+	f.Exec(t, "DELETE FROM dm_addresses WHERE ref_addresses_people_id = (SELECT min(ref_addresses_people_id) FROM dm_addresses WHERE person_id = 10)")
+	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.Clean(t) }, "the address deletion did not arrive")
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	r, err := f.st.Get(context.Background(), f.m.Entity, int64(12))
+	r, err := f.St.Get(context.Background(), f.M.Entity, int64(12))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +117,7 @@ func TestCaptureAfterSnapshotNoGapNoDouble(t *testing.T) {
 		t.Fatalf("person 12's phones: %s", b)
 	}
 	want := map[string]int{"ResidentUpdatedEvent 10": 2, "ResidentCreatedEvent 5001": 1, "ResidentDeletedEvent 11": 1, "ResidentUpdatedEvent 12": 2}
-	got := f.events(t)
+	got := f.Events(t, "Mosaic")
 	for k, n := range want {
 		if got[k] != n {
 			t.Errorf("%s: %d events, want %d (all: %v)", k, got[k], n, got)
@@ -176,14 +127,14 @@ func TestCaptureAfterSnapshotNoGapNoDouble(t *testing.T) {
 		t.Errorf("events %v, want only %v", got, want)
 	}
 	// Restart: nothing is applied twice, and new changes arrive.
-	f.exec(t, "UPDATE dm_persons SET last_name = 'Afterrestart', marked_for_deletion = 'N' WHERE person_id = 13")
+	f.Exec(t, "UPDATE dm_persons SET last_name = 'Afterrestart', marked_for_deletion = 'N' WHERE person_id = 13")
 	before := len(got)
 	stop = f.run(t, legacy.CDCOptions{})
-	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.clean(t) }, "after the restart")
+	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.Clean(t) }, "after the restart")
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	got = f.events(t)
+	got = f.Events(t, "Mosaic")
 	if got["ResidentUpdatedEvent 13"] != 1 || len(got) != before+1 || got["ResidentUpdatedEvent 12"] != 2 {
 		t.Fatalf("after the restart: %v", got)
 	}
@@ -195,14 +146,14 @@ func TestCaptureAfterSnapshotNoGapNoDouble(t *testing.T) {
 // crash); Stored does.
 func TestSlotIsToldOnlyStoredPositions(t *testing.T) {
 	f := setup(t)
-	f.exec(t, "ALTER TABLE dm_addresses REPLICA IDENTITY FULL")
+	f.Exec(t, "ALTER TABLE dm_addresses REPLICA IDENTITY FULL")
 	ctx := context.Background()
-	c, err := New(ctx, f.src, f.url, f.m)
+	c, err := New(ctx, f.Src, f.url, f.M)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Cleanup(context.Background()) })
-	snap, err := f.src.Snapshot(ctx)
+	snap, err := f.Src.Snapshot(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +168,7 @@ func TestSlotIsToldOnlyStoredPositions(t *testing.T) {
 	}
 	defer s.Close()
 	confirmed := func() pglogrepl.LSN {
-		rows, err := f.src.DB.QueryContext(ctx, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", c.Slot)
+		rows, err := f.Src.DB.QueryContext(ctx, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", c.Slot)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,7 +183,7 @@ func TestSlotIsToldOnlyStoredPositions(t *testing.T) {
 	startLSN, _ := pglogrepl.ParseLSN(start)
 	var positions []pglogrepl.LSN
 	for i, name := range []string{"Firstread", "Secondread", "Thirdread"} {
-		f.exec(t, fmt.Sprintf("UPDATE dm_persons SET last_name = '%s' WHERE person_id = %d", name, i+1))
+		f.Exec(t, fmt.Sprintf("UPDATE dm_persons SET last_name = '%s' WHERE person_id = %d", name, i+1))
 		b, err := s.Next(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -245,7 +196,7 @@ func TestSlotIsToldOnlyStoredPositions(t *testing.T) {
 		t.Fatalf("the slot confirms %s after batches were only read (start %s)", got, startLSN)
 	}
 	s.(legacy.Acknowledger).Stored(positions[0].String())
-	f.exec(t, "UPDATE dm_persons SET last_name = 'Fourthread' WHERE person_id = 4")
+	f.Exec(t, "UPDATE dm_persons SET last_name = 'Fourthread' WHERE person_id = 4")
 	if _, err := s.Next(ctx); err != nil {
 		t.Fatal(err)
 	}
