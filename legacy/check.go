@@ -36,7 +36,7 @@ func Check(ctx context.Context, src *Source, m *Mapping) error {
 		c.rootKey(root)
 	}
 	for _, ch := range m.Children {
-		c.child(ch, root)
+		c.child(ch, root, "")
 	}
 	if err := c.p.err(); err != nil {
 		return err
@@ -194,36 +194,78 @@ func (c *checker) rootKey(t *TableInfo) {
 	}
 }
 
-func (c *checker) child(ch *ChildMap, root *TableInfo) {
+// child checks a child, its links and its own children against the
+// source; parent is the table it joins (nil when that is unknown).
+func (c *checker) child(ch *ChildMap, parent *TableInfo, within string) {
+	what := "child " + within + ch.Field
+	for _, h := range ch.Through {
+		t := c.table(h.Table, h.Line)
+		c.joins(t, h.Join, parent, h.Parent, h.Line, what+": link "+h.Table)
+		if t != nil {
+			c.conditions(t, h.Where)
+			h.Key = c.rowKey(t, h.Key, h.Line, what+": link "+h.Table)
+		}
+		parent = t
+	}
 	t := c.table(ch.Table, ch.Line)
+	c.joins(t, ch.Join, parent, ch.Parent, ch.Line, what)
 	if t == nil {
 		return
-	}
-	for _, col := range ch.Join {
-		c.column(t, col, ch.Line, "join column")
-	}
-	if root != nil {
-		for _, col := range ch.Parent {
-			c.column(root, col, ch.Line, "parent column")
-		}
 	}
 	for _, col := range append(slices.Clone(ch.Key), ch.OrderBy...) {
 		c.column(t, col, ch.Line, "column")
 	}
 	c.conditions(t, ch.Where)
 	for _, f := range ch.Fields {
-		c.field(t, f, ch.Field+".")
+		c.field(t, f, within+ch.Field+".")
 	}
-	if len(ch.Key) == 0 {
-		if len(t.PrimaryKey) == 0 {
-			c.p.add(ch.Line, "child table %s has no primary key: name the columns that identify its rows under key", t.Name)
+	ch.Key = c.rowKey(t, ch.Key, ch.Line, what)
+	for _, nc := range ch.Children {
+		c.child(nc, t, within+ch.Field+".")
+	}
+}
+
+// joins checks that a join's columns are in the joined table, its parent
+// columns in the table it joins, and that each pair can compare (integers
+// and text can: the values are converted; other kinds must agree).
+func (c *checker) joins(t *TableInfo, join []string, parent *TableInfo, parentCols []string, line int, what string) {
+	for i, col := range join {
+		var jc, pc Column
+		var jok, pok bool
+		if t != nil {
+			jc, jok = c.column(t, col, line, "join column")
 		}
-		ch.Key = t.PrimaryKey
-	} else if len(t.PrimaryKey) > 0 && !subset(t.PrimaryKey, lower(ch.Key)) {
-		c.p.add(ch.Line, "child %s: key (%s) does not cover the table's primary key (%s)", ch.Field, strings.Join(ch.Key, ", "), strings.Join(t.PrimaryKey, ", "))
-	} else if len(t.PrimaryKey) == 0 {
-		c.p.add(ch.Line, "child table %s has no primary key: change capture needs one", t.Name)
+		if parent != nil && i < len(parentCols) {
+			pc, pok = c.column(parent, parentCols[i], line, "parent column")
+		}
+		if jok && pok {
+			jf, pf := typeFamily(jc.Type), typeFamily(pc.Type)
+			if jf != pf && !(jf == "int" && pf == "text" || jf == "text" && pf == "int") {
+				c.p.add(line, "%s: join column %s (%s) cannot be compared with parent column %s (%s)", what, jc.Name, jc.Type, pc.Name, pc.Type)
+			}
+		}
 	}
+}
+
+// rowKey checks what identifies a joined table's rows, as diff sync and
+// change capture need: its primary key, which a declared key must cover.
+// It returns the key to use.
+func (c *checker) rowKey(t *TableInfo, key []string, line int, what string) []string {
+	switch {
+	case len(key) == 0:
+		if len(t.PrimaryKey) == 0 {
+			c.p.add(line, "%s: table %s has no primary key: name the columns that identify its rows under key", what, t.Name)
+		}
+		return t.PrimaryKey
+	case len(t.PrimaryKey) == 0:
+		for _, col := range key {
+			c.column(t, col, line, "key column")
+		}
+		c.p.add(line, "%s: table %s has no primary key: change capture needs one", what, t.Name)
+	case !subset(t.PrimaryKey, lower(key)):
+		c.p.add(line, "%s: key (%s) does not cover the table's primary key (%s)", what, strings.Join(key, ", "), strings.Join(t.PrimaryKey, ", "))
+	}
+	return key
 }
 
 // verifyUnique counts key values held by more than one row.

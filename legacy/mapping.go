@@ -122,15 +122,26 @@ type FirstMap struct {
 }
 
 // ChildMap is a collection of items from a child table joined by key; it
-// fills the array field of its name.
+// fills the array field of its name. A child may be reached through link
+// tables (Through) and may hold children of its own (Children), so a
+// mapping follows joins to any depth.
 type ChildMap struct {
 	Field string
 	Table string
-	// Join pairs child columns with Parent, the root's columns (its key
-	// columns by default), in order: a member row joins its tenancy by
-	// house_ref, an address its person by person_id.
+	// Join pairs child columns with Parent, in order: the columns of the
+	// table it joins (the root's key columns by default; for a nested child
+	// or one reached through links, the enclosing or last link table's
+	// columns, always named): a member row joins its tenancy by house_ref,
+	// an address its person by person_id.
 	Join   []string
 	Parent []string
+	// Through lists the link tables between the enclosing table and Table,
+	// nearest the enclosing table first (a member's phones through its
+	// contact links); their rows only lead to the child's.
+	Through []*Hop
+	// Children are joined to this child's rows: collections that fill
+	// array fields of its items, or lookups its items take first of.
+	Children []*ChildMap
 	// Key is the child table's own key (for ordering and change capture);
 	// OrderBy orders the items (Key when empty).
 	Key      []string
@@ -147,6 +158,18 @@ type ChildMap struct {
 	Line   int
 
 	field *plinth.Field
+	up    *ChildMap // the child this one is nested in; nil under the root
+}
+
+// Hop is a link table on the way to a child's table: its Join columns pair
+// with Parent, the columns of the table before it.
+type Hop struct {
+	Table        string
+	Join, Parent []string
+	// Key identifies its rows (the primary key by default; set by Check).
+	Key   []string
+	Where []Condition // link rows kept (a link type)
+	Line  int
 }
 
 // Lookup decodes codes: a value found in Values becomes its entry, any
@@ -492,7 +515,7 @@ func (l *loader) field(name, n *yaml.Node, lookups map[string]*Lookup) *FieldMap
 
 func (l *loader) child(name, n *yaml.Node, lookups map[string]*Lookup) *ChildMap {
 	what := "child " + name.Value
-	k := l.Mapping(n, what, []string{"table", "join", "fields"}, "parent", "key", "orderBy", "where", "distinct", "rows", "endField", "lookup")
+	k := l.Mapping(n, what, []string{"table", "join", "fields"}, "parent", "key", "orderBy", "where", "distinct", "rows", "endField", "lookup", "through", "children")
 	if k == nil {
 		return nil
 	}
@@ -510,33 +533,84 @@ func (l *loader) child(name, n *yaml.Node, lookups map[string]*Lookup) *ChildMap
 	if c.Rows != "all" && c.EndField == "" {
 		l.Errorf(n, "%s: rows %s needs endField, the item field holding the end date", what, c.Rows)
 	}
+	if t := k["through"]; t != nil {
+		if t.Kind != yaml.SequenceNode || len(t.Content) == 0 {
+			l.Errorf(t, "%s: through must be a list of link tables", what)
+		} else {
+			for _, hn := range t.Content {
+				if h := l.hop(hn, what); h != nil {
+					c.Through = append(c.Through, h)
+				}
+			}
+		}
+	}
+	if cn := k["children"]; cn != nil {
+		for _, kv := range l.keysInOrder(cn, what+": children") {
+			if nc := l.child(kv[0], kv[1], lookups); nc != nil {
+				nc.up = c
+				c.Children = append(c.Children, nc)
+			}
+		}
+	}
 	return c
+}
+
+func (l *loader) hop(n *yaml.Node, what string) *Hop {
+	what += ": through"
+	k := l.Mapping(n, what, []string{"table", "join", "parent"}, "key", "where")
+	if k == nil {
+		return nil
+	}
+	h := &Hop{Table: l.str(k["table"], what+": table"), Join: l.strs(k["join"], what+": join"), Parent: l.strs(k["parent"], what+": parent"),
+		Key: l.strs(k["key"], what+": key"), Where: l.conditions(k["where"]), Line: n.Line}
+	if len(h.Join) != len(h.Parent) && len(h.Parent) > 0 {
+		l.Errorf(n, "%s %s: join names %d column(s), one per parent column (%s)", what, h.Table, len(h.Join), strings.Join(h.Parent, ", "))
+	}
+	return h
 }
 
 // crossCheck reports what only the whole file shows: children and lookups
 // named but not declared, joins that do not match the key.
 func (l *loader) crossCheck(m *Mapping) {
+	l.crossCheckLevel(m.Children, m.Fields, "", m.Key.Columns)
+}
+
+// crossCheckLevel checks the children and fields of one level: the root
+// (rootKey set: a direct child joins the root's key by default) or a
+// child's items (within names it).
+func (l *loader) crossCheckLevel(list []*ChildMap, fields []*FieldMap, within string, rootKey []string) {
 	children := map[string]*ChildMap{}
-	for _, c := range m.Children {
+	for _, c := range list {
 		children[c.Field] = c
+		what := "child " + within + c.Field
 		if len(c.Parent) == 0 {
-			c.Parent = m.Key.Columns
+			if rootKey == nil || len(c.Through) > 0 {
+				l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: %s: name its parent columns (those of %s its join columns pair with)", l.File, c.Line, what, c.joinsTo()))
+			}
+			c.Parent = rootKey
 		}
 		if len(c.Join) != len(c.Parent) && len(c.Parent) > 0 {
-			l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: child %s: join names %d column(s), one per parent column (%s)", l.File, c.Line, c.Field, len(c.Join), strings.Join(c.Parent, ", ")))
+			l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: %s: join names %d column(s), one per parent column (%s)", l.File, c.Line, what, len(c.Join), strings.Join(c.Parent, ", ")))
 		}
-		for _, f := range c.Fields {
-			if f.First != nil {
-				l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: child %s: field %s: an item cannot take first of a collection", l.File, f.Line, c.Field, f.Field))
-			}
-		}
+		l.crossCheckLevel(c.Children, c.Fields, within+c.Field+".", nil)
 	}
-	for _, f := range m.Fields {
+	for _, f := range fields {
 		if f.First != nil && children[f.First.Child] == nil {
-			l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: field %s: first.child %q is not declared under children", l.File, f.Line, f.Field, f.First.Child))
+			l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: field %s%s: first.child %q is not declared under its children", l.File, f.Line, within, f.Field, f.First.Child))
 		}
 		if c := children[f.Field]; c != nil && !c.Lookup {
-			l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: field %s is filled by the child collection of that name; map it in one place", l.File, f.Line, f.Field))
+			l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: field %s%s is filled by the child collection of that name; map it in one place", l.File, f.Line, within, f.Field))
 		}
 	}
+}
+
+// joinsTo names the table a child's join columns pair with, for messages.
+func (c *ChildMap) joinsTo() string {
+	switch {
+	case len(c.Through) > 0:
+		return "the link table " + c.Through[len(c.Through)-1].Table
+	case c.up != nil:
+		return c.up.Table
+	}
+	return "the root table"
 }
