@@ -261,7 +261,9 @@ func (m *Mapping) buildItems(c *ChildMap, rows []Row, rowsOf rowsFunc) ([]any, e
 			var v any
 			var err error
 			if f.First != nil {
-				v, err = coerce(f.field, first(f.First, childNamed(c.Children, f.First.Child), nested[f.First.Child]))
+				if v, err = coerce(f.field, first(f.First, childNamed(c.Children, f.First.Child), nested[f.First.Child])); err != nil {
+					err = fmt.Errorf("%s: %w", f.Field, err)
+				}
 			} else {
 				v, err = f.value(r)
 			}
