@@ -11,8 +11,11 @@ import (
 
 // ScaffoldOptions says what to draft.
 type ScaffoldOptions struct {
-	Table    string
-	Children []string // child tables, joined by the root's key column names
+	Table string
+	// Children are the child tables to draft; when empty, the tables whose
+	// declared foreign keys reference the root (or, when the source
+	// declares none, those with columns named like the root's key).
+	Children []string
 	Domain   string   // kebab-case; default from the table
 	System   string   // the legacy system's name; default "legacy"
 	// Connection is the environment variable the mapping will name.
@@ -21,8 +24,9 @@ type ScaffoldOptions struct {
 
 // Scaffold drafts a domain spec and a mapping from a legacy table's schema:
 // columns become fields with types, the primary key the key, child tables
-// (joined by columns named like the root's key) array fields. Every PII
-// class is set to personal and marked TODO for a person to decide.
+// array fields: joined by their declared foreign keys to the root, or, in
+// a source that declares none, by columns named like the root's key. Every
+// PII class is set to personal and marked TODO for a person to decide.
 func Scaffold(ctx context.Context, src *Source, o ScaffoldOptions) (specYAML, mappingYAML []byte, err error) {
 	schema, err := src.Schema(ctx)
 	if err != nil {
@@ -88,31 +92,28 @@ fields:
 		writeField(&spec, "      ", name, root.Columns[col])
 		fmt.Fprintf(&mapping, "  %s: %s\n", name, mapColumn(root.Columns[col]))
 	}
-	if len(o.Children) > 0 {
+	children, notes, err := scaffoldChildren(ctx, src, schema, root, o.Children)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, n := range notes {
+		fmt.Fprintf(&mapping, "# %s\n", n)
+	}
+	if len(children) > 0 {
 		mapping.WriteString("children:\n")
 	}
-	for _, ct := range o.Children {
-		child := schema[strings.ToLower(ct)]
-		if child == nil {
-			return nil, nil, fmt.Errorf("child table %s is not in the source", ct)
-		}
-		var join []string
-		for _, k := range root.PrimaryKey {
-			if _, ok := child.Columns[k]; !ok {
-				return nil, nil, fmt.Errorf("child table %s has no column %s to join %s by; scaffold it without --children and add the child by hand", child.Name, k, root.Name)
-			}
-			join = append(join, child.Columns[k].Name)
-		}
+	for _, ch := range children {
+		child := ch.table
 		field := fieldName(child.Name, used)
 		fmt.Fprintf(&spec, "      - name: %s\n        type: array\n        pii: personal  # TODO\n        items:\n          type: object\n          fields:\n", field)
-		fmt.Fprintf(&mapping, "  %s:\n    table: %s\n    join: [%s]\n", field, child.Name, strings.Join(join, ", "))
+		fmt.Fprintf(&mapping, "  %s:\n    table: %s\n    join: [%s]\n    parent: [%s]\n", field, child.Name, strings.Join(ch.join, ", "), strings.Join(ch.parent, ", "))
 		if len(child.PrimaryKey) > 0 {
 			fmt.Fprintf(&mapping, "    key: [%s]\n", strings.Join(child.PrimaryKey, ", "))
 		}
 		mapping.WriteString("    fields:\n")
 		itemUsed := map[string]bool{}
 		for _, col := range child.Ordered {
-			if slices.Contains(lower(join), col) {
+			if slices.Contains(lower(ch.join), col) {
 				continue
 			}
 			name := fieldName(col, itemUsed)
@@ -199,4 +200,103 @@ func kebab(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// scaffoldChild is a child table and how it joins the root.
+type scaffoldChild struct {
+	table        *TableInfo
+	join, parent []string // the child's columns, the root's, pairwise
+}
+
+// scaffoldChildren finds the child tables and their joins: the named ones
+// (or, with none named, every table) joined by a declared foreign key to
+// the root; when the source declares no foreign keys at all, by columns
+// named like the root's key columns. notes are TODO comments for the
+// mapping: how the joins were found, and tables left out.
+func scaffoldChildren(ctx context.Context, src *Source, schema map[string]*TableInfo, root *TableInfo, named []string) ([]scaffoldChild, []string, error) {
+	fks, err := src.ForeignKeys(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []scaffoldChild
+	var notes []string
+	if len(fks) == 0 {
+		return byColumnNames(schema, root, named)
+	}
+	notes = append(notes, "Children found from the source's declared foreign keys to "+root.Name+".")
+	for _, name := range named {
+		if schema[strings.ToLower(name)] == nil {
+			return nil, nil, fmt.Errorf("child table %s is not in the source", name)
+		}
+	}
+	found := map[string]bool{}
+	for _, fk := range fks {
+		child := schema[strings.ToLower(fk.Table)]
+		switch {
+		case !strings.EqualFold(fk.RefTable, root.Name) || child == nil:
+			continue
+		case len(named) > 0 && !slices.ContainsFunc(named, func(n string) bool { return strings.EqualFold(n, fk.Table) }):
+			continue
+		case len(child.PrimaryKey) == 0:
+			notes = append(notes, fmt.Sprintf("TODO: %s references %s (%s) but has no primary key: add it by hand, with key: the columns that identify its rows.", child.Name, root.Name, strings.Join(fk.Columns, ", ")))
+			continue
+		}
+		found[strings.ToLower(fk.Table)] = true
+		out = append(out, scaffoldChild{table: child, join: fk.Columns, parent: actualNames(root, fk.RefColumns)})
+	}
+	for _, name := range named {
+		if !found[strings.ToLower(name)] {
+			return nil, nil, fmt.Errorf("child table %s declares no foreign key to %s; scaffold it without --children and add the child by hand", name, root.Name)
+		}
+	}
+	return out, notes, nil
+}
+
+// byColumnNames is the fallback for sources without declared foreign keys:
+// children joined by columns named like the root's key columns.
+func byColumnNames(schema map[string]*TableInfo, root *TableInfo, named []string) ([]scaffoldChild, []string, error) {
+	notes := []string{fmt.Sprintf("TODO: the source declares no foreign keys: children were found by columns named like %s's key (%s); check each join.",
+		root.Name, strings.Join(root.PrimaryKey, ", "))}
+	candidates := named
+	if len(candidates) == 0 {
+		for name, t := range schema {
+			if name != strings.ToLower(root.Name) && name != MarkerTable && len(t.PrimaryKey) > 0 {
+				candidates = append(candidates, t.Name)
+			}
+		}
+		slices.Sort(candidates)
+	}
+	var out []scaffoldChild
+	for _, ct := range candidates {
+		child := schema[strings.ToLower(ct)]
+		if child == nil {
+			return nil, nil, fmt.Errorf("child table %s is not in the source", ct)
+		}
+		var join []string
+		for _, k := range root.PrimaryKey {
+			if c, ok := child.Columns[k]; ok {
+				join = append(join, c.Name)
+			}
+		}
+		if len(join) < len(root.PrimaryKey) || slices.Equal(child.PrimaryKey, root.PrimaryKey) {
+			if len(named) > 0 {
+				return nil, nil, fmt.Errorf("child table %s has no columns named %s to join %s by; scaffold it without --children and add the child by hand", child.Name, strings.Join(root.PrimaryKey, ", "), root.Name)
+			}
+			continue // not a child (or the same rows: a one-to-one extension)
+		}
+		out = append(out, scaffoldChild{table: child, join: join, parent: actualNames(root, root.PrimaryKey)})
+	}
+	return out, notes, nil
+}
+
+// actualNames spells columns as the table does.
+func actualNames(t *TableInfo, cols []string) []string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = c
+		if col, ok := t.Columns[strings.ToLower(c)]; ok {
+			out[i] = col.Name
+		}
+	}
+	return out
 }
