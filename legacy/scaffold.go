@@ -16,8 +16,8 @@ type ScaffoldOptions struct {
 	// declared foreign keys reference the root (or, when the source
 	// declares none, those with columns named like the root's key).
 	Children []string
-	Domain   string   // kebab-case; default from the table
-	System   string   // the legacy system's name; default "legacy"
+	Domain   string // kebab-case; default from the table
+	System   string // the legacy system's name; default "legacy"
 	// Connection is the environment variable the mapping will name.
 	Connection string
 }
