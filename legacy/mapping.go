@@ -143,8 +143,10 @@ type ChildMap struct {
 	// array fields of its items, or lookups its items take first of.
 	Children []*ChildMap
 	// Key is the child table's own key (for ordering and change capture);
-	// OrderBy orders the items (Key when empty).
+	// OrderBy orders the items (Key when empty). Unique declares it unique
+	// on a table without a primary key; the check verifies it.
 	Key      []string
+	Unique   bool
 	OrderBy  []string
 	Where    []Condition
 	Fields   []*FieldMap
@@ -166,10 +168,12 @@ type ChildMap struct {
 type Hop struct {
 	Table        string
 	Join, Parent []string
-	// Key identifies its rows (the primary key by default; set by Check).
-	Key   []string
-	Where []Condition // link rows kept (a link type)
-	Line  int
+	// Key identifies its rows (the primary key by default; set by Check);
+	// Unique as for a child.
+	Key    []string
+	Unique bool
+	Where  []Condition // link rows kept (a link type)
+	Line   int
 }
 
 // Lookup decodes codes: a value found in Values becomes its entry, any
@@ -515,13 +519,14 @@ func (l *loader) field(name, n *yaml.Node, lookups map[string]*Lookup) *FieldMap
 
 func (l *loader) child(name, n *yaml.Node, lookups map[string]*Lookup) *ChildMap {
 	what := "child " + name.Value
-	k := l.Mapping(n, what, []string{"table", "join", "fields"}, "parent", "key", "orderBy", "where", "distinct", "rows", "endField", "lookup", "through", "children")
+	k := l.Mapping(n, what, []string{"table", "join", "fields"}, "parent", "key", "orderBy", "where", "distinct", "rows", "endField", "lookup", "through", "children", "unique")
 	if k == nil {
 		return nil
 	}
 	c := &ChildMap{Field: name.Value, Table: l.str(k["table"], what+": table"), Join: l.strs(k["join"], what+": join"),
 		Parent: l.strs(k["parent"], what+": parent"), Key: l.strs(k["key"], what+": key"), OrderBy: l.strs(k["orderBy"], what+": orderBy"), Where: l.conditions(k["where"]),
-		Distinct: l.boolean(k["distinct"], what+": distinct"), Rows: "all", Line: name.Line, Lookup: l.boolean(k["lookup"], what+": lookup")}
+		Distinct: l.boolean(k["distinct"], what+": distinct"), Rows: "all", Line: name.Line, Lookup: l.boolean(k["lookup"], what+": lookup"),
+		Unique: l.boolean(k["unique"], what+": unique")}
 	c.Fields = l.fields(k["fields"], what+": fields", lookups)
 	if r := k["rows"]; r != nil {
 		c.Rows = l.str(r, what+": rows")
@@ -532,6 +537,9 @@ func (l *loader) child(name, n *yaml.Node, lookups map[string]*Lookup) *ChildMap
 	c.EndField = l.str(k["endField"], what+": endField")
 	if c.Rows != "all" && c.EndField == "" {
 		l.Errorf(n, "%s: rows %s needs endField, the item field holding the end date", what, c.Rows)
+	}
+	if c.Unique && len(c.Key) == 0 {
+		l.Errorf(k["unique"], "%s: unique declares key unique: name the key", what)
 	}
 	if t := k["through"]; t != nil {
 		if t.Kind != yaml.SequenceNode || len(t.Content) == 0 {
@@ -557,14 +565,17 @@ func (l *loader) child(name, n *yaml.Node, lookups map[string]*Lookup) *ChildMap
 
 func (l *loader) hop(n *yaml.Node, what string) *Hop {
 	what += ": through"
-	k := l.Mapping(n, what, []string{"table", "join", "parent"}, "key", "where")
+	k := l.Mapping(n, what, []string{"table", "join", "parent"}, "key", "where", "unique")
 	if k == nil {
 		return nil
 	}
 	h := &Hop{Table: l.str(k["table"], what+": table"), Join: l.strs(k["join"], what+": join"), Parent: l.strs(k["parent"], what+": parent"),
-		Key: l.strs(k["key"], what+": key"), Where: l.conditions(k["where"]), Line: n.Line}
+		Key: l.strs(k["key"], what+": key"), Where: l.conditions(k["where"]), Line: n.Line, Unique: l.boolean(k["unique"], what+": unique")}
 	if len(h.Join) != len(h.Parent) && len(h.Parent) > 0 {
 		l.Errorf(n, "%s %s: join names %d column(s), one per parent column (%s)", what, h.Table, len(h.Join), strings.Join(h.Parent, ", "))
+	}
+	if h.Unique && len(h.Key) == 0 {
+		l.Errorf(k["unique"], "%s %s: unique declares key unique: name the key", what, h.Table)
 	}
 	return h
 }

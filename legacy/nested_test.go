@@ -126,6 +126,38 @@ func TestCheckNestedJoinsAgainstSource(t *testing.T) {
 			t.Errorf("missing %q in\n%s", want, err)
 		}
 	}
+	// A joined table without a primary key may declare its key unique:
+	// the check verifies it in the source.
+	if _, err := src.DB.ExecContext(ctx, "INSERT INTO cc_email_nopk VALUES (1, 'a@example.org'), (1, 'a@example.org'), (2, 'b@example.org')"); err != nil {
+		t.Fatal(err)
+	}
+	uniq := nestedMapping(`      emailAddresses:
+        table: cc_email_nopk
+        through:
+          - {table: CCContactLink, join: [Key1, Key2], parent: [house_ref, person_no]}
+        join: [ContactNo]
+        parent: [ContactNo]
+        key: [ContactNo, Email]
+        unique: true
+        fields:
+          emailAddress: Email
+`)
+	m, err = Parse("uniq.mapping.yaml", []byte(uniq))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Resolve(ds); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(ctx, src, m); err == nil || err.Error() != "uniq.mapping.yaml:16: child householdMembers.emailAddresses: unique: 1 value(s) of (ContactNo, Email) are held by more than one row of cc_email_nopk" {
+		t.Fatalf("unique check: %v", err)
+	}
+	if _, err := src.DB.ExecContext(ctx, "DELETE FROM cc_email_nopk WHERE ContactNo = 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(ctx, src, m); err != nil {
+		t.Fatalf("a unique key: %v", err)
+	}
 	// Columns that exist but cannot be compared: a date with a number.
 	m, _ = Parse("bad.mapping.yaml", []byte(strings.NewReplacer("CCContactLnk", "CCContactLink", "PhoneNumber", "PhoneNo",
 		"join: [Key1, Key2], parent: [house_ref, person_no]", "join: [Key1, LinkNo], parent: [house_ref, dob]").Replace(nestedMapping(`      phoneNumbers:
