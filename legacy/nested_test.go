@@ -2,6 +2,7 @@ package legacy
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -175,5 +176,29 @@ func TestCheckNestedJoinsAgainstSource(t *testing.T) {
 	err = Check(ctx, src, m)
 	if err == nil || !strings.Contains(err.Error(), "bad.mapping.yaml:19: child householdMembers.phoneNumbers: link CCContactLink: join column LinkNo (int) cannot be compared with parent column dob (datetime)") {
 		t.Fatalf("type check: %v", err)
+	}
+}
+
+// TestRowsThroughLinksInOrderOnce: a child's rows reached through several
+// link rows come in the child's order, a row reached through two links
+// once; a parent row with a null join column joins nothing.
+func TestRowsThroughLinksInOrderOnce(t *testing.T) {
+	h := &Hop{Table: "link", Join: []string{"key1"}, Parent: []string{"id"}}
+	c := &ChildMap{Field: "phones", Table: "phone", Through: []*Hop{h}, Join: []string{"contactno"}, Parent: []string{"contactno"},
+		Key: []string{"phoneid"}, OrderBy: []string{"phoneid"}}
+	links := []Row{{"key1": int64(1), "contactno": int64(10)}, {"key1": int64(1), "contactno": int64(11)}, {"key1": int64(1), "contactno": int64(10)}}
+	j := joined{h: {"1": links}, c: {
+		"10": {{"phoneid": int64(2), "contactno": int64(10)}, {"phoneid": int64(30), "contactno": int64(10)}},
+		"11": {{"phoneid": int64(1), "contactno": int64(11)}, {"phoneid": int64(4), "contactno": int64(11)}},
+	}}
+	var ids []any
+	for _, r := range j.rowsOf(c, Row{"id": int64(1)}) {
+		ids = append(ids, r["phoneid"])
+	}
+	if fmt.Sprint(ids) != "[1 2 4 30]" {
+		t.Errorf("rows %v, want [1 2 4 30]", ids)
+	}
+	if rows := j.rowsOf(c, Row{"id": nil}); rows != nil {
+		t.Errorf("a null parent joined %v", rows)
 	}
 }
