@@ -49,7 +49,7 @@ func Scaffold(ctx context.Context, src *Source, o ScaffoldOptions) (specYAML, ma
 		o.Connection = "PLINTH_LEGACY_" + strings.ToUpper(strings.ReplaceAll(o.Domain, "-", "_"))
 	}
 	entity := strings.TrimSuffix(camel(root.Name), "s")
-	plural := kebab(entity) + "s"
+	plural := kebab(strings.TrimSuffix(strings.ToLower(root.Name), "s")) + "s" // kebab-case: customer-accounts
 	var spec, mapping strings.Builder
 	fmt.Fprintf(&spec, `# Drafted by plinth legacy scaffold from %s on %s.
 # TODO: review every field (names, types, required, formats, maxLength), set each
@@ -102,26 +102,37 @@ fields:
 	if len(children) > 0 {
 		mapping.WriteString("children:\n")
 	}
+	writeChildren(&spec, &mapping, children, "      ", "  ", used)
+	return []byte(spec.String()), []byte(mapping.String()), nil
+}
+
+// writeChildren drafts child collections: array fields of objects in the
+// spec (at specIndent, among names already used) and children in the
+// mapping (at mapIndent), each with the children of its own.
+func writeChildren(spec, mapping *strings.Builder, children []scaffoldChild, specIndent, mapIndent string, used map[string]bool) {
 	for _, ch := range children {
 		child := ch.table
 		field := fieldName(child.Name, used)
-		fmt.Fprintf(&spec, "      - name: %s\n        type: array\n        pii: personal  # TODO\n        items:\n          type: object\n          fields:\n", field)
-		fmt.Fprintf(&mapping, "  %s:\n    table: %s\n    join: [%s]\n    parent: [%s]\n", field, child.Name, strings.Join(ch.join, ", "), strings.Join(ch.parent, ", "))
+		fmt.Fprintf(spec, "%[1]s- name: %[2]s\n%[1]s  type: array\n%[1]s  pii: personal  # TODO\n%[1]s  items:\n%[1]s    type: object\n%[1]s    fields:\n", specIndent, field)
+		fmt.Fprintf(mapping, "%[1]s%[2]s:\n%[1]s  table: %[3]s\n%[1]s  join: [%[4]s]\n%[1]s  parent: [%[5]s]\n", mapIndent, field, child.Name, strings.Join(ch.join, ", "), strings.Join(ch.parent, ", "))
 		if len(child.PrimaryKey) > 0 {
-			fmt.Fprintf(&mapping, "    key: [%s]\n", strings.Join(child.PrimaryKey, ", "))
+			fmt.Fprintf(mapping, "%s  key: [%s]\n", mapIndent, strings.Join(child.PrimaryKey, ", "))
 		}
-		mapping.WriteString("    fields:\n")
+		fmt.Fprintf(mapping, "%s  fields:\n", mapIndent)
 		itemUsed := map[string]bool{}
 		for _, col := range child.Ordered {
 			if slices.Contains(lower(ch.join), col) {
 				continue
 			}
 			name := fieldName(col, itemUsed)
-			writeField(&spec, "            ", name, child.Columns[col])
-			fmt.Fprintf(&mapping, "      %s: %s\n", name, mapColumn(child.Columns[col]))
+			writeField(spec, specIndent+"      ", name, child.Columns[col])
+			fmt.Fprintf(mapping, "%s    %s: %s\n", mapIndent, name, mapColumn(child.Columns[col]))
+		}
+		if len(ch.nested) > 0 {
+			fmt.Fprintf(mapping, "%s  children:\n", mapIndent)
+			writeChildren(spec, mapping, ch.nested, specIndent+"      ", mapIndent+"    ", itemUsed)
 		}
 	}
-	return []byte(spec.String()), []byte(mapping.String()), nil
 }
 
 func writeField(b *strings.Builder, indent, name string, c Column) {
@@ -202,11 +213,16 @@ func kebab(s string) string {
 	return b.String()
 }
 
-// scaffoldChild is a child table and how it joins the root.
+// scaffoldChild is a child table and how it joins the table above it.
 type scaffoldChild struct {
 	table        *TableInfo
-	join, parent []string // the child's columns, the root's, pairwise
+	join, parent []string // the child's columns, the table above's, pairwise
+	nested       []scaffoldChild
 }
+
+// maxScaffoldDepth bounds how deep scaffold follows foreign keys below the
+// root (a child's children, theirs).
+const maxScaffoldDepth = 3
 
 // scaffoldChildren finds the child tables and their joins: the named ones
 // (or, with none named, every table) joined by a declared foreign key to
@@ -230,19 +246,12 @@ func scaffoldChildren(ctx context.Context, src *Source, schema map[string]*Table
 		}
 	}
 	found := map[string]bool{}
-	for _, fk := range fks {
-		child := schema[strings.ToLower(fk.Table)]
-		switch {
-		case !strings.EqualFold(fk.RefTable, root.Name) || child == nil:
-			continue
-		case len(named) > 0 && !slices.ContainsFunc(named, func(n string) bool { return strings.EqualFold(n, fk.Table) }):
-			continue
-		case len(child.PrimaryKey) == 0:
-			notes = append(notes, fmt.Sprintf("TODO: %s references %s (%s) but has no primary key: add it by hand, with key: the columns that identify its rows.", child.Name, root.Name, strings.Join(fk.Columns, ", ")))
+	for _, ch := range referencing(fks, schema, root, map[string]bool{strings.ToLower(root.Name): true}, 1, &notes) {
+		if len(named) > 0 && !slices.ContainsFunc(named, func(n string) bool { return strings.EqualFold(n, ch.table.Name) }) {
 			continue
 		}
-		found[strings.ToLower(fk.Table)] = true
-		out = append(out, scaffoldChild{table: child, join: fk.Columns, parent: actualNames(root, fk.RefColumns)})
+		found[strings.ToLower(ch.table.Name)] = true
+		out = append(out, ch)
 	}
 	for _, name := range named {
 		if !found[strings.ToLower(name)] {
@@ -250,6 +259,32 @@ func scaffoldChildren(ctx context.Context, src *Source, schema map[string]*Table
 		}
 	}
 	return out, notes, nil
+}
+
+// referencing lists the tables whose foreign keys reference t, each with
+// the tables that reference it in turn (to maxScaffoldDepth, never back to
+// a table on the way down); a table without a primary key is left out with
+// a note.
+func referencing(fks []ForeignKey, schema map[string]*TableInfo, t *TableInfo, above map[string]bool, depth int, notes *[]string) []scaffoldChild {
+	var out []scaffoldChild
+	for _, fk := range fks {
+		child := schema[strings.ToLower(fk.Table)]
+		switch {
+		case !strings.EqualFold(fk.RefTable, t.Name) || child == nil || above[strings.ToLower(child.Name)]:
+			continue
+		case len(child.PrimaryKey) == 0:
+			*notes = append(*notes, fmt.Sprintf("TODO: %s references %s (%s) but has no primary key: add it by hand, with key: the columns that identify its rows.", child.Name, t.Name, strings.Join(fk.Columns, ", ")))
+			continue
+		}
+		ch := scaffoldChild{table: child, join: fk.Columns, parent: actualNames(t, fk.RefColumns)}
+		if depth < maxScaffoldDepth {
+			above[strings.ToLower(child.Name)] = true
+			ch.nested = referencing(fks, schema, child, above, depth+1, notes)
+			delete(above, strings.ToLower(child.Name))
+		}
+		out = append(out, ch)
+	}
+	return out
 }
 
 // byColumnNames is the fallback for sources without declared foreign keys:

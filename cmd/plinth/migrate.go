@@ -455,7 +455,8 @@ func legacyScaffoldCommand() *cobra.Command {
 		Long: `Read a legacy table's schema (information_schema; no rows) and draft a domain spec and a
 mapping file in DIR: columns become fields with types, the primary key the key, and each
 table whose declared foreign key references the root an array of objects joined by that
-key (only the --children tables, when given). A source that declares no foreign keys gets
+key (only the --children tables, when given), with the tables referencing it nested in
+its items. A source that declares no foreign keys gets
 the tables with columns named like the root's key columns instead, with a TODO saying so.
 Every PII class is set to personal and marked TODO for a person to decide; descriptions and
 owner are TODO. The drafts are checked as plinth migrate check would before they are written.`,
