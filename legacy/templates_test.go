@@ -71,7 +71,7 @@ var templateCases = []struct {
 }
 
 // templateSource makes a template's fixture in a fresh database of the kind.
-func templateSource(t *testing.T, kind Kind, system string) *Source {
+func templateSource(t testing.TB, kind Kind, system string) *Source {
 	t.Helper()
 	ctx := context.Background()
 	url := mariadbtest.Database(t)
@@ -90,7 +90,7 @@ func templateSource(t *testing.T, kind Kind, system string) *Source {
 }
 
 // templateMapping loads a shipped template mapping, resolved and checked.
-func templateMapping(t *testing.T, src *Source, name string) (*Mapping, []*plinth.Domain) {
+func templateMapping(t testing.TB, src *Source, name string) (*Mapping, []*plinth.Domain) {
 	t.Helper()
 	ds, err := spec.LoadFS(domains.FS, "templates")
 	if err != nil {
