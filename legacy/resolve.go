@@ -191,15 +191,6 @@ func childNamed(list []*ChildMap, name string) *ChildMap {
 	return nil
 }
 
-func (m *Mapping) child(name string) *ChildMap {
-	for _, c := range m.Children {
-		if c.Field == name {
-			return c
-		}
-	}
-	return nil
-}
-
 func fieldNames(fs []*plinth.Field) string {
 	names := make([]string, len(fs))
 	for i, f := range fs {
