@@ -87,8 +87,21 @@ type Rejection struct {
 }
 
 // Build turns a root row and its child rows (already selected for it, in
-// order) into a record's canonical data, validated against the entity.
+// order, by child name) into a record's canonical data, validated against
+// the entity. Nested children are not given here: they come out empty.
 func (m *Mapping) Build(root Row, children map[string][]Row) (map[string]any, error) {
+	return m.build(root, func(c *ChildMap, _ Row) []Row {
+		if c.up == nil {
+			return children[c.Field]
+		}
+		return nil
+	})
+}
+
+// rowsFunc gives a child's rows joined to one row of the table it joins.
+type rowsFunc func(c *ChildMap, parent Row) []Row
+
+func (m *Mapping) build(root Row, rowsOf rowsFunc) (map[string]any, error) {
 	e := m.Entity
 	doc := map[string]any{}
 	lk := m.legacyKey(root)
@@ -106,7 +119,7 @@ func (m *Mapping) Build(root Row, children map[string][]Row) (map[string]any, er
 	}
 	items := map[string][]any{}
 	for _, c := range m.Children {
-		list, err := m.buildItems(c, children[c.Field])
+		list, err := m.buildItems(c, rowsOf(c, root), rowsOf)
 		if err != nil {
 			return nil, err
 		}
@@ -118,7 +131,7 @@ func (m *Mapping) Build(root Row, children map[string][]Row) (map[string]any, er
 	for _, f := range m.Fields {
 		var v any
 		if f.First != nil {
-			if v, err = coerce(f.field, first(f.First, m.child(f.First.Child), items[f.First.Child])); err != nil {
+			if v, err = coerce(f.field, first(f.First, childNamed(m.Children, f.First.Child), items[f.First.Child])); err != nil {
 				return nil, fmt.Errorf("%s: %w", f.Field, err)
 			}
 		} else if v, err = f.value(root); err != nil {
@@ -219,9 +232,10 @@ func coerce(f *plinth.Field, v any) (any, error) {
 	return v, nil
 }
 
-// buildItems makes a child collection: rows kept by the conditions, mapped,
-// narrowed to current or historic rows, duplicates dropped.
-func (m *Mapping) buildItems(c *ChildMap, rows []Row) ([]any, error) {
+// buildItems makes a child collection: rows kept by the conditions, mapped
+// (with their own children), narrowed to current or historic rows,
+// duplicates dropped.
+func (m *Mapping) buildItems(c *ChildMap, rows []Row, rowsOf rowsFunc) ([]any, error) {
 	var out []any
 	today := time.Now().UTC().Format(time.DateOnly)
 	for _, r := range rows {
@@ -229,8 +243,30 @@ func (m *Mapping) buildItems(c *ChildMap, rows []Row) ([]any, error) {
 			continue
 		}
 		item := map[string]any{}
+		var nested map[string][]any
+		for _, nc := range c.Children {
+			list, err := m.buildItems(nc, rowsOf(nc, r), rowsOf)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", c.Field, err)
+			}
+			if nested == nil {
+				nested = map[string][]any{}
+			}
+			nested[nc.Field] = list
+			if len(list) > 0 && !nc.Lookup {
+				item[nc.Field] = list
+			}
+		}
 		for _, f := range c.Fields {
-			v, err := f.value(r)
+			var v any
+			var err error
+			if f.First != nil {
+				if v, err = coerce(f.field, first(f.First, childNamed(c.Children, f.First.Child), nested[f.First.Child])); err != nil {
+					err = fmt.Errorf("%s: %w", f.Field, err)
+				}
+			} else {
+				v, err = f.value(r)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", c.Field, err)
 			}

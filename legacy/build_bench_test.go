@@ -87,3 +87,43 @@ func BenchmarkFullLoad(b *testing.B) {
 	}
 	b.ReportMetric(float64(rows*b.N)/b.Elapsed().Seconds(), "persons/s")
 }
+
+// BenchmarkReadAndBuildDeepJoins reads and builds the records of the
+// templates whose joins go deeper than one level: tenancies with members
+// and their phones and emails through contact links (three levels),
+// tax payers with occupations and each property's address (two).
+// Rows/s counts root rows (the fixture's 200 a run).
+func BenchmarkReadAndBuildDeepJoins(b *testing.B) {
+	for _, tc := range []struct{ system, mapping string }{
+		{"housing", "housing.universal-housing.mapping.yaml"},
+		{"benefits", "benefits.academy-council-tax.mapping.yaml"},
+	} {
+		b.Run(tc.system, func(b *testing.B) {
+			ctx := context.Background()
+			src := templateSource(b, KindMariaDB, tc.system)
+			m, _ := templateMapping(b, src, tc.mapping)
+			b.ResetTimer()
+			n := 0
+			for range b.N {
+				snap, err := src.Snapshot(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var after LegacyKey
+				for {
+					batch, err := snap.readBatch(ctx, m, after, DefaultBatch)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if len(batch) == 0 {
+						break
+					}
+					n += len(batch)
+					after = batch[len(batch)-1].Legacy
+				}
+				snap.Close()
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+}

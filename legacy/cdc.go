@@ -293,18 +293,53 @@ func initialLoad(ctx context.Context, src *Source, st plinth.Store, w *plinth.Wr
 }
 
 // ParentRef names root rows by the values of some of their columns: their
-// key columns (a root row's own change) or a child's parent columns.
+// key columns (a root row's own change) or a child's parent columns. A
+// child nested deeper, or reached through link tables, names rows of the
+// table it joins instead (via): rootKeys follows them up to the root.
 type ParentRef struct {
 	Columns []string
 	Values  LegacyKey
+	via     *JoinedTable // the table Columns are of; nil: the root
 }
 
-// ParentsOf lists the root rows the changes touch: a root row's key
-// (before and after), a child row's parent through its join columns.
+// JoinedTable is a table a mapping joins (a child, a link on the way to
+// one, a child nested in one): its rows whose Join columns hold values join
+// the rows of the table above (Above; nil: the root) whose Parent columns
+// hold them.
+type JoinedTable struct {
+	Table        string
+	Join, Parent []string
+	Above        *JoinedTable
+}
+
+// Joins lists every table the mapping joins, at every depth, each with
+// the way up to the root.
+func (m *Mapping) Joins() []*JoinedTable {
+	var out []*JoinedTable
+	var walk func(children []*ChildMap, above *JoinedTable)
+	walk = func(children []*ChildMap, above *JoinedTable) {
+		for _, c := range children {
+			prev := above
+			for _, h := range c.Through {
+				prev = &JoinedTable{Table: h.Table, Join: h.Join, Parent: h.Parent, Above: prev}
+				out = append(out, prev)
+			}
+			j := &JoinedTable{Table: c.Table, Join: c.Join, Parent: c.Parent, Above: prev}
+			out = append(out, j)
+			walk(c.Children, j)
+		}
+	}
+	walk(m.Children, nil)
+	return out
+}
+
+// ParentsOf lists the rows the changes touch, as references to root rows
+// (a root row's key, before and after; a direct child's parent through its
+// join columns) or to the rows of the table a deeper child joins.
 func (m *Mapping) ParentsOf(changes []Change) []ParentRef {
 	var out []ParentRef
 	seen := map[string]bool{}
-	add := func(r Row, cols, parent []string) {
+	add := func(r Row, cols, parent []string, via *JoinedTable) {
 		if r == nil {
 			return
 		}
@@ -312,20 +347,21 @@ func (m *Mapping) ParentsOf(changes []Change) []ParentRef {
 		if slices.Contains(v, nil) {
 			return
 		}
-		if t := strings.Join(parent, ",") + "\x00" + v.Text("\x00"); !seen[t] {
+		if t := fmt.Sprintf("%p", via) + strings.Join(parent, ",") + "\x00" + v.Text("\x00"); !seen[t] {
 			seen[t] = true
-			out = append(out, ParentRef{Columns: parent, Values: v})
+			out = append(out, ParentRef{Columns: parent, Values: v, via: via})
 		}
 	}
+	joins := m.Joins()
 	for _, ch := range changes {
 		if strings.EqualFold(ch.Table, m.Table) {
-			add(ch.Before, m.Key.Columns, m.Key.Columns)
-			add(ch.After, m.Key.Columns, m.Key.Columns)
+			add(ch.Before, m.Key.Columns, m.Key.Columns, nil)
+			add(ch.After, m.Key.Columns, m.Key.Columns, nil)
 		}
-		for _, c := range m.Children {
-			if strings.EqualFold(ch.Table, c.Table) {
-				add(ch.Before, c.Join, c.Parent)
-				add(ch.After, c.Join, c.Parent)
+		for _, j := range joins {
+			if strings.EqualFold(ch.Table, j.Table) {
+				add(ch.Before, j.Join, j.Parent, j.Above)
+				add(ch.After, j.Join, j.Parent, j.Above)
 			}
 		}
 	}
@@ -333,22 +369,27 @@ func (m *Mapping) ParentsOf(changes []Change) []ParentRef {
 }
 
 // rootKeys turns parent references into the legacy keys of root rows:
-// key references as they are, others by reading which root rows hold
-// those values now.
+// key references as they are, others by reading which rows hold those
+// values now — level by level up the joins for a deeper child's, then in
+// the root table.
 func (m *Mapping) rootKeys(ctx context.Context, src *Source, refs []ParentRef) ([]LegacyKey, error) {
 	var keys []LegacyKey
 	byCols := map[string][]LegacyKey{}
 	colsOf := map[string][]string{}
+	var deeper []ParentRef
 	for _, r := range refs {
-		if slices.Equal(lower(r.Columns), lower(m.Key.Columns)) {
+		switch {
+		case r.via != nil:
+			deeper = append(deeper, r)
+		case slices.Equal(lower(r.Columns), lower(m.Key.Columns)):
 			keys = append(keys, r.Values)
-			continue
+		default:
+			id := strings.Join(r.Columns, ",")
+			byCols[id] = append(byCols[id], r.Values)
+			colsOf[id] = r.Columns
 		}
-		id := strings.Join(r.Columns, ",")
-		byCols[id] = append(byCols[id], r.Values)
-		colsOf[id] = r.Columns
 	}
-	if len(byCols) == 0 {
+	if len(byCols) == 0 && len(deeper) == 0 {
 		return keys, nil
 	}
 	snap, err := src.Snapshot(ctx)
@@ -356,6 +397,22 @@ func (m *Mapping) rootKeys(ctx context.Context, src *Source, refs []ParentRef) (
 		return nil, err
 	}
 	defer snap.Close()
+	for len(deeper) > 0 {
+		up, err := snap.refsAbove(ctx, m, deeper)
+		if err != nil {
+			return nil, err
+		}
+		deeper = deeper[:0]
+		for _, r := range up {
+			if r.via != nil {
+				deeper = append(deeper, r)
+				continue
+			}
+			id := strings.Join(r.Columns, ",")
+			byCols[id] = append(byCols[id], r.Values)
+			colsOf[id] = r.Columns
+		}
+	}
 	seen := map[string]bool{}
 	for _, k := range keys {
 		seen[k.Text("\x00")] = true
@@ -377,11 +434,53 @@ func (m *Mapping) rootKeys(ctx context.Context, src *Source, refs []ParentRef) (
 	return keys, nil
 }
 
+// refsAbove reads the rows the references name (in the tables they are
+// of) and returns references, one level up, to the rows those join.
+func (s *Snapshot) refsAbove(ctx context.Context, m *Mapping, refs []ParentRef) ([]ParentRef, error) {
+	type group struct {
+		via  *JoinedTable
+		cols []string
+		vals []LegacyKey
+	}
+	var groups []*group
+	byID := map[string]*group{}
+	for _, r := range refs {
+		id := fmt.Sprintf("%p", r.via) + strings.Join(r.Columns, ",")
+		if byID[id] == nil {
+			byID[id] = &group{via: r.via, cols: r.Columns}
+			groups = append(groups, byID[id])
+		}
+		byID[id].vals = append(byID[id].vals, r.Values)
+	}
+	var out []ParentRef
+	seen := map[string]bool{}
+	for _, g := range groups {
+		j := g.via
+		rows, err := s.joinRows(ctx, m, j.Table, dedupe(append(slices.Clone(g.cols), j.Join...)), g.cols, nil, nil, g.vals)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range flatten(rows) {
+			v := values(r, j.Join)
+			if slices.Contains(v, nil) {
+				continue
+			}
+			if t := fmt.Sprintf("%p", j.Above) + "\x00" + v.Text("\x00"); !seen[t] {
+				seen[t] = true
+				out = append(out, ParentRef{Columns: j.Parent, Values: v, via: j.Above})
+			}
+		}
+	}
+	return out, nil
+}
+
 // Tables lists the source tables the mapping reads (lower case).
 func (m *Mapping) Tables() []string {
 	out := []string{strings.ToLower(m.Table)}
-	for _, c := range m.Children {
-		out = append(out, strings.ToLower(c.Table))
+	for _, j := range m.Joins() {
+		if t := strings.ToLower(j.Table); !slices.Contains(out, t) {
+			out = append(out, t)
+		}
 	}
 	return out
 }

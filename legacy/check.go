@@ -36,14 +36,17 @@ func Check(ctx context.Context, src *Source, m *Mapping) error {
 		c.rootKey(root)
 	}
 	for _, ch := range m.Children {
-		c.child(ch, root)
+		c.child(ch, root, "")
 	}
 	if err := c.p.err(); err != nil {
 		return err
 	}
 	m.schema = schema
 	if m.Key.Unique && !slices.Equal(root.PrimaryKey, lower(m.Key.Columns)) {
-		if err := c.verifyUnique(ctx, src, root); err != nil {
+		c.unique = append([]uniqueKey{{root, m.Key.Columns, m.Key.Line, "key.unique"}}, c.unique...)
+	}
+	for _, u := range c.unique {
+		if err := c.verifyUnique(ctx, src, u); err != nil {
 			return err
 		}
 	}
@@ -54,6 +57,16 @@ type checker struct {
 	m      *Mapping
 	schema map[string]*TableInfo
 	p      problems
+	unique []uniqueKey // declared unique keys, verified in the source last
+}
+
+// uniqueKey is a key a mapping declares unique on a table without a
+// primary key on it.
+type uniqueKey struct {
+	t    *TableInfo
+	cols []string
+	line int
+	what string
 }
 
 func (c *checker) table(name string, line int) *TableInfo {
@@ -194,48 +207,100 @@ func (c *checker) rootKey(t *TableInfo) {
 	}
 }
 
-func (c *checker) child(ch *ChildMap, root *TableInfo) {
+// child checks a child, its links and its own children against the
+// source; parent is the table it joins (nil when that is unknown).
+func (c *checker) child(ch *ChildMap, parent *TableInfo, within string) {
+	what := "child " + within + ch.Field
+	for _, h := range ch.Through {
+		t := c.table(h.Table, h.Line)
+		c.joins(t, h.Join, parent, h.Parent, h.Line, what+": link "+h.Table)
+		if t != nil {
+			c.conditions(t, h.Where)
+			h.Key = c.rowKey(t, h.Key, h.Unique, h.Line, what+": link "+h.Table)
+		}
+		parent = t
+	}
 	t := c.table(ch.Table, ch.Line)
+	c.joins(t, ch.Join, parent, ch.Parent, ch.Line, what)
 	if t == nil {
 		return
-	}
-	for _, col := range ch.Join {
-		c.column(t, col, ch.Line, "join column")
-	}
-	if root != nil {
-		for _, col := range ch.Parent {
-			c.column(root, col, ch.Line, "parent column")
-		}
 	}
 	for _, col := range append(slices.Clone(ch.Key), ch.OrderBy...) {
 		c.column(t, col, ch.Line, "column")
 	}
 	c.conditions(t, ch.Where)
 	for _, f := range ch.Fields {
-		c.field(t, f, ch.Field+".")
+		c.field(t, f, within+ch.Field+".")
 	}
-	if len(ch.Key) == 0 {
-		if len(t.PrimaryKey) == 0 {
-			c.p.add(ch.Line, "child table %s has no primary key: name the columns that identify its rows under key", t.Name)
-		}
-		ch.Key = t.PrimaryKey
-	} else if len(t.PrimaryKey) > 0 && !subset(t.PrimaryKey, lower(ch.Key)) {
-		c.p.add(ch.Line, "child %s: key (%s) does not cover the table's primary key (%s)", ch.Field, strings.Join(ch.Key, ", "), strings.Join(t.PrimaryKey, ", "))
-	} else if len(t.PrimaryKey) == 0 {
-		c.p.add(ch.Line, "child table %s has no primary key: change capture needs one", t.Name)
+	ch.Key = c.rowKey(t, ch.Key, ch.Unique, ch.Line, what)
+	for _, nc := range ch.Children {
+		c.child(nc, t, within+ch.Field+".")
 	}
 }
 
+// joins checks that a join's columns are in the joined table, its parent
+// columns in the table it joins, and that each pair can compare (integers
+// and text can: the values are converted; other kinds must agree).
+func (c *checker) joins(t *TableInfo, join []string, parent *TableInfo, parentCols []string, line int, what string) {
+	for i, col := range join {
+		var jc, pc Column
+		var jok, pok bool
+		if t != nil {
+			jc, jok = c.column(t, col, line, "join column")
+		}
+		if parent != nil && i < len(parentCols) {
+			pc, pok = c.column(parent, parentCols[i], line, "parent column")
+		}
+		if jok && pok {
+			jf, pf := typeFamily(jc.Type), typeFamily(pc.Type)
+			if jf != pf && !(jf == "int" && pf == "text" || jf == "text" && pf == "int") {
+				c.p.add(line, "%s: join column %s (%s) cannot be compared with parent column %s (%s)", what, jc.Name, jc.Type, pc.Name, pc.Type)
+			}
+		}
+	}
+}
+
+// rowKey checks what identifies a joined table's rows, as diff sync and
+// change capture need: its primary key, which a declared key must cover,
+// or a key declared unique, which the check verifies in the source (as
+// the root's). It returns the key to use.
+func (c *checker) rowKey(t *TableInfo, key []string, unique bool, line int, what string) []string {
+	switch {
+	case len(key) == 0:
+		if len(t.PrimaryKey) == 0 {
+			c.p.add(line, "%s: table %s has no primary key: name the columns that identify its rows under key, with unique: true (the check verifies it)", what, t.Name)
+		}
+		return t.PrimaryKey
+	case unique:
+		ok := true
+		for _, col := range key {
+			_, found := c.column(t, col, line, "key column")
+			ok = ok && found
+		}
+		if ok && !slices.Equal(t.PrimaryKey, lower(key)) {
+			c.unique = append(c.unique, uniqueKey{t, key, line, what + ": unique"})
+		}
+	case len(t.PrimaryKey) == 0:
+		for _, col := range key {
+			c.column(t, col, line, "key column")
+		}
+		c.p.add(line, "%s: table %s has no primary key: diff sync and change capture cannot follow its rows; if %s is unique, declare unique: true (the check verifies it)", what, t.Name, strings.Join(key, ", "))
+	case !subset(t.PrimaryKey, lower(key)):
+		c.p.add(line, "%s: key (%s) does not cover the table's primary key (%s)", what, strings.Join(key, ", "), strings.Join(t.PrimaryKey, ", "))
+	}
+	return key
+}
+
 // verifyUnique counts key values held by more than one row.
-func (c *checker) verifyUnique(ctx context.Context, src *Source, t *TableInfo) error {
-	cols := c.m.quotedColumns(src, c.m.Table, c.m.Key.Columns)
-	q := fmt.Sprintf("SELECT COUNT(*) FROM (SELECT %s FROM %s GROUP BY %s HAVING COUNT(*) > 1) dup", cols, src.quote(t.Name), cols)
+func (c *checker) verifyUnique(ctx context.Context, src *Source, u uniqueKey) error {
+	cols := c.m.quotedColumns(src, u.t.Name, u.cols)
+	q := fmt.Sprintf("SELECT COUNT(*) FROM (SELECT %s FROM %s GROUP BY %s HAVING COUNT(*) > 1) dup", cols, src.quote(u.t.Name), cols)
 	var n int64
 	if err := src.DB.QueryRowContext(ctx, q).Scan(&n); err != nil {
-		return fmt.Errorf("verifying that the key of %s is unique: %w", t.Name, err)
+		return fmt.Errorf("verifying that the key of %s is unique: %w", u.t.Name, err)
 	}
 	if n > 0 {
-		c.p.add(c.m.Key.Line, "key.unique: %d value(s) of (%s) are held by more than one row of %s", n, strings.Join(c.m.Key.Columns, ", "), t.Name)
+		c.p.add(u.line, "%s: %d value(s) of (%s) are held by more than one row of %s", u.what, n, strings.Join(u.cols, ", "), u.t.Name)
 	}
 	return nil
 }

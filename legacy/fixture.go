@@ -192,6 +192,8 @@ type caseGen struct {
 	r                 *rand.Rand
 	f                 *gofakeit.Faker
 	nextAddr, nextTel int64
+	// housing contact details
+	nextContact, nextPhone, nextEmail int64
 }
 
 func newCaseGen(seed uint64) *caseGen {

@@ -59,9 +59,14 @@ func (g *caseGen) claim(id int64, rows map[string][][]any) {
 	}
 	rows["ctaccount"] = append(rows["ctaccount"], []any{60000000 + id, g.pick(titles), g.mess(g.f.FirstName()), g.mess(g.f.LastName())})
 	prop := fmt.Sprintf("P%08d", id)
-	rows["ctproperty"] = append(rows["ctproperty"], []any{prop, fmt.Sprintf("%d %s", 1+g.r.IntN(150), streets[g.r.IntN(len(streets))]),
-		nil, "London", nil, postcodes[g.r.IntN(len(postcodes))], fmt.Sprintf(" %d ", 10000000000+g.r.IntN(90000000))})
+	rows["ctproperty"] = append(rows["ctproperty"], []any{prop, g.mess(fmt.Sprintf("%d %s", 1+g.r.IntN(150), streets[g.r.IntN(len(streets))])),
+		g.pick([]any{nil, "", "Flat " + fmt.Sprint(1+g.r.IntN(9))}), g.pick([]any{"London", "LONDON ", "Hackney"}), nil, postcodes[g.r.IntN(len(postcodes))],
+		g.pick([]any{fmt.Sprintf(" %d ", 10000000000+g.r.IntN(90000000)), fmt.Sprint(100000000 + g.r.IntN(900000000)), "", nil})})
 	rows["ctoccupation"] = append(rows["ctoccupation"], []any{60000000 + id, prop, nil})
+	if id > 1 && g.r.IntN(4) == 0 { // the account's earlier home, since vacated (the previous claim's property)
+		left := time.Date(2015+g.r.IntN(8), time.Month(1+g.r.IntN(12)), 1+g.r.IntN(28), 0, 0, 0, 0, time.UTC)
+		rows["ctoccupation"] = append(rows["ctoccupation"], []any{60000000 + id, fmt.Sprintf("P%08d", id-1), left})
+	}
 }
 
 // nino makes a National Insurance number, sometimes spaced or lower case.
@@ -94,12 +99,15 @@ var housingTables = []fixtureTable{
 	{name: "member", columns: []string{"house_ref", "person_no", "title", "forename", "surname", "ni_no", "dob"},
 		ddl: `house_ref VARCHAR(10) NOT NULL, person_no INT NOT NULL, title VARCHAR(10), forename VARCHAR(60), surname VARCHAR(60), ni_no VARCHAR(15),
 		dob DATETIME, PRIMARY KEY (house_ref, person_no)`},
-	{name: "CCContactLink", index: "house_ref", columns: []string{"link_id", "house_ref", "person_no", "contact_id"},
-		ddl: `link_id BIGINT PRIMARY KEY, house_ref VARCHAR(10), person_no INT, contact_id BIGINT`},
-	{name: "CCPhone", index: "contact_id", columns: []string{"phone_id", "contact_id", "phone_no", "phone_type"},
-		ddl: `phone_id BIGINT PRIMARY KEY, contact_id BIGINT, phone_no VARCHAR(30), phone_type VARCHAR(10)`},
-	{name: "CCEmailAddress", index: "contact_id", columns: []string{"email_id", "contact_id", "email"},
-		ddl: `email_id BIGINT PRIMARY KEY, contact_id BIGINT, email VARCHAR(200)`},
+	// Contact details hang off contact links: Key1 holds the household
+	// reference, Key2 the person number as text (null on some links, as in
+	// production); a member may have two links, a number may be held twice.
+	{name: "CCContactLink", index: "Key1", columns: []string{"contactno", "key1", "key2", "linktype", "linkno"},
+		ddl: `ContactNo BIGINT PRIMARY KEY, Key1 VARCHAR(20), Key2 VARCHAR(10), LinkType VARCHAR(40), LinkNo INT`},
+	{name: "CCPhone", index: "ContactNo", columns: []string{"phoneid", "contactno", "phoneno", "phonetype", "moddate"},
+		ddl: `PhoneID BIGINT PRIMARY KEY, ContactNo BIGINT, PhoneNo VARCHAR(20), PhoneType VARCHAR(10), ModDate DATETIME`},
+	{name: "CCEmailAddress", index: "ContactNo", columns: []string{"emailid", "contactno", "email", "emailtype", "moddate"},
+		ddl: `EmailID BIGINT PRIMARY KEY, ContactNo BIGINT, Email VARCHAR(50), EmailType VARCHAR(5), ModDate DATETIME`},
 }
 
 var tenures = []any{"SEC", "INT", "TAF", "NON", "sec", "LEA"}
@@ -127,14 +135,44 @@ func (g *caseGen) tenancy(id int64, rows map[string][][]any) {
 			ni = g.nino()
 		}
 		rows["member"] = append(rows["member"], []any{house, int64(p), g.pick(titles), g.mess(g.f.FirstName()), g.mess(g.f.LastName()), ni, dob})
-		g.nextTel++
-		contact := g.nextTel
-		rows["CCContactLink"] = append(rows["CCContactLink"], []any{contact, house, int64(p), contact})
-		if g.r.IntN(2) == 0 {
-			rows["CCPhone"] = append(rows["CCPhone"], []any{contact, contact, fmt.Sprintf("07%03d %06d", 700+g.r.IntN(300), g.r.IntN(1000000)), g.pick(phoneTypes)})
+		g.contacts(house, int64(p), rows)
+	}
+}
+
+var linkTypes = []any{"Person", "PERSON ", "person", nil}
+
+// contacts makes a member's contact links and their phones and emails: a
+// second, older link for some members, phone numbers held twice, padded
+// and mixed-case values, empty emails, and links whose keys are null.
+func (g *caseGen) contacts(house string, person int64, rows map[string][][]any) {
+	links := 1
+	if g.r.IntN(5) == 0 {
+		links = 2
+	}
+	when := time.Date(2005+g.r.IntN(15), time.Month(1+g.r.IntN(12)), 1+g.r.IntN(28), 9, 0, 0, 0, time.UTC)
+	for l := 0; l < links; l++ {
+		g.nextContact++
+		contact := g.nextContact
+		rows["CCContactLink"] = append(rows["CCContactLink"], []any{contact, house, fmt.Sprint(person), g.pick(linkTypes), int64(l + 1)})
+		for range g.r.IntN(3) {
+			g.nextPhone++
+			number := fmt.Sprintf("07%03d %06d", 700+g.r.IntN(300), g.r.IntN(1000000))
+			rows["CCPhone"] = append(rows["CCPhone"], []any{g.nextPhone, contact, g.mess(number), g.pick(phoneTypes), when})
+			if g.r.IntN(6) == 0 { // the same number again
+				g.nextPhone++
+				rows["CCPhone"] = append(rows["CCPhone"], []any{g.nextPhone, contact, number, g.pick(phoneTypes), when.AddDate(1, 0, 0)})
+			}
 		}
 		if g.r.IntN(3) == 0 {
-			rows["CCEmailAddress"] = append(rows["CCEmailAddress"], []any{contact, contact, fmt.Sprintf("member%d.%d@example.org", id, p)})
+			g.nextEmail++
+			email := g.pick([]any{fmt.Sprintf("member%s.%d@example.org", house, person), fmt.Sprintf(" Member%s.%d@Example.ORG ", house, person), "", nil})
+			rows["CCEmailAddress"] = append(rows["CCEmailAddress"], []any{g.nextEmail, contact, email, g.pick([]any{"HOME", "work", nil}), when})
 		}
+	}
+	if g.r.IntN(10) == 0 { // a link that names no one, found in production
+		g.nextContact++
+		rows["CCContactLink"] = append(rows["CCContactLink"], []any{g.nextContact, nil, nil, "Person", int64(1)})
+		g.nextPhone++
+		rows["CCPhone"] = append(rows["CCPhone"], []any{g.nextPhone, g.nextContact, "020 7946 0000", "HOME", when})
 	}
 }

@@ -122,18 +122,31 @@ type FirstMap struct {
 }
 
 // ChildMap is a collection of items from a child table joined by key; it
-// fills the array field of its name.
+// fills the array field of its name. A child may be reached through link
+// tables (Through) and may hold children of its own (Children), so a
+// mapping follows joins to any depth.
 type ChildMap struct {
 	Field string
 	Table string
-	// Join pairs child columns with Parent, the root's columns (its key
-	// columns by default), in order: a member row joins its tenancy by
-	// house_ref, an address its person by person_id.
+	// Join pairs child columns with Parent, in order: the columns of the
+	// table it joins (the root's key columns by default; for a nested child
+	// or one reached through links, the enclosing or last link table's
+	// columns, always named): a member row joins its tenancy by house_ref,
+	// an address its person by person_id.
 	Join   []string
 	Parent []string
+	// Through lists the link tables between the enclosing table and Table,
+	// nearest the enclosing table first (a member's phones through its
+	// contact links); their rows only lead to the child's.
+	Through []*Hop
+	// Children are joined to this child's rows: collections that fill
+	// array fields of its items, or lookups its items take first of.
+	Children []*ChildMap
 	// Key is the child table's own key (for ordering and change capture);
-	// OrderBy orders the items (Key when empty).
+	// OrderBy orders the items (Key when empty). Unique declares it unique
+	// on a table without a primary key; the check verifies it.
 	Key      []string
+	Unique   bool
 	OrderBy  []string
 	Where    []Condition
 	Fields   []*FieldMap
@@ -147,6 +160,20 @@ type ChildMap struct {
 	Line   int
 
 	field *plinth.Field
+	up    *ChildMap // the child this one is nested in; nil under the root
+}
+
+// Hop is a link table on the way to a child's table: its Join columns pair
+// with Parent, the columns of the table before it.
+type Hop struct {
+	Table        string
+	Join, Parent []string
+	// Key identifies its rows (the primary key by default; set by Check);
+	// Unique as for a child.
+	Key    []string
+	Unique bool
+	Where  []Condition // link rows kept (a link type)
+	Line   int
 }
 
 // Lookup decodes codes: a value found in Values becomes its entry, any
@@ -492,13 +519,14 @@ func (l *loader) field(name, n *yaml.Node, lookups map[string]*Lookup) *FieldMap
 
 func (l *loader) child(name, n *yaml.Node, lookups map[string]*Lookup) *ChildMap {
 	what := "child " + name.Value
-	k := l.Mapping(n, what, []string{"table", "join", "fields"}, "parent", "key", "orderBy", "where", "distinct", "rows", "endField", "lookup")
+	k := l.Mapping(n, what, []string{"table", "join", "fields"}, "parent", "key", "orderBy", "where", "distinct", "rows", "endField", "lookup", "through", "children", "unique")
 	if k == nil {
 		return nil
 	}
 	c := &ChildMap{Field: name.Value, Table: l.str(k["table"], what+": table"), Join: l.strs(k["join"], what+": join"),
 		Parent: l.strs(k["parent"], what+": parent"), Key: l.strs(k["key"], what+": key"), OrderBy: l.strs(k["orderBy"], what+": orderBy"), Where: l.conditions(k["where"]),
-		Distinct: l.boolean(k["distinct"], what+": distinct"), Rows: "all", Line: name.Line, Lookup: l.boolean(k["lookup"], what+": lookup")}
+		Distinct: l.boolean(k["distinct"], what+": distinct"), Rows: "all", Line: name.Line, Lookup: l.boolean(k["lookup"], what+": lookup"),
+		Unique: l.boolean(k["unique"], what+": unique")}
 	c.Fields = l.fields(k["fields"], what+": fields", lookups)
 	if r := k["rows"]; r != nil {
 		c.Rows = l.str(r, what+": rows")
@@ -510,33 +538,90 @@ func (l *loader) child(name, n *yaml.Node, lookups map[string]*Lookup) *ChildMap
 	if c.Rows != "all" && c.EndField == "" {
 		l.Errorf(n, "%s: rows %s needs endField, the item field holding the end date", what, c.Rows)
 	}
+	if c.Unique && len(c.Key) == 0 {
+		l.Errorf(k["unique"], "%s: unique declares key unique: name the key", what)
+	}
+	if t := k["through"]; t != nil {
+		if t.Kind != yaml.SequenceNode || len(t.Content) == 0 {
+			l.Errorf(t, "%s: through must be a list of link tables", what)
+		} else {
+			for _, hn := range t.Content {
+				if h := l.hop(hn, what); h != nil {
+					c.Through = append(c.Through, h)
+				}
+			}
+		}
+	}
+	if cn := k["children"]; cn != nil {
+		for _, kv := range l.keysInOrder(cn, what+": children") {
+			if nc := l.child(kv[0], kv[1], lookups); nc != nil {
+				nc.up = c
+				c.Children = append(c.Children, nc)
+			}
+		}
+	}
 	return c
+}
+
+func (l *loader) hop(n *yaml.Node, what string) *Hop {
+	what += ": through"
+	k := l.Mapping(n, what, []string{"table", "join", "parent"}, "key", "where", "unique")
+	if k == nil {
+		return nil
+	}
+	h := &Hop{Table: l.str(k["table"], what+": table"), Join: l.strs(k["join"], what+": join"), Parent: l.strs(k["parent"], what+": parent"),
+		Key: l.strs(k["key"], what+": key"), Where: l.conditions(k["where"]), Line: n.Line, Unique: l.boolean(k["unique"], what+": unique")}
+	if len(h.Join) != len(h.Parent) && len(h.Parent) > 0 {
+		l.Errorf(n, "%s %s: join names %d column(s), one per parent column (%s)", what, h.Table, len(h.Join), strings.Join(h.Parent, ", "))
+	}
+	if h.Unique && len(h.Key) == 0 {
+		l.Errorf(k["unique"], "%s %s: unique declares key unique: name the key", what, h.Table)
+	}
+	return h
 }
 
 // crossCheck reports what only the whole file shows: children and lookups
 // named but not declared, joins that do not match the key.
 func (l *loader) crossCheck(m *Mapping) {
+	l.crossCheckLevel(m.Children, m.Fields, "", m.Key.Columns)
+}
+
+// crossCheckLevel checks the children and fields of one level: the root
+// (rootKey set: a direct child joins the root's key by default) or a
+// child's items (within names it).
+func (l *loader) crossCheckLevel(list []*ChildMap, fields []*FieldMap, within string, rootKey []string) {
 	children := map[string]*ChildMap{}
-	for _, c := range m.Children {
+	for _, c := range list {
 		children[c.Field] = c
+		what := "child " + within + c.Field
 		if len(c.Parent) == 0 {
-			c.Parent = m.Key.Columns
+			if rootKey == nil || len(c.Through) > 0 {
+				l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: %s: name its parent columns (those of %s its join columns pair with)", l.File, c.Line, what, c.joinsTo()))
+			}
+			c.Parent = rootKey
 		}
 		if len(c.Join) != len(c.Parent) && len(c.Parent) > 0 {
-			l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: child %s: join names %d column(s), one per parent column (%s)", l.File, c.Line, c.Field, len(c.Join), strings.Join(c.Parent, ", ")))
+			l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: %s: join names %d column(s), one per parent column (%s)", l.File, c.Line, what, len(c.Join), strings.Join(c.Parent, ", ")))
 		}
-		for _, f := range c.Fields {
-			if f.First != nil {
-				l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: child %s: field %s: an item cannot take first of a collection", l.File, f.Line, c.Field, f.Field))
-			}
-		}
+		l.crossCheckLevel(c.Children, c.Fields, within+c.Field+".", nil)
 	}
-	for _, f := range m.Fields {
+	for _, f := range fields {
 		if f.First != nil && children[f.First.Child] == nil {
-			l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: field %s: first.child %q is not declared under children", l.File, f.Line, f.Field, f.First.Child))
+			l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: field %s%s: first.child %q is not declared under its children", l.File, f.Line, within, f.Field, f.First.Child))
 		}
 		if c := children[f.Field]; c != nil && !c.Lookup {
-			l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: field %s is filled by the child collection of that name; map it in one place", l.File, f.Line, f.Field))
+			l.Problems = append(l.Problems, fmt.Sprintf("%s:%d: field %s%s is filled by the child collection of that name; map it in one place", l.File, f.Line, within, f.Field))
 		}
 	}
+}
+
+// joinsTo names the table a child's join columns pair with, for messages.
+func (c *ChildMap) joinsTo() string {
+	switch {
+	case len(c.Through) > 0:
+		return "the link table " + c.Through[len(c.Through)-1].Table
+	case c.up != nil:
+		return c.up.Table
+	}
+	return "the root table"
 }

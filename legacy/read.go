@@ -1,12 +1,15 @@
 package legacy
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // quotedColumns is a comma-separated list of the columns, spelled as the
@@ -43,20 +46,51 @@ func (m *Mapping) rootColumns() []string {
 	for _, c := range m.Where {
 		cols = append(cols, c.Column)
 	}
-	for _, c := range m.Children {
-		cols = append(cols, c.Parent...)
-	}
+	cols = append(cols, firstParents(m.Children)...)
 	cols = append(cols, fieldColumns(m.Fields)...)
 	return dedupe(cols)
 }
 
+// firstParents are the columns of a table its children join: the parent
+// columns of each child's first step (its first link, or itself).
+func firstParents(children []*ChildMap) []string {
+	var cols []string
+	for _, c := range children {
+		if len(c.Through) > 0 {
+			cols = append(cols, c.Through[0].Parent...)
+		} else {
+			cols = append(cols, c.Parent...)
+		}
+	}
+	return cols
+}
+
+// columns are the child table's columns the mapping reads.
 func (c *ChildMap) columns() []string {
 	cols := append(slices.Clone(c.Join), c.Key...)
 	cols = append(cols, c.OrderBy...)
 	for _, w := range c.Where {
 		cols = append(cols, w.Column)
 	}
+	cols = append(cols, firstParents(c.Children)...)
 	return dedupe(append(cols, fieldColumns(c.Fields)...))
+}
+
+// next is the parent columns of the step after link i: the next link's
+// or the child's own.
+func (c *ChildMap) next(i int) []string {
+	if i+1 < len(c.Through) {
+		return c.Through[i+1].Parent
+	}
+	return c.Parent
+}
+
+// order is what orders a child's rows.
+func (c *ChildMap) order() []string {
+	if len(c.OrderBy) > 0 {
+		return append(slices.Clone(c.OrderBy), c.Key...)
+	}
+	return c.Key
 }
 
 func fieldColumns(fs []*FieldMap) []string {
@@ -181,13 +215,9 @@ func (s *Snapshot) readKeys(ctx context.Context, m *Mapping, keys []LegacyKey) (
 }
 
 func (s *Snapshot) buildAll(ctx context.Context, m *Mapping, roots []Row) ([]Built, error) {
-	kids := map[string]map[string][]Row{}
-	for _, c := range m.Children {
-		rows, err := s.childRows(ctx, m, c, parentValues(roots, c.Parent))
-		if err != nil {
-			return nil, err
-		}
-		kids[c.Field] = rows
+	kids := joined{}
+	if err := s.fetchChildren(ctx, m, roots, m.Children, kids); err != nil {
+		return nil, err
 	}
 	out := make([]Built, len(roots))
 	build := func(lo, hi int) {
@@ -212,7 +242,7 @@ func (s *Snapshot) buildAll(ctx context.Context, m *Mapping, roots []Row) ([]Bui
 }
 
 // buildRow makes one root row, with its children, into a record.
-func (m *Mapping) buildRow(r Row, kids map[string]map[string][]Row) Built {
+func (m *Mapping) buildRow(r Row, kids joined) Built {
 	b := Built{Legacy: m.legacyKey(r)}
 	b.Key, b.Err = m.RecordKey(b.Legacy)
 	switch {
@@ -220,11 +250,7 @@ func (m *Mapping) buildRow(r Row, kids map[string]map[string][]Row) Built {
 	case !keep(m.Where, r):
 		b.Filtered = true
 	default:
-		children := map[string][]Row{}
-		for _, c := range m.Children {
-			children[c.Field] = kids[c.Field][values(r, c.Parent).Text("\x00")]
-		}
-		b.Data, b.Err = m.Build(r, children)
+		b.Data, b.Err = m.build(r, kids.rowsOf)
 		if b.Err == nil && m.Rewrite != nil {
 			b.Data, b.Err = m.Rewrite(m.Entity, b.Data)
 			if b.Err == nil {
@@ -265,34 +291,236 @@ func parentValues(rows []Row, cols []string) []LegacyKey {
 	return out
 }
 
-// childRows reads a child table's rows joined to the parent values,
-// grouped by them, in the child's order.
-func (s *Snapshot) childRows(ctx context.Context, m *Mapping, c *ChildMap, parents []LegacyKey) (map[string][]Row, error) {
-	out := map[string][]Row{}
-	if len(parents) == 0 {
-		return out, nil
+// joined holds the rows of the joined tables (links and children) read
+// for a batch of root rows, by the *Hop or *ChildMap they were read for,
+// grouped by their join values.
+type joined map[any]map[string][]Row
+
+// fetchChildren reads the rows of the children (their links, them, and
+// their own children, level by level) joined to the parent rows: one
+// query a table and level for the whole batch.
+func (s *Snapshot) fetchChildren(ctx context.Context, m *Mapping, parents []Row, children []*ChildMap, out joined) error {
+	for _, c := range children {
+		rows := parents
+		for i, h := range c.Through {
+			cols := dedupe(append(append(append(slices.Clone(h.Join), h.Key...), conditionColumns(h.Where)...), c.next(i)...))
+			g, err := s.joinRows(ctx, m, h.Table, cols, h.Join, h.Where, h.Key, parentValues(rows, h.Parent))
+			if err != nil {
+				return err
+			}
+			out[h] = g
+			rows = flatten(g)
+		}
+		g, err := s.joinRows(ctx, m, c.Table, c.columns(), c.Join, nil, c.order(), parentValues(rows, c.Parent))
+		if err != nil {
+			return err
+		}
+		out[c] = g
+		if len(c.Children) > 0 {
+			if err := s.fetchChildren(ctx, m, flatten(g), c.Children, out); err != nil {
+				return err
+			}
+		}
 	}
-	var args []any
-	order := c.OrderBy
-	if len(order) == 0 {
-		order = c.Key
+	return nil
+}
+
+// rowsOf is a child's rows joined to one row of the table it joins,
+// through its links; rows reached through several links come in the
+// child's order, each once.
+func (j joined) rowsOf(c *ChildMap, parent Row) []Row {
+	rows := []Row{parent}
+	for _, h := range c.Through {
+		rows = joinedTo(rows, h.Parent, j[h])
 	}
-	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s", m.quotedColumns(s.src, c.Table, c.columns()), s.src.quote(m.actualTable(c.Table)),
-		keyIn(s.src, m.quotedKey(s.src, c.Table, c.Join), parents, &args), strings.Join(m.quotedKey(s.src, c.Table, append(slices.Clone(order), c.Key...)), ", "))
-	rows, err := s.query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", c.Table, err)
+	out := joinedTo(rows, c.Parent, j[c])
+	if len(rows) > 1 && len(out) > 1 {
+		out = orderRows(out, c.order())
 	}
+	return out
+}
+
+// joinedTo lists the rows of g joined to rows by their cols (a row with
+// a null among them joins nothing).
+func joinedTo(rows []Row, cols []string, g map[string][]Row) []Row {
+	if len(rows) == 1 {
+		v := values(rows[0], cols)
+		if slices.Contains(v, nil) {
+			return nil
+		}
+		return g[v.Text("\x00")]
+	}
+	var out []Row
 	for _, r := range rows {
-		text := values(r, c.Join).Text("\x00")
-		out[text] = append(out[text], r)
+		if v := values(r, cols); !slices.Contains(v, nil) {
+			out = append(out, g[v.Text("\x00")]...)
+		}
+	}
+	return out
+}
+
+// orderRows sorts rows by the columns and drops a row met twice (reached
+// through two links), on a copy.
+func orderRows(rows []Row, cols []string) []Row {
+	out := make([]Row, 0, len(rows))
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if t := values(r, cols).Text("\x00"); !seen[t] || len(cols) == 0 {
+			seen[t] = true
+			out = append(out, r)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Row) int {
+		for _, c := range cols {
+			if n := compareValues(a[strings.ToLower(c)], b[strings.ToLower(c)]); n != 0 {
+				return n
+			}
+		}
+		return 0
+	})
+	return out
+}
+
+// compareValues orders two source values: nulls first, numbers and times
+// by value, anything else as text.
+func compareValues(a, b any) int {
+	switch {
+	case a == nil && b == nil:
+		return 0
+	case a == nil:
+		return -1
+	case b == nil:
+		return 1
+	}
+	switch x := a.(type) {
+	case int64:
+		if y, ok := b.(int64); ok {
+			return cmp.Compare(x, y)
+		}
+	case float64:
+		if y, ok := b.(float64); ok {
+			return cmp.Compare(x, y)
+		}
+	case time.Time:
+		if y, ok := b.(time.Time); ok {
+			return x.Compare(y)
+		}
+	}
+	return strings.Compare(toText(a), toText(b))
+}
+
+func flatten(g map[string][]Row) []Row {
+	var out []Row
+	for _, rows := range g {
+		out = append(out, rows...)
+	}
+	return out
+}
+
+func conditionColumns(conds []Condition) []string {
+	var out []string
+	for _, c := range conds {
+		out = append(out, c.Column)
+	}
+	return out
+}
+
+// joinChunk is how many values one query of a joined table names (a full
+// load's batch of root rows; SQL Server takes at most 2,100 parameters).
+const joinChunk = 1000
+
+// joinRows reads the rows of a table whose join columns hold one of the
+// values (joinChunk at a time), in order, kept by the conditions, grouped by
+// their join values.
+func (s *Snapshot) joinRows(ctx context.Context, m *Mapping, table string, cols, join []string, where []Condition, order []string, vals []LegacyKey) (map[string][]Row, error) {
+	out := map[string][]Row{}
+	for start := 0; start < len(vals); start += joinChunk {
+		part := m.asColumns(table, join, vals[start:min(start+joinChunk, len(vals))])
+		if len(part) == 0 {
+			continue
+		}
+		var args []any
+		q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", m.quotedColumns(s.src, table, cols), s.src.quote(m.actualTable(table)),
+			keyIn(s.src, m.quotedKey(s.src, table, join), part, &args))
+		if len(order) > 0 {
+			q += " ORDER BY " + strings.Join(m.quotedKey(s.src, table, order), ", ")
+		}
+		rows, err := s.query(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", table, err)
+		}
+		for _, r := range rows {
+			if keep(where, r) {
+				text := values(r, join).Text("\x00")
+				out[text] = append(out[text], r)
+			}
+		}
 	}
 	return out, nil
+}
+
+// asColumns converts values to the type family of the columns they are
+// compared with (a person number kept as text in a link table, an integer
+// in its own): integers to text, text to integers (values that are not
+// integers cannot match and are dropped). The grouping in Go compares
+// them as trimmed text either way.
+func (m *Mapping) asColumns(table string, cols []string, vals []LegacyKey) []LegacyKey {
+	t := m.schema[strings.ToLower(table)]
+	if t == nil {
+		return vals
+	}
+	fams := make([]string, len(cols))
+	convert := false
+	for i, c := range cols {
+		fams[i] = typeFamily(t.Columns[strings.ToLower(c)].Type)
+		convert = convert || fams[i] == "text" || fams[i] == "int"
+	}
+	if !convert {
+		return vals
+	}
+	out := make([]LegacyKey, 0, len(vals))
+next:
+	for _, v := range vals {
+		var k LegacyKey // a copy, made only when a part changes
+		for i, x := range v {
+			var conv any
+			switch s, isText := x.(string); {
+			case x == nil || fams[i] == "text" && isText || fams[i] == "int" && !isText:
+				continue
+			case fams[i] == "text":
+				if _, isTime := x.(time.Time); isTime {
+					continue
+				}
+				conv = toText(x)
+			case fams[i] == "int":
+				n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+				if err != nil {
+					continue next // it matches no row
+				}
+				conv = n
+			default:
+				continue
+			}
+			if k == nil {
+				k = slices.Clone(v)
+			}
+			k[i] = conv
+		}
+		if k == nil {
+			k = v
+		}
+		out = append(out, k)
+	}
+	return out
 }
 
 // keysWhere lists the legacy keys of the root rows whose columns hold one
 // of the values (the records a child or lookup row's change touches).
 func (s *Snapshot) keysWhere(ctx context.Context, m *Mapping, cols []string, vals []LegacyKey) ([]LegacyKey, error) {
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	vals = m.asColumns(m.Table, cols, vals)
 	if len(vals) == 0 {
 		return nil, nil
 	}

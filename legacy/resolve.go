@@ -45,13 +45,13 @@ func (m *Mapping) Resolve(domains []*plinth.Domain) error {
 			p.add(f.Line, "field %q keeps the legacy key (key.legacyField); it is filled from key.columns", f.Field)
 		}
 		mapped[f.Field] = true
-		m.resolveField(&p, f, "")
+		m.resolveField(&p, f, "", m.Children)
 	}
 	for _, c := range m.Children {
 		if !c.Lookup {
 			mapped[c.Field] = true
 		}
-		m.resolveChild(&p, c)
+		m.resolveChild(&p, c, e.Fields, e.Plural, "")
 	}
 	for _, f := range e.Fields {
 		if f.Required && !mapped[f.Name] {
@@ -81,7 +81,9 @@ func (m *Mapping) resolveKey(p *problems) {
 	}
 }
 
-func (m *Mapping) resolveField(p *problems, f *FieldMap, within string) {
+// resolveField checks a field's mapping; scope is the children its first
+// may take from (the root's, or the enclosing child's own).
+func (m *Mapping) resolveField(p *problems, f *FieldMap, within string, scope []*ChildMap) {
 	what := within + f.Field
 	if f.field.Type == plinth.TypeArray && f.Column != "" {
 		p.add(f.Line, "field %q is an array: fill it with a child collection", what)
@@ -92,7 +94,7 @@ func (m *Mapping) resolveField(p *problems, f *FieldMap, within string) {
 		}
 	}
 	if f.First != nil {
-		c := m.child(f.First.Child)
+		c := childNamed(scope, f.First.Child)
 		if c != nil && c.Lookup {
 			if !slices.ContainsFunc(c.Fields, func(fm *FieldMap) bool { return fm.Field == f.First.Item }) {
 				p.add(f.Line, "field %q: first.item %q is not a field of the lookup child %s", what, f.First.Item, c.Field)
@@ -119,48 +121,69 @@ func (m *Mapping) resolveField(p *problems, f *FieldMap, within string) {
 	}
 }
 
-func (m *Mapping) resolveChild(p *problems, c *ChildMap) {
+// resolveChild ties a child to the array field it fills among fields (the
+// entity's, or the enclosing child's items', named by owner), and its
+// nested children to its items' fields.
+func (m *Mapping) resolveChild(p *problems, c *ChildMap, fields []*plinth.Field, owner, within string) {
+	what := within + c.Field
 	if c.Lookup {
 		if c.Rows != "all" || c.EndField != "" {
-			p.add(c.Line, "child %s: a lookup child has no rows or endField", c.Field)
+			p.add(c.Line, "child %s: a lookup child has no rows or endField", what)
+		}
+		// Its items have no declared fields: what is nested in it can only
+		// serve its first, as lookups too.
+		for _, nc := range c.Children {
+			if !nc.Lookup {
+				p.add(nc.Line, "child %s.%s: a lookup child's children are lookups too (lookup: true)", what, nc.Field)
+			}
+			m.resolveChild(p, nc, nil, what, what+".")
 		}
 		return
 	}
-	c.field = m.Entity.Field(c.Field)
+	c.field = plinth.FieldByName(fields, c.Field)
 	if c.field == nil {
-		p.add(c.Line, "child %q fills no field: %s has no field of that name (fields: %s)", c.Field, m.Entity.Plural, fieldNames(m.Entity.Fields))
+		p.add(c.Line, "child %q fills no field: %s has no field of that name (fields: %s)", what, owner, fieldNames(fields))
 		return
 	}
 	if c.field.Type != plinth.TypeArray || c.field.Items == nil || c.field.Items.Type != plinth.TypeObject {
-		p.add(c.Line, "child %q fills field %s, which is not an array of objects", c.Field, c.Field)
+		p.add(c.Line, "child %q fills field %s, which is not an array of objects", what, what)
 		c.field = nil
 		return
 	}
 	items := c.field.Items.Fields
+	mapped := map[string]bool{}
 	for _, f := range c.Fields {
 		f.field, f.col = plinth.FieldByName(items, f.Field), strings.ToLower(f.Column)
 		if f.field == nil {
-			p.add(f.Line, "child %s: field %q is not a field of its items (fields: %s)", c.Field, f.Field, fieldNames(items))
+			p.add(f.Line, "child %s: field %q is not a field of its items (fields: %s)", what, f.Field, fieldNames(items))
 			continue
 		}
-		m.resolveField(p, f, c.Field+".")
+		mapped[f.Field] = true
+		m.resolveField(p, f, what+".", c.Children)
+	}
+	for _, nc := range c.Children {
+		if !nc.Lookup {
+			mapped[nc.Field] = true
+		}
+		m.resolveChild(p, nc, items, what+" items", what+".")
 	}
 	if c.EndField != "" {
 		if f := plinth.FieldByName(items, c.EndField); f == nil || (f.Type != plinth.TypeDate && f.Type != plinth.TypeDateTime) {
-			p.add(c.Line, "child %s: endField %q is not a date field of its items", c.Field, c.EndField)
-		} else if !slices.ContainsFunc(c.Fields, func(fm *FieldMap) bool { return fm.Field == c.EndField }) {
-			p.add(c.Line, "child %s: endField %q is not mapped", c.Field, c.EndField)
+			p.add(c.Line, "child %s: endField %q is not a date field of its items", what, c.EndField)
+		} else if !mapped[c.EndField] {
+			p.add(c.Line, "child %s: endField %q is not mapped", what, c.EndField)
 		}
 	}
 	for _, f := range items {
-		if f.Required && !slices.ContainsFunc(c.Fields, func(fm *FieldMap) bool { return fm.Field == f.Name }) {
-			p.add(c.Line, "child %s: item field %q is required but nothing maps to it", c.Field, f.Name)
+		if f.Required && !mapped[f.Name] {
+			p.add(c.Line, "child %s: item field %q is required but nothing maps to it", what, f.Name)
 		}
 	}
 }
 
-func (m *Mapping) child(name string) *ChildMap {
-	for _, c := range m.Children {
+// childNamed finds a child by its name among list.
+func childNamed(list []*ChildMap, name string) *ChildMap {
+	for _, c := range list {
 		if c.Field == name {
 			return c
 		}

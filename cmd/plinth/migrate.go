@@ -453,8 +453,11 @@ func legacyScaffoldCommand() *cobra.Command {
 		Use:   "scaffold --source URL --table T [--children A,B] --out DIR",
 		Short: "Draft a domain spec and a mapping from a legacy table's schema",
 		Long: `Read a legacy table's schema (information_schema; no rows) and draft a domain spec and a
-mapping file in DIR: columns become fields with types, the primary key the key, each
---children table (joined by columns named like the root's key columns) an array of objects.
+mapping file in DIR: columns become fields with types, the primary key the key, and each
+table whose declared foreign key references the root an array of objects joined by that
+key (only the --children tables, when given), with the tables referencing it nested in
+its items. A source that declares no foreign keys gets
+the tables with columns named like the root's key columns instead, with a TODO saying so.
 Every PII class is set to personal and marked TODO for a person to decide; descriptions and
 owner are TODO. The drafts are checked as plinth migrate check would before they are written.`,
 		Args: cobra.NoArgs,
@@ -507,7 +510,7 @@ owner are TODO. The drafts are checked as plinth migrate check would before they
 	}
 	cmd.Flags().StringVar(&sourceURL, "source", "", "the legacy database's URL (mariadb://, mysql://, postgres://, sqlserver://)")
 	cmd.Flags().StringVar(&o.Table, "table", "", "the root table: one record per row")
-	cmd.Flags().StringSliceVar(&o.Children, "children", nil, "child tables to draft as arrays of objects")
+	cmd.Flags().StringSliceVar(&o.Children, "children", nil, "child tables to draft as arrays of objects (default: every table with a foreign key to the root)")
 	cmd.Flags().StringVar(&o.Domain, "domain", "", "the domain's name, kebab-case (default: from the table)")
 	cmd.Flags().StringVar(&o.System, "system", "", "the legacy system's name (sourceSystem of events; default legacy)")
 	cmd.Flags().StringVar(&o.Connection, "connection", "", "the environment variable the mapping will read the URL from (default PLINTH_LEGACY_<DOMAIN>)")

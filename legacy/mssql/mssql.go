@@ -128,7 +128,7 @@ func TablesOf(m *legacy.Mapping, schema map[string]*legacy.TableInfo) ([]Table, 
 	if err := add(m.Table, m.Key.Columns); err != nil {
 		return nil, err
 	}
-	for _, c := range m.Children {
+	for _, c := range m.Joins() {
 		if err := add(c.Table, c.Join); err != nil {
 			return nil, err
 		}

@@ -80,7 +80,7 @@ func checkIdentity(ctx context.Context, src *legacy.Source, m *legacy.Mapping) e
 		return err
 	}
 	var fixes []string
-	for _, c := range m.Children {
+	for _, c := range m.Joins() {
 		t := schema[strings.ToLower(c.Table)]
 		if t == nil {
 			continue
