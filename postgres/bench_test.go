@@ -2,9 +2,12 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,4 +169,48 @@ func BenchmarkBulkInsert(b *testing.B) {
 func BenchmarkScanReport(b *testing.B) {
 	s, e := benchStore(b)
 	storetest.BenchScanReport(b, s, e, report.FormatCSV)
+}
+
+// BenchmarkCreateWrite is the store's part of an API create: one write
+// transaction with the record, its event and its audit record; one writer
+// (each waits for the round trips) and 16.
+func BenchmarkCreateWrite(b *testing.B) {
+	ds := loadDomains(b)
+	e := entity(b, ds, "residents")
+	s, _ := openStore(b, ds)
+	ctx := context.Background()
+	var n atomic.Int64
+	create := func() error {
+		i := int(n.Add(1))
+		doc := resident(b, e, i)
+		return s.Write(ctx, func(tx plinth.Tx) error {
+			if _, err := tx.Insert(ctx, e, doc); err != nil {
+				return err
+			}
+			id := fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), i)
+			if err := tx.(plinth.EventTx).AppendEvent(ctx, plinth.OutboxEntry{Domain: "residents", Subject: "s", EventID: id, Payload: []byte(`{"id":1}`)}); err != nil {
+				return err
+			}
+			_, err := tx.(plinth.AuditTx).AppendAudit(ctx, plinth.AuditRecord{Operation: "create", Decision: plinth.DecisionAllow, Status: 201, RecordIDs: []string{id}})
+			return err
+		})
+	}
+	b.Run("writers=1", func(b *testing.B) {
+		for b.Loop() {
+			if err := create(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("writers=16", func(b *testing.B) {
+		b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := create(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
 }

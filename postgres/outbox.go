@@ -141,11 +141,12 @@ RETURNING "holder"`
 	purgeSentEventsSQL = `DELETE FROM "plinth"."outbox" WHERE "sent_at" < now() - $1 * interval '1 microsecond'`
 )
 
-// AppendEvent adds the event to the outbox within the write transaction,
-// in one round trip. plinth.ErrConflict when its event ID is already
-// there.
+// AppendEvent adds the event to the outbox within the write transaction.
+// It costs no round trip of its own: the statements go with the
+// transaction's next one (see pipeTx), which is where an error shows —
+// plinth.ErrConflict when its event ID is already there. The number the
+// event draws, and its announcement, come with that statement too.
 func (x *tx) AppendEvent(ctx context.Context, e plinth.OutboxEntry) error {
-	what := fmt.Sprintf("append event %q to the outbox", e.EventID)
 	if e.EventID == "" {
 		return errors.New("postgres: append an event to the outbox: the event has no ID")
 	}
@@ -153,25 +154,11 @@ func (x *tx) AppendEvent(ctx context.Context, e plinth.OutboxEntry) error {
 	if payload == nil {
 		payload = []byte{}
 	}
-	if x.announced {
-		_, err := x.tx.Exec(ctx, insertEventSQL, e.Domain, e.Subject, e.EventID, payload, e.Trace)
-		return x.s.wrap(what, err)
+	if !x.announced {
+		x.tx.queue(announceSQL, outboxLockBase)
+		x.announced = true
 	}
-	b := &pgx.Batch{}
-	b.Queue(announceSQL, outboxLockBase)
-	b.Queue(insertEventSQL, e.Domain, e.Subject, e.EventID, payload, e.Trace)
-	br := x.tx.SendBatch(ctx, b)
-	_, err := br.Exec()
-	if err == nil {
-		_, err = br.Exec()
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return x.s.wrap(what, err)
-	}
-	x.announced = true
+	x.tx.queue(insertEventSQL, e.Domain, e.Subject, e.EventID, payload, e.Trace)
 	return nil
 }
 

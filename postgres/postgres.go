@@ -360,9 +360,9 @@ func (s *Store) Count(ctx context.Context, e *plinth.Entity) (int64, error) {
 
 // Write runs fn in one transaction.
 func (s *Store) Write(ctx context.Context, fn func(plinth.Tx) error) error {
-	ptx, err := s.pool.Begin(ctx)
+	ptx, err := beginPiped(ctx, s.pool)
 	if err != nil && unavailable(err) && ctx.Err() == nil {
-		ptx, err = s.pool.Begin(ctx) // nothing was done yet: safe to try again
+		ptx, err = beginPiped(ctx, s.pool) // nothing was done yet: safe to try again
 	}
 	if err != nil {
 		return s.wrap("write: begin a transaction", err)
@@ -378,7 +378,7 @@ func (s *Store) Write(ctx context.Context, fn func(plinth.Tx) error) error {
 
 type tx struct {
 	s  *Store
-	tx pgx.Tx
+	tx *pipeTx
 
 	// Whether AppendAudit has announced this transaction to the chainer
 	// (see audit.go).
@@ -400,7 +400,7 @@ func (x *tx) Insert(ctx context.Context, e *plinth.Entity, data map[string]any) 
 	return r, x.s.wrap("insert into "+t.label, err)
 }
 
-func (t *table) insert(ctx context.Context, q pgx.Tx, data map[string]any) (plinth.Record, error) {
+func (t *table) insert(ctx context.Context, q writer, data map[string]any) (plinth.Record, error) {
 	e := t.e
 	out := make(map[string]any, len(data)+1)
 	for k, v := range data {
@@ -471,7 +471,7 @@ func (x *tx) Update(ctx context.Context, e *plinth.Entity, id any, version int64
 	return r, x.s.wrap("update "+t.label, err)
 }
 
-func (t *table) updateRecord(ctx context.Context, q pgx.Tx, id any, version int64, data map[string]any) (plinth.Record, error) {
+func (t *table) updateRecord(ctx context.Context, q writer, id any, version int64, data map[string]any) (plinth.Record, error) {
 	e := t.e
 	k, ok := t.keyParam(id)
 	if !ok {
@@ -505,7 +505,7 @@ func (t *table) updateRecord(ctx context.Context, q pgx.Tx, id any, version int6
 
 // missing explains why no row had the key and version: ErrNotFound or
 // ErrVersionConflict.
-func (t *table) missing(ctx context.Context, q pgx.Tx, id, k any, version int64) error {
+func (t *table) missing(ctx context.Context, q writer, id, k any, version int64) error {
 	var current int64
 	err := q.QueryRow(ctx, "SELECT version FROM "+t.ident+" WHERE "+t.key.ident()+" = $1", k).Scan(&current)
 	switch {

@@ -83,6 +83,20 @@ func appendEvent(ctx context.Context, tx plinth.Tx, e plinth.OutboxEntry) error 
 	return etx.AppendEvent(ctx, e)
 }
 
+// appendEventAndSend appends e and then reads inside the transaction: a
+// store may send an appended event to its database with the
+// transaction's next statement (the postgres store does), and the tests of
+// what others see while the transaction stays open need it sent.
+func appendEventAndSend(ctx context.Context, tx plinth.Tx, e plinth.OutboxEntry, cats *plinth.Entity) error {
+	if err := appendEvent(ctx, tx, e); err != nil {
+		return err
+	}
+	if _, err := tx.Get(ctx, cats, "no-such-code"); err != nil && !errors.Is(err, plinth.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
 // appendEvents appends entries in one Write.
 func appendEvents(t testing.TB, s plinth.Store, es ...plinth.OutboxEntry) {
 	t.Helper()
@@ -298,8 +312,8 @@ func testOutboxLease(t *testing.T, s plinth.Store, o plinth.OutboxStore) {
 	acquire("relay-other", time.Minute, true)
 }
 
-// testOutboxSequenceGap: transaction A appends (the lower sequence) and
-// stays open; B appends (a higher sequence) and commits. B's entry must not
+// testOutboxSequenceGap: transaction A appends (the lower sequence), makes
+// sure the append was sent, and stays open; B appends (a higher sequence) and commits. B's entry must not
 // be returned while A is open. (A store with a single writer makes B wait
 // for A instead, which the test allows.)
 func testOutboxSequenceGap(t *testing.T, s plinth.Store, o plinth.OutboxStore) {
@@ -308,7 +322,7 @@ func testOutboxSequenceGap(t *testing.T, s plinth.Store, o plinth.OutboxStore) {
 	aDone, bDone := make(chan error, 1), make(chan error, 1)
 	go func() {
 		aDone <- s.Write(ctx, func(tx plinth.Tx) error {
-			if err := appendEvent(ctx, tx, outboxEntry("a")); err != nil {
+			if err := appendEventAndSend(ctx, tx, outboxEntry("a"), categoriesEntity(t)); err != nil {
 				return err
 			}
 			close(aAppended)
@@ -395,7 +409,7 @@ func testOutboxEarlyTransaction(t *testing.T, s plinth.Store, o plinth.OutboxSto
 			if _, err := tx.Insert(ctx, cats, validate(t, cats, map[string]any{"code": "a", "title": "A"}, true)); err != nil {
 				return err
 			}
-			if err := appendEvent(ctx, tx, outboxEntry("a")); err != nil {
+			if err := appendEventAndSend(ctx, tx, outboxEntry("a"), cats); err != nil {
 				return err
 			}
 			close(aAppended)
