@@ -51,6 +51,19 @@ type Acknowledger interface {
 	Stored(position string)
 }
 
+// PositionFirst is a Capture that may take its position before the
+// snapshot opens instead of reading the snapshot's own (MySQL keeps no
+// binlog_snapshot_* for a consistent-snapshot transaction). Everything
+// committed before that position is in the snapshot; some changes after it
+// may be too, and are then replayed from the stream: harmless, because a
+// replayed change re-reads its record from the source and writes only what
+// differs (see RunCDC).
+type PositionFirst interface {
+	// PositionBefore returns the source's current position and true, or
+	// false when the capture reads the snapshot's (SnapshotPosition).
+	PositionBefore(ctx context.Context) (position string, ok bool, err error)
+}
+
 // Capture is a source's change capture (MariaDB binlog, PostgreSQL
 // pgoutput, SQL Server Change Tracking or CDC).
 type Capture interface {
@@ -260,14 +273,19 @@ func planAhead(ctx context.Context, src *Source, m *Mapping, stream Stream) <-ch
 // than the position, so changes after it may be applied again: harmless.
 func initialLoad(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, ck *cdcCheckpoint, opts CDCOptions) error {
 	status := &ck.status
+	pos, early, err := positionFirst(ctx, c)
+	if err != nil {
+		return err
+	}
 	snap, err := src.Snapshot(ctx)
 	if err != nil {
 		return err
 	}
 	defer snap.Close()
-	pos, err := c.SnapshotPosition(ctx, snap)
-	if err != nil {
-		return err
+	if !early {
+		if pos, err = c.SnapshotPosition(ctx, snap); err != nil {
+			return err
+		}
 	}
 	status.Position = pos
 	if err := ck.save(ctx); err != nil {
@@ -290,6 +308,15 @@ func initialLoad(ctx context.Context, src *Source, st plinth.Store, w *plinth.Wr
 	}
 	status.SnapshotDone = true
 	return ck.save(ctx)
+}
+
+// positionFirst asks a PositionFirst capture for the position to read
+// before the snapshot opens.
+func positionFirst(ctx context.Context, c Capture) (string, bool, error) {
+	if pf, ok := c.(PositionFirst); ok {
+		return pf.PositionBefore(ctx)
+	}
+	return "", false, nil
 }
 
 // ParentRef names root rows by the values of some of their columns: their

@@ -24,7 +24,7 @@ func migrateCDCCommand() *cobra.Command {
 	var f migrateFlags
 	var metricsListen, keyFile string
 	var obfuscate, cleanup bool
-	var mssqlMode string
+	var mssqlMode, binlogPosition string
 	cmd := &cobra.Command{
 		Use:   "cdc --mapping M [--metrics-listen 127.0.0.1:9464] [--cleanup]",
 		Short: "Keep the target in step with the source continuously, from its change log",
@@ -50,7 +50,7 @@ Runs until interrupted.`,
 			}
 			defer s.Close()
 			ctx := cmd.Context()
-			capture, err := newCapture(ctx, s, f.source, mssql.Mode(mssqlMode))
+			capture, err := newCapture(ctx, s, f.source, mssql.Mode(mssqlMode), binlog.Method(binlogPosition))
 			if err != nil {
 				return err
 			}
@@ -94,6 +94,7 @@ Runs until interrupted.`,
 	f.add(cmd)
 	addConfigFlags(cmd, with(storeFlags, "env", "log-level")...)
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics (/metrics) on this address, e.g. 127.0.0.1:9464")
+	cmd.Flags().StringVar(&binlogPosition, "binlog-position", "", "MariaDB/MySQL sources: how the snapshot's binlog position is found — snapshot (MariaDB's binlog_snapshot_*) or before (the binlog's end read before the snapshot opens; MySQL); default by the server's flavor")
 	cmd.Flags().StringVar(&mssqlMode, "mssql-mode", "changetracking", "SQL Server sources: changetracking (CHANGETABLE, every edition) or cdc (CDC change tables)")
 	cmd.Flags().BoolVar(&cleanup, "cleanup", false, "stop capturing for good: drop the source's slot and publication (PostgreSQL) and the stored position, then exit")
 	cmd.Flags().BoolVar(&obfuscate, "obfuscate", false, "obfuscate every record on its way in (real data into staging)")
@@ -102,7 +103,7 @@ Runs until interrupted.`,
 }
 
 // newCapture picks the source's change capture.
-func newCapture(ctx context.Context, s *migrateSetup, sourceURL string, mode mssql.Mode) (legacy.Capture, error) {
+func newCapture(ctx context.Context, s *migrateSetup, sourceURL string, mode mssql.Mode, method binlog.Method) (legacy.Capture, error) {
 	url := sourceURL
 	if url == "" {
 		var err error
@@ -112,7 +113,15 @@ func newCapture(ctx context.Context, s *migrateSetup, sourceURL string, mode mss
 	}
 	switch s.src.Kind {
 	case legacy.KindMariaDB, legacy.KindMySQL:
-		return binlog.New(ctx, s.src, url, s.m)
+		if method != binlog.Auto && method != binlog.Snapshot && method != binlog.Before {
+			return nil, fmt.Errorf("--binlog-position must be snapshot or before")
+		}
+		c, err := binlog.New(ctx, s.src, url, s.m)
+		if err != nil {
+			return nil, err
+		}
+		c.Method = method
+		return c, nil
 	case legacy.KindPostgres:
 		return pgoutput.New(ctx, s.src, url, s.m)
 	case legacy.KindSQLServer:
