@@ -1,6 +1,7 @@
 package legacy
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -64,6 +65,26 @@ type PositionFirst interface {
 	PositionBefore(ctx context.Context) (position string, ok bool, err error)
 }
 
+// Backlogger is a Stream that can tell how far the source's change log
+// runs past a position the target stored: the bytes of log it has yet to
+// take in (binlog: to the end of the binary log; pgoutput: to the WAL's
+// insert position). It is asked every few seconds, while Next runs.
+type Backlogger interface {
+	Backlog(ctx context.Context, stored string) (int64, error)
+}
+
+// CDCBacklog is how far the target is behind the source, beside the
+// seconds of CDCStatus.Lag: what the source has and the target not yet.
+type CDCBacklog struct {
+	// Bytes of the source's change log after the applied position (-1:
+	// the source cannot tell).
+	Bytes int64 `json:"bytes"`
+	// Pending is how many row changes were received from the source and
+	// are not yet applied.
+	Pending int64     `json:"pending"`
+	At      time.Time `json:"at"`
+}
+
 // Capture is a source's change capture (MariaDB binlog, PostgreSQL
 // pgoutput, SQL Server Change Tracking or CDC).
 type Capture interface {
@@ -80,7 +101,6 @@ type CDCStatus struct {
 	SnapshotDone bool    `json:"snapshotDone"`
 	Applied      int64   `json:"applied"`  // records changed since capture began
 	Lag          float64 `json:"lag"`      // seconds from the last commit applied to its applying
-	Behind       int     `json:"behind"`   // changes in the last batch (read but not yet applied while it ran)
 	Rejected     int64   `json:"rejected"` // source rows that could not become valid records
 	// LastRejection says which and why, for the operator.
 	LastRejection string    `json:"lastRejection,omitempty"`
@@ -91,9 +111,13 @@ type CDCStatus struct {
 // CDCOptions tunes change capture.
 type CDCOptions struct {
 	Meter MeterFunc
-	// OnApplied is told the status when a batch has been read (Behind:
-	// its changes) and after it is applied (metrics).
+	// OnApplied is told the status after each batch is applied (metrics).
 	OnApplied func(CDCStatus)
+	// OnBacklog is told the backlog every BacklogEvery (default 5 s)
+	// while changes are followed; it is also kept in the store, under
+	// CheckpointName("cdc-backlog"), for plinth migrate status.
+	OnBacklog    func(CDCBacklog)
+	BacklogEvery time.Duration
 	// DuringSnapshot, when set, runs after the snapshot's position is
 	// taken and before it is loaded (tests write to the source then).
 	DuringSnapshot func()
@@ -178,11 +202,15 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 	ap := &applier{st: st, w: w, m: m, res: &SyncResult{},
 		origin: plinth.Origin{Principal: Principal, SourceSystem: m.System}}
 	rctx, cancel := context.WithCancel(ctx)
-	ahead := planAhead(rctx, src, m, stream)
-	defer func() { // the reader stops before the stream closes
+	bl := &backlog{stored: status.Position}
+	ahead := planAhead(rctx, src, m, stream, &bl.pending)
+	var polling sync.WaitGroup
+	polling.Go(func() { bl.poll(rctx, st, m, stream, opts) })
+	defer func() { // the reader and the poller stop before the stream closes
 		cancel()
 		for range ahead {
 		}
+		polling.Wait()
 	}()
 	for p := range ahead {
 		if p.err != nil {
@@ -191,12 +219,8 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 			}
 			return p.err
 		}
-		status.Behind = len(p.batch.Changes)
-		if opts.OnApplied != nil && status.Behind > 0 {
-			opts.OnApplied(*status) // read, not yet applied
-		}
 		ap.origin.CorrelationID = uuid.NewString()
-		status.Position, status.Behind = p.batch.Position, 0
+		status.Position = p.batch.Position
 		if n := len(p.rejected); n > 0 {
 			last := p.rejected[n-1]
 			status.Rejected += int64(n)
@@ -214,6 +238,7 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 		if err != nil {
 			return err
 		}
+		bl.applied(status.Position, len(p.batch.Changes))
 		if ack, ok := stream.(Acknowledger); ok {
 			ack.Stored(status.Position)
 		}
@@ -222,6 +247,54 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 		}
 	}
 	return nil
+}
+
+// backlog follows what the target has yet to take in: the position last
+// stored and the changes received but not applied.
+type backlog struct {
+	mu      sync.Mutex
+	stored  string
+	pending atomic.Int64
+}
+
+func (b *backlog) applied(position string, changes int) {
+	b.mu.Lock()
+	b.stored = position
+	b.mu.Unlock()
+	b.pending.Add(-int64(changes))
+}
+
+// poll reports the backlog every opts.BacklogEvery until ctx ends: to
+// OnBacklog and into the store. A source that cannot tell its log's end
+// reports -1 bytes; a failed look is logged nowhere and tried again.
+func (b *backlog) poll(ctx context.Context, st plinth.Store, m *Mapping, stream Stream, opts CDCOptions) {
+	every := cmp.Or(opts.BacklogEvery, 5*time.Second)
+	bl, canTell := stream.(Backlogger)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := CDCBacklog{Bytes: -1, Pending: b.pending.Load(), At: plinth.Now()}
+		if canTell {
+			b.mu.Lock()
+			stored := b.stored
+			b.mu.Unlock()
+			n, err := bl.Backlog(ctx, stored)
+			if err != nil {
+				continue
+			}
+			now.Bytes = n
+		}
+		if opts.OnBacklog != nil {
+			opts.OnBacklog(now)
+		}
+		v, _ := json.Marshal(now)
+		_ = st.SetCheckpoint(ctx, m.CheckpointName("cdc-backlog"), v)
+	}
 }
 
 // planned is a batch read from the stream with the changes it makes to
@@ -236,13 +309,14 @@ type planned struct {
 // planAhead reads batches from the stream and the current rows they touch
 // from the source on a goroutine of its own, one batch ahead of the
 // writing; the channel closes after an error or when ctx is done.
-func planAhead(ctx context.Context, src *Source, m *Mapping, stream Stream) <-chan planned {
+func planAhead(ctx context.Context, src *Source, m *Mapping, stream Stream, pending *atomic.Int64) <-chan planned {
 	ch := make(chan planned, 1)
 	go func() {
 		defer close(ch)
 		for {
 			var p planned
 			p.batch, p.err = stream.Next(ctx)
+			pending.Add(int64(len(p.batch.Changes)))
 			var keys []LegacyKey
 			if p.err == nil {
 				keys, p.err = m.rootKeys(ctx, src, m.ParentsOf(p.batch.Changes))

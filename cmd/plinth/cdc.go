@@ -39,8 +39,10 @@ A changed row re-reads its record — a change to a child row (one telephone num
 parent — and writes it through the write path (one event and one audit record) only when its
 data differs, so a restart that replays changes writes nothing twice. The source position is
 stored after the changes before it are applied; a restart resumes from it. The lag (seconds
-from a change's commit in the source to its applying) is the Prometheus gauge
-plinth_migrate_cdc_lag_seconds on --metrics-listen, and shown by plinth migrate status.
+from a change's commit in the source to its applying) and the backlog (bytes of the source's
+change log after the applied position, changes received and not yet applied) are the
+Prometheus gauges plinth_migrate_cdc_lag_seconds, plinth_migrate_cdc_behind_bytes and
+plinth_migrate_cdc_pending_changes on --metrics-listen, and shown by plinth migrate status.
 Runs until interrupted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -64,7 +66,7 @@ Runs until interrupted.`,
 			if err := recordProvenance(ctx, s.st, s.class, s.m, "cdc"); err != nil {
 				return err
 			}
-			onApplied, err := cdcMetrics(ctx, metricsListen, s.m, s.logger)
+			onApplied, onBacklog, err := cdcMetrics(ctx, metricsListen, s.m, s.logger)
 			if err != nil {
 				return err
 			}
@@ -74,7 +76,7 @@ Runs until interrupted.`,
 			pause := time.Second
 			for {
 				started := time.Now()
-				err := legacy.RunCDC(ctx, s.src, s.st, w, s.m, capture, legacy.CDCOptions{Meter: legacyMeter(s.logger), OnApplied: onApplied})
+				err := legacy.RunCDC(ctx, s.src, s.st, w, s.m, capture, legacy.CDCOptions{Meter: legacyMeter(s.logger), OnApplied: onApplied, OnBacklog: onBacklog})
 				if err == nil || ctx.Err() != nil {
 					return nil
 				}
@@ -135,20 +137,22 @@ func newCapture(ctx context.Context, s *migrateSetup, sourceURL string, mode mss
 
 // cdcMetrics registers the lag gauges, serves them when asked, and logs
 // progress every few seconds.
-func cdcMetrics(ctx context.Context, listen string, m *legacy.Mapping, logger *slog.Logger) (func(legacy.CDCStatus), error) {
+func cdcMetrics(ctx context.Context, listen string, m *legacy.Mapping, logger *slog.Logger) (func(legacy.CDCStatus), func(legacy.CDCBacklog), error) {
 	reg := prometheus.NewRegistry()
 	labels := prometheus.Labels{"system": m.System, "domain": m.Domain, "entity": m.Plural}
 	lag := prometheus.NewGauge(prometheus.GaugeOpts{Name: "plinth_migrate_cdc_lag_seconds", ConstLabels: labels,
 		Help: "Seconds from the last applied source commit to its applying."})
-	behind := prometheus.NewGauge(prometheus.GaugeOpts{Name: "plinth_migrate_cdc_behind_changes", ConstLabels: labels,
-		Help: "Source row changes read but not yet applied."})
+	behind := prometheus.NewGauge(prometheus.GaugeOpts{Name: "plinth_migrate_cdc_behind_bytes", ConstLabels: labels,
+		Help: "Bytes of the source's change log (binlog, WAL) after the position the target has applied; -1 when the source cannot tell. Looked up every 5 s."})
+	pending := prometheus.NewGauge(prometheus.GaugeOpts{Name: "plinth_migrate_cdc_pending_changes", ConstLabels: labels,
+		Help: "Source row changes received from the change log and not yet applied."})
 	applied := prometheus.NewGauge(prometheus.GaugeOpts{Name: "plinth_migrate_cdc_applied_records", ConstLabels: labels,
 		Help: "Records changed by change capture since it began (kept across restarts)."})
-	reg.MustRegister(lag, behind, applied)
+	reg.MustRegister(lag, behind, pending, applied)
 	if listen != "" {
 		l, err := net.Listen("tcp", listen)
 		if err != nil {
-			return nil, fmt.Errorf("metrics: %w", err)
+			return nil, nil, fmt.Errorf("metrics: %w", err)
 		}
 		srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
@@ -166,12 +170,14 @@ func cdcMetrics(ctx context.Context, listen string, m *legacy.Mapping, logger *s
 			logger.Warn("change capture rejected a source row", "rejected", st.Rejected, "last", st.LastRejection)
 		}
 		lag.Set(st.Lag)
-		behind.Set(float64(st.Behind))
 		applied.Set(float64(st.Applied))
 		if time.Since(logged) >= 5*time.Second {
 			logged = time.Now()
 			logger.Info("change capture", "position", st.Position, "applied", st.Applied, "lagSeconds", st.Lag)
 		}
+	}, func(b legacy.CDCBacklog) {
+		behind.Set(float64(b.Bytes))
+		pending.Set(float64(b.Pending))
 	}, nil
 }
 
@@ -183,6 +189,9 @@ func cleanupCapture(ctx context.Context, s *migrateSetup, c legacy.Capture) erro
 			return err
 		}
 		s.logger.Info("dropped the replication slot and publication", "name", pc.Slot)
+	}
+	if err := s.st.SetCheckpoint(ctx, s.m.CheckpointName("cdc-backlog"), []byte(`{"bytes":-1}`)); err != nil {
+		return err
 	}
 	return s.st.SetCheckpoint(ctx, s.m.CheckpointName("cdc"), []byte(`{}`))
 }

@@ -133,7 +133,7 @@ func TestCDCSurvivesSIGKILL(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), "plinth_migrate_cdc_lag_seconds{") {
+	if !strings.Contains(string(body), "plinth_migrate_cdc_lag_seconds{") || !strings.Contains(string(body), "plinth_migrate_cdc_behind_bytes{") {
 		t.Errorf("metrics: %s", body)
 	}
 }

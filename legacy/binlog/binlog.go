@@ -249,6 +249,65 @@ func (c *Capture) SnapshotPosition(ctx context.Context, snap *legacy.Snapshot) (
 	return p.String(), nil
 }
 
+// Backlog is how many bytes of binary log follow the stored position: to
+// the end of its file, every later file, and the current file up to its
+// end (SHOW MASTER STATUS and SHOW BINARY LOGS; legacy.Backlogger).
+func (s *stream) Backlog(ctx context.Context, stored string) (int64, error) {
+	return s.c.behind(ctx, stored)
+}
+
+func (c *Capture) behind(ctx context.Context, stored string) (int64, error) {
+	p, err := parsePosition(stored)
+	if err != nil {
+		return 0, err
+	}
+	end, err := c.end(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if end.File == p.File {
+		return max(0, int64(end.Pos)-int64(p.Pos)), nil
+	}
+	logs, err := c.query(ctx, "SHOW BINARY LOGS")
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	counting := false
+	for _, l := range logs {
+		size, _ := strconv.ParseInt(l["file_size"], 10, 64)
+		switch name := l["log_name"]; {
+		case name == p.File:
+			counting = true
+			n += max(0, size-int64(p.Pos))
+		case name == end.File:
+			return n + int64(end.Pos), nil
+		case counting:
+			n += size
+		}
+	}
+	return 0, fmt.Errorf("the binlog file %s is no longer on the source", p.File)
+}
+
+// Holds reports whether the source still has the binlog file of a
+// position (legacy.PositionHolder).
+func (c *Capture) Holds(ctx context.Context, stored string) (bool, error) {
+	p, err := parsePosition(stored)
+	if err != nil {
+		return false, nil
+	}
+	logs, err := c.query(ctx, "SHOW BINARY LOGS")
+	if err != nil {
+		return false, err
+	}
+	for _, l := range logs {
+		if l["log_name"] == p.File {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // String is the position as file:offset.
 func (p position) String() string { return fmt.Sprintf("%s:%d", p.File, p.Pos) }
 

@@ -3,6 +3,7 @@ package binlog
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"path/filepath"
 	"strings"
@@ -182,4 +183,17 @@ func TestAtLeast(t *testing.T) {
 			t.Errorf("atLeast(%q, 8, 2) = %v", v, !want)
 		}
 	}
+}
+
+// TestBacklogBytes: the backlog is the binlog after the applied position,
+// > 0 while the applier is held back, 0 once it caught up.
+func TestBacklogBytes(t *testing.T) {
+	f := setup(t, 100)
+	c, err := New(context.Background(), f.Src, f.url, f.M)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.CheckBacklog(t, c, func(i int) {
+		f.Exec(t, fmt.Sprintf("UPDATE dm_persons SET last_name = 'Held%d' WHERE person_id = %d", i, i))
+	})
 }

@@ -10,6 +10,7 @@ package pgoutput
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -31,6 +32,7 @@ import (
 // replication slot.
 type Capture struct {
 	url         string // the replication connection's URL
+	db          *sql.DB
 	Slot        string
 	Publication string
 	tables      []string
@@ -71,7 +73,7 @@ func New(ctx context.Context, src *legacy.Source, rawURL string, m *legacy.Mappi
 		return nil, err
 	}
 	name := Names(m)
-	return &Capture{url: u.String(), Slot: name, Publication: name, tables: m.Tables(), MaxBatch: 2000, Gather: 20 * time.Millisecond}, nil
+	return &Capture{url: u.String(), db: src.DB, Slot: name, Publication: name, tables: m.Tables(), MaxBatch: 2000, Gather: 20 * time.Millisecond}, nil
 }
 
 func checkIdentity(ctx context.Context, src *legacy.Source, m *legacy.Mapping) error {
@@ -204,6 +206,58 @@ type stream struct {
 	stored    atomic.Uint64 // applied and stored (Stored): may be acked
 	relations map[uint32]*pglogrepl.RelationMessage
 	pending   []legacy.Change
+	inTx      bool          // between a transaction's Begin and Commit
+	returned  atomic.Uint64 // the position of the last batch Next returned
+	// idle is the server's WAL end from a keepalive that came outside a
+	// transaction: every change before it was sent.
+	idle atomic.Uint64
+}
+
+// Backlog is how many bytes of WAL the source wrote after the stored
+// position (pg_current_wal_lsn() minus it; legacy.Backlogger). When the
+// target holds every batch returned and the server's last keepalive said
+// it had sent everything up to a later point, that point counts as
+// reached: WAL of other tables and databases is no backlog once the slot
+// has decoded past it.
+func (s *stream) Backlog(ctx context.Context, stored string) (int64, error) {
+	at, err := pglogrepl.ParseLSN(stored)
+	if err != nil {
+		return 0, err
+	}
+	if uint64(at) >= s.returned.Load() {
+		at = max(at, pglogrepl.LSN(s.idle.Load()))
+	}
+	var text string
+	if err := s.c.db.QueryRowContext(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&text); err != nil {
+		return 0, err
+	}
+	now, err := pglogrepl.ParseLSN(text)
+	if err != nil {
+		return 0, err
+	}
+	return max(0, int64(now)-int64(at)), nil
+}
+
+// Holds reports whether the capture's slot still exists and can serve
+// the position (legacy.PositionHolder).
+func (c *Capture) Holds(ctx context.Context, stored string) (bool, error) {
+	lsn, err := pglogrepl.ParseLSN(stored)
+	if err != nil {
+		return false, nil
+	}
+	var confirmed sql.NullString
+	var status sql.NullString
+	err = c.db.QueryRowContext(ctx, "SELECT confirmed_flush_lsn::text, wal_status FROM pg_replication_slots WHERE slot_name = $1", c.Slot).Scan(&confirmed, &status)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	if status.String == "lost" || !confirmed.Valid {
+		return false, nil
+	}
+	from, err := pglogrepl.ParseLSN(confirmed.String)
+	return err == nil && from <= lsn, nil
 }
 
 func (s *stream) Close() error { return s.conn.Close(context.Background()) }
@@ -243,7 +297,7 @@ func (s *stream) Next(ctx context.Context) (legacy.Batch, error) {
 			}
 			if pgconn.Timeout(err) {
 				if commits > 0 {
-					return b, nil
+					return s.ret(b), nil
 				}
 				if err := s.ack(ctx); err != nil { // a status update keeps the connection alive
 					return b, err
@@ -269,10 +323,18 @@ func (s *stream) Next(ctx context.Context) (legacy.Batch, error) {
 			}
 			commits++
 			if len(b.Changes) >= s.c.MaxBatch || !time.Now().Before(gathered) {
-				return b, nil
+				return s.ret(b), nil
 			}
 		}
 	}
+}
+
+// ret notes the position of a batch Next returns.
+func (s *stream) ret(b legacy.Batch) legacy.Batch {
+	if lsn, err := pglogrepl.ParseLSN(b.Position); err == nil {
+		s.returned.Store(uint64(lsn))
+	}
+	return b
 }
 
 func (s *stream) ack(ctx context.Context) error {
@@ -286,6 +348,9 @@ func (s *stream) handle(ctx context.Context, data []byte, b *legacy.Batch) (bool
 	switch data[0] {
 	case pglogrepl.PrimaryKeepaliveMessageByteID:
 		ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err == nil && !s.inTx && len(b.Changes) == 0 {
+			s.idle.Store(max(s.idle.Load(), uint64(ka.ServerWALEnd)))
+		}
 		if err == nil && ka.ReplyRequested {
 			return false, s.ack(ctx)
 		}
@@ -308,6 +373,8 @@ func (s *stream) logical(msg pglogrepl.Message, b *legacy.Batch) bool {
 	switch m := msg.(type) {
 	case *pglogrepl.RelationMessage:
 		s.relations[m.RelationID] = m
+	case *pglogrepl.BeginMessage:
+		s.inTx = true
 	case *pglogrepl.InsertMessage:
 		s.change(m.RelationID, nil, m.Tuple)
 	case *pglogrepl.UpdateMessage:
@@ -315,6 +382,7 @@ func (s *stream) logical(msg pglogrepl.Message, b *legacy.Batch) bool {
 	case *pglogrepl.DeleteMessage:
 		s.change(m.RelationID, m.OldTuple, nil)
 	case *pglogrepl.CommitMessage:
+		s.inTx = false
 		b.Changes = append(b.Changes, s.pending...)
 		s.pending = s.pending[:0]
 		b.Position = m.TransactionEndLSN.String()

@@ -203,3 +203,19 @@ func TestSlotIsToldOnlyStoredPositions(t *testing.T) {
 	plinthtest.Eventually(t, 5*time.Second, func() bool { return confirmed() == positions[0] },
 		"the slot does not confirm the stored position %s", positions[0])
 }
+
+// TestBacklogBytes: the backlog is the WAL after the applied position,
+// > 0 while the applier is held back, 0 once it caught up (WAL the slot
+// decoded past without changes of ours counts as caught up).
+func TestBacklogBytes(t *testing.T) {
+	f := setup(t)
+	f.Exec(t, "ALTER TABLE dm_addresses REPLICA IDENTITY FULL")
+	c, err := New(context.Background(), f.Src, f.url, f.M)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Cleanup(context.Background()) })
+	f.CheckBacklog(t, c, func(i int) {
+		f.Exec(t, fmt.Sprintf("UPDATE dm_persons SET last_name = 'Held%d' WHERE person_id = %d", i, i))
+	})
+}
