@@ -165,20 +165,20 @@ func cdcMetrics(ctx context.Context, listen string, m *legacy.Mapping, logger *s
 	logged := time.Now()
 	var rejected int64
 	return func(st legacy.CDCStatus) {
-		if st.Rejected > rejected {
-			rejected = st.Rejected
-			logger.Warn("change capture rejected a source row", "rejected", st.Rejected, "last", st.LastRejection)
-		}
-		lag.Set(st.Lag)
-		applied.Set(float64(st.Applied))
-		if time.Since(logged) >= 5*time.Second {
-			logged = time.Now()
-			logger.Info("change capture", "position", st.Position, "applied", st.Applied, "lagSeconds", st.Lag)
-		}
-	}, func(b legacy.CDCBacklog) {
-		behind.Set(float64(b.Bytes))
-		pending.Set(float64(b.Pending))
-	}, nil
+			if st.Rejected > rejected {
+				rejected = st.Rejected
+				logger.Warn("change capture rejected a source row", "rejected", st.Rejected, "last", st.LastRejection)
+			}
+			lag.Set(st.Lag)
+			applied.Set(float64(st.Applied))
+			if time.Since(logged) >= 5*time.Second {
+				logged = time.Now()
+				logger.Info("change capture", "position", st.Position, "applied", st.Applied, "lagSeconds", st.Lag)
+			}
+		}, func(b legacy.CDCBacklog) {
+			behind.Set(float64(b.Bytes))
+			pending.Set(float64(b.Pending))
+		}, nil
 }
 
 // cleanupCapture removes what change capture keeps: the source's slot and
