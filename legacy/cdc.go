@@ -85,6 +85,14 @@ type CDCBacklog struct {
 	At      time.Time `json:"at"`
 }
 
+// PositionHolder is a Capture that can tell whether the source still
+// serves the changes after a position (the binlog file is still there, the
+// slot still exists): an initial load interrupted under that position may
+// then resume instead of starting again.
+type PositionHolder interface {
+	Holds(ctx context.Context, position string) (bool, error)
+}
+
 // Capture is a source's change capture (MariaDB binlog, PostgreSQL
 // pgoutput, SQL Server Change Tracking or CDC).
 type Capture interface {
@@ -121,6 +129,16 @@ type CDCOptions struct {
 	// DuringSnapshot, when set, runs after the snapshot's position is
 	// taken and before it is loaded (tests write to the source then).
 	DuringSnapshot func()
+	// Notice is told what the operator should know: an interrupted initial
+	// load that cannot resume, and why.
+	Notice func(msg string)
+	// LoadBatch is the initial load's batch (default DefaultBatch);
+	// AfterLoadBatch, when set, is called after each of its committed
+	// batches (tests interrupt the load there); OnLoad is told what a load
+	// from a snapshot did.
+	LoadBatch      int
+	AfterLoadBatch func(loaded int) error
+	OnLoad         func(FullResult)
 }
 
 // RunCDC keeps the target in step with the source until ctx ends: an
@@ -339,14 +357,25 @@ func planAhead(ctx context.Context, src *Source, m *Mapping, stream Stream, pend
 
 // initialLoad takes a snapshot and stores its position, then brings the
 // target to it. An empty target is loaded from the snapshot through the
-// bulk path (the migration; no events). A target that holds records (a
-// load interrupted before it finished, or a re-snapshot after the source's
-// retention passed the position) is synced instead: only the differences,
-// each through the write path with its event, deletions included, so
-// nothing that changed in the gap goes unannounced. Its reads are later
-// than the position, so changes after it may be applied again: harmless.
+// bulk path (the migration; no events), checkpointed by key range under
+// the stored position (see resumeLoad). A target that holds records (a
+// re-snapshot after the source's retention passed the position, or a load
+// interrupted under a position the source no longer serves) is synced
+// instead: only the differences, each through the write path with its
+// event, deletions included, so nothing that changed in the gap goes
+// unannounced. Its reads are later than the position, so changes after it
+// may be applied again: harmless.
 func initialLoad(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, ck *cdcCheckpoint, opts CDCOptions) error {
 	status := &ck.status
+	load := m.CheckpointName("cdc-load")
+	if resumed, err := resumeLoad(ctx, src, st, m, c, ck, load, opts); resumed || err != nil {
+		return err
+	}
+	// A new position: the progress of a load under an earlier one goes
+	// first, so that it is never resumed under this one.
+	if err := st.SetCheckpoint(ctx, load, []byte(`{"loaded":0,"done":true}`)); err != nil {
+		return err
+	}
 	pos, early, err := positionFirst(ctx, c)
 	if err != nil {
 		return err
@@ -373,7 +402,12 @@ func initialLoad(ctx context.Context, src *Source, st plinth.Store, w *plinth.Wr
 		return err
 	}
 	if n == 0 {
-		_, err = Full(ctx, src, st, m, FullOptions{Snapshot: snap, Meter: opts.Meter, Restart: true})
+		var res FullResult
+		res, err = Full(ctx, src, st, m, FullOptions{Snapshot: snap, Meter: opts.Meter, Restart: true,
+			Checkpoint: load, Batch: opts.LoadBatch, AfterBatch: opts.AfterLoadBatch})
+		if err == nil && opts.OnLoad != nil {
+			opts.OnLoad(res)
+		}
 	} else {
 		_, err = Sync(ctx, src, st, w, m, opts.Meter)
 	}
@@ -382,6 +416,58 @@ func initialLoad(ctx context.Context, src *Source, st plinth.Store, w *plinth.Wr
 	}
 	status.SnapshotDone = true
 	return ck.save(ctx)
+}
+
+// resumeLoad continues an initial load that was interrupted (its key-range
+// checkpoint is not done) under the position stored before it began, when
+// the source still serves that position: the rows after the last loaded
+// key are read from a new snapshot and upserted, and the changes after the
+// position are then followed as usual. Rows already loaded are not read
+// again. That is no gap and no double for the same reason as PositionFirst:
+// both snapshots are later than the position, so every change they miss
+// is in the stream after it, and a change the target already reflects
+// writes nothing. It reports whether it resumed.
+func resumeLoad(ctx context.Context, src *Source, st plinth.Store, m *Mapping, c Capture, ck *cdcCheckpoint, load string, opts CDCOptions) (bool, error) {
+	status := &ck.status
+	saved, found, err := st.Checkpoint(ctx, load)
+	if err != nil || !found || status.Position == "" {
+		return false, err
+	}
+	var cp fullCheckpoint
+	if err := decodeKeyJSON(saved.Value, &cp); err != nil || cp.Done || cp.After == nil {
+		return false, nil
+	}
+	notice := func(why string) {
+		if opts.Notice != nil {
+			opts.Notice(fmt.Sprintf("the initial load was interrupted after %d rows and %s: loading a new snapshot", cp.Loaded, why))
+		}
+	}
+	holder, ok := c.(PositionHolder)
+	if !ok {
+		notice("this source cannot tell whether it still holds the changes after its position")
+		return false, nil
+	}
+	if held, err := holder.Holds(ctx, status.Position); err != nil {
+		return false, err
+	} else if !held {
+		notice("the source no longer holds the changes after its position " + status.Position + " (binlog purged, slot gone)")
+		return false, nil
+	}
+	snap, err := src.Snapshot(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer snap.Close()
+	res, err := Full(ctx, src, st, m, FullOptions{Snapshot: snap, Meter: opts.Meter, Checkpoint: load,
+		Batch: opts.LoadBatch, AfterBatch: opts.AfterLoadBatch})
+	if err != nil {
+		return true, err
+	}
+	if opts.OnLoad != nil {
+		opts.OnLoad(res)
+	}
+	status.SnapshotDone = true
+	return true, ck.save(ctx)
 }
 
 // positionFirst asks a PositionFirst capture for the position to read

@@ -76,7 +76,8 @@ Runs until interrupted.`,
 			pause := time.Second
 			for {
 				started := time.Now()
-				err := legacy.RunCDC(ctx, s.src, s.st, w, s.m, capture, legacy.CDCOptions{Meter: legacyMeter(s.logger), OnApplied: onApplied, OnBacklog: onBacklog})
+				err := legacy.RunCDC(ctx, s.src, s.st, w, s.m, capture, legacy.CDCOptions{Meter: legacyMeter(s.logger), OnApplied: onApplied, OnBacklog: onBacklog,
+					Notice: func(msg string) { s.logger.Warn(msg) }})
 				if err == nil || ctx.Err() != nil {
 					return nil
 				}
