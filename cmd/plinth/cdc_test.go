@@ -106,6 +106,16 @@ func TestCDCSurvivesSIGKILL(t *testing.T) {
 		return err == nil && rep.Clean()
 	}, "after the restart the target differs: %v", plinthtest.Last(&rep))
 
+	// The backlog, looked up every 5 s, is kept for migrate status.
+	plinthtest.Eventually(t, 20*time.Second, func() bool {
+		out, _ := run(t, dir, nil, "migrate", "status", "--json", "--mapping", "residents.case.mapping.yaml", "--store", "sqlite://cdc.db")
+		var got struct{ Backlog *legacy.CDCBacklog }
+		_ = json.Unmarshal([]byte(out), &got)
+		return got.Backlog != nil && got.Backlog.Bytes == 0 && got.Backlog.Pending == 0
+	}, "migrate status shows no caught-up backlog")
+	if out, _ := run(t, dir, nil, "migrate", "status", "--mapping", "residents.case.mapping.yaml", "--store", "sqlite://cdc.db"); !strings.Contains(out, "behind 0 bytes of the source's change log, 0 changes received and not yet applied") {
+		t.Errorf("migrate status: %s", out)
+	}
 	pending, err := st.PendingEvents(ctx, 10000)
 	if err != nil {
 		t.Fatal(err)
