@@ -65,10 +65,11 @@ type PositionFirst interface {
 	PositionBefore(ctx context.Context) (position string, ok bool, err error)
 }
 
-// Backlogger is a Stream that can tell how far the source's change log
+// Backlogger is a Capture that can tell how far the source's change log
 // runs past a position the target stored: the bytes of log it has yet to
 // take in (binlog: to the end of the binary log; pgoutput: to the WAL's
-// insert position). It is asked every few seconds, while Next runs.
+// insert position). It is asked every few seconds, during the initial
+// load (the position it pinned) and while a stream's Next runs.
 type Backlogger interface {
 	Backlog(ctx context.Context, stored string) (int64, error)
 }
@@ -121,8 +122,8 @@ type CDCOptions struct {
 	Meter MeterFunc
 	// OnApplied is told the status after each batch is applied (metrics).
 	OnApplied func(CDCStatus)
-	// OnBacklog is told the backlog every BacklogEvery (default 5 s)
-	// while changes are followed; it is also kept in the store, under
+	// OnBacklog is told the backlog every BacklogEvery (default 5 s) once
+	// a position is stored; it is also kept in the store, under
 	// CheckpointName("cdc-backlog"), for plinth migrate status.
 	OnBacklog    func(CDCBacklog)
 	BacklogEvery time.Duration
@@ -150,7 +151,7 @@ type CDCOptions struct {
 // in the transaction that applies the last of its changes (see applyPlan),
 // so it is never ahead of what the target holds.
 func RunCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, opts CDCOptions) error {
-	ck := &cdcCheckpoint{name: m.CheckpointName("cdc"), st: st}
+	ck := &cdcCheckpoint{name: m.CheckpointName("cdc"), st: st, bl: &backlog{}}
 	if saved, found, err := st.Checkpoint(ctx, ck.name); err != nil {
 		return err
 	} else if found {
@@ -158,7 +159,12 @@ func RunCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 			return fmt.Errorf("the checkpoint %s does not decode: %w", ck.name, err)
 		}
 	}
+	pctx, stopPolling := context.WithCancel(ctx)
+	var polling sync.WaitGroup
+	polling.Go(func() { ck.bl.poll(pctx, st, m, c, opts) })
 	err := runCDC(ctx, src, st, w, m, c, ck, opts)
+	stopPolling()
+	polling.Wait()
 	if ctx.Err() != nil {
 		return nil // stopped
 	}
@@ -170,6 +176,7 @@ type cdcCheckpoint struct {
 	name   string
 	st     plinth.Store
 	status CDCStatus
+	bl     *backlog
 }
 
 func (ck *cdcCheckpoint) value() []byte {
@@ -220,15 +227,13 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 	ap := &applier{st: st, w: w, m: m, res: &SyncResult{},
 		origin: plinth.Origin{Principal: Principal, SourceSystem: m.System}}
 	rctx, cancel := context.WithCancel(ctx)
-	bl := &backlog{stored: status.Position}
+	bl := ck.bl
+	bl.applied(status.Position, int(bl.pending.Load()))
 	ahead := planAhead(rctx, src, m, stream, &bl.pending)
-	var polling sync.WaitGroup
-	polling.Go(func() { bl.poll(rctx, st, m, stream, opts) })
-	defer func() { // the reader and the poller stop before the stream closes
+	defer func() { // the reader stops before the stream closes
 		cancel()
 		for range ahead {
 		}
-		polling.Wait()
 	}()
 	for p := range ahead {
 		if p.err != nil {
@@ -275,6 +280,7 @@ type backlog struct {
 	pending atomic.Int64
 }
 
+// applied notes the position stored and how many changes it applied.
 func (b *backlog) applied(position string, changes int) {
 	b.mu.Lock()
 	b.stored = position
@@ -282,12 +288,13 @@ func (b *backlog) applied(position string, changes int) {
 	b.pending.Add(-int64(changes))
 }
 
-// poll reports the backlog every opts.BacklogEvery until ctx ends: to
-// OnBacklog and into the store. A source that cannot tell its log's end
-// reports -1 bytes; a failed look is logged nowhere and tried again.
-func (b *backlog) poll(ctx context.Context, st plinth.Store, m *Mapping, stream Stream, opts CDCOptions) {
+// poll reports the backlog every opts.BacklogEvery until ctx ends, once a
+// position is stored: to OnBacklog and into the store. A source that
+// cannot tell its log's end reports -1 bytes; a failed look is reported
+// nowhere and tried again.
+func (b *backlog) poll(ctx context.Context, st plinth.Store, m *Mapping, c Capture, opts CDCOptions) {
 	every := cmp.Or(opts.BacklogEvery, 5*time.Second)
-	bl, canTell := stream.(Backlogger)
+	bl, canTell := c.(Backlogger)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -296,22 +303,25 @@ func (b *backlog) poll(ctx context.Context, st plinth.Store, m *Mapping, stream 
 			return
 		case <-t.C:
 		}
+		b.mu.Lock()
+		stored := b.stored
+		b.mu.Unlock()
+		if stored == "" {
+			continue
+		}
 		now := CDCBacklog{Bytes: -1, Pending: b.pending.Load(), At: plinth.Now()}
 		if canTell {
-			b.mu.Lock()
-			stored := b.stored
-			b.mu.Unlock()
 			n, err := bl.Backlog(ctx, stored)
 			if err != nil {
 				continue
 			}
 			now.Bytes = n
 		}
-		if opts.OnBacklog != nil {
-			opts.OnBacklog(now)
-		}
 		v, _ := json.Marshal(now)
 		_ = st.SetCheckpoint(ctx, m.CheckpointName("cdc-backlog"), v)
+		if opts.OnBacklog != nil { // after the store has it
+			opts.OnBacklog(now)
+		}
 	}
 }
 
@@ -394,6 +404,7 @@ func initialLoad(ctx context.Context, src *Source, st plinth.Store, w *plinth.Wr
 	if err := ck.save(ctx); err != nil {
 		return err
 	}
+	ck.bl.applied(pos, 0)
 	if opts.DuringSnapshot != nil {
 		opts.DuringSnapshot()
 	}
@@ -453,6 +464,7 @@ func resumeLoad(ctx context.Context, src *Source, st plinth.Store, m *Mapping, c
 		notice("the source no longer holds the changes after its position " + status.Position + " (binlog purged, slot gone)")
 		return false, nil
 	}
+	ck.bl.applied(status.Position, 0)
 	snap, err := src.Snapshot(ctx)
 	if err != nil {
 		return false, err

@@ -252,11 +252,7 @@ func (c *Capture) SnapshotPosition(ctx context.Context, snap *legacy.Snapshot) (
 // Backlog is how many bytes of binary log follow the stored position: to
 // the end of its file, every later file, and the current file up to its
 // end (SHOW MASTER STATUS and SHOW BINARY LOGS; legacy.Backlogger).
-func (s *stream) Backlog(ctx context.Context, stored string) (int64, error) {
-	return s.c.behind(ctx, stored)
-}
-
-func (c *Capture) behind(ctx context.Context, stored string) (int64, error) {
+func (c *Capture) Backlog(ctx context.Context, stored string) (int64, error) {
 	p, err := parsePosition(stored)
 	if err != nil {
 		return 0, err

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -230,12 +231,20 @@ func TestInterruptedLoadResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = legacy.RunCDC(context.Background(), f.Src, f.St, f.W, f.M, c, legacy.CDCOptions{LoadBatch: 50, AfterLoadBatch: func(loaded int) error {
-		if loaded >= 100 {
+	// The backlog is reported during the load too: the binlog after the
+	// position it pinned.
+	var mu sync.Mutex
+	var during legacy.CDCBacklog
+	err = legacy.RunCDC(context.Background(), f.Src, f.St, f.W, f.M, c, legacy.CDCOptions{LoadBatch: 50,
+		BacklogEvery: 50 * time.Millisecond, OnBacklog: func(b legacy.CDCBacklog) { mu.Lock(); during = b; mu.Unlock() },
+		AfterLoadBatch: func(loaded int) error {
+			if loaded < 100 {
+				return nil
+			}
+			f.Exec(t, "UPDATE dm_persons SET first_name = 'Duringload' WHERE person_id = 1")
+			plinthtest.Eventually(t, 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return during.Bytes > 0 }, "no backlog during the load")
 			return errKilled
-		}
-		return nil
-	}})
+		}})
 	if !errors.Is(err, errKilled) {
 		t.Fatalf("the interrupted load: %v", err)
 	}
@@ -264,7 +273,7 @@ func TestInterruptedLoadResumes(t *testing.T) {
 		t.Fatalf("the second run read %d rows (resumed %v; notices %v), want only the %d after person %d (%d rows were loaded)",
 			res.Read, res.Resumed, notices, remaining, after, rows)
 	}
-	want := map[string]int{fmt.Sprintf("ResidentUpdatedEvent %d", after-5): 1, fmt.Sprintf("ResidentDeletedEvent %d", after-6): 1}
+	want := map[string]int{"ResidentUpdatedEvent 1": 1, fmt.Sprintf("ResidentUpdatedEvent %d", after-5): 1, fmt.Sprintf("ResidentDeletedEvent %d", after-6): 1}
 	if got := f.Events(t, "Mosaic"); !maps.Equal(got, want) {
 		t.Fatalf("events %v, want %v", got, want)
 	}

@@ -33,6 +33,7 @@ import (
 type Capture struct {
 	url         string // the replication connection's URL
 	db          *sql.DB
+	current     atomic.Pointer[stream] // the last stream opened, for Backlog
 	Slot        string
 	Publication string
 	tables      []string
@@ -196,7 +197,9 @@ func (c *Capture) Open(ctx context.Context, from string) (legacy.Stream, error) 
 		conn.Close(ctx)
 		return nil, fmt.Errorf("starting replication from slot %s (was it dropped? run plinth migrate cdc again after removing its checkpoint): %w", c.Slot, err)
 	}
-	return &stream{c: c, conn: conn, acked: lsn, relations: map[uint32]*pglogrepl.RelationMessage{}}, nil
+	s := &stream{c: c, conn: conn, acked: lsn, relations: map[uint32]*pglogrepl.RelationMessage{}}
+	c.current.Store(s)
+	return s, nil
 }
 
 type stream struct {
@@ -219,16 +222,16 @@ type stream struct {
 // it had sent everything up to a later point, that point counts as
 // reached: WAL of other tables and databases is no backlog once the slot
 // has decoded past it.
-func (s *stream) Backlog(ctx context.Context, stored string) (int64, error) {
+func (c *Capture) Backlog(ctx context.Context, stored string) (int64, error) {
 	at, err := pglogrepl.ParseLSN(stored)
 	if err != nil {
 		return 0, err
 	}
-	if uint64(at) >= s.returned.Load() {
+	if s := c.current.Load(); s != nil && uint64(at) >= s.returned.Load() {
 		at = max(at, pglogrepl.LSN(s.idle.Load()))
 	}
 	var text string
-	if err := s.c.db.QueryRowContext(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&text); err != nil {
+	if err := c.db.QueryRowContext(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&text); err != nil {
 		return 0, err
 	}
 	now, err := pglogrepl.ParseLSN(text)
