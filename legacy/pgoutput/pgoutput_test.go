@@ -269,3 +269,35 @@ func status(t *testing.T, f *fixture) legacy.CDCStatus {
 	}
 	return s
 }
+
+// TestInterruptedLoadSlotGone: when the slot is gone by the restart, the
+// load starts again from a new slot and snapshot, and says so.
+func TestInterruptedLoadSlotGone(t *testing.T) {
+	f := setup(t)
+	f.Exec(t, "ALTER TABLE dm_addresses REPLICA IDENTITY FULL")
+	c, err := New(context.Background(), f.Src, f.url, f.M)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Cleanup(context.Background()) })
+	killed := errors.New("killed mid-load")
+	err = legacy.RunCDC(context.Background(), f.Src, f.St, f.W, f.M, c, legacy.CDCOptions{LoadBatch: 100, AfterLoadBatch: func(int) error { return killed }})
+	if !errors.Is(err, killed) {
+		t.Fatalf("the interrupted load: %v", err)
+	}
+	if err := c.Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var notices []string
+	resumed := false
+	stop := f.Start(c, legacy.CDCOptions{OnLoad: func(legacy.FullResult) { resumed = true }, Notice: func(s string) { notices = append(notices, s) }})
+	plinthtest.Eventually(t, 20*time.Second, func() bool { return f.Clean(t) }, "the new snapshot did not load")
+	f.Exec(t, "UPDATE dm_persons SET last_name = 'Afternewslot', marked_for_deletion = 'N' WHERE person_id = 3")
+	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.Clean(t) }, "a change after the new slot did not arrive")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if len(notices) != 1 || !strings.Contains(notices[0], "no longer holds") || resumed {
+		t.Fatalf("notices %q (resumed: %v)", notices, resumed)
+	}
+}
