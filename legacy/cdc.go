@@ -227,6 +227,8 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 	ap := &applier{st: st, w: w, m: m, res: &SyncResult{},
 		origin: plinth.Origin{Principal: Principal, SourceSystem: m.System}}
 	rctx, cancel := context.WithCancel(ctx)
+	// Changes an earlier stream read and never applied are read again
+	// from the position: they are no longer pending.
 	bl := ck.bl
 	bl.applied(status.Position, int(bl.pending.Load()))
 	ahead := planAhead(rctx, src, m, stream, &bl.pending)

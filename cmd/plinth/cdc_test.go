@@ -40,12 +40,16 @@ func TestCDCSurvivesSIGKILL(t *testing.T) {
 	if _, err := src.DB.Exec("UPDATE dm_persons SET marked_for_deletion = 'N'"); err != nil {
 		t.Fatal(err)
 	}
+	mustFail(t, dir, []string{"--binlog-position must be snapshot or before"}, "migrate", "cdc", "--mapping", "residents.case.mapping.yaml",
+		"--source", srv.URL, "--store", "sqlite://bad.db", "--binlog-position", "bogus")
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	metrics := l.Addr().String()
 	l.Close()
 	start := func() *exec.Cmd {
+		// The MySQL method of pinning the snapshot's position (the
+		// MariaDB one is the legacy package tests' default).
 		cmd := exec.Command(binary, "migrate", "cdc", "--mapping", "residents.case.mapping.yaml", "--source", srv.URL,
-			"--store", "sqlite://cdc.db", "--metrics-listen", metrics)
+			"--store", "sqlite://cdc.db", "--metrics-listen", metrics, "--binlog-position", "before")
 		cmd.Dir = dir
 		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 		if err := cmd.Start(); err != nil {
