@@ -248,15 +248,15 @@ func (c *Capture) Holds(ctx context.Context, stored string) (bool, error) {
 	if err != nil {
 		return false, nil
 	}
-	var confirmed sql.NullString
-	var status sql.NullString
-	err = c.db.QueryRowContext(ctx, "SELECT confirmed_flush_lsn::text, wal_status FROM pg_replication_slots WHERE slot_name = $1", c.Slot).Scan(&confirmed, &status)
+	// A slot that lost its WAL (max_slot_wal_keep_size) has no restart_lsn.
+	var confirmed, restart sql.NullString
+	err = c.db.QueryRowContext(ctx, "SELECT confirmed_flush_lsn::text, restart_lsn::text FROM pg_replication_slots WHERE slot_name = $1", c.Slot).Scan(&confirmed, &restart)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	} else if err != nil {
 		return false, err
 	}
-	if status.String == "lost" || !confirmed.Valid {
+	if !restart.Valid || !confirmed.Valid {
 		return false, nil
 	}
 	from, err := pglogrepl.ParseLSN(confirmed.String)
