@@ -6,6 +6,7 @@ package legacytest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -150,5 +151,17 @@ func eventually(t *testing.T, within time.Duration, cond func() bool, msg string
 		if time.Now().After(end) {
 			t.Fatalf(msg, last())
 		}
+	}
+}
+
+// Interrupt runs change capture from c until its initial load has
+// committed its first batch of n rows, then stops it there as a kill
+// would: the load's checkpoint and the pinned position stay behind.
+func (f *CDC) Interrupt(t testing.TB, c legacy.Capture, n int) {
+	t.Helper()
+	killed := errors.New("killed mid-load")
+	err := legacy.RunCDC(context.Background(), f.Src, f.St, f.W, f.M, c, legacy.CDCOptions{LoadBatch: n, AfterLoadBatch: func(int) error { return killed }})
+	if !errors.Is(err, killed) {
+		t.Fatalf("the interrupted load: %v", err)
 	}
 }

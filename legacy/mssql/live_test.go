@@ -15,28 +15,35 @@ import (
 	"github.com/plinth-data/plinth/legacy"
 )
 
+// live opens the SQL Server PLINTH_TEST_SQLSERVER names, or skips the
+// test, and returns it with a function running statements on it.
+func live(t *testing.T) (*legacy.Source, func(q string)) {
+	t.Helper()
+	url := os.Getenv("PLINTH_TEST_SQLSERVER")
+	if url == "" {
+		t.Skip("PLINTH_TEST_SQLSERVER is not set: no SQL Server to test against")
+	}
+	src, err := legacy.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	return src, func(q string) {
+		t.Helper()
+		if _, err := src.DB.ExecContext(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
 // TestLiveChangeTracking runs against a real SQL Server when
 // PLINTH_TEST_SQLSERVER holds its URL (sqlserver://user:pass@host?database=db,
 // a user allowed to enable Change Tracking); SQL Server cannot run on the
 // project's machines, so without it the test is skipped.
 func TestLiveChangeTracking(t *testing.T) {
-	url := os.Getenv("PLINTH_TEST_SQLSERVER")
-	if url == "" {
-		t.Skip("PLINTH_TEST_SQLSERVER is not set: no SQL Server to test against")
-	}
 	ctx := context.Background()
-	src, err := legacy.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	src, exec := live(t)
 	table := fmt.Sprintf("plinth_ct_%d", time.Now().UnixNano()%1e9)
-	exec := func(q string) {
-		t.Helper()
-		if _, err := src.DB.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
 	var enabled int
 	_ = src.DB.QueryRowContext(ctx, "SELECT COUNT(*) FROM sys.change_tracking_databases WHERE database_id = DB_ID()").Scan(&enabled)
 	if enabled == 0 {
@@ -81,22 +88,8 @@ func TestLiveChangeTracking(t *testing.T) {
 // needs sysadmin, and its capture job a running SQL Server Agent (else the
 // test is skipped, saying which).
 func TestLiveCDC(t *testing.T) {
-	url := os.Getenv("PLINTH_TEST_SQLSERVER")
-	if url == "" {
-		t.Skip("PLINTH_TEST_SQLSERVER is not set: no SQL Server to test against")
-	}
 	ctx := context.Background()
-	src, err := legacy.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	exec := func(q string) {
-		t.Helper()
-		if _, err := src.DB.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	src, exec := live(t)
 	var on bool
 	if err := src.DB.QueryRowContext(ctx, "SELECT is_cdc_enabled FROM sys.databases WHERE database_id = DB_ID()").Scan(&on); err != nil {
 		t.Fatal(err)

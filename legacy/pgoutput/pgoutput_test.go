@@ -3,7 +3,6 @@ package pgoutput
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -226,18 +225,7 @@ func TestBacklogBytes(t *testing.T) {
 // position, reading only the rows not yet loaded; a change made in
 // between to a loaded person arrives once through the slot.
 func TestInterruptedLoadResumes(t *testing.T) {
-	f := setup(t)
-	f.Exec(t, "ALTER TABLE dm_addresses REPLICA IDENTITY FULL", "UPDATE dm_persons SET marked_for_deletion = 'N'")
-	c, err := New(context.Background(), f.Src, f.url, f.M)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Cleanup(context.Background()) })
-	killed := errors.New("killed mid-load")
-	err = legacy.RunCDC(context.Background(), f.Src, f.St, f.W, f.M, c, legacy.CDCOptions{LoadBatch: 100, AfterLoadBatch: func(int) error { return killed }})
-	if !errors.Is(err, killed) {
-		t.Fatalf("the interrupted load: %v", err)
-	}
+	f, c := interrupted(t)
 	if held, err := c.Holds(context.Background(), status(t, f).Position); err != nil || !held {
 		t.Fatalf("the slot does not hold the pinned position: %v %v", held, err)
 	}
@@ -260,6 +248,21 @@ func TestInterruptedLoadResumes(t *testing.T) {
 	}
 }
 
+// interrupted is a source whose change capture was stopped after the
+// first 100 rows of its initial load.
+func interrupted(t *testing.T) (*fixture, *Capture) {
+	t.Helper()
+	f := setup(t)
+	f.Exec(t, "ALTER TABLE dm_addresses REPLICA IDENTITY FULL", "UPDATE dm_persons SET marked_for_deletion = 'N'")
+	c, err := New(context.Background(), f.Src, f.url, f.M)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Cleanup(context.Background()) })
+	f.Interrupt(t, c, 100)
+	return f, c
+}
+
 func status(t *testing.T, f *fixture) legacy.CDCStatus {
 	t.Helper()
 	c, _, err := f.St.Checkpoint(context.Background(), f.M.CheckpointName("cdc"))
@@ -273,18 +276,7 @@ func status(t *testing.T, f *fixture) legacy.CDCStatus {
 // TestInterruptedLoadSlotGone: when the slot is gone by the restart, the
 // load starts again from a new slot and snapshot, and says so.
 func TestInterruptedLoadSlotGone(t *testing.T) {
-	f := setup(t)
-	f.Exec(t, "ALTER TABLE dm_addresses REPLICA IDENTITY FULL")
-	c, err := New(context.Background(), f.Src, f.url, f.M)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Cleanup(context.Background()) })
-	killed := errors.New("killed mid-load")
-	err = legacy.RunCDC(context.Background(), f.Src, f.St, f.W, f.M, c, legacy.CDCOptions{LoadBatch: 100, AfterLoadBatch: func(int) error { return killed }})
-	if !errors.Is(err, killed) {
-		t.Fatalf("the interrupted load: %v", err)
-	}
+	f, c := interrupted(t)
 	if err := c.Cleanup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
