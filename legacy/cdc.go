@@ -130,8 +130,9 @@ type CDCOptions struct {
 	// DuringSnapshot, when set, runs after the snapshot's position is
 	// taken and before it is loaded (tests write to the source then).
 	DuringSnapshot func()
-	// Notice is told what the operator should know: an interrupted initial
-	// load that cannot resume, and why.
+	// Notice is told what the operator should know: a new snapshot
+	// loaded because the source no longer serves the stored position, and
+	// why.
 	Notice func(msg string)
 	// LoadBatch is the initial load's batch (default DefaultBatch);
 	// AfterLoadBatch, when set, is called after each of its committed
@@ -205,6 +206,9 @@ func runCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 		err := follow(ctx, src, st, w, m, c, ck, opts)
 		if !errors.Is(err, ErrResnapshot) {
 			return err
+		}
+		if opts.Notice != nil {
+			opts.Notice(err.Error() + ": loading a new snapshot")
 		}
 		ck.status.SnapshotDone = false
 		if err := initialLoad(ctx, src, st, w, m, c, ck, opts); err != nil {

@@ -33,8 +33,10 @@ every committed change after it (MariaDB/MySQL: the row-based binary log, read a
 PostgreSQL: logical replication with pgoutput, through a publication and a slot named
 plinth_<hash of the mapping> that it creates — the only things it writes to the source —
 and that --cleanup drops, together with the stored position; SQL Server: Change Tracking
-(CHANGETABLE) or CDC change tables, polled every second, re-snapshotting when the source's
-retention has passed the stored position).
+(CHANGETABLE) or CDC change tables, polled every second). When the source no longer serves
+the stored position (its retention passed it, the binlog file was purged, the slot is gone)
+it loads a new snapshot and logs why; an interrupted initial load resumes after its last
+checkpointed key while the source still serves the position it pinned.
 A changed row re-reads its record — a change to a child row (one telephone number) updates its
 parent — and writes it through the write path (one event and one audit record) only when its
 data differs, so a restart that replays changes writes nothing twice. The source position is

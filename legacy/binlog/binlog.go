@@ -325,6 +325,11 @@ func (c *Capture) Open(ctx context.Context, from string) (legacy.Stream, error) 
 	if err != nil {
 		return nil, err
 	}
+	if held, err := c.Holds(ctx, from); err != nil {
+		return nil, err
+	} else if !held {
+		return nil, fmt.Errorf("%w: the binlog file %s is no longer on the source (purged)", legacy.ErrResnapshot, p.File)
+	}
 	syncer := replication.NewBinlogSyncer(c.cfg)
 	streamer, err := syncer.StartSync(mysql.Position{Name: p.File, Pos: p.Pos})
 	if err != nil {

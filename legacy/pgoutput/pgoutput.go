@@ -187,6 +187,11 @@ func (c *Capture) Open(ctx context.Context, from string) (legacy.Stream, error) 
 	if err != nil {
 		return nil, fmt.Errorf("the position %q is not an LSN", from)
 	}
+	if held, err := c.Holds(ctx, from); err != nil {
+		return nil, err
+	} else if !held {
+		return nil, fmt.Errorf("%w: the replication slot %s is gone, lost its WAL or was moved past %s", legacy.ErrResnapshot, c.Slot, from)
+	}
 	conn, err := c.connect(ctx)
 	if err != nil {
 		return nil, err
@@ -195,7 +200,7 @@ func (c *Capture) Open(ctx context.Context, from string) (legacy.Stream, error) 
 		PluginArgs: []string{"proto_version '1'", "publication_names '" + c.Publication + "'"}})
 	if err != nil {
 		conn.Close(ctx)
-		return nil, fmt.Errorf("starting replication from slot %s (was it dropped? run plinth migrate cdc again after removing its checkpoint): %w", c.Slot, err)
+		return nil, fmt.Errorf("starting replication from slot %s: %w", c.Slot, err)
 	}
 	s := &stream{c: c, conn: conn, acked: lsn, relations: map[uint32]*pglogrepl.RelationMessage{}}
 	c.current.Store(s)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -129,7 +130,7 @@ func TestCaptureAfterSnapshotNoGapNoDouble(t *testing.T) {
 	// Restart: nothing is applied twice, and new changes arrive.
 	f.Exec(t, "UPDATE dm_persons SET last_name = 'Afterrestart', marked_for_deletion = 'N' WHERE person_id = 13")
 	before := len(got)
-	stop = f.run(t, legacy.CDCOptions{})
+	stop = f.run(t, legacy.CDCOptions{Notice: func(s string) { t.Errorf("a restart with its slot at hand: %s", s) }})
 	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.Clean(t) }, "after the restart")
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -291,5 +292,42 @@ func TestInterruptedLoadSlotGone(t *testing.T) {
 	}
 	if len(notices) != 1 || !strings.Contains(notices[0], "no longer holds") || resumed {
 		t.Fatalf("notices %q (resumed: %v)", notices, resumed)
+	}
+}
+
+// TestSlotGoneResnapshots: when the slot was dropped while capture was
+// stopped, the restart says so and loads a new snapshot from a new slot
+// (a sync: the change made meanwhile arrives once).
+func TestSlotGoneResnapshots(t *testing.T) {
+	f := setup(t)
+	f.Exec(t, "ALTER TABLE dm_addresses REPLICA IDENTITY FULL", "UPDATE dm_persons SET marked_for_deletion = 'N' WHERE person_id = 5")
+	c, err := New(context.Background(), f.Src, f.url, f.M)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Cleanup(context.Background()) })
+	stop := f.Start(c, legacy.CDCOptions{})
+	plinthtest.Eventually(t, 20*time.Second, func() bool { return f.Clean(t) }, "the initial load")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	f.Exec(t, "UPDATE dm_persons SET last_name = 'Whilestopped' WHERE person_id = 5")
+	if err := c.Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var notices []string
+	stop = f.Start(c, legacy.CDCOptions{Notice: func(s string) { mu.Lock(); notices = append(notices, s); mu.Unlock() }})
+	plinthtest.Eventually(t, 20*time.Second, func() bool { return f.Clean(t) }, "the new snapshot")
+	f.Exec(t, "UPDATE dm_persons SET last_name = 'Afterwards' WHERE person_id = 5")
+	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.Clean(t) }, "a change after the new slot")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if len(notices) != 1 || !strings.Contains(notices[0], "is gone") {
+		t.Fatalf("notices %q", notices)
+	}
+	if got := f.Events(t, "Mosaic"); len(got) != 1 || got["ResidentUpdatedEvent 5"] != 2 {
+		t.Fatalf("events %v, want two updates of person 5", got)
 	}
 }
