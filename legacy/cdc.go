@@ -1,6 +1,7 @@
 package legacy
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,6 +52,48 @@ type Acknowledger interface {
 	Stored(position string)
 }
 
+// PositionFirst is a Capture that may take its position before the
+// snapshot opens instead of reading the snapshot's own (MySQL keeps no
+// binlog_snapshot_* for a consistent-snapshot transaction). Everything
+// committed before that position is in the snapshot; some changes after it
+// may be too, and are then replayed from the stream: harmless, because a
+// replayed change re-reads its record from the source and writes only what
+// differs (see RunCDC).
+type PositionFirst interface {
+	// PositionBefore returns the source's current position and true, or
+	// false when the capture reads the snapshot's (SnapshotPosition).
+	PositionBefore(ctx context.Context) (position string, ok bool, err error)
+}
+
+// Backlogger is a Capture that can tell how far the source's change log
+// runs past a position the target stored: the bytes of log it has yet to
+// take in (binlog: to the end of the binary log; pgoutput: to the WAL's
+// insert position). It is asked every few seconds, during the initial
+// load (the position it pinned) and while a stream's Next runs.
+type Backlogger interface {
+	Backlog(ctx context.Context, stored string) (int64, error)
+}
+
+// CDCBacklog is how far the target is behind the source, beside the
+// seconds of CDCStatus.Lag: what the source has and the target not yet.
+type CDCBacklog struct {
+	// Bytes of the source's change log after the applied position (-1:
+	// the source cannot tell).
+	Bytes int64 `json:"bytes"`
+	// Pending is how many row changes were received from the source and
+	// are not yet applied.
+	Pending int64     `json:"pending"`
+	At      time.Time `json:"at"`
+}
+
+// PositionHolder is a Capture that can tell whether the source still
+// serves the changes after a position (the binlog file is still there, the
+// slot still exists): an initial load interrupted under that position may
+// then resume instead of starting again.
+type PositionHolder interface {
+	Holds(ctx context.Context, position string) (bool, error)
+}
+
 // Capture is a source's change capture (MariaDB binlog, PostgreSQL
 // pgoutput, SQL Server Change Tracking or CDC).
 type Capture interface {
@@ -67,7 +110,6 @@ type CDCStatus struct {
 	SnapshotDone bool    `json:"snapshotDone"`
 	Applied      int64   `json:"applied"`  // records changed since capture began
 	Lag          float64 `json:"lag"`      // seconds from the last commit applied to its applying
-	Behind       int     `json:"behind"`   // changes in the last batch (read but not yet applied while it ran)
 	Rejected     int64   `json:"rejected"` // source rows that could not become valid records
 	// LastRejection says which and why, for the operator.
 	LastRejection string    `json:"lastRejection,omitempty"`
@@ -78,12 +120,27 @@ type CDCStatus struct {
 // CDCOptions tunes change capture.
 type CDCOptions struct {
 	Meter MeterFunc
-	// OnApplied is told the status when a batch has been read (Behind:
-	// its changes) and after it is applied (metrics).
+	// OnApplied is told the status after each batch is applied (metrics).
 	OnApplied func(CDCStatus)
+	// OnBacklog is told the backlog every BacklogEvery (default 5 s) once
+	// a position is stored; it is also kept in the store, under
+	// CheckpointName("cdc-backlog"), for plinth migrate status.
+	OnBacklog    func(CDCBacklog)
+	BacklogEvery time.Duration
 	// DuringSnapshot, when set, runs after the snapshot's position is
 	// taken and before it is loaded (tests write to the source then).
 	DuringSnapshot func()
+	// Notice is told what the operator should know: a new snapshot
+	// loaded because the source no longer serves the stored position, and
+	// why.
+	Notice func(msg string)
+	// LoadBatch is the initial load's batch (default DefaultBatch);
+	// AfterLoadBatch, when set, is called after each of its committed
+	// batches (tests interrupt the load there); OnLoad is told what a load
+	// from a snapshot did.
+	LoadBatch      int
+	AfterLoadBatch func(loaded int) error
+	OnLoad         func(FullResult)
 }
 
 // RunCDC keeps the target in step with the source until ctx ends: an
@@ -95,7 +152,7 @@ type CDCOptions struct {
 // in the transaction that applies the last of its changes (see applyPlan),
 // so it is never ahead of what the target holds.
 func RunCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, opts CDCOptions) error {
-	ck := &cdcCheckpoint{name: m.CheckpointName("cdc"), st: st}
+	ck := &cdcCheckpoint{name: m.CheckpointName("cdc"), st: st, bl: &backlog{}}
 	if saved, found, err := st.Checkpoint(ctx, ck.name); err != nil {
 		return err
 	} else if found {
@@ -103,7 +160,12 @@ func RunCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 			return fmt.Errorf("the checkpoint %s does not decode: %w", ck.name, err)
 		}
 	}
+	pctx, stopPolling := context.WithCancel(ctx)
+	var polling sync.WaitGroup
+	polling.Go(func() { ck.bl.poll(pctx, st, m, c, opts) })
 	err := runCDC(ctx, src, st, w, m, c, ck, opts)
+	stopPolling()
+	polling.Wait()
 	if ctx.Err() != nil {
 		return nil // stopped
 	}
@@ -115,6 +177,7 @@ type cdcCheckpoint struct {
 	name   string
 	st     plinth.Store
 	status CDCStatus
+	bl     *backlog
 }
 
 func (ck *cdcCheckpoint) value() []byte {
@@ -144,6 +207,9 @@ func runCDC(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 		if !errors.Is(err, ErrResnapshot) {
 			return err
 		}
+		if opts.Notice != nil {
+			opts.Notice(err.Error() + ": loading a new snapshot")
+		}
 		ck.status.SnapshotDone = false
 		if err := initialLoad(ctx, src, st, w, m, c, ck, opts); err != nil {
 			return err
@@ -165,7 +231,11 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 	ap := &applier{st: st, w: w, m: m, res: &SyncResult{},
 		origin: plinth.Origin{Principal: Principal, SourceSystem: m.System}}
 	rctx, cancel := context.WithCancel(ctx)
-	ahead := planAhead(rctx, src, m, stream)
+	// Changes an earlier stream read and never applied are read again
+	// from the position: they are no longer pending.
+	bl := ck.bl
+	bl.applied(status.Position, int(bl.pending.Load()))
+	ahead := planAhead(rctx, src, m, stream, &bl.pending)
 	defer func() { // the reader stops before the stream closes
 		cancel()
 		for range ahead {
@@ -178,12 +248,8 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 			}
 			return p.err
 		}
-		status.Behind = len(p.batch.Changes)
-		if opts.OnApplied != nil && status.Behind > 0 {
-			opts.OnApplied(*status) // read, not yet applied
-		}
 		ap.origin.CorrelationID = uuid.NewString()
-		status.Position, status.Behind = p.batch.Position, 0
+		status.Position = p.batch.Position
 		if n := len(p.rejected); n > 0 {
 			last := p.rejected[n-1]
 			status.Rejected += int64(n)
@@ -201,6 +267,7 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 		if err != nil {
 			return err
 		}
+		bl.applied(status.Position, len(p.batch.Changes))
 		if ack, ok := stream.(Acknowledger); ok {
 			ack.Stored(status.Position)
 		}
@@ -209,6 +276,59 @@ func follow(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer,
 		}
 	}
 	return nil
+}
+
+// backlog follows what the target has yet to take in: the position last
+// stored and the changes received but not applied.
+type backlog struct {
+	mu      sync.Mutex
+	stored  string
+	pending atomic.Int64
+}
+
+// applied notes the position stored and how many changes it applied.
+func (b *backlog) applied(position string, changes int) {
+	b.mu.Lock()
+	b.stored = position
+	b.mu.Unlock()
+	b.pending.Add(-int64(changes))
+}
+
+// poll reports the backlog every opts.BacklogEvery until ctx ends, once a
+// position is stored: to OnBacklog and into the store. A source that
+// cannot tell its log's end reports -1 bytes; a failed look is reported
+// nowhere and tried again.
+func (b *backlog) poll(ctx context.Context, st plinth.Store, m *Mapping, c Capture, opts CDCOptions) {
+	every := cmp.Or(opts.BacklogEvery, 5*time.Second)
+	bl, canTell := c.(Backlogger)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		b.mu.Lock()
+		stored := b.stored
+		b.mu.Unlock()
+		if stored == "" {
+			continue
+		}
+		now := CDCBacklog{Bytes: -1, Pending: b.pending.Load(), At: plinth.Now()}
+		if canTell {
+			n, err := bl.Backlog(ctx, stored)
+			if err != nil {
+				continue
+			}
+			now.Bytes = n
+		}
+		v, _ := json.Marshal(now)
+		_ = st.SetCheckpoint(ctx, m.CheckpointName("cdc-backlog"), v)
+		if opts.OnBacklog != nil { // after the store has it
+			opts.OnBacklog(now)
+		}
+	}
 }
 
 // planned is a batch read from the stream with the changes it makes to
@@ -223,13 +343,14 @@ type planned struct {
 // planAhead reads batches from the stream and the current rows they touch
 // from the source on a goroutine of its own, one batch ahead of the
 // writing; the channel closes after an error or when ctx is done.
-func planAhead(ctx context.Context, src *Source, m *Mapping, stream Stream) <-chan planned {
+func planAhead(ctx context.Context, src *Source, m *Mapping, stream Stream, pending *atomic.Int64) <-chan planned {
 	ch := make(chan planned, 1)
 	go func() {
 		defer close(ch)
 		for {
 			var p planned
 			p.batch, p.err = stream.Next(ctx)
+			pending.Add(int64(len(p.batch.Changes)))
 			var keys []LegacyKey
 			if p.err == nil {
 				keys, p.err = m.rootKeys(ctx, src, m.ParentsOf(p.batch.Changes))
@@ -252,27 +373,44 @@ func planAhead(ctx context.Context, src *Source, m *Mapping, stream Stream) <-ch
 
 // initialLoad takes a snapshot and stores its position, then brings the
 // target to it. An empty target is loaded from the snapshot through the
-// bulk path (the migration; no events). A target that holds records (a
-// load interrupted before it finished, or a re-snapshot after the source's
-// retention passed the position) is synced instead: only the differences,
-// each through the write path with its event, deletions included, so
-// nothing that changed in the gap goes unannounced. Its reads are later
-// than the position, so changes after it may be applied again: harmless.
+// bulk path (the migration; no events), checkpointed by key range under
+// the stored position (see resumeLoad). A target that holds records (a
+// re-snapshot after the source's retention passed the position, or a load
+// interrupted under a position the source no longer serves) is synced
+// instead: only the differences, each through the write path with its
+// event, deletions included, so nothing that changed in the gap goes
+// unannounced. Its reads are later than the position, so changes after it
+// may be applied again: harmless.
 func initialLoad(ctx context.Context, src *Source, st plinth.Store, w *plinth.Writer, m *Mapping, c Capture, ck *cdcCheckpoint, opts CDCOptions) error {
 	status := &ck.status
+	load := m.CheckpointName("cdc-load")
+	if resumed, err := resumeLoad(ctx, src, st, m, c, ck, load, opts); resumed || err != nil {
+		return err
+	}
+	// A new position: the progress of a load under an earlier one goes
+	// first, so that it is never resumed under this one.
+	if err := st.SetCheckpoint(ctx, load, []byte(`{"loaded":0,"done":true}`)); err != nil {
+		return err
+	}
+	pos, early, err := positionFirst(ctx, c)
+	if err != nil {
+		return err
+	}
 	snap, err := src.Snapshot(ctx)
 	if err != nil {
 		return err
 	}
 	defer snap.Close()
-	pos, err := c.SnapshotPosition(ctx, snap)
-	if err != nil {
-		return err
+	if !early {
+		if pos, err = c.SnapshotPosition(ctx, snap); err != nil {
+			return err
+		}
 	}
 	status.Position = pos
 	if err := ck.save(ctx); err != nil {
 		return err
 	}
+	ck.bl.applied(pos, 0)
 	if opts.DuringSnapshot != nil {
 		opts.DuringSnapshot()
 	}
@@ -281,7 +419,12 @@ func initialLoad(ctx context.Context, src *Source, st plinth.Store, w *plinth.Wr
 		return err
 	}
 	if n == 0 {
-		_, err = Full(ctx, src, st, m, FullOptions{Snapshot: snap, Meter: opts.Meter, Restart: true})
+		var res FullResult
+		res, err = Full(ctx, src, st, m, FullOptions{Snapshot: snap, Meter: opts.Meter, Restart: true,
+			Checkpoint: load, Batch: opts.LoadBatch, AfterBatch: opts.AfterLoadBatch})
+		if err == nil && opts.OnLoad != nil {
+			opts.OnLoad(res)
+		}
 	} else {
 		_, err = Sync(ctx, src, st, w, m, opts.Meter)
 	}
@@ -290,6 +433,68 @@ func initialLoad(ctx context.Context, src *Source, st plinth.Store, w *plinth.Wr
 	}
 	status.SnapshotDone = true
 	return ck.save(ctx)
+}
+
+// resumeLoad continues an initial load that was interrupted (its key-range
+// checkpoint is not done) under the position stored before it began, when
+// the source still serves that position: the rows after the last loaded
+// key are read from a new snapshot and upserted, and the changes after the
+// position are then followed as usual. Rows already loaded are not read
+// again. That is no gap and no double for the same reason as PositionFirst:
+// both snapshots are later than the position, so every change they miss
+// is in the stream after it, and a change the target already reflects
+// writes nothing. It reports whether it resumed.
+func resumeLoad(ctx context.Context, src *Source, st plinth.Store, m *Mapping, c Capture, ck *cdcCheckpoint, load string, opts CDCOptions) (bool, error) {
+	status := &ck.status
+	saved, found, err := st.Checkpoint(ctx, load)
+	if err != nil || !found || status.Position == "" {
+		return false, err
+	}
+	var cp fullCheckpoint
+	if err := decodeKeyJSON(saved.Value, &cp); err != nil || cp.Done || cp.After == nil {
+		return false, nil
+	}
+	notice := func(why string) {
+		if opts.Notice != nil {
+			opts.Notice(fmt.Sprintf("the initial load was interrupted after %d rows and %s: loading a new snapshot", cp.Loaded, why))
+		}
+	}
+	holder, ok := c.(PositionHolder)
+	if !ok {
+		notice("this source cannot tell whether it still holds the changes after its position")
+		return false, nil
+	}
+	if held, err := holder.Holds(ctx, status.Position); err != nil {
+		return false, err
+	} else if !held {
+		notice("the source no longer holds the changes after its position " + status.Position + " (binlog purged, slot gone)")
+		return false, nil
+	}
+	ck.bl.applied(status.Position, 0)
+	snap, err := src.Snapshot(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer snap.Close()
+	res, err := Full(ctx, src, st, m, FullOptions{Snapshot: snap, Meter: opts.Meter, Checkpoint: load,
+		Batch: opts.LoadBatch, AfterBatch: opts.AfterLoadBatch})
+	if err != nil {
+		return true, err
+	}
+	if opts.OnLoad != nil {
+		opts.OnLoad(res)
+	}
+	status.SnapshotDone = true
+	return true, ck.save(ctx)
+}
+
+// positionFirst asks a PositionFirst capture for the position to read
+// before the snapshot opens.
+func positionFirst(ctx context.Context, c Capture) (string, bool, error) {
+	if pf, ok := c.(PositionFirst); ok {
+		return pf.PositionBefore(ctx)
+	}
+	return "", false, nil
 }
 
 // ParentRef names root rows by the values of some of their columns: their

@@ -2,6 +2,7 @@ package legacy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -34,6 +35,10 @@ type FullOptions struct {
 	// Snapshot, when set, is the snapshot to read (change capture takes
 	// it where it knows the source's position); Full leaves it open.
 	Snapshot *Snapshot
+	// Checkpoint names the store checkpoint of the load's progress
+	// (default CheckpointName("full"); change capture's initial load
+	// keeps its own).
+	Checkpoint string
 }
 
 // FullResult says what a full load did.
@@ -68,7 +73,7 @@ func Full(ctx context.Context, src *Source, st plinth.Store, m *Mapping, opts Fu
 	if opts.Batch <= 0 {
 		opts.Batch = DefaultBatch
 	}
-	name := m.CheckpointName("full")
+	name := cmp.Or(opts.Checkpoint, m.CheckpointName("full"))
 	var cp fullCheckpoint
 	if saved, found, err := st.Checkpoint(ctx, name); err != nil {
 		return res, err

@@ -40,12 +40,16 @@ func TestCDCSurvivesSIGKILL(t *testing.T) {
 	if _, err := src.DB.Exec("UPDATE dm_persons SET marked_for_deletion = 'N'"); err != nil {
 		t.Fatal(err)
 	}
+	mustFail(t, dir, []string{"--binlog-position must be snapshot or before"}, "migrate", "cdc", "--mapping", "residents.case.mapping.yaml",
+		"--source", srv.URL, "--store", "sqlite://bad.db", "--binlog-position", "bogus")
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	metrics := l.Addr().String()
 	l.Close()
 	start := func() *exec.Cmd {
+		// The MySQL method of pinning the snapshot's position (the
+		// MariaDB one is the legacy package tests' default).
 		cmd := exec.Command(binary, "migrate", "cdc", "--mapping", "residents.case.mapping.yaml", "--source", srv.URL,
-			"--store", "sqlite://cdc.db", "--metrics-listen", metrics)
+			"--store", "sqlite://cdc.db", "--metrics-listen", metrics, "--binlog-position", "before")
 		cmd.Dir = dir
 		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 		if err := cmd.Start(); err != nil {
@@ -106,6 +110,16 @@ func TestCDCSurvivesSIGKILL(t *testing.T) {
 		return err == nil && rep.Clean()
 	}, "after the restart the target differs: %v", plinthtest.Last(&rep))
 
+	// The backlog, looked up every 5 s, is kept for migrate status.
+	plinthtest.Eventually(t, 20*time.Second, func() bool {
+		out, _ := run(t, dir, nil, "migrate", "status", "--json", "--mapping", "residents.case.mapping.yaml", "--store", "sqlite://cdc.db")
+		var got struct{ Backlog *legacy.CDCBacklog }
+		_ = json.Unmarshal([]byte(out), &got)
+		return got.Backlog != nil && got.Backlog.Bytes == 0 && got.Backlog.Pending == 0
+	}, "migrate status shows no caught-up backlog")
+	if out, _ := run(t, dir, nil, "migrate", "status", "--mapping", "residents.case.mapping.yaml", "--store", "sqlite://cdc.db"); !strings.Contains(out, "behind 0 bytes of the source's change log, 0 changes received and not yet applied") {
+		t.Errorf("migrate status: %s", out)
+	}
 	pending, err := st.PendingEvents(ctx, 10000)
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +147,7 @@ func TestCDCSurvivesSIGKILL(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), "plinth_migrate_cdc_lag_seconds{") {
+	if !strings.Contains(string(body), "plinth_migrate_cdc_lag_seconds{") || !strings.Contains(string(body), "plinth_migrate_cdc_behind_bytes{") {
 		t.Errorf("metrics: %s", body)
 	}
 }

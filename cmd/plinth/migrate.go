@@ -389,7 +389,7 @@ func migrateStatusCommand() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status --mapping M",
-		Short: "Show where a mapping's full load, sync and change capture (position, lag) stand in the store",
+		Short: "Show where a mapping's full load, sync and change capture (position, lag, backlog) stand in the store",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, ds, st, err := openConfigured(cmd)
@@ -419,8 +419,14 @@ func migrateStatusCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var backlog *legacy.CDCBacklog
+			if c, found, err := st.Checkpoint(cmd.Context(), m.CheckpointName("cdc-backlog")); err != nil {
+				return err
+			} else if found && json.Unmarshal(c.Value, &backlog) != nil {
+				backlog = nil
+			}
 			if asJSON {
-				return json.NewEncoder(out).Encode(map[string]any{"system": m.System, "domain": m.Domain, "entity": m.Plural, "records": n, "modes": modes})
+				return json.NewEncoder(out).Encode(map[string]any{"system": m.System, "domain": m.Domain, "entity": m.Plural, "records": n, "modes": modes, "backlog": backlog})
 			}
 			fmt.Fprintf(out, "%s → %s/%s in %s (%s)\n", m.System, m.Domain, m.Plural, redactURL(cfg.StoreURL()), cfg.Environment)
 			for _, mode := range []string{"full", "sync", "cdc"} {
@@ -429,6 +435,14 @@ func migrateStatusCommand() *cobra.Command {
 				} else {
 					fmt.Fprintf(out, "  %-5s %s\n", mode, modes[mode])
 				}
+			}
+			if backlog != nil && modes["cdc"] != nil {
+				bytes := "unknown"
+				if backlog.Bytes >= 0 {
+					bytes = fmt.Sprint(backlog.Bytes)
+				}
+				fmt.Fprintf(out, "  behind %s bytes of the source's change log, %d changes received and not yet applied (as of %s)\n",
+					bytes, backlog.Pending, backlog.At.Format(time.RFC3339))
 			}
 			fmt.Fprintf(out, "  records %d\n", n)
 			return nil

@@ -6,7 +6,9 @@
 package binlog
 
 import (
+	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -23,11 +25,48 @@ import (
 	"github.com/plinth-data/plinth/legacy"
 )
 
+// Method is how a capture learns the binlog position its snapshot
+// starts from.
+type Method string
+
+const (
+	// Auto picks by the server's flavor (SELECT VERSION()): Snapshot on
+	// MariaDB, Before on MySQL.
+	Auto Method = ""
+	// Snapshot reads the position of the consistent-snapshot transaction
+	// itself (MariaDB's binlog_snapshot_file and _position status).
+	Snapshot Method = "snapshot"
+	// Before reads the binlog's end (SHOW MASTER STATUS, or SHOW BINARY
+	// LOG STATUS from MySQL 8.2 on; the REPLICATION CLIENT privilege, not
+	// RELOAD) before the snapshot opens, waits Settle, then opens it: the
+	// snapshot holds everything before the position and perhaps changes
+	// after it, which are then read again from the binlog and leave their
+	// records alone (see legacy.PositionFirst). Works on MySQL 5.7 and
+	// 8.x and on MariaDB.
+	Before Method = "before"
+)
+
 // Capture reads a MariaDB/MySQL source's binary log.
 type Capture struct {
-	cfg    replication.BinlogSyncerConfig
-	schema string
-	tables map[string]*legacy.TableInfo // the mapping's tables, by lower-case name
+	cfg     replication.BinlogSyncerConfig
+	db      *sql.DB // the source, for the binlog's status
+	version string  // SELECT VERSION()
+	mariadb bool
+	schema  string
+	tables  map[string]*legacy.TableInfo // the mapping's tables, by lower-case name
+	// Method is how the snapshot's position is found (Auto by default).
+	Method Method
+	// Settle is how long Before waits between reading the binlog's end
+	// and opening the snapshot. MySQL writes a transaction to the binlog
+	// just before it commits it in InnoDB (group commit's flush, sync and
+	// commit stages); one caught between the two when the position is read
+	// is before the position yet would be missing from a snapshot opened at
+	// once. After Settle it is missed only if its engine commit lags its
+	// binlog write by more than that.
+	Settle time.Duration
+	// afterPosition, when set, runs after Before read the position and
+	// before the snapshot opens (tests write to the source then).
+	afterPosition func()
 	// MaxBatch is how many changes a batch gathers at most; a batch also
 	// ends Gather after its first commit (under steady traffic there is
 	// no pause to wait for).
@@ -53,9 +92,15 @@ func New(ctx context.Context, src *legacy.Source, rawURL string, m *legacy.Mappi
 		port, _ = strconv.Atoi(p)
 	}
 	pass, _ := u.User.Password()
-	flavor := "mariadb"
-	if src.Kind == legacy.KindMySQL {
-		flavor = "mysql"
+	var version string
+	if err := src.DB.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
+		return nil, fmt.Errorf("reading the source's version: %w", err)
+	}
+	// The server says what it is, whatever the URL's scheme.
+	mariadb := strings.Contains(strings.ToLower(version), "mariadb")
+	flavor := "mysql"
+	if mariadb {
+		flavor = "mariadb"
 	}
 	schema, err := src.Schema(ctx)
 	if err != nil {
@@ -74,12 +119,113 @@ func New(ctx context.Context, src *legacy.Source, rawURL string, m *legacy.Mappi
 			User: u.User.Username(), Password: pass, HeartbeatPeriod: time.Second, ParseTime: true,
 			TimestampStringLocation: time.UTC, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		},
-		schema: src.Name, tables: tables, MaxBatch: 2000, Gather: 20 * time.Millisecond,
+		db: src.DB, version: version, mariadb: mariadb,
+		schema: src.Name, tables: tables, MaxBatch: 2000, Gather: 20 * time.Millisecond, Settle: time.Second,
 	}, nil
 }
 
+// method is the Method in force.
+func (c *Capture) method() Method {
+	if c.Method == Auto {
+		if c.mariadb {
+			return Snapshot
+		}
+		return Before
+	}
+	return c.Method
+}
+
+// PositionBefore reads the binlog's end before the snapshot opens, when
+// the method is Before (legacy.PositionFirst).
+func (c *Capture) PositionBefore(ctx context.Context) (string, bool, error) {
+	if c.method() != Before {
+		return "", false, nil
+	}
+	p, err := c.end(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	select {
+	case <-ctx.Done():
+		return "", false, ctx.Err()
+	case <-time.After(c.Settle):
+	}
+	if c.afterPosition != nil {
+		c.afterPosition()
+	}
+	return p.String(), true, nil
+}
+
+// end reads the binlog's current file and end offset. MySQL 8.2 renamed
+// SHOW MASTER STATUS to SHOW BINARY LOG STATUS, and 8.4 dropped the old
+// name; the other is tried when the first fails.
+func (c *Capture) end(ctx context.Context) (position, error) {
+	queries := []string{"SHOW MASTER STATUS", "SHOW BINARY LOG STATUS"}
+	if !c.mariadb && atLeast(c.version, 8, 2) {
+		queries[0], queries[1] = queries[1], queries[0]
+	}
+	var first error
+	for _, q := range queries {
+		rows, err := c.query(ctx, q)
+		if err != nil {
+			first = cmp.Or(first, err)
+			continue
+		}
+		if len(rows) == 0 || rows[0]["file"] == "" {
+			return position{}, errors.New("the source has no binary log: change capture needs log_bin on and binlog_format=ROW")
+		}
+		n, _ := strconv.ParseUint(rows[0]["position"], 10, 32)
+		return position{File: rows[0]["file"], Pos: uint32(n)}, nil
+	}
+	return position{}, fmt.Errorf("reading the binlog's position (the user needs REPLICATION CLIENT): %w", first)
+}
+
+// query runs a SHOW statement on the source and returns its rows as text
+// by lower-case column name.
+func (c *Capture) query(ctx context.Context, q string) ([]map[string]string, error) {
+	rows, err := c.db.QueryContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	var out []map[string]string
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		r := map[string]string{}
+		for i, col := range cols {
+			r[strings.ToLower(col)] = vals[i].String
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// atLeast reports whether a version string (8.0.36-log, 8.4.0) is at
+// least major.minor.
+func atLeast(version string, major, minor int) bool {
+	parts := strings.SplitN(version, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	ma, _ := strconv.Atoi(parts[0])
+	mi, _ := strconv.Atoi(strings.TrimFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
+	return ma > major || ma == major && mi >= minor
+}
+
 // SnapshotPosition reads the binlog position the snapshot corresponds to
-// (MariaDB keeps it per consistent-snapshot transaction).
+// (MariaDB keeps it per consistent-snapshot transaction). Under Before it
+// is not called: the position was read before the snapshot opened.
 func (c *Capture) SnapshotPosition(ctx context.Context, snap *legacy.Snapshot) (string, error) {
 	rows, err := snap.Query(ctx, "SHOW STATUS LIKE 'binlog_snapshot_%'")
 	if err != nil {
@@ -98,9 +244,64 @@ func (c *Capture) SnapshotPosition(ctx context.Context, snap *legacy.Snapshot) (
 		}
 	}
 	if p.File == "" {
-		return "", errors.New("the source has no binary log position: change capture needs log_bin on and binlog_format=ROW (MariaDB)")
+		return "", fmt.Errorf("the source has no binary log position for its snapshot: change capture needs log_bin on and binlog_format=ROW, and the snapshot method MariaDB's binlog_snapshot_* status (the server is %s; --binlog-position before works on MySQL too)", c.version)
 	}
 	return p.String(), nil
+}
+
+// Backlog is how many bytes of binary log follow the stored position: to
+// the end of its file, every later file, and the current file up to its
+// end (SHOW MASTER STATUS and SHOW BINARY LOGS; legacy.Backlogger).
+func (c *Capture) Backlog(ctx context.Context, stored string) (int64, error) {
+	p, err := parsePosition(stored)
+	if err != nil {
+		return 0, err
+	}
+	end, err := c.end(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if end.File == p.File {
+		return max(0, int64(end.Pos)-int64(p.Pos)), nil
+	}
+	logs, err := c.query(ctx, "SHOW BINARY LOGS")
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	counting := false
+	for _, l := range logs {
+		size, _ := strconv.ParseInt(l["file_size"], 10, 64)
+		switch name := l["log_name"]; {
+		case name == p.File:
+			counting = true
+			n += max(0, size-int64(p.Pos))
+		case name == end.File:
+			return n + int64(end.Pos), nil
+		case counting:
+			n += size
+		}
+	}
+	return 0, fmt.Errorf("the binlog file %s is no longer on the source", p.File)
+}
+
+// Holds reports whether the source still has the binlog file of a
+// position (legacy.PositionHolder).
+func (c *Capture) Holds(ctx context.Context, stored string) (bool, error) {
+	p, err := parsePosition(stored)
+	if err != nil {
+		return false, nil
+	}
+	logs, err := c.query(ctx, "SHOW BINARY LOGS")
+	if err != nil {
+		return false, err
+	}
+	for _, l := range logs {
+		if l["log_name"] == p.File {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // String is the position as file:offset.
@@ -123,6 +324,11 @@ func (c *Capture) Open(ctx context.Context, from string) (legacy.Stream, error) 
 	p, err := parsePosition(from)
 	if err != nil {
 		return nil, err
+	}
+	if held, err := c.Holds(ctx, from); err != nil {
+		return nil, err
+	} else if !held {
+		return nil, fmt.Errorf("%w: the binlog file %s is no longer on the source (purged)", legacy.ErrResnapshot, p.File)
 	}
 	syncer := replication.NewBinlogSyncer(c.cfg)
 	streamer, err := syncer.StartSync(mysql.Position{Name: p.File, Pos: p.Pos})

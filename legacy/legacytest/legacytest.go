@@ -6,6 +6,7 @@ package legacytest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -72,4 +73,95 @@ func (f *CDC) Clean(t testing.TB) bool {
 		t.Logf("%s not yet: %v missing %v extra %v differ %v", time.Now().Format("15:04:05.000"), err, rep.Missing[:min(3, len(rep.Missing))], rep.Extra, rep.Differ)
 	}
 	return err == nil && rep.Clean()
+}
+
+// Held is a store whose write transactions wait while it is held: the
+// applier of change capture held back, its reading going on.
+type Held struct {
+	plinth.Store
+	gate sync.RWMutex
+}
+
+// Hold makes write transactions wait until Release.
+func (h *Held) Hold() { h.gate.Lock() }
+
+// Release lets write transactions go on.
+func (h *Held) Release() { h.gate.Unlock() }
+
+func (h *Held) Write(ctx context.Context, fn func(plinth.Tx) error) error {
+	h.gate.RLock()
+	defer h.gate.RUnlock()
+	return h.Store.Write(ctx, fn)
+}
+
+// CheckBacklog starts change capture from c with its applier writing
+// through a Held store, waits for the initial load, holds the applier
+// back and runs change(i) for ten persons: the backlog reported must then
+// show bytes of change log and received changes not yet applied, in the
+// callback and in the store (for plinth migrate status); released, the
+// target catches up and both return to 0.
+func (f *CDC) CheckBacklog(t *testing.T, c legacy.Capture, change func(i int)) {
+	t.Helper()
+	held := &Held{Store: f.St}
+	w, err := plinth.NewWriter(context.Background(), plinth.WriterConfig{Store: held, Environment: "development", Events: true, Audit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var last legacy.CDCBacklog
+	backlog := func() legacy.CDCBacklog { mu.Lock(); defer mu.Unlock(); return last }
+	g := *f
+	g.W = w
+	stop := g.Start(c, legacy.CDCOptions{BacklogEvery: 100 * time.Millisecond, OnBacklog: func(b legacy.CDCBacklog) {
+		mu.Lock()
+		last = b
+		mu.Unlock()
+	}})
+	defer func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	eventually(t, 30*time.Second, func() bool { return backlog().Bytes == 0 && f.Clean(t) }, "the initial load and a backlog of 0 (last %+v)", backlog)
+	held.Hold()
+	holding := true
+	defer func() { // a failure while held must not leave the applier stuck
+		if holding {
+			held.Release()
+		}
+	}()
+	for i := 1; i <= 10; i++ {
+		change(i)
+	}
+	eventually(t, 20*time.Second, func() bool { b := backlog(); return b.Bytes > 0 && b.Pending > 0 }, "no backlog while the applier is held back (last %+v)", backlog)
+	stored, found, err := f.St.Checkpoint(context.Background(), f.M.CheckpointName("cdc-backlog"))
+	var kept legacy.CDCBacklog
+	if err != nil || !found || json.Unmarshal(stored.Value, &kept) != nil || kept.Bytes <= 0 {
+		t.Errorf("the stored backlog %s (%v): want bytes > 0", stored.Value, err)
+	}
+	held.Release()
+	holding = false
+	eventually(t, 30*time.Second, func() bool { b := backlog(); return b.Bytes == 0 && b.Pending == 0 && f.Clean(t) }, "the backlog did not return to 0 (last %+v)", backlog)
+}
+
+// eventually polls cond every 50 ms until it holds or the time is up.
+func eventually(t *testing.T, within time.Duration, cond func() bool, msg string, last func() legacy.CDCBacklog) {
+	t.Helper()
+	for end := time.Now().Add(within); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf(msg, last())
+		}
+	}
+}
+
+// Interrupt runs change capture from c until its initial load has
+// committed its first batch of n rows, then stops it there as a kill
+// would: the load's checkpoint and the pinned position stay behind.
+func (f *CDC) Interrupt(t testing.TB, c legacy.Capture, n int) {
+	t.Helper()
+	killed := errors.New("killed mid-load")
+	err := legacy.RunCDC(context.Background(), f.Src, f.St, f.W, f.M, c, legacy.CDCOptions{LoadBatch: n, AfterLoadBatch: func(int) error { return killed }})
+	if !errors.Is(err, killed) {
+		t.Fatalf("the interrupted load: %v", err)
+	}
 }

@@ -208,6 +208,50 @@ func (c *Capture) position(v any) (string, error) {
 	return fmt.Sprint(v), nil
 }
 
+// Holds reports whether the source still keeps every change after a
+// position, so an interrupted initial load may resume under it
+// (legacy.PositionHolder): every table's Change Tracking minimum valid
+// version, or CDC low LSN, is at most the position (CDC: the LSN after it).
+func (c *Capture) Holds(ctx context.Context, position string) (bool, error) {
+	s := &stream{c: c, pos: position}
+	if c.mode == CDC {
+		last, err := hex.DecodeString(position)
+		if err != nil {
+			return false, nil
+		}
+		next, err := s.scalar(ctx, IncrementLSNQuery, last)
+		if err != nil {
+			return false, err
+		}
+		from, _ := next.([]byte)
+		for _, t := range c.tables {
+			v, err := s.scalar(ctx, MinLSNQuery, t.Instance)
+			if err != nil {
+				return false, err
+			}
+			min, _ := v.([]byte)
+			if len(min) == 0 || len(from) == 0 || hex.EncodeToString(min) > hex.EncodeToString(from) {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+	from, err := strconv.ParseInt(position, 10, 64)
+	if err != nil {
+		return false, nil
+	}
+	for _, t := range c.tables {
+		v, err := s.scalar(ctx, MinValidQuery, "dbo."+t.Name)
+		if err != nil {
+			return false, err
+		}
+		if min, ok := v.(int64); !ok || min > from {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // Open polls for changes after a position.
 func (c *Capture) Open(ctx context.Context, from string) (legacy.Stream, error) {
 	return &stream{c: c, pos: from}, nil

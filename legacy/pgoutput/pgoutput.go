@@ -10,6 +10,7 @@ package pgoutput
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -31,6 +32,8 @@ import (
 // replication slot.
 type Capture struct {
 	url         string // the replication connection's URL
+	db          *sql.DB
+	current     atomic.Pointer[stream] // the last stream opened, for Backlog
 	Slot        string
 	Publication string
 	tables      []string
@@ -71,7 +74,7 @@ func New(ctx context.Context, src *legacy.Source, rawURL string, m *legacy.Mappi
 		return nil, err
 	}
 	name := Names(m)
-	return &Capture{url: u.String(), Slot: name, Publication: name, tables: m.Tables(), MaxBatch: 2000, Gather: 20 * time.Millisecond}, nil
+	return &Capture{url: u.String(), db: src.DB, Slot: name, Publication: name, tables: m.Tables(), MaxBatch: 2000, Gather: 20 * time.Millisecond}, nil
 }
 
 func checkIdentity(ctx context.Context, src *legacy.Source, m *legacy.Mapping) error {
@@ -184,6 +187,11 @@ func (c *Capture) Open(ctx context.Context, from string) (legacy.Stream, error) 
 	if err != nil {
 		return nil, fmt.Errorf("the position %q is not an LSN", from)
 	}
+	if held, err := c.Holds(ctx, from); err != nil {
+		return nil, err
+	} else if !held {
+		return nil, fmt.Errorf("%w: the replication slot %s is gone, lost its WAL or was moved past %s", legacy.ErrResnapshot, c.Slot, from)
+	}
 	conn, err := c.connect(ctx)
 	if err != nil {
 		return nil, err
@@ -192,9 +200,11 @@ func (c *Capture) Open(ctx context.Context, from string) (legacy.Stream, error) 
 		PluginArgs: []string{"proto_version '1'", "publication_names '" + c.Publication + "'"}})
 	if err != nil {
 		conn.Close(ctx)
-		return nil, fmt.Errorf("starting replication from slot %s (was it dropped? run plinth migrate cdc again after removing its checkpoint): %w", c.Slot, err)
+		return nil, fmt.Errorf("starting replication from slot %s: %w", c.Slot, err)
 	}
-	return &stream{c: c, conn: conn, acked: lsn, relations: map[uint32]*pglogrepl.RelationMessage{}}, nil
+	s := &stream{c: c, conn: conn, acked: lsn, relations: map[uint32]*pglogrepl.RelationMessage{}}
+	c.current.Store(s)
+	return s, nil
 }
 
 type stream struct {
@@ -204,6 +214,58 @@ type stream struct {
 	stored    atomic.Uint64 // applied and stored (Stored): may be acked
 	relations map[uint32]*pglogrepl.RelationMessage
 	pending   []legacy.Change
+	inTx      bool          // between a transaction's Begin and Commit
+	returned  atomic.Uint64 // the position of the last batch Next returned
+	// idle is the server's WAL end from a keepalive that came outside a
+	// transaction: every change before it was sent.
+	idle atomic.Uint64
+}
+
+// Backlog is how many bytes of WAL the source wrote after the stored
+// position (pg_current_wal_lsn() minus it; legacy.Backlogger). When the
+// target holds every batch returned and the server's last keepalive said
+// it had sent everything up to a later point, that point counts as
+// reached: WAL of other tables and databases is no backlog once the slot
+// has decoded past it.
+func (c *Capture) Backlog(ctx context.Context, stored string) (int64, error) {
+	at, err := pglogrepl.ParseLSN(stored)
+	if err != nil {
+		return 0, err
+	}
+	if s := c.current.Load(); s != nil && uint64(at) >= s.returned.Load() {
+		at = max(at, pglogrepl.LSN(s.idle.Load()))
+	}
+	var text string
+	if err := c.db.QueryRowContext(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&text); err != nil {
+		return 0, err
+	}
+	now, err := pglogrepl.ParseLSN(text)
+	if err != nil {
+		return 0, err
+	}
+	return max(0, int64(now)-int64(at)), nil
+}
+
+// Holds reports whether the capture's slot still exists and can serve
+// the position (legacy.PositionHolder).
+func (c *Capture) Holds(ctx context.Context, stored string) (bool, error) {
+	lsn, err := pglogrepl.ParseLSN(stored)
+	if err != nil {
+		return false, nil
+	}
+	// A slot that lost its WAL (max_slot_wal_keep_size) has no restart_lsn.
+	var confirmed, restart sql.NullString
+	err = c.db.QueryRowContext(ctx, "SELECT confirmed_flush_lsn::text, restart_lsn::text FROM pg_replication_slots WHERE slot_name = $1", c.Slot).Scan(&confirmed, &restart)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	if !restart.Valid || !confirmed.Valid {
+		return false, nil
+	}
+	from, err := pglogrepl.ParseLSN(confirmed.String)
+	return err == nil && from <= lsn, nil
 }
 
 func (s *stream) Close() error { return s.conn.Close(context.Background()) }
@@ -243,7 +305,7 @@ func (s *stream) Next(ctx context.Context) (legacy.Batch, error) {
 			}
 			if pgconn.Timeout(err) {
 				if commits > 0 {
-					return b, nil
+					return s.ret(b), nil
 				}
 				if err := s.ack(ctx); err != nil { // a status update keeps the connection alive
 					return b, err
@@ -269,10 +331,18 @@ func (s *stream) Next(ctx context.Context) (legacy.Batch, error) {
 			}
 			commits++
 			if len(b.Changes) >= s.c.MaxBatch || !time.Now().Before(gathered) {
-				return b, nil
+				return s.ret(b), nil
 			}
 		}
 	}
+}
+
+// ret notes the position of a batch Next returns.
+func (s *stream) ret(b legacy.Batch) legacy.Batch {
+	if lsn, err := pglogrepl.ParseLSN(b.Position); err == nil {
+		s.returned.Store(uint64(lsn))
+	}
+	return b
 }
 
 func (s *stream) ack(ctx context.Context) error {
@@ -286,6 +356,9 @@ func (s *stream) handle(ctx context.Context, data []byte, b *legacy.Batch) (bool
 	switch data[0] {
 	case pglogrepl.PrimaryKeepaliveMessageByteID:
 		ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err == nil && !s.inTx && len(b.Changes) == 0 {
+			s.idle.Store(max(s.idle.Load(), uint64(ka.ServerWALEnd)))
+		}
 		if err == nil && ka.ReplyRequested {
 			return false, s.ack(ctx)
 		}
@@ -308,6 +381,8 @@ func (s *stream) logical(msg pglogrepl.Message, b *legacy.Batch) bool {
 	switch m := msg.(type) {
 	case *pglogrepl.RelationMessage:
 		s.relations[m.RelationID] = m
+	case *pglogrepl.BeginMessage:
+		s.inTx = true
 	case *pglogrepl.InsertMessage:
 		s.change(m.RelationID, nil, m.Tuple)
 	case *pglogrepl.UpdateMessage:
@@ -315,6 +390,7 @@ func (s *stream) logical(msg pglogrepl.Message, b *legacy.Batch) bool {
 	case *pglogrepl.DeleteMessage:
 		s.change(m.RelationID, m.OldTuple, nil)
 	case *pglogrepl.CommitMessage:
+		s.inTx = false
 		b.Changes = append(b.Changes, s.pending...)
 		s.pending = s.pending[:0]
 		b.Position = m.TransactionEndLSN.String()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -129,7 +130,7 @@ func TestCaptureAfterSnapshotNoGapNoDouble(t *testing.T) {
 	// Restart: nothing is applied twice, and new changes arrive.
 	f.Exec(t, "UPDATE dm_persons SET last_name = 'Afterrestart', marked_for_deletion = 'N' WHERE person_id = 13")
 	before := len(got)
-	stop = f.run(t, legacy.CDCOptions{})
+	stop = f.run(t, legacy.CDCOptions{Notice: func(s string) { t.Errorf("a restart with its slot at hand: %s", s) }})
 	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.Clean(t) }, "after the restart")
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -202,4 +203,131 @@ func TestSlotIsToldOnlyStoredPositions(t *testing.T) {
 	}
 	plinthtest.Eventually(t, 5*time.Second, func() bool { return confirmed() == positions[0] },
 		"the slot does not confirm the stored position %s", positions[0])
+}
+
+// TestBacklogBytes: the backlog is the WAL after the applied position,
+// > 0 while the applier is held back, 0 once it caught up (WAL the slot
+// decoded past without changes of ours counts as caught up).
+func TestBacklogBytes(t *testing.T) {
+	f := setup(t)
+	f.Exec(t, "ALTER TABLE dm_addresses REPLICA IDENTITY FULL")
+	c, err := New(context.Background(), f.Src, f.url, f.M)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Cleanup(context.Background()) })
+	f.CheckBacklog(t, c, func(i int) {
+		f.Exec(t, fmt.Sprintf("UPDATE dm_persons SET last_name = 'Held%d' WHERE person_id = %d", i, i))
+	})
+}
+
+// TestInterruptedLoadResumes: change capture stopped during its initial
+// load resumes after the last checkpointed key while its slot holds the
+// position, reading only the rows not yet loaded; a change made in
+// between to a loaded person arrives once through the slot.
+func TestInterruptedLoadResumes(t *testing.T) {
+	f, c := interrupted(t)
+	if held, err := c.Holds(context.Background(), status(t, f).Position); err != nil || !held {
+		t.Fatalf("the slot does not hold the pinned position: %v %v", held, err)
+	}
+	f.Exec(t, "UPDATE dm_persons SET last_name = 'Loadedthenchanged' WHERE person_id = 50")
+	var remaining int
+	if err := f.Src.DB.QueryRow("SELECT COUNT(*) FROM dm_persons WHERE person_id > 100").Scan(&remaining); err != nil {
+		t.Fatal(err)
+	}
+	var res legacy.FullResult
+	stop := f.Start(c, legacy.CDCOptions{LoadBatch: 100, OnLoad: func(r legacy.FullResult) { res = r }})
+	plinthtest.Eventually(t, 20*time.Second, func() bool { return f.Clean(t) }, "the resumed load did not catch up")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !res.Resumed || res.Read != remaining {
+		t.Fatalf("the second run read %d rows (resumed %v), want only the %d after person 100", res.Read, res.Resumed, remaining)
+	}
+	if got := f.Events(t, "Mosaic"); len(got) != 1 || got["ResidentUpdatedEvent 50"] != 1 {
+		t.Fatalf("events %v, want one update of person 50", got)
+	}
+}
+
+// interrupted is a source whose change capture was stopped after the
+// first 100 rows of its initial load.
+func interrupted(t *testing.T) (*fixture, *Capture) {
+	t.Helper()
+	f := setup(t)
+	f.Exec(t, "ALTER TABLE dm_addresses REPLICA IDENTITY FULL", "UPDATE dm_persons SET marked_for_deletion = 'N'")
+	c, err := New(context.Background(), f.Src, f.url, f.M)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Cleanup(context.Background()) })
+	f.Interrupt(t, c, 100)
+	return f, c
+}
+
+func status(t *testing.T, f *fixture) legacy.CDCStatus {
+	t.Helper()
+	c, _, err := f.St.Checkpoint(context.Background(), f.M.CheckpointName("cdc"))
+	var s legacy.CDCStatus
+	if err != nil || json.Unmarshal(c.Value, &s) != nil {
+		t.Fatalf("the cdc checkpoint %s: %v", c.Value, err)
+	}
+	return s
+}
+
+// TestInterruptedLoadSlotGone: when the slot is gone by the restart, the
+// load starts again from a new slot and snapshot, and says so.
+func TestInterruptedLoadSlotGone(t *testing.T) {
+	f, c := interrupted(t)
+	if err := c.Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var notices []string
+	resumed := false
+	stop := f.Start(c, legacy.CDCOptions{OnLoad: func(legacy.FullResult) { resumed = true }, Notice: func(s string) { notices = append(notices, s) }})
+	plinthtest.Eventually(t, 20*time.Second, func() bool { return f.Clean(t) }, "the new snapshot did not load")
+	f.Exec(t, "UPDATE dm_persons SET last_name = 'Afternewslot', marked_for_deletion = 'N' WHERE person_id = 3")
+	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.Clean(t) }, "a change after the new slot did not arrive")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if len(notices) != 1 || !strings.Contains(notices[0], "no longer holds") || resumed {
+		t.Fatalf("notices %q (resumed: %v)", notices, resumed)
+	}
+}
+
+// TestSlotGoneResnapshots: when the slot was dropped while capture was
+// stopped, the restart says so and loads a new snapshot from a new slot
+// (a sync: the change made meanwhile arrives once).
+func TestSlotGoneResnapshots(t *testing.T) {
+	f := setup(t)
+	f.Exec(t, "ALTER TABLE dm_addresses REPLICA IDENTITY FULL", "UPDATE dm_persons SET marked_for_deletion = 'N' WHERE person_id = 5")
+	c, err := New(context.Background(), f.Src, f.url, f.M)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Cleanup(context.Background()) })
+	stop := f.Start(c, legacy.CDCOptions{})
+	plinthtest.Eventually(t, 20*time.Second, func() bool { return f.Clean(t) }, "the initial load")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	f.Exec(t, "UPDATE dm_persons SET last_name = 'Whilestopped' WHERE person_id = 5")
+	if err := c.Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var notices []string
+	stop = f.Start(c, legacy.CDCOptions{Notice: func(s string) { mu.Lock(); notices = append(notices, s); mu.Unlock() }})
+	plinthtest.Eventually(t, 20*time.Second, func() bool { return f.Clean(t) }, "the new snapshot")
+	f.Exec(t, "UPDATE dm_persons SET last_name = 'Afterwards' WHERE person_id = 5")
+	plinthtest.Eventually(t, 10*time.Second, func() bool { return f.Clean(t) }, "a change after the new slot")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if len(notices) != 1 || !strings.Contains(notices[0], "is gone") {
+		t.Fatalf("notices %q", notices)
+	}
+	if got := f.Events(t, "Mosaic"); len(got) != 1 || got["ResidentUpdatedEvent 5"] != 2 {
+		t.Fatalf("events %v, want two updates of person 5", got)
+	}
 }
