@@ -269,7 +269,7 @@ type Options struct {
 // FastZstd is zstd at its fastest level: files a little larger than the
 // default level's, written in about half the time. The lake lands events
 // with it (compaction rewrites them at the default level).
-var FastZstd compress.Codec = &zstd.Codec{Level: zstd.SpeedFastest}
+var FastZstd compress.Codec = newKeptZstd(zstd.SpeedFastest)
 
 // Snappy is the snappy codec, for readers that lack zstd: files about a
 // quarter larger than FastZstd's, for little CPU saved in the lake's
