@@ -27,6 +27,24 @@ type entityView struct {
 	omitted map[string]bool
 	pruned  map[string]*plinth.Field // fields whose nested special-category members are cut
 	makers  sync.Pool                // of *parquet.EventRows: one per decoding goroutine at a time
+
+	// The partition of the day events last came from, so that the lander
+	// does not format its name for every event. Only the landing
+	// goroutine uses them.
+	day     int64
+	dayPath string
+}
+
+// partition returns EventsPartition of the view's prefix and t's day.
+func (v *entityView) partition(t time.Time) string {
+	day := t.Unix() / 86400
+	if t.Unix() < 0 && t.Unix()%86400 != 0 {
+		day-- // before 1970: days count down
+	}
+	if v.dayPath == "" || day != v.day {
+		v.day, v.dayPath = day, EventsPartition(v.prefix, t)
+	}
+	return v.dayPath
 }
 
 // LakeEntity returns the entity as the lake's main datasets hold it:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -99,7 +100,8 @@ type Lander struct {
 	files   map[string]*openFile // the files being written, by partition folder
 	pending int                  // events buffered in them
 	bytes   int
-	inBuf   map[uint64]bool
+	inBuf   []uint64  // the sequences buffered, ascending
+	hint    int       // the size of the largest file landed: what a new file's buffer starts with
 	first   time.Time // when the oldest buffered event came
 	lastSeq uint64    // the highest sequence delivered
 	acked   uint64    // the highest sequence acknowledged
@@ -127,7 +129,7 @@ type Stats struct {
 func NewLander(d *plinth.Domain, target Target, cfg Config) *Lander {
 	cfg = cfg.withDefaults()
 	l := &Lander{domain: d, target: target, cfg: cfg, views: map[string][]*entityView{},
-		landed: newLandedIndex(target), inBuf: map[uint64]bool{}, files: map[string]*openFile{},
+		landed: newLandedIndex(target), files: map[string]*openFile{},
 		log: cfg.Logger.With("component", "lake", "domain", d.Name, "lake", target.String())}
 	for _, e := range d.Entities {
 		l.views[e.Plural] = []*entityView{newEntityView(e, LakeEntity(e), EntityPrefix(e))}
@@ -282,9 +284,10 @@ func (l *Lander) decode(m Message) decoded {
 // add buffers one decoded message: it writes it into the open file of
 // its partition, unless a file of the lake holds it already.
 func (l *Lander) add(ctx context.Context, m Message, d decoded) error {
-	l.lastSeq = max(l.lastSeq, m.Seq)
+	seq := m.Seq
+	l.lastSeq = max(l.lastSeq, seq)
 	switch {
-	case l.inBuf[m.Seq]:
+	case l.buffered(seq):
 		l.stats.Duplicates++ // delivered again while buffered
 		return nil
 	case d.views == nil:
@@ -298,7 +301,7 @@ func (l *Lander) add(ctx context.Context, m Message, d decoded) error {
 	}
 	for i, view := range d.views {
 		row := d.evs[i]
-		partition := EventsPartition(view.prefix, row.DateTime)
+		partition := view.partition(row.DateTime)
 		have, err := l.landed.has(ctx, partition, row.Sequence)
 		if err != nil {
 			return err
@@ -310,6 +313,9 @@ func (l *Lander) add(ctx context.Context, m Message, d decoded) error {
 		f := l.files[partition]
 		if f == nil {
 			f = &openFile{first: row.Sequence, last: row.Sequence}
+			// Grown by doubling, a file's buffer would be allocated,
+			// cleared and copied about twice over.
+			f.buf.Grow(l.hint)
 			if f.w, err = parquet.NewEventWriter(&f.buf, view.e, l.cfg.Parquet); err != nil {
 				return err
 			}
@@ -324,9 +330,30 @@ func (l *Lander) add(ctx context.Context, m Message, d decoded) error {
 		l.first = time.Now()
 	}
 	l.pending++
-	l.inBuf[m.Seq] = true
+	l.markBuffered(seq)
 	l.bytes += len(m.Data)
 	return nil
+}
+
+// buffered reports whether an event of the sequence is buffered: one
+// delivered again. Sequences come in stream order, so only a sequence not
+// above the last one buffered is looked for.
+func (l *Lander) buffered(seq uint64) bool {
+	if n := len(l.inBuf); n == 0 || seq > l.inBuf[n-1] {
+		return false
+	}
+	_, found := slices.BinarySearch(l.inBuf, seq)
+	return found
+}
+
+// markBuffered records a sequence buffered, keeping inBuf in order.
+func (l *Lander) markBuffered(seq uint64) {
+	if n := len(l.inBuf); n == 0 || seq > l.inBuf[n-1] {
+		l.inBuf = append(l.inBuf, seq)
+		return
+	}
+	i, _ := slices.BinarySearch(l.inBuf, seq)
+	l.inBuf = slices.Insert(l.inBuf, i, seq)
 }
 
 // Flush lands the open files, each under its partition, and then
@@ -359,7 +386,7 @@ func (l *Lander) Flush(ctx context.Context, src Source) error {
 		l.log.Info("landed", "events", l.pending, "upTo", l.acked, "landedSoFar", l.stats.Landed, "files", l.stats.Files)
 	}
 	l.pending, l.bytes = 0, 0
-	clear(l.inBuf)
+	l.inBuf = l.inBuf[:0]
 	return nil
 }
 
@@ -382,6 +409,7 @@ func (l *Lander) land(ctx context.Context, partition string, f *openFile) error 
 		return fmt.Errorf("lake: landing %s: %w", key, err)
 	}
 	l.landed.add(partition, key, f.first, f.last)
+	l.hint = min(max(l.hint, f.buf.Len()), l.cfg.FlushBytes)
 	n := f.w.Count()
 	l.stats.Landed += n
 	l.stats.Files++
