@@ -26,7 +26,7 @@ type entityView struct {
 	state   *plinth.Field  // an object of the fields plus version, createdAt, updatedAt
 	omitted map[string]bool
 	pruned  map[string]*plinth.Field // fields whose nested special-category members are cut
-	makers  sync.Pool                // of *parquet.EventRows: one per decoding goroutine at a time
+	makers  sync.Pool                // of *rowMaker: one per decoding goroutine at a time
 
 	// The partition of the day events last came from, so that the lander
 	// does not format its name for every event. Only the landing
@@ -115,7 +115,7 @@ func prunedFields(e, le *plinth.Entity) map[string]*plinth.Field {
 // e, whose files start with prefix.
 func newEntityView(e, le *plinth.Entity, prefix string) *entityView {
 	v := &entityView{e: le, prefix: prefix, omitted: map[string]bool{}, pruned: prunedFields(e, le)}
-	v.makers.New = func() any { return parquet.NewEventRows(le) }
+	v.makers.New = func() any { return &rowMaker{rows: parquet.NewEventRows(le)} }
 	for _, f := range e.Fields {
 		if plinth.FieldByName(le.Fields, f.Name) == nil {
 			v.omitted[f.Name] = true
@@ -150,23 +150,37 @@ type wire struct {
 	State         jsontext.Value `json:"state"`
 }
 
+// rowMaker makes rows on one goroutine at a time.
+type rowMaker struct {
+	rows *parquet.EventRows
+	text []byte // what oldData and newData are stripped into: one allocation for many events
+}
+
+// textArena is the least rowMaker.text allocates at once.
+const textArena = 64 << 10
+
 // parquetRow decodes a published event and makes it into a Parquet row.
 func (v *entityView) parquetRow(seq uint64, payload []byte) (parquet.EventRow, parquet.Row, error) {
-	ev, err := v.row(seq, payload)
+	maker := v.makers.Get().(*rowMaker)
+	defer v.makers.Put(maker)
+	ev, err := v.rowIn(seq, payload, &maker.text)
 	if err != nil {
 		return ev, parquet.Row{}, err
 	}
-	maker := v.makers.Get().(*parquet.EventRows)
-	defer v.makers.Put(maker)
-	row, err := maker.Row(ev)
+	row, err := maker.rows.Row(ev)
 	return ev, row, err
 }
 
-// row decodes a published event into the row the lake lands: walked
-// with jsonscan, or through a decoder when it is not JSON as Plinth
-// writes it.
+// row decodes a published event into the row the lake lands.
 func (v *entityView) row(seq uint64, payload []byte) (parquet.EventRow, error) {
-	r, ok, err := v.scan(seq, payload)
+	return v.rowIn(seq, payload, nil)
+}
+
+// rowIn is row with what it strips appended to *arena (nil: allocated
+// apart): walked with jsonscan, or through a decoder when it is not JSON
+// as Plinth writes it.
+func (v *entityView) rowIn(seq uint64, payload []byte, arena *[]byte) (parquet.EventRow, error) {
+	r, ok, err := v.scan(seq, payload, arena)
 	if !ok {
 		r, err = v.decode(seq, payload)
 	}
@@ -180,7 +194,7 @@ func (v *entityView) row(seq uint64, payload []byte) (parquet.EventRow, error) {
 }
 
 // scan reads the envelope member by member; ok is false when it cannot.
-func (v *entityView) scan(seq uint64, payload []byte) (r parquet.EventRow, ok bool, err error) {
+func (v *entityView) scan(seq uint64, payload []byte, arena *[]byte) (r parquet.EventRow, ok bool, err error) {
 	r.Sequence = seq
 	text := func(raw []byte) string {
 		t, _, good := jsonscan.Text(raw, nil)
@@ -236,16 +250,16 @@ func (v *entityView) scan(seq uint64, payload []byte) (r parquet.EventRow, ok bo
 			ok = ok && jsonscan.Members(value, func(n, val []byte) bool {
 				switch string(n) {
 				case "oldData":
-					r.OldData = v.strip(val)
+					r.OldData = v.strip(val, arena)
 				case "newData":
-					r.NewData = v.strip(val)
+					r.NewData = v.strip(val, arena)
 				}
 				return true
 			})
 		case "state":
 			r.StateJSON = value
 			if len(v.pruned) > 0 {
-				r.StateJSON = v.strip(value)
+				r.StateJSON = v.strip(value, arena)
 			}
 		}
 		return ok
@@ -267,10 +281,10 @@ func (v *entityView) decode(seq uint64, payload []byte) (parquet.EventRow, error
 		EntityVersion: w.EntityVersion, DateTime: w.DateTime.UTC(),
 		UserName: w.User.Name, UserEmail: w.User.Email,
 		CorrelationID: w.CorrelationID, SourceSystem: w.SourceSystem,
-		OldData: v.strip(w.EventData.OldData), NewData: v.strip(w.EventData.NewData),
+		OldData: v.strip(w.EventData.OldData, nil), NewData: v.strip(w.EventData.NewData, nil),
 	}
 	if len(w.State) > 0 && string(w.State) != "null" {
-		rec, err := v.record(v.strip(w.State))
+		rec, err := v.record(v.strip(w.State, nil))
 		if err != nil {
 			return parquet.EventRow{}, fmt.Errorf("event %s: state: %w", w.ID, err)
 		}
@@ -305,26 +319,42 @@ func (v *entityView) record(raw []byte) (plinth.Record, error) {
 
 // strip removes the members the lake leaves out from oldData or newData:
 // a top-level object as Plinth writes it (compact JSON), scanned member by
-// member without decoding the values.
-func (v *entityView) strip(raw jsontext.Value) []byte {
+// member without decoding the values. The result is appended to *arena
+// when it is not nil: the bytes already there are never written again,
+// as rows still point into them.
+func (v *entityView) strip(raw jsontext.Value, arena *[]byte) []byte {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil
 	}
 	if len(v.omitted) == 0 && len(v.pruned) == 0 {
 		return raw
 	}
-	out, ok := stripMembers(raw, v.omitted, v.pruned)
+	var a []byte
+	if arena != nil {
+		if a = *arena; cap(a)-len(a) < len(raw) {
+			a = make([]byte, 0, max(textArena, len(raw)))
+		}
+		*arena = a
+	}
+	out, ok := stripMembers(a[len(a):], raw, v.omitted, v.pruned)
 	if !ok {
 		return stripSlow(raw, v.omitted, v.pruned)
 	}
-	return out
+	if arena != nil && cap(out) == cap(a)-len(a) {
+		*arena = a[:len(a)+len(out)] // it fitted: the arena moves on past it
+	}
+	return out[:len(out):len(out)]
 }
 
-// stripMembers is strip's fast path; ok is false for JSON jsonscan does
-// not walk, which stripSlow then handles.
-func stripMembers(raw []byte, omit map[string]bool, prune map[string]*plinth.Field) (_ []byte, ok bool) {
-	out := make([]byte, 1, len(raw))
-	out[0] = '{'
+// stripMembers is strip's fast path: it appends the stripped object to
+// dst[:0] (a new slice when dst is nil). ok is false for JSON jsonscan
+// does not walk, which stripSlow then handles.
+func stripMembers(dst, raw []byte, omit map[string]bool, prune map[string]*plinth.Field) (_ []byte, ok bool) {
+	out := dst[:0]
+	if out == nil {
+		out = make([]byte, 0, len(raw))
+	}
+	out = append(out, '{')
 	if !jsonscan.Members(raw, func(name, value []byte) bool {
 		if !omit[string(name)] { // member names need no unescaping: Plinth's are plain
 			if len(out) > 1 {
@@ -381,9 +411,18 @@ func stripSlow(raw []byte, omit map[string]bool, prune map[string]*plinth.Field)
 // subjectPlural returns the plural of the entity a subject names:
 // plinth.<env>.<domain>.<plural>.<kind>.
 func subjectPlural(subject string) string {
-	parts := strings.Split(subject, ".")
-	if len(parts) != 5 {
+	// Without strings.Split: no allocation for every message.
+	rest := subject
+	for range 3 {
+		i := strings.IndexByte(rest, '.')
+		if i < 0 {
+			return ""
+		}
+		rest = rest[i+1:]
+	}
+	plural, kind, ok := strings.Cut(rest, ".")
+	if !ok || strings.IndexByte(kind, '.') >= 0 {
 		return ""
 	}
-	return parts[3]
+	return plural
 }

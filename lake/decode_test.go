@@ -2,7 +2,9 @@ package lake
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -16,7 +18,7 @@ func TestStripMembers(t *testing.T) {
 		`{"a":"\u2028","ethnicity":{"religion":"nested stays"},"h":false}`,
 		`{"religion":"only"}`,
 	} {
-		fast, ok := stripMembers([]byte(raw), omit, nil)
+		fast, ok := stripMembers(nil, []byte(raw), omit, nil)
 		if !ok {
 			t.Fatalf("%s: the fast path gave up", raw)
 		}
@@ -33,7 +35,47 @@ func TestStripMembers(t *testing.T) {
 			t.Fatalf("%s: left %s", raw, fast)
 		}
 	}
-	if _, ok := stripMembers([]byte(`{"a": 1`), omit, nil); ok {
+	if _, ok := stripMembers(nil, []byte(`{"a": 1`), omit, nil); ok {
 		t.Fatal("broken JSON taken by the fast path")
+	}
+}
+
+// TestStripIntoArena checks that what strip appends to an arena stays as
+// it was while more is appended after it, across arena chunks: rows point
+// into it until they are written.
+func TestStripIntoArena(t *testing.T) {
+	v := &entityView{omitted: map[string]bool{"religion": true}}
+	var arena []byte
+	var got [][]byte
+	var want []string
+	for i := range 3000 {
+		raw := fmt.Sprintf(`{"n":%d,"religion":"x","name":"%s"}`, i, strings.Repeat("a", i%50))
+		got = append(got, v.strip([]byte(raw), &arena))
+		want = append(want, fmt.Sprintf(`{"n":%d,"name":"%s"}`, i, strings.Repeat("a", i%50)))
+	}
+	for i := range got {
+		if string(got[i]) != want[i] {
+			t.Fatalf("%d: %s, want %s", i, got[i], want[i])
+		}
+	}
+	if len(arena) == 0 {
+		t.Fatal("nothing went into the arena")
+	}
+}
+
+// TestSubjectPlural checks the plural is the fourth of exactly five
+// segments: plinth.<env>.<domain>.<plural>.<kind>.
+func TestSubjectPlural(t *testing.T) {
+	for subject, want := range map[string]string{
+		"plinth.dev.population.residents.created": "residents",
+		"plinth.dev.population.residents":         "",
+		"plinth.dev.population.residents.a.b":     "",
+		"plinth.dev.population..created":          "",
+		"":                                        "",
+		"a.b.c.d.e":                               "d",
+	} {
+		if got := subjectPlural(subject); got != want {
+			t.Errorf("%q: %q, want %q", subject, got, want)
+		}
 	}
 }

@@ -235,12 +235,27 @@ func (l *Lander) fetch(ctx context.Context, src Source, out chan<- fetched) {
 }
 
 // decoded is a message decoded, and made into a row, for each of its
-// views.
+// views: the first in place (most entities have one view), the others
+// apart.
 type decoded struct {
 	views []*entityView
-	evs   []parquet.EventRow
-	rows  []parquet.Row
+	first viewRow
+	more  []viewRow
 	err   error
+}
+
+// viewRow is a message made into a row of a view.
+type viewRow struct {
+	dateTime time.Time // of the event: its partition
+	row      parquet.Row
+}
+
+// of returns the row of the i-th view.
+func (d *decoded) of(i int) *viewRow {
+	if i == 0 {
+		return &d.first
+	}
+	return &d.more[i-1]
 }
 
 // addBatch decodes a batch on every core, then buffers it in order.
@@ -269,14 +284,17 @@ func (l *Lander) addBatch(ctx context.Context, msgs []Message) error {
 // decode decodes a message for each view of its entity.
 func (l *Lander) decode(m Message) decoded {
 	d := decoded{views: l.views[subjectPlural(m.Subject)]}
-	for _, view := range d.views {
+	for i, view := range d.views {
 		ev, row, err := view.parquetRow(m.Seq, m.Data)
 		if err != nil {
 			d.err = err
 			return d
 		}
-		d.evs = append(d.evs, ev)
-		d.rows = append(d.rows, row)
+		if i == 0 {
+			d.first = viewRow{ev.DateTime, row}
+		} else {
+			d.more = append(d.more, viewRow{ev.DateTime, row})
+		}
 	}
 	return d
 }
@@ -300,9 +318,9 @@ func (l *Lander) add(ctx context.Context, m Message, d decoded) error {
 		return nil
 	}
 	for i, view := range d.views {
-		row := d.evs[i]
-		partition := view.partition(row.DateTime)
-		have, err := l.landed.has(ctx, partition, row.Sequence)
+		vr := d.of(i)
+		partition := view.partition(vr.dateTime)
+		have, err := l.landed.has(ctx, partition, seq)
 		if err != nil {
 			return err
 		}
@@ -312,7 +330,7 @@ func (l *Lander) add(ctx context.Context, m Message, d decoded) error {
 		}
 		f := l.files[partition]
 		if f == nil {
-			f = &openFile{first: row.Sequence, last: row.Sequence}
+			f = &openFile{first: seq, last: seq}
 			// Grown by doubling, a file's buffer would be allocated,
 			// cleared and copied about twice over.
 			f.buf.Grow(l.hint)
@@ -321,10 +339,10 @@ func (l *Lander) add(ctx context.Context, m Message, d decoded) error {
 			}
 			l.files[partition] = f
 		}
-		if err := f.w.WriteRow(d.rows[i]); err != nil {
+		if err := f.w.WriteRow(vr.row); err != nil {
 			return err
 		}
-		f.first, f.last = min(f.first, row.Sequence), max(f.last, row.Sequence)
+		f.first, f.last = min(f.first, seq), max(f.last, seq)
 	}
 	if l.pending == 0 {
 		l.first = time.Now()
