@@ -207,7 +207,7 @@ func (v *entityView) scan(seq uint64, payload []byte, arena *[]byte) (r parquet.
 		return unsafe.String(&t[0], len(t))
 	}
 	ok = true
-	walked := jsonscan.Members(payload, func(name, value []byte) bool {
+	member := func(name, value []byte) bool {
 		if jsonscan.IsNull(value) {
 			return true
 		}
@@ -246,16 +246,8 @@ func (v *entityView) scan(seq uint64, payload []byte, arena *[]byte) (r parquet.
 				}
 				return true
 			})
-		case "eventData":
-			ok = ok && jsonscan.Members(value, func(n, val []byte) bool {
-				switch string(n) {
-				case "oldData":
-					r.OldData = v.strip(val, arena)
-				case "newData":
-					r.NewData = v.strip(val, arena)
-				}
-				return true
-			})
+		case "eventData": // not an object: for the decoder to judge
+			ok = false
 		case "state":
 			r.StateJSON = value
 			if len(v.pruned) > 0 {
@@ -263,12 +255,41 @@ func (v *entityView) scan(seq uint64, payload []byte, arena *[]byte) (r parquet.
 			}
 		}
 		return ok
+	}
+	// eventData is walked in place: its oldData and newData, the largest
+	// members, are read once rather than skipped over first.
+	eventData := func(at int) int {
+		return jsonscan.Object(payload, at, func(name []byte, at int) int {
+			var end int
+			switch string(name) {
+			case "oldData":
+				r.OldData, end = v.stripAt(payload, at, arena)
+			case "newData":
+				r.NewData, end = v.stripAt(payload, at, arena)
+			default:
+				end = jsonscan.SkipValue(payload, at)
+			}
+			return end
+		})
+	}
+	end := jsonscan.Object(payload, 0, func(name []byte, at int) int {
+		if string(name) == "eventData" && payload[at] == '{' {
+			return eventData(at)
+		}
+		end := jsonscan.SkipValue(payload, at)
+		if end < 0 || !member(name, payload[at:end]) {
+			return -1
+		}
+		return end
 	})
 	if err != nil {
 		return r, true, err
 	}
-	return r, ok && walked, nil
+	return r, ok && end >= 0 && onlySpace(payload[end:]), nil
 }
+
+// onlySpace reports whether b is nothing but JSON white space.
+func onlySpace(b []byte) bool { return len(bytes.TrimLeft(b, " \t\r\n")) == 0 }
 
 // decode reads the envelope with a JSON decoder.
 func (v *entityView) decode(seq uint64, payload []byte) (parquet.EventRow, error) {
@@ -329,19 +350,53 @@ func (v *entityView) strip(raw jsontext.Value, arena *[]byte) []byte {
 	if len(v.omitted) == 0 && len(v.pruned) == 0 {
 		return raw
 	}
-	var a []byte
-	if arena != nil {
-		if a = *arena; cap(a)-len(a) < len(raw) {
-			a = make([]byte, 0, max(textArena, len(raw)))
-		}
-		*arena = a
-	}
+	a := arenaFor(arena, len(raw))
 	out, ok := stripMembers(a[len(a):], raw, v.omitted, v.pruned)
 	if !ok {
 		return stripSlow(raw, v.omitted, v.pruned)
 	}
+	return keep(arena, a, out)
+}
+
+// stripAt is strip of the value at payload[at:], which it walks once,
+// and the offset just past the value (-1 when it is no JSON value).
+func (v *entityView) stripAt(payload []byte, at int, arena *[]byte) ([]byte, int) {
+	if payload[at] != '{' || len(v.omitted) == 0 && len(v.pruned) == 0 {
+		end := jsonscan.SkipValue(payload, at)
+		if end < 0 {
+			return nil, -1
+		}
+		return v.strip(payload[at:end], arena), end
+	}
+	a := arenaFor(arena, len(payload)-at) // the value is no longer than the rest
+	out, end := stripObject(a[len(a):], payload, at, v.omitted, v.pruned)
+	if end < 0 {
+		if end = jsonscan.SkipValue(payload, at); end < 0 {
+			return nil, -1
+		}
+		return stripSlow(payload[at:end], v.omitted, v.pruned), end
+	}
+	return keep(arena, a, out), end
+}
+
+// arenaFor returns *arena with room for n more bytes, a new one when it
+// has not (nil when arena is nil).
+func arenaFor(arena *[]byte, n int) []byte {
+	if arena == nil {
+		return nil
+	}
+	if a := *arena; cap(a)-len(a) >= n {
+		return a
+	}
+	*arena = make([]byte, 0, max(textArena, n))
+	return *arena
+}
+
+// keep moves the arena a (*arena) past out when out was appended to it
+// in place, and returns out capped: no later append reaches the arena.
+func keep(arena *[]byte, a, out []byte) []byte {
 	if arena != nil && cap(out) == cap(a)-len(a) {
-		*arena = a[:len(a)+len(out)] // it fitted: the arena moves on past it
+		*arena = a[:len(a)+len(out)]
 	}
 	return out[:len(out):len(out)]
 }
@@ -350,12 +405,25 @@ func (v *entityView) strip(raw jsontext.Value, arena *[]byte) []byte {
 // dst[:0] (a new slice when dst is nil). ok is false for JSON jsonscan
 // does not walk, which stripSlow then handles.
 func stripMembers(dst, raw []byte, omit map[string]bool, prune map[string]*plinth.Field) (_ []byte, ok bool) {
+	out, end := stripObject(dst, raw, 0, omit, prune)
+	return out, end >= 0 && onlySpace(raw[end:])
+}
+
+// stripObject appends to dst[:0] (a new slice when dst is nil) the object
+// at payload[at:] without the members omit names, and with those prune
+// names pruned; it returns the offset just past the object, or -1 when
+// jsonscan cannot walk it.
+func stripObject(dst, payload []byte, at int, omit map[string]bool, prune map[string]*plinth.Field) ([]byte, int) {
 	out := dst[:0]
 	if out == nil {
-		out = make([]byte, 0, len(raw))
+		out = make([]byte, 0, len(payload)-at)
 	}
 	out = append(out, '{')
-	if !jsonscan.Members(raw, func(name, value []byte) bool {
+	end := jsonscan.Object(payload, at, func(name []byte, at int) int {
+		vend := jsonscan.SkipValue(payload, at)
+		if vend < 0 {
+			return -1
+		}
 		if !omit[string(name)] { // member names need no unescaping: Plinth's are plain
 			if len(out) > 1 {
 				out = append(out, ',')
@@ -363,16 +431,18 @@ func stripMembers(dst, raw []byte, omit map[string]bool, prune map[string]*plint
 			out = append(out, '"')
 			out = append(out, name...)
 			out = append(out, '"', ':')
+			value := payload[at:vend]
 			if f := prune[string(name)]; f != nil {
 				value = pruneJSON(f, value)
 			}
 			out = append(out, value...)
 		}
-		return true
-	}) {
-		return nil, false
+		return vend
+	})
+	if end < 0 {
+		return nil, -1
 	}
-	return append(out, '}'), true
+	return append(out, '}'), end
 }
 
 // stripSlow is strip through a JSON decoder.

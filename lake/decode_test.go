@@ -1,8 +1,13 @@
 package lake
 
 import (
+	"bytes"
+	"time"
+
 	"encoding/json"
 	"fmt"
+	"github.com/plinth-data/plinth"
+	rt "github.com/plinth-data/plinth/report/reporttest"
 	"reflect"
 	"strings"
 	"testing"
@@ -76,6 +81,69 @@ func TestSubjectPlural(t *testing.T) {
 	} {
 		if got := subjectPlural(subject); got != want {
 			t.Errorf("%q: %q, want %q", subject, got, want)
+		}
+	}
+}
+
+// TestScanAgreesWithDecoder checks that the envelope walk reads what the
+// JSON decoder reads, special-category members left out of oldData and
+// newData, on compact and indented events, and that it gives up (for the
+// decoder) on envelopes it cannot walk.
+func TestScanAgreesWithDecoder(t *testing.T) {
+	e, recs := rt.Residents(t, 3)
+	v := newEntityView(e, LakeEntity(e), EntityPrefix(e))
+	if len(v.omitted) == 0 {
+		t.Fatal("residents have no special-category field to leave out")
+	}
+	before, after := recs[0], recs[1]
+	after.Data = plinth.MergePatch(after.Data, map[string]any{e.Key.Name: before.Data[e.Key.Name]})
+	entry, _, ok := plinth.BuildEvent(e, plinth.EventUpdated, &before, &after, plinth.EventContext{Environment: "test", Now: time.Now(),
+		CorrelationID: "c-1", Principal: plinth.Principal{Subject: "ann", Email: "ann@example.org"}})
+	if !ok {
+		t.Fatal("no event")
+	}
+	var indented bytes.Buffer
+	if err := json.Indent(&indented, entry.Payload, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	for _, payload := range [][]byte{entry.Payload, indented.Bytes()} {
+		var arena []byte
+		got, ok, err := v.scan(7, payload, &arena)
+		if err != nil || !ok {
+			t.Fatalf("not walked: %v", err)
+		}
+		want, err := v.decode(7, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ID != want.ID || got.EventType != want.EventType || got.EntityID != want.EntityID ||
+			got.EntityVersion != want.EntityVersion || !got.DateTime.Equal(want.DateTime) || got.UserEmail != want.UserEmail ||
+			got.CorrelationID != want.CorrelationID || got.Sequence != 7 {
+			t.Fatalf("walked %+v\ndecoded %+v", got, want)
+		}
+		for name, pair := range map[string][2][]byte{"oldData": {got.OldData, want.OldData}, "newData": {got.NewData, want.NewData}} {
+			var a, b map[string]any
+			if err := json.Unmarshal(pair[0], &a); err != nil {
+				t.Fatalf("%s: %s: %v", name, pair[0], err)
+			}
+			_ = json.Unmarshal(pair[1], &b)
+			if !reflect.DeepEqual(a, b) || len(a) == 0 {
+				t.Fatalf("%s walked %s\ndecoded %s", name, pair[0], pair[1])
+			}
+			for f := range v.omitted {
+				if _, there := a[f]; there {
+					t.Fatalf("%s kept %s", name, f)
+				}
+			}
+		}
+	}
+	for _, bad := range []string{
+		`{"id":"x","eventType":"created","eventData":"nope"}`,
+		`{"id":"x","eventType":"created","eventData":{"newData":{"a":1}}`,
+		`{"id":"x","eventType":"created"} trailing`,
+	} {
+		if _, ok, _ := v.scan(1, []byte(bad), nil); ok {
+			t.Fatalf("%s walked", bad)
 		}
 	}
 }
