@@ -97,7 +97,9 @@ const eventBatch = 256
 // NewEventWriter returns an EventWriter of the events of e to w.
 func NewEventWriter(w io.Writer, e *plinth.Entity, opts Options) (*EventWriter, error) {
 	m := NewMapping(e)
-	pw, err := newWriter(w, e, m, EventSchemaFor(e), opts)
+	// No min/max of oldData and newData: bounds of JSON text help no
+	// reader skip a page, and comparing long texts for them costs.
+	pw, err := newWriter(w, e, m, EventSchemaFor(e), opts, pq.SkipPageBounds("oldData"), pq.SkipPageBounds("newData"))
 	if err != nil {
 		return nil, err
 	}

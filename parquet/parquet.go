@@ -314,7 +314,7 @@ func NewWriter(w io.Writer, e *plinth.Entity, opts Options) (*Writer, error) {
 
 // newWriter returns a Writer of rows of schema; m maps records when the
 // rows are records.
-func newWriter(w io.Writer, e *plinth.Entity, m *Mapping, schema *pq.Schema, opts Options) (*Writer, error) {
+func newWriter(w io.Writer, e *plinth.Entity, m *Mapping, schema *pq.Schema, opts Options, more ...pq.WriterOption) (*Writer, error) {
 	codec := opts.Compression
 	if codec == nil {
 		codec = &pq.Zstd
@@ -332,6 +332,7 @@ func newWriter(w io.Writer, e *plinth.Entity, m *Mapping, schema *pq.Schema, opt
 	for k, v := range opts.Metadata {
 		options = append(options, pq.KeyValueMetadata(k, v))
 	}
+	options = append(options, more...)
 	config, err := pq.NewWriterConfig(options...)
 	if err != nil {
 		return nil, fmt.Errorf("parquet: %w", err)
