@@ -100,18 +100,19 @@ type Lander struct {
 	files   map[string]*openFile // the files being written, by partition folder
 	pending int                  // events buffered in them
 	bytes   int
-	inBuf   []uint64  // the sequences buffered, ascending
-	hint    int       // the size of the largest file landed: what a new file's buffer starts with
-	first   time.Time // when the oldest buffered event came
-	lastSeq uint64    // the highest sequence delivered
-	acked   uint64    // the highest sequence acknowledged
+	inBuf   []uint64        // the sequences buffered, ascending
+	hint    int             // the size of the largest file landed: what a new file's buffer starts with
+	spare   []*bytes.Buffer // buffers of files landed, for the next files
+	first   time.Time       // when the oldest buffered event came
+	lastSeq uint64          // the highest sequence delivered
+	acked   uint64          // the highest sequence acknowledged
 	stats   Stats
 }
 
 // openFile is a file of one partition being written: events go into it
 // as they come, so the buffer holds encoded columns, not decoded events.
 type openFile struct {
-	buf         bytes.Buffer
+	buf         *bytes.Buffer
 	w           *parquet.EventWriter
 	first, last uint64
 }
@@ -330,11 +331,8 @@ func (l *Lander) add(ctx context.Context, m Message, d decoded) error {
 		}
 		f := l.files[partition]
 		if f == nil {
-			f = &openFile{first: seq, last: seq}
-			// Grown by doubling, a file's buffer would be allocated,
-			// cleared and copied about twice over.
-			f.buf.Grow(l.hint)
-			if f.w, err = parquet.NewEventWriter(&f.buf, view.e, l.cfg.Parquet); err != nil {
+			f = &openFile{first: seq, last: seq, buf: l.buffer()}
+			if f.w, err = parquet.NewEventWriter(f.buf, view.e, l.cfg.Parquet); err != nil {
 				return err
 			}
 			l.files[partition] = f
@@ -386,10 +384,12 @@ func (l *Lander) Flush(ctx context.Context, src Source) error {
 		if err := l.holds(); err != nil {
 			return err
 		}
-		if err := l.land(ctx, partition, l.files[partition]); err != nil {
+		f := l.files[partition]
+		if err := l.land(ctx, partition, f); err != nil {
 			return err
 		}
 		delete(l.files, partition)
+		l.recycle(f.buf)
 	}
 	if l.lastSeq > l.acked {
 		if err := l.holds(); err != nil {
@@ -406,6 +406,33 @@ func (l *Lander) Flush(ctx context.Context, src Source) error {
 	l.pending, l.bytes = 0, 0
 	l.inBuf = l.inBuf[:0]
 	return nil
+}
+
+// maxSpare is how many buffers of landed files a Lander keeps.
+const maxSpare = 2
+
+// buffer returns a buffer for a new file: one a landed file left, or a
+// new one the size of the largest file so far. Grown by doubling from
+// nothing, each file's buffer would be allocated afresh (its pages
+// faulted in and cleared) and copied about twice over.
+func (l *Lander) buffer() *bytes.Buffer {
+	if n := len(l.spare); n > 0 {
+		b := l.spare[n-1]
+		l.spare = l.spare[:n-1]
+		return b
+	}
+	b := new(bytes.Buffer)
+	b.Grow(l.hint)
+	return b
+}
+
+// recycle keeps the buffer of a landed file (Target.Put keeps no body)
+// for a next file.
+func (l *Lander) recycle(b *bytes.Buffer) {
+	if len(l.spare) < maxSpare {
+		b.Reset()
+		l.spare = append(l.spare, b)
+	}
 }
 
 // holds returns ErrLeaseLost when the lander no longer holds its lease.
