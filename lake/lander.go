@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -99,17 +100,19 @@ type Lander struct {
 	files   map[string]*openFile // the files being written, by partition folder
 	pending int                  // events buffered in them
 	bytes   int
-	inBuf   map[uint64]bool
-	first   time.Time // when the oldest buffered event came
-	lastSeq uint64    // the highest sequence delivered
-	acked   uint64    // the highest sequence acknowledged
+	inBuf   []uint64        // the sequences buffered, ascending
+	hint    int             // the size of the largest file landed: what a new file's buffer starts with
+	spare   []*bytes.Buffer // buffers of files landed, for the next files
+	first   time.Time       // when the oldest buffered event came
+	lastSeq uint64          // the highest sequence delivered
+	acked   uint64          // the highest sequence acknowledged
 	stats   Stats
 }
 
 // openFile is a file of one partition being written: events go into it
 // as they come, so the buffer holds encoded columns, not decoded events.
 type openFile struct {
-	buf         bytes.Buffer
+	buf         *bytes.Buffer
 	w           *parquet.EventWriter
 	first, last uint64
 }
@@ -127,7 +130,7 @@ type Stats struct {
 func NewLander(d *plinth.Domain, target Target, cfg Config) *Lander {
 	cfg = cfg.withDefaults()
 	l := &Lander{domain: d, target: target, cfg: cfg, views: map[string][]*entityView{},
-		landed: newLandedIndex(target), inBuf: map[uint64]bool{}, files: map[string]*openFile{},
+		landed: newLandedIndex(target), files: map[string]*openFile{},
 		log: cfg.Logger.With("component", "lake", "domain", d.Name, "lake", target.String())}
 	for _, e := range d.Entities {
 		l.views[e.Plural] = []*entityView{newEntityView(e, LakeEntity(e), EntityPrefix(e))}
@@ -233,12 +236,27 @@ func (l *Lander) fetch(ctx context.Context, src Source, out chan<- fetched) {
 }
 
 // decoded is a message decoded, and made into a row, for each of its
-// views.
+// views: the first in place (most entities have one view), the others
+// apart.
 type decoded struct {
 	views []*entityView
-	evs   []parquet.EventRow
-	rows  []parquet.Row
+	first viewRow
+	more  []viewRow
 	err   error
+}
+
+// viewRow is a message made into a row of a view.
+type viewRow struct {
+	dateTime time.Time // of the event: its partition
+	row      parquet.Row
+}
+
+// of returns the row of the i-th view.
+func (d *decoded) of(i int) *viewRow {
+	if i == 0 {
+		return &d.first
+	}
+	return &d.more[i-1]
 }
 
 // addBatch decodes a batch on every core, then buffers it in order.
@@ -267,14 +285,17 @@ func (l *Lander) addBatch(ctx context.Context, msgs []Message) error {
 // decode decodes a message for each view of its entity.
 func (l *Lander) decode(m Message) decoded {
 	d := decoded{views: l.views[subjectPlural(m.Subject)]}
-	for _, view := range d.views {
+	for i, view := range d.views {
 		ev, row, err := view.parquetRow(m.Seq, m.Data)
 		if err != nil {
 			d.err = err
 			return d
 		}
-		d.evs = append(d.evs, ev)
-		d.rows = append(d.rows, row)
+		if i == 0 {
+			d.first = viewRow{ev.DateTime, row}
+		} else {
+			d.more = append(d.more, viewRow{ev.DateTime, row})
+		}
 	}
 	return d
 }
@@ -282,9 +303,10 @@ func (l *Lander) decode(m Message) decoded {
 // add buffers one decoded message: it writes it into the open file of
 // its partition, unless a file of the lake holds it already.
 func (l *Lander) add(ctx context.Context, m Message, d decoded) error {
-	l.lastSeq = max(l.lastSeq, m.Seq)
+	seq := m.Seq
+	l.lastSeq = max(l.lastSeq, seq)
 	switch {
-	case l.inBuf[m.Seq]:
+	case l.buffered(seq):
 		l.stats.Duplicates++ // delivered again while buffered
 		return nil
 	case d.views == nil:
@@ -297,9 +319,9 @@ func (l *Lander) add(ctx context.Context, m Message, d decoded) error {
 		return nil
 	}
 	for i, view := range d.views {
-		row := d.evs[i]
-		partition := EventsPartition(view.prefix, row.DateTime)
-		have, err := l.landed.has(ctx, partition, row.Sequence)
+		vr := d.of(i)
+		partition := view.partition(vr.dateTime)
+		have, err := l.landed.has(ctx, partition, seq)
 		if err != nil {
 			return err
 		}
@@ -309,24 +331,45 @@ func (l *Lander) add(ctx context.Context, m Message, d decoded) error {
 		}
 		f := l.files[partition]
 		if f == nil {
-			f = &openFile{first: row.Sequence, last: row.Sequence}
-			if f.w, err = parquet.NewEventWriter(&f.buf, view.e, l.cfg.Parquet); err != nil {
+			f = &openFile{first: seq, last: seq, buf: l.buffer()}
+			if f.w, err = parquet.NewEventWriter(f.buf, view.e, l.cfg.Parquet); err != nil {
 				return err
 			}
 			l.files[partition] = f
 		}
-		if err := f.w.WriteRow(d.rows[i]); err != nil {
+		if err := f.w.WriteRow(vr.row); err != nil {
 			return err
 		}
-		f.first, f.last = min(f.first, row.Sequence), max(f.last, row.Sequence)
+		f.first, f.last = min(f.first, seq), max(f.last, seq)
 	}
 	if l.pending == 0 {
 		l.first = time.Now()
 	}
 	l.pending++
-	l.inBuf[m.Seq] = true
+	l.markBuffered(seq)
 	l.bytes += len(m.Data)
 	return nil
+}
+
+// buffered reports whether an event of the sequence is buffered: one
+// delivered again. Sequences come in stream order, so only a sequence not
+// above the last one buffered is looked for.
+func (l *Lander) buffered(seq uint64) bool {
+	if n := len(l.inBuf); n == 0 || seq > l.inBuf[n-1] {
+		return false
+	}
+	_, found := slices.BinarySearch(l.inBuf, seq)
+	return found
+}
+
+// markBuffered records a sequence buffered, keeping inBuf in order.
+func (l *Lander) markBuffered(seq uint64) {
+	if n := len(l.inBuf); n == 0 || seq > l.inBuf[n-1] {
+		l.inBuf = append(l.inBuf, seq)
+		return
+	}
+	i, _ := slices.BinarySearch(l.inBuf, seq)
+	l.inBuf = slices.Insert(l.inBuf, i, seq)
 }
 
 // Flush lands the open files, each under its partition, and then
@@ -341,10 +384,12 @@ func (l *Lander) Flush(ctx context.Context, src Source) error {
 		if err := l.holds(); err != nil {
 			return err
 		}
-		if err := l.land(ctx, partition, l.files[partition]); err != nil {
+		f := l.files[partition]
+		if err := l.land(ctx, partition, f); err != nil {
 			return err
 		}
 		delete(l.files, partition)
+		l.recycle(f.buf)
 	}
 	if l.lastSeq > l.acked {
 		if err := l.holds(); err != nil {
@@ -359,8 +404,35 @@ func (l *Lander) Flush(ctx context.Context, src Source) error {
 		l.log.Info("landed", "events", l.pending, "upTo", l.acked, "landedSoFar", l.stats.Landed, "files", l.stats.Files)
 	}
 	l.pending, l.bytes = 0, 0
-	clear(l.inBuf)
+	l.inBuf = l.inBuf[:0]
 	return nil
+}
+
+// maxSpare is how many buffers of landed files a Lander keeps.
+const maxSpare = 2
+
+// buffer returns a buffer for a new file: one a landed file left, or a
+// new one the size of the largest file so far. Grown by doubling from
+// nothing, each file's buffer would be allocated afresh (its pages
+// faulted in and cleared) and copied about twice over.
+func (l *Lander) buffer() *bytes.Buffer {
+	if n := len(l.spare); n > 0 {
+		b := l.spare[n-1]
+		l.spare = l.spare[:n-1]
+		return b
+	}
+	b := new(bytes.Buffer)
+	b.Grow(l.hint)
+	return b
+}
+
+// recycle keeps the buffer of a landed file (Target.Put keeps no body)
+// for a next file.
+func (l *Lander) recycle(b *bytes.Buffer) {
+	if len(l.spare) < maxSpare {
+		b.Reset()
+		l.spare = append(l.spare, b)
+	}
 }
 
 // holds returns ErrLeaseLost when the lander no longer holds its lease.
@@ -382,6 +454,7 @@ func (l *Lander) land(ctx context.Context, partition string, f *openFile) error 
 		return fmt.Errorf("lake: landing %s: %w", key, err)
 	}
 	l.landed.add(partition, key, f.first, f.last)
+	l.hint = min(max(l.hint, f.buf.Len()), l.cfg.FlushBytes)
 	n := f.w.Count()
 	l.stats.Landed += n
 	l.stats.Files++

@@ -16,7 +16,9 @@ import (
 // the lake's root.
 type Target interface {
 	// Put writes an object atomically: a reader sees all of it or none,
-	// and once Put returns it is durable.
+	// and once Put returns it is durable. It keeps no reference to body
+	// once it returns: the lander writes its next file into the same
+	// buffer.
 	Put(ctx context.Context, key string, body []byte) error
 	// Get reads an object; an error wrapping ErrNotFound when there is none.
 	Get(ctx context.Context, key string) ([]byte, error)

@@ -97,7 +97,9 @@ const eventBatch = 256
 // NewEventWriter returns an EventWriter of the events of e to w.
 func NewEventWriter(w io.Writer, e *plinth.Entity, opts Options) (*EventWriter, error) {
 	m := NewMapping(e)
-	pw, err := newWriter(w, e, m, EventSchemaFor(e), opts)
+	// No min/max of oldData and newData: bounds of JSON text help no
+	// reader skip a page, and comparing long texts for them costs.
+	pw, err := newWriter(w, e, m, EventSchemaFor(e), opts, pq.SkipPageBounds("oldData"), pq.SkipPageBounds("newData"))
 	if err != nil {
 		return nil, err
 	}
@@ -109,8 +111,13 @@ func NewEventWriter(w io.Writer, e *plinth.Entity, opts Options) (*EventWriter, 
 // they can be made on many goroutines and written on one.
 type EventRows struct {
 	m     *Mapping
-	nulls int // state columns
+	nulls int        // state columns
+	arena []pq.Value // what rows are cut from: one allocation for many rows
 }
+
+// arenaValues is how many values EventRows allocates at once (about 48
+// KiB): a row of its own each would be an allocation per event.
+const arenaValues = 2048
 
 // NewEventRows returns the row maker of e's events.
 func NewEventRows(e *plinth.Entity) *EventRows {
@@ -124,7 +131,14 @@ type Row struct{ values pq.Row }
 // made of what points into the maker's buffers), so ev's byte slices must
 // not change until the row is written.
 func (r *EventRows) Row(ev EventRow) (Row, error) {
-	row := make(pq.Row, 0, len(EventColumns)+r.nulls)
+	n := len(EventColumns) + r.nulls
+	if cap(r.arena)-len(r.arena) < n {
+		r.arena = make([]pq.Value, 0, max(arenaValues, n))
+	}
+	// The row's own part of the arena: appending to it cannot reach the
+	// next row's, and the arena moves on past it.
+	row := r.arena[len(r.arena) : len(r.arena) : len(r.arena)+n]
+	r.arena = r.arena[:len(r.arena)+n]
 	row = append(row,
 		pq.Int64Value(int64(ev.Sequence)).Level(0, 0, 0),
 		text(ev.ID, 1), text(ev.EventType, 2), text(ev.EntityID, 3),

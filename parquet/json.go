@@ -19,6 +19,7 @@ import (
 // have are skipped.
 type jsonColumns struct {
 	index map[string]int // field name → column; then version, createdAt, updatedAt
+	names []string       // by column
 	vals  []pq.Value
 }
 
@@ -26,10 +27,23 @@ func newJSONColumns(e *plinth.Entity) *jsonColumns {
 	c := &jsonColumns{index: map[string]int{}, vals: make([]pq.Value, len(e.Fields)+3)}
 	for i, f := range e.Fields {
 		c.index[f.Name] = i
+		c.names = append(c.names, f.Name)
 	}
 	n := len(e.Fields)
 	c.index["version"], c.index["createdAt"], c.index["updatedAt"] = n, n+1, n+2
+	c.names = append(c.names, "version", "createdAt", "updatedAt")
 	return c
+}
+
+// column returns the column of a member; next is the column after the
+// previous member's. The API writes a record's members in column order,
+// so the name is most often next's, and is looked up only when not.
+func (c *jsonColumns) column(name []byte, next int) (int, bool) {
+	if next < len(c.names) && c.names[next] == string(name) {
+		return next, true
+	}
+	i, found := c.index[string(name)]
+	return i, found
 }
 
 // appendJSON appends the column values of the record raw to row, as
@@ -44,9 +58,14 @@ func (m *Mapping) appendJSON(row pq.Row, raw []byte, base int) (_ pq.Row, ok boo
 		c.vals[i] = pq.NullValue()
 	}
 	n := len(m.e.Fields)
+	next := 0
 	walked := jsonscan.Members(raw, func(name, value []byte) bool {
-		i, found := c.index[string(name)]
-		if !found || jsonscan.IsNull(value) {
+		i, found := c.column(name, next)
+		if !found {
+			return true
+		}
+		next = i + 1
+		if jsonscan.IsNull(value) {
 			return true
 		}
 		var f *plinth.Field

@@ -1,10 +1,12 @@
 package parquet
 
 import (
+	"bytes"
 	"testing"
 
 	pq "github.com/parquet-go/parquet-go"
 
+	"github.com/plinth-data/plinth/internal/jsonscan"
 	rt "github.com/plinth-data/plinth/report/reporttest"
 )
 
@@ -21,6 +23,8 @@ func TestJSONColumnsMatchRecordColumns(t *testing.T) {
 	}{
 		"residents": {NewMapping(re), func(i int) []byte { return re.MarshalRecord(rrecs[i]) }, len(rrecs)},
 		"samples":   {NewMapping(se), func(i int) []byte { return se.MarshalRecord(srecs[i]) }, len(srecs)},
+		// Members in another order than the columns': looked up by name.
+		"residents reversed": {NewMapping(re), func(i int) []byte { return reversed(re.MarshalRecord(rrecs[i])) }, len(rrecs)},
 	} {
 		recs := rrecs
 		if name == "samples" {
@@ -45,4 +49,14 @@ func TestJSONColumnsMatchRecordColumns(t *testing.T) {
 			}
 		}
 	}
+}
+
+// reversed returns a JSON object with its members in reverse order.
+func reversed(raw []byte) []byte {
+	var members [][]byte
+	jsonscan.Members(raw, func(name, value []byte) bool {
+		members = append([][]byte{append([]byte(`"`+string(name)+`":`), value...)}, members...)
+		return true
+	})
+	return append(append([]byte("{"), bytes.Join(members, []byte(","))...), '}')
 }

@@ -269,7 +269,7 @@ type Options struct {
 // FastZstd is zstd at its fastest level: files a little larger than the
 // default level's, written in about half the time. The lake lands events
 // with it (compaction rewrites them at the default level).
-var FastZstd compress.Codec = &zstd.Codec{Level: zstd.SpeedFastest}
+var FastZstd compress.Codec = newKeptZstd(zstd.SpeedFastest)
 
 // Snappy is the snappy codec, for readers that lack zstd: files about a
 // quarter larger than FastZstd's, for little CPU saved in the lake's
@@ -314,7 +314,7 @@ func NewWriter(w io.Writer, e *plinth.Entity, opts Options) (*Writer, error) {
 
 // newWriter returns a Writer of rows of schema; m maps records when the
 // rows are records.
-func newWriter(w io.Writer, e *plinth.Entity, m *Mapping, schema *pq.Schema, opts Options) (*Writer, error) {
+func newWriter(w io.Writer, e *plinth.Entity, m *Mapping, schema *pq.Schema, opts Options, more ...pq.WriterOption) (*Writer, error) {
 	codec := opts.Compression
 	if codec == nil {
 		codec = &pq.Zstd
@@ -332,6 +332,7 @@ func newWriter(w io.Writer, e *plinth.Entity, m *Mapping, schema *pq.Schema, opt
 	for k, v := range opts.Metadata {
 		options = append(options, pq.KeyValueMetadata(k, v))
 	}
+	options = append(options, more...)
 	config, err := pq.NewWriterConfig(options...)
 	if err != nil {
 		return nil, fmt.Errorf("parquet: %w", err)

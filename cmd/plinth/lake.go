@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -87,6 +88,13 @@ func openLake(ctx context.Context, cfg Config) (lake.Target, error) {
 }
 
 func runLake(ctx context.Context, cfg Config, lc lake.Config) error {
+	// A process that only lands events collects less often, as seed does
+	// (unless GOGC says otherwise): less CPU per event (BENCHMARKS.md,
+	// "Data lake") for a larger heap, held near 1 GiB by a soft memory
+	// limit (unless GOMEMLIMIT says otherwise).
+	if os.Getenv("GOGC") == "" {
+		defer bulkGC()()
+	}
 	logger := newLogger(cfg.LogLevel)
 	ds, err := loadDomains(cfg.Domains)
 	if err != nil {

@@ -155,3 +155,56 @@ func Text(v, scratch []byte) (text, newScratch []byte, ok bool) {
 	}
 	return out[start:], out, true
 }
+
+// Object walks the members of the object that starts at raw[i] (after
+// space), as Members does, but leaves each value to fn, so that a value
+// walked by fn is not skipped over first: fn gets the member's name and
+// the offset of its value in raw, and returns the offset just past the
+// value (SkipValue(raw, at) when it does not read it), or -1 to fail.
+// Object returns the offset just past the object's closing brace, or -1
+// when raw holds no object there that it can walk. Text may follow.
+func Object(raw []byte, i int, fn func(name []byte, at int) int) int {
+	i = skipSpace(raw, i)
+	if i >= len(raw) || raw[i] != '{' {
+		return -1
+	}
+	i = skipSpace(raw, i+1)
+	if i < len(raw) && raw[i] == '}' {
+		return i + 1
+	}
+	for i < len(raw) {
+		if raw[i] != '"' {
+			return -1
+		}
+		end := SkipString(raw, i)
+		if end < 0 {
+			return -1
+		}
+		name := raw[i+1 : end-1]
+		i = skipSpace(raw, end)
+		if i >= len(raw) || raw[i] != ':' {
+			return -1
+		}
+		i = skipSpace(raw, i+1)
+		if i >= len(raw) {
+			return -1
+		}
+		vend := fn(name, i)
+		if vend <= i || vend > len(raw) {
+			return -1
+		}
+		i = skipSpace(raw, vend)
+		if i >= len(raw) {
+			return -1
+		}
+		switch raw[i] {
+		case ',':
+			i = skipSpace(raw, i+1)
+		case '}':
+			return i + 1
+		default:
+			return -1
+		}
+	}
+	return -1
+}

@@ -3,6 +3,7 @@ package jsonscan
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -56,5 +57,55 @@ func TestSkipStringBackslashes(t *testing.T) {
 		if got := SkipString([]byte(raw), 0); got != want {
 			t.Errorf("SkipString(%s) = %d, want %d", raw, got, want)
 		}
+	}
+}
+
+// Object walks what Members walks, nested objects by the callback too,
+// and says where the object ends.
+func TestObject(t *testing.T) {
+	for _, raw := range []string{
+		`{}`, ` { } `,
+		`{"a":1,"b":"x\"y\\z\u2028","c":[1,{"d":"}]"}],"e":null,"f":{"g":[[]],"h":{}},"h":-1.5e3,"i":true}`,
+		`{ "a" : 1 , "f" : { "g" : [ 1 , 2 ] } }`,
+	} {
+		var want []string
+		Members([]byte(raw), func(name, value []byte) bool {
+			want = append(want, string(name)+"="+string(value))
+			return true
+		})
+		var got []string
+		var walk func(b []byte, i int) int
+		walk = func(b []byte, i int) int {
+			return Object(b, i, func(name []byte, at int) int {
+				end := SkipValue(b, at)
+				if b[at] == '{' {
+					if end2 := walk(b, at); end2 != end {
+						t.Fatalf("%s: the nested object at %d ends at %d, want %d", raw, at, end2, end)
+					}
+				}
+				if i == 0 || i == skipSpace(b, 0) {
+					got = append(got, string(name)+"="+string(b[at:end]))
+				}
+				return end
+			})
+		}
+		end := walk([]byte(raw), 0)
+		if end != len(strings.TrimRight(raw, " ")) {
+			t.Fatalf("%s: ends at %d", raw, end)
+		}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Fatalf("%s: members %q, want %q", raw, got, want)
+		}
+	}
+	if got := Object([]byte(`{"a":1}{"b":2}`), 0, func(_ []byte, at int) int { return at + 1 }); got != 7 {
+		t.Fatalf("the first of two objects ends at %d, want 7", got)
+	}
+	for _, bad := range []string{``, `[]`, `{"a"}`, `{"a":1`, `{"a":1,}`, `{"a":"x}`, `{"a":}`} {
+		if Object([]byte(bad), 0, func(_ []byte, at int) int { return SkipValue([]byte(bad), at) }) >= 0 {
+			t.Fatalf("%q walked", bad)
+		}
+	}
+	if Object([]byte(`{"a":1}`), 0, func([]byte, int) int { return -1 }) >= 0 {
+		t.Fatal("a callback's failure did not fail the walk")
 	}
 }
