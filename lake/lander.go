@@ -157,12 +157,16 @@ func (l *Lander) Run(ctx context.Context, src Source) error {
 			}
 		}
 	}
-	// One goroutine fetches the next batch while this one decodes and
-	// lands the last.
+	// A pipeline: one goroutine fetches a batch while another decodes the
+	// one before (on every core) and this one writes the one before that
+	// into its files and lands them. Writing rows is serial; overlapping it
+	// with decoding and fetching keeps both cores busy on a backlog.
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
+	fetchedCh := make(chan fetched, 1)
+	go l.fetch(fctx, src, fetchedCh)
 	batches := make(chan fetched, 1)
-	go l.fetch(fctx, src, batches)
+	go l.decodeAhead(fctx, fetchedCh, batches)
 	final := func() error {
 		// Land what is held, then stop.
 		c, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -192,7 +196,7 @@ func (l *Lander) Run(ctx context.Context, src Source) error {
 			if len(f.msgs) == 0 && l.cfg.Drain {
 				return l.Flush(ctx, src)
 			}
-			if err := l.addBatch(ctx, f.msgs); err != nil {
+			if err := l.addDecoded(ctx, f.msgs, f.decoded); err != nil {
 				return err
 			}
 			// Only skipped messages: acknowledge them.
@@ -211,8 +215,9 @@ func (l *Lander) Run(ctx context.Context, src Source) error {
 const fetchBatch = 16384
 
 type fetched struct {
-	msgs []Message
-	err  error
+	msgs    []Message
+	decoded []decoded // msgs decoded, once decodeAhead has
+	err     error
 }
 
 // fetch hands batches of messages to the landing loop until ctx is done
@@ -225,7 +230,7 @@ func (l *Lander) fetch(ctx context.Context, src Source, out chan<- fetched) {
 	for {
 		msgs, err := src.Fetch(ctx, min(l.cfg.FlushEvents, fetchBatch), wait)
 		select {
-		case out <- fetched{msgs, err}:
+		case out <- fetched{msgs: msgs, err: err}:
 		case <-ctx.Done():
 			return
 		}
@@ -259,8 +264,41 @@ func (d *decoded) of(i int) *viewRow {
 	return &d.more[i-1]
 }
 
-// addBatch decodes a batch on every core, then buffers it in order.
-func (l *Lander) addBatch(ctx context.Context, msgs []Message) error {
+// decodeAhead decodes each fetched batch and hands it on, in order.
+func (l *Lander) decodeAhead(ctx context.Context, in <-chan fetched, out chan<- fetched) {
+	for {
+		var f fetched
+		select {
+		case f = <-in:
+		case <-ctx.Done():
+			return
+		}
+		if f.err == nil {
+			f.decoded = l.decodeBatch(f.msgs)
+		}
+		select {
+		case out <- f:
+		case <-ctx.Done():
+			return
+		}
+		if f.err != nil {
+			return
+		}
+	}
+}
+
+// addDecoded buffers a decoded batch in order.
+func (l *Lander) addDecoded(ctx context.Context, msgs []Message, out []decoded) error {
+	for i, m := range msgs {
+		if err := l.add(ctx, m, out[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// decodeBatch decodes a batch on every core.
+func (l *Lander) decodeBatch(msgs []Message) []decoded {
 	out := make([]decoded, len(msgs))
 	workers := min(runtime.GOMAXPROCS(0), (len(msgs)+255)/256)
 	var wg sync.WaitGroup
@@ -274,12 +312,7 @@ func (l *Lander) addBatch(ctx context.Context, msgs []Message) error {
 		}()
 	}
 	wg.Wait()
-	for i, m := range msgs {
-		if err := l.add(ctx, m, out[i]); err != nil {
-			return err
-		}
-	}
-	return nil
+	return out
 }
 
 // decode decodes a message for each view of its entity.
