@@ -268,8 +268,9 @@ type Options struct {
 
 // FastZstd is zstd at its fastest level: files a little larger than the
 // default level's, written in about half the time. The lake lands events
-// with it (compaction rewrites them at the default level).
-var FastZstd compress.Codec = &zstd.Codec{Level: zstd.SpeedFastest}
+// with it (compaction rewrites them at the default level). Its encoders
+// use a window of 512 KiB (pageZstd): pages are compressed one by one.
+var FastZstd compress.Codec = &pageZstd{Codec: zstd.Codec{Level: zstd.SpeedFastest}}
 
 // Snappy is the snappy codec, for readers that lack zstd: files about a
 // quarter larger than FastZstd's, for little CPU saved in the lake's
