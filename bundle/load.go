@@ -424,24 +424,12 @@ func decodeBatches(ctx context.Context, dir string, p planned, from int64, batch
 		return
 	}
 	defer r.Close()
-	// Lines are gathered into a batch and decoded on every core (decoding
-	// and validating is most of a load's CPU), while the store writes the
-	// batch before.
-	lines := make([][]byte, 0, batch)
-	first := from + 1 // the line number of lines[0]
-	flush := func(end bool) bool {
-		data, meta, err := decodeLines(p, first, lines)
-		if err != nil {
-			send(decoded{err: err})
-			return false
-		}
-		lines, first = make([][]byte, 0, batch), r.line+1
-		return send(decoded{data: data, meta: meta, last: r.line, end: end})
-	}
+	data := make([]map[string]any, 0, batch)
+	meta := make([]plinth.RecordMeta, 0, batch)
 	for {
 		line, err := r.next()
 		if err == io.EOF {
-			flush(true)
+			send(decoded{data: data, meta: meta, last: r.line, end: true})
 			return
 		}
 		if err != nil {
@@ -451,36 +439,18 @@ func decodeBatches(ctx context.Context, dir string, p planned, from int64, batch
 		if r.line <= from {
 			continue
 		}
-		if lines = append(lines, slices.Clone(line)); len(lines) == batch && !flush(false) {
+		rec, err := decodeRecord(p.e, p.em.File, r.line, line)
+		if err != nil {
+			send(decoded{err: err})
 			return
 		}
-	}
-}
-
-// decodeLines decodes the lines of a batch, the first being line number
-// first, on every core, and returns their records in order; the error is
-// that of the first bad line.
-func decodeLines(p planned, first int64, lines [][]byte) ([]map[string]any, []plinth.RecordMeta, error) {
-	recs := make([]plinth.Record, len(lines))
-	errs := make([]error, len(lines))
-	workers := min(runtime.GOMAXPROCS(0), (len(lines)+255)/256)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < len(lines); i += workers {
-				recs[i], errs[i] = decodeRecord(p.e, p.em.File, first+int64(i), lines[i])
+		meta = append(meta, plinth.RecordMeta{Version: rec.Version, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt})
+		if data = append(data, rec.Data); len(data) == batch {
+			if !send(decoded{data: data, meta: meta, last: r.line}) {
+				return
 			}
-		})
-	}
-	wg.Wait()
-	data := make([]map[string]any, len(lines))
-	meta := make([]plinth.RecordMeta, len(lines))
-	for i, rec := range recs {
-		if errs[i] != nil {
-			return nil, nil, errs[i]
+			data = make([]map[string]any, 0, batch)
+			meta = make([]plinth.RecordMeta, 0, batch)
 		}
-		data[i] = rec.Data
-		meta[i] = plinth.RecordMeta{Version: rec.Version, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt}
 	}
-	return data, meta, nil
 }
