@@ -268,7 +268,8 @@ type Options struct {
 
 // FastZstd is zstd at its fastest level: files a little larger than the
 // default level's, written in about half the time. The lake lands events
-// with it (compaction rewrites them at the default level).
+// with it (compaction rewrites them at the default level). Its encoders
+// are kept across collections and use a window of 512 KiB (zstd.go).
 var FastZstd compress.Codec = newKeptZstd(zstd.SpeedFastest)
 
 // Snappy is the snappy codec, for readers that lack zstd: files about a

@@ -9,8 +9,16 @@ import (
 	"github.com/parquet-go/parquet-go/format"
 )
 
-// keptZstd is parquet-go's zstd codec with encoders kept for good rather
-// than in a sync.Pool. Each collection empties a sync.Pool, and a new zstd
+// pageWindow is the zstd window of the kept encoders: a little more than
+// the pages parquet-go cuts (256 KiB of encoded values). Each page is
+// compressed on its own (EncodeAll), so zstd's default window (8 MiB)
+// finds nothing more and costs every encoder a history of twice the
+// window — the largest part of plinth serve's memory under writes while
+// the lake landed inside it.
+const pageWindow = 1 << 19
+
+// keptZstd is parquet-go's zstd codec with encoders of a page-sized window
+// (pageWindow), kept for good rather than in a sync.Pool. Each collection empties a sync.Pool, and a new zstd
 // encoder allocates its history (1 MiB) and tables: a writer of many
 // pages between collections (the data lake's lander) then allocated about
 // a kilobyte per event for encoders alone, which made collections more
@@ -27,6 +35,10 @@ func newKeptZstd(level zstd.EncoderLevel) *keptZstd {
 
 var _ compress.Codec = (*keptZstd)(nil)
 
+// NewFastZstd returns a codec like FastZstd with encoders of its own (for
+// tests that measure a new encoder).
+func NewFastZstd() compress.Codec { return newKeptZstd(zstd.SpeedFastest) }
+
 // Encode compresses src into dst (as parquet-go's codec: one frame, no
 // checksum, an empty input gives a frame too).
 func (c *keptZstd) Encode(dst, src []byte) ([]byte, error) {
@@ -36,7 +48,7 @@ func (c *keptZstd) Encode(dst, src []byte) ([]byte, error) {
 	default:
 		var err error
 		e, err = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(c.Level),
-			zstd.WithZeroFrames(true), zstd.WithEncoderCRC(false))
+			zstd.WithWindowSize(pageWindow), zstd.WithZeroFrames(true), zstd.WithEncoderCRC(false))
 		if err != nil {
 			return dst[:0], err
 		}

@@ -205,6 +205,13 @@ func landDomain(ctx context.Context, cfg Config, lc lake.Config, d *plinth.Domai
 	}
 }
 
+// serveLakeConfig is how serve lands events: in row groups of at most
+// 4 MiB of values rather than 16, because a lander holds its open row
+// group in memory and serve shares the process with the API (its peak
+// memory under writes, BENCHMARKS.md). plinth lake, on its own, keeps the
+// defaults; compaction merges the smaller row groups later either way.
+var serveLakeConfig = lake.Config{Parquet: parquet.Options{RowGroupBytes: 4 << 20}}
+
 // startLake lands events in the lake inside serve, until ctx is done.
 func startLake(ctx context.Context, wg *sync.WaitGroup, cfg Config, ds []*plinth.Domain, st plinth.Store, pub *plinthnats.Publisher, logger *slog.Logger) error {
 	target, err := openLake(ctx, cfg)
@@ -221,7 +228,7 @@ func startLake(ctx context.Context, wg *sync.WaitGroup, cfg Config, ds []*plinth
 	go func() {
 		defer wg.Done()
 		shared := cfg.NATSURL != "" || cfg.NATSListen != ""
-		if err := landDomains(ctx, cfg, lake.Config{}, ds, pub.JetStream(), target, shared, logger); err != nil {
+		if err := landDomains(ctx, cfg, serveLakeConfig, ds, pub.JetStream(), target, shared, logger); err != nil {
 			logger.Error("the lake stopped", "error", err)
 		}
 	}()

@@ -77,7 +77,7 @@ type server struct {
 }
 
 // startServe runs plinth serve in dir and waits for its welcome text.
-func startServe(t *testing.T, dir string, args ...string) *server {
+func startServe(t testing.TB, dir string, args ...string) *server {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
 	cmd.Dir = dir
@@ -127,7 +127,7 @@ func startServe(t *testing.T, dir string, args ...string) *server {
 }
 
 // stop sends SIGTERM and expects a clean, prompt exit.
-func (srv *server) stop(t *testing.T) {
+func (srv *server) stop(t testing.TB) {
 	t.Helper()
 	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -30,8 +30,8 @@ const seedBatch = 5000
 // backends, so on more than one core.
 const seedLoaders = 2
 
-// bulkGCPercent is the garbage collector's target while seed and obfuscate
-// run: they allocate many short-lived records, and collecting less often
+// bulkGCPercent is the garbage collector's target while seed, obfuscate
+// and load run: they allocate many short-lived records, and collecting less often
 // saves about a fifth of their CPU for a few hundred MB more memory.
 // bulkMemoryLimit makes the collector work harder again near 1 GiB (unless
 // GOMEMLIMIT says otherwise).

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -49,6 +50,7 @@ staging, real in production.`,
 func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	ctx = withEnvironment(ctx, cfg.Environment)
 	logger := newLogger(cfg.LogLevel)
+	setMemoryLimit(cfg, os.Getenv)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w (choose another address with --listen)", cfg.Listen, err)

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"math"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/plinth-data/plinth/config"
+)
+
+func configFromFlags(t *testing.T, args ...string) Config {
+	t.Helper()
+	cmd := &cobra.Command{}
+	addConfigFlags(cmd)
+	if err := cmd.Flags().Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cmd.Flags())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// serve sets its default soft memory limit unless Go's GOMEMLIMIT says
+// otherwise; a configured memoryLimit wins over both, 0 lifting the limit.
+func TestMemoryLimit(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	goEnv := func(k string) string {
+		if k == "GOMEMLIMIT" {
+			return "200MiB"
+		}
+		return ""
+	}
+	for _, c := range []struct {
+		name   string
+		args   []string
+		getenv func(string) string
+		want   int64
+		set    bool
+	}{
+		{"default", nil, noEnv, config.DefaultMemoryLimit, true},
+		{"GOMEMLIMIT left to Go", nil, goEnv, 0, false},
+		{"configured", []string{"--memory-limit", "100000000"}, noEnv, 100000000, true},
+		{"configured beats GOMEMLIMIT", []string{"--memory-limit", "100000000"}, goEnv, 100000000, true},
+		{"0 is no limit", []string{"--memory-limit", "0"}, goEnv, math.MaxInt64, true},
+	} {
+		got, set := memoryLimit(configFromFlags(t, c.args...), c.getenv)
+		if got != c.want || set != c.set {
+			t.Errorf("%s: memoryLimit = %d, %v; want %d, %v", c.name, got, set, c.want, c.set)
+		}
+	}
+	cmd := &cobra.Command{}
+	addConfigFlags(cmd)
+	_ = cmd.Flags().Parse([]string{"--memory-limit", "-1"})
+	if _, err := config.Load(cmd.Flags()); err == nil {
+		t.Error("a negative memory limit was accepted")
+	}
+}
