@@ -28,6 +28,7 @@ import (
 // the lake skips every event it already holds: slower, not wrong.)
 type BatchSource struct {
 	cons jetstream.Consumer
+	pull int // messages the next pull asks for (see Fetch)
 
 	mu   sync.Mutex
 	ends map[uint64]jetstream.Msg // the last message of each batch not yet acknowledged
@@ -69,17 +70,34 @@ func NewBatchSource(ctx context.Context, js jetstream.JetStream, stream, durable
 
 // Fetch returns the messages waiting, up to limit; when none wait, it waits
 // up to wait for one (and then takes the others that came with it).
+//
+// A pull's size follows what the pulls find: it starts small, grows
+// fourfold while pulls come back full (a backlog) and halves while they
+// come back mostly empty. A pull costs a buffer of its size (the client
+// makes a channel of that many messages), and a lander keeping up with
+// live traffic pulls often and finds few: at the full limit every pull
+// cost 256 KiB, most of what plinth serve allocated under writes.
 func (s *BatchSource) Fetch(ctx context.Context, limit int, wait time.Duration) ([]lake.Message, error) {
-	out, err := s.fetch(ctx, limit, 0)
+	n := min(max(s.pull, minPull), limit)
+	out, err := s.fetch(ctx, n, 0)
+	switch {
+	case len(out) == n:
+		s.pull = n * 4
+	case len(out) < n/4:
+		s.pull = n / 2
+	}
 	if len(out) > 0 || err != nil {
 		return out, err
 	}
 	if out, err = s.fetch(ctx, 1, max(wait, 10*time.Millisecond)); len(out) == 0 || err != nil {
 		return out, err
 	}
-	more, err := s.fetch(ctx, limit-1, 0)
+	more, err := s.fetch(ctx, min(max(s.pull, minPull), limit)-1, 0)
 	return append(out, more...), err
 }
+
+// minPull is the smallest pull Fetch makes.
+const minPull = 256
 
 // fetch makes one pull request: without waiting when wait is 0.
 func (s *BatchSource) fetch(ctx context.Context, n int, wait time.Duration) ([]lake.Message, error) {
