@@ -182,18 +182,7 @@ func BenchmarkCreateWrite(b *testing.B) {
 	var n atomic.Int64
 	create := func() error {
 		i := int(n.Add(1))
-		doc := resident(b, e, i)
-		return s.Write(ctx, func(tx plinth.Tx) error {
-			if _, err := tx.Insert(ctx, e, doc); err != nil {
-				return err
-			}
-			id := fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), i)
-			if err := tx.(plinth.EventTx).AppendEvent(ctx, plinth.OutboxEntry{Domain: "residents", Subject: "s", EventID: id, Payload: []byte(`{"id":1}`)}); err != nil {
-				return err
-			}
-			_, err := tx.(plinth.AuditTx).AppendAudit(ctx, plinth.AuditRecord{Operation: "create", Decision: plinth.DecisionAllow, Status: 201, RecordIDs: []string{id}})
-			return err
-		})
+		return createWithEventAndAudit(ctx, s, e, resident(b, e, i), fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), i))
 	}
 	b.Run("writers=1", func(b *testing.B) {
 		for b.Loop() {

@@ -49,16 +49,7 @@ func TestWriteRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	create := func(i int, eventID string) error {
-		return s.Write(ctx, func(tx plinth.Tx) error {
-			if _, err := tx.Insert(ctx, e, resident(t, e, i)); err != nil {
-				return err
-			}
-			if err := tx.(plinth.EventTx).AppendEvent(ctx, plinth.OutboxEntry{Domain: "residents", Subject: "s", EventID: eventID, Payload: []byte("{}")}); err != nil {
-				return err
-			}
-			_, err := tx.(plinth.AuditTx).AppendAudit(ctx, plinth.AuditRecord{Operation: "create", Decision: plinth.DecisionAllow, Status: 201})
-			return err
-		})
+		return createWithEventAndAudit(ctx, s, e, resident(t, e, i), eventID)
 	}
 	if err := create(1, "warm-up"); err != nil { // dials and prepares
 		t.Fatal(err)
@@ -89,4 +80,19 @@ func TestWriteRoundTrips(t *testing.T) {
 	if n, err := s.CountUnchainedAudit(ctx); err != nil || n != 2 {
 		t.Fatalf("audit records after the failed create: %d, %v; want 2", n, err)
 	}
+}
+
+// createWithEventAndAudit writes what an API create writes: the record,
+// its event and its audit record, in one transaction.
+func createWithEventAndAudit(ctx context.Context, s *Store, e *plinth.Entity, doc map[string]any, eventID string) error {
+	return s.Write(ctx, func(tx plinth.Tx) error {
+		if _, err := tx.Insert(ctx, e, doc); err != nil {
+			return err
+		}
+		if err := tx.(plinth.EventTx).AppendEvent(ctx, plinth.OutboxEntry{Domain: "residents", Subject: "s", EventID: eventID, Payload: []byte(`{"id":1}`)}); err != nil {
+			return err
+		}
+		_, err := tx.(plinth.AuditTx).AppendAudit(ctx, plinth.AuditRecord{Operation: "create", Decision: plinth.DecisionAllow, Status: 201, RecordIDs: []string{eventID}})
+		return err
+	})
 }
