@@ -26,16 +26,12 @@ func (s *Store) BulkLoad(ctx context.Context, e *plinth.Entity, data []map[strin
 	}
 	use, dropped := plinth.DistinctKeys(e, data, opts.OnConflict)
 	var res plinth.BulkResult
-	err := s.Write(ctx, func(ptx plinth.Tx) error {
-		x := ptx.(uninterrupted).x
+	err := s.writeAlone(ctx, func(ptx plinth.Tx) error { // alone: never grouped (group.go)
+		x := ptx.(*tx)
 		res = plinth.BulkResult{Skipped: dropped}
 		for i, d := range data {
 			if use != nil && !use[i] {
 				continue
-			}
-			ctx, err := live(ctx) // stop between records, never inside a statement (see uninterrupted)
-			if err != nil {
-				return err
 			}
 			key, err := x.load(ctx, e, d, opts.OnConflict, &res)
 			if err == nil && key != nil && opts.Metadata != nil {
@@ -51,7 +47,7 @@ func (s *Store) BulkLoad(ctx context.Context, e *plinth.Entity, data []map[strin
 			}
 		}
 		if opts.Checkpoint.Name != "" {
-			return ptx.SetCheckpoint(ctx, opts.Checkpoint.Name, opts.Checkpoint.Value)
+			return x.SetCheckpoint(ctx, opts.Checkpoint.Name, opts.Checkpoint.Value)
 		}
 		return nil
 	})

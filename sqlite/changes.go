@@ -206,12 +206,8 @@ func (s *Store) Deletions(ctx context.Context, e *plinth.Entity, since plinth.Wa
 // moves the horizon past them.
 func (s *Store) PurgeTombstones(ctx context.Context, olderThan time.Time) (int64, error) {
 	var n int64
-	err := s.Write(ctx, func(ptx plinth.Tx) error {
-		x := ptx.(uninterrupted).x
-		ctx, err := live(ctx) // see uninterrupted
-		if err != nil {
-			return err
-		}
+	err := s.writeAlone(ctx, func(ptx plinth.Tx) error { // alone: never grouped (group.go)
+		x := ptx.(*tx)
 		cut := formatStoredTime(olderThan)
 		var maxSeq int64
 		if err := x.tx.QueryRowContext(ctx, purgeCountSQL, cut).Scan(&n, &maxSeq); err != nil {
@@ -220,7 +216,7 @@ func (s *Store) PurgeTombstones(ctx context.Context, olderThan time.Time) (int64
 		if _, err := x.tx.ExecContext(ctx, purgeSQL, cut); err != nil {
 			return err
 		}
-		_, err = x.tx.ExecContext(ctx, setHorizonSQL, cut, maxSeq)
+		_, err := x.tx.ExecContext(ctx, setHorizonSQL, cut, maxSeq)
 		return err
 	})
 	if err != nil {

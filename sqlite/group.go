@@ -10,13 +10,22 @@ import (
 )
 
 // Group commit. SQLite has one writer, and a commit waits for the disk
-// (synchronous=FULL: the WAL is synced at every commit). So Writes that
-// arrive while one runs share its transaction: each runs its fn inside a
-// savepoint of the open group (a failing fn is rolled back to its
-// savepoint and leaves the others alone), and the last Write of a burst
-// commits the group for all of them — one sync for up to maxGroup writes.
-// A Write returns only after the group holding it committed, so nothing is
-// acknowledged before it is durable; a lone Write commits at once.
+// (synchronous=FULL: the WAL is synced at every commit). So short Writes
+// (marked with plinth.ShortWrite: the Writer's creates, updates, deletes
+// and batches) that arrive while one runs share its transaction: each runs
+// its fn inside a savepoint of the open group (a failing fn is rolled back
+// to its savepoint and leaves the others alone), and the last Write of a
+// burst commits the group for all of them — one sync for up to maxGroup
+// writes. A Write returns only after the group holding it committed, so
+// nothing is acknowledged before it is durable; a lone Write commits at
+// once.
+//
+// Only short Writes join a group, and the turn passes with the group open
+// only to a short Write: a member waits for the commit, so every fn that
+// runs while it waits must end by itself. An unmarked Write's fn may wait
+// on something outside (an outbox test holding its transaction open, a
+// bulk load, a loader waiting for the call before it), so it runs alone in
+// its own transaction, after the open group committed.
 
 // maxGroup bounds how many writes share one commit, and so how long the
 // first of them waits.
@@ -34,14 +43,20 @@ type group struct {
 // order; a Write waiting for its turn can give up (its context ended).
 type turns struct {
 	mu    sync.Mutex
-	busy  bool            // a Write has the turn
-	queue []chan struct{} // Writes waiting; closed when the turn is theirs
+	busy  bool     // a Write has the turn
+	queue []waiter // Writes waiting, in arrival order
+}
+
+// waiter is a Write waiting for its turn.
+type waiter struct {
+	turn  chan struct{} // closed when the turn is its
+	short bool          // it may join the open group
 }
 
 // take waits for the turn. When ctx ends first it returns ctx's error; if
 // the turn was handed over meanwhile it is passed on, since the Write that
 // handed it may be waiting for someone to commit its group.
-func (s *Store) takeTurn(ctx context.Context) error {
+func (s *Store) takeTurn(ctx context.Context, short bool) error {
 	t := &s.turns
 	t.mu.Lock()
 	if !t.busy {
@@ -50,7 +65,7 @@ func (s *Store) takeTurn(ctx context.Context) error {
 		return nil
 	}
 	mine := make(chan struct{})
-	t.queue = append(t.queue, mine)
+	t.queue = append(t.queue, waiter{turn: mine, short: short})
 	t.mu.Unlock()
 	select {
 	case <-mine:
@@ -58,8 +73,8 @@ func (s *Store) takeTurn(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	t.mu.Lock()
-	for i, c := range t.queue {
-		if c == mine {
+	for i, w := range t.queue {
+		if w.turn == mine {
 			t.queue = append(t.queue[:i], t.queue[i+1:]...)
 			t.mu.Unlock()
 			return fail("begin transaction", ctx.Err())
@@ -85,15 +100,19 @@ func (s *Store) passTurn() {
 	}
 	next := t.queue[0]
 	t.queue = t.queue[1:]
-	close(next)
+	close(next.turn)
 }
 
-// Write runs fn in one write transaction (shared with concurrent Writes,
-// see above). Writes are serialised: fn must not call Write again (it
-// would wait for itself). Reads through the Store (not the Tx) inside fn do
-// not see fn's uncommitted changes.
-func (s *Store) Write(ctx context.Context, fn func(plinth.Tx) error) (err error) {
-	if err := s.takeTurn(ctx); err != nil {
+// Write runs fn in one write transaction (shared with concurrent short
+// Writes when ctx is marked plinth.ShortWrite, see above). Writes are
+// serialised: fn must not call Write again (it would wait for itself).
+// Reads through the Store (not the Tx) inside fn do not see fn's
+// uncommitted changes.
+func (s *Store) Write(ctx context.Context, fn func(plinth.Tx) error) error {
+	if !plinth.IsShortWrite(ctx) {
+		return s.writeAlone(ctx, fn)
+	}
+	if err := s.takeTurn(ctx, true); err != nil {
 		return err
 	}
 	g, err := s.openGroup(ctx)
@@ -114,6 +133,37 @@ func (s *Store) Write(ctx context.Context, fn func(plinth.Tx) error) (err error)
 	}
 	g.size++
 	return s.endTurn(g, true)
+}
+
+// writeAlone runs fn in a transaction of its own, with the plain Tx (its
+// statements are interrupted when ctx ends: that rolls back only fn's own
+// work).
+func (s *Store) writeAlone(ctx context.Context, fn func(plinth.Tx) error) error {
+	if err := s.takeTurn(ctx, false); err != nil {
+		return err
+	}
+	defer s.passTurn()
+	if g := s.open; g != nil { // not expected: the turn passes with a group open only to short Writes
+		s.closeGroup(g)
+	}
+	x, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = x.tx.Rollback()
+			panic(p)
+		}
+	}()
+	if err := fn(x); err != nil {
+		_ = x.tx.Rollback()
+		return err // unchanged, so callers can compare it
+	}
+	if err := x.tx.Commit(); err != nil {
+		return fail("commit", err)
+	}
+	return nil
 }
 
 // openGroup returns the open group, beginning one when there is none. Only
@@ -181,17 +231,17 @@ func (s *Store) failGroup(g *group, cause error) {
 	g.err = fail("commit", fmt.Errorf("the transaction this write shared with %d others was rolled back: %w", g.size, cause))
 }
 
-// endTurn ends a Write's turn. While other Writes wait and the group has
-// room, it hands them the turn with the group still open and, if this
-// write is in it, waits for the commit; otherwise it commits (or, with no
-// write in it, rolls back) the group itself.
+// endTurn ends a Write's turn. While a short Write waits next and the
+// group has room, it hands it the turn with the group still open and, if
+// this write is in it, waits for the commit; otherwise it commits (or,
+// with no write in it, rolls back) the group itself.
 func (s *Store) endTurn(g *group, member bool) error {
 	t := &s.turns
 	t.mu.Lock()
-	if g.err == nil && len(t.queue) > 0 && g.size < maxGroup {
+	if g.err == nil && len(t.queue) > 0 && t.queue[0].short && g.size < maxGroup {
 		next := t.queue[0]
 		t.queue = t.queue[1:]
-		close(next)
+		close(next.turn)
 		t.mu.Unlock()
 		if !member {
 			return nil
@@ -200,6 +250,17 @@ func (s *Store) endTurn(g *group, member bool) error {
 		return g.err
 	}
 	t.mu.Unlock()
+	s.closeGroup(g)
+	s.passTurn()
+	if !member {
+		return nil
+	}
+	return g.err
+}
+
+// closeGroup commits the group (or, with no write in it, rolls it back)
+// and wakes its members. Only the Write holding the turn calls it.
+func (s *Store) closeGroup(g *group) {
 	s.open = nil
 	switch {
 	case g.err != nil:
@@ -211,9 +272,4 @@ func (s *Store) endTurn(g *group, member bool) error {
 		}
 	}
 	close(g.done)
-	s.passTurn()
-	if !member {
-		return nil
-	}
-	return g.err
 }
