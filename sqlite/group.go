@@ -53,7 +53,7 @@ type waiter struct {
 	short bool          // it may join the open group
 }
 
-// take waits for the turn. When ctx ends first it returns ctx's error; if
+// takeTurn waits for the turn. When ctx ends first it returns ctx's error; if
 // the turn was handed over meanwhile it is passed on, since the Write that
 // handed it may be waiting for someone to commit its group.
 func (s *Store) takeTurn(ctx context.Context, short bool) error {
