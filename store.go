@@ -65,6 +65,10 @@ type Store interface {
 	// reset what it gathers (returned records, audit records, events) when
 	// it starts. (The sqlite and postgres stores run fn once today and
 	// return such conflicts as errors.)
+	//
+	// When ctx is marked ShortWrite, the store may run fn in a transaction
+	// shared with other marked Writes and commit them together; fn is still
+	// all or nothing, and Write returns only once fn's changes committed.
 	Write(ctx context.Context, fn func(Tx) error) error
 	// BulkInsert is BulkLoad with ConflictFail: it adds new records
 	// (version 1), all of them or, on error, none.

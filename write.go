@@ -205,7 +205,9 @@ func current(ctx context.Context, tx Tx, e *Entity, id any, version int64) (Reco
 // reports the commit.
 func (w *Writer) run(ctx context.Context, e *Entity, op string, o Origin, change func(Tx) (Written, error)) (Written, error) {
 	var res Written
-	err := w.store.Write(ctx, func(tx Tx) error {
+	// The change, its event and audit record are a few statements with no
+	// wait outside the transaction: a store may commit it with others.
+	err := w.store.Write(ShortWrite(ctx), func(tx Tx) error {
 		var err error
 		res = Written{}
 		if res, err = change(tx); err != nil {
@@ -271,4 +273,24 @@ func (w *Writer) event(ctx context.Context, tx Tx, e *Entity, kind EventKind, be
 	}
 	entry.Trace = TraceParentFrom(ctx)
 	return true, tx.(EventTx).AppendEvent(ctx, entry)
+}
+
+// shortWriteKey marks a context whose Write is short (see ShortWrite).
+type shortWriteKey struct{}
+
+// ShortWrite marks ctx for Store.Write: the write's fn is short and never
+// waits on anything outside its transaction (the Writer's own creates,
+// updates, deletes and batches). A store may then let concurrent short
+// writes share one transaction and one commit (the sqlite store's group
+// commit, docs/store-contract.md); an unmarked Write, whose fn may wait on
+// something else while it holds the transaction open, always runs alone.
+// Stores that do not group ignore the mark.
+func ShortWrite(ctx context.Context) context.Context {
+	return context.WithValue(ctx, shortWriteKey{}, true)
+}
+
+// IsShortWrite reports whether ctx was marked by ShortWrite.
+func IsShortWrite(ctx context.Context) bool {
+	v, _ := ctx.Value(shortWriteKey{}).(bool)
+	return v
 }

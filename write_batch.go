@@ -25,7 +25,7 @@ type BatchChange struct {
 // applies fewer at a time.
 func (w *Writer) Apply(ctx context.Context, e *Entity, changes []BatchChange, o Origin, then func(Tx, []Written) error) ([]Written, error) {
 	var out []Written
-	err := w.store.Write(ctx, func(tx Tx) error {
+	err := w.store.Write(ShortWrite(ctx), func(tx Tx) error { // short: see run
 		out = out[:0] // a store may run fn again
 		for _, c := range changes {
 			res, op, err := w.applyOne(ctx, tx, e, c, o)

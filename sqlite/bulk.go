@@ -26,7 +26,7 @@ func (s *Store) BulkLoad(ctx context.Context, e *plinth.Entity, data []map[strin
 	}
 	use, dropped := plinth.DistinctKeys(e, data, opts.OnConflict)
 	var res plinth.BulkResult
-	err := s.Write(ctx, func(ptx plinth.Tx) error {
+	err := s.writeAlone(ctx, func(ptx plinth.Tx) error { // alone: never grouped (group.go)
 		x := ptx.(*tx)
 		res = plinth.BulkResult{Skipped: dropped}
 		for i, d := range data {

@@ -206,7 +206,7 @@ func (s *Store) Deletions(ctx context.Context, e *plinth.Entity, since plinth.Wa
 // moves the horizon past them.
 func (s *Store) PurgeTombstones(ctx context.Context, olderThan time.Time) (int64, error) {
 	var n int64
-	err := s.Write(ctx, func(ptx plinth.Tx) error {
+	err := s.writeAlone(ctx, func(ptx plinth.Tx) error { // alone: never grouped (group.go)
 		x := ptx.(*tx)
 		cut := formatStoredTime(olderThan)
 		var maxSeq int64

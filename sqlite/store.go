@@ -49,7 +49,12 @@ type Store struct {
 	// not have yet; begin prepares them on the writer while it is free.
 	missedMu sync.Mutex
 	missed   []string
-	tables   sync.Map // *plinth.Entity → *table
+
+	// Group commit (group.go): whose turn it is, and the open group
+	// (touched only by the Write holding the turn).
+	turns  turns
+	open   *group
+	tables sync.Map // *plinth.Entity → *table
 }
 
 var _ plinth.Store = (*Store)(nil)
@@ -124,30 +129,6 @@ func (s *Store) Close() error {
 	s.wstmts.close()
 	_, _ = s.write.Exec("PRAGMA optimize")
 	return errors.Join(s.read.Close(), s.write.Close())
-}
-
-// Write runs fn in one write transaction. Writes are serialised: fn must
-// not call Write again (it would wait for itself). Reads through the Store
-// (not the Tx) inside fn do not see fn's uncommitted changes.
-func (s *Store) Write(ctx context.Context, fn func(plinth.Tx) error) error {
-	x, err := s.begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			_ = x.tx.Rollback()
-			panic(p)
-		}
-	}()
-	if err := fn(x); err != nil {
-		_ = x.tx.Rollback()
-		return err // unchanged, so callers can compare it
-	}
-	if err := x.tx.Commit(); err != nil {
-		return fail("commit", err)
-	}
-	return nil
 }
 
 func (s *Store) begin(ctx context.Context) (*tx, error) {

@@ -134,6 +134,7 @@ func RunWith(t *testing.T, caps Capabilities, open func(t *testing.T) plinth.Sto
 		{"StaleAndMissingVersions", su.testVersions},
 		{"ConcurrentUpdatesOneWins", su.testConcurrentSameVersion},
 		{"ConcurrentIncrementsLoseNothing", su.testConcurrentIncrements},
+		{"ShortWritesStayAtomic", su.testShortWrites},
 		{"Filters", su.testFilters},
 		{"ContainsAndPrefixMatchMetacharactersLiterally", su.testMetacharacters},
 		{"KeyOrder", su.testKeyOrder},
@@ -802,6 +803,81 @@ func (su *suite) testConcurrentIncrements(t *testing.T) {
 		t.Errorf("after %d increments: age %v, version %d; want %d and %d", writers*each, got.Data["age"], got.Version, writers*each, writers*each+1)
 	}
 	t.Logf("%d version conflicts retried", conflicts.Load())
+}
+
+// testShortWrites: concurrent Writes marked plinth.ShortWrite (which a
+// store may commit together, sqlite's group commit) are each still atomic
+// and isolated: each inserts a person and increments a shared counter,
+// every fourth then fails; the counter and the people hold exactly the
+// writes that succeeded.
+func (su *suite) testShortWrites(t *testing.T) {
+	s := su.open(t)
+	e := su.people
+	key := e.KeyOf(insert(t, s, e, map[string]any{"firstName": "Counter", "lastName": "Short", "age": 0}))
+	const writers = 16
+	refused := errors.New("refused")
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := plinth.ShortWrite(t.Context())
+			for {
+				err := s.Write(ctx, func(tx plinth.Tx) error {
+					data, err := e.Validate(map[string]any{"firstName": fmt.Sprint("W", i), "lastName": "Short"}, true)
+					if err != nil {
+						return err
+					}
+					if _, err := tx.Insert(ctx, e, data); err != nil {
+						return err
+					}
+					cur, err := tx.Get(ctx, e, key)
+					if err != nil {
+						return err
+					}
+					next := maps.Clone(cur.Data)
+					next["age"] = cur.Data["age"].(int64) + 1
+					if _, err := tx.Update(ctx, e, key, cur.Version, next); err != nil {
+						return err
+					}
+					if i%4 == 3 {
+						return refused
+					}
+					return nil
+				})
+				switch {
+				case errors.Is(err, plinth.ErrVersionConflict):
+					continue // another writer got in between; try again
+				case i%4 == 3 && err != refused:
+					t.Errorf("writer %d: %v, want its own error", i, err)
+				case i%4 != 3 && err != nil:
+					t.Errorf("writer %d: %v", i, err)
+				}
+				return
+			}
+		}()
+	}
+	wg.Wait()
+	want := writers - writers/4
+	if got := get(t, s, e, key); got.Data["age"] != int64(want) || got.Version != int64(want+1) {
+		t.Errorf("counter: age %v, version %d; want %d and %d", got.Data["age"], got.Version, want, want+1)
+	}
+	var names []string
+	for _, r := range listAll(t, s, e, url.Values{"last_name": {"Short"}}, 50) {
+		if n := r.Data["firstName"].(string); n != "Counter" {
+			names = append(names, n)
+		}
+	}
+	if len(names) != want {
+		t.Errorf("people of the writes: %v, want the %d that succeeded", names, want)
+	}
+	for _, n := range names {
+		var i int
+		fmt.Sscanf(n, "W%d", &i)
+		if i%4 == 3 {
+			t.Errorf("%s was stored by a write that failed", n)
+		}
+	}
 }
 
 // filterPeople are the records the filter tests search, in insertion (and
