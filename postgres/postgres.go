@@ -143,8 +143,9 @@ func (s *Store) read(ctx context.Context, what string, fn func() error) error {
 func (s *Store) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Record, error) {
 	t := s.layout(e)
 	var r plinth.Record
+	nested := plinth.NestedJSONWanted(ctx)
 	err := s.read(ctx, "get "+t.label, func() (err error) {
-		r, err = t.get(ctx, s.pool, id, false)
+		r, err = t.get(ctx, s.pool, id, false, nested)
 		return err
 	})
 	return r, err
@@ -156,7 +157,9 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-func (t *table) get(ctx context.Context, q querier, id any, lock bool) (plinth.Record, error) {
+// get reads one record; nested asks for object and array fields as
+// JSONText (plinth.WithNestedJSON).
+func (t *table) get(ctx context.Context, q querier, id any, lock, nested bool) (plinth.Record, error) {
 	k, ok := t.keyParam(id)
 	if !ok {
 		return plinth.Record{}, fmt.Errorf("%s %s: %w", t.e.Name, plinth.KeyString(id), plinth.ErrNotFound)
@@ -165,7 +168,7 @@ func (t *table) get(ctx context.Context, q querier, id any, lock bool) (plinth.R
 	if lock {
 		sql += " FOR UPDATE"
 	}
-	r, err := t.scanner(false).record(q.QueryRow(ctx, sql, k))
+	r, err := t.scanner(nested).record(q.QueryRow(ctx, sql, k))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return plinth.Record{}, fmt.Errorf("%s %s: %w", t.e.Name, plinth.KeyString(id), plinth.ErrNotFound)
 	}
@@ -390,7 +393,7 @@ type tx struct {
 
 func (x *tx) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Record, error) {
 	t := x.s.layout(e)
-	r, err := t.get(ctx, x.tx, id, true)
+	r, err := t.get(ctx, x.tx, id, true, false)
 	return r, x.s.wrap("get "+t.label, err)
 }
 
