@@ -12,7 +12,9 @@ import (
 // TestGetNestedJSON: asked through the context (plinth.WithNestedJSON, as
 // the view route asks), Get gives object and array fields as JSON text,
 // which the API writes out exactly as it writes the decoded record; a
-// transaction's Get, which writes work on, still decodes them.
+// transaction's Get, which writes work on, still decodes them. Get decodes
+// the row from its binary form (rawGets), into exactly the record the
+// transaction's Get reads through pgx's scan plans.
 func TestGetNestedJSON(t *testing.T) {
 	ds := loadDomains(t)
 	s, _ := openStore(t, ds)
@@ -34,6 +36,7 @@ func TestGetNestedJSON(t *testing.T) {
 		t.Fatalf("%d records, want %d", len(page.Records), len(docs))
 	}
 	texts := 0
+	before := rawGets.Load()
 	for _, r := range page.Records {
 		id := e.KeyOf(r)
 		decoded, err := s.Get(ctx, e, id)
@@ -70,8 +73,29 @@ func TestGetNestedJSON(t *testing.T) {
 				t.Errorf("%s: a transaction's Get gave JSON text", name)
 			}
 		}
+		if a, b := e.MarshalRecord(decoded), e.MarshalRecord(inTx); !bytes.Equal(a, b) {
+			t.Errorf("Get reads\n%s\na transaction's Get reads\n%s", a, b)
+		}
+		if decoded.Version != inTx.Version || !decoded.CreatedAt.Equal(inTx.CreatedAt) || !decoded.UpdatedAt.Equal(inTx.UpdatedAt) {
+			t.Errorf("Get reads version %d, %v, %v; the transaction's Get %d, %v, %v", decoded.Version, decoded.CreatedAt, decoded.UpdatedAt, inTx.Version, inTx.CreatedAt, inTx.UpdatedAt)
+		}
+	}
+	if got := rawGets.Load() - before; got != 2*int64(len(docs)) {
+		t.Errorf("%d of %d Gets decoded the binary form of their row", got, 2*len(docs))
 	}
 	if texts == 0 {
 		t.Error("Get with WithNestedJSON gave no field as JSON text")
+	}
+}
+
+// A Get of a key with no row is ErrNotFound on the binary path too.
+func TestGetMissingIsNotFound(t *testing.T) {
+	ds := loadDomains(t)
+	s, _ := openStore(t, ds)
+	e := entity(t, ds, "residents")
+	for _, ctx := range []context.Context{context.Background(), plinth.WithNestedJSON(context.Background())} {
+		if _, err := s.Get(ctx, e, int64(987654)); !errors.Is(err, plinth.ErrNotFound) {
+			t.Errorf("Get of a missing key: %v, want ErrNotFound", err)
+		}
 	}
 }
