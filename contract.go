@@ -8,6 +8,27 @@ import (
 	"time"
 )
 
+// nestedJSONKey marks a context made by WithNestedJSON.
+type nestedJSONKey struct{}
+
+// WithNestedJSON returns ctx asking Store.Get for object and array fields
+// as JSONText, as ScanQuery.NestedJSON does for lists and scans: for
+// callers that only write the record out as the API's JSON (the view
+// route), which then skip decoding the nested values and encoding them
+// again. It is a context value rather than a parameter so that it passes
+// through the stores that wrap others (storemux, otel); a store may ignore
+// it, since Entity.MarshalRecord writes either form the same. Tx.Get does
+// not look at it: a write works on decoded values.
+func WithNestedJSON(ctx context.Context) context.Context {
+	return context.WithValue(ctx, nestedJSONKey{}, true)
+}
+
+// NestedJSONWanted reports whether ctx came from WithNestedJSON.
+func NestedJSONWanted(ctx context.Context) bool {
+	v, _ := ctx.Value(nestedJSONKey{}).(bool)
+	return v
+}
+
 // ScanQuery selects the records Store.Scan reads.
 type ScanQuery struct {
 	// Conditions are the list filters (see Entity.ParseQuery), ANDed.

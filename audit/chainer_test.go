@@ -157,3 +157,67 @@ func TestChainerRecoversFromAMovedHead(t *testing.T) {
 		t.Fatalf("verify: %+v %v", rep, rep.Broken)
 	}
 }
+
+// countingStore counts the chainer's reads of the audit log.
+type countingStore struct {
+	plinth.AuditStore
+	mu    sync.Mutex
+	reads int
+}
+
+func (s *countingStore) UnchainedAudit(ctx context.Context, limit int) ([]plinth.AuditRecord, error) {
+	s.mu.Lock()
+	s.reads++
+	s.mu.Unlock()
+	return s.AuditStore.UnchainedAudit(ctx, limit)
+}
+
+func (s *countingStore) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reads
+}
+
+// Under steady writes the chainer gathers the Auditor's notifications of
+// Linger into one batch instead of reading the log and chaining after
+// every group commit; the records are all chained all the same.
+func TestChainerLingerGathersGroupCommits(t *testing.T) {
+	sq, _ := openStore(t)
+	st := &countingStore{AuditStore: sq}
+	const linger = 200 * time.Millisecond
+	c := NewChainer(st, ChainerConfig{Holder: "a", Poll: time.Hour, Linger: linger, Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	a := New(st, Config{Environment: plinth.EnvProduction, FailClosed: true, Appended: c.Notify})
+	defer a.Close()
+	plinthtest.Eventually(t, 0, func() bool { return c.Status().Active }, "the chainer is not active")
+
+	before := st.count()
+	start := time.Now()
+	const n = 30
+	for i := range n {
+		if _, err := a.Record(context.Background(), sample(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allChained(t, st, 5*time.Second)
+	elapsed := time.Since(start)
+	reads := st.count() - before
+	// One batch at once, then at most one per Linger; without Linger
+	// every one of the n commits starts a batch of its own.
+	if most := 2 + int(elapsed/linger); reads > most || reads >= n {
+		t.Errorf("%d reads of the audit log for %d records in %v, want at most %d (Linger %v)", reads, n, elapsed, most, linger)
+	}
+	if rep := verify(t, st); rep.Broken != nil || rep.Records != n || rep.Unchained != 0 {
+		t.Fatalf("verify: %+v", rep)
+	}
+}
+
+func TestChainerLingerDefault(t *testing.T) {
+	sq, _ := openStore(t)
+	if got := (ChainerConfig{}).withDefaults(sq).Linger; got != defaultChainLinger || got <= 0 {
+		t.Errorf("default Linger %v", got)
+	}
+}

@@ -67,7 +67,8 @@ func (h *entityHandler) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	returned(r.Context(), plinth.KeyString(id))
-	rec, err := h.s.store.Get(r.Context(), h.e, id)
+	// The record is only written out: nested values may stay JSON text.
+	rec, err := h.s.store.Get(plinth.WithNestedJSON(r.Context()), h.e, id)
 	if err != nil {
 		h.s.writeError(w, r, err)
 		return

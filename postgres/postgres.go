@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -143,8 +144,9 @@ func (s *Store) read(ctx context.Context, what string, fn func() error) error {
 func (s *Store) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Record, error) {
 	t := s.layout(e)
 	var r plinth.Record
+	nested := plinth.NestedJSONWanted(ctx)
 	err := s.read(ctx, "get "+t.label, func() (err error) {
-		r, err = t.get(ctx, s.pool, id, false)
+		r, err = t.get(ctx, s.pool, id, false, nested)
 		return err
 	})
 	return r, err
@@ -156,7 +158,9 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-func (t *table) get(ctx context.Context, q querier, id any, lock bool) (plinth.Record, error) {
+// get reads one record; nested asks for object and array fields as
+// JSONText (plinth.WithNestedJSON).
+func (t *table) get(ctx context.Context, q querier, id any, lock, nested bool) (plinth.Record, error) {
 	k, ok := t.keyParam(id)
 	if !ok {
 		return plinth.Record{}, fmt.Errorf("%s %s: %w", t.e.Name, plinth.KeyString(id), plinth.ErrNotFound)
@@ -165,11 +169,57 @@ func (t *table) get(ctx context.Context, q querier, id any, lock bool) (plinth.R
 	if lock {
 		sql += " FOR UPDATE"
 	}
-	r, err := t.scanner(false).record(q.QueryRow(ctx, sql, k))
+	var r plinth.Record
+	var err error
+	if lock {
+		r, err = t.scanner(nested).record(q.QueryRow(ctx, sql, k))
+	} else {
+		r, err = t.readOne(ctx, q, sql, k, nested)
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return plinth.Record{}, fmt.Errorf("%s %s: %w", t.e.Name, plinth.KeyString(id), plinth.ErrNotFound)
 	}
 	return r, err
+}
+
+// rawGets counts the Gets decoded from the binary wire form, so a test
+// can tell that the fast path is taken.
+var rawGets atomic.Int64
+
+// readOne reads the row of sql (a select list of t) as a record, decoded
+// from its binary wire form as lists and scans are (rawRecord) when the
+// columns allow, through pgx's scan plans otherwise; pgx.ErrNoRows when
+// there is none. The view route reads one row per request, and pgx's
+// general per-column plans cost it more than the decoding itself.
+func (t *table) readOne(ctx context.Context, q querier, sql string, k any, nested bool) (plinth.Record, error) {
+	rows, err := q.Query(ctx, sql, k)
+	if err != nil {
+		return plinth.Record{}, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return plinth.Record{}, err
+		}
+		return plinth.Record{}, pgx.ErrNoRows
+	}
+	sc := t.scanner(nested)
+	raw := sc.rawDecodable(rows.FieldDescriptions())
+	if raw {
+		rawGets.Add(1)
+	}
+	r, err := sc.decode(rows, raw)
+	if err != nil {
+		return plinth.Record{}, err
+	}
+	// The row is decoded into memory of its own (rawRecord copies): the
+	// rows can be closed, and an error after the row (the statement
+	// failing late) must not be lost.
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return plinth.Record{}, err
+	}
+	return r, nil
 }
 
 // List returns a page of records in key order.
@@ -390,7 +440,7 @@ type tx struct {
 
 func (x *tx) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Record, error) {
 	t := x.s.layout(e)
-	r, err := t.get(ctx, x.tx, id, true)
+	r, err := t.get(ctx, x.tx, id, true, false)
 	return r, x.s.wrap("get "+t.label, err)
 }
 

@@ -33,3 +33,30 @@ func setMemoryLimit(cfg Config, getenv func(string) string) {
 		debug.SetMemoryLimit(n)
 	}
 }
+
+// serveGCPercent is the garbage collector's GOGC serve runs at, under a
+// soft memory limit. At Go's default (100) serve's reads keep only a few
+// MiB live, so the collector ran some 13 times a second under load and
+// took about a sixth of serve's CPU on lists; at 400 a list request costs
+// a fifth to a quarter less CPU (BENCHMARKS.md, "Reads on PostgreSQL: CPU
+// per request"), and the soft limit still bounds the heap when much is
+// live (writes), as it did before.
+const serveGCPercent = 400
+
+// gcPercent is the GOGC serve sets, and whether it sets one: none when
+// GOGC is set (the runtime has applied it) or when no soft memory limit
+// is in effect (limit is the runtime's, math.MaxInt64 for none): without
+// the limit the raised GOGC would let a large live heap grow fivefold.
+func gcPercent(getenv func(string) string, limit int64) (int, bool) {
+	if getenv("GOGC") != "" || limit == math.MaxInt64 {
+		return 0, false
+	}
+	return serveGCPercent, true
+}
+
+// setGCPercent applies gcPercent to the runtime; after setMemoryLimit.
+func setGCPercent(getenv func(string) string) {
+	if p, ok := gcPercent(getenv, debug.SetMemoryLimit(-1)); ok {
+		debug.SetGCPercent(p)
+	}
+}

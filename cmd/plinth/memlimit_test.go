@@ -58,3 +58,35 @@ func TestMemoryLimit(t *testing.T) {
 		t.Error("a negative memory limit was accepted")
 	}
 }
+
+// serve raises GOGC only under a soft memory limit and only when GOGC is
+// not set.
+func TestGCPercent(t *testing.T) {
+	env := func(gogc string) func(string) string {
+		return func(k string) string {
+			if k == "GOGC" {
+				return gogc
+			}
+			return ""
+		}
+	}
+	for _, c := range []struct {
+		gogc  string
+		limit int64
+		want  int
+		ok    bool
+	}{
+		{"", 64 << 20, serveGCPercent, true},
+		{"", math.MaxInt64, 0, false}, // no limit: a large live heap would grow fivefold
+		{"150", 64 << 20, 0, false},   // GOGC wins
+		{"off", 64 << 20, 0, false},
+	} {
+		got, ok := gcPercent(env(c.gogc), c.limit)
+		if got != c.want || ok != c.ok {
+			t.Errorf("GOGC %q, limit %d: %d, %v; want %d, %v", c.gogc, c.limit, got, ok, c.want, c.ok)
+		}
+	}
+	if serveGCPercent <= 100 {
+		t.Errorf("serveGCPercent %d is not above Go's default", serveGCPercent)
+	}
+}

@@ -51,6 +51,7 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	ctx = withEnvironment(ctx, cfg.Environment)
 	logger := newLogger(cfg.LogLevel)
 	setMemoryLimit(cfg, os.Getenv)
+	setGCPercent(os.Getenv)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w (choose another address with --listen)", cfg.Listen, err)
