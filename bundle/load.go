@@ -353,13 +353,20 @@ func loadEntity(ctx context.Context, st plinth.Store, dir string, p planned, bat
 			}
 		}()
 	}
-	// One goroutine reads and validates batches while the store writes the
-	// previous one.
+	// One goroutine reads batches, every core decodes and validates them,
+	// and the store writes them in order while the next ones are decoded.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	batches := make(chan decoded, 2)
+	batches := make(chan *decoded, runtime.GOMAXPROCS(0)+1)
 	go decodeBatches(ctx, dir, p, from, batch, batches)
+	// A batch goes in with ConflictFail, which copies straight into the
+	// table, until a key turns out to be stored already (a load into a
+	// store holding some of the bundle's records); that batch, rolled back
+	// whole, and the rest go in with ConflictSkip, which merges through a
+	// staging table (about twice the work for the server).
+	policy := plinth.ConflictFail
 	for b := range batches {
+		<-b.done
 		if b.err != nil {
 			return res, b.err
 		}
@@ -370,8 +377,12 @@ func loadEntity(ctx context.Context, st plinth.Store, dir string, p planned, bat
 			break
 		}
 		pos, _ := json.Marshal(loadPosition{File: p.em.File, SHA256: p.em.SHA256, Line: b.last})
-		br, err := st.BulkLoad(ctx, p.e, b.data, plinth.BulkOptions{OnConflict: plinth.ConflictSkip,
-			Checkpoint: plinth.Checkpoint{Name: name, Value: pos}, Metadata: b.meta})
+		bo := plinth.BulkOptions{OnConflict: policy, Checkpoint: plinth.Checkpoint{Name: name, Value: pos}, Metadata: b.meta}
+		br, err := st.BulkLoad(ctx, p.e, b.data, bo)
+		if err != nil && policy == plinth.ConflictFail && errors.Is(err, plinth.ErrConflict) {
+			policy, bo.OnConflict = plinth.ConflictSkip, plinth.ConflictSkip
+			br, err = st.BulkLoad(ctx, p.e, b.data, bo)
+		}
 		if err != nil {
 			return res, fmt.Errorf("loading %s up to line %d: %w", p.em.File, b.last, err)
 		}
@@ -395,62 +406,107 @@ func loadEntity(ctx context.Context, st plinth.Store, dir string, p planned, bat
 }
 
 // decoded is a batch of records read from a bundle file, up to line last;
-// end marks the last batch.
+// end marks the last batch. Its lines are held in text until a decoder
+// fills in data and meta (or err) and closes done.
 type decoded struct {
-	data []map[string]any
-	meta []plinth.RecordMeta
-	last int64
-	end  bool
-	err  error
+	first int64  // line number of the batch's first line
+	text  []byte // the lines, one after the other
+	ends  []int  // where each line ends in text
+	data  []map[string]any
+	meta  []plinth.RecordMeta
+	last  int64
+	end   bool
+	err   error
+	done  chan struct{}
+}
+
+// decode validates the batch's lines; it stops at the first bad one.
+func (b *decoded) decode(p planned) {
+	defer close(b.done)
+	b.data = make([]map[string]any, 0, len(b.ends))
+	b.meta = make([]plinth.RecordMeta, 0, len(b.ends))
+	start := 0
+	for i, end := range b.ends {
+		rec, err := decodeRecord(p.e, p.em.File, b.first+int64(i), b.text[start:end])
+		if err != nil {
+			b.err = err
+			return
+		}
+		start = end
+		b.meta = append(b.meta, plinth.RecordMeta{Version: rec.Version, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt})
+		b.data = append(b.data, rec.Data)
+	}
+	b.text, b.ends = nil, nil
 }
 
 // decodeBatches reads the lines of an entity's file after line from and
-// sends them as batches of canonical records; the last batch has end set
-// (and may be empty). It stops on the first error, which it sends, or when
-// ctx is done.
-func decodeBatches(ctx context.Context, dir string, p planned, from int64, batch int, out chan<- decoded) {
+// sends them, in order, as batches that one of GOMAXPROCS decoders turns
+// into canonical records (a receiver waits for each batch's done); the
+// last batch has end set (and may be empty). A read error is sent as a
+// batch of its own, after which it stops, as it does when ctx is done.
+func decodeBatches(ctx context.Context, dir string, p planned, from int64, batch int, out chan<- *decoded) {
 	defer close(out)
-	send := func(d decoded) bool {
+	work := make(chan *decoded)
+	defer close(work)
+	for range runtime.GOMAXPROCS(0) {
+		go func() {
+			for b := range work {
+				b.decode(p)
+			}
+		}()
+	}
+	// send hands b to a decoder and to the receiver, in that order, so
+	// that the receiver sees the batches in the order they were read.
+	send := func(b *decoded) bool {
+		b.done = make(chan struct{})
 		select {
-		case out <- d:
+		case work <- b:
+		case <-ctx.Done():
+			return false
+		}
+		select {
+		case out <- b:
 			return true
 		case <-ctx.Done():
 			return false
 		}
 	}
+	failed := func(err error) {
+		b := &decoded{err: err, done: make(chan struct{})}
+		close(b.done)
+		select {
+		case out <- b:
+		case <-ctx.Done():
+		}
+	}
 	r, err := openLines(dir, p.em.File)
 	if err != nil {
-		send(decoded{err: fmt.Errorf("bundle %s: %w", dir, err)})
+		failed(fmt.Errorf("bundle %s: %w", dir, err))
 		return
 	}
 	defer r.Close()
-	data := make([]map[string]any, 0, batch)
-	meta := make([]plinth.RecordMeta, 0, batch)
+	b := &decoded{first: from + 1, ends: make([]int, 0, batch)}
 	for {
 		line, err := r.next()
 		if err == io.EOF {
-			send(decoded{data: data, meta: meta, last: r.line, end: true})
+			b.last, b.end = r.line, true
+			send(b)
 			return
 		}
 		if err != nil {
-			send(decoded{err: fmt.Errorf("bundle %s: %s line %d: %w", dir, p.em.File, r.line+1, err)})
+			failed(fmt.Errorf("bundle %s: %s line %d: %w", dir, p.em.File, r.line+1, err))
 			return
 		}
 		if r.line <= from {
 			continue
 		}
-		rec, err := decodeRecord(p.e, p.em.File, r.line, line)
-		if err != nil {
-			send(decoded{err: err})
-			return
-		}
-		meta = append(meta, plinth.RecordMeta{Version: rec.Version, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt})
-		if data = append(data, rec.Data); len(data) == batch {
-			if !send(decoded{data: data, meta: meta, last: r.line}) {
+		b.text = append(b.text, line...)
+		if b.ends = append(b.ends, len(b.text)); len(b.ends) == batch {
+			b.last = r.line
+			if !send(b) {
 				return
 			}
-			data = make([]map[string]any, 0, batch)
-			meta = make([]plinth.RecordMeta, 0, batch)
+			b = &decoded{first: r.line + 1, text: make([]byte, 0, len(b.text)), ends: make([]int, 0, batch)}
 		}
 	}
 }

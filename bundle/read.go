@@ -3,7 +3,6 @@ package bundle
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -16,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/plinth-data/plinth"
 )
@@ -119,7 +120,8 @@ func (e *RecordError) Error() string {
 	return fmt.Sprintf("%s: %s", where, e.Detail)
 }
 
-// lineReader reads the lines of a bundle file.
+// lineReader reads the lines of a bundle file. It inflates with
+// klauspost/compress, which takes about half the CPU of compress/gzip.
 type lineReader struct {
 	f    *os.File
 	gz   *gzip.Reader
