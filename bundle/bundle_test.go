@@ -585,7 +585,8 @@ func TestBundleInvalidRecordRefused(t *testing.T) {
 		many[2099]["dateOfBirth"] = "not a date"
 		many[1499]["dateOfBirth"] = "1990-02-30"
 		dst := sqliteStore(t, ds)
-		_, err := Load(ctx, dst, ds, writeBundle(t, e, plinth.ClassDummy, many...), LoadOptions{Environment: plinth.EnvDevelopment})
+		// Batches of 100: fourteen good ones come before the bad line.
+		_, err := Load(ctx, dst, ds, writeBundle(t, e, plinth.ClassDummy, many...), LoadOptions{Environment: plinth.EnvDevelopment, Batch: 100})
 		if err == nil || !strings.Contains(err.Error(), "line 1500 (resident): field dateOfBirth must be a date") {
 			t.Fatalf("got %v", err)
 		}
@@ -599,6 +600,56 @@ func TestBundleInvalidRecordRefused(t *testing.T) {
 	if n, _ := dst.Count(ctx, e); n != 5 {
 		t.Fatalf("%d loaded", n)
 	}
+}
+
+// TestBundleDuplicateKeysSkipped loads a bundle that holds a key twice,
+// in one batch and across two: Load copies batches straight in until a key
+// is found stored, then merges; the first record of a key stays, the
+// later ones are counted as skipped, on both stores.
+func TestBundleDuplicateKeysSkipped(t *testing.T) {
+	ctx := context.Background()
+	ds := plinthtest.Domains(t)
+	e := plinthtest.Entity(t, ds, "residents")
+	recs := datasafety.NewGenerator(3).Records(e, 10)
+	for i, r := range recs {
+		r[e.Key.Name] = int64(500 + i)
+	}
+	recs[2][e.Key.Name] = int64(500) // in the first batch of four, with line 1
+	recs[6][e.Key.Name] = int64(501) // in the second, with line 2 of the first
+	dir := writeBundle(t, e, plinth.ClassDummy, recs...)
+	check := func(t *testing.T, dst plinth.Store) {
+		res, err := Load(ctx, dst, ds, dir, LoadOptions{Environment: plinth.EnvDevelopment, Batch: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if er := res.Entities[0]; er.Inserted != 8 || er.Skipped != 2 {
+			t.Fatalf("%+v, want 8 inserted and 2 skipped", er)
+		}
+		got := scanAll(t, dst, e)
+		if len(got) != 8 {
+			t.Fatalf("%d stored, want 8", len(got))
+		}
+		for _, r := range got {
+			if k := r.Data[e.Key.Name]; k == int64(500) || k == int64(501) {
+				want := recs[k.(int64)-500]
+				if r.Data["firstName"] != want["firstName"] || r.Data["lastName"] != want["lastName"] {
+					t.Fatalf("key %v holds %v %v, want the first record's %v %v", k, r.Data["firstName"], r.Data["lastName"], want["firstName"], want["lastName"])
+				}
+			}
+		}
+	}
+	t.Run("sqlite", func(t *testing.T) { check(t, sqliteStore(t, ds)) })
+	t.Run("postgres", func(t *testing.T) {
+		pg, err := postgres.Open(ctx, pgtest.Database(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pg.Close()
+		if err := pg.Prepare(ctx, ds); err != nil {
+			t.Fatal(err)
+		}
+		check(t, pg)
+	})
 }
 
 func TestBundleSpecChangeRefused(t *testing.T) {
