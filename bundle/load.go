@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,8 +112,13 @@ func Load(ctx context.Context, st plinth.Store, ds []*plinth.Domain, dir string,
 			return nil, err
 		}
 	}
-	for _, p := range plan {
-		if err := checkRecords(ctx, dir, p, opts.Meter); err != nil {
+	batch := opts.Batch
+	if batch <= 0 {
+		batch = DefaultBatch
+	}
+	checked := make([]checkedBatches, len(plan))
+	for i, p := range plan {
+		if checked[i], err = checkRecords(ctx, dir, p, batch, opts.Meter); err != nil {
 			return nil, err
 		}
 	}
@@ -124,12 +130,8 @@ func Load(ctx context.Context, st plinth.Store, ds []*plinth.Domain, dir string,
 		return nil, err
 	}
 	res := &LoadResult{Manifest: m, Provenance: prov}
-	batch := opts.Batch
-	if batch <= 0 {
-		batch = DefaultBatch
-	}
-	for _, p := range plan {
-		er, err := loadEntity(ctx, st, dir, p, batch, opts)
+	for i, p := range plan {
+		er, err := loadEntity(ctx, st, dir, p, checked[i], batch, opts)
 		if err != nil {
 			return res, err
 		}
@@ -184,25 +186,32 @@ func domainNames(m *Manifest) []string {
 	return out
 }
 
+// checkedBatches are the batches of an entity's file that the check pass
+// found valid and exact (every line the API's JSON of its record), by the
+// line number of their first line: the SHA-256 of their lines, each
+// followed by a newline. The load pass decodes a batch whose lines have
+// the same hash without validating them again (decodeChecked); any other
+// batch (the file changed after all, or a resumed load that does not start
+// at a batch boundary) is validated as it is loaded.
+type checkedBatches map[int64][sha256.Size]byte
+
 // checkRecords validates every line of an entity's file, on every core,
-// and checks that the file holds as many records as the manifest says. It
-// reports the first bad line of the file, whichever worker found it.
-func checkRecords(ctx context.Context, dir string, p planned, meter MeterFunc) error {
+// in batches of batch lines, and checks that the file holds as many records
+// as the manifest says. It reports the first bad line of the file,
+// whichever worker found it.
+func checkRecords(ctx context.Context, dir string, p planned, batch int, meter MeterFunc) (checkedBatches, error) {
 	r, err := openLines(dir, p.em.File)
 	if err != nil {
-		return fmt.Errorf("bundle %s: %w", dir, err)
+		return nil, fmt.Errorf("bundle %s: %w", dir, err)
 	}
 	defer r.Close()
 	mt := meter.Start("checking "+p.em.File, p.em.Records)
 	defer mt.Stop()
-	type chunk struct {
-		first int64 // line number of lines[0]
-		lines [][]byte
-	}
-	chunks := make(chan chunk, runtime.GOMAXPROCS(0))
+	chunks := make(chan *decoded, runtime.GOMAXPROCS(0))
 	var (
 		mu       sync.Mutex
 		firstBad *RecordError
+		checked  = checkedBatches{}
 		wg       sync.WaitGroup
 	)
 	failed := func() bool { mu.Lock(); defer mu.Unlock(); return firstBad != nil }
@@ -211,26 +220,21 @@ func checkRecords(ctx context.Context, dir string, p planned, meter MeterFunc) e
 		go func() {
 			defer wg.Done()
 			for c := range chunks {
-				for i, line := range c.lines {
-					if _, err := decodeRecord(p.e, p.em.File, c.first+int64(i), line); err != nil {
-						re, ok := err.(*RecordError)
-						if !ok {
-							re = &RecordError{File: p.em.File, Entity: p.e.Name, Line: c.first + int64(i), Detail: err.Error()}
-						}
-						mu.Lock()
-						if firstBad == nil || re.Line < firstBad.Line {
-							firstBad = re
-						}
-						mu.Unlock()
-						break
-					}
+				exact, re := c.check(p)
+				mu.Lock()
+				if re != nil && (firstBad == nil || re.Line < firstBad.Line) {
+					firstBad = re
 				}
+				if re == nil && exact {
+					checked[c.first] = sha256.Sum256(c.text)
+				}
+				mu.Unlock()
 			}
 		}()
 	}
 	readErr := func() error {
 		defer close(chunks)
-		c := chunk{first: 1}
+		c := &decoded{first: 1, ends: make([]int, 0, batch)}
 		for {
 			line, err := r.next()
 			if err == io.EOF {
@@ -239,8 +243,7 @@ func checkRecords(ctx context.Context, dir string, p planned, meter MeterFunc) e
 			if err != nil {
 				return fmt.Errorf("bundle %s: %s line %d: %w", dir, p.em.File, r.line+1, err)
 			}
-			c.lines = append(c.lines, slices.Clone(line))
-			if len(c.lines) == 1000 {
+			if c.add(line) == batch {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
@@ -248,26 +251,28 @@ func checkRecords(ctx context.Context, dir string, p planned, meter MeterFunc) e
 					return nil
 				}
 				chunks <- c
-				mt.Add(len(c.lines))
-				c = chunk{first: r.line + 1}
+				mt.Add(len(c.ends))
+				c = &decoded{first: r.line + 1, text: make([]byte, 0, len(c.text)), ends: make([]int, 0, batch)}
 			}
 		}
-		chunks <- c
-		mt.Add(len(c.lines))
+		if len(c.ends) > 0 {
+			chunks <- c
+			mt.Add(len(c.ends))
+		}
 		return nil
 	}()
 	wg.Wait()
 	if firstBad != nil {
-		return fmt.Errorf("refused, nothing was loaded: %w", firstBad)
+		return nil, fmt.Errorf("refused, nothing was loaded: %w", firstBad)
 	}
 	if readErr != nil {
-		return readErr
+		return nil, readErr
 	}
 	if r.line != p.em.Records {
-		return fmt.Errorf("bundle %s: %s holds %d records; the manifest says %d", dir, p.em.File, r.line, p.em.Records)
+		return nil, fmt.Errorf("bundle %s: %s holds %d records; the manifest says %d", dir, p.em.File, r.line, p.em.Records)
 	}
 	mt.Finish()
-	return nil
+	return checked, nil
 }
 
 // targetProvenance is the provenance to record in the target: the
@@ -319,7 +324,7 @@ func describe(m *Manifest) string {
 	return fmt.Sprintf("%s data (%s)", m.Class, s)
 }
 
-func loadEntity(ctx context.Context, st plinth.Store, dir string, p planned, batch int, opts LoadOptions) (res EntityResult, err error) {
+func loadEntity(ctx context.Context, st plinth.Store, dir string, p planned, checked checkedBatches, batch int, opts LoadOptions) (res EntityResult, err error) {
 	res = EntityResult{Domain: p.e.Domain.Name, Plural: p.e.Plural, Records: p.em.Records}
 	name := CheckpointName(p.e)
 	var from int64
@@ -358,7 +363,7 @@ func loadEntity(ctx context.Context, st plinth.Store, dir string, p planned, bat
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan *decoded, runtime.GOMAXPROCS(0)+1)
-	go decodeBatches(ctx, dir, p, from, batch, batches)
+	go decodeBatches(ctx, dir, p, checked, from, batch, batches)
 	// A batch goes in with ConflictFail, which copies straight into the
 	// table, until a key turns out to be stored already (a load into a
 	// store holding some of the bundle's records); that batch, rolled back
@@ -410,8 +415,8 @@ func loadEntity(ctx context.Context, st plinth.Store, dir string, p planned, bat
 // fills in data and meta (or err) and closes done.
 type decoded struct {
 	first int64  // line number of the batch's first line
-	text  []byte // the lines, one after the other
-	ends  []int  // where each line ends in text
+	text  []byte // the lines, each followed by a newline
+	ends  []int  // where each line ends in text (at its newline)
 	data  []map[string]any
 	meta  []plinth.RecordMeta
 	last  int64
@@ -420,19 +425,61 @@ type decoded struct {
 	done  chan struct{}
 }
 
-// decode validates the batch's lines; it stops at the first bad one.
-func (b *decoded) decode(p planned) {
+// add appends a line to the batch and returns how many it holds.
+func (b *decoded) add(line []byte) int {
+	b.text = append(append(b.text, line...), '\n')
+	b.ends = append(b.ends, len(b.text)-1)
+	return len(b.ends)
+}
+
+// line returns the batch's line i.
+func (b *decoded) line(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = b.ends[i-1] + 1
+	}
+	return b.text[start:b.ends[i]]
+}
+
+// check validates the batch's lines, stopping at the first bad one, and
+// reports whether every line is exact (see checkRecord).
+func (b *decoded) check(p planned) (exact bool, bad *RecordError) {
+	exact = true
+	for i := range b.ends {
+		_, ex, err := checkRecord(p.e, p.em.File, b.first+int64(i), b.line(i))
+		if err != nil {
+			re, ok := err.(*RecordError)
+			if !ok {
+				re = &RecordError{File: p.em.File, Entity: p.e.Name, Line: b.first + int64(i), Detail: err.Error()}
+			}
+			return false, re
+		}
+		exact = exact && ex
+	}
+	return exact, nil
+}
+
+// decode turns the batch's lines into records, stopping at the first bad
+// one: without validating them again when the check pass found these very
+// lines valid and exact, else as the check pass does.
+func (b *decoded) decode(p planned, rf *plinth.Field, checked checkedBatches) {
 	defer close(b.done)
 	b.data = make([]map[string]any, 0, len(b.ends))
 	b.meta = make([]plinth.RecordMeta, 0, len(b.ends))
-	start := 0
-	for i, end := range b.ends {
-		rec, err := decodeRecord(p.e, p.em.File, b.first+int64(i), b.text[start:end])
+	sum, found := checked[b.first]
+	trusted := found && sum == sha256.Sum256(b.text)
+	for i := range b.ends {
+		var rec plinth.Record
+		var err error
+		if trusted {
+			rec, err = decodeChecked(p.e, rf, p.em.File, b.first+int64(i), b.line(i))
+		} else {
+			rec, err = decodeRecord(p.e, p.em.File, b.first+int64(i), b.line(i))
+		}
 		if err != nil {
 			b.err = err
 			return
 		}
-		start = end
 		b.meta = append(b.meta, plinth.RecordMeta{Version: rec.Version, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt})
 		b.data = append(b.data, rec.Data)
 	}
@@ -444,14 +491,15 @@ func (b *decoded) decode(p planned) {
 // into canonical records (a receiver waits for each batch's done); the
 // last batch has end set (and may be empty). A read error is sent as a
 // batch of its own, after which it stops, as it does when ctx is done.
-func decodeBatches(ctx context.Context, dir string, p planned, from int64, batch int, out chan<- *decoded) {
+func decodeBatches(ctx context.Context, dir string, p planned, checked checkedBatches, from int64, batch int, out chan<- *decoded) {
 	defer close(out)
 	work := make(chan *decoded)
 	defer close(work)
+	rf := recordField(p.e)
 	for range runtime.GOMAXPROCS(0) {
 		go func() {
 			for b := range work {
-				b.decode(p)
+				b.decode(p, rf, checked)
 			}
 		}()
 	}
@@ -500,13 +548,13 @@ func decodeBatches(ctx context.Context, dir string, p planned, from int64, batch
 		if r.line <= from {
 			continue
 		}
-		b.text = append(b.text, line...)
-		if b.ends = append(b.ends, len(b.text)); len(b.ends) == batch {
+		if b.add(line) == batch {
 			b.last = r.line
+			size := len(b.text) // b is the decoder's once sent
 			if !send(b) {
 				return
 			}
-			b = &decoded{first: r.line + 1, text: make([]byte, 0, len(b.text)), ends: make([]int, 0, batch)}
+			b = &decoded{first: r.line + 1, text: make([]byte, 0, size), ends: make([]int, 0, batch)}
 		}
 	}
 }

@@ -170,6 +170,20 @@ var systemFields = plinth.SystemFields
 // must be valid and stored exactly as written (a value the store would
 // hold in another form is refused, not changed), and it must carry its key.
 func decodeRecord(e *plinth.Entity, file string, lineNo int64, line []byte) (plinth.Record, error) {
+	rec, _, err := checkRecord(e, file, lineNo, line)
+	return rec, err
+}
+
+// checkRecord is decodeRecord; exact reports that the line is byte for
+// byte the API's JSON of the record it returns (as every line export
+// writes is), which lets a later read of the same bytes decode them
+// without checking them again (decodeChecked).
+func checkRecord(e *plinth.Entity, file string, lineNo int64, line []byte) (rec plinth.Record, exact bool, err error) {
+	rec, err = validateLine(e, file, lineNo, line, &exact)
+	return rec, exact, err
+}
+
+func validateLine(e *plinth.Entity, file string, lineNo int64, line []byte, exact *bool) (plinth.Record, error) {
 	bad := func(field, format string, args ...any) error {
 		return &RecordError{File: file, Entity: e.Name, Line: lineNo, Field: field, Detail: fmt.Sprintf(format, args...)}
 	}
@@ -213,6 +227,7 @@ func decodeRecord(e *plinth.Entity, file string, lineNo int64, line []byte) (pli
 	// (as every line export writes is).
 	meta.Data = data
 	if bytes.Equal(e.MarshalRecord(meta), line) {
+		*exact = true
 		return meta, nil
 	}
 	// Otherwise compare field by field, ignoring member order, spacing and
@@ -263,4 +278,41 @@ func dropNulls(v any) any {
 		return out
 	}
 	return v
+}
+
+// recordField is a field whose nested fields are the entity's and the
+// system fields a line carries, to decode a line with DecodeStored.
+func recordField(e *plinth.Entity) *plinth.Field {
+	fields := slices.Clone(e.Fields)
+	for _, f := range []*plinth.Field{{Name: "version", Type: plinth.TypeInteger},
+		{Name: "createdAt", Type: plinth.TypeString}, {Name: "updatedAt", Type: plinth.TypeString}} {
+		if plinth.FieldByName(fields, f.Name) == nil {
+			fields = append(fields, f)
+		}
+	}
+	return &plinth.Field{Name: e.Name, Type: plinth.TypeObject, Fields: fields}
+}
+
+// decodeChecked decodes a line that checkRecord found valid and exact
+// (checked by its hash, see checkedBatches): the line is the API's JSON of
+// canonical data, so decoding it by the fields' types, as a store reads
+// back what it wrote (Field.DecodeStored), gives that data again without
+// the work of validating it. rf is recordField(e).
+func decodeChecked(e *plinth.Entity, rf *plinth.Field, file string, lineNo int64, line []byte) (plinth.Record, error) {
+	v, err := rf.DecodeStored(line)
+	doc, ok := v.(map[string]any)
+	if err != nil || !ok {
+		return plinth.Record{}, &RecordError{File: file, Entity: e.Name, Line: lineNo, Detail: fmt.Sprintf("changed since it was checked: %v", err)}
+	}
+	var rec plinth.Record
+	if n, ok := doc["version"].(int64); ok {
+		rec.Version = n
+	}
+	rec.CreatedAt = parseTime(doc["createdAt"])
+	rec.UpdatedAt = parseTime(doc["updatedAt"])
+	for _, name := range systemFields {
+		delete(doc, name)
+	}
+	rec.Data = doc
+	return rec, nil
 }
