@@ -704,7 +704,8 @@ func BenchmarkBundleDecodeRecord(b *testing.B) {
 
 // TestDecodeCheckedSameAsValidated decodes every line of a bundle of every
 // test domain's entities both ways: the load pass's decoding of a checked
-// line must give exactly the data and metadata that validating it gives.
+// line, and the check pass's cheaper way, must give exactly the data and
+// metadata that validating the generic decoding gives.
 func TestDecodeCheckedSameAsValidated(t *testing.T) {
 	ctx := context.Background()
 	src, ds := filled(t, 300)
@@ -716,7 +717,8 @@ func TestDecodeCheckedSameAsValidated(t *testing.T) {
 		for _, e := range d.Entities {
 			rf := recordField(e)
 			for i, line := range readLines(t, dir, FileName(e)) {
-				want, exact, err := checkRecord(e, "f", int64(i+1), []byte(line))
+				var exact bool
+				want, err := validateLine(e, "f", int64(i+1), []byte(line), &exact)
 				if err != nil || !exact {
 					t.Fatalf("%s line %d: exact %v, %v", e.Plural, i+1, exact, err)
 				}
@@ -726,6 +728,11 @@ func TestDecodeCheckedSameAsValidated(t *testing.T) {
 				}
 				if !reflect.DeepEqual(got, want) {
 					t.Fatalf("%s line %d:\nchecked   %#v\nvalidated %#v", e.Plural, i+1, got, want)
+				}
+				// The check pass's cheaper way gives the same, and finds
+				// the line exact too.
+				if got, fast, err := checkRecord(e, rf, "f", int64(i+1), []byte(line)); err != nil || !fast || !reflect.DeepEqual(got, want) {
+					t.Fatalf("%s line %d: checkRecord gave %#v, exact %v, %v;\nvalidated %#v", e.Plural, i+1, got, fast, err, want)
 				}
 			}
 		}

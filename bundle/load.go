@@ -215,12 +215,13 @@ func checkRecords(ctx context.Context, dir string, p planned, batch int, meter M
 		wg       sync.WaitGroup
 	)
 	failed := func() bool { mu.Lock(); defer mu.Unlock(); return firstBad != nil }
+	rf := recordField(p.e)
 	for range runtime.GOMAXPROCS(0) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for c := range chunks {
-				exact, re := c.check(p)
+				exact, re := c.check(p, rf)
 				mu.Lock()
 				if re != nil && (firstBad == nil || re.Line < firstBad.Line) {
 					firstBad = re
@@ -443,10 +444,10 @@ func (b *decoded) line(i int) []byte {
 
 // check validates the batch's lines, stopping at the first bad one, and
 // reports whether every line is exact (see checkRecord).
-func (b *decoded) check(p planned) (exact bool, bad *RecordError) {
+func (b *decoded) check(p planned, rf *plinth.Field) (exact bool, bad *RecordError) {
 	exact = true
 	for i := range b.ends {
-		_, ex, err := checkRecord(p.e, p.em.File, b.first+int64(i), b.line(i))
+		_, ex, err := checkRecord(p.e, rf, p.em.File, b.first+int64(i), b.line(i))
 		if err != nil {
 			re, ok := err.(*RecordError)
 			if !ok {

@@ -170,7 +170,7 @@ var systemFields = plinth.SystemFields
 // must be valid and stored exactly as written (a value the store would
 // hold in another form is refused, not changed), and it must carry its key.
 func decodeRecord(e *plinth.Entity, file string, lineNo int64, line []byte) (plinth.Record, error) {
-	rec, _, err := checkRecord(e, file, lineNo, line)
+	rec, _, err := checkRecord(e, nil, file, lineNo, line)
 	return rec, err
 }
 
@@ -178,7 +178,24 @@ func decodeRecord(e *plinth.Entity, file string, lineNo int64, line []byte) (pli
 // byte the API's JSON of the record it returns (as every line export
 // writes is), which lets a later read of the same bytes decode them
 // without checking them again (decodeChecked).
-func checkRecord(e *plinth.Entity, file string, lineNo int64, line []byte) (rec plinth.Record, exact bool, err error) {
+//
+// With rf (recordField(e)) it first tries the cheaper way for such a line:
+// decode it by the fields' types (decodeChecked, no generic values, no
+// json.Number), validate that, and accept it when the record's JSON is
+// the line again. Whatever that way does not accept — a bad record, a
+// member the spec lacks (that decoding skips it), a value written in
+// another form — goes the full way, which names the problem.
+func checkRecord(e *plinth.Entity, rf *plinth.Field, file string, lineNo int64, line []byte) (rec plinth.Record, exact bool, err error) {
+	if rf != nil {
+		if rec, err := decodeChecked(e, rf, file, lineNo, line); err == nil {
+			if data, err := e.Validate(rec.Data, false); err == nil && data[e.Key.Name] != nil {
+				rec.Data = data
+				if bytes.Equal(e.MarshalRecord(rec), line) {
+					return rec, true, nil
+				}
+			}
+		}
+	}
 	rec, err = validateLine(e, file, lineNo, line, &exact)
 	return rec, exact, err
 }
