@@ -86,11 +86,17 @@ type planned struct {
 // a file that does not match its checksum, and any line that is not a valid
 // record of the target's spec stored exactly as written (naming the file,
 // line, entity and field). Then it records the target's provenance and
-// loads each entity through Store.BulkLoad in batches, with ConflictSkip
-// and a checkpoint of the last line written in the same transaction, so a
-// load that is interrupted resumes after the last committed batch when run
-// again; keys the target already holds are left as they are (counted as
-// skipped).
+// loads each entity through Store.BulkLoad in batches, with a checkpoint
+// of the last line written in the same transaction, so a load that is
+// interrupted resumes after the last committed batch when run again; keys
+// the target already holds are left as they are (counted as skipped).
+//
+// Each record is validated once: the check pass keeps, per batch, the
+// SHA-256 of lines it found valid and exactly their record's JSON, and the
+// load pass decodes a batch with the same hash by the fields' types
+// without validating it again (a batch that differs is validated again).
+// The load pass decodes on every core while the store writes the batch
+// before.
 //
 // Records keep their data, keys, version, createdAt and updatedAt
 // (BulkOptions.Metadata); a line without them gets version 1 and the time
