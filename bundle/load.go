@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -85,11 +86,17 @@ type planned struct {
 // a file that does not match its checksum, and any line that is not a valid
 // record of the target's spec stored exactly as written (naming the file,
 // line, entity and field). Then it records the target's provenance and
-// loads each entity through Store.BulkLoad in batches, with ConflictSkip
-// and a checkpoint of the last line written in the same transaction, so a
-// load that is interrupted resumes after the last committed batch when run
-// again; keys the target already holds are left as they are (counted as
-// skipped).
+// loads each entity through Store.BulkLoad in batches, with a checkpoint
+// of the last line written in the same transaction, so a load that is
+// interrupted resumes after the last committed batch when run again; keys
+// the target already holds are left as they are (counted as skipped).
+//
+// Each record is validated once: the check pass keeps, per batch, the
+// SHA-256 of lines it found valid and exactly their record's JSON, and the
+// load pass decodes a batch with the same hash by the fields' types
+// without validating it again (a batch that differs is validated again).
+// The load pass decodes on every core while the store writes the batch
+// before.
 //
 // Records keep their data, keys, version, createdAt and updatedAt
 // (BulkOptions.Metadata); a line without them gets version 1 and the time
@@ -111,8 +118,13 @@ func Load(ctx context.Context, st plinth.Store, ds []*plinth.Domain, dir string,
 			return nil, err
 		}
 	}
-	for _, p := range plan {
-		if err := checkRecords(ctx, dir, p, opts.Meter); err != nil {
+	batch := opts.Batch
+	if batch <= 0 {
+		batch = DefaultBatch
+	}
+	checked := make([]checkedBatches, len(plan))
+	for i, p := range plan {
+		if checked[i], err = checkRecords(ctx, dir, p, batch, opts.Meter); err != nil {
 			return nil, err
 		}
 	}
@@ -124,12 +136,8 @@ func Load(ctx context.Context, st plinth.Store, ds []*plinth.Domain, dir string,
 		return nil, err
 	}
 	res := &LoadResult{Manifest: m, Provenance: prov}
-	batch := opts.Batch
-	if batch <= 0 {
-		batch = DefaultBatch
-	}
-	for _, p := range plan {
-		er, err := loadEntity(ctx, st, dir, p, batch, opts)
+	for i, p := range plan {
+		er, err := loadEntity(ctx, st, dir, p, checked[i], batch, opts)
 		if err != nil {
 			return res, err
 		}
@@ -184,53 +192,56 @@ func domainNames(m *Manifest) []string {
 	return out
 }
 
+// checkedBatches are the batches of an entity's file that the check pass
+// found valid and exact (every line the API's JSON of its record), by the
+// line number of their first line: the SHA-256 of their lines, each
+// followed by a newline. The load pass decodes a batch whose lines have
+// the same hash without validating them again (decodeChecked); any other
+// batch (the file changed after all, or a resumed load that does not start
+// at a batch boundary) is validated as it is loaded.
+type checkedBatches map[int64][sha256.Size]byte
+
 // checkRecords validates every line of an entity's file, on every core,
-// and checks that the file holds as many records as the manifest says. It
-// reports the first bad line of the file, whichever worker found it.
-func checkRecords(ctx context.Context, dir string, p planned, meter MeterFunc) error {
+// in batches of batch lines, and checks that the file holds as many records
+// as the manifest says. It reports the first bad line of the file,
+// whichever worker found it.
+func checkRecords(ctx context.Context, dir string, p planned, batch int, meter MeterFunc) (checkedBatches, error) {
 	r, err := openLines(dir, p.em.File)
 	if err != nil {
-		return fmt.Errorf("bundle %s: %w", dir, err)
+		return nil, fmt.Errorf("bundle %s: %w", dir, err)
 	}
 	defer r.Close()
 	mt := meter.Start("checking "+p.em.File, p.em.Records)
 	defer mt.Stop()
-	type chunk struct {
-		first int64 // line number of lines[0]
-		lines [][]byte
-	}
-	chunks := make(chan chunk, runtime.GOMAXPROCS(0))
+	chunks := make(chan *decoded, runtime.GOMAXPROCS(0))
 	var (
 		mu       sync.Mutex
 		firstBad *RecordError
+		checked  = checkedBatches{}
 		wg       sync.WaitGroup
 	)
 	failed := func() bool { mu.Lock(); defer mu.Unlock(); return firstBad != nil }
+	rf := recordField(p.e)
 	for range runtime.GOMAXPROCS(0) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for c := range chunks {
-				for i, line := range c.lines {
-					if _, err := decodeRecord(p.e, p.em.File, c.first+int64(i), line); err != nil {
-						re, ok := err.(*RecordError)
-						if !ok {
-							re = &RecordError{File: p.em.File, Entity: p.e.Name, Line: c.first + int64(i), Detail: err.Error()}
-						}
-						mu.Lock()
-						if firstBad == nil || re.Line < firstBad.Line {
-							firstBad = re
-						}
-						mu.Unlock()
-						break
-					}
+				exact, re := c.check(p, rf)
+				mu.Lock()
+				if re != nil && (firstBad == nil || re.Line < firstBad.Line) {
+					firstBad = re
 				}
+				if re == nil && exact {
+					checked[c.first] = sha256.Sum256(c.text)
+				}
+				mu.Unlock()
 			}
 		}()
 	}
 	readErr := func() error {
 		defer close(chunks)
-		c := chunk{first: 1}
+		c := &decoded{first: 1, ends: make([]int, 0, batch)}
 		for {
 			line, err := r.next()
 			if err == io.EOF {
@@ -239,8 +250,7 @@ func checkRecords(ctx context.Context, dir string, p planned, meter MeterFunc) e
 			if err != nil {
 				return fmt.Errorf("bundle %s: %s line %d: %w", dir, p.em.File, r.line+1, err)
 			}
-			c.lines = append(c.lines, slices.Clone(line))
-			if len(c.lines) == 1000 {
+			if c.add(line) == batch {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
@@ -248,26 +258,28 @@ func checkRecords(ctx context.Context, dir string, p planned, meter MeterFunc) e
 					return nil
 				}
 				chunks <- c
-				mt.Add(len(c.lines))
-				c = chunk{first: r.line + 1}
+				mt.Add(len(c.ends))
+				c = &decoded{first: r.line + 1, text: make([]byte, 0, len(c.text)), ends: make([]int, 0, batch)}
 			}
 		}
-		chunks <- c
-		mt.Add(len(c.lines))
+		if len(c.ends) > 0 {
+			chunks <- c
+			mt.Add(len(c.ends))
+		}
 		return nil
 	}()
 	wg.Wait()
 	if firstBad != nil {
-		return fmt.Errorf("refused, nothing was loaded: %w", firstBad)
+		return nil, fmt.Errorf("refused, nothing was loaded: %w", firstBad)
 	}
 	if readErr != nil {
-		return readErr
+		return nil, readErr
 	}
 	if r.line != p.em.Records {
-		return fmt.Errorf("bundle %s: %s holds %d records; the manifest says %d", dir, p.em.File, r.line, p.em.Records)
+		return nil, fmt.Errorf("bundle %s: %s holds %d records; the manifest says %d", dir, p.em.File, r.line, p.em.Records)
 	}
 	mt.Finish()
-	return nil
+	return checked, nil
 }
 
 // targetProvenance is the provenance to record in the target: the
@@ -319,7 +331,7 @@ func describe(m *Manifest) string {
 	return fmt.Sprintf("%s data (%s)", m.Class, s)
 }
 
-func loadEntity(ctx context.Context, st plinth.Store, dir string, p planned, batch int, opts LoadOptions) (res EntityResult, err error) {
+func loadEntity(ctx context.Context, st plinth.Store, dir string, p planned, checked checkedBatches, batch int, opts LoadOptions) (res EntityResult, err error) {
 	res = EntityResult{Domain: p.e.Domain.Name, Plural: p.e.Plural, Records: p.em.Records}
 	name := CheckpointName(p.e)
 	var from int64
@@ -353,13 +365,20 @@ func loadEntity(ctx context.Context, st plinth.Store, dir string, p planned, bat
 			}
 		}()
 	}
-	// One goroutine reads and validates batches while the store writes the
-	// previous one.
+	// One goroutine reads batches, every core decodes and validates them,
+	// and the store writes them in order while the next ones are decoded.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	batches := make(chan decoded, 2)
-	go decodeBatches(ctx, dir, p, from, batch, batches)
+	batches := make(chan *decoded, runtime.GOMAXPROCS(0)+1)
+	go decodeBatches(ctx, dir, p, checked, from, batch, batches)
+	// A batch goes in with ConflictFail, which copies straight into the
+	// table, until a key turns out to be stored already (a load into a
+	// store holding some of the bundle's records); that batch, rolled back
+	// whole, and the rest go in with ConflictSkip, which merges through a
+	// staging table (about twice the work for the server).
+	policy := plinth.ConflictFail
 	for b := range batches {
+		<-b.done
 		if b.err != nil {
 			return res, b.err
 		}
@@ -370,8 +389,12 @@ func loadEntity(ctx context.Context, st plinth.Store, dir string, p planned, bat
 			break
 		}
 		pos, _ := json.Marshal(loadPosition{File: p.em.File, SHA256: p.em.SHA256, Line: b.last})
-		br, err := st.BulkLoad(ctx, p.e, b.data, plinth.BulkOptions{OnConflict: plinth.ConflictSkip,
-			Checkpoint: plinth.Checkpoint{Name: name, Value: pos}, Metadata: b.meta})
+		bo := plinth.BulkOptions{OnConflict: policy, Checkpoint: plinth.Checkpoint{Name: name, Value: pos}, Metadata: b.meta}
+		br, err := st.BulkLoad(ctx, p.e, b.data, bo)
+		if err != nil && policy == plinth.ConflictFail && errors.Is(err, plinth.ErrConflict) {
+			policy, bo.OnConflict = plinth.ConflictSkip, plinth.ConflictSkip
+			br, err = st.BulkLoad(ctx, p.e, b.data, bo)
+		}
 		if err != nil {
 			return res, fmt.Errorf("loading %s up to line %d: %w", p.em.File, b.last, err)
 		}
@@ -395,62 +418,150 @@ func loadEntity(ctx context.Context, st plinth.Store, dir string, p planned, bat
 }
 
 // decoded is a batch of records read from a bundle file, up to line last;
-// end marks the last batch.
+// end marks the last batch. Its lines are held in text until a decoder
+// fills in data and meta (or err) and closes done.
 type decoded struct {
-	data []map[string]any
-	meta []plinth.RecordMeta
-	last int64
-	end  bool
-	err  error
+	first int64  // line number of the batch's first line
+	text  []byte // the lines, each followed by a newline
+	ends  []int  // where each line ends in text (at its newline)
+	data  []map[string]any
+	meta  []plinth.RecordMeta
+	last  int64
+	end   bool
+	err   error
+	done  chan struct{}
+}
+
+// add appends a line to the batch and returns how many it holds.
+func (b *decoded) add(line []byte) int {
+	b.text = append(append(b.text, line...), '\n')
+	b.ends = append(b.ends, len(b.text)-1)
+	return len(b.ends)
+}
+
+// line returns the batch's line i.
+func (b *decoded) line(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = b.ends[i-1] + 1
+	}
+	return b.text[start:b.ends[i]]
+}
+
+// check validates the batch's lines, stopping at the first bad one, and
+// reports whether every line is exact (see checkRecord).
+func (b *decoded) check(p planned, rf *plinth.Field) (exact bool, bad *RecordError) {
+	exact = true
+	for i := range b.ends {
+		_, ex, err := checkRecord(p.e, rf, p.em.File, b.first+int64(i), b.line(i))
+		if err != nil {
+			re, ok := err.(*RecordError)
+			if !ok {
+				re = &RecordError{File: p.em.File, Entity: p.e.Name, Line: b.first + int64(i), Detail: err.Error()}
+			}
+			return false, re
+		}
+		exact = exact && ex
+	}
+	return exact, nil
+}
+
+// decode turns the batch's lines into records, stopping at the first bad
+// one: without validating them again when the check pass found these very
+// lines valid and exact, else as the check pass does.
+func (b *decoded) decode(p planned, rf *plinth.Field, checked checkedBatches) {
+	defer close(b.done)
+	b.data = make([]map[string]any, 0, len(b.ends))
+	b.meta = make([]plinth.RecordMeta, 0, len(b.ends))
+	sum, found := checked[b.first]
+	trusted := found && sum == sha256.Sum256(b.text)
+	for i := range b.ends {
+		var rec plinth.Record
+		var err error
+		if trusted {
+			rec, err = decodeChecked(p.e, rf, p.em.File, b.first+int64(i), b.line(i))
+		} else {
+			rec, err = decodeRecord(p.e, p.em.File, b.first+int64(i), b.line(i))
+		}
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.meta = append(b.meta, plinth.RecordMeta{Version: rec.Version, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt})
+		b.data = append(b.data, rec.Data)
+	}
+	b.text, b.ends = nil, nil
 }
 
 // decodeBatches reads the lines of an entity's file after line from and
-// sends them as batches of canonical records; the last batch has end set
-// (and may be empty). It stops on the first error, which it sends, or when
-// ctx is done.
-func decodeBatches(ctx context.Context, dir string, p planned, from int64, batch int, out chan<- decoded) {
+// sends them, in order, as batches that one of GOMAXPROCS decoders turns
+// into canonical records (a receiver waits for each batch's done); the
+// last batch has end set (and may be empty). A read error is sent as a
+// batch of its own, after which it stops, as it does when ctx is done.
+func decodeBatches(ctx context.Context, dir string, p planned, checked checkedBatches, from int64, batch int, out chan<- *decoded) {
 	defer close(out)
-	send := func(d decoded) bool {
+	work := make(chan *decoded)
+	defer close(work)
+	rf := recordField(p.e)
+	for range runtime.GOMAXPROCS(0) {
+		go func() {
+			for b := range work {
+				b.decode(p, rf, checked)
+			}
+		}()
+	}
+	// send hands b to a decoder and to the receiver, in that order, so
+	// that the receiver sees the batches in the order they were read.
+	send := func(b *decoded) bool {
+		b.done = make(chan struct{})
 		select {
-		case out <- d:
+		case work <- b:
+		case <-ctx.Done():
+			return false
+		}
+		select {
+		case out <- b:
 			return true
 		case <-ctx.Done():
 			return false
 		}
 	}
+	failed := func(err error) {
+		b := &decoded{err: err, done: make(chan struct{})}
+		close(b.done)
+		select {
+		case out <- b:
+		case <-ctx.Done():
+		}
+	}
 	r, err := openLines(dir, p.em.File)
 	if err != nil {
-		send(decoded{err: fmt.Errorf("bundle %s: %w", dir, err)})
+		failed(fmt.Errorf("bundle %s: %w", dir, err))
 		return
 	}
 	defer r.Close()
-	data := make([]map[string]any, 0, batch)
-	meta := make([]plinth.RecordMeta, 0, batch)
+	b := &decoded{first: from + 1, ends: make([]int, 0, batch)}
 	for {
 		line, err := r.next()
 		if err == io.EOF {
-			send(decoded{data: data, meta: meta, last: r.line, end: true})
+			b.last, b.end = r.line, true
+			send(b)
 			return
 		}
 		if err != nil {
-			send(decoded{err: fmt.Errorf("bundle %s: %s line %d: %w", dir, p.em.File, r.line+1, err)})
+			failed(fmt.Errorf("bundle %s: %s line %d: %w", dir, p.em.File, r.line+1, err))
 			return
 		}
 		if r.line <= from {
 			continue
 		}
-		rec, err := decodeRecord(p.e, p.em.File, r.line, line)
-		if err != nil {
-			send(decoded{err: err})
-			return
-		}
-		meta = append(meta, plinth.RecordMeta{Version: rec.Version, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt})
-		if data = append(data, rec.Data); len(data) == batch {
-			if !send(decoded{data: data, meta: meta, last: r.line}) {
+		if b.add(line) == batch {
+			b.last = r.line
+			size := len(b.text) // b is the decoder's once sent
+			if !send(b) {
 				return
 			}
-			data = make([]map[string]any, 0, batch)
-			meta = make([]plinth.RecordMeta, 0, batch)
+			b = &decoded{first: r.line + 1, text: make([]byte, 0, size), ends: make([]int, 0, batch)}
 		}
 	}
 }

@@ -68,6 +68,7 @@ func (s *Source) Records(ctx context.Context, se SourceEntity, skip int64, fn fu
 		return fmt.Errorf("bundle %s: %w", s.Dir, err)
 	}
 	defer r.Close()
+	rf := recordField(se.Entity)
 	for {
 		line, err := r.next()
 		if err == io.EOF {
@@ -84,7 +85,7 @@ func (s *Source) Records(ctx context.Context, se SourceEntity, skip int64, fn fu
 				return err
 			}
 		}
-		d, err := decodeRecord(se.Entity, se.File.File, r.line, line)
+		d, _, err := checkRecord(se.Entity, rf, se.File.File, r.line, line)
 		if err != nil {
 			return err
 		}

@@ -53,7 +53,7 @@ store's provenance records the bundle's class and where it came from.`,
 			}
 			defer st.Close()
 			logger := newLogger(cfg.LogLevel)
-			defer bulkGC()() // decoding every record twice allocates much, briefly
+			defer bulkGC()() // decoding every record (twice: check, then load) allocates much, briefly
 			res, err := bundle.Load(cmd.Context(), st, ds, from, bundle.LoadOptions{Environment: cfg.Environment,
 				Domains: only, AllowSpecChange: allowSpecChange, Batch: batch, Meter: bundleMeter(logger)})
 			if err != nil {
