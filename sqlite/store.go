@@ -85,7 +85,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// reader connects. BEGIN IMMEDIATE takes the write lock at the start of
 	// every transaction, so a Tx.Get followed by Tx.Update cannot interleave
 	// with another writer.
-	write, err := sql.Open("sqlite", path+"?"+common+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	// temp_store(MEMORY) keeps the writer's sub-journal (the pages a
+	// savepoint changed, so that one write of a group can be rolled back:
+	// group.go) in memory: SQLite spills it to a temporary file past 64 KB
+	// otherwise, a pwrite per page. It is never needed after a crash (the
+	// WAL holds only committed transactions), so durability is unchanged.
+	write, err := sql.Open("sqlite", path+"?"+common+"&_pragma=journal_mode(WAL)&_pragma=temp_store(2)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
