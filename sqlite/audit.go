@@ -134,7 +134,7 @@ const (
 SELECT j."value", ? + c."key" FROM json_each(?) c JOIN "plinth_audit_log" l ON l."log_id" = c."value", json_each(l."record_ids") j`
 	deleteAuditLogSQL  = `DELETE FROM "plinth_audit_log" WHERE "log_id" IN (SELECT "value" FROM json_each(?))`
 	selectAuditSQL     = `SELECT ` + auditCols + ` FROM "plinth_audit"`
-	unchainedAuditSQL  = `SELECT "log_id", ` + recordCols + `, '', '' FROM "plinth_audit_log" ORDER BY "log_id" LIMIT ?`
+	unchainedAuditSQL  = `SELECT "log_id", ` + recordCols + `, '', '' FROM "plinth_audit_log" ORDER BY "log_id"`
 	countUnchainedSQL  = `SELECT count(*) FROM "plinth_audit_log"`
 	errNoAuditHeadText = "the head row of the audit trail (plinth_audit_head) is missing; restore it with the sequence and hash of the newest record of plinth_audit"
 	auditBatchTooLarge = "sqlite: %s: %d records, more than the %d one call takes (MaxAtomicBatch)"
@@ -232,7 +232,7 @@ func (s *Store) UnchainedAudit(ctx context.Context, limit int) ([]plinth.AuditRe
 	if limit <= 0 {
 		limit = plinth.DefaultLimit
 	}
-	recs, err := s.readAudit(ctx, "read unchained audit records", unchainedAuditSQL, limit)
+	recs, err := s.readAudit(ctx, "read unchained audit records", unchainedAuditSQL+limitSQL(limit))
 	if err != nil {
 		return nil, err
 	}
@@ -496,8 +496,7 @@ func (s *Store) AuditRecords(ctx context.Context, q plinth.AuditQuery) ([]plinth
 		where = append(where, `"time" < ?`)
 		args = append(args, formatStoredTime(q.Until))
 	}
-	query := selectAuditSQL + " WHERE " + strings.Join(where, " AND ") + ` ORDER BY "sequence" LIMIT ?`
-	args = append(args, limit+1)
+	query := selectAuditSQL + " WHERE " + strings.Join(where, " AND ") + ` ORDER BY "sequence"` + limitSQL(limit+1)
 	recs, err := s.readAudit(ctx, "search the audit trail", query, args...)
 	if err != nil {
 		return nil, false, err
@@ -512,9 +511,9 @@ func (s *Store) AuditRecords(ctx context.Context, q plinth.AuditQuery) ([]plinth
 // sequence order, exactly as stored (nothing is recomputed), reading a
 // batch at a time. An error from fn stops the scan and is returned as is.
 func (s *Store) ScanAudit(ctx context.Context, after int64, fn func(plinth.AuditRecord) error) error {
-	query := selectAuditSQL + ` WHERE "sequence" > ? ORDER BY "sequence" LIMIT ?`
+	query := selectAuditSQL + ` WHERE "sequence" > ? ORDER BY "sequence"` + limitSQL(scanBatch)
 	for {
-		batch, err := s.readAudit(ctx, "scan the audit trail", query, after, scanBatch)
+		batch, err := s.readAudit(ctx, "scan the audit trail", query, after)
 		if err != nil {
 			return err
 		}

@@ -58,7 +58,7 @@ var outboxSchema = []string{
 const (
 	insertEventSQL   = `INSERT INTO "plinth_outbox" ("domain", "subject", "event_id", "payload", "created_at", "trace") VALUES (?, ?, ?, ?, ?, NULLIF(?, ''))`
 	pendingEventsSQL = `SELECT "sequence", "domain", "subject", "event_id", "payload", coalesce("trace", '') FROM "plinth_outbox"
-WHERE "sent_at" IS NULL ORDER BY "sequence" LIMIT ?`
+WHERE "sent_at" IS NULL ORDER BY "sequence"`
 	markEventsSentSQL = `UPDATE "plinth_outbox" SET "sent_at" = ?
 WHERE "event_id" IN (SELECT "value" FROM json_each(?)) AND "sent_at" IS NULL`
 	acquireLeaseSQL = `INSERT INTO "plinth_relay_lease" ("name", "holder", "expires_at") VALUES (?, ?, ?)
@@ -117,7 +117,7 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 	if limit <= 0 {
 		limit = plinth.DefaultLimit
 	}
-	rows, err := s.query(ctx, pendingEventsSQL, limit)
+	rows, err := s.query(ctx, pendingEventsSQL+limitSQL(limit))
 	if err != nil {
 		return nil, fail("read pending events", err)
 	}

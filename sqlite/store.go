@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -285,6 +286,14 @@ func isKeyConflict(err error) bool {
 	c := se.Code()
 	return c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || c == sqlite3.SQLITE_CONSTRAINT_UNIQUE
 }
+
+// limitSQL is a LIMIT clause with n written out. SQLite reads the value
+// of a bound LIMIT parameter when it plans the query, and so marks the
+// statement to be prepared again whenever the parameter is bound again:
+// "LIMIT ?" parsed and planned a cached statement on every run (a tenth of
+// serve's CPU on lists). n is an int, so writing it into the SQL is safe;
+// each limit is its own cached statement.
+func limitSQL(n int) string { return " LIMIT " + strconv.Itoa(n) }
 
 // quote quotes an SQL identifier.
 func quote(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
