@@ -210,7 +210,7 @@ func (s *Store) openGroup(ctx context.Context) (*group, error) {
 // fails for every write in it.
 func (s *Store) runInSavepoint(ctx context.Context, g *group, fn func(plinth.Tx) error) error {
 	bg := context.WithoutCancel(ctx)
-	if _, err := g.tx.ExecContext(bg, "SAVEPOINT plinth_write"); err != nil {
+	if err := s.groupExec(bg, g, "SAVEPOINT plinth_write"); err != nil {
 		s.failGroup(g, err)
 		return fail("begin a write", err)
 	}
@@ -219,12 +219,23 @@ func (s *Store) runInSavepoint(ctx context.Context, g *group, fn func(plinth.Tx)
 		s.undo(g)
 		return err
 	}
-	if _, err := g.tx.ExecContext(bg, "RELEASE plinth_write"); err != nil {
+	if err := s.groupExec(bg, g, "RELEASE plinth_write"); err != nil {
 		s.failGroup(g, err)
 		return fail("end a write", err)
 	}
 	g.seq = x.seq
 	return nil
+}
+
+// groupExec runs a savepoint statement on the group's transaction as a
+// prepared statement (tx.stmt), rather than parsing it at every write.
+func (s *Store) groupExec(ctx context.Context, g *group, query string) error {
+	st, err := (&tx{s: s, tx: g.tx, stmts: g.stmts}).stmt(ctx, query)
+	if err != nil {
+		return err
+	}
+	_, err = st.ExecContext(ctx)
+	return err
 }
 
 // undo rolls the open group back to the running write's savepoint.
@@ -233,11 +244,11 @@ func (s *Store) undo(g *group) {
 		return
 	}
 	bg := context.Background()
-	if _, err := g.tx.ExecContext(bg, "ROLLBACK TO plinth_write"); err != nil {
+	if err := s.groupExec(bg, g, "ROLLBACK TO plinth_write"); err != nil {
 		s.failGroup(g, err)
 		return
 	}
-	if _, err := g.tx.ExecContext(bg, "RELEASE plinth_write"); err != nil {
+	if err := s.groupExec(bg, g, "RELEASE plinth_write"); err != nil {
 		s.failGroup(g, err)
 	}
 }
