@@ -157,10 +157,10 @@ func (x *tx) prepareAudit(ctx context.Context) error {
 func (s *Store) MaxAtomicBatch() int { return maxAtomicBatch }
 
 // AppendAudit makes records durable in the audit log in one transaction,
-// in order, and returns them as stored, unchained, with their LogID. The
-// batch joins the group commit of concurrent writes (group.go), so audited
-// reads and writes share syncs. Time
+// in order, and returns them as stored, unchained, with their LogID. Time
 // is kept in UTC to the microsecond (a zero Time becomes plinth.Now()).
+// The batch joins the group commit of concurrent writes (group.go), so
+// audited reads and writes share syncs.
 func (s *Store) AppendAudit(ctx context.Context, recs []plinth.AuditRecord) ([]plinth.AuditRecord, error) {
 	if len(recs) == 0 {
 		return nil, nil
