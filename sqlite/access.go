@@ -79,7 +79,7 @@ const (
 	insertGrantSQL = `INSERT INTO "plinth_grants" (` + grantCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	getGrantSQL    = `SELECT ` + grantCols + ` FROM "plinth_grants" WHERE "id" = ?`
 	enableGrantSQL = `UPDATE "plinth_grants" SET "enabled" = ?, "updated_at" = ? WHERE "id" = ? RETURNING ` + grantCols
-	listGrantsSQL  = `SELECT ` + grantCols + ` FROM "plinth_grants" WHERE "id" > ? ORDER BY "id" LIMIT ?`
+	listGrantsSQL  = `SELECT ` + grantCols + ` FROM "plinth_grants" WHERE "id" > ? ORDER BY "id"`
 
 	policyCols   = `"domain", "environment", "read_groups", "write_groups", "reporting_groups", "entities", "write_implies_read", "updated_at"`
 	putPolicySQL = `INSERT INTO "plinth_access_policies" (` + policyCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -211,7 +211,7 @@ func (s *Store) Grants(ctx context.Context, after string, limit int) ([]plinth.G
 	if limit <= 0 {
 		limit = plinth.DefaultLimit
 	}
-	rows, err := s.query(ctx, listGrantsSQL, after, limit+1)
+	rows, err := s.query(ctx, listGrantsSQL+limitSQL(limit+1), after)
 	if err != nil {
 		return nil, false, fail("list grants", err)
 	}

@@ -121,14 +121,20 @@ const recordCols = `"time", "correlation_id", "environment", "domain", "entity",
 const auditCols = `"sequence", ` + recordCols + `, "prev_hash", "hash"`
 
 const (
-	auditHeadSQL       = `SELECT "sequence", "hash" FROM "plinth_audit_head"`
-	moveAuditHeadSQL   = `UPDATE "plinth_audit_head" SET "sequence" = ?, "hash" = ? WHERE "sequence" = ? AND "hash" = ?`
-	insertAuditLogSQL  = `INSERT INTO "plinth_audit_log" (` + recordCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	chainAuditSQL      = `INSERT INTO "plinth_audit" (` + auditCols + `) SELECT ?, ` + recordCols + `, ?, ? FROM "plinth_audit_log" WHERE "log_id" = ?`
-	chainAuditIDsSQL   = `INSERT OR IGNORE INTO "plinth_audit_record_ids" ("record_id", "sequence") SELECT j."value", ? FROM "plinth_audit_log" l, json_each(l."record_ids") j WHERE l."log_id" = ?`
-	deleteAuditLogSQL  = `DELETE FROM "plinth_audit_log" WHERE "log_id" = ?`
+	auditHeadSQL      = `SELECT "sequence", "hash" FROM "plinth_audit_head"`
+	moveAuditHeadSQL  = `UPDATE "plinth_audit_head" SET "sequence" = ?, "hash" = ? WHERE "sequence" = ? AND "hash" = ?`
+	insertAuditLogSQL = `INSERT INTO "plinth_audit_log" (` + recordCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	// Chaining copies each record from the log with its own statement (it
+	// binds the record's sequence and hashes), then fills the record ids
+	// and empties the log with one statement each for the whole batch,
+	// which take the log ids as one JSON array (the records' sequences
+	// follow on from the first: checkLinks).
+	chainAuditSQL    = `INSERT INTO "plinth_audit" (` + auditCols + `) SELECT ?, ` + recordCols + `, ?, ? FROM "plinth_audit_log" WHERE "log_id" = ?`
+	chainAuditIDsSQL = `INSERT OR IGNORE INTO "plinth_audit_record_ids" ("record_id", "sequence")
+SELECT j."value", ? + c."key" FROM json_each(?) c JOIN "plinth_audit_log" l ON l."log_id" = c."value", json_each(l."record_ids") j`
+	deleteAuditLogSQL  = `DELETE FROM "plinth_audit_log" WHERE "log_id" IN (SELECT "value" FROM json_each(?))`
 	selectAuditSQL     = `SELECT ` + auditCols + ` FROM "plinth_audit"`
-	unchainedAuditSQL  = `SELECT "log_id", ` + recordCols + `, '', '' FROM "plinth_audit_log" ORDER BY "log_id" LIMIT ?`
+	unchainedAuditSQL  = `SELECT "log_id", ` + recordCols + `, '', '' FROM "plinth_audit_log" ORDER BY "log_id"`
 	countUnchainedSQL  = `SELECT count(*) FROM "plinth_audit_log"`
 	errNoAuditHeadText = "the head row of the audit trail (plinth_audit_head) is missing; restore it with the sequence and hash of the newest record of plinth_audit"
 	auditBatchTooLarge = "sqlite: %s: %d records, more than the %d one call takes (MaxAtomicBatch)"
@@ -153,6 +159,8 @@ func (s *Store) MaxAtomicBatch() int { return maxAtomicBatch }
 // AppendAudit makes records durable in the audit log in one transaction,
 // in order, and returns them as stored, unchained, with their LogID. Time
 // is kept in UTC to the microsecond (a zero Time becomes plinth.Now()).
+// The batch joins the group commit of concurrent writes (group.go), so
+// audited reads and writes share syncs.
 func (s *Store) AppendAudit(ctx context.Context, recs []plinth.AuditRecord) ([]plinth.AuditRecord, error) {
 	if len(recs) == 0 {
 		return nil, nil
@@ -160,19 +168,18 @@ func (s *Store) AppendAudit(ctx context.Context, recs []plinth.AuditRecord) ([]p
 	if len(recs) > maxAtomicBatch {
 		return nil, fmt.Errorf(auditBatchTooLarge, "append audit records", len(recs), maxAtomicBatch)
 	}
-	x, err := s.begin(ctx)
+	out := make([]plinth.AuditRecord, len(recs))
+	err := s.grouped(ctx, func(ctx context.Context, x *tx) error {
+		for i, r := range recs {
+			var err error
+			if out[i], err = x.AppendAudit(ctx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	defer x.tx.Rollback()
-	out := make([]plinth.AuditRecord, len(recs))
-	for i, r := range recs {
-		if out[i], err = x.AppendAudit(ctx, r); err != nil {
-			return nil, err
-		}
-	}
-	if err := x.tx.Commit(); err != nil {
-		return nil, fail(fmt.Sprintf("append %d audit records: commit", len(recs)), err)
 	}
 	return out, nil
 }
@@ -225,7 +232,7 @@ func (s *Store) UnchainedAudit(ctx context.Context, limit int) ([]plinth.AuditRe
 	if limit <= 0 {
 		limit = plinth.DefaultLimit
 	}
-	recs, err := s.readAudit(ctx, "read unchained audit records", unchainedAuditSQL, limit)
+	recs, err := s.readAudit(ctx, "read unchained audit records", unchainedAuditSQL+limitSQL(limit))
 	if err != nil {
 		return nil, err
 	}
@@ -259,8 +266,9 @@ func (s *Store) AuditHead(ctx context.Context) (int64, string, error) {
 }
 
 // ChainAudit moves records from the audit log into the chain in one
-// transaction (see the top of this file); plinth.ErrConflict when the head
-// is not where recs say or a record is no longer in the log.
+// transaction (see the top of this file), which joins the group commit of
+// concurrent writes (group.go); plinth.ErrConflict when the head is not
+// where recs say or a record is no longer in the log.
 func (s *Store) ChainAudit(ctx context.Context, recs []plinth.AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
@@ -272,49 +280,58 @@ func (s *Store) ChainAudit(ctx context.Context, recs []plinth.AuditRecord) error
 	if err := checkLinks(recs); err != nil {
 		return fmt.Errorf("sqlite: %s: %w", what, err)
 	}
-	x, err := s.begin(ctx)
+	ids, err := logIDs(recs)
 	if err != nil {
-		return err
+		return fmt.Errorf("sqlite: %s: %w", what, err)
 	}
-	defer x.tx.Rollback()
-	for _, r := range recs {
-		id, err := strconv.ParseInt(r.LogID, 10, 64)
-		if err != nil {
-			return fmt.Errorf("sqlite: %s: log id %q: %w", what, r.LogID, err)
-		}
-		for _, step := range []struct {
-			query string
-			args  []any
-			must  bool
-		}{
-			{chainAuditSQL, []any{r.Sequence, r.PrevHash, r.Hash, id}, true},
-			{chainAuditIDsSQL, []any{r.Sequence, id}, false},
-			{deleteAuditLogSQL, []any{id}, true},
-		} {
-			st, err := x.stmt(ctx, step.query)
-			if err != nil {
-				return fail(what, err)
-			}
-			res, err := st.ExecContext(ctx, step.args...)
-			if err != nil {
-				if isKeyConflict(err) {
-					return fmt.Errorf("sqlite: %s: sequence %d is taken: %w", what, r.Sequence, plinth.ErrConflict)
-				}
-				return fail(what, err)
-			}
-			if n, err := res.RowsAffected(); err != nil {
-				return fail(what, err)
-			} else if step.must && n != 1 {
-				return fmt.Errorf("sqlite: %s: record %s is no longer in the audit log: %w", what, r.LogID, plinth.ErrConflict)
-			}
-		}
-	}
-	last := recs[len(recs)-1]
-	st, err := x.stmt(ctx, moveAuditHeadSQL)
+	return s.grouped(ctx, func(ctx context.Context, x *tx) error { return x.chainAudit(ctx, what, recs, ids) })
+}
+
+// chainAudit is ChainAudit's transaction: recs are checked, ids are their
+// log ids.
+func (x *tx) chainAudit(ctx context.Context, what string, recs []plinth.AuditRecord, ids []int64) error {
+	st, err := x.stmt(ctx, chainAuditSQL)
 	if err != nil {
 		return fail(what, err)
 	}
-	res, err := st.ExecContext(ctx, last.Sequence, last.Hash, recs[0].Sequence-1, recs[0].PrevHash)
+	for i, r := range recs {
+		res, err := st.ExecContext(ctx, r.Sequence, r.PrevHash, r.Hash, ids[i])
+		if err := oneRow(res, err); err != nil {
+			if isKeyConflict(err) {
+				return fmt.Errorf("sqlite: %s: sequence %d is taken: %w", what, r.Sequence, plinth.ErrConflict)
+			}
+			if errors.Is(err, errNotOneRow) {
+				return fmt.Errorf("sqlite: %s: record %s is no longer in the audit log: %w", what, r.LogID, plinth.ErrConflict)
+			}
+			return fail(what, err)
+		}
+	}
+	list := intList(ids)
+	if st, err = x.stmt(ctx, chainAuditIDsSQL); err != nil {
+		return fail(what, err)
+	}
+	if _, err := st.ExecContext(ctx, recs[0].Sequence, list); err != nil {
+		return fail(what, err)
+	}
+	// A log id twice in recs copies one row twice above, and is caught
+	// here: fewer rows than records leave the log.
+	if st, err = x.stmt(ctx, deleteAuditLogSQL); err != nil {
+		return fail(what, err)
+	}
+	res, err := st.ExecContext(ctx, list)
+	if err != nil {
+		return fail(what, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fail(what, err)
+	} else if n != int64(len(recs)) {
+		return fmt.Errorf("sqlite: %s: %d of the records are no longer in the audit log: %w", what, int64(len(recs))-n, plinth.ErrConflict)
+	}
+	last := recs[len(recs)-1]
+	if st, err = x.stmt(ctx, moveAuditHeadSQL); err != nil {
+		return fail(what, err)
+	}
+	res, err = st.ExecContext(ctx, last.Sequence, last.Hash, recs[0].Sequence-1, recs[0].PrevHash)
 	if err != nil {
 		return fail(what, err)
 	}
@@ -323,8 +340,50 @@ func (s *Store) ChainAudit(ctx context.Context, recs []plinth.AuditRecord) error
 	} else if n != 1 {
 		return fmt.Errorf("sqlite: %s: the head is not record %d: %w", what, recs[0].Sequence-1, plinth.ErrConflict)
 	}
-	if err := x.tx.Commit(); err != nil {
-		return fail(what+": commit", err)
+	return nil
+}
+
+// logIDs parses the records' log ids.
+func logIDs(recs []plinth.AuditRecord) ([]int64, error) {
+	ids := make([]int64, len(recs))
+	for i, r := range recs {
+		id, err := strconv.ParseInt(r.LogID, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("log id %q: %w", r.LogID, err)
+		}
+		ids[i] = id
+	}
+	return ids, nil
+}
+
+// intList encodes ids as a JSON array, for json_each.
+func intList(ids []int64) string {
+	b := make([]byte, 0, len(ids)*8+2)
+	b = append(b, '[')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, id, 10)
+	}
+	return string(append(b, ']'))
+}
+
+// errNotOneRow is oneRow's error when a statement changed no row or more
+// than one.
+var errNotOneRow = errors.New("the statement did not change exactly one row")
+
+// oneRow checks that a statement ran and changed exactly one row.
+func oneRow(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return errNotOneRow
 	}
 	return nil
 }
@@ -437,8 +496,7 @@ func (s *Store) AuditRecords(ctx context.Context, q plinth.AuditQuery) ([]plinth
 		where = append(where, `"time" < ?`)
 		args = append(args, formatStoredTime(q.Until))
 	}
-	query := selectAuditSQL + " WHERE " + strings.Join(where, " AND ") + ` ORDER BY "sequence" LIMIT ?`
-	args = append(args, limit+1)
+	query := selectAuditSQL + " WHERE " + strings.Join(where, " AND ") + ` ORDER BY "sequence"` + limitSQL(limit+1)
 	recs, err := s.readAudit(ctx, "search the audit trail", query, args...)
 	if err != nil {
 		return nil, false, err
@@ -453,9 +511,9 @@ func (s *Store) AuditRecords(ctx context.Context, q plinth.AuditQuery) ([]plinth
 // sequence order, exactly as stored (nothing is recomputed), reading a
 // batch at a time. An error from fn stops the scan and is returned as is.
 func (s *Store) ScanAudit(ctx context.Context, after int64, fn func(plinth.AuditRecord) error) error {
-	query := selectAuditSQL + ` WHERE "sequence" > ? ORDER BY "sequence" LIMIT ?`
+	query := selectAuditSQL + ` WHERE "sequence" > ? ORDER BY "sequence"` + limitSQL(scanBatch)
 	for {
-		batch, err := s.readAudit(ctx, "scan the audit trail", query, after, scanBatch)
+		batch, err := s.readAudit(ctx, "scan the audit trail", query, after)
 		if err != nil {
 			return err
 		}

@@ -33,7 +33,12 @@ const maxGroup = 64
 
 // group is the write transaction that concurrent Writes share.
 type group struct {
-	tx   *sql.Tx
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt // statements bound to tx, shared by its writes
+	// seq is the change number of the writes in it (changes.go), once one
+	// drew it: they commit together, so they share it. It is taken over
+	// from a write only once its savepoint is released.
+	seq  int64
 	size int           // writes whose changes it holds
 	done chan struct{} // closed once committed or rolled back
 	err  error         // why it did not commit
@@ -135,6 +140,21 @@ func (s *Store) Write(ctx context.Context, fn func(plinth.Tx) error) error {
 	return s.endTurn(g, true)
 }
 
+// grouped runs fn as a short Write: the store's own writes that end by
+// themselves (an audit batch, a chaining batch, marking events sent) share
+// the next group commit with the API's writes instead of syncing on their
+// own, and return once it committed. fn gets ctx without its cancellation,
+// as a Write's Tx would use it (uninterrupted), once ctx is checked.
+func (s *Store) grouped(ctx context.Context, fn func(context.Context, *tx) error) error {
+	return s.Write(plinth.ShortWrite(ctx), func(t plinth.Tx) error {
+		live, err := live(ctx)
+		if err != nil {
+			return err
+		}
+		return fn(live, t.(uninterrupted).x)
+	})
+}
+
 // writeAlone runs fn in a transaction of its own, with the plain Tx (its
 // statements are interrupted when ctx ends: that rolls back only fn's own
 // work).
@@ -180,7 +200,7 @@ func (s *Store) openGroup(ctx context.Context) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.open = &group{tx: x.tx, done: make(chan struct{})}
+	s.open = &group{tx: x.tx, stmts: x.stmts, done: make(chan struct{})}
 	return s.open, nil
 }
 
@@ -190,20 +210,32 @@ func (s *Store) openGroup(ctx context.Context) (*group, error) {
 // fails for every write in it.
 func (s *Store) runInSavepoint(ctx context.Context, g *group, fn func(plinth.Tx) error) error {
 	bg := context.WithoutCancel(ctx)
-	if _, err := g.tx.ExecContext(bg, "SAVEPOINT plinth_write"); err != nil {
+	if err := s.groupExec(bg, g, "SAVEPOINT plinth_write"); err != nil {
 		s.failGroup(g, err)
 		return fail("begin a write", err)
 	}
-	x := &tx{s: s, tx: g.tx, stmts: map[string]*sql.Stmt{}}
+	x := &tx{s: s, tx: g.tx, stmts: g.stmts, seq: g.seq}
 	if err := fn(uninterrupted{x}); err != nil {
 		s.undo(g)
 		return err
 	}
-	if _, err := g.tx.ExecContext(bg, "RELEASE plinth_write"); err != nil {
+	if err := s.groupExec(bg, g, "RELEASE plinth_write"); err != nil {
 		s.failGroup(g, err)
 		return fail("end a write", err)
 	}
+	g.seq = x.seq
 	return nil
+}
+
+// groupExec runs a savepoint statement on the group's transaction as a
+// prepared statement (tx.stmt), rather than parsing it at every write.
+func (s *Store) groupExec(ctx context.Context, g *group, query string) error {
+	st, err := (&tx{s: s, tx: g.tx, stmts: g.stmts}).stmt(ctx, query)
+	if err != nil {
+		return err
+	}
+	_, err = st.ExecContext(ctx)
+	return err
 }
 
 // undo rolls the open group back to the running write's savepoint.
@@ -212,11 +244,11 @@ func (s *Store) undo(g *group) {
 		return
 	}
 	bg := context.Background()
-	if _, err := g.tx.ExecContext(bg, "ROLLBACK TO plinth_write"); err != nil {
+	if err := s.groupExec(bg, g, "ROLLBACK TO plinth_write"); err != nil {
 		s.failGroup(g, err)
 		return
 	}
-	if _, err := g.tx.ExecContext(bg, "RELEASE plinth_write"); err != nil {
+	if err := s.groupExec(bg, g, "RELEASE plinth_write"); err != nil {
 		s.failGroup(g, err)
 	}
 }

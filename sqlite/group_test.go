@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -338,5 +339,185 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// hold starts a short Write that holds the writer until the returned
+// release is called, and waits until it does; the Writes started next
+// queue behind it.
+func hold(t *testing.T, s *sqlite.Store, fn func(plinth.Tx) error) (release func() error) {
+	t.Helper()
+	started, released, res := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		res <- s.Write(plinth.ShortWrite(context.Background()), func(tx plinth.Tx) error {
+			err := fn(tx)
+			close(started)
+			<-released
+			return err
+		})
+	}()
+	<-started
+	return func() error { close(released); return wait(t, res) }
+}
+
+// waitQueued waits until n Writes wait for the writer's turn.
+func waitQueued(t *testing.T, s *sqlite.Store, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for sqlite.Waiting(s) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d Writes wait, want %d: the store's own write did not join the group", sqlite.Waiting(s), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// The store's own short writes (an audit batch, chaining, marking events
+// sent) join the group commit of the writes around them.
+func TestStoreWritesJoinTheGroup(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "plinth.db")
+	ds := storetest.Domains(t)
+	s, people := openAt(t, path), entity(t, ds, "people")
+	prepare(t, s, ds)
+	commits := sqlite.CountCommits(t, s)
+	rec := plinth.AuditRecord{CorrelationID: "c1", Domain: "people", Entity: "people", Operation: "view",
+		Method: "GET", Route: "/people/{id}", Decision: plinth.DecisionAllow, Status: 200, RecordIDs: []string{"1"}}
+
+	release := hold(t, s, func(tx plinth.Tx) error {
+		return tx.(plinth.EventTx).AppendEvent(ctx, plinth.OutboxEntry{Domain: "store-test",
+			Subject: "plinth.test.store-test.people.created", EventID: "e1", Payload: []byte("{}")})
+	})
+	appended := make(chan []plinth.AuditRecord, 1)
+	go func() {
+		out, err := s.AppendAudit(ctx, []plinth.AuditRecord{rec, rec})
+		if err != nil {
+			t.Error(err)
+		}
+		appended <- out
+	}()
+	waitQueued(t, s, 1)
+	marked := make(chan error, 1)
+	go func() { marked <- s.MarkEventsSent(ctx, []string{"e1"}) }()
+	waitQueued(t, s, 2)
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	recs := <-appended
+	if err := wait(t, marked); err != nil {
+		t.Fatal(err)
+	}
+	if n := commits.Load(); n != 1 {
+		t.Errorf("a write, an audit batch and marking events sent made %d commits, want 1", n)
+	}
+	if pending, err := s.PendingEvents(ctx, 10); err != nil || len(pending) != 0 {
+		t.Errorf("pending events %v (%v), want none: e1 was marked sent", pending, err)
+	}
+
+	// Chain the two records alongside an insert.
+	head, hash, err := s.AuditHead(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range recs {
+		head++
+		recs[i].Sequence, recs[i].PrevHash = head, hash
+		recs[i].Hash = recs[i].ComputeHash()
+		hash = recs[i].Hash
+	}
+	release = hold(t, s, func(tx plinth.Tx) error {
+		_, err := tx.Insert(ctx, people, map[string]any{"firstName": "Ada", "lastName": "Grouped"})
+		return err
+	})
+	chained := make(chan error, 1)
+	go func() { chained <- s.ChainAudit(ctx, recs) }()
+	waitQueued(t, s, 1)
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(t, chained); err != nil {
+		t.Fatal(err)
+	}
+	if n := commits.Load(); n != 2 {
+		t.Errorf("%d commits after chaining alongside a write, want 2", n)
+	}
+	if seq, h, err := s.AuditHead(ctx); err != nil || seq != head || h != hash {
+		t.Errorf("head %d %q (%v), want %d %q", seq, h, err, head, hash)
+	}
+}
+
+// changeNumbers reads the change counter and the change numbers of the
+// people rows, by name, straight from the file.
+func changeNumbers(t *testing.T, path string) (counter int64, rows map[string]int64) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path+"?_pragma=query_only(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.QueryRow(`SELECT "seq" FROM "plinth_changes"`).Scan(&counter); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := db.Query(`SELECT "first_name", "_change_seq" FROM "store_test__people"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	rows = map[string]int64{}
+	for rs.Next() {
+		var name string
+		var seq int64
+		if err := rs.Scan(&name, &seq); err != nil {
+			t.Fatal(err)
+		}
+		rows[name] = seq
+	}
+	return counter, rows
+}
+
+// Writes that commit together share a change number; one that drew it and
+// failed leaves no number behind that the counter does not hold (an
+// extract from the counter's watermark would send its rows again).
+func TestGroupSharesAChangeNumberAfterAFailedMember(t *testing.T) {
+	f := newGroupFixture(t)
+	close(f.release)
+	if err := wait(t, f.first); err != nil {
+		t.Fatal(err)
+	}
+	// A group whose first write draws no change number.
+	release := hold(t, f.s, func(tx plinth.Tx) error {
+		_, err := tx.(plinth.AuditTx).AppendAudit(context.Background(), plinth.AuditRecord{CorrelationID: "c",
+			Operation: "create", Method: "POST", Route: "/people", Decision: plinth.DecisionAllow, Status: 201})
+		return err
+	})
+	f.queued = 0
+	refused := errors.New("refused")
+	bad := f.queue(context.Background(), true, func(tx plinth.Tx) error {
+		if _, err := tx.Insert(context.Background(), f.people, f.doc("bad")); err != nil {
+			return err
+		}
+		return refused
+	})
+	b, c := f.insert("b"), f.insert("c")
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(t, bad); err != refused {
+		t.Fatalf("the failing write returned %v", err)
+	}
+	for _, r := range []<-chan error{b, c} {
+		if err := wait(t, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counter, rows := changeNumbers(t, f.path)
+	if _, ok := rows["bad"]; ok || len(rows) != 3 {
+		t.Fatalf("rows %v, want first, b and c", rows)
+	}
+	if rows["b"] != rows["c"] || rows["b"] <= rows["first"] {
+		t.Errorf("change numbers %v: want b and c to share one after first's", rows)
+	}
+	if rows["c"] > counter {
+		t.Errorf("c carries change number %d, but the counter is %d", rows["c"], counter)
 	}
 }

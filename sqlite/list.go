@@ -30,8 +30,7 @@ func (s *Store) List(ctx context.Context, e *plinth.Entity, q plinth.Query) (pli
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
-	query += fmt.Sprintf(" ORDER BY %s LIMIT ?", quote(t.key.name))
-	args = append(args, limit+1)
+	query += " ORDER BY " + quote(t.key.name) + limitSQL(limit+1)
 	rows, err := s.query(ctx, query, args...)
 	if err != nil {
 		return plinth.Page{}, fail("list "+e.Name, err)

@@ -58,7 +58,7 @@ var outboxSchema = []string{
 const (
 	insertEventSQL   = `INSERT INTO "plinth_outbox" ("domain", "subject", "event_id", "payload", "created_at", "trace") VALUES (?, ?, ?, ?, ?, NULLIF(?, ''))`
 	pendingEventsSQL = `SELECT "sequence", "domain", "subject", "event_id", "payload", coalesce("trace", '') FROM "plinth_outbox"
-WHERE "sent_at" IS NULL ORDER BY "sequence" LIMIT ?`
+WHERE "sent_at" IS NULL ORDER BY "sequence"`
 	markEventsSentSQL = `UPDATE "plinth_outbox" SET "sent_at" = ?
 WHERE "event_id" IN (SELECT "value" FROM json_each(?)) AND "sent_at" IS NULL`
 	acquireLeaseSQL = `INSERT INTO "plinth_relay_lease" ("name", "holder", "expires_at") VALUES (?, ?, ?)
@@ -117,7 +117,7 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 	if limit <= 0 {
 		limit = plinth.DefaultLimit
 	}
-	rows, err := s.query(ctx, pendingEventsSQL, limit)
+	rows, err := s.query(ctx, pendingEventsSQL+limitSQL(limit))
 	if err != nil {
 		return nil, fail("read pending events", err)
 	}
@@ -140,7 +140,9 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 }
 
 // MarkEventsSent records that the entries with these event IDs were
-// published. Entries already marked keep their first time.
+// published. Entries already marked keep their first time. The update
+// joins the group commit of concurrent writes (group.go) rather than
+// syncing on its own.
 func (s *Store) MarkEventsSent(ctx context.Context, eventIDs []string) error {
 	if len(eventIDs) == 0 {
 		return nil
@@ -149,7 +151,15 @@ func (s *Store) MarkEventsSent(ctx context.Context, eventIDs []string) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: mark events sent: %w", err)
 	}
-	if _, err := s.write.ExecContext(ctx, markEventsSentSQL, formatStoredTime(plinth.Now()), string(list)); err != nil {
+	err = s.grouped(ctx, func(ctx context.Context, x *tx) error {
+		st, err := x.stmt(ctx, markEventsSentSQL)
+		if err != nil {
+			return err
+		}
+		_, err = st.ExecContext(ctx, formatStoredTime(plinth.Now()), string(list))
+		return err
+	})
+	if err != nil {
 		return fail(fmt.Sprintf("mark %d events sent", len(eventIDs)), err)
 	}
 	return nil
