@@ -211,7 +211,7 @@ JOIN "plinth"."audit_log" l ON l."log_id" = u.log_id
 ORDER BY u.seq`
 	deleteAuditLogSQL  = `DELETE FROM "plinth"."audit_log" WHERE "log_id" = ANY($1)`
 	selectAuditSQL     = `SELECT ` + auditCols + ` FROM "plinth"."audit"`
-	unchainedAuditSQL  = `SELECT "log_id", ` + recordCols + `, '', '' FROM "plinth"."audit_log" ORDER BY "log_id" LIMIT $1`
+	unchainedAuditSQL  = `SELECT "log_id", ` + recordCols + `, '', '' FROM "plinth"."audit_log" WHERE "log_id" >= $2 ORDER BY "log_id" LIMIT $1`
 	countUnchainedSQL  = `SELECT count(*) FROM "plinth"."audit_log"`
 	nextAuditLogSQL    = `SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM "plinth"."audit_log_sequence"`
 	auditBatchTooLarge = "postgres: %s: %d records, more than the %d one call takes (MaxAtomicBatch)"
@@ -361,14 +361,26 @@ func (x *tx) endAudit() {
 // records of the audit log in log order, leaving out every record that a
 // transaction still running might precede (see the top of this file). It
 // takes one round trip.
+//
+// It reads from the store's floor on: the log is a queue that the chainer
+// deletes from its low end, and until VACUUM removes them the index
+// entries of the deleted rows stay, so a scan from the start walks past
+// every row chained since the last VACUUM (tens of thousands under load;
+// autovacuum visits at most once a minute, and some servers run without
+// it). Every log id below the cut was drawn by a transaction that has
+// ended, so the rows below the cut a read sees are all there will ever
+// be: no row below the first one it returns (or below the cut, when it
+// returns none) can appear later, and that is the next floor.
 func (s *Store) UnchainedAudit(ctx context.Context, limit int) ([]plinth.AuditRecord, error) {
 	if limit <= 0 {
 		limit = plinth.DefaultLimit
 	}
+	floor := s.auditFloor.Load()
 	var out []plinth.AuditRecord
 	err := s.readBelowCut(ctx, "read unchained audit records", nextAuditLogSQL, auditLockBase,
-		unchainedAuditSQL, []any{limit}, func(cut int64, rows pgx.Rows) error {
+		unchainedAuditSQL, []any{limit, floor}, func(cut int64, rows pgx.Rows) error {
 			out = []plinth.AuditRecord{}
+			next := cut
 			for rows.Next() {
 				r, err := scanAudit(rows)
 				if err != nil {
@@ -377,8 +389,14 @@ func (s *Store) UnchainedAudit(ctx context.Context, limit int) ([]plinth.AuditRe
 				if r.Sequence >= cut {
 					break
 				}
+				if len(out) == 0 {
+					next = r.Sequence
+				}
 				r.LogID, r.Sequence = strconv.FormatInt(r.Sequence, 10), 0
 				out = append(out, r)
+			}
+			if next > floor {
+				s.auditFloor.CompareAndSwap(floor, next)
 			}
 			return nil
 		})
@@ -398,7 +416,13 @@ func (s *Store) CountUnchainedAudit(ctx context.Context) (int64, error) {
 }
 
 // AuditHead returns the sequence and hash of the newest chained record.
+//
+// It also forgets the floor of UnchainedAudit: a chainer reads the head
+// when it starts and after anything went wrong (a conflict, a lost lease),
+// and a database restored under a running process may hold log rows below
+// the floor again.
 func (s *Store) AuditHead(ctx context.Context) (int64, string, error) {
+	s.auditFloor.Store(0)
 	var seq int64
 	var hash string
 	err := s.read(ctx, "read the audit head", func() error {

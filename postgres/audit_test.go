@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/audit"
@@ -271,5 +274,115 @@ func TestPurgeSentEvents(t *testing.T) {
 	}
 	if es, err := s.PendingEvents(ctx, 10); err != nil || len(es) != 1 || es[0].EventID != "e3" {
 		t.Errorf("pending after the purge: %v, %v", es, err)
+	}
+}
+
+// appendOpen appends rec inside a transaction it leaves open, as a write
+// transaction does (announce, then insert), and returns the transaction.
+func appendOpen(t *testing.T, s *Store, rec plinth.AuditRecord) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	x, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = x.Rollback(context.Background()) })
+	args, err := auditArgs([]plinth.AuditRecord{unchained(rec)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.Exec(ctx, announceAudit, auditLockBase); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.Exec(ctx, insertAuditLogSQL, args...); err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+func correlationIDs(recs []plinth.AuditRecord) []string {
+	var ids []string
+	for _, r := range recs {
+		ids = append(ids, r.CorrelationID)
+	}
+	return ids
+}
+
+// UnchainedAudit reads from a floor it keeps, and the floor never passes
+// a record that commits later with a lower log id: a transaction that
+// appended early and commits late still has its record read, first.
+func TestUnchainedAuditFloorSkipsNothing(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openStore(t, nil)
+	if err := s.Prepare(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	rec := func(id string) plinth.AuditRecord {
+		return plinth.AuditRecord{CorrelationID: id, Operation: "view", Decision: plinth.DecisionAllow, Status: 200}
+	}
+	if _, err := s.AppendAudit(ctx, []plinth.AuditRecord{rec("a"), rec("b")}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := audit.ChainPending(ctx, s); err != nil || n != 2 {
+		t.Fatalf("chained %d, %v; want 2", n, err)
+	}
+	late := appendOpen(t, s, rec("late")) // a lower log id, committed last
+	if _, err := s.AppendAudit(ctx, []plinth.AuditRecord{rec("c")}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the floor moves up to the open transaction's record, not past it
+		got, err := s.UnchainedAudit(ctx, 10)
+		if err != nil || len(got) != 0 {
+			t.Fatalf("with the late record's transaction open: %v, %v; want none", correlationIDs(got), err)
+		}
+	}
+	if err := late.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.UnchainedAudit(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := correlationIDs(got); !slices.Equal(ids, []string{"late", "c"}) {
+		t.Fatalf("unchained after the commit: %v, want [late c]", ids)
+	}
+	if n, err := audit.ChainPending(ctx, s); err != nil || n != 2 {
+		t.Fatalf("chained %d, %v; want 2", n, err)
+	}
+	if rep, err := audit.Verify(ctx, s, nil); err != nil || rep.Broken != nil || rep.Records != 4 {
+		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+}
+
+// Reading the head forgets the floor, so a log row below it (a database
+// restored under a running process) is read again.
+func TestAuditHeadResetsUnchainedFloor(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openStore(t, nil)
+	if err := s.Prepare(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	r := plinth.AuditRecord{CorrelationID: "a", Operation: "view", Decision: plinth.DecisionAllow, Status: 200}
+	stored, err := s.AppendAudit(ctx, []plinth.AuditRecord{r, r, r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := audit.ChainPending(ctx, s); err != nil || n != 3 {
+		t.Fatalf("chained %d, %v; want 3", n, err)
+	}
+	if got, err := s.UnchainedAudit(ctx, 10); err != nil || len(got) != 0 {
+		t.Fatalf("unchained: %v, %v", got, err)
+	}
+	// A restored row, below the floor.
+	if _, err := s.pool.Exec(ctx, `INSERT INTO "plinth"."audit_log" ("log_id", `+recordCols+`)
+SELECT $1, now(), 'restored', '', '', '', 'view', '', '', NULL, '{}', 'allow', '', 200, '{}', 0, 0, '', ''`, stored[0].LogID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.AuditHead(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.UnchainedAudit(ctx, 10)
+	if err != nil || len(got) != 1 || got[0].CorrelationID != "restored" {
+		t.Fatalf("after reading the head: %v, %v; want the restored row", correlationIDs(got), err)
 	}
 }
