@@ -123,6 +123,11 @@ type Config struct {
 	// each batch Record commits, and by Committed. plinth serve passes the
 	// Chainer's Notify, so records are chained at once.
 	Appended func()
+	// Chain, when set, is given the records appended, as the store
+	// returned them, at the same points as Appended. plinth serve passes
+	// the Chainer's Hold, which chains them without reading them back.
+	// It must not keep or change them beyond what Chainer.Hold does.
+	Chain func([]plinth.AuditRecord)
 	// Timeout bounds one batch commit; default 10s.
 	Timeout time.Duration
 	// GatherWait is the most a batch waits under load for more records
@@ -336,9 +341,7 @@ func (a *Auditor) commit(batch []*pending) {
 	}
 	// Mirror first, so a record is in the mirror when its caller returns.
 	a.mirror(stored)
-	if a.cfg.Appended != nil {
-		a.cfg.Appended()
-	}
+	a.appended(stored)
 	for i, p := range batch {
 		p.stored = stored[i]
 		a.finish(p)
@@ -383,8 +386,18 @@ func (a *Auditor) failed(batch []*pending, cause error) error {
 // (plinth.AuditTx), once that transaction has committed, and tells
 // Config.Appended.
 func (a *Auditor) Committed(recs ...plinth.AuditRecord) {
-	a.mirror(recs)
-	if a.cfg.Appended != nil && len(recs) > 0 {
+	if len(recs) > 0 {
+		a.mirror(recs)
+		a.appended(recs)
+	}
+}
+
+// appended tells Config.Appended and Config.Chain about stored records.
+func (a *Auditor) appended(recs []plinth.AuditRecord) {
+	if a.cfg.Chain != nil {
+		a.cfg.Chain(recs)
+	}
+	if a.cfg.Appended != nil {
 		a.cfg.Appended()
 	}
 }

@@ -212,6 +212,7 @@ ORDER BY u.seq`
 	deleteAuditLogSQL  = `DELETE FROM "plinth"."audit_log" WHERE "log_id" = ANY($1)`
 	selectAuditSQL     = `SELECT ` + auditCols + ` FROM "plinth"."audit"`
 	unchainedAuditSQL  = `SELECT "log_id", ` + recordCols + `, '', '' FROM "plinth"."audit_log" WHERE "log_id" >= $2 ORDER BY "log_id" LIMIT $1`
+	unchainedIDsSQL    = `SELECT "log_id" FROM "plinth"."audit_log" WHERE "log_id" >= $2 ORDER BY "log_id" LIMIT $1`
 	countUnchainedSQL  = `SELECT count(*) FROM "plinth"."audit_log"`
 	nextAuditLogSQL    = `SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM "plinth"."audit_log_sequence"`
 	auditBatchTooLarge = "postgres: %s: %d records, more than the %d one call takes (MaxAtomicBatch)"
@@ -361,6 +362,50 @@ func (x *tx) endAudit() {
 // records of the audit log in log order, leaving out every record that a
 // transaction still running might precede (see the top of this file). It
 // takes one round trip.
+func (s *Store) UnchainedAudit(ctx context.Context, limit int) ([]plinth.AuditRecord, error) {
+	var out []plinth.AuditRecord
+	reset := func() { out = []plinth.AuditRecord{} }
+	err := s.readUnchained(ctx, "read unchained audit records", unchainedAuditSQL, limit, reset, func(rows pgx.Rows, cut int64) (int64, error) {
+		r, err := scanAudit(rows)
+		if err != nil || r.Sequence >= cut {
+			return r.Sequence, err
+		}
+		id := r.Sequence
+		r.LogID, r.Sequence = strconv.FormatInt(id, 10), 0
+		out = append(out, r)
+		return id, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// UnchainedAuditIDs returns the log ids of the records UnchainedAudit
+// would return, without reading the records: the chainer takes the
+// content of the records its own process appended from memory (see
+// audit.Chainer.Hold).
+func (s *Store) UnchainedAuditIDs(ctx context.Context, limit int) ([]string, error) {
+	var out []string
+	reset := func() { out = []string{} }
+	err := s.readUnchained(ctx, "read unchained audit log ids", unchainedIDsSQL, limit, reset, func(rows pgx.Rows, cut int64) (int64, error) {
+		var id int64
+		if err := rows.Scan(&id); err != nil || id >= cut {
+			return id, err
+		}
+		out = append(out, strconv.FormatInt(id, 10))
+		return id, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// readUnchained reads the audit log below the cut with rowsSQL (its
+// first column the log id, $1 the limit, $2 the floor in log id order),
+// calling reset as each attempt starts and scan for each row; scan keeps
+// the row only if its log id is below cut, and returns the log id.
 //
 // It reads from the store's floor on: the log is a queue that the chainer
 // deletes from its low end, and until VACUUM removes them the index
@@ -371,39 +416,33 @@ func (x *tx) endAudit() {
 // ended, so the rows below the cut a read sees are all there will ever
 // be: no row below the first one it returns (or below the cut, when it
 // returns none) can appear later, and that is the next floor.
-func (s *Store) UnchainedAudit(ctx context.Context, limit int) ([]plinth.AuditRecord, error) {
+func (s *Store) readUnchained(ctx context.Context, what, rowsSQL string, limit int, reset func(),
+	scan func(rows pgx.Rows, cut int64) (int64, error)) error {
 	if limit <= 0 {
 		limit = plinth.DefaultLimit
 	}
 	floor := s.auditFloor.Load()
-	var out []plinth.AuditRecord
-	err := s.readBelowCut(ctx, "read unchained audit records", nextAuditLogSQL, auditLockBase,
-		unchainedAuditSQL, []any{limit, floor}, func(cut int64, rows pgx.Rows) error {
-			out = []plinth.AuditRecord{}
+	return s.readBelowCut(ctx, what, nextAuditLogSQL, auditLockBase, rowsSQL, []any{limit, floor},
+		func(cut int64, rows pgx.Rows) error {
+			reset()
 			next := cut
-			for rows.Next() {
-				r, err := scanAudit(rows)
+			for n := 0; rows.Next(); n++ {
+				id, err := scan(rows, cut)
 				if err != nil {
 					return err
 				}
-				if r.Sequence >= cut {
+				if id >= cut {
 					break
 				}
-				if len(out) == 0 {
-					next = r.Sequence
+				if n == 0 {
+					next = id
 				}
-				r.LogID, r.Sequence = strconv.FormatInt(r.Sequence, 10), 0
-				out = append(out, r)
 			}
 			if next > floor {
 				s.auditFloor.CompareAndSwap(floor, next)
 			}
 			return nil
 		})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // CountUnchainedAudit returns how many records wait in the audit log.

@@ -2,10 +2,13 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"math"
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/audit"
+	"github.com/plinth-data/plinth/plinthtest"
 	"github.com/plinth-data/plinth/plinthtest/pgtest"
 	"github.com/plinth-data/plinth/storetest"
 )
@@ -384,5 +388,148 @@ SELECT $1, now(), 'restored', '', '', '', 'view', '', '', NULL, '{}', 'allow', '
 	got, err := s.UnchainedAudit(ctx, 10)
 	if err != nil || len(got) != 1 || got[0].CorrelationID != "restored" {
 		t.Fatalf("after reading the head: %v, %v; want the restored row", correlationIDs(got), err)
+	}
+}
+
+// oddAudits are records whose content the store must normalise or that
+// round-trip through jsonb, text[] and timestamptz in ways that could
+// differ from what was sent.
+func oddAudits() []plinth.AuditRecord {
+	tz := time.FixedZone("odd", -(3*3600 + 1800))
+	base := plinth.AuditRecord{
+		Time: time.Date(2026, 11, 30, 23, 59, 59, 999999999, tz), CorrelationID: "c-1", Environment: "production",
+		Domain: "residents", Entity: "residents", Operation: "list", Method: "GET", Route: "/api/v1/residents",
+		Filters:   map[string]string{"last_name": "O’Brien <&> \u2028 ☂", "b": `"quoted" \ back`, "a": "😀"},
+		Principal: plinth.Principal{Subject: "sub", Email: "ana@example.org", Name: "Ana López", Groups: []string{"g1", "g2"}},
+		Decision:  plinth.DecisionAllow, Status: 200, RecordIDs: []string{"2", "1", "2"}, Count: 2,
+		DurationMs: 12.345678901234567, ClientAddress: "::1", UserAgent: "日本\t\n",
+	}
+	bad := base
+	bad.CorrelationID = "c-2\x00nul"
+	bad.Filters = map[string]string{"k\xff": "v\x00", "x": "\xc3\x28"}
+	bad.Principal = plinth.Principal{Subject: "s\x00", Email: "\xff", TokenID: "t", Consumer: "svc\x00"}
+	bad.RecordIDs = []string{"a\x00", "\xfe"}
+	bad.UserAgent = "\xff\xfe"
+	empty := plinth.AuditRecord{ // zero time, empty non-nil collections
+		Filters: map[string]string{}, RecordIDs: []string{}, Principal: plinth.Principal{Groups: []string{}},
+		Decision: plinth.DecisionDeny, Status: 401, DurationMs: math.Copysign(0, -1),
+	}
+	big := base
+	big.CorrelationID = "c-4"
+	big.Time = time.Date(1901, 1, 1, 0, 0, 0, 1500, time.UTC)
+	big.Status, big.Count, big.DurationMs = math.MaxInt32, math.MinInt32, 1.7976931348623157e308
+	big.Filters, big.RecordIDs = nil, nil
+	return []plinth.AuditRecord{base, bad, empty, big}
+}
+
+// What AppendAudit and Tx.AppendAudit return hashes exactly as what
+// UnchainedAudit reads back: the chainer hashes records its process
+// appended from memory (audit.Chainer.Hold), and ChainAudit stores the
+// log's copy.
+func TestAppendedAuditHashesAsStored(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openStore(t, storetest.Domains(t))
+	appended, err := s.AppendAudit(ctx, oddAudits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range oddAudits() {
+		err := s.Write(ctx, func(x plinth.Tx) error {
+			got, err := x.(plinth.AuditTx).AppendAudit(ctx, r)
+			appended = append(appended, got)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	read, err := s.UnchainedAudit(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(read) != len(appended) {
+		t.Fatalf("read %d records back, appended %d", len(read), len(appended))
+	}
+	for i, r := range read {
+		a := appended[i]
+		if a.LogID != r.LogID {
+			t.Fatalf("record %d: log id %s appended, %s read", i, a.LogID, r.LogID)
+		}
+		a.Sequence, a.PrevHash = int64(i+1), "prev"
+		r.Sequence, r.PrevHash = int64(i+1), "prev"
+		if a.ComputeHash() != r.ComputeHash() {
+			ja, _ := json.Marshal(a)
+			jr, _ := json.Marshal(r)
+			t.Errorf("record %d hashes differently as appended and as stored:\n%s\n%s", i, ja, jr)
+		}
+	}
+}
+
+// heldCounter counts the chainer's reads of whole records that found some.
+type heldCounter struct {
+	*Store
+	full atomic.Int64
+}
+
+func (h *heldCounter) UnchainedAudit(ctx context.Context, limit int) ([]plinth.AuditRecord, error) {
+	recs, err := h.Store.UnchainedAudit(ctx, limit)
+	if len(recs) > 0 {
+		h.full.Add(1)
+	}
+	return recs, err
+}
+
+// A chainer handed the records its process appended chains them from
+// memory, reading only their log ids, and the chain verifies; records it
+// was not handed (another process's) it reads from the store.
+func TestChainerChainsHeldRecords(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, _ := openStore(t, storetest.Domains(t))
+	st := &heldCounter{Store: s}
+	c := audit.NewChainer(st, audit.ChainerConfig{Poll: time.Hour, Linger: time.Millisecond})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	plinthtest.Eventually(t, 0, func() bool { return c.Status().Active }, "the chainer is active")
+	a := audit.New(st, audit.Config{FailClosed: true, Chain: c.Hold})
+	defer a.Close()
+	want := 0
+	chained := func() {
+		t.Helper()
+		plinthtest.Eventually(t, 0, func() bool { return c.Status().Chained == int64(want) }, "%d records chained", want)
+	}
+	for _, r := range oddAudits() {
+		if _, err := a.Record(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		want++
+		var got plinth.AuditRecord
+		err := s.Write(ctx, func(x plinth.Tx) (err error) {
+			got, err = x.(plinth.AuditTx).AppendAudit(ctx, r)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Committed(got)
+		want++
+	}
+	chained()
+	if n := st.full.Load(); n != 0 {
+		t.Errorf("the chainer read whole records %d times; want only log ids", n)
+	}
+	// Another process's record: read from the store.
+	if _, err := s.AppendAudit(ctx, oddAudits()[:1]); err != nil {
+		t.Fatal(err)
+	}
+	c.Notify()
+	want++
+	chained()
+	if n := st.full.Load(); n == 0 {
+		t.Errorf("a record the chainer was not handed was not read from the store")
+	}
+	if rep, err := audit.Verify(ctx, s, nil); err != nil || rep.Broken != nil || rep.Records != int64(want) {
+		t.Fatalf("verify: %+v %v, %v", rep, rep.Broken, err)
 	}
 }
