@@ -478,8 +478,9 @@ func (s *Store) AuditHead(ctx context.Context) (int64, string, error) {
 var errNoAuditHead = errors.New(`the head row of the audit trail (plinth.audit_head) is missing; restore it with the sequence and hash of the newest record of plinth.audit`)
 
 // ChainAudit moves records from the audit log into the chain in one
-// transaction (see the top of this file); plinth.ErrConflict when the head
-// is not where recs say or a record is no longer in the log.
+// transaction (see the top of this file), in two round trips;
+// plinth.ErrConflict when the head is not where recs say or a record is no
+// longer in the log.
 func (s *Store) ChainAudit(ctx context.Context, recs []plinth.AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
@@ -499,17 +500,23 @@ func (s *Store) ChainAudit(ctx context.Context, recs []plinth.AuditRecord) error
 		logIDs[i], seqs[i], prevs[i], hashes[i] = id, r.Sequence, r.PrevHash, r.Hash
 	}
 	last := recs[n-1]
-	ptx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return s.wrap(what, err)
 	}
-	defer ptx.Rollback(context.WithoutCancel(ctx))
+	defer conn.Release()
+	// BEGIN is sent with the statements, so a batch takes two round
+	// trips: this one, and COMMIT once the row counts are checked.
 	b := &pgx.Batch{}
+	b.Queue("BEGIN")
 	b.Queue(moveAuditHeadSQL, last.Sequence, last.Hash, recs[0].Sequence-1, recs[0].PrevHash)
 	b.Queue(chainAuditSQL, logIDs, seqs, prevs, hashes)
 	b.Queue(deleteAuditLogSQL, logIDs)
-	br := ptx.SendBatch(ctx, b)
+	br := conn.SendBatch(ctx, b)
 	err = func() error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
 		for i, want := range []int64{1, int64(n), int64(n)} {
 			tag, err := br.Exec()
 			if err != nil {
@@ -527,10 +534,21 @@ func (s *Store) ChainAudit(ctx context.Context, recs []plinth.AuditRecord) error
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		_, err = conn.Exec(ctx, "COMMIT")
+		what += ": commit"
+	}
 	if err != nil {
+		if conn.Conn().PgConn().TxStatus() != 'I' {
+			// A connection left in a transaction is closed by the pool on
+			// release, so a failed ROLLBACK does no harm.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_, _ = conn.Exec(rctx, "ROLLBACK")
+			cancel()
+		}
 		return s.wrap(what, err)
 	}
-	return s.wrap(what+": commit", ptx.Commit(ctx))
+	return nil
 }
 
 // AcquireChainLease makes holder the active chainer until ttl from now on
