@@ -20,9 +20,11 @@
 // every write transaction must lock. The Chainer, one per store at a time
 // (it holds a lease, like the event relay), then gives the records their
 // sequence numbers and hashes in the log's order, within tens of
-// milliseconds, in atomic batches. Verify, Head and anchoring work on the
-// chain; Report.Unchained says how many records still wait for it. See
-// docs/audit-chain.md.
+// milliseconds, in atomic batches. The Auditor hands the chainer the
+// records it appended (Config.Chain, Chainer.Hold), so that on a store
+// that can list the log's ids alone the chainer does not read them back.
+// Verify, Head and anchoring work on the chain; Report.Unchained says how
+// many records still wait for it. See docs/audit-chain.md.
 //
 // # The hash chain: what it proves
 //

@@ -24,7 +24,8 @@ type ChainerConfig struct {
 	LeaseTTL time.Duration
 	// Poll is how often the active chainer looks at the audit log when
 	// nobody calls Notify; default 50ms. Records appended by this process
-	// are chained sooner: the Auditor calls Notify (Config.Appended).
+	// are chained sooner: the Auditor calls Hold or Notify (Config.Chain,
+	// Config.Appended).
 	Poll time.Duration
 	// Linger is the least time between the starts of two batches when
 	// Notify calls come faster; default 20ms. Under steady load the
