@@ -128,7 +128,7 @@ type heldRecord struct {
 // when their turn comes; at most heldMax are held.
 const (
 	heldFor = time.Minute
-	heldMax = 20000
+	heldMax = 5000
 )
 
 // NewChainer returns a chainer of store's audit log. Call Run to start it.

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -534,5 +536,60 @@ func TestChainerChainsHeldRecords(t *testing.T) {
 	}
 	if rep, err := audit.Verify(ctx, s, nil); err != nil || rep.Broken != nil || rep.Records != int64(want) {
 		t.Fatalf("verify: %+v %v, %v", rep, rep.Broken, err)
+	}
+}
+
+// Two chainers handed the same records, the first stopping half-way: the
+// second chains the rest, from memory or from the store, and the chain
+// holds every record once, in log order.
+func TestTwoChainersHoldingRecords(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openStore(t, storetest.Domains(t))
+	cfg := func(name string) audit.ChainerConfig {
+		return audit.ChainerConfig{Holder: name, LeaseTTL: time.Second, Poll: 20 * time.Millisecond, Linger: time.Millisecond}
+	}
+	first, second := audit.NewChainer(s, cfg("first")), audit.NewChainer(s, cfg("second"))
+	ctx1, stop1 := context.WithCancel(ctx)
+	ctx2, stop2 := context.WithCancel(ctx)
+	done1, done2 := make(chan struct{}), make(chan struct{})
+	go func() { defer close(done1); _ = first.Run(ctx1) }()
+	plinthtest.Eventually(t, 0, func() bool { return first.Status().Active }, "the first chainer is active")
+	go func() { defer close(done2); _ = second.Run(ctx2) }()
+	defer func() { stop1(); stop2(); <-done1; <-done2 }()
+	a := audit.New(s, audit.Config{FailClosed: true, Chain: func(recs []plinth.AuditRecord) {
+		first.Hold(recs)
+		second.Hold(recs)
+	}})
+	defer a.Close()
+	const n = 400
+	var wg sync.WaitGroup
+	for i := range n {
+		if i == n/2 {
+			stop1() // gives up the lease; the second takes over
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := oddAudits()[i%4]
+			r.CorrelationID = fmt.Sprint(i)
+			if _, err := a.Record(ctx, r); err != nil {
+				t.Error(err)
+			}
+		}()
+		if i%8 == 0 {
+			wg.Wait()
+		}
+	}
+	wg.Wait()
+	plinthtest.Eventually(t, 0, func() bool {
+		u, err := s.CountUnchainedAudit(ctx)
+		return err == nil && u == 0
+	}, "every record chained")
+	rep, err := audit.Verify(ctx, s, nil)
+	if err != nil || rep.Broken != nil || rep.Records != n {
+		t.Fatalf("verify: %+v %v, %v", rep, rep.Broken, err)
+	}
+	if first.Status().Chained == 0 || second.Status().Chained == 0 {
+		t.Errorf("chained by the first %d, by the second %d; want both", first.Status().Chained, second.Status().Chained)
 	}
 }
