@@ -714,3 +714,94 @@ func TestParseTime(t *testing.T) {
 		}
 	}
 }
+
+func TestGatherWait(t *testing.T) {
+	for _, c := range []struct {
+		last      int
+		took, max time.Duration
+		want      time.Duration
+	}{
+		{0, time.Second, time.Hour, 0},               // the first batch
+		{1, time.Second, time.Hour, 0},               // a lone request commits at once
+		{2, time.Second, time.Hour, 0},               // and so do two
+		{3, time.Second, time.Hour, time.Second / 2}, // at most half the last commit
+		{50, time.Second, 4 * time.Millisecond, 4 * time.Millisecond},
+		{50, time.Second, -1, -1}, // negative: never
+	} {
+		if got := gatherWait(c.last, c.took, c.max); got != c.want {
+			t.Errorf("gatherWait(%d, %v, %v) = %v, want %v", c.last, c.took, c.max, got, c.want)
+		}
+	}
+}
+
+// stepStore lets one AppendAudit through per token on release.
+type stepStore struct {
+	plinth.AuditStore
+	mu      sync.Mutex
+	batches []int
+	entered chan int
+	release chan struct{}
+}
+
+func (g *stepStore) AppendAudit(ctx context.Context, recs []plinth.AuditRecord) ([]plinth.AuditRecord, error) {
+	g.mu.Lock()
+	g.batches = append(g.batches, len(recs))
+	g.mu.Unlock()
+	g.entered <- len(recs)
+	<-g.release
+	return g.AuditStore.AppendAudit(ctx, recs)
+}
+
+// After a batch of four, the next batch waits for four records rather
+// than committing the first alone: under load, fewer and larger commits.
+func TestGroupCommitGathersUnderLoad(t *testing.T) {
+	st, _ := openStore(t)
+	g := &stepStore{AuditStore: st, entered: make(chan int, 64), release: make(chan struct{})}
+	a := New(g, Config{FailClosed: true, GatherWait: time.Hour})
+	var wg sync.WaitGroup
+	record := func(i int) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := a.Record(context.Background(), sample(i)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	record(0)
+	<-g.entered // a batch of one, held
+	for i := 1; i <= 4; i++ {
+		record(i)
+	}
+	plinthtest.Eventually(t, 0, func() bool { return len(a.queue) == 4 }, "4 records queued")
+	g.release <- struct{}{}
+	if n := <-g.entered; n != 4 {
+		t.Fatalf("second batch %d, want 4", n)
+	}
+	// The batch of four takes a while to commit, so the next may wait up
+	// to half that for four records.
+	time.Sleep(time.Second)
+	g.release <- struct{}{}
+	record(5)
+	// The writer has taken record 5; without gathering it would commit
+	// it alone now.
+	plinthtest.Eventually(t, 0, func() bool { return len(a.queue) == 0 }, "record 5 taken")
+	time.Sleep(50 * time.Millisecond)
+	for i := 6; i <= 8; i++ {
+		record(i)
+	}
+	if n := <-g.entered; n != 4 {
+		t.Fatalf("third batch %d, want 4 (gathered)", n)
+	}
+	g.release <- struct{}{}
+	wg.Wait()
+	close(g.release)
+	a.Close()
+	if !slices.Equal(g.batches, []int{1, 4, 4}) {
+		t.Errorf("batches %v, want [1 4 4]", g.batches)
+	}
+	chainAll(t, st)
+	if rep := verify(t, st); rep.Broken != nil || rep.Records != 9 {
+		t.Fatalf("verify: %+v %v", rep, rep.Broken)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/plinth-data/plinth"
@@ -23,7 +24,8 @@ type ChainerConfig struct {
 	LeaseTTL time.Duration
 	// Poll is how often the active chainer looks at the audit log when
 	// nobody calls Notify; default 50ms. Records appended by this process
-	// are chained sooner: the Auditor calls Notify (Config.Appended).
+	// are chained sooner: the Auditor calls Hold or Notify (Config.Chain,
+	// Config.Appended).
 	Poll time.Duration
 	// Linger is the least time between the starts of two batches when
 	// Notify calls come faster; default 20ms. Under steady load the
@@ -99,7 +101,35 @@ type Chainer struct {
 	known    bool
 	headSeq  int64
 	headHash string
+
+	// ids is the store's UnchainedAuditIDs, nil when it has none.
+	ids unchainedIDLister
+	// held are records this process appended, by log id, as the store
+	// returned them (Hold), so that chaining them needs only their log
+	// ids from the store.
+	heldMu   sync.Mutex
+	held     map[string]heldRecord
+	prunedAt time.Time
 }
+
+// unchainedIDLister is implemented by stores that can list the log ids
+// UnchainedAudit would return without reading the records (PostgreSQL).
+type unchainedIDLister interface {
+	UnchainedAuditIDs(ctx context.Context, limit int) ([]string, error)
+}
+
+type heldRecord struct {
+	rec plinth.AuditRecord
+	at  time.Time
+}
+
+// Records held longer than heldFor (chained by another process, or held
+// back behind a long transaction) are dropped and read from the store
+// when their turn comes; at most heldMax are held.
+const (
+	heldFor = time.Minute
+	heldMax = 5000
+)
 
 // NewChainer returns a chainer of store's audit log. Call Run to start it.
 func NewChainer(store plinth.AuditStore, cfg ChainerConfig) *Chainer {
@@ -108,7 +138,9 @@ func NewChainer(store plinth.AuditStore, cfg ChainerConfig) *Chainer {
 		store: store,
 		cfg:   cfg,
 		log:   cfg.Logger.With("component", "audit-chainer", "holder", cfg.Holder),
+		held:  map[string]heldRecord{},
 	}
+	c.ids, _ = store.(unchainedIDLister)
 	c.runner = lease.New(lease.Config{
 		Holder:  cfg.Holder,
 		TTL:     cfg.LeaseTTL,
@@ -126,8 +158,14 @@ func NewChainer(store plinth.AuditStore, cfg ChainerConfig) *Chainer {
 			c.log.Warn("the audit chain head moved under this chainer; reading it again", "error", err)
 			return true
 		},
-		// Another chainer may move the head while this one stands by.
-		Lost:   func() { c.known = false },
+		// Another chainer may move the head while this one stands by, and
+		// chain the records it holds.
+		Lost: func() {
+			c.known = false
+			c.heldMu.Lock()
+			clear(c.held)
+			c.heldMu.Unlock()
+		},
 		Logger: c.log,
 		Name:   "audit chainer",
 		Lease:  "audit chain lease",
@@ -139,6 +177,30 @@ func NewChainer(store plinth.AuditStore, cfg ChainerConfig) *Chainer {
 // Notify wakes the chainer to look at the audit log now rather than at
 // its next poll. It never blocks.
 func (c *Chainer) Notify() { c.runner.Notify() }
+
+// Hold gives the chainer records this process appended, exactly as the
+// store's AppendAudit (or AuditTx.AppendAudit) returned them, and wakes
+// it (Notify). While this chainer is active and its store can list the
+// log's ids alone, it chains them without reading them back from the
+// store: it takes from the store only the ids of the records to chain,
+// in log order, and reads the records from the store after all if it
+// does not hold every one of them (another process's records, or records
+// from before a restart). The store must return records exactly as they
+// will be read back (the hash is computed over them; the PostgreSQL
+// store's tests prove it), and the caller must not change them after.
+func (c *Chainer) Hold(recs []plinth.AuditRecord) {
+	if c.ids != nil && len(recs) > 0 && c.runner.Status().Active {
+		now := time.Now()
+		c.heldMu.Lock()
+		for _, r := range recs {
+			if r.LogID != "" && len(c.held) < heldMax {
+				c.held[r.LogID] = heldRecord{rec: r, at: now}
+			}
+		}
+		c.heldMu.Unlock()
+	}
+	c.Notify()
+}
 
 // ChainerStatus is a snapshot of a chainer, for readiness checks and logs.
 type ChainerStatus struct {
@@ -177,7 +239,7 @@ func (c *Chainer) chainOnce(ctx context.Context) (int, error) {
 		}
 		c.headSeq, c.headHash, c.known = seq, hash, true
 	}
-	recs, err := c.store.UnchainedAudit(ctx, c.cfg.Batch)
+	recs, err := c.unchained(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("reading the audit log: %w", err)
 	}
@@ -190,7 +252,55 @@ func (c *Chainer) chainOnce(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("chaining audit records %d–%d: %w", recs[0].Sequence, seq, err)
 	}
 	c.headSeq, c.headHash = seq, hash
+	c.release(recs)
 	return len(recs), nil
+}
+
+// unchained returns the next records to chain, in log order: from what
+// it holds when it holds them all, otherwise as the store reads them.
+func (c *Chainer) unchained(ctx context.Context) ([]plinth.AuditRecord, error) {
+	c.heldMu.Lock()
+	holding := len(c.held) > 0
+	c.heldMu.Unlock()
+	if c.ids == nil || !holding {
+		return c.store.UnchainedAudit(ctx, c.cfg.Batch)
+	}
+	ids, err := c.ids.UnchainedAuditIDs(ctx, c.cfg.Batch)
+	if err != nil {
+		return nil, err
+	}
+	recs := make([]plinth.AuditRecord, 0, len(ids))
+	c.heldMu.Lock()
+	for _, id := range ids {
+		h, ok := c.held[id]
+		if !ok {
+			break
+		}
+		recs = append(recs, h.rec)
+	}
+	c.heldMu.Unlock()
+	if len(recs) < len(ids) {
+		return c.store.UnchainedAudit(ctx, c.cfg.Batch)
+	}
+	return recs, nil
+}
+
+// release forgets held records once chained, and now and then those
+// held too long.
+func (c *Chainer) release(chained []plinth.AuditRecord) {
+	c.heldMu.Lock()
+	defer c.heldMu.Unlock()
+	for _, r := range chained {
+		delete(c.held, r.LogID)
+	}
+	if now := time.Now(); len(c.held) > 0 && now.Sub(c.prunedAt) > heldFor/4 {
+		c.prunedAt = now
+		for id, h := range c.held {
+			if now.Sub(h.at) > heldFor {
+				delete(c.held, id)
+			}
+		}
+	}
 }
 
 // link gives recs their places after the head (seq, hash) and returns the

@@ -211,7 +211,8 @@ JOIN "plinth"."audit_log" l ON l."log_id" = u.log_id
 ORDER BY u.seq`
 	deleteAuditLogSQL  = `DELETE FROM "plinth"."audit_log" WHERE "log_id" = ANY($1)`
 	selectAuditSQL     = `SELECT ` + auditCols + ` FROM "plinth"."audit"`
-	unchainedAuditSQL  = `SELECT "log_id", ` + recordCols + `, '', '' FROM "plinth"."audit_log" ORDER BY "log_id" LIMIT $1`
+	unchainedAuditSQL  = `SELECT "log_id", ` + recordCols + `, '', '' FROM "plinth"."audit_log" WHERE "log_id" >= $2 ORDER BY "log_id" LIMIT $1`
+	unchainedIDsSQL    = `SELECT "log_id" FROM "plinth"."audit_log" WHERE "log_id" >= $2 ORDER BY "log_id" LIMIT $1`
 	countUnchainedSQL  = `SELECT count(*) FROM "plinth"."audit_log"`
 	nextAuditLogSQL    = `SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM "plinth"."audit_log_sequence"`
 	auditBatchTooLarge = "postgres: %s: %d records, more than the %d one call takes (MaxAtomicBatch)"
@@ -362,30 +363,86 @@ func (x *tx) endAudit() {
 // transaction still running might precede (see the top of this file). It
 // takes one round trip.
 func (s *Store) UnchainedAudit(ctx context.Context, limit int) ([]plinth.AuditRecord, error) {
-	if limit <= 0 {
-		limit = plinth.DefaultLimit
-	}
 	var out []plinth.AuditRecord
-	err := s.readBelowCut(ctx, "read unchained audit records", nextAuditLogSQL, auditLockBase,
-		unchainedAuditSQL, []any{limit}, func(cut int64, rows pgx.Rows) error {
-			out = []plinth.AuditRecord{}
-			for rows.Next() {
-				r, err := scanAudit(rows)
-				if err != nil {
-					return err
-				}
-				if r.Sequence >= cut {
-					break
-				}
-				r.LogID, r.Sequence = strconv.FormatInt(r.Sequence, 10), 0
-				out = append(out, r)
-			}
-			return nil
-		})
+	reset := func() { out = []plinth.AuditRecord{} }
+	err := s.readUnchained(ctx, "read unchained audit records", unchainedAuditSQL, limit, reset, func(rows pgx.Rows, cut int64) (int64, error) {
+		r, err := scanAudit(rows)
+		if err != nil || r.Sequence >= cut {
+			return r.Sequence, err
+		}
+		id := r.Sequence
+		r.LogID, r.Sequence = strconv.FormatInt(id, 10), 0
+		out = append(out, r)
+		return id, nil
+	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// UnchainedAuditIDs returns the log ids of the records UnchainedAudit
+// would return, without reading the records: the chainer takes the
+// content of the records its own process appended from memory (see
+// audit.Chainer.Hold).
+func (s *Store) UnchainedAuditIDs(ctx context.Context, limit int) ([]string, error) {
+	var out []string
+	reset := func() { out = []string{} }
+	err := s.readUnchained(ctx, "read unchained audit log ids", unchainedIDsSQL, limit, reset, func(rows pgx.Rows, cut int64) (int64, error) {
+		var id int64
+		if err := rows.Scan(&id); err != nil || id >= cut {
+			return id, err
+		}
+		out = append(out, strconv.FormatInt(id, 10))
+		return id, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// readUnchained reads the audit log below the cut with rowsSQL (its
+// first column the log id, $1 the limit, $2 the floor in log id order),
+// calling reset as each attempt starts and scan for each row; scan keeps
+// the row only if its log id is below cut, and returns the log id.
+//
+// It reads from the store's floor on: the log is a queue that the chainer
+// deletes from its low end, and until VACUUM removes them the index
+// entries of the deleted rows stay, so a scan from the start walks past
+// every row chained since the last VACUUM (tens of thousands under load;
+// autovacuum visits at most once a minute, and some servers run without
+// it). Every log id below the cut was drawn by a transaction that has
+// ended, so the rows below the cut a read sees are all there will ever
+// be: no row below the first one it returns (or below the cut, when it
+// returns none) can appear later, and that is the next floor.
+func (s *Store) readUnchained(ctx context.Context, what, rowsSQL string, limit int, reset func(),
+	scan func(rows pgx.Rows, cut int64) (int64, error)) error {
+	if limit <= 0 {
+		limit = plinth.DefaultLimit
+	}
+	floor := s.auditFloor.Load()
+	return s.readBelowCut(ctx, what, nextAuditLogSQL, auditLockBase, rowsSQL, []any{limit, floor},
+		func(cut int64, rows pgx.Rows) error {
+			reset()
+			next := cut
+			for n := 0; rows.Next(); n++ {
+				id, err := scan(rows, cut)
+				if err != nil {
+					return err
+				}
+				if id >= cut {
+					break
+				}
+				if n == 0 {
+					next = id
+				}
+			}
+			if next > floor {
+				s.auditFloor.CompareAndSwap(floor, next)
+			}
+			return nil
+		})
 }
 
 // CountUnchainedAudit returns how many records wait in the audit log.
@@ -398,7 +455,13 @@ func (s *Store) CountUnchainedAudit(ctx context.Context) (int64, error) {
 }
 
 // AuditHead returns the sequence and hash of the newest chained record.
+//
+// It also forgets the floor of UnchainedAudit: a chainer reads the head
+// when it starts and after anything went wrong (a conflict, a lost lease),
+// and a database restored under a running process may hold log rows below
+// the floor again.
 func (s *Store) AuditHead(ctx context.Context) (int64, string, error) {
+	s.auditFloor.Store(0)
 	var seq int64
 	var hash string
 	err := s.read(ctx, "read the audit head", func() error {
@@ -415,8 +478,9 @@ func (s *Store) AuditHead(ctx context.Context) (int64, string, error) {
 var errNoAuditHead = errors.New(`the head row of the audit trail (plinth.audit_head) is missing; restore it with the sequence and hash of the newest record of plinth.audit`)
 
 // ChainAudit moves records from the audit log into the chain in one
-// transaction (see the top of this file); plinth.ErrConflict when the head
-// is not where recs say or a record is no longer in the log.
+// transaction (see the top of this file), in two round trips;
+// plinth.ErrConflict when the head is not where recs say or a record is no
+// longer in the log.
 func (s *Store) ChainAudit(ctx context.Context, recs []plinth.AuditRecord) error {
 	if len(recs) == 0 {
 		return nil
@@ -436,17 +500,23 @@ func (s *Store) ChainAudit(ctx context.Context, recs []plinth.AuditRecord) error
 		logIDs[i], seqs[i], prevs[i], hashes[i] = id, r.Sequence, r.PrevHash, r.Hash
 	}
 	last := recs[n-1]
-	ptx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return s.wrap(what, err)
 	}
-	defer ptx.Rollback(context.WithoutCancel(ctx))
+	defer conn.Release()
+	// BEGIN is sent with the statements, so a batch takes two round
+	// trips: this one, and COMMIT once the row counts are checked.
 	b := &pgx.Batch{}
+	b.Queue("BEGIN")
 	b.Queue(moveAuditHeadSQL, last.Sequence, last.Hash, recs[0].Sequence-1, recs[0].PrevHash)
 	b.Queue(chainAuditSQL, logIDs, seqs, prevs, hashes)
 	b.Queue(deleteAuditLogSQL, logIDs)
-	br := ptx.SendBatch(ctx, b)
+	br := conn.SendBatch(ctx, b)
 	err = func() error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
 		for i, want := range []int64{1, int64(n), int64(n)} {
 			tag, err := br.Exec()
 			if err != nil {
@@ -464,10 +534,21 @@ func (s *Store) ChainAudit(ctx context.Context, recs []plinth.AuditRecord) error
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		_, err = conn.Exec(ctx, "COMMIT")
+		what += ": commit"
+	}
 	if err != nil {
+		if conn.Conn().PgConn().TxStatus() != 'I' {
+			// A connection left in a transaction is closed by the pool on
+			// release, so a failed ROLLBACK does no harm.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_, _ = conn.Exec(rctx, "ROLLBACK")
+			cancel()
+		}
 		return s.wrap(what, err)
 	}
-	return s.wrap(what+": commit", ptx.Commit(ctx))
+	return nil
 }
 
 // AcquireChainLease makes holder the active chainer until ttl from now on

@@ -1,8 +1,15 @@
 package postgres
 
 import (
+	"bytes"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
 	"context"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"log/slog"
 	"runtime"
 	"testing"
@@ -164,5 +171,104 @@ func BenchmarkTxAppendAudit(b *testing.B) {
 		b.ReportMetric(float64(time.Since(caughtUp).Milliseconds()), "catchup-ms")
 		stop()
 		<-done
+	})
+}
+
+// backendCPU returns the CPU time so far of the server processes serving
+// the store's database (not the WAL writer, checkpointer or autovacuum),
+// read from /proc: the benchmark must run on the database's host.
+func backendCPU(b *testing.B, s *Store) time.Duration {
+	rows, err := s.pool.Query(context.Background(),
+		`SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ticks int64
+	for _, pid := range pids {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue // another host, or the process ended
+		}
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + st
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
+// selfCPU is this process's CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkChainerRead measures the chainer's read of 1,000 unchained
+// records: whole records (UnchainedAudit), or their log ids only
+// (UnchainedAuditIDs, when the chainer holds the records its process
+// appended); and, with 100,000 records chained since the last VACUUM,
+// the read from the start of the log against the read from the floor.
+// It reports Go and server CPU µs per record read.
+func BenchmarkChainerRead(b *testing.B) {
+	ctx := context.Background()
+	s := benchAuditStore(b)
+	if _, err := s.pool.Exec(ctx, `ALTER TABLE "plinth"."audit_log" SET (autovacuum_enabled = false)`); err != nil {
+		b.Fatal(err)
+	}
+	recs := make([]plinth.AuditRecord, 1000)
+	for i := range recs {
+		recs[i] = benchAuditRecord(i)
+	}
+	fill := func(n int) {
+		for range n / len(recs) {
+			if _, err := s.AppendAudit(ctx, recs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	measure := func(b *testing.B, read func() (int, error)) {
+		go0, pg0 := selfCPU(), backendCPU(b, s)
+		n := 0
+		for b.Loop() {
+			got, err := read()
+			if err != nil || got == 0 {
+				b.Fatal(got, err)
+			}
+			n += got
+		}
+		b.ReportMetric(float64((selfCPU()-go0).Microseconds())/float64(n), "go-µs/record")
+		b.ReportMetric(float64((backendCPU(b, s)-pg0).Microseconds())/float64(n), "pg-µs/record")
+	}
+	fill(1000)
+	b.Run("records", func(b *testing.B) {
+		measure(b, func() (int, error) { r, err := s.UnchainedAudit(ctx, 1000); return len(r), err })
+	})
+	b.Run("ids", func(b *testing.B) {
+		measure(b, func() (int, error) { r, err := s.UnchainedAuditIDs(ctx, 1000); return len(r), err })
+	})
+	// 100,000 records chained, their dead index entries left, and 50 to chain.
+	fill(100000)
+	if n, err := audit.ChainPending(ctx, s); err != nil || n != 101000 {
+		b.Fatal(n, err)
+	}
+	for range 50 {
+		if _, err := s.AppendAudit(ctx, recs[:1]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("after-100k-chained/from-start", func(b *testing.B) {
+		measure(b, func() (int, error) {
+			s.auditFloor.Store(0)
+			r, err := s.UnchainedAudit(ctx, 1000)
+			return len(r), err
+		})
+	})
+	b.Run("after-100k-chained/from-floor", func(b *testing.B) {
+		measure(b, func() (int, error) { r, err := s.UnchainedAudit(ctx, 1000); return len(r), err })
 	})
 }

@@ -36,6 +36,9 @@ type Store struct {
 	where    string   // host:port, database and user, for messages
 	password string   // to strip from error texts
 	layouts  sync.Map // *plinth.Entity → *table
+	// auditFloor is a log id below which the audit log holds no row and
+	// never will again (see UnchainedAudit); 0 when unknown.
+	auditFloor atomic.Int64
 }
 
 var _ plinth.Store = (*Store)(nil)

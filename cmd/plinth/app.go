@@ -146,7 +146,7 @@ func (a *app) openAudit() (plinth.AuditStore, error) {
 	a.chainer = audit.NewChainer(auditStore, audit.ChainerConfig{Logger: a.logger})
 	a.auditor = audit.New(auditStore, audit.Config{Environment: a.cfg.Environment,
 		FailClosed: a.cfg.Environment == plinth.EnvProduction, Mirror: mirror, Logger: a.logger,
-		Appended: a.chainer.Notify})
+		Chain: a.chainer.Hold})
 	// Closed after the background work (registered later, so run
 	// earlier): the audit writer drains last, then the mirror closes.
 	a.onClose(func() {
