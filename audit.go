@@ -154,6 +154,20 @@ type AuditTx interface {
 	AppendAudit(ctx context.Context, rec AuditRecord) (AuditRecord, error)
 }
 
+// AuditAtCommitTx is implemented by an AuditTx that can send the audit
+// record with the transaction's commit instead of waiting for it when it is
+// appended (on PostgreSQL, a write's last round trip carries both). The
+// Writer uses it when it can.
+type AuditAtCommitTx interface {
+	// AppendAuditAtCommit adds rec to the audit log within the transaction,
+	// as AppendAudit does, but may send it later, at the latest with the
+	// commit. *stored is set to the record as stored (with its LogID,
+	// unchained) once it is written, and always before Store.Write returns
+	// nil; if it cannot be written, the transaction does not commit and
+	// Store.Write returns the error.
+	AppendAuditAtCommit(ctx context.Context, rec AuditRecord, stored *AuditRecord) error
+}
+
 // NormalizeAudit returns r as stores keep it: Time in UTC to the
 // microsecond (Now() when zero), text valid UTF-8 without U+0000,
 // and a DurationMs that JSON can carry (0 for NaN and infinities). The

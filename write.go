@@ -223,7 +223,9 @@ func (w *Writer) run(ctx context.Context, e *Entity, op string, o Origin, change
 }
 
 // audited names the record res changed and appends the audit record of
-// the change to tx.
+// the change to tx. Where the store sends the record with the commit
+// (AuditAtCommitTx), res.Audited is filled in then: res must stay where it
+// is until Store.Write returns.
 func (w *Writer) audited(ctx context.Context, tx Tx, e *Entity, op string, o Origin, res *Written) error {
 	if e != nil {
 		res.IDs = []string{KeyString(e.KeyOf(res.Record))}
@@ -233,7 +235,12 @@ func (w *Writer) audited(ctx context.Context, tx Tx, e *Entity, op string, o Ori
 	}
 	var err error
 	rec := w.auditRecord(e, op, o, res.IDs)
-	if res.Audited, err = tx.(AuditTx).AppendAudit(ctx, rec); err != nil {
+	if atx, ok := tx.(AuditAtCommitTx); ok {
+		err = atx.AppendAuditAtCommit(ctx, rec, &res.Audited)
+	} else {
+		res.Audited, err = tx.(AuditTx).AppendAudit(ctx, rec)
+	}
+	if err != nil {
 		// A change cannot go ahead without its record: they share
 		// the transaction.
 		return fmt.Errorf("%w: the audit record could not be written: %v", ErrUnavailable, err)

@@ -22,20 +22,25 @@ type BatchChange struct {
 // record, so that replaying changes after a restart leaves no trace. It is
 // for replication, where one commit per change cannot keep up; a store may
 // refuse a transaction this large (*TooLargeError), and the caller then
-// applies fewer at a time.
+// applies fewer at a time. then sees each outcome's Audited only once the
+// store has written it (AuditAtCommitTx): it is complete after Apply returns.
 func (w *Writer) Apply(ctx context.Context, e *Entity, changes []BatchChange, o Origin, then func(Tx, []Written) error) ([]Written, error) {
-	var out []Written
+	// Never grown past its capacity, so never moved: the audit records are
+	// written into it at commit (audited).
+	out := make([]Written, 0, len(changes))
 	err := w.store.Write(ShortWrite(ctx), func(tx Tx) error { // short: see run
 		out = out[:0] // a store may run fn again
 		for _, c := range changes {
 			res, op, err := w.applyOne(ctx, tx, e, c, o)
-			if err == nil && res.Changed {
-				err = w.audited(ctx, tx, e, op, o, &res)
-			}
 			if err != nil {
 				return err
 			}
 			out = append(out, res)
+			if res.Changed {
+				if err := w.audited(ctx, tx, e, op, o, &out[len(out)-1]); err != nil {
+					return err
+				}
+			}
 		}
 		if then != nil {
 			return then(tx, out)

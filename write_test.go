@@ -226,3 +226,86 @@ func auditCount(t *testing.T, st fullStore) int {
 	}
 	return n
 }
+
+// TestWritesReportTheAuditRecordsAsStored: every kind of write hands its
+// audit record, as the store keeps it (with its log id), to OnCommit and to
+// its caller, even where the store sends the record with the commit
+// (plinth.AuditAtCommitTx) and learns its log id only then.
+func TestWritesReportTheAuditRecordsAsStored(t *testing.T) {
+	ds := plinthtest.Domains(t)
+	e := plinthtest.Entity(t, ds, "residents")
+	ctx := context.Background()
+	for name, st := range writeStores(t, ds) {
+		t.Run(name, func(t *testing.T) {
+			var committed []plinth.AuditRecord
+			w, err := plinth.NewWriter(ctx, plinth.WriterConfig{Store: st, Environment: "development", Events: true, Audit: true,
+				OnCommit: func(a plinth.AuditRecord, _ bool) { committed = append(committed, a) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			valid := func(doc map[string]any) map[string]any {
+				d, err := e.Validate(doc, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return d
+			}
+			var returned []plinth.AuditRecord
+			keep := func(op string, res plinth.Written, err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatalf("%s: %v", op, err)
+				}
+				returned = append(returned, res.Audited)
+			}
+			res, err := w.Create(ctx, e, valid(map[string]any{"mosaicId": 1, "firstName": "Ada", "lastName": "Lovelace"}), plinth.Origin{CorrelationID: "create"})
+			keep("create", res, err)
+			res, err = w.Update(ctx, e, int64(1), 1, func(cur plinth.Record) (map[string]any, error) {
+				return valid(map[string]any{"mosaicId": 1, "firstName": "Ada", "lastName": "King"}), nil
+			}, plinth.Origin{CorrelationID: "update"})
+			keep("update", res, err)
+			res, err = w.Upsert(ctx, e, valid(map[string]any{"mosaicId": 2, "firstName": "Alan", "lastName": "Turing"}), plinth.Origin{CorrelationID: "upsert"})
+			keep("upsert", res, err)
+			res, err = w.Delete(ctx, e, int64(2), 1, plinth.Origin{CorrelationID: "delete"})
+			keep("delete", res, err)
+			done, err := w.Apply(ctx, e, []plinth.BatchChange{
+				{Data: valid(map[string]any{"mosaicId": 3, "firstName": "Grace", "lastName": "Hopper"})},
+				{Data: valid(map[string]any{"mosaicId": 4, "firstName": "Edsger", "lastName": "Dijkstra"})},
+			}, plinth.Origin{CorrelationID: "apply"}, nil)
+			if err != nil || len(done) != 2 {
+				t.Fatalf("apply: %+v %v", done, err)
+			}
+			returned = append(returned, done[0].Audited, done[1].Audited)
+			a, err := w.Access(ctx, plinth.Origin{CorrelationID: "access"}, func(atx plinth.AccessTx) ([]string, error) {
+				return []string{"residents/staging"}, atx.PutPolicy(ctx, plinth.AccessPolicy{Domain: "residents", Environment: "staging", ReadGroups: []string{"x"}})
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			returned = append(returned, a)
+
+			log, err := st.UnchainedAudit(ctx, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored := map[string]plinth.AuditRecord{}
+			for _, r := range log {
+				stored[r.LogID] = r
+			}
+			if len(committed) != len(returned) || len(log) != len(returned) {
+				t.Fatalf("%d records to OnCommit, %d returned, %d in the log; want %d each", len(committed), len(returned), len(log), len(returned))
+			}
+			for i, r := range returned {
+				s, ok := stored[r.LogID]
+				switch {
+				case !r.Stored() || !ok:
+					t.Errorf("write %d returned audit record %+v, not one in the log", i, r)
+				case s.CorrelationID != r.CorrelationID || !s.Time.Equal(r.Time) || strings.Join(s.RecordIDs, ",") != strings.Join(r.RecordIDs, ","):
+					t.Errorf("write %d returned %+v, the log holds %+v", i, r, s)
+				case committed[i].LogID != r.LogID:
+					t.Errorf("write %d: OnCommit got log id %q, the caller %q", i, committed[i].LogID, r.LogID)
+				}
+			}
+		})
+	}
+}

@@ -320,37 +320,17 @@ func readLogIDs(br pgx.BatchResults, recs []plinth.AuditRecord) error {
 // locks nothing other writers wait for; the first append of a transaction
 // announces it to the chainer (see the top of this file) in the same
 // round trip. Inside a Write, append through the Tx: Store.AppendAudit
-// would commit separately.
+// would commit separately. AppendAuditAtCommit (txaudit.go) saves the
+// round trip.
 func (x *tx) AppendAudit(ctx context.Context, rec plinth.AuditRecord) (plinth.AuditRecord, error) {
-	const what = "append an audit record"
-	recs := []plinth.AuditRecord{unchained(rec)}
-	args, err := auditArgs(recs)
-	if err != nil {
-		return plinth.AuditRecord{}, fmt.Errorf("postgres: %s: %w", what, err)
+	var stored plinth.AuditRecord
+	if err := x.AppendAuditAtCommit(ctx, rec, &stored); err != nil {
+		return plinth.AuditRecord{}, err
 	}
-	b := &pgx.Batch{}
-	// auditLocked: this transaction holds its announcement lock.
-	if !x.auditLocked {
-		b.Queue(announceAudit, auditLockBase)
+	if err := x.tx.flush(ctx); err != nil {
+		return plinth.AuditRecord{}, x.s.wrap("append an audit record", err)
 	}
-	b.Queue(insertAuditLogSQL, args...)
-	br := x.tx.SendBatch(ctx, b)
-	err = func() error {
-		if !x.auditLocked {
-			if _, err := br.Exec(); err != nil {
-				return err
-			}
-			x.auditLocked = true
-		}
-		return readLogIDs(br, recs)
-	}()
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return plinth.AuditRecord{}, x.s.wrap(what, err)
-	}
-	return recs[0], nil
+	return stored, nil
 }
 
 // endAudit forgets the transaction's audit state once it has ended.

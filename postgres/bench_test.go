@@ -195,7 +195,8 @@ func BenchmarkCreateWrite(b *testing.B) {
 	var n atomic.Int64
 	create := func() error {
 		i := int(n.Add(1))
-		return createWithEventAndAudit(ctx, s, e, resident(b, e, i), fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), i))
+		_, err := createWithEventAndAudit(ctx, s, e, resident(b, e, i), fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), i))
+		return err
 	}
 	b.Run("writers=1", func(b *testing.B) {
 		for b.Loop() {

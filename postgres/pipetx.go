@@ -12,15 +12,18 @@ import (
 
 // pipeTx is the transaction of Store.Write. It sends statements whose
 // results nobody waits for — BEGIN, and what queue is given (the outbox's
-// announcement and insert) — together with the next statement that needs
-// an answer, in one round trip, instead of one round trip each. A create
-// through the API (record, event, audit record) takes three round trips
-// instead of five: BEGIN with the insert, the event with the audit record,
-// COMMIT.
+// announcement and insert, the audit record, whose log id is read when the
+// results come) — together with the next statement that needs an answer,
+// in one round trip, instead of one round trip each. A create
+// through the API (record, event, audit record) takes two round trips
+// instead of five: BEGIN with the insert, then the event, the audit record
+// (tx.AppendAuditAtCommit) and COMMIT.
 //
 // A queued statement that fails makes the statement sent with it fail
 // too (the transaction is aborted either way), so its error reaches the
-// caller before the transaction can commit.
+// caller before the transaction can commit. That holds for COMMIT: a
+// round trip is one pipeline ending in one Sync, and after a failed
+// statement the server skips the rest of it, COMMIT included.
 type pipeTx struct {
 	pool    *pgxpool.Pool
 	conn    *pgxpool.Conn
@@ -39,9 +42,15 @@ func beginPiped(ctx context.Context, pool *pgxpool.Pool) (*pipeTx, error) {
 	return p, nil
 }
 
-// queue adds a statement to send with the next round trip.
-func (p *pipeTx) queue(sql string, args ...any) {
-	p.pending = append(p.pending, &pgx.QueuedQuery{SQL: sql, Arguments: args})
+// queue adds a statement to send with the next round trip. Its result is
+// discarded unless the caller sets a function to read it (the returned
+// query's QueryRow, Query or Exec): that runs when the round trip's results
+// are read, at the latest at COMMIT, and an error it returns fails the
+// transaction as a failed statement does.
+func (p *pipeTx) queue(sql string, args ...any) *pgx.QueuedQuery {
+	q := &pgx.QueuedQuery{SQL: sql, Arguments: args}
+	p.pending = append(p.pending, q)
+	return q
 }
 
 // send sends the pending statements and then qs in one round trip, reads
@@ -57,8 +66,13 @@ func (p *pipeTx) send(ctx context.Context, qs ...*pgx.QueuedQuery) pgx.BatchResu
 	for {
 		br := p.conn.SendBatch(ctx, b)
 		var err error
-		for range n {
-			if _, err = br.Exec(); err != nil {
+		for _, q := range b.QueuedQueries[:n] {
+			if q.Fn != nil {
+				err = q.Fn(br)
+			} else {
+				_, err = br.Exec()
+			}
+			if err != nil {
 				br.Close()
 				break
 			}
@@ -152,6 +166,11 @@ func (p *pipeTx) Commit(ctx context.Context) error {
 	}
 	tag, err := p.Exec(ctx, "commit")
 	if err != nil {
+		if p.conn.Conn().PgConn().TxStatus() == 'E' {
+			// A statement sent with COMMIT failed, so COMMIT did not
+			// run: end the transaction here and keep the connection.
+			_, _ = p.conn.Exec(ctx, "rollback")
+		}
 		return err
 	}
 	if tag.String() == "ROLLBACK" {

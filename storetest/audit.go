@@ -32,6 +32,10 @@ import (
 //     of one writer in the order it committed them.
 //   - A Write whose fn fails leaves no audit record, in the log or the
 //     chain, and no gap.
+//   - Records appended in a Write through plinth.AuditAtCommitTx (where
+//     the Tx has it) are filled in as stored by the time Write returns,
+//     and are chained in the order appended, among those appended through
+//     Tx.AppendAudit.
 //   - A record of a transaction that began before others and commits after
 //     them is chained once it commits, never skipped.
 //   - ChainAudit is conditional: a batch that does not follow on from the
@@ -55,6 +59,7 @@ func RunAudit(t *testing.T, open func(t *testing.T) plinth.Store) {
 		{"ConcurrentChainHasNoGaps", testAuditConcurrentChain},
 		{"FailedWriteLeavesNoRecordAndNoGap", testAuditFailedWrite},
 		{"SeveralInOneWrite", testAuditSeveralInOneWrite},
+		{"AppendedAtCommit", testAuditAtCommit},
 		{"UnstorableTextIsReplaced", testAuditUnstorableText},
 		{"Search", testAuditSearch},
 		{"SearchPagination", testAuditPagination},
@@ -128,6 +133,31 @@ func appendTx(t testing.TB, s plinth.Store, recs ...plinth.AuditRecord) []plinth
 		t.Fatalf("Write with AppendAudit: %v", err)
 	}
 	return out
+}
+
+// appendInTx appends recs within tx into out (as long as recs), through
+// AppendAuditAtCommit when atCommit and the Tx has it (out is then filled
+// in by the time the Write returns), else through AppendAudit.
+func appendInTx(ctx context.Context, tx plinth.Tx, recs, out []plinth.AuditRecord, atCommit bool) error {
+	if catx, ok := tx.(plinth.AuditAtCommitTx); ok && atCommit {
+		for i, r := range recs {
+			if err := catx.AppendAuditAtCommit(ctx, r, &out[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	atx, ok := tx.(plinth.AuditTx)
+	if !ok {
+		return fmt.Errorf("the Tx %T does not implement plinth.AuditTx", tx)
+	}
+	for i, r := range recs {
+		var err error
+		if out[i], err = atx.AppendAudit(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func appendAudit(t testing.TB, a plinth.AuditStore, recs ...plinth.AuditRecord) []plinth.AuditRecord {
@@ -339,20 +369,9 @@ func testAuditConcurrentChain(t *testing.T, s plinth.Store, a plinth.AuditStore)
 				if (w+i)%2 == 0 {
 					out, err = a.AppendAudit(context.Background(), recs)
 				} else {
+					out = make([]plinth.AuditRecord, len(recs))
 					err = s.Write(context.Background(), func(tx plinth.Tx) error {
-						out = nil
-						atx, ok := tx.(plinth.AuditTx)
-						if !ok {
-							return fmt.Errorf("the Tx %T does not implement plinth.AuditTx", tx)
-						}
-						for _, r := range recs {
-							got, err := atx.AppendAudit(context.Background(), r)
-							if err != nil {
-								return err
-							}
-							out = append(out, got)
-						}
-						return nil
+						return appendInTx(context.Background(), tx, recs, out, (w+i)%4 == 3)
 					})
 				}
 				if err != nil {
@@ -449,6 +468,58 @@ func testAuditSeveralInOneWrite(t *testing.T, s plinth.Store, a plinth.AuditStor
 		if want := fmt.Sprintf("corr-%d", i); r.CorrelationID != want {
 			t.Errorf("record %d is %s, want %s", r.Sequence, r.CorrelationID, want)
 		}
+	}
+}
+
+// testAuditAtCommit: records appended in a Write through
+// AppendAuditAtCommit (where the Tx has it) are filled in as stored by the
+// time Write returns, and keep their place among records appended through
+// AppendAudit; a Write whose fn fails after such an append leaves none.
+func testAuditAtCommit(t *testing.T, s plinth.Store, a plinth.AuditStore) {
+	ctx := t.Context()
+	cats := categoriesEntity(t)
+	boom := errors.New("boom")
+	err := s.Write(ctx, func(tx plinth.Tx) error {
+		if _, err := tx.Insert(ctx, cats, validate(t, cats, map[string]any{"code": "c1", "title": "One"}, true)); err != nil {
+			return err
+		}
+		if err := appendInTx(ctx, tx, []plinth.AuditRecord{fullAudit(9)}, make([]plinth.AuditRecord, 1), true); err != nil {
+			return err
+		}
+		return boom
+	})
+	if err != boom {
+		t.Fatalf("Write returned %v, want fn's error", err)
+	}
+	if n := unchainedCount(t, a); n != 0 || count(t, s, cats) != 0 {
+		t.Fatalf("%d records in the audit log after the failed write, want none", n)
+	}
+	in := []plinth.AuditRecord{fullAudit(0), fullAudit(1), fullAudit(2)}
+	got := make([]plinth.AuditRecord, len(in))
+	err = s.Write(ctx, func(tx plinth.Tx) error {
+		for i := range in {
+			if err := appendInTx(ctx, tx, in[i:i+1], got[i:i+1], i != 1); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	for i, r := range got {
+		checkUnchained(t, fmt.Sprintf("append %d", i), r)
+		want := in[i]
+		want.Time, want.LogID = want.Time.UTC().Truncate(time.Microsecond), r.LogID
+		sameAudit(t, fmt.Sprintf("append %d as returned", i), r, want)
+	}
+	all := chainAll(t, a)
+	if len(all) != 3 {
+		t.Fatalf("%d records chained, want 3", len(all))
+	}
+	verifyChain(t, all)
+	for i, r := range all {
+		sameAudit(t, fmt.Sprintf("record %d", r.Sequence), r, asChained(got[i], r))
 	}
 }
 
