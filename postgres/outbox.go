@@ -131,7 +131,7 @@ WHERE l.locktype = 'advisory' AND l.objsubid = 1
 	AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 	AND l.classid::bigint BETWEEN ($1::bigint >> 32) AND ($1::bigint >> 32) + 65535`
 	pendingEventsSQL = `SELECT "sequence", "domain", "subject", "event_id", "payload", coalesce("trace", '')
-FROM "plinth"."outbox" WHERE "sent_at" IS NULL ORDER BY "sequence" LIMIT $1`
+FROM "plinth"."outbox" WHERE "sent_at" IS NULL AND "sequence" >= $2 ORDER BY "sequence" LIMIT $1`
 	markEventsSentSQL = `UPDATE "plinth"."outbox" SET "sent_at" = now() WHERE "event_id" = ANY($1) AND "sent_at" IS NULL`
 	acquireLeaseSQL   = `INSERT INTO "plinth"."relay_lease" AS l ("name", "holder", "expires_at")
 VALUES ($1, $2, clock_timestamp() + $3 * interval '1 microsecond')
@@ -140,6 +140,9 @@ WHERE l."holder" = excluded."holder" OR l."expires_at" <= clock_timestamp()
 RETURNING "holder"`
 	purgeSentEventsSQL = `DELETE FROM "plinth"."outbox" WHERE "sent_at" < now() - $1 * interval '1 microsecond'`
 )
+
+// outboxFloorLife is how long PendingEvents keeps its floor.
+var outboxFloorLife = time.Minute
 
 // AppendEvent adds the event to the outbox within the write transaction.
 // It costs no round trip of its own: the statements go with the
@@ -166,14 +169,29 @@ func (x *tx) AppendEvent(ctx context.Context, e plinth.OutboxEntry) error {
 // unsent entries in sequence order, leaving out every entry that a
 // transaction still running might precede (see the top of this file).
 // It takes one round trip.
+//
+// It reads from a floor it keeps, as UnchainedAudit does: the index of
+// unsent rows keeps the entries of sent ones until VACUUM, so a read from
+// the start walks past every event sent since (thousands a minute under
+// writes; some servers run without autovacuum). Every number below the cut
+// was drawn by a transaction that has ended, so no unsent row below the
+// first one a read returns (or below the cut, when it returns none) can
+// appear later. The floor is forgotten every outboxFloorLife, so rows put
+// back below it (a database restored under a running process) are found.
 func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEntry, error) {
 	if limit <= 0 {
 		limit = plinth.DefaultLimit
 	}
+	if now := time.Now().UnixNano(); now-s.outboxFloorSince.Load() > int64(outboxFloorLife) {
+		s.outboxFloorSince.Store(now)
+		s.outboxFloor.Store(0)
+	}
+	floor := s.outboxFloor.Load()
 	var out []plinth.OutboxEntry
-	err := s.readBelowCut(ctx, "read pending events", nextSequenceSQL, outboxLockBase, pendingEventsSQL, []any{limit},
+	err := s.readBelowCut(ctx, "read pending events", nextSequenceSQL, outboxLockBase, pendingEventsSQL, []any{limit, floor},
 		func(cut int64, rows pgx.Rows) error {
 			out = []plinth.OutboxEntry{}
+			next := cut
 			for rows.Next() {
 				var e plinth.OutboxEntry
 				if err := rows.Scan(&e.Sequence, &e.Domain, &e.Subject, &e.EventID, &e.Payload, &e.Trace); err != nil {
@@ -182,7 +200,13 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 				if e.Sequence >= cut {
 					break
 				}
+				if len(out) == 0 {
+					next = e.Sequence
+				}
 				out = append(out, e)
+			}
+			if next > floor {
+				s.outboxFloor.CompareAndSwap(floor, next)
 			}
 			return nil
 		})

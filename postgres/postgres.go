@@ -39,6 +39,10 @@ type Store struct {
 	// auditFloor is a log id below which the audit log holds no row and
 	// never will again (see UnchainedAudit); 0 when unknown.
 	auditFloor atomic.Int64
+	// outboxFloor is the same for the outbox's unsent rows (see
+	// PendingEvents), and outboxFloorSince when it was last forgotten.
+	outboxFloor      atomic.Int64
+	outboxFloorSince atomic.Int64 // unix nanoseconds
 }
 
 var _ plinth.Store = (*Store)(nil)
