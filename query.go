@@ -44,9 +44,9 @@ type Query struct {
 	// out as the API's JSON (the list route). A store may ignore it.
 	NestedJSON bool
 	// RecordJSON asks for each record as the API's JSON in Record.JSON,
-	// with Data holding at least the key: for callers that only write the
-	// records out (the list route). A store may ignore it; MarshalRecord
-	// writes either form the same.
+	// its key in Record.Key: for callers that only write the records out
+	// (the list route). A store may ignore it; MarshalRecord writes either
+	// form the same, and KeyOf reads the key of either.
 	RecordJSON bool
 }
 

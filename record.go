@@ -380,8 +380,12 @@ func KeyString(key any) string {
 	return fmt.Sprint(key)
 }
 
-// KeyOf returns the key of a record, in either form (Record.Values).
+// KeyOf returns the key of a record, in any form (Record.Values,
+// Record.Key).
 func (e *Entity) KeyOf(r Record) any {
+	if r.Key != nil {
+		return r.Key
+	}
 	if r.Values != nil {
 		for i, f := range e.Fields {
 			if f.Name == e.Key.Name {

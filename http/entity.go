@@ -63,7 +63,7 @@ func (h *entityHandler) list(w http.ResponseWriter, r *http.Request) {
 		b = append(b, "null"...)
 	}
 	b = append(b, '}')
-	writeBody(w, http.StatusOK, "application/json", b)
+	writeBody(w, r, http.StatusOK, "application/json", b)
 }
 
 func (h *entityHandler) get(w http.ResponseWriter, r *http.Request) {
@@ -79,7 +79,7 @@ func (h *entityHandler) get(w http.ResponseWriter, r *http.Request) {
 		h.s.writeError(w, r, err)
 		return
 	}
-	h.writeRecord(w, http.StatusOK, rec)
+	h.writeRecord(w, r, http.StatusOK, rec)
 }
 
 func (h *entityHandler) create(w http.ResponseWriter, r *http.Request) {
@@ -181,21 +181,20 @@ func (h *entityHandler) id(w http.ResponseWriter, r *http.Request) (any, bool) {
 	return id, true
 }
 
-func (h *entityHandler) writeRecord(w http.ResponseWriter, status int, rec plinth.Record) {
+func (h *entityHandler) writeRecord(w http.ResponseWriter, r *http.Request, status int, rec plinth.Record) {
 	w.Header().Set("ETag", etag(rec.Version))
-	writeBody(w, status, "application/json", h.e.MarshalRecord(rec))
+	writeBody(w, r, status, "application/json", h.e.MarshalRecord(rec))
 }
 
 // writeBody answers with a whole body at once, its length known: net/http
-// then sends the headers and body together rather than in chunks (a body
-// larger than its 2 KiB buffer would otherwise go out chunked, in several
-// writes).
-func writeBody(w http.ResponseWriter, status int, contentType string, body []byte) {
+// then sends it as it is rather than in chunks (a body larger than its
+// 2 KiB buffer would otherwise go out chunked, in several writes), in one
+// write with the headers where the connection allows (writeWhole).
+func writeBody(w http.ResponseWriter, r *http.Request, status int, contentType string, body []byte) {
 	h := w.Header()
 	h.Set("Content-Type", contentType)
 	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	writeWhole(w, r, status, body)
 }
 
 // writeWritten answers a create or update with the record, or without a
@@ -203,7 +202,7 @@ func writeBody(w http.ResponseWriter, status int, contentType string, body []byt
 // entity: a write must not become a way to read.
 func (h *entityHandler) writeWritten(w http.ResponseWriter, r *http.Request, status int, rec plinth.Record) {
 	if infoFrom(r.Context()).mayRead {
-		h.writeRecord(w, status, rec)
+		h.writeRecord(w, r, status, rec)
 		return
 	}
 	w.Header().Set("ETag", etag(rec.Version))

@@ -259,8 +259,8 @@ func rawTime(raw []byte) (time.Time, error) {
 // rawDecodable found them) as the API's JSON: exactly what
 // Entity.MarshalRecord writes for the record rawRecord decodes, written
 // straight from the row, without a map or a boxed value per field. The
-// record it returns carries the version and times, and its key alone in
-// Data; its JSON is left to the caller, who knows where b ends up.
+// record it returns carries the key (Record.Key), version and times; its
+// JSON is left to the caller, who knows where b ends up.
 func (s *scanner) appendJSON(b []byte, vals [][]byte) ([]byte, plinth.Record, error) {
 	t := s.t
 	n := len(s.columns())
@@ -278,11 +278,9 @@ func (s *scanner) appendJSON(b []byte, vals [][]byte) ([]byte, plinth.Record, er
 	if vals[0] == nil {
 		return b, plinth.Record{}, errors.New("a row without a key")
 	}
-	_, key, err := rawValue(nil, t.key.sqlType, t.key.field, vals[0])
-	if err != nil {
+	if _, r.Key, err = rawValue(nil, t.key.sqlType, t.key.field, vals[0]); err != nil {
 		return b, plinth.Record{}, fmt.Errorf("%s: %w", t.key.field.Name, err)
 	}
-	r.Data = map[string]any{t.key.field.Name: key}
 	start := len(b)
 	if len(t.e.Fields) == 0 {
 		b = append(b, '{')
