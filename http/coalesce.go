@@ -82,9 +82,14 @@ func (c *coalescingConn) CloseWrite() error {
 
 // writeWhole writes a whole response: status, headers and body, in one
 // write when the connection allows (CoalescingListener), else as net/http
-// does. The body's length is known, so it is never sent chunked.
+// does. The caller has set Content-Length, so it is never sent chunked.
 func writeWhole(w http.ResponseWriter, r *http.Request, status int, body []byte) {
+	// A body that fits net/http's 2 KiB buffer leaves with its headers in
+	// one write anyway, when the handler returns.
 	cc, _ := r.Context().Value(coalescingKey{}).(*coalescingConn)
+	if len(body) < 2<<10 {
+		cc = nil
+	}
 	if cc != nil {
 		cc.held = true
 		defer cc.release()

@@ -581,10 +581,11 @@ type scanner struct {
 	// pos holds each column's place in the entity's Fields.
 	fieldValues bool
 	pos         []int
-	room        int            // see textRoom
-	cols        []*column      // see columns
-	formats     []int16        // of the columns, as rawDecodable found them
-	maps        *scanpipe.Maps // Data maps to reuse (plinth.ScanQuery.ReuseData), or nil
+	room        int                     // see textRoom
+	cols        []*column               // see columns
+	formats     []int16                 // of the columns, as rawDecodable found them
+	maps        *scanpipe.Maps          // Data maps to reuse (plinth.ScanQuery.ReuseData), or nil
+	jsonb       plinth.StoredJSONWriter // nested values to JSON (appendJSON)
 	version     int64
 	created     time.Time
 	updated     time.Time

@@ -283,7 +283,7 @@ func (s *Store) List(ctx context.Context, e *plinth.Entity, q plinth.Query) (pli
 
 	var page plinth.Page
 	err = s.read(ctx, "list "+t.label, func() error {
-		page = plinth.Page{}
+		page = plinth.Page{Records: make([]plinth.Record, 0, limit+1)}
 		// The unnamed statement of QueryExecModeCacheDescribe is planned
 		// for its values each time: how selective a filter value is
 		// decides between its index and the key order, and a generic plan

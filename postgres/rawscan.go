@@ -365,8 +365,7 @@ func (s *scanner) appendValueJSON(b []byte, col int, raw []byte) ([]byte, error)
 		}
 		// jsonb's text is valid JSON without duplicate names; a null
 		// value is written as null, as MarshalRecord writes an absent one.
-		b, _, err := c.field.StoredJSONText(b, raw, true)
-		return b, err
+		return s.jsonb.AppendJSONB(b, c.field, raw)
 	}
 	return b, fmt.Errorf("no binary decoding for %s", c.sqlType)
 }
