@@ -123,8 +123,10 @@ type table struct {
 	valuesOf map[string]*column
 	indexes  []index
 
-	selectList string    // key, fields, version, created_at, updated_at
-	getSQL     string    // Get's query: the select list by key
+	selectList string // key, fields, version, created_at, updated_at
+	getSQL     string // Get's query: the select list by key
+	getWhat    string // "get schema.table", "list schema.table": for errors
+	listWhat   string
 	selectCols []*column // the key and field columns of selectList, in order
 	selectPos  []int     // each selectCols column's place in the entity's Fields
 	// jsonPrefixes go before each field's value in the record's JSON
@@ -273,6 +275,7 @@ func (t *table) prepareSQL() {
 	sel = append(sel, "version", "created_at", "updated_at")
 	t.selectList = strings.Join(sel, ", ")
 	t.getSQL = "SELECT " + t.selectList + " FROM " + t.ident + " WHERE " + t.key.ident() + " = $1"
+	t.getWhat, t.listWhat = "get "+t.label, "list "+t.label
 	t.selectCols = append([]*column{t.key}, t.fields...)
 	for _, c := range t.selectCols {
 		t.selectPos = append(t.selectPos, slices.Index(t.e.Fields, c.field))

@@ -151,7 +151,7 @@ func (s *Store) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Recor
 	case plinth.NestedJSONWanted(ctx):
 		form = readNested
 	}
-	err := s.read(ctx, "get "+t.label, func() (err error) {
+	err := s.read(ctx, t.getWhat, func() (err error) {
 		r, err = t.get(ctx, s.pool, id, false, form)
 		return err
 	})
@@ -282,7 +282,7 @@ func (s *Store) List(ctx context.Context, e *plinth.Entity, q plinth.Query) (pli
 	sql += fmt.Sprintf(" ORDER BY %s LIMIT $%d", t.key.ident(), len(args))
 
 	var page plinth.Page
-	err = s.read(ctx, "list "+t.label, func() error {
+	err = s.read(ctx, t.listWhat, func() error {
 		page = plinth.Page{Records: make([]plinth.Record, 0, limit+1)}
 		// The unnamed statement of QueryExecModeCacheDescribe is planned
 		// for its values each time: how selective a filter value is
@@ -304,7 +304,7 @@ func (s *Store) List(ctx context.Context, e *plinth.Entity, q plinth.Query) (pli
 			if raw && q.RecordJSON {
 				vals := rows.RawValues()
 				if room := t.jsonRoom(vals); cap(text)-len(text) < room {
-					text = make([]byte, 0, max(2*cap(text), 4*room))
+					text = make([]byte, 0, max(2*cap(text), 2*room))
 				}
 				start := len(text)
 				text, r, err = sc.appendJSON(text, vals)
