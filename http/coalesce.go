@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"sync"
 )
 
 // A response larger than net/http's 4 KiB connection buffer (a list page
@@ -47,28 +48,37 @@ type coalescingKey struct{}
 type coalescingConn struct {
 	net.Conn
 	held bool
-	buf  []byte
+	buf  *[]byte // from holdBuffers while held
 }
+
+// holdBuffers keep held answers: shared by the connections rather than
+// kept by each, so an idle connection holds no memory.
+var holdBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 func (c *coalescingConn) Write(p []byte) (int, error) {
 	if c.held {
-		c.buf = append(c.buf, p...)
+		*c.buf = append(*c.buf, p...)
 		return len(p), nil
 	}
 	return c.Conn.Write(p)
 }
 
+// hold starts collecting what is written.
+func (c *coalescingConn) hold() {
+	c.held, c.buf = true, holdBuffers.Get().(*[]byte)
+}
+
 // release writes what was held back, and stops holding.
 func (c *coalescingConn) release() {
 	c.held = false
-	if len(c.buf) > 0 {
-		_, _ = c.Conn.Write(c.buf) // an error shows on net/http's next write
+	if len(*c.buf) > 0 {
+		_, _ = c.Conn.Write(*c.buf) // an error shows on net/http's next write or read
 	}
-	if cap(c.buf) > 256<<10 {
-		c.buf = nil // an unusually large answer: not kept for the connection's life
-	} else {
-		c.buf = c.buf[:0]
+	if cap(*c.buf) <= 256<<10 { // an unusually large answer's buffer is let go
+		*c.buf = (*c.buf)[:0]
+		holdBuffers.Put(c.buf)
 	}
+	c.buf = nil
 }
 
 // CloseWrite half-closes the connection as net/http does before closing
@@ -91,7 +101,7 @@ func writeWhole(w http.ResponseWriter, r *http.Request, status int, body []byte)
 		cc = nil
 	}
 	if cc != nil {
-		cc.held = true
+		cc.hold()
 		defer cc.release()
 	}
 	w.WriteHeader(status)
