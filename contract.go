@@ -29,6 +29,23 @@ func NestedJSONWanted(ctx context.Context) bool {
 	return v
 }
 
+// recordJSONKey marks a context made by WithRecordJSON.
+type recordJSONKey struct{}
+
+// WithRecordJSON returns ctx asking Store.Get for the record as the API's
+// JSON in Record.JSON, as Query.RecordJSON asks List (with nested values
+// as JSON text, as WithNestedJSON asks): for the view route, which only
+// writes the record out. A store may ignore it; Tx.Get does not look at it.
+func WithRecordJSON(ctx context.Context) context.Context {
+	return context.WithValue(ctx, recordJSONKey{}, true)
+}
+
+// RecordJSONWanted reports whether ctx came from WithRecordJSON.
+func RecordJSONWanted(ctx context.Context) bool {
+	v, _ := ctx.Value(recordJSONKey{}).(bool)
+	return v
+}
+
 // ScanQuery selects the records Store.Scan reads.
 type ScanQuery struct {
 	// Conditions are the list filters (see Entity.ParseQuery), ANDed.

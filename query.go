@@ -43,6 +43,11 @@ type Query struct {
 	// ScanQuery.NestedJSON does: for callers that only write the records
 	// out as the API's JSON (the list route). A store may ignore it.
 	NestedJSON bool
+	// RecordJSON asks for each record as the API's JSON in Record.JSON,
+	// its key in Record.Key: for callers that only write the records out
+	// (the list route). A store may ignore it; MarshalRecord writes either
+	// form the same, and KeyOf reads the key of either.
+	RecordJSON bool
 }
 
 // Page is one page of a list.

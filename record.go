@@ -380,8 +380,12 @@ func KeyString(key any) string {
 	return fmt.Sprint(key)
 }
 
-// KeyOf returns the key of a record, in either form (Record.Values).
+// KeyOf returns the key of a record, in any form (Record.Values,
+// Record.Key).
 func (e *Entity) KeyOf(r Record) any {
+	if r.Key != nil {
+		return r.Key
+	}
 	if r.Values != nil {
 		for i, f := range e.Fields {
 			if f.Name == e.Key.Name {
@@ -416,14 +420,21 @@ func MergePatch(doc map[string]any, patch map[string]any) map[string]any {
 // MarshalRecord encodes a record as the API returns it: every field in spec
 // order (null when absent), then version, createdAt and updatedAt. It is on
 // the path of every read, so it appends bytes directly rather than going
-// through encoding/json.
+// through encoding/json. A record a store wrote as JSON (Record.JSON) is
+// returned as it is.
 func (e *Entity) MarshalRecord(r Record) []byte {
+	if r.JSON != nil {
+		return r.JSON
+	}
 	return e.AppendRecord(make([]byte, 0, 1024), r)
 }
 
 // AppendRecord appends what MarshalRecord returns to b, for callers that
 // reuse a buffer from record to record.
 func (e *Entity) AppendRecord(b []byte, r Record) []byte {
+	if r.JSON != nil {
+		return append(b, r.JSON...)
+	}
 	b = append(b, '{')
 	for i, f := range e.Fields {
 		if i > 0 {
@@ -501,6 +512,13 @@ func appendValue(b []byte, f *Field, v any) []byte {
 	}
 	return append(b, enc...)
 }
+
+// AppendJSONString appends s as a JSON string, as MarshalRecord writes a
+// string value (for stores that write records as the API's JSON).
+func AppendJSONString(b []byte, s string) []byte { return appendString(b, s) }
+
+// AppendJSONNumber appends x as MarshalRecord writes a number.
+func AppendJSONNumber(b []byte, x float64) []byte { return appendFloat(b, x) }
 
 // appendFloat formats a number as encoding/json does.
 func appendFloat(b []byte, x float64) []byte {

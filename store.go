@@ -17,6 +17,14 @@ type Record struct {
 	Version   int64
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// JSON, when not nil, is the record as Entity.MarshalRecord writes it,
+	// which MarshalRecord then writes as it is. A store sets it only when
+	// the read asks for it (Query.RecordJSON, WithRecordJSON), for callers
+	// that only write the record out (the list and view routes), so that
+	// the row goes straight to the API's JSON; Data and Values may then be
+	// nil, and Key holds the record's key (Entity.KeyOf reads it).
+	JSON []byte
+	Key  any
 }
 
 // Value returns the value of f, the entity's i-th field (e.Fields[i]),

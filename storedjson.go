@@ -42,19 +42,41 @@ func (f *Field) appendStoredJSON(b, raw []byte, valid bool) (out []byte, err err
 		}
 		return b, fmt.Errorf("field %q holds JSON that does not decode", f.Name)
 	}
+	var t storedJSON
+	return t.append(b, f, raw)
+}
+
+// append transcodes raw, valid JSON, for the field f; t's scratch space
+// is kept for the next value.
+func (t *storedJSON) append(b []byte, f *Field, raw []byte) (out []byte, err error) {
 	defer func() {
 		// Text said to be valid that is not: the walker ran off its end.
 		if p := recover(); p != nil {
 			out, err = b, fmt.Errorf("field %q holds JSON that does not decode", f.Name)
 		}
 	}()
-	t := storedJSON{src: raw}
+	t.src, t.i = raw, 0
 	t.space()
 	out, err = t.value(b, f)
+	t.src = nil
 	if err != nil {
 		return b, fmt.Errorf("field %q holds JSON that does not decode: %w", f.Name, err)
 	}
 	return out, nil
+}
+
+// A StoredJSONWriter appends stored nested values as the API's JSON, as
+// Field.AppendStoredJSON does, keeping its scratch space from value to
+// value: for a store writing many records (a list page) straight to JSON.
+// It is not safe for concurrent use.
+type StoredJSONWriter struct{ t storedJSON }
+
+// AppendJSONB appends the API's JSON of raw, the field's value as the
+// store holds it, which must be valid JSON without duplicate member names
+// (PostgreSQL's jsonb output): no validating pass is made. A null value
+// is written as null.
+func (w *StoredJSONWriter) AppendJSONB(b []byte, f *Field, raw []byte) ([]byte, error) {
+	return w.t.append(b, f, raw)
 }
 
 // PutStoredJSON is AppendStoredJSON for a store's scan: it appends the

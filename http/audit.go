@@ -193,7 +193,7 @@ func (w *auditWriter) WriteHeader(status int) {
 			w.failed = true
 			w.s.log(w.r).Error("audit record could not be written; refusing the request", "error", err)
 			h := w.ResponseWriter.Header()
-			for _, k := range []string{"ETag", "Location", "Content-Type"} {
+			for _, k := range []string{"ETag", "Location", "Content-Type", "Content-Length"} {
 				h.Del(k)
 			}
 			h.Set("Retry-After", "5")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -184,10 +185,17 @@ func TestAuditFailsClosed(t *testing.T) {
 		t.Fatalf("create: %d", res.status)
 	}
 	s.breakAuditTable()
-	res := s.do("GET", "/api/v1/residents/1", "", "Authorization", reader)
-	problemOf(t, res, 503)
-	if strings.Contains(string(res.body), "Smith") || res.header.Get("ETag") != "" {
-		t.Fatalf("data sent without an audit record: %v %s", res.header, res.body)
+	for _, path := range []string{"/api/v1/residents/1", "/api/v1/residents"} {
+		res := s.do("GET", path, "", "Authorization", reader)
+		problemOf(t, res, 503)
+		if strings.Contains(string(res.body), "Smith") || res.header.Get("ETag") != "" {
+			t.Fatalf("data sent without an audit record: %v %s", res.header, res.body)
+		}
+		// The problem replaced an answer whose length was set: the
+		// length sent is the problem's.
+		if n := res.header.Get("Content-Length"); n != "" && n != strconv.Itoa(len(res.body)) {
+			t.Fatalf("GET %s: Content-Length %s for a problem of %d bytes", path, n, len(res.body))
+		}
 	}
 	problemOf(t, s.do("POST", "/api/v1/residents", alice, "Authorization", writer), 503)
 	if n := s.count("residents"); n != 1 {

@@ -1,7 +1,6 @@
 package http
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +21,8 @@ import (
 type entityHandler struct {
 	s *Server
 	e *plinth.Entity
+	// listPrefix opens a page of the list: {"plural":[
+	listPrefix []byte
 }
 
 func (h *entityHandler) list(w http.ResponseWriter, r *http.Request) {
@@ -30,35 +31,39 @@ func (h *entityHandler) list(w http.ResponseWriter, r *http.Request) {
 		h.s.writeError(w, r, err)
 		return
 	}
-	q.NestedJSON = true // the records are only written out
+	// The records are only written out: a store may hand them over as
+	// the API's JSON already.
+	q.NestedJSON, q.RecordJSON = true, true
 	page, err := h.s.store.List(r.Context(), h.e, q)
 	if err != nil {
 		h.s.writeError(w, r, err)
 		return
 	}
-	ids := make([]string, len(page.Records))
-	for i, rec := range page.Records {
-		ids[i] = plinth.KeyString(h.e.KeyOf(rec))
+	if e := entryFrom(r.Context()); e != nil {
+		for _, rec := range page.Records {
+			e.rec.RecordIDs = append(e.rec.RecordIDs, plinth.KeyString(h.e.KeyOf(rec)))
+		}
 	}
-	returned(r.Context(), ids...)
-	var b bytes.Buffer
-	fmt.Fprintf(&b, `{%q:[`, h.e.Plural)
+	size := len(h.listPrefix) + len(`],"nextCursor":null}`) + 64
+	for _, rec := range page.Records {
+		size += len(rec.JSON) + 1
+	}
+	b := append(make([]byte, 0, size), h.listPrefix...)
 	for i, rec := range page.Records {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		b.Write(h.e.MarshalRecord(rec))
+		b = h.e.AppendRecord(b, rec)
 	}
-	b.WriteString(`],"nextCursor":`)
+	b = append(b, `],"nextCursor":`...)
 	if page.More && len(page.Records) > 0 {
 		next, _ := json.Marshal(h.e.Cursor(h.e.KeyOf(page.Records[len(page.Records)-1]), q))
-		b.Write(next)
+		b = append(b, next...)
 	} else {
-		b.WriteString("null")
+		b = append(b, "null"...)
 	}
-	b.WriteByte('}')
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(b.Bytes())
+	b = append(b, '}')
+	writeBody(w, r, http.StatusOK, "application/json", b)
 }
 
 func (h *entityHandler) get(w http.ResponseWriter, r *http.Request) {
@@ -67,13 +72,14 @@ func (h *entityHandler) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	returned(r.Context(), plinth.KeyString(id))
-	// The record is only written out: nested values may stay JSON text.
-	rec, err := h.s.store.Get(plinth.WithNestedJSON(r.Context()), h.e, id)
+	// The record is only written out: the store may hand it over as the
+	// API's JSON already, or leave nested values as JSON text.
+	rec, err := h.s.store.Get(plinth.WithRecordJSON(plinth.WithNestedJSON(r.Context())), h.e, id)
 	if err != nil {
 		h.s.writeError(w, r, err)
 		return
 	}
-	h.writeRecord(w, http.StatusOK, rec)
+	h.writeRecord(w, r, http.StatusOK, rec)
 }
 
 func (h *entityHandler) create(w http.ResponseWriter, r *http.Request) {
@@ -175,11 +181,20 @@ func (h *entityHandler) id(w http.ResponseWriter, r *http.Request) (any, bool) {
 	return id, true
 }
 
-func (h *entityHandler) writeRecord(w http.ResponseWriter, status int, rec plinth.Record) {
-	w.Header().Set("Content-Type", "application/json")
+func (h *entityHandler) writeRecord(w http.ResponseWriter, r *http.Request, status int, rec plinth.Record) {
 	w.Header().Set("ETag", etag(rec.Version))
-	w.WriteHeader(status)
-	_, _ = w.Write(h.e.MarshalRecord(rec))
+	writeBody(w, r, status, "application/json", h.e.MarshalRecord(rec))
+}
+
+// writeBody answers with a whole body at once, its length known: net/http
+// then sends it as it is rather than in chunks (a body larger than its
+// 2 KiB buffer would otherwise go out chunked, in several writes), in one
+// write with the headers where the connection allows (writeWhole).
+func writeBody(w http.ResponseWriter, r *http.Request, status int, contentType string, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	writeWhole(w, r, status, body)
 }
 
 // writeWritten answers a create or update with the record, or without a
@@ -187,7 +202,7 @@ func (h *entityHandler) writeRecord(w http.ResponseWriter, status int, rec plint
 // entity: a write must not become a way to read.
 func (h *entityHandler) writeWritten(w http.ResponseWriter, r *http.Request, status int, rec plinth.Record) {
 	if infoFrom(r.Context()).mayRead {
-		h.writeRecord(w, status, rec)
+		h.writeRecord(w, r, status, rec)
 		return
 	}
 	w.Header().Set("ETag", etag(rec.Version))

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -584,3 +585,32 @@ func TestListDefaultsAndShape(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestReadsAnswerWithContentLength: a list page larger than net/http's
+// 2 KiB buffer and a record go out with their length, not chunked (one
+// write of headers and body rather than several), and HEAD says the
+// length GET would send.
+func TestReadsAnswerWithContentLength(t *testing.T) {
+	a := newAPI(t, nil)
+	for range 6 {
+		a.createResident(alice)
+	}
+	for _, path := range []string{"/api/v1/residents", "/api/v1/residents/1"} {
+		res, err := http.Get(a.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || res.TransferEncoding != nil || res.ContentLength != int64(len(body)) {
+			t.Errorf("GET %s: %d, transfer encoding %v, length %d for %d bytes", path, res.StatusCode, res.TransferEncoding, res.ContentLength, len(body))
+		}
+		if path == "/api/v1/residents" && len(body) <= 2048 {
+			t.Errorf("the page is %d bytes: too small to test", len(body))
+		}
+		head := a.do("HEAD", path, "")
+		if head.status != 200 || len(head.body) != 0 || head.header.Get("Content-Length") != strconv.Itoa(len(body)) {
+			t.Errorf("HEAD %s: %d, %d bytes, Content-Length %q; GET sends %d bytes", path, head.status, len(head.body), head.header.Get("Content-Length"), len(body))
+		}
+	}
+}

@@ -32,8 +32,12 @@ func writeProblem(w http.ResponseWriter, r *http.Request, status int, detail str
 		CorrelationID: CorrelationID(r.Context()),
 		Errors:        errs,
 	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Cache-Control", "no-store")
+	// A problem may replace an answer whose headers were set (the audit
+	// record could not be written): not its length.
+	h.Del("Content-Length")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(p)
 }

@@ -41,7 +41,7 @@ func (s *Server) mountRoutes(r chi.Router, domains []*plinth.Domain) error {
 	}
 	for _, d := range domains {
 		for _, e := range d.Entities {
-			h := &entityHandler{s: s, e: e}
+			h := &entityHandler{s: s, e: e, listPrefix: fmt.Appendf(nil, `{%q:[`, e.Plural)}
 			handlers := map[string]http.HandlerFunc{plinth.ActionList: h.list, plinth.ActionCreate: h.create,
 				plinth.ActionView: h.get, plinth.ActionUpdate: h.update, plinth.ActionDelete: h.delete}
 			if err := mount(r, plinth.EntityEndpoints(e.Plural), handlers, nil); err != nil {

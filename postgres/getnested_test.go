@@ -58,6 +58,18 @@ func TestGetNestedJSON(t *testing.T) {
 		if a, b := e.MarshalRecord(nested), e.MarshalRecord(decoded); !bytes.Equal(a, b) {
 			t.Errorf("Get with nested JSON reads\n%s\nwithout\n%s", a, b)
 		}
+		// Asked for the API's JSON (WithRecordJSON, as the view route
+		// asks), Get writes it from the row itself.
+		asJSON, err := s.Get(plinth.WithRecordJSON(ctx), e, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if asJSON.JSON == nil || asJSON.Data != nil || e.KeyOf(asJSON) != id {
+			t.Errorf("Get with WithRecordJSON: JSON %q, Data %v", asJSON.JSON, asJSON.Data)
+		}
+		if a, b := e.MarshalRecord(asJSON), e.MarshalRecord(decoded); !bytes.Equal(a, b) {
+			t.Errorf("Get with WithRecordJSON reads\n%s\nwithout\n%s", a, b)
+		}
 		var inTx plinth.Record
 		rollback := errors.New("read only")
 		if err := s.Write(plinth.WithNestedJSON(ctx), func(tx plinth.Tx) (err error) {
@@ -80,8 +92,23 @@ func TestGetNestedJSON(t *testing.T) {
 			t.Errorf("Get reads version %d, %v, %v; the transaction's Get %d, %v, %v", decoded.Version, decoded.CreatedAt, decoded.UpdatedAt, inTx.Version, inTx.CreatedAt, inTx.UpdatedAt)
 		}
 	}
-	if got := rawGets.Load() - before; got != 2*int64(len(docs)) {
-		t.Errorf("%d of %d Gets decoded the binary form of their row", got, 2*len(docs))
+	if got := rawGets.Load() - before; got != 3*int64(len(docs)) {
+		t.Errorf("%d of %d Gets decoded the binary form of their row", got, 3*len(docs))
+	}
+	// A list asked for the API's JSON (Query.RecordJSON) has it written
+	// from the rows, each record's JSON its own (a later record's does
+	// not overwrite it), with its key (Record.Key) and no map.
+	listed, err := s.List(ctx, e, plinth.Query{Limit: 7, RecordJSON: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range listed.Records {
+		if r.JSON == nil || r.Data != nil || e.KeyOf(r) != e.KeyOf(page.Records[i]) {
+			t.Fatalf("list with RecordJSON: JSON %q, Data %v", r.JSON, r.Data)
+		}
+		if a, b := e.MarshalRecord(r), e.MarshalRecord(page.Records[i]); !bytes.Equal(a, b) {
+			t.Errorf("list with RecordJSON writes\n%s\nwithout\n%s", a, b)
+		}
 	}
 	if texts == 0 {
 		t.Error("Get with WithNestedJSON gave no field as JSON text")

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -122,7 +123,18 @@ type table struct {
 	valuesOf map[string]*column
 	indexes  []index
 
-	selectList   string // key, fields, version, created_at, updated_at
+	selectList string // key, fields, version, created_at, updated_at
+	getSQL     string // Get's query: the select list by key
+	getWhat    string // "get schema.table", "list schema.table": for errors
+	listWhat   string
+	selectCols []*column // the key and field columns of selectList, in order
+	selectPos  []int     // each selectCols column's place in the entity's Fields
+	// jsonPrefixes go before each field's value in the record's JSON
+	// (`{"key":`, then `,"name":`), as Entity.MarshalRecord writes them;
+	// fieldCol is each field's place in selectCols (-1: none).
+	jsonPrefixes [][]byte
+	fieldCol     []int
+	jsonFixed    int    // see jsonRoom
 	insertKey    string // INSERT with the key column
 	insertNoKey  string // INSERT letting the identity assign the key
 	update       string
@@ -262,6 +274,27 @@ func (t *table) prepareSQL() {
 	}
 	sel = append(sel, "version", "created_at", "updated_at")
 	t.selectList = strings.Join(sel, ", ")
+	t.getSQL = "SELECT " + t.selectList + " FROM " + t.ident + " WHERE " + t.key.ident() + " = $1"
+	t.getWhat, t.listWhat = "get "+t.label, "list "+t.label
+	t.selectCols = append([]*column{t.key}, t.fields...)
+	for _, c := range t.selectCols {
+		t.selectPos = append(t.selectPos, slices.Index(t.e.Fields, c.field))
+	}
+	for i, f := range t.e.Fields {
+		sep := byte(',')
+		if i == 0 {
+			sep = '{'
+		}
+		t.jsonPrefixes = append(t.jsonPrefixes, append(plinth.AppendJSONString([]byte{sep}, f.Name), ':'))
+		t.fieldCol = append(t.fieldCol, slices.IndexFunc(t.selectCols, func(c *column) bool { return c.field == f }))
+		t.jsonFixed += len(t.jsonPrefixes[i])
+	}
+	// The JSON of the values whose length the row does not tell, at most,
+	// and of version, createdAt and updatedAt.
+	t.jsonFixed += 64 + 2*len(`,"createdAt":"2006-01-02T15:04:05.999999999Z07:00"`)
+	for _, c := range t.selectCols {
+		t.jsonFixed += map[string]int{typeBigint: 20, typeDouble: 24, typeBoolean: 5, typeDate: 14, typeTimestamptz: 34, typeUUID: 38}[c.sqlType]
+	}
 
 	var names, params []string
 	for i, c := range t.cols {
@@ -551,17 +584,26 @@ type scanner struct {
 	// pos holds each column's place in the entity's Fields.
 	fieldValues bool
 	pos         []int
-	room        int            // see textRoom
-	cols        []*column      // see columns
-	formats     []int16        // of the columns, as rawDecodable found them
-	maps        *scanpipe.Maps // Data maps to reuse (plinth.ScanQuery.ReuseData), or nil
+	room        int                     // see textRoom
+	cols        []*column               // see columns
+	formats     []int16                 // of the columns, as rawDecodable found them
+	maps        *scanpipe.Maps          // Data maps to reuse (plinth.ScanQuery.ReuseData), or nil
+	jsonb       plinth.StoredJSONWriter // nested values to JSON (appendJSON)
 	version     int64
 	created     time.Time
 	updated     time.Time
 }
 
 func (t *table) scanner(nestedJSON bool) *scanner {
-	s := &scanner{t: t, nestedJSON: nestedJSON}
+	return &scanner{t: t, nestedJSON: nestedJSON}
+}
+
+// scanTargets are the destinations of record's row.Scan, made on first
+// use: the binary path (rawRecord), which most reads take, needs none.
+func (s *scanner) scanTargets() []any {
+	if s.targets != nil {
+		return s.targets
+	}
 	add := func(c *column) {
 		var p any
 		switch c.sqlType {
@@ -584,17 +626,16 @@ func (t *table) scanner(nestedJSON bool) *scanner {
 		}
 		s.targets = append(s.targets, p)
 	}
-	add(t.key)
-	for _, c := range t.fields {
+	for _, c := range s.t.selectCols {
 		add(c)
 	}
 	s.targets = append(s.targets, &s.version, &s.created, &s.updated)
-	return s
+	return s.targets
 }
 
 // record scans one row into a record.
 func (s *scanner) record(row pgx.Row) (plinth.Record, error) {
-	if err := row.Scan(s.targets...); err != nil {
+	if err := row.Scan(s.scanTargets()...); err != nil {
 		return plinth.Record{}, err
 	}
 	data := make(map[string]any, len(s.t.cols))

@@ -151,9 +151,15 @@ func (s *Store) read(ctx context.Context, what string, fn func() error) error {
 func (s *Store) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Record, error) {
 	t := s.layout(e)
 	var r plinth.Record
-	nested := plinth.NestedJSONWanted(ctx)
-	err := s.read(ctx, "get "+t.label, func() (err error) {
-		r, err = t.get(ctx, s.pool, id, false, nested)
+	form := readDecoded
+	switch {
+	case plinth.RecordJSONWanted(ctx):
+		form = readJSON
+	case plinth.NestedJSONWanted(ctx):
+		form = readNested
+	}
+	err := s.read(ctx, t.getWhat, func() (err error) {
+		r, err = t.get(ctx, s.pool, id, false, form)
 		return err
 	})
 	return r, err
@@ -165,23 +171,27 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// get reads one record; nested asks for object and array fields as
-// JSONText (plinth.WithNestedJSON).
-func (t *table) get(ctx context.Context, q querier, id any, lock, nested bool) (plinth.Record, error) {
+// readForm is the form a read gives its records in.
+type readForm int
+
+const (
+	readDecoded readForm = iota // every value decoded
+	readNested                  // object and array fields as JSON text (plinth.WithNestedJSON)
+	readJSON                    // the record as the API's JSON (plinth.WithRecordJSON)
+)
+
+// get reads one record in the given form (a locked read always decodes).
+func (t *table) get(ctx context.Context, q querier, id any, lock bool, form readForm) (plinth.Record, error) {
 	k, ok := t.keyParam(id)
 	if !ok {
 		return plinth.Record{}, fmt.Errorf("%s %s: %w", t.e.Name, plinth.KeyString(id), plinth.ErrNotFound)
 	}
-	sql := "SELECT " + t.selectList + " FROM " + t.ident + " WHERE " + t.key.ident() + " = $1"
-	if lock {
-		sql += " FOR UPDATE"
-	}
 	var r plinth.Record
 	var err error
 	if lock {
-		r, err = t.scanner(nested).record(q.QueryRow(ctx, sql, k))
+		r, err = t.scanner(form != readDecoded).record(q.QueryRow(ctx, t.getSQL+" FOR UPDATE", k))
 	} else {
-		r, err = t.readOne(ctx, q, sql, k, nested)
+		r, err = t.readOne(ctx, q, t.getSQL, k, form)
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return plinth.Record{}, fmt.Errorf("%s %s: %w", t.e.Name, plinth.KeyString(id), plinth.ErrNotFound)
@@ -194,11 +204,12 @@ func (t *table) get(ctx context.Context, q querier, id any, lock, nested bool) (
 var rawGets atomic.Int64
 
 // readOne reads the row of sql (a select list of t) as a record, decoded
-// from its binary wire form as lists and scans are (rawRecord) when the
-// columns allow, through pgx's scan plans otherwise; pgx.ErrNoRows when
-// there is none. The view route reads one row per request, and pgx's
-// general per-column plans cost it more than the decoding itself.
-func (t *table) readOne(ctx context.Context, q querier, sql string, k any, nested bool) (plinth.Record, error) {
+// from its binary wire form as lists and scans are (rawRecord), or written
+// from it as the API's JSON (appendJSON), when the columns allow, through
+// pgx's scan plans otherwise; pgx.ErrNoRows when there is none. The view
+// route reads one row per request, and pgx's general per-column plans
+// cost it more than the decoding itself.
+func (t *table) readOne(ctx context.Context, q querier, sql string, k any, form readForm) (plinth.Record, error) {
 	rows, err := q.Query(ctx, sql, k)
 	if err != nil {
 		return plinth.Record{}, err
@@ -210,12 +221,19 @@ func (t *table) readOne(ctx context.Context, q querier, sql string, k any, neste
 		}
 		return plinth.Record{}, pgx.ErrNoRows
 	}
-	sc := t.scanner(nested)
+	sc := t.scanner(form != readDecoded)
 	raw := sc.rawDecodable(rows.FieldDescriptions())
 	if raw {
 		rawGets.Add(1)
 	}
-	r, err := sc.decode(rows, raw)
+	var r plinth.Record
+	if raw && form == readJSON {
+		var b []byte
+		b, r, err = sc.appendJSON(make([]byte, 0, t.jsonRoom(rows.RawValues())), rows.RawValues())
+		r.JSON = b
+	} else {
+		r, err = sc.decode(rows, raw)
+	}
 	if err != nil {
 		return plinth.Record{}, err
 	}
@@ -227,6 +245,20 @@ func (t *table) readOne(ctx context.Context, q querier, sql string, k any, neste
 		return plinth.Record{}, err
 	}
 	return r, nil
+}
+
+// jsonRoom is room enough, mostly, for the JSON of a row of raw values:
+// the row's text and nested JSON with a quarter more for escapes and the
+// spaces nested values gain, and the rest of the record (t.jsonFixed). A
+// record that needs more grows its buffer.
+func (t *table) jsonRoom(vals [][]byte) int {
+	n := t.jsonFixed
+	for i, c := range t.selectCols {
+		if c.sqlType == typeText || c.sqlType == typeJSONB {
+			n += len(vals[i]) + len(vals[i])/4
+		}
+	}
+	return n
 }
 
 // List returns a page of records in key order.
@@ -257,8 +289,8 @@ func (s *Store) List(ctx context.Context, e *plinth.Entity, q plinth.Query) (pli
 	sql += fmt.Sprintf(" ORDER BY %s LIMIT $%d", t.key.ident(), len(args))
 
 	var page plinth.Page
-	err = s.read(ctx, "list "+t.label, func() error {
-		page = plinth.Page{}
+	err = s.read(ctx, t.listWhat, func() error {
+		page = plinth.Page{Records: make([]plinth.Record, 0, limit+1)}
 		// The unnamed statement of QueryExecModeCacheDescribe is planned
 		// for its values each time: how selective a filter value is
 		// decides between its index and the key order, and a generic plan
@@ -268,10 +300,25 @@ func (s *Store) List(ctx context.Context, e *plinth.Entity, q plinth.Query) (pli
 			return err
 		}
 		defer rows.Close()
-		sc := t.scanner(q.NestedJSON)
+		sc := t.scanner(q.NestedJSON || q.RecordJSON)
 		raw := sc.rawDecodable(rows.FieldDescriptions())
+		// With RecordJSON the records' JSON shares one buffer: each
+		// record's JSON stays valid when a later one makes it grow.
+		var text []byte
 		for rows.Next() {
-			r, err := sc.decode(rows, raw)
+			var r plinth.Record
+			var err error
+			if raw && q.RecordJSON {
+				vals := rows.RawValues()
+				if room := t.jsonRoom(vals); cap(text)-len(text) < room {
+					text = make([]byte, 0, max(2*cap(text), 2*room))
+				}
+				start := len(text)
+				text, r, err = sc.appendJSON(text, vals)
+				r.JSON = text[start:len(text):len(text)]
+			} else {
+				r, err = sc.decode(rows, raw)
+			}
 			if err != nil {
 				return err
 			}
@@ -447,7 +494,7 @@ type tx struct {
 
 func (x *tx) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Record, error) {
 	t := x.s.layout(e)
-	r, err := t.get(ctx, x.tx, id, true, false)
+	r, err := t.get(ctx, x.tx, id, true, readDecoded)
 	return r, x.s.wrap("get "+t.label, err)
 }
 

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
+	"strconv"
 	"time"
 	"unsafe"
 
@@ -67,11 +67,7 @@ func (s *scanner) rawDecodable(fds []pgconn.FieldDescription) bool {
 // columns are the key and field columns of the select list, in order.
 func (s *scanner) columns() []*column {
 	if s.cols == nil {
-		s.cols = append([]*column{s.t.key}, s.t.fields...)
-		s.pos = make([]int, len(s.cols))
-		for i, c := range s.cols {
-			s.pos[i] = slices.Index(s.t.e.Fields, c.field)
-		}
+		s.cols, s.pos = s.t.selectCols, s.t.selectPos
 	}
 	return s.cols
 }
@@ -257,4 +253,133 @@ func rawTime(raw []byte) (time.Time, error) {
 		return time.Time{}, errors.New("the time is infinite")
 	}
 	return time.UnixMicro(pgEpoch.UnixMicro() + us).UTC(), nil
+}
+
+// appendJSON appends the record of one row of raw binary values (as
+// rawDecodable found them) as the API's JSON: exactly what
+// Entity.MarshalRecord writes for the record rawRecord decodes, written
+// straight from the row, without a map or a boxed value per field. The
+// record it returns carries the key (Record.Key), version and times; its
+// JSON is left to the caller, who knows where b ends up.
+func (s *scanner) appendJSON(b []byte, vals [][]byte) ([]byte, plinth.Record, error) {
+	t := s.t
+	n := len(s.columns())
+	if len(vals[n]) != 8 {
+		return b, plinth.Record{}, errBadBinary
+	}
+	r := plinth.Record{Version: int64(binary.BigEndian.Uint64(vals[n]))}
+	var err error
+	if r.CreatedAt, err = rawTime(vals[n+1]); err != nil {
+		return b, plinth.Record{}, err
+	}
+	if r.UpdatedAt, err = rawTime(vals[n+2]); err != nil {
+		return b, plinth.Record{}, err
+	}
+	if vals[0] == nil {
+		return b, plinth.Record{}, errors.New("a row without a key")
+	}
+	if _, r.Key, err = rawValue(nil, t.key.sqlType, t.key.field, vals[0]); err != nil {
+		return b, plinth.Record{}, fmt.Errorf("%s: %w", t.key.field.Name, err)
+	}
+	start := len(b)
+	if len(t.e.Fields) == 0 {
+		b = append(b, '{')
+	}
+	for i, prefix := range t.jsonPrefixes {
+		b = append(b, prefix...)
+		col := t.fieldCol[i]
+		if col < 0 || vals[col] == nil {
+			b = append(b, "null"...)
+			continue
+		}
+		if b, err = s.appendValueJSON(b, col, vals[col]); err != nil {
+			return b[:start], plinth.Record{}, fmt.Errorf("%s: %w", t.selectCols[col].field.Name, err)
+		}
+	}
+	b = append(b, `,"version":`...)
+	b = strconv.AppendInt(b, r.Version, 10)
+	b = append(b, `,"createdAt":"`...)
+	b = r.CreatedAt.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","updatedAt":"`...)
+	b = r.UpdatedAt.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"', '}'), r, nil
+}
+
+// appendValueJSON appends the JSON of column col's binary value raw, as
+// Field.AppendJSON writes the value rawValue decodes from it (nested
+// values as their JSON text).
+func (s *scanner) appendValueJSON(b []byte, col int, raw []byte) ([]byte, error) {
+	c := s.cols[col]
+	fixed := func(n int) error {
+		if len(raw) != n {
+			return errBadBinary
+		}
+		return nil
+	}
+	switch c.sqlType {
+	case typeText:
+		return plinth.AppendJSONString(b, unsafe.String(unsafe.SliceData(raw), len(raw))), nil
+	case typeBigint:
+		if err := fixed(8); err != nil {
+			return b, err
+		}
+		return strconv.AppendInt(b, int64(binary.BigEndian.Uint64(raw)), 10), nil
+	case typeDouble:
+		if err := fixed(8); err != nil {
+			return b, err
+		}
+		return plinth.AppendJSONNumber(b, math.Float64frombits(binary.BigEndian.Uint64(raw))), nil
+	case typeBoolean:
+		if err := fixed(1); err != nil {
+			return b, err
+		}
+		return strconv.AppendBool(b, raw[0] != 0), nil
+	case typeDate:
+		if err := fixed(4); err != nil {
+			return b, err
+		}
+		days := int32(binary.BigEndian.Uint32(raw))
+		if days == math.MaxInt32 || days == math.MinInt32 {
+			return b, errors.New("the date is infinite")
+		}
+		b = append(b, '"')
+		return append(pgEpoch.AddDate(0, 0, int(days)).AppendFormat(b, time.DateOnly), '"'), nil
+	case typeTimestamptz:
+		tm, err := rawTime(raw)
+		if err != nil {
+			return b, err
+		}
+		b = append(b, '"')
+		return append(tm.AppendFormat(b, time.RFC3339Nano), '"'), nil
+	case typeUUID:
+		if err := fixed(16); err != nil {
+			return b, err
+		}
+		return appendUUID(b, raw), nil
+	case typeJSONB:
+		if s.formats[col] == pgx.BinaryFormatCode {
+			if len(raw) == 0 || raw[0] != 1 {
+				return b, errors.New("unknown jsonb format")
+			}
+			raw = raw[1:]
+		}
+		// jsonb's text is valid JSON without duplicate names; a null
+		// value is written as null, as MarshalRecord writes an absent one.
+		return s.jsonb.AppendJSONB(b, c.field, raw)
+	}
+	return b, fmt.Errorf("no binary decoding for %s", c.sqlType)
+}
+
+// appendUUID appends a uuid's 16 bytes as a JSON string, as uuid.String
+// spells it.
+func appendUUID(b, u []byte) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i, c := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b = append(b, '-')
+		}
+		b = append(b, hex[c>>4], hex[c&0xf])
+	}
+	return append(b, '"')
 }

@@ -147,6 +147,7 @@ func RunWith(t *testing.T, caps Capabilities, open func(t *testing.T) plinth.Sto
 		{"FilterDataFollowsUpdatesAndDeletes", su.testShadowsFollowChanges},
 		{"ScanReadsOneSnapshot", su.testScanSnapshot},
 		{"ScanFilters", su.testScanFilters},
+		{"RecordJSON", su.testRecordJSON},
 		{"ScanStops", su.testScanStops},
 		{"ScanMemoryIsFlat", su.testScanMemoryIsFlat},
 		{"Upsert", su.testUpsert},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/config"
+	plinthhttp "github.com/plinth-data/plinth/http"
 	"github.com/plinth-data/plinth/postgres"
 )
 
@@ -80,7 +81,8 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	logger.Info("serving", "address", ln.Addr().String(), "environment", cfg.Environment, "store", redactURL(cfg.StoreURL()))
 
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	// Whole answers (records, list pages) leave in one write each.
+	go func() { errc <- srv.Serve(plinthhttp.CoalescingListener(ln)) }()
 	select {
 	case err := <-errc:
 		return err
@@ -147,6 +149,7 @@ func newHTTPServer(handler http.Handler, logger *slog.Logger) *http.Server {
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
+		ConnContext:       plinthhttp.ConnContext,
 		// net/http's own messages (TLS handshakes, bad requests) as JSON
 		// lines too.
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
