@@ -266,24 +266,26 @@ func mustContain(t *testing.T, p page, wants ...string) {
 // hubAudit returns the Hub's audit records (operation hub), oldest first.
 func (e *env) hubAudit() []plinth.AuditRecord {
 	e.t.Helper()
-	var out []plinth.AuditRecord
-	last := -1
-	plinthtest.Eventually(e.t, 5*time.Second, func() bool {
-		time.Sleep(100 * time.Millisecond) // the chainer polls every 50 ms
-		out = out[:0]
-		recs, _, err := e.store.AuditRecords(context.Background(), plinth.AuditQuery{Limit: 500})
+	// Every record the requests made is durable by now (appended before
+	// their answers); wait until the chainer has linked them all, however
+	// long it takes on a loaded machine, then read the chain.
+	plinthtest.Eventually(e.t, 10*time.Second, func() bool {
+		n, err := e.store.CountUnchainedAudit(context.Background())
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		for _, r := range recs {
-			if r.Operation == "hub" {
-				out = append(out, r)
-			}
+		return n == 0
+	}, "every audit record chained")
+	var out []plinth.AuditRecord
+	recs, _, err := e.store.AuditRecords(context.Background(), plinth.AuditQuery{Limit: 500})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.Operation == "hub" {
+			out = append(out, r)
 		}
-		settled := len(out) == last
-		last = len(out)
-		return settled
-	}, "audit records")
+	}
 	return out
 }
 
