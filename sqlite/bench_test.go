@@ -230,23 +230,7 @@ func BenchmarkScanReport(b *testing.B) {
 // do). Reported per record.
 func BenchmarkAuditAppendAndChain(b *testing.B) {
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "audit.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.Prepare(ctx, nil); err != nil {
-		b.Fatal(err)
-	}
-	rec := plinth.AuditRecord{CorrelationID: "c0ffee", Environment: "development", Domain: "residents",
-		Entity: "residents", Operation: "view", Method: "GET", Route: "/api/v1/residents/{id}",
-		Principal: plinth.Principal{Subject: "developer", Email: "developer@example.org", Groups: []string{"plinth-developers"}},
-		Decision:  plinth.DecisionAllow, Status: 200, RecordIDs: []string{"12345"}, Count: 1, DurationMs: 0.4,
-		ClientAddress: "127.0.0.1", UserAgent: "bench"}
-	batch := make([]plinth.AuditRecord, 8)
-	for i := range batch {
-		batch[i] = rec
-	}
+	s, batch := auditBench(b, 8)
 	pending := 0
 	cpu0 := cpuTime()
 	for b.Loop() {
@@ -270,18 +254,7 @@ func BenchmarkAuditAppendAndChain(b *testing.B) {
 // a busy machine).
 func BenchmarkChainAudit(b *testing.B) {
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "audit.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.Prepare(ctx, nil); err != nil {
-		b.Fatal(err)
-	}
-	batch := make([]plinth.AuditRecord, 256)
-	for i := range batch {
-		batch[i] = benchAuditRecord
-	}
+	s, batch := auditBench(b, 256)
 	var cpu time.Duration
 	for b.Loop() {
 		b.StopTimer()
@@ -296,6 +269,25 @@ func BenchmarkChainAudit(b *testing.B) {
 		cpu += cpuTime() - cpu0
 	}
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*len(batch)), "cpu-µs/record")
+}
+
+// auditBench opens a store with the system tables only, closed when b
+// ends, and a batch of n copies of benchAuditRecord.
+func auditBench(b *testing.B, n int) (*sqlite.Store, []plinth.AuditRecord) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "audit.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	if err := s.Prepare(ctx, nil); err != nil {
+		b.Fatal(err)
+	}
+	batch := make([]plinth.AuditRecord, n)
+	for i := range batch {
+		batch[i] = benchAuditRecord
+	}
+	return s, batch
 }
 
 var benchAuditRecord = plinth.AuditRecord{CorrelationID: "c0ffee", Environment: "development", Domain: "residents",
