@@ -254,7 +254,7 @@ func (a *Auditor) Record(ctx context.Context, rec plinth.AuditRecord) (plinth.Au
 const gatherFrom = 3
 
 // gatherWait is how long the writer waits for a batch to reach the size
-// of the one before (last, whose commit took took): under steady
+// of the one before (last records, whose commit lasted took): under steady
 // concurrent load a batch would otherwise hold only what arrived during
 // the previous commit, and on PostgreSQL a commit costs about as much
 // server CPU as twenty records in it, so a few larger commits beat many
