@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"math"
 	"runtime/debug"
+	"runtime/metrics"
+	"time"
 )
 
 // memoryLimit is the soft memory limit serve sets, and whether it sets
@@ -15,8 +18,8 @@ import (
 // grow to twice the live memory before each collection, so the process's
 // peak was garbage more than data (BENCHMARKS.md, "serve's memory under
 // writes"). With the limit it collects sooner as the heap nears it; it is
-// soft, so a heap that needs more gets more (the collector then uses at
-// most half the CPU).
+// soft, so a heap that needs more gets more, and serve raises it while
+// the live heap would leave the collector too little room (guardHeadroom).
 func memoryLimit(cfg Config, getenv func(string) string) (int64, bool) {
 	if !cfg.IsSet("memoryLimit") && getenv("GOMEMLIMIT") != "" {
 		return 0, false
@@ -27,10 +30,78 @@ func memoryLimit(cfg Config, getenv func(string) string) (int64, bool) {
 	return cfg.MemoryLimit, true
 }
 
-// setMemoryLimit applies memoryLimit to the runtime.
-func setMemoryLimit(cfg Config, getenv func(string) string) {
-	if n, ok := memoryLimit(cfg, getenv); ok {
-		debug.SetMemoryLimit(n)
+// setMemoryLimit applies memoryLimit to the runtime and returns the
+// limit serve set (0 when it left the runtime's alone, math.MaxInt64 for
+// none).
+func setMemoryLimit(cfg Config, getenv func(string) string) int64 {
+	n, ok := memoryLimit(cfg, getenv)
+	if !ok {
+		return 0
+	}
+	debug.SetMemoryLimit(n)
+	return n
+}
+
+// minHeadroom is the least the soft memory limit leaves the heap to grow
+// past what is live, as a fraction of it (headroomPercent / 100).
+//
+// Why: a soft limit barely above what must stay live makes the collector
+// run back to back. Under creates on a faster machine serve kept 45 MB
+// live (24 MiB of it the embedded JetStream's block buffers) under the
+// 64 MiB default, so its heap goal was what was live: a collection every
+// 5 ms, 40 % of serve's CPU, twice the CPU per create and half the
+// creates per second at 2 connections (BENCHMARKS.md, "The soft memory
+// limit's headroom"). With half the live heap of headroom the collector
+// runs at most as often as at GOGC=50.
+const headroomPercent = 50
+
+// headroomCheck is how often serve looks at the live heap: a collection
+// reports it, and under load they come many times a second.
+const headroomCheck = 100 * time.Millisecond
+
+// headroomLimit is the soft limit that leaves minHeadroom above live
+// bytes of heap, given the Go memory that is not heap (stacks, the
+// runtime's own), and never below base, the configured limit.
+func headroomLimit(base, live, nonHeap int64) int64 {
+	want := nonHeap + live + live*headroomPercent/100
+	if want < base {
+		return base
+	}
+	return want
+}
+
+// guardHeadroom raises the soft memory limit above base while the live
+// heap needs it and lowers it back as that shrinks, checking every
+// period until ctx ends. The limit still bounds the heap: it lets garbage
+// grow to half the live heap at most, not to GOGC's fourfold.
+func guardHeadroom(ctx context.Context, base int64, period time.Duration) {
+	if base <= 0 || base == math.MaxInt64 {
+		return // no limit of serve's to guard
+	}
+	samples := []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	set := base
+	for {
+		metrics.Read(samples)
+		v := func(i int) int64 { return int64(samples[i].Value.Uint64()) }
+		nonHeap := v(1) - v(2) - v(3) - v(4) - v(5)
+		if limit := headroomLimit(base, v(0), nonHeap); limit != set {
+			debug.SetMemoryLimit(limit)
+			set = limit
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

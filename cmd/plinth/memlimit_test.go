@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
 	"math"
+	"runtime"
+	"runtime/debug"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -89,4 +93,53 @@ func TestGCPercent(t *testing.T) {
 	if serveGCPercent <= 100 {
 		t.Errorf("serveGCPercent %d is not above Go's default", serveGCPercent)
 	}
+}
+
+// The soft limit leaves half the live heap of headroom, and never goes
+// below the configured limit.
+func TestHeadroomLimit(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct{ base, live, nonHeap, want int64 }{
+		{64 * mib, 10 * mib, 8 * mib, 64 * mib},               // plenty of room: the configured limit
+		{64 * mib, 45 * mib, 12 * mib, 12*mib + 45*mib*3/2},   // the heap goal would be what is live
+		{64 * mib, 200 * mib, 10 * mib, 10*mib + 200*mib*3/2}, // far above: still half again
+		{256 * mib, 100 * mib, 20 * mib, 256 * mib},           // a larger configured limit stands
+	} {
+		if got := headroomLimit(c.base, c.live, c.nonHeap); got != c.want {
+			t.Errorf("headroomLimit(%d, %d, %d) = %d, want %d", c.base, c.live, c.nonHeap, got, c.want)
+		}
+	}
+}
+
+// guardHeadroom lifts the runtime's soft limit when the live heap nears
+// it, and puts the configured limit back once the heap has shrunk.
+func TestGuardHeadroomFollowsTheLiveHeap(t *testing.T) {
+	old := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(old)
+	const base = 16 << 20
+	live := make([]byte, 48<<20)
+	for i := range live {
+		live[i] = byte(i)
+	}
+	runtime.GC()
+	debug.SetMemoryLimit(base)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { guardHeadroom(ctx, base, time.Millisecond); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitForLimit := func(what string, ok func(int64) bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !ok(debug.SetMemoryLimit(-1)) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the soft limit is %d", what, debug.SetMemoryLimit(-1))
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	waitForLimit("48 MiB live under a 16 MiB limit", func(l int64) bool { return l >= 72<<20 })
+	runtime.KeepAlive(live)
+	live = nil
+	runtime.GC()
+	waitForLimit("the heap freed", func(l int64) bool { return l == base })
 }

@@ -51,8 +51,11 @@ staging, real in production.`,
 func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	ctx = withEnvironment(ctx, cfg.Environment)
 	logger := newLogger(cfg.LogLevel)
-	setMemoryLimit(cfg, os.Getenv)
+	limit := setMemoryLimit(cfg, os.Getenv)
 	setGCPercent(os.Getenv)
+	guardCtx, stopGuard := context.WithCancel(ctx)
+	defer stopGuard()
+	go guardHeadroom(guardCtx, limit, headroomCheck)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w (choose another address with --listen)", cfg.Listen, err)
