@@ -18,8 +18,9 @@ import (
 // grow to twice the live memory before each collection, so the process's
 // peak was garbage more than data (BENCHMARKS.md, "serve's memory under
 // writes"). With the limit it collects sooner as the heap nears it; it is
-// soft, so a heap that needs more gets more, and serve raises it while
-// the live heap would leave the collector too little room (guardHeadroom).
+// soft, so a heap that needs more gets more, and serve raises the default
+// while the live heap would leave the collector too little room
+// (guardHeadroom).
 func memoryLimit(cfg Config, getenv func(string) string) (int64, bool) {
 	if !cfg.IsSet("memoryLimit") && getenv("GOMEMLIMIT") != "" {
 		return 0, false
@@ -54,6 +55,17 @@ func setMemoryLimit(cfg Config, getenv func(string) string) int64 {
 // limit's headroom"). With half the live heap of headroom the collector
 // runs at most as often as at GOGC=50.
 const headroomPercent = 50
+
+// headroomBase is the limit guardHeadroom keeps headroom above: the one
+// serve set (limit) when it is the default; 0 (none) when an operator
+// configured one (to fit a container, say), which is kept as set, or when
+// the runtime's GOMEMLIMIT applies.
+func headroomBase(cfg Config, limit int64) int64 {
+	if cfg.IsSet("memoryLimit") {
+		return 0
+	}
+	return limit
+}
 
 // headroomCheck is how often serve looks at the live heap: a collection
 // reports it, and under load they come many times a second.

@@ -95,6 +95,27 @@ func TestGCPercent(t *testing.T) {
 	}
 }
 
+// Only the default limit gives way to the live heap: a configured one is
+// kept as set, and GOMEMLIMIT is the runtime's.
+func TestHeadroomBase(t *testing.T) {
+	for _, c := range []struct {
+		args   []string
+		getenv func(string) string
+		want   int64
+	}{
+		{nil, func(string) string { return "" }, config.DefaultMemoryLimit},
+		{nil, func(k string) string { return map[string]string{"GOMEMLIMIT": "200MiB"}[k] }, 0},
+		{[]string{"--memory-limit", "100000000"}, func(string) string { return "" }, 0},
+		{[]string{"--memory-limit", "0"}, func(string) string { return "" }, 0},
+	} {
+		cfg := configFromFlags(t, c.args...)
+		limit, _ := memoryLimit(cfg, c.getenv)
+		if got := headroomBase(cfg, limit); got != c.want {
+			t.Errorf("%v, GOMEMLIMIT %q: headroomBase = %d, want %d", c.args, c.getenv("GOMEMLIMIT"), got, c.want)
+		}
+	}
+}
+
 // The soft limit leaves half the live heap of headroom, and never goes
 // below the configured limit.
 func TestHeadroomLimit(t *testing.T) {

@@ -55,7 +55,7 @@ func serve(ctx context.Context, cfg Config, out io.Writer) error {
 	setGCPercent(os.Getenv)
 	guardCtx, stopGuard := context.WithCancel(ctx)
 	defer stopGuard()
-	go guardHeadroom(guardCtx, limit, headroomCheck)
+	go guardHeadroom(guardCtx, headroomBase(cfg, limit), headroomCheck)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen on %s: %w (choose another address with --listen)", cfg.Listen, err)
