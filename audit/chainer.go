@@ -113,7 +113,8 @@ type Chainer struct {
 }
 
 // unchainedIDLister is implemented by stores that can list the log ids
-// UnchainedAudit would return without reading the records (PostgreSQL).
+// UnchainedAudit would return without reading the records (PostgreSQL,
+// SQLite).
 type unchainedIDLister interface {
 	UnchainedAuditIDs(ctx context.Context, limit int) ([]string, error)
 }
@@ -186,8 +187,9 @@ func (c *Chainer) Notify() { c.runner.Notify() }
 // in log order, and reads the records from the store after all if it
 // does not hold every one of them (another process's records, or records
 // from before a restart). The store must return records exactly as they
-// will be read back (the hash is computed over them; the PostgreSQL
-// store's tests prove it), and the caller must not change them after.
+// will be read back (the hash is computed over them; storetest's
+// AppendedHashesAsStored proves it for every store), and the caller must
+// not change them after.
 func (c *Chainer) Hold(recs []plinth.AuditRecord) {
 	if c.ids != nil && len(recs) > 0 && c.runner.Status().Active {
 		now := time.Now()

@@ -2,15 +2,12 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -393,150 +390,13 @@ SELECT $1, now(), 'restored', '', '', '', 'view', '', '', NULL, '{}', 'allow', '
 	}
 }
 
-// oddAudits are records whose content the store must normalise or that
-// round-trip through jsonb, text[] and timestamptz in ways that could
-// differ from what was sent.
-func oddAudits() []plinth.AuditRecord {
-	tz := time.FixedZone("odd", -(3*3600 + 1800))
-	base := plinth.AuditRecord{
-		Time: time.Date(2026, 11, 30, 23, 59, 59, 999999999, tz), CorrelationID: "c-1", Environment: "production",
-		Domain: "residents", Entity: "residents", Operation: "list", Method: "GET", Route: "/api/v1/residents",
-		Filters:   map[string]string{"last_name": "O’Brien <&> \u2028 ☂", "b": `"quoted" \ back`, "a": "😀"},
-		Principal: plinth.Principal{Subject: "sub", Email: "ana@example.org", Name: "Ana López", Groups: []string{"g1", "g2"}},
-		Decision:  plinth.DecisionAllow, Status: 200, RecordIDs: []string{"2", "1", "2"}, Count: 2,
-		DurationMs: 12.345678901234567, ClientAddress: "::1", UserAgent: "日本\t\n",
-	}
-	bad := base
-	bad.CorrelationID = "c-2\x00nul"
-	bad.Filters = map[string]string{"k\xff": "v\x00", "x": "\xc3\x28"}
-	bad.Principal = plinth.Principal{Subject: "s\x00", Email: "\xff", TokenID: "t", Consumer: "svc\x00"}
-	bad.RecordIDs = []string{"a\x00", "\xfe"}
-	bad.UserAgent = "\xff\xfe"
-	empty := plinth.AuditRecord{ // zero time, empty non-nil collections
-		Filters: map[string]string{}, RecordIDs: []string{}, Principal: plinth.Principal{Groups: []string{}},
-		Decision: plinth.DecisionDeny, Status: 401, DurationMs: math.Copysign(0, -1),
-	}
-	big := base
-	big.CorrelationID = "c-4"
-	big.Time = time.Date(1901, 1, 1, 0, 0, 0, 1500, time.UTC)
-	big.Status, big.Count, big.DurationMs = math.MaxInt32, math.MinInt32, 1.7976931348623157e308
-	big.Filters, big.RecordIDs = nil, nil
-	return []plinth.AuditRecord{base, bad, empty, big}
-}
-
-// What AppendAudit and Tx.AppendAudit return hashes exactly as what
-// UnchainedAudit reads back: the chainer hashes records its process
-// appended from memory (audit.Chainer.Hold), and ChainAudit stores the
-// log's copy.
-func TestAppendedAuditHashesAsStored(t *testing.T) {
-	ctx := context.Background()
-	s, _ := openStore(t, storetest.Domains(t))
-	appended, err := s.AppendAudit(ctx, oddAudits())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range oddAudits() {
-		err := s.Write(ctx, func(x plinth.Tx) error {
-			got, err := x.(plinth.AuditTx).AppendAudit(ctx, r)
-			appended = append(appended, got)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	read, err := s.UnchainedAudit(ctx, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(read) != len(appended) {
-		t.Fatalf("read %d records back, appended %d", len(read), len(appended))
-	}
-	for i, r := range read {
-		a := appended[i]
-		if a.LogID != r.LogID {
-			t.Fatalf("record %d: log id %s appended, %s read", i, a.LogID, r.LogID)
-		}
-		a.Sequence, a.PrevHash = int64(i+1), "prev"
-		r.Sequence, r.PrevHash = int64(i+1), "prev"
-		if a.ComputeHash() != r.ComputeHash() {
-			ja, _ := json.Marshal(a)
-			jr, _ := json.Marshal(r)
-			t.Errorf("record %d hashes differently as appended and as stored:\n%s\n%s", i, ja, jr)
-		}
-	}
-}
-
-// heldCounter counts the chainer's reads of whole records that found some.
-type heldCounter struct {
-	*Store
-	full atomic.Int64
-}
-
-func (h *heldCounter) UnchainedAudit(ctx context.Context, limit int) ([]plinth.AuditRecord, error) {
-	recs, err := h.Store.UnchainedAudit(ctx, limit)
-	if len(recs) > 0 {
-		h.full.Add(1)
-	}
-	return recs, err
-}
-
 // A chainer handed the records its process appended chains them from
-// memory, reading only their log ids, and the chain verifies; records it
-// was not handed (another process's) it reads from the store.
+// memory (storetest.RunChainerHoldsRecords).
 func TestChainerChainsHeldRecords(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s, _ := openStore(t, storetest.Domains(t))
-	st := &heldCounter{Store: s}
-	c := audit.NewChainer(st, audit.ChainerConfig{Poll: time.Hour, Linger: time.Millisecond})
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	plinthtest.Eventually(t, 0, func() bool { return c.Status().Active }, "the chainer is active")
-	// Let its first step (of an empty log) end: a step racing with an
-	// append, before the record is handed over, reads it from the store.
-	time.Sleep(300 * time.Millisecond)
-	a := audit.New(st, audit.Config{FailClosed: true, Chain: c.Hold})
-	defer a.Close()
-	want := 0
-	chained := func() {
-		t.Helper()
-		plinthtest.Eventually(t, 0, func() bool { return c.Status().Chained == int64(want) }, "%d records chained", want)
-	}
-	for _, r := range oddAudits() {
-		if _, err := a.Record(ctx, r); err != nil {
-			t.Fatal(err)
-		}
-		want++
-		var got plinth.AuditRecord
-		err := s.Write(ctx, func(x plinth.Tx) (err error) {
-			got, err = x.(plinth.AuditTx).AppendAudit(ctx, r)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		a.Committed(got)
-		want++
-	}
-	chained()
-	if n := st.full.Load(); n != 0 {
-		t.Errorf("the chainer read whole records %d times; want only log ids", n)
-	}
-	// Another process's record: read from the store.
-	if _, err := s.AppendAudit(ctx, oddAudits()[:1]); err != nil {
-		t.Fatal(err)
-	}
-	c.Notify()
-	want++
-	chained()
-	if n := st.full.Load(); n == 0 {
-		t.Errorf("a record the chainer was not handed was not read from the store")
-	}
-	if rep, err := audit.Verify(ctx, s, nil); err != nil || rep.Broken != nil || rep.Records != int64(want) {
-		t.Fatalf("verify: %+v %v, %v", rep, rep.Broken, err)
-	}
+	storetest.RunChainerHoldsRecords(t, func(t *testing.T) plinth.Store {
+		s, _ := openStore(t, storetest.Domains(t))
+		return s
+	})
 }
 
 // Two chainers handed the same records, the first stopping half-way: the
@@ -570,7 +430,7 @@ func TestTwoChainersHoldingRecords(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := oddAudits()[i%4]
+			r := storetest.OddAudits()[i%4]
 			r.CorrelationID = fmt.Sprint(i)
 			if _, err := a.Record(ctx, r); err != nil {
 				t.Error(err)

@@ -135,6 +135,7 @@ SELECT j."value", ? + c."key" FROM json_each(?) c JOIN "plinth_audit_log" l ON l
 	deleteAuditLogSQL  = `DELETE FROM "plinth_audit_log" WHERE "log_id" IN (SELECT "value" FROM json_each(?))`
 	selectAuditSQL     = `SELECT ` + auditCols + ` FROM "plinth_audit"`
 	unchainedAuditSQL  = `SELECT "log_id", ` + recordCols + `, '', '' FROM "plinth_audit_log" ORDER BY "log_id"`
+	unchainedIDsSQL    = `SELECT "log_id" FROM "plinth_audit_log" ORDER BY "log_id"`
 	countUnchainedSQL  = `SELECT count(*) FROM "plinth_audit_log"`
 	errNoAuditHeadText = "the head row of the audit trail (plinth_audit_head) is missing; restore it with the sequence and hash of the newest record of plinth_audit"
 	auditBatchTooLarge = "sqlite: %s: %d records, more than the %d one call takes (MaxAtomicBatch)"
@@ -191,6 +192,9 @@ func (s *Store) AppendAudit(ctx context.Context, recs []plinth.AuditRecord) ([]p
 func (x *tx) AppendAudit(ctx context.Context, rec plinth.AuditRecord) (plinth.AuditRecord, error) {
 	r := plinth.NormalizeAudit(rec)
 	r.Sequence, r.PrevHash, r.Hash, r.LogID = 0, "", "", ""
+	if r.DurationMs == 0 {
+		r.DurationMs = 0 // SQLite keeps -0 as 0: return it as it reads back
+	}
 	const what = "append an audit record"
 	principal, err := json.Marshal(r.Principal)
 	if err != nil {
@@ -240,6 +244,35 @@ func (s *Store) UnchainedAudit(ctx context.Context, limit int) ([]plinth.AuditRe
 		recs[i].LogID, recs[i].Sequence = strconv.FormatInt(recs[i].Sequence, 10), 0
 	}
 	return recs, nil
+}
+
+// UnchainedAuditIDs returns the log ids of the records UnchainedAudit
+// would return, without reading the records: the chainer takes the
+// content of the records its own process appended from memory (see
+// audit.Chainer.Hold; AppendAudit returns records exactly as they read
+// back, storetest AppendedHashesAsStored).
+func (s *Store) UnchainedAuditIDs(ctx context.Context, limit int) ([]string, error) {
+	if limit <= 0 {
+		limit = plinth.DefaultLimit
+	}
+	const what = "read unchained audit log ids"
+	rows, err := s.query(ctx, unchainedIDsSQL+limitSQL(limit))
+	if err != nil {
+		return nil, fail(what, err)
+	}
+	defer rows.Close()
+	ids := []string{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fail(what, err)
+		}
+		ids = append(ids, strconv.FormatInt(id, 10))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fail(what, err)
+	}
+	return ids, nil
 }
 
 // CountUnchainedAudit returns how many records wait in the audit log.

@@ -353,3 +353,13 @@ func TestDatabaseFilesAreTheOwnersOnly(t *testing.T) {
 		}
 	}
 }
+
+// A chainer handed the records its process appended chains them from
+// memory (storetest.RunChainerHoldsRecords).
+func TestChainerChainsHeldRecords(t *testing.T) {
+	storetest.RunChainerHoldsRecords(t, func(t *testing.T) plinth.Store {
+		s := openAt(t, filepath.Join(t.TempDir(), "plinth.db"))
+		prepare(t, s, storetest.Domains(t))
+		return s
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"sync"
 	"testing"
@@ -61,6 +62,7 @@ func RunAudit(t *testing.T, open func(t *testing.T) plinth.Store) {
 		{"SeveralInOneWrite", testAuditSeveralInOneWrite},
 		{"AppendedAtCommit", testAuditAtCommit},
 		{"UnstorableTextIsReplaced", testAuditUnstorableText},
+		{"AppendedHashesAsStored", testAuditAppendedHashesAsStored},
 		{"Search", testAuditSearch},
 		{"SearchPagination", testAuditPagination},
 		{"Scan", testAuditScan},
@@ -539,6 +541,80 @@ func testAuditUnstorableText(t *testing.T, s plinth.Store, a plinth.AuditStore) 
 	if stored[0].UserAgent != "bad\uFFFDagent \uFFFD" || stored[0].Filters["q"] != "a\uFFFDb" || stored[0].Principal.Subject != "sub\uFFFD" ||
 		stored[0].RecordIDs[1] != "nul\uFFFDid" || stored[0].Filters["bad\uFFFDkey"] != "v" {
 		t.Errorf("text not replaced as documented: %+v", stored[0])
+	}
+}
+
+// OddAudits are records whose content the store must normalise or that
+// round-trip through a store's types (jsonb, text[], timestamptz; JSON
+// text, REAL) in ways that could differ from what was sent.
+func OddAudits() []plinth.AuditRecord {
+	tz := time.FixedZone("odd", -(3*3600 + 1800))
+	base := plinth.AuditRecord{
+		Time: time.Date(2026, 11, 30, 23, 59, 59, 999999999, tz), CorrelationID: "c-1", Environment: "production",
+		Domain: "residents", Entity: "residents", Operation: "list", Method: "GET", Route: "/api/v1/residents",
+		Filters:   map[string]string{"last_name": "O’Brien <&> \u2028 ☂", "b": `"quoted" \ back`, "a": "😀"},
+		Principal: plinth.Principal{Subject: "sub", Email: "ana@example.org", Name: "Ana López", Groups: []string{"g1", "g2"}},
+		Decision:  plinth.DecisionAllow, Status: 200, RecordIDs: []string{"2", "1", "2"}, Count: 2,
+		DurationMs: 12.345678901234567, ClientAddress: "::1", UserAgent: "日本\t\n",
+	}
+	bad := base
+	bad.CorrelationID = "c-2\x00nul"
+	bad.Filters = map[string]string{"k\xff": "v\x00", "x": "\xc3\x28"}
+	bad.Principal = plinth.Principal{Subject: "s\x00", Email: "\xff", TokenID: "t", Consumer: "svc\x00"}
+	bad.RecordIDs = []string{"a\x00", "\xfe"}
+	bad.UserAgent = "\xff\xfe"
+	empty := plinth.AuditRecord{ // zero time, empty non-nil collections
+		Filters: map[string]string{}, RecordIDs: []string{}, Principal: plinth.Principal{Groups: []string{}},
+		Decision: plinth.DecisionDeny, Status: 401, DurationMs: math.Copysign(0, -1),
+	}
+	big := base
+	big.CorrelationID = "c-4"
+	big.Time = time.Date(1901, 1, 1, 0, 0, 0, 1500, time.UTC)
+	big.Status, big.Count, big.DurationMs = math.MaxInt32, math.MinInt32, 1.7976931348623157e308
+	big.Filters, big.RecordIDs = nil, nil
+	return []plinth.AuditRecord{base, bad, empty, big}
+}
+
+// testAuditAppendedHashesAsStored: what AppendAudit and Tx.AppendAudit
+// return hashes exactly as what UnchainedAudit reads back. A chainer hashes
+// the records its process appended from memory (audit.Chainer.Hold) when
+// the store lists the log's ids alone (UnchainedAuditIDs), while
+// ChainAudit stores the log's copy: they must agree.
+func testAuditAppendedHashesAsStored(t *testing.T, s plinth.Store, a plinth.AuditStore) {
+	ctx := t.Context()
+	appended, err := a.AppendAudit(ctx, OddAudits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range OddAudits() {
+		err := s.Write(ctx, func(x plinth.Tx) error {
+			got, err := x.(plinth.AuditTx).AppendAudit(ctx, r)
+			appended = append(appended, got)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	read, err := a.UnchainedAudit(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(read) != len(appended) {
+		t.Fatalf("read %d records back, appended %d", len(read), len(appended))
+	}
+	for i, r := range read {
+		w := appended[i]
+		if w.LogID != r.LogID {
+			t.Fatalf("record %d: log id %s appended, %s read", i, w.LogID, r.LogID)
+		}
+		w.Sequence, w.PrevHash = int64(i+1), "prev"
+		r.Sequence, r.PrevHash = int64(i+1), "prev"
+		if w.ComputeHash() != r.ComputeHash() {
+			jw, _ := json.Marshal(w)
+			jr, _ := json.Marshal(r)
+			t.Errorf("record %d hashes differently as appended and as stored:\n%s\n%s", i, jw, jr)
+		}
 	}
 }
 
