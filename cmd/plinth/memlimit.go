@@ -43,8 +43,8 @@ func setMemoryLimit(cfg Config, getenv func(string) string) int64 {
 	return n
 }
 
-// minHeadroom is the least the soft memory limit leaves the heap to grow
-// past what is live, as a fraction of it (headroomPercent / 100).
+// headroomPercent is the least the soft memory limit leaves the heap to
+// grow past what is live, in percent of what is live.
 //
 // Why: a soft limit barely above what must stay live makes the collector
 // run back to back. Under creates on a faster machine serve kept 45 MB
@@ -71,9 +71,9 @@ func headroomBase(cfg Config, limit int64) int64 {
 // reports it, and under load they come many times a second.
 const headroomCheck = 100 * time.Millisecond
 
-// headroomLimit is the soft limit that leaves minHeadroom above live
-// bytes of heap, given the Go memory that is not heap (stacks, the
-// runtime's own), and never below base, the configured limit.
+// headroomLimit is the soft limit that leaves headroomPercent of live
+// bytes of heap above them, given the Go memory that is not heap (stacks,
+// the runtime's own), and never below base, serve's default limit.
 func headroomLimit(base, live, nonHeap int64) int64 {
 	want := nonHeap + live + live*headroomPercent/100
 	if want < base {
