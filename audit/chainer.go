@@ -28,13 +28,16 @@ type ChainerConfig struct {
 	// Config.Appended).
 	Poll time.Duration
 	// Linger is the least time between the starts of two batches when
-	// Notify calls come faster; default 20ms. Under steady load the
+	// Notify calls come faster; default the store's ChainLinger when it
+	// has one (PostgreSQL: 250ms), else 20ms. Under steady load the
 	// Auditor notifies after every group commit, and a batch per group
 	// commit (a read of the log and a chaining transaction for a handful
 	// of records) cost serve more CPU than reading and writing the records
-	// being audited: gathering the notifications of 20ms chains them in a
-	// few larger batches. A record written after a quiet spell is still
-	// chained at once.
+	// being audited: gathering the notifications chains them in a few
+	// larger batches. A record written after a quiet spell is still
+	// chained at once; under load a record waits at most about Linger
+	// before it is chained (and searchable). A full batch
+	// (MaxAtomicBatch) is followed by the next at once.
 	Linger time.Duration
 	// Batch is the most records chained in one atomic ChainAudit; default
 	// and most the store's MaxAtomicBatch.
@@ -46,8 +49,16 @@ type ChainerConfig struct {
 // defaultChainPoll is ChainerConfig.Poll's default.
 const defaultChainPoll = 50 * time.Millisecond
 
-// defaultChainLinger is ChainerConfig.Linger's default.
+// defaultChainLinger is ChainerConfig.Linger's default for a store
+// without a ChainLinger of its own.
 const defaultChainLinger = 20 * time.Millisecond
+
+// chainLingerer is a store that gathers chaining into batches at least
+// ChainLinger apart under load (ChainerConfig.Linger), because each batch
+// costs it much more than its records do; zero or less means the default.
+type chainLingerer interface {
+	ChainLinger() time.Duration
+}
 
 func (c ChainerConfig) withDefaults(store plinth.AuditStore) ChainerConfig {
 	if c.Holder == "" {
@@ -58,6 +69,9 @@ func (c ChainerConfig) withDefaults(store plinth.AuditStore) ChainerConfig {
 	}
 	if c.Poll <= 0 {
 		c.Poll = defaultChainPoll
+	}
+	if l, ok := store.(chainLingerer); ok && c.Linger <= 0 {
+		c.Linger = l.ChainLinger()
 	}
 	if c.Linger <= 0 {
 		c.Linger = defaultChainLinger

@@ -221,3 +221,30 @@ func TestChainerLingerDefault(t *testing.T) {
 		t.Errorf("default Linger %v", got)
 	}
 }
+
+// lingeringStore is a store that asks for a linger of its own.
+type lingeringStore struct {
+	plinth.AuditStore
+	linger time.Duration
+}
+
+func (s lingeringStore) ChainLinger() time.Duration { return s.linger }
+
+// A store's ChainLinger is the default Linger; a configured Linger wins,
+// and a store that asks for none (zero) gets the general default.
+func TestChainerLingerFromStore(t *testing.T) {
+	sq, _ := openStore(t)
+	for _, tc := range []struct {
+		store, configured, want time.Duration
+	}{
+		{store: 321 * time.Millisecond, want: 321 * time.Millisecond},
+		{store: 321 * time.Millisecond, configured: 7 * time.Millisecond, want: 7 * time.Millisecond},
+		{store: 0, want: defaultChainLinger},
+		{store: -time.Second, want: defaultChainLinger},
+	} {
+		st := lingeringStore{AuditStore: sq, linger: tc.store}
+		if got := (ChainerConfig{Linger: tc.configured}).withDefaults(st).Linger; got != tc.want {
+			t.Errorf("store %v, configured %v: Linger %v, want %v", tc.store, tc.configured, got, tc.want)
+		}
+	}
+}

@@ -54,6 +54,15 @@ func New(def Store, by map[string]plinth.Store) *Mux {
 	return m
 }
 
+// ChainLinger is the default store's (see audit.ChainerConfig.Linger), 0
+// when it has none: the Mux's audit trail is the default store's.
+func (m *Mux) ChainLinger() time.Duration {
+	if l, ok := m.Store.(interface{ ChainLinger() time.Duration }); ok {
+		return l.ChainLinger()
+	}
+	return 0
+}
+
 // Others are the stores besides the default, for their relays and chainers.
 func (m *Mux) Others() []plinth.Store { return m.others }
 

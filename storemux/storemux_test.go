@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/audit"
@@ -146,5 +147,26 @@ func TestMixedEngines(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// lingering is a default store with a chain linger of its own.
+type lingering struct{ *sqlite.Store }
+
+func (lingering) ChainLinger() time.Duration { return 321 * time.Millisecond }
+
+// The Mux's audit trail is its default store's, and so is the linger its
+// chainer gathers batches for (the PostgreSQL store has one).
+func TestMuxChainLinger(t *testing.T) {
+	lite, err := sqlite.Open(t.Context(), t.TempDir()+"/p.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lite.Close()
+	if got := storemux.New(lingering{lite}, nil).ChainLinger(); got != 321*time.Millisecond {
+		t.Errorf("ChainLinger over a store with one: %v", got)
+	}
+	if got := storemux.New(lite, nil).ChainLinger(); got != 0 {
+		t.Errorf("ChainLinger over a store without one: %v, want 0 (the chainer's default)", got)
 	}
 }
