@@ -142,7 +142,8 @@ func (a *app) openAudit() (plinth.AuditStore, error) {
 		return nil, err
 	}
 	// Records are appended unchained; the chainer (one per store, by
-	// lease) links them into the hash chain within tens of milliseconds.
+	// lease) links them into the hash chain within tens of milliseconds (a
+	// quarter of a second under load on PostgreSQL: ChainLinger).
 	a.chainer = audit.NewChainer(auditStore, audit.ChainerConfig{Logger: a.logger})
 	a.auditor = audit.New(auditStore, audit.Config{Environment: a.cfg.Environment,
 		FailClosed: a.cfg.Environment == plinth.EnvProduction, Mirror: mirror, Logger: a.logger,
