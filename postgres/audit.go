@@ -189,9 +189,12 @@ const chainLeaseName = "audit-chain"
 // ran 2,690 req/s with a batch every 20 ms, 2,944 every 50 ms, 3,145 every
 // 100 ms, 3,443 every 200 ms and 3,753 every 500 ms, with PostgreSQL's CPU
 // per request falling from about 360 to 150–220 µs (BENCHMARKS.md,
-// "The chainer's linger"). Records wait that much longer to be searchable;
-// none is chained later than that under load, and after a quiet spell a
-// record is chained at once.
+// "the chainer's linger on PostgreSQL"): every statement on the log is
+// dearer when the chainer empties it every few milliseconds. Under steady
+// load a record is searchable up to about this much later; after a quiet
+// spell it is chained at once. (At more than heldMax records per linger,
+// some 20,000 a second, the chainer reads some records back instead of
+// hashing them from memory.)
 const chainLinger = 250 * time.Millisecond
 
 // ChainLinger is the least time between two chaining batches under load
