@@ -192,8 +192,8 @@ const chainLeaseName = "audit-chain"
 // "the chainer's linger on PostgreSQL"): every statement on the log is
 // dearer when the chainer empties it every few milliseconds. Under steady
 // load a record is searchable up to about this much later; after a quiet
-// spell it is chained at once. (At more than heldMax records per linger,
-// some 20,000 a second, the chainer reads some records back instead of
+// spell it is chained at once. (Beyond the chainer's heldMax records per
+// linger, some 20,000 a second, it reads some records back instead of
 // hashing them from memory.)
 const chainLinger = 250 * time.Millisecond
 
