@@ -332,7 +332,7 @@ func TestPurgedBinlogResnapshots(t *testing.T) {
 	}
 	f.Exec(t, "UPDATE dm_persons SET marked_for_deletion = 'N' WHERE person_id = 5")
 	stop := f.Start(c, legacy.CDCOptions{})
-	plinthtest.Eventually(t, 20*time.Second, func() bool { return f.Clean(t) }, "the initial load")
+	plinthtest.Eventually(t, 20*time.Second, func() bool { return f.Loaded(t) }, "the initial load")
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -75,6 +75,25 @@ func (f *CDC) Clean(t testing.TB) bool {
 	return err == nil && rep.Clean()
 }
 
+// Loaded reports whether the target equals the source and change capture
+// has stored that its initial load is done. A test that stops capture to
+// restart it from its stored position waits for both: the load's last
+// step, storing SnapshotDone, comes after the data, and a capture stopped
+// before it loads again on restart instead of reading on from its
+// position (TestPurgedBinlogResnapshots once failed so: no notice).
+func (f *CDC) Loaded(t testing.TB) bool {
+	if !f.Clean(t) {
+		return false
+	}
+	saved, found, err := f.St.Checkpoint(context.Background(), f.M.CheckpointName("cdc"))
+	var status legacy.CDCStatus
+	if err != nil || !found || json.Unmarshal(saved.Value, &status) != nil || !status.SnapshotDone {
+		t.Logf("%s not yet: the initial load is not stored as done (%v)", time.Now().Format("15:04:05.000"), err)
+		return false
+	}
+	return true
+}
+
 // Held is a store whose write transactions wait while it is held: the
 // applier of change capture held back, its reading going on.
 type Held struct {

@@ -307,7 +307,7 @@ func TestSlotGoneResnapshots(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = c.Cleanup(context.Background()) })
 	stop := f.Start(c, legacy.CDCOptions{})
-	plinthtest.Eventually(t, 20*time.Second, func() bool { return f.Clean(t) }, "the initial load")
+	plinthtest.Eventually(t, 20*time.Second, func() bool { return f.Loaded(t) }, "the initial load")
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
