@@ -53,10 +53,10 @@ const defaultChainPoll = 50 * time.Millisecond
 // without a ChainLinger of its own.
 const defaultChainLinger = 20 * time.Millisecond
 
-// chainLingerer is a store that gathers chaining into batches at least
+// ChainLingerer is a store that gathers chaining into batches at least
 // ChainLinger apart under load (ChainerConfig.Linger), because each batch
 // costs it much more than its records do; zero or less means the default.
-type chainLingerer interface {
+type ChainLingerer interface {
 	ChainLinger() time.Duration
 }
 
@@ -70,7 +70,7 @@ func (c ChainerConfig) withDefaults(store plinth.AuditStore) ChainerConfig {
 	if c.Poll <= 0 {
 		c.Poll = defaultChainPoll
 	}
-	if l, ok := store.(chainLingerer); ok && c.Linger <= 0 {
+	if l, ok := store.(ChainLingerer); ok && c.Linger <= 0 {
 		c.Linger = l.ChainLinger()
 	}
 	if c.Linger <= 0 {

@@ -57,7 +57,7 @@ func New(def Store, by map[string]plinth.Store) *Mux {
 // ChainLinger is the default store's (see audit.ChainerConfig.Linger), 0
 // when it has none: the Mux's audit trail is the default store's.
 func (m *Mux) ChainLinger() time.Duration {
-	if l, ok := m.Store.(interface{ ChainLinger() time.Duration }); ok {
+	if l, ok := m.Store.(audit.ChainLingerer); ok {
 		return l.ChainLinger()
 	}
 	return 0
