@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/plinth-data/plinth"
@@ -39,6 +40,17 @@ type ChainerConfig struct {
 	// before it is chained (and searchable). A full batch
 	// (MaxAtomicBatch) is followed by the next at once.
 	Linger time.Duration
+	// QuietLinger replaces Linger while requests hardly overlap: while no
+	// batch handed to Hold in the last second (busyFor) held several
+	// records (busyBatch; the Auditor's group commits hold one or two
+	// then). Default the smaller of Linger and 20ms. A long linger saves
+	// the store work under concurrent load, but the batch it gathers is
+	// chained in one burst of the store's work, which the few requests
+	// running meanwhile wait behind: audited views on PostgreSQL at 2
+	// connections had a p99 6–8 × their p50 with 250ms, 5 × with 60ms and
+	// 4 × with 20ms, at the same rate and p50 (BENCHMARKS.md, "The
+	// chainer's linger and the tail").
+	QuietLinger time.Duration
 	// Batch is the most records chained in one atomic ChainAudit; default
 	// and most the store's MaxAtomicBatch.
 	Batch int
@@ -52,6 +64,13 @@ const defaultChainPoll = 50 * time.Millisecond
 // defaultChainLinger is ChainerConfig.Linger's default for a store
 // without a ChainLinger of its own.
 const defaultChainLinger = 20 * time.Millisecond
+
+// A chainer is busy (ChainerConfig.QuietLinger) for busyFor after Hold was
+// given busyBatch records or more at once: the Auditor's gatherFrom.
+const (
+	busyBatch = gatherFrom
+	busyFor   = time.Second
+)
 
 // ChainLingerer is a store that gathers chaining into batches at least
 // ChainLinger apart under load (ChainerConfig.Linger), because each batch
@@ -75,6 +94,9 @@ func (c ChainerConfig) withDefaults(store plinth.AuditStore) ChainerConfig {
 	}
 	if c.Linger <= 0 {
 		c.Linger = defaultChainLinger
+	}
+	if c.QuietLinger <= 0 {
+		c.QuietLinger = min(c.Linger, defaultChainLinger)
 	}
 	if m := store.MaxAtomicBatch(); c.Batch <= 0 || c.Batch > m {
 		c.Batch = m
@@ -124,6 +146,10 @@ type Chainer struct {
 	heldMu   sync.Mutex
 	held     map[string]heldRecord
 	prunedAt time.Time
+
+	// busyAt is when Hold was last given busyBatch records or more (Unix
+	// nanoseconds).
+	busyAt atomic.Int64
 }
 
 // unchainedIDLister is implemented by stores that can list the log ids
@@ -157,14 +183,15 @@ func NewChainer(store plinth.AuditStore, cfg ChainerConfig) *Chainer {
 	}
 	c.ids, _ = store.(unchainedIDLister)
 	c.runner = lease.New(lease.Config{
-		Holder:  cfg.Holder,
-		TTL:     cfg.LeaseTTL,
-		Poll:    cfg.Poll,
-		Linger:  cfg.Linger,
-		Acquire: store.AcquireChainLease,
-		Release: c.releaseLease,
-		Step:    c.chainOnce,
-		Batch:   cfg.Batch,
+		Holder:    cfg.Holder,
+		TTL:       cfg.LeaseTTL,
+		Poll:      cfg.Poll,
+		Linger:    cfg.Linger,
+		LingerNow: c.linger,
+		Acquire:   store.AcquireChainLease,
+		Release:   c.releaseLease,
+		Step:      c.chainOnce,
+		Batch:     cfg.Batch,
 		Again: func(err error) bool {
 			if !errors.Is(err, plinth.ErrConflict) {
 				return false
@@ -205,6 +232,9 @@ func (c *Chainer) Notify() { c.runner.Notify() }
 // AppendedHashesAsStored proves it for every store), and the caller must
 // not change them after.
 func (c *Chainer) Hold(recs []plinth.AuditRecord) {
+	if len(recs) >= busyBatch {
+		c.busyAt.Store(time.Now().UnixNano())
+	}
 	if c.ids != nil && len(recs) > 0 && c.runner.Status().Active {
 		now := time.Now()
 		c.heldMu.Lock()
@@ -216,6 +246,14 @@ func (c *Chainer) Hold(recs []plinth.AuditRecord) {
 		c.heldMu.Unlock()
 	}
 	c.Notify()
+}
+
+// linger is the runner's linger now: Linger while busy, else QuietLinger.
+func (c *Chainer) linger() time.Duration {
+	if time.Since(time.Unix(0, c.busyAt.Load())) < busyFor {
+		return c.cfg.Linger
+	}
+	return c.cfg.QuietLinger
 }
 
 // ChainerStatus is a snapshot of a chainer, for readiness checks and logs.

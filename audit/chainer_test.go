@@ -185,7 +185,8 @@ func TestChainerLingerGathersGroupCommits(t *testing.T) {
 	sq, _ := openStore(t)
 	st := &countingStore{AuditStore: sq}
 	const linger = 200 * time.Millisecond
-	c := NewChainer(st, ChainerConfig{Holder: "a", Poll: time.Hour, Linger: linger, Logger: slog.New(slog.DiscardHandler)})
+	c := NewChainer(st, ChainerConfig{Holder: "a", Poll: time.Hour, Linger: linger, QuietLinger: linger,
+		Logger: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
@@ -243,8 +244,38 @@ func TestChainerLingerFromStore(t *testing.T) {
 		{store: -time.Second, want: defaultChainLinger},
 	} {
 		st := lingeringStore{AuditStore: sq, linger: tc.store}
-		if got := (ChainerConfig{Linger: tc.configured}).withDefaults(st).Linger; got != tc.want {
-			t.Errorf("store %v, configured %v: Linger %v, want %v", tc.store, tc.configured, got, tc.want)
+		cfg := (ChainerConfig{Linger: tc.configured}).withDefaults(st)
+		if cfg.Linger != tc.want {
+			t.Errorf("store %v, configured %v: Linger %v, want %v", tc.store, tc.configured, cfg.Linger, tc.want)
 		}
+		if want := min(tc.want, defaultChainLinger); cfg.QuietLinger != want {
+			t.Errorf("store %v, configured %v: QuietLinger %v, want %v", tc.store, tc.configured, cfg.QuietLinger, want)
+		}
+	}
+}
+
+// The chainer lingers long only while the batches it is handed show
+// requests overlapping, and goes back to the quiet linger after busyFor.
+func TestChainerLingersLongOnlyWhenBusy(t *testing.T) {
+	sq, _ := openStore(t)
+	st := lingeringStore{AuditStore: sq, linger: 250 * time.Millisecond}
+	c := NewChainer(st, ChainerConfig{Logger: slog.New(slog.DiscardHandler)})
+	if got := c.linger(); got != defaultChainLinger {
+		t.Fatalf("linger before any record: %v, want the quiet %v", got, defaultChainLinger)
+	}
+	one := []plinth.AuditRecord{sample(0)}
+	for range 10 {
+		c.Hold(one) // one request at a time, however many
+	}
+	if got := c.linger(); got != defaultChainLinger {
+		t.Errorf("linger after batches of one: %v, want the quiet %v", got, defaultChainLinger)
+	}
+	c.Hold([]plinth.AuditRecord{sample(0), sample(1), sample(2)})
+	if got := c.linger(); got != 250*time.Millisecond {
+		t.Errorf("linger after a batch of %d: %v, want the store's 250ms", busyBatch, got)
+	}
+	c.busyAt.Store(time.Now().Add(-busyFor).UnixNano())
+	if got := c.linger(); got != defaultChainLinger {
+		t.Errorf("linger %v after a busy batch: %v, want the quiet %v", busyFor, got, defaultChainLinger)
 	}
 }

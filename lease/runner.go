@@ -66,6 +66,9 @@ type Config struct {
 	// Notify calls it gathers the work into fewer, larger steps at the
 	// cost of that much latency.
 	Linger time.Duration
+	// LingerNow, when set, is asked for the linger before each wait
+	// instead of Linger: for work whose best linger changes with the load.
+	LingerNow func() time.Duration
 
 	// Again, when set, is asked about each error of Step (but not when
 	// Run's context is done): true means the step has dealt with it and
@@ -315,7 +318,11 @@ func (r *Runner) waitForWork(ctx context.Context, stepAt time.Time, d time.Durat
 		return
 	case <-r.wake:
 	}
-	if wait := r.cfg.Linger - time.Since(stepAt); wait > 0 {
+	linger := r.cfg.Linger
+	if r.cfg.LingerNow != nil {
+		linger = r.cfg.LingerNow()
+	}
+	if wait := linger - time.Since(stepAt); wait > 0 {
 		sleep(ctx, wait)
 	}
 }

@@ -272,6 +272,31 @@ func TestLingerGathersNotifies(t *testing.T) {
 	}
 }
 
+// LingerNow, asked before each wait, replaces Linger.
+func TestLingerNowReplacesLinger(t *testing.T) {
+	fl := &fakeLease{}
+	var steps counter
+	var linger atomic.Int64
+	linger.Store(int64(150 * time.Millisecond))
+	r := New(Config{Holder: "me", TTL: time.Minute, Poll: time.Hour, Linger: time.Hour, Acquire: fl.acquire, Step: steps.step,
+		LingerNow: func() time.Duration { return time.Duration(linger.Load()) }, Logger: quiet()})
+	start(t, r)
+	eventually(t, time.Second, "the first step", func() bool { return steps.calls.Load() == 1 })
+	first := time.Now()
+	r.Notify()
+	eventually(t, time.Second, "a step after Notify", func() bool { return steps.calls.Load() == 2 })
+	if d := time.Since(first); d < 140*time.Millisecond {
+		t.Errorf("the step after Notify came %s after the one before, want LingerNow's 150ms", d)
+	}
+	linger.Store(0)
+	second := time.Now()
+	r.Notify()
+	eventually(t, time.Second, "a step after Notify", func() bool { return steps.calls.Load() == 3 })
+	if d := time.Since(second); d > 100*time.Millisecond {
+		t.Errorf("with LingerNow 0 the step after Notify came %s later", d)
+	}
+}
+
 func TestFullBatchRunsAgainAtOnce(t *testing.T) {
 	fl := &fakeLease{}
 	var calls atomic.Int64

@@ -143,7 +143,8 @@ func (a *app) openAudit() (plinth.AuditStore, error) {
 	}
 	// Records are appended unchained; the chainer (one per store, by
 	// lease) links them into the hash chain within tens of milliseconds (a
-	// quarter of a second under load on PostgreSQL: ChainLinger).
+	// quarter of a second under concurrent load on PostgreSQL:
+	// ChainLinger; QuietLinger otherwise).
 	a.chainer = audit.NewChainer(auditStore, audit.ChainerConfig{Logger: a.logger})
 	a.auditor = audit.New(auditStore, audit.Config{Environment: a.cfg.Environment,
 		FailClosed: a.cfg.Environment == plinth.EnvProduction, Mirror: mirror, Logger: a.logger,
