@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -56,6 +57,10 @@ type accessTable struct {
 	// added are columns later versions added ("name type"): a table made
 	// before gets them.
 	added []string
+	// indexOptions are the storage parameters some of its indexes must
+	// have (index name → "name = value, …"): an index made before with
+	// others is given them.
+	indexOptions map[string]string
 }
 
 var accessTables = []accessTable{
@@ -160,6 +165,33 @@ WHERE ns.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
 			if name, _, _ := strings.Cut(col, " "); !slices.Contains(have, strings.Trim(name, `"`)) {
 				p.Steps = append(p.Steps, Step{Table: label, Comment: "add the column " + name + " to the table of " + at.what,
 					SQL: []string{"ALTER TABLE " + quote(systemSchema) + "." + quote(at.name) + " ADD COLUMN IF NOT EXISTS " + col}})
+			}
+		}
+		if err := planIndexOptions(ctx, q, p, label, at); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// planIndexOptions adds to p the steps that give at's existing indexes
+// the storage parameters they must have (accessTable.indexOptions).
+func planIndexOptions(ctx context.Context, q querier, p *Plan, label string, at accessTable) error {
+	for _, index := range slices.Sorted(maps.Keys(at.indexOptions)) {
+		var have []string
+		err := q.QueryRow(ctx, `SELECT coalesce(c.reloptions, '{}') FROM pg_class c
+JOIN pg_namespace ns ON ns.oid = c.relnamespace WHERE ns.nspname = $1 AND c.relname = $2`, systemSchema, index).Scan(&have)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue // CREATE INDEX IF NOT EXISTS makes it with them
+		} else if err != nil {
+			return err
+		}
+		want := at.indexOptions[index]
+		for _, o := range strings.Split(want, ",") {
+			if !slices.Contains(have, strings.ReplaceAll(o, " ", "")) {
+				p.Steps = append(p.Steps, Step{Table: label, Comment: "set the storage parameters of the index " + index + " of the table of " + at.what,
+					SQL: []string{"ALTER INDEX " + quote(systemSchema) + "." + quote(index) + " SET (" + want + ")"}})
+				break
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -230,5 +231,46 @@ func TestOutboxGainsTraceColumn(t *testing.T) {
 	}, "pending events %v, %v", plinthtest.Last(&es), plinthtest.Last(&err))
 	if es[0].Trace != tp {
 		t.Fatalf("the traced event came back with trace %q", es[0].Trace)
+	}
+}
+
+// The chain's index on record ids made before with fastupdate off is given
+// its storage parameters (the plan says so); once it has them the plan
+// leaves it alone.
+func TestRecordIDsIndexGainsItsOptions(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openStore(t, nil)
+	if err := s.Prepare(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	options := func() []string {
+		var o []string
+		if err := s.pool.QueryRow(ctx, `SELECT reloptions FROM pg_class WHERE oid = 'plinth.audit__by_record_id'::regclass`).Scan(&o); err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	if o := options(); !slices.Equal(o, []string{"fastupdate=on", "gin_pending_list_limit=256"}) {
+		t.Fatalf("a new index has options %q", o)
+	}
+	if _, err := s.pool.Exec(ctx, `ALTER INDEX plinth.audit__by_record_id SET (fastupdate = off); ALTER INDEX plinth.audit__by_record_id RESET (gin_pending_list_limit)`); err != nil { // as an older plinth made it
+		t.Fatal(err)
+	}
+	const step = `ALTER INDEX "plinth"."audit__by_record_id" SET (fastupdate = on, gin_pending_list_limit = 256)`
+	p, err := s.Plan(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Refusals) > 0 || !strings.Contains(p.String(), step) {
+		t.Fatalf("plan for an older index (refusals %q):\n%s", p.Refusals, p)
+	}
+	if err := s.Prepare(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if o := options(); !slices.Equal(o, []string{"fastupdate=on", "gin_pending_list_limit=256"}) {
+		t.Fatalf("after Prepare the index has options %q", o)
+	}
+	if p, err := s.Plan(ctx, nil); err != nil || strings.Contains(p.String(), "audit__by_record_id") {
+		t.Fatalf("plan once the index has its options: %v\n%s", err, p)
 	}
 }
