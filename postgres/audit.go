@@ -124,9 +124,9 @@ var auditTables = []accessTable{
 			// costs PostgreSQL a fraction of inserting each: a list's
 			// record names 20 ids, mostly the same ones as the lists before
 			// (first pages, common filters): 15 against 46–52 µs per record
-			// in pgbench (BENCHMARKS.md, "The record ids' index"). 256 kB keeps
-			// each merge, done by the chaining transaction that fills the
-			// list, short, and the list searches scan small.
+			// in pgbench (BENCHMARKS.md, "The record ids' index"). 256 kB
+			// keeps each merge (done by the chaining transaction that fills
+			// the list) short, and the part of the list a search scans small.
 			`CREATE INDEX IF NOT EXISTS "audit__by_record_id" ON "plinth"."audit" USING gin ("record_ids") WITH (` + recordIDsIndexOptions + `)`,
 			`CREATE INDEX IF NOT EXISTS "audit__by_domain_time" ON "plinth"."audit" ("domain", "time")`,
 			`CREATE INDEX IF NOT EXISTS "audit__by_time" ON "plinth"."audit" ("time")`,
@@ -195,8 +195,8 @@ const chainLeaseName = "audit-chain"
 
 // chainLinger is ChainLinger: under concurrent load the chainer starts a
 // batch at most every quarter second (while requests hardly overlap, at
-// most every audit.ChainerConfig.QuietLinger). Each chaining batch costs PostgreSQL far more
-// than its records: on a 2-core machine, audited views at 16 connections
+// most every audit.ChainerConfig.QuietLinger). Each chaining batch costs
+// PostgreSQL far more than its records: on a 2-core machine, audited views at 16 connections
 // ran 2,690 req/s with a batch every 20 ms, 2,944 every 50 ms, 3,145 every
 // 100 ms, 3,443 every 200 ms and 3,753 every 500 ms, with PostgreSQL's CPU
 // per request falling from about 360 to 150–220 µs (BENCHMARKS.md,
@@ -208,8 +208,8 @@ const chainLeaseName = "audit-chain"
 // hashing them from memory.)
 const chainLinger = 250 * time.Millisecond
 
-// ChainLinger is the least time between two chaining batches under load
-// (audit.ChainerConfig.Linger): chainLinger.
+// ChainLinger is the least time between two chaining batches under
+// concurrent load (audit.ChainerConfig.Linger): chainLinger.
 func (s *Store) ChainLinger() time.Duration { return chainLinger }
 
 const (
