@@ -130,6 +130,7 @@ func RunWith(t *testing.T, caps Capabilities, open func(t *testing.T) plinth.Sto
 		{"RoundTripEveryType", su.testRoundTrip},
 		{"AbsentAndEmptyValues", su.testAbsentAndEmpty},
 		{"GetUnknown", su.testGetUnknown},
+		{"ConcurrentGets", su.testConcurrentGets},
 		{"DuplicateKey", su.testDuplicateKey},
 		{"StaleAndMissingVersions", su.testVersions},
 		{"ConcurrentUpdatesOneWins", su.testConcurrentSameVersion},
