@@ -125,14 +125,10 @@ type table struct {
 
 	selectList string // key, fields, version, created_at, updated_at
 	getSQL     string // Get's query: the select list by key
-	// groupGetSQL reads the rows of several Gets at once (getgroup.go);
-	// gets gathers the Gets that wait for it.
-	groupGetSQL string
-	gets        getGroup
-	getWhat     string // "get schema.table", "list schema.table": for errors
-	listWhat    string
-	selectCols  []*column // the key and field columns of selectList, in order
-	selectPos   []int     // each selectCols column's place in the entity's Fields
+	getWhat    string // "get schema.table", "list schema.table": for errors
+	listWhat   string
+	selectCols []*column // the key and field columns of selectList, in order
+	selectPos  []int     // each selectCols column's place in the entity's Fields
 	// jsonPrefixes go before each field's value in the record's JSON
 	// (`{"key":`, then `,"name":`), as Entity.MarshalRecord writes them;
 	// fieldCol is each field's place in selectCols (-1: none).
@@ -153,9 +149,7 @@ func (s *Store) layout(e *plinth.Entity) *table {
 	if t, ok := s.layouts.Load(e); ok {
 		return t.(*table)
 	}
-	nt := newTable(e)
-	nt.gets.limit = getsInFlight(s.pool.Config().MaxConns)
-	t, _ := s.layouts.LoadOrStore(e, nt)
+	t, _ := s.layouts.LoadOrStore(e, newTable(e))
 	return t.(*table)
 }
 
@@ -281,7 +275,6 @@ func (t *table) prepareSQL() {
 	sel = append(sel, "version", "created_at", "updated_at")
 	t.selectList = strings.Join(sel, ", ")
 	t.getSQL = "SELECT " + t.selectList + " FROM " + t.ident + " WHERE " + t.key.ident() + " = $1"
-	t.groupGetSQL = t.groupGetQuery(sel)
 	t.getWhat, t.listWhat = "get "+t.label, "list "+t.label
 	t.selectCols = append([]*column{t.key}, t.fields...)
 	for _, c := range t.selectCols {

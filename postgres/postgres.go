@@ -159,7 +159,7 @@ func (s *Store) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Recor
 		form = readNested
 	}
 	err := s.read(ctx, t.getWhat, func() (err error) {
-		r, err = t.get(ctx, s.pool, id, getShared, form)
+		r, err = t.get(ctx, s.pool, id, false, form)
 		return err
 	})
 	return r, err
@@ -180,29 +180,17 @@ const (
 	readJSON                    // the record as the API's JSON (plinth.WithRecordJSON)
 )
 
-// How get reads a row.
-type getMode int
-
-const (
-	getAlone  getMode = iota // its own query
-	getShared                // sharing a query with concurrent Gets (groupedGet)
-	getLocked                // FOR UPDATE, in a transaction
-)
-
 // get reads one record in the given form (a locked read always decodes).
-func (t *table) get(ctx context.Context, q querier, id any, mode getMode, form readForm) (plinth.Record, error) {
+func (t *table) get(ctx context.Context, q querier, id any, lock bool, form readForm) (plinth.Record, error) {
 	k, ok := t.keyParam(id)
 	if !ok {
 		return plinth.Record{}, fmt.Errorf("%s %s: %w", t.e.Name, plinth.KeyString(id), plinth.ErrNotFound)
 	}
 	var r plinth.Record
 	var err error
-	switch mode {
-	case getLocked:
+	if lock {
 		r, err = t.scanner(form != readDecoded).record(q.QueryRow(ctx, t.getSQL+" FOR UPDATE", k))
-	case getShared:
-		r, err = t.groupedGet(ctx, q, k, form)
-	default:
+	} else {
 		r, err = t.readOne(ctx, q, t.getSQL, k, form)
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -506,7 +494,7 @@ type tx struct {
 
 func (x *tx) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Record, error) {
 	t := x.s.layout(e)
-	r, err := t.get(ctx, x.tx, id, getLocked, readDecoded)
+	r, err := t.get(ctx, x.tx, id, true, readDecoded)
 	return r, x.s.wrap("get "+t.label, err)
 }
 
