@@ -353,6 +353,9 @@ func planAhead(ctx context.Context, src *Source, m *Mapping, stream Stream, pend
 			pending.Add(int64(len(p.batch.Changes)))
 			var keys []LegacyKey
 			if p.err == nil {
+				p.err = AwaitVisible(ctx, src, m, p.batch)
+			}
+			if p.err == nil {
 				keys, p.err = m.rootKeys(ctx, src, m.ParentsOf(p.batch.Changes))
 			}
 			if p.err == nil {
