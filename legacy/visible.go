@@ -9,7 +9,7 @@ import (
 
 // A source's change log can carry a transaction before a new snapshot
 // sees it: MySQL and MariaDB write a transaction to the binlog, where the
-// capture reads it, before they commit it in InnoDB; PostgreSQL decodes a
+// capture reads it, before they commit it in InnoDB; PostgreSQL can decode a
 // commit once its WAL is flushed, a moment before it is visible. Change
 // capture reads the changed rows again to build the records (plan), so a
 // plan made in that moment would write the rows as they were before the
