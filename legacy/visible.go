@@ -128,17 +128,16 @@ func sameValue(a, b any) bool {
 	if a == nil || b == nil {
 		return a == nil && b == nil
 	}
-	if x, ok := a.([]byte); ok {
-		a = string(x)
+	return asText(a) == asText(b)
+}
+
+// asText is v as text: bytes as the text they hold, times in UTC.
+func asText(v any) string {
+	switch x := v.(type) {
+	case []byte:
+		return string(x)
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano)
 	}
-	if x, ok := b.([]byte); ok {
-		b = string(x)
-	}
-	if x, ok := a.(time.Time); ok {
-		a = x.UTC().Format(time.RFC3339Nano)
-	}
-	if x, ok := b.(time.Time); ok {
-		b = x.UTC().Format(time.RFC3339Nano)
-	}
-	return fmt.Sprint(a) == fmt.Sprint(b)
+	return fmt.Sprint(v)
 }
