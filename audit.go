@@ -168,6 +168,23 @@ type AuditAtCommitTx interface {
 	AppendAuditAtCommit(ctx context.Context, rec AuditRecord, stored *AuditRecord) error
 }
 
+// AuditedGetter is implemented by a store that can read one record and
+// append the audit record of that read in one transaction and one round
+// trip. The view route uses it while few requests overlap: there the
+// auditor's own commit would follow the read, a round trip later
+// (BENCHMARKS.md, "A view and its record in one statement").
+type AuditedGetter interface {
+	// GetAudited reads the record with key id, as Get does and in the
+	// form ctx asks for, and appends rec to the audit log in the same
+	// transaction: with Status 200 when the record exists and 404 when it
+	// does not, and DurationMs rec's plus the time the store took up to
+	// the append. It returns the record (or an error wrapping ErrNotFound)
+	// and rec as stored, as AppendAudit returns it. When nothing was
+	// appended the stored record is zero (Stored() is false) and the
+	// caller records the request itself.
+	GetAudited(ctx context.Context, e *Entity, id any, rec AuditRecord) (Record, AuditRecord, error)
+}
+
 // NormalizeAudit returns r as stores keep it: Time in UTC to the
 // microsecond (Now() when zero), text valid UTF-8 without U+0000,
 // and a DurationMs that JSON can carry (0 for NaN and infinities). The

@@ -88,6 +88,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/plinth-data/plinth"
@@ -149,6 +150,9 @@ type Auditor struct {
 	closed bool
 	queue  chan *pending
 	done   chan struct{} // closed when the writer has stopped
+	// busy counts the records queued or being committed, and the direct
+	// appends in flight (Direct).
+	busy atomic.Int64
 
 	mirrorMu sync.Mutex
 }
@@ -226,6 +230,7 @@ func (a *Auditor) Record(ctx context.Context, rec plinth.AuditRecord) (plinth.Au
 		a.mu.RUnlock()
 		return rec, a.failed([]*pending{p}, ErrClosed)
 	}
+	a.busy.Add(1)
 	a.queue <- p // the writer drains the queue until Close, so this never blocks for long
 	a.mu.RUnlock()
 
@@ -246,6 +251,36 @@ func (a *Auditor) Record(ctx context.Context, rec plinth.AuditRecord) (plinth.Au
 		return rec, p.err
 	}
 	return p.stored, nil
+}
+
+// directMax is how many records may be in the auditor's hands (queued,
+// committing, or appended directly) for Direct to let a request append
+// its own: two requests at a time each commit alone, as group commit
+// would commit them, but a round trip sooner (BENCHMARKS.md, "A view and
+// its record in one statement"); beyond that a shared commit costs the
+// database less than a commit each.
+const directMax = 2
+
+// Direct lets the caller append its request's record itself, in the same
+// transaction as the read it records (plinth.AuditedGetter), while the
+// auditor is nearly idle. ok is false when other records are waiting or
+// being committed, or after Close: the caller then calls Record, whose
+// group commit shares one commit among them. Otherwise the caller calls
+// done once its append has ended, and Committed with the record if it was
+// appended (or Record if it was not).
+func (a *Auditor) Direct() (done func(), ok bool) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	for !a.closed {
+		n := a.busy.Load()
+		if n >= directMax {
+			return nil, false
+		}
+		if a.busy.CompareAndSwap(n, n+1) {
+			return func() { a.busy.Add(-1) }, true
+		}
+	}
+	return nil, false
 }
 
 // gatherFrom is the least size of the previous batch that makes the writer
@@ -350,12 +385,14 @@ func (a *Auditor) commit(batch []*pending) {
 	}
 }
 
-// finish wakes the caller of p.
+// finish wakes the caller of p, and counts p out of busy.
 func (a *Auditor) finish(p *pending) {
+	a.busy.Add(-1)
 	p.waitMu.Lock()
 	close(p.done)
 	p.waitMu.Unlock()
 }
+
 
 // failed logs a failure to write records and returns the error their
 // callers get: one wrapping plinth.ErrUnavailable when failing closed, nil

@@ -805,3 +805,46 @@ func TestGroupCommitGathersUnderLoad(t *testing.T) {
 		t.Fatalf("verify: %+v %v", rep, rep.Broken)
 	}
 }
+
+// Direct lets a request append its own record only while fewer than
+// directMax records are in the auditor's hands: waiting, being committed,
+// or appended directly. After Close it never does.
+func TestDirectOnlyWhileNearlyIdle(t *testing.T) {
+	st, _ := openStore(t)
+	gate := &gatedStore{AuditStore: st, entered: make(chan struct{}, 4), release: make(chan struct{})}
+	a := New(gate, Config{Environment: plinth.EnvProduction, FailClosed: true})
+
+	done1, ok1 := a.Direct()
+	done2, ok2 := a.Direct()
+	_, ok3 := a.Direct()
+	if !ok1 || !ok2 || ok3 {
+		t.Fatalf("with nothing waiting: %v %v %v, want two of three", ok1, ok2, ok3)
+	}
+	done1()
+	done2()
+
+	// A record being committed counts: one more may go direct, not two.
+	recorded := make(chan error, 1)
+	go func() {
+		_, err := a.Record(context.Background(), sample(1))
+		recorded <- err
+	}()
+	<-gate.entered
+	done, ok := a.Direct()
+	if _, again := a.Direct(); !ok || again {
+		t.Fatalf("with one record committing: %v then %v, want true then false", ok, again)
+	}
+	done()
+	close(gate.release)
+	if err := <-recorded; err != nil {
+		t.Fatal(err)
+	}
+	plinthtest.Eventually(t, 0, func() bool { return a.busy.Load() == 0 }, "the committed record still counts")
+
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.Direct(); ok {
+		t.Fatal("Direct after Close")
+	}
+}

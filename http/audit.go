@@ -21,6 +21,13 @@ type Auditor interface {
 	Committed(recs ...plinth.AuditRecord)
 }
 
+// directAuditor is an Auditor that lets a request append its own record
+// with the read it records while few records are waiting
+// (audit.Auditor.Direct).
+type directAuditor interface {
+	Direct() (done func(), ok bool)
+}
+
 // auditEntry is the audit record of one request, filled in as it is served.
 // Exactly one record is written per request that touches data or access:
 // inside the write transaction for successful writes, otherwise when the
@@ -226,7 +233,9 @@ func (s *Server) audited(r *http.Request, w http.ResponseWriter, d plinth.Decisi
 	aw := &auditWriter{ResponseWriter: w, s: s, r: r, e: e}
 	r = r.WithContext(context.WithValue(r.Context(), auditKey{}, e))
 	aw.r = r
+	s.auditing.Add(1)
 	return r, aw, func() {
+		defer s.auditing.Add(-1)
 		if p := recover(); p != nil {
 			// The handler panicked: record a 500 and let the recovery in
 			// observe answer with a problem.

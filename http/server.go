@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -96,6 +97,9 @@ type Server struct {
 	access      plinth.AccessStore
 	environment string
 	auditor     Auditor
+	// auditing counts the audited requests being served: a view appends
+	// its own record with its read only while few are (entityHandler.view).
+	auditing    atomic.Int64
 	events      bool
 	notify      func()
 	auditSearch AuditSearcher

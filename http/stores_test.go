@@ -9,6 +9,8 @@ import (
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/dynamodb"
 	"github.com/plinth-data/plinth/plinthtest/ddbtest"
+	"github.com/plinth-data/plinth/plinthtest/pgtest"
+	"github.com/plinth-data/plinth/postgres"
 	"github.com/plinth-data/plinth/sqlite"
 	"github.com/plinth-data/plinth/storemux"
 )
@@ -26,7 +28,8 @@ const onDynamoDB = "TestOnDynamoDB/"
 
 // storeFor opens the store a black-box test runs on, prepared for ds:
 // SQLite (dbPath is its file), or, for a test run by TestOnDynamoDB,
-// DynamoDB (minidyn in-process, or PLINTH_TEST_DYNAMODB; dbPath "").
+// DynamoDB (minidyn in-process, or PLINTH_TEST_DYNAMODB; dbPath ""), or,
+// for one run by TestOnPostgreSQL, a new PostgreSQL database.
 func storeFor(t testing.TB, ds []*plinth.Domain) (st fullStore, dbPath string) {
 	t.Helper()
 	ctx := context.Background()
@@ -34,6 +37,8 @@ func storeFor(t testing.TB, ds []*plinth.Domain) (st fullStore, dbPath string) {
 	switch {
 	case strings.HasPrefix(t.Name(), onDynamoDB) || strings.HasPrefix(t.Name(), "BenchmarkDynamoDB"):
 		st, err = dynamodb.Open(ctx, ddbtest.URL(t))
+	case strings.HasPrefix(t.Name(), onPostgres):
+		st, err = postgres.Open(ctx, pgtest.Database(t))
 	case strings.HasPrefix(t.Name(), onMixed):
 		// residents on DynamoDB, everything else on SQLite.
 		lite, lerr := sqlite.Open(ctx, t.TempDir()+"/plinth.db")

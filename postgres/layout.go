@@ -125,6 +125,8 @@ type table struct {
 
 	selectList string // key, fields, version, created_at, updated_at
 	getSQL     string // Get's query: the select list by key
+	// getAuditedSQL is GetAudited's statement (getAuditedStatement).
+	getAuditedSQL string
 	getWhat    string // "get schema.table", "list schema.table": for errors
 	listWhat   string
 	selectCols []*column // the key and field columns of selectList, in order
@@ -275,6 +277,7 @@ func (t *table) prepareSQL() {
 	sel = append(sel, "version", "created_at", "updated_at")
 	t.selectList = strings.Join(sel, ", ")
 	t.getSQL = "SELECT " + t.selectList + " FROM " + t.ident + " WHERE " + t.key.ident() + " = $1"
+	t.getAuditedSQL = getAuditedStatement(t.getSQL)
 	t.getWhat, t.listWhat = "get "+t.label, "list "+t.label
 	t.selectCols = append([]*column{t.key}, t.fields...)
 	for _, c := range t.selectCols {

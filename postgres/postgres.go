@@ -221,19 +221,7 @@ func (t *table) readOne(ctx context.Context, q querier, sql string, k any, form 
 		}
 		return plinth.Record{}, pgx.ErrNoRows
 	}
-	sc := t.scanner(form != readDecoded)
-	raw := sc.rawDecodable(rows.FieldDescriptions())
-	if raw {
-		rawGets.Add(1)
-	}
-	var r plinth.Record
-	if raw && form == readJSON {
-		var b []byte
-		b, r, err = sc.appendJSON(make([]byte, 0, t.jsonRoom(rows.RawValues())), rows.RawValues())
-		r.JSON = b
-	} else {
-		r, err = sc.decode(rows, raw)
-	}
+	r, err := t.rowRecord(rows, form)
 	if err != nil {
 		return plinth.Record{}, err
 	}
@@ -246,6 +234,44 @@ func (t *table) readOne(ctx context.Context, q querier, sql string, k any, form 
 	}
 	return r, nil
 }
+
+// rowRecord decodes the current row, whose columns start with t's select
+// list, into a record of the given form (see readOne). The columns after
+// the select list, if any, are scanned into tail.
+func (t *table) rowRecord(rows pgx.Rows, form readForm, tail ...any) (plinth.Record, error) {
+	sc := t.scanner(form != readDecoded)
+	n := len(t.selectCols) + 3
+	fds := rows.FieldDescriptions()
+	if len(fds) != n+len(tail) {
+		return plinth.Record{}, fmt.Errorf("a row of %d columns, not %d", len(fds), n+len(tail))
+	}
+	if !sc.rawDecodable(fds[:n]) {
+		return sc.record(rowWithTail{rows, tail})
+	}
+	rawGets.Add(1)
+	var r plinth.Record
+	var err error
+	if form == readJSON {
+		var b []byte
+		b, r, err = sc.appendJSON(make([]byte, 0, t.jsonRoom(rows.RawValues())), rows.RawValues())
+		r.JSON = b
+	} else {
+		r, err = sc.rawRecord(rows.RawValues())
+	}
+	if err != nil || len(tail) == 0 {
+		return r, err
+	}
+	// Scan skips the columns whose destination is nil.
+	return r, rows.Scan(append(make([]any, n), tail...)...)
+}
+
+// rowWithTail scans a row into the destinations given and then tail.
+type rowWithTail struct {
+	rows pgx.Rows
+	tail []any
+}
+
+func (r rowWithTail) Scan(dest ...any) error { return r.rows.Scan(append(dest, r.tail...)...) }
 
 // jsonRoom is room enough, mostly, for the JSON of a row of raw values:
 // the row's text and nested JSON with a quarter more for escapes and the

@@ -61,6 +61,15 @@ func newCountingAuditor(reg *prometheus.Registry, a plinthhttp.Auditor) *countin
 	return c
 }
 
+// Direct passes on the auditor's Direct, when it has one (a request that
+// appends its own record and fails falls back to Record, which counts).
+func (c *countingAuditor) Direct() (func(), bool) {
+	if d, ok := c.Auditor.(interface{ Direct() (func(), bool) }); ok {
+		return d.Direct()
+	}
+	return nil, false
+}
+
 func (c *countingAuditor) Record(ctx context.Context, rec plinth.AuditRecord) (plinth.AuditRecord, error) {
 	out, err := c.Auditor.Record(ctx, rec)
 	if err != nil {
