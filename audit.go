@@ -168,12 +168,12 @@ type AuditAtCommitTx interface {
 	AppendAuditAtCommit(ctx context.Context, rec AuditRecord, stored *AuditRecord) error
 }
 
-// AuditedGetter is implemented by a store that can read one record and
-// append the audit record of that read in one transaction and one round
-// trip. The view route uses it while few requests overlap: there the
+// AuditedReader is implemented by a store that can read and append the
+// audit record of that read in one transaction and one round trip. The
+// view and list routes use it while few requests overlap: there the
 // auditor's own commit would follow the read, a round trip later
-// (BENCHMARKS.md, "A view and its record in one statement").
-type AuditedGetter interface {
+// (BENCHMARKS.md, "A read and its record in one statement").
+type AuditedReader interface {
 	// GetAudited reads the record with key id, as Get does and in the
 	// form ctx asks for, and appends rec to the audit log in the same
 	// transaction: with Status 200 when the record exists and 404 when it
@@ -183,6 +183,13 @@ type AuditedGetter interface {
 	// appended the stored record is zero (Stored() is false) and the
 	// caller records the request itself.
 	GetAudited(ctx context.Context, e *Entity, id any, rec AuditRecord) (Record, AuditRecord, error)
+	// ListAudited reads a page as List does and appends rec in the same
+	// transaction, with Status 200, the page's record ids (KeyString of
+	// each key, in order) and their count, and DurationMs as GetAudited's.
+	// It returns the page and rec as stored, or a zero record when
+	// nothing was appended (the page may still have been read: the
+	// caller records the request itself).
+	ListAudited(ctx context.Context, e *Entity, q Query, rec AuditRecord) (Page, AuditRecord, error)
 }
 
 // NormalizeAudit returns r as stores keep it: Time in UTC to the

@@ -393,7 +393,6 @@ func (a *Auditor) finish(p *pending) {
 	p.waitMu.Unlock()
 }
 
-
 // failed logs a failure to write records and returns the error their
 // callers get: one wrapping plinth.ErrUnavailable when failing closed, nil
 // otherwise. Callers that stopped waiting are always logged, as an error:

@@ -28,6 +28,51 @@ type directAuditor interface {
 	Direct() (done func(), ok bool)
 }
 
+// directMax is how many audited requests may be served at once for a read
+// to append its own record with the read: beyond that, each commit of its
+// own would cost the database more than the round trip it saves, and the
+// auditor's group commit shares one among them (BENCHMARKS.md, "A read
+// and its record in one statement").
+const directMax = 2
+
+// directReadTimeout bounds a read that appends its own audit record (the
+// auditor's commits are bounded alike).
+const directReadTimeout = 10 * time.Second
+
+// direct returns the store's audited reads, the request's audit entry and
+// the call that ends the read, when the read may append the request's
+// record itself: the store can (plinth.AuditedReader), the auditor lets it
+// (directAuditor) and at most directMax audited requests are being served.
+// The read's record then says what the answer will (200 or 404); when the
+// store did not append it, the answer's status is recorded as for any
+// request.
+func (s *Server) direct(ctx context.Context) (plinth.AuditedReader, *auditEntry, func(), bool) {
+	e := entryFrom(ctx)
+	g, canRead := s.store.(plinth.AuditedReader)
+	d, canDirect := s.auditor.(directAuditor)
+	if e == nil || e.recorded || !canRead || !canDirect || s.auditing.Load() > directMax {
+		return nil, nil, nil, false
+	}
+	done, ok := d.Direct()
+	return g, e, done, ok
+}
+
+// directContext is the context of a read that appends its own record: not
+// cancelled with the request, since once the statement is sent its outcome
+// must be known, or the request could be recorded twice.
+func directContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), directReadTimeout)
+}
+
+// appendedWithRead marks the request's record as appended with its read,
+// when the store says it was, and hands it to the auditor (mirror, chain).
+func (s *Server) appendedWithRead(e *auditEntry, stored plinth.AuditRecord) {
+	if stored.Stored() {
+		e.recorded = true
+		s.auditor.Committed(stored)
+	}
+}
+
 // auditEntry is the audit record of one request, filled in as it is served.
 // Exactly one record is written per request that touches data or access:
 // inside the write transaction for successful writes, otherwise when the

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -36,7 +35,7 @@ func (h *entityHandler) list(w http.ResponseWriter, r *http.Request) {
 	// The records are only written out: a store may hand them over as
 	// the API's JSON already.
 	q.NestedJSON, q.RecordJSON = true, true
-	page, err := h.s.store.List(r.Context(), h.e, q)
+	page, err := h.page(r.Context(), q)
 	if err != nil {
 		h.s.writeError(w, r, err)
 		return
@@ -84,45 +83,33 @@ func (h *entityHandler) get(w http.ResponseWriter, r *http.Request) {
 	h.writeRecord(w, r, http.StatusOK, rec)
 }
 
-// directMax is how many audited requests may be served at once for a view
-// to append its own record with its read: beyond that, each commit of its
-// own would cost the database more than the round trip it saves, and the
-// auditor's group commit shares one among them (BENCHMARKS.md, "A view
-// and its record in one statement").
-const directMax = 2
-
-// directReadTimeout bounds a view that appends its own audit record (the
-// auditor's commits are bounded alike).
-const directReadTimeout = 10 * time.Second
-
-// view reads the record a view returns. While the auditor is nearly idle
-// and the store can, the request's audit record is appended with the read,
-// in one transaction (plinth.AuditedGetter): the view then waits for one
-// round trip, not for the read's and then the record's. The record says
-// 200 or 404, as the answer will; when the store did not append it, the
-// answer's status is recorded as for any request.
+// view reads the record a view returns: with its audit record, in one
+// round trip, when the store and the load allow (Server.direct).
 func (h *entityHandler) view(ctx context.Context, id any) (plinth.Record, error) {
-	e := entryFrom(ctx)
-	g, canGet := h.s.store.(plinth.AuditedGetter)
-	d, canDirect := h.s.auditor.(directAuditor)
-	if e == nil || e.recorded || !canGet || !canDirect || h.s.auditing.Load() > directMax {
-		return h.s.store.Get(ctx, h.e, id)
-	}
-	done, ok := d.Direct()
+	g, e, done, ok := h.s.direct(ctx)
 	if !ok {
 		return h.s.store.Get(ctx, h.e, id)
 	}
-	// Not cancelled with the request: once sent, the statement's outcome
-	// must be known, or the request could be recorded twice.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), directReadTimeout)
-	rec, stored, err := g.GetAudited(actx, h.e, id, e.finish(0))
+	dctx, cancel := directContext(ctx)
+	rec, stored, err := g.GetAudited(dctx, h.e, id, e.finish(0))
 	cancel()
 	done()
-	if stored.Stored() {
-		e.recorded = true
-		h.s.auditor.Committed(stored)
-	}
+	h.s.appendedWithRead(e, stored)
 	return rec, err
+}
+
+// page reads the page a list returns, as view reads a record.
+func (h *entityHandler) page(ctx context.Context, q plinth.Query) (plinth.Page, error) {
+	g, e, done, ok := h.s.direct(ctx)
+	if !ok {
+		return h.s.store.List(ctx, h.e, q)
+	}
+	dctx, cancel := directContext(ctx)
+	page, stored, err := g.ListAudited(dctx, h.e, q, e.finish(0))
+	cancel()
+	done()
+	h.s.appendedWithRead(e, stored)
+	return page, err
 }
 
 func (h *entityHandler) create(w http.ResponseWriter, r *http.Request) {

@@ -127,10 +127,10 @@ type table struct {
 	getSQL     string // Get's query: the select list by key
 	// getAuditedSQL is GetAudited's statement (getAuditedStatement).
 	getAuditedSQL string
-	getWhat    string // "get schema.table", "list schema.table": for errors
-	listWhat   string
-	selectCols []*column // the key and field columns of selectList, in order
-	selectPos  []int     // each selectCols column's place in the entity's Fields
+	getWhat       string // "get schema.table", "list schema.table": for errors
+	listWhat      string
+	selectCols    []*column // the key and field columns of selectList, in order
+	selectPos     []int     // each selectCols column's place in the entity's Fields
 	// jsonPrefixes go before each field's value in the record's JSON
 	// (`{"key":`, then `,"name":`), as Entity.MarshalRecord writes them;
 	// fieldCol is each field's place in selectCols (-1: none).
@@ -277,7 +277,7 @@ func (t *table) prepareSQL() {
 	sel = append(sel, "version", "created_at", "updated_at")
 	t.selectList = strings.Join(sel, ", ")
 	t.getSQL = "SELECT " + t.selectList + " FROM " + t.ident + " WHERE " + t.key.ident() + " = $1"
-	t.getAuditedSQL = getAuditedStatement(t.getSQL)
+	t.getAuditedSQL = getAuditedStatement(t.getSQL, t.key.ident())
 	t.getWhat, t.listWhat = "get "+t.label, "list "+t.label
 	t.selectCols = append([]*column{t.key}, t.fields...)
 	for _, c := range t.selectCols {

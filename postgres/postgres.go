@@ -290,33 +290,12 @@ func (t *table) jsonRoom(vals [][]byte) int {
 // List returns a page of records in key order.
 func (s *Store) List(ctx context.Context, e *plinth.Entity, q plinth.Query) (plinth.Page, error) {
 	t := s.layout(e)
-	limit := q.Limit
-	if limit <= 0 {
-		limit = plinth.DefaultLimit
-	}
-	var args []any
-	where, err := t.where(q.Conditions, &args)
+	sql, args, limit, err := t.listSQL(q)
 	if err != nil {
-		return plinth.Page{}, fmt.Errorf("postgres: list %s: %w", t.label, err)
+		return plinth.Page{}, err
 	}
-	if q.After != nil {
-		k, ok := t.keyParam(q.After)
-		if !ok {
-			return plinth.Page{}, fmt.Errorf("postgres: list %s: the cursor key %v is not a key of %s", t.label, q.After, e.Name)
-		}
-		args = append(args, k)
-		where = append(where, fmt.Sprintf("%s > $%d", t.key.ident(), len(args)))
-	}
-	sql := "SELECT " + t.selectList + " FROM " + t.ident
-	if len(where) > 0 {
-		sql += " WHERE " + strings.Join(where, " AND ")
-	}
-	args = append(args, limit+1)
-	sql += fmt.Sprintf(" ORDER BY %s LIMIT $%d", t.key.ident(), len(args))
-
 	var page plinth.Page
 	err = s.read(ctx, t.listWhat, func() error {
-		page = plinth.Page{Records: make([]plinth.Record, 0, limit+1)}
 		// The unnamed statement of QueryExecModeCacheDescribe is planned
 		// for its values each time: how selective a filter value is
 		// decides between its index and the key order, and a generic plan
@@ -325,34 +304,90 @@ func (s *Store) List(ctx context.Context, e *plinth.Entity, q plinth.Query) (pli
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		sc := t.scanner(q.NestedJSON || q.RecordJSON)
-		raw := sc.rawDecodable(rows.FieldDescriptions())
-		// With RecordJSON the records' JSON shares one buffer: each
-		// record's JSON stays valid when a later one makes it grow.
-		var text []byte
-		for rows.Next() {
-			var r plinth.Record
-			var err error
-			if raw && q.RecordJSON {
-				vals := rows.RawValues()
-				if room := t.jsonRoom(vals); cap(text)-len(text) < room {
-					text = make([]byte, 0, max(2*cap(text), 2*room))
-				}
-				start := len(text)
-				text, r, err = sc.appendJSON(text, vals)
-				r.JSON = text[start:len(text):len(text)]
-			} else {
-				r, err = sc.decode(rows, raw)
-			}
-			if err != nil {
-				return err
-			}
-			page.Records = append(page.Records, r)
-		}
-		return rows.Err()
+		page, err = t.readPage(rows, q, limit)
+		return err
 	})
 	if err != nil {
+		return plinth.Page{}, err
+	}
+	return page, nil
+}
+
+// listSQL is List's query for q, its arguments and the page's size: the
+// query reads one record more, to tell whether there are more.
+func (t *table) listSQL(q plinth.Query) (sql string, args []any, limit int, err error) {
+	limit = q.Limit
+	if limit <= 0 {
+		limit = plinth.DefaultLimit
+	}
+	where, err := t.where(q.Conditions, &args)
+	if err != nil {
+		return "", nil, 0, fmt.Errorf("postgres: list %s: %w", t.label, err)
+	}
+	if q.After != nil {
+		k, ok := t.keyParam(q.After)
+		if !ok {
+			return "", nil, 0, fmt.Errorf("postgres: list %s: the cursor key %v is not a key of %s", t.label, q.After, t.e.Name)
+		}
+		args = append(args, k)
+		where = append(where, fmt.Sprintf("%s > $%d", t.key.ident(), len(args)))
+	}
+	sql = "SELECT " + t.selectList + " FROM " + t.ident
+	if len(where) > 0 {
+		sql += " WHERE " + strings.Join(where, " AND ")
+	}
+	args = append(args, limit+1)
+	sql += fmt.Sprintf(" ORDER BY %s LIMIT $%d", t.key.ident(), len(args))
+	return sql, args, limit, nil
+}
+
+// readPage reads the rows of a list query (listSQL's) into a page of at
+// most limit records, and closes them. Rows without a key are passed
+// over; the columns after the select list, if any, are scanned into tail.
+func (t *table) readPage(rows pgx.Rows, q plinth.Query, limit int, tail ...any) (plinth.Page, error) {
+	defer rows.Close()
+	page := plinth.Page{Records: make([]plinth.Record, 0, limit+1)}
+	n := len(t.selectCols) + 3
+	if fds := rows.FieldDescriptions(); len(fds) != n+len(tail) {
+		return plinth.Page{}, fmt.Errorf("a row of %d columns, not %d", len(fds), n+len(tail))
+	}
+	sc := t.scanner(q.NestedJSON || q.RecordJSON)
+	raw := sc.rawDecodable(rows.FieldDescriptions()[:n])
+	// With RecordJSON the records' JSON shares one buffer: each
+	// record's JSON stays valid when a later one makes it grow.
+	var text []byte
+	for rows.Next() {
+		vals := rows.RawValues()
+		if vals[0] == nil { // the audited list's row for an empty page
+			if err := rows.Scan(append(make([]any, n), tail...)...); err != nil {
+				return plinth.Page{}, err
+			}
+			continue
+		}
+		var r plinth.Record
+		var err error
+		switch {
+		case !raw:
+			r, err = sc.record(rowWithTail{rows, tail})
+		case q.RecordJSON:
+			if room := t.jsonRoom(vals); cap(text)-len(text) < room {
+				text = make([]byte, 0, max(2*cap(text), 2*room))
+			}
+			start := len(text)
+			text, r, err = sc.appendJSON(text, vals)
+			r.JSON = text[start:len(text):len(text)]
+		default:
+			r, err = sc.rawRecord(vals)
+		}
+		if err == nil && raw && len(tail) > 0 {
+			err = rows.Scan(append(make([]any, n), tail...)...)
+		}
+		if err != nil {
+			return plinth.Page{}, err
+		}
+		page.Records = append(page.Records, r)
+	}
+	if err := rows.Err(); err != nil {
 		return plinth.Page{}, err
 	}
 	if len(page.Records) > limit {

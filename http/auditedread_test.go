@@ -3,7 +3,9 @@ package http_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,13 +27,17 @@ func TestOnPostgreSQL(t *testing.T) {
 		"StringKeysAreEscaped":               TestStringKeysAreEscaped,
 		"EveryRequestIsAuditedOnce":          TestEveryRequestIsAuditedOnce,
 		"NoRouteLeaksRecordsToWhoMayNotRead": TestNoRouteLeaksRecordsToWhoMayNotRead,
-		"ViewsAppendTheirRecordWithTheRead":  TestViewsAppendTheirRecordWithTheRead,
+		"ReadsAppendTheirRecordWithTheRead":  TestReadsAppendTheirRecordWithTheRead,
+		"AuditSearchAPI":                     TestAuditSearchAPI,
+		"ListDefaultsAndShape":               TestListDefaultsAndShape,
+		"PaginationWalkDuringWrites":         TestPaginationWalkDuringWrites,
+		"FiltersWithCaseAndNonASCIINames":    TestFiltersWithCaseAndNonASCIINames,
 	} {
 		t.Run(name, fn)
 	}
 }
 
-// auditedGets counts the views whose record the store appended with the
+// auditedGets counts the reads whose record the store appended with the
 // read.
 type auditedGets struct {
 	fullStore
@@ -40,20 +46,25 @@ type auditedGets struct {
 
 func (c *auditedGets) GetAudited(ctx context.Context, e *plinth.Entity, id any, rec plinth.AuditRecord) (plinth.Record, plinth.AuditRecord, error) {
 	c.calls.Add(1)
-	return c.fullStore.(plinth.AuditedGetter).GetAudited(ctx, e, id, rec)
+	return c.fullStore.(plinth.AuditedReader).GetAudited(ctx, e, id, rec)
 }
 
-// A view on a store that reads and appends in one transaction records
-// exactly what a view through the auditor records: one record per request,
-// 200 or 404 as answered, whether the request took that path (one at a
-// time) or shared a commit with others (many at once).
-func TestViewsAppendTheirRecordWithTheRead(t *testing.T) {
+func (c *auditedGets) ListAudited(ctx context.Context, e *plinth.Entity, q plinth.Query, rec plinth.AuditRecord) (plinth.Page, plinth.AuditRecord, error) {
+	c.calls.Add(1)
+	return c.fullStore.(plinth.AuditedReader).ListAudited(ctx, e, q, rec)
+}
+
+// A view or list on a store that reads and appends in one transaction
+// records exactly what one through the auditor records: one record per
+// request, 200 or 404 as answered, the ids read, whether the request took
+// that path (one at a time) or shared a commit with others (many at once).
+func TestReadsAppendTheirRecordWithTheRead(t *testing.T) {
 	counter := &auditedGets{}
 	s := newAuditedAPI(t, true, func(c *plinthhttp.Config) {
 		counter.fullStore = c.Store.(fullStore)
 		c.Store = counter
 	})
-	if _, ok := counter.fullStore.(plinth.AuditedGetter); !ok {
+	if _, ok := counter.fullStore.(plinth.AuditedReader); !ok {
 		t.Skip("the store does not append a view's record with its read")
 	}
 	reader, writer := s.token("readers"), s.token("writers")
@@ -66,9 +77,39 @@ func TestViewsAppendTheirRecordWithTheRead(t *testing.T) {
 		t.Fatalf("views: %d %s, %d %s; %d through GetAudited, want 2", found.status, found.body,
 			missing.status, missing.body, counter.calls.Load())
 	}
+	if res := s.do("POST", "/api/v1/residents", alice, "Authorization", writer); res.status != 201 {
+		t.Fatalf("create: %d %s", res.status, res.body)
+	}
+	lists := []struct {
+		path, ids string
+		filters   map[string]string
+	}{
+		{"/api/v1/residents", "1,2", nil},
+		{"/api/v1/residents?limit=1", "1", map[string]string{"limit": "1"}},
+		{"/api/v1/residents?last_name=nobody", "", map[string]string{"last_name": "nobody"}},
+	}
+	var listed []response
+	for _, l := range lists {
+		res := s.do("GET", l.path, "", "Authorization", reader)
+		if res.status != 200 {
+			t.Fatalf("list %s: %d %s", l.path, res.status, res.body)
+		}
+		listed = append(listed, res)
+	}
+	if counter.calls.Load() != 2+int64(len(lists)) {
+		t.Fatalf("%d reads through the store's audited reads, want %d", counter.calls.Load(), 2+len(lists))
+	}
 	trail := s.auditTrail()
-	if len(trail) != 3 {
-		t.Fatalf("%d audit records, want 3", len(trail))
+	if len(trail) != 4+len(lists) {
+		t.Fatalf("%d audit records, want %d", len(trail), 4+len(lists))
+	}
+	for i, l := range lists {
+		rec := trail[4+i]
+		if rec.Status != 200 || rec.Operation != "list" || strings.Join(rec.RecordIDs, ",") != l.ids ||
+			rec.Count != len(rec.RecordIDs) || rec.DurationMs <= 0 || !maps.Equal(rec.Filters, l.filters) ||
+			rec.CorrelationID != listed[i].header.Get("x-correlation-id") || rec.Principal.Subject != "u-readers" {
+			t.Fatalf("record of list %s: %+v", l.path, rec)
+		}
 	}
 	for i, want := range []struct {
 		res    response
@@ -114,18 +155,19 @@ func TestViewsAppendTheirRecordWithTheRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	trail = s.auditTrail()
-	if len(trail) != 3+n || len(statuses) != n {
-		t.Fatalf("%d audit records for %d views (%d answers), want %d", len(trail), n, len(statuses), 3+n)
+	before := 4 + len(lists)
+	if len(trail) != before+n || len(statuses) != n {
+		t.Fatalf("%d audit records for %d views (%d answers), want %d", len(trail), n, len(statuses), before+n)
 	}
-	for _, rec := range trail[3:] {
+	for _, rec := range trail[before:] {
 		status, ok := statuses[rec.CorrelationID]
 		if !ok || rec.Status != status {
 			t.Fatalf("record %+v: the view was answered %d (%v)", rec, status, ok)
 		}
 		delete(statuses, rec.CorrelationID) // each request once
 	}
-	if n := s.verifyTrail(); n != 3+64 {
-		t.Fatalf("the chain holds %d records, want %d", n, 3+64)
+	if got := s.verifyTrail(); got != int64(before+n) {
+		t.Fatalf("the chain holds %d records, want %d", got, before+n)
 	}
-	t.Logf("%d of %d views appended their record with the read", counter.calls.Load(), 2+n)
+	t.Logf("%d of %d reads appended their record with the read", counter.calls.Load(), 2+len(lists)+n)
 }
