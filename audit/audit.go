@@ -256,13 +256,13 @@ func (a *Auditor) Record(ctx context.Context, rec plinth.AuditRecord) (plinth.Au
 // directMax is how many records may be in the auditor's hands (queued,
 // committing, or appended directly) for Direct to let a request append
 // its own: two requests at a time each commit alone, as group commit
-// would commit them, but a round trip sooner (BENCHMARKS.md, "A view and
+// would commit them, but a round trip sooner (BENCHMARKS.md, "A read and
 // its record in one statement"); beyond that a shared commit costs the
 // database less than a commit each.
 const directMax = 2
 
 // Direct lets the caller append its request's record itself, in the same
-// transaction as the read it records (plinth.AuditedGetter), while the
+// transaction as the read it records (plinth.AuditedReader), while the
 // auditor is nearly idle. ok is false when other records are waiting or
 // being committed, or after Close: the caller then calls Record, whose
 // group commit shares one commit among them. Otherwise the caller calls

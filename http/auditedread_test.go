@@ -17,9 +17,9 @@ import (
 // onPostgres is the prefix of the tests TestOnPostgreSQL runs again.
 const onPostgres = "TestOnPostgreSQL/"
 
-// TestOnPostgreSQL runs the black-box tests of views and their audit
-// records again on PostgreSQL, whose store appends a view's record with
-// its read (plinth.AuditedGetter) while the auditor is nearly idle.
+// TestOnPostgreSQL runs black-box tests of reads and their audit records
+// again on PostgreSQL, whose store appends a view's or a page's record
+// with its read (plinth.AuditedReader) while few requests are served.
 func TestOnPostgreSQL(t *testing.T) {
 	for name, fn := range map[string]func(*testing.T){
 		"CreateViewUpdateDelete":             TestCreateViewUpdateDelete,

@@ -155,7 +155,7 @@ func (s *Store) ListAudited(ctx context.Context, e *plinth.Entity, q plinth.Quer
 		page, err := s.List(ctx, e, q)
 		return page, plinth.AuditRecord{}, err
 	}
-	read, readArgs, limit, err := t.listSQL(q)
+	read, readArgs, limit, err := t.listSQL(q, true)
 	if err != nil {
 		return plinth.Page{}, plinth.AuditRecord{}, err
 	}

@@ -290,7 +290,7 @@ func (t *table) jsonRoom(vals [][]byte) int {
 // List returns a page of records in key order.
 func (s *Store) List(ctx context.Context, e *plinth.Entity, q plinth.Query) (plinth.Page, error) {
 	t := s.layout(e)
-	sql, args, limit, err := t.listSQL(q)
+	sql, args, limit, err := t.listSQL(q, false)
 	if err != nil {
 		return plinth.Page{}, err
 	}
@@ -314,8 +314,11 @@ func (s *Store) List(ctx context.Context, e *plinth.Entity, q plinth.Query) (pli
 }
 
 // listSQL is List's query for q, its arguments and the page's size: the
-// query reads one record more, to tell whether there are more.
-func (t *table) listSQL(q plinth.Query) (sql string, args []any, limit int, err error) {
+// query reads one record more, to tell whether there are more. The limit
+// is a parameter, or with literal written into the SQL: a prepared
+// statement's generic plan cannot know a bound limit, so PostgreSQL would
+// plan it afresh at every run.
+func (t *table) listSQL(q plinth.Query, literal bool) (sql string, args []any, limit int, err error) {
 	limit = q.Limit
 	if limit <= 0 {
 		limit = plinth.DefaultLimit
@@ -335,6 +338,9 @@ func (t *table) listSQL(q plinth.Query) (sql string, args []any, limit int, err 
 	sql = "SELECT " + t.selectList + " FROM " + t.ident
 	if len(where) > 0 {
 		sql += " WHERE " + strings.Join(where, " AND ")
+	}
+	if literal {
+		return sql + fmt.Sprintf(" ORDER BY %s LIMIT %d", t.key.ident(), limit+1), args, limit, nil
 	}
 	args = append(args, limit+1)
 	sql += fmt.Sprintf(" ORDER BY %s LIMIT $%d", t.key.ident(), len(args))
