@@ -82,6 +82,9 @@ func auditedArgs(rec plinth.AuditRecord) (args []any, ids, count any, err error)
 
 // GetAudited reads one record and appends the audit record of the read in
 // one statement, one round trip (plinth.AuditedReader): getAuditedStatement.
+// A row that fails to decode after the statement committed leaves its
+// record in the log and is reported as not appended, so the caller records
+// the failure too: a request recorded twice rather than not at all.
 func (s *Store) GetAudited(ctx context.Context, e *plinth.Entity, id any, rec plinth.AuditRecord) (plinth.Record, plinth.AuditRecord, error) {
 	t := s.layout(e)
 	notFound := s.wrap(t.getWhat, fmt.Errorf("%s %s: %w", t.e.Name, plinth.KeyString(id), plinth.ErrNotFound))
