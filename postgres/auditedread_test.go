@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,7 +106,7 @@ func TestGetAudited(t *testing.T) {
 // TestListAudited: ListAudited reads the page List reads and appends the
 // record of the read in the same transaction, with the page's record ids
 // (as the API writes keys) and their count, stored exactly as returned;
-// integer and UUID keys alike. Text keys are listed without appending.
+// integer, UUID and text keys alike.
 func TestListAudited(t *testing.T) {
 	ds := storetest.Domains(t)
 	s, _ := openStore(t, ds)
@@ -143,7 +144,7 @@ func TestListAudited(t *testing.T) {
 	}{
 		{people, "", false}, {people, "limit=2", false}, {people, "limit=2", true}, {people, "limit=30", true},
 		{people, "limit=100", true},
-		{cards, "", false}, {cards, "limit=2", true},
+		{cards, "", false}, {cards, "limit=2", true}, {cats, "", false},
 	} {
 		q := query(c.e, c.query)
 		if c.after {
@@ -184,12 +185,17 @@ func TestListAudited(t *testing.T) {
 		}
 		appended = append(appended, stored)
 	}
-	// Text keys, and filtered lists, are read without appending.
+	// Filtered lists, and a page with a text key longer than an audit
+	// record keeps, are read without appending.
+	long := strings.Repeat("k", plinth.MaxAuditText+1)
+	if err := s.BulkInsert(ctx, cats, []map[string]any{{"code": long, "title": "Long"}}); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		e     *plinth.Entity
 		query string
 		n     int
-	}{{cats, "", 2}, {people, "first_name=Ann", 1}, {people, "first_name=Zed", 0}} {
+	}{{cats, "", 3}, {people, "first_name=Ann", 1}, {people, "first_name=Zed", 0}} {
 		got, stored, err := s.ListAudited(ctx, c.e, query(c.e, c.query), rec)
 		if err != nil || stored.Stored() || len(got.Records) != c.n {
 			t.Fatalf("%s %q: %v, stored %+v, %d records, want %d", c.e.Plural, c.query, err, stored, len(got.Records), c.n)
