@@ -106,13 +106,7 @@ func (s *Store) GetAudited(ctx context.Context, e *plinth.Entity, id any, rec pl
 	if err != nil {
 		return plinth.Record{}, plinth.AuditRecord{}, s.wrap(t.getWhat, err)
 	}
-	form := readDecoded
-	switch {
-	case plinth.RecordJSONWanted(ctx):
-		form = readJSON
-	case plinth.NestedJSONWanted(ctx):
-		form = readNested
-	}
+	form := readFormOf(ctx)
 	var r plinth.Record
 	var tail auditTail
 	err = func() error {

@@ -89,18 +89,7 @@ func TestGetAudited(t *testing.T) {
 		t.Fatalf("a failing read: %v, stored %+v", err, stored)
 	}
 
-	log, err := s.UnchainedAudit(ctx, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(log) != len(appended) {
-		t.Fatalf("the log holds %d records, want %d", len(log), len(appended))
-	}
-	for i := range log {
-		if !reflect.DeepEqual(log[i], appended[i]) {
-			t.Fatalf("record %d as stored\n%+v\nas returned\n%+v", i, log[i], appended[i])
-		}
-	}
+	logHolds(t, s, appended)
 }
 
 // TestListAudited: ListAudited reads the page List reads and appends the
@@ -202,18 +191,7 @@ func TestListAudited(t *testing.T) {
 		}
 	}
 
-	log, err := s.UnchainedAudit(ctx, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(log) != len(appended) {
-		t.Fatalf("the log holds %d records, want %d", len(log), len(appended))
-	}
-	for i := range log {
-		if !reflect.DeepEqual(log[i], appended[i]) {
-			t.Fatalf("record %d as stored\n%+v\nas returned\n%+v", i, log[i], appended[i])
-		}
-	}
+	logHolds(t, s, appended)
 }
 
 // peopleDocs are n people of storetest's spec, the first named Ann.
@@ -223,4 +201,21 @@ func peopleDocs(n int) []map[string]any {
 		docs[i] = map[string]any{"firstName": string(rune('A'+i)) + "nn", "lastName": "L"}
 	}
 	return docs
+}
+
+// logHolds checks that the audit log holds exactly recs, as returned.
+func logHolds(t *testing.T, s *Store, recs []plinth.AuditRecord) {
+	t.Helper()
+	log, err := s.UnchainedAudit(context.Background(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(log) != len(recs) {
+		t.Fatalf("the log holds %d records, want %d", len(log), len(recs))
+	}
+	for i := range log {
+		if !reflect.DeepEqual(log[i], recs[i]) {
+			t.Fatalf("record %d as stored\n%+v\nas returned\n%+v", i, log[i], recs[i])
+		}
+	}
 }

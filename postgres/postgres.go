@@ -151,18 +151,23 @@ func (s *Store) read(ctx context.Context, what string, fn func() error) error {
 func (s *Store) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Record, error) {
 	t := s.layout(e)
 	var r plinth.Record
-	form := readDecoded
-	switch {
-	case plinth.RecordJSONWanted(ctx):
-		form = readJSON
-	case plinth.NestedJSONWanted(ctx):
-		form = readNested
-	}
+	form := readFormOf(ctx)
 	err := s.read(ctx, t.getWhat, func() (err error) {
 		r, err = t.get(ctx, s.pool, id, false, form)
 		return err
 	})
 	return r, err
+}
+
+// readFormOf is the form a Get's context asks for.
+func readFormOf(ctx context.Context) readForm {
+	switch {
+	case plinth.RecordJSONWanted(ctx):
+		return readJSON
+	case plinth.NestedJSONWanted(ctx):
+		return readNested
+	}
+	return readDecoded
 }
 
 // querier is what a pool, a connection and a transaction share.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -183,4 +184,61 @@ func (f *CDC) Interrupt(t testing.TB, c legacy.Capture, n int) {
 	if !errors.Is(err, killed) {
 		t.Fatalf("the interrupted load: %v", err)
 	}
+}
+
+// StaleSnapshots updates dm_persons row 1's last_name to Version1 …
+// VersionN on another goroutine while it reads stream (opened before the
+// updates, a batch per transaction): for each batch it calls
+// legacy.AwaitVisible, then reads the row in a new snapshot, and counts
+// the snapshots that show the row older than the batch's last change.
+// Change capture re-reads changed rows as each batch arrives, so a stale
+// snapshot is a lost update.
+func (f *CDC) StaleSnapshots(t testing.TB, stream legacy.Stream, n int) int {
+	t.Helper()
+	ctx := context.Background()
+	go func() {
+		for i := 1; i <= n; i++ {
+			if _, err := f.Src.DB.Exec(fmt.Sprintf("UPDATE dm_persons SET last_name = 'Version%d' WHERE person_id = 1", i)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	version := func(v any) int {
+		var i int
+		fmt.Sscanf(fmt.Sprint(v), "Version%d", &i)
+		return i
+	}
+	stale := 0
+	for seen := 0; seen < n; {
+		b, err := stream.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen += len(b.Changes)
+		if len(b.Changes) == 0 {
+			continue
+		}
+		if err := legacy.AwaitVisible(ctx, f.Src, f.M, b); err != nil {
+			t.Fatal(err)
+		}
+		snap, err := f.Src.Snapshot(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := snap.Query(ctx, "SELECT last_name FROM dm_persons WHERE person_id = 1")
+		snap.Close()
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("reading person 1: %v, %d rows", err, len(rows))
+		}
+		last := b.Changes[len(b.Changes)-1]
+		after := version(last.After["last_name"])
+		if after == 0 {
+			t.Fatalf("a change without the new last name: %+v", last)
+		}
+		if version(rows[0]["last_name"]) < after {
+			stale++
+		}
+	}
+	return stale
 }

@@ -365,51 +365,7 @@ func TestSnapshotsWaitForTheLatestChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stream.Close()
-	const updates = 3000
-	go func() {
-		for i := 1; i <= updates; i++ {
-			if _, err := f.Src.DB.Exec(fmt.Sprintf("UPDATE dm_persons SET last_name = 'Version%d' WHERE person_id = 1", i)); err != nil {
-				t.Error(err)
-				return
-			}
-		}
-	}()
-	version := func(v any) int {
-		var n int
-		fmt.Sscanf(fmt.Sprint(v), "Version%d", &n)
-		return n
-	}
-	stale := 0
-	for seen := 0; seen < updates; {
-		b, err := stream.Next(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seen += len(b.Changes)
-		if len(b.Changes) == 0 {
-			continue
-		}
-		if err := legacy.AwaitVisible(ctx, f.Src, f.M, b); err != nil {
-			t.Fatal(err)
-		}
-		snap, err := f.Src.Snapshot(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rows, err := snap.Query(ctx, "SELECT last_name FROM dm_persons WHERE person_id = 1")
-		snap.Close()
-		if err != nil || len(rows) != 1 {
-			t.Fatalf("reading person 1: %v, %d rows", err, len(rows))
-		}
-		after := version(b.Changes[len(b.Changes)-1].After["last_name"])
-		if after == 0 {
-			t.Fatalf("a change without the new last name: %+v", b.Changes[len(b.Changes)-1])
-		}
-		if version(rows[0]["last_name"]) < after {
-			stale++
-		}
-	}
-	if stale > 0 {
+	if stale := f.StaleSnapshots(t, stream, 3000); stale > 0 {
 		t.Errorf("%d of the snapshots taken after AwaitVisible showed the row before the batch's update", stale)
 	}
 }
