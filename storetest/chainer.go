@@ -11,11 +11,13 @@ import (
 	"github.com/plinth-data/plinth/plinthtest"
 )
 
-// heldCounter counts the chainer's reads of whole records that found some.
+// heldCounter counts the chainer's reads of whole records, and those that
+// found some.
 type heldCounter struct {
 	plinth.AuditStore
-	ids  idLister
-	full atomic.Int64
+	ids   idLister
+	reads atomic.Int64
+	full  atomic.Int64
 }
 
 // idLister is a store that lists the audit log's ids alone (the chainer's
@@ -26,6 +28,7 @@ type idLister interface {
 
 func (h *heldCounter) UnchainedAudit(ctx context.Context, limit int) ([]plinth.AuditRecord, error) {
 	recs, err := h.AuditStore.UnchainedAudit(ctx, limit)
+	h.reads.Add(1)
 	if len(recs) > 0 {
 		h.full.Add(1)
 	}
@@ -54,10 +57,11 @@ func RunChainerHoldsRecords(t *testing.T, open func(t *testing.T) plinth.Store) 
 	done := make(chan struct{})
 	go func() { defer close(done); _ = c.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	plinthtest.Eventually(t, 0, func() bool { return c.Status().Active }, "the chainer is active")
-	// Let its first step (of an empty log) end: a step racing with an
-	// append, before the record is handed over, reads it from the store.
-	time.Sleep(300 * time.Millisecond)
+	// A step that runs between an append's commit and its Hold reads the
+	// record from the store, as it should. So the test lets each step end
+	// before it appends again: the first (of an empty log), then the one
+	// each append wakes (Poll is an hour: nothing else wakes the chainer).
+	plinthtest.Eventually(t, 0, func() bool { return c.Status().Active && st.reads.Load() > 0 }, "the chainer read the empty log")
 	a := audit.New(st, audit.Config{FailClosed: true, Chain: c.Hold})
 	defer a.Close()
 	want := 0
@@ -70,6 +74,7 @@ func RunChainerHoldsRecords(t *testing.T, open func(t *testing.T) plinth.Store) 
 			t.Fatal(err)
 		}
 		want++
+		chained()
 		var got plinth.AuditRecord
 		err := s.Write(ctx, func(x plinth.Tx) (err error) {
 			got, err = x.(plinth.AuditTx).AppendAudit(ctx, r)
@@ -80,8 +85,8 @@ func RunChainerHoldsRecords(t *testing.T, open func(t *testing.T) plinth.Store) 
 		}
 		a.Committed(got)
 		want++
+		chained()
 	}
-	chained()
 	if n := st.full.Load(); n != 0 {
 		t.Errorf("the chainer read whole records %d times; want only log ids", n)
 	}
