@@ -307,7 +307,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, types ...strin
 		writeProblem(w, r, http.StatusBadRequest, "The body is not valid JSON: "+err.Error()+".")
 		return nil, false
 	}
-	infoFrom(r.Context()).noteBody(doc)
+	infoFrom(r.Context()).noteRawBody(body)
 	return doc, true
 }
 

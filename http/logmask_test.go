@@ -3,6 +3,7 @@ package http_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
@@ -87,7 +88,33 @@ func (s *echoingStore) Write(ctx context.Context, fn func(plinth.Tx) error) erro
 	if !s.armed {
 		return s.Store.Write(ctx, fn)
 	}
+	// An insert fails with an error that names a value of the body alone,
+	// unquoted and outside any DETAIL (both are masked whatever they
+	// hold), so only the body's noted values can mask it; the rest fail
+	// as a conflict.
+	var inserting error
+	_ = s.Store.Write(ctx, func(x plinth.Tx) error {
+		inserting = fn(echoingTx{x})
+		return errors.New("rolled back")
+	})
+	var echo *echoedInsert
+	if errors.As(inserting, &echo) {
+		return echo
+	}
 	return fmt.Errorf(`ERROR: conflict (SQLSTATE 23000) DETAIL: Key (nhs_number)=(9990000018) exists; first name "Zebulonia"`)
+}
+
+// echoingTx fails every insert with an echoedInsert.
+type echoingTx struct{ plinth.Tx }
+
+func (x echoingTx) Insert(ctx context.Context, e *plinth.Entity, data map[string]any) (plinth.Record, error) {
+	return plinth.Record{}, &echoedInsert{religion: fmt.Sprint(data["religion"])}
+}
+
+type echoedInsert struct{ religion string }
+
+func (e *echoedInsert) Error() string {
+	return "sqlite: insert: CHECK constraint failed for " + e.religion
 }
 
 // personal values, each distinctive, posted and filtered for.
@@ -160,7 +187,7 @@ func TestPersonalDataNeverReachesLogs(t *testing.T) {
 		check(t, run(t, sqliteStore(t)), `"route":"/api/v1/patients/{id}"`, `"status":409`, `"status":422`)
 	})
 	t.Run("echoing store", func(t *testing.T) {
-		check(t, run(t, &echoingStore{Store: sqliteStore(t)}), "request failed", "storage unavailable", "DETAIL: ***")
+		check(t, run(t, &echoingStore{Store: sqliteStore(t)}), "request failed", "storage unavailable", "DETAIL: ***", "CHECK constraint failed")
 	})
 	t.Run("panicking store", func(t *testing.T) {
 		check(t, run(t, &echoingStore{Store: sqliteStore(t), mode: "panic"}), "panic while serving request")
