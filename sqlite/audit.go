@@ -120,16 +120,25 @@ const recordCols = `"time", "correlation_id", "environment", "domain", "entity",
 
 const auditCols = `"sequence", ` + recordCols + `, "prev_hash", "hash"`
 
+// logRecordCols are recordCols of the log (as l).
+const logRecordCols = `l."time", l."correlation_id", l."environment", l."domain", l."entity", l."operation", l."method",
+	l."route", l."filters", l."principal", l."decision", l."reason", l."status", l."record_ids", l."count",
+	l."duration_ms", l."client_address", l."user_agent"`
+
 const (
 	auditHeadSQL      = `SELECT "sequence", "hash" FROM "plinth_audit_head"`
 	moveAuditHeadSQL  = `UPDATE "plinth_audit_head" SET "sequence" = ?, "hash" = ? WHERE "sequence" = ? AND "hash" = ?`
 	insertAuditLogSQL = `INSERT INTO "plinth_audit_log" (` + recordCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	// Chaining copies each record from the log with its own statement (it
-	// binds the record's sequence and hashes), then fills the record ids
-	// and empties the log with one statement each for the whole batch,
-	// which take the log ids as one JSON array (the records' sequences
-	// follow on from the first: checkLinks).
-	chainAuditSQL    = `INSERT INTO "plinth_audit" (` + auditCols + `) SELECT ?, ` + recordCols + `, ?, ? FROM "plinth_audit_log" WHERE "log_id" = ?`
+	// Chaining copies the batch's records from the log, fills their record
+	// ids and empties the log with one statement each. They take the
+	// batch as one JSON array: [log id, previous hash, hash] per record,
+	// in order; the records' sequences follow on from the first
+	// (checkLinks). One statement for the batch instead of one per record:
+	// 47–52 → 32–42 CPU µs per chained record (BenchmarkChainAudit).
+	chainAuditSQL = `INSERT INTO "plinth_audit" (` + auditCols + `)
+SELECT ? + c."key", ` + logRecordCols + `, c."value" ->> 1, c."value" ->> 2
+FROM json_each(?) c JOIN "plinth_audit_log" l ON l."log_id" = c."value" ->> 0
+ORDER BY c."key"`
 	chainAuditIDsSQL = `INSERT OR IGNORE INTO "plinth_audit_record_ids" ("record_id", "sequence")
 SELECT j."value", ? + c."key" FROM json_each(?) c JOIN "plinth_audit_log" l ON l."log_id" = c."value", json_each(l."record_ids") j`
 	deleteAuditLogSQL  = `DELETE FROM "plinth_audit_log" WHERE "log_id" IN (SELECT "value" FROM json_each(?))`
@@ -327,17 +336,21 @@ func (x *tx) chainAudit(ctx context.Context, what string, recs []plinth.AuditRec
 	if err != nil {
 		return fail(what, err)
 	}
-	for i, r := range recs {
-		res, err := st.ExecContext(ctx, r.Sequence, r.PrevHash, r.Hash, ids[i])
-		if err := oneRow(res, err); err != nil {
-			if isKeyConflict(err) {
-				return fmt.Errorf("sqlite: %s: sequence %d is taken: %w", what, r.Sequence, plinth.ErrConflict)
-			}
-			if errors.Is(err, errNotOneRow) {
-				return fmt.Errorf("sqlite: %s: record %s is no longer in the audit log: %w", what, r.LogID, plinth.ErrConflict)
-			}
-			return fail(what, err)
+	batch, err := chainList(recs, ids)
+	if err != nil {
+		return fail(what, err)
+	}
+	res, err := st.ExecContext(ctx, recs[0].Sequence, batch)
+	if err != nil {
+		if isKeyConflict(err) {
+			return fmt.Errorf("sqlite: %s: a sequence is taken: %w", what, plinth.ErrConflict)
 		}
+		return fail(what, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fail(what, err)
+	} else if n != int64(len(recs)) {
+		return fmt.Errorf("sqlite: %s: %d of the records are no longer in the audit log: %w", what, int64(len(recs))-n, plinth.ErrConflict)
 	}
 	list := intList(ids)
 	if st, err = x.stmt(ctx, chainAuditIDsSQL); err != nil {
@@ -351,7 +364,7 @@ func (x *tx) chainAudit(ctx context.Context, what string, recs []plinth.AuditRec
 	if st, err = x.stmt(ctx, deleteAuditLogSQL); err != nil {
 		return fail(what, err)
 	}
-	res, err := st.ExecContext(ctx, list)
+	res, err = st.ExecContext(ctx, list)
 	if err != nil {
 		return fail(what, err)
 	}
@@ -402,23 +415,15 @@ func intList(ids []int64) string {
 	return string(append(b, ']'))
 }
 
-// errNotOneRow is oneRow's error when a statement changed no row or more
-// than one.
-var errNotOneRow = errors.New("the statement did not change exactly one row")
-
-// oneRow checks that a statement ran and changed exactly one row.
-func oneRow(res sql.Result, err error) error {
-	if err != nil {
-		return err
+// chainList is chainAuditSQL's batch: [log id, previous hash, hash] per
+// record, as JSON.
+func chainList(recs []plinth.AuditRecord, ids []int64) (string, error) {
+	list := make([][3]any, len(recs))
+	for i, r := range recs {
+		list[i] = [3]any{ids[i], r.PrevHash, r.Hash}
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if n != 1 {
-		return errNotOneRow
-	}
-	return nil
+	b, err := json.Marshal(list)
+	return string(b), err
 }
 
 // checkLinks checks that recs follow on from each other, as ChainAudit
