@@ -449,7 +449,7 @@ func TestTwoChainersHoldingRecords(t *testing.T) {
 	if err != nil || rep.Broken != nil || rep.Records != n {
 		t.Fatalf("verify: %+v %v, %v", rep, rep.Broken, err)
 	}
-	if first.Status().Chained == 0 || second.Status().Chained == 0 {
-		t.Errorf("chained by the first %d, by the second %d; want both", first.Status().Chained, second.Status().Chained)
-	}
+	// A batch shows in the store a moment before its chainer counts it.
+	plinthtest.Eventually(t, 0, func() bool { return first.Status().Chained > 0 && second.Status().Chained > 0 },
+		"chained by one chainer only; want both")
 }
