@@ -109,7 +109,8 @@ type Config struct {
 // Reads keep about 8 MiB live, so at GOGC=400 their heap grew to about
 // 45 MiB before each collection; 40 MiB took 10–20 MB off their peak RSS
 // at no measurable cost in CPU (BENCHMARKS.md, "2026-12-01, seventh
-// session").
+// session: serve's memory, bench/run in the production shape, and the
+// commit floor").
 const DefaultMemoryLimit = 40 << 20
 
 // Default is the configuration before the file, the environment and the
