@@ -216,6 +216,22 @@ type rowBuf struct {
 	// (plinth.ScanQuery.FieldValues): each column's place in the entity's
 	// Fields, the key's first.
 	pos []int
+	// json, when not nil, asks for records as the API's JSON
+	// (plinth.Query.RecordJSON): each is written into *json, which the
+	// records read share, from values kept in scratch from row to row.
+	json    *[]byte
+	scratch []any
+	text    []byte // scratch's nested values' JSON text, reused likewise
+}
+
+// recordJSON makes buf give records as the API's JSON (Record.JSON and
+// Record.Key), written into *out. No map or slice is made per record:
+// reading a page into maps and writing them out again cost serve 9–12 %
+// more CPU per first page, 5 % per contains page and 4 % per view
+// (BENCHMARKS.md, "2026-12-01, seventh session").
+func (t *table) recordJSON(buf *rowBuf, out *[]byte) {
+	t.fieldOrder(buf)
+	buf.json, buf.scratch = out, make([]any, len(t.e.Fields))
 }
 
 // fieldOrder makes buf give records in field order (Record.Values).
@@ -244,12 +260,16 @@ func (t *table) scanRecordBuf(buf *rowBuf, scan func(...any) error) (plinth.Reco
 		return plinth.Record{}, err
 	}
 	var r plinth.Record
-	if buf.pos != nil {
+	var text []byte // the nested fields' JSON text, one allocation per record
+	switch {
+	case buf.json != nil:
+		clear(buf.scratch)
+		r.Values, text = buf.scratch, buf.text[:0]
+	case buf.pos != nil:
 		r.Values = buf.maps.Values(len(t.e.Fields))
-	} else {
+	default:
 		r.Data = buf.maps.Get(n)
 	}
-	var text []byte // the nested fields' JSON text, one allocation per record
 	for i := 0; i < n; i++ {
 		c := t.key
 		if i > 0 {
@@ -283,6 +303,12 @@ func (t *table) scanRecordBuf(buf *rowBuf, scan func(...any) error) (plinth.Reco
 	if r.UpdatedAt, err = scanTime(vals[n+2]); err != nil {
 		return plinth.Record{}, err
 	}
+	if buf.json != nil {
+		buf.text = text
+		start := len(*buf.json)
+		*buf.json = t.e.AppendRecord(*buf.json, r)
+		r.JSON, r.Key, r.Values = (*buf.json)[start:len(*buf.json):len(*buf.json)], t.e.KeyOf(r), nil
+	}
 	return r, nil
 }
 
@@ -308,11 +334,18 @@ func (s *Store) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Recor
 	if err != nil {
 		return plinth.Record{}, fail("get "+e.Name, err)
 	}
-	return t.one(rows, key)
+	// The view route only writes the record out (plinth.WithRecordJSON,
+	// plinth.WithNestedJSON).
+	buf := t.newRowBuf()
+	buf.nestedJSON = plinth.NestedJSONWanted(ctx) || plinth.RecordJSONWanted(ctx)
+	if plinth.RecordJSONWanted(ctx) {
+		t.recordJSON(buf, new([]byte))
+	}
+	return t.one(rows, key, buf)
 }
 
-// one reads the single record rows may hold.
-func (t *table) one(rows *sql.Rows, key any) (plinth.Record, error) {
+// one reads the single record rows may hold, with buf.
+func (t *table) one(rows *sql.Rows, key any, buf *rowBuf) (plinth.Record, error) {
 	defer rows.Close()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
@@ -320,7 +353,7 @@ func (t *table) one(rows *sql.Rows, key any) (plinth.Record, error) {
 		}
 		return plinth.Record{}, fmt.Errorf("sqlite: %s %v: %w", t.e.Name, key, plinth.ErrNotFound)
 	}
-	r, err := t.scanRecord(rows.Scan)
+	r, err := t.scanRecordBuf(buf, rows.Scan)
 	if err != nil {
 		return plinth.Record{}, fail("get "+t.e.Name, err)
 	}
@@ -346,7 +379,7 @@ func (x *tx) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Record, 
 	if err != nil {
 		return plinth.Record{}, fail("get "+e.Name, err)
 	}
-	return t.one(rows, key)
+	return t.one(rows, key, t.newRowBuf())
 }
 
 // Insert stores a new record with version 1. A generated key is assigned
