@@ -200,11 +200,6 @@ func foldOf(v any) any {
 	return nil
 }
 
-// scanRecord reads one row selected with selectCols.
-func (t *table) scanRecord(scan func(...any) error) (plinth.Record, error) {
-	return t.scanRecordBuf(t.newRowBuf(), scan)
-}
-
 // rowBuf holds the scan targets of a row, reused from row to row.
 type rowBuf struct {
 	vals, ptrs []any
@@ -251,7 +246,8 @@ func (t *table) newRowBuf() *rowBuf {
 	return &rowBuf{vals: vals, ptrs: ptrs}
 }
 
-// scanRecordBuf is scanRecord with scan targets kept in buf.
+// scanRecordBuf reads one row selected with selectCols, with scan targets
+// kept in buf.
 func (t *table) scanRecordBuf(buf *rowBuf, scan func(...any) error) (plinth.Record, error) {
 	n := len(t.fields) + 1
 	vals := buf.vals
