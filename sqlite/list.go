@@ -38,7 +38,7 @@ func (s *Store) List(ctx context.Context, e *plinth.Entity, q plinth.Query) (pli
 	defer rows.Close()
 	var page plinth.Page
 	buf := t.newRowBuf()
-	buf.nestedJSON = q.NestedJSON || q.RecordJSON
+	buf.nestedJSON = q.NestedJSON
 	var out []byte // the page's records as JSON, with RecordJSON
 	if q.RecordJSON {
 		t.recordJSON(buf, &out)

@@ -226,7 +226,7 @@ type rowBuf struct {
 // (BENCHMARKS.md, "2026-12-01, seventh session").
 func (t *table) recordJSON(buf *rowBuf, out *[]byte) {
 	t.fieldOrder(buf)
-	buf.json, buf.scratch = out, make([]any, len(t.e.Fields))
+	buf.nestedJSON, buf.json, buf.scratch = true, out, make([]any, len(t.e.Fields))
 }
 
 // fieldOrder makes buf give records in field order (Record.Values).
@@ -333,7 +333,7 @@ func (s *Store) Get(ctx context.Context, e *plinth.Entity, id any) (plinth.Recor
 	// The view route only writes the record out (plinth.WithRecordJSON,
 	// plinth.WithNestedJSON).
 	buf := t.newRowBuf()
-	buf.nestedJSON = plinth.NestedJSONWanted(ctx) || plinth.RecordJSONWanted(ctx)
+	buf.nestedJSON = plinth.NestedJSONWanted(ctx)
 	if plinth.RecordJSONWanted(ctx) {
 		t.recordJSON(buf, new([]byte))
 	}
