@@ -28,7 +28,8 @@ import (
 // the lake skips every event it already holds: slower, not wrong.)
 type BatchSource struct {
 	cons jetstream.Consumer
-	pull int // messages the next pull asks for (see Fetch)
+	pull int  // messages the next pull asks for (see Fetch)
+	live bool // the last pull found few messages: live traffic (see Fetch)
 
 	mu   sync.Mutex
 	ends map[uint64]jetstream.Msg // the last message of each batch not yet acknowledged
@@ -71,6 +72,15 @@ func NewBatchSource(ctx context.Context, js jetstream.JetStream, stream, durable
 // Fetch returns the messages waiting, up to limit; when none wait, it waits
 // up to wait for one (and then takes the others that came with it).
 //
+// Under live traffic it first lets messages gather: after a pull that
+// found few, the next waits liveGather (at most a quarter of wait) before
+// it asks. Every pull is a request the server answers, and a subscription
+// the client makes and drops; a lander keeping up with a steady stream of
+// writes pulled again as soon as it had written what the last pull found,
+// a few messages at a time, hundreds of pulls a second. The lake holds
+// what it fetches until its flush interval anyway, so the wait delays no
+// file.
+//
 // A pull's size follows what the pulls find: it starts small, grows
 // fourfold while pulls come back full (a backlog) and halves while they
 // come back mostly empty. A pull costs a buffer of its size (the client
@@ -78,6 +88,11 @@ func NewBatchSource(ctx context.Context, js jetstream.JetStream, stream, durable
 // live traffic pulls often and finds few: at the full limit every pull
 // cost 256 KiB, most of what plinth serve allocated under writes.
 func (s *BatchSource) Fetch(ctx context.Context, limit int, wait time.Duration) ([]lake.Message, error) {
+	if s.live {
+		if err := pause(ctx, min(liveGather, wait/4)); err != nil {
+			return nil, nil // stopping: the caller sees ctx
+		}
+	}
 	n := min(max(s.pull, minPull), limit)
 	out, err := s.fetch(ctx, n, 0)
 	switch {
@@ -86,6 +101,7 @@ func (s *BatchSource) Fetch(ctx context.Context, limit int, wait time.Duration) 
 	case len(out) < n/4:
 		s.pull = n / 2
 	}
+	s.live = len(out) < n/4
 	if len(out) > 0 || err != nil {
 		return out, err
 	}
@@ -98,6 +114,22 @@ func (s *BatchSource) Fetch(ctx context.Context, limit int, wait time.Duration) 
 
 // minPull is the smallest pull Fetch makes.
 const minPull = 256
+
+// liveGather is how long Fetch lets messages gather under live traffic
+// before it pulls.
+const liveGather = 250 * time.Millisecond
+
+// pause waits d, or until ctx is done (returning its error).
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // fetch makes one pull request: without waiting when wait is 0.
 func (s *BatchSource) fetch(ctx context.Context, n int, wait time.Duration) ([]lake.Message, error) {

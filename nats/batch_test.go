@@ -73,3 +73,56 @@ func TestBatchSourcePullsFollowTheBacklog(t *testing.T) {
 		t.Errorf("after pulls finding one message each, the next pull asks for %d", src.pull)
 	}
 }
+
+// TestBatchSourceGathersLiveTraffic: after a pull that found few
+// messages, Fetch lets the next ones gather before it pulls, so messages
+// that trickle in come in a few pulls rather than one pull each.
+func TestBatchSourceGathersLiveTraffic(t *testing.T) {
+	ctx := t.Context()
+	srv, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "TRICKLE", Subjects: []string{"trickle.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	src, err := NewBatchSource(ctx, js, "TRICKLE", "lake", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "trickle.first", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if msgs, err := src.Fetch(ctx, 1000, 2*time.Second); err != nil || len(msgs) != 1 {
+		t.Fatalf("the first fetch: %d messages, %v", len(msgs), err)
+	}
+	const trickle = 10 // one every 5 ms: 50 ms in all, against a gather of 250 ms
+	go func() {
+		for i := range trickle {
+			js.Publish(ctx, fmt.Sprintf("trickle.%d", i), []byte("{}"))
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	var sizes []int
+	for got := 0; got < trickle; {
+		msgs, err := src.Fetch(ctx, 1000, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			t.Fatalf("a fetch found none after %d of %d (fetches %v)", got, trickle, sizes)
+		}
+		got += len(msgs)
+		sizes = append(sizes, len(msgs))
+	}
+	if len(sizes) > 3 {
+		t.Errorf("%d messages trickling in over 50 ms came in fetches of %v; want them gathered into a few", trickle, sizes)
+	}
+}
