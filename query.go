@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // List limits.
@@ -54,6 +55,39 @@ type Query struct {
 type Page struct {
 	Records []Record
 	More    bool // more records follow the last one
+	// Buffer, when set, holds the records' JSON (Query.RecordJSON): a store
+	// takes it from PageBuffer, and Release hands it back.
+	Buffer *[]byte
+}
+
+// pageBuffers keep the buffers of pages' JSON from one list request to the
+// next: a first page of 20 residents is about 17 KB of JSON, and making
+// (and growing) that buffer afresh for every page was two fifths of what
+// serve allocated per list request (BENCHMARKS.md, "2026-12-01, eighth
+// session").
+var pageBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBuffer is the largest buffer pageBuffers keeps: an unusually
+// large page's is left to the collector.
+const maxPooledBuffer = 1 << 20
+
+// PageBuffer returns an empty buffer for the records' JSON of a page,
+// often with the room an earlier page needed; the store sets it as the
+// page's Buffer once it holds the JSON (growing it as append does).
+func PageBuffer() *[]byte {
+	b := pageBuffers.Get().(*[]byte)
+	*b = (*b)[:0]
+	return b
+}
+
+// Release hands the page's Buffer back for a later page. Call it once no
+// record's JSON is used any more (the answer is written); a page that is
+// never released is simply left to the collector.
+func (p *Page) Release() {
+	if p.Buffer != nil && cap(*p.Buffer) <= maxPooledBuffer {
+		pageBuffers.Put(p.Buffer)
+	}
+	p.Buffer = nil
 }
 
 // ParseQuery turns list query parameters into a Query. Unknown parameters,

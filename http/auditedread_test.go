@@ -32,6 +32,7 @@ func TestOnPostgreSQL(t *testing.T) {
 		"ListDefaultsAndShape":               TestListDefaultsAndShape,
 		"PaginationWalkDuringWrites":         TestPaginationWalkDuringWrites,
 		"FiltersWithCaseAndNonASCIINames":    TestFiltersWithCaseAndNonASCIINames,
+		"ConcurrentListsKeepTheirPages":      TestConcurrentListsKeepTheirPages,
 	} {
 		t.Run(name, fn)
 	}

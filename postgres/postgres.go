@@ -364,9 +364,15 @@ func (t *table) readPage(rows pgx.Rows, q plinth.Query, limit int, tail ...any) 
 	}
 	sc := t.scanner(q.NestedJSON || q.RecordJSON)
 	raw := sc.rawDecodable(rows.FieldDescriptions()[:n])
-	// With RecordJSON the records' JSON shares one buffer: each
-	// record's JSON stays valid when a later one makes it grow.
+	// With RecordJSON the records' JSON shares one buffer (the page's,
+	// plinth.PageBuffer): each record's JSON stays valid when a later one
+	// makes it grow.
 	var text []byte
+	if q.RecordJSON {
+		page.Buffer = plinth.PageBuffer()
+		text = *page.Buffer
+		defer func() { *page.Buffer = text }()
+	}
 	for rows.Next() {
 		vals := rows.RawValues()
 		if vals[0] == nil { // the audited list's row for an empty page

@@ -39,9 +39,9 @@ func (s *Store) List(ctx context.Context, e *plinth.Entity, q plinth.Query) (pli
 	var page plinth.Page
 	buf := t.newRowBuf()
 	buf.nestedJSON = q.NestedJSON
-	var out []byte // the page's records as JSON, with RecordJSON
-	if q.RecordJSON {
-		t.recordJSON(buf, &out)
+	if q.RecordJSON { // the page's records as JSON, in its buffer
+		page.Buffer = plinth.PageBuffer()
+		t.recordJSON(buf, page.Buffer)
 	}
 	for rows.Next() {
 		if len(page.Records) == limit {
