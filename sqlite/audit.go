@@ -24,9 +24,15 @@ import (
 //     as JSON; the time as UTC text at a fixed width (so text order is time
 //     order). Expression indexes on the principal's subject, e-mail and
 //     consumer, and indexes on (domain, time) and time, serve AuditRecords.
-//   - plinth_audit_record_ids: (record_id, sequence) for every record id of
-//     every chained record, so "who touched record 12345" is an index
-//     lookup.
+//   - plinth_audit_record_ids: (record_id, sequence, through) for every
+//     record id of every chaining batch: the first and the last sequence of
+//     the batch's records that name it, so "who touched record 12345" is an
+//     index lookup and a look at the records of each range (through is
+//     NULL in rows written before it came: one row per record). One row
+//     per id and batch, not per id and record: a list's record names 20
+//     ids, mostly the ones the lists before named (first pages, common
+//     filters), and a row each was 5–13 % of serve's CPU per first page
+//     (BENCHMARKS.md, "2026-12-01, eighth session").
 //   - plinth_audit_head: one row, the sequence and hash of the newest
 //     chained record, written by the chainer only. It outlives the rows, so
 //     a deleted tail shows up as a gap when the next record is chained.
@@ -93,6 +99,7 @@ var auditSchema = []string{
 	`CREATE TABLE IF NOT EXISTS "plinth_audit_record_ids" (
 	"record_id" TEXT NOT NULL,
 	"sequence" INTEGER NOT NULL,
+	"through" INTEGER,
 	PRIMARY KEY ("record_id", "sequence")
 ) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS "plinth_audit_head" (
@@ -139,8 +146,16 @@ const (
 SELECT ? + c."key", ` + logRecordCols + `, c."value" ->> 1, c."value" ->> 2
 FROM json_each(?) c JOIN "plinth_audit_log" l ON l."log_id" = c."value" ->> 0
 ORDER BY c."key"`
-	chainAuditIDsSQL = `INSERT OR IGNORE INTO "plinth_audit_record_ids" ("record_id", "sequence")
-SELECT j."value", ? + c."key" FROM json_each(?) c JOIN "plinth_audit_log" l ON l."log_id" = c."value", json_each(l."record_ids") j`
+	// The batch's record ids come as one JSON array: [record id, first
+	// sequence, last sequence] per id (recordIDRanges).
+	chainAuditIDsSQL = `INSERT OR IGNORE INTO "plinth_audit_record_ids" ("record_id", "sequence", "through")
+SELECT c."value" ->> 0, c."value" ->> 1, c."value" ->> 2 FROM json_each(?) c`
+	// recordIDRangesSQL is the search's term for a record id ($1, after
+	// the sequence $2): the chained records of its ranges that name it.
+	recordIDRangesSQL = `"sequence" IN (SELECT a."sequence" FROM "plinth_audit_record_ids" r
+	JOIN "plinth_audit" a ON a."sequence" BETWEEN r."sequence" AND coalesce(r."through", r."sequence")
+	WHERE r."record_id" = ? AND coalesce(r."through", r."sequence") > ?
+		AND EXISTS (SELECT 1 FROM json_each(a."record_ids") j WHERE j."value" = r."record_id"))`
 	deleteAuditLogSQL  = `DELETE FROM "plinth_audit_log" WHERE "log_id" IN (SELECT "value" FROM json_each(?))`
 	selectAuditSQL     = `SELECT ` + auditCols + ` FROM "plinth_audit"`
 	unchainedAuditSQL  = `SELECT "log_id", ` + recordCols + `, '', '' FROM "plinth_audit_log" ORDER BY "log_id"`
@@ -159,6 +174,15 @@ func (x *tx) prepareAudit(ctx context.Context) error {
 		if _, err := x.tx.ExecContext(ctx, q); err != nil {
 			return err
 		}
+	}
+	// A trail from before the record ids' ranges gets their column.
+	var n int
+	if err := x.tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('plinth_audit_record_ids') WHERE "name" = 'through'`).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		_, err := x.tx.ExecContext(ctx, `ALTER TABLE "plinth_audit_record_ids" ADD COLUMN "through" INTEGER`)
+		return err
 	}
 	return nil
 }
@@ -352,13 +376,17 @@ func (x *tx) chainAudit(ctx context.Context, what string, recs []plinth.AuditRec
 	} else if n != int64(len(recs)) {
 		return fmt.Errorf("sqlite: %s: %d of the records are no longer in the audit log: %w", what, int64(len(recs))-n, plinth.ErrConflict)
 	}
-	list := intList(ids)
 	if st, err = x.stmt(ctx, chainAuditIDsSQL); err != nil {
 		return fail(what, err)
 	}
-	if _, err := st.ExecContext(ctx, recs[0].Sequence, list); err != nil {
+	ranges, err := recordIDRanges(recs)
+	if err != nil {
 		return fail(what, err)
 	}
+	if _, err := st.ExecContext(ctx, ranges); err != nil {
+		return fail(what, err)
+	}
+	list := intList(ids)
 	// A log id twice in recs copies one row twice above, and is caught
 	// here: fewer rows than records leave the log.
 	if st, err = x.stmt(ctx, deleteAuditLogSQL); err != nil {
@@ -413,6 +441,33 @@ func intList(ids []int64) string {
 		b = strconv.AppendInt(b, id, 10)
 	}
 	return string(append(b, ']'))
+}
+
+// recordIDRanges is chainAuditIDsSQL's batch: each record id the records
+// name, with the first and the last sequence of those that name it, as
+// JSON.
+func recordIDRanges(recs []plinth.AuditRecord) (string, error) {
+	type span struct{ first, last int64 }
+	spans := map[string]*span{}
+	var order []string
+	for _, r := range recs {
+		for _, id := range r.RecordIDs {
+			if sp := spans[id]; sp != nil {
+				sp.last = r.Sequence
+			} else {
+				spans[id] = &span{r.Sequence, r.Sequence}
+				order = append(order, id)
+			}
+		}
+	}
+	// encoding/json, as AppendAudit writes record_ids (invalid UTF-8
+	// becomes U+FFFD alike, so the search's ids match the records').
+	list := make([][3]any, len(order))
+	for i, id := range order {
+		list[i] = [3]any{id, spans[id].first, spans[id].last}
+	}
+	b, err := json.Marshal(list)
+	return string(b), err
 }
 
 // chainList is chainAuditSQL's batch: [log id, previous hash, hash] per
@@ -519,7 +574,7 @@ func (s *Store) AuditRecords(ctx context.Context, q plinth.AuditQuery) ([]plinth
 		args = append(args, q.User, q.User, q.User)
 	}
 	if q.EntityID != "" {
-		where = append(where, `"sequence" IN (SELECT "sequence" FROM "plinth_audit_record_ids" WHERE "record_id" = ? AND "sequence" > ?)`)
+		where = append(where, recordIDRangesSQL)
 		args = append(args, q.EntityID, q.After)
 	}
 	if q.Domain != "" {
@@ -583,7 +638,7 @@ func (s *Store) TrimAudit(ctx context.Context, through int64) (int64, error) {
 		return 0, err
 	}
 	defer x.tx.Rollback()
-	if _, err := x.tx.ExecContext(ctx, `DELETE FROM "plinth_audit_record_ids" WHERE "sequence" <= ?`, through); err != nil {
+	if _, err := x.tx.ExecContext(ctx, `DELETE FROM "plinth_audit_record_ids" WHERE coalesce("through", "sequence") <= ?`, through); err != nil {
 		return 0, fail("trim the audit trail", err)
 	}
 	res, err := x.tx.ExecContext(ctx, `DELETE FROM "plinth_audit" WHERE "sequence" <= ?`, through)
