@@ -15,20 +15,7 @@ import (
 // full limit each time (a channel of that many messages).
 func TestBatchSourcePullsFollowTheBacklog(t *testing.T) {
 	ctx := t.Context()
-	srv, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Conn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PULLS", Subjects: []string{"pulls.>"}}); err != nil {
-		t.Fatal(err)
-	}
+	js := embeddedStream(t, "PULLS", "pulls.>")
 	const backlog, limit = 40_000, 16_384
 	for i := range backlog {
 		if _, err := js.PublishAsync(fmt.Sprintf("pulls.%d", i%7), []byte("{}")); err != nil {
@@ -79,20 +66,7 @@ func TestBatchSourcePullsFollowTheBacklog(t *testing.T) {
 // that trickle in come in a few pulls rather than one pull each.
 func TestBatchSourceGathersLiveTraffic(t *testing.T) {
 	ctx := t.Context()
-	srv, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Conn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "TRICKLE", Subjects: []string{"trickle.>"}}); err != nil {
-		t.Fatal(err)
-	}
+	js := embeddedStream(t, "TRICKLE", "trickle.>")
 	src, err := NewBatchSource(ctx, js, "TRICKLE", "lake", time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -125,4 +99,25 @@ func TestBatchSourceGathersLiveTraffic(t *testing.T) {
 	if len(sizes) > 3 {
 		t.Errorf("%d messages trickling in over 50 ms came in fetches of %v; want them gathered into a few", trickle, sizes)
 	}
+}
+
+// embeddedStream starts an embedded server for the test and makes a
+// stream on it.
+func embeddedStream(t *testing.T, name, subject string) jetstream.JetStream {
+	t.Helper()
+	srv, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: name, Subjects: []string{subject}}); err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
