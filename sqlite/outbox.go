@@ -14,8 +14,13 @@ import (
 //
 //   - plinth_outbox: one row per event, written by Tx.AppendEvent in the
 //     transaction of the change; the payload is a BLOB, the event's bytes
-//     exactly as they will be published; sent_at is set by MarkEventsSent (by event_id).
-//     A partial index holds the unsent rows only.
+//     exactly as they will be published. A row is never changed: sent_at
+//     is only set in rows an older Plinth marked.
+//   - plinth_outbox_sent: the sequence of every event MarkEventsSent
+//     marked, and when. Marking rewrote each event's row with its payload
+//     before (about 4 KB of WAL for every two events; 4.5 % of serve's CPU
+//     per create on the embedded store, BENCHMARKS.md, "2026-12-01, eighth
+//     session"); a narrow row fills a page with hundreds.
 //   - plinth_relay_lease: one row per lease (the relay uses "outbox", the
 //     audit chainer "audit-chain"): who holds it and until when.
 //
@@ -48,6 +53,10 @@ var outboxSchema = []string{
 )`,
 	`CREATE INDEX IF NOT EXISTS "plinth_outbox__unsent" ON "plinth_outbox" ("sequence") WHERE "sent_at" IS NULL`,
 	`CREATE INDEX IF NOT EXISTS "plinth_outbox__sent_at" ON "plinth_outbox" ("sent_at") WHERE "sent_at" IS NOT NULL`,
+	`CREATE TABLE IF NOT EXISTS "plinth_outbox_sent" (
+	"sequence" INTEGER PRIMARY KEY NOT NULL,
+	"sent_at" TEXT NOT NULL
+)`,
 	`CREATE TABLE IF NOT EXISTS "plinth_relay_lease" (
 	"name" TEXT PRIMARY KEY NOT NULL,
 	"holder" TEXT NOT NULL,
@@ -56,16 +65,21 @@ var outboxSchema = []string{
 }
 
 const (
-	insertEventSQL   = `INSERT INTO "plinth_outbox" ("domain", "subject", "event_id", "payload", "created_at", "trace") VALUES (?, ?, ?, ?, ?, NULLIF(?, ''))`
-	pendingEventsSQL = `SELECT "sequence", "domain", "subject", "event_id", "payload", coalesce("trace", '') FROM "plinth_outbox"
-WHERE "sent_at" IS NULL ORDER BY "sequence"`
-	markEventsSentSQL = `UPDATE "plinth_outbox" SET "sent_at" = ?
-WHERE "event_id" IN (SELECT "value" FROM json_each(?)) AND "sent_at" IS NULL`
+	insertEventSQL = `INSERT INTO "plinth_outbox" ("domain", "subject", "event_id", "payload", "created_at", "trace") VALUES (?, ?, ?, ?, ?, NULLIF(?, ''))`
+	// pendingEventsSQL reads from a floor (PendingEvents).
+	pendingEventsSQL = `SELECT "sequence", "domain", "subject", "event_id", "payload", coalesce("trace", '') FROM "plinth_outbox" o
+WHERE "sent_at" IS NULL AND "sequence" >= ?
+	AND NOT EXISTS (SELECT 1 FROM "plinth_outbox_sent" s WHERE s."sequence" = o."sequence")
+ORDER BY "sequence"`
+	markEventsSentSQL = `INSERT OR IGNORE INTO "plinth_outbox_sent" ("sequence", "sent_at")
+SELECT "sequence", ? FROM "plinth_outbox" WHERE "event_id" IN (SELECT "value" FROM json_each(?)) AND "sent_at" IS NULL`
 	acquireLeaseSQL = `INSERT INTO "plinth_relay_lease" ("name", "holder", "expires_at") VALUES (?, ?, ?)
 ON CONFLICT ("name") DO UPDATE SET "holder" = excluded."holder", "expires_at" = excluded."expires_at"
 WHERE "plinth_relay_lease"."holder" = excluded."holder" OR "plinth_relay_lease"."expires_at" <= ?
 RETURNING "holder"`
-	purgeSentEventsSQL = `DELETE FROM "plinth_outbox" WHERE "sent_at" < ?`
+	purgeSentEventsSQL = `DELETE FROM "plinth_outbox" WHERE "sent_at" < ?1
+	OR "sequence" IN (SELECT "sequence" FROM "plinth_outbox_sent" WHERE "sent_at" < ?1)`
+	purgeSentMarksSQL = `DELETE FROM "plinth_outbox_sent" WHERE "sent_at" < ?`
 )
 
 // prepareOutbox creates the outbox tables when they are missing, and adds
@@ -113,11 +127,17 @@ func (x *tx) AppendEvent(ctx context.Context, e plinth.OutboxEntry) error {
 
 // PendingEvents returns up to limit (plinth.DefaultLimit when <= 0)
 // unsent entries in sequence order.
+//
+// It reads from a floor it keeps: rows stay in the index of unsent rows
+// once sent (they are not changed), so a read from the start would walk
+// every event sent and not yet purged. Sequence order is commit order
+// here, so no unsent row can appear below the first one a read returns.
 func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEntry, error) {
 	if limit <= 0 {
 		limit = plinth.DefaultLimit
 	}
-	rows, err := s.query(ctx, pendingEventsSQL+limitSQL(limit))
+	floor := s.outboxFloor.Load()
+	rows, err := s.query(ctx, pendingEventsSQL+limitSQL(limit), floor)
 	if err != nil {
 		return nil, fail("read pending events", err)
 	}
@@ -135,6 +155,9 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fail("read pending events", err)
+	}
+	if len(out) > 0 && out[0].Sequence > floor {
+		s.outboxFloor.CompareAndSwap(floor, out[0].Sequence)
 	}
 	return out, nil
 }
@@ -202,13 +225,26 @@ func (s *Store) acquireLease(ctx context.Context, name, holder string, ttl time.
 // stream, short enough to keep the file small) and returns how many it
 // deleted. Unsent entries are never deleted.
 func (s *Store) PurgeSentEvents(ctx context.Context, olderThan time.Duration) (int64, error) {
-	res, err := s.write.ExecContext(ctx, purgeSentEventsSQL, formatStoredTime(time.Now().Add(-olderThan)))
+	const what = "purge sent events"
+	before := formatStoredTime(time.Now().Add(-olderThan))
+	x, err := s.begin(ctx)
 	if err != nil {
-		return 0, fail("purge sent events", err)
+		return 0, err
+	}
+	defer x.tx.Rollback()
+	res, err := x.tx.ExecContext(ctx, purgeSentEventsSQL, before)
+	if err != nil {
+		return 0, fail(what, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return 0, fail("purge sent events", err)
+		return 0, fail(what, err)
+	}
+	if _, err := x.tx.ExecContext(ctx, purgeSentMarksSQL, before); err != nil {
+		return 0, fail(what, err)
+	}
+	if err := x.tx.Commit(); err != nil {
+		return 0, fail(what+": commit", err)
 	}
 	return n, nil
 }

@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -56,6 +57,8 @@ type Store struct {
 	turns  turns
 	open   *group
 	tables sync.Map // *plinth.Entity → *table
+	// outboxFloor is the least sequence that may be unsent (PendingEvents).
+	outboxFloor atomic.Int64
 }
 
 var _ plinth.Store = (*Store)(nil)
