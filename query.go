@@ -84,10 +84,17 @@ func PageBuffer() *[]byte {
 // record's JSON is used any more (the answer is written); a page that is
 // never released is simply left to the collector.
 func (p *Page) Release() {
-	if p.Buffer != nil && cap(*p.Buffer) <= maxPooledBuffer {
-		pageBuffers.Put(p.Buffer)
-	}
+	ReleasePageBuffer(p.Buffer)
 	p.Buffer = nil
+}
+
+// ReleasePageBuffer hands back a buffer PageBuffer gave (nil: nothing),
+// once nothing uses its bytes. The list route writes its answers into
+// these buffers too.
+func ReleasePageBuffer(b *[]byte) {
+	if b != nil && cap(*b) <= maxPooledBuffer {
+		pageBuffers.Put(b)
+	}
 }
 
 // ParseQuery turns list query parameters into a Query. Unknown parameters,

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/go-chi/chi/v5"
 
@@ -51,9 +50,11 @@ func (h *entityHandler) list(w http.ResponseWriter, r *http.Request) {
 	for _, rec := range page.Records {
 		size += len(rec.JSON) + 1
 	}
-	bp := answerBuffers.Get().(*[]byte)
-	defer putAnswerBuffer(bp)
-	b := append(slices.Grow((*bp)[:0], size), h.listPrefix...)
+	// The answer is copied out as it is written, so its buffer is free
+	// again once writeBody returns.
+	bp := plinth.PageBuffer()
+	defer plinth.ReleasePageBuffer(bp)
+	b := append(slices.Grow(*bp, size), h.listPrefix...)
 	for i, rec := range page.Records {
 		if i > 0 {
 			b = append(b, ',')
@@ -70,20 +71,6 @@ func (h *entityHandler) list(w http.ResponseWriter, r *http.Request) {
 	b = append(b, '}')
 	writeBody(w, r, http.StatusOK, "application/json", b)
 	*bp = b
-}
-
-// answerBuffers keep the buffers list answers are written into, from one
-// request to the next (a first page of 20 residents is about 17 KB): the
-// answer is copied out as it is written, so its buffer is free again once
-// writeBody returns.
-var answerBuffers = sync.Pool{New: func() any { return new([]byte) }}
-
-// putAnswerBuffer hands a buffer back to answerBuffers, unless an
-// unusually large answer grew it.
-func putAnswerBuffer(b *[]byte) {
-	if cap(*b) <= 1<<20 {
-		answerBuffers.Put(b)
-	}
 }
 
 func (h *entityHandler) get(w http.ResponseWriter, r *http.Request) {
