@@ -65,7 +65,10 @@ const (
 func (r AuditRecord) ComputeHash() string {
 	r.Hash, r.LogID = "", ""
 	r.Time = r.Time.UTC().Truncate(time.Microsecond)
-	b, _ := json.Marshal(r)
+	b, ok := appendHashJSON(make([]byte, 0, 1024), &r)
+	if !ok {
+		b, _ = json.Marshal(r)
+	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }

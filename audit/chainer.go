@@ -225,9 +225,9 @@ func (c *Chainer) Notify() { c.runner.Notify() }
 // it (Notify). While this chainer is active and its store can list the
 // log's ids alone, it chains them without reading them back from the
 // store: it takes from the store only the ids of the records to chain,
-// in log order, and reads the records from the store after all if it
-// does not hold every one of them (another process's records, or records
-// from before a restart). The store must return records exactly as they
+// in log order, chains those it holds up to the first it does not, and
+// reads the records from the store when it does not hold the first
+// (another process's records, or records from before a restart). The store must return records exactly as they
 // will be read back (the hash is computed over them; storetest's
 // AppendedHashesAsStored proves it for every store), and the caller must
 // not change them after.
@@ -310,8 +310,12 @@ func (c *Chainer) chainOnce(ctx context.Context) (int, error) {
 	return len(recs), nil
 }
 
-// unchained returns the next records to chain, in log order: from what
-// it holds when it holds them all, otherwise as the store reads them.
+// unchained returns the next records to chain, in log order: the ones it
+// holds up to the first it does not, otherwise (it does not hold the
+// first) as the store reads them. A record the store listed may be handed
+// to Hold a moment after its commit, so the last few are often missing;
+// chaining the prefix leaves them to the next pass instead of reading the
+// whole batch back.
 func (c *Chainer) unchained(ctx context.Context) ([]plinth.AuditRecord, error) {
 	c.heldMu.Lock()
 	holding := len(c.held) > 0
@@ -333,7 +337,7 @@ func (c *Chainer) unchained(ctx context.Context) ([]plinth.AuditRecord, error) {
 		recs = append(recs, h.rec)
 	}
 	c.heldMu.Unlock()
-	if len(recs) < len(ids) {
+	if len(recs) == 0 && len(ids) > 0 {
 		return c.store.UnchainedAudit(ctx, c.cfg.Batch)
 	}
 	return recs, nil

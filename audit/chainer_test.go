@@ -284,3 +284,45 @@ func TestChainerLingersLongOnlyWhenBusy(t *testing.T) {
 		t.Errorf("linger %v after a busy batch: %v, want the quiet %v", busyFor, got, defaultChainLinger)
 	}
 }
+
+// countingIDStore is a countingStore that lists the log's ids, as the
+// chainer's stores do.
+type countingIDStore struct {
+	*countingStore
+	ids unchainedIDLister
+}
+
+func (s countingIDStore) UnchainedAuditIDs(ctx context.Context, limit int) ([]string, error) {
+	return s.ids.UnchainedAuditIDs(ctx, limit)
+}
+
+// The chainer chains the records it holds up to the first it does not
+// hold (one handed to Hold a moment after the store listed it), and reads
+// the log back only when it does not hold the first.
+func TestChainerChainsTheHeldPrefix(t *testing.T) {
+	sq, _ := openStore(t)
+	st := countingIDStore{&countingStore{AuditStore: sq}, sq}
+	c := NewChainer(st, ChainerConfig{Holder: "a", Logger: slog.New(slog.DiscardHandler)})
+	ctx := context.Background()
+	held, err := sq.AppendAudit(ctx, []plinth.AuditRecord{sample(0), sample(1), sample(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sq.AppendAudit(ctx, []plinth.AuditRecord{sample(3), sample(4)}); err != nil {
+		t.Fatal(err)
+	}
+	c.heldMu.Lock()
+	for _, r := range held {
+		c.held[r.LogID] = heldRecord{rec: r, at: time.Now()}
+	}
+	c.heldMu.Unlock()
+	if n, err := c.chainOnce(ctx); err != nil || n != 3 || st.count() != 0 {
+		t.Fatalf("first pass chained %d (%v) with %d reads of the log, want the 3 held and no read", n, err, st.count())
+	}
+	if n, err := c.chainOnce(ctx); err != nil || n != 2 || st.count() != 1 {
+		t.Fatalf("second pass chained %d (%v) with %d reads of the log, want the other 2 read back once", n, err, st.count())
+	}
+	if rep := verify(t, st); rep.Broken != nil || rep.Records != 5 || rep.Unchained != 0 {
+		t.Fatalf("verify: %+v", rep)
+	}
+}
