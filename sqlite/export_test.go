@@ -35,3 +35,6 @@ func Waiting(s *Store) int {
 	defer s.turns.mu.Unlock()
 	return len(s.turns.queue)
 }
+
+// OutboxFloor is the sequence PendingEvents reads from.
+func OutboxFloor(s *Store) int64 { return s.outboxFloor.Load() }

@@ -66,6 +66,8 @@ var outboxSchema = []string{
 
 const (
 	insertEventSQL = `INSERT INTO "plinth_outbox" ("domain", "subject", "event_id", "payload", "created_at", "trace") VALUES (?, ?, ?, ?, ?, NULLIF(?, ''))`
+	// newestEventSQL is the newest row's sequence, 0 when there is none.
+	newestEventSQL = `SELECT coalesce(max("sequence"), 0) FROM "plinth_outbox"`
 	// pendingEventsSQL reads from a floor (PendingEvents).
 	pendingEventsSQL = `SELECT "sequence", "domain", "subject", "event_id", "payload", coalesce("trace", '') FROM "plinth_outbox" o
 WHERE "sent_at" IS NULL AND "sequence" >= ?
@@ -131,12 +133,21 @@ func (x *tx) AppendEvent(ctx context.Context, e plinth.OutboxEntry) error {
 // It reads from a floor it keeps: rows stay in the index of unsent rows
 // once sent (they are not changed), so a read from the start would walk
 // every event sent and not yet purged. Sequence order is commit order
-// here, so no unsent row can appear below the first one a read returns.
+// here, so no unsent row can appear below the first one a read returns;
+// and when a read returns none, every row up to the newest committed
+// before it began is sent, so the floor moves past that row. Without
+// that, a process started on a week of sent events walked them all at
+// every poll (ten a second) for as long as nothing new was written: a
+// second of CPU each at 300,000 events (TestOutboxFloorAfterRestart).
 func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEntry, error) {
 	if limit <= 0 {
 		limit = plinth.DefaultLimit
 	}
 	floor := s.outboxFloor.Load()
+	var newest int64
+	if err := s.read.QueryRowContext(ctx, newestEventSQL).Scan(&newest); err != nil {
+		return nil, fail("read pending events", err)
+	}
 	rows, err := s.query(ctx, pendingEventsSQL+limitSQL(limit), floor)
 	if err != nil {
 		return nil, fail("read pending events", err)
@@ -156,8 +167,12 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 	if err := rows.Err(); err != nil {
 		return nil, fail("read pending events", err)
 	}
-	if len(out) > 0 && out[0].Sequence > floor {
-		s.outboxFloor.CompareAndSwap(floor, out[0].Sequence)
+	next := newest + 1 // read before the rows, so committed before them
+	if len(out) > 0 {
+		next = out[0].Sequence
+	}
+	if next > floor {
+		s.outboxFloor.CompareAndSwap(floor, next)
 	}
 	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/sqlite"
 )
 
 // An outbox an older Plinth marked (sent_at in the events' rows) and marks
@@ -71,4 +72,67 @@ func TestOutboxMarkedBeforeAndSince(t *testing.T) {
 		t.Fatal(err)
 	}
 	pending("e4 ")
+}
+
+// A process started on an outbox whose events were all sent moves its
+// floor past them at its first poll, instead of walking them at every
+// poll while nothing new is written; an event written after is still
+// found, and so is one written between two polls.
+func TestOutboxFloorAfterRestart(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "plinth.db")
+	s := openAt(t, path)
+	prepare(t, s, nil)
+	appendEvent := func(s *sqlite.Store, id string) {
+		t.Helper()
+		if err := s.Write(ctx, func(tx plinth.Tx) error {
+			return tx.(plinth.EventTx).AppendEvent(ctx, plinth.OutboxEntry{EventID: id, Payload: []byte("{}")})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sendAll := func(s *sqlite.Store, want string) {
+		t.Helper()
+		es, err := s.PendingEvents(ctx, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ids := "", []string{}
+		for _, e := range es {
+			got += e.EventID + " "
+			ids = append(ids, e.EventID)
+		}
+		if got != want {
+			t.Fatalf("pending: %q, want %q", got, want)
+		}
+		if err := s.MarkEventsSent(ctx, ids); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := ""
+	for i := 1; i <= 20; i++ {
+		appendEvent(s, fmt.Sprintf("e%d", i))
+		want += fmt.Sprintf("e%d ", i)
+	}
+	sendAll(s, want)
+	s.Close()
+
+	s = openAt(t, path)
+	if f := sqlite.OutboxFloor(s); f != 0 {
+		t.Fatalf("a new process starts with floor %d", f)
+	}
+	sendAll(s, "")
+	if f := sqlite.OutboxFloor(s); f != 21 {
+		t.Fatalf("after a poll that found nothing the floor is %d, want 21: past the 20 sent events", f)
+	}
+	sendAll(s, "")
+	appendEvent(s, "late")
+	sendAll(s, "late ")
+	appendEvent(s, "later")
+	appendEvent(s, "latest")
+	sendAll(s, "later latest ")
+	sendAll(s, "")
+	if f := sqlite.OutboxFloor(s); f != 24 {
+		t.Fatalf("floor %d, want 24", f)
+	}
 }
