@@ -144,9 +144,15 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 		limit = plinth.DefaultLimit
 	}
 	floor := s.outboxFloor.Load()
+	// The newest row is read only after a poll that found nothing: under
+	// load every poll finds events, and the read cost 1.4 % of serve's CPU
+	// per create.
 	var newest int64
-	if err := s.read.QueryRowContext(ctx, newestEventSQL).Scan(&newest); err != nil {
-		return nil, fail("read pending events", err)
+	if !s.outboxBusy.Load() {
+		var err error
+		if newest, err = s.newestEvent(ctx); err != nil {
+			return nil, fail("read pending events", err)
+		}
 	}
 	rows, err := s.query(ctx, pendingEventsSQL+limitSQL(limit), floor)
 	if err != nil {
@@ -174,7 +180,25 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 	if next > floor {
 		s.outboxFloor.CompareAndSwap(floor, next)
 	}
+	s.outboxBusy.Store(len(out) > 0)
 	return out, nil
+}
+
+// newestEvent returns the newest outbox row's sequence, 0 when there is
+// none.
+func (s *Store) newestEvent(ctx context.Context) (int64, error) {
+	rows, err := s.query(ctx, newestEventSQL)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var newest int64
+	if rows.Next() {
+		if err := rows.Scan(&newest); err != nil {
+			return 0, err
+		}
+	}
+	return newest, rows.Err()
 }
 
 // MarkEventsSent records that the entries with these event IDs were

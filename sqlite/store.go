@@ -57,8 +57,10 @@ type Store struct {
 	turns  turns
 	open   *group
 	tables sync.Map // *plinth.Entity → *table
-	// outboxFloor is the least sequence that may be unsent (PendingEvents).
+	// outboxFloor is the least sequence that may be unsent; outboxBusy
+	// says the last poll found events (PendingEvents).
 	outboxFloor atomic.Int64
+	outboxBusy  atomic.Bool
 }
 
 var _ plinth.Store = (*Store)(nil)
