@@ -120,6 +120,24 @@ func pascalCase(s string) string {
 // error, and a panic rolls the transaction back rather than commit a change
 // without its event.
 func BuildEvent(e *Entity, kind EventKind, before, after *Record, c EventContext) (OutboxEntry, Event, bool) {
+	return buildEvent(e, kind, before, after, c, true)
+}
+
+// buildEvent is BuildEvent; without withEvent the Event's data maps are
+// not built (the write path keeps only the outbox entry).
+func buildEvent(e *Entity, kind EventKind, before, after *Record, c EventContext, withEvent bool) (OutboxEntry, Event, bool) {
+	api := func(r Record) map[string]any {
+		if !withEvent {
+			return nil
+		}
+		return apiRecord(e, r)
+	}
+	apiChanged := func(changed []*Field, r Record) map[string]any {
+		if !withEvent {
+			return nil
+		}
+		return apiFields(changed, r)
+	}
 	var (
 		oldRaw, newRaw, stateRaw json.RawMessage
 		oldMap, newMap, stateMap map[string]any
@@ -132,7 +150,7 @@ func BuildEvent(e *Entity, kind EventKind, before, after *Record, c EventContext
 			panic("BuildEvent: a created event needs the record after the change")
 		}
 		rec, version = after, after.Version
-		stateRaw, stateMap = e.MarshalRecord(*after), apiRecord(e, *after)
+		stateRaw, stateMap = e.MarshalRecord(*after), api(*after)
 		newRaw, newMap = stateRaw, stateMap
 	case EventUpdated:
 		if before == nil || after == nil {
@@ -148,15 +166,15 @@ func BuildEvent(e *Entity, kind EventKind, before, after *Record, c EventContext
 		if len(changed) == 0 {
 			return OutboxEntry{}, Event{}, false
 		}
-		oldRaw, oldMap = fieldsJSON(changed, *before), apiFields(changed, *before)
-		newRaw, newMap = fieldsJSON(changed, *after), apiFields(changed, *after)
-		stateRaw, stateMap = e.MarshalRecord(*after), apiRecord(e, *after)
+		oldRaw, oldMap = fieldsJSON(changed, *before), apiChanged(changed, *before)
+		newRaw, newMap = fieldsJSON(changed, *after), apiChanged(changed, *after)
+		stateRaw, stateMap = e.MarshalRecord(*after), api(*after)
 	case EventDeleted:
 		if before == nil {
 			panic("BuildEvent: a deleted event needs the record before the change")
 		}
 		rec, version = before, before.Version+1
-		oldRaw, oldMap = e.MarshalRecord(*before), apiRecord(e, *before)
+		oldRaw, oldMap = e.MarshalRecord(*before), api(*before)
 	default:
 		panic(fmt.Sprintf("BuildEvent: unknown kind %q", kind))
 	}
@@ -189,10 +207,13 @@ func BuildEvent(e *Entity, kind EventKind, before, after *Record, c EventContext
 		EntityVersion: version,
 		State:         orNull(stateRaw),
 	}
-	payload, err := json.Marshal(w)
-	if err != nil {
-		// Every part is valid JSON already; this cannot happen.
-		panic(fmt.Sprintf("BuildEvent: encoding the event: %v", err))
+	payload, ok := appendWireEvent(make([]byte, 0, 512+len(oldRaw)+len(newRaw)+len(stateRaw)), &w)
+	if !ok {
+		var err error
+		if payload, err = json.Marshal(w); err != nil {
+			// Every part is valid JSON already; this cannot happen.
+			panic(fmt.Sprintf("BuildEvent: encoding the event: %v", err))
+		}
 	}
 	ev := Event{
 		ID:            w.ID,

@@ -272,9 +272,9 @@ func (w *Writer) event(ctx context.Context, tx Tx, e *Entity, kind EventKind, be
 	if source == "" {
 		source = e.Domain.Name + " Platform API"
 	}
-	entry, _, changed := BuildEvent(e, kind, before, after, EventContext{
+	entry, _, changed := buildEvent(e, kind, before, after, EventContext{
 		Environment: w.env, SourceSystem: source, CorrelationID: o.CorrelationID, Principal: o.Principal, Now: time.Now(),
-	})
+	}, false)
 	if !changed {
 		return false, nil
 	}

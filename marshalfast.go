@@ -1,5 +1,10 @@
 package plinth
 
+// Encoders that write exactly what encoding/json's Marshal writes, for the
+// two encodings every request or write pays for: the audit hash and the
+// event envelope. Each handles the common case and leaves anything else to
+// Marshal.
+
 import (
 	"math"
 	"slices"
@@ -135,6 +140,86 @@ func plainJSON(s string) bool {
 func plainRunes(s string) bool {
 	for _, c := range s {
 		if c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c == '\u2028' || c == '\u2029' {
+			return false
+		}
+	}
+	return true
+}
+
+// appendWireEvent appends w as encoding/json's Marshal writes it, and
+// reports whether it could: false when a string is not plainJSON, a raw
+// part is not plainRawJSON, or the time is outside years 0–9999. Marshal
+// checked and compacted the record's JSON twice over (the state and, on a
+// create, the new data), 4 % of serve's CPU per create (BENCHMARKS.md,
+// "2026-12-01, ninth session"); TestWireEventAsMarshal compares the two.
+func appendWireEvent(b []byte, w *wireEvent) ([]byte, bool) {
+	if y := w.DateTime.Year(); y < 0 || y > 9999 {
+		return b, false
+	}
+	for _, s := range []string{w.ID, w.EventType, w.SourceDomain, w.SourceSystem, w.Version, w.CorrelationID,
+		w.User.Name, w.User.Email, w.EntityID} {
+		if !plainJSON(s) {
+			return b, false
+		}
+	}
+	for _, raw := range [][]byte{w.EventData.OldData, w.EventData.NewData, w.State} {
+		if !plainRawJSON(raw) {
+			return b, false
+		}
+	}
+	str := func(b []byte, name, s string) []byte {
+		b = append(b, name...)
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	b = str(b, `{"id":`, w.ID)
+	b = str(b, `,"eventType":`, w.EventType)
+	b = str(b, `,"sourceDomain":`, w.SourceDomain)
+	b = str(b, `,"sourceSystem":`, w.SourceSystem)
+	b = str(b, `,"version":`, w.Version)
+	b = str(b, `,"correlationId":`, w.CorrelationID)
+	b = append(b, `,"dateTime":"`...)
+	b = w.DateTime.AppendFormat(b, time.RFC3339Nano)
+	b = str(b, `","user":{"name":`, w.User.Name)
+	b = str(b, `,"email":`, w.User.Email)
+	b = str(b, `},"entityId":`, w.EntityID)
+	b = append(b, `,"eventData":{"oldData":`...)
+	b = append(b, w.EventData.OldData...)
+	b = append(b, `,"newData":`...)
+	b = append(b, w.EventData.NewData...)
+	b = append(b, `},"entityVersion":`...)
+	b = strconv.AppendInt(b, w.EntityVersion, 10)
+	b = append(b, `,"state":`...)
+	b = append(b, w.State...)
+	return append(b, '}'), true
+}
+
+// plainRawJSON reports whether encoding/json copies raw, valid JSON, as it
+// is: no white space between tokens (it compacts) and, inside strings, no
+// <, > or & and no U+2028 or U+2029 (it escapes them). It does not check
+// that raw is valid: BuildEvent's parts are JSON Plinth wrote.
+func plainRawJSON(raw []byte) bool {
+	if len(raw) == 0 {
+		return false // Marshal writes an empty RawMessage as null
+	}
+	inString, escaped := false, false
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case inString && escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case inString && c == '"':
+			inString = false
+		case inString && (c == '<' || c == '>' || c == '&'):
+			return false
+		case inString && c == 0xe2 && i+2 < len(raw) && raw[i+1] == 0x80 && (raw[i+2] == 0xa8 || raw[i+2] == 0xa9):
+			return false
+		case c == '"':
+			inString = true
+		case !inString && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
 			return false
 		}
 	}

@@ -163,3 +163,58 @@ func BenchmarkComputeHash(b *testing.B) {
 		_ = r.ComputeHash()
 	}
 }
+
+// awkwardRaw are JSON values encoding/json copies as they are, or
+// compacts or escapes.
+var awkwardRaw = []string{
+	`null`, `{}`, `[]`, `{"a":1,"b":[true,false,null],"c":{"d":"e"}}`, `"plain string"`, `{"name":"Flat 2, High St"}`,
+	`{"x":"a<b"}`, `{"x":"a&b"}`, `{"x":">"}`, `{"x":"\u003c"}`, "{\"x\":\"\u2028\"}", "{\"x\":\"\u2029\"}",
+	`{"x":"quote \" then <"}`, `{"x":"back\\"}`, `{"x":"back\\\\","y":"<"}`, `{ "spaced": 1 }`, "{\"a\":\n1}",
+	`[1, 2]`, `{"x":"tab\tinside"}`, `{"é":"名"}`, `-0.5e-7`, `12345678901234567890`, ``,
+	`{"x":"a\"<"}`, `{"x":"\\\"&"}`, `["\\","<"]`,
+}
+
+func randomWireEvent(rng *rand.Rand) wireEvent {
+	raw := func() json.RawMessage {
+		if rng.IntN(8) == 0 {
+			return nil
+		}
+		return json.RawMessage(awkwardRaw[rng.IntN(len(awkwardRaw))])
+	}
+	w := wireEvent{ID: randomText(rng), EventType: randomText(rng), SourceDomain: randomText(rng),
+		SourceSystem: randomText(rng), Version: randomText(rng), CorrelationID: randomText(rng),
+		User: EventUser{Name: randomText(rng), Email: randomText(rng)}, EntityID: randomText(rng),
+		EventData: wireData{OldData: orNull(raw()), NewData: orNull(raw())}, EntityVersion: rng.Int64() - rng.Int64(),
+		State: orNull(raw())}
+	if rng.IntN(6) == 0 {
+		w.DateTime = time.Date(rng.IntN(12000)-1000, 1, 1, 0, 0, 0, 0, time.UTC)
+	} else {
+		w.DateTime = time.Unix(rng.Int64N(4e9), rng.Int64N(1e9)).UTC().Truncate(time.Microsecond)
+	}
+	return w
+}
+
+// TestWireEventAsMarshal compares the event envelope's encoding with
+// encoding/json over random envelopes with awkward strings and raw parts.
+func TestWireEventAsMarshal(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	fast := 0
+	for range 20000 {
+		w := randomWireEvent(rng)
+		want, err := json.Marshal(w)
+		got, ok := appendWireEvent(nil, &w)
+		if !ok {
+			continue
+		}
+		fast++
+		if err != nil {
+			t.Fatalf("appendWireEvent encoded an envelope Marshal refuses (%v):\n%s", err, got)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("appendWireEvent differs from Marshal:\n got %s\nwant %s", got, want)
+		}
+	}
+	if fast < 1000 {
+		t.Fatalf("only %d of 20000 random envelopes took the fast way", fast)
+	}
+}
