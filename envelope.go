@@ -207,14 +207,7 @@ func buildEvent(e *Entity, kind EventKind, before, after *Record, c EventContext
 		EntityVersion: version,
 		State:         orNull(stateRaw),
 	}
-	payload, ok := appendWireEvent(make([]byte, 0, 512+len(oldRaw)+len(newRaw)+len(stateRaw)), &w)
-	if !ok {
-		var err error
-		if payload, err = json.Marshal(w); err != nil {
-			// Every part is valid JSON already; this cannot happen.
-			panic(fmt.Sprintf("BuildEvent: encoding the event: %v", err))
-		}
-	}
+	payload := wirePayload(&w)
 	ev := Event{
 		ID:            w.ID,
 		EventType:     w.EventType,
@@ -237,6 +230,21 @@ func buildEvent(e *Entity, kind EventKind, before, after *Record, c EventContext
 		Record:  RecordRef(e, e.KeyOf(*rec)),
 	}
 	return entry, ev, true
+}
+
+// wirePayload is w as JSON, as encoding/json writes it (appendWireEvent,
+// or Marshal itself for what that leaves to it).
+func wirePayload(w *wireEvent) []byte {
+	size := 512 + len(w.EventData.OldData) + len(w.EventData.NewData) + len(w.State)
+	if b, ok := appendWireEvent(make([]byte, 0, size), w); ok {
+		return b
+	}
+	b, err := json.Marshal(w)
+	if err != nil {
+		// Every part is valid JSON already; this cannot happen.
+		panic(fmt.Sprintf("BuildEvent: encoding the event: %v", err))
+	}
+	return b
 }
 
 // wireEvent is Event as it is published: the same fields, with the

@@ -227,10 +227,10 @@ func (c *Chainer) Notify() { c.runner.Notify() }
 // store: it takes from the store only the ids of the records to chain,
 // in log order, chains those it holds up to the first it does not, and
 // reads the records from the store when it does not hold the first
-// (another process's records, or records from before a restart). The store must return records exactly as they
-// will be read back (the hash is computed over them; storetest's
-// AppendedHashesAsStored proves it for every store), and the caller must
-// not change them after.
+// (another process's records, or records from before a restart). The
+// store must return records exactly as they will be read back (the hash
+// is computed over them; storetest's AppendedHashesAsStored proves it for
+// every store), and the caller must not change them after.
 func (c *Chainer) Hold(recs []plinth.AuditRecord) {
 	if len(recs) >= busyBatch {
 		c.busyAt.Store(time.Now().UnixNano())
