@@ -27,9 +27,10 @@ import (
 // the next start creates the durable afresh from the stream's start, and
 // the lake skips every event it already holds: slower, not wrong.)
 type BatchSource struct {
-	cons jetstream.Consumer
-	pull int  // messages the next pull asks for (see Fetch)
-	live bool // the last pull found few messages: live traffic (see Fetch)
+	cons  jetstream.Consumer
+	first uint64 // the first sequence it may deliver: its floor + 1
+	pull  int    // messages the next pull asks for (see Fetch)
+	live  bool   // the last pull found few messages: live traffic (see Fetch)
 
 	mu   sync.Mutex
 	ends map[uint64]jetstream.Msg // the last message of each batch not yet acknowledged
@@ -39,15 +40,8 @@ type BatchSource struct {
 // floor) the durable consumer of a stream. ackWait must exceed the longest
 // a batch is held before it is acknowledged.
 func NewBatchSource(ctx context.Context, js jetstream.JetStream, stream, durable string, ackWait time.Duration) (*BatchSource, error) {
-	cc := jetstream.ConsumerConfig{
-		Durable:       durable,
-		Description:   "Plinth data lake",
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckAllPolicy,
-		AckWait:       ackWait,
-		MaxDeliver:    -1,
-		MaxAckPending: 1 << 20,
-	}
+	cc := batchConsumerConfig(durable, ackWait)
+	first := uint64(1)
 	old, err := js.Consumer(ctx, stream, durable)
 	switch {
 	case err == nil:
@@ -58,6 +52,7 @@ func NewBatchSource(ctx context.Context, js jetstream.JetStream, stream, durable
 		if floor > 0 {
 			cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 			cc.OptStartSeq = floor + 1
+			first = floor + 1
 		}
 	case !errors.Is(err, jetstream.ErrConsumerNotFound):
 		return nil, fmt.Errorf("nats: reading the consumer %s of %s: %w", durable, stream, err)
@@ -66,7 +61,21 @@ func NewBatchSource(ctx context.Context, js jetstream.JetStream, stream, durable
 	if err != nil {
 		return nil, fmt.Errorf("nats: creating the consumer %s of %s: %w", durable, stream, err)
 	}
-	return &BatchSource{cons: cons, ends: map[uint64]jetstream.Msg{}}, nil
+	return &BatchSource{cons: cons, first: first, ends: map[uint64]jetstream.Msg{}}, nil
+}
+
+// batchConsumerConfig is the durable consumer a BatchSource reads: from
+// the stream's start, acknowledged up to a sequence at once.
+func batchConsumerConfig(durable string, ackWait time.Duration) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       durable,
+		Description:   "Plinth data lake",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckAllPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 1 << 20,
+	}
 }
 
 // Fetch returns the messages waiting, up to limit; when none wait, it waits
@@ -188,10 +197,14 @@ func (s *BatchSource) Ack(ctx context.Context, seq uint64) error {
 	}
 	s.mu.Unlock()
 	if msg == nil {
-		return fmt.Errorf("nats: acknowledging up to %d, which ends no batch delivered", seq)
+		return fmt.Errorf("nats: acknowledging up to %d: %w", seq, errNotDelivered)
 	}
 	return msg.DoubleAck(ctx)
 }
+
+// errNotDelivered is Ack's error for a sequence that ends no batch Fetch
+// returned.
+var errNotDelivered = errors.New("it ends no batch delivered")
 
 // LastSequence returns the sequence of the last message in a stream (0
 // when it is empty or was never created): the position a lake snapshot

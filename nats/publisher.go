@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plinth-data/plinth"
+	"github.com/plinth-data/plinth/lake"
 )
 
 // DuplicateWindow is the duplicate window of the streams Publisher creates:
@@ -83,6 +84,42 @@ type Publisher struct {
 	mu      sync.Mutex
 	streams map[string]bool // domains whose stream is known to exist
 	careful bool            // publish one at a time until a batch succeeds
+
+	followMu  sync.RWMutex
+	followers map[string]func(lake.Message) // by stream (Follow)
+}
+
+// Follow calls fn with every message the publisher stores in the stream
+// from now on (not with duplicates JetStream dropped), in stream order,
+// until the returned stop is called: the data lake inside serve lands
+// them without reading them back (LiveSource). fn must not block or keep
+// the publisher waiting, and must not change the message's Data. One
+// follower per stream.
+func (p *Publisher) Follow(stream string, fn func(lake.Message)) (stop func()) {
+	p.followMu.Lock()
+	defer p.followMu.Unlock()
+	if p.followers == nil {
+		p.followers = map[string]func(lake.Message){}
+	}
+	p.followers[stream] = fn
+	return func() {
+		p.followMu.Lock()
+		defer p.followMu.Unlock()
+		delete(p.followers, stream)
+	}
+}
+
+// stored hands what JetStream stored of e to the stream's follower.
+func (p *Publisher) stored(e plinth.OutboxEntry, ack *jetstream.PubAck) {
+	if ack == nil || ack.Duplicate {
+		return
+	}
+	p.followMu.RLock()
+	fn := p.followers[ack.Stream]
+	p.followMu.RUnlock()
+	if fn != nil {
+		fn(lake.Message{Seq: ack.Sequence, Subject: e.Subject, Data: e.Payload})
+	}
 }
 
 // NewPublisher returns a publisher for the environment's events and makes
@@ -262,7 +299,8 @@ func (p *Publisher) publishPipelined(ctx context.Context, entries []plinth.Outbo
 	var firstErr error
 	for i, f := range futures {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			p.stored(entries[i], ack)
 		case err := <-f.Err():
 			if firstErr == nil {
 				firstErr = fmt.Errorf("publishing event %s: %w", entries[i].EventID, err)
@@ -280,11 +318,12 @@ func (p *Publisher) publishPipelined(ctx context.Context, entries []plinth.Outbo
 func (p *Publisher) publishOneByOne(ctx context.Context, entries []plinth.OutboxEntry) error {
 	for _, e := range entries {
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_, err := p.js.PublishMsg(pctx, message(e), jetstream.WithMsgID(e.EventID))
+		ack, err := p.js.PublishMsg(pctx, message(e), jetstream.WithMsgID(e.EventID))
 		cancel()
 		if err != nil {
 			return fmt.Errorf("publishing event %s: %w", e.EventID, err)
 		}
+		p.stored(e, ack)
 	}
 	return nil
 }

@@ -119,13 +119,26 @@ func runLake(ctx context.Context, cfg Config, lc lake.Config) error {
 		return err
 	}
 	logger.Info("landing events in the lake", "lake", target.String(), "nats", bus.where)
-	return landDomains(ctx, cfg, lc, ds, pub.JetStream(), target, bus.embedded == nil, logger)
+	return landDomains(ctx, cfg, lc, ds, lakeBus{pub: pub, shared: bus.embedded == nil}, target, logger)
+}
+
+// lakeBus is where landers read the events from.
+type lakeBus struct {
+	pub *plinthnats.Publisher
+	// shared: other processes may reach the NATS server, so a lander holds
+	// its stream's lease; an embedded server that does not listen is this
+	// process's alone.
+	shared bool
+	// live: pub is the relay's publisher in this process, so a lander takes
+	// the events it stores from it as they are stored (nats.LiveSource)
+	// and reads the stream only to catch up.
+	live bool
 }
 
 // landDomains runs a lander per domain until ctx is done (or, draining,
 // until every stream is landed). A lander that fails starts again after a
 // pause, from the last acknowledged event.
-func landDomains(ctx context.Context, cfg Config, lc lake.Config, ds []*plinth.Domain, js jetstream.JetStream, target lake.Target, shared bool, logger *slog.Logger) error {
+func landDomains(ctx context.Context, cfg Config, lc lake.Config, ds []*plinth.Domain, bus lakeBus, target lake.Target, logger *slog.Logger) error {
 	lc.FlushInterval = cfg.LakeFlushInterval
 	lc.Logger = logger
 	special := splitList(cfg.LakeSpecial)
@@ -137,7 +150,7 @@ func landDomains(ctx context.Context, cfg Config, lc lake.Config, ds []*plinth.D
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = landDomain(ctx, cfg, c, d, js, target, shared, logger)
+			errs[i] = landDomain(ctx, cfg, c, d, bus, target, logger)
 		}()
 	}
 	wg.Wait()
@@ -152,20 +165,28 @@ func landDomains(ctx context.Context, cfg Config, lc lake.Config, ds []*plinth.D
 // lakeLeaseTTL is how long a lander's lease of a stream lasts unrenewed.
 const lakeLeaseTTL = 30 * time.Second
 
-// landDomain lands a domain's events until ctx is done. shared says that
-// other processes may reach the NATS server, so that the lander holds the
-// stream's lease; an embedded server that does not listen is this
-// process's alone.
-func landDomain(ctx context.Context, cfg Config, lc lake.Config, d *plinth.Domain, js jetstream.JetStream, target lake.Target, shared bool, logger *slog.Logger) error {
+// landDomain lands a domain's events until ctx is done.
+func landDomain(ctx context.Context, cfg Config, lc lake.Config, d *plinth.Domain, bus lakeBus, target lake.Target, logger *slog.Logger) error {
 	stream := plinthnats.StreamName(cfg.Environment, d.Name)
 	// The ack wait outlasts a batch held for the whole flush interval and
 	// the time to write it.
 	ackWait := 2*lc.FlushInterval + time.Minute
 	pause := time.Second
 	land := func(ctx context.Context, held func() bool) error {
-		src, err := plinthnats.NewBatchSource(ctx, js, stream, lakeDurable, ackWait)
-		if err != nil {
-			return err
+		var src lake.Source
+		if bus.live {
+			live, err := plinthnats.NewLiveSource(ctx, bus.pub, stream, lakeDurable, ackWait)
+			if err != nil {
+				return err
+			}
+			defer live.Close()
+			src = live
+		} else {
+			batch, err := plinthnats.NewBatchSource(ctx, bus.pub.JetStream(), stream, lakeDurable, ackWait)
+			if err != nil {
+				return err
+			}
+			src = batch
 		}
 		c := lc
 		c.Held = held
@@ -177,10 +198,10 @@ func landDomain(ctx context.Context, cfg Config, lc lake.Config, d *plinth.Domai
 	}
 	for {
 		var err error
-		if shared {
+		if bus.shared {
 			// One lander per stream: the others stand by on its lease.
 			var kl *plinthnats.KVLease
-			if kl, err = plinthnats.NewKVLease(ctx, js, plinthnats.LakeLeaseName(stream, lakeDurable)); err == nil {
+			if kl, err = plinthnats.NewKVLease(ctx, bus.pub.JetStream(), plinthnats.LakeLeaseName(stream, lakeDurable)); err == nil {
 				err = lake.Exclusive(ctx, kl, xc, land)
 			}
 		} else {
@@ -228,7 +249,8 @@ func startLake(ctx context.Context, wg *sync.WaitGroup, cfg Config, ds []*plinth
 	go func() {
 		defer wg.Done()
 		shared := cfg.NATSURL != "" || cfg.NATSListen != ""
-		if err := landDomains(ctx, cfg, serveLakeConfig, ds, pub.JetStream(), target, shared, logger); err != nil {
+		bus := lakeBus{pub: pub, shared: shared, live: !shared}
+		if err := landDomains(ctx, cfg, serveLakeConfig, ds, bus, target, logger); err != nil {
 			logger.Error("the lake stopped", "error", err)
 		}
 	}()

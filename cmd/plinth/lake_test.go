@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/plinth-data/plinth/nats"
 	"github.com/plinth-data/plinth/plinthtest"
+	"github.com/plinth-data/plinth/plinthtest/natstest"
 	rt "github.com/plinth-data/plinth/report/reporttest"
 )
 
@@ -171,6 +173,126 @@ func TestLakeSurvivesSIGKILL(t *testing.T) {
 	if len(tmp) > 0 {
 		t.Fatalf("temporary files left: %v", tmp)
 	}
+}
+
+// serve, with the lake inside it taking the events from its own publisher
+// (nats.LiveSource), killed with SIGKILL again and again while it writes
+// and lands, lands every event exactly once: after each start it catches
+// up from where the last acknowledgement left the durable consumer, then
+// lands live again. Each run is killed while writes go on, once some of
+// its own events have landed (after a kill the relay's lease must lapse
+// first, about 10 s); the lake is then compared with the store's records.
+func TestLakeInServeSurvivesSIGKILL(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"--demo-data=false", "--lake-flush-interval", "20ms"}
+	root := filepath.Join(dir, "plinth-data", "lake")
+	landed := func() int { return len(lakeRows(t, root, "SELECT id FROM %s").Rows) }
+	for i := range 3 {
+		srv := startServe(t, dir, args...)
+		before := landed()
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() { // creates until stopped; a kill fails the ones in flight
+			defer close(done)
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				body := fmt.Sprintf(`{"firstName": "Ada%d", "lastName": "Lovelace"}`, n)
+				req, _ := http.NewRequest("POST", srv.base+"/api/v1/residents", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+srv.token)
+				req.Header.Set("Content-Type", "application/json")
+				if res, err := http.DefaultClient.Do(req); err == nil {
+					res.Body.Close()
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+		plinthtest.Eventually(t, 30*time.Second, func() bool { return landed() > before+20 }, "no event of the run landed")
+		if err := srv.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = srv.cmd.Wait()
+		close(stop)
+		<-done
+		t.Logf("run %d killed: %d events landed", i, landed())
+	}
+	srv := startServe(t, dir, args...)
+	report := get(t, srv.base+"/api/v1/reports/residents?format=ndjson", srv.token)
+	if report.status != 200 {
+		t.Fatalf("report: %d %s", report.status, report.body)
+	}
+	var stored []string
+	for line := range strings.Lines(string(report.body)) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatal(err)
+		}
+		if _, end := rec["@plinth"]; !end { // the report's closing line
+			stored = append(stored, fmt.Sprint(rec["mosaicId"]))
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for landed() < len(stored) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	srv.stop(t)
+	if n := landed(); n != len(stored) {
+		slices.Sort(stored)
+		inStream := streamEntityIDs(t, filepath.Join(dir, "plinth-data"))
+		t.Fatalf("after 30 s the lake holds %d events, the store %d records, the stream %d events; not in the stream: %v",
+			n, len(stored), len(inStream), missing(stored, inStream))
+	}
+	res := lakeRows(t, root, "SELECT entityId, count(*) FROM %s GROUP BY 1 ORDER BY 1")
+	var inLake []string
+	for _, r := range res.Rows {
+		if fmt.Sprint(r[1]) != "1" {
+			t.Fatalf("resident %v has %v events in the lake", r[0], r[1])
+		}
+		inLake = append(inLake, fmt.Sprint(r[0]))
+	}
+	slices.Sort(stored)
+	if !slices.Equal(inLake, stored) {
+		t.Fatalf("the lake holds events of %d residents, the store %d", len(inLake), len(stored))
+	}
+}
+
+// streamEntityIDs reads the entity ids of the residents stream of the
+// embedded NATS server in dataDir.
+func streamEntityIDs(t *testing.T, dataDir string) []string {
+	t.Helper()
+	srv, err := nats.StartEmbedded(nats.EmbeddedConfig{Dir: dataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, err := srv.Conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	var ids []string
+	for _, m := range natstest.ReadStream(t, js, nats.StreamName("development", "residents")) {
+		var ev struct{ EntityID string }
+		_ = json.Unmarshal(m.Data(), &ev)
+		ids = append(ids, ev.EntityID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// missing returns what of want (sorted) is not in have (sorted).
+func missing(want, have []string) []string {
+	var out []string
+	for _, w := range want {
+		if _, ok := slices.BinarySearch(have, w); !ok {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // call sends a request to the API with the development token.

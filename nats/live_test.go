@@ -1,0 +1,134 @@
+package nats_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plinth-data/plinth/lake"
+	plinthnats "github.com/plinth-data/plinth/nats"
+	"github.com/plinth-data/plinth/plinthtest/natstest"
+)
+
+// TestLiveSourceHandsOverEveryEventOnce: the lake's source inside serve
+// hands over a backlog from the stream, then what the publisher stores
+// from memory, reads a gap (events another publisher stored) from the
+// stream again, and a restart after Ack resumes right after the
+// acknowledged event. Every event comes exactly once, in stream order,
+// with the stored payload; and live events do not go through the consumer.
+func TestLiveSourceHandsOverEveryEventOnce(t *testing.T) {
+	ctx := t.Context()
+	_, nc := natstest.Embedded(t)
+	ds := shipped(t)
+	pub, err := plinthnats.NewPublisher(ctx, nc, "development", ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := pub.JetStream()
+	stream := plinthnats.StreamName("development", "residents")
+	e := residents(t, ds)
+	publish := func(first, n int) {
+		t.Helper()
+		entries := makeEntries(t, e, "development", first, n)
+		for i := 0; i < n; i += 50 {
+			if err := pub.Publish(ctx, entries[i:min(i+50, n)]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	publish(1, 300) // the backlog, before the source exists
+
+	src, err := plinthnats.NewLiveSource(ctx, pub, stream, "lake", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []lake.Message
+	fetchUntil := func(src *plinthnats.LiveSource, n int) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for len(got) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("after 20 s %d of %d events came", len(got), n)
+			}
+			msgs, err := src.Fetch(ctx, 16384, 100*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, msgs...)
+		}
+	}
+	fetchUntil(src, 300)
+	// Live: published while the lake keeps up.
+	for i := range 10 {
+		publish(301+50*i, 50)
+		fetchUntil(src, 350+50*i)
+	}
+	delivered := consumerDelivered(t, js, stream)
+	if delivered >= 700 {
+		t.Errorf("the consumer delivered up to event %d of 800: the live events were read back from the stream", delivered)
+	}
+	// A gap: events stored by another publisher, then this one's again.
+	for i := range 20 {
+		if _, err := js.Publish(ctx, fmt.Sprintf("plinth.development.residents.resident.created.%d", 2000+i), []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(801, 100)
+	fetchUntil(src, 920)
+	for i := range 3 { // live again
+		publish(901+50*i, 50)
+		fetchUntil(src, 970+50*i)
+	}
+	checkOnce(t, got, 1070)
+
+	// Acknowledged, then a restart: it resumes after the acknowledged event.
+	if err := src.Ack(ctx, got[len(got)-1].Seq); err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+	publish(1051, 30)
+	src, err = plinthnats.NewLiveSource(ctx, pub, stream, "lake", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	fetchUntil(src, 1100)
+	publish(1081, 30)
+	fetchUntil(src, 1130)
+	checkOnce(t, got, 1130)
+	stored := natstest.ReadStream(t, js, stream)
+	for i, m := range got {
+		if string(m.Data) != string(stored[i].Data()) || m.Subject != stored[i].Subject() {
+			t.Fatalf("event %d: %s %.40s, the stream holds %s %.40s", m.Seq, m.Subject, m.Data, stored[i].Subject(), stored[i].Data())
+		}
+	}
+}
+
+// checkOnce fails unless msgs are the stream's events 1…n, each once.
+func checkOnce(t *testing.T, msgs []lake.Message, n int) {
+	t.Helper()
+	if len(msgs) != n {
+		t.Fatalf("%d events came, want %d", len(msgs), n)
+	}
+	for i, m := range msgs {
+		if m.Seq != uint64(i+1) {
+			t.Fatalf("event %d came as the %d-th", m.Seq, i+1)
+		}
+	}
+}
+
+// consumerDelivered is the last stream sequence the lake's consumer
+// delivered.
+func consumerDelivered(t *testing.T, js jetstream.JetStream, stream string) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	c, err := js.Consumer(ctx, stream, "lake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.CachedInfo().Delivered.Stream
+}
