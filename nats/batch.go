@@ -28,9 +28,9 @@ import (
 // the lake skips every event it already holds: slower, not wrong.)
 type BatchSource struct {
 	cons  jetstream.Consumer
-	first uint64 // the first sequence it may deliver: its floor + 1
-	pull  int    // messages the next pull asks for (see Fetch)
-	live  bool   // the last pull found few messages: live traffic (see Fetch)
+	pull  int  // messages the next pull asks for (see Fetch)
+	live  bool // the last pull found few messages: live traffic (see Fetch)
+	noAck bool // a reader that is never acknowledged (LiveSource's catching up)
 
 	mu   sync.Mutex
 	ends map[uint64]jetstream.Msg // the last message of each batch not yet acknowledged
@@ -41,7 +41,6 @@ type BatchSource struct {
 // a batch is held before it is acknowledged.
 func NewBatchSource(ctx context.Context, js jetstream.JetStream, stream, durable string, ackWait time.Duration) (*BatchSource, error) {
 	cc := batchConsumerConfig(durable, ackWait)
-	first := uint64(1)
 	old, err := js.Consumer(ctx, stream, durable)
 	switch {
 	case err == nil:
@@ -52,7 +51,6 @@ func NewBatchSource(ctx context.Context, js jetstream.JetStream, stream, durable
 		if floor > 0 {
 			cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 			cc.OptStartSeq = floor + 1
-			first = floor + 1
 		}
 	case !errors.Is(err, jetstream.ErrConsumerNotFound):
 		return nil, fmt.Errorf("nats: reading the consumer %s of %s: %w", durable, stream, err)
@@ -61,7 +59,7 @@ func NewBatchSource(ctx context.Context, js jetstream.JetStream, stream, durable
 	if err != nil {
 		return nil, fmt.Errorf("nats: creating the consumer %s of %s: %w", durable, stream, err)
 	}
-	return &BatchSource{cons: cons, first: first, ends: map[uint64]jetstream.Msg{}}, nil
+	return &BatchSource{cons: cons, ends: map[uint64]jetstream.Msg{}}, nil
 }
 
 // batchConsumerConfig is the durable consumer a BatchSource reads: from
@@ -174,7 +172,7 @@ func (s *BatchSource) fetch(ctx context.Context, n int, wait time.Duration) ([]l
 		}
 		out = append(out, lake.Message{Seq: seq, Subject: msg.Subject(), Data: msg.Data()})
 	}
-	if last != nil {
+	if last != nil && !s.noAck {
 		s.mu.Lock()
 		s.ends[lastSeq] = last
 		s.mu.Unlock()
@@ -197,14 +195,10 @@ func (s *BatchSource) Ack(ctx context.Context, seq uint64) error {
 	}
 	s.mu.Unlock()
 	if msg == nil {
-		return fmt.Errorf("nats: acknowledging up to %d: %w", seq, errNotDelivered)
+		return fmt.Errorf("nats: acknowledging up to %d, which ends no batch delivered", seq)
 	}
 	return msg.DoubleAck(ctx)
 }
-
-// errNotDelivered is Ack's error for a sequence that ends no batch Fetch
-// returned.
-var errNotDelivered = errors.New("it ends no batch delivered")
 
 // LastSequence returns the sequence of the last message in a stream (0
 // when it is empty or was never created): the position a lake snapshot

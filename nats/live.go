@@ -30,48 +30,65 @@ import (
 // MB without, and its CPU per create 424–524 µs against 354–356
 // (BENCHMARKS.md, "2026-12-01, tenth session").
 //
-// Acknowledging moves the durable consumer: while catching up, through the
-// consumer (AckAll up to the sequence); while live, by recreating the
-// durable at the next sequence, so that a restart resumes where the lake
-// landed. Either way a crash between landing and acknowledging only makes
-// the next start hand over events the lake already holds, which it skips.
+// The durable consumer is only a bookmark here: its acknowledgement floor
+// is the last event landed, and Ack moves it by recreating the durable at
+// the next event. Catching up reads through a consumer of its own, made
+// at the sequence needed next and never acknowledged, so that reading
+// past events not yet landed never moves the bookmark: a crash at any
+// point makes the next start hand over, at worst, events the lake already
+// holds, which it skips.
 type LiveSource struct {
 	js              jetstream.JetStream
 	stream, durable string
-	ackWait         time.Duration
 
-	mu    sync.Mutex
-	queue []lake.Message // stored by this process, not yet handed over, ascending
-	bytes int            // the payload bytes in queue
-	wake  chan struct{}  // signalled (never blocking) when queue grows
-	next  uint64         // the sequence Fetch hands over next
-	batch *BatchSource   // the consumer, while catching up; nil while live
-	few   bool           // the last live Fetch found few messages (see Fetch)
-	stop  func()         // ends the Follow
+	mu     sync.Mutex
+	queue  []lake.Message // stored by this process, not yet handed over, ascending
+	bytes  int            // the payload bytes in queue
+	wake   chan struct{}  // signalled (never blocking) when queue grows
+	next   uint64         // the sequence Fetch hands over next
+	reader *BatchSource   // reading the stream, while catching up; nil while live
+	few    bool           // the last live Fetch found few messages (see Fetch)
+	stop   func()         // ends the Follow
 }
 
 // maxLiveBytes bounds the payloads a LiveSource holds: an event that would
 // go beyond is dropped, and read from the stream later (a gap).
 const maxLiveBytes = 32 << 20
 
-// NewLiveSource opens the durable consumer of a stream as NewBatchSource
-// does, and follows what pub stores in it.
-func NewLiveSource(ctx context.Context, pub *Publisher, stream, durable string, ackWait time.Duration) (*LiveSource, error) {
-	s := &LiveSource{js: pub.JetStream(), stream: stream, durable: durable, ackWait: ackWait, wake: make(chan struct{}, 1)}
-	// Follow first, so that nothing stored after the consumer's floor is
-	// read is missed: what both deliver is handed over once (next).
+// NewLiveSource follows what pub stores in the stream, from the event
+// after the durable consumer's acknowledgement floor (the stream's start
+// when there is no such consumer yet).
+func NewLiveSource(ctx context.Context, pub *Publisher, stream, durable string) (*LiveSource, error) {
+	s := &LiveSource{js: pub.JetStream(), stream: stream, durable: durable, wake: make(chan struct{}, 1)}
+	// Follow first, so that nothing stored after the floor is read is
+	// missed: what both the follower and the reader deliver is handed
+	// over once (next).
 	s.stop = pub.Follow(stream, s.offer)
-	b, err := NewBatchSource(ctx, s.js, stream, durable, ackWait)
-	if err != nil {
+	s.next = 1
+	c, err := s.js.Consumer(ctx, stream, durable)
+	switch {
+	case err == nil:
+		s.next = c.CachedInfo().AckFloor.Stream + 1
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+		s.stop()
+		return nil, fmt.Errorf("nats: reading the consumer %s of %s: %w", durable, stream, err)
+	}
+	if err := s.resume(ctx); err != nil {
 		s.stop()
 		return nil, err
 	}
-	s.batch, s.next = b, b.first
 	return s, nil
 }
 
-// Close stops following the publisher.
-func (s *LiveSource) Close() { s.stop() }
+// Close stops following the publisher and drops the reader.
+func (s *LiveSource) Close() {
+	s.stop()
+	s.mu.Lock()
+	r := s.reader
+	s.reader = nil
+	s.mu.Unlock()
+	s.dropReader(r)
+}
 
 // offer takes an event the publisher stored.
 func (s *LiveSource) offer(m lake.Message) {
@@ -96,14 +113,15 @@ func (s *LiveSource) Fetch(ctx context.Context, limit int, wait time.Duration) (
 	for {
 		s.mu.Lock()
 		s.dropBefore(s.next)
-		if b := s.batch; b != nil {
+		if r := s.reader; r != nil {
 			if len(s.queue) > 0 && s.queue[0].Seq == s.next {
-				s.batch, s.few = nil, false // caught up: live from here
+				s.reader, s.few = nil, false // caught up: live from here
 				s.mu.Unlock()
+				s.dropReader(r)
 				continue
 			}
 			s.mu.Unlock()
-			return s.catchUp(ctx, b, limit, time.Until(deadline))
+			return s.catchUp(ctx, r, limit, time.Until(deadline))
 		}
 		if len(s.queue) > 0 && s.queue[0].Seq != s.next {
 			s.mu.Unlock()
@@ -198,53 +216,52 @@ func (s *LiveSource) catchUp(ctx context.Context, b *BatchSource, limit int, wai
 	return msgs, err
 }
 
-// resume starts catching up at the next sequence: the durable consumer is
-// recreated there.
+// resume starts catching up at the next sequence, with a reader of its
+// own: an ephemeral consumer that is never acknowledged (the server keeps
+// no state of what it delivered) and goes away a minute after its last
+// pull if it is not deleted first.
 func (s *LiveSource) resume(ctx context.Context) error {
 	s.mu.Lock()
 	next := s.next
 	s.mu.Unlock()
-	b, err := startBatchSource(ctx, s.js, s.stream, s.durable, s.ackWait, next)
+	cons, err := s.js.CreateConsumer(ctx, s.stream, jetstream.ConsumerConfig{
+		Description:       "Plinth data lake, catching up",
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       next,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: time.Minute,
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("nats: reading %s from %d: %w", s.stream, next, err)
 	}
 	s.mu.Lock()
-	s.batch = b
+	s.reader = &BatchSource{cons: cons, noAck: true}
 	s.mu.Unlock()
 	return nil
 }
 
-// Ack records that every event up to seq, the last one Fetch returned, is
-// landed.
-func (s *LiveSource) Ack(ctx context.Context, seq uint64) error {
-	s.mu.Lock()
-	b := s.batch
-	s.mu.Unlock()
-	if b != nil {
-		// Catching up: seq ends a batch the consumer delivered, unless the
-		// gap that started the catching up came right after it; then the
-		// floor stays where it was until the next acknowledgement.
-		if err := b.Ack(ctx, seq); !errors.Is(err, errNotDelivered) {
-			return err
-		}
-		return nil
+// dropReader deletes a reader's consumer; one left behind goes away by
+// itself after a minute.
+func (s *LiveSource) dropReader(r *BatchSource) {
+	if r == nil {
+		return
 	}
-	_, err := startBatchSource(ctx, s.js, s.stream, s.durable, s.ackWait, seq+1)
-	return err
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.js.DeleteConsumer(ctx, s.stream, r.cons.CachedInfo().Name)
 }
 
-// startBatchSource (re)creates the durable consumer of a stream at
-// sequence start: its acknowledgement floor is then start-1.
-func startBatchSource(ctx context.Context, js jetstream.JetStream, stream, durable string, ackWait time.Duration, start uint64) (*BatchSource, error) {
-	if err := js.DeleteConsumer(ctx, stream, durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("nats: moving the consumer %s of %s: %w", durable, stream, err)
+// Ack records that every event up to seq, the last one Fetch returned, is
+// landed: the durable consumer is recreated at the next event.
+func (s *LiveSource) Ack(ctx context.Context, seq uint64) error {
+	if err := s.js.DeleteConsumer(ctx, s.stream, s.durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("nats: moving the consumer %s of %s: %w", s.durable, s.stream, err)
 	}
-	cc := batchConsumerConfig(durable, ackWait)
+	cc := batchConsumerConfig(s.durable, time.Minute)
 	cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-	cc.OptStartSeq = start
-	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cc)
-	if err != nil {
-		return nil, fmt.Errorf("nats: moving the consumer %s of %s: %w", durable, stream, err)
+	cc.OptStartSeq = seq + 1
+	if _, err := s.js.CreateOrUpdateConsumer(ctx, s.stream, cc); err != nil {
+		return fmt.Errorf("nats: moving the consumer %s of %s: %w", s.durable, s.stream, err)
 	}
-	return &BatchSource{cons: cons, first: start, ends: map[uint64]jetstream.Msg{}}, nil
+	return nil
 }

@@ -175,7 +175,7 @@ func landDomain(ctx context.Context, cfg Config, lc lake.Config, d *plinth.Domai
 	land := func(ctx context.Context, held func() bool) error {
 		var src lake.Source
 		if bus.live {
-			live, err := plinthnats.NewLiveSource(ctx, bus.pub, stream, lakeDurable, ackWait)
+			live, err := plinthnats.NewLiveSource(ctx, bus.pub, stream, lakeDurable)
 			if err != nil {
 				return err
 			}
