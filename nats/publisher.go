@@ -86,8 +86,11 @@ type Publisher struct {
 	careful bool            // publish one at a time until a batch succeeds
 
 	followMu  sync.RWMutex
-	followers map[string]func(lake.Message) // by stream (Follow)
+	followers map[string]*follower // by stream (Follow)
 }
+
+// follower is a stream's Follow callback.
+type follower struct{ fn func(lake.Message) }
 
 // Follow calls fn with every message the publisher stores in the stream
 // from now on (not with duplicates JetStream dropped), in stream order,
@@ -99,13 +102,16 @@ func (p *Publisher) Follow(stream string, fn func(lake.Message)) (stop func()) {
 	p.followMu.Lock()
 	defer p.followMu.Unlock()
 	if p.followers == nil {
-		p.followers = map[string]func(lake.Message){}
+		p.followers = map[string]*follower{}
 	}
-	p.followers[stream] = fn
+	f := &follower{fn}
+	p.followers[stream] = f
 	return func() {
 		p.followMu.Lock()
 		defer p.followMu.Unlock()
-		delete(p.followers, stream)
+		if p.followers[stream] == f { // not a later follower's
+			delete(p.followers, stream)
+		}
 	}
 }
 
@@ -115,10 +121,10 @@ func (p *Publisher) stored(e plinth.OutboxEntry, ack *jetstream.PubAck) {
 		return
 	}
 	p.followMu.RLock()
-	fn := p.followers[ack.Stream]
+	f := p.followers[ack.Stream]
 	p.followMu.RUnlock()
-	if fn != nil {
-		fn(lake.Message{Seq: ack.Sequence, Subject: e.Subject, Data: e.Payload})
+	if f != nil {
+		f.fn(lake.Message{Seq: ack.Sequence, Subject: e.Subject, Data: e.Payload})
 	}
 }
 
