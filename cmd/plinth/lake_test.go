@@ -263,16 +263,7 @@ func TestLakeInServeSurvivesSIGKILL(t *testing.T) {
 // embedded NATS server in dataDir.
 func streamEntityIDs(t *testing.T, dataDir string) []string {
 	t.Helper()
-	srv, err := nats.StartEmbedded(nats.EmbeddedConfig{Dir: dataDir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := srv.Conn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	_, nc := natstest.EmbeddedIn(t, dataDir)
 	js, _ := jetstream.New(nc)
 	var ids []string
 	for _, m := range natstest.ReadStream(t, js, nats.StreamName("development", "residents")) {

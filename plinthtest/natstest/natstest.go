@@ -25,7 +25,15 @@ const DefaultURL = "nats://127.0.0.1:4222"
 // test and returns it with a connection; both end with the test.
 func Embedded(t testing.TB) (*plinthnats.Embedded, *natsgo.Conn) {
 	t.Helper()
-	srv, err := plinthnats.StartEmbedded(plinthnats.EmbeddedConfig{Dir: t.TempDir()})
+	return EmbeddedIn(t, t.TempDir())
+}
+
+// EmbeddedIn starts an embedded NATS server with JetStream in Plinth's
+// data directory dir (its files in dir/nats, as serve keeps them), for the
+// rest of the test, and connects to it.
+func EmbeddedIn(t testing.TB, dir string) (*plinthnats.Embedded, *natsgo.Conn) {
+	t.Helper()
+	srv, err := plinthnats.StartEmbedded(plinthnats.EmbeddedConfig{Dir: dir})
 	if err != nil {
 		t.Fatalf("starting embedded NATS: %v", err)
 	}
@@ -38,10 +46,6 @@ func Embedded(t testing.TB) (*plinthnats.Embedded, *natsgo.Conn) {
 	return srv, nc
 }
 
-// External connects to the external test server (URLEnv, else
-// DefaultURL). When it cannot be reached the test is skipped, or fails
-// when the environment variable CI is "true". Tests must use names of their
-// own (an environment such as "test<random>") and delete their streams.
 func External(t testing.TB) *natsgo.Conn {
 	t.Helper()
 	u := os.Getenv(URLEnv)
