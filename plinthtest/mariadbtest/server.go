@@ -16,9 +16,10 @@ import (
 
 // Server is a private MariaDB server a test started.
 type Server struct {
-	URL string // mariadb://root@127.0.0.1:PORT/test
-	cmd *exec.Cmd
-	dir string
+	URL  string // mariadb://root@127.0.0.1:PORT/test
+	cmd  *exec.Cmd
+	dir  string
+	done chan struct{} // closed once mariadbd has exited
 }
 
 // StartServer starts a private MariaDB server from the machine's binaries
@@ -62,25 +63,58 @@ func startServer() (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("mariadb-install-db: %v\n%s", err, out)
 	}
+	// The port is free when chosen, but another process may take it before
+	// mariadbd binds it (it then exits at once): try another.
+	for attempt := 1; ; attempt++ {
+		s, err := startDaemon(daemon, dir, data, u.Username)
+		switch {
+		case err == nil:
+			return s, nil
+		case s == nil || !s.exited(): // startDaemon cleaned up
+			return nil, err
+		case attempt == 3:
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
+}
+
+// startDaemon starts mariadbd on a free port and waits until it answers.
+// When it does not, the server is stopped and its folder removed, unless it
+// exited by itself (exited), when the folder is kept for another try.
+func startDaemon(daemon, dir, data, username string) (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
 	cmd := exec.Command(daemon, "--no-defaults", "--datadir="+data, fmt.Sprintf("--port=%d", port), "--bind-address=127.0.0.1",
-		"--socket="+filepath.Join(dir, "sock"), "--pid-file="+filepath.Join(dir, "pid"), "--user="+u.Username,
+		"--socket="+filepath.Join(dir, "sock"), "--pid-file="+filepath.Join(dir, "pid"), "--user="+username,
 		"--log-bin="+filepath.Join(data, "binlog"), "--binlog-format=ROW", "--server-id=1", "--skip-name-resolve",
 		"--log-error="+filepath.Join(dir, "error.log"), "--innodb-buffer-pool-size=32M", "--performance-schema=OFF")
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	s := &Server{URL: fmt.Sprintf("mariadb://root@127.0.0.1:%d/test", port), cmd: cmd, dir: dir}
+	s := &Server{URL: fmt.Sprintf("mariadb://root@127.0.0.1:%d/test", port), cmd: cmd, dir: dir, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(s.done) }()
 	if err := s.waitReady(); err != nil {
-		s.Stop()
-		return nil, err
+		if !s.exited() {
+			s.Stop()
+		}
+		return s, err
 	}
 	return s, nil
+}
+
+// exited says whether mariadbd has exited by itself.
+func (s *Server) exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
 }
 
 func (s *Server) waitReady() error {
@@ -97,7 +131,7 @@ func (s *Server) waitReady() error {
 				return nil
 			}
 		}
-		if time.Now().After(deadline) {
+		if time.Now().After(deadline) || s.exited() {
 			log, _ := os.ReadFile(filepath.Join(s.dir, "error.log"))
 			return fmt.Errorf("the server did not start: %v\n%s", err, log)
 		}
@@ -109,13 +143,11 @@ func (s *Server) waitReady() error {
 func (s *Server) Stop() {
 	if s.cmd != nil && s.cmd.Process != nil {
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = s.cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-s.done:
 		case <-time.After(20 * time.Second):
 			_ = s.cmd.Process.Kill()
-			<-done
+			<-s.done
 		}
 	}
 	os.RemoveAll(s.dir)
