@@ -15,11 +15,10 @@ import (
 // LiveSource is the data lake's source inside the process that publishes
 // the events (plinth serve on its embedded NATS server): it hands the lake
 // the events this process's Publisher has just stored, from memory
-// (Publisher.Follow), and reads the stream through the durable consumer
-// (BatchSource) only to catch up: at start, from the consumer's
-// acknowledgement floor, and after a gap (an event it was not handed:
-// published by another process, or dropped because the lake fell behind
-// and the queue in memory was full).
+// (Publisher.Follow), and reads the stream only to catch up: at start,
+// from the durable consumer's acknowledgement floor, and after a gap (an
+// event it was not handed: published by another process, or dropped
+// because the lake fell behind and the queue in memory was full).
 //
 // Why: a consumer reading the newest messages keeps each 8 MiB message
 // block's cache in memory for ten seconds after its last read, so the
