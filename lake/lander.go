@@ -110,9 +110,9 @@ type Lander struct {
 }
 
 // openFile is a file of one partition being written: events go into it
-// as they come, so the buffer holds encoded columns, not decoded events.
+// as they come, so what is held is encoded columns, not decoded events.
 type openFile struct {
-	buf         *bytes.Buffer
+	spool       Spool
 	w           *parquet.EventWriter
 	first, last uint64
 }
@@ -163,6 +163,7 @@ func (l *Lander) Run(ctx context.Context, src Source) error {
 	// with decoding and fetching keeps both cores busy on a backlog.
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
+	defer l.discardOpen()
 	fetchedCh := make(chan fetched, 1)
 	go l.fetch(fctx, src, fetchedCh)
 	batches := make(chan fetched, 1)
@@ -364,8 +365,13 @@ func (l *Lander) add(ctx context.Context, m Message, d decoded) error {
 		}
 		f := l.files[partition]
 		if f == nil {
-			f = &openFile{first: seq, last: seq, buf: l.buffer()}
-			if f.w, err = parquet.NewEventWriter(f.buf, view.e, l.cfg.Parquet); err != nil {
+			sp, err := l.newSpool(partition)
+			if err != nil {
+				return fmt.Errorf("lake: starting a file in %s: %w", partition, err)
+			}
+			f = &openFile{first: seq, last: seq, spool: sp}
+			if f.w, err = parquet.NewEventWriter(sp, view.e, l.cfg.Parquet); err != nil {
+				sp.Discard()
 				return err
 			}
 			l.files[partition] = f
@@ -422,7 +428,6 @@ func (l *Lander) Flush(ctx context.Context, src Source) error {
 			return err
 		}
 		delete(l.files, partition)
-		l.recycle(f.buf)
 	}
 	if l.lastSeq > l.acked {
 		if err := l.holds(); err != nil {
@@ -468,6 +473,15 @@ func (l *Lander) recycle(b *bytes.Buffer) {
 	}
 }
 
+// discardOpen drops the files not landed when a run fails: their events
+// were not acknowledged, so the next run lands them.
+func (l *Lander) discardOpen() {
+	for partition, f := range l.files {
+		f.spool.Discard()
+		delete(l.files, partition)
+	}
+}
+
 // holds returns ErrLeaseLost when the lander no longer holds its lease.
 func (l *Lander) holds() error {
 	if l.cfg.Held != nil && !l.cfg.Held() {
@@ -477,21 +491,21 @@ func (l *Lander) holds() error {
 }
 
 // land writes one open file to the lake: visible at once, durable when
-// Put returns.
+// its spool has landed.
 func (l *Lander) land(ctx context.Context, partition string, f *openFile) error {
 	if err := f.w.Close(); err != nil {
 		return err
 	}
 	key := partition + PartName(f.first, f.last)
-	if err := l.target.Put(ctx, key, f.buf.Bytes()); err != nil {
+	size := f.spool.Size()
+	if err := f.spool.Land(ctx, key); err != nil {
 		return fmt.Errorf("lake: landing %s: %w", key, err)
 	}
 	l.landed.add(partition, key, f.first, f.last)
-	l.hint = min(max(l.hint, f.buf.Len()), l.cfg.FlushBytes)
 	n := f.w.Count()
 	l.stats.Landed += n
 	l.stats.Files++
-	l.stats.Bytes += int64(f.buf.Len())
-	l.log.Debug("landed", "file", key, "events", n, "bytes", f.buf.Len())
+	l.stats.Bytes += size
+	l.log.Debug("landed", "file", key, "events", n, "bytes", size)
 	return nil
 }

@@ -53,32 +53,16 @@ const tempSuffix = ".tmp"
 
 // Put writes body to a temporary file beside the key, syncs it, renames
 // it into place and syncs the folder.
-func (d Dir) Put(_ context.Context, key string, body []byte) error {
-	path := d.path(key)
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*"+tempSuffix)
+func (d Dir) Put(ctx context.Context, key string, body []byte) error {
+	s, err := d.spoolIn(filepath.Dir(d.path(key)))
 	if err != nil {
-		return err
+		return fmt.Errorf("lake: writing %s: %w", d.path(key), err)
 	}
-	tmp := f.Name()
-	_, err = f.Write(body)
-	if err == nil {
-		err = f.Sync()
+	if _, err := s.Write(body); err != nil {
+		s.Discard()
+		return fmt.Errorf("lake: writing %s: %w", d.path(key), err)
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("lake: writing %s: %w", path, err)
-	}
-	return syncDir(dir)
+	return s.Land(ctx, key)
 }
 
 func syncDir(dir string) error {
@@ -154,7 +138,8 @@ func (d Dir) Delete(_ context.Context, key string) error {
 }
 
 // CleanTemp removes temporary files a crashed writer left below the
-// folder. Only one writer may run on a lake folder when it is called.
+// folder: those no live process holds locked (a lander's file being
+// written is; see Spool).
 func (d Dir) CleanTemp() error {
 	return filepath.WalkDir(string(d), func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
@@ -163,7 +148,7 @@ func (d Dir) CleanTemp() error {
 			}
 			return err
 		}
-		if !de.IsDir() && strings.HasSuffix(p, tempSuffix) && strings.HasPrefix(de.Name(), ".") {
+		if !de.IsDir() && strings.HasSuffix(p, tempSuffix) && strings.HasPrefix(de.Name(), ".") && !spoolInUse(p) {
 			return os.Remove(p)
 		}
 		return nil
