@@ -372,3 +372,15 @@ type Publisher interface {
 	// (the bus drops the ones it already has by their Nats-Msg-Id).
 	Publish(ctx context.Context, entries []OutboxEntry) error
 }
+
+// PublishedFinder is a Publisher that can tell which pending entries the
+// bus holds already: those a relay published and then stopped (crashed,
+// lost its lease, failed to mark them) before the outbox marked them
+// sent. The relay asks before it publishes again after such a stop, so
+// that an entry is stored once however much later that is: the bus drops
+// a repeated Nats-Msg-Id only within its duplicate window.
+type PublishedFinder interface {
+	// Published returns the event IDs of the entries (pending, in outbox
+	// order) that the bus holds.
+	Published(ctx context.Context, pending []OutboxEntry) ([]string, error)
+}

@@ -81,13 +81,15 @@ func (c RelayConfig) withDefaults() RelayConfig {
 // at a time, and when its holder dies the lease expires and another takes
 // over, within about LeaseTTL.
 //
-// Delivery is at least once from the relay and exactly once into the
-// stream: when a relay dies between publishing and marking, the next one
-// publishes the same entries again, and JetStream drops them by their
-// Nats-Msg-Id, which is the event ID. JetStream remembers message IDs for the
-// stream's duplicate window, two minutes unless configured; package nats
-// creates its streams with a ten-minute window, far longer than a lease
-// takes to pass to another relay.
+// Delivery is exactly once into the stream. When a relay dies between
+// publishing and marking (or loses its lease, or fails to mark), what it
+// published is at the tail of the streams; the relay that goes on asks
+// the publisher for it first (plinth.PublishedFinder, which package nats
+// implements) and marks it sent instead of publishing it again, however
+// long after the first publish that is. A publish retried after its
+// acknowledgement went missing is dropped by JetStream by its
+// Nats-Msg-Id, the event ID, within the stream's duplicate window (two
+// minutes, nats.DuplicateWindow).
 //
 // The active relay renews its lease every third of LeaseTTL and stops
 // publishing a batch (to retry it after renewing) when nine tenths of the
@@ -102,16 +104,21 @@ type Relay struct {
 	cfg    RelayConfig
 	log    *slog.Logger
 	runner *lease.Runner
+	// unsure: a relay may have published pending entries without marking
+	// them (before this one started or took the lease, or this one's last
+	// publish or mark failed), so the bus is asked before publishing.
+	unsure bool
 }
 
 // NewRelay returns a relay from store to pub. Call Run to start it.
 func NewRelay(store plinth.OutboxStore, pub plinth.Publisher, cfg RelayConfig) *Relay {
 	cfg = cfg.withDefaults()
 	r := &Relay{
-		store: store,
-		pub:   pub,
-		cfg:   cfg,
-		log:   cfg.Logger.With("component", "relay", "holder", cfg.Holder),
+		store:  store,
+		pub:    pub,
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "relay", "holder", cfg.Holder),
+		unsure: true,
 	}
 	lc := lease.Config{
 		Holder:  cfg.Holder,
@@ -124,6 +131,7 @@ func NewRelay(store plinth.OutboxStore, pub plinth.Publisher, cfg RelayConfig) *
 			return err
 		},
 		Step:   r.relayOnce,
+		Lost:   func() { r.unsure = true },
 		Batch:  cfg.Batch,
 		Linger: cfg.Linger,
 		Logger: r.log,
@@ -181,9 +189,16 @@ func (r *Relay) relayOnce(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading the outbox: %w", err)
 	}
+	if r.unsure && len(entries) > 0 {
+		if entries, err = r.markPublished(ctx, entries); err != nil {
+			return 0, err
+		}
+	}
+	r.unsure = false
 	if len(entries) == 0 {
 		return 0, nil
 	}
+	r.unsure = true // until marked
 	if err := r.pub.Publish(ctx, entries); err != nil {
 		return 0, fmt.Errorf("publishing %d event(s) from sequence %d: %w", len(entries), entries[0].Sequence, err)
 	}
@@ -195,5 +210,44 @@ func (r *Relay) relayOnce(ctx context.Context) (int, error) {
 		// They are published; publishing them again is harmless.
 		return 0, fmt.Errorf("marking %d published event(s) sent: %w", len(entries), err)
 	}
+	r.unsure = false
 	return len(entries), nil
+}
+
+// widerCheck is how many batches of pending entries markPublished looks
+// for in the bus: more than one, in case the relay that published them
+// took larger batches.
+const widerCheck = 10
+
+// markPublished marks sent the pending entries the bus holds already (a
+// relay published them and stopped before marking them) and returns the
+// batch to publish without them. With a bus that cannot tell, it returns
+// the batch: the bus then drops what it has within its duplicate window.
+func (r *Relay) markPublished(ctx context.Context, entries []plinth.OutboxEntry) ([]plinth.OutboxEntry, error) {
+	finder, ok := r.pub.(plinth.PublishedFinder)
+	if !ok {
+		return entries, nil
+	}
+	wide := entries
+	if len(entries) == r.cfg.Batch {
+		var err error
+		if wide, err = r.store.PendingEvents(ctx, r.cfg.Batch*widerCheck); err != nil {
+			return nil, fmt.Errorf("reading the outbox: %w", err)
+		}
+	}
+	ids, err := finder.Published(ctx, wide)
+	if err != nil {
+		return nil, fmt.Errorf("looking for pending events in the stream: %w", err)
+	}
+	if len(ids) == 0 {
+		return entries, nil
+	}
+	if err := r.store.MarkEventsSent(ctx, ids); err != nil {
+		return nil, fmt.Errorf("marking %d event(s) found in the stream sent: %w", len(ids), err)
+	}
+	r.log.Info("events published before without being marked sent are in the stream; marked them sent, not publishing them again", "count", len(ids))
+	if entries, err = r.store.PendingEvents(ctx, r.cfg.Batch); err != nil {
+		return nil, fmt.Errorf("reading the outbox: %w", err)
+	}
+	return entries, nil
 }

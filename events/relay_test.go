@@ -358,3 +358,70 @@ func (s *countedReads) PendingEvents(ctx context.Context, limit int) ([]plinth.O
 	s.n.Add(1)
 	return es, err
 }
+
+// failingMarks fails the MarkEventsSent calls whose numbers (from 1) are
+// listed, after a pause longer than the stream's duplicate window.
+type failingMarks struct {
+	plinth.OutboxStore
+	fail  map[int64]bool
+	pause time.Duration
+	calls atomic.Int64
+}
+
+func (s *failingMarks) MarkEventsSent(ctx context.Context, ids []string) error {
+	if s.fail[s.calls.Add(1)] {
+		time.Sleep(s.pause)
+		return errors.New("store unavailable")
+	}
+	return s.OutboxStore.MarkEventsSent(ctx, ids)
+}
+
+// A relay that published entries and stopped before marking them (it
+// crashed, or its mark failed) left them in the stream; the relay that
+// goes on marks them sent instead of publishing them again, though the
+// stream's duplicate window has passed and JetStream would store them
+// twice.
+func TestRelayMarksWhatTheStreamHolds(t *testing.T) {
+	for _, sc := range stores {
+		t.Run(sc.name, func(t *testing.T) {
+			ctx := t.Context()
+			ds := plinthtest.Domains(t)
+			st := sc.open(t, ds)
+			b := newBus(t, ds)
+			const window = 200 * time.Millisecond
+			if err := b.pub.EnsureStream(ctx, "residents"); err != nil {
+				t.Fatal(err)
+			}
+			s, err := b.js.Stream(ctx, residentsStream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := s.CachedInfo().Config
+			cfg.Duplicates = window
+			if _, err := b.js.UpdateStream(ctx, cfg); err != nil {
+				t.Fatal(err)
+			}
+			w := newWriter(st, plinthtest.Entity(t, ds, "residents"))
+			writeLoad(t, w, 2, 20)
+			pending, err := st.PendingEvents(ctx, 1000)
+			if err != nil || len(pending) < 20 {
+				t.Fatalf("%d pending, %v", len(pending), err)
+			}
+			// The relay that crashed between publishing and marking.
+			if err := b.pub.Publish(ctx, pending[:len(pending)/2]); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(2 * window)
+			// The next one: its first mark (of what it finds) and its
+			// third (after a batch it published) fail.
+			marks := &failingMarks{OutboxStore: st, fail: map[int64]bool{1: true, 3: true}, pause: 2 * window}
+			startRelay(t, marks, b.pub, events.RelayConfig{Holder: "next", Poll: 10 * time.Millisecond, Batch: 7, Logger: quiet})
+			writeLoad(t, w, 2, 10)
+			waitForCount(t, st, b.js, residentsStream, w.total(), 60*time.Second)
+			w.checkExactlyOnce(t, b.js, residentsStream)
+			if marks.calls.Load() < 4 {
+				t.Fatalf("%d marks", marks.calls.Load())
+			}
+		})
+	}
+}

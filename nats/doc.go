@@ -6,8 +6,9 @@
 // under the data directory and, unless asked, no TCP port; Connect dials an
 // external server. Publisher implements the relay's Publisher over either: one
 // stream per domain, PLINTH_<ENV>_<DOMAIN>, capturing
-// plinth.<env>.<domain>.>, with a ten-minute duplicate window so that the
-// relay's re-publishes after a crash are dropped by their Nats-Msg-Id, and a
+// plinth.<env>.<domain>.>, with a two-minute duplicate window so that a
+// publish the relay retries is dropped by its Nats-Msg-Id (after a crash
+// the relay asks the stream for what it holds: Published), and a
 // retention (Retention: 7 days and 1 GiB by default) applied to new and
 // existing streams.
 //
