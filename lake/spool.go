@@ -33,18 +33,23 @@ type Spool interface {
 	Discard()
 }
 
-// spoolBuffer is how much a Dir spool gathers before each write.
+// spoolBuffer is how much a file spool gathers before each write.
 const spoolBuffer = 256 << 10
 
-// spoolPattern names a Dir spool: hidden and ending in tempSuffix, so
-// readers' globs (*.parquet) and List skip it and CleanTemp knows it.
+// spoolPattern names a spool's temporary file: hidden and ending in
+// tempSuffix, so that readers' globs (*.parquet) and Dir.List skip it and
+// CleanTemp knows it.
 const spoolPattern = ".spool-*" + tempSuffix
 
-// Spool starts a temporary file in the folder, locked while it is written
-// so that CleanTemp in another process leaves it alone.
-func (d Dir) Spool(folder string) (Spool, error) { return d.spoolIn(d.path(folder)) }
+// LandFile makes a spool's file, written and flushed, the object key.
+// It owns the file: it closes it and renames or removes it. On error the
+// spool removes what is left.
+type LandFile func(ctx context.Context, key string, f *os.File, size int64) error
 
-func (d Dir) spoolIn(dir string) (*dirSpool, error) {
+// FileSpool returns a spool in a new temporary file of dir, locked while
+// it is written so that CleanTemp in another process leaves it alone;
+// land makes it an object.
+func FileSpool(dir string, land LandFile) (Spool, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
@@ -57,51 +62,63 @@ func (d Dir) spoolIn(dir string) (*dirSpool, error) {
 		os.Remove(f.Name())
 		return nil, fmt.Errorf("lake: locking %s: %w", f.Name(), err)
 	}
-	return &dirSpool{d: d, f: f, w: bufio.NewWriterSize(f, spoolBuffer)}, nil
+	return &fileSpool{f: f, w: bufio.NewWriterSize(f, spoolBuffer), land: land}, nil
 }
 
-// dirSpool is a file of a Dir being written.
-type dirSpool struct {
-	d Dir
-	f *os.File
-	w *bufio.Writer
-	n int64
+// fileSpool is a file being written in a temporary file.
+type fileSpool struct {
+	f    *os.File
+	w    *bufio.Writer
+	n    int64
+	land LandFile
 }
 
-func (s *dirSpool) Write(p []byte) (int, error) {
+func (s *fileSpool) Write(p []byte) (int, error) {
 	n, err := s.w.Write(p)
 	s.n += int64(n)
 	return n, err
 }
 
-func (s *dirSpool) Size() int64 { return s.n }
+func (s *fileSpool) Size() int64 { return s.n }
 
-// Land syncs the file, renames it to the key's path and syncs the folder.
-func (s *dirSpool) Land(_ context.Context, key string) error {
-	path := s.d.path(key)
+func (s *fileSpool) Land(ctx context.Context, key string) error {
 	err := s.w.Flush()
 	if err == nil {
-		err = s.f.Sync()
+		err = s.land(ctx, key, s.f, s.n)
 	}
-	if cerr := s.f.Close(); err == nil {
+	if err != nil {
+		s.Discard()
+	}
+	return err
+}
+
+func (s *fileSpool) Discard() {
+	s.f.Close()
+	os.Remove(s.f.Name())
+}
+
+// Spool starts a file in a temporary file of the folder, which Land
+// renames into place.
+func (d Dir) Spool(folder string) (Spool, error) { return FileSpool(d.path(folder), d.landFile) }
+
+// landFile syncs the file, renames it to the key's path and syncs the
+// folder.
+func (d Dir) landFile(_ context.Context, key string, f *os.File, _ int64) error {
+	path := d.path(key)
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
 		err = os.MkdirAll(filepath.Dir(path), 0o750)
 	}
 	if err == nil {
-		err = os.Rename(s.f.Name(), path)
+		err = os.Rename(f.Name(), path)
 	}
 	if err != nil {
-		os.Remove(s.f.Name())
 		return fmt.Errorf("lake: writing %s: %w", path, err)
 	}
 	return syncDir(filepath.Dir(path))
-}
-
-func (s *dirSpool) Discard() {
-	s.f.Close()
-	os.Remove(s.f.Name())
 }
 
 // newSpool starts the file of a partition: in the target when it is a

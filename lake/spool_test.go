@@ -13,7 +13,9 @@ import (
 	plinthnats "github.com/plinth-data/plinth/nats"
 	"github.com/plinth-data/plinth/parquet"
 	"github.com/plinth-data/plinth/plinthtest/natstest"
+	"github.com/plinth-data/plinth/plinthtest/s3test"
 	rt "github.com/plinth-data/plinth/report/reporttest"
+	"github.com/plinth-data/plinth/s3"
 )
 
 // temps lists the temporary files below root.
@@ -83,19 +85,36 @@ func TestDirSpool(t *testing.T) {
 }
 
 // The lander writes a file into its spool as row groups fill, not into
-// memory: before anything lands, the partition's spool on disk grows.
+// memory: before anything lands, the partition's spool on disk grows (in
+// the folder for a Dir, in $TMPDIR for S3).
 func TestLanderSpoolsToDisk(t *testing.T) {
+	t.Run("dir", func(t *testing.T) {
+		root := t.TempDir()
+		testLanderSpools(t, lake.Dir(root), root)
+	})
+	t.Run("s3", func(t *testing.T) {
+		endpoint := s3test.Start(t, "lake")
+		target, err := s3.Open(context.Background(), "s3://lake/raw", s3.Options{Endpoint: endpoint})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := t.TempDir()
+		t.Setenv("TMPDIR", tmp)
+		testLanderSpools(t, target, tmp)
+	})
+}
+
+func testLanderSpools(t *testing.T, target lake.Target, spools string) {
 	e, recs := rt.Sample(t, 3000)
 	b := newBus(t, e.Domain)
 	b.publish(t, e, recs, time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC))
-	root := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	src, err := plinthnats.NewBatchSource(ctx, b.js, b.stream, "lake", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := lake.NewLander(e.Domain, lake.Dir(root), lake.Config{FlushInterval: time.Hour,
+	l := lake.NewLander(e.Domain, target, lake.Config{FlushInterval: time.Hour,
 		Parquet: parquet.Options{RowGroupBytes: 32 << 10}, Logger: slog.New(slog.DiscardHandler)})
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -104,13 +123,13 @@ func TestLanderSpoolsToDisk(t *testing.T) {
 	for deadline := time.Now().Add(30 * time.Second); spooled < 512<<10 && time.Now().Before(deadline); {
 		time.Sleep(50 * time.Millisecond)
 		spooled = 0
-		for _, p := range temps(t, root) {
+		for _, p := range temps(t, spools) {
 			if fi, err := os.Stat(p); err == nil {
 				spooled += fi.Size()
 			}
 		}
 	}
-	objs, err := lake.Dir(root).List(ctx, "")
+	objs, err := target.List(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +143,10 @@ func TestLanderSpoolsToDisk(t *testing.T) {
 	if st := l.Stats(); st.Landed != int64(natstest.StreamCount(t, b.js, b.stream)) || st.Files == 0 {
 		t.Fatalf("landed %+v", st)
 	}
-	if got := temps(t, root); len(got) != 0 {
+	if got := temps(t, spools); len(got) != 0 {
 		t.Fatalf("temporary files left after landing: %v", got)
+	}
+	if objs, err = target.List(ctx, ""); err != nil || int64(len(objs)) < l.Stats().Files {
+		t.Fatalf("%d objects listed (%v) after landing %d files", len(objs), err, l.Stats().Files)
 	}
 }

@@ -54,7 +54,7 @@ const tempSuffix = ".tmp"
 // Put writes body to a temporary file beside the key, syncs it, renames
 // it into place and syncs the folder.
 func (d Dir) Put(ctx context.Context, key string, body []byte) error {
-	s, err := d.spoolIn(filepath.Dir(d.path(key)))
+	s, err := FileSpool(filepath.Dir(d.path(key)), d.landFile)
 	if err != nil {
 		return fmt.Errorf("lake: writing %s: %w", d.path(key), err)
 	}

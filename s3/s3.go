@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -77,16 +78,33 @@ func (t *Target) String() string { return t.url }
 
 // Put writes an object with one PutObject.
 func (t *Target) Put(ctx context.Context, key string, body []byte) error {
+	return t.put(ctx, key, bytes.NewReader(body), int64(len(body)))
+}
+
+func (t *Target) put(ctx context.Context, key string, body io.ReadSeeker, size int64) error {
 	_, err := t.client.PutObject(ctx, &awss3.PutObjectInput{
 		Bucket:        aws.String(t.bucket),
 		Key:           aws.String(t.prefix + key),
-		Body:          bytes.NewReader(body),
-		ContentLength: aws.Int64(int64(len(body))),
+		Body:          body,
+		ContentLength: aws.Int64(size),
 	})
 	if err != nil {
 		return fmt.Errorf("lake: writing %s%s: %w", t.url, key, err)
 	}
 	return nil
+}
+
+// Spool starts a file in a temporary file of the machine's temporary
+// folder ($TMPDIR), uploaded with one PutObject when it lands, so that a
+// lander holds no whole file in memory (lake.Spooler).
+func (t *Target) Spool(string) (lake.Spool, error) {
+	return lake.FileSpool(os.TempDir(), func(ctx context.Context, key string, f *os.File, size int64) error {
+		defer func() {
+			f.Close()
+			os.Remove(f.Name())
+		}()
+		return t.put(ctx, key, io.NewSectionReader(f, 0, size), size)
+	})
 }
 
 // Get reads an object.
