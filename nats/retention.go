@@ -15,6 +15,10 @@ import (
 type Retention struct {
 	MaxAge   time.Duration
 	MaxBytes int64
+	// Duplicates, when set, is the duplicate window of every stream, new
+	// or existing. Zero gives new streams DuplicateWindow and raises a
+	// shorter window of an existing one to it.
+	Duplicates time.Duration
 }
 
 // DefaultRetention is seven days and 1 GiB per domain.
@@ -39,8 +43,8 @@ func WithReplicas(n int) Option {
 
 // Check reports a negative limit.
 func (r Retention) Check() error {
-	if r.MaxAge < 0 || r.MaxBytes < 0 {
-		return fmt.Errorf("nats: stream retention %s / %d bytes: must not be negative (0 is no limit)", r.MaxAge, r.MaxBytes)
+	if r.MaxAge < 0 || r.MaxBytes < 0 || r.Duplicates < 0 {
+		return fmt.Errorf("nats: stream retention %s / %d bytes / duplicate window %s: must not be negative (0 is no limit, or the default window)", r.MaxAge, r.MaxBytes, r.Duplicates)
 	}
 	return nil
 }
@@ -51,11 +55,14 @@ func (r Retention) Check() error {
 func (r Retention) apply(c *jetstream.StreamConfig) bool {
 	changed := c.MaxAge != r.MaxAge || c.MaxBytes != maxBytes(r) || c.Discard != jetstream.DiscardOld
 	c.MaxAge, c.MaxBytes, c.Discard = r.MaxAge, maxBytes(r), jetstream.DiscardOld
-	dup := DuplicateWindow
+	dup, exact := DuplicateWindow, r.Duplicates > 0
+	if exact {
+		dup = r.Duplicates
+	}
 	if r.MaxAge > 0 && r.MaxAge < dup {
 		dup = r.MaxAge
 	}
-	if c.Duplicates < dup || r.MaxAge > 0 && c.Duplicates > r.MaxAge {
+	if exact && c.Duplicates != dup || c.Duplicates < dup || r.MaxAge > 0 && c.Duplicates > r.MaxAge {
 		c.Duplicates = dup
 		changed = true
 	}

@@ -91,6 +91,27 @@ func testRetention(t *testing.T, nc *natsgo.Conn, env string) {
 	if cfg = streamConfig(t, js, stream); cfg.MaxAge != 0 || cfg.MaxBytes != -1 || cfg.Duplicates != plinthnats.DuplicateWindow {
 		t.Fatalf("no limits: max age %s, max bytes %d, duplicates %s", cfg.MaxAge, cfg.MaxBytes, cfg.Duplicates)
 	}
+	// A duplicate window that is set is applied as it is, down as well as
+	// up; without one, an existing longer window is kept.
+	window := func(r plinthnats.Retention, want time.Duration) {
+		t.Helper()
+		if _, err := plinthnats.NewPublisher(ctx, nc, env, ds, plinthnats.WithRetention(r)); err != nil {
+			t.Fatal(err)
+		}
+		if got := streamConfig(t, js, stream).Duplicates; got != want {
+			t.Fatalf("retention %+v: duplicate window %s, want %s", r, got, want)
+		}
+	}
+	window(plinthnats.Retention{Duplicates: 30 * time.Second}, 30*time.Second)
+	window(plinthnats.Retention{}, plinthnats.DuplicateWindow)
+	cfg = streamConfig(t, js, stream)
+	cfg.Duplicates = 10 * time.Minute
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	window(plinthnats.Retention{}, 10*time.Minute)
+	window(plinthnats.Retention{Duplicates: 30 * time.Second}, 30*time.Second)
+	window(plinthnats.Retention{MaxAge: 10 * time.Second, Duplicates: 30 * time.Second}, 10*time.Second)
 	_, err = plinthnats.NewPublisher(ctx, nc, env, ds, plinthnats.WithRetention(plinthnats.Retention{MaxAge: -time.Hour}))
 	if err == nil || !strings.Contains(err.Error(), "negative") {
 		t.Fatalf("negative retention: %v", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/plinth-data/plinth"
 	"github.com/plinth-data/plinth/events"
@@ -52,10 +53,23 @@ func openPublisher(ctx context.Context, cfg Config, ds []*plinth.Domain, logger 
 	return natsPub, natsPub, stop, nil
 }
 
+// embeddedDuplicateWindow is the duplicate window of the embedded NATS
+// server's streams. The relay reads a stream's tail back before it
+// publishes again after a stop or a failure, so the window only has to
+// outlast a publish still on its way when the relay gave up waiting for
+// it (a step ends within 9 s): in process, far less than this. JetStream
+// keeps the ids of the window in serve's memory, about 200 bytes an event
+// (48 MB at 2,000 events/s for the default two minutes).
+const embeddedDuplicateWindow = 30 * time.Second
+
 // streamRetention is the configured retention and replicas of the
-// domains' streams.
+// domains' streams, and the embedded server's duplicate window.
 func streamRetention(cfg Config) nats.Option {
-	retention := nats.WithRetention(nats.Retention{MaxAge: cfg.StreamMaxAge, MaxBytes: cfg.StreamMaxBytes})
+	r := nats.Retention{MaxAge: cfg.StreamMaxAge, MaxBytes: cfg.StreamMaxBytes}
+	if cfg.NATSURL == "" {
+		r.Duplicates = embeddedDuplicateWindow
+	}
+	retention := nats.WithRetention(r)
 	replicas := nats.WithReplicas(cfg.StreamReplicas)
 	return func(p *nats.Publisher) { retention(p); replicas(p) }
 }
