@@ -21,12 +21,7 @@ import (
 // with the stored payload; and live events do not go through the consumer.
 func TestLiveSourceHandsOverEveryEventOnce(t *testing.T) {
 	ctx := t.Context()
-	_, nc := natstest.Embedded(t)
-	ds := shipped(t)
-	pub, err := plinthnats.NewPublisher(ctx, nc, "development", ds)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, pub, ds := devPublisher(t)
 	js := pub.JetStream()
 	stream := plinthnats.StreamName("development", "residents")
 	e := residents(t, ds)

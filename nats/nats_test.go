@@ -43,6 +43,19 @@ func residents(t testing.TB, ds []*plinth.Domain) *plinth.Entity {
 	return nil
 }
 
+// devPublisher starts an embedded NATS server and a publisher of the
+// shipped domains' events in "development".
+func devPublisher(t *testing.T) (*plinthnats.Embedded, *plinthnats.Publisher, []*plinth.Domain) {
+	t.Helper()
+	srv, nc := natstest.Embedded(t)
+	ds := shipped(t)
+	pub, err := plinthnats.NewPublisher(t.Context(), nc, "development", ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, pub, ds
+}
+
 // makeEntries builds n created events for people with keys from first on.
 func makeEntries(t testing.TB, e *plinth.Entity, env string, first, n int) []plinth.OutboxEntry {
 	t.Helper()

@@ -5,8 +5,6 @@ import (
 	"testing"
 
 	"github.com/plinth-data/plinth"
-	plinthnats "github.com/plinth-data/plinth/nats"
-	"github.com/plinth-data/plinth/plinthtest/natstest"
 )
 
 func eventIDs(entries []plinth.OutboxEntry) []string {
@@ -22,12 +20,7 @@ func eventIDs(entries []plinth.OutboxEntry) []string {
 // them, at the tail of the stream, and nothing else.
 func TestPublishedFindsTheUnmarkedTail(t *testing.T) {
 	ctx := t.Context()
-	_, nc := natstest.Embedded(t)
-	ds := shipped(t)
-	pub, err := plinthnats.NewPublisher(ctx, nc, "development", ds)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, pub, ds := devPublisher(t)
 	entries := makeEntries(t, residents(t, ds), "development", 1, 200)
 	check := func(pending []plinth.OutboxEntry, want []plinth.OutboxEntry) {
 		t.Helper()
