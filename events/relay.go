@@ -194,11 +194,11 @@ func (r *Relay) relayOnce(ctx context.Context) (int, error) {
 			return 0, err
 		}
 	}
-	r.unsure = false
 	if len(entries) == 0 {
+		r.unsure = false
 		return 0, nil
 	}
-	r.unsure = true // until marked
+	r.unsure = true // until the batch is marked
 	if err := r.pub.Publish(ctx, entries); err != nil {
 		return 0, fmt.Errorf("publishing %d event(s) from sequence %d: %w", len(entries), entries[0].Sequence, err)
 	}

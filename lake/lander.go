@@ -1,7 +1,6 @@
 package lake
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -100,12 +99,10 @@ type Lander struct {
 	files   map[string]*openFile // the files being written, by partition folder
 	pending int                  // events buffered in them
 	bytes   int
-	inBuf   []uint64        // the sequences buffered, ascending
-	hint    int             // the size of the largest file landed: what a new file's buffer starts with
-	spare   []*bytes.Buffer // buffers of files landed, for the next files
-	first   time.Time       // when the oldest buffered event came
-	lastSeq uint64          // the highest sequence delivered
-	acked   uint64          // the highest sequence acknowledged
+	inBuf   []uint64  // the sequences buffered, ascending
+	first   time.Time // when the oldest buffered event came
+	lastSeq uint64    // the highest sequence delivered
+	acked   uint64    // the highest sequence acknowledged
 	stats   Stats
 }
 
@@ -444,33 +441,6 @@ func (l *Lander) Flush(ctx context.Context, src Source) error {
 	l.pending, l.bytes = 0, 0
 	l.inBuf = l.inBuf[:0]
 	return nil
-}
-
-// maxSpare is how many buffers of landed files a Lander keeps.
-const maxSpare = 2
-
-// buffer returns a buffer for a new file: one a landed file left, or a
-// new one the size of the largest file so far. Grown by doubling from
-// nothing, each file's buffer would be allocated afresh (its pages
-// faulted in and cleared) and copied about twice over.
-func (l *Lander) buffer() *bytes.Buffer {
-	if n := len(l.spare); n > 0 {
-		b := l.spare[n-1]
-		l.spare = l.spare[:n-1]
-		return b
-	}
-	b := new(bytes.Buffer)
-	b.Grow(l.hint)
-	return b
-}
-
-// recycle keeps the buffer of a landed file (Target.Put keeps no body)
-// for a next file.
-func (l *Lander) recycle(b *bytes.Buffer) {
-	if len(l.spare) < maxSpare {
-		b.Reset()
-		l.spare = append(l.spare, b)
-	}
 }
 
 // discardOpen drops the files not landed when a run fails: their events

@@ -2,7 +2,6 @@ package lake
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,8 +13,9 @@ import (
 // that a lander holds no whole file in memory. A lander's file holds up
 // to FlushEvents events (100,000 by default, tens of megabytes of
 // Parquet); built in memory, it stayed there, with two spare buffers of
-// its size, for as long as the lander ran. Dir is a Spooler; other
-// targets get each file whole, by Put.
+// its size, for as long as the lander ran. Dir and the S3 target are
+// Spoolers; other targets get each file whole, by Put, from a temporary
+// file.
 type Spooler interface {
 	// Spool starts a file in folder (a key prefix: "" or ending in "/").
 	Spool(folder string) (Spool, error)
@@ -122,36 +122,20 @@ func (d Dir) landFile(_ context.Context, key string, f *os.File, _ int64) error 
 }
 
 // newSpool starts the file of a partition: in the target when it is a
-// Spooler, else in memory.
+// Spooler, else in a temporary file of $TMPDIR put whole when it lands.
 func (l *Lander) newSpool(partition string) (Spool, error) {
 	if t, ok := l.target.(Spooler); ok {
 		return t.Spool(partition)
 	}
-	return &bufferSpool{l: l, buf: l.buffer()}, nil
-}
-
-// bufferSpool is a file built in memory and put whole.
-type bufferSpool struct {
-	l   *Lander
-	buf *bytes.Buffer
-}
-
-func (s *bufferSpool) Write(p []byte) (int, error) { return s.buf.Write(p) }
-
-func (s *bufferSpool) Size() int64 { return int64(s.buf.Len()) }
-
-func (s *bufferSpool) Land(ctx context.Context, key string) error {
-	defer s.Discard()
-	if err := s.l.target.Put(ctx, key, s.buf.Bytes()); err != nil {
-		return err
-	}
-	s.l.hint = min(max(s.l.hint, s.buf.Len()), s.l.cfg.FlushBytes)
-	return nil
-}
-
-func (s *bufferSpool) Discard() {
-	if s.buf != nil {
-		s.l.recycle(s.buf)
-		s.buf = nil
-	}
+	return FileSpool(os.TempDir(), func(ctx context.Context, key string, f *os.File, _ int64) error {
+		defer func() {
+			f.Close()
+			os.Remove(f.Name())
+		}()
+		body, err := os.ReadFile(f.Name())
+		if err != nil {
+			return err
+		}
+		return l.target.Put(ctx, key, body)
+	})
 }
