@@ -14,8 +14,14 @@ import (
 //
 //   - plinth_outbox: one row per event, written by Tx.AppendEvent in the
 //     transaction of the change; the payload is a BLOB, the event's bytes
-//     exactly as they will be published. A row is never changed: sent_at
-//     is only set in rows an older Plinth marked.
+//     exactly as they will be published, or (payload_encoding 's2') those
+//     bytes compressed with S2, which PendingEvents undoes. A row is never
+//     changed: sent_at is only set in rows an older Plinth marked.
+//     Compressing is for the page: a resident's event is about 1.9 KB, and
+//     SQLite fits only one row of that size in a 4 KB page, so every event
+//     took a page of its own (half of it empty) in the file and in the
+//     WAL; compressed to about 0.9 KB, three share one (BENCHMARKS.md,
+//     "2026-12-02, twelfth session").
 //   - plinth_outbox_sent: the sequence of every event MarkEventsSent
 //     marked, and when. Marking rewrote each event's row with its payload
 //     before (about 4 KB of WAL for every two events; 4.5 % of serve's CPU
@@ -49,7 +55,8 @@ var outboxSchema = []string{
 	"payload" BLOB NOT NULL,
 	"created_at" TEXT NOT NULL,
 	"sent_at" TEXT,
-	"trace" TEXT
+	"trace" TEXT,
+	"payload_encoding" TEXT
 )`,
 	`CREATE INDEX IF NOT EXISTS "plinth_outbox__unsent" ON "plinth_outbox" ("sequence") WHERE "sent_at" IS NULL`,
 	`CREATE INDEX IF NOT EXISTS "plinth_outbox__sent_at" ON "plinth_outbox" ("sent_at") WHERE "sent_at" IS NOT NULL`,
@@ -65,11 +72,13 @@ var outboxSchema = []string{
 }
 
 const (
-	insertEventSQL = `INSERT INTO "plinth_outbox" ("domain", "subject", "event_id", "payload", "created_at", "trace") VALUES (?, ?, ?, ?, ?, NULLIF(?, ''))`
+	insertEventSQL = `INSERT INTO "plinth_outbox" ("domain", "subject", "event_id", "payload", "created_at", "trace", "payload_encoding")
+VALUES (?, ?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''))`
 	// newestEventSQL is the newest row's sequence, 0 when there is none.
 	newestEventSQL = `SELECT coalesce(max("sequence"), 0) FROM "plinth_outbox"`
 	// pendingEventsSQL reads from a floor (PendingEvents).
-	pendingEventsSQL = `SELECT "sequence", "domain", "subject", "event_id", "payload", coalesce("trace", '') FROM "plinth_outbox" o
+	pendingEventsSQL = `SELECT "sequence", "domain", "subject", "event_id", "payload", coalesce("trace", ''),
+	coalesce("payload_encoding", '') FROM "plinth_outbox" o
 WHERE "sent_at" IS NULL AND "sequence" >= ?
 	AND NOT EXISTS (SELECT 1 FROM "plinth_outbox_sent" s WHERE s."sequence" = o."sequence")
 ORDER BY "sequence"`
@@ -85,20 +94,24 @@ RETURNING "holder"`
 )
 
 // prepareOutbox creates the outbox tables when they are missing, and adds
-// the trace column (added after the first release) to an older outbox.
+// the columns added since the first release (trace, payload_encoding) to
+// an older outbox.
 func (x *tx) prepareOutbox(ctx context.Context) error {
 	for _, q := range outboxSchema {
 		if _, err := x.tx.ExecContext(ctx, q); err != nil {
 			return err
 		}
 	}
-	var hasTrace bool
-	if err := x.tx.QueryRowContext(ctx, `SELECT count(*) > 0 FROM pragma_table_info('plinth_outbox') WHERE "name" = 'trace'`).Scan(&hasTrace); err != nil {
-		return err
-	}
-	if !hasTrace {
-		_, err := x.tx.ExecContext(ctx, `ALTER TABLE "plinth_outbox" ADD COLUMN "trace" TEXT`)
-		return err
+	for _, col := range []string{"trace", "payload_encoding"} {
+		var has bool
+		if err := x.tx.QueryRowContext(ctx, `SELECT count(*) > 0 FROM pragma_table_info('plinth_outbox') WHERE "name" = ?`, col).Scan(&has); err != nil {
+			return err
+		}
+		if !has {
+			if _, err := x.tx.ExecContext(ctx, `ALTER TABLE "plinth_outbox" ADD COLUMN "`+col+`" TEXT`); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -110,15 +123,12 @@ func (x *tx) AppendEvent(ctx context.Context, e plinth.OutboxEntry) error {
 	if e.EventID == "" {
 		return errors.New("sqlite: append an event to the outbox: the event has no ID")
 	}
-	payload := e.Payload
-	if payload == nil {
-		payload = []byte{}
-	}
+	payload, encoding := encodePayload(e.Payload)
 	st, err := x.stmt(ctx, insertEventSQL)
 	if err != nil {
 		return fail(what, err)
 	}
-	if _, err := st.ExecContext(ctx, e.Domain, e.Subject, e.EventID, payload, formatStoredTime(plinth.Now()), e.Trace); err != nil {
+	if _, err := st.ExecContext(ctx, e.Domain, e.Subject, e.EventID, payload, formatStoredTime(plinth.Now()), e.Trace, encoding); err != nil {
 		if isKeyConflict(err) {
 			return fmt.Errorf("sqlite: %s: %w", what, plinth.ErrConflict)
 		}
@@ -162,11 +172,12 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 	out := []plinth.OutboxEntry{}
 	for rows.Next() {
 		var e plinth.OutboxEntry
-		if err := rows.Scan(&e.Sequence, &e.Domain, &e.Subject, &e.EventID, &e.Payload, &e.Trace); err != nil {
+		var encoding string
+		if err := rows.Scan(&e.Sequence, &e.Domain, &e.Subject, &e.EventID, &e.Payload, &e.Trace, &encoding); err != nil {
 			return nil, fail("read pending events", err)
 		}
-		if e.Payload == nil {
-			e.Payload = []byte{}
+		if e.Payload, err = decodePayload(e.Payload, encoding); err != nil {
+			return nil, fmt.Errorf("sqlite: read pending events: outbox entry %d (event %q): %w", e.Sequence, e.EventID, err)
 		}
 		out = append(out, e)
 	}
