@@ -221,8 +221,8 @@ const (
 	// ($19), each record's the slice from its first to its last
 	// ($14, $20: 1-based, first > last for none). Slicing costs
 	// PostgreSQL less than decoding a JSON array per record (a subquery
-	// each): about 5 µs a record of a list's 20 ids (BENCHMARKS.md,
-	// "2026-12-02, twelfth session").
+	// each): 4–7 µs less a record naming one id, 2–3 µs less one naming
+	// twenty, of about 40 (BENCHMARKS.md, "2026-12-02, twelfth session").
 	insertAuditLogSQL = `INSERT INTO "plinth"."audit_log" (` + recordCols + `)
 SELECT u.t, u.cid, u.env, u.dom, u.ent, u.op, u.meth, u.route, u.filters::jsonb, u.principal::jsonb,
 	u.decision, u.reason, u.status, coalesce(($19::text[])[u.first:u.last], '{}'), u.cnt, u.dur, u.addr, u.ua
