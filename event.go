@@ -79,3 +79,14 @@ type OutboxStore interface {
 	// store and one takes over when the active one dies.
 	AcquireRelayLease(ctx context.Context, holder string, ttl time.Duration) (bool, error)
 }
+
+// PendingAfterReader is an OutboxStore that can read the unsent entries
+// past a sequence. A relay that marks what it published in batches, some
+// time after publishing it, reads past what it published and has not yet
+// marked instead of reading it again (events.Relay).
+type PendingAfterReader interface {
+	// PendingEventsAfter is PendingEvents for the entries whose sequence
+	// is greater than after; PendingEventsAfter(ctx, 0, limit) is
+	// PendingEvents(ctx, limit).
+	PendingEventsAfter(ctx context.Context, after int64, limit int) ([]OutboxEntry, error)
+}

@@ -74,7 +74,9 @@ func (c RelayConfig) withDefaults() RelayConfig {
 // Relay moves events from a store's outbox to the bus: the second half of
 // the transactional outbox. Writes append their events to the outbox in the
 // same transaction as the change; the relay publishes committed entries in
-// sequence order and then marks them sent.
+// sequence order and then marks them sent: with a store that can read past
+// a sequence (plinth.PendingAfterReader: sqlite and postgres), up to
+// markLater after publishing them, several batches in one mark.
 //
 // Several relays may run against one store (one in every plinth serve, or
 // standalone plinth relay processes): the store's lease lets one publish
@@ -108,7 +110,29 @@ type Relay struct {
 	// them (before this one started or took the lease, or this one's last
 	// publish or mark failed), so the bus is asked before publishing.
 	unsure bool
+	// unmarked holds the IDs of the entries this relay published and has
+	// not marked sent yet, published through sequence through, the first
+	// of them at since (markLater).
+	unmarked []string
+	through  int64
+	since    time.Time
 }
+
+// markLater is how long a relay may leave the entries it published
+// unmarked, with a store that can read past them (plinth.
+// PendingAfterReader): it marks them sent together, when this much time
+// has passed since it published the first of them, when they fill a
+// batch, when the outbox has nothing more, and before it gives up the
+// lease. A pass that published and then marked, under a steady trickle of
+// writes, cost a write transaction (with its commit's sync) for a handful
+// of events: at 2 connections on PostgreSQL the relay took 30-40 % of the
+// CPU a create cost serve and PostgreSQL (BENCHMARKS.md, "2026-12-02,
+// thirteenth session"). Events reach the bus as soon as before; what
+// waits is the mark. A relay that dies meanwhile leaves them unmarked,
+// as one that dies between publishing and marking always could: the
+// relay that goes on finds them in the stream and does not publish them
+// again.
+const markLater = 100 * time.Millisecond
 
 // NewRelay returns a relay from store to pub. Call Run to start it.
 func NewRelay(store plinth.OutboxStore, pub plinth.Publisher, cfg RelayConfig) *Relay {
@@ -126,6 +150,9 @@ func NewRelay(store plinth.OutboxStore, pub plinth.Publisher, cfg RelayConfig) *
 		Poll:    cfg.Poll,
 		Acquire: store.AcquireRelayLease,
 		Release: func(ctx context.Context, holder string) error {
+			if err := r.markUnmarked(ctx); err != nil {
+				r.log.Warn("cannot mark published events sent; the next relay finds them in the stream", "error", err)
+			}
 			// Renewing the lease for a moment only gives it up.
 			_, err := store.AcquireRelayLease(ctx, holder, time.Millisecond)
 			return err
@@ -183,9 +210,17 @@ func (r *Relay) purge(ctx context.Context) {
 	}
 }
 
-// relayOnce publishes one batch of pending entries and marks them sent.
+// relayOnce publishes one batch of pending entries and marks them sent,
+// now or with the next batches (markLater).
 func (r *Relay) relayOnce(ctx context.Context) (int, error) {
-	entries, err := r.store.PendingEvents(ctx, r.cfg.Batch)
+	if r.unsure && len(r.unmarked) > 0 {
+		// Mark what this relay knows it published before asking the bus
+		// about the rest, which reads the outbox from its start.
+		if err := r.markUnmarked(ctx); err != nil {
+			return 0, err
+		}
+	}
+	entries, err := r.pending(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("reading the outbox: %w", err)
 	}
@@ -195,23 +230,55 @@ func (r *Relay) relayOnce(ctx context.Context) (int, error) {
 		}
 	}
 	if len(entries) == 0 {
+		if err := r.markUnmarked(ctx); err != nil {
+			return 0, err
+		}
 		r.unsure = false
 		return 0, nil
 	}
-	r.unsure = true // until the batch is marked
+	r.unsure = true // until the batch is marked or known published
 	if err := r.pub.Publish(ctx, entries); err != nil {
 		return 0, fmt.Errorf("publishing %d event(s) from sequence %d: %w", len(entries), entries[0].Sequence, err)
 	}
-	ids := make([]string, len(entries))
-	for i, e := range entries {
-		ids[i] = e.EventID
+	if len(r.unmarked) == 0 {
+		r.since = time.Now()
 	}
-	if err := r.store.MarkEventsSent(ctx, ids); err != nil {
-		// They are published; publishing them again is harmless.
-		return 0, fmt.Errorf("marking %d published event(s) sent: %w", len(entries), err)
+	for _, e := range entries {
+		r.unmarked = append(r.unmarked, e.EventID)
 	}
+	r.through = entries[len(entries)-1].Sequence
 	r.unsure = false
+	if _, later := r.store.(plinth.PendingAfterReader); !later || len(r.unmarked) >= r.cfg.Batch || time.Since(r.since) >= markLater {
+		if err := r.markUnmarked(ctx); err != nil {
+			return 0, err
+		}
+	}
 	return len(entries), nil
+}
+
+// pending reads the entries to publish next: past those published and not
+// yet marked, when the store can.
+func (r *Relay) pending(ctx context.Context) ([]plinth.OutboxEntry, error) {
+	if after, ok := r.store.(plinth.PendingAfterReader); ok && len(r.unmarked) > 0 {
+		return after.PendingEventsAfter(ctx, r.through, r.cfg.Batch)
+	}
+	return r.store.PendingEvents(ctx, r.cfg.Batch)
+}
+
+// markUnmarked marks sent the entries this relay published and has not
+// marked yet. When that fails, the relay is unsure again: they stay
+// pending, and its next pass marks them again before anything else.
+func (r *Relay) markUnmarked(ctx context.Context) error {
+	if len(r.unmarked) == 0 {
+		return nil
+	}
+	if err := r.store.MarkEventsSent(ctx, r.unmarked); err != nil {
+		// They are published; publishing them again is harmless.
+		r.unsure = true
+		return fmt.Errorf("marking %d published event(s) sent: %w", len(r.unmarked), err)
+	}
+	r.unmarked = nil
+	return nil
 }
 
 // widerCheck is how many batches of pending entries markPublished looks

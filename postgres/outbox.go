@@ -179,6 +179,13 @@ func (x *tx) AppendEvent(ctx context.Context, e plinth.OutboxEntry) error {
 // appear later. The floor is forgotten every outboxFloorLife, so rows put
 // back below it (a database restored under a running process) are found.
 func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEntry, error) {
+	return s.PendingEventsAfter(ctx, 0, limit)
+}
+
+// PendingEventsAfter is PendingEvents for the entries past sequence after
+// (plinth.PendingAfterReader). Such a read leaves the floor as it is: the
+// entries up to after may be unsent still.
+func (s *Store) PendingEventsAfter(ctx context.Context, after int64, limit int) ([]plinth.OutboxEntry, error) {
 	if limit <= 0 {
 		limit = plinth.DefaultLimit
 	}
@@ -187,8 +194,9 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 		s.outboxFloor.Store(0)
 	}
 	floor := s.outboxFloor.Load()
+	from := max(floor, after+1)
 	var out []plinth.OutboxEntry
-	err := s.readBelowCut(ctx, "read pending events", nextSequenceSQL, outboxLockBase, pendingEventsSQL, []any{limit, floor},
+	err := s.readBelowCut(ctx, "read pending events", nextSequenceSQL, outboxLockBase, pendingEventsSQL, []any{limit, from},
 		func(cut int64, rows pgx.Rows) error {
 			out = []plinth.OutboxEntry{}
 			next := cut
@@ -205,7 +213,7 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 				}
 				out = append(out, e)
 			}
-			if next > floor {
+			if after <= 0 && next > floor {
 				s.outboxFloor.CompareAndSwap(floor, next)
 			}
 			return nil

@@ -155,6 +155,13 @@ func (x *tx) AppendEvent(ctx context.Context, e plinth.OutboxEntry) error {
 // every poll (ten a second) for as long as nothing new was written: a
 // second of CPU each at 300,000 events (TestOutboxFloorAfterRestart).
 func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEntry, error) {
+	return s.PendingEventsAfter(ctx, 0, limit)
+}
+
+// PendingEventsAfter is PendingEvents for the entries past sequence after
+// (plinth.PendingAfterReader). Such a read leaves the floor as it is: the
+// entries up to after may be unsent still.
+func (s *Store) PendingEventsAfter(ctx context.Context, after int64, limit int) ([]plinth.OutboxEntry, error) {
 	if limit <= 0 {
 		limit = plinth.DefaultLimit
 	}
@@ -169,7 +176,7 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 			return nil, fail("read pending events", err)
 		}
 	}
-	rows, err := s.query(ctx, pendingEventsSQL+limitSQL(limit), floor)
+	rows, err := s.query(ctx, pendingEventsSQL+limitSQL(limit), max(floor, after+1))
 	if err != nil {
 		return nil, fail("read pending events", err)
 	}
@@ -193,7 +200,7 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]plinth.OutboxEn
 	if len(out) > 0 {
 		next = out[0].Sequence
 	}
-	if next > floor {
+	if after <= 0 && next > floor {
 		s.outboxFloor.CompareAndSwap(floor, next)
 	}
 	s.outboxBusy.Store(len(out) > 0)

@@ -38,6 +38,9 @@ import (
 //   - MarkEventsSent ignores unknown and already-sent sequences.
 //   - Of relays asking for the lease at once, exactly one gets it; the
 //     holder renews it; another takes it over once it has expired.
+//   - A store that is a plinth.PendingAfterReader returns only the
+//     entries past the sequence it is given, and a read past unsent
+//     entries does not hide them from PendingEvents.
 func RunOutbox(t *testing.T, open func(t *testing.T) plinth.Store) {
 	tests := []struct {
 		name string
@@ -47,6 +50,7 @@ func RunOutbox(t *testing.T, open func(t *testing.T) plinth.Store) {
 		{"RolledBackEventsNeverAppear", testOutboxRollback},
 		{"DuplicateEventID", testOutboxDuplicate},
 		{"MarkSent", testOutboxMarkSent},
+		{"PendingAfter", testOutboxPendingAfter},
 		{"Lease", testOutboxLease},
 		{"LowerSequenceStillOpen", testOutboxSequenceGap},
 		{"EarlierTransactionLaterSequence", testOutboxEarlyTransaction},
@@ -252,6 +256,50 @@ func testOutboxMarkSent(t *testing.T, s plinth.Store, o plinth.OutboxStore) {
 	if got[0].Sequence <= es[4].Sequence {
 		t.Errorf("a later event has sequence %d, not above %d", got[0].Sequence, es[4].Sequence)
 	}
+}
+
+func testOutboxPendingAfter(t *testing.T, s plinth.Store, o plinth.OutboxStore) {
+	after, ok := o.(plinth.PendingAfterReader)
+	if !ok {
+		t.Skipf("%T cannot read past a sequence", o)
+	}
+	for i := range 5 {
+		appendEvents(t, s, outboxEntry(fmt.Sprint("a", i)))
+	}
+	es := waitPending(t, o, "a0", "a1", "a2", "a3", "a4")
+	ctx := t.Context()
+	// As a relay that published a0-a2 and has not marked them.
+	got, err := after.PendingEventsAfter(ctx, es[2].Sequence, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := eventIDs(got); fmt.Sprint(ids) != "[a3 a4]" {
+		t.Fatalf("PendingEventsAfter(a2's sequence): %q, want a3 and a4", ids)
+	}
+	if got, err = after.PendingEventsAfter(ctx, es[2].Sequence, 1); err != nil || fmt.Sprint(eventIDs(got)) != "[a3]" {
+		t.Fatalf("PendingEventsAfter(a2's sequence, limit 1): %q, %v", eventIDs(got), err)
+	}
+	if got, err = after.PendingEventsAfter(ctx, es[4].Sequence, 10); err != nil || len(got) != 0 {
+		t.Fatalf("PendingEventsAfter(the last sequence): %q, %v", eventIDs(got), err)
+	}
+	// What was read past is still pending, to PendingEvents and from 0.
+	pendingAll := func() {
+		t.Helper()
+		if ids := eventIDs(pending(t, o, 10)); fmt.Sprint(ids) != "[a0 a1 a2 a3 a4]" {
+			t.Fatalf("PendingEvents after reads past a2: %q, want all five", ids)
+		}
+		if got, err := after.PendingEventsAfter(ctx, 0, 10); err != nil || len(got) != 5 {
+			t.Fatalf("PendingEventsAfter(0): %q, %v", eventIDs(got), err)
+		}
+	}
+	pendingAll()
+	if err := o.MarkEventsSent(ctx, []string{es[3].EventID, es[4].EventID}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = after.PendingEventsAfter(ctx, es[2].Sequence, 10); err != nil || len(got) != 0 {
+		t.Fatalf("PendingEventsAfter(a2's sequence) once a3 and a4 are sent: %q, %v", eventIDs(got), err)
+	}
+	waitPending(t, o, "a0", "a1", "a2")
 }
 
 func testOutboxLease(t *testing.T, s plinth.Store, o plinth.OutboxStore) {
