@@ -125,7 +125,7 @@ type Relay struct {
 // batch, when the outbox has nothing more, and before it gives up the
 // lease. A pass that published and then marked, under a steady trickle of
 // writes, cost a write transaction (with its commit's sync) for a handful
-// of events: at 2 connections on PostgreSQL the relay took 30-40 % of the
+// of events: at 2 connections on PostgreSQL the relay took about 30 % of the
 // CPU a create cost serve and PostgreSQL (BENCHMARKS.md, "2026-12-02,
 // thirteenth session"). Events reach the bus as soon as before; what
 // waits is the mark. A relay that dies meanwhile leaves them unmarked,
