@@ -119,6 +119,14 @@ func (s *killableStore) PendingEvents(ctx context.Context, limit int) ([]plinth.
 	return s.OutboxStore.PendingEvents(ctx, limit)
 }
 
+// PendingEventsAfter lets the relay mark later, as over the store itself.
+func (s *killableStore) PendingEventsAfter(ctx context.Context, after int64, limit int) ([]plinth.OutboxEntry, error) {
+	if s.dead.Load() {
+		return nil, errKilled
+	}
+	return s.OutboxStore.(plinth.PendingAfterReader).PendingEventsAfter(ctx, after, limit)
+}
+
 func (s *killableStore) MarkEventsSent(ctx context.Context, ids []string) error {
 	if s.dead.Load() {
 		return errKilled
@@ -366,6 +374,11 @@ type failingMarks struct {
 	fail  map[int64]bool
 	pause time.Duration
 	calls atomic.Int64
+}
+
+// PendingEventsAfter lets the relay mark later, as over the store itself.
+func (s *failingMarks) PendingEventsAfter(ctx context.Context, after int64, limit int) ([]plinth.OutboxEntry, error) {
+	return s.OutboxStore.(plinth.PendingAfterReader).PendingEventsAfter(ctx, after, limit)
 }
 
 func (s *failingMarks) MarkEventsSent(ctx context.Context, ids []string) error {
