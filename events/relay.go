@@ -116,6 +116,9 @@ type Relay struct {
 	unmarked []string
 	through  int64
 	since    time.Time
+	// after is the store when it can read past a sequence, and so lets
+	// the relay mark later; nil otherwise.
+	after plinth.PendingAfterReader
 }
 
 // markLater is how long a relay may leave the entries it published
@@ -144,6 +147,7 @@ func NewRelay(store plinth.OutboxStore, pub plinth.Publisher, cfg RelayConfig) *
 		log:    cfg.Logger.With("component", "relay", "holder", cfg.Holder),
 		unsure: true,
 	}
+	r.after, _ = store.(plinth.PendingAfterReader)
 	lc := lease.Config{
 		Holder:  cfg.Holder,
 		TTL:     cfg.LeaseTTL,
@@ -248,7 +252,7 @@ func (r *Relay) relayOnce(ctx context.Context) (int, error) {
 	}
 	r.through = entries[len(entries)-1].Sequence
 	r.unsure = false
-	if _, later := r.store.(plinth.PendingAfterReader); !later || len(r.unmarked) >= r.cfg.Batch || time.Since(r.since) >= markLater {
+	if r.after == nil || len(r.unmarked) >= r.cfg.Batch || time.Since(r.since) >= markLater {
 		if err := r.markUnmarked(ctx); err != nil {
 			return 0, err
 		}
@@ -259,8 +263,8 @@ func (r *Relay) relayOnce(ctx context.Context) (int, error) {
 // pending reads the entries to publish next: past those published and not
 // yet marked, when the store can.
 func (r *Relay) pending(ctx context.Context) ([]plinth.OutboxEntry, error) {
-	if after, ok := r.store.(plinth.PendingAfterReader); ok && len(r.unmarked) > 0 {
-		return after.PendingEventsAfter(ctx, r.through, r.cfg.Batch)
+	if r.after != nil && len(r.unmarked) > 0 {
+		return r.after.PendingEventsAfter(ctx, r.through, r.cfg.Batch)
 	}
 	return r.store.PendingEvents(ctx, r.cfg.Batch)
 }
